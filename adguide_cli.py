@@ -1,0 +1,18 @@
+"""The `adguide` command: one typer app composed of each package's own sub-commands.
+
+Sub-apps are imported lazily inside the commands that need them, so `adguide --help` stays fast and
+the packages keep their dependency direction (nothing imports server/, training/ or evals/).
+"""
+
+import typer
+
+app = typer.Typer(help="adguide: an agent that guides advertisers.", no_args_is_help=True)
+
+
+@app.callback()
+def main() -> None:
+    """adguide: an agent that guides advertisers."""
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: sets up .venv if needed, then lint, type-check and the whole pytest suite (slow included).
+# For a quick local loop: .venv/bin/pytest  (skips tests marked slow).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff" && ruff check .
+echo "== mypy" && mypy agent tools training evals server adguide_cli.py
+echo "== pytest (all suites, slow included)"
+pytest -m "slow or not slow" "$@"

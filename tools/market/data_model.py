@@ -1,0 +1,229 @@
+"""The marketplace's schema: one place defines every entity, market parameter and report row.
+
+Entities (advertiser → campaign → ad group → keyword, products) are what an advertiser sees and edits.
+`KeywordMarket` holds the hidden demand/competition parameters the simulator runs on; the agent never
+reads them directly, only their consequences (reports, simulations). Ground truth of experiments lives
+in `ExperimentTruth`, stored apart from everything an advertiser-scoped reader can reach.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class MatchType(StrEnum):
+    EXACT = "exact"
+    PHRASE = "phrase"
+    BROAD = "broad"
+
+
+class Status(StrEnum):
+    ENABLED = "enabled"
+    PAUSED = "paused"
+
+
+class Targeting(StrEnum):
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
+class Mechanism(StrEnum):
+    SECOND_PRICE = "second_price"
+    FIRST_PRICE = "first_price"
+    GSP = "gsp"
+
+
+class InterventionKind(StrEnum):
+    BID_CHANGE = "bid_change"
+    BUDGET_CHANGE = "budget_change"
+    PAUSE = "pause"
+    ENABLE = "enable"
+    ADD_KEYWORD = "add_keyword"
+    ADD_NEGATIVE = "add_negative"
+
+
+# --- entities ---------------------------------------------------------------------------------------
+
+
+class Advertiser(_Model):
+    id: str  # "adv_0001"
+    name: str
+    category: str  # e.g. "kitchen", "outdoor"
+
+
+class Product(_Model):
+    id: str  # "prd_000001"
+    advertiser_id: str
+    name: str
+    category: str
+    price: float = Field(gt=0)
+    margin: float = Field(gt=0, lt=1, description="gross margin as a fraction of price")
+
+
+class Campaign(_Model):
+    id: str  # "cmp_00001"
+    advertiser_id: str
+    name: str
+    daily_budget: float = Field(gt=0)
+    status: Status = Status.ENABLED
+    targeting: Targeting = Targeting.MANUAL
+
+
+class AdGroup(_Model):
+    id: str  # "ag_000001"
+    campaign_id: str
+    name: str
+    product_ids: list[str]
+    default_bid: float = Field(gt=0)
+
+
+class Keyword(_Model):
+    id: str  # "kw_0000001"
+    ad_group_id: str
+    text: str
+    match_type: MatchType
+    bid: float = Field(gt=0)
+    status: Status = Status.ENABLED
+
+
+class NegativeKeyword(_Model):
+    id: str
+    ad_group_id: str
+    text: str
+    match_type: MatchType = MatchType.EXACT
+
+
+# --- hidden market parameters (simulator input, never shown to the agent as such) ----------------------
+
+
+class MarketEvent(_Model):
+    """A dated multiplier on demand (a sales event) or on competition (a competitor surge)."""
+
+    start: int = Field(ge=0, description="day index from the world's start date")
+    end: int = Field(ge=0, description="inclusive")
+    demand_mult: float = Field(default=1.0, gt=0)
+    rival_bid_mult: float = Field(default=1.0, gt=0)
+    rival_count_mult: float = Field(default=1.0, gt=0)
+
+
+class KeywordMarket(_Model):
+    """Demand and competition behind one keyword: everything the auction simulator needs for it."""
+
+    keyword_id: str
+    base_volume: float = Field(ge=0, description="mean daily matched searches before seasonality")
+    weekly_amp: float = Field(default=0.0, ge=0, lt=1)
+    weekly_phase: float = 0.0
+    yearly_amp: float = Field(default=0.0, ge=0, lt=1)
+    yearly_phase: float = 0.0
+    n_rivals: float = Field(ge=0, description="mean number of rival bidders per auction (Poisson)")
+    rival_bid_mu: float = Field(description="log-mean of rival bids (lognormal)")
+    rival_bid_sigma: float = Field(gt=0)
+    rival_quality_a: float = Field(gt=0, description="Beta(a, b) of rival quality scores")
+    rival_quality_b: float = Field(gt=0)
+    quality: float = Field(gt=0, le=1, description="our ad's quality score")
+    ctr_top: float = Field(gt=0, lt=1, description="click-through rate in the top slot")
+    position_decay: float = Field(gt=0, le=1, description="CTR multiplier per slot further down")
+    cvr: float = Field(gt=0, lt=1, description="conversion rate of a click")
+    aov: float = Field(gt=0, description="average order value")
+    organic_rate: float = Field(
+        ge=0, lt=1, description="probability a searcher buys our product organically without our ad"
+    )
+    cannibalization: float = Field(
+        ge=0, le=1, description="share of ad conversions that would have happened organically anyway"
+    )
+    n_slots: int = Field(default=4, ge=1)
+    reserve: float = Field(default=0.05, ge=0)
+    events: list[MarketEvent] = Field(default_factory=list)
+
+
+class SearchTerm(_Model):
+    """A customer query that a keyword matched; its own relevance drives search-term reports."""
+
+    keyword_id: str
+    term: str
+    share: float = Field(gt=0, le=1, description="share of the keyword's volume")
+    relevance: float = Field(ge=0, le=2, description="CVR multiplier; near 0 marks an irrelevant term")
+
+
+# --- reports (what the advertiser can read) ---------------------------------------------------------
+
+
+class PerformanceRow(_Model):
+    """One day of one keyword (or campaign, summed). Attributed sales are what ad reports show."""
+
+    date: dt.date
+    impressions: int = 0
+    clicks: int = 0
+    spend: float = 0.0
+    orders: int = 0
+    sales: float = 0.0  # ad-attributed
+    organic_sales: float = 0.0
+
+
+class KeywordDay(PerformanceRow):
+    keyword_id: str
+    avg_position: float | None = None
+    impression_share: float | None = None
+    bid: float
+
+
+class CampaignDay(PerformanceRow):
+    campaign_id: str
+    budget: float
+    budget_exhausted_at: float | None = Field(default=None, description="fraction of day when spend hit budget")
+
+
+class SearchTermDay(PerformanceRow):
+    keyword_id: str
+    term: str
+
+
+class Intervention(_Model):
+    """A logged past change the advertiser made (bid or budget), with its date."""
+
+    id: str
+    advertiser_id: str
+    date: dt.date
+    kind: InterventionKind
+    entity_id: str
+    before: float | str | None = None
+    after: float | str | None = None
+
+
+# --- experiments --------------------------------------------------------------------------------------
+
+
+class Experiment(_Model):
+    """A randomized holdout the advertiser ran (ad exposure or promotion). Units are users."""
+
+    id: str
+    advertiser_id: str
+    kind: str  # "ad_exposure" | "promotion"
+    start: dt.date
+    end: dt.date
+    n_units: int
+    covariates: list[str]
+    outcome: str  # "purchase" (binary) | "revenue" (continuous)
+    treatment_share: float = Field(gt=0, lt=1)
+
+
+class ExperimentTruth(_Model):
+    """Never reachable through advertiser-scoped access: kept in the truth store only."""
+
+    experiment_id: str
+    true_ate: float
+    true_cate_formula: str
+
+
+class WorldConfig(_Model):
+    n_advertisers: int = Field(default=50, ge=1, le=100_000)
+    days: int = Field(default=120, ge=1, le=3650)
+    start_date: dt.date = dt.date(2026, 6, 1)
+    seed: int = 7
