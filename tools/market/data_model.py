@@ -106,6 +106,7 @@ class NegativeKeyword(_Model):
 class MarketEvent(_Model):
     """A dated multiplier on demand (a sales event) or on competition (a competitor surge)."""
 
+    name: str = Field(default="", description="e.g. 'prime_day', 'competitor_surge' (for explanations and evals)")
     start: int = Field(ge=0, description="day index from the world's start date")
     end: int = Field(ge=0, description="inclusive")
     demand_mult: float = Field(default=1.0, gt=0)
@@ -117,11 +118,14 @@ class KeywordMarket(_Model):
     """Demand and competition behind one keyword: everything the auction simulator needs for it."""
 
     keyword_id: str
+    # Daily volume on day index d (0 = the world's start date), phases in radians:
+    #   base_volume * (1 + weekly_amp*sin(2*pi*d/7 + weekly_phase)) * (1 + yearly_amp*sin(2*pi*d/365.25 + yearly_phase))
+    #   * product of demand_mult over the events covering d
     base_volume: float = Field(ge=0, description="mean daily matched searches before seasonality")
     weekly_amp: float = Field(default=0.0, ge=0, lt=1)
-    weekly_phase: float = 0.0
+    weekly_phase: float = Field(default=0.0, description="radians; see the volume formula above")
     yearly_amp: float = Field(default=0.0, ge=0, lt=1)
-    yearly_phase: float = 0.0
+    yearly_phase: float = Field(default=0.0, description="radians; see the volume formula above")
     n_rivals: float = Field(ge=0, description="mean number of rival bidders per auction (Poisson)")
     rival_bid_mu: float = Field(description="log-mean of rival bids (lognormal)")
     rival_bid_sigma: float = Field(gt=0)
@@ -195,6 +199,19 @@ class Intervention(_Model):
     entity_id: str
     before: float | str | None = None
     after: float | str | None = None
+
+
+class AuditRecord(_Model):
+    """One write made through the store (by the agent, a user or a job), with the values before and after."""
+
+    id: int
+    advertiser_id: str
+    actor: str
+    action: str  # "set_bid" | "set_budget" | "set_status" | "add_keywords" | "add_negatives"
+    entity: str  # the id written (a keyword, campaign or ad group)
+    before: float | str | None = None
+    after: float | str | None = None
+    at: dt.datetime
 
 
 # --- experiments --------------------------------------------------------------------------------------
