@@ -56,6 +56,7 @@ class Advertiser(_Model):
     id: str  # "adv_0001"
     name: str
     category: str  # e.g. "kitchen", "outdoor"
+    target_acos: float | None = Field(default=None, gt=0, lt=1, description="the advertiser's stated ACoS goal")
 
 
 class Product(_Model):
