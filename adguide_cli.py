@@ -14,5 +14,9 @@ def main() -> None:
     """adguide: an agent that guides advertisers."""
 
 
+from tools.mcp_server.cli import tools_app  # noqa: E402
+
+app.add_typer(tools_app, name="tools")
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,94 @@
+"""A Redis cache of expensive tool results (simulations, uplift fits), never needed for correctness.
+
+Keys hold the tool name, the advertiser, the store's data_version and a hash of the validated arguments,
+so a write (which bumps data_version) makes every older entry unreachable; entries also expire.
+Switch it off with ADGUIDE_MCP_CACHE=off (or `ToolCache(enabled=False)`). If Redis is unreachable the
+cache turns itself off for a short while and tools compute their results directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+RETRY_AFTER_S = 30.0
+
+
+def cache_enabled_by_env() -> bool:
+    return os.environ.get("ADGUIDE_MCP_CACHE", "on").lower() not in {"off", "0", "false", "no"}
+
+
+class ToolCache:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        enabled: bool | None = None,
+        ttl_s: int = 3600,
+        prefix: str = "adguide:mcp:v1",
+    ) -> None:
+        self.url = url or os.environ.get("ADGUIDE_REDIS_URL", DEFAULT_URL)
+        self.enabled = cache_enabled_by_env() if enabled is None else enabled
+        self.ttl_s = ttl_s
+        self.prefix = prefix
+        self._client: Any = None
+        self._down_until = 0.0
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, tool: str, advertiser_id: str, data_version: str, args: dict[str, Any]) -> str:
+        digest = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return f"{self.prefix}:{tool}:{advertiser_id}:{data_version}:{digest}"
+
+    def _redis(self) -> Any:
+        if not self.enabled or time.monotonic() < self._down_until:
+            return None
+        if self._client is None:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=0.25, socket_timeout=0.5, decode_responses=True
+            )
+        return self._client
+
+    def _mark_down(self, err: Exception) -> None:
+        log.warning("tool cache off for %.0f s: redis unreachable (%s)", RETRY_AFTER_S, err)
+        self._down_until = time.monotonic() + RETRY_AFTER_S
+
+    async def get(self, key: str) -> str | None:
+        client = self._redis()
+        if client is None:
+            return None
+        try:
+            value = await client.get(key)
+        except Exception as err:  # any Redis/network failure: compute instead
+            self._mark_down(err)
+            return None
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    async def set(self, key: str, value: str) -> None:
+        client = self._redis()
+        if client is None:
+            return
+        try:
+            await client.set(key, value, ex=self.ttl_s)
+        except Exception as err:
+            self._mark_down(err)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection must not fail the caller
+                await self._client.aclose()
+            self._client = None

@@ -1,0 +1,366 @@
+"""The one place each MCP tool is defined: name, one-line description, input and output models, hints.
+
+The server, the agent's prompts, the training data and the evals all derive tool specs from `TOOLS`.
+Descriptions are short on purpose: every spec is sent to the model on every turn (`adguide tools list`
+prints their token cost). Inputs forbid unknown fields so a misspelt argument is an error, not a no-op.
+Outputs are plain JSON: money in the account currency rounded to cents, ratios to 4 decimals; a field
+that does not apply is null. Long lists come a page at a time with `next_cursor`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.market.data_model import MatchType, Status
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- shared pieces ----------------------------------------------------------------------------------
+
+
+class Period(_In):
+    start: dt.date | None = Field(None, description="default: 30 days before end")
+    end: dt.date | None = Field(None, description="default: last day with data")
+
+
+class Page(_In):
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, description="next_cursor of the previous page")
+
+
+class Metrics(_Out):
+    impressions: int
+    clicks: int
+    spend: float
+    orders: int
+    sales: float = Field(description="ad-attributed")
+    ctr: float | None
+    cpc: float | None
+    cvr: float | None
+    acos: float | None = Field(description="spend / sales")
+
+
+class DateRange(_Out):
+    start: dt.date
+    end: dt.date
+
+
+SortKey = Literal["spend", "sales", "orders", "clicks", "impressions", "acos"]
+
+
+# --- data tools ---------------------------------------------------------------------------------------
+
+
+class OverviewIn(Period):
+    pass
+
+
+class CampaignBrief(_Out):
+    id: str
+    name: str
+    status: Status
+    daily_budget: float
+    spend: float
+    sales: float
+    acos: float | None
+    budget_capped_days: int = Field(description="days the budget ran out before the day ended")
+
+
+class ExperimentBrief(_Out):
+    id: str
+    kind: str
+    start: dt.date
+    end: dt.date
+    outcome: str
+
+
+class AdvertiserInfo(_Out):
+    id: str
+    name: str
+    category: str
+    target_acos: float | None
+
+
+class OverviewOut(_Out):
+    advertiser: AdvertiserInfo
+    history: DateRange
+    period: DateRange
+    totals: Metrics
+    organic_sales: float
+    counts: dict[str, int]
+    campaigns: list[CampaignBrief]
+    experiments: list[ExperimentBrief]
+
+
+class Level(StrEnum):
+    CAMPAIGN = "campaign"
+    AD_GROUP = "ad_group"
+    KEYWORD = "keyword"
+
+
+class PerformanceIn(Period, Page):
+    level: Level
+    campaign_id: str | None = None
+    ad_group_id: str | None = None
+    daily: bool = Field(False, description="one row per day")
+    sort: SortKey = "spend"
+
+
+class PerformanceRow(Metrics):
+    id: str
+    name: str = Field(description="campaign/ad group name or keyword text")
+    date: dt.date | None = None
+    campaign_id: str | None = None
+    ad_group_id: str | None = None
+    status: Status | None = None
+    match_type: MatchType | None = None
+    bid: float | None = None
+    daily_budget: float | None = None
+
+
+class PerformanceOut(_Out):
+    level: Level
+    period: DateRange
+    totals: Metrics
+    rows: list[PerformanceRow]
+    total_rows: int
+    next_cursor: str | None
+
+
+class SearchTermsIn(Period, Page):
+    campaign_id: str | None = None
+    ad_group_id: str | None = None
+    keyword_id: str | None = None
+    min_clicks: int = Field(0, ge=0)
+    sort: SortKey = "spend"
+
+
+class SearchTermRow(Metrics):
+    term: str
+    keyword_id: str
+    keyword: str
+    match_type: MatchType
+
+
+class SearchTermsOut(_Out):
+    period: DateRange
+    totals: Metrics
+    rows: list[SearchTermRow]
+    total_rows: int
+    next_cursor: str | None
+
+
+# --- write actions ------------------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    SET_BID = "set_bid"
+    SET_BUDGET = "set_budget"
+    PAUSE = "pause"
+    ENABLE = "enable"
+    ADD_KEYWORDS = "add_keywords"
+    ADD_NEGATIVES = "add_negatives"
+
+
+class NewKeyword(_In):
+    text: str = Field(min_length=1, max_length=80)
+    match_type: MatchType = MatchType.EXACT
+    bid: float | None = Field(None, gt=0, le=100, description="add_keywords; default: ad group bid")
+
+
+class ProposeIn(_In):
+    action: Action
+    id: str = Field(
+        description="set_bid: keyword; set_budget: campaign; pause/enable: campaign, ad group or keyword; "
+        "add_*: ad group"
+    )
+    value: float | None = Field(None, gt=0, description="new bid or daily budget")
+    keywords: list[NewKeyword] | None = Field(None, min_length=1, max_length=50)
+
+
+class Change(_Out):
+    id: str
+    field: str
+    before: Any
+    after: Any
+
+
+class Impact(_Out):
+    days: int
+    before: dict[str, float | None]
+    after: dict[str, float | None]
+    note: str | None = None
+
+
+class ProposeOut(_Out):
+    token: str
+    expires_in_s: int
+    action: Action
+    changes: list[Change]
+    impact: Impact | None
+    note: str | None = None
+
+
+class ApplyIn(_In):
+    token: str = Field(description="token from propose_change")
+
+
+class ApplyOut(_Out):
+    applied: bool
+    already_applied: bool
+    changes: list[Change]
+    audit: list[dict[str, Any]]
+
+
+# --- the registry -------------------------------------------------------------------------------------
+
+
+class ToolSpec(BaseModel):
+    """One tool: what the model reads (name, description, input schema) and how the server runs it."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    description: str
+    input: type[_In]
+    output: type[_Out]
+    read_only: bool = True
+    destructive: bool = False
+    idempotent: bool = True
+    cached: bool = Field(False, description="results kept in the Redis cache (expensive, deterministic)")
+    heavy: bool = Field(False, description="runs in a worker thread so the event loop keeps serving")
+
+
+TOOLS: list[ToolSpec] = [
+    ToolSpec(
+        name="account_overview",
+        description="Account summary for a period: totals, campaigns with budgets, experiments.",
+        input=OverviewIn,
+        output=OverviewOut,
+    ),
+    ToolSpec(
+        name="performance",
+        description="Campaign, ad group or keyword metrics for a period, with totals; paginated.",
+        input=PerformanceIn,
+        output=PerformanceOut,
+    ),
+    ToolSpec(
+        name="search_terms",
+        description="Customer search terms that matched keywords, with metrics; paginated.",
+        input=SearchTermsIn,
+        output=SearchTermsOut,
+    ),
+    ToolSpec(
+        name="propose_change",
+        description="Dry-run a change (bid, budget, pause/enable, add keywords/negatives): diff, "
+        "simulated impact and a token for apply_change. Changes nothing.",
+        input=ProposeIn,
+        output=ProposeOut,
+        idempotent=False,
+        heavy=True,
+    ),
+    ToolSpec(
+        name="apply_change",
+        description="Apply a change proposed by propose_change, only after the user confirmed it.",
+        input=ApplyIn,
+        output=ApplyOut,
+        read_only=False,
+        destructive=True,
+        idempotent=True,
+    ),
+]
+
+TOOLS_BY_NAME: dict[str, ToolSpec] = {t.name: t for t in TOOLS}
+
+
+# --- JSON schemas as the model sees them ----------------------------------------------------------------
+
+ADVERTISER_ARG = {"type": "string", "description": "advertiser to act on (admin sessions only)"}
+
+
+def _inline(node: Any, defs: dict[str, Any], *, drop_null: bool) -> Any:
+    """Resolve $refs, drop titles; with drop_null, `X | None = None` becomes plain optional X."""
+    if isinstance(node, list):
+        return [_inline(v, defs, drop_null=drop_null) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = _inline(defs[node["$ref"].rsplit("/", 1)[-1]], defs, drop_null=drop_null)
+        return {
+            **target,
+            **_inline({k: v for k, v in node.items() if k != "$ref"}, defs, drop_null=drop_null),
+        }
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("title", "additionalProperties"):
+            continue
+        if key == "properties":
+            out[key] = {name: _inline(prop, defs, drop_null=drop_null) for name, prop in value.items()}
+        else:
+            out[key] = _inline(value, defs, drop_null=drop_null)
+    if drop_null and "anyOf" in out:
+        kinds = [k for k in out["anyOf"] if k != {"type": "null"}]
+        if len(kinds) == 1 and len(kinds) < len(out["anyOf"]):
+            out = {**kinds[0], **{k: v for k, v in out.items() if k != "anyOf"}}
+    if drop_null and "default" in out and out["default"] is None:
+        del out["default"]
+    return out
+
+
+def input_schema(spec: ToolSpec, *, admin: bool = False) -> dict[str, Any]:
+    """The compact input schema: no titles, refs inlined, optional-null collapsed; admin adds advertiser_id."""
+    raw = spec.input.model_json_schema()
+    schema = _inline(raw, raw.get("$defs", {}), drop_null=True)
+    schema.pop("$defs", None)
+    schema.pop("description", None)
+    props = schema.setdefault("properties", {})
+    # the tool's own fields first, the shared period and paging fields last
+    shared = [k for k in ("start", "end", "limit", "cursor") if k in props]
+    schema["properties"] = {
+        **{k: v for k, v in props.items() if k not in shared},
+        **{k: props[k] for k in shared},
+    }
+    if admin:
+        schema["properties"] = {"advertiser_id": ADVERTISER_ARG, **schema["properties"]}
+        schema["required"] = ["advertiser_id", *schema.get("required", [])]
+    return schema
+
+
+def output_schema(spec: ToolSpec) -> dict[str, Any]:
+    raw = spec.output.model_json_schema()
+    schema = _inline(raw, raw.get("$defs", {}), drop_null=False)
+    schema.pop("$defs", None)
+    return schema
+
+
+def openai_tools(*, admin: bool = False) -> list[dict[str, Any]]:
+    """The tools as OpenAI function specs (contract E), for prompts, training data and evals."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": spec.name,
+                "description": spec.description,
+                "parameters": input_schema(spec, admin=admin),
+            },
+        }
+        for spec in TOOLS
+    ]
+
+
+def rough_tokens(text: str) -> int:
+    """A rough BPE-like count (words, numbers and punctuation marks); no tokenizer download needed."""
+    import re
+
+    return len(re.findall(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]+", text))

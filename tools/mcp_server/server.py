@@ -1,0 +1,263 @@
+"""The adguide MCP server: the tools of `schemas.TOOLS`, bound to a scope, with errors the model can act on.
+
+`build_server(store_path, scope)` gives a FastMCP server for one session scope (in-memory, stdio).
+`build_server(store_path, tokens={...})` gives one for streamable HTTP where each request's bearer
+token selects the scope. Tool specs come from `schemas.py` (not from handler signatures), inputs are
+validated with the pydantic models, every call resolves the advertiser from the scope (never from the
+model), and any failure becomes `{"error": {type, message, field, allowed}}` with isError set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp.types as types
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.fastmcp import FastMCP
+from pydantic import BaseModel, ValidationError
+
+from tools.errors import AdguideError
+from tools.mcp_server import actions, data
+from tools.mcp_server.cache import ToolCache
+from tools.mcp_server.context import ToolContext
+from tools.mcp_server.results import compact
+from tools.mcp_server.schemas import TOOLS, TOOLS_BY_NAME, ProposeIn, ToolSpec, input_schema, output_schema
+from tools.mcp_server.scope import Scope, ScopeError
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = (
+    "Tools over one advertiser's ad account: reports, an auction simulator, uplift analysis, optimizers "
+    "and keyword ideas. Numbers you state must come from tool results. Changes need propose_change, "
+    "the user's confirmation, then apply_change."
+)
+
+Handler = Callable[[ToolContext, Any], BaseModel]
+
+
+def _propose(ctx: ToolContext, args: ProposeIn) -> BaseModel:
+    from tools.mcp_server.engines import change_impact
+
+    return actions.propose(ctx, args, str(ctx.store_key), change_impact(ctx, args))
+
+
+HANDLERS: dict[str, Handler] = {
+    "account_overview": data.account_overview,
+    "performance": data.performance,
+    "search_terms": data.search_terms,
+    "propose_change": _propose,
+    "apply_change": lambda ctx, args: actions.apply(ctx, args, str(ctx.store_key)),
+}
+
+
+def _register_engine_tools() -> None:
+    """Engine-backed tools (simulator, optimizers, uplift, keywords) register themselves if importable."""
+    from tools.mcp_server import engines
+
+    HANDLERS.update(engines.HANDLERS)
+
+
+_register_engine_tools()
+
+
+def error_result(
+    err_type: str, message: str, field: str | None = None, allowed: str | None = None
+) -> types.CallToolResult:
+    payload = {"error": {"type": err_type, "message": message, "field": field, "allowed": allowed}}
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=json.dumps(payload, separators=(",", ":")))],
+        structuredContent=None,
+        isError=True,
+    )
+
+
+def _validation_error(err: ValidationError) -> types.CallToolResult:
+    first = err.errors(include_url=False)[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    ctx = first.get("ctx") or {}
+    allowed = ctx.get("expected") or ", ".join(f"{k} {v}" for k, v in ctx.items() if k != "error") or None
+    if first["type"] == "extra_forbidden":
+        allowed = "only the fields of the tool's input schema"
+    message = f"{field}: {first['msg']}" if field else first["msg"]
+    if len(err.errors()) > 1:
+        message += f" (and {len(err.errors()) - 1} more problem(s))"
+    return error_result("InvalidInputError", message, field, str(allowed) if allowed else None)
+
+
+class StaticTokens:
+    """Bearer tokens → scopes, checked on every HTTP request (mcp's TokenVerifier protocol)."""
+
+    def __init__(self, tokens: dict[str, Scope]) -> None:
+        self.tokens = dict(tokens)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        scope = self.tokens.get(token)
+        if scope is None:
+            return None
+        return AccessToken(token=token, client_id=scope.label, scopes=[scope.label])
+
+
+class AdguideMCP(FastMCP):
+    """FastMCP whose tools are the registry in schemas.py instead of decorated functions."""
+
+    def __init__(
+        self,
+        store_path: str | Path,
+        scope: Scope | None = None,
+        *,
+        tokens: dict[str, Scope] | None = None,
+        cache: ToolCache | None = None,
+        actor: str = "agent",
+        output_schemas: bool = True,
+        **settings: Any,
+    ) -> None:
+        from tools.market.store import MarketStore
+
+        if (scope is None) == (tokens is None):
+            raise ValueError("give either a fixed scope or a bearer-token map (HTTP), not both or neither")
+        auth_kwargs: dict[str, Any] = {}
+        if tokens is not None:
+            auth_kwargs = {
+                "token_verifier": StaticTokens(tokens),
+                "auth": AuthSettings(
+                    issuer_url="http://127.0.0.1/",  # type: ignore[arg-type]
+                    resource_server_url=None,
+                    validate_token_resource=False,
+                ),
+            }
+        super().__init__(name="adguide", instructions=INSTRUCTIONS, **auth_kwargs, **settings)
+        self.store_path = Path(store_path)
+        self.store = MarketStore.open(self.store_path)
+        self.fixed_scope = scope
+        self.cache = cache if cache is not None else ToolCache()
+        self.actor = actor
+        self._scoped: dict[str, Any] = {}
+        self._tool_lists = {admin: self._tool_list(admin, output_schemas) for admin in (False, True)}
+
+    # --- scope -------------------------------------------------------------------------------------
+
+    def _session_scope(self) -> Scope:
+        if self.fixed_scope is not None:
+            return self.fixed_scope
+        request = self._mcp_server.request_context.request
+        user = request.scope.get("user") if request is not None else None
+        token = getattr(user, "access_token", None)
+        if token is None:
+            raise ScopeError(
+                "no bearer token on this request", field=None, allowed="Authorization: Bearer <token>"
+            )
+        return Scope.parse(token.scopes[0])
+
+    def _context(self, advertiser_id: str, scope: Scope) -> ToolContext:
+        adv = self._scoped.get(advertiser_id)
+        if adv is None:
+            adv = self._scoped[advertiser_id] = self.store.scoped(advertiser_id)
+        return ToolContext(
+            store=self.store,
+            adv=adv,
+            advertiser_id=advertiser_id,
+            actor=f"mcp:{scope.label}:{self.actor}",
+            store_key=str(self.store_path.resolve()),
+        )
+
+    # --- MCP handlers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _tool_list(admin: bool, with_output: bool) -> list[types.Tool]:
+        return [
+            types.Tool(
+                name=spec.name,
+                description=spec.description,
+                inputSchema=input_schema(spec, admin=admin),
+                outputSchema=output_schema(spec) if with_output else None,
+                annotations=types.ToolAnnotations(
+                    readOnlyHint=spec.read_only,
+                    destructiveHint=spec.destructive,
+                    idempotentHint=spec.idempotent,
+                    openWorldHint=False,
+                ),
+            )
+            for spec in TOOLS
+            if spec.name in HANDLERS
+        ]
+
+    async def list_tools(self) -> list[types.Tool]:  # type: ignore[override]
+        try:
+            admin = self._session_scope().admin
+        except (ScopeError, LookupError):
+            admin = False
+        return self._tool_lists[admin]
+
+    async def call_tool(  # type: ignore[override]
+        self, name: str, arguments: dict[str, Any]
+    ) -> Sequence[types.ContentBlock] | dict[str, Any] | types.CallToolResult:
+        spec = TOOLS_BY_NAME.get(name)
+        if spec is None or name not in HANDLERS:
+            return error_result(
+                "UnknownToolError", f"no tool named {name!r}", "name", ", ".join(sorted(HANDLERS))
+            )
+        try:
+            return await self._run(spec, dict(arguments or {}))
+        except AdguideError as err:
+            return error_result(type(err).__name__, err.message, err.field, err.allowed)
+        except ValidationError as err:
+            return _validation_error(err)
+        except Exception:  # never a stack trace to the model; the log has it
+            log.exception("tool %s failed", name)
+            return error_result(
+                "InternalError", f"{name} failed unexpectedly; try other arguments or another tool"
+            )
+
+    async def _run(self, spec: ToolSpec, arguments: dict[str, Any]) -> types.CallToolResult:
+        scope = self._session_scope()
+        advertiser_id = scope.resolve(arguments.pop("advertiser_id", None))
+        args = spec.input.model_validate(arguments)
+        ctx = self._context(advertiser_id, scope)
+        key = None
+        if spec.cached:
+            key = self.cache.key(
+                spec.name, advertiser_id, self.store.data_version, args.model_dump(mode="json")
+            )
+            hit = await self.cache.get(key)
+            if hit is not None:
+                return _ok(hit, json.loads(hit))
+        handler = HANDLERS[spec.name]
+        if spec.heavy:
+            out = await anyio.to_thread.run_sync(handler, ctx, args)
+        else:
+            out = handler(ctx, args)
+        payload = compact(out.model_dump(mode="json"))
+        text = json.dumps(payload, separators=(",", ":"))
+        if key is not None:
+            await self.cache.set(key, text)
+        return _ok(text, payload)
+
+
+def _ok(text: str, payload: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], structuredContent=payload
+    )
+
+
+def build_server(
+    store_path: str | Path,
+    scope: Scope | None = None,
+    *,
+    tokens: dict[str, Scope] | None = None,
+    cache: ToolCache | None = None,
+    actor: str = "agent",
+    **settings: Any,
+) -> AdguideMCP:
+    """A server over the world store at `store_path`, bound to `scope` (or to per-request bearer tokens)."""
+    return AdguideMCP(store_path, scope, tokens=tokens, cache=cache, actor=actor, **settings)
+
+
+def tool_specs() -> list[ToolSpec]:
+    """The tools this build serves (engine tools appear once their engines are importable)."""
+    return [spec for spec in TOOLS if spec.name in HANDLERS]
