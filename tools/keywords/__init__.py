@@ -1,1 +1,27 @@
-"""tools/keywords."""
+"""Keyword recommendations and negative-keyword suggestions from search terms, with sentence embeddings."""
+
+from tools.keywords.embeddings import Embedder, EmbeddingModelMissingError, default_embedder, load_model
+from tools.keywords.engine import recommend_keywords, suggest_negatives
+from tools.keywords.models import (
+    KeywordRecommendations,
+    KeywordSuggestion,
+    NegativeKind,
+    NegativeSuggestion,
+    NegativeSuggestions,
+    SuggestionSource,
+)
+
+__all__ = [
+    "Embedder",
+    "EmbeddingModelMissingError",
+    "KeywordRecommendations",
+    "KeywordSuggestion",
+    "NegativeKind",
+    "NegativeSuggestion",
+    "NegativeSuggestions",
+    "SuggestionSource",
+    "default_embedder",
+    "load_model",
+    "recommend_keywords",
+    "suggest_negatives",
+]
