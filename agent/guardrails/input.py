@@ -1,0 +1,238 @@
+"""Input guardrails: what a user message must pass before the planner sees it.
+
+Order matters: size limits first (cheap, and they bound the work of the rest), then prompt-injection and
+jailbreak screens, cross-account requests, off-topic requests, and finally PII redaction (which rewrites
+the text instead of refusing). Every screen is a small set of phrase patterns written against a test set
+of attacks *and* of benign advertiser questions that look like them (agent/guardrails/data/input.jsonl):
+a screen that blocks a real question is a bug, so patterns name the attack's intent ("ignore previous
+instructions"), never a single word ("ignore").
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+MAX_INPUT_CHARS = 4000
+
+
+class InputCategory(StrEnum):
+    OK = "ok"
+    EMPTY = "empty"
+    TOO_LONG = "too_long"
+    INJECTION = "injection"
+    JAILBREAK = "jailbreak"
+    CROSS_ACCOUNT = "cross_account"
+    OFF_TOPIC = "off_topic"
+
+
+class Redaction(BaseModel):
+    entity: str  # Presidio entity type, e.g. EMAIL_ADDRESS
+    start: int
+    end: int
+    score: float
+
+
+class InputCheck(BaseModel):
+    allowed: bool
+    category: InputCategory
+    text: str = Field(description="the message to pass on (PII redacted); empty when refused")
+    message: str = Field(default="", description="user-facing reason when refused")
+    matched: str = Field(default="", description="the phrase that tripped a screen, for the event log")
+    redactions: list[Redaction] = Field(default_factory=list)
+
+
+def _rx(*patterns: str) -> list[re.Pattern[str]]:
+    return [re.compile(p, re.IGNORECASE) for p in patterns]
+
+
+_INJECTION = _rx(
+    r"\b(ignore|disregard|forget|override|skip)\b.{0,20}\b(all\s+|any\s+|the\s+|your\s+|my\s+)?"
+    r"(previous|prior|above|earlier|preceding|initial|original|system|developer)\s+"
+    r"(instructions?|rules|prompts?|directions|guidelines|messages?|context)",
+    r"\b(ignore|disregard|override)\s+(your|the)\s+(instructions|rules|guidelines|guardrails|system prompt)",
+    r"\b(reveal|print|show|repeat|output|dump|leak|display|tell me|give me|what is|what's)\b.{0,25}"
+    r"\b(system|hidden|initial|original|developer|secret)\s+(prompt|instructions?|message|rules)",
+    r"\bnew\s+(system\s+)?instructions\s*:",
+    r"<\|?\s*(im_start|im_end|system|endoftext)\s*\|?>",
+    r"</?\s*(tool_call|tool_response|function_call)\s*>",
+    r"^\s*(\#{1,3}\s*)?(system|assistant|developer)\s*(prompt)?\s*:",
+    r"\[\s*(system|inst|/inst)\s*\]",
+    r"\b(call|invoke|run|execute|use)\s+(the\s+)?(tool\s+)?[`'\"]?apply_\w+",
+    r"\bapply\s+(it|the (change|proposal)s?|this)\s+without\s+(asking|confirmation|confirming)",
+    r"\b(skip|bypass|disable)\s+(the\s+)?(confirmation|approval|confirm step)",
+    r"\bconfirm(ation)?\s+token\s*(is|=|:)",
+)
+
+_JAILBREAK = _rx(
+    r"\bDAN\b|\bdo anything now\b",
+    r"\b(enable|enter|activate|switch to|turn on)\s+(the\s+)?(developer|god|debug|admin|unrestricted|jailbreak)\s+mode",
+    r"\bjail\s?break",
+    r"\b(pretend|imagine|act as if|roleplay|role-play)\b.{0,30}\b(you\s+(are|were|have)\s+)?(no|without|free of)\s+"
+    r"(any\s+)?(restrictions|rules|limits|filters|guidelines|guardrails|safety)",
+    r"\b(pretend|act|behave)\s+(to be|as|like)\s+(an?\s+)?(unrestricted|unfiltered|uncensored|evil|rogue|different)\s+"
+    r"(ai|assistant|model|bot)",
+    r"\byou\s+are\s+no\s+longer\s+(an?\s+)?(ad|advertising|assistant|bound|restricted|adguide)",
+    r"\bfrom now on,?\s+you\s+(are|will|must|shall)\b",
+    r"\b(bypass|circumvent|get around|turn off|disable)\s+(your|the|all)\s+"
+    r"(safety|guardrails?|filters?|restrictions|content policy|rules)",
+    r"\b(without|no)\s+(any\s+)?(safety|ethical|content)\s+(filters?|restrictions|guidelines|checks)",
+    r"\bstay in character\b",
+)
+
+_CROSS_ACCOUNT = _rx(
+    r"\b(log\s?in|sign in|switch|act|run|operate)\s+as\s+(an?\s+)?(admin|administrator|root|superuser|another advertiser)",
+    r"\b(show|give|list|export|dump|access|read|pull|fetch)\b.{0,30}\b(other|all|every|another|each)\s+"
+    r"advertisers?'?s?'?\s+(data|campaigns|accounts?|bids|budgets|keywords|sales|reports?)",
+    r"\b(show|give|list|export|dump|access|read|pull|fetch)\b.{0,30}\b(competitor|rival)s?'?s?'?\s+"
+    r"(account|campaign data|internal|private|exact bids|bid data)",
+)
+_ADVERTISER_ID = re.compile(r"\badv_\d{3,}\b", re.IGNORECASE)
+
+# Domain vocabulary: a message that uses any of these is about advertising, whatever else it says.
+_DOMAIN = re.compile(
+    r"\b(ads?|advert\w*|bid\w*|budget\w*|campaigns?|ad ?groups?|keywords?|negatives?|search terms?|"
+    r"impressions?|clicks?|ctr|cpc|cpm|cvr|acos|roas|tacos|spend\w*|sales|revenue|orders?|conversions?|"
+    r"profit\w*|margin|products?|listing|sku|asin|cmp_\w+|kw_\w+|ag_\w+|prd_\w+|auction|placement|"
+    r"sponsored|uplift|incremental\w*|experiment\w*|holdout|a/b|attribution|organic|rank\w*|position|"
+    r"traffic|season\w*|prime day|black friday|forecast\w*|simulat\w*|landscape|reserve|match type|"
+    r"exact match|phrase match|broad match|performance|cost|pause\w*|enable\w*|marketing|promotion|"
+    r"customers?|shoppers?|market|competitors?|guidance|recommend\w*)\b",
+    re.IGNORECASE,
+)
+
+_OFF_TOPIC = _rx(
+    r"\b(write|compose|tell)\s+(me\s+)?(an?\s+)?(poem|song|story|haiku|limerick|joke|essay|novel|rap)\b",
+    r"\b(recipe|cook|bake)\b.{0,30}\b(for|dinner|lunch|cake|pasta|chicken)\b",
+    r"\bweather\b",
+    r"\b(president|prime minister|election|politic\w*|senator|parliament)\b",
+    r"\b(homework|math problem|solve (this|the) equation|integral of|derivative of)\b",
+    r"\b(write|debug|fix)\s+(me\s+)?(some\s+|a\s+|this\s+)?(python|javascript|java|c\+\+|sql|rust|go)\b",
+    r"\btranslate\b.{0,40}\b(into|to)\s+(french|german|spanish|chinese|japanese|italian)\b",
+    r"\bcapital of\b",
+    r"\b(movie|film|tv show|netflix|anime)\s+(recommendation|to watch|suggestion)s?\b",
+    r"\b(symptoms?|diagnos\w+|medication|dosage|doctor)\b",
+    r"\b(horoscope|zodiac|astrology|tarot)\b",
+    r"\b(girlfriend|boyfriend|dating|relationship advice)\b",
+    r"\b(stock tips?|which stocks?|bitcoin|crypto\w*|lottery)\b",
+    r"\b(football|soccer|basketball|nba|nfl)\s+(score|game|match|results?)\b",
+    r"\bmeaning of life\b",
+)
+
+_REFUSALS = {
+    InputCategory.EMPTY: "Please type a question about your campaigns, keywords, bids or budgets.",
+    InputCategory.TOO_LONG: "That message is too long ({n} characters; the limit is {limit}). "
+    "Please shorten it or split it into several questions.",
+    InputCategory.INJECTION: "I can't follow instructions that try to change how I work or reveal my configuration. "
+    "Ask me about your campaigns, bids, budgets or keywords instead.",
+    InputCategory.JAILBREAK: "I can't switch off my safety rules. I'm happy to help with your advertising: "
+    "campaigns, bids, budgets, keywords and experiments.",
+    InputCategory.CROSS_ACCOUNT: "I can only work with your own account ({scope}). "
+    "Other advertisers' data is not available to me.",
+    InputCategory.OFF_TOPIC: "I can only help with your advertising on this marketplace (campaigns, bids, budgets, "
+    "keywords, experiments). Could you ask something about those?",
+}
+
+
+def _first_match(patterns: list[re.Pattern[str]], text: str) -> str:
+    for p in patterns:
+        m = p.search(text)
+        if m:
+            return m.group(0)
+    return ""
+
+
+# --- PII ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _recognizers() -> list[Any]:
+    """Presidio's pattern recognizers, used directly (AnalyzerEngine would want a spaCy model download)."""
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        IbanRecognizer,
+        IpRecognizer,
+        PhoneRecognizer,
+        UsSsnRecognizer,
+    )
+
+    offline_tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)  # bundled suffix list, no network
+
+    class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
+        def validate_result(self, pattern_text: str) -> bool:
+            return offline_tld(pattern_text).fqdn != ""
+
+    return [
+        OfflineEmailRecognizer(),
+        PhoneRecognizer(),
+        CreditCardRecognizer(),
+        IbanRecognizer(),
+        IpRecognizer(),
+        UsSsnRecognizer(),
+    ]
+
+
+PII_MIN_SCORE = 0.4
+
+
+def find_pii(text: str) -> list[Redaction]:
+    found: list[Redaction] = []
+    for rec in _recognizers():
+        for r in rec.analyze(text, entities=rec.supported_entities, nlp_artifacts=None) or []:
+            if r.score >= PII_MIN_SCORE:
+                found.append(Redaction(entity=r.entity_type, start=r.start, end=r.end, score=r.score))
+    # Of overlapping spans keep the most confident, then the longest (an IP address also parses as a phone
+    # number, with a lower score).
+    found.sort(key=lambda r: (-r.score, -(r.end - r.start), r.start))
+    kept: list[Redaction] = []
+    for r in found:
+        if all(r.end <= k.start or r.start >= k.end for k in kept):
+            kept.append(r)
+    return sorted(kept, key=lambda r: r.start)
+
+
+def redact_pii(text: str) -> tuple[str, list[Redaction]]:
+    spans = find_pii(text)
+    out = text
+    for r in reversed(spans):
+        out = out[: r.start] + f"<{r.entity}>" + out[r.end :]
+    return out, spans
+
+
+# --- the check ---------------------------------------------------------------------------------------
+
+
+def check_input(text: str, *, scope: str | None = None, max_chars: int = MAX_INPUT_CHARS) -> InputCheck:
+    """Screen one user message. `scope` is the caller's advertiser id (from auth/config, never the message)."""
+
+    def refuse(category: InputCategory, matched: str = "", **fmt: Any) -> InputCheck:
+        return InputCheck(
+            allowed=False, category=category, text="", matched=matched,
+            message=_REFUSALS[category].format(**fmt),
+        )
+
+    stripped = (text or "").strip()
+    if not stripped:
+        return refuse(InputCategory.EMPTY)
+    if len(stripped) > max_chars:
+        return refuse(InputCategory.TOO_LONG, n=len(stripped), limit=max_chars)
+    if hit := _first_match(_INJECTION, stripped):
+        return refuse(InputCategory.INJECTION, hit)
+    if hit := _first_match(_JAILBREAK, stripped):
+        return refuse(InputCategory.JAILBREAK, hit)
+    if hit := _first_match(_CROSS_ACCOUNT, stripped):
+        return refuse(InputCategory.CROSS_ACCOUNT, hit, scope=scope or "your account")
+    if scope:
+        others = [m for m in _ADVERTISER_ID.findall(stripped) if m.lower() != scope.lower()]
+        if others:
+            return refuse(InputCategory.CROSS_ACCOUNT, others[0], scope=scope)
+    if not _DOMAIN.search(stripped) and (hit := _first_match(_OFF_TOPIC, stripped)):
+        return refuse(InputCategory.OFF_TOPIC, hit)
+    redacted, spans = redact_pii(stripped)
+    return InputCheck(allowed=True, category=InputCategory.OK, text=redacted, redactions=spans)

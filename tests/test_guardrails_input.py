@@ -1,0 +1,40 @@
+"""Input guardrail: every case of its test set (attacks and benign look-alikes), plus floors on held-out data."""
+
+import pytest
+
+from agent.guardrails.evaluate import _scores, input_case, load, pii_case
+from agent.guardrails.input import InputCategory, check_input, redact_pii
+
+DEV = load("input.jsonl")
+
+
+@pytest.mark.parametrize("row", DEV, ids=[r["text"][:40] or "<empty>" for r in DEV])
+def test_dev_case(row):
+    _, _, exact, label = input_case(row)
+    assert exact, label
+
+
+def test_heldout_floors():
+    """The held-out set was written after the patterns and is not tuned on; these floors catch regressions."""
+    scores = _scores("input/holdout", [input_case(r) for r in load("input_holdout.jsonl")])
+    assert scores.false_positive_rate <= 0.05, scores.mismatches
+    assert scores.precision >= 0.9 and scores.recall >= 0.7, scores.mismatches
+    pii = _scores("pii/holdout", [pii_case(r) for r in load("input_holdout.jsonl") if "pii" in r])
+    assert pii.recall == 1.0 and pii.false_positive_rate == 0.0, pii.mismatches
+
+
+def test_size_limit_names_the_limit():
+    check = check_input("bid " * 2000, max_chars=4000)
+    assert not check.allowed and check.category == InputCategory.TOO_LONG
+    assert "4000" in check.message and "7999" in check.message
+
+
+def test_redaction_keeps_the_question():
+    text, spans = redact_pii("Email me at ann@example.org about kw_0000042's bid of $1.25")
+    assert text == "Email me at <EMAIL_ADDRESS> about kw_0000042's bid of $1.25"
+    assert [s.entity for s in spans] == ["EMAIL_ADDRESS"]
+
+
+def test_scope_is_the_callers_not_the_messages():
+    assert check_input("How is adv_0007 doing?", scope="adv_0007").allowed
+    assert check_input("How is adv_0007 doing?", scope="adv_0001").category == InputCategory.CROSS_ACCOUNT

@@ -1,0 +1,39 @@
+"""Output guardrail: grounding, promises and ad policy on its test set; how much room grounding leaves."""
+
+import logging
+
+import pytest
+
+from agent.guardrails.evaluate import _scores, fabrication_pass_rate, load, output_case
+from agent.guardrails.output import SAFE_UNGROUNDED, OutputAction, check_output, extract_numbers
+
+DEV = load("output.jsonl")
+
+
+@pytest.mark.parametrize("row", DEV, ids=[r["answer"][:40] for r in DEV])
+def test_dev_case(row):
+    _, _, exact, label = output_case(row)
+    assert exact, label
+
+
+def test_heldout_floors():
+    scores = _scores("output/holdout", [output_case(r) for r in load("output_holdout.jsonl")])
+    assert scores.false_positive_rate == 0.0, scores.mismatches
+    assert scores.precision >= 0.9 and scores.recall >= 0.8, scores.mismatches
+
+
+def test_number_formats():
+    got = [(m.value, m.percent) for m in extract_numbers("Spent $1,234.5, ACoS 12%, CTR 0.12, 1.2k clicks, 2026-06-01")]
+    assert got == [(1234.5, False), (12.0, True), (0.12, False), (1200.0, False)]
+
+
+def test_fabricated_figures_rarely_pass_over_a_big_report():
+    rates = fabrication_pass_rate(n=200)
+    assert rates["$,.2f"] < 0.05 and rates["$,.0f"] < 0.1 and rates[".1f%"] < 0.2
+
+
+def test_a_failing_answer_is_logged_and_replaced(caplog):
+    with caplog.at_level(logging.WARNING, logger="adguide.guardrails"):
+        check = check_output("You made $99,999 yesterday.", ['{"sales": 120.5}'])
+    assert check.action == OutputAction.REPLACED and check.text == SAFE_UNGROUNDED
+    assert "99,999" in caplog.text
