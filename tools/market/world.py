@@ -40,6 +40,10 @@ from tools.market.data_model import (
 # weeks see the sales events that lie ahead.
 FUTURE_DAYS = 90
 
+# Organic buyers per search must cover the ad clicks that would have bought anyway
+# (cannibalization x ctr_top x cvr); the simulator floors organic sales at zero otherwise.
+_ORGANIC_HEADROOM = 1.5
+
 AUTO_TARGETS = ("auto:close-match", "auto:loose-match", "auto:substitutes", "auto:complements")
 
 
@@ -58,110 +62,228 @@ CATEGORIES: tuple[CategorySpec, ...] = (
     CategorySpec(
         "kitchen",
         (
-            ("chef knife", 24, 95), ("cutting board", 14, 45), ("cast iron skillet", 19, 69),
-            ("coffee grinder", 22, 119), ("french press", 17, 45), ("knife sharpener", 11, 39),
-            ("mixing bowls", 18, 49), ("spice rack", 15, 42), ("garlic press", 9, 25),
+            ("chef knife", 24, 95),
+            ("cutting board", 14, 45),
+            ("cast iron skillet", 19, 69),
+            ("coffee grinder", 22, 119),
+            ("french press", 17, 45),
+            ("knife sharpener", 11, 39),
+            ("mixing bowls", 18, 49),
+            ("spice rack", 15, 42),
+            ("garlic press", 9, 25),
         ),
-        ("stainless steel", "bamboo", "non stick", "ceramic", "large", "professional", "set of 3", "japanese"),
+        (
+            "stainless steel",
+            "bamboo",
+            "non stick",
+            "ceramic",
+            "large",
+            "professional",
+            "set of 3",
+            "japanese",
+        ),
         ("Cuisinell", "Henckor", "KitchPro", "Zwillo", "OxoLine"),
-        345, 0.25, (0.30, 0.55),
+        345,
+        0.25,
+        (0.30, 0.55),
     ),
     CategorySpec(
         "outdoor",
         (
-            ("camping tent", 49, 249), ("sleeping bag", 29, 129), ("hiking backpack", 35, 159),
-            ("camping chair", 19, 79), ("headlamp", 12, 39), ("water filter", 19, 59),
-            ("cooler", 29, 199), ("hammock", 19, 69),
+            ("camping tent", 49, 249),
+            ("sleeping bag", 29, 129),
+            ("hiking backpack", 35, 159),
+            ("camping chair", 19, 79),
+            ("headlamp", 12, 39),
+            ("water filter", 19, 59),
+            ("cooler", 29, 199),
+            ("hammock", 19, 69),
         ),
-        ("waterproof", "lightweight", "ultralight", "4 person", "insulated", "portable", "compact", "rechargeable"),
+        (
+            "waterproof",
+            "lightweight",
+            "ultralight",
+            "4 person",
+            "insulated",
+            "portable",
+            "compact",
+            "rechargeable",
+        ),
         ("TrailMax", "Coleridge", "NorthPeak", "Kelty&Co", "CampCore"),
-        170, 0.45, (0.25, 0.50),
+        170,
+        0.45,
+        (0.25, 0.50),
     ),
     CategorySpec(
         "pet",
         (
-            ("dog bed", 25, 99), ("cat litter box", 19, 89), ("dog leash", 9, 29), ("cat tree", 39, 149),
-            ("dog harness", 14, 39), ("pet fountain", 19, 49), ("chew toys", 8, 24), ("dog crate", 39, 129),
+            ("dog bed", 25, 99),
+            ("cat litter box", 19, 89),
+            ("dog leash", 9, 29),
+            ("cat tree", 39, 149),
+            ("dog harness", 14, 39),
+            ("pet fountain", 19, 49),
+            ("chew toys", 8, 24),
+            ("dog crate", 39, 129),
         ),
         ("orthopedic", "large", "small", "washable", "no pull", "self cleaning", "durable", "calming"),
         ("PawPal", "Petlux", "Furrific", "BarkBox&Co", "Kitteo"),
-        330, 0.08, (0.35, 0.60),
+        330,
+        0.08,
+        (0.35, 0.60),
     ),
     CategorySpec(
         "beauty",
         (
-            ("vitamin c serum", 12, 39), ("hair dryer", 29, 129), ("face moisturizer", 14, 49),
-            ("makeup brushes", 11, 35), ("hair straightener", 25, 99), ("sunscreen", 9, 29),
-            ("lip balm", 5, 15), ("nail polish set", 10, 30),
+            ("vitamin c serum", 12, 39),
+            ("hair dryer", 29, 129),
+            ("face moisturizer", 14, 49),
+            ("makeup brushes", 11, 35),
+            ("hair straightener", 25, 99),
+            ("sunscreen", 9, 29),
+            ("lip balm", 5, 15),
+            ("nail polish set", 10, 30),
         ),
-        ("organic", "vegan", "travel size", "for sensitive skin", "ionic", "spf 50", "hydrating", "cruelty free"),
+        (
+            "organic",
+            "vegan",
+            "travel size",
+            "for sensitive skin",
+            "ionic",
+            "spf 50",
+            "hydrating",
+            "cruelty free",
+        ),
         ("Lumira", "Glowbar", "Cerava", "Oleo", "PureDerm"),
-        130, 0.15, (0.50, 0.75),
+        130,
+        0.15,
+        (0.50, 0.75),
     ),
     CategorySpec(
         "electronics",
         (
-            ("wireless earbuds", 19, 149), ("phone charger", 9, 35), ("bluetooth speaker", 19, 129),
-            ("usb c cable", 6, 19), ("power bank", 15, 59), ("webcam", 25, 99), ("smart plug", 9, 29),
+            ("wireless earbuds", 19, 149),
+            ("phone charger", 9, 35),
+            ("bluetooth speaker", 19, 129),
+            ("usb c cable", 6, 19),
+            ("power bank", 15, 59),
+            ("webcam", 25, 99),
+            ("smart plug", 9, 29),
             ("wireless mouse", 10, 49),
         ),
-        ("fast charging", "noise cancelling", "waterproof", "portable", "4k", "60w", "long battery", "compact"),
+        (
+            "fast charging",
+            "noise cancelling",
+            "waterproof",
+            "portable",
+            "4k",
+            "60w",
+            "long battery",
+            "compact",
+        ),
         ("Sonix", "Ankor", "Voltra", "Beatline", "Logitek"),
-        330, 0.30, (0.15, 0.35),
+        330,
+        0.30,
+        (0.15, 0.35),
     ),
     CategorySpec(
         "toys",
         (
-            ("building blocks", 15, 79), ("board game", 14, 45), ("puzzle", 9, 29), ("rc car", 25, 89),
-            ("plush toy", 9, 29), ("craft kit", 12, 35), ("stem kit", 19, 59), ("doll house", 39, 129),
+            ("building blocks", 15, 79),
+            ("board game", 14, 45),
+            ("puzzle", 9, 29),
+            ("rc car", 25, 89),
+            ("plush toy", 9, 29),
+            ("craft kit", 12, 35),
+            ("stem kit", 19, 59),
+            ("doll house", 39, 129),
         ),
-        ("for kids", "1000 piece", "educational", "for toddlers", "family", "wooden", "for girls", "for boys"),
+        (
+            "for kids",
+            "1000 piece",
+            "educational",
+            "for toddlers",
+            "family",
+            "wooden",
+            "for girls",
+            "for boys",
+        ),
         ("Legoland", "Hasbrook", "PlayNest", "Melissa&Co", "FunForge"),
-        350, 0.50, (0.35, 0.55),
+        350,
+        0.50,
+        (0.35, 0.55),
     ),
     CategorySpec(
         "home",
         (
-            ("throw pillow", 12, 39), ("blackout curtains", 19, 59), ("bath towels", 19, 59),
-            ("storage bins", 15, 45), ("led desk lamp", 19, 59), ("duvet cover", 25, 89),
-            ("area rug", 39, 199), ("shower curtain", 12, 35),
+            ("throw pillow", 12, 39),
+            ("blackout curtains", 19, 59),
+            ("bath towels", 19, 59),
+            ("storage bins", 15, 45),
+            ("led desk lamp", 19, 59),
+            ("duvet cover", 25, 89),
+            ("area rug", 39, 199),
+            ("shower curtain", 12, 35),
         ),
         ("cotton", "set of 2", "modern", "boho", "queen size", "washable", "grey", "linen"),
         ("Homely", "NestLane", "Casaro", "Umbrio", "Linenry"),
-        300, 0.15, (0.40, 0.65),
+        300,
+        0.15,
+        (0.40, 0.65),
     ),
     CategorySpec(
         "fitness",
         (
-            ("yoga mat", 15, 69), ("dumbbells", 25, 149), ("resistance bands", 9, 35),
-            ("foam roller", 12, 39), ("jump rope", 7, 25), ("kettlebell", 19, 79),
-            ("protein shaker", 7, 19), ("pull up bar", 19, 49),
+            ("yoga mat", 15, 69),
+            ("dumbbells", 25, 149),
+            ("resistance bands", 9, 35),
+            ("foam roller", 12, 39),
+            ("jump rope", 7, 25),
+            ("kettlebell", 19, 79),
+            ("protein shaker", 7, 19),
+            ("pull up bar", 19, 49),
         ),
         ("adjustable", "non slip", "extra thick", "set", "for women", "for men", "heavy", "home gym"),
         ("FlexFit", "Gaiamo", "IronGrip", "Bowflexa", "CoreMotion"),
-        8, 0.35, (0.35, 0.60),
+        8,
+        0.35,
+        (0.35, 0.60),
     ),
     CategorySpec(
         "office",
         (
-            ("desk organizer", 12, 39), ("ergonomic chair", 89, 299), ("standing desk", 149, 399),
-            ("gel pens", 6, 19), ("notebook", 7, 24), ("monitor stand", 19, 59),
-            ("label maker", 19, 49), ("backpack for school", 19, 59),
+            ("desk organizer", 12, 39),
+            ("ergonomic chair", 89, 299),
+            ("standing desk", 149, 399),
+            ("gel pens", 6, 19),
+            ("notebook", 7, 24),
+            ("monitor stand", 19, 59),
+            ("label maker", 19, 49),
+            ("backpack for school", 19, 59),
         ),
         ("ergonomic", "adjustable", "a5", "pack of 12", "wooden", "mesh", "dotted", "for laptop"),
         ("Staplo", "Deskly", "Fellowe", "ModuWork", "Paperly"),
-        225, 0.35, (0.30, 0.55),
+        225,
+        0.35,
+        (0.30, 0.55),
     ),
     CategorySpec(
         "baby",
         (
-            ("baby monitor", 39, 179), ("diaper bag", 25, 79), ("baby bottles", 14, 39),
-            ("swaddle blankets", 15, 45), ("high chair", 49, 199), ("teething toys", 7, 19),
-            ("baby carrier", 29, 129), ("bottle warmer", 19, 59),
+            ("baby monitor", 39, 179),
+            ("diaper bag", 25, 79),
+            ("baby bottles", 14, 39),
+            ("swaddle blankets", 15, 45),
+            ("high chair", 49, 199),
+            ("teething toys", 7, 19),
+            ("baby carrier", 29, 129),
+            ("bottle warmer", 19, 59),
         ),
         ("organic", "anti colic", "newborn", "portable", "bpa free", "muslin", "video", "convertible"),
         ("Babyly", "Graco&Co", "Tommee", "Munchkinz", "Kindora"),
-        200, 0.05, (0.35, 0.55),
+        200,
+        0.05,
+        (0.35, 0.55),
     ),
 )
 CATEGORY_BY_NAME = {c.name: c for c in CATEGORIES}
@@ -170,15 +292,66 @@ INTENT_WORDS = ("best", "cheap", "gift", "for beginners", "on sale", "top rated"
 _SUFFIX_MODIFIERS = {"gift", "on sale", "2026", "set", "set of 2", "set of 3", "pack of 12", "home gym"}
 # Words that make a query irrelevant to a product: the searcher wants something else.
 JUNK_WORDS = (
-    "repair", "diy", "tattoo", "costume", "meaning", "drawing", "replacement part", "used", "rental",
-    "clipart", "toy", "manual pdf", "near me", "job", "free", "coloring page", "svg", "recall",
+    "repair",
+    "diy",
+    "tattoo",
+    "costume",
+    "meaning",
+    "drawing",
+    "replacement part",
+    "used",
+    "rental",
+    "clipart",
+    "toy",
+    "manual pdf",
+    "near me",
+    "job",
+    "free",
+    "coloring page",
+    "svg",
+    "recall",
 )
 _BRAND_HEADS = (
-    "Nord", "Bright", "Oak", "Blue", "Peak", "True", "Urban", "Wild", "Silver", "Green", "Iron", "Sun",
-    "Cedar", "Lumen", "Pure", "Zen", "Nova", "Terra", "Alto", "Vela", "Kiva", "Mosa", "Orla", "Rove",
+    "Nord",
+    "Bright",
+    "Oak",
+    "Blue",
+    "Peak",
+    "True",
+    "Urban",
+    "Wild",
+    "Silver",
+    "Green",
+    "Iron",
+    "Sun",
+    "Cedar",
+    "Lumen",
+    "Pure",
+    "Zen",
+    "Nova",
+    "Terra",
+    "Alto",
+    "Vela",
+    "Kiva",
+    "Mosa",
+    "Orla",
+    "Rove",
 )
 _BRAND_TAILS = (
-    "ware", "co", "labs", "works", "home", "ly", "craft", "nest", "gear", "wise", "ora", "ify", "hub", "kind",
+    "ware",
+    "co",
+    "labs",
+    "works",
+    "home",
+    "ly",
+    "craft",
+    "nest",
+    "gear",
+    "wise",
+    "ora",
+    "ify",
+    "hub",
+    "kind",
 )
 
 
@@ -219,7 +392,9 @@ class World:
     events: list[WorldEvent] = field(default_factory=list)  # per-advertiser event facts (truth)
     # index arrays over the lists above, for vectorized simulation
     keyword_campaign: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [K] into campaigns
-    campaign_advertiser: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [C] into advertisers
+    campaign_advertiser: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.int64)
+    )  # [C] into advertisers
 
     @property
     def keyword_advertiser(self) -> np.ndarray:
@@ -270,18 +445,54 @@ def calendar_events(first: dt.date, last: dt.date) -> list[CalendarEvent]:
             CalendarEvent("prime_day_lull", prime - d(days=6), prime - d(days=1), 0.85, 1.0, every),
             CalendarEvent("prime_day", prime, prime + d(days=1), 2.6, 1.35, every),
             CalendarEvent("prime_big_deal_days", big_deal, big_deal + d(days=1), 1.8, 1.25, every),
-            CalendarEvent("black_friday_cyber_monday", thanksgiving + d(days=1), thanksgiving + d(days=4),
-                          2.2, 1.3, every),
-            CalendarEvent("holiday_gifting", dt.date(year, 12, 1), dt.date(year, 12, 20), 1.45, 1.15,
-                          frozenset({"toys", "electronics", "beauty", "kitchen", "home"})),
-            CalendarEvent("back_to_school", dt.date(year, 7, 20), dt.date(year, 8, 31), 1.5, 1.1,
-                          frozenset({"office", "electronics"})),
-            CalendarEvent("labor_day_sale", labor_day - d(days=3), labor_day, 1.3, 1.05,
-                          frozenset({"outdoor", "home", "kitchen"})),
-            CalendarEvent("new_year_resolutions", dt.date(year, 1, 1), dt.date(year, 1, 21), 1.6, 1.1,
-                          frozenset({"fitness"})),
-            CalendarEvent("mothers_day", mothers_day - d(days=10), mothers_day, 1.4, 1.1,
-                          frozenset({"beauty", "kitchen", "home"})),
+            CalendarEvent(
+                "black_friday_cyber_monday",
+                thanksgiving + d(days=1),
+                thanksgiving + d(days=4),
+                2.2,
+                1.3,
+                every,
+            ),
+            CalendarEvent(
+                "holiday_gifting",
+                dt.date(year, 12, 1),
+                dt.date(year, 12, 20),
+                1.45,
+                1.15,
+                frozenset({"toys", "electronics", "beauty", "kitchen", "home"}),
+            ),
+            CalendarEvent(
+                "back_to_school",
+                dt.date(year, 7, 20),
+                dt.date(year, 8, 31),
+                1.5,
+                1.1,
+                frozenset({"office", "electronics"}),
+            ),
+            CalendarEvent(
+                "labor_day_sale",
+                labor_day - d(days=3),
+                labor_day,
+                1.3,
+                1.05,
+                frozenset({"outdoor", "home", "kitchen"}),
+            ),
+            CalendarEvent(
+                "new_year_resolutions",
+                dt.date(year, 1, 1),
+                dt.date(year, 1, 21),
+                1.6,
+                1.1,
+                frozenset({"fitness"}),
+            ),
+            CalendarEvent(
+                "mothers_day",
+                mothers_day - d(days=10),
+                mothers_day,
+                1.4,
+                1.1,
+                frozenset({"beauty", "kitchen", "home"}),
+            ),
         ]
     return [e for e in out if e.end >= first and e.start <= last]
 
@@ -397,7 +608,9 @@ def _generate_advertiser(
         kinds.append(CampaignKind.COMPETITOR)
     kinds = kinds[:5]
 
-    drafts_by_group: list[tuple[int, list[Product], list[_KeywordDraft]]] = []  # (campaign slot, products, drafts)
+    drafts_by_group: list[
+        tuple[int, list[Product], list[_KeywordDraft]]
+    ] = []  # (campaign slot, products, drafts)
     campaign_names: list[str] = []
     for slot, kind in enumerate(kinds):
         n_groups = 1 if kind in (CampaignKind.BRAND, CampaignKind.COMPETITOR) else int(rng.integers(1, 3))
@@ -487,7 +700,9 @@ def _generate_advertiser(
         )
         campaign_advertiser.append(adv_index)
 
-    _add_advertiser_events(world, rng, adv_id, first_kw=len(world.keywords) - len(all_drafts), drafts=all_drafts)
+    _add_advertiser_events(
+        world, rng, adv_id, first_kw=len(world.keywords) - len(all_drafts), drafts=all_drafts
+    )
 
 
 def _split_products(rng: np.random.Generator, products: list[Product], n_groups: int) -> list[list[Product]]:
@@ -520,20 +735,27 @@ def _keyword_drafts(
     drafts: list[_KeywordDraft] = []
 
     def junk_terms(base: str, n: int) -> list[tuple[str, float, float]]:
-        return [(f"{base} {w}", float(rng.uniform(0.04, 0.12)), float(rng.uniform(0.0, 0.03)))
-                for w in _pick(rng, JUNK_WORDS, n)]
+        return [
+            (f"{base} {w}", float(rng.uniform(0.04, 0.12)), float(rng.uniform(0.0, 0.03)))
+            for w in _pick(rng, JUNK_WORDS, n)
+        ]
 
     if kind == CampaignKind.AUTO:
         other_nouns = [p[0] for p in cat.products if p[0] not in nouns]
         for target in AUTO_TARGETS:
             terms: list[tuple[str, float, float]] = []
             if target.endswith("close-match"):
-                terms += [(noun, 0.4, 1.0), (_with(_modifiers(rng, cat.attributes, noun, 1)[0], noun), 0.25, 1.1),
-                          (f"{b} {noun}", 0.1, 1.6)]
+                terms += [
+                    (noun, 0.4, 1.0),
+                    (_with(_modifiers(rng, cat.attributes, noun, 1)[0], noun), 0.25, 1.1),
+                    (f"{b} {noun}", 0.1, 1.6),
+                ]
                 terms += junk_terms(noun, 1)
             elif target.endswith("loose-match"):
-                terms += [(_with(_pick(rng, INTENT_WORDS)[0], noun), 0.3, 0.9),
-                          (_with(_modifiers(rng, cat.attributes, noun, 1)[0], noun), 0.2, 0.9)]
+                terms += [
+                    (_with(_pick(rng, INTENT_WORDS)[0], noun), 0.3, 0.9),
+                    (_with(_modifiers(rng, cat.attributes, noun, 1)[0], noun), 0.2, 0.9),
+                ]
                 terms += junk_terms(noun, 2)
                 terms += [(f"{_pick(rng, other_nouns)[0]}", 0.1, 0.15)]
             elif target.endswith("substitutes"):
@@ -589,12 +811,20 @@ def _keyword_drafts(
         if mt is MatchType.EXACT:
             terms += [(f"{text}s" if not text.endswith("s") else text[:-1], 0.15, 0.95)]
         elif mt is MatchType.PHRASE:
-            terms += [(_with(_pick(rng, INTENT_WORDS)[0], text), 0.25, 1.0),
-                      (_with(_modifiers(rng, cat.attributes, text, 1)[0], text), 0.15, 1.05)]
+            terms += [
+                (_with(_pick(rng, INTENT_WORDS)[0], text), 0.25, 1.0),
+                (_with(_modifiers(rng, cat.attributes, text, 1)[0], text), 0.15, 1.05),
+            ]
             terms += junk_terms(text, int(rng.integers(0, 2)))
         else:
-            terms += [(_with(_modifiers(rng, cat.attributes, text, 1)[0], kw_noun), 0.2, 1.0),
-                      (f"{cat.rival_brands[int(rng.integers(len(cat.rival_brands)))].lower()} {kw_noun}", 0.12, 0.4)]
+            terms += [
+                (_with(_modifiers(rng, cat.attributes, text, 1)[0], kw_noun), 0.2, 1.0),
+                (
+                    f"{cat.rival_brands[int(rng.integers(len(cat.rival_brands)))].lower()} {kw_noun}",
+                    0.12,
+                    0.4,
+                ),
+            ]
             terms += junk_terms(kw_noun, int(rng.integers(1, 3)))
         drafts.append(_KeywordDraft(text, mt, kind, kw_noun, price_of[kw_noun], terms))
     return drafts
@@ -618,7 +848,12 @@ def _normalized_terms(keyword_id: str, raw: list[tuple[str, float, float]]) -> l
     rel = np.array([merged[t][1] for t in terms])
     rel = np.clip(rel / max(float((shares * rel).sum()), 1e-9), 0.0, 2.0)
     return [
-        SearchTerm(keyword_id=keyword_id, term=t, share=float(np.round(s, 4)) or 1e-4, relevance=float(np.round(r, 3)))
+        SearchTerm(
+            keyword_id=keyword_id,
+            term=t,
+            share=float(np.round(s, 4)) or 1e-4,
+            relevance=float(np.round(r, 3)),
+        )
         for t, s, r in zip(terms, shares, rel, strict=True)
     ]
 
@@ -638,8 +873,12 @@ def _draw_markets(
     price = np.array([d.price for d in drafts])
     is_auto, is_brand, is_generic, is_comp = (kind == k for k in range(4))
 
-    def by_kind(auto: tuple[float, float], brand: tuple[float, float], generic: tuple[float, float],
-                comp: tuple[float, float]) -> np.ndarray:
+    def by_kind(
+        auto: tuple[float, float],
+        brand: tuple[float, float],
+        generic: tuple[float, float],
+        comp: tuple[float, float],
+    ) -> np.ndarray:
         lo = np.select([is_auto, is_brand, is_generic], [auto[0], brand[0], generic[0]], comp[0])
         hi = np.select([is_auto, is_brand, is_generic], [auto[1], brand[1], generic[1]], comp[1])
         return rng.uniform(lo, hi)
@@ -652,10 +891,16 @@ def _draw_markets(
     ctr_top = by_kind((0.012, 0.03), (0.06, 0.14), (0.015, 0.045), (0.006, 0.018))
     cvr = by_kind((0.05, 0.12), (0.15, 0.30), (0.06, 0.14), (0.02, 0.06))
     aov = np.round(price * rng.uniform(1.0, 1.25, n), 2)
-    organic_rate = by_kind((0.002, 0.008), (0.03, 0.10), (0.001, 0.008), (0.0003, 0.002))
     cannibalization = by_kind((0.15, 0.45), (0.55, 0.9), (0.1, 0.4), (0.0, 0.1))
+    # the simulator needs organic buyers enough for the ads to cannibalize (see _ORGANIC_HEADROOM)
+    organic_rate = np.maximum(
+        by_kind((0.002, 0.008), (0.03, 0.10), (0.001, 0.008), (0.0003, 0.002)),
+        _ORGANIC_HEADROOM * cannibalization * ctr_top * cvr,
+    )
     n_rivals = np.round(by_kind((4, 10), (0.5, 2.0), (3, 11), (4, 8)), 2)
-    quality = np.clip(rng.beta(5, 3, n) + np.where(is_brand, 0.2, 0.0) - np.where(is_comp, 0.15, 0.0), 0.1, 1.0)
+    quality = np.clip(
+        rng.beta(5, 3, n) + np.where(is_brand, 0.2, 0.0) - np.where(is_comp, 0.15, 0.0), 0.1, 1.0
+    )
 
     # rivals bid about their value per click times their ACoS target; category-wide noise
     value_per_click = aov * cvr
@@ -666,7 +911,9 @@ def _draw_markets(
     rival_quality_b = np.full(n, 3.0)
 
     # our initial bids: value per click times the advertiser's own ACoS idea, with keyword-level error
-    bid = np.clip(np.round(value_per_click * rng.uniform(0.2, 0.45) * np.exp(rng.normal(0, 0.35, n)), 2), 0.1, 20.0)
+    bid = np.clip(
+        np.round(value_per_click * rng.uniform(0.2, 0.45) * np.exp(rng.normal(0, 0.35, n)), 2), 0.1, 20.0
+    )
 
     # seasonality: weekly peak on Sunday or Monday, yearly peak at the category's day of year
     start = config.start_date
@@ -724,10 +971,18 @@ def _add_advertiser_events(
     if not nouns:
         return
 
-    def add(name: str, noun: str, first: int, last: int, demand: float, bid_mult: float, count_mult: float) -> None:
+    def add(
+        name: str, noun: str, first: int, last: int, demand: float, bid_mult: float, count_mult: float
+    ) -> None:
         hit = [j for j, d in enumerate(drafts) if d.noun == noun and d.kind != CampaignKind.BRAND]
-        event = MarketEvent(name=name, start=first, end=last, demand_mult=demand,
-                            rival_bid_mult=bid_mult, rival_count_mult=count_mult)
+        event = MarketEvent(
+            name=name,
+            start=first,
+            end=last,
+            demand_mult=demand,
+            rival_bid_mult=bid_mult,
+            rival_count_mult=count_mult,
+        )
         for j in hit:
             markets[j].events.append(event)
         world.events.append(
@@ -746,18 +1001,136 @@ def _add_advertiser_events(
     if rng.random() < 0.35 and days >= 10:  # a new rival floods one product's keywords
         first = int(rng.integers(int(days * 0.4), max(int(days * 0.4) + 1, days - 4)))
         last = horizon - 1 if rng.random() < 0.6 else min(horizon - 1, first + int(rng.integers(14, 31)))
-        add("competitor_surge", str(rng.choice(nouns)), first, last, 1.0,
-            float(np.round(rng.uniform(1.4, 2.0), 2)), float(np.round(rng.uniform(1.2, 1.6), 2)))
+        add(
+            "competitor_surge",
+            str(rng.choice(nouns)),
+            first,
+            last,
+            1.0,
+            float(np.round(rng.uniform(1.4, 2.0), 2)),
+            float(np.round(rng.uniform(1.2, 1.6), 2)),
+        )
     if rng.random() < 0.1 and days >= 10:  # a rival runs out of stock
         first = int(rng.integers(0, max(1, days - 14)))
-        add("competitor_exit", str(rng.choice(nouns)), first, min(horizon - 1, first + int(rng.integers(10, 30))),
-            1.0, 0.8, 0.6)
+        add(
+            "competitor_exit",
+            str(rng.choice(nouns)),
+            first,
+            min(horizon - 1, first + int(rng.integers(10, 30))),
+            1.0,
+            0.8,
+            0.6,
+        )
     if rng.random() < 0.1 and days >= 10:  # a social-media moment for one product type
         first = int(rng.integers(0, max(1, days - 10)))
-        add("viral_trend", str(rng.choice(nouns)), first, min(horizon - 1, first + int(rng.integers(5, 15))),
-            float(np.round(rng.uniform(1.6, 2.5), 2)), 1.1, 1.0)
+        add(
+            "viral_trend",
+            str(rng.choice(nouns)),
+            first,
+            min(horizon - 1, first + int(rng.integers(5, 15))),
+            float(np.round(rng.uniform(1.6, 2.5), 2)),
+            1.1,
+            1.0,
+        )
 
 
 def keyword_hash_seed(*parts: str) -> int:
     """A stable seed from strings (Python's hash() is salted per process)."""
     return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:8], "little")
+
+
+# --- markets after the advertiser's own edits ------------------------------------------------------------
+
+
+def _tokens(text: str) -> list[str]:
+    return text.lower().split()
+
+
+def negative_matches(term: str, negative_text: str, match_type: MatchType) -> bool:
+    """Amazon-style negatives: exact blocks the identical query, phrase blocks any query containing it."""
+    t, n = _tokens(term), _tokens(negative_text)
+    if match_type is MatchType.EXACT:
+        return t == n
+    return any(t[i : i + len(n)] == n for i in range(len(t) - len(n) + 1))
+
+
+def apply_negatives(
+    market: KeywordMarket, terms: list[SearchTerm], negatives: list[NegativeKeyword]
+) -> tuple[KeywordMarket, list[SearchTerm]]:
+    """The keyword's market once its ad group's negatives block some of its search terms.
+
+    Volume shrinks by the blocked share and conversion rate becomes the mean over the terms left, so
+    blocking an irrelevant term saves its clicks without losing orders. Organic sales do not depend on
+    our targeting, so the organic rate is raised to keep them whole on the smaller volume.
+    """
+    kept = [t for t in terms if not any(negative_matches(t.term, n.text, n.match_type) for n in negatives)]
+    if len(kept) == len(terms):
+        return market, terms
+    kept_share = sum(t.share for t in kept)
+    if kept_share <= 0:  # every query blocked: the keyword no longer enters any auction
+        return market.model_copy(update={"base_volume": 0.0}), []
+    kept_rel = sum(t.share * t.relevance for t in kept) / kept_share
+    total_rel = sum(t.share * t.relevance for t in terms) or 1.0
+    adjusted = _with_organic_floor(
+        market.model_copy(
+            update={
+                "base_volume": market.base_volume * kept_share,
+                "cvr": min(0.95, market.cvr * kept_rel / total_rel),
+                "organic_rate": min(0.95, market.organic_rate / kept_share),
+            }
+        )
+    )
+    renormalized = [t.model_copy(update={"share": t.share / kept_share}) for t in kept]
+    return adjusted, renormalized
+
+
+def market_for_new_keyword(
+    keyword_id: str,
+    text: str,
+    match_type: MatchType,
+    siblings: list[tuple[Keyword, KeywordMarket]],
+    known_terms: list[tuple[SearchTerm, KeywordMarket]],
+) -> tuple[KeywordMarket, list[SearchTerm]]:
+    """Market of a keyword the advertiser adds, derived from what the world already knows.
+
+    A text that is one of the advertiser's observed search terms (harvesting) inherits that term's demand
+    and conversion rate; any other text takes the closest sibling keyword of its ad group, with less
+    demand (a new long-tail text) and, when it shares no word with the group's keywords, a conversion rate
+    near zero (an off-topic keyword does not sell the product).
+    """
+    if not siblings:
+        raise ValueError("an ad group without keywords gives nothing to derive a new keyword's market from")
+    words = set(_tokens(text))
+    match_factor = {MatchType.EXACT: 1.0, MatchType.PHRASE: 1.6, MatchType.BROAD: 2.5}[match_type]
+
+    def overlap(kw: Keyword) -> int:
+        return len(words & set(_tokens(kw.text)))
+
+    _, template = max(siblings, key=lambda pair: overlap(pair[0]))
+    same = [(t, m) for t, m in known_terms if _tokens(t.term) == _tokens(text)]
+    if same:
+        volume = sum(t.share * m.base_volume for t, m in same)
+        cvr = sum(t.share * m.base_volume * m.cvr * t.relevance for t, m in same) / max(volume, 1e-9)
+        volume *= match_factor
+    else:
+        related = max(overlap(kw) for kw, _ in siblings) > 0
+        volume = template.base_volume * 0.35 * match_factor
+        cvr = template.cvr * (0.9 if related else 0.05)
+    market = template.model_copy(
+        update={
+            "keyword_id": keyword_id,
+            "base_volume": round(float(volume), 1),
+            "cvr": float(min(0.95, max(cvr, 1e-4))),
+            "events": list(template.events),
+        }
+    )
+    return _with_organic_floor(market), [
+        SearchTerm(keyword_id=keyword_id, term=text, share=1.0, relevance=1.0)
+    ]
+
+
+def _with_organic_floor(market: KeywordMarket) -> KeywordMarket:
+    floor = _ORGANIC_HEADROOM * market.cannibalization * market.ctr_top * market.cvr
+    if market.organic_rate >= floor:
+        return market
+    return market.model_copy(update={"organic_rate": min(0.95, floor)})

@@ -1,0 +1,242 @@
+"""Generate a world file: the world, its simulated history, experiments, the store and the truth beside it.
+
+Everything is written to temporary files in the target directory and renamed into place only at the end
+(truth first, the world last), so a failed or interrupted run never leaves a half-written world where a
+reader would find it; the temporary files are removed on any error, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tools.errors import InvalidInputError
+from tools.market.data_model import Campaign, Product, WorldConfig
+from tools.market.experiments import plan_experiments, simulate_experiment
+from tools.market.history import apply_final_state, plan_interventions, simulate_history, term_table
+from tools.market.store import create_world_db, insert_columns, write_entities, write_experiment, write_meta
+from tools.market.truth import (
+    create_truth_db,
+    truth_path_for,
+    write_experiment_truth,
+    write_truth_entities,
+)
+from tools.market.world import generate_world
+
+# A world is advertisers x days; past this the file runs to tens of GB and hours of generation.
+MAX_ADVERTISER_DAYS = 1_000_000
+# Measured: about 8 kB per advertiser-day (world + truth), rounded up, for the disk-space check.
+BYTES_PER_ADVERTISER_DAY = 12_000
+# Keyword-days simulated per call (bounded memory; the simulator is vectorized within a call).
+CELLS_PER_CHUNK = 250_000
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class GenerationSummary:
+    path: Path
+    truth_path: Path
+    config: WorldConfig
+    rows: dict[str, int] = field(default_factory=dict)
+    world_bytes: int = 0
+    truth_bytes: int = 0
+    seconds: float = 0.0
+
+
+def check_generation_inputs(config: WorldConfig, out: Path, force: bool = False) -> None:
+    """Refuse what would fail late or write where it must not, before any work starts."""
+    adv_days = config.n_advertisers * config.days
+    if adv_days > MAX_ADVERTISER_DAYS:
+        raise InvalidInputError(
+            f"advertisers x days must be <= {MAX_ADVERTISER_DAYS:,} (got {config.n_advertisers:,} x {config.days:,}"
+            f" = {adv_days:,}); generate fewer advertisers or fewer days",
+            field="advertisers",
+            allowed=f"advertisers x days <= {MAX_ADVERTISER_DAYS:,}",
+        )
+    if out.exists() and out.is_dir():
+        raise InvalidInputError(
+            f"--out {out} is a directory; give a file path such as {out / 'world.sqlite'}",
+            field="out",
+            allowed="a file path",
+        )
+    if out.suffix != ".sqlite":
+        raise InvalidInputError(
+            f"--out must end in .sqlite (got {out})", field="out", allowed="a path ending in .sqlite"
+        )
+    if out.exists() and not force:
+        raise InvalidInputError(
+            f"{out} already exists; pass --force to replace it", field="out", allowed="a new path, or --force"
+        )
+    parent = out.parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidInputError(
+            f"cannot write to {parent} (not a writable directory)",
+            field="out",
+            allowed="a path in a writable directory",
+        )
+    need = adv_days * BYTES_PER_ADVERTISER_DAY
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise InvalidInputError(
+            f"a world of {config.n_advertisers:,} advertisers x {config.days} days needs about {need / 1e9:.1f} GB;"
+            f" {existing} has {free / 1e9:.1f} GB free",
+            field="out",
+            allowed=f"a disk with at least {need / 1e9:.1f} GB free",
+        )
+
+
+def generate_world_file(
+    config: WorldConfig, out: Path | str, *, force: bool = False, progress: Progress | None = None
+) -> GenerationSummary:
+    """Generate the world for `config` into `out` (and its truth beside it); atomic, see module doc."""
+    out = Path(out).expanduser()
+    check_generation_inputs(config, out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    truth_out = truth_path_for(out)
+    report = progress or (lambda stage, done, total: None)
+    began = time.perf_counter()
+    token = uuid.uuid4().hex
+    tmp_world = out.with_name(f".{out.name}.{token}.tmp")
+    tmp_truth = truth_out.with_name(f".{truth_out.name}.{token}.tmp")
+    world_db = truth_db = None
+    try:
+        world_db, truth_db = create_world_db(tmp_world), create_truth_db(tmp_truth)
+        rows = _fill(config, world_db, truth_db, token, report)
+        world_db.close()
+        truth_db.close()
+        world_db = truth_db = None
+        os.replace(tmp_truth, truth_out)
+        os.replace(tmp_world, out)
+    except BaseException:
+        for conn in (world_db, truth_db):
+            if conn is not None:
+                conn.close()
+        for tmp in (tmp_world, tmp_truth):
+            tmp.unlink(missing_ok=True)
+        raise
+    return GenerationSummary(
+        path=out,
+        truth_path=truth_out,
+        config=config,
+        rows=rows,
+        world_bytes=out.stat().st_size,
+        truth_bytes=truth_out.stat().st_size,
+        seconds=time.perf_counter() - began,
+    )
+
+
+def _fill(
+    config: WorldConfig,
+    world_db: sqlite3.Connection,
+    truth_db: sqlite3.Connection,
+    token: str,
+    report: Progress,
+) -> dict[str, int]:
+    n_adv = config.n_advertisers
+    report("world", 0, 1)
+    world = generate_world(config)
+    plan = plan_interventions(world)
+    apply_final_state(world, plan)
+    report("world", 1, 1)
+
+    world_db.execute("BEGIN")
+    truth_db.execute("BEGIN")
+    write_entities(world_db, world, plan.interventions)
+    write_truth_entities(truth_db, world)
+    rows = {
+        "advertisers": len(world.advertisers),
+        "campaigns": len(world.campaigns),
+        "keywords": len(world.keywords),
+        "search_terms": len(world.search_terms),
+        "interventions": len(plan.interventions),
+        "keyword_days": 0,
+        "campaign_days": 0,
+        "search_term_days": 0,
+        "experiments": 0,
+    }
+
+    # history, in blocks of whole advertisers
+    terms = term_table(world)
+    kw_per_adv = np.bincount(world.keyword_advertiser, minlength=n_adv)
+    report("history", 0, n_adv)
+    a = 0
+    while a < n_adv:
+        b = a + 1
+        cells = int(kw_per_adv[a]) * config.days
+        while b < n_adv and cells + int(kw_per_adv[b]) * config.days <= CELLS_PER_CHUNK:
+            cells += int(kw_per_adv[b]) * config.days
+            b += 1
+        chunk = simulate_history(world, plan, terms, a, b)
+        chunk.keyword_days["adv"] = chunk.keyword_days["adv"] + 1
+        chunk.campaign_days["adv"] = chunk.campaign_days["adv"] + 1
+        chunk.search_term_days["adv"] = chunk.search_term_days["adv"] + 1
+        chunk.keyword_truth["adv"] = chunk.keyword_truth["adv"] + 1
+        rows["keyword_days"] += insert_columns(world_db, "keyword_days", chunk.keyword_days)
+        rows["campaign_days"] += insert_columns(world_db, "campaign_days", chunk.campaign_days)
+        rows["search_term_days"] += insert_columns(world_db, "search_term_days", chunk.search_term_days)
+        insert_columns(truth_db, "keyword_days", chunk.keyword_truth)
+        report("history", b, n_adv)
+        a = b
+
+    # experiments (contract D): units in the world, truth in the truth store
+    end = config.start_date + dt.timedelta(days=config.days - 1)
+    camp_by_adv: dict[str, list[Campaign]] = {}
+    for c in world.campaigns:
+        camp_by_adv.setdefault(c.advertiser_id, []).append(c)
+    prod_by_adv: dict[str, list[Product]] = {}
+    for p in world.products:
+        prod_by_adv.setdefault(p.advertiser_id, []).append(p)
+    report("experiments", 0, n_adv)
+    for i, adv in enumerate(world.advertisers):
+        rng = np.random.default_rng([config.seed, i, 5])
+        for exp in plan_experiments(
+            adv, camp_by_adv.get(adv.id, []), prod_by_adv.get(adv.id, []), config.start_date, end, rng
+        ):
+            units, truth = simulate_experiment(exp, seed=int(rng.integers(2**62)))
+            write_experiment(world_db, i + 1, exp, units)
+            write_experiment_truth(truth_db, exp, truth)
+            rows["experiments"] += 1
+        if (i + 1) % 25 == 0 or i + 1 == n_adv:
+            report("experiments", i + 1, n_adv)
+
+    meta = {
+        "generation_id": token[:12],
+        "start_date": config.start_date.isoformat(),
+        "end_date": end.isoformat(),
+        "config": config.model_dump_json(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    write_meta(world_db, meta)
+    truth_db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
+    report("saving", 0, 1)
+    world_db.execute("COMMIT")
+    truth_db.execute("COMMIT")
+    report("saving", 1, 1)
+    return rows
+
+
+def describe(summary: GenerationSummary) -> dict[str, object]:
+    """The summary as plain data (for --json and logs)."""
+    return {
+        "path": str(summary.path),
+        "truth_path": str(summary.truth_path),
+        "config": json.loads(summary.config.model_dump_json()),
+        "rows": summary.rows,
+        "world_bytes": summary.world_bytes,
+        "truth_bytes": summary.truth_bytes,
+        "seconds": round(summary.seconds, 2),
+    }

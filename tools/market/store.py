@@ -1,0 +1,960 @@
+"""The marketplace store: one SQLite file per world, read and written only through an advertiser scope.
+
+`MarketStore.open(path)` gives the whole file; `store.scoped(advertiser_id)` gives the only view that
+reads entities and reports, and every method of it refuses an id of another advertiser with
+`UnknownIdError`. Writes (bids, budgets, status, keywords, negatives) run in one transaction each,
+leave an audit row and bump `data_version`, so caches keyed on it never serve stale numbers.
+
+Layout: entities keep their string ids; the large daily tables key rows by (advertiser, day, integer
+index) in clustered `WITHOUT ROWID` tables, so one advertiser's date range is one contiguous range
+scan. Money in daily tables is integer cents (exact, and small integers take 1-4 bytes in SQLite).
+Ground truth of experiments is not here: it lives in truth.sqlite (tools.market.truth).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tools.errors import AdguideError, InvalidInputError, UnknownIdError, check_range
+from tools.market.data_model import (
+    AdGroup,
+    Advertiser,
+    AuditRecord,
+    Campaign,
+    CampaignDay,
+    Experiment,
+    Intervention,
+    Keyword,
+    KeywordDay,
+    KeywordMarket,
+    MatchType,
+    NegativeKeyword,
+    Product,
+    SearchTerm,
+    SearchTermDay,
+    Status,
+)
+from tools.market.experiments import ExperimentUnits
+
+SCHEMA_VERSION = "1"
+MAX_BID = 100.0
+MAX_BUDGET = 1_000_000.0
+MAX_KEYWORD_CHARS = 80
+MAX_ITEMS_PER_WRITE = 1000
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE advertisers (idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+    category TEXT NOT NULL, target_acos REAL);
+CREATE TABLE products (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, name TEXT NOT NULL, category TEXT NOT NULL,
+    price REAL NOT NULL, margin REAL NOT NULL);
+CREATE INDEX products_adv ON products (adv);
+CREATE TABLE campaigns (idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, adv INTEGER NOT NULL,
+    name TEXT NOT NULL, daily_budget REAL NOT NULL, status TEXT NOT NULL, targeting TEXT NOT NULL);
+CREATE INDEX campaigns_adv ON campaigns (adv);
+CREATE TABLE ad_groups (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, campaign_id TEXT NOT NULL,
+    name TEXT NOT NULL, product_ids TEXT NOT NULL, default_bid REAL NOT NULL);
+CREATE INDEX ad_groups_adv ON ad_groups (adv, campaign_id);
+CREATE TABLE keywords (idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, adv INTEGER NOT NULL,
+    campaign_id TEXT NOT NULL, ad_group_id TEXT NOT NULL, text TEXT NOT NULL, match_type TEXT NOT NULL,
+    bid REAL NOT NULL, status TEXT NOT NULL);
+CREATE INDEX keywords_adv ON keywords (adv, ad_group_id);
+CREATE TABLE negatives (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, ad_group_id TEXT NOT NULL,
+    text TEXT NOT NULL, match_type TEXT NOT NULL);
+CREATE INDEX negatives_adv ON negatives (adv, ad_group_id);
+CREATE TABLE keyword_markets (keyword_idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, market TEXT NOT NULL);
+CREATE INDEX keyword_markets_adv ON keyword_markets (adv);
+CREATE TABLE search_terms (idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, keyword_idx INTEGER NOT NULL,
+    term TEXT NOT NULL, share REAL NOT NULL, relevance REAL NOT NULL);
+CREATE INDEX search_terms_adv ON search_terms (adv, keyword_idx);
+CREATE TABLE keyword_days (adv INTEGER NOT NULL, day INTEGER NOT NULL, keyword_idx INTEGER NOT NULL,
+    impressions INTEGER NOT NULL, clicks INTEGER NOT NULL, spend_cents INTEGER NOT NULL, orders INTEGER NOT NULL,
+    sales_cents INTEGER NOT NULL, organic_cents INTEGER NOT NULL, avg_position REAL, impression_share REAL,
+    bid_cents INTEGER NOT NULL, PRIMARY KEY (adv, day, keyword_idx)) WITHOUT ROWID;
+CREATE TABLE campaign_days (adv INTEGER NOT NULL, day INTEGER NOT NULL, campaign_idx INTEGER NOT NULL,
+    impressions INTEGER NOT NULL, clicks INTEGER NOT NULL, spend_cents INTEGER NOT NULL, orders INTEGER NOT NULL,
+    sales_cents INTEGER NOT NULL, organic_cents INTEGER NOT NULL, budget_cents INTEGER NOT NULL,
+    budget_exhausted_at REAL, PRIMARY KEY (adv, day, campaign_idx)) WITHOUT ROWID;
+CREATE TABLE search_term_days (adv INTEGER NOT NULL, day INTEGER NOT NULL, term_idx INTEGER NOT NULL,
+    impressions INTEGER NOT NULL, clicks INTEGER NOT NULL, spend_cents INTEGER NOT NULL, orders INTEGER NOT NULL,
+    sales_cents INTEGER NOT NULL, organic_cents INTEGER NOT NULL,
+    PRIMARY KEY (adv, day, term_idx)) WITHOUT ROWID;
+CREATE TABLE interventions (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, date TEXT NOT NULL, kind TEXT NOT NULL,
+    entity_id TEXT NOT NULL, before TEXT, after TEXT);
+CREATE INDEX interventions_adv ON interventions (adv, date);
+CREATE TABLE experiments (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, experiment TEXT NOT NULL);
+CREATE INDEX experiments_adv ON experiments (adv);
+CREATE TABLE experiment_units (experiment_id TEXT PRIMARY KEY, adv INTEGER NOT NULL, units BLOB NOT NULL);
+CREATE TABLE audit (id INTEGER PRIMARY KEY, adv INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    entity TEXT NOT NULL, before TEXT, after TEXT, at TEXT NOT NULL);
+CREATE INDEX audit_adv ON audit (adv, id);
+"""
+
+DAILY_TABLES = ("keyword_days", "campaign_days", "search_term_days")
+
+_AuditItem = tuple[str, str, Any, Any]  # (action, entity, before, after)
+
+
+def default_world_path() -> Path:
+    """$ADGUIDE_HOME/world.sqlite; ADGUIDE_HOME defaults to ~/.adguide."""
+    home = os.environ.get("ADGUIDE_HOME") or str(Path.home() / ".adguide")
+    return Path(home).expanduser() / "world.sqlite"
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), usable from several threads."""
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    return conn
+
+
+def _cents(x: float) -> int:
+    return round(x * 100)
+
+
+def _json_value(v: float | str | None) -> str | None:
+    return None if v is None else json.dumps(v)
+
+
+def _from_json_value(s: str | None) -> float | str | None:
+    if s is None:
+        return None
+    v = json.loads(s)
+    return v if isinstance(v, float | str) or v is None else float(v)
+
+
+def parse_date(value: dt.date | str, field: str) -> dt.date:
+    """A date or an ISO 'YYYY-MM-DD' string; anything else is a clear InvalidInputError."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInputError(
+            f"{field} must be a date as YYYY-MM-DD (got {value!r})", field=field, allowed="YYYY-MM-DD"
+        ) from None
+
+
+def _check_actor(actor: str) -> str:
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
+        raise InvalidInputError(
+            f"actor must be a non-empty name of at most 200 characters (got {actor!r})",
+            field="actor",
+            allowed="1-200 characters",
+        )
+    return actor.strip()
+
+
+def _normalize_text(text: str, field: str) -> str:
+    norm = " ".join(str(text).lower().split())
+    if not norm or len(norm) > MAX_KEYWORD_CHARS:
+        raise InvalidInputError(
+            f"{field} must be 1-{MAX_KEYWORD_CHARS} characters (got {text!r})",
+            field=field,
+            allowed=f"1-{MAX_KEYWORD_CHARS} characters",
+        )
+    return norm
+
+
+def _check_count(field: str, items: Sequence[Any]) -> None:
+    if (
+        not isinstance(items, Sequence)
+        or isinstance(items, str)
+        or not 1 <= len(items) <= MAX_ITEMS_PER_WRITE
+    ):
+        got = len(items) if isinstance(items, Sequence) else type(items).__name__
+        raise InvalidInputError(
+            f"{field} must list 1-{MAX_ITEMS_PER_WRITE} items (got {got})",
+            field=field,
+            allowed=f"1-{MAX_ITEMS_PER_WRITE} items",
+        )
+
+
+def _match_type(value: MatchType | str, allowed: Sequence[MatchType] = tuple(MatchType)) -> MatchType:
+    try:
+        mt = MatchType(value)
+    except ValueError:
+        mt = None
+    if mt is None or mt not in allowed:
+        names = ", ".join(m.value for m in allowed)
+        raise InvalidInputError(
+            f"match_type must be one of {names} (got {value!r})", field="match_type", allowed=names
+        )
+    return mt
+
+
+class MarketStore:
+    """A world file. Read and write advertiser data only through `scoped(advertiser_id)`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = threading.RLock()
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        self.start_date = dt.date.fromisoformat(meta["start_date"])
+        self.end_date = dt.date.fromisoformat(meta["end_date"])
+        self.generation_id = meta["generation_id"]
+        self.config: dict[str, Any] = json.loads(meta.get("config", "{}"))
+
+    @classmethod
+    def open(cls, path: Path | str | None = None) -> MarketStore:
+        """Open a generated world; a missing file names the command that creates one."""
+        path = Path(path) if path is not None else default_world_path()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no adguide world at {path}; create one with `adguide market generate --out {path}`"
+            )
+        conn = connect(path)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise AdguideError(
+                f"{path} is not an adguide world; recreate it with `adguide market generate --out {path}`",
+                field="path",
+            ) from None
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            conn.close()
+            raise AdguideError(
+                f"{path} has schema version {meta.get('schema_version')!r}, this adguide reads {SCHEMA_VERSION!r};"
+                f" regenerate it with `adguide market generate --out {path}`",
+                field="path",
+            )
+        return cls(conn, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> MarketStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- whole-store facts -------------------------------------------------------------------------------
+
+    @property
+    def data_version(self) -> str:
+        """Changes on every write (here or by another process): a key for caches."""
+        with self._lock:
+            (count,) = self._conn.execute("SELECT value FROM meta WHERE key = 'write_count'").fetchone()
+        return f"{self.generation_id}.{count}"
+
+    @property
+    def days(self) -> int:
+        return (self.end_date - self.start_date).days + 1
+
+    def advertiser_ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT id FROM advertisers ORDER BY idx")]
+
+    def scoped(self, advertiser_id: str) -> AdvertiserStore:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT idx, id, name, category, target_acos FROM advertisers WHERE id = ?",
+                (str(advertiser_id),),
+            ).fetchone()
+        if row is None:
+            raise UnknownIdError(f"advertiser {advertiser_id} does not exist", field="advertiser_id")
+        adv = Advertiser(id=row[1], name=row[2], category=row[3], target_acos=row[4])
+        return AdvertiserStore(self, row[0], adv)
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table (for the generation summary)."""
+        with self._lock:
+            tables = [r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            return {t: self._conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in sorted(tables)}
+
+
+class AdvertiserStore:
+    """Everything one advertiser may read and write. Ids of other advertisers do not exist here."""
+
+    def __init__(self, store: MarketStore, adv_idx: int, advertiser: Advertiser) -> None:
+        self._store = store
+        self._conn = store._conn
+        self._lock = store._lock
+        self._adv = adv_idx
+        self.advertiser = advertiser
+        self.advertiser_id = advertiser.id
+
+    # --- helpers -----------------------------------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _own(
+        self, table: str, label: str, ids: Iterable[str], key: str = "id", value: str = "id"
+    ) -> dict[str, Any]:
+        """Map each id to `value` if it belongs to this advertiser, else UnknownIdError naming the id."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        found: dict[str, Any] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._rows(
+                    f"SELECT {key}, {value} FROM {table} WHERE adv = ? AND {key} IN ({marks})",
+                    [self._adv, *chunk],
+                )
+            )
+        for entity_id in wanted:
+            if entity_id not in found:
+                raise UnknownIdError(
+                    f"{label.replace('_', ' ')} {entity_id} is not one of {self.advertiser_id}'s {label.replace('_', ' ')}s",
+                    field=f"{label}_id",
+                )
+        return found
+
+    def _range(self, start: dt.date | str, end: dt.date | str) -> tuple[int, int]:
+        s, e = parse_date(start, "start"), parse_date(end, "end")
+        if s > e:
+            raise InvalidInputError(
+                f"start ({s}) must not be after end ({e})", field="start", allowed=f"<= {e}"
+            )
+        first, last = self._store.start_date, self._store.end_date
+        if e < first or s > last:
+            raise InvalidInputError(
+                f"the range {s}..{e} lies outside the history, which covers {first}..{last}",
+                field="start",
+                allowed=f"{first}..{last}",
+            )
+        return (s - first).days, (e - first).days
+
+    def _date(self, day: int) -> dt.date:
+        return self._store.start_date + dt.timedelta(days=day)
+
+    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        if not values:
+            return " AND 0", []
+        return f" AND {column} IN ({','.join('?' * len(values))})", list(values)
+
+    # --- entities ----------------------------------------------------------------------------------------
+
+    def campaigns(self) -> list[Campaign]:
+        rows = self._rows(
+            "SELECT id, name, daily_budget, status, targeting FROM campaigns WHERE adv = ? ORDER BY idx",
+            (self._adv,),
+        )
+        return [
+            Campaign(
+                id=r[0],
+                advertiser_id=self.advertiser_id,
+                name=r[1],
+                daily_budget=r[2],
+                status=r[3],
+                targeting=r[4],
+            )
+            for r in rows
+        ]
+
+    def ad_groups(self, campaign_id: str | None = None) -> list[AdGroup]:
+        sql = "SELECT id, campaign_id, name, product_ids, default_bid FROM ad_groups WHERE adv = ?"
+        params: list[Any] = [self._adv]
+        if campaign_id is not None:
+            self._own("campaigns", "campaign", [campaign_id])
+            sql += " AND campaign_id = ?"
+            params.append(campaign_id)
+        rows = self._rows(sql + " ORDER BY id", params)
+        return [
+            AdGroup(id=r[0], campaign_id=r[1], name=r[2], product_ids=json.loads(r[3]), default_bid=r[4])
+            for r in rows
+        ]
+
+    def keywords(self, ad_group_id: str | None = None, campaign_id: str | None = None) -> list[Keyword]:
+        sql = "SELECT id, ad_group_id, text, match_type, bid, status FROM keywords WHERE adv = ?"
+        params: list[Any] = [self._adv]
+        if ad_group_id is not None:
+            self._own("ad_groups", "ad_group", [ad_group_id])
+            sql += " AND ad_group_id = ?"
+            params.append(ad_group_id)
+        if campaign_id is not None:
+            self._own("campaigns", "campaign", [campaign_id])
+            sql += " AND campaign_id = ?"
+            params.append(campaign_id)
+        rows = self._rows(sql + " ORDER BY idx", params)
+        return [
+            Keyword(id=r[0], ad_group_id=r[1], text=r[2], match_type=r[3], bid=r[4], status=r[5])
+            for r in rows
+        ]
+
+    def negatives(self, ad_group_id: str | None = None) -> list[NegativeKeyword]:
+        sql = "SELECT id, ad_group_id, text, match_type FROM negatives WHERE adv = ?"
+        params: list[Any] = [self._adv]
+        if ad_group_id is not None:
+            self._own("ad_groups", "ad_group", [ad_group_id])
+            sql += " AND ad_group_id = ?"
+            params.append(ad_group_id)
+        rows = self._rows(sql + " ORDER BY id", params)
+        return [NegativeKeyword(id=r[0], ad_group_id=r[1], text=r[2], match_type=r[3]) for r in rows]
+
+    def products(self) -> list[Product]:
+        rows = self._rows(
+            "SELECT id, name, category, price, margin FROM products WHERE adv = ? ORDER BY id", (self._adv,)
+        )
+        return [
+            Product(
+                id=r[0], advertiser_id=self.advertiser_id, name=r[1], category=r[2], price=r[3], margin=r[4]
+            )
+            for r in rows
+        ]
+
+    # --- reports -----------------------------------------------------------------------------------------
+
+    def keyword_days(
+        self, start: dt.date | str, end: dt.date | str, keyword_ids: Sequence[str] | None = None
+    ) -> list[KeywordDay]:
+        first, last = self._range(start, end)
+        sql = (
+            "SELECT d.day, k.id, d.impressions, d.clicks, d.spend_cents, d.orders, d.sales_cents, d.organic_cents,"
+            " d.avg_position, d.impression_share, d.bid_cents FROM keyword_days d JOIN keywords k ON k.idx = d.keyword_idx"
+            " WHERE d.adv = ? AND d.day BETWEEN ? AND ?"
+        )
+        params: list[Any] = [self._adv, first, last]
+        if keyword_ids is not None:
+            idx = self._own("keywords", "keyword", keyword_ids, value="idx")
+            clause, extra = self._in("d.keyword_idx", list(idx.values()))
+            sql += clause
+            params += extra
+        rows = self._rows(sql + " ORDER BY d.day, d.keyword_idx", params)
+        return [
+            KeywordDay.model_construct(
+                date=self._date(r[0]),
+                keyword_id=r[1],
+                impressions=r[2],
+                clicks=r[3],
+                spend=r[4] / 100,
+                orders=r[5],
+                sales=r[6] / 100,
+                organic_sales=r[7] / 100,
+                avg_position=r[8],
+                impression_share=r[9],
+                bid=r[10] / 100,
+            )
+            for r in rows
+        ]
+
+    def campaign_days(
+        self, start: dt.date | str, end: dt.date | str, campaign_ids: Sequence[str] | None = None
+    ) -> list[CampaignDay]:
+        first, last = self._range(start, end)
+        sql = (
+            "SELECT d.day, c.id, d.impressions, d.clicks, d.spend_cents, d.orders, d.sales_cents, d.organic_cents,"
+            " d.budget_cents, d.budget_exhausted_at FROM campaign_days d JOIN campaigns c ON c.idx = d.campaign_idx"
+            " WHERE d.adv = ? AND d.day BETWEEN ? AND ?"
+        )
+        params: list[Any] = [self._adv, first, last]
+        if campaign_ids is not None:
+            idx = self._own("campaigns", "campaign", campaign_ids, value="idx")
+            clause, extra = self._in("d.campaign_idx", list(idx.values()))
+            sql += clause
+            params += extra
+        rows = self._rows(sql + " ORDER BY d.day, d.campaign_idx", params)
+        return [
+            CampaignDay.model_construct(
+                date=self._date(r[0]),
+                campaign_id=r[1],
+                impressions=r[2],
+                clicks=r[3],
+                spend=r[4] / 100,
+                orders=r[5],
+                sales=r[6] / 100,
+                organic_sales=r[7] / 100,
+                budget=r[8] / 100,
+                budget_exhausted_at=r[9],
+            )
+            for r in rows
+        ]
+
+    def search_term_days(
+        self, start: dt.date | str, end: dt.date | str, keyword_ids: Sequence[str] | None = None
+    ) -> list[SearchTermDay]:
+        """Search-term report rows: only terms with at least one click that day, as ad consoles show them."""
+        first, last = self._range(start, end)
+        sql = (
+            "SELECT d.day, k.id, t.term, d.impressions, d.clicks, d.spend_cents, d.orders, d.sales_cents,"
+            " d.organic_cents FROM search_term_days d JOIN search_terms t ON t.idx = d.term_idx"
+            " JOIN keywords k ON k.idx = t.keyword_idx WHERE d.adv = ? AND d.day BETWEEN ? AND ?"
+        )
+        params: list[Any] = [self._adv, first, last]
+        if keyword_ids is not None:
+            idx = self._own("keywords", "keyword", keyword_ids, value="idx")
+            clause, extra = self._in("t.keyword_idx", list(idx.values()))
+            sql += clause
+            params += extra
+        rows = self._rows(sql + " ORDER BY d.day, d.term_idx", params)
+        return [
+            SearchTermDay.model_construct(
+                date=self._date(r[0]),
+                keyword_id=r[1],
+                term=r[2],
+                impressions=r[3],
+                clicks=r[4],
+                spend=r[5] / 100,
+                orders=r[6],
+                sales=r[7] / 100,
+                organic_sales=r[8] / 100,
+            )
+            for r in rows
+        ]
+
+    def interventions(self) -> list[Intervention]:
+        rows = self._rows(
+            "SELECT id, date, kind, entity_id, before, after FROM interventions WHERE adv = ? ORDER BY date, id",
+            (self._adv,),
+        )
+        return [
+            Intervention(
+                id=r[0],
+                advertiser_id=self.advertiser_id,
+                date=dt.date.fromisoformat(r[1]),
+                kind=r[2],
+                entity_id=r[3],
+                before=_from_json_value(r[4]),
+                after=_from_json_value(r[5]),
+            )
+            for r in rows
+        ]
+
+    def experiments(self) -> list[Experiment]:
+        rows = self._rows("SELECT experiment FROM experiments WHERE adv = ? ORDER BY id", (self._adv,))
+        return [Experiment.model_validate_json(r[0]) for r in rows]
+
+    def experiment_units(self, experiment_id: str) -> ExperimentUnits:
+        self._own("experiments", "experiment", [experiment_id])
+        (blob,) = self._rows(
+            "SELECT units FROM experiment_units WHERE adv = ? AND experiment_id = ?",
+            (self._adv, experiment_id),
+        )[0]
+        return ExperimentUnits.from_bytes(blob)
+
+    # --- simulator inputs (tool servers only; never shown to the model verbatim) ---------------------------
+
+    def keyword_markets(self, keyword_ids: Sequence[str] | None = None) -> list[KeywordMarket]:
+        """Each keyword's market as the simulator should run it today: its ad group's negatives applied."""
+        from tools.market.world import apply_negatives
+
+        markets = self._raw_markets(keyword_ids)
+        terms = self._terms_by_keyword(list(markets))
+        negatives_by_group: dict[str, list[NegativeKeyword]] = {}
+        for neg in self.negatives():
+            negatives_by_group.setdefault(neg.ad_group_id, []).append(neg)
+        group_of = dict(self._rows("SELECT id, ad_group_id FROM keywords WHERE adv = ?", (self._adv,)))
+        out = []
+        for kw_id, market in markets.items():
+            negs = negatives_by_group.get(group_of[kw_id], [])
+            out.append(apply_negatives(market, terms.get(kw_id, []), negs)[0] if negs else market)
+        return out
+
+    def search_terms(self, keyword_ids: Sequence[str] | None = None) -> list[SearchTerm]:
+        """The queries each keyword matches today (negatives applied). Includes the hidden `relevance`."""
+        from tools.market.world import apply_negatives
+
+        markets = self._raw_markets(keyword_ids)
+        terms = self._terms_by_keyword(list(markets))
+        negatives_by_group: dict[str, list[NegativeKeyword]] = {}
+        for neg in self.negatives():
+            negatives_by_group.setdefault(neg.ad_group_id, []).append(neg)
+        group_of = dict(self._rows("SELECT id, ad_group_id FROM keywords WHERE adv = ?", (self._adv,)))
+        out: list[SearchTerm] = []
+        for kw_id, market in markets.items():
+            negs = negatives_by_group.get(group_of[kw_id], [])
+            out += apply_negatives(market, terms.get(kw_id, []), negs)[1] if negs else terms.get(kw_id, [])
+        return out
+
+    def _raw_markets(self, keyword_ids: Sequence[str] | None) -> dict[str, KeywordMarket]:
+        sql = "SELECT k.id, m.market FROM keyword_markets m JOIN keywords k ON k.idx = m.keyword_idx WHERE m.adv = ?"
+        params: list[Any] = [self._adv]
+        if keyword_ids is not None:
+            idx = self._own("keywords", "keyword", keyword_ids, value="idx")
+            clause, extra = self._in("m.keyword_idx", list(idx.values()))
+            sql += clause
+            params += extra
+        return {
+            r[0]: KeywordMarket.model_validate_json(r[1])
+            for r in self._rows(sql + " ORDER BY m.keyword_idx", params)
+        }
+
+    def _terms_by_keyword(self, keyword_ids: list[str]) -> dict[str, list[SearchTerm]]:
+        rows = self._rows(
+            "SELECT k.id, t.term, t.share, t.relevance FROM search_terms t JOIN keywords k ON k.idx = t.keyword_idx"
+            " WHERE t.adv = ? ORDER BY t.idx",
+            (self._adv,),
+        )
+        wanted = set(keyword_ids)
+        out: dict[str, list[SearchTerm]] = {}
+        for kw_id, term, share, rel in rows:
+            if kw_id in wanted:
+                out.setdefault(kw_id, []).append(
+                    SearchTerm(keyword_id=kw_id, term=term, share=share, relevance=rel)
+                )
+        return out
+
+    # --- writes ------------------------------------------------------------------------------------------
+
+    def _transaction(self, actor: str, body: Callable[[sqlite3.Connection], list[_AuditItem]]) -> None:
+        """Run `body` and write its audit rows (action, entity, before, after) in one transaction.
+
+        `body` reads what it needs inside the transaction (BEGIN IMMEDIATE holds the write lock), so two
+        writers, even in different processes, never hand out the same new id or log a stale `before`.
+        """
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                records = body(conn)
+                conn.executemany(
+                    "INSERT INTO audit (adv, actor, action, entity, before, after, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (self._adv, actor, a, e, _json_value(b), _json_value(af), now)
+                        for a, e, b, af in records
+                    ],
+                )
+                conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'write_count'")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _set_field(
+        self, table: str, label: str, entity_id: str, column: str, value: Any, actor: str, action: str
+    ) -> None:
+        self._own(table, label, [entity_id])
+
+        def body(conn: sqlite3.Connection) -> list[_AuditItem]:
+            (before,) = conn.execute(
+                f"SELECT {column} FROM {table} WHERE id = ? AND adv = ?", (entity_id, self._adv)
+            ).fetchone()
+            conn.execute(
+                f"UPDATE {table} SET {column} = ? WHERE id = ? AND adv = ?", (value, entity_id, self._adv)
+            )
+            return [(action, entity_id, before, value)]
+
+        self._transaction(actor, body)
+
+    def set_bid(self, keyword_id: str, bid: float, actor: str) -> Keyword:
+        actor = _check_actor(actor)
+        check_range("bid", bid, gt=0, le=MAX_BID)
+        self._set_field(
+            "keywords", "keyword", keyword_id, "bid", round(float(bid), 2) or 0.01, actor, "set_bid"
+        )
+        return self.keywords_by_id([keyword_id])[0]
+
+    def set_budget(self, campaign_id: str, budget: float, actor: str) -> Campaign:
+        actor = _check_actor(actor)
+        check_range("budget", budget, gt=0, le=MAX_BUDGET)
+        value = round(float(budget), 2) or 0.01
+        self._set_field("campaigns", "campaign", campaign_id, "daily_budget", value, actor, "set_budget")
+        return next(c for c in self.campaigns() if c.id == campaign_id)
+
+    def set_status(self, entity_id: str, status: Status | str, actor: str) -> Campaign | Keyword:
+        """Pause or enable a campaign (cmp_...) or a keyword (kw_...)."""
+        actor = _check_actor(actor)
+        try:
+            new = Status(status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in Status)
+            raise InvalidInputError(
+                f"status must be one of {allowed} (got {status!r})", field="status", allowed=allowed
+            ) from None
+        entity_id = str(entity_id)
+        if entity_id.startswith("cmp_"):
+            self._set_field("campaigns", "campaign", entity_id, "status", new.value, actor, "set_status")
+            return next(c for c in self.campaigns() if c.id == entity_id)
+        if entity_id.startswith("kw_"):
+            self._set_field("keywords", "keyword", entity_id, "status", new.value, actor, "set_status")
+            return self.keywords_by_id([entity_id])[0]
+        raise UnknownIdError(
+            f"{entity_id} is not one of {self.advertiser_id}'s campaigns or keywords",
+            field="entity_id",
+            allowed="a campaign id (cmp_...) or a keyword id (kw_...)",
+        )
+
+    def keywords_by_id(self, keyword_ids: Sequence[str]) -> list[Keyword]:
+        self._own("keywords", "keyword", keyword_ids)
+        wanted = set(keyword_ids)
+        return [k for k in self.keywords() if k.id in wanted]
+
+    def add_keywords(
+        self, ad_group_id: str, keywords: Sequence[tuple[str, MatchType | str, float]], actor: str
+    ) -> list[Keyword]:
+        """Add keywords to an ad group; each gets a market derived from the world (see market_for_new_keyword)."""
+        from tools.market.world import market_for_new_keyword
+
+        actor = _check_actor(actor)
+        campaign_id = self._own("ad_groups", "ad_group", [ad_group_id], value="campaign_id")[ad_group_id]
+        _check_count("keywords", keywords)
+        group_keywords = self.keywords(ad_group_id=ad_group_id)
+        existing = {(k.text, k.match_type) for k in group_keywords}
+        wanted: list[tuple[str, MatchType, float]] = []
+        for item in keywords:
+            if isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 3:
+                raise InvalidInputError(
+                    f"each keyword must be (text, match_type, bid) (got {item!r})",
+                    field="keywords",
+                    allowed="(text, match_type, bid)",
+                )
+            text = _normalize_text(item[0], "text")
+            mt = _match_type(item[1])
+            bid = round(float(check_range("bid", item[2], gt=0, le=MAX_BID)), 2) or 0.01
+            if (text, mt) in existing:
+                raise InvalidInputError(
+                    f"keyword '{text}' ({mt.value}) already exists in ad group {ad_group_id}",
+                    field="text",
+                    allowed="a text and match type not yet in the ad group",
+                )
+            existing.add((text, mt))
+            wanted.append((text, mt, bid))
+
+        all_markets = self._raw_markets(None)
+        siblings = [(k, all_markets[k.id]) for k in group_keywords]
+        known = [
+            (t, all_markets[t.keyword_id])
+            for ts in self._terms_by_keyword(list(all_markets)).values()
+            for t in ts
+        ]
+        new_ids: list[str] = []
+
+        def body(conn: sqlite3.Connection) -> list[_AuditItem]:
+            (max_idx,) = conn.execute("SELECT COALESCE(MAX(idx), 0) FROM keywords").fetchone()
+            (max_term,) = conn.execute("SELECT COALESCE(MAX(idx), 0) FROM search_terms").fetchone()
+            records: list[_AuditItem] = []
+            for idx, (text, mt, bid) in enumerate(wanted, start=max_idx + 1):
+                kw_id = f"kw_{idx:07d}"
+                new_ids.append(kw_id)
+                market, terms = market_for_new_keyword(kw_id, text, mt, siblings, known)
+                conn.execute(
+                    "INSERT INTO keywords (idx, id, adv, campaign_id, ad_group_id, text, match_type, bid, status)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        idx,
+                        kw_id,
+                        self._adv,
+                        campaign_id,
+                        ad_group_id,
+                        text,
+                        mt.value,
+                        bid,
+                        Status.ENABLED.value,
+                    ),
+                )
+                conn.execute(
+                    "INSERT INTO keyword_markets (keyword_idx, adv, market) VALUES (?, ?, ?)",
+                    (idx, self._adv, market.model_dump_json()),
+                )
+                for t in terms:
+                    max_term += 1
+                    conn.execute(
+                        "INSERT INTO search_terms (idx, adv, keyword_idx, term, share, relevance) VALUES (?, ?, ?, ?, ?, ?)",
+                        (max_term, self._adv, idx, t.term, t.share, t.relevance),
+                    )
+                records.append(("add_keyword", kw_id, None, f"{text} [{mt.value}] bid {bid:.2f}"))
+            return records
+
+        self._transaction(actor, body)
+        return self.keywords_by_id(new_ids)
+
+    def add_negatives(
+        self, ad_group_id: str, negatives: Sequence[tuple[str, MatchType | str]], actor: str
+    ) -> list[NegativeKeyword]:
+        """Add negative exact / negative phrase keywords to an ad group (broad negatives do not exist)."""
+        actor = _check_actor(actor)
+        self._own("ad_groups", "ad_group", [ad_group_id])
+        _check_count("negatives", negatives)
+        existing = {(n.text, n.match_type) for n in self.negatives(ad_group_id=ad_group_id)}
+        wanted: list[tuple[str, MatchType]] = []
+        for item in negatives:
+            if isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 2:
+                raise InvalidInputError(
+                    f"each negative must be (text, match_type) (got {item!r})",
+                    field="negatives",
+                    allowed="(text, match_type)",
+                )
+            text = _normalize_text(item[0], "text")
+            mt = _match_type(item[1], (MatchType.EXACT, MatchType.PHRASE))
+            if (text, mt) in existing:
+                raise InvalidInputError(
+                    f"negative '{text}' ({mt.value}) already exists in ad group {ad_group_id}",
+                    field="text",
+                    allowed="a text and match type not yet negated in the ad group",
+                )
+            existing.add((text, mt))
+            wanted.append((text, mt))
+        new_ids: list[str] = []
+
+        def body(conn: sqlite3.Connection) -> list[_AuditItem]:
+            (last,) = conn.execute(
+                "SELECT COALESCE(MAX(CAST(SUBSTR(id, 5) AS INTEGER)), 0) FROM negatives"
+            ).fetchone()
+            records: list[_AuditItem] = []
+            for n, (text, mt) in enumerate(wanted, start=last + 1):
+                neg_id = f"neg_{n:06d}"
+                new_ids.append(neg_id)
+                conn.execute(
+                    "INSERT INTO negatives (id, adv, ad_group_id, text, match_type) VALUES (?, ?, ?, ?, ?)",
+                    (neg_id, self._adv, ad_group_id, text, mt.value),
+                )
+                records.append(
+                    ("add_negative", neg_id, None, f"{text} [negative {mt.value}] in {ad_group_id}")
+                )
+            return records
+
+        self._transaction(actor, body)
+        wanted_ids = set(new_ids)
+        return [n for n in self.negatives(ad_group_id=ad_group_id) if n.id in wanted_ids]
+
+    def audit_log(self) -> list[AuditRecord]:
+        rows = self._rows(
+            "SELECT id, actor, action, entity, before, after, at FROM audit WHERE adv = ? ORDER BY id",
+            (self._adv,),
+        )
+        return [
+            AuditRecord(
+                id=r[0],
+                advertiser_id=self.advertiser_id,
+                actor=r[1],
+                action=r[2],
+                entity=r[3],
+                before=_from_json_value(r[4]),
+                after=_from_json_value(r[5]),
+                at=dt.datetime.fromisoformat(r[6]),
+            )
+            for r in rows
+        ]
+
+
+# --- writing a new world file (generation only; see tools.market.generate) -------------------------------
+
+
+def create_world_db(path: Path) -> sqlite3.Connection:
+    """A new, empty world file with the schema. Fast, unsafe pragmas: a failed generation deletes the file."""
+    conn = connect(path)
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def insert_columns(conn: sqlite3.Connection, table: str, columns: dict[str, Any]) -> int:
+    """Insert rows given as equal-length columns (numpy arrays or lists); NaN floats become NULL."""
+    names = list(columns)
+    lists = [c.tolist() if hasattr(c, "tolist") else list(c) for c in columns.values()]
+    if not lists or not lists[0]:
+        return 0
+    marks = ",".join("?" * len(names))
+    conn.executemany(f"INSERT INTO {table} ({','.join(names)}) VALUES ({marks})", zip(*lists, strict=True))
+    return len(lists[0])
+
+
+def write_entities(conn: sqlite3.Connection, world: Any, interventions: Sequence[Intervention]) -> None:
+    """Advertisers, their accounts, markets and search terms. Integer keys are list positions + 1."""
+    adv_idx = {a.id: i + 1 for i, a in enumerate(world.advertisers)}
+    camp_adv = {c.id: adv_idx[c.advertiser_id] for c in world.campaigns}
+    group_campaign = {g.id: g.campaign_id for g in world.ad_groups}
+    group_adv = {g.id: camp_adv[g.campaign_id] for g in world.ad_groups}
+    kw_pos = {k.id: i + 1 for i, k in enumerate(world.keywords)}
+    conn.executemany(
+        "INSERT INTO advertisers (idx, id, name, category, target_acos) VALUES (?, ?, ?, ?, ?)",
+        [(adv_idx[a.id], a.id, a.name, a.category, a.target_acos) for a in world.advertisers],
+    )
+    conn.executemany(
+        "INSERT INTO products (id, adv, name, category, price, margin) VALUES (?, ?, ?, ?, ?, ?)",
+        [(p.id, adv_idx[p.advertiser_id], p.name, p.category, p.price, p.margin) for p in world.products],
+    )
+    conn.executemany(
+        "INSERT INTO campaigns (idx, id, adv, name, daily_budget, status, targeting) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (i + 1, c.id, camp_adv[c.id], c.name, c.daily_budget, c.status.value, c.targeting.value)
+            for i, c in enumerate(world.campaigns)
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO ad_groups (id, adv, campaign_id, name, product_ids, default_bid) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (g.id, group_adv[g.id], g.campaign_id, g.name, json.dumps(g.product_ids), g.default_bid)
+            for g in world.ad_groups
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO keywords (idx, id, adv, campaign_id, ad_group_id, text, match_type, bid, status)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                kw_pos[k.id],
+                k.id,
+                group_adv[k.ad_group_id],
+                group_campaign[k.ad_group_id],
+                k.ad_group_id,
+                k.text,
+                k.match_type.value,
+                k.bid,
+                k.status.value,
+            )
+            for k in world.keywords
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO negatives (id, adv, ad_group_id, text, match_type) VALUES (?, ?, ?, ?, ?)",
+        [
+            (n.id, group_adv[n.ad_group_id], n.ad_group_id, n.text, n.match_type.value)
+            for n in world.negatives
+        ],
+    )
+    kw_adv = {k.id: group_adv[k.ad_group_id] for k in world.keywords}
+    conn.executemany(
+        "INSERT INTO keyword_markets (keyword_idx, adv, market) VALUES (?, ?, ?)",
+        [(kw_pos[m.keyword_id], kw_adv[m.keyword_id], m.model_dump_json()) for m in world.markets],
+    )
+    conn.executemany(
+        "INSERT INTO search_terms (idx, adv, keyword_idx, term, share, relevance) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (i + 1, kw_adv[t.keyword_id], kw_pos[t.keyword_id], t.term, t.share, t.relevance)
+            for i, t in enumerate(world.search_terms)
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO interventions (id, adv, date, kind, entity_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                i.id,
+                adv_idx[i.advertiser_id],
+                i.date.isoformat(),
+                i.kind.value,
+                i.entity_id,
+                _json_value(i.before),
+                _json_value(i.after),
+            )
+            for i in interventions
+        ],
+    )
+
+
+def write_experiment(
+    conn: sqlite3.Connection, adv_idx: int, experiment: Experiment, units: ExperimentUnits
+) -> None:
+    conn.execute(
+        "INSERT INTO experiments (id, adv, experiment) VALUES (?, ?, ?)",
+        (experiment.id, adv_idx, experiment.model_dump_json()),
+    )
+    conn.execute(
+        "INSERT INTO experiment_units (experiment_id, adv, units) VALUES (?, ?, ?)",
+        (experiment.id, adv_idx, units.to_bytes()),
+    )
+
+
+def write_meta(conn: sqlite3.Connection, meta: dict[str, str]) -> None:
+    conn.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        [("schema_version", SCHEMA_VERSION), ("write_count", "0"), *meta.items()],
+    )
