@@ -1,0 +1,572 @@
+"""Conditional average treatment effects (CATE) with cross-fitted gradient-boosted nuisance models.
+
+One fit does, for every treatment arm against control:
+
+1. Nuisances, cross-fitted over ``n_folds`` folds stratified by treatment: an outcome model per treatment
+   value (HistGradientBoosting; a classifier for 0/1 outcomes) and the propensity (given, the treated share
+   of a randomized design, or a HistGradientBoosting classifier). Every row's nuisance values come from
+   models that never saw it.
+2. Candidate effect models, each fitted on the other folds and scored on the held-out one:
+   ``constant`` (the AIPW average effect), ``linear`` (DML-style: tau(x) linear in x, fitted by weighted
+   least squares on residuals), ``dr`` (boosted regression of the doubly-robust pseudo-outcome) and ``x``
+   (X-learner: boosted imputed effects per arm, blended by the propensity).
+3. Selection by the out-of-fold R-loss. A heterogeneous model is chosen only if it beats the constant by
+   more than ``selection_z`` standard errors of the per-row loss difference; otherwise the fit says that no
+   heterogeneity was detected and predicts the average effect, with its AIPW interval, for everyone.
+
+The average effects (ATE, ATT) and their intervals come from the efficient influence function (AIPW) on
+the out-of-fold nuisances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+from scipy import stats
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+from tools.errors import InvalidInputError
+from tools.uplift.validation import PROPENSITY_CLIP, CausalData, as_matrix, overlap_warnings, prepare
+
+
+class Estimator(StrEnum):
+    AUTO = "auto"  # choose among the others by out-of-fold R-loss
+    CONSTANT = "constant"
+    LINEAR = "linear"
+    DR = "dr"
+    X = "x"
+
+
+class EffectEstimate(BaseModel):
+    estimate: float
+    std_error: float
+    ci_low: float
+    ci_high: float
+    level: float
+    p_value: float
+    significant: bool  # the interval excludes 0
+
+
+class CandidateScore(BaseModel):
+    estimator: Estimator
+    r_loss: float  # out-of-fold R-loss (lower is better)
+    gain_vs_constant: float  # R-loss of constant minus this one (positive: better than constant)
+    gain_std_error: float
+
+
+class ArmSummary(BaseModel):
+    arm: int  # treatment value compared with control (0)
+    n_treated: int
+    n_control: int
+    estimator: Estimator  # what predict() uses
+    heterogeneity_detected: bool
+    candidates: list[CandidateScore]
+    ate: EffectEstimate
+    att: EffectEstimate
+    cate_mean: float
+    cate_std: float  # spread of predicted effects over the rows (0 for a constant effect)
+    message: str
+
+
+class CateSummary(BaseModel):
+    n_rows: int
+    covariate_names: list[str]
+    outcome_kind: str  # "binary" | "continuous"
+    propensity_source: str  # "given" | "randomized (treated share)" | "estimated"
+    n_folds: int
+    seed: int
+    arms: list[ArmSummary]
+    warnings: list[str]
+
+
+def effect_estimate(estimate: float, std_error: float, level: float = 0.95) -> EffectEstimate:
+    """A normal-approximation interval and two-sided p-value."""
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    se = max(float(std_error), 0.0)
+    p = float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else (0.0 if estimate != 0 else 1.0)
+    lo, hi = estimate - z * se, estimate + z * se
+    return EffectEstimate(
+        estimate=float(estimate),
+        std_error=se,
+        ci_low=float(lo),
+        ci_high=float(hi),
+        level=level,
+        p_value=p,
+        significant=bool(lo > 0 or hi < 0),
+    )
+
+
+MAX_BINS = 63  # coarser histograms: faster fits, no loss of accuracy seen on the benchmark designs
+
+# --- learners ------------------------------------------------------------------------------------------
+
+
+def _regressor(n: int, seed: int, final: bool = False) -> HistGradientBoostingRegressor:
+    if final:  # pseudo-outcomes are noisy: small trees, big leaves, slow learning, early stopping
+        return HistGradientBoostingRegressor(
+            learning_rate=0.1,
+            max_iter=100,
+            max_leaf_nodes=8,
+            min_samples_leaf=max(50, n // 400),
+            l2_regularization=1.0,
+            early_stopping=True,
+            validation_fraction=0.2,
+            n_iter_no_change=10,
+            max_bins=MAX_BINS,
+            random_state=seed,
+        )
+    return HistGradientBoostingRegressor(
+        learning_rate=0.2,
+        max_iter=80,
+        max_leaf_nodes=31,
+        min_samples_leaf=max(20, n // 1000),
+        early_stopping=n >= 1000,
+        validation_fraction=0.15,
+        n_iter_no_change=10,
+        max_bins=MAX_BINS,
+        random_state=seed,
+    )
+
+
+def _classifier(n: int, seed: int) -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(
+        learning_rate=0.2,
+        max_iter=80,
+        max_leaf_nodes=31,
+        min_samples_leaf=max(20, n // 1000),
+        early_stopping=n >= 1000,
+        validation_fraction=0.15,
+        n_iter_no_change=10,
+        max_bins=MAX_BINS,
+        random_state=seed,
+    )
+
+
+@dataclass
+class _OutcomeModel:
+    model: Any
+    binary: bool
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.binary:
+            return np.asarray(self.model.predict_proba(X)[:, 1])
+        return np.asarray(self.model.predict(X))
+
+
+def _fit_outcome(X: np.ndarray, y: np.ndarray, binary: bool, seed: int) -> _OutcomeModel:
+    if binary and 0 < y.mean() < 1:
+        return _OutcomeModel(_classifier(len(y), seed).fit(X, y.astype(int)), True)
+    return _OutcomeModel(_regressor(len(y), seed).fit(X, y), False)
+
+
+@dataclass
+class _Propensity:
+    """P(T = value | X) for control and every arm; a constant or a fitted classifier."""
+
+    constant: np.ndarray | None = None  # [k]
+    model: Any = None
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.constant is not None:
+            return np.tile(self.constant, (X.shape[0], 1))
+        return np.asarray(self.model.predict_proba(X))
+
+
+def _linear_design(Z: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(Z.shape[0]), Z])
+
+
+@dataclass
+class _FoldEffect:
+    """The candidate effect models of one fold for one arm."""
+
+    constant: float
+    linear: np.ndarray  # coefficients on [1, standardized X]
+    dr: Any = None
+    x_treated: Any = None  # tau_1(x) fitted on treated rows
+    x_control: Any = None  # tau_0(x) fitted on control rows
+    propensity: _Propensity | None = None
+    arm_col: int = 1
+
+
+@dataclass
+class _ArmFit:
+    arm: int
+    estimator: Estimator
+    folds: list[_FoldEffect]
+    oof_cate: np.ndarray  # honest per-row prediction of the chosen estimator (rows of all arms)
+    pseudo_outcome: np.ndarray  # AIPW pseudo-outcome per row (its mean is the ATE)
+    ate: float
+
+
+@dataclass
+class CateFit:
+    """A fitted CATE model: `summary` for people, `predict` for new rows, honest in-sample values for metrics."""
+
+    summary: CateSummary
+    arms: dict[int, _ArmFit]
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    n_covariates: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def _arm(self, arm: int | None) -> _ArmFit:
+        if arm is None:
+            if len(self.arms) != 1:
+                raise InvalidInputError(f"several treatment arms {sorted(self.arms)}: name one", field="arm")
+            return next(iter(self.arms.values()))
+        if arm not in self.arms:
+            raise InvalidInputError(f"arm must be one of {sorted(self.arms)} (got {arm})", field="arm")
+        return self.arms[arm]
+
+    def predict(self, X: object, arm: int | None = None) -> np.ndarray:
+        """Predicted effect of `arm` (default: the only arm) versus control for each row of X."""
+        fit = self._arm(arm)
+        raw = np.asarray(X, dtype=object if not isinstance(X, np.ndarray) else X.dtype)
+        x = as_matrix("X", X, raw.shape[0] if raw.ndim else 0)
+        if x.shape[1] != self.n_covariates:
+            raise InvalidInputError(
+                f"X must have {self.n_covariates} covariate columns like the training data (got {x.shape[1]})",
+                field="X",
+            )
+        if fit.estimator is Estimator.CONSTANT:
+            return np.full(x.shape[0], fit.ate)
+        z = (x - self.x_mean) / self.x_scale
+        preds = [_predict_fold(f, fit.estimator, x, z) for f in fit.folds]
+        return np.mean(preds, axis=0)
+
+    def oof_cate(self, arm: int | None = None) -> np.ndarray:
+        """Out-of-fold effect predictions for the training rows (honest: for Qini curves and checks)."""
+        return self._arm(arm).oof_cate
+
+    def pseudo_outcome(self, arm: int | None = None) -> np.ndarray:
+        """The AIPW pseudo-outcome per training row; averages over any subset estimate that subset's effect."""
+        return self._arm(arm).pseudo_outcome
+
+
+def _predict_fold(f: _FoldEffect, estimator: Estimator, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    if estimator is Estimator.CONSTANT:
+        return np.full(x.shape[0], f.constant)
+    if estimator is Estimator.LINEAR:
+        return _linear_design(z) @ f.linear
+    if estimator is Estimator.DR:
+        return np.asarray(f.dr.predict(x))
+    assert f.propensity is not None
+    e_all = f.propensity.predict(x)
+    e = _conditional_propensity(e_all, f.arm_col)
+    return e * np.asarray(f.x_control.predict(x)) + (1 - e) * np.asarray(f.x_treated.predict(x))
+
+
+def _conditional_propensity(e_all: np.ndarray, arm_col: int) -> np.ndarray:
+    """P(T = arm | X, T in {control, arm}), clipped for the weights."""
+    e = e_all[:, arm_col] / (e_all[:, 0] + e_all[:, arm_col])
+    return np.clip(e, PROPENSITY_CLIP, 1 - PROPENSITY_CLIP)
+
+
+# --- the fit -------------------------------------------------------------------------------------------
+
+
+def _folds(treatment: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold index per row, stratified by treatment value so every fold has every arm."""
+    fold = np.empty(treatment.shape[0], dtype=np.int64)
+    for value in np.unique(treatment):
+        idx = np.nonzero(treatment == value)[0]
+        idx = idx[rng.permutation(idx.shape[0])]
+        fold[idx] = np.arange(idx.shape[0]) % n_folds
+    return fold
+
+
+def fit_cate(
+    X: object,
+    treatment: object,
+    outcome: object,
+    *,
+    estimator: Estimator | str = Estimator.AUTO,
+    propensity: object | None = None,
+    randomized: bool = False,
+    covariate_names: Sequence[str] | None = None,
+    n_folds: int = 2,
+    seed: int = 0,
+    level: float = 0.95,
+    selection_z: float = 2.0,
+) -> CateFit:
+    """Fit effects of each treatment arm versus control (0).
+
+    propensity: P(T=1|X) [n] for a binary treatment, or [n, 1+k] over (control, arms); else the treated
+    share when ``randomized``, else estimated by a cross-fitted classifier.
+    """
+    try:
+        est = Estimator(estimator)
+    except ValueError:
+        raise InvalidInputError(
+            f"estimator must be one of {[e.value for e in Estimator]} (got {estimator!r})", field="estimator"
+        ) from None
+    if not 2 <= n_folds <= 10:
+        raise InvalidInputError(f"n_folds must be >= 2 and <= 10 (got {n_folds})", field="n_folds")
+    if not 0.5 <= level < 1:
+        raise InvalidInputError(f"level must be >= 0.5 and < 1 (got {level})", field="level")
+    data = prepare(
+        X, treatment, outcome, propensity=propensity, covariate_names=covariate_names, n_folds=n_folds
+    )
+    return _fit(
+        data, est, randomized=randomized, n_folds=n_folds, seed=seed, level=level, selection_z=selection_z
+    )
+
+
+@dataclass
+class _Nuisances:
+    mu: np.ndarray  # [n, 1 + k] out-of-fold E[Y | X, T = value]
+    e: np.ndarray  # [n, 1 + k] out-of-fold propensities (not yet clipped)
+    outcome_models: list[list[_OutcomeModel]]  # [fold][value]: fitted on that fold's training rows
+    propensities: list[_Propensity]  # per fold
+
+
+def _nuisances(data: CausalData, fold: np.ndarray, n_folds: int, seed: int, randomized: bool) -> _Nuisances:
+    values = [0, *data.arms]
+    k = len(values)
+    n = data.n
+    mu = np.empty((n, k))
+    e = np.empty((n, k))
+    models: list[list[_OutcomeModel]] = []
+    props: list[_Propensity] = []
+    t_index = np.searchsorted(values, data.treatment)
+    for f in range(n_folds):
+        train, test = fold != f, fold == f
+        fold_models = []
+        for col, value in enumerate(values):
+            rows = train & (data.treatment == value)
+            model = _fit_outcome(data.X[rows], data.outcome[rows], data.binary_outcome, seed + 31 * f + col)
+            mu[test, col] = model.predict(data.X[test])
+            fold_models.append(model)
+        models.append(fold_models)
+        if data.propensity is not None:  # new rows have no given propensity: the X-learner blends by the mean
+            prop = _Propensity(constant=data.propensity[train].mean(axis=0))
+            e[test] = data.propensity[test]
+        elif randomized:
+            prop = _Propensity(constant=np.bincount(t_index[train], minlength=k) / train.sum())
+            e[test] = prop.constant
+        else:
+            prop = _Propensity(
+                model=_classifier(int(train.sum()), seed + 17 * f).fit(data.X[train], t_index[train])
+            )
+            e[test] = prop.predict(data.X[test])
+        props.append(prop)
+    return _Nuisances(mu=mu, e=e, outcome_models=models, propensities=props)
+
+
+def _fit(
+    data: CausalData,
+    est: Estimator,
+    *,
+    randomized: bool,
+    n_folds: int,
+    seed: int,
+    level: float,
+    selection_z: float,
+) -> CateFit:
+    rng = np.random.default_rng(seed)
+    fold = _folds(data.treatment, n_folds, rng)
+    warnings = list(data.warnings)
+    nz = _nuisances(data, fold, n_folds, seed, randomized)
+    if data.propensity is not None:
+        source = "given"
+    elif randomized:
+        source = "randomized (treated share)"
+    else:
+        source = "estimated"
+        warnings += overlap_warnings(nz.e, "estimated")
+    e_clipped = np.clip(nz.e, PROPENSITY_CLIP, 1 - PROPENSITY_CLIP)
+
+    x_mean = data.X.mean(axis=0)
+    x_scale = data.X.std(axis=0)
+    x_scale[x_scale == 0] = 1.0
+    z = (data.X - x_mean) / x_scale
+
+    arms: dict[int, _ArmFit] = {}
+    summaries: list[ArmSummary] = []
+    for col, arm in enumerate(data.arms, start=1):
+        arm_fit, arm_summary = _fit_arm(
+            data, z, fold, nz, e_clipped, col, arm, est, n_folds, seed, level, selection_z
+        )
+        arms[arm] = arm_fit
+        summaries.append(arm_summary)
+    summary = CateSummary(
+        n_rows=data.n,
+        covariate_names=data.covariate_names,
+        outcome_kind="binary" if data.binary_outcome else "continuous",
+        propensity_source=source,
+        n_folds=n_folds,
+        seed=seed,
+        arms=summaries,
+        warnings=warnings,
+    )
+    return CateFit(summary=summary, arms=arms, x_mean=x_mean, x_scale=x_scale, n_covariates=data.X.shape[1])
+
+
+def _fit_arm(
+    data: CausalData,
+    z: np.ndarray,
+    fold: np.ndarray,
+    nz: _Nuisances,
+    e_all: np.ndarray,
+    col: int,
+    arm: int,
+    est: Estimator,
+    n_folds: int,
+    seed: int,
+    level: float,
+    selection_z: float,
+) -> tuple[_ArmFit, ArmSummary]:
+    X, y, t = data.X, data.outcome, data.treatment
+    is_arm, is_ctl = t == arm, t == 0
+    mu0, mu1 = nz.mu[:, 0], nz.mu[:, col]
+    e0, e1 = e_all[:, 0], e_all[:, col]
+    # AIPW pseudo-outcome on every row (rows of other arms carry only the outcome-model difference)
+    phi = mu1 - mu0 + is_arm * (y - mu1) / e1 - is_ctl * (y - mu0) / e0
+    # R-learner residuals on the rows of this comparison, with P(arm | X, arm or control)
+    sub = is_arm | is_ctl
+    e_c = np.clip(e1 / (e0 + e1), PROPENSITY_CLIP, 1 - PROPENSITY_CLIP)
+    y_res = y - (e_c * mu1 + (1 - e_c) * mu0)
+    t_res = is_arm.astype(float) - e_c
+
+    wanted = (
+        [Estimator.CONSTANT, Estimator.LINEAR, Estimator.X]
+        if est is Estimator.AUTO
+        else [Estimator.CONSTANT] + ([est] if est is not Estimator.CONSTANT else [])
+    )
+    oof = {c: np.empty(data.n) for c in wanted}
+    fold_fits: list[_FoldEffect] = []
+    for f in range(n_folds):
+        train, test = fold != f, fold == f
+        tr_sub = train & sub
+        fe = _FoldEffect(constant=float(phi[train].mean()), linear=np.zeros(z.shape[1] + 1), arm_col=col)
+        fe.propensity = nz.propensities[f]
+        oof[Estimator.CONSTANT][test] = fe.constant
+        if Estimator.LINEAR in wanted:
+            fe.linear = _fit_linear_effect(z[tr_sub], y_res[tr_sub], t_res[tr_sub])
+            oof[Estimator.LINEAR][test] = _linear_design(z[test]) @ fe.linear
+        if Estimator.DR in wanted:
+            fe.dr = _regressor(int(train.sum()), seed + 101 * f + col, final=True).fit(X[train], phi[train])
+            oof[Estimator.DR][test] = fe.dr.predict(X[test])
+        if Estimator.X in wanted:
+            # imputed effects from the training rows' own fold models: mu_0 never saw treated rows and mu_1
+            # never saw control rows, so this needs no inner cross-fitting and never sees held-out outcomes
+            tr1, tr0 = train & is_arm, train & is_ctl
+            m0, m1 = nz.outcome_models[f][0], nz.outcome_models[f][col]
+            d1 = y[tr1] - m0.predict(X[tr1])
+            d0 = m1.predict(X[tr0]) - y[tr0]
+            fe.x_treated = _regressor(int(tr1.sum()), seed + 103 * f + col, final=True).fit(X[tr1], d1)
+            fe.x_control = _regressor(int(tr0.sum()), seed + 107 * f + col, final=True).fit(X[tr0], d0)
+            e_test = e_c[test]
+            oof[Estimator.X][test] = e_test * fe.x_control.predict(X[test]) + (
+                1 - e_test
+            ) * fe.x_treated.predict(X[test])
+        fold_fits.append(fe)
+
+    # out-of-fold R-loss per row, compared with the constant effect
+    def row_loss(tau: np.ndarray) -> np.ndarray:
+        return np.asarray((y_res[sub] - tau[sub] * t_res[sub]) ** 2)
+
+    base = row_loss(oof[Estimator.CONSTANT])
+    n_sub = int(sub.sum())
+    scores = []
+    for c in wanted:
+        diff = base - row_loss(oof[c])
+        scores.append(
+            CandidateScore(
+                estimator=c,
+                r_loss=float(row_loss(oof[c]).mean()),
+                gain_vs_constant=float(diff.mean()),
+                gain_std_error=float(diff.std(ddof=1) / np.sqrt(n_sub))
+                if c is not Estimator.CONSTANT
+                else 0.0,
+            )
+        )
+    hetero = [s for s in scores if s.estimator is not Estimator.CONSTANT]
+    best = max(hetero, key=lambda s: s.gain_vs_constant) if hetero else None
+    detected = best is not None and best.gain_vs_constant > selection_z * max(best.gain_std_error, 1e-300)
+
+    ate_value = float(phi.mean())
+    ate = effect_estimate(ate_value, float(phi.std(ddof=1) / np.sqrt(data.n)), level)
+    att = _att(y, is_arm, is_ctl, mu0, e0, e1, level)
+    if est is Estimator.AUTO:
+        chosen = best.estimator if (detected and best is not None) else Estimator.CONSTANT
+    else:
+        chosen = est
+    oof_chosen = np.full(data.n, ate_value) if chosen is Estimator.CONSTANT else oof[chosen]
+    message = _message(est, chosen, best, detected, ate, selection_z)
+    arm_fit = _ArmFit(
+        arm=arm, estimator=chosen, folds=fold_fits, oof_cate=oof_chosen, pseudo_outcome=phi, ate=ate_value
+    )
+    summary = ArmSummary(
+        arm=arm,
+        n_treated=int(is_arm.sum()),
+        n_control=int(is_ctl.sum()),
+        estimator=chosen,
+        heterogeneity_detected=bool(detected),
+        candidates=scores,
+        ate=ate,
+        att=att,
+        cate_mean=float(oof_chosen.mean()),
+        cate_std=float(oof_chosen.std()),
+        message=message,
+    )
+    return arm_fit, summary
+
+
+def _fit_linear_effect(z: np.ndarray, y_res: np.ndarray, t_res: np.ndarray) -> np.ndarray:
+    """DML final stage: minimize sum (y_res - t_res * [1, z] @ beta)^2, with a tiny ridge for stability."""
+    design = _linear_design(z) * t_res[:, None]
+    gram = design.T @ design
+    gram[np.diag_indices_from(gram)] += 1e-6 * max(float(np.trace(gram)) / gram.shape[0], 1e-12)
+    return np.asarray(np.linalg.solve(gram, design.T @ y_res))
+
+
+def _att(
+    y: np.ndarray,
+    is_arm: np.ndarray,
+    is_ctl: np.ndarray,
+    mu0: np.ndarray,
+    e0: np.ndarray,
+    e1: np.ndarray,
+    level: float,
+) -> EffectEstimate:
+    """Effect on the treated: sum_i [T(Y - mu0) - (1-T) e/(1-e) (Y - mu0)] / sum_i T, with its influence function."""
+    sub = is_arm | is_ctl
+    odds = e1 / e0
+    a = (is_arm * (y - mu0) - is_ctl * odds * (y - mu0))[sub]
+    t = is_arm[sub].astype(float)
+    p = t.mean()
+    theta = a.sum() / t.sum()
+    infl = (a - theta * t) / p
+    return effect_estimate(float(theta), float(infl.std(ddof=1) / np.sqrt(t.shape[0])), level)
+
+
+def _message(
+    requested: Estimator,
+    chosen: Estimator,
+    best: CandidateScore | None,
+    detected: bool,
+    ate: EffectEstimate,
+    selection_z: float,
+) -> str:
+    pct = int(round(ate.level * 100))
+    avg = f"average effect {ate.estimate:.4g} ({pct}% CI {ate.ci_low:.4g} to {ate.ci_high:.4g})"
+    if best is None:
+        return f"constant effect requested: {avg}"
+    gain = f"out-of-fold R-loss gain {best.gain_vs_constant:.3g} +/- {best.gain_std_error:.2g}"
+    if requested is Estimator.AUTO and not detected:
+        return (
+            f"no heterogeneity detected: the best heterogeneous model ({best.estimator.value}) did not beat a "
+            f"constant effect out of fold ({gain}, needs > {selection_z:g} standard errors); "
+            f"predicting the {avg} for everyone"
+        )
+    if requested is Estimator.AUTO:
+        return f"heterogeneous effects detected: chose {chosen.value} ({gain}); {avg}"
+    note = "" if detected else "; caution: it did not beat a constant effect out of fold"
+    return f"{chosen.value} as requested ({gain}){note}; {avg}"
