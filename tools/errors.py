@@ -22,7 +22,12 @@ class AdguideError(ValueError):
 
     def to_dict(self) -> dict[str, str | None]:
         """A structured form for tool results and JSON responses."""
-        return {"error": type(self).__name__, "message": self.message, "field": self.field, "allowed": self.allowed}
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "field": self.field,
+            "allowed": self.allowed,
+        }
 
 
 class UnknownIdError(AdguideError):
