@@ -38,7 +38,8 @@ class TaskKind(StrEnum):
 
 
 class DialogueRecord(BaseModel):
-    """One teacher dialogue. `expected_calls` is the teacher's tool calls, for exact-match scoring."""
+    """One teacher dialogue. The prompt is everything up to the last user message; what follows is the
+    teacher's completion (its calls are the reference for exact-match scoring)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,8 +49,9 @@ class DialogueRecord(BaseModel):
     kind: TaskKind
     messages: list[dict[str, Any]] = Field(min_length=2)
     tools: list[dict[str, Any]]
-    expected_calls: list[dict[str, Any]] = Field(default_factory=list, description="[{name, arguments: dict}]")
-    action: dict[str, Any] | None = Field(None, description="the recommended change {tool, arguments}, if any")
+    action: dict[str, Any] | None = Field(
+        None, description="the advised change: {arguments: propose_change args, value: simulated incremental profit}"
+    )
     facts: list[str] = Field(default_factory=list, description="numbers/ids the answer must state")
 
 
