@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from tools.auction import randomness as rnd
+from tools.auction.core import clear_auctions
 from tools.auction.simulate import (
+    N_PRICE_GRID,
     DaySimResult,
+    auction_terms,
     market_arrays,
     simulate_days,
     simulate_rows,
@@ -81,6 +84,49 @@ def test_result_shapes_and_contract(markets: list[KeywordMarket]) -> None:
     shown = r.impressions > 0
     assert np.all((r.avg_position[shown] >= 1) & (r.avg_position[shown] <= 4))
     assert np.all(np.isnan(r.avg_position[~shown]))
+
+
+@pytest.mark.parametrize(
+    ("bid", "overrides", "bid_mult", "count_mult"),
+    [
+        (1.0, {}, 1.0, 1.0),
+        (0.6, {"reserve": 0.0, "n_slots": 2, "quality": 0.9}, 1.0, 1.0),
+        (1.4, {"n_rivals": 6.0, "rival_bid_sigma": 0.8}, 1.3, 1.5),  # an event: stronger, more rivals
+    ],
+)
+def test_analytic_slot_and_price_model_matches_explicitly_cleared_gsp_auctions(
+    bid: float, overrides: dict[str, object], bid_mult: float, count_mult: float
+) -> None:
+    """The closed-form slot and price distribution equals clearing the auctions one by one with the
+    core: Poisson rivals, lognormal bids, Beta qualities, GSP with reserve and position CTR."""
+    market = make_market(3, **overrides)
+    terms = auction_terms(market_arrays([market]), np.array([0]), np.array([bid]), np.array([bid_mult]), np.array([count_mult]))
+    rng, n, width = np.random.default_rng(0), 200_000, 30
+    count = rng.poisson(market.n_rivals * count_mult, n)
+    rival_bids = rng.lognormal(market.rival_bid_mu + np.log(bid_mult), market.rival_bid_sigma, (n, width))
+    rival_bids[np.arange(width)[None, :] >= count[:, None]] = 0.0  # absent rivals
+    rival_q = rng.beta(market.rival_quality_a, market.rival_quality_b, (n, width))
+    alpha = market.ctr_top * market.position_decay ** np.arange(market.n_slots)
+    res = clear_auctions(
+        np.column_stack([np.full(n, bid), rival_bids]),
+        np.column_stack([np.full(n, market.quality), rival_q]),
+        mechanism="gsp",
+        n_slots=market.n_slots,
+        reserve=market.reserve,
+        position_ctr=alpha,
+    )
+    slot = res.slot_of[:, 0]
+    shown = slot >= 0
+    assert abs(shown.mean() - terms.p_impression[0]) < 4 * np.sqrt(shown.mean() * (1 - shown.mean()) / n) + 1e-4
+    clicks = np.where(shown, alpha[np.maximum(slot, 0)], 0.0)
+    assert abs(clicks.mean() - terms.click_rate[0]) < 4 * clicks.std() / np.sqrt(n)
+    assert (slot[shown] + 1).mean() == pytest.approx(terms.mean_position[0], abs=0.01)
+    price = res.price[np.flatnonzero(shown), slot[shown]]
+    # quadrature over rival quality and the price grid: within 1% of the exact mean price
+    assert price.mean() == pytest.approx(terms.mean_price[0], rel=0.01)
+    grid = terms.price_low[0] + (terms.price_high[0] - terms.price_low[0]) * np.arange(N_PRICE_GRID + 1) / N_PRICE_GRID
+    empirical_cdf = (price[:, None] <= grid[None, :] + 1e-12).mean(axis=0)
+    assert np.max(np.abs(empirical_cdf - terms.price_cdf[0])) < 0.01
 
 
 def test_zero_bid_or_bid_below_reserve_never_shows(markets: list[KeywordMarket]) -> None:
