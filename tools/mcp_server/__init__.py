@@ -3,6 +3,7 @@
 Public entry points (the agent imports only these, never the engines):
 
     connect_in_memory(store_path, scope)  -> async context manager yielding an MCP ClientSession
+    call(session, name, args)             -> the tool's JSON result, or {"error": {...}}
     build_server(store_path, scope)       -> FastMCP server (or tokens={...} for HTTP)
     stdio_params(store_path, scope), langchain_connection(...), http_app(store_path, tokens)
     Scope.advertiser("adv_0001") / Scope.admin_scope()
@@ -13,6 +14,7 @@ from tools.mcp_server.schemas import TOOLS, openai_tools
 from tools.mcp_server.scope import Scope, ScopeError, load_token_map
 from tools.mcp_server.server import build_server, tool_specs
 from tools.mcp_server.transports import (
+    call,
     connect_in_memory,
     http_app,
     langchain_connection,
@@ -22,6 +24,7 @@ from tools.mcp_server.transports import (
 )
 
 __all__ = [
+    "call",
     "TOOLS",
     "Scope",
     "ScopeError",

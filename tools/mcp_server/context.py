@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 from tools.errors import UnknownIdError
 
 if TYPE_CHECKING:
-    from tools.market.store import MarketStore, ScopedStore
+    from tools.market.store import AdvertiserStore, MarketStore
 
 
 @dataclass(frozen=True)
 class ToolContext:
     store: MarketStore
-    adv: ScopedStore  # every read and write goes through this advertiser-scoped view
+    adv: AdvertiserStore  # every read and write goes through this advertiser-scoped view
     advertiser_id: str
     actor: str  # written into audit records, e.g. "mcp:advertiser:adv_0001:agent"
     store_key: str = ""  # the store's resolved path: proposals made on one world never apply to another

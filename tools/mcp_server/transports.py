@@ -129,3 +129,14 @@ def serve_http(
     import uvicorn
 
     uvicorn.run(http_app(store_path, tokens), host=host, port=port, log_level="warning")
+
+
+async def call(session: ClientSession, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Call a tool and return its JSON result; a failed call returns `{"error": {...}}` (isError set)."""
+    import json
+
+    result = await session.call_tool(name, arguments or {})
+    if result.structuredContent is not None and not result.isError:
+        return dict(result.structuredContent)
+    text = "".join(getattr(block, "text", "") for block in result.content)
+    return dict(json.loads(text))
