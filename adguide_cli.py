@@ -18,5 +18,9 @@ from tools.mcp_server.cli import tools_app  # noqa: E402
 
 app.add_typer(tools_app, name="tools")
 
+from tools.market.cli import market_app  # noqa: E402
+
+app.add_typer(market_app, name="market")
+
 if __name__ == "__main__":
     app()

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sqlite3
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -54,8 +55,23 @@ class GenerationSummary:
     seconds: float = 0.0
 
 
+def _can_write_in(directory: Path) -> bool:
+    """Try it: permission bits say little for root or on read-only and virtual file systems."""
+    if not directory.is_dir():
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False
+
+
 def check_generation_inputs(config: WorldConfig, out: Path, force: bool = False) -> None:
     """Refuse what would fail late or write where it must not, before any work starts."""
+    if not 0 <= config.seed < 2**63:
+        raise InvalidInputError(
+            f"seed must be >= 0 and < 2**63 (got {config.seed})", field="seed", allowed=">= 0 and < 2**63"
+        )
     adv_days = config.n_advertisers * config.days
     if adv_days > MAX_ADVERTISER_DAYS:
         raise InvalidInputError(
@@ -82,7 +98,7 @@ def check_generation_inputs(config: WorldConfig, out: Path, force: bool = False)
     existing = parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not _can_write_in(existing):
         raise InvalidInputError(
             f"cannot write to {parent} (not a writable directory)",
             field="out",

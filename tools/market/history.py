@@ -61,9 +61,9 @@ def plan_interventions(world: World) -> HistoryPlan:
         kws = np.flatnonzero(kw_adv == a)
         camps = np.flatnonzero(world.campaign_advertiser == a)
         n = int(rng.poisson(3.0))
-        for _ in range(n):
-            recent = rng.random() < 1 / 3
-            day = int(rng.integers(max(1, n_days - 14), n_days)) if recent else int(rng.integers(1, n_days))
+        recent = rng.random(n) < 1 / 3
+        dates = np.where(recent, rng.integers(max(1, n_days - 14), n_days, n), rng.integers(1, n_days, n))
+        for day in sorted(int(d) for d in dates):  # in date order: each change holds until the next one
             date = cfg.start_date + dt.timedelta(days=day)
             kind = rng.choice(3, p=[0.6, 0.3, 0.1])
             iid = f"int_{len(interventions) + 1:06d}"

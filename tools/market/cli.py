@@ -1,0 +1,215 @@
+"""`adguide market ...`: generate a world, look at one advertiser's account.
+
+Bad input (sizes out of range, unknown ids, a path that cannot be written) ends with one line naming the
+option and what it accepts, exit code 2, and nothing written. Heavy imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+market_app = typer.Typer(
+    help="The marketplace: generate a world, look at an advertiser's account.", no_args_is_help=True
+)
+_err = Console(stderr=True)
+_out = Console()
+
+# WorldConfig field -> the CLI option that sets it (error messages name what the user typed)
+_OPTION_OF = {"n_advertisers": "--advertisers", "days": "--days", "start_date": "--start", "seed": "--seed"}
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _config(advertisers: int, days: int, seed: int, start: str):  # -> WorldConfig
+    from pydantic import ValidationError
+
+    from tools.market.data_model import WorldConfig
+
+    if not 0 <= seed < 2**63:
+        _fail(f"--seed must be >= 0 and < 2**63 (got {seed})")
+    try:
+        start_date = dt.date.fromisoformat(start)
+    except ValueError:
+        _fail(f"--start must be a date as YYYY-MM-DD (got {start!r})")
+    try:
+        return WorldConfig(n_advertisers=advertisers, days=days, seed=seed, start_date=start_date)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "config"
+        option = _OPTION_OF.get(name, name)
+        ctx = first.get("ctx") or {}
+        bounds = [
+            f"{sym} {ctx[key]}"
+            for key, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+            if key in ctx
+        ]
+        allowed = " and ".join(bounds) or first["msg"]
+        _fail(f"{option} must be {allowed} (got {first.get('input')!r})")
+
+
+@market_app.command()
+def generate(
+    advertisers: int = typer.Option(50, "--advertisers", "-n", help="number of advertisers (1-100,000)"),
+    days: int = typer.Option(120, "--days", "-d", help="days of history (1-3,650)"),
+    seed: int = typer.Option(7, "--seed", help="random seed; the same seed gives the same world"),
+    start: str = typer.Option("2026-06-01", "--start", help="first day of the history (YYYY-MM-DD)"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="world file (default: $ADGUIDE_HOME/world.sqlite)"
+    ),
+    force: bool = typer.Option(False, "--force", help="replace an existing world file"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Generate a world: advertisers, their accounts, simulated history and experiments."""
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from tools.errors import AdguideError
+    from tools.market.generate import check_generation_inputs, describe, generate_world_file
+    from tools.market.store import default_world_path
+
+    config = _config(advertisers, days, seed, start)
+    path = (out or default_world_path()).expanduser()
+    try:
+        check_generation_inputs(config, path, force)
+    except AdguideError as err:
+        _fail(str(err))
+
+    labels = {
+        "world": "world + interventions",
+        "history": "simulated history",
+        "experiments": "experiments",
+        "saving": "saving",
+    }
+    tasks: dict[str, TaskID] = {}
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_err, transient=False, disable=as_json) as bar:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done)
+
+        try:
+            summary = generate_world_file(config, path, force=force, progress=progress)
+        except AdguideError as err:
+            _fail(str(err))
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing was written", code=130)
+        except OSError as err:
+            _fail(f"could not write {path}: {err.strerror or err}; nothing was written", code=1)
+
+    if as_json:
+        print(json.dumps(describe(summary), indent=2))
+        return
+    table = Table(title=f"world written to {summary.path}", show_header=True, header_style="bold")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in summary.rows.items():
+        table.add_row(name, f"{count:,}")
+    _out.print(table)
+    _out.print(
+        f"{summary.path} {summary.world_bytes / 1e6:,.1f} MB; truth {summary.truth_path} "
+        f"{summary.truth_bytes / 1e6:,.1f} MB; {summary.seconds:.1f} s "
+        f"({config.n_advertisers:,} advertisers x {config.days} days from {config.start_date}, seed {config.seed})",
+        highlight=False,
+    )
+
+
+@market_app.command()
+def show(
+    advertiser_id: str = typer.Argument(..., help="e.g. adv_0001"),
+    world: Path | None = typer.Option(
+        None, "--world", "-w", help="world file (default: $ADGUIDE_HOME/world.sqlite)"
+    ),
+    last: int = typer.Option(7, "--last", help="report on the last N days of the history (1-3,650)"),
+) -> None:
+    """An advertiser's account: campaigns with recent performance, products, changes and experiments."""
+    from rich.table import Table
+
+    from tools.errors import AdguideError, UnknownIdError
+    from tools.market.store import MarketStore, default_world_path
+
+    if not 1 <= last <= 3650:
+        _fail(f"--last must be >= 1 and <= 3650 (got {last})")
+    path = (world or default_world_path()).expanduser()
+    try:
+        store = MarketStore.open(path)
+    except (FileNotFoundError, AdguideError) as err:
+        _fail(str(err))
+    with store:
+        try:
+            adv = store.scoped(advertiser_id)
+        except UnknownIdError:
+            ids = store.advertiser_ids()
+            _fail(f"advertiser {advertiser_id} does not exist in {path} (it has {ids[0]} .. {ids[-1]})")
+        start = max(store.start_date, store.end_date - dt.timedelta(days=last - 1))
+        rows = adv.campaign_days(start, store.end_date)
+        a = adv.advertiser
+        goal = f", target ACoS {a.target_acos:.0%}" if a.target_acos else ""
+        _out.print(f"[bold]{a.id} {a.name}[/] ({a.category}{goal})", highlight=False)
+        _out.print(
+            f"history {store.start_date} .. {store.end_date}; figures below: {start} .. {store.end_date}",
+            highlight=False,
+        )
+
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        for col in ("campaign", "name", "budget", "spend", "sales", "ACoS", "orders", "capped"):
+            table.add_column(
+                col, justify="left" if col in ("campaign", "name") else "right", no_wrap=col != "name"
+            )
+        for camp in adv.campaigns():
+            mine = [r for r in rows if r.campaign_id == camp.id]
+            spend = sum(r.spend for r in mine)
+            sales = sum(r.sales for r in mine)
+            capped = sum(r.budget_exhausted_at is not None for r in mine)
+            paused = " [paused]" if camp.status.value == "paused" else ""
+            table.add_row(
+                camp.id,
+                camp.name + paused,
+                f"${camp.daily_budget:,.0f}",
+                f"${spend:,.0f}",
+                f"${sales:,.0f}",
+                f"{spend / sales:.0%}" if sales else "-",
+                f"{sum(r.orders for r in mine):,}",
+                f"{capped}/{len(mine)}d",
+            )
+        n_kw = len(adv.keywords())
+        _out.print(
+            f"{n_kw} keywords; 'capped' = days the budget ran out before the day ended",
+            highlight=False,
+        )
+        _out.print(table)
+        products = adv.products()
+        _out.print(
+            f"products ({len(products)}): " + "; ".join(f"{p.name} ${p.price:.2f}" for p in products),
+            highlight=False,
+        )
+        changes = adv.interventions()[-5:]
+        if changes:
+            _out.print(
+                "recent changes: "
+                + "; ".join(
+                    f"{c.date} {c.kind.value} {c.entity_id} {c.before} -> {c.after}" for c in changes
+                ),
+                highlight=False,
+            )
+        for exp in adv.experiments():
+            _out.print(
+                f"experiment {exp.id}: {exp.kind} {exp.start} .. {exp.end}, {exp.n_units:,} users, "
+                f"outcome {exp.outcome}",
+                highlight=False,
+            )
