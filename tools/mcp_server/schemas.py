@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.keywords.models import KeywordRecommendations, NegativeSuggestions
 from tools.market.data_model import MatchType, Status
 
 
@@ -161,6 +162,20 @@ class SearchTermsOut(_Out):
     next_cursor: str | None
 
 
+# --- keyword tools (outputs are the keyword engine's own compact models) ------------------------------------
+
+
+class KeywordIdeasIn(Period):
+    ad_group_id: str | None = Field(None, description="default: every ad group")
+    target_acos: float | None = Field(None, gt=0, le=10, description="bids aim at it; default: the account's")
+    limit: int = Field(10, ge=1, le=50)
+
+
+class NegativeIdeasIn(Period):
+    ad_group_id: str | None = Field(None, description="default: every ad group")
+    limit: int = Field(10, ge=1, le=50)
+
+
 # --- write actions ------------------------------------------------------------------------------------
 
 
@@ -234,7 +249,7 @@ class ToolSpec(BaseModel):
     name: str
     description: str
     input: type[_In]
-    output: type[_Out]
+    output: type[BaseModel]
     read_only: bool = True
     destructive: bool = False
     idempotent: bool = True
@@ -260,6 +275,22 @@ TOOLS: list[ToolSpec] = [
         description="Customer search terms that matched keywords, with metrics; paginated.",
         input=SearchTermsIn,
         output=SearchTermsOut,
+    ),
+    ToolSpec(
+        name="keyword_ideas",
+        description="New keywords to add: converting search terms and related terms, with bids and reasons.",
+        input=KeywordIdeasIn,
+        output=KeywordRecommendations,
+        cached=True,
+        heavy=True,
+    ),
+    ToolSpec(
+        name="negative_ideas",
+        description="Search terms to add as negative keywords (wasted spend, off topic), with reasons.",
+        input=NegativeIdeasIn,
+        output=NegativeSuggestions,
+        cached=True,
+        heavy=True,
     ),
     ToolSpec(
         name="propose_change",

@@ -131,6 +131,9 @@ class AdguideMCP(FastMCP):
                     validate_token_resource=False,
                 ),
             }
+        settings.setdefault(
+            "log_level", "WARNING"
+        )  # per-request INFO lines would flood stdio clients' stderr
         super().__init__(name="adguide", instructions=INSTRUCTIONS, **auth_kwargs, **settings)
         self.store_path = Path(store_path)
         self.store = MarketStore.open(self.store_path)
