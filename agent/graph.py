@@ -1,0 +1,588 @@
+"""The agent: a LangGraph StateGraph over MCP tools, with guardrails, confirmations and bounded turns.
+
+    input_guardrails ─▶ planner ⇄ tools ─▶ approval (interrupt) ─┐
+            │              │                                    ▼
+            └─(refused)────┴──────────────▶ output_guardrails ─▶ answer
+
+- input_guardrails: size, injection/jailbreak, cross-account, off-topic screens; PII redacted in place.
+- planner: the chat model with the MCP tools bound; bounded in model calls, wall time and generated tokens
+  per turn, with a graceful answer when a bound is hit or the model server fails.
+- tools: every call checked (schema, scope, hard bounds) and run over the MCP session held open for the
+  conversation, with a timeout; errors become tool results the model can read.
+- approval: a `propose_change` result interrupts the graph with the proposal (diff + simulated impact);
+  only `Command(resume="confirm")` applies it (a second confirmation when a policy bound is crossed);
+  a rejected, expired or superseded proposal is never applied.
+- output_guardrails: grounding, promises and ad policy; failing answers are repaired or replaced.
+
+`Agent` (below) is the public API: it holds the MCP session, the model and the checkpointer, and drives
+turns (`ask`, `stream`, `confirm`, `guide`). `graph` at the bottom is the compiled graph for LangGraph's
+own server (langgraph.json); it opens an in-memory MCP session per tool round when no context is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any, Literal
+
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Command, interrupt
+from pydantic import BaseModel, Field
+
+from agent.configuration import AgentConfig
+from agent.guardrails.input import check_input
+from agent.guardrails.output import check_output
+from agent.guardrails.tool_args import ProposedChange, Scope, Verdict, check_changes, check_tool_args
+from agent.prompts import CONFIRMATION, STOPPED, system_prompt
+from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
+
+log = logging.getLogger("adguide.agent")
+
+PROPOSE_TOOL = "propose_change"
+APPLY_TOOL = "apply_change"
+INVALID_CALL = "__invalid_tool_call__"
+
+
+class AgentError(Exception):
+    """A user-facing problem with a request (unknown thread, nothing to confirm). str() is the message."""
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _writer() -> Any:
+    try:
+        return get_stream_writer()
+    except Exception:  # outside a streaming run
+        return lambda _event: None
+
+
+def content_text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+    return str(content)
+
+
+def _last_user_index(messages: list[AnyMessage]) -> int:
+    return max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
+
+
+def _event(stage: str, action: str, detail: str) -> GuardrailEvent:
+    log.info("guardrail %s %s: %s", stage, action, detail)
+    return {"stage": stage, "action": action, "detail": detail}
+
+
+def _scope(ctx: AgentContext) -> Scope:
+    return Scope(advertiser_id=ctx.config.advertiser_id, known_ids=ctx.known_ids, allow_writes=ctx.config.allow_writes)
+
+
+def _tool_error(call_id: str, name: str, message: str) -> ToolMessage:
+    return ToolMessage(content=json.dumps({"error": {"message": message}}), tool_call_id=call_id, name=name,
+                       status="error")
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+# --- nodes -------------------------------------------------------------------------------------------
+
+
+async def input_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    messages = state["messages"]
+    user = messages[-1]
+    update: dict[str, Any] = {"turn": {"started_at": time.time(), "steps": 0, "tokens": 0, "stop_reason": ""},
+                              "refused": False, "guardrail_events": []}
+    if dropped := state.get("pending"):  # a new message instead of a confirmation: dropped, never applied
+        update["pending"] = None
+        update["guardrail_events"].append(_event("confirmation", "superseded", dropped["token"]))
+    check = check_input(content_text(user), scope=ctx.config.advertiser_id, max_chars=ctx.config.limits.max_input_chars)
+    if not check.allowed:
+        # The refused text is not kept: the model must never read it on a later turn.
+        update["messages"] = [HumanMessage(content=f"[message withheld: {check.category.value}]", id=user.id),
+                              AIMessage(content=check.message)]
+        update["refused"] = True
+        update["guardrail_events"].append(_event("input", "refused", f"{check.category.value}: {check.matched}"))
+        return update
+    if check.redactions:
+        update["messages"] = [HumanMessage(content=check.text, id=user.id)]
+        update["guardrail_events"].append(
+            _event("input", "redacted", ", ".join(sorted({r.entity for r in check.redactions}))))
+    return update
+
+
+def _model_view(messages: list[AnyMessage], ctx: AgentContext) -> list[BaseMessage]:
+    """What the model reads: the system prompt, then the thread with long tool results cut."""
+    limit = ctx.config.limits.max_tool_result_chars
+    out: list[BaseMessage] = [SystemMessage(content=system_prompt(ctx.config.advertiser_id))]
+    for m in messages:
+        if isinstance(m, ToolMessage):
+            text = content_text(m)
+            if len(text) > limit:
+                text = text[:limit] + " …(truncated)"
+            out.append(ToolMessage(content=text, tool_call_id=m.tool_call_id, name=m.name))
+        else:
+            out.append(m)
+    return out
+
+
+def _stopped(why: str, **fmt: Any) -> dict[str, Any]:
+    return {"messages": [AIMessage(content=STOPPED[why].format(**fmt))], "stop_reason": why}
+
+
+async def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    limits = ctx.config.limits
+    turn: dict[str, Any] = dict(state.get("turn") or {})
+    started = float(turn.get("started_at", time.time()))
+    elapsed = time.time() - started
+    stop: dict[str, Any] | None = None
+    if turn.get("steps", 0) >= limits.max_steps:
+        stop = _stopped("max_steps", steps=turn.get("steps", 0))
+    elif elapsed >= limits.max_seconds:
+        stop = _stopped("max_seconds", seconds=elapsed)
+    elif turn.get("tokens", 0) >= limits.max_tokens:
+        stop = _stopped("max_tokens")
+    if stop is None:
+        model = ctx.model.bind_tools(ctx.model_tools) if ctx.model_tools else ctx.model
+        try:
+            response = await asyncio.wait_for(model.ainvoke(_model_view(state["messages"], ctx)),
+                                              timeout=limits.max_seconds - elapsed)
+        except TimeoutError:
+            stop = _stopped("max_seconds", seconds=time.time() - started)
+        except Exception as exc:  # server down, refused connection, bad response: a clean end of turn
+            log.warning("model call failed: %r", exc)
+            stop = _stopped("model_error", reason=type(exc).__name__)
+    if stop is not None:
+        turn["stop_reason"] = stop["stop_reason"]
+        return {"messages": stop["messages"], "turn": turn}
+    message = _normalize(response)
+    usage = getattr(response, "usage_metadata", None) or {}
+    turn["steps"] = turn.get("steps", 0) + 1
+    turn["tokens"] = turn.get("tokens", 0) + int(usage.get("output_tokens") or max(1, len(content_text(message)) // 4))
+    return {"messages": [message], "turn": turn}
+
+
+def _normalize(response: BaseMessage) -> AIMessage:
+    """Ids on every call; malformed calls (arguments that are not JSON) kept as calls the tools node answers
+    with an error, so the history stays well-formed and the model gets to retry."""
+    if not isinstance(response, AIMessage):
+        return AIMessage(content=content_text(response))
+    calls = [dict(c, id=c.get("id") or f"call_{uuid.uuid4().hex[:10]}") for c in response.tool_calls]
+    for bad in response.invalid_tool_calls:
+        calls.append({"name": bad.get("name") or "unknown", "id": bad.get("id") or f"call_{uuid.uuid4().hex[:10]}",
+                      "args": {INVALID_CALL: str(bad.get("args") or bad.get("error") or "")}, "type": "tool_call"})
+    return AIMessage(content=response.content, tool_calls=calls, id=response.id,
+                     usage_metadata=response.usage_metadata, response_metadata=response.response_metadata)
+
+
+def route_after_planner(state: AgentState) -> Literal["tools", "output_guardrails"]:
+    last = state["messages"][-1]
+    if isinstance(last, AIMessage) and last.tool_calls and not (state.get("turn") or {}).get("stop_reason"):
+        return "tools"
+    return "output_guardrails"
+
+
+async def _run_tool(ctx: AgentContext, name: str, args: dict[str, Any]) -> str:
+    """One MCP tool call with a timeout; the result's text (JSON)."""
+    timeout = ctx.config.limits.tool_timeout_s
+    if ctx.tools:
+        result = await asyncio.wait_for(ctx.tools[name].ainvoke(args), timeout=timeout)
+    else:  # LangGraph's own server: no held session in the context; open one for this call
+        from tools.mcp_server import connect_in_memory
+
+        async with connect_in_memory(ctx.config.store_path, ctx.config.advertiser_id) as session:
+            result = await asyncio.wait_for(session.call_tool(name, args), timeout=timeout)
+            return "".join(getattr(b, "text", "") for b in result.content)
+    if isinstance(result, list):
+        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in result)
+    return str(result)
+
+
+async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    write = _writer()
+    call_msg = state["messages"][-1]
+    assert isinstance(call_msg, AIMessage)
+    out: list[ToolMessage] = []
+    events: list[GuardrailEvent] = []
+    pending: PendingProposal | None = None
+    scope = _scope(ctx)
+    for call in call_msg.tool_calls:
+        name, args, call_id = call["name"], call["args"], call["id"] or ""
+        write({"type": "tool_call", "name": name, "args": args})
+        if INVALID_CALL in args:
+            out.append(_tool_error(call_id, name, f"the call's arguments were not valid JSON: {args[INVALID_CALL][:200]}"))
+            events.append(_event("tool_args", "rejected", f"{name}: malformed call"))
+            continue
+        if name not in ctx.tool_schemas:
+            out.append(_tool_error(call_id, name, f"unknown tool {name!r}; use one of {sorted(ctx.tool_schemas)}"))
+            events.append(_event("tool_args", "rejected", f"unknown tool {name}"))
+            continue
+        check = check_tool_args(name, args, schema=ctx.tool_schemas[name], scope=scope, policy=ctx.config.policy)
+        if check.verdict != Verdict.OK:
+            out.append(_tool_error(call_id, name, check.message))
+            events.append(_event("tool_args", "rejected", f"{name}: {check.message}"))
+            write({"type": "tool_result", "name": name, "ok": False, "text": check.message})
+            continue
+        try:
+            text = await _run_tool(ctx, name, args)
+        except TimeoutError:
+            text = json.dumps({"error": {"message": f"{name} did not answer within {ctx.config.limits.tool_timeout_s:g} s"}})
+        except Exception as exc:  # a tool server failure must not end the conversation
+            log.warning("tool %s failed: %r", name, exc)
+            text = json.dumps({"error": {"message": f"{name} failed: {type(exc).__name__}: {exc}"[:300]}})
+        parsed = _parse_json(text)
+        failed = isinstance(parsed, dict) and "error" in parsed
+        if name == PROPOSE_TOOL and not failed and isinstance(parsed, dict) and parsed.get("token"):
+            changes = [ProposedChange(entity_id=c["id"], field=c["field"],
+                                      before=c["before"] if isinstance(c["before"], int | float | str) else None,
+                                      after=c["after"] if isinstance(c["after"], int | float | str) else None)
+                       for c in parsed.get("changes", [])]
+            policy = check_changes(changes, ctx.config.policy)
+            if policy.verdict == Verdict.REJECT:
+                text = json.dumps({"error": {"message": f"policy: {policy.message}"}})
+                events.append(_event("tool_args", "rejected", policy.message))
+                failed = True
+            else:
+                pending = {"token": parsed["token"], "tool_call_id": call_id, "proposal": parsed,
+                           "expires_at": time.time() + float(parsed.get("expires_in_s", 600)),
+                           "extra_confirmation": policy.issues if policy.verdict == Verdict.CONFIRM_EXTRA else []}
+                if pending["extra_confirmation"]:
+                    events.append(_event("tool_args", "confirm_extra", policy.message))
+        write({"type": "tool_result", "name": name, "ok": not failed, "text": text[:500]})
+        out.append(ToolMessage(content=text, tool_call_id=call_id, name=name, status="error" if failed else "success"))
+    update: dict[str, Any] = {"messages": out, "guardrail_events": events}
+    if pending:
+        update["pending"] = pending
+    return update
+
+
+def route_after_tools(state: AgentState) -> Literal["approval", "planner"]:
+    return "approval" if state.get("pending") else "planner"
+
+
+class Decision(BaseModel):
+    """What the user answers to a confirmation interrupt."""
+
+    decision: Literal["confirm", "reject"]
+    acknowledge_risk: bool = Field(default=False, description="the second confirmation a policy bound asks for")
+
+
+def _decision(value: Any) -> Decision:
+    if isinstance(value, Decision):
+        return value
+    if isinstance(value, str):
+        return Decision(decision="confirm" if value.strip().lower() in ("confirm", "yes", "y", "apply") else "reject")
+    if isinstance(value, dict):
+        try:
+            return Decision.model_validate(value)
+        except ValueError:
+            return Decision(decision="reject")
+    return Decision(decision="reject")
+
+
+def confirmation_payload(pending: PendingProposal) -> dict[str, Any]:
+    p = pending["proposal"]
+    return {"type": "confirmation", "token": pending["token"], "action": p.get("action"), "changes": p.get("changes"),
+            "impact": p.get("impact"), "note": p.get("note"), "expires_at": pending["expires_at"],
+            "extra_confirmation": pending["extra_confirmation"]}
+
+
+def _applied_text(result: dict[str, Any]) -> str:
+    rows = [f"{c['id']} {c['field']}: {c['before']} → {c['after']}" if c.get("before") is not None
+            else f"{c['id']}: added {c['field']} {c['after']}" for c in result.get("changes", [])]
+    head = "Already applied earlier; nothing changed now." if result.get("already_applied") else "Done. Applied:"
+    return head + ("\n- " + "\n- ".join(rows) if rows else "")
+
+
+async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    pending = state["pending"]
+    assert pending is not None
+    decision = _decision(interrupt(confirmation_payload(pending)))
+    if decision.decision == "confirm" and pending["extra_confirmation"] and not decision.acknowledge_risk:
+        again = interrupt({"type": "extra_confirmation", "token": pending["token"],
+                           "reasons": pending["extra_confirmation"],
+                           "question": "This change is beyond the usual bounds. Confirm again to apply it."})
+        decision = _decision(again)
+        if decision.decision == "confirm":
+            decision.acknowledge_risk = True
+    events: list[GuardrailEvent] = []
+    if decision.decision != "confirm":
+        text = CONFIRMATION["rejected"]
+        events.append(_event("confirmation", "rejected", pending["token"]))
+    elif time.time() > pending["expires_at"]:
+        text = CONFIRMATION["expired"]
+        events.append(_event("confirmation", "expired", pending["token"]))
+    else:
+        try:
+            raw = await _run_tool(ctx, APPLY_TOOL, {"token": pending["token"]})
+            result = _parse_json(raw)
+        except Exception as exc:
+            result = {"error": {"message": f"{type(exc).__name__}: {exc}"}}
+        if isinstance(result, dict) and "error" not in result:
+            text = _applied_text(result)
+            events.append(_event("confirmation", "applied", pending["token"]))
+        else:
+            err = result.get("error", {}) if isinstance(result, dict) else {}
+            text = CONFIRMATION["failed"].format(reason=err.get("message", "the tool gave no reason"))
+            events.append(_event("confirmation", "failed", text))
+    return {"messages": [AIMessage(content=text)], "pending": None, "guardrail_events": events}
+
+
+def grounding_sources(messages: list[AnyMessage]) -> tuple[list[str], list[str]]:
+    """Tool results and tool-call arguments of the thread; the user's messages."""
+    tool_texts: list[str] = []
+    user_texts: list[str] = []
+    for m in messages:
+        if isinstance(m, ToolMessage):
+            tool_texts.append(content_text(m))
+        elif isinstance(m, AIMessage):
+            tool_texts += [json.dumps(c["args"]) for c in m.tool_calls]
+        elif isinstance(m, HumanMessage):
+            user_texts.append(content_text(m))
+    return tool_texts, user_texts
+
+
+async def output_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    last = state["messages"][-1]
+    if not isinstance(last, AIMessage) or (state.get("turn") or {}).get("stop_reason"):
+        return {}
+    text = content_text(last)
+    if last.tool_calls:  # a bound hit mid-plan: the calls are dropped from the answer
+        text = text or STOPPED["max_steps"].format(steps=(state.get("turn") or {}).get("steps", 0))
+    tool_texts, user_texts = grounding_sources(state["messages"][:-1])
+    check = check_output(text, tool_texts, user_texts)
+    if check.ok and not last.tool_calls:
+        return {}
+    events = [_event("output", check.action.value, "; ".join(f"{i.kind.value}: {i.detail}" for i in check.issues))] \
+        if not check.ok else []
+    return {"messages": [AIMessage(content=check.text, id=last.id)], "guardrail_events": events}
+
+
+async def answer(state: AgentState) -> dict[str, Any]:
+    last = state["messages"][-1]
+    _writer()({"type": "final", "text": content_text(last)})
+    return {}
+
+
+def build_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState]:
+    g = StateGraph(AgentState, context_schema=AgentContext)
+    g.add_node("input_guardrails", input_guardrails)
+    g.add_node("planner", planner)
+    g.add_node("tools", tools)
+    g.add_node("approval", approval)
+    g.add_node("output_guardrails", output_guardrails)
+    g.add_node("answer", answer)
+    g.add_edge(START, "input_guardrails")
+    g.add_conditional_edges("input_guardrails", lambda s: "answer" if s.get("refused") else "planner",
+                            ["answer", "planner"])
+    g.add_conditional_edges("planner", route_after_planner, ["tools", "output_guardrails"])
+    g.add_conditional_edges("tools", route_after_tools, ["approval", "planner"])
+    g.add_edge("approval", "output_guardrails")
+    g.add_edge("output_guardrails", "answer")
+    g.add_edge("answer", END)
+    return g
+
+
+# --- the public API ----------------------------------------------------------------------------------
+
+
+class TurnResult(BaseModel):
+    thread_id: str
+    text: str = Field(description="the answer to show; empty while a confirmation is pending")
+    confirmation: dict[str, Any] | None = Field(default=None, description="the interrupt payload awaiting confirm/reject")
+    guardrail_events: list[dict[str, Any]] = Field(default_factory=list)
+    stop_reason: str = ""
+
+
+def _openai_tool(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": schema}}
+
+
+def constrain_schemas(schemas: dict[str, dict[str, Any]], ids: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """The advertiser's own ids as enums on id arguments (what constrained decoding and validation enforce)."""
+    by_field = {"campaign_id": ids.get("campaign", []), "ad_group_id": ids.get("ad_group", []),
+                "keyword_id": ids.get("keyword", [])}
+    every = sorted({i for v in ids.values() for i in v})
+    out = {}
+    for name, schema in schemas.items():
+        schema = json.loads(json.dumps(schema))
+        props = schema.get("properties", {})
+        for field, allowed in [*by_field.items(), ("id", every)]:
+            if field in props and allowed and props[field].get("type") == "string":
+                props[field]["enum"] = sorted(allowed)
+        out[name] = schema
+    return out
+
+
+class Agent:
+    """One advertiser's agent: an MCP session held open, a chat model, a checkpointer, the compiled graph.
+
+        async with Agent(AgentConfig(advertiser_id="adv_0001")) as agent:
+            result = await agent.ask("t1", "Which keywords waste spend?")
+            if result.confirmation: result = await agent.confirm("t1", "confirm")
+            async for event in agent.stream("t2", "How are my campaigns doing?"): ...
+    """
+
+    def __init__(self, config: AgentConfig, *, model: Any = None, checkpointer: Any = None) -> None:
+        self.config = config
+        self._model = model
+        self._checkpointer = checkpointer
+        self._stack: AsyncExitStack | None = None
+        self.context: AgentContext | None = None
+        self.graph: Any = None
+
+    async def __aenter__(self) -> Agent:
+        from langchain_mcp_adapters.tools import load_mcp_tools
+
+        from agent.backends import make_model
+        from agent.memory.checkpointers import open_checkpointer
+        from tools.mcp_server import connect_in_memory
+
+        self._stack = AsyncExitStack()
+        await self._stack.__aenter__()
+        try:
+            session = await self._stack.enter_async_context(
+                connect_in_memory(self.config.store_path, self.config.advertiser_id))
+            loaded = await load_mcp_tools(session)
+            tools_by_name = {t.name: t for t in loaded}
+            schemas = {t.name: dict(t.args_schema) if isinstance(t.args_schema, dict) else {} for t in loaded}
+            ctx = AgentContext(config=self.config, tools=tools_by_name)
+            if self.config.constrain_arguments:
+                ids = await self._account_ids(ctx)
+                ctx.known_ids = frozenset(i for v in ids.values() for i in v) or None
+                schemas = constrain_schemas(schemas, ids)
+            ctx.tool_schemas = {n: s for n, s in schemas.items() if n != APPLY_TOOL}
+            ctx.model_tools = [_openai_tool(n, tools_by_name[n].description or n, s) for n, s in ctx.tool_schemas.items()]
+            ctx.model = self._model or make_model(self.config, ctx.model_tools)
+            if self._checkpointer is None:
+                self._checkpointer = await self._stack.enter_async_context(open_checkpointer(self.config))
+            self.context = ctx
+            self.graph = build_graph().compile(checkpointer=self._checkpointer)
+        except BaseException:
+            await self._stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._stack is not None:
+            await self._stack.__aexit__(None, None, None)
+
+    async def _account_ids(self, ctx: AgentContext) -> dict[str, list[str]]:
+        """The advertiser's own ids, read through the tools (paged, bounded)."""
+        ids: dict[str, list[str]] = {"campaign": [], "ad_group": [], "keyword": []}
+        if "performance" not in ctx.tools:
+            return ids
+        for level in ids:
+            cursor = None
+            for _ in range(10):
+                args: dict[str, Any] = {"level": level, "limit": 100}
+                if cursor:
+                    args["cursor"] = cursor
+                page = _parse_json(await _run_tool(ctx, "performance", args))
+                if not isinstance(page, dict) or "rows" not in page:
+                    break
+                ids[level] += [r["id"] for r in page["rows"]]
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    break
+        return ids
+
+    def _run_config(self, thread_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": 4 * self.config.limits.max_steps + 20}
+
+    async def pending(self, thread_id: str) -> dict[str, Any] | None:
+        """The confirmation this thread waits for, if any."""
+        snapshot = await self.graph.aget_state(self._run_config(thread_id))
+        for task in snapshot.tasks:
+            for intr in task.interrupts:
+                return dict(intr.value)
+        return None
+
+    async def messages(self, thread_id: str) -> list[AnyMessage]:
+        snapshot = await self.graph.aget_state(self._run_config(thread_id))
+        return list((snapshot.values or {}).get("messages", []))
+
+    async def stream(self, thread_id: str, message: str | None = None, *, resume: Any = None) -> AsyncIterator[dict[str, Any]]:
+        """Events of one turn: {"type": "token"|"tool_call"|"tool_result"|"guardrail"|"confirmation"|"final", ...}.
+        Tokens are the model's raw output; the "final" event carries the answer after the output guardrails."""
+        assert self.graph is not None and self.context is not None, "use `async with Agent(...)`"
+        config = self._run_config(thread_id)
+        if resume is not None:
+            if await self.pending(thread_id) is None:
+                raise AgentError(f"conversation {thread_id!r} has no change waiting for confirmation")
+            graph_input: Any = Command(resume=resume)
+        else:
+            if await self.pending(thread_id) is not None:
+                # A new message while a proposal waits: the proposal is dropped (never applied), then the turn runs.
+                await self.graph.aupdate_state(config, {"pending": None,
+                                                        "messages": [AIMessage(content=CONFIRMATION["superseded"])]},
+                                               as_node="answer")
+            graph_input = {"messages": [HumanMessage(content=message or "")]}
+        seen_events = len((await self.graph.aget_state(config)).values.get("guardrail_events", []) or [])
+        async for mode, chunk in self.graph.astream(graph_input, config, context=self.context,
+                                                    stream_mode=["messages", "updates", "custom"]):
+            if mode == "messages":
+                token, meta = chunk
+                if meta.get("langgraph_node") == "planner" and isinstance(token, AIMessage) and content_text(token):
+                    yield {"type": "token", "text": content_text(token)}
+            elif mode == "custom":
+                yield chunk
+            elif mode == "updates" and "__interrupt__" in chunk:
+                for intr in chunk["__interrupt__"]:
+                    yield dict(intr.value)
+        values = (await self.graph.aget_state(config)).values
+        for event in (values.get("guardrail_events") or [])[seen_events:]:
+            yield {"type": "guardrail", **event}
+
+    async def ask(self, thread_id: str, message: str) -> TurnResult:
+        """Run one turn to its end (or to a confirmation interrupt)."""
+        return await self._collect(thread_id, self.stream(thread_id, message))
+
+    async def confirm(self, thread_id: str, decision: str | dict[str, Any]) -> TurnResult:
+        """Answer a pending confirmation: "confirm" / "reject", or {"decision": ..., "acknowledge_risk": bool}."""
+        return await self._collect(thread_id, self.stream(thread_id, resume=decision))
+
+    async def _collect(self, thread_id: str, events: AsyncIterator[dict[str, Any]]) -> TurnResult:
+        result = TurnResult(thread_id=thread_id, text="")
+        async for event in events:
+            if event["type"] == "final":
+                result.text = event["text"]
+            elif event["type"] in ("confirmation", "extra_confirmation"):
+                result.confirmation = event
+            elif event["type"] == "guardrail":
+                result.guardrail_events.append(event)
+        values = (await self.graph.aget_state(self._run_config(thread_id))).values
+        result.stop_reason = (values.get("turn") or {}).get("stop_reason", "")
+        return result
+
+    async def guide(self, thread_id: str | None = None) -> Any:
+        """Proactive mode: a ranked list of guidance items for this advertiser (agent/proactive.py)."""
+        from agent.proactive import guide
+
+        return await guide(self, thread_id or f"guide-{uuid.uuid4().hex[:8]}")
+
+
+graph = build_graph().compile()
