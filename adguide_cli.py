@@ -22,5 +22,9 @@ from tools.market.cli import market_app  # noqa: E402
 
 app.add_typer(market_app, name="market")
 
+from tools.uplift.cli import uplift_app  # noqa: E402
+
+app.add_typer(uplift_app, name="uplift")
+
 if __name__ == "__main__":
     app()
