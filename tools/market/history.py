@@ -63,7 +63,7 @@ def plan_interventions(world: World) -> HistoryPlan:
         n = int(rng.poisson(3.0))
         recent = rng.random(n) < 1 / 3
         dates = np.where(recent, rng.integers(max(1, n_days - 14), n_days, n), rng.integers(1, n_days, n))
-        for day in sorted(int(d) for d in dates):  # in date order: each change holds until the next one
+        for day in sorted({int(d) for d in dates}):  # in date order, one a day: each holds until the next
             date = cfg.start_date + dt.timedelta(days=day)
             kind = rng.choice(3, p=[0.6, 0.3, 0.1])
             iid = f"int_{len(interventions) + 1:06d}"
