@@ -25,7 +25,7 @@ _OPTION_OF = {"n_advertisers": "--advertisers", "days": "--days", "start_date": 
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,85 @@
+"""World generation as a whole: reproducible files, and atomic (a failed run leaves nothing behind)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tools.errors import InvalidInputError
+from tools.market.data_model import WorldConfig
+from tools.market.generate import check_generation_inputs, generate_world_file
+
+SMALL = WorldConfig(n_advertisers=4, days=20, seed=9)
+
+
+def _rows(path: Path, table: str) -> list[tuple]:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+    finally:
+        con.close()
+
+
+def test_the_same_seed_writes_the_same_world(tmp_path: Path):
+    a = generate_world_file(SMALL, tmp_path / "a" / "world.sqlite")
+    b = generate_world_file(SMALL, tmp_path / "b" / "world.sqlite")
+    c = generate_world_file(SMALL.model_copy(update={"seed": 10}), tmp_path / "c" / "world.sqlite")
+    for table in (
+        "keywords",
+        "keyword_markets",
+        "keyword_days",
+        "campaign_days",
+        "search_term_days",
+        "interventions",
+        "experiments",
+        "experiment_units",
+    ):
+        assert _rows(a.path, table) == _rows(b.path, table), table
+    assert _rows(a.truth_path, "keyword_days") == _rows(b.truth_path, "keyword_days")
+    assert _rows(a.path, "keyword_days") != _rows(c.path, "keyword_days")
+    assert a.rows == b.rows and a.rows["keyword_days"] == a.rows["keywords"] * SMALL.days
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("failure", [Boom, KeyboardInterrupt])
+@pytest.mark.parametrize("stage", ["history", "experiments", "saving"])
+def test_a_failure_mid_write_leaves_nothing_behind(tmp_path: Path, failure, stage):
+    out = tmp_path / "world.sqlite"
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name == stage and done >= 1:
+            raise failure()
+
+    with pytest.raises(failure):
+        generate_world_file(SMALL, out, progress=progress)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_replacement_keeps_the_old_world(tmp_path: Path):
+    out = tmp_path / "world.sqlite"
+    generate_world_file(SMALL, out)
+    old_world, old_truth = out.read_bytes(), (tmp_path / "truth.sqlite").read_bytes()
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name == "experiments" and done >= 1:
+            raise Boom()
+
+    with pytest.raises(Boom):
+        generate_world_file(SMALL.model_copy(update={"seed": 1}), out, force=True, progress=progress)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["truth.sqlite", "world.sqlite"]
+    assert out.read_bytes() == old_world and (tmp_path / "truth.sqlite").read_bytes() == old_truth
+
+
+def test_inputs_are_checked_before_any_work(tmp_path: Path):
+    with pytest.raises(InvalidInputError, match="seed must be >= 0") as err:
+        check_generation_inputs(SMALL.model_copy(update={"seed": -1}), tmp_path / "world.sqlite")
+    assert err.value.field == "seed"
+    with pytest.raises(InvalidInputError, match="advertisers x days") as err:
+        generate_world_file(WorldConfig(n_advertisers=100_000, days=3650), tmp_path / "world.sqlite")
+    assert err.value.field == "advertisers"
+    assert list(tmp_path.iterdir()) == []
