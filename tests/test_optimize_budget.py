@@ -1,0 +1,125 @@
+"""Budget allocation: against brute force over a grid, bounds, saturation, bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from tests.test_auction_simulate import make_market
+from tools.auction.simulate import market_arrays, simulate_days
+from tools.errors import InvalidInputError
+from tools.optimize.budget import CampaignInput, CampaignLimit, Objective, allocate_budget
+
+DAYS = list(range(120, 134))
+
+
+def campaigns() -> list[CampaignInput]:
+    out = [
+        CampaignInput(
+            campaign_id=f"cmp_{c}",
+            markets=[make_market(10 * c + i, ctr_top=0.03 + 0.01 * c) for i in range(3)],
+            bids=[0.6 + 0.3 * c] * 3,
+            margin=0.35,
+            current_budget=8.0,
+        )
+        for c in range(3)
+    ]
+    return out
+
+
+def objective_by_brute_force(camps: list[CampaignInput], budget_rows: np.ndarray, objective: Objective) -> np.ndarray:
+    """The objective of each row of daily budgets [P, C], straight from simulate_days."""
+    markets = [mk for c in camps for mk in c.markets]
+    m = market_arrays(markets)
+    campaign_of = np.repeat(np.arange(len(camps)), [len(c.markets) for c in camps])
+    bids = np.concatenate([c.bids for c in camps])
+    margin = np.array([c.margin for c in camps])[campaign_of]
+    out = []
+    for row in budget_rows:
+        r = simulate_days(m, bids, campaign_of, row, np.array(DAYS), seed=0, expected=True)
+        value = r.incremental_sales * margin - r.spend if objective is Objective.INCREMENTAL_PROFIT else r.incremental_sales
+        out.append(value.sum())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("objective", list(Objective))
+def test_within_one_percent_of_brute_force(objective: Objective) -> None:
+    camps = campaigns()
+    total = 30.0
+    alloc = allocate_budget(camps, total, DAYS, objective=objective, resolution=60)
+    steps = np.linspace(0, total, 41)
+    rows = np.array([(a, b, total - a - b) for a, b in itertools.product(steps, steps) if a + b <= total + 1e-9])
+    brute = objective_by_brute_force(camps, rows, objective)
+    assert alloc.objective_value >= brute.max() - 0.01 * abs(brute.max())
+    assert alloc.allocated <= total + 1e-9
+    chosen = objective_by_brute_force(camps, np.array([[c.budget for c in alloc.campaigns]]), objective)[0]
+    assert chosen == pytest.approx(alloc.objective_value)  # the reported value is the simulator's
+    assert alloc.total_budget_binds and any(c.limit is CampaignLimit.TOTAL_BUDGET for c in alloc.campaigns)
+    assert alloc.current_value is not None and alloc.objective_value >= alloc.current_value
+
+
+def test_a_large_total_saturates_campaigns_and_does_not_bind() -> None:
+    camps = campaigns()
+    alloc = allocate_budget(camps, 10_000.0, DAYS, objective="incremental_sales")
+    assert not alloc.total_budget_binds and alloc.allocated < 10_000.0
+    for c in alloc.campaigns:
+        assert c.limit is CampaignLimit.SATURATED and c.budget == pytest.approx(c.saturation_budget)
+        assert c.marginal_value == 0.0
+    assert "does not bind" in alloc.binding[0]
+
+
+def test_unprofitable_campaign_gets_nothing_and_bounds_are_respected() -> None:
+    camps = campaigns()
+    camps[0] = camps[0].model_copy(
+        update={"markets": [make_market(90 + i, cannibalization=1.0, organic_rate=0.2) for i in range(3)]}
+    )
+    alloc = allocate_budget(camps, 40.0, DAYS)
+    first = alloc.campaigns[0]
+    assert first.budget == 0.0 and first.limit is CampaignLimit.UNPROFITABLE and first.marginal_value < 0
+    # force a floor on the loser and a cap on the best: both bind
+    camps[0] = camps[0].model_copy(update={"min_budget": 5.0})
+    best = max(range(1, 3), key=lambda i: alloc.campaigns[i].budget)
+    camps[best] = camps[best].model_copy(update={"max_budget": 4.0})
+    bounded = allocate_budget(camps, 40.0, DAYS)
+    assert bounded.campaigns[0].budget == pytest.approx(5.0) and bounded.campaigns[0].limit is CampaignLimit.MIN_BUDGET
+    assert bounded.campaigns[best].budget == pytest.approx(4.0)
+    assert bounded.campaigns[best].limit is CampaignLimit.MAX_BUDGET
+    assert any("max_budget" in line for line in bounded.binding)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"total_budget": -1.0}, "total_budget"),
+        ({"total_budget": float("nan")}, "total_budget"),
+        ({"total_budget": 1.0, "min": 5.0}, "total_budget"),
+        ({"objective": "revenue"}, "objective"),
+        ({"resolution": 1}, "resolution"),
+        ({"days": []}, "days"),
+        ({"bids": [1.0]}, "bids"),
+        ({"bids": [1.0, -1.0, 1.0]}, "bids"),
+        ({"max": 1.0, "min": 2.0}, "max_budget"),
+    ],
+)
+def test_bad_input_names_the_field(change: dict[str, object], field: str) -> None:
+    camps = campaigns()
+    if "bids" in change:
+        camps[0] = camps[0].model_copy(update={"bids": change.pop("bids")})
+    if "min" in change or "max" in change:
+        camps[0] = camps[0].model_copy(update={"min_budget": change.pop("min", 0.0), "max_budget": change.pop("max", None)})
+    kwargs: dict[str, object] = {"total_budget": 30.0, "days": DAYS} | change
+    with pytest.raises(InvalidInputError) as err:
+        allocate_budget(camps, **kwargs)  # type: ignore[arg-type]
+    assert err.value.field == field and err.value.allowed
+
+
+def test_absurd_size_is_refused() -> None:
+    big = [
+        CampaignInput(campaign_id=f"c{c}", markets=[make_market(100 * c + i) for i in range(40)], bids=[1.0] * 40, margin=0.3)
+        for c in range(3)
+    ]
+    with pytest.raises(InvalidInputError, match="simulated keyword-days") as err:
+        allocate_budget(big, 100.0, list(range(366)), resolution=1000)
+    assert err.value.field == "resolution"

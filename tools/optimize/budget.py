@@ -1,0 +1,322 @@
+"""Allocate a total daily budget across an advertiser's campaigns.
+
+Each campaign's response curve (incremental profit or incremental sales over the planning days as a
+function of its daily budget, at its current bids) comes from the day simulator in expected-value mode
+(tools.auction.simulate, fluid pacing), evaluated on a grid of budgets with step
+``(total - sum of minimums) / resolution``. The allocation maximizes the sum of the curves under the
+total and the per-campaign bounds by dynamic programming over that grid (exact on the grid, also for
+curves that are not concave), so it is within one grid step of the continuous optimum.
+
+Each campaign's ``limit`` says what stops it from getting more:
+``saturated`` (its keywords cannot spend more: more budget buys nothing), ``max_budget`` (its upper
+bound), ``min_budget`` (held at its lower bound), ``unprofitable`` (more budget would lower
+incremental profit) or ``total_budget`` (it would use more, the total is spent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.auction.simulate import MAX_BID, MAX_BUDGET, market_arrays, simulate_rows
+from tools.errors import InvalidInputError
+from tools.market.data_model import KeywordMarket
+
+MAX_CAMPAIGNS = 200
+MAX_RESOLUTION = 1000
+MAX_ROWS = 20_000_000
+
+
+class Objective(StrEnum):
+    INCREMENTAL_PROFIT = "incremental_profit"
+    INCREMENTAL_SALES = "incremental_sales"
+
+
+class CampaignLimit(StrEnum):
+    SATURATED = "saturated"
+    MAX_BUDGET = "max_budget"
+    MIN_BUDGET = "min_budget"
+    UNPROFITABLE = "unprofitable"
+    TOTAL_BUDGET = "total_budget"
+
+
+class CampaignInput(BaseModel):
+    """One campaign to allocate to: its keywords' markets and bids, product margin and bounds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaign_id: str
+    markets: list[KeywordMarket] = Field(min_length=1)
+    bids: list[float] = Field(description="one per keyword, in the order of markets; 0 = paused")
+    margin: float = Field(gt=0, lt=1, description="gross margin of the advertised products")
+    min_budget: float = Field(default=0.0, ge=0)
+    max_budget: float | None = Field(default=None, gt=0)
+    current_budget: float | None = Field(default=None, ge=0)
+
+
+class CampaignAllocation(BaseModel):
+    campaign_id: str
+    budget: float = Field(description="recommended daily budget")
+    current_budget: float | None
+    spend: float = Field(description="expected spend over the planning days")
+    incremental_sales: float
+    incremental_profit: float
+    saturation_budget: float = Field(description="daily budget beyond which the campaign cannot spend more")
+    marginal_value: float = Field(
+        description="objective gained over the planning days per extra unit of daily budget, at this budget"
+    )
+    limit: CampaignLimit
+
+
+class BudgetAllocation(BaseModel):
+    objective: Objective
+    total_budget: float
+    allocated: float
+    n_days: int
+    objective_value: float = Field(description="expected objective over the planning days")
+    current_value: float | None = Field(description="the same at the current budgets, when all are given")
+    total_budget_binds: bool
+    binding: list[str] = Field(description="which constraints bind, in words")
+    campaigns: list[CampaignAllocation]
+
+
+def _bad(field: str, message: str, allowed: str) -> InvalidInputError:
+    return InvalidInputError(message, field=field, allowed=allowed)
+
+
+def _validate(campaigns: Sequence[CampaignInput], total_budget: float, days: np.ndarray, resolution: int) -> None:
+    if not 1 <= len(campaigns) <= MAX_CAMPAIGNS:
+        raise _bad("campaigns", f"campaigns must hold 1 to {MAX_CAMPAIGNS} campaigns (got {len(campaigns)})", f"1 to {MAX_CAMPAIGNS}")
+    ids = [c.campaign_id for c in campaigns]
+    if len(set(ids)) != len(ids):
+        raise _bad("campaigns", "campaign ids must be unique", "unique campaign ids")
+    tb = float(total_budget)
+    if not (tb == tb and 0 <= tb <= MAX_BUDGET):
+        raise _bad("total_budget", f"total_budget must be >= 0 and <= {MAX_BUDGET:g} (got {total_budget!r})", f">= 0 and <= {MAX_BUDGET:g}")
+    for c in campaigns:
+        if len(c.bids) != len(c.markets):
+            raise _bad("bids", f"campaign {c.campaign_id} has {len(c.markets)} keywords but {len(c.bids)} bids", "one bid per keyword")
+        if any(not (b == b and 0 <= b <= MAX_BID) for b in c.bids):
+            raise _bad("bids", f"bids of campaign {c.campaign_id} must be >= 0 and <= {MAX_BID:g}", f">= 0 and <= {MAX_BID:g}")
+        if c.max_budget is not None and c.max_budget < c.min_budget:
+            raise _bad("max_budget", f"campaign {c.campaign_id}: max_budget {c.max_budget:g} < min_budget {c.min_budget:g}", ">= min_budget")
+    if sum(c.min_budget for c in campaigns) > tb:
+        raise _bad("total_budget", f"total_budget {tb:g} is below the sum of the campaigns' min_budget", ">= sum of min_budget")
+    if days.ndim != 1 or not 1 <= days.size <= 366 or np.any(days < 0):
+        raise _bad("days", "days must hold 1 to 366 day indices >= 0", "1 to 366 day indices")
+    if not isinstance(resolution, int) or not 2 <= resolution <= MAX_RESOLUTION:
+        raise _bad("resolution", f"resolution must be an integer >= 2 and <= {MAX_RESOLUTION}", f"2 to {MAX_RESOLUTION}")
+
+
+def allocate_budget(
+    campaigns: Sequence[CampaignInput],
+    total_budget: float,
+    days: Sequence[int] | np.ndarray,
+    *,
+    objective: Objective | str = Objective.INCREMENTAL_PROFIT,
+    resolution: int = 100,
+    seed: int = 0,
+) -> BudgetAllocation:
+    """Daily budgets per campaign maximizing the objective over ``days`` (see the module docstring)."""
+    try:
+        objective = Objective(str(objective))
+    except ValueError:
+        allowed = ", ".join(o.value for o in Objective)
+        raise _bad("objective", f"unknown objective {objective!r}; one of {allowed}", allowed) from None
+    day_arr = np.asarray(list(days) if not isinstance(days, np.ndarray) else days, dtype=np.int64)
+    _validate(campaigns, total_budget, day_arr, resolution)
+    n_c = len(campaigns)
+    markets = [mk for c in campaigns for mk in c.markets]
+    _check_rows((resolution + 2) * day_arr.size * len(markets))
+    m = market_arrays(markets)
+    campaign_of = np.concatenate([np.full(len(c.markets), i) for i, c in enumerate(campaigns)])
+    bids = np.concatenate([np.asarray(c.bids, dtype=np.float64) for c in campaigns])
+    margin = np.array([c.margin for c in campaigns])[campaign_of]
+
+    def evaluate(budget_rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Expected totals over the days per (budget row, campaign): budget_rows [P, C] -> [P, C]."""
+        p = budget_rows.shape[0]
+        res = simulate_rows(
+            m,
+            np.broadcast_to(bids, (p * day_arr.size, bids.size)),
+            campaign_of,
+            np.repeat(budget_rows, day_arr.size, axis=0),
+            np.tile(day_arr, p),
+            seed,
+            expected=True,
+        )
+        out = {}
+        for name, per_kw in (
+            ("spend", res.spend),
+            ("incremental_sales", res.incremental_sales),
+            ("incremental_profit", res.incremental_sales * margin - res.spend),
+        ):
+            by_row = np.zeros((p * day_arr.size, n_c))
+            for c in range(n_c):
+                by_row[:, c] = per_kw[:, campaign_of == c].sum(axis=1)
+            out[name] = by_row.reshape(p, day_arr.size, n_c).sum(axis=1)
+        return out
+
+    # Saturation: the most a campaign can spend on any of the days with an unlimited budget.
+    free = simulate_rows(
+        m, np.broadcast_to(bids, (day_arr.size, bids.size)), campaign_of, np.full((day_arr.size, n_c), MAX_BUDGET),
+        day_arr, seed, expected=True,
+    )
+    saturation = np.array([free.spend[:, campaign_of == c].sum(axis=1).max() for c in range(n_c)])
+    low = np.array([c.min_budget for c in campaigns])
+    high = np.array([c.max_budget if c.max_budget is not None else np.inf for c in campaigns])
+    spare = float(total_budget) - low.sum()
+    step = spare / resolution if spare > 0 else 0.0
+    # budgets tried per campaign: low + j*step, never above its max or (beyond use) its saturation
+    cap = np.minimum(high, np.maximum(saturation, low))
+    units = np.arange(resolution + 1)
+    grid = np.minimum(low[None, :] + units[:, None] * step, np.maximum(cap, low)[None, :])  # [J, C]
+    curves = evaluate(grid)
+    value = curves[objective.value]  # [J, C]
+
+    # Dynamic programming over units of `step`: best[u] = best total value using u units so far.
+    best = value[:, 0].copy()
+    choice = [np.arange(resolution + 1)]
+    for c in range(1, n_c):
+        # candidate[u, j] = best[u - j] + value[j, c]
+        total = np.full((resolution + 1, resolution + 1), -np.inf)
+        for j in range(resolution + 1):
+            total[j:, j] = best[: resolution + 1 - j] + value[j, c]
+        pick = np.argmax(total, axis=1)
+        best = total[np.arange(resolution + 1), pick]
+        choice.append(pick)
+    u = int(np.argmax(best))
+    picked = np.zeros(n_c, dtype=np.int64)
+    for c in range(n_c - 1, 0, -1):
+        picked[c] = choice[c][u]
+        u -= picked[c]
+    picked[0] = u
+    budgets = grid[picked, np.arange(n_c)]
+
+    budgets = _polish(evaluate, objective, budgets, low, cap, float(total_budget), max(step, 1e-6))
+    h = max(step, 1e-6)
+    probe = evaluate(np.vstack([budgets, budgets + h]))
+    here = probe[objective.value][0]
+    marginal = (probe[objective.value][1] - here) / h  # per unit of daily budget, one step further
+    allocated = float(budgets.sum())
+    spent_all = allocated >= float(total_budget) - 0.5 * step - 1e-9
+    limits = []
+    for c in range(n_c):
+        eps = 1e-9 * max(1.0, budgets[c])
+        if budgets[c] >= saturation[c] - eps and marginal[c] <= 1e-12:
+            limit = CampaignLimit.SATURATED
+        elif budgets[c] >= high[c] - eps and marginal[c] > 0:
+            limit = CampaignLimit.MAX_BUDGET
+        elif marginal[c] <= 0:
+            limit = CampaignLimit.MIN_BUDGET if budgets[c] <= low[c] + eps and low[c] > 0 else CampaignLimit.UNPROFITABLE
+        else:
+            limit = CampaignLimit.TOTAL_BUDGET
+        limits.append(limit)
+    total_binds = spent_all and CampaignLimit.TOTAL_BUDGET in limits
+
+    current_value = None
+    if all(c.current_budget is not None for c in campaigns):
+        now = np.array([[c.current_budget for c in campaigns]], dtype=np.float64)
+        current_value = float(evaluate(now)[objective.value].sum())
+
+    return BudgetAllocation(
+        objective=objective,
+        total_budget=float(total_budget),
+        allocated=allocated,
+        n_days=int(day_arr.size),
+        objective_value=float(here.sum()),
+        current_value=current_value,
+        total_budget_binds=bool(total_binds),
+        binding=_describe(campaigns, limits, budgets, marginal, total_binds, objective),
+        campaigns=[
+            CampaignAllocation(
+                campaign_id=c.campaign_id,
+                budget=float(budgets[i]),
+                current_budget=c.current_budget,
+                spend=float(probe["spend"][0, i]),
+                incremental_sales=float(probe["incremental_sales"][0, i]),
+                incremental_profit=float(probe["incremental_profit"][0, i]),
+                saturation_budget=float(saturation[i]),
+                marginal_value=float(marginal[i]),
+                limit=limits[i],
+            )
+            for i, c in enumerate(campaigns)
+        ],
+    )
+
+
+def _polish(
+    evaluate: Callable[[np.ndarray], dict[str, np.ndarray]],
+    objective: Objective,
+    budgets: np.ndarray,
+    low: np.ndarray,
+    cap: np.ndarray,
+    total: float,
+    h: float,
+) -> np.ndarray:
+    """Local moves off the grid: give budget the grid left unspent to the campaign that gains most,
+    and move up to a step from the campaign that loses least to the one that gains most, while the
+    objective improves (this lands bounds and saturation points exactly)."""
+    for _ in range(4 * budgets.size + 4):
+        probe = evaluate(np.vstack([budgets, np.minimum(budgets + h, cap), np.maximum(budgets - h, low)]))
+        value = probe[objective.value]
+        room, slack = cap - budgets, budgets - low
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gain = np.where(room > 1e-9, (value[1] - value[0]) / np.minimum(h, room), -np.inf)
+            loss = np.where(slack > 1e-9, (value[0] - value[2]) / np.minimum(h, slack), np.inf)
+        up = int(np.argmax(gain))
+        moved = budgets.copy()
+        leftover = total - budgets.sum()
+        if leftover > 1e-9 and gain[up] > 0:
+            moved[up] += min(leftover, room[up])
+        else:
+            loss[up] = np.inf
+            down = int(np.argmin(loss))
+            if not gain[up] > loss[down]:
+                break
+            delta = min(h, room[up], slack[down])
+            moved[up] += delta
+            moved[down] -= delta
+        before = value[0].sum()
+        if evaluate(moved[None, :])[objective.value].sum() <= before + 1e-12 * max(1.0, abs(before)):
+            break
+        budgets = moved
+    return budgets
+
+
+def _check_rows(rows: int) -> None:
+    if rows > MAX_ROWS:
+        allowed = f"(resolution + 2) x days x keywords <= {MAX_ROWS:,}"
+        raise _bad("resolution", f"this needs {rows:,} simulated keyword-days; {allowed}", allowed)
+
+
+def _describe(
+    campaigns: Sequence[CampaignInput],
+    limits: list[CampaignLimit],
+    budgets: np.ndarray,
+    marginal: np.ndarray,
+    total_binds: bool,
+    objective: Objective,
+) -> list[str]:
+    lines = []
+    if total_binds:
+        shadow = max(marginal[i] for i, lim in enumerate(limits) if lim is CampaignLimit.TOTAL_BUDGET)
+        lines.append(
+            f"the total budget binds: one more unit of daily budget adds about {shadow:.3g} {objective.value}"
+            " over the planning days"
+        )
+    else:
+        lines.append("the total budget does not bind: spending more would not raise " + objective.value)
+    for c, lim, b in zip(campaigns, limits, budgets, strict=True):
+        if lim is CampaignLimit.SATURATED:
+            lines.append(f"{c.campaign_id} is saturated at {b:.2f}: more budget buys nothing at its current bids")
+        elif lim is CampaignLimit.MAX_BUDGET:
+            lines.append(f"{c.campaign_id} is held at its max_budget {b:.2f}")
+        elif lim is CampaignLimit.MIN_BUDGET:
+            lines.append(f"{c.campaign_id} is held at its min_budget {b:.2f} (more would lower {objective.value})")
+        elif lim is CampaignLimit.UNPROFITABLE:
+            lines.append(f"{c.campaign_id} stops at {b:.2f}: more budget would lower {objective.value}")
+    return lines
