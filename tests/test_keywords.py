@@ -363,9 +363,11 @@ def test_unknown_ids_are_refused(engine, embedder: Embedder) -> None:
         (recommend_keywords, {"target_acos": -0.2}),
         (recommend_keywords, {"min_orders": 0}),
         (recommend_keywords, {"min_similarity": float("nan")}),
+        (recommend_keywords, {"candidates": ["knife"] * 201}),
     ],
 )
 def test_out_of_range_options_are_refused_naming_the_field(engine, option, embedder: Embedder) -> None:
     with pytest.raises(InvalidInputError) as err:
         engine(ROWS, KEYWORDS, PRODUCTS, embedder=embedder, **option)
     assert err.value.field == next(iter(option)) and err.value.allowed
+    assert next(iter(option)) in str(err.value)

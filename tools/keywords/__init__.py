@@ -6,8 +6,10 @@ from tools.keywords.models import (
     KeywordRecommendations,
     KeywordSuggestion,
     NegativeKind,
+    NegativesOptions,
     NegativeSuggestion,
     NegativeSuggestions,
+    RecommendOptions,
     SuggestionSource,
 )
 
@@ -17,8 +19,10 @@ __all__ = [
     "KeywordRecommendations",
     "KeywordSuggestion",
     "NegativeKind",
+    "NegativesOptions",
     "NegativeSuggestion",
     "NegativeSuggestions",
+    "RecommendOptions",
     "SuggestionSource",
     "default_embedder",
     "load_model",

@@ -16,18 +16,22 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 from scipy import optimize, stats
 
-from tools.errors import InvalidInputError, UnknownIdError, check_range
+from tools.errors import InvalidInputError, UnknownIdError
 from tools.keywords.embeddings import Embedder, default_embedder, normalize_text
 from tools.keywords.models import (
     KeywordRecommendations,
     KeywordSuggestion,
     NegativeKind,
+    NegativesOptions,
     NegativeSuggestion,
     NegativeSuggestions,
+    RecommendOptions,
     SuggestionSource,
 )
 from tools.market.data_model import Keyword, MatchType, NegativeKeyword, Product, SearchTermDay, Status
@@ -36,12 +40,38 @@ MIN_BID, MAX_BID = 0.02, 100.0
 GROUP_PRIOR_CLICKS = 50.0  # shrink a small ad group's conversion rate toward the account's
 BEST_KEYWORDS = 20  # converting keywords used, with the products, as anchors of "what we sell"
 BID_CAP_X_CPC = 2.0  # a harvested bid stays within 2x the CPC seen; the bid tools can go further
-CVR_RATIO = 0.5  # "not converting" means: below half the ad group's conversion rate ...
-CONFIDENCE = 0.9  # ... with at least this posterior probability
-OFF_TOPIC_SIMILARITY = 0.2  # below this cosine to every product and converting keyword, a term is off topic
 # The fitted prior is dominated by an account's big terms, which convert alike; irrelevant terms hide in the
 # long tail. So the prior never counts for more than one order's worth of evidence.
 MAX_PRIOR_ORDERS = 1.0
+
+
+_NEG, _REC = NegativesOptions(), RecommendOptions()  # defaults
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validated(model: type[_M], **values: object) -> _M:
+    """The options as `model`, or InvalidInputError naming the first bad field and its allowed range."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = str(first["loc"][0])
+        bounds = []
+        for constraint in model.model_fields[field].metadata:
+            for attr, words in (
+                ("gt", ">"),
+                ("ge", ">="),
+                ("lt", "<"),
+                ("le", "<="),
+                ("max_length", "at most"),
+            ):
+                if getattr(constraint, attr, None) is not None:
+                    bounds.append(f"{words} {getattr(constraint, attr):g}")
+        allowed = " and ".join(bounds) or None
+        got = first["input"]
+        shown = f"{len(got)} items" if isinstance(got, list) else repr(got)
+        message = f"{field} must be {allowed}" if allowed else f"{field}: {first['msg']}"
+        raise InvalidInputError(f"{message} (got {shown})", field=field, allowed=allowed) from None
 
 
 # --- aggregation --------------------------------------------------------------------------------------
@@ -248,10 +278,10 @@ def suggest_negatives(
     negatives: Sequence[NegativeKeyword] = (),
     *,
     ad_group_id: str | None = None,
-    cvr_ratio: float = CVR_RATIO,
-    confidence: float = CONFIDENCE,
-    off_topic_similarity: float = OFF_TOPIC_SIMILARITY,
-    limit: int = 20,
+    cvr_ratio: float = _NEG.cvr_ratio,
+    confidence: float = _NEG.confidence,
+    off_topic_similarity: float = _NEG.off_topic_similarity,
+    limit: int = _NEG.limit,
     embedder: Embedder | None = None,
 ) -> NegativeSuggestions:
     """Search terms to add as exact negatives, most spend first, each with its reason and the spend it saves.
@@ -262,10 +292,14 @@ def suggest_negatives(
       and no order.
     Terms already negated in their ad group, or equal to one of its keywords, are left alone.
     """
-    check_range("cvr_ratio", cvr_ratio, gt=0, lt=1)
-    check_range("confidence", confidence, ge=0.5, lt=1)
-    check_range("off_topic_similarity", off_topic_similarity, ge=-1, le=1)
-    check_range("limit", limit, ge=1, le=500)
+    _validated(
+        NegativesOptions,
+        ad_group_id=ad_group_id,
+        cvr_ratio=cvr_ratio,
+        confidence=confidence,
+        off_topic_similarity=off_topic_similarity,
+        limit=limit,
+    )
     keyword_by_id = _check_inputs(search_term_days, keywords, products)
     _check_ad_group(ad_group_id, keyword_by_id)
     embedder = embedder or default_embedder()
@@ -371,10 +405,10 @@ def recommend_keywords(
     *,
     ad_group_id: str | None = None,
     target_acos: float | None = None,
-    min_orders: int = 2,
-    min_similarity: float = 0.5,
+    min_orders: int = _REC.min_orders,
+    min_similarity: float = _REC.min_similarity,
     candidates: Sequence[str] = (),
-    limit: int = 20,
+    limit: int = _REC.limit,
     embedder: Embedder | None = None,
 ) -> KeywordRecommendations:
     """New keywords: harvested converting search terms first, then related terms, each with a reason.
@@ -387,11 +421,15 @@ def recommend_keywords(
       median bid); terms that would be suggested as negatives are not offered.
     target_acos defaults to the account's ACoS over the period.
     """
-    if target_acos is not None:
-        check_range("target_acos", target_acos, gt=0, le=10)
-    check_range("min_orders", min_orders, ge=1, le=1000)
-    check_range("min_similarity", min_similarity, ge=-1, le=1)
-    check_range("limit", limit, ge=1, le=500)
+    _validated(
+        RecommendOptions,
+        ad_group_id=ad_group_id,
+        target_acos=target_acos,
+        min_orders=min_orders,
+        min_similarity=min_similarity,
+        candidates=list(candidates),
+        limit=limit,
+    )
     keyword_by_id = _check_inputs(search_term_days, keywords, products)
     _check_ad_group(ad_group_id, keyword_by_id)
     embedder = embedder or default_embedder()
@@ -458,7 +496,7 @@ def recommend_keywords(
 def _looks_negative(t: _Term, account: _Account) -> bool:
     """Clicked often enough without orders that suggest_negatives (default settings) would flag it."""
     a, b = account.cvr_prior(t.ad_group_id)
-    return _p_below(t, account, CVR_RATIO) >= CONFIDENCE
+    return _p_below(t, account, _NEG.cvr_ratio) >= _NEG.confidence
 
 
 def _p_below(t: _Term, account: _Account, cvr_ratio: float) -> float:

@@ -12,8 +12,34 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.market.data_model import MatchType
 
 
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# --- options (tool inputs besides the period; the engine validates its keyword arguments with these) -------
+
+
+class NegativesOptions(_In):
+    ad_group_id: str | None = Field(None, description="only this ad group; default: all")
+    cvr_ratio: float = Field(
+        0.5, gt=0, lt=1, description="'not converting' = below this x the ad group's CVR"
+    )
+    confidence: float = Field(0.9, ge=0.5, lt=1, description="posterior probability required")
+    off_topic_similarity: float = Field(0.2, ge=-1, le=1, description="below: unrelated to what you sell")
+    limit: int = Field(20, ge=1, le=500)
+
+
+class RecommendOptions(_In):
+    ad_group_id: str | None = Field(None, description="only this ad group; default: all")
+    target_acos: float | None = Field(None, gt=0, le=10, description="default: the account's ACoS")
+    min_orders: int = Field(2, ge=1, le=1000, description="orders a search term needs to be harvested")
+    min_similarity: float = Field(0.5, ge=-1, le=1, description="for related (unproven) suggestions")
+    candidates: list[str] = Field(default_factory=list, max_length=200, description="extra texts to consider")
+    limit: int = Field(20, ge=1, le=500)
 
 
 class SuggestionSource(StrEnum):
