@@ -1,0 +1,131 @@
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tools.errors import InvalidInputError
+from tools.market.experiments import EffectSetup, ExperimentKind, OutcomeKind, simulate_units
+from tools.uplift.cate import Estimator, fit_cate
+from tools.uplift.metrics import pehe
+from tools.uplift.synthetic import nie_wager
+
+
+def _units(low_signal: bool, n: int = 6000, seed: int = 1, outcome: OutcomeKind = OutcomeKind.PURCHASE):
+    setup = (
+        EffectSetup(scale=0.06, heterogeneity=0.0, low_signal=True)
+        if low_signal
+        else EffectSetup(scale=0.5, heterogeneity=1.5, low_signal=False)
+    )
+    return simulate_units(
+        experiment_id="t",
+        kind=ExperimentKind.PROMOTION,
+        outcome=outcome,
+        n_units=n,
+        treatment_share=0.5,
+        setup=setup,
+        seed=seed,
+    )
+
+
+def test_detects_heterogeneity_and_beats_constant_on_nie_wager_b() -> None:
+    d = nie_wager("B", 6000, seed=3)
+    fit = fit_cate(d.X, d.treatment, d.outcome, seed=0)
+    arm = fit.summary.arms[0]
+    assert arm.heterogeneity_detected and arm.estimator is not Estimator.CONSTANT
+    assert "heterogeneous effects detected" in arm.message
+    pred = fit.predict(d.X)
+    assert pehe(pred, d.tau) < 0.5 * pehe(np.full(d.X.shape[0], d.ate), d.tau)
+    assert arm.ate.ci_low < d.ate < arm.ate.ci_high
+    assert fit.summary.propensity_source == "estimated"
+
+
+def test_falls_back_to_constant_and_says_so_when_effect_is_homogeneous() -> None:
+    d = nie_wager("C", 4000, seed=2)  # tau = 1 for everyone, strong confounding
+    fit = fit_cate(d.X, d.treatment, d.outcome, seed=0)
+    arm = fit.summary.arms[0]
+    assert arm.estimator is Estimator.CONSTANT and not arm.heterogeneity_detected
+    assert arm.message.startswith("no heterogeneity detected")
+    pred = fit.predict(d.X[:10])
+    assert np.allclose(pred, arm.ate.estimate)
+    assert arm.ate.ci_low < 1.0 < arm.ate.ci_high
+
+
+def test_low_signal_experiment_is_never_worse_than_the_average_effect() -> None:
+    units, truth = _units(low_signal=True)
+    fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=0)
+    pred = fit.predict(units.X)
+    baseline = np.full(units.n, fit.summary.arms[0].ate.estimate)
+    assert pehe(pred, truth.tau) <= pehe(baseline, truth.tau) + 1e-12
+
+
+def test_explicit_estimators_and_reproducible_seeds() -> None:
+    units, truth = _units(low_signal=False, n=5000)
+    for est in ["dr", "x", "linear"]:
+        fit = fit_cate(units.X, units.treatment, units.outcome, estimator=est, randomized=True, seed=4)
+        again = fit_cate(units.X, units.treatment, units.outcome, estimator=est, randomized=True, seed=4)
+        assert fit.summary.arms[0].estimator.value == est
+        assert np.array_equal(fit.predict(units.X), again.predict(units.X))
+        assert np.corrcoef(fit.predict(units.X), truth.tau)[0, 1] > 0.5, est
+    assert fit.summary.outcome_kind == "binary"
+
+
+def test_multiple_treatment_arms_and_given_propensities() -> None:
+    rng = np.random.default_rng(0)
+    n = 9000
+    X = rng.normal(size=(n, 4))
+    t = rng.integers(0, 3, n)
+    tau = {1: 1.0 + X[:, 0], 2: -0.5 * np.ones(n)}
+    y = X[:, 1] + np.select([t == 1, t == 2], [tau[1], tau[2]], 0.0) + rng.normal(size=n)
+    fit = fit_cate(X, t, y, propensity=np.full((n, 3), 1 / 3), seed=0)
+    assert [a.arm for a in fit.summary.arms] == [1, 2]
+    assert fit.summary.propensity_source == "given"
+    a1, a2 = fit.summary.arms
+    assert a1.ate.ci_low < 1.0 < a1.ate.ci_high and a2.ate.ci_low < -0.5 < a2.ate.ci_high
+    assert a1.heterogeneity_detected
+    assert np.corrcoef(fit.predict(X, arm=1), tau[1])[0, 1] > 0.8
+    with pytest.raises(InvalidInputError, match="several treatment arms"):
+        fit.predict(X)
+    with pytest.raises(InvalidInputError, match="arm must be one of"):
+        fit.predict(X, arm=5)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"treatment": np.ones(400)}, "single value: every row is treated"),
+        ({"treatment": np.zeros(400)}, "single value: every row is control"),
+        ({"treatment": np.r_[np.ones(395), np.zeros(5)]}, "too few rows for cross-fitting"),
+        ({"outcome": np.r_[np.nan, np.zeros(399)]}, "outcome has 1 missing"),
+        ({"X": np.empty((400, 0))}, "no covariate columns"),
+        ({"X": np.r_[np.full((1, 3), np.nan), np.zeros((399, 3))]}, "X has 3 missing"),
+        ({"propensity": np.r_[1.0, np.full(399, 0.5)]}, "strictly between 0 and 1"),
+        ({"propensity": np.full(7, 0.5)}, "propensity must have shape"),
+        ({"treatment": np.r_[np.full(200, 0.5), np.zeros(200)]}, "integers >= 0"),
+        ({"estimator": "forest"}, "estimator must be one of"),
+    ],
+)
+def test_bad_input_is_refused_with_the_reason(change: dict, match: str) -> None:
+    rng = np.random.default_rng(0)
+    args: dict[str, Any] = {
+        "X": rng.normal(size=(400, 3)),
+        "treatment": rng.integers(0, 2, 400),
+        "outcome": rng.normal(size=400),
+    }
+    args.update(change)
+    with pytest.raises(InvalidInputError, match=match):
+        fit_cate(**args)
+
+
+def test_overlap_violation_warns_with_the_share() -> None:
+    rng = np.random.default_rng(1)
+    n = 3000
+    X = rng.normal(size=(n, 3))
+    e = np.where(X[:, 0] > 0.8, 0.995, 0.5)
+    t = (rng.random(n) < e).astype(int)
+    y = X[:, 1] + t + rng.normal(size=n)
+    fit = fit_cate(X, t, y, propensity=e, estimator="constant")
+    assert any(w.startswith("overlap violated:") and "> 0.99" in w for w in fit.summary.warnings)
+    share = (e > 0.99).mean()
+    assert f"{share:.0%}" in " ".join(fit.summary.warnings)
+    clean = fit_cate(X, t, y, propensity=np.full(n, 0.6), estimator="constant")
+    assert clean.summary.warnings == []
