@@ -8,13 +8,38 @@ those into structured tool errors. Engines are imported inside handlers so the s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 
+from tools.market.data_model import Campaign, Keyword, KeywordMarket, Status
 from tools.mcp_server.context import ToolContext, check_member
 from tools.mcp_server.results import resolve_period
-from tools.mcp_server.schemas import Impact, KeywordIdeasIn, NegativeIdeasIn, ProposeIn
+from tools.mcp_server.schemas import (
+    Action,
+    BidGoal,
+    Change,
+    Impact,
+    KeywordIdeasIn,
+    LandscapeIn,
+    LandscapeOut,
+    LandscapeRow,
+    NegativeIdeasIn,
+    ProposeIn,
+    Range,
+    RecommendBidIn,
+    RecommendBidOut,
+    SimOutcome,
+    WhatIfIn,
+    WhatIfOut,
+)
+
+SEED = 0  # fixed: the same question gets the same simulated answer (and a cache hit)
+N_SIMS = 200
+IMPACT_DAYS = 7
+LANDSCAPE_STEPS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 
 
 def _check_ad_group(ctx: ToolContext, ad_group_id: str | None) -> None:
@@ -56,12 +81,217 @@ def negative_ideas(ctx: ToolContext, args: NegativeIdeasIn) -> BaseModel:
     )
 
 
+# --- simulator ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _CampaignSim:
+    """A campaign as the simulator runs it: its keywords share one daily budget."""
+
+    campaign: Campaign
+    keywords: list[Keyword]
+    markets: list[KeywordMarket]
+    margins: np.ndarray  # [K] gross margin of each keyword's ad group products
+    bids: np.ndarray  # [K] today's bids; 0 where the keyword or the campaign is paused
+
+
+def _margins(ctx: ToolContext, keywords: list[Keyword]) -> np.ndarray:
+    products = {p.id: p for p in ctx.adv.products()}
+    groups = {g.id: g for g in ctx.adv.ad_groups()}
+    default = float(np.mean([p.margin for p in products.values()])) if products else 0.3
+    out = []
+    for k in keywords:
+        ms = [products[p].margin for p in groups[k.ad_group_id].product_ids if p in products]
+        out.append(float(np.mean(ms)) if ms else default)
+    return np.asarray(out)
+
+
+def _campaign_sim(ctx: ToolContext, campaign_id: str) -> _CampaignSim:
+    camps = {c.id: c for c in ctx.adv.campaigns()}
+    check_member("campaign", campaign_id, set(camps), ctx.advertiser_id, "id")
+    keywords = ctx.adv.keywords(campaign_id=campaign_id)
+    markets = {m.keyword_id: m for m in ctx.adv.keyword_markets([k.id for k in keywords])}
+    keywords = [k for k in keywords if k.id in markets]
+    campaign = camps[campaign_id]
+    live = campaign.status == Status.ENABLED
+    bids = np.asarray([k.bid if live and k.status == Status.ENABLED else 0.0 for k in keywords])
+    return _CampaignSim(campaign, keywords, [markets[k.id] for k in keywords], _margins(ctx, keywords), bids)
+
+
+def _keyword(ctx: ToolContext, keyword_id: str, field: str) -> Keyword:
+    kws = {k.id: k for k in ctx.adv.keywords()}
+    check_member("keyword", keyword_id, set(kws), ctx.advertiser_id, field)
+    return kws[keyword_id]
+
+
+def _future_days(ctx: ToolContext, n: int) -> np.ndarray:
+    """Day indices right after the history (the simulator's market parameters cover them)."""
+    return np.arange(ctx.store.days, ctx.store.days + n)
+
+
+def _sim_outcome(o: Any) -> dict[str, Any]:
+    """The engine's Outcome (every figure with an interval) → means, with the profit's range kept."""
+    return {
+        "clicks": o.clicks.mean,
+        "spend": o.spend.mean,
+        "orders": o.orders.mean,
+        "sales": o.sales.mean,
+        "incremental_sales": o.incremental_sales.mean,
+        "incremental_profit": Range(**o.incremental_profit.model_dump()),
+        "acos": o.acos,
+    }
+
+
+def _campaign_what_if(
+    ctx: ToolContext, sim: _CampaignSim, new_bids: np.ndarray, new_budget: float, days: int, n_sims: int
+) -> Impact:
+    from tools.auction.landscape import what_if
+
+    res = what_if(
+        sim.markets,
+        [0] * len(sim.markets),
+        sim.bids,
+        [sim.campaign.daily_budget],
+        _future_days(ctx, days),
+        new_bids=new_bids.tolist(),
+        new_budgets=[new_budget],
+        margin=sim.margins,
+        n_sims=n_sims,
+        seed=SEED,
+    )
+    diff = res.difference
+    return Impact(
+        campaign_id=sim.campaign.id,
+        days=days,
+        status_quo=SimOutcome(**_sim_outcome(res.status_quo)),
+        changed=SimOutcome(**_sim_outcome(res.changed)),
+        difference={
+            name: Range(**getattr(diff, name).model_dump())
+            for name in ("spend", "sales", "incremental_sales", "incremental_profit")
+        },
+    )
+
+
+def what_if_tool(ctx: ToolContext, args: WhatIfIn) -> WhatIfOut:
+    if args.change == "bid":
+        kw = _keyword(ctx, args.id, "id")
+        campaign_id = next(g.campaign_id for g in ctx.adv.ad_groups() if g.id == kw.ad_group_id)
+        sim = _campaign_sim(ctx, campaign_id)
+        new_bids = sim.bids.copy()
+        new_bids[[k.id for k in sim.keywords].index(kw.id)] = args.value
+        change = Change(id=kw.id, field="bid", before=kw.bid, after=args.value)
+        new_budget = sim.campaign.daily_budget
+    else:
+        sim = _campaign_sim(ctx, args.id)
+        new_bids = sim.bids
+        change = Change(id=args.id, field="daily_budget", before=sim.campaign.daily_budget, after=args.value)
+        new_budget = args.value
+    impact = _campaign_what_if(ctx, sim, new_bids, new_budget, args.days, N_SIMS)
+    return WhatIfOut(
+        change=change,
+        keywords=len(sim.keywords),
+        **impact.model_dump(),
+    )
+
+
+def _row(point: Any) -> LandscapeRow:
+    return LandscapeRow(bid=point.bid, **_sim_outcome(point))
+
+
+def bid_landscape_tool(ctx: ToolContext, args: LandscapeIn) -> LandscapeOut:
+    from tools.auction.landscape import bid_landscape
+
+    kw = _keyword(ctx, args.keyword_id, "keyword_id")
+    bids = args.bids or sorted({round(kw.bid * s, 2) for s in LANDSCAPE_STEPS if kw.bid * s >= 0.02})
+    markets = ctx.adv.keyword_markets([kw.id])
+    res = bid_landscape(
+        markets, bids, _future_days(ctx, args.days), margin=_margins(ctx, [kw]), n_sims=N_SIMS, seed=SEED
+    )
+    return LandscapeOut(
+        keyword_id=kw.id,
+        current_bid=kw.bid,
+        days=args.days,
+        points=[_row(p) for p in res.points],
+        note="This keyword alone, without its campaign's budget cap; what_if includes the budget.",
+    )
+
+
+def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOut:
+    from tools.auction.landscape import optimal_bid
+
+    kw = _keyword(ctx, args.keyword_id, "keyword_id")
+    target = args.target
+    if args.goal == BidGoal.TARGET_ACOS and target is None:
+        target = ctx.adv.advertiser.target_acos
+    if args.goal != BidGoal.MAX_PROFIT and target is None:
+        from tools.errors import InvalidInputError
+
+        raise InvalidInputError(f"{args.goal.value} needs a target", field="target", allowed="> 0")
+    res = optimal_bid(
+        ctx.adv.keyword_markets([kw.id]),
+        args.goal.value,
+        _future_days(ctx, args.days),
+        margin=_margins(ctx, [kw]),
+        target=target,
+        current_bid=kw.bid,
+        n_sims=N_SIMS,
+        seed=SEED,
+    )
+    return RecommendBidOut(
+        keyword_id=kw.id,
+        goal=args.goal,
+        target=target,
+        bid=res.bid,
+        current_bid=kw.bid,
+        feasible=res.feasible,
+        at_bid=_row(res.at_bid),
+        at_current=_row(res.current) if res.current is not None else None,
+        note=res.note,
+    )
+
+
 HANDLERS: dict[str, Callable[[ToolContext, Any], BaseModel]] = {
+    "what_if": what_if_tool,
+    "bid_landscape": bid_landscape_tool,
+    "recommend_bid": recommend_bid_tool,
     "keyword_ideas": keyword_ideas,
     "negative_ideas": negative_ideas,
 }
 
 
 def change_impact(ctx: ToolContext, args: ProposeIn) -> Impact | None:
-    """Simulated effect of a proposed change (status quo vs change); None where no simulation applies."""
+    """Simulated effect of a proposed change over the next week; None where no simulation applies
+    (new keywords and negatives). Bad ids are left for plan_changes to report."""
+    adv = ctx.adv
+    if args.action == Action.SET_BUDGET and args.value is not None:
+        if args.id not in {c.id for c in adv.campaigns()}:
+            return None
+        sim = _campaign_sim(ctx, args.id)
+        return _campaign_what_if(ctx, sim, sim.bids, args.value, IMPACT_DAYS, N_SIMS)
+    if args.action in (Action.SET_BID, Action.PAUSE, Action.ENABLE):
+        kws = {k.id: k for k in adv.keywords()}
+        if args.id in kws:
+            kw = kws[args.id]
+            campaign_id = next(g.campaign_id for g in adv.ad_groups() if g.id == kw.ad_group_id)
+            sim = _campaign_sim(ctx, campaign_id)
+            if kw.id not in [k.id for k in sim.keywords]:
+                return None
+            new_bids = sim.bids.copy()
+            i = [k.id for k in sim.keywords].index(kw.id)
+            if args.action == Action.SET_BID:
+                if args.value is None:
+                    return None
+                new_bids[i] = args.value if kw.status == Status.ENABLED else 0.0
+            else:
+                new_bids[i] = 0.0 if args.action == Action.PAUSE else kw.bid
+            if sim.campaign.status != Status.ENABLED:
+                new_bids[:] = 0.0
+            return _campaign_what_if(ctx, sim, new_bids, sim.campaign.daily_budget, IMPACT_DAYS, N_SIMS)
+        if args.action != Action.SET_BID and args.id in {c.id for c in adv.campaigns()}:
+            sim = _campaign_sim(ctx, args.id)
+            if args.action == Action.PAUSE:
+                new_bids = np.zeros_like(sim.bids)
+            else:
+                new_bids = np.asarray([k.bid if k.status == Status.ENABLED else 0.0 for k in sim.keywords])
+            return _campaign_what_if(ctx, sim, new_bids, sim.campaign.daily_budget, IMPACT_DAYS, N_SIMS)
     return None

@@ -57,6 +57,13 @@ class DateRange(_Out):
     end: dt.date
 
 
+class Change(_Out):
+    id: str
+    field: str
+    before: Any
+    after: Any
+
+
 SortKey = Literal["spend", "sales", "orders", "clicks", "impressions", "acos"]
 
 
@@ -162,6 +169,97 @@ class SearchTermsOut(_Out):
     next_cursor: str | None
 
 
+# --- simulator tools (future days after the history; intervals are 90% Monte Carlo ranges) ------------------
+
+
+class Range(_Out):
+    mean: float
+    low: float
+    high: float
+
+
+class _SimFigures(_Out):
+    clicks: float
+    spend: float
+    orders: float
+    sales: float = Field(description="ad-attributed")
+    incremental_sales: float = Field(description="sales caused by the ads")
+    incremental_profit: Range = Field(description="incremental_sales x margin - spend")
+    acos: float | None
+
+
+class SimOutcome(_SimFigures):
+    """Totals over the simulated days."""
+
+
+class WhatIfIn(_In):
+    change: Literal["bid", "budget"]
+    id: str = Field(description="keyword (bid) or campaign (budget)")
+    value: float = Field(gt=0, description="new bid or daily budget")
+    days: int = Field(14, ge=1, le=90)
+
+
+class WhatIfOut(_Out):
+    change: Change
+    campaign_id: str
+    keywords: int = Field(description="keywords simulated: the whole campaign, which shares the budget")
+    days: int
+    status_quo: SimOutcome
+    changed: SimOutcome
+    difference: dict[str, Range] = Field(description="changed - status quo on the same simulated days")
+
+
+class LandscapeIn(_In):
+    keyword_id: str
+    bids: list[float] | None = Field(
+        None, min_length=1, max_length=12, description="default: 0.25x to 3x current"
+    )
+    days: int = Field(14, ge=1, le=90)
+
+
+class _Bid(_Out):
+    bid: float
+
+
+class LandscapeRow(_SimFigures, _Bid):
+    """One bid and what it yields (bid listed first)."""
+
+
+class LandscapeOut(_Out):
+    keyword_id: str
+    current_bid: float
+    days: int
+    points: list[LandscapeRow]
+    note: str
+
+
+class BidGoal(StrEnum):
+    MAX_PROFIT = "max_incremental_profit"
+    TARGET_ACOS = "target_acos"
+    TARGET_ROAS = "target_roas"
+
+
+class RecommendBidIn(_In):
+    keyword_id: str
+    goal: BidGoal = BidGoal.MAX_PROFIT
+    target: float | None = Field(
+        None, gt=0, description="ACoS (0.3) or ROAS (3); default: account target ACoS"
+    )
+    days: int = Field(14, ge=1, le=90)
+
+
+class RecommendBidOut(_Out):
+    keyword_id: str
+    goal: BidGoal
+    target: float | None
+    bid: float = Field(description="0: no bid meets the goal")
+    current_bid: float
+    feasible: bool
+    at_bid: LandscapeRow
+    at_current: LandscapeRow | None
+    note: str
+
+
 # --- keyword tools (outputs are the keyword engine's own compact models) ------------------------------------
 
 
@@ -204,18 +302,14 @@ class ProposeIn(_In):
     keywords: list[NewKeyword] | None = Field(None, min_length=1, max_length=50)
 
 
-class Change(_Out):
-    id: str
-    field: str
-    before: Any
-    after: Any
-
-
 class Impact(_Out):
+    """The simulator's view of a change, as in what_if."""
+
+    campaign_id: str
     days: int
-    before: dict[str, float | None]
-    after: dict[str, float | None]
-    note: str | None = None
+    status_quo: SimOutcome
+    changed: SimOutcome
+    difference: dict[str, Range]
 
 
 class ProposeOut(_Out):
@@ -275,6 +369,30 @@ TOOLS: list[ToolSpec] = [
         description="Customer search terms that matched keywords, with metrics; paginated.",
         input=SearchTermsIn,
         output=SearchTermsOut,
+    ),
+    ToolSpec(
+        name="what_if",
+        description="Simulate a bid or budget change against the status quo over future days, with ranges.",
+        input=WhatIfIn,
+        output=WhatIfOut,
+        cached=True,
+        heavy=True,
+    ),
+    ToolSpec(
+        name="bid_landscape",
+        description="Simulated clicks, spend, sales and profit of a keyword at several bids.",
+        input=LandscapeIn,
+        output=LandscapeOut,
+        cached=True,
+        heavy=True,
+    ),
+    ToolSpec(
+        name="recommend_bid",
+        description="Best bid for a keyword for a goal: max incremental profit, target ACoS or ROAS.",
+        input=RecommendBidIn,
+        output=RecommendBidOut,
+        cached=True,
+        heavy=True,
     ),
     ToolSpec(
         name="keyword_ideas",

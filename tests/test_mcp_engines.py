@@ -1,0 +1,127 @@
+"""Engine-backed tools over in-memory sessions: simulator, keyword tools, and the result cache."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tools.market.store import MarketStore
+from tools.mcp_server import call, connect_in_memory
+from tools.mcp_server.cache import ToolCache
+
+ADV = "adv_0001"
+
+
+def fresh_cache() -> ToolCache:
+    return ToolCache(enabled=True, prefix=f"adguide:test:{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def entities(tiny_world_path):
+    store = MarketStore.open(tiny_world_path)
+    adv = store.scoped(ADV)
+    kw = next(k for k in adv.keywords() if k.status == "enabled")
+    camp = next(
+        c
+        for c in adv.campaigns()
+        if c.id in {g.campaign_id for g in adv.ad_groups() if g.id == kw.ad_group_id}
+    )
+    store.close()
+    return kw, camp
+
+
+async def test_what_if_zero_change_is_exactly_zero_and_more_bid_spends_more(tiny_world_path, entities):
+    kw, camp = entities
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        same = await call(session, "what_if", {"change": "bid", "id": kw.id, "value": kw.bid, "days": 7})
+        up = await call(session, "what_if", {"change": "bid", "id": kw.id, "value": kw.bid * 2, "days": 7})
+        budget = await call(
+            session, "what_if", {"change": "budget", "id": camp.id, "value": camp.daily_budget * 2}
+        )
+    assert same["campaign_id"] == camp.id and same["keywords"] >= 1
+    assert all(r == {"mean": 0.0, "low": 0.0, "high": 0.0} for r in same["difference"].values())
+    assert up["change"] == {"id": kw.id, "field": "bid", "before": kw.bid, "after": round(kw.bid * 2, 2)}
+    assert up["changed"] != up["status_quo"]  # (the campaign's budget may cap the extra spend)
+    assert budget["change"]["field"] == "daily_budget"
+    assert budget["difference"]["spend"]["mean"] >= -0.01  # more budget never spends less on the same days
+
+
+async def test_landscape_and_recommended_bid(tiny_world_path, entities):
+    kw, _ = entities
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        land = await call(session, "bid_landscape", {"keyword_id": kw.id})
+        grid = await call(session, "bid_landscape", {"keyword_id": kw.id, "bids": [0.5, 1.0]})
+        best = await call(session, "recommend_bid", {"keyword_id": kw.id})
+        acos = await call(
+            session, "recommend_bid", {"keyword_id": kw.id, "goal": "target_acos", "target": 0.2}
+        )
+        err = (await call(session, "recommend_bid", {"keyword_id": kw.id, "goal": "target_roas"}))["error"]
+    bids = [p["bid"] for p in land["points"]]
+    assert bids == sorted(bids) and bids[0] < kw.bid < bids[-1]
+    assert [p["bid"] for p in grid["points"]] == [0.5, 1.0]
+    assert best["goal"] == "max_incremental_profit" and best["current_bid"] == kw.bid
+    assert best["at_current"]["bid"] == kw.bid
+    if best["feasible"]:
+        # the optimum is chosen on expected values; allow Monte Carlo noise in the comparison
+        assert (
+            best["at_bid"]["incremental_profit"]["mean"]
+            >= best["at_current"]["incremental_profit"]["mean"] * 0.9
+        )
+    assert acos["target"] == 0.2
+    if acos["feasible"] and acos["at_bid"]["acos"] is not None:
+        assert acos["at_bid"]["acos"] <= 0.2 * 1.15
+    assert err["type"] == "InvalidInputError" and err["field"] == "target"
+
+
+async def test_propose_shows_simulated_impact(tiny_world_path, entities):
+    kw, camp = entities
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        prop = await call(session, "propose_change", {"action": "pause", "id": camp.id})
+        bid = await call(session, "propose_change", {"action": "set_bid", "id": kw.id, "value": kw.bid * 1.5})
+        neg = await call(
+            session,
+            "propose_change",
+            {"action": "add_negatives", "id": kw.ad_group_id, "keywords": [{"text": "zz qq"}]},
+        )
+    assert prop["impact"]["changed"]["spend"] == 0.0 and prop["impact"]["status_quo"]["spend"] > 0
+    assert bid["impact"]["campaign_id"] == camp.id and bid["impact"]["days"] == 7
+    assert neg["impact"] is None
+
+
+async def test_keyword_tools_return_reasons(tiny_world_path):
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        ideas = await call(session, "keyword_ideas", {"limit": 3})
+        negs = await call(session, "negative_ideas", {"limit": 3})
+    assert len(ideas["suggestions"]) <= 3 and len(negs["suggestions"]) <= 3
+    assert all(s["reason"] for s in ideas["suggestions"] + negs["suggestions"])
+
+
+async def test_cache_gives_equal_results_and_a_write_invalidates(writable_world_path, entities):
+    kw, _ = entities
+    args = {"change": "bid", "id": kw.id, "value": round(kw.bid * 1.3, 2), "days": 5}
+    cache = fresh_cache()
+    async with connect_in_memory(writable_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        uncached = await call(session, "what_if", args)
+    async with connect_in_memory(writable_world_path, ADV, cache=cache) as session:
+        first = await call(session, "what_if", args)
+        second = await call(session, "what_if", args)
+        assert cache.hits == 1 and first == second == uncached
+        # a write bumps data_version: the same question is recomputed against the new state
+        prop = await call(
+            session, "propose_change", {"action": "set_bid", "id": kw.id, "value": round(kw.bid * 0.5, 2)}
+        )
+        await call(session, "apply_change", {"token": prop["token"]})
+        after = await call(session, "what_if", args)
+    assert after["change"]["before"] == round(kw.bid * 0.5, 2)
+    assert after != first
+
+
+async def test_redis_down_still_serves(tiny_world_path, entities):
+    kw, _ = entities
+    args = {"change": "bid", "id": kw.id, "value": kw.bid, "days": 3}
+    down = ToolCache(url="redis://127.0.0.1:1/0", enabled=True)
+    async with connect_in_memory(tiny_world_path, ADV, cache=down) as session:
+        out = await call(session, "what_if", args)
+        again = await call(session, "what_if", args)
+    assert "error" not in out and out == again and down.hits == 0
