@@ -265,7 +265,7 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                 events.append(_event("tool_args", "rejected", policy.message))
                 failed = True
             else:
-                pending = {"token": parsed["token"], "tool_call_id": call_id, "proposal": parsed,
+                pending = {"token": parsed["token"], "tool_call_id": call_id, "proposal": parsed, "args": args,
                            "expires_at": time.time() + float(parsed.get("expires_in_s", 600)),
                            "extra_confirmation": policy.issues if policy.verdict == Verdict.CONFIRM_EXTRA else []}
                 if pending["extra_confirmation"]:
@@ -316,6 +316,22 @@ def _applied_text(result: dict[str, Any]) -> str:
     return head + ("\n- " + "\n- ".join(rows) if rows else "")
 
 
+async def _apply(ctx: AgentContext, pending: PendingProposal) -> Any:
+    """Apply a confirmed proposal. The tool server keeps tokens in its process; after a restart (the thread
+    resumed from its checkpoint in a new process) the token is unknown there, so the same change is proposed
+    again and applied only if its diff is exactly the one the user confirmed."""
+    result = _parse_json(await _run_tool(ctx, APPLY_TOOL, {"token": pending["token"]}))
+    error = result.get("error") if isinstance(result, dict) else None
+    if not (isinstance(error, dict) and error.get("type") == "ConfirmationError" and pending.get("args")):
+        return result
+    again = _parse_json(await _run_tool(ctx, PROPOSE_TOOL, pending["args"]))
+    if not isinstance(again, dict) or "token" not in again:
+        return again
+    if again.get("changes") != pending["proposal"].get("changes"):
+        return {"error": {"message": "the account changed since you confirmed; ask again for a fresh proposal"}}
+    return _parse_json(await _run_tool(ctx, APPLY_TOOL, {"token": again["token"]}))
+
+
 async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = runtime.context
     pending = state["pending"]
@@ -337,8 +353,7 @@ async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
         events.append(_event("confirmation", "expired", pending["token"]))
     else:
         try:
-            raw = await _run_tool(ctx, APPLY_TOOL, {"token": pending["token"]})
-            result = _parse_json(raw)
+            result = await _apply(ctx, pending)
         except Exception as exc:
             result = {"error": {"message": f"{type(exc).__name__}: {exc}"}}
         if isinstance(result, dict) and "error" not in result:

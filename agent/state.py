@@ -36,6 +36,7 @@ class PendingProposal(TypedDict):
     token: str
     tool_call_id: str
     proposal: dict[str, Any]  # the propose tool's result: action, changes (diff), impact, expires_in_s
+    args: dict[str, Any]  # the propose call's arguments (to re-propose after a restart)
     expires_at: float
     extra_confirmation: list[str]  # policy-bound reasons that need a second, explicit confirmation
 
