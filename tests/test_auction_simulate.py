@@ -274,3 +274,13 @@ def test_market_arrays_rejects_empty_and_duplicates(markets: list[KeywordMarket]
     sub = m.take([3, 1])
     assert sub.keyword_ids == (markets[3].keyword_id, markets[1].keyword_id)
     assert sub.base_volume[0] == markets[3].base_volume
+
+
+def test_counter_based_uniforms_are_uniform_and_streams_independent() -> None:
+    keys = rnd.row_keys(5, np.zeros(2000, dtype=np.int64), np.arange(2000), rnd.stable_keys(["kw_a"])[0])
+    index = np.arange(50)
+    a = rnd.uniforms(np.repeat(keys, 50), 1, np.tile(index, 2000))
+    b = rnd.uniforms(np.repeat(keys, 50), 2, np.tile(index, 2000))
+    assert stats.kstest(a, "uniform").pvalue > 1e-3 and stats.kstest(b, "uniform").pvalue > 1e-3
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.01 and abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 0.01
+    assert np.all((a > 0) & (a < 1)) and np.unique(a).size == a.size

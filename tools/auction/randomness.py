@@ -50,10 +50,14 @@ def row_keys(seed: int, replicate: np.ndarray, day: np.ndarray, keyword_key: np.
 
 
 def uniforms(keys: np.ndarray, stream: int, index: np.ndarray | int = 0) -> np.ndarray:
-    """Uniforms in the open interval (0, 1), one per key (and event index), for a named stream."""
+    """Uniforms in the open interval (0, 1), one per key (and event index), for a named stream.
+
+    Element ``index`` of ``stream`` is step ``stream * 2**32 + index`` of a splitmix64 sequence seeded
+    with the (already hashed) key.
+    """
     with np.errstate(over="ignore"):
-        salt = np.uint64(stream) * _M2 + np.asarray(index, dtype=np.uint64) * _GOLDEN
-        h = mix(keys ^ mix(salt))
+        offset = (np.uint64(stream) << np.uint64(32)) + np.asarray(index, dtype=np.uint64)
+        h = mix(keys + offset * _GOLDEN)
     return ((h >> _S11).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
 
 

@@ -392,12 +392,22 @@ def _auction_terms_block(
 
 
 def price_ppf(u: np.ndarray, regime: np.ndarray, terms: AuctionTerms) -> np.ndarray:
-    """Per-click prices for uniforms ``u`` from the tabulated price distribution of each click's regime."""
-    cdf = terms.price_cdf[regime]  # [n, G+1]
-    above = (cdf < u[:, None]).sum(axis=1)  # first grid index whose cdf >= u
+    """Per-click prices for uniforms ``u`` from the tabulated price distribution of each click's regime.
+
+    A branch-free binary search per click in its regime's CDF row (padded to 32 entries with 2.0),
+    so the work is a handful of 1-d gathers per click.
+    """
+    width = 32
+    table = np.full((terms.price_cdf.shape[0], width), 2.0)
+    table[:, : N_PRICE_GRID + 1] = terms.price_cdf
+    flat = table.ravel()
+    base = regime * width
+    above = np.zeros(u.size, dtype=np.int64)  # number of grid points whose cdf < u
+    for step in (16, 8, 4, 2, 1):
+        probe = above + step
+        above = np.where(flat[base + probe - 1] < u, probe, above)
     i = np.clip(above, 1, N_PRICE_GRID)
-    c0 = np.take_along_axis(cdf, (i - 1)[:, None], axis=1)[:, 0]
-    c1 = np.take_along_axis(cdf, i[:, None], axis=1)[:, 0]
+    c0, c1 = flat[base + i - 1], flat[base + i]
     frac = np.clip((u - c0) / np.maximum(c1 - c0, 1e-300), 0.0, 1.0)
     low, high = terms.price_low[regime], terms.price_high[regime]
     price = low + (high - low) * (i - 1 + frac) / N_PRICE_GRID
@@ -473,17 +483,18 @@ def _exhaustion_times(
 ) -> np.ndarray:
     """Time of day each cut (day, campaign) group leaves its auctions: the time of its first click
     (in time order) whose price would take the spend above the budget; 0 for a zero budget."""
-    order = np.lexsort((t, group))
+    order = np.argsort(group + t * (1.0 - 1e-9))  # by group, then time of day (t < 1)
     g, ts, p = group[order], t[order], price[order]
     first = np.ones(g.size, dtype=bool)
     first[1:] = g[1:] != g[:-1]
     seg = np.cumsum(first) - 1
     cum = np.cumsum(p)
     spent = cum - (cum[first] - p[first])[seg]  # spend of the group up to and including each click
-    over = spent > budget[g]
+    over = np.flatnonzero(spent > budget[g])
+    first_over = over[np.r_[True, g[over][1:] != g[over][:-1]]] if over.size else over
     at = np.full(budget.size, np.nan)
     at[cut] = 1.0
-    np.minimum.at(at, g[over], ts[over])
+    at[g[first_over]] = ts[first_over]
     at[cut & (budget <= 0)] = 0.0
     return at
 
