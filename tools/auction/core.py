@@ -66,10 +66,15 @@ def _matrix(name: str, value: object, shape: tuple[int, ...] | None = None) -> n
 
 
 def _in_range(name: str, arr: np.ndarray, low: float, high: float, low_open: bool = False) -> None:
+    # min/max propagate NaN, so two fast reductions check finiteness and range together
+    if arr.size == 0:
+        return
+    lo, hi = arr.min(), arr.max()
+    if (lo > low if low_open else lo >= low) and hi <= high:
+        return
     bad = ~np.isfinite(arr) | (arr <= low if low_open else arr < low) | (arr > high)
-    if bad.any():
-        allowed = f"{'>' if low_open else '>='} {low:g} and <= {high:g}"
-        raise InvalidInputError(f"{name} must be {allowed} (got {arr[bad].ravel()[0]!r})", field=name, allowed=allowed)
+    allowed = f"{'>' if low_open else '>='} {low:g} and <= {high:g}"
+    raise InvalidInputError(f"{name} must be {allowed} (got {arr[bad].ravel()[0]!r})", field=name, allowed=allowed)
 
 
 def parse_mechanism(mechanism: object) -> Mechanism:
@@ -189,10 +194,16 @@ def _clear_block(
     price = np.where(filled, price, 0.0)
 
     slot_of = out.slot_of[sl]
-    rows = np.arange(bid.shape[0])
-    for j in range(n_slots):
-        f = filled[:, j]
-        slot_of[rows[f], winner[f, j]] = j
+    if n_slots * bid.shape[1] <= 32:  # few bidders and slots: compare per bidder, no scatter
+        for b in range(bid.shape[1]):
+            column = slot_of[:, b]
+            for j in range(n_slots):
+                column[winner[:, j] == b] = j
+    else:
+        rows = np.arange(bid.shape[0])
+        for j in range(n_slots):
+            f = filled[:, j]
+            slot_of[rows[f], winner[f, j]] = j
 
     p_click = np.where(filled, alpha[None, :], 0.0)
     if base_ctr is not None:
