@@ -8,7 +8,7 @@ keyword's outcome split over its queries by share; orders follow relevance, so i
 without selling). The true incremental outcome of each keyword-day goes to the truth store only.
 
 Money is returned in integer cents, spend rounded *down* so that the cents of a campaign's keywords never
-add up to more than its budget.
+add up to more than its budget. A keyword-day's `bid` is 0 when the keyword or its campaign was paused.
 """
 
 from __future__ import annotations
