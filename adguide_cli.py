@@ -22,9 +22,17 @@ from tools.market.cli import market_app  # noqa: E402
 
 app.add_typer(market_app, name="market")
 
+from tools.keywords.cli import keywords_app  # noqa: E402
+
+app.add_typer(keywords_app, name="keywords")
+
 from tools.uplift.cli import uplift_app  # noqa: E402
 
 app.add_typer(uplift_app, name="uplift")
+
+from training.cli import train_app  # noqa: E402
+
+app.add_typer(train_app, name="train")
 
 if __name__ == "__main__":
     app()

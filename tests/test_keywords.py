@@ -371,3 +371,19 @@ def test_out_of_range_options_are_refused_naming_the_field(engine, option, embed
         engine(ROWS, KEYWORDS, PRODUCTS, embedder=embedder, **option)
     assert err.value.field == next(iter(option)) and err.value.allowed
     assert next(iter(option)) in str(err.value)
+
+
+def test_terms_found_by_automatic_targeting_move_to_the_closest_manual_ad_group(embedder: Embedder) -> None:
+    auto = Keyword(
+        id="kw_9", ad_group_id="ag_auto", text="auto:close-match", match_type=MatchType.BROAD, bid=0.5
+    )
+    rows = rows_for(TERMS | {"bamboo chopping board": ("kw_9", 40, 6, 30.0)})
+    stays = by_text(recommend_keywords(rows, [*KEYWORDS, auto], PRODUCTS, embedder=embedder).suggestions)
+    assert stays["bamboo chopping board"].ad_group_id == "ag_auto"
+    moved = by_text(
+        recommend_keywords(
+            rows, [*KEYWORDS, auto], PRODUCTS, auto_ad_group_ids={"ag_auto"}, embedder=embedder
+        ).suggestions
+    )["bamboo chopping board"]
+    assert moved.ad_group_id == "ag_boards" and moved.source == SuggestionSource.HARVEST
+    assert "automatic targeting in ag_auto" in moved.reason

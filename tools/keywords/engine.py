@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -86,6 +86,7 @@ class _Term:
     orders: int = 0
     sales: float = 0.0
     keyword_ids: set[str] = field(default_factory=set)
+    found_in: str | None = None  # the automatic-targeting ad group a harvested term was found in
 
     def add(self, row: SearchTermDay) -> None:
         self.clicks += row.clicks
@@ -408,6 +409,7 @@ def recommend_keywords(
     min_orders: int = _REC.min_orders,
     min_similarity: float = _REC.min_similarity,
     candidates: Sequence[str] = (),
+    auto_ad_group_ids: Collection[str] = (),
     limit: int = _REC.limit,
     embedder: Embedder | None = None,
 ) -> KeywordRecommendations:
@@ -419,7 +421,8 @@ def recommend_keywords(
     - related: search terms below that bar (and extra `candidates` texts) whose similarity to the closest
       product or converting keyword is >= min_similarity, bid = that keyword's bid (or its ad group's
       median bid); terms that would be suggested as negatives are not offered.
-    target_acos defaults to the account's ACoS over the period.
+    Terms found by automatic targeting (`auto_ad_group_ids`: ad groups of auto campaigns) go to the manual
+    ad group whose keyword is closest in meaning. target_acos defaults to the account's ACoS over the period.
     """
     _validated(
         RecommendOptions,
@@ -453,8 +456,6 @@ def recommend_keywords(
         home = max(rows, key=lambda r: (r.orders, r.clicks, r.spend))
         if text in keyword_texts or _is_negated(text, negatives_by_group[home.ad_group_id]):
             continue
-        if ad_group_id is not None and home.ad_group_id != ad_group_id:
-            continue
         total = _Term(text=text, ad_group_id=home.ad_group_id)
         for r in rows:
             total.clicks += r.clicks
@@ -462,6 +463,11 @@ def recommend_keywords(
             total.orders += r.orders
             total.sales += r.sales
         pooled.append(total)
+
+    if auto_ad_group_ids:
+        _move_out_of_auto(pooled, set(auto_ad_group_ids), keywords, embedder)
+    if ad_group_id is not None:
+        pooled = [t for t in pooled if t.ad_group_id == ad_group_id]
 
     normalized = dict.fromkeys(normalize_text(c) for c in candidates)
     extra = [c for c in normalized if c and c not in keyword_texts and c not in by_text]
@@ -493,6 +499,19 @@ def recommend_keywords(
     )
 
 
+def _move_out_of_auto(
+    pooled: list[_Term], auto: set[str], keywords: Sequence[Keyword], embedder: Embedder
+) -> None:
+    """Terms at home in an auto ad group move to the manual ad group of the closest keyword in meaning."""
+    manual = [k for k in keywords if k.ad_group_id not in auto and k.status == Status.ENABLED]
+    found = [t for t in pooled if t.ad_group_id in auto]
+    if not manual or not found:
+        return
+    sims = embedder.encode([t.text for t in found]) @ embedder.encode([k.text for k in manual]).T
+    for t, best in zip(found, sims.argmax(axis=1), strict=True):
+        t.found_in, t.ad_group_id = t.ad_group_id, manual[int(best)].ad_group_id
+
+
 def _looks_negative(t: _Term, account: _Account) -> bool:
     """Clicked often enough without orders that suggest_negatives (default settings) would flag it."""
     a, b = account.cvr_prior(t.ad_group_id)
@@ -501,14 +520,13 @@ def _looks_negative(t: _Term, account: _Account) -> bool:
 
 def _p_below(t: _Term, account: _Account, cvr_ratio: float) -> float:
     """Posterior probability that the term's conversion rate is below cvr_ratio x its ad group's."""
-    a, b = account.cvr_prior(t.ad_group_id)
-    return float(
-        stats.beta.cdf(cvr_ratio * account.group_cvr[t.ad_group_id], a + t.orders, b + t.clicks - t.orders)
-    )
+    group = t.found_in or t.ad_group_id  # judged against the ad group it was seen in
+    a, b = account.cvr_prior(group)
+    return float(stats.beta.cdf(cvr_ratio * account.group_cvr[group], a + t.orders, b + t.clicks - t.orders))
 
 
 def _harvest(t: _Term, account: _Account, target_acos: float, sim: float, near: str) -> KeywordSuggestion:
-    a, b = account.cvr_prior(t.ad_group_id)
+    a, b = account.cvr_prior(t.found_in or t.ad_group_id)
     cvr_shrunk = (a + t.orders) / (a + b + t.clicks)
     value_per_click = cvr_shrunk * t.sales / t.orders
     cpc = t.spend / t.clicks if t.clicks else 0.0
@@ -524,6 +542,7 @@ def _harvest(t: _Term, account: _Account, target_acos: float, sim: float, near: 
         f"{acos_words} (target {_pct(target_acos)}), CPC ${cpc:.2f}. "
         f"As its own exact keyword at ${bid:.2f}: {_pct(target_acos)} of its ${value_per_click:.2f} value per click"
         + (f", capped at {BID_CAP_X_CPC:g}x its CPC." if capped else ".")
+        + (f" Found by automatic targeting in {t.found_in}." if t.found_in else "")
     )
     return KeywordSuggestion(
         text=t.text,
