@@ -125,3 +125,61 @@ async def test_redis_down_still_serves(tiny_world_path, entities):
         out = await call(session, "what_if", args)
         again = await call(session, "what_if", args)
     assert "error" not in out and out == again and down.hits == 0
+
+
+async def test_budget_allocation_respects_the_total(tiny_world_path):
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        out = await call(session, "allocate_budget", {"days": 7})
+        half = await call(session, "allocate_budget", {"days": 7, "total_budget": out["total_budget"] / 2})
+        err = (await call(session, "allocate_budget", {"campaign_ids": ["cmp_99999"]}))["error"]
+    for res in (out, half):
+        assert res["allocated"] <= res["total_budget"] + 0.01
+        assert sum(c["budget"] for c in res["campaigns"]) == pytest.approx(res["allocated"], abs=0.05)
+    assert out["total_budget"] == pytest.approx(sum(c["current_budget"] for c in out["campaigns"]))
+    assert err["type"] == "UnknownIdError" and err["field"] == "campaign_ids"
+
+
+async def test_ab_test_and_kpi_change(tiny_world_path):
+    store = MarketStore.open(tiny_world_path)
+    exp = store.scoped(ADV).experiments()[0]
+    store.close()
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        ab = await call(session, "ab_test", {"experiment_id": exp.id})
+        plain = await call(session, "ab_test", {"experiment_id": exp.id, "cuped": False})
+        kpi = await call(session, "kpi_change", {"kpi": "sales"})
+        span = await call(
+            session,
+            "kpi_change",
+            {
+                "kpi": "acos",
+                "before_start": "2026-06-01",
+                "before_end": "2026-06-10",
+                "after_start": "2026-06-21",
+            },
+        )
+        err = (await call(session, "kpi_change", {"after_start": "2026-06-01"}))["error"]
+    assert ab["n_control"] + ab["n_treatment"] == exp.n_units
+    assert ab["cuped"] and not plain["cuped"]
+    assert ab["difference"]["std_error"] <= plain["difference"]["std_error"] * 1.001  # CUPED never widens
+    assert sum(c["value"] for c in kpi["contributions"]) == pytest.approx(kpi["change"], abs=0.05)
+    assert "2026-06-24..2026-06-30" in kpi["notes"][0]
+    assert span["kpi"] == "acos" and "2026-06-01..2026-06-10" in span["notes"][0]
+    assert err["field"] == "after_start"
+
+
+@pytest.mark.slow
+async def test_experiment_uplift_reports_effect_and_incrementality(tiny_world_path):
+    store = MarketStore.open(tiny_world_path)
+    exp = store.scoped(ADV).experiments()[0]
+    store.close()
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        out = await call(session, "experiment_uplift", {"experiment_id": exp.id})
+    assert out["experiment_id"] == exp.id and out["n_units"] == exp.n_units
+    ate = out["ate"]
+    assert ate["ci_low"] <= ate["estimate"] <= ate["ci_high"]
+    assert sum(g["n"] for g in out["by_predicted_effect"]) == exp.n_units
+    if exp.kind == "ad_exposure":
+        inc = out["incrementality"]
+        assert inc["attributed_sales"] > 0 and "incremental_roas" in inc
+    else:
+        assert out["incrementality"] is None

@@ -7,6 +7,7 @@ those into structured tool errors. Engines are imported inside handlers so the s
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,15 +15,20 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from tools.errors import InvalidInputError
 from tools.market.data_model import Campaign, Keyword, KeywordMarket, Status
 from tools.mcp_server.context import ToolContext, check_member
 from tools.mcp_server.results import resolve_period
 from tools.mcp_server.schemas import (
+    AbIn,
     Action,
+    AllocateIn,
     BidGoal,
     Change,
+    ExperimentIn,
     Impact,
     KeywordIdeasIn,
+    KpiChangeIn,
     LandscapeIn,
     LandscapeOut,
     LandscapeRow,
@@ -32,6 +38,7 @@ from tools.mcp_server.schemas import (
     RecommendBidIn,
     RecommendBidOut,
     SimOutcome,
+    UpliftOut,
     WhatIfIn,
     WhatIfOut,
 )
@@ -224,8 +231,6 @@ def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOu
     if args.goal == BidGoal.TARGET_ACOS and target is None:
         target = ctx.adv.advertiser.target_acos
     if args.goal != BidGoal.MAX_PROFIT and target is None:
-        from tools.errors import InvalidInputError
-
         raise InvalidInputError(f"{args.goal.value} needs a target", field="target", allowed="> 0")
     res = optimal_bid(
         ctx.adv.keyword_markets([kw.id]),
@@ -250,7 +255,156 @@ def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOu
     )
 
 
+# --- optimizer ---------------------------------------------------------------------------------------------
+
+
+def allocate_budget_tool(ctx: ToolContext, args: AllocateIn) -> BaseModel:
+    from tools.optimize.budget import CampaignInput, allocate_budget
+
+    camps = {c.id: c for c in ctx.adv.campaigns()}
+    if args.campaign_ids is None:
+        ids = [c.id for c in camps.values() if c.status == Status.ENABLED]
+    else:
+        ids = list(dict.fromkeys(args.campaign_ids))
+        for cid in ids:
+            check_member("campaign", cid, set(camps), ctx.advertiser_id, "campaign_ids")
+    inputs = []
+    for cid in ids:
+        sim = _campaign_sim(ctx, cid)
+        if sim.keywords:
+            inputs.append(
+                CampaignInput(
+                    campaign_id=cid,
+                    markets=sim.markets,
+                    bids=sim.bids.tolist(),
+                    margin=float(sim.margins.mean()),
+                    current_budget=sim.campaign.daily_budget,
+                )
+            )
+    if not inputs:
+        raise InvalidInputError("none of these campaigns has keywords to simulate", field="campaign_ids")
+    total = args.total_budget if args.total_budget is not None else sum(c.current_budget or 0 for c in inputs)
+    return allocate_budget(inputs, total, _future_days(ctx, args.days), objective=args.objective, seed=SEED)
+
+
+# --- causal tools -------------------------------------------------------------------------------------------
+
+GATES_GROUPS = 4
+MAX_SEGMENT_COVARIATES = 4
+
+
+def _experiment(ctx: ToolContext, experiment_id: str) -> tuple[Any, Any]:
+    exps = {e.id: e for e in ctx.adv.experiments()}
+    check_member("experiment", experiment_id, set(exps), ctx.advertiser_id, "experiment_id")
+    return exps[experiment_id], ctx.adv.experiment_units(experiment_id)
+
+
+def experiment_uplift(ctx: ToolContext, args: ExperimentIn) -> UpliftOut:
+    from tools.uplift.cate import fit_cate
+    from tools.uplift.effects import effects_by_predicted_group, segment_effects
+    from tools.uplift.incrementality import ad_incrementality
+
+    exp, units = _experiment(ctx, args.experiment_id)
+    fit = fit_cate(
+        units.X,
+        units.treatment,
+        units.outcome,
+        randomized=True,
+        covariate_names=units.covariate_names,
+        seed=SEED,
+    )
+    arm = fit.summary.arms[0]
+    segments: list[Any] = []
+    for j, name in enumerate(units.covariate_names):
+        values = np.unique(units.X[:, j])
+        if len(values) == 2 and len(segments) < 2 * MAX_SEGMENT_COVARIATES:
+            labels = np.where(units.X[:, j] == values[1], f"{name}=yes", f"{name}=no")
+            segments += segment_effects(fit, labels)
+    incrementality = None
+    if units.ad_spend is not None and units.attributed_sales is not None:
+        revenue = units.revenue if units.revenue is not None else units.outcome
+        incrementality = ad_incrementality(
+            revenue,
+            units.treatment,
+            units.ad_spend,
+            units.attributed_sales,
+            expected_treatment_share=exp.treatment_share,
+        )
+    return UpliftOut(
+        experiment_id=exp.id,
+        kind=exp.kind,
+        outcome=exp.outcome,
+        n_units=units.n,
+        ate=arm.ate,
+        estimator=str(arm.estimator),
+        heterogeneity_detected=arm.heterogeneity_detected,
+        by_predicted_effect=effects_by_predicted_group(fit, n_groups=GATES_GROUPS),
+        segments=segments,
+        incrementality=incrementality,
+        message=arm.message,
+        warnings=fit.summary.warnings,
+    )
+
+
+def ab_test(ctx: ToolContext, args: AbIn) -> BaseModel:
+    from tools.uplift.ab import analyze_ab
+
+    exp, units = _experiment(ctx, args.experiment_id)
+    if args.metric == "revenue":
+        if units.revenue is None:
+            raise InvalidInputError(
+                f"experiment {exp.id} has no revenue metric", field="metric", allowed="outcome"
+            )
+        y, pre = units.revenue, None
+    else:
+        y, pre = units.outcome, units.pre_outcome
+    return analyze_ab(
+        y,
+        units.treatment,
+        pre_outcome=pre if args.cuped else None,
+        expected_treatment_share=exp.treatment_share,
+        metric=exp.outcome if args.metric == "outcome" else "revenue",
+    )
+
+
+def kpi_change(ctx: ToolContext, args: KpiChangeIn) -> BaseModel:
+    from tools.uplift.attribution import funnel_attribution
+
+    first, last = ctx.store.start_date, ctx.store.end_date
+    after_end = args.after_end or last
+    after = resolve_period(args.after_start or after_end - dt.timedelta(days=6), after_end, first, last)
+    length = (after.end - after.start).days
+    before_end = args.before_end or after.start - dt.timedelta(days=1)
+    before_start = args.before_start or before_end - dt.timedelta(days=length)
+    if before_end < first:
+        raise InvalidInputError(
+            "there is no data before the after period to compare with",
+            field="after_start",
+            allowed=f"after {first.isoformat()}",
+        )
+    before = resolve_period(max(before_start, first), before_end, first, last)
+    if args.campaign_id is not None:
+        check_member(
+            "campaign",
+            args.campaign_id,
+            {c.id for c in ctx.adv.campaigns()},
+            ctx.advertiser_id,
+            "campaign_id",
+        )
+    ids = [k.id for k in ctx.adv.keywords(campaign_id=args.campaign_id)]
+    rows = [ctx.adv.keyword_days(p.start, p.end, keyword_ids=ids) for p in (before, after)]
+    result = funnel_attribution(
+        rows[0], rows[1], kpi=args.kpi, segment_by="keyword_id" if args.by_keyword else None
+    )
+    note = f"before {before.start}..{before.end}, after {after.start}..{after.end}"
+    return result.model_copy(update={"notes": [note, *result.notes]})
+
+
 HANDLERS: dict[str, Callable[[ToolContext, Any], BaseModel]] = {
+    "allocate_budget": allocate_budget_tool,
+    "experiment_uplift": experiment_uplift,
+    "ab_test": ab_test,
+    "kpi_change": kpi_change,
     "what_if": what_if_tool,
     "bid_landscape": bid_landscape_tool,
     "recommend_bid": recommend_bid_tool,

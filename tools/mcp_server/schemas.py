@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.keywords.models import KeywordRecommendations, NegativeSuggestions
 from tools.market.data_model import MatchType, Status
+from tools.optimize.budget import BudgetAllocation
+from tools.uplift.ab import AbResult
+from tools.uplift.attribution import Attribution, Kpi
+from tools.uplift.cate import EffectEstimate
+from tools.uplift.effects import SegmentEffect
+from tools.uplift.incrementality import IncrementalityResult
 
 
 class _In(BaseModel):
@@ -260,6 +266,54 @@ class RecommendBidOut(_Out):
     note: str
 
 
+# --- optimizer and causal tools --------------------------------------------------------------------------
+
+
+class AllocateIn(_In):
+    total_budget: float | None = Field(None, gt=0, description="daily total; default: current total")
+    campaign_ids: list[str] | None = Field(
+        None, min_length=1, max_length=50, description="default: enabled ones"
+    )
+    objective: Literal["incremental_profit", "incremental_sales"] = "incremental_profit"
+    days: int = Field(14, ge=1, le=90)
+
+
+class ExperimentIn(_In):
+    experiment_id: str
+
+
+class UpliftOut(_Out):
+    experiment_id: str
+    kind: str
+    outcome: str
+    n_units: int
+    ate: EffectEstimate = Field(description="average effect of treatment on the outcome, per unit")
+    estimator: str
+    heterogeneity_detected: bool
+    by_predicted_effect: list[SegmentEffect] = Field(
+        description="units grouped by predicted effect, low to high"
+    )
+    segments: list[SegmentEffect] = Field(description="effect within yes/no covariates")
+    incrementality: IncrementalityResult | None = Field(description="ad holdouts: incremental vs attributed")
+    message: str
+    warnings: list[str]
+
+
+class AbIn(ExperimentIn):
+    metric: Literal["outcome", "revenue"] = "outcome"
+    cuped: bool = Field(True, description="adjust with the pre-period metric")
+
+
+class KpiChangeIn(_In):
+    kpi: Kpi = Kpi.SALES
+    campaign_id: str | None = None
+    by_keyword: bool = Field(True, description="attribute shifts between keywords too")
+    before_start: dt.date | None = Field(None, description="default: the 7 days before after_start")
+    before_end: dt.date | None = None
+    after_start: dt.date | None = Field(None, description="default: the last 7 days")
+    after_end: dt.date | None = None
+
+
 # --- keyword tools (outputs are the keyword engine's own compact models) ------------------------------------
 
 
@@ -395,6 +449,39 @@ TOOLS: list[ToolSpec] = [
         heavy=True,
     ),
     ToolSpec(
+        name="allocate_budget",
+        description="Split a total daily budget across campaigns to maximize incremental profit or sales.",
+        input=AllocateIn,
+        output=BudgetAllocation,
+        cached=True,
+        heavy=True,
+    ),
+    ToolSpec(
+        name="experiment_uplift",
+        description="Causal effect of an experiment: average effect, who responds most, and for ad "
+        "holdouts incremental vs attributed ROAS.",
+        input=ExperimentIn,
+        output=UpliftOut,
+        cached=True,
+        heavy=True,
+    ),
+    ToolSpec(
+        name="ab_test",
+        description="A/B test readout of an experiment: difference, lift, significance, CUPED, sample-ratio check.",
+        input=AbIn,
+        output=AbResult,
+        cached=True,
+        heavy=True,
+    ),
+    ToolSpec(
+        name="kpi_change",
+        description="Why a KPI changed between two periods: exact split into funnel drivers (and keywords).",
+        input=KpiChangeIn,
+        output=Attribution,
+        cached=True,
+        heavy=True,
+    ),
+    ToolSpec(
         name="keyword_ideas",
         description="New keywords to add: converting search terms and related terms, with bids and reasons.",
         input=KeywordIdeasIn,
@@ -486,9 +573,21 @@ def input_schema(spec: ToolSpec, *, admin: bool = False) -> dict[str, Any]:
     return schema
 
 
+def _nullable_numbers(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_nullable_numbers(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _nullable_numbers(v) for k, v in node.items()}
+    if out.get("type") == "number":
+        out["type"] = ["number", "null"]
+    return out
+
+
 def output_schema(spec: ToolSpec) -> dict[str, Any]:
-    raw = spec.output.model_json_schema()
-    schema = _inline(raw, raw.get("$defs", {}), drop_null=False)
+    """The result schema; every number may be null, which is how results report NaN or infinity."""
+    raw = spec.output.model_json_schema(mode="serialization")
+    schema = _nullable_numbers(_inline(raw, raw.get("$defs", {}), drop_null=False))
     schema.pop("$defs", None)
     return schema
 
