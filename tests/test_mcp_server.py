@@ -233,3 +233,62 @@ async def test_budget_pause_and_add_keywords_round_trip(writable_world_path):
     assert "free widget" in {n.text for n in adv.negatives(ad_group_id=group.id)}
     assert len(adv.audit_log()) == 5  # one row per keyword added
     store.close()
+
+
+# --- fuzzing: any arguments give a result or a structured error, never a crash ----------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+KNOWN_ERRORS = {"InvalidInputError", "UnknownIdError", "ScopeError", "ConfirmationError"}
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        ["2026-06-05", "2026-13-45", "kw_0000001", "cmp_00001", "ag_000001", "keyword", "set_bid"]
+    ),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.lists(st.fixed_dictionaries({"text": st.text(max_size=6)}), max_size=2),
+)
+FUZZED = {
+    "performance": [
+        "level",
+        "start",
+        "end",
+        "campaign_id",
+        "ad_group_id",
+        "daily",
+        "sort",
+        "limit",
+        "cursor",
+    ],
+    "search_terms": ["keyword_id", "min_clicks", "sort", "limit", "start"],
+    "propose_change": ["action", "id", "value", "keywords"],
+    "what_if": ["change", "id", "value", "days"],
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    tool=st.sampled_from(sorted(FUZZED)),
+    data=st.data(),
+)
+def test_fuzzed_arguments_never_crash_the_server(tiny_world_path, tool, data):
+    import asyncio
+
+    names = data.draw(st.lists(st.sampled_from([*FUZZED[tool], "bogus"]), max_size=5, unique=True))
+    args = {name: data.draw(json_values) for name in names}
+
+    async def run():
+        async with connect_in_memory(tiny_world_path, ADV, cache=no_cache()) as session:
+            out = await call(session, tool, args)
+            if "error" in out:
+                assert out["error"]["type"] in KNOWN_ERRORS, out
+                assert out["error"]["message"]
+            ok = await call(session, "performance", {"level": "campaign"})
+            assert "error" not in ok
+
+    asyncio.run(run())
