@@ -30,5 +30,9 @@ from tools.uplift.cli import uplift_app  # noqa: E402
 
 app.add_typer(uplift_app, name="uplift")
 
+from training.cli import train_app  # noqa: E402
+
+app.add_typer(train_app, name="train")
+
 if __name__ == "__main__":
     app()

@@ -143,14 +143,14 @@ def preset(name: Preset | str) -> PipelineConfig:
             tokenizer=TokenizerConfig(vocab_size=512),
             model=ModelConfig(
                 hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                max_position_embeddings=4096,
+                max_position_embeddings=8192,
             ),
             data=DataConfig(n_advertisers=6, days=21, dialogues_per_advertiser=3, val_fraction=0.2, test_fraction=0.2),
-            sft=SFTStageConfig(epochs=1, max_steps=2, batch_size=2, learning_rate=1e-3, max_length=2048),
+            sft=SFTStageConfig(epochs=1, max_steps=2, batch_size=2, learning_rate=1e-3, max_length=8192),
             preferences=PreferenceStageConfig(
                 n_prompts=2, candidates_per_prompt=2, max_new_tokens=24, max_steps_per_rollout=2, min_margin=0.0
             ),
-            dpo=DPOStageConfig(epochs=1, max_steps=2, batch_size=2, learning_rate=1e-4, max_length=2048),
+            dpo=DPOStageConfig(epochs=1, max_steps=2, batch_size=2, learning_rate=1e-4, max_length=8192),
             eval=EvalStageConfig(n_tasks=2, max_new_tokens=24, max_steps_per_rollout=2),
         )
     # The shipped default: a few MB on disk, trains on 1-2 CPU threads in well under an hour.

@@ -27,7 +27,10 @@ def sft_dataset(records: list[DialogueRecord], tokenizer: Any, max_length: int) 
 
     too_long = []
     for record, row in zip(records, rows, strict=True):
-        n = len(tokenizer.apply_chat_template(row["messages"], tools=json.loads(row["tools"]), tokenize=True))
+        rendered = tokenizer.apply_chat_template(
+            row["messages"], tools=json.loads(row["tools"]), tokenize=True, return_dict=True
+        )
+        n = len(rendered["input_ids"])
         if n > max_length:
             too_long.append(f"{record.id} ({n} tokens)")
     if too_long:
