@@ -20,15 +20,17 @@ the out-of-fold nuisances.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
 from scipy import stats
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from tools.errors import InvalidInputError
 from tools.uplift.validation import PROPENSITY_CLIP, CausalData, as_matrix, overlap_warnings, prepare
@@ -101,6 +103,7 @@ def effect_estimate(estimate: float, std_error: float, level: float = 0.95) -> E
     )
 
 
+_T = TypeVar("_T")
 MAX_BINS = 63  # coarser histograms: faster fits, no loss of accuracy seen on the benchmark designs
 
 # --- learners ------------------------------------------------------------------------------------------
@@ -213,6 +216,7 @@ class CateFit:
     x_mean: np.ndarray
     x_scale: np.ndarray
     n_covariates: int
+    n_jobs: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def _arm(self, arm: int | None) -> _ArmFit:
@@ -237,7 +241,9 @@ class CateFit:
         if fit.estimator is Estimator.CONSTANT:
             return np.full(x.shape[0], fit.ate)
         z = (x - self.x_mean) / self.x_scale
-        preds = [_predict_fold(f, fit.estimator, x, z) for f in fit.folds]
+        preds = _map_folds(
+            lambda i: _predict_fold(fit.folds[i], fit.estimator, x, z), len(fit.folds), self.n_jobs
+        )
         return np.mean(preds, axis=0)
 
     def oof_cate(self, arm: int | None = None) -> np.ndarray:
@@ -294,8 +300,10 @@ def fit_cate(
     seed: int = 0,
     level: float = 0.95,
     selection_z: float = 2.0,
+    n_jobs: int = 1,
 ) -> CateFit:
-    """Fit effects of each treatment arm versus control (0).
+    """Fit effects of each treatment arm versus control (0); folds run in `n_jobs` threads (on the shared
+    2-core machine one thread was fastest: threads contend for the GIL between the models' compiled steps).
 
     propensity: P(T=1|X) [n] for a binary treatment, or [n, 1+k] over (control, arms); else the treated
     share when ``randomized``, else estimated by a cross-fitted classifier.
@@ -314,7 +322,14 @@ def fit_cate(
         X, treatment, outcome, propensity=propensity, covariate_names=covariate_names, n_folds=n_folds
     )
     return _fit(
-        data, est, randomized=randomized, n_folds=n_folds, seed=seed, level=level, selection_z=selection_z
+        data,
+        est,
+        randomized=randomized,
+        n_folds=n_folds,
+        seed=seed,
+        level=level,
+        selection_z=selection_z,
+        n_jobs=max(1, n_jobs),
     )
 
 
@@ -326,16 +341,27 @@ class _Nuisances:
     propensities: list[_Propensity]  # per fold
 
 
-def _nuisances(data: CausalData, fold: np.ndarray, n_folds: int, seed: int, randomized: bool) -> _Nuisances:
+def _map_folds(fn: Callable[[int], _T], n_folds: int, n_jobs: int) -> list[_T]:
+    """Run one function per fold, in threads when n_jobs > 1. Each model runs single-threaded: on a shared
+    2-core machine OpenMP's busy-waiting threads made one 2-thread fit 5-10x slower than two 1-thread fits."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        if n_jobs <= 1:
+            return [fn(f) for f in range(n_folds)]
+        with ThreadPoolExecutor(max_workers=min(n_jobs, n_folds)) as pool:
+            return list(pool.map(fn, range(n_folds)))
+
+
+def _nuisances(
+    data: CausalData, fold: np.ndarray, n_folds: int, seed: int, randomized: bool, n_jobs: int
+) -> _Nuisances:
     values = [0, *data.arms]
     k = len(values)
     n = data.n
     mu = np.empty((n, k))
     e = np.empty((n, k))
-    models: list[list[_OutcomeModel]] = []
-    props: list[_Propensity] = []
     t_index = np.searchsorted(values, data.treatment)
-    for f in range(n_folds):
+
+    def one_fold(f: int) -> tuple[list[_OutcomeModel], _Propensity]:  # writes only this fold's test rows
         train, test = fold != f, fold == f
         fold_models = []
         for col, value in enumerate(values):
@@ -343,7 +369,6 @@ def _nuisances(data: CausalData, fold: np.ndarray, n_folds: int, seed: int, rand
             model = _fit_outcome(data.X[rows], data.outcome[rows], data.binary_outcome, seed + 31 * f + col)
             mu[test, col] = model.predict(data.X[test])
             fold_models.append(model)
-        models.append(fold_models)
         if data.propensity is not None:  # new rows have no given propensity: the X-learner blends by the mean
             prop = _Propensity(constant=data.propensity[train].mean(axis=0))
             e[test] = data.propensity[test]
@@ -355,8 +380,12 @@ def _nuisances(data: CausalData, fold: np.ndarray, n_folds: int, seed: int, rand
                 model=_classifier(int(train.sum()), seed + 17 * f).fit(data.X[train], t_index[train])
             )
             e[test] = prop.predict(data.X[test])
-        props.append(prop)
-    return _Nuisances(mu=mu, e=e, outcome_models=models, propensities=props)
+        return fold_models, prop
+
+    results = _map_folds(one_fold, n_folds, n_jobs)
+    return _Nuisances(
+        mu=mu, e=e, outcome_models=[r[0] for r in results], propensities=[r[1] for r in results]
+    )
 
 
 def _fit(
@@ -368,11 +397,12 @@ def _fit(
     seed: int,
     level: float,
     selection_z: float,
+    n_jobs: int,
 ) -> CateFit:
     rng = np.random.default_rng(seed)
     fold = _folds(data.treatment, n_folds, rng)
     warnings = list(data.warnings)
-    nz = _nuisances(data, fold, n_folds, seed, randomized)
+    nz = _nuisances(data, fold, n_folds, seed, randomized, n_jobs)
     if data.propensity is not None:
         source = "given"
     elif randomized:
@@ -391,7 +421,7 @@ def _fit(
     summaries: list[ArmSummary] = []
     for col, arm in enumerate(data.arms, start=1):
         arm_fit, arm_summary = _fit_arm(
-            data, z, fold, nz, e_clipped, col, arm, est, n_folds, seed, level, selection_z
+            data, z, fold, nz, e_clipped, col, arm, est, n_folds, seed, level, selection_z, n_jobs
         )
         arms[arm] = arm_fit
         summaries.append(arm_summary)
@@ -405,7 +435,14 @@ def _fit(
         arms=summaries,
         warnings=warnings,
     )
-    return CateFit(summary=summary, arms=arms, x_mean=x_mean, x_scale=x_scale, n_covariates=data.X.shape[1])
+    return CateFit(
+        summary=summary,
+        arms=arms,
+        x_mean=x_mean,
+        x_scale=x_scale,
+        n_covariates=data.X.shape[1],
+        n_jobs=n_jobs,
+    )
 
 
 def _fit_arm(
@@ -421,6 +458,7 @@ def _fit_arm(
     seed: int,
     level: float,
     selection_z: float,
+    n_jobs: int,
 ) -> tuple[_ArmFit, ArmSummary]:
     X, y, t = data.X, data.outcome, data.treatment
     is_arm, is_ctl = t == arm, t == 0
@@ -440,8 +478,8 @@ def _fit_arm(
         else [Estimator.CONSTANT] + ([est] if est is not Estimator.CONSTANT else [])
     )
     oof = {c: np.empty(data.n) for c in wanted}
-    fold_fits: list[_FoldEffect] = []
-    for f in range(n_folds):
+
+    def one_fold(f: int) -> _FoldEffect:  # writes only this fold's test rows
         train, test = fold != f, fold == f
         tr_sub = train & sub
         fe = _FoldEffect(constant=float(phi[train].mean()), linear=np.zeros(z.shape[1] + 1), arm_col=col)
@@ -466,7 +504,9 @@ def _fit_arm(
             oof[Estimator.X][test] = e_test * fe.x_control.predict(X[test]) + (
                 1 - e_test
             ) * fe.x_treated.predict(X[test])
-        fold_fits.append(fe)
+        return fe
+
+    fold_fits = _map_folds(one_fold, n_folds, n_jobs)
 
     # out-of-fold R-loss per row, compared with the constant effect
     def row_loss(tau: np.ndarray) -> np.ndarray:

@@ -1,0 +1,195 @@
+"""Uplift benchmark: PEHE, ATE error and interval coverage per estimator and data set, plus speed.
+
+Data sets: the Nie & Wager designs A-D (8 covariates) and the marketplace's experiments (ad holdout and
+promotion, high and low signal). Estimators: ours (auto selection, linear DML, DR-, X-learner), the
+"no heterogeneity" baseline (the AIPW average effect for everyone), and, when `.venv-peers` exists, EconML
+and causalml run in that environment by subprocess (otherwise they are reported as "not installed").
+Speed: one fit + predict at 100,000 rows x 8 covariates.
+
+    .venv/bin/python evals/benchmarks/bench_uplift.py [--n 10000] [--seeds 2] [--speed-n 100000] [--no-peers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tools.market.experiments import EffectSetup, ExperimentKind, OutcomeKind, simulate_units  # noqa: E402
+from tools.uplift.cate import fit_cate  # noqa: E402
+from tools.uplift.synthetic import nie_wager  # noqa: E402
+
+PEERS_PY = ROOT / ".venv-peers" / "bin" / "python"
+PEERS_SCRIPT = Path(__file__).with_name("uplift_peers.py")
+OURS = ["auto", "linear", "dr", "x"]
+
+
+def datasets(n: int, seed: int) -> dict[str, dict]:
+    out = {}
+    for s in "ABCD":
+        d = nie_wager(s, n, p=8, seed=seed)
+        out[f"nie-wager {s}"] = dict(X=d.X, t=d.treatment, y=d.outcome, tau=d.tau, randomized=False)
+    market = [
+        ("market ad holdout, revenue", ExperimentKind.AD_EXPOSURE, OutcomeKind.REVENUE, 0.35, 1.0),
+        ("market promotion, purchase", ExperimentKind.PROMOTION, OutcomeKind.PURCHASE, 0.35, 1.0),
+        (
+            "market ad holdout, purchase, low signal",
+            ExperimentKind.AD_EXPOSURE,
+            OutcomeKind.PURCHASE,
+            0.08,
+            0.05,
+        ),
+    ]
+    for name, kind, outcome, scale, het in market:
+        units, truth = simulate_units(
+            experiment_id="bench",
+            kind=kind,
+            outcome=outcome,
+            n_units=n,
+            treatment_share=0.5,
+            setup=EffectSetup(scale=scale, heterogeneity=het, low_signal=scale < 0.1),
+            seed=seed,
+        )
+        out[name] = dict(X=units.X, t=units.treatment, y=units.outcome, tau=truth.tau, randomized=True)
+    return out
+
+
+def run_ours(d: dict, estimator: str, seed: int) -> dict:
+    start = time.perf_counter()
+    fit = fit_cate(d["X"], d["t"], d["y"], estimator=estimator, randomized=d["randomized"], seed=seed)
+    cate = fit.predict(d["X"])
+    seconds = time.perf_counter() - start
+    ate = fit.summary.arms[0].ate
+    return dict(
+        cate=cate,
+        ate=ate.estimate,
+        ci=(ate.ci_low, ate.ci_high),
+        seconds=seconds,
+        chosen=fit.summary.arms[0].estimator,
+    )
+
+
+def run_peers(d: dict, only: str | None = None) -> dict[str, dict] | None:
+    if not PEERS_PY.exists():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = dict(X=d["X"], treatment=d["t"], outcome=d["y"])
+        if d["randomized"]:
+            arrays["propensity"] = np.full(d["t"].shape[0], d["t"].mean())
+        np.savez(Path(tmp) / "in.npz", **arrays)
+        cmd = [str(PEERS_PY), str(PEERS_SCRIPT), str(Path(tmp) / "in.npz"), str(Path(tmp) / "out.json")]
+        if only:
+            cmd.append(only)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin"}
+        )
+        if proc.returncode != 0:
+            return {"peers": {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}}
+        result: dict[str, dict] = json.loads((Path(tmp) / "out.json").read_text())
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--speed-n", type=int, default=100_000)
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    peers_available = PEERS_PY.exists() and not args.no_peers
+    print(
+        f"peers (EconML, causalml): {'in ' + str(PEERS_PY.parent.parent) if peers_available else 'not installed'}"
+    )
+
+    if not args.skip_accuracy:
+        # name -> estimator -> list of (pehe, ate_err, covered or None, seconds)
+        table: dict[str, dict[str, list]] = {}
+        for seed in range(args.seeds):
+            for name, d in datasets(args.n, seed).items():
+                rows = table.setdefault(name, {})
+                true_ate = float(d["tau"].mean())
+                for est in OURS:
+                    r = run_ours(d, est, seed)
+                    label = f"ours {est}" + (
+                        f" (chose {r['chosen'].value})" if est == "auto" and args.seeds == 1 else ""
+                    )
+                    rows.setdefault(f"ours {est}", []).append(_score(r, d["tau"], true_ate))
+                    if est == "auto":
+                        const = dict(
+                            cate=np.full(d["tau"].shape[0], r["ate"]), ate=r["ate"], ci=r["ci"], seconds=0.0
+                        )
+                        rows.setdefault("no heterogeneity (ATE for all)", []).append(
+                            _score(const, d["tau"], true_ate)
+                        )
+                        rows.setdefault("ours auto: chose", []).append(r["chosen"].value)
+                    del label
+                if peers_available:
+                    for peer, r in (run_peers(d) or {}).items():
+                        if "error" in r:
+                            rows.setdefault(peer, []).append(("error", r["error"][:80]))
+                            continue
+                        r["cate"] = np.asarray(r["cate"])
+                        rows.setdefault(peer, []).append(_score(r, d["tau"], true_ate))
+                print(f"  done {name} seed {seed}", file=sys.stderr, flush=True)
+        print(
+            f"\naccuracy at n={args.n:,}, 8 covariates, {args.seeds} seed(s); coverage = share of seeds whose 95% CI holds the true ATE"
+        )
+        print(
+            f"{'data set':42s} {'estimator':34s} {'PEHE':>9s} {'|ATE err|':>10s} {'coverage':>9s} {'fit+pred s':>10s}"
+        )
+        for name, rows in table.items():
+            for est, vals in rows.items():
+                if est == "ours auto: chose":
+                    print(f"{name:42s} {'  auto chose':34s} {', '.join(vals)}")
+                    continue
+                if vals and vals[0][0] == "error":
+                    print(f"{name:42s} {est:34s} error: {vals[0][1]}")
+                    continue
+                arr = np.array(
+                    [(v[0], v[1], np.nan if v[2] is None else v[2], v[3]) for v in vals], dtype=float
+                )
+                cov = "-" if np.isnan(arr[:, 2]).all() else f"{np.nanmean(arr[:, 2]):.0%}"
+                print(
+                    f"{name:42s} {est:34s} {arr[:, 0].mean():9.4f} {arr[:, 1].mean():10.4f} {cov:>9s} {arr[:, 3].mean():10.2f}"
+                )
+            print()
+
+    # speed: one fit + predict at speed_n x 8
+    d = datasets(args.speed_n, 0)["nie-wager D"]
+    print(f"speed: fit + predict, {args.speed_n:,} rows x 8 covariates (Nie-Wager D, propensity estimated)")
+    for est in ["auto", "linear"]:
+        r = run_ours(d, est, 0)
+        pe, ae, _, sec = _score(r, d["tau"], float(d["tau"].mean()))
+        print(f"  ours {est:28s} {sec:7.2f} s   PEHE {pe:.4f}  |ATE err| {ae:.4f}")
+    if peers_available:
+        for peer, r in (run_peers(d, "LinearDML,X-learner") or {}).items():
+            if "error" in r:
+                print(f"  {peer:33s} error: {r['error'][:100]}")
+                continue
+            pe, ae, _, sec = _score({**r, "cate": np.asarray(r["cate"])}, d["tau"], float(d["tau"].mean()))
+            print(f"  {peer:33s} {sec:7.2f} s   PEHE {pe:.4f}  |ATE err| {ae:.4f}")
+    else:
+        print(
+            "  peers: not installed (python -m venv .venv-peers && .venv-peers/bin/pip install econml causalml)"
+        )
+
+
+def _score(r: dict, tau: np.ndarray, true_ate: float) -> tuple[float, float, bool | None, float]:
+    pehe = float(np.sqrt(np.mean((np.asarray(r["cate"]) - tau) ** 2)))
+    ci = r.get("ci")
+    covered = None if ci is None else bool(ci[0] <= true_ate <= ci[1])
+    return pehe, abs(float(r["ate"]) - true_ate), covered, float(r["seconds"])
+
+
+if __name__ == "__main__":
+    main()
