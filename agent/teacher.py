@@ -37,7 +37,7 @@ CallTool = Callable[[str, dict[str, Any]], Awaitable[str]]
 _KW = re.compile(r"\bkw_\d+\b")
 _CMP = re.compile(r"\bcmp_\d+\b")
 _AG = re.compile(r"\bag_\d+\b")
-_VALUE = re.compile(r"(?:\bto\b|=|\bat\b|:)\s*\$?\s*(-?\d+(?:\.\d+)?)")
+_VALUE = re.compile(r"(?:\bto\b|=|\bat\b|\bof\b|\bwere\b|:)\s*\$?\s*(-?\d+(?:\.\d+)?)")
 
 
 class Intent(StrEnum):
@@ -53,6 +53,11 @@ class Intent(StrEnum):
     SET_BUDGET = "set_budget"
     PAUSE = "pause"
     ENABLE = "enable"
+    WHAT_IF = "what_if"  # simulate a change the user names
+    BEST_BID = "best_bid"  # recommend_bid for a keyword the user names
+    NEGATIVES = "negatives"
+    NEW_KEYWORDS = "new_keywords"
+    WHY_KPI = "why_kpi"  # KPI-change attribution between two periods
     CONFIRM = "confirm"
     REJECT = "reject"
     REFUSE = "refuse"
@@ -108,6 +113,16 @@ def detect(question: str) -> Intent:
         return Intent.CONFIRM
     if re.match(r"\W*(no|nope|cancel|don't|do not|leave it|never ?mind)\b", q):
         return Intent.REJECT
+    if re.search(r"\b(what if|what happens|what would happen|simulate)\b", q) and ("bid" in q or "budget" in q):
+        return Intent.WHAT_IF
+    if re.search(r"\b(best|optimal|right|ideal)\b.{0,12}\bbid\b", q) and _KW.search(q):
+        return Intent.BEST_BID
+    if re.search(r"\bnegatives?\b|\bexclude\b", q):
+        return Intent.NEGATIVES
+    if re.search(r"\b(new|more|other|additional)\b.{0,15}\bkeywords?\b|\bkeyword ideas\b|\bkeywords? (should|could) i add\b", q):
+        return Intent.NEW_KEYWORDS
+    if re.search(r"\bwhy\b.{0,40}\b(acos|sales|orders|clicks|spend|roas)\b", q):
+        return Intent.WHY_KPI
     if re.search(r"\b(pause|stop)\b", q) and (_KW.search(q) or _CMP.search(q) or _AG.search(q)):
         return Intent.PAUSE
     if re.search(r"\b(enable|resume|unpause|reactivate)\b", q) and (_KW.search(q) or _CMP.search(q) or _AG.search(q)):
@@ -194,7 +209,9 @@ def _scope(messages: Sequence[dict[str, Any]]) -> str | None:
 
 
 def money(x: Any) -> str:
-    return "n/a" if x is None else f"${float(x):.2f}"
+    if x is None:
+        return "n/a"
+    return f"-${-float(x):.2f}" if float(x) < 0 else f"${float(x):.2f}"
 
 
 def pct(x: Any) -> str:
@@ -205,19 +222,38 @@ def _metrics(row: dict[str, Any]) -> str:
     return f"spend {money(row.get('spend'))}, sales {money(row.get('sales'))}, {row.get('orders', 0)} orders, ACoS {pct(row.get('acos'))}"
 
 
+def _mean(x: Any) -> float | None:
+    if isinstance(x, dict):
+        x = x.get("mean")
+    return float(x) if isinstance(x, int | float) else None
+
+
+def _range(x: Any) -> str:
+    """'$7.76 (range -$16.74 to $31.31)' from a {mean, low, high} block."""
+    if not isinstance(x, dict):
+        return money(x)
+    return f"{money(x.get('mean'))} (range {money(x.get('low'))} to {money(x.get('high'))})"
+
+
 def _impact_text(impact: Any) -> str:
-    if not isinstance(impact, dict):
+    """One sentence on a simulated change: incremental profit with its range, spend and sales deltas."""
+    if not isinstance(impact, dict) or not isinstance(impact.get("difference"), dict):
         return "No simulation is available for this change."
-    before, after = impact.get("before") or {}, impact.get("after") or {}
-    parts = []
-    for key in ("profit", "incremental_profit", "sales", "spend", "orders", "acos"):
-        b, a = before.get(key), after.get(key)
-        if isinstance(b, int | float) and isinstance(a, int | float):
-            shown = (pct(b), pct(a)) if key == "acos" else (money(b), money(a)) if key != "orders" else (b, a)
-            parts.append(f"{key.replace('_', ' ')} {shown[0]} -> {shown[1]}")
+    diff = impact["difference"]
     days = impact.get("days")
-    head = f"Simulated over {days} days: " if days else "Simulated: "
-    return head + ("; ".join(parts) if parts else "no measurable change") + "."
+    parts = [f"incremental profit {_range(diff.get('incremental_profit'))}"]
+    for key in ("spend", "sales"):
+        if _mean(diff.get(key)) is not None:
+            parts.append(f"{key} {money(_mean(diff.get(key)))}")
+    head = f"Simulated over the next {days} days vs. no change: " if days else "Simulated vs. no change: "
+    return head + ", ".join(parts) + "."
+
+
+def impact_profit(impact: Any) -> float | None:
+    """Mean simulated incremental profit of a change (what_if result or propose_change impact)."""
+    if not isinstance(impact, dict):
+        return None
+    return _mean((impact.get("difference") or {}).get("incremental_profit"))
 
 
 def _call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -384,6 +420,7 @@ def _propose_answer(result: dict[str, Any], lead: str = "") -> dict[str, Any]:
 
 
 def _plan_fix_budget(q: str, messages: Sequence[dict[str, Any]], done: list, available: set[str]) -> dict[str, Any]:
+    """Diagnose (budget-capped campaign within target) -> simulate a 50% raise -> propose it if it pays."""
     if (missing := _need(available, "account_overview", "propose_change")) is not None:
         return _say(missing)
     overview = _first(done, "account_overview")
@@ -399,17 +436,27 @@ def _plan_fix_budget(q: str, messages: Sequence[dict[str, Any]], done: list, ava
             "No campaign is both limited by its budget and within your ACoS target, so I would not raise a budget now."
         )
     c = max(capped, key=lambda c: (c["budget_capped_days"], -c["acos"]))
-    proposal = _first(done, "propose_change")
-    if proposal is None:
-        return _call("propose_change", {"action": "set_budget", "id": c["id"], "value": float(round(c["daily_budget"] * 1.5))})
+    new_budget = float(round(c["daily_budget"] * 1.5))
     lead = (
         f"{c['name']} ({c['id']}) ran out of budget on {c['budget_capped_days']} days with ACoS {pct(c['acos'])}"
         + (f", within your {pct(target)} target" if target else "") + "."
     )
+    simulated = _first(done, "what_if")
+    if simulated is None and "what_if" in available:
+        return _call("what_if", {"change": "budget", "id": c["id"], "value": new_budget})
+    if simulated is not None and (impact_profit(simulated) or 0) <= 0:
+        return _say(
+            f"{lead} But raising its budget to {money(new_budget)} would not pay: {_impact_text(simulated)} "
+            "I would keep the budget."
+        )
+    proposal = _first(done, "propose_change")
+    if proposal is None:
+        return _call("propose_change", {"action": "set_budget", "id": c["id"], "value": new_budget})
     return _propose_answer(proposal, lead)
 
 
 def _plan_fix_acos(q: str, messages: Sequence[dict[str, Any]], done: list, available: set[str]) -> dict[str, Any]:
+    """Diagnose (worst ACoS keyword) -> simulate (best bid for incremental profit) -> propose it."""
     if (missing := _need(available, "performance", "propose_change")) is not None:
         return _say(missing)
     perf = _first(done, "performance")
@@ -419,15 +466,117 @@ def _plan_fix_acos(q: str, messages: Sequence[dict[str, Any]], done: list, avail
     account_acos = perf["totals"].get("acos")
     if worst is None or account_acos is None or worst["acos"] <= account_acos:
         return _say("No keyword stands out: none has an ACoS above the account's, so I would keep the bids.")
+    best = _first(done, "recommend_bid")
+    if best is None and "recommend_bid" in available:
+        return _call("recommend_bid", {"keyword_id": worst["id"]})
+    if best is not None and best.get("feasible") and best.get("bid"):
+        new_bid = max(0.02, round(float(best["bid"]), 2))
+    else:
+        new_bid = max(0.02, round(worst["bid"] * account_acos / worst["acos"], 2))
+    if abs(new_bid - float(worst["bid"])) < 0.01:
+        return _say(
+            f"'{worst['name']}' ({worst['id']}) has the highest ACoS ({pct(worst['acos'])}), but its bid of "
+            f"{money(worst['bid'])} is already the best for incremental profit, so I would keep it."
+        )
     proposal = _first(done, "propose_change")
     if proposal is None:
-        new_bid = max(0.05, round(worst["bid"] * account_acos / worst["acos"], 2))
         return _call("propose_change", {"action": "set_bid", "id": worst["id"], "value": new_bid})
-    lead = (
-        f"'{worst['name']}' ({worst['id']}) has ACoS {pct(worst['acos'])}, above the account's {pct(account_acos)}, "
-        f"so I suggest a lower bid."
-    )
+    lead = f"'{worst['name']}' ({worst['id']}) has ACoS {pct(worst['acos'])} vs the account's {pct(account_acos)}."
+    if best is not None and best.get("feasible"):
+        lead += f" The simulator's best bid for incremental profit is {money(new_bid)} (now {money(best.get('current_bid'))})."
     return _propose_answer(proposal, lead)
+
+
+def _plan_what_if(q: str, messages: Sequence[dict[str, Any]], done: list, available: set[str]) -> dict[str, Any]:
+    if (missing := _need(available, "what_if")) is not None:
+        return _say(missing)
+    result = _first(done, "what_if")
+    if result is not None:
+        c = result.get("change") or {}
+        verdict = "worth it" if (impact_profit(result) or 0) > 0 else "not worth it on incremental profit"
+        return _say(
+            f"Changing the {c.get('field')} of {c.get('id')} from {money(c.get('before'))} to {money(c.get('after'))}: "
+            f"{_impact_text(result)} By this simulation the change is {verdict}."
+        )
+    budget = "budget" in q.lower() and not ("bid" in q.lower() and _KW.search(q))
+    target = _explicit(q, messages, _CMP if budget else _KW)
+    value = _VALUE.search(q.lower())
+    if target is None or value is None:
+        return _say("Tell me the keyword or campaign id and the new value, e.g. 'what if I set kw_0000012's bid to 0.80?'")
+    return _call("what_if", {"change": "budget" if budget else "bid", "id": target, "value": float(value.group(1))})
+
+
+def _plan_best_bid(q: str, messages: Sequence[dict[str, Any]], done: list, available: set[str]) -> dict[str, Any]:
+    if (missing := _need(available, "recommend_bid")) is not None:
+        return _say(missing)
+    result = _first(done, "recommend_bid")
+    if result is None:
+        target = _explicit(q, messages, _KW)
+        if target is None:
+            return _say("Which keyword? Give me its id (like kw_0000012).")
+        return _call("recommend_bid", {"keyword_id": target})
+    at_bid, at_now = result.get("at_bid") or {}, result.get("at_current") or {}
+    return _say(
+        f"For {result['keyword_id']} the bid with the most incremental profit is {money(result.get('bid'))} "
+        f"(now {money(result.get('current_bid'))}): incremental profit {_range(at_bid.get('incremental_profit'))} "
+        f"vs {money(_mean(at_now.get('incremental_profit')))} at the current bid, ACoS {pct(at_bid.get('acos'))}."
+    )
+
+
+def _plan_negatives(q: str, messages: Sequence[dict[str, Any]], done: list, available: set[str]) -> dict[str, Any]:
+    if (missing := _need(available, "negative_ideas")) is not None:
+        return _say(missing)
+    result = _first(done, "negative_ideas")
+    if result is None:
+        return _call("negative_ideas", {"limit": 3})
+    rows = result.get("suggestions", [])
+    if not rows:
+        return _say("I found no search terms worth excluding: the ones you pay for convert about as expected.")
+    lines = ["Search terms to add as negative keywords:"]
+    lines += [
+        f"- '{r['text']}' in {r['ad_group_id']}: {money(r['spend'])} spent, {r['orders']} orders from {r['clicks']} clicks"
+        for r in rows[:3]
+    ]
+    return _say("\n".join(lines) + "\nI can propose adding them as negatives if you want.")
+
+
+def _plan_new_keywords(q: str, messages: Sequence[dict[str, Any]], done: list, available: set[str]) -> dict[str, Any]:
+    if (missing := _need(available, "keyword_ideas")) is not None:
+        return _say(missing)
+    result = _first(done, "keyword_ideas")
+    if result is None:
+        return _call("keyword_ideas", {"limit": 3})
+    rows = result.get("suggestions", [])
+    if not rows:
+        return _say("I found no new keywords worth adding right now.")
+    lines = ["Keywords to add:"]
+    lines += [
+        f"- '{r['text']}' ({r['match_type']}) in {r['ad_group_id']} at a bid of {money(r.get('bid'))}"
+        + (f": {r['orders']} orders from {r['clicks']} clicks as a search term, ACoS {pct(r.get('acos'))}" if r.get("clicks") else "")
+        for r in rows[:3]
+    ]
+    return _say("\n".join(lines))
+
+
+def _plan_why_kpi(q: str, messages: Sequence[dict[str, Any]], done: list, available: set[str]) -> dict[str, Any]:
+    if (missing := _need(available, "kpi_change")) is not None:
+        return _say(missing)
+    result = _first(done, "kpi_change")
+    if result is None:
+        kpi = next((k for k in ("acos", "roas", "sales", "orders", "clicks", "spend") if k in q.lower()), "sales")
+        return _call("kpi_change", {"kpi": kpi})
+    kpi = result["kpi"]
+    show = pct if kpi == "acos" else money if kpi in ("sales", "spend") else (lambda x: str(x))
+    drivers = sorted(result.get("contributions", []), key=lambda c: -abs(c.get("value") or 0))
+    top = drivers[0] if drivers else None
+    label = {"acos": "ACoS", "roas": "ROAS"}.get(kpi, kpi.capitalize())
+    text = f"{label} went from {show(result['before'])} to {show(result['after'])}."
+    if top is not None:
+        text += f" The biggest driver is {top['name'].replace('_', ' ')} ({100 * float(top.get('share') or 0):.0f}% of the change)"
+        if len(drivers) > 1:
+            text += f", then {drivers[1]['name'].replace('_', ' ')} ({100 * float(drivers[1].get('share') or 0):.0f}%)"
+        text += "."
+    return _say(text)
 
 
 def _explicit(q: str, messages: Sequence[dict[str, Any]], pattern: re.Pattern[str]) -> str | None:
@@ -507,6 +656,11 @@ _PLANS: dict[Intent, Callable[..., dict[str, Any]]] = {
     Intent.SET_BUDGET: _plan_set("set_budget", _CMP),
     Intent.PAUSE: _plan_status("pause"),
     Intent.ENABLE: _plan_status("enable"),
+    Intent.WHAT_IF: _plan_what_if,
+    Intent.BEST_BID: _plan_best_bid,
+    Intent.NEGATIVES: _plan_negatives,
+    Intent.NEW_KEYWORDS: _plan_new_keywords,
+    Intent.WHY_KPI: _plan_why_kpi,
     Intent.CONFIRM: _plan_confirm,
     Intent.REJECT: _plan_reject,
     Intent.REFUSE: _plan_refuse,
@@ -517,7 +671,6 @@ def _recover(intent: Intent, q: str, done: list, available: set[str]) -> dict[st
     """After a tool error: list the valid ids once for an unknown id, else explain the error's limits."""
     name, args, result = next(d for d in done if isinstance(d[2], dict) and "error" in d[2])
     error = result["error"]
-    message = str(error.get("message", "the tool refused the request")).rstrip(".")
     if error.get("type") == "UnknownIdError" and "performance" in available and len(done) == 1:
         level = "campaign" if str(args.get("id", "")).startswith("cmp_") else "keyword"
         return _call("performance", {"level": level, "sort": "spend", "limit": 5})
@@ -526,8 +679,13 @@ def _recover(intent: Intent, q: str, done: list, available: set[str]) -> dict[st
         listed = ", ".join(f"{r['id']} ('{r['name']}')" for r in rows[:3])
         text = str(done[0][2]["error"].get("message") or "That id is not in your account")
         return _say(f"{text[:1].upper()}{text[1:]}. Yours include {listed}.")
-    allowed = f" Allowed: {error['allowed']}." if error.get("allowed") else ""
-    return _say(f"I couldn't do that: {message}.{allowed}")
+    # The limits sit inside the error's text, which the output guardrail does not count as a number source,
+    # so the answer names the field and the kind of problem without restating the figures.
+    field = error.get("field") or "value"
+    if error.get("type") == "InvalidInputError":
+        return _say(f"I couldn't do that: the {field} you asked for is outside the allowed range. "
+                    "Give me a value within the limit and I will simulate it first.")
+    return _say(f"I couldn't do that: the tool refused the request ({error.get('type', 'error')} on {field}).")
 
 
 async def run_policy(
@@ -595,6 +753,25 @@ PHRASES: dict[Intent, list[str]] = {
         "Make {cmp}'s budget {value}? I mean set it to {value}.", "Update {cmp} budget to {value}",
     ],
     Intent.PAUSE: ["Pause {kw}.", "Please stop keyword {kw}.", "Pause campaign {cmp}."],
+    Intent.WHAT_IF: [
+        "What if I set the bid of {kw} to {value}?", "What happens if I change {kw}'s bid to {value}?",
+        "Simulate a bid of {value} on {kw}.", "What would happen if the bid on {kw} were {value}?",
+    ],
+    Intent.BEST_BID: [
+        "What is the best bid for {kw}?", "What's the optimal bid for {kw}?", "What is the right bid for {kw}?",
+    ],
+    Intent.NEGATIVES: [
+        "Which search terms should I add as negatives?", "Suggest negative keywords.",
+        "What should I exclude to stop wasting spend?",
+    ],
+    Intent.NEW_KEYWORDS: [
+        "Suggest new keywords to add.", "Which keywords should I add?", "Give me some keyword ideas.",
+        "Are there more keywords I could bid on?",
+    ],
+    Intent.WHY_KPI: [
+        "Why did my ACoS change last week?", "Why did my sales change?", "Why did my orders move recently?",
+        "Why did my spend change this week?",
+    ],
     Intent.CONFIRM: ["Yes, apply it.", "Confirm.", "Go ahead.", "Yes please, do it.", "OK, apply it."],
     Intent.REJECT: ["No, cancel that.", "No thanks, leave it.", "Cancel.", "Don't apply it."],
 }
@@ -621,7 +798,8 @@ class Kind(StrEnum):
 
 
 KIND_WEIGHTS: dict[Kind, float] = {
-    Kind.DIAGNOSE: 0.3, Kind.RECOMMEND: 0.2, Kind.PROPOSE: 0.15, Kind.FOLLOW_UP: 0.15, Kind.REFUSE: 0.1, Kind.RECOVER: 0.1,
+    Kind.DIAGNOSE: 0.25, Kind.SIMULATE: 0.15, Kind.RECOMMEND: 0.2, Kind.PROPOSE: 0.1, Kind.FOLLOW_UP: 0.12,
+    Kind.REFUSE: 0.1, Kind.RECOVER: 0.08,
 }
 
 
@@ -639,8 +817,16 @@ def _user_turns(kind: Kind, rng: np.random.Generator, ctx: dict[str, Any]) -> li
     cmp = _choice(rng, ctx["campaigns"])
     if kind is Kind.DIAGNOSE:
         intent = _choice(rng, [Intent.OVERVIEW, Intent.CAMPAIGNS, Intent.TOP_KEYWORDS, Intent.WORST_ACOS,
-                               Intent.SEARCH_TERMS, Intent.BUDGET_CAPPED])
+                               Intent.SEARCH_TERMS, Intent.BUDGET_CAPPED, Intent.WHY_KPI, Intent.NEGATIVES,
+                               Intent.NEW_KEYWORDS])
         return [_phrase(rng, _choice(rng, PHRASES[intent]))]
+    if kind is Kind.SIMULATE and kw is None:  # no keyword to simulate: ask a diagnosis instead
+        return [_phrase(rng, _choice(rng, PHRASES[Intent.WHY_KPI]))]
+    if kind is Kind.SIMULATE and kw is not None:
+        if rng.random() < 0.35:
+            return [_phrase(rng, _choice(rng, PHRASES[Intent.BEST_BID]), kw=kw["id"])]
+        value = max(0.05, round(kw["bid"] * float(rng.choice([0.5, 0.7, 0.8, 1.2, 1.5, 2.0])), 2))
+        return [_phrase(rng, _choice(rng, PHRASES[Intent.WHAT_IF]), kw=kw["id"], value=f"{value:.2f}")]
     if kind is Kind.RECOMMEND:
         intent = _choice(rng, [Intent.FIX_BUDGET, Intent.FIX_ACOS])
         return [_phrase(rng, _choice(rng, PHRASES[intent]))]
@@ -681,20 +867,10 @@ def _label(kind: Kind, added: list[dict[str, Any]]) -> tuple[dict[str, Any] | No
             if c["function"]["name"] == "propose_change":
                 result = results.get(c["id"])
                 if isinstance(result, dict) and "error" not in result:
-                    action = {"arguments": json.loads(c["function"]["arguments"]), "value": _profit(result.get("impact"))}
+                    action = {"arguments": json.loads(c["function"]["arguments"]), "value": impact_profit(result.get("impact"))}
     answer = next((m.get("content") or "" for m in reversed(added) if m.get("role") == "assistant"), "")
     facts = sorted(set(_KW.findall(answer)) | set(_CMP.findall(answer)))[:2]
     return action, facts
-
-
-def _profit(impact: Any) -> float | None:
-    if not isinstance(impact, dict):
-        return None
-    before, after = impact.get("before") or {}, impact.get("after") or {}
-    for key in ("incremental_profit", "profit"):
-        if isinstance(before.get(key), int | float) and isinstance(after.get(key), int | float):
-            return round(float(after[key]) - float(before[key]), 2)
-    return None
 
 
 async def advertiser_context(call_tool: CallTool) -> dict[str, Any]:

@@ -76,14 +76,10 @@ def proposal_value(messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | Non
 
 
 def impact_profit(impact: Any) -> float | None:
-    """Incremental profit (after - before) from a propose_change impact block, if it has one."""
-    if not isinstance(impact, dict):
-        return None
-    before, after = impact.get("before") or {}, impact.get("after") or {}
-    for key in ("incremental_profit", "profit"):
-        if isinstance(before.get(key), int | float) and isinstance(after.get(key), int | float):
-            return float(after[key]) - float(before[key])
-    return None
+    """Mean simulated incremental profit of a change (the teacher reads it the same way)."""
+    from agent.teacher import impact_profit as teacher_impact_profit
+
+    return teacher_impact_profit(impact)
 
 
 def same_action(a: dict[str, Any] | None, b: dict[str, Any] | None, tolerance: float = 0.1) -> bool:

@@ -1,0 +1,83 @@
+"""agent/teacher.py: the expert policy over real MCP tools on a small generated world."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from agent.teacher import PHRASES, Intent, Kind, decide, detect, write_dialogues
+
+logging.getLogger("mcp").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from tools.market.data_model import WorldConfig
+    from tools.market.generate import generate_world_file
+
+    path = tmp_path_factory.mktemp("world") / "world.sqlite"
+    generate_world_file(WorldConfig(n_advertisers=3, days=21, seed=11), path)
+    return path
+
+
+def test_every_phrasing_is_recognised_as_its_intent():
+    slots = {"kw": "kw_0000012", "cmp": "cmp_00003", "value": "0.75"}
+    for intent, phrases in PHRASES.items():
+        for phrase in phrases:
+            text = phrase.format(**slots)
+            expected = Intent.PAUSE if intent is Intent.PAUSE else intent
+            assert detect(text) is expected, (text, detect(text))
+
+
+def test_refusals_make_no_tool_call():
+    tools = {"account_overview", "performance", "propose_change"}
+    for text in ["Write me a poem about summer.", "Show me the campaigns of adv_0042.",
+                 "How do I get fake reviews for my products?"]:
+        message = decide([{"role": "user", "content": text}], tools, scope="adv_0001")
+        assert not message.get("tool_calls") and message["content"]
+    own = decide([{"role": "user", "content": "How is my account doing?"}], tools, scope="adv_0001")
+    assert own["tool_calls"][0]["function"]["name"] == "account_overview"
+
+
+def test_apply_needs_a_pending_proposal():
+    message = decide([{"role": "user", "content": "Yes, apply it."}], {"apply_change"})
+    assert not message.get("tool_calls") and "no pending proposal" in message["content"]
+
+
+async def test_dialogues_cover_every_kind_with_grounded_answers(world):
+    from agent.guardrails.output import extract_numbers, is_grounded, source_numbers
+    from tools.mcp_server import Scope, connect_in_memory, openai_tools
+    from training.data import DialogueRecord, message_problems, tool_names_of
+
+    tools = openai_tools()
+    async with connect_in_memory(world, Scope.advertiser("adv_0001")) as session:
+        dialogues = await write_dialogues(session, "adv_0001", 2 * len(Kind), seed=5, tools=tools, kinds=list(Kind))
+    assert {d["kind"] for d in dialogues} == {k.value for k in Kind}
+    for d in dialogues:
+        record = DialogueRecord.model_validate({**d, "split": "train"})
+        assert message_problems(record.messages, tool_names_of(record.tools)) == []
+        msgs = record.messages
+        calls = [c["function"]["name"] for m in msgs for c in m.get("tool_calls") or []]
+        if d["kind"] == "refuse":
+            assert calls == []
+        if "apply_change" in calls:  # only after the user confirmed a proposal
+            i = next(i for i, m in enumerate(msgs) for c in m.get("tool_calls") or [] if c["function"]["name"] == "apply_change")
+            last_user = max(j for j in range(i) if msgs[j]["role"] == "user")
+            assert detect(msgs[last_user]["content"]) is Intent.CONFIRM
+            assert any(c == "propose_change" for c in calls[: calls.index("apply_change")])
+        # every number in every answer is grounded in this dialogue's tool results or the user's words
+        tool_texts = [m["content"] for m in msgs if m["role"] == "tool"]
+        tool_texts += [c["function"]["arguments"] for m in msgs for c in m.get("tool_calls") or []]
+        sources = source_numbers(tool_texts, [m["content"] for m in msgs if m["role"] == "user"])
+        for m in msgs:
+            if m["role"] == "assistant" and m.get("content"):
+                bad = [n.raw for n in extract_numbers(m["content"]) if not is_grounded(n, sources)]
+                assert bad == [], (d["kind"], m["content"], bad)
+    recommend = [d for d in dialogues if d["kind"] == "recommend" and d["action"]]
+    assert recommend and all(isinstance(d["action"]["value"], float) for d in recommend)
+    recover = [d for d in dialogues if d["kind"] == "recover"]
+    assert all(any('"error"' in (m["content"] or "") for m in d["messages"] if m["role"] == "tool") for d in recover)
+    assert len({json.dumps(d["messages"][1]["content"]) for d in dialogues}) > len(Kind)  # varied phrasings
