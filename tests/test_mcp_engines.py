@@ -183,3 +183,34 @@ async def test_experiment_uplift_reports_effect_and_incrementality(tiny_world_pa
         assert inc["attributed_sales"] > 0 and "incremental_roas" in inc
     else:
         assert out["incrementality"] is None
+
+
+async def test_results_conform_to_the_advertised_output_schemas(tiny_world_path, entities):
+    """With output schemas on, the mcp client validates every result against them (and raises if not)."""
+    kw, camp = entities
+    store = MarketStore.open(tiny_world_path)
+    exp = store.scoped(ADV).experiments()[0]
+    store.close()
+    calls = [
+        ("account_overview", {}),
+        ("performance", {"level": "keyword", "daily": True, "limit": 5}),
+        ("search_terms", {"limit": 5}),
+        ("what_if", {"change": "budget", "id": camp.id, "value": camp.daily_budget + 1, "days": 3}),
+        ("bid_landscape", {"keyword_id": kw.id, "bids": [0.5, 1.0], "days": 3}),
+        ("recommend_bid", {"keyword_id": kw.id, "days": 3}),
+        ("allocate_budget", {"days": 3}),
+        ("ab_test", {"experiment_id": exp.id}),
+        ("kpi_change", {"kpi": "roas"}),
+        ("negative_ideas", {"limit": 3}),
+        ("keyword_ideas", {"limit": 3}),
+        ("propose_change", {"action": "set_bid", "id": kw.id, "value": 0.9}),
+    ]
+    async with connect_in_memory(
+        tiny_world_path, ADV, cache=ToolCache(enabled=False), output_schemas=True
+    ) as session:
+        listed = {t.name: t for t in (await session.list_tools()).tools}
+        assert all(t.outputSchema for t in listed.values())
+        for name, args in calls:
+            res = await session.call_tool(name, args)
+            assert not res.isError, (name, res.content)
+            assert res.structuredContent is not None

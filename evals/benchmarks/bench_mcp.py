@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import functools
 import json
+import logging
 import os
 import socket
 import statistics
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+logging.getLogger("mcp.server.streamable_http").setLevel(
+    logging.CRITICAL
+)  # noise when the bench server stops
 
 ADV = "adv_0001"
 
@@ -143,6 +147,15 @@ async def main(store_path: Path, n: int) -> None:
         row = "".join(f"{statistics.median(by[c]):>9.2f} /{pct(by[c], 0.95):>7.2f}" for c in cols)
         overhead = statistics.median(by["in-memory"]) - statistics.median(by["plain"])
         print(f"{name:<18}{row}{overhead:>17.2f}")
+
+    async with connect_in_memory(
+        store_path, ADV, cache=ToolCache(enabled=False), output_schemas=True
+    ) as session:
+        validated = await timed(functools.partial(call, session, "account_overview", {}), n)
+    print(
+        f"account_overview with output schemas advertised (client validates each result): "
+        f"p50 {statistics.median(validated):.2f} ms vs {statistics.median(results['account_overview']['in-memory']):.2f}"
+    )
 
     async with connect_in_memory(store_path, ADV, cache=ToolCache(enabled=True)) as session:
         args = calls["what_if"]

@@ -2,7 +2,9 @@
 
 `build_server(store_path, scope)` gives a FastMCP server for one session scope (in-memory, stdio).
 `build_server(store_path, tokens={...})` gives one for streamable HTTP where each request's bearer
-token selects the scope. Tool specs come from `schemas.py` (not from handler signatures), inputs are
+token selects the scope. Output schemas (schemas.py) are not advertised by default: the mcp 1.x client
+validates every structured result against them with jsonschema, ~40 ms a call (bench_mcp.py); pass
+`output_schemas=True` for clients that want them. Tool specs come from `schemas.py` (not from handler signatures), inputs are
 validated with the pydantic models, every call resolves the advertiser from the scope (never from the
 model), and any failure becomes `{"error": {type, message, field, allowed}}` with isError set.
 """
@@ -114,7 +116,7 @@ class AdguideMCP(FastMCP):
         tokens: dict[str, Scope] | None = None,
         cache: ToolCache | None = None,
         actor: str = "agent",
-        output_schemas: bool = True,
+        output_schemas: bool = False,
         **settings: Any,
     ) -> None:
         from tools.market.store import MarketStore
@@ -136,6 +138,7 @@ class AdguideMCP(FastMCP):
         )  # per-request INFO lines would flood stdio clients' stderr
         super().__init__(name="adguide", instructions=INSTRUCTIONS, **auth_kwargs, **settings)
         self.store_path = Path(store_path)
+        self.store_key = str(self.store_path.resolve())
         self.store = MarketStore.open(self.store_path)
         self.fixed_scope = scope
         self.cache = cache if cache is not None else ToolCache()
@@ -166,7 +169,7 @@ class AdguideMCP(FastMCP):
             adv=adv,
             advertiser_id=advertiser_id,
             actor=f"mcp:{scope.label}:{self.actor}",
-            store_key=str(self.store_path.resolve()),
+            store_key=self.store_key,
         )
 
     # --- MCP handlers ----------------------------------------------------------------------------------
@@ -255,10 +258,13 @@ def build_server(
     tokens: dict[str, Scope] | None = None,
     cache: ToolCache | None = None,
     actor: str = "agent",
+    output_schemas: bool = False,
     **settings: Any,
 ) -> AdguideMCP:
     """A server over the world store at `store_path`, bound to `scope` (or to per-request bearer tokens)."""
-    return AdguideMCP(store_path, scope, tokens=tokens, cache=cache, actor=actor, **settings)
+    return AdguideMCP(
+        store_path, scope, tokens=tokens, cache=cache, actor=actor, output_schemas=output_schemas, **settings
+    )
 
 
 def tool_specs() -> list[ToolSpec]:

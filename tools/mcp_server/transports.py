@@ -53,9 +53,15 @@ async def connect_in_memory(
     *,
     cache: ToolCache | None = None,
     actor: str = "agent",
+    output_schemas: bool = False,
 ) -> AsyncIterator[ClientSession]:
-    """An initialized MCP client session to a server running in this process, bound to `scope`."""
-    server = build_server(_store_path(store_path), _scope(scope), cache=cache, actor=actor)
+    """An initialized MCP client session to a server running in this process, bound to `scope`.
+
+    `actor` names the caller in audit records; `output_schemas=True` advertises result schemas (the
+    client then validates every result: slower, see server.py)."""
+    server = build_server(
+        _store_path(store_path), _scope(scope), cache=cache, actor=actor, output_schemas=output_schemas
+    )
     try:
         async with create_connected_server_and_client_session(server._mcp_server) as session:
             yield session
