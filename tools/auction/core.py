@@ -233,11 +233,11 @@ def _rank(score: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
     n_auctions, n_bidders = score.shape
     depth = n_slots + 1
     if depth == 2:  # the common one-slot case, written out: best and runner-up
-        best = np.full(n_auctions, -np.inf)
+        best = score[:, 0].copy()
+        best_i = np.where(best > -np.inf, 0, -1)
         second = np.full(n_auctions, -np.inf)
-        best_i = np.full(n_auctions, -1, dtype=np.int64)
         second_i = np.full(n_auctions, -1, dtype=np.int64)
-        for b in range(n_bidders):
+        for b in range(1, n_bidders):
             x = score[:, b]
             beats_best = x > best
             beats_second = x > second
