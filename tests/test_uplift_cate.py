@@ -129,3 +129,11 @@ def test_overlap_violation_warns_with_the_share() -> None:
     assert f"{share:.0%}" in " ".join(fit.summary.warnings)
     clean = fit_cate(X, t, y, propensity=np.full(n, 0.6), estimator="constant")
     assert clean.summary.warnings == []
+
+
+def test_fold_threads_give_the_same_fit() -> None:
+    d = nie_wager("D", 1500, seed=5)
+    one = fit_cate(d.X, d.treatment, d.outcome, estimator="x", seed=1, n_jobs=1)
+    two = fit_cate(d.X, d.treatment, d.outcome, estimator="x", seed=1, n_jobs=2)
+    assert np.array_equal(one.predict(d.X), two.predict(d.X))
+    assert one.summary == two.summary
