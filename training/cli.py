@@ -80,8 +80,8 @@ def _run_stages(config: str, run_dir: Path | None, threads: int | None, stages: 
                 _fail(f"stage {name}: {err}")
             record = run.record(stage)
             took = f"{time.perf_counter() - t0:.1f} s" if ran else "skipped (outputs exist; --force to redo)"
-            _out.print(f"[bold]{name}[/]: {took}  {_brief(record.summary if record else {})}", highlight=False)
-    _out.print(f"run dir {run.root} · {time.perf_counter() - started:.1f} s · metrics in metrics.jsonl")
+            _out.print(f"[bold]{name}[/]: {took}  {_brief(record.summary if record else {})}", highlight=False, soft_wrap=True)
+    _out.print(f"run dir {run.root} · {time.perf_counter() - started:.1f} s · metrics in metrics.jsonl", soft_wrap=True)
 
 
 def _brief(summary: dict) -> str:
@@ -131,7 +131,7 @@ def export(
         path = export_model(run, out)
     except StageNotReadyError as err:
         _fail(str(err))
-    _out.print(f"wrote {path} ({model_dir_bytes(path) / 2**20:.1f} MiB)")
+    _out.print(f"wrote {path} ({model_dir_bytes(path) / 2**20:.1f} MiB)", soft_wrap=True)
 
 
 @train_app.command("check-data")
@@ -143,7 +143,7 @@ def check_data(path: Path = typer.Argument(..., help="a dialogue dataset (JSONL,
         records = read_dataset(path)
     except DatasetError as err:
         _fail(str(err))
-    _out.print(f"{path}: {len(records)} dialogues, all valid")
+    _out.print(f"{path}: {len(records)} dialogues, all valid", soft_wrap=True)
 
 
 @train_app.command("check-model")
@@ -155,4 +155,4 @@ def check_model(path: Path = typer.Argument(..., help="a model dir")) -> None:
         config = validate_model_dir(path)
     except CheckpointError as err:
         _fail(str(err))
-    _out.print(f"{path}: {config.get('model_type')} model, vocab {config.get('vocab_size')}, valid")
+    _out.print(f"{path}: {config.get('model_type')} model, vocab {config.get('vocab_size')}, valid", soft_wrap=True)
