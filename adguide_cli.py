@@ -34,5 +34,13 @@ from training.cli import train_app  # noqa: E402
 
 app.add_typer(train_app, name="train")
 
+from server.cli import serve_app  # noqa: E402
+
+app.add_typer(serve_app, name="serve")
+
+from agent.cli import agent_app  # noqa: E402
+
+app.add_typer(agent_app)  # chat, ask, guide, guardrails as top-level commands
+
 if __name__ == "__main__":
     app()
