@@ -47,3 +47,15 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path: Path) -> None:
     assert "adguide market generate" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["uplift", "plot", "waterfall", "--demo", "--kpi", "profit"])
     assert res.exit_code == 2 and "kpi is one of" in res.output
+
+
+def test_cli_reads_experiments_and_reports_from_a_generated_world(tmp_path: Path) -> None:
+    world = tmp_path / "world.sqlite"
+    res = runner.invoke(app, ["market", "generate", "-n", "4", "-d", "40", "--out", str(world)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["uplift", "experiment", "--world", str(world)])
+    assert res.exit_code == 0, res.output
+    assert "A/B:" in res.output and "SRM: split" in res.output and "unreliable" not in res.output
+    res = runner.invoke(app, ["uplift", "plot", "waterfall", "--world", str(world), "--out", str(tmp_path / "w.png")])
+    assert res.exit_code == 0, res.output
+    assert _is_png(tmp_path / "w.png")

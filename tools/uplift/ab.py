@@ -146,7 +146,10 @@ def analyze_ab(
     power: float = 0.8,
     metric: str = "outcome",
 ) -> AbResult:
-    """Compare treatment with control on one metric; `pre_outcome` (same metric before the test) turns on CUPED."""
+    """Compare treatment with control on one metric; `pre_outcome` (same metric before the test) turns on CUPED.
+
+    `expected_treatment_share` is the planned split for the sample-ratio check (0.5 when not given).
+    """
     if not 0.5 <= level < 1:
         raise InvalidInputError(f"level must be >= 0.5 and < 1 (got {level})", field="level")
     y = as_vector("outcome", outcome)

@@ -33,7 +33,8 @@ def _fail(err: Exception) -> None:
 
 def _load_units(
     world: Path | None, advertiser: str | None, experiment: str | None, demo: str | None, seed: int
-) -> tuple[str, ExperimentUnits]:
+) -> tuple[str, ExperimentUnits, float]:
+    """(label, units, planned treatment share)."""
     from tools.market.experiments import EffectSetup, ExperimentKind, OutcomeKind, simulate_units
 
     if demo is not None:
@@ -47,7 +48,7 @@ def _load_units(
             setup=EffectSetup(scale=0.35, heterogeneity=1.0, low_signal=False),
             seed=seed,
         )
-        return f"demo {kind.value} experiment (revenue, 20,000 users)", units
+        return f"demo {kind.value} experiment (revenue, 20,000 users)", units, 0.5
     from tools.errors import InvalidInputError
     from tools.market.store import MarketStore
 
@@ -65,9 +66,8 @@ def _load_units(
             f"experiment {experiment} is not one of {adv_id}'s experiments ({[e.id for e in exps]})",
             field="experiment",
         )
-    return f"{exp.id} ({exp.kind}, outcome {exp.outcome}, {exp.n_units:,} users)", adv.experiment_units(
-        exp.id
-    )
+    label = f"{exp.id} ({exp.kind}, outcome {exp.outcome}, {exp.n_units:,} users)"
+    return label, adv.experiment_units(exp.id), exp.treatment_share
 
 
 @uplift_app.command("experiment")
@@ -92,9 +92,11 @@ def experiment_cmd(
     try:
         with Progress(transient=True) as progress:
             task = progress.add_task("loading", total=3)
-            label, units = _load_units(world, advertiser, experiment, demo, seed)
+            label, units, share = _load_units(world, advertiser, experiment, demo, seed)
             progress.update(task, advance=1, description="A/B analysis")
-            ab = analyze_ab(units.outcome, units.treatment, pre_outcome=units.pre_outcome)
+            ab = analyze_ab(
+                units.outcome, units.treatment, pre_outcome=units.pre_outcome, expected_treatment_share=share
+            )
             progress.update(task, advance=1, description="fitting effects")
             fit = fit_cate(
                 units.X,
@@ -112,7 +114,11 @@ def experiment_cmd(
                 and units.revenue is not None
             ):
                 inc = ad_incrementality(
-                    units.revenue, units.treatment, units.ad_spend, units.attributed_sales, pre_revenue=None
+                    units.revenue,
+                    units.treatment,
+                    units.ad_spend,
+                    units.attributed_sales,
+                    expected_treatment_share=share,
                 )
             progress.update(task, advance=1)
     except (AdguideError, FileNotFoundError, ValueError) as err:
@@ -153,7 +159,7 @@ def plot_qini_cmd(
     from tools.uplift.plots import plot_uplift_curves
 
     try:
-        label, units = _load_units(world, advertiser, experiment, demo, seed)
+        label, units, _ = _load_units(world, advertiser, experiment, demo, seed)
         curves = {}
         for est in (Estimator.X, Estimator.LINEAR):
             fit = fit_cate(units.X, units.treatment, units.outcome, estimator=est, randomized=True, seed=seed)
