@@ -194,6 +194,20 @@ async def test_apply_refuses_without_a_valid_token(writable_world_path):
     store.close()
 
 
+async def test_expired_token_is_refused(writable_world_path, monkeypatch):
+    from tools.mcp_server import actions
+
+    store = MarketStore.open(writable_world_path)
+    kw = store.scoped(ADV).keywords()[0]
+    monkeypatch.setattr(actions, "PROPOSAL_TTL_S", -1)  # already expired when made
+    async with connect_in_memory(writable_world_path, ADV, cache=no_cache()) as session:
+        prop = await call(session, "propose_change", {"action": "set_bid", "id": kw.id, "value": 0.66})
+        err = (await call(session, "apply_change", {"token": prop["token"]}))["error"]
+    assert err["type"] == "ConfirmationError" and "expired" in err["message"]
+    assert store.scoped(ADV).keywords_by_id([kw.id])[0].bid == kw.bid
+    store.close()
+
+
 async def test_budget_pause_and_add_keywords_round_trip(writable_world_path):
     store = MarketStore.open(writable_world_path)
     adv = store.scoped(ADV)
