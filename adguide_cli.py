@@ -38,5 +38,9 @@ from server.cli import serve_app  # noqa: E402
 
 app.add_typer(serve_app, name="serve")
 
+from agent.cli import agent_app  # noqa: E402
+
+app.add_typer(agent_app)  # chat, ask, guide, guardrails as top-level commands
+
 if __name__ == "__main__":
     app()

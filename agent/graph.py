@@ -48,7 +48,7 @@ from agent.configuration import AgentConfig
 from agent.guardrails.input import check_input
 from agent.guardrails.output import check_output
 from agent.guardrails.tool_args import ProposedChange, Scope, Verdict, check_changes, check_tool_args
-from agent.prompts import CONFIRMATION, STOPPED, system_prompt
+from agent.prompts import CONFIRMATION, EMPTY_ANSWER, STOPPED, system_prompt
 from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
 
 log = logging.getLogger("adguide.agent")
@@ -88,6 +88,29 @@ def _event(stage: str, action: str, detail: str) -> GuardrailEvent:
     return {"stage": stage, "action": action, "detail": detail}
 
 
+_default_context: AgentContext | None = None
+
+
+def _ctx(runtime: Runtime[AgentContext]) -> AgentContext:
+    """The run's context; under LangGraph's own server (langgraph.json) none is passed, so one is built from
+    the environment (ADGUIDE_ADVERTISER, ADGUIDE_BACKEND, ...) with an in-memory MCP session per tool round."""
+    global _default_context
+    if runtime.context is not None:
+        return runtime.context
+    if _default_context is None:
+        import os
+
+        from agent.backends import make_model
+        from tools.mcp_server import openai_tools
+
+        config = AgentConfig.from_env(os.environ.get("ADGUIDE_ADVERTISER", "adv_0001"))
+        specs = [t for t in openai_tools() if t["function"]["name"] != APPLY_TOOL]
+        _default_context = AgentContext(
+            config=config, model=make_model(config, specs), model_tools=specs,
+            tool_schemas={t["function"]["name"]: t["function"]["parameters"] for t in specs})
+    return _default_context
+
+
 def _scope(ctx: AgentContext) -> Scope:
     return Scope(advertiser_id=ctx.config.advertiser_id, known_ids=ctx.known_ids, allow_writes=ctx.config.allow_writes)
 
@@ -108,7 +131,7 @@ def _parse_json(text: str) -> Any:
 
 
 async def input_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    ctx = runtime.context
+    ctx = _ctx(runtime)
     messages = state["messages"]
     user = messages[-1]
     update: dict[str, Any] = {"turn": {"started_at": time.time(), "steps": 0, "tokens": 0, "stop_reason": ""},
@@ -151,7 +174,7 @@ def _stopped(why: str, **fmt: Any) -> dict[str, Any]:
 
 
 async def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    ctx = runtime.context
+    ctx = _ctx(runtime)
     limits = ctx.config.limits
     turn: dict[str, Any] = dict(state.get("turn") or {})
     started = float(turn.get("started_at", time.time()))
@@ -220,7 +243,7 @@ async def _run_tool(ctx: AgentContext, name: str, args: dict[str, Any]) -> str:
 
 
 async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    ctx = runtime.context
+    ctx = _ctx(runtime)
     write = _writer()
     call_msg = state["messages"][-1]
     assert isinstance(call_msg, AIMessage)
@@ -333,7 +356,7 @@ async def _apply(ctx: AgentContext, pending: PendingProposal) -> Any:
 
 
 async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    ctx = runtime.context
+    ctx = _ctx(runtime)
     pending = state["pending"]
     assert pending is not None
     decision = _decision(interrupt(confirmation_payload(pending)))
@@ -387,13 +410,17 @@ async def output_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -
     text = content_text(last)
     if last.tool_calls:  # a bound hit mid-plan: the calls are dropped from the answer
         text = text or STOPPED["max_steps"].format(steps=(state.get("turn") or {}).get("steps", 0))
+    if not text.strip():  # a model that said nothing: the turn still ends with an answer
+        events = [_event("output", "replaced", "empty answer")]
+        return {"messages": [AIMessage(content=EMPTY_ANSWER, id=last.id, usage_metadata=last.usage_metadata)], "guardrail_events": events}
     tool_texts, user_texts = grounding_sources(state["messages"][:-1])
     check = check_output(text, tool_texts, user_texts)
     if check.ok and not last.tool_calls:
         return {}
     events = [_event("output", check.action.value, "; ".join(f"{i.kind.value}: {i.detail}" for i in check.issues))] \
         if not check.ok else []
-    return {"messages": [AIMessage(content=check.text, id=last.id)], "guardrail_events": events}
+    return {"messages": [AIMessage(content=check.text, id=last.id, usage_metadata=last.usage_metadata)],
+            "guardrail_events": events}
 
 
 async def answer(state: AgentState) -> dict[str, Any]:
@@ -485,12 +512,16 @@ class Agent:
             tools_by_name = {t.name: t for t in loaded}
             schemas = {t.name: dict(t.args_schema) if isinstance(t.args_schema, dict) else {} for t in loaded}
             ctx = AgentContext(config=self.config, tools=tools_by_name)
+            # The model reads the plain specs (as in its training data, and short: every spec is in every
+            # prompt); the enums of the advertiser's own ids go into the schemas the arguments are checked
+            # against, and to constrained decoding where the backend supports it.
+            ctx.model_tools = [_openai_tool(n, tools_by_name[n].description or n, s)
+                               for n, s in schemas.items() if n != APPLY_TOOL]
             if self.config.constrain_arguments:
                 ids = await self._account_ids(ctx)
                 ctx.known_ids = frozenset(i for v in ids.values() for i in v) or None
                 schemas = constrain_schemas(schemas, ids)
             ctx.tool_schemas = {n: s for n, s in schemas.items() if n != APPLY_TOOL}
-            ctx.model_tools = [_openai_tool(n, tools_by_name[n].description or n, s) for n, s in ctx.tool_schemas.items()]
             ctx.model = self._model or make_model(self.config, ctx.model_tools)
             if self._checkpointer is None:
                 self._checkpointer = await self._stack.enter_async_context(open_checkpointer(self.config))

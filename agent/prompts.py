@@ -20,6 +20,8 @@ STOPPED = {
     "again in a moment.",
 }
 
+EMPTY_ANSWER = "I couldn't put an answer together for that. Could you rephrase, or name the campaign or keyword?"
+
 CONFIRMATION = {
     "rejected": "OK, I did not change anything.",
     "expired": "That proposal expired before it was confirmed, so nothing was changed. Ask again for a fresh one.",

@@ -145,3 +145,24 @@ async def test_step_bound_ends_the_turn_gracefully(world):
         # A relative change needs two model steps (read the bid, then propose): the bound stops it after one.
         result = await agent.ask("t", f"Raise the bid of {kw.id} by 10%")
     assert result.stop_reason == "max_steps" and "stopped after 1" in result.text
+
+
+async def test_proactive_guidance_is_ranked_and_grounded(world):
+    async with Agent(config(world)) as agent:
+        report = await agent.guide()
+    assert report.grounded and 1 <= len(report.items) <= 5
+    assert [i.rank for i in report.items] == list(range(1, len(report.items) + 1))
+    for item in report.items:
+        assert item.impact.mean > 0 and item.evidence and item.propose["action"]
+        if item.impact.basis == "simulation":
+            assert item.impact.low <= item.impact.mean <= item.impact.high
+
+
+def test_langgraph_json_points_at_the_compiled_graph():
+    import importlib
+    from pathlib import Path
+
+    spec = json.loads((Path(__file__).parents[1] / "langgraph.json").read_text())
+    path, attr = spec["graphs"]["adguide"].split(":")
+    compiled = getattr(importlib.import_module(path.removeprefix("./").removesuffix(".py").replace("/", ".")), attr)
+    assert {"input_guardrails", "planner", "tools", "approval", "output_guardrails", "answer"} <= set(compiled.nodes)

@@ -2,14 +2,15 @@
 
 Native tool calling: the server parses the model's hermes `<tool_call>` blocks into `tool_calls`
 (`--enable-auto-tool-choice --tool-call-parser hermes`). The tool schemas the agent sends carry the
-advertiser's own ids as enums (agent.graph.constrain_schemas); vLLM enforces a tool's schema with structured
-outputs when `tool_choice` is "required" or names the function, and the tool-argument guardrail enforces
-the same enums on every call either way.
+advertiser's own ids as enums (agent.graph.constrain_schemas) in the schemas the tool-argument guardrail
+checks every call against; `constrained_arguments` decodes a call's arguments under such a schema with
+vLLM's structured outputs (a regex), so a small model cannot name an id the advertiser does not own.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from typing import Any
 
@@ -37,6 +38,39 @@ def make_openai_model(config: AgentConfig, **overrides: Any) -> Any:
         "max_tokens": config.limits.max_new_tokens,
         "timeout": config.limits.max_seconds,
         "max_retries": 0,  # the graph decides what a failure means for the turn
+        "stream_usage": True,  # token counts also when the graph streams (per-turn token bound)
     }
     kwargs.update(overrides)
     return ChatOpenAI(**kwargs)
+
+
+def _value_regex(prop: dict[str, Any]) -> str:
+    if "enum" in prop:
+        return "(" + "|".join(re.escape(json.dumps(v)) for v in prop["enum"]) + ")"
+    kind = prop.get("type")
+    if kind == "integer":
+        return r"-?[0-9]{1,9}"
+    if kind == "number":
+        return r"-?[0-9]{1,9}(\.[0-9]{1,4})?"
+    if kind == "boolean":
+        return "(true|false)"
+    return r'"[^"\\]{0,80}"'
+
+
+def arguments_regex(schema: dict[str, Any]) -> str:
+    """A regex for a flat JSON object with the schema's required properties, in order (enums spelled out).
+    Regex rather than a JSON schema: a JSON grammar allows unbounded whitespace, which a small model fills."""
+    props = schema.get("properties", {})
+    required = [name for name in schema.get("required", []) if name in props]
+    parts = [f'"{re.escape(name)}": {_value_regex(props[name])}' for name in required]
+    return r"\{" + ", ".join(parts) + r"\}"
+
+
+async def constrained_arguments(model: Any, messages: Any, schema: dict[str, Any]) -> dict[str, Any]:
+    """Decode one tool call's arguments under `schema` with vLLM's structured outputs (e.g. the advertiser's
+    own ids as an enum): the second step when the planner already knows which tool it calls."""
+    out = await model.bind(extra_body={"structured_outputs": {"regex": arguments_regex(schema)}}).ainvoke(messages)
+    args = json.loads(out.content if isinstance(out.content, str) else json.dumps(out.content))
+    if not isinstance(args, dict):
+        raise ValueError("constrained decoding returned no JSON object")
+    return args

@@ -1,0 +1,220 @@
+"""`adguide chat`, `adguide ask "..."`, `adguide guide --advertiser ID`, `adguide guardrails`.
+
+They run on the embedded defaults: the world at $ADGUIDE_HOME/world.sqlite (make it with `adguide market
+generate`), the in-process model when one is trained (else the rule-based backend), SQLite thread memory.
+The advertiser scope is an option here (the server takes it from auth), never something typed in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import typer
+
+agent_app = typer.Typer(help="Talk to the agent.", no_args_is_help=True)
+
+ADVERTISER = typer.Option(None, "--advertiser", "-a", help="advertiser id (default: $ADGUIDE_ADVERTISER or adv_0001)")
+BACKEND = typer.Option(None, "--backend", "-b", help="rules | teacher | local | openai (default: local if trained)")
+MODEL_DIR = typer.Option(None, "--model-dir", help="model dir for the local backend")
+BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+WORLD = typer.Option(None, "--world", help="world.sqlite (default: $ADGUIDE_HOME/world.sqlite)")
+THREAD = typer.Option(None, "--thread", "-t", help="conversation id (resume one, or a new id)")
+
+
+def _config(advertiser: str | None, backend: str | None, model_dir: Path | None, base_url: str | None,
+            world: Path | None, **kw: Any) -> Any:
+    from agent.configuration import AgentConfig
+
+    advertiser = advertiser or os.environ.get("ADGUIDE_ADVERTISER", "adv_0001")
+    try:
+        return AgentConfig.from_env(advertiser, backend=backend, model_dir=model_dir, base_url=base_url,
+                                    store_path=world, **kw)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _quiet() -> None:
+    for name in ("mcp", "httpx", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _run(coro: Any) -> Any:
+    from agent.backends import BackendUnavailableError
+
+    try:
+        return asyncio.run(coro)
+    except (FileNotFoundError, BackendUnavailableError) as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _render_confirmation(console: Any, event: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    if event["type"] == "extra_confirmation":
+        console.print(f"[yellow]{event['question']}[/yellow]")
+        for reason in event["reasons"]:
+            console.print(f"  • {reason}")
+        return
+    table = Table(title=f"Proposed change ({event.get('action')})")
+    for col in ("id", "field", "before", "after"):
+        table.add_column(col)
+    for c in event.get("changes") or []:
+        table.add_row(str(c["id"]), str(c["field"]), str(c["before"]), json.dumps(c["after"]) if isinstance(c["after"], dict) else str(c["after"]))
+    console.print(table)
+    if impact := event.get("impact"):
+        console.print(f"Simulated impact over {impact.get('days')} days: before {impact.get('before')}, "
+                      f"after {impact.get('after')}")
+    for reason in event.get("extra_confirmation") or []:
+        console.print(f"[yellow]Beyond the usual bounds: {reason}[/yellow]")
+
+
+async def _turn(agent: Any, console: Any, thread: str, message: str | None, resume: Any = None,
+                interactive: bool = True) -> None:
+    """Stream one turn to the console; confirmations become prompts when interactive."""
+    from rich.prompt import Confirm
+
+    from agent.graph import AgentError
+
+    confirmation = None
+    try:
+        async for event in agent.stream(thread, message, resume=resume):
+            kind = event["type"]
+            if kind == "tool_call":
+                console.print(f"[dim]→ {event['name']}({json.dumps(event['args'])})[/dim]")
+            elif kind == "tool_result" and not event["ok"]:
+                console.print(f"[dim red]  {event['name']} failed: {event['text'][:200]}[/dim red]")
+            elif kind == "final":
+                console.print(event["text"])
+            elif kind in ("confirmation", "extra_confirmation"):
+                confirmation = event
+    except AgentError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return
+    if confirmation is None:
+        return
+    _render_confirmation(console, confirmation)
+    if not interactive:
+        console.print(f"Waiting for your confirmation: adguide chat --thread {thread}")
+        return
+    yes = Confirm.ask("Apply this change?", default=False)
+    await _turn(agent, console, thread, None, resume="confirm" if yes else "reject", interactive=True)
+
+
+@agent_app.command()
+def chat(advertiser: str | None = ADVERTISER, thread: str | None = THREAD, backend: str | None = BACKEND,
+         model_dir: Path | None = MODEL_DIR, base_url: str | None = BASE_URL, world: Path | None = WORLD) -> None:
+    """Interactive chat with the agent (confirmations are asked as prompts). Ctrl-D or 'exit' to leave."""
+    from rich.console import Console
+    from rich.prompt import Prompt
+
+    from agent.graph import Agent
+
+    _quiet()
+    console = Console()
+    config = _config(advertiser, backend, model_dir, base_url, world)
+    thread_id = thread or f"cli-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        async with Agent(config) as agent:
+            console.print(f"[bold]adguide[/bold] · {config.advertiser_id} · backend {config.resolved_backend().value} "
+                          f"· thread {thread_id}")
+            if pending := await agent.pending(thread_id):  # a resumed thread waiting for a confirmation
+                _render_confirmation(console, pending)
+                yes = Prompt.ask("Apply this change?", choices=["y", "n"], default="n") == "y"
+                await _turn(agent, console, thread_id, None, resume="confirm" if yes else "reject")
+            while True:
+                try:
+                    message = Prompt.ask("[bold cyan]you[/bold cyan]")
+                except (EOFError, KeyboardInterrupt):
+                    break
+                if message.strip().lower() in ("exit", "quit"):
+                    break
+                await _turn(agent, console, thread_id, message)
+
+    _run(main())
+
+
+@agent_app.command()
+def ask(question: str = typer.Argument(..., help="the question"), advertiser: str | None = ADVERTISER,
+        thread: str | None = THREAD, backend: str | None = BACKEND, model_dir: Path | None = MODEL_DIR,
+        base_url: str | None = BASE_URL, world: Path | None = WORLD,
+        yes: bool = typer.Option(False, "--yes", help="confirm a proposed change without asking"),
+        no: bool = typer.Option(False, "--no", help="reject a proposed change without asking")) -> None:
+    """Ask one question and print the answer."""
+    import sys
+
+    from rich.console import Console
+
+    from agent.graph import Agent
+
+    _quiet()
+    console = Console()
+    config = _config(advertiser, backend, model_dir, base_url, world)
+    thread_id = thread or f"ask-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        async with Agent(config) as agent:
+            await _turn(agent, console, thread_id, question, interactive=sys.stdin.isatty() and not (yes or no))
+            if (yes or no) and await agent.pending(thread_id):
+                await _turn(agent, console, thread_id, None, resume="confirm" if yes else "reject", interactive=False)
+
+    _run(main())
+
+
+@agent_app.command()
+def guide(advertiser: str | None = ADVERTISER, backend: str | None = BACKEND, world: Path | None = WORLD,
+          as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+          max_items: int = typer.Option(5, min=1, max=20, help="how many guidance items")) -> None:
+    """Proactive guidance: a ranked list of changes with expected impact, interval and confidence."""
+    from rich.console import Console
+
+    from agent.graph import Agent
+    from agent.proactive import guide as run_guide
+
+    _quiet()
+    console = Console()
+    config = _config(advertiser, backend or "rules", None, None, world, checkpointer="memory")
+
+    async def main() -> Any:
+        async with Agent(config) as agent:
+            with console.status("Analysing the account (optimizers and simulations)..."):
+                return await run_guide(agent, f"guide-{uuid.uuid4().hex[:8]}", max_items=max_items)
+
+    report = _run(main())
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
+    console.print(f"[bold]Guidance for {report.advertiser_id}[/bold]")
+    console.print(report.text())
+    if not report.grounded:
+        console.print("[yellow]Some figures could not be verified against the tool results.[/yellow]")
+
+
+@agent_app.command()
+def guardrails() -> None:
+    """Precision, recall and false-positive rate of each guardrail on its test sets."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agent.guardrails.evaluate import evaluate_all, fabrication_pass_rate
+
+    logging.getLogger("adguide.guardrails").setLevel(logging.ERROR)
+    table = Table(title="Guardrails (dev sets were written with the patterns; held-out sets were not tuned on)")
+    for col in ("guardrail/set", "cases", "+/-", "precision", "recall", "FPR benign", "exact"):
+        table.add_column(col)
+    for s in evaluate_all():
+        table.add_row(s.guardrail, str(s.cases), f"{s.positives}/{s.negatives}", f"{s.precision:.3f}",
+                      f"{s.recall:.3f}", f"{s.false_positive_rate:.3f}", f"{s.exact:.3f}")
+    console = Console()
+    console.print(table)
+    console.print("Share of invented numbers the grounding check accepts over a 30-day report:",
+                  {k: round(v, 3) for k, v in fabrication_pass_rate().items()})

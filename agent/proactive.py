@@ -1,0 +1,167 @@
+"""Proactive mode: given an advertiser (no question), a short ranked list of guidance items.
+
+Each item says what to change, why, the expected incremental impact with its interval and a confidence,
+and carries the tool results it rests on. Candidates come from the optimizers (recommend_bid on the
+keywords that spend most, allocate_budget across campaigns) and the negative-keyword tool; every bid or
+budget candidate is then simulated against the status quo (what_if, common random numbers) and ranked by
+expected incremental profit. Everything goes through the same MCP session and guardrails as a chat turn:
+the rendered text is checked for grounding, and each item's `propose` arguments are what the chat's
+propose/confirm flow takes to apply it.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent.guardrails.output import check_output
+
+TOP_KEYWORDS = 5
+MIN_RELATIVE_CHANGE = 0.10
+
+
+class Confidence(StrEnum):
+    HIGH = "high"  # the whole interval is a gain
+    MEDIUM = "medium"  # a gain on average, the interval includes a loss
+    LOW = "low"
+
+
+class Impact(BaseModel):
+    metric: str = "incremental_profit"
+    mean: float
+    low: float | None = None
+    high: float | None = None
+    days: int | None = None
+    basis: str = Field(description="simulation (what_if) or history (past spend)")
+
+
+class GuidanceItem(BaseModel):
+    rank: int = 0
+    title: str
+    why: str
+    impact: Impact
+    confidence: Confidence
+    propose: dict[str, Any] = Field(description="propose_change arguments that make this change")
+    evidence: list[dict[str, Any]] = Field(description="the tool calls and results this item rests on")
+
+    def text(self) -> str:
+        i = self.impact
+        span = f" (range {_usd(i.low)} to {_usd(i.high)})" if i.low is not None and i.high is not None else ""
+        when = f" over {i.days} days" if i.days else ""
+        return (f"{self.rank}. {self.title}. {self.why} Expected {i.metric.replace('_', ' ')}{when}: "
+                f"{_usd(i.mean)}{span}, from {i.basis}; confidence {self.confidence.value}.")
+
+
+class GuidanceReport(BaseModel):
+    advertiser_id: str
+    items: list[GuidanceItem]
+    grounded: bool = Field(description="the rendered text passed the output guardrail's grounding check")
+    notes: list[str] = Field(default_factory=list, description="candidates skipped and why")
+
+    def text(self) -> str:
+        if not self.items:
+            return "I found no change worth making right now: the simulations show no expected gain."
+        return "\n".join(item.text() for item in self.items)
+
+
+def _usd(x: float) -> str:
+    return f"-${abs(x):,.2f}" if x < 0 else f"${x:,.2f}"
+
+
+def _confidence(low: float | None, mean: float) -> Confidence:
+    if low is not None and low > 0:
+        return Confidence.HIGH
+    return Confidence.MEDIUM if mean > 0 else Confidence.LOW
+
+
+async def guide(agent: Any, thread_id: str, max_items: int = 5) -> GuidanceReport:
+    """Run the proactive analysis for the agent's advertiser over its MCP session."""
+    from agent.graph import _run_tool
+
+    ctx = agent.context
+    calls: list[dict[str, Any]] = []
+
+    async def call(name: str, args: dict[str, Any]) -> Any:
+        if name not in ctx.tools:
+            return None
+        text = await _run_tool(ctx, name, args)
+        try:
+            result = json.loads(text)
+        except ValueError:
+            return None
+        calls.append({"tool": name, "args": args, "result": result})
+        return None if isinstance(result, dict) and "error" in result else result
+
+    items: list[GuidanceItem] = []
+    notes: list[str] = []
+
+    async def simulate(change: str, entity: str, value: float, title: str, why: str, evidence: list[dict[str, Any]],
+                       propose: dict[str, Any]) -> None:
+        sim = await call("what_if", {"change": change, "id": entity, "value": value})
+        if not sim:
+            notes.append(f"{entity}: the simulation failed")
+            return
+        diff = sim["difference"]["incremental_profit"]
+        if diff["mean"] <= 0:
+            notes.append(f"{entity}: no expected gain in simulation")
+            return
+        items.append(GuidanceItem(
+            title=title, why=why, confidence=_confidence(diff.get("low"), diff["mean"]), propose=propose,
+            impact=Impact(mean=diff["mean"], low=diff.get("low"), high=diff.get("high"), days=sim.get("days"),
+                          basis="simulation"),
+            evidence=[*evidence, calls[-1]]))
+
+    top = await call("performance", {"level": "keyword", "sort": "spend", "limit": TOP_KEYWORDS})
+    for row in (top or {}).get("rows", []):
+        if row.get("status") != "enabled" or row.get("bid") is None:
+            continue
+        rec = await call("recommend_bid", {"keyword_id": row["id"]})
+        if not rec or not rec.get("feasible") or not rec.get("current_bid"):
+            continue
+        if abs(rec["bid"] / rec["current_bid"] - 1) < MIN_RELATIVE_CHANGE:
+            continue
+        verb = "Raise" if rec["bid"] > rec["current_bid"] else "Lower"
+        await simulate("bid", row["id"], rec["bid"],
+                       f"{verb} the bid on '{row['name']}' ({row['id']}) from ${rec['current_bid']:.2f} to ${rec['bid']:.2f}",
+                       "The bid optimizer finds this bid maximizes incremental profit.", [calls[-1]],
+                       {"action": "set_bid", "id": row["id"], "value": rec["bid"]})
+
+    alloc = await call("allocate_budget", {})
+    for camp in (alloc or {}).get("campaigns", []):
+        new, cur = camp.get("budget") or 0.0, camp.get("current_budget") or 0.0
+        if new <= 0 or cur <= 0 or abs(new / cur - 1) < MIN_RELATIVE_CHANGE:
+            continue
+        await simulate("budget", camp["campaign_id"], new,
+                       f"Set the daily budget of {camp['campaign_id']} from ${cur:.2f} to ${new:.2f}",
+                       f"The budget allocator's split across campaigns puts it there (limit: {camp.get('limit')}).",
+                       [calls[-1]], {"action": "set_budget", "id": camp["campaign_id"], "value": new})
+
+    negatives = await call("negative_ideas", {})
+    for s in (negatives or {}).get("suggestions", [])[:3]:
+        saved, lost = float(s.get("spend", 0.0)), float(s.get("sales", 0.0))
+        if saved <= 0 or lost > 0:
+            continue
+        p = s.get("p_below")
+        items.append(GuidanceItem(
+            title=f"Add '{s['text']}' as a negative keyword in {s['ad_group_id']}",
+            why=f"It cost ${saved:,.2f} with {s.get('orders', 0)} orders from {s.get('clicks', 0)} clicks.",
+            confidence=Confidence.HIGH if p is not None and p >= 0.95 else Confidence.MEDIUM,
+            impact=Impact(mean=saved, basis="history (spend it cost over the report period)"),
+            propose={"action": "add_negatives", "id": s["ad_group_id"],
+                     "keywords": [{"text": s["text"], "match_type": s.get("match_type", "exact")}]},
+            evidence=[calls[-1]]))
+
+    order = {Confidence.HIGH: 0, Confidence.MEDIUM: 1, Confidence.LOW: 2}
+    items.sort(key=lambda it: (order[it.confidence], -it.impact.mean))
+    items = items[:max_items]
+    for rank, item in enumerate(items, 1):
+        item.rank = rank
+    report = GuidanceReport(advertiser_id=agent.config.advertiser_id, items=items, grounded=True, notes=notes)
+    check = check_output(report.text(), [json.dumps(c["result"]) for c in calls] + [json.dumps(c["args"]) for c in calls])
+    report.grounded = check.ok
+    if not check.ok:
+        report.notes.append("grounding check: " + "; ".join(i.detail for i in check.issues))
+    return report
