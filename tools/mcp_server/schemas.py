@@ -37,8 +37,8 @@ class _Out(BaseModel):
 
 
 class Period(_In):
-    start: dt.date | None = Field(None, description="default: 30 days before end")
-    end: dt.date | None = Field(None, description="default: last day with data")
+    start: dt.date | None = Field(None, description="default: end - 29 days")
+    end: dt.date | None = Field(None, description="default: last data day")
 
 
 class Page(_In):
@@ -318,13 +318,13 @@ class KpiChangeIn(_In):
 
 
 class KeywordIdeasIn(Period):
-    ad_group_id: str | None = Field(None, description="default: every ad group")
+    ad_group_id: str | None = None
     target_acos: float | None = Field(None, gt=0, le=10, description="bids aim at it; default: the account's")
     limit: int = Field(10, ge=1, le=50)
 
 
 class NegativeIdeasIn(Period):
-    ad_group_id: str | None = Field(None, description="default: every ad group")
+    ad_group_id: str | None = None
     limit: int = Field(10, ge=1, le=50)
 
 
@@ -349,8 +349,8 @@ class NewKeyword(_In):
 class ProposeIn(_In):
     action: Action
     id: str = Field(
-        description="set_bid: keyword; set_budget: campaign; pause/enable: campaign, ad group or keyword; "
-        "add_*: ad group"
+        description="keyword (set_bid), campaign (set_budget), campaign or keyword (pause, enable), "
+        "ad group (add_*)"
     )
     value: float | None = Field(None, gt=0, description="new bid or daily budget")
     keywords: list[NewKeyword] | None = Field(None, min_length=1, max_length=50)
