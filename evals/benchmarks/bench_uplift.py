@@ -112,17 +112,20 @@ def main() -> None:
     )
 
     if not args.skip_accuracy:
-        # name -> estimator -> list of (pehe, ate_err, covered or None, seconds)
-        table: dict[str, dict[str, list]] = {}
-        for seed in range(args.seeds):
-            for name, d in datasets(args.n, seed).items():
-                rows = table.setdefault(name, {})
+        print(
+            f"\naccuracy at n={args.n:,}, 8 covariates, {args.seeds} seed(s); "
+            "coverage = share of seeds whose 95% CI holds the true ATE"
+        )
+        print(
+            f"{'data set':42s} {'estimator':34s} {'PEHE':>9s} {'|ATE err|':>10s} {'coverage':>9s} {'fit+pred s':>10s}"
+        )
+        for name in datasets(200, 0):  # one data set at a time, printed as soon as it is done
+            rows: dict[str, list] = {}
+            for seed in range(args.seeds):
+                d = datasets(args.n, seed)[name]
                 true_ate = float(d["tau"].mean())
                 for est in OURS:
                     r = run_ours(d, est, seed)
-                    label = f"ours {est}" + (
-                        f" (chose {r['chosen'].value})" if est == "auto" and args.seeds == 1 else ""
-                    )
                     rows.setdefault(f"ours {est}", []).append(_score(r, d["tau"], true_ate))
                     if est == "auto":
                         const = dict(
@@ -132,7 +135,6 @@ def main() -> None:
                             _score(const, d["tau"], true_ate)
                         )
                         rows.setdefault("ours auto: chose", []).append(r["chosen"].value)
-                    del label
                 if peers_available:
                     for peer, r in (run_peers(d) or {}).items():
                         if "error" in r:
@@ -140,29 +142,7 @@ def main() -> None:
                             continue
                         r["cate"] = np.asarray(r["cate"])
                         rows.setdefault(peer, []).append(_score(r, d["tau"], true_ate))
-                print(f"  done {name} seed {seed}", file=sys.stderr, flush=True)
-        print(
-            f"\naccuracy at n={args.n:,}, 8 covariates, {args.seeds} seed(s); coverage = share of seeds whose 95% CI holds the true ATE"
-        )
-        print(
-            f"{'data set':42s} {'estimator':34s} {'PEHE':>9s} {'|ATE err|':>10s} {'coverage':>9s} {'fit+pred s':>10s}"
-        )
-        for name, rows in table.items():
-            for est, vals in rows.items():
-                if est == "ours auto: chose":
-                    print(f"{name:42s} {'  auto chose':34s} {', '.join(vals)}")
-                    continue
-                if vals and vals[0][0] == "error":
-                    print(f"{name:42s} {est:34s} error: {vals[0][1]}")
-                    continue
-                arr = np.array(
-                    [(v[0], v[1], np.nan if v[2] is None else v[2], v[3]) for v in vals], dtype=float
-                )
-                cov = "-" if np.isnan(arr[:, 2]).all() else f"{np.nanmean(arr[:, 2]):.0%}"
-                print(
-                    f"{name:42s} {est:34s} {arr[:, 0].mean():9.4f} {arr[:, 1].mean():10.4f} {cov:>9s} {arr[:, 3].mean():10.2f}"
-                )
-            print()
+            _print_rows(name, rows)
 
     # speed: one fit + predict at speed_n x 8
     d = datasets(args.speed_n, 0)["nie-wager D"]
@@ -182,6 +162,22 @@ def main() -> None:
         print(
             "  peers: not installed (python -m venv .venv-peers && .venv-peers/bin/pip install econml causalml)"
         )
+
+
+def _print_rows(name: str, rows: dict[str, list]) -> None:
+    for est, vals in rows.items():
+        if est == "ours auto: chose":
+            print(f"{name:42s} {'  auto chose':34s} {', '.join(vals)}")
+            continue
+        if vals and vals[0][0] == "error":
+            print(f"{name:42s} {est:34s} error: {vals[0][1]}")
+            continue
+        arr = np.array([(v[0], v[1], np.nan if v[2] is None else v[2], v[3]) for v in vals], dtype=float)
+        cov = "-" if np.isnan(arr[:, 2]).all() else f"{np.nanmean(arr[:, 2]):.0%}"
+        print(
+            f"{name:42s} {est:34s} {arr[:, 0].mean():9.4f} {arr[:, 1].mean():10.4f} {cov:>9s} {arr[:, 3].mean():10.2f}"
+        )
+    print(flush=True)
 
 
 def _score(r: dict, tau: np.ndarray, true_ate: float) -> tuple[float, float, bool | None, float]:

@@ -126,9 +126,9 @@ def _regressor(n: int, seed: int, final: bool = False) -> HistGradientBoostingRe
     return HistGradientBoostingRegressor(
         learning_rate=0.2,
         max_iter=80,
-        max_leaf_nodes=31,
+        max_leaf_nodes=31 if n >= 2000 else 8,  # small samples: small trees, or the propensities run to 0/1
         min_samples_leaf=max(20, n // 1000),
-        early_stopping=n >= 1000,
+        early_stopping=n >= 200,
         validation_fraction=0.15,
         n_iter_no_change=10,
         max_bins=MAX_BINS,
@@ -140,9 +140,9 @@ def _classifier(n: int, seed: int) -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(
         learning_rate=0.2,
         max_iter=80,
-        max_leaf_nodes=31,
+        max_leaf_nodes=31 if n >= 2000 else 8,  # small samples: small trees, or the propensities run to 0/1
         min_samples_leaf=max(20, n // 1000),
-        early_stopping=n >= 1000,
+        early_stopping=n >= 200,
         validation_fraction=0.15,
         n_iter_no_change=10,
         max_bins=MAX_BINS,
