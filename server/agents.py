@@ -42,6 +42,13 @@ def agent_config(settings: Settings, advertiser_id: str, **overrides: Any) -> Ag
     return AgentConfig.model_validate({k: v for k, v in values.items() if v is not None})
 
 
+def warm_up() -> None:
+    """Load the guardrails' recognizers (seconds of imports) before the first user or job waits for them."""
+    from agent.guardrails.input import check_input
+
+    check_input("How are my campaigns doing?", scope="adv_0001")
+
+
 @dataclass
 class _Held:
     agent: Agent

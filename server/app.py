@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         from agent.graph import build_graph
-        from server.agents import AgentPool
+        from server.agents import AgentPool, warm_up
         from server.limits import connect
 
         plain = connect(settings.redis_url)
@@ -161,7 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = svc
         if not len(svc.keys):
             log.warning("no API keys configured (ADGUIDE_API_KEYS / ADGUIDE_API_KEYS_FILE): every /v1 call gets 401")
-        warm = asyncio.create_task(asyncio.to_thread(_warm_up), name="warm-up")
+        warm = asyncio.create_task(asyncio.to_thread(warm_up), name="warm-up")
         svc.background.add(warm)
         warm.add_done_callback(svc.background.discard)
         try:
@@ -255,13 +255,6 @@ def _check_world(settings: Settings) -> dict[str, Any]:
 
     path = settings.world_path or adguide_home() / "world.sqlite"
     return {"ok": path.exists(), "path": str(path)}
-
-
-def _warm_up() -> None:
-    """Load the guardrails' recognizers (seconds of imports) before the first user waits for them."""
-    from agent.guardrails.input import check_input
-
-    check_input("How are my campaigns doing?", scope="adv_0001")
 
 
 def app_from_env() -> FastAPI:

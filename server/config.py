@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,14 @@ ENV = {
     "job_max_tries": "ADGUIDE_JOB_MAX_TRIES",
     "job_retry_base_s": "ADGUIDE_JOB_RETRY_BASE_S",
     "worker_concurrency": "ADGUIDE_WORKER_CONCURRENCY",
+    "guidance": "ADGUIDE_GUIDANCE",
     "log_level": "ADGUIDE_LOG_LEVEL",
 }
+
+
+class GuidanceMode(StrEnum):
+    PROACTIVE = "proactive"  # the agent's proactive mode: ranked, simulated guidance items (seconds each)
+    OVERVIEW = "overview"  # one grounded chat turn ("How is my account doing?"): a fast digest
 
 
 class Settings(BaseModel):
@@ -59,6 +66,7 @@ class Settings(BaseModel):
     job_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="one advertiser's guidance in a batch")
     job_max_tries: int = Field(default=4, ge=1, le=20)
     job_retry_base_s: float = Field(default=2.0, ge=0, le=300, description="first retry delay; doubles per try")
+    guidance: GuidanceMode = Field(default=GuidanceMode.PROACTIVE, description="what a batch worker runs per advertiser")
     worker_concurrency: int = Field(default=2, ge=1, le=64, description="advertisers at once per worker process")
     agent_pool_size: int = Field(default=32, ge=1, le=10_000, description="open agents (MCP sessions) per API process")
     agent_ttl_s: float = Field(default=300.0, gt=0, description="an open agent is rebuilt after this (fresh ids)")

@@ -13,7 +13,6 @@ Redis, PostgreSQL, world data and model endpoint (vLLM replicas behind one URL).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import socket
@@ -25,9 +24,9 @@ from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from server.agents import agent_config
+from server.agents import agent_config, warm_up
 from server.batch import GUIDE_FUNCTION
-from server.config import Settings
+from server.config import GuidanceMode, Settings
 from server.db import Database
 from server.logs import job_id_var, setup_logging
 
@@ -47,21 +46,19 @@ def _jsonable(value: Any) -> Any:
 
 
 async def guidance(settings: Settings, advertiser_id: str) -> list[Any]:
-    """The agent's proactive guidance for one advertiser: a ranked list of items (JSON-ready).
-
-    Uses the agent's proactive mode (`Agent.guide`, agent/proactive.py). Where that module is not there,
-    it falls back to one grounded overview turn, as a single item."""
+    """One advertiser's guidance as JSON-ready items: the agent's proactive mode (`Agent.guide`: ranked
+    changes with simulated impact, each with its text), or, in overview mode, one grounded overview turn."""
     from agent.graph import Agent
 
     config = agent_config(settings, advertiser_id, checkpointer="memory", checkpoint_url=None)
     async with Agent(config) as agent:
-        if importlib.util.find_spec("agent.proactive") is None:
-            turn = await agent.ask(f"guide-{uuid.uuid4().hex[:8]}", OVERVIEW_QUESTION)
-            return [{"rank": 1, "title": "Account overview", "text": turn.text, "source": "overview"}]
-        result = _jsonable(await agent.guide())
-    if isinstance(result, dict) and "items" in result:
-        return list(result["items"])
-    return result if isinstance(result, list) else [result]
+        if settings.guidance == GuidanceMode.OVERVIEW:
+            turn = await agent.ask(f"digest-{uuid.uuid4().hex[:8]}", OVERVIEW_QUESTION)
+            return [{"rank": 1, "title": "Account overview", "text": turn.text}]
+        report = await agent.guide()
+    items = getattr(report, "items", report)
+    return [{**_jsonable(item), "text": item.text()} if hasattr(item, "text") else _jsonable(item)
+            for item in (items if isinstance(items, list) else [items])]
 
 
 def backoff_s(job_try: int, base: float) -> float:
@@ -104,6 +101,7 @@ def make_worker(settings: Settings, *, burst: bool = False) -> Worker:
         db = Database(settings, max_size=settings.worker_concurrency + 1)
         await db.open()
         await db.ensure_schema()
+        await asyncio.to_thread(warm_up)  # imports before the first job's clock starts
         ctx.update(settings=settings, db=db, guidance=guidance,
                    worker_name=f"{socket.gethostname()}:{os.getpid()}")
         log.info("worker ready", extra={"queue": settings.queue_name, "concurrency": settings.worker_concurrency})

@@ -75,7 +75,7 @@ def env_of(settings: Settings) -> dict[str, str]:
            "ADGUIDE_API_KEYS": json.dumps(settings.api_keys),
            "ADGUIDE_JOB_TIMEOUT_S": str(settings.job_timeout_s), "ADGUIDE_JOB_MAX_TRIES": str(settings.job_max_tries),
            "ADGUIDE_JOB_RETRY_BASE_S": str(settings.job_retry_base_s),
-           "ADGUIDE_WORKER_CONCURRENCY": str(settings.worker_concurrency),
+           "ADGUIDE_WORKER_CONCURRENCY": str(settings.worker_concurrency), "ADGUIDE_GUIDANCE": settings.guidance.value,
            "ADGUIDE_RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     return env
