@@ -26,6 +26,7 @@ def served_model(base_url: str, api_key: str = "EMPTY", timeout: float = 5.0) ->
 
 
 def make_openai_model(config: AgentConfig, **overrides: Any) -> Any:
+    import httpx
     from langchain_openai import ChatOpenAI
 
     assert config.base_url
@@ -40,6 +41,9 @@ def make_openai_model(config: AgentConfig, **overrides: Any) -> Any:
         "max_retries": 0,  # the graph decides what a failure means for the turn
         "stream_usage": True,  # token counts also when the graph streams (per-turn token bound)
     }
+    # A client of our own: langchain-openai's shared default client is bound to the first event loop that
+    # used it, and a later loop (another asyncio.run, a test) then fails with "Event loop is closed".
+    kwargs.setdefault("http_async_client", httpx.AsyncClient(timeout=config.limits.max_seconds))
     kwargs.update(overrides)
     return ChatOpenAI(**kwargs)
 
