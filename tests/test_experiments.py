@@ -19,7 +19,9 @@ from tools.market.experiments import (
 
 ADV = Advertiser(id="adv_0007", name="Acme", category="kitchen")
 CAMPAIGNS = [Campaign(id="cmp_00001", advertiser_id="adv_0007", name="c1", daily_budget=50.0)]
-PRODUCTS = [Product(id="prd_000001", advertiser_id="adv_0007", name="pan", category="kitchen", price=30, margin=0.3)]
+PRODUCTS = [
+    Product(id="prd_000001", advertiser_id="adv_0007", name="pan", category="kitchen", price=30, margin=0.3)
+]
 START, END = dt.date(2026, 6, 1), dt.date(2026, 9, 28)
 
 
@@ -38,8 +40,12 @@ def _experiment(kind: str = "ad_exposure", outcome: str = "revenue", n: int = 40
 
 
 def test_plan_experiments_is_reproducible_and_within_range() -> None:
-    plans = [plan_experiments(ADV, CAMPAIGNS, PRODUCTS, START, END, np.random.default_rng(s)) for s in range(40)]
-    again = [plan_experiments(ADV, CAMPAIGNS, PRODUCTS, START, END, np.random.default_rng(s)) for s in range(40)]
+    plans = [
+        plan_experiments(ADV, CAMPAIGNS, PRODUCTS, START, END, np.random.default_rng(s)) for s in range(40)
+    ]
+    again = [
+        plan_experiments(ADV, CAMPAIGNS, PRODUCTS, START, END, np.random.default_rng(s)) for s in range(40)
+    ]
     assert plans == again
     counts = {len(p) for p in plans}
     assert counts <= {0, 1, 2} and len(counts) > 1
@@ -57,7 +63,12 @@ def test_no_ad_holdout_without_campaigns_and_none_for_short_windows() -> None:
     for s in range(30):
         for e in plan_experiments(ADV, [], PRODUCTS, START, END, np.random.default_rng(s)):
             assert e.kind == "promotion"
-    assert plan_experiments(ADV, CAMPAIGNS, PRODUCTS, START, START + dt.timedelta(days=5), np.random.default_rng(0)) == []
+    assert (
+        plan_experiments(
+            ADV, CAMPAIGNS, PRODUCTS, START, START + dt.timedelta(days=5), np.random.default_rng(0)
+        )
+        == []
+    )
 
 
 def test_simulate_experiment_shapes_truth_and_reproducibility() -> None:
