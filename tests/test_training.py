@@ -75,7 +75,7 @@ def test_template_renders_tools_calls_and_masks_only_assistant_tokens(tokenizer)
         record.messages, tools=record.tools, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
     text = tokenizer.decode(out["input_ids"])
-    assert '<tools>\n{"type": "function", "function": {"name": "propose_change"' in text
+    assert "<tools>\n{\"name\":\"propose_change\",\"description\":\"Dry-run a change.\"" in text
     assert '<tool_call>\n{"name": "propose_change", "arguments": {"action": "set_bid", "id": "kw_0000001", "value": 0.5}}\n</tool_call>' in text
     assert "<tool_response>\n{" in text
     masked = tokenizer.decode([t for t, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m])
@@ -295,5 +295,10 @@ def test_stages_are_resumable_atomic_and_ordered(tmp_path):
         run_stage(run, Stage.SFT, body)
     events = [(m["stage"], m["event"]) for m in run.metrics()]
     assert ("data", "skipped") in events and ("base", "failed") in events
-    with pytest.raises(ValueError, match="was started with config 'tiny'"):
+    with pytest.raises(ValueError, match="holds a 'tiny' run"):
         Run.open(tmp_path / "run", preset("small"))
+    # a changed SFT recipe leaves the data stage valid
+    changed = preset("tiny").model_copy(update={"sft": preset("tiny").sft.model_copy(update={"epochs": 2})})
+    assert Run.open(tmp_path / "run", changed).is_done(Stage.DATA)
+    changed_data = preset("tiny").model_copy(update={"data": preset("tiny").data.model_copy(update={"seed": 99})})
+    assert not Run.open(tmp_path / "run", changed_data).is_done(Stage.DATA)

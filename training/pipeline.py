@@ -49,6 +49,17 @@ UPSTREAM: dict[Stage, list[Stage]] = {
 }
 
 
+# The parts of the PipelineConfig each stage's outputs depend on (besides its upstream stages).
+STAGE_CONFIG: dict[Stage, tuple[str, ...]] = {
+    Stage.DATA: ("data",),
+    Stage.BASE: ("tokenizer", "model"),
+    Stage.SFT: ("sft",),
+    Stage.PREFERENCES: ("preferences",),
+    Stage.DPO: ("dpo",),
+    Stage.CARD: ("eval",),
+}
+
+
 class StageRecord(BaseModel):
     stage: Stage
     fingerprint: str
@@ -75,17 +86,22 @@ class Run:
 
     @classmethod
     def open(cls, root: Path, config: PipelineConfig | None = None) -> Run:
-        """Open a run dir; a new one records `config`, an existing one must match it (or be given none)."""
+        """Open a run dir. A new one records `config`; an existing one keeps its own unless `config` is given,
+        which replaces it: only the stages whose part of the config changed (and those after them) rerun."""
         root = Path(root)
         saved = root / "pipeline.json"
         if saved.is_file():
             existing = PipelineConfig.load(saved)
-            if config is not None and config.fingerprint() != existing.fingerprint():
+            if config is None or config.fingerprint() == existing.fingerprint():
+                return cls(root, existing)
+            if config.name != existing.name:
                 raise ValueError(
-                    f"{root} was started with config {existing.name!r} ({existing.fingerprint()}); "
-                    "use another --run-dir, or --force-config to overwrite it"
+                    f"{root} holds a {existing.name!r} run; use another --run-dir for config {config.name!r}"
                 )
-            return cls(root, existing)
+            config.save(saved)
+            run = cls(root, config)
+            run.log("run", "config_changed", old=existing.fingerprint(), new=config.fingerprint())
+            return run
         if config is None:
             raise FileNotFoundError(f"{root} is not a training run: start one with `adguide train all --config small`")
         root.mkdir(parents=True, exist_ok=True)
@@ -110,7 +126,10 @@ class Run:
             return None
 
     def fingerprint(self, stage: Stage) -> str:
-        parts = [self.config.fingerprint(), stage.value]
+        """The stage's own config sections plus its upstream stages' fingerprints."""
+        sections = self.config.model_dump(mode="json")
+        own = {key: sections[key] for key in STAGE_CONFIG[stage]}
+        parts = [json.dumps(own, sort_keys=True), stage.value]
         for upstream in UPSTREAM[stage]:
             record = self.record(upstream)
             parts.append(record.fingerprint if record else "missing")

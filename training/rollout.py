@@ -24,6 +24,10 @@ _OPEN_CALL = re.compile(r"<tool_call>\s*(.*)$", re.DOTALL)
 CallTool = Callable[[str, dict[str, Any]], Awaitable[str]]
 
 
+class PromptTooLongError(ValueError):
+    """The conversation leaves no room to generate within the model's context."""
+
+
 def parse_assistant(text: str) -> dict[str, Any]:
     """A generated assistant turn as a contract-E message. A call whose JSON does not parse is kept with
     `"invalid": true` (and no arguments) so the scorer can count it as a malformed call."""
@@ -74,7 +78,7 @@ def generate(
     )
     limit = model.config.max_position_embeddings - max_new_tokens
     if inputs["input_ids"].shape[1] > limit:
-        raise ValueError(f"prompt of {inputs['input_ids'].shape[1]} tokens leaves no room to generate (limit {limit})")
+        raise PromptTooLongError(f"prompt of {inputs['input_ids'].shape[1]} tokens leaves no room to generate (limit {limit})")
     torch.manual_seed(seed)
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {}
     with torch.no_grad():
@@ -106,10 +110,14 @@ async def rollout(
     without calling a tool or `max_steps` assistant turns have been written."""
     added: list[dict[str, Any]] = []
     for step in range(max_steps):
-        text = generate(
-            model, tokenizer, prompt + added, tools,
-            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed * 1000 + step,
-        )
+        try:
+            text = generate(
+                model, tokenizer, prompt + added, tools,
+                max_new_tokens=max_new_tokens, temperature=temperature, seed=seed * 1000 + step,
+            )
+        except PromptTooLongError:
+            break  # the trajectory ends unfinished; the scorer counts it as a failure
+
         message = parse_assistant(text)
         added.append(message)
         if not message.get("tool_calls"):
