@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-SYSTEM_PROMPT = (
-    "You are adguide, an assistant that guides advertisers. Use the tools to read the account and to "
-    "simulate changes. Every number you state must come from a tool result. Changes are only proposed; "
-    "apply one only after the user confirms it."
-)
+
+def system_prompt(advertiser_id: str) -> str:
+    """The agent's own system prompt, so the model trains on what it reads when it serves."""
+    from agent.prompts import system_prompt as agent_system_prompt
+
+    return agent_system_prompt(advertiser_id)
 
 CallTool = Callable[[str, dict[str, Any]], Awaitable[str]]
 
@@ -839,7 +840,10 @@ def _user_turns(kind: Kind, rng: np.random.Generator, ctx: dict[str, Any]) -> li
     if kind is Kind.FOLLOW_UP:
         first = _choice(rng, [Intent.WORST_ACOS, Intent.BUDGET_CAPPED, Intent.FIX_ACOS, Intent.FIX_BUDGET])
         if first in (Intent.FIX_ACOS, Intent.FIX_BUDGET):
-            second = _choice(rng, PHRASES[_choice(rng, [Intent.CONFIRM, Intent.REJECT])])
+            # With apply_change among the tools the user's confirmation is answered by a call to it; the agent's
+            # graph keeps apply_change from the model and confirms itself, so its dialogues only reject.
+            options = [Intent.CONFIRM, Intent.REJECT] if ctx.get("can_apply") else [Intent.REJECT]
+            second = _choice(rng, PHRASES[_choice(rng, options)])
         elif first is Intent.WORST_ACOS and kw is not None:
             second = _choice(rng, ["Lower its bid to {value}.", "Set its bid to {value} then."]).format(
                 value=f"{max(0.05, round(kw['bid'] * 0.8, 2)):.2f}"
@@ -899,12 +903,13 @@ async def write_dialogues(
     suffix = advertiser_id.rsplit("_", 1)[-1]
     rng = np.random.default_rng([seed, int(suffix) if suffix.isdigit() else 0, first])
     ctx = await advertiser_context(call_tool)
+    ctx["can_apply"] = "apply_change" in available
     names = list(KIND_WEIGHTS)
     weights = np.array([KIND_WEIGHTS[k] for k in names])
     out = []
     for i in range(first, first + n):
         kind = kinds[i % len(kinds)] if kinds else names[int(rng.choice(len(names), p=weights / weights.sum()))]
-        messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(advertiser_id)}]
         for text in _user_turns(kind, rng, ctx):
             messages.append({"role": "user", "content": text})
             messages += await run_policy(call_tool, messages, available, scope=advertiser_id)
@@ -915,3 +920,36 @@ async def write_dialogues(
             "messages": messages, "tools": tools, "action": action, "facts": facts,
         })
     return out
+
+
+# --- as a LangChain chat model (the agent's "teacher" backend) ---------------------------------------------
+
+
+def make_chat_model() -> Any:
+    """The teacher behind LangChain's chat-model interface, for `--backend teacher` and the evals' teacher row."""
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage, BaseMessage, convert_to_openai_messages
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    class TeacherChatModel(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "adguide-teacher"
+
+        def bind_tools(self, tools: Any, *, tool_choice: str | None = None, **kwargs: Any) -> Any:
+            return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+        def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
+                      **kwargs: Any) -> ChatResult:
+            available = {t["function"]["name"] for t in kwargs.get("tools", [])}
+            decided = decide(list(convert_to_openai_messages(messages)), available)
+            calls = [
+                {"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"]), "id": c["id"],
+                 "type": "tool_call"}
+                for c in decided.get("tool_calls") or []
+            ]
+            message = AIMessage(content=decided.get("content") or "", tool_calls=calls)
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    return TeacherChatModel()

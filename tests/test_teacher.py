@@ -81,3 +81,20 @@ async def test_dialogues_cover_every_kind_with_grounded_answers(world):
     recover = [d for d in dialogues if d["kind"] == "recover"]
     assert all(any('"error"' in (m["content"] or "") for m in d["messages"] if m["role"] == "tool") for d in recover)
     assert len({json.dumps(d["messages"][1]["content"]) for d in dialogues}) > len(Kind)  # varied phrasings
+
+
+def test_teacher_as_a_langchain_chat_model():
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    from agent.teacher import make_chat_model
+
+    tools = [{"type": "function", "function": {"name": "performance", "description": "metrics",
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    model = make_chat_model().bind_tools(tools)
+    first = model.invoke([HumanMessage("Which keyword has the worst ACoS?")])
+    assert first.tool_calls[0]["name"] == "performance" and first.tool_calls[0]["args"]["sort"] == "acos"
+    result = {"totals": {"acos": 0.2}, "rows": [
+        {"id": "kw_0000007", "name": "desk lamp", "spend": 50.0, "sales": 100.0, "orders": 4, "acos": 0.5, "bid": 0.9}]}
+    answer = model.invoke([HumanMessage("Which keyword has the worst ACoS?"), first,
+                           ToolMessage(json.dumps(result), tool_call_id=first.tool_calls[0]["id"])])
+    assert not answer.tool_calls and "kw_0000007" in answer.content and "50.0%" in answer.content

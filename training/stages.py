@@ -47,6 +47,12 @@ def preflight(config: PipelineConfig) -> None:
 # --- stage 2 (first in order): teacher dialogues ----------------------------------------------------------
 
 
+def model_tools(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tools the model is shown, as the agent shows them: apply_change is the graph's, after the user
+    confirms a proposal, never the model's."""
+    return [t for t in specs if t["function"]["name"] != "apply_change"]
+
+
 def _quiet_mcp_logs() -> None:
     for name in ("mcp", "mcp.server", "mcp.server.lowlevel.server", "tools.mcp_server"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -61,7 +67,7 @@ async def _dialogues_for_world(
     from tools.mcp_server import Scope, connect_in_memory, openai_tools
     from training.rollout import isolated_world
 
-    tools = openai_tools()
+    tools = model_tools(openai_tools())
     kinds = list(KIND_WEIGHTS)
     weights = np.array([KIND_WEIGHTS[k] for k in kinds])
     out: list[dict[str, Any]] = []
