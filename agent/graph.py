@@ -36,6 +36,7 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    ToolCall,
     ToolMessage,
 )
 from langgraph.config import get_stream_writer
@@ -44,7 +45,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, Field
 
-from agent.configuration import AgentConfig
+from agent.configuration import AgentConfig, BackendKind
 from agent.guardrails.input import check_input
 from agent.guardrails.output import check_output
 from agent.guardrails.tool_args import ProposedChange, Scope, Verdict, check_changes, check_tool_args
@@ -200,6 +201,8 @@ async def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         turn["stop_reason"] = stop["stop_reason"]
         return {"messages": stop["messages"], "turn": turn}
     message = _normalize(response)
+    if ctx.config.constrain_arguments and ctx.config.resolved_backend() == BackendKind.OPENAI:
+        message = await _constrain_calls(ctx, state["messages"], message)
     usage = getattr(response, "usage_metadata", None) or {}
     turn["steps"] = turn.get("steps", 0) + 1
     turn["tokens"] = turn.get("tokens", 0) + int(usage.get("output_tokens") or max(1, len(content_text(message)) // 4))
@@ -217,6 +220,30 @@ def _normalize(response: BaseMessage) -> AIMessage:
                       "args": {INVALID_CALL: str(bad.get("args") or bad.get("error") or "")}, "type": "tool_call"})
     return AIMessage(content=response.content, tool_calls=calls, id=response.id,
                      usage_metadata=response.usage_metadata, response_metadata=response.response_metadata)
+
+
+async def _constrain_calls(ctx: AgentContext, history: list[AnyMessage], message: AIMessage) -> AIMessage:
+    """Where the server supports structured outputs (vLLM), a call whose arguments break its schema (an id the
+    advertiser does not own, a wrong type, JSON that did not parse) is decoded again under the schema, with
+    the advertiser's own ids as enums, instead of being rejected."""
+    from agent.backends.openai import constrained_arguments
+
+    calls = []
+    for call in message.tool_calls:
+        schema = ctx.tool_schemas.get(call["name"])
+        if schema is not None:
+            check = check_tool_args(call["name"], call["args"], schema=schema, scope=_scope(ctx),
+                                    policy=ctx.config.policy)
+            if check.verdict != Verdict.OK:
+                try:
+                    args = await constrained_arguments(ctx.model, _model_view(history, ctx), schema)
+                    log.info("constrained decoding replaced the arguments of %s: %s", call["name"], check.message)
+                    call = ToolCall(name=call["name"], args=args, id=call["id"], type="tool_call")  # noqa: PLW2901
+                except Exception as exc:  # keep the original call; the tools node rejects it with a reason
+                    log.warning("constrained decoding failed for %s: %r", call["name"], exc)
+        calls.append(call)
+    return AIMessage(content=message.content, tool_calls=calls, id=message.id,
+                     usage_metadata=message.usage_metadata, response_metadata=message.response_metadata)
 
 
 def route_after_planner(state: AgentState) -> Literal["tools", "output_guardrails"]:

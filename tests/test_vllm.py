@@ -92,3 +92,20 @@ async def test_tool_arguments_are_constrained_to_the_advertisers_ids(vllm_url, w
         args = await constrained_arguments(agent.context.model, "Pause my worst keyword", schema)
     jsonschema.validate(args, schema)
     assert args["id"] in allowed, json.dumps(args)
+
+
+async def test_a_call_outside_the_scope_is_decoded_again_under_the_schema(vllm_url, world):  # noqa: F811
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from agent.graph import _constrain_calls
+
+    config = AgentConfig(advertiser_id="adv_0001", base_url=vllm_url, store_path=world, checkpointer="memory",
+                         limits=Limits(max_new_tokens=96, max_seconds=300))
+    async with Agent(config) as agent:
+        ctx = agent.context
+        bad = AIMessage(content="", tool_calls=[{"name": "propose_change", "args": {"action": "pause", "id": "kw_9999999"},
+                                                 "id": "c1", "type": "tool_call"}])
+        fixed = await _constrain_calls(ctx, [HumanMessage(content="Pause my worst keyword")], bad)
+    [call] = fixed.tool_calls
+    jsonschema.validate(call["args"], ctx.tool_schemas["propose_change"])
+    assert call["args"]["id"] in ctx.tool_schemas["propose_change"]["properties"]["id"]["enum"] and call["id"] == "c1"
