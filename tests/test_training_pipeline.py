@@ -59,3 +59,36 @@ def test_bad_inputs_fail_up_front_with_one_line(tmp_path):
     assert result.exit_code == 2 and "incomplete: missing config.json" in result.output
     result = runner.invoke(app, ["train", "all", "--config", "gigantic", "--run-dir", str(tmp_path / "x")])
     assert result.exit_code == 2 and "config must be one of tiny, small" in result.output
+
+
+def test_dpo_with_lora_and_ipo_saves_a_merged_plain_model_dir(tmp_path):
+    from tests.test_training import dialogue
+    from training.config import preset
+    from training.dpo import train_dpo
+    from training.model import build_model, save_model_dir, validate_model_dir
+    from training.pipeline import Run, Stage, run_stage
+    from training.preferences import Candidate, pairs_for
+    from training.scoring import score, teacher_completion
+    from training.tokenizer import project_corpus, train_tokenizer
+
+    tiny = preset("tiny")
+    config = tiny.model_copy(update={"dpo": tiny.dpo.model_copy(update={"use_lora": True, "lora_r": 4, "loss_type": "ipo"})})
+    tokenizer = train_tokenizer(list(project_corpus()), 512)
+    sft_dir = tmp_path / "sft"
+    save_model_dir(build_model(config.model, tokenizer), tokenizer, sft_dir)
+    pairs = []
+    for i in range(4):
+        record = dialogue(i)
+        good = teacher_completion(record)
+        bad = good[:2] + [{"role": "assistant", "content": "Profit will be $987.65, guaranteed."}]
+        pairs += pairs_for(record, [Candidate(source="sft", added=a, score=score(record, a)) for a in (good, bad)], 0.05)
+    assert len(pairs) == 4
+    run = Run.open(tmp_path / "run", config)
+    for stage in (Stage.DATA, Stage.BASE, Stage.SFT, Stage.PREFERENCES):  # upstream records for the DPO stage
+        run_stage(run, stage, lambda w: (w.out / "x").write_text("x"))
+    run_stage(run, Stage.DPO, lambda w: train_dpo(w, config, sft_dir, pairs))
+    summary = run.record(Stage.DPO).summary
+    assert summary["lora"] is True and summary["loss_type"] == "ipo" and summary["steps"] == 2
+    out = run.path(Stage.DPO) / "model"
+    validate_model_dir(out)
+    assert not (out / "adapter_config.json").exists()  # merged: loads without peft
