@@ -166,3 +166,18 @@ def test_langgraph_json_points_at_the_compiled_graph():
     path, attr = spec["graphs"]["adguide"].split(":")
     compiled = getattr(importlib.import_module(path.removeprefix("./").removesuffix(".py").replace("/", ".")), attr)
     assert {"input_guardrails", "planner", "tools", "approval", "output_guardrails", "answer"} <= set(compiled.nodes)
+
+
+async def test_teacher_backend_through_the_graph(world):
+    """The training engineer's expert policy (the evals' oracle row) as the planner: its answers pass the
+    output guardrails unchanged, and its proposals go through the same confirmation."""
+    kw = a_keyword(world)
+    async with Agent(config(world).model_copy(update={"backend": "teacher"})) as agent:
+        for question in ("How is my account doing?", f"What happens if I raise the bid on {kw.id} to ${kw.bid * 1.1:.2f}?",
+                         "Which search terms should I add as negatives?"):
+            result = await agent.ask("t", question)
+            assert result.text and not [e for e in result.guardrail_events if e["stage"] == "output"], result
+        proposal = await agent.ask("t", f"Set the bid of {kw.id} to ${kw.bid * 1.1:.2f}")
+        assert proposal.confirmation["changes"][0]["id"] == kw.id
+        done = await agent.confirm("t", "confirm")
+    assert "Applied" in done.text and bid_of(world, kw.id) == round(kw.bid * 1.1, 2)
