@@ -42,5 +42,37 @@ from agent.cli import agent_app  # noqa: E402
 
 app.add_typer(agent_app)  # chat, ask, guide, guardrails as top-level commands
 
+
+@app.command()
+def demo(
+    advertiser: str = typer.Option("adv_0001", "--advertiser", "-a", help="whose account to look at"),
+    advertisers: int = typer.Option(100, "--advertisers", "-n", help="world size if one must be generated"),
+    question: str = typer.Option(
+        "Why did my ACoS change last week, and what should I do about it?", "--question", "-q"
+    ),
+    backend: str | None = typer.Option(None, "--backend", "-b", help="rules | teacher | local | openai"),
+) -> None:
+    """The main job on the embedded defaults: make a world if there is none, then ask the agent and get guidance."""
+    from rich.console import Console
+
+    from agent.cli import ask, guide
+    from tools.market.cli import generate, show
+    from tools.market.store import default_world_path
+
+    console = Console()
+    if not default_world_path().exists():
+        console.rule("1. No world yet: generating one (advertisers, history, experiments)")
+        generate(advertisers=advertisers, days=120, seed=7, start="2026-06-01", out=None, force=False, as_json=False)
+    console.rule(f"2. The account of {advertiser}")
+    show(advertiser_id=advertiser, world=None, last=7)
+    console.rule(f"3. {advertiser} asks: {question}")
+    ask(question=question, advertiser=advertiser, thread=None, backend=backend, model_dir=None, base_url=None,
+        world=None, yes=False, no=True)
+    console.rule("4. Proactive guidance (what the batch job lands in the inbox)")
+    guide(advertiser=advertiser, backend=backend, world=None, as_json=False, max_items=5)
+    console.print("\nNext: [bold]adguide chat -a " + advertiser + "[/bold] to talk to the agent, "
+                  "[bold]adguide serve api[/bold] for the web chat.")
+
+
 if __name__ == "__main__":
     app()
