@@ -62,16 +62,35 @@ def demo(
     console = Console()
     if not default_world_path().exists():
         console.rule("1. No world yet: generating one (advertisers, history, experiments)")
-        generate(advertisers=advertisers, days=120, seed=7, start="2026-06-01", out=None, force=False, as_json=False)
+        generate(
+            advertisers=advertisers,
+            days=120,
+            seed=7,
+            start="2026-06-01",
+            out=None,
+            force=False,
+            as_json=False,
+        )
     console.rule(f"2. The account of {advertiser}")
     show(advertiser_id=advertiser, world=None, last=7)
     console.rule(f"3. {advertiser} asks: {question}")
-    ask(question=question, advertiser=advertiser, thread=None, backend=backend, model_dir=None, base_url=None,
-        world=None, yes=False, no=True)
+    ask(
+        question=question,
+        advertiser=advertiser,
+        thread=None,
+        backend=backend,
+        model_dir=None,
+        base_url=None,
+        world=None,
+        yes=False,
+        no=True,
+    )
     console.rule("4. Proactive guidance (what the batch job lands in the inbox)")
     guide(advertiser=advertiser, backend=backend, world=None, as_json=False, max_items=5)
-    console.print("\nNext: [bold]adguide chat -a " + advertiser + "[/bold] to talk to the agent, "
-                  "[bold]adguide serve api[/bold] for the web chat.")
+    console.print(
+        "\nNext: [bold]adguide chat -a " + advertiser + "[/bold] to talk to the agent, "
+        "[bold]adguide serve api[/bold] for the web chat."
+    )
 
 
 if __name__ == "__main__":

@@ -298,14 +298,6 @@ async def _collect(svc: Services, queue: asyncio.Queue[dict[str, Any] | None]) -
     return out
 
 
-class LandscapePoint(BaseModel):
-    bid: float
-    clicks: float | None = None
-    spend: float | None = None
-    sales: float | None = None
-    profit: float | None = None
-
-
 @router.get("/charts/bid-landscape", summary="Simulated clicks, spend, sales and profit of one of your keywords "
             "at several bids (for the chat page's chart)")
 async def bid_landscape(keyword_id: str = Query(min_length=1, max_length=64), days: int = Query(14, ge=1, le=90),

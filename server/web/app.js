@@ -163,9 +163,14 @@ function drawChart(data, proposedBid) {
   const W = 420, H = 260, L = 52, R = 12, T = 12, B = 34;
   const pts = data.points || [];
   if (!pts.length) return;
-  const series = ["profit", "sales", "spend"].filter((k) => pts.some((p) => typeof p[k] === "number"));
+  // A figure is a number, or an interval {mean, low, high} (incremental profit: Monte Carlo band).
+  const mean = (v) => (v && typeof v === "object" ? v.mean : v);
+  const series = ["incremental_profit", "sales", "spend"].filter((k) => pts.some((p) => typeof mean(p[k]) === "number"));
   const xs = pts.map((p) => p.bid);
-  const ys = pts.flatMap((p) => series.map((k) => p[k] ?? 0));
+  const ys = pts.flatMap((p) => series.flatMap((k) => {
+    const v = p[k];
+    return v && typeof v === "object" ? [v.mean, v.low ?? v.mean, v.high ?? v.mean] : [v ?? 0];
+  }));
   const xmin = Math.min(...xs), xmax = Math.max(...xs);
   const ymin = Math.min(0, ...ys), ymax = Math.max(...ys, 1);
   const X = (x) => L + (x - xmin) / ((xmax - xmin) || 1) * (W - L - R);
@@ -186,9 +191,16 @@ function drawChart(data, proposedBid) {
   }
   for (const x of xs) el("text", { x: X(x), y: H - B + 16, "text-anchor": "middle" }, "$" + x.toFixed(2));
   el("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle" }, "bid");
+  const band = pts.filter((p) => p.incremental_profit && typeof p.incremental_profit === "object"
+                                 && typeof p.incremental_profit.low === "number");
+  if (band.length === pts.length) {
+    const up = band.map((p, i) => (i ? "L" : "M") + X(p.bid).toFixed(1) + " " + Y(p.incremental_profit.high).toFixed(1));
+    const down = band.slice().reverse().map((p) => "L" + X(p.bid).toFixed(1) + " " + Y(p.incremental_profit.low).toFixed(1));
+    el("path", { d: up.join(" ") + " " + down.join(" ") + " Z", class: "band" });
+  }
   for (const k of series) {
-    const d = pts.map((p, i) => (i ? "L" : "M") + X(p.bid).toFixed(1) + " " + Y(p[k] ?? 0).toFixed(1)).join(" ");
-    el("path", { d, class: k, "data-series": k });
+    const d = pts.map((p, i) => (i ? "L" : "M") + X(p.bid).toFixed(1) + " " + Y(mean(p[k]) ?? 0).toFixed(1)).join(" ");
+    el("path", { d, class: k.replace("incremental_", ""), "data-series": k });
   }
   el("line", { x1: X(data.current_bid), y1: T, x2: X(data.current_bid), y2: H - B, class: "marker" });
   el("text", { x: X(data.current_bid) + 4, y: T + 10 }, "now");

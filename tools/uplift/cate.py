@@ -67,6 +67,9 @@ class ArmSummary(BaseModel):
     n_control: int
     estimator: Estimator  # what predict() uses
     heterogeneity_detected: bool
+    # out-of-fold calibration of the best heterogeneous model: 1 = its predicted spread is right, 0 = no signal
+    calibration_slope: float = 0.0
+    calibration_std_error: float = 0.0
     candidates: list[CandidateScore]
     ate: EffectEstimate
     att: EffectEstimate
@@ -104,7 +107,12 @@ def effect_estimate(estimate: float, std_error: float, level: float = 0.95) -> E
 
 
 _T = TypeVar("_T")
-MAX_BINS = 63  # coarser histograms: faster fits, no loss of accuracy seen on the benchmark designs
+MAX_BINS = 63
+NUISANCE_LR = 0.2
+NUISANCE_MAX_ITER = 80
+FINAL_LR = 0.1
+FINAL_MAX_ITER = 100
+FINAL_LEAVES = 8  # coarser histograms: faster fits, no loss of accuracy seen on the benchmark designs
 
 # --- learners ------------------------------------------------------------------------------------------
 
@@ -112,9 +120,9 @@ MAX_BINS = 63  # coarser histograms: faster fits, no loss of accuracy seen on th
 def _regressor(n: int, seed: int, final: bool = False) -> HistGradientBoostingRegressor:
     if final:  # pseudo-outcomes are noisy: small trees, big leaves, slow learning, early stopping
         return HistGradientBoostingRegressor(
-            learning_rate=0.1,
-            max_iter=100,
-            max_leaf_nodes=8,
+            learning_rate=FINAL_LR,
+            max_iter=FINAL_MAX_ITER,
+            max_leaf_nodes=FINAL_LEAVES,
             min_samples_leaf=max(50, n // 400),
             l2_regularization=1.0,
             early_stopping=True,
@@ -124,8 +132,8 @@ def _regressor(n: int, seed: int, final: bool = False) -> HistGradientBoostingRe
             random_state=seed,
         )
     return HistGradientBoostingRegressor(
-        learning_rate=0.2,
-        max_iter=80,
+        learning_rate=NUISANCE_LR,
+        max_iter=NUISANCE_MAX_ITER,
         max_leaf_nodes=31 if n >= 2000 else 8,  # small samples: small trees, or the propensities run to 0/1
         min_samples_leaf=max(20, n // 1000),
         early_stopping=n >= 200,
@@ -138,8 +146,8 @@ def _regressor(n: int, seed: int, final: bool = False) -> HistGradientBoostingRe
 
 def _classifier(n: int, seed: int) -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(
-        learning_rate=0.2,
-        max_iter=80,
+        learning_rate=NUISANCE_LR,
+        max_iter=NUISANCE_MAX_ITER,
         max_leaf_nodes=31 if n >= 2000 else 8,  # small samples: small trees, or the propensities run to 0/1
         min_samples_leaf=max(20, n // 1000),
         early_stopping=n >= 200,
@@ -205,6 +213,9 @@ class _ArmFit:
     oof_cate: np.ndarray  # honest per-row prediction of the chosen estimator (rows of all arms)
     pseudo_outcome: np.ndarray  # AIPW pseudo-outcome per row (its mean is the ATE)
     ate: float
+    shrink: float = 1.0  # auto: prediction = ate + shrink * (model(x) - center)
+    center: float = 0.0
+    calibrated: bool = False
 
 
 @dataclass
@@ -244,7 +255,8 @@ class CateFit:
         preds = _map_folds(
             lambda i: _predict_fold(fit.folds[i], fit.estimator, x, z), len(fit.folds), self.n_jobs
         )
-        return np.mean(preds, axis=0)
+        raw = np.mean(preds, axis=0)
+        return fit.ate + fit.shrink * (raw - fit.center) if fit.calibrated else raw
 
     def oof_cate(self, arm: int | None = None) -> np.ndarray:
         """Out-of-fold effect predictions for the training rows (honest: for Qini curves and checks)."""
@@ -299,7 +311,7 @@ def fit_cate(
     n_folds: int = 2,
     seed: int = 0,
     level: float = 0.95,
-    selection_z: float = 2.0,
+    selection_z: float = 1.645,
     n_jobs: int = 1,
 ) -> CateFit:
     """Fit effects of each treatment arm versus control (0); folds run in `n_jobs` threads (on the shared
@@ -528,8 +540,11 @@ def _fit_arm(
             )
         )
     hetero = [s for s in scores if s.estimator is not Estimator.CONSTANT]
-    best = max(hetero, key=lambda s: s.gain_vs_constant) if hetero else None
-    detected = best is not None and best.gain_vs_constant > selection_z * max(best.gain_std_error, 1e-300)
+    best = min(hetero, key=lambda s: s.r_loss) if hetero else None
+    slope, slope_se = (0.0, 0.0)
+    if best is not None:
+        slope, slope_se = _calibration(oof[best.estimator][sub], y_res[sub], t_res[sub])
+    detected = best is not None and slope > selection_z * max(slope_se, 1e-300)
 
     ate_value = float(phi.mean())
     ate = effect_estimate(ate_value, float(phi.std(ddof=1) / np.sqrt(data.n)), level)
@@ -538,10 +553,25 @@ def _fit_arm(
         chosen = best.estimator if (detected and best is not None) else Estimator.CONSTANT
     else:
         chosen = est
-    oof_chosen = np.full(data.n, ate_value) if chosen is Estimator.CONSTANT else oof[chosen]
-    message = _message(est, chosen, best, detected, ate, selection_z)
+    shrink, center = 1.0, 0.0
+    if chosen is Estimator.CONSTANT:
+        oof_chosen = np.full(data.n, ate_value)
+    elif est is Estimator.AUTO:  # calibrated: the average effect plus the validated share of the spread
+        shrink, center = float(np.clip(slope, 0.0, 1.0)), float(oof[chosen][sub].mean())
+        oof_chosen = ate_value + shrink * (oof[chosen] - center)
+    else:
+        oof_chosen = oof[chosen]
+    message = _message(est, chosen, best, detected, ate, selection_z, slope, slope_se)
     arm_fit = _ArmFit(
-        arm=arm, estimator=chosen, folds=fold_fits, oof_cate=oof_chosen, pseudo_outcome=phi, ate=ate_value
+        arm=arm,
+        estimator=chosen,
+        folds=fold_fits,
+        oof_cate=oof_chosen,
+        pseudo_outcome=phi,
+        ate=ate_value,
+        shrink=shrink,
+        center=center,
+        calibrated=est is Estimator.AUTO,
     )
     summary = ArmSummary(
         arm=arm,
@@ -549,6 +579,8 @@ def _fit_arm(
         n_control=int(is_ctl.sum()),
         estimator=chosen,
         heterogeneity_detected=bool(detected),
+        calibration_slope=slope,
+        calibration_std_error=slope_se,
         candidates=scores,
         ate=ate,
         att=att,
@@ -557,6 +589,23 @@ def _fit_arm(
         message=message,
     )
     return arm_fit, summary
+
+
+def _calibration(tau: np.ndarray, y_res: np.ndarray, t_res: np.ndarray) -> tuple[float, float]:
+    """Slope and robust standard error of y_res ~ t_res * (a + b * (tau - mean tau)) on out-of-fold
+    predictions (the best-linear-predictor test of Chernozhukov et al.): b > 0 means the predicted
+    differences between rows are real, b = 1 that their size is right."""
+    d = tau - tau.mean()
+    design = np.column_stack([t_res, t_res * d])
+    gram = design.T @ design
+    if np.linalg.cond(gram) > 1e12:  # the model predicts one value: no spread to test
+        return 0.0, 0.0
+    inv = np.linalg.inv(gram)
+    coef = inv @ (design.T @ y_res)
+    resid = y_res - design @ coef
+    meat = (design * resid[:, None] ** 2).T @ design
+    cov = inv @ meat @ inv
+    return float(coef[1]), float(np.sqrt(max(cov[1, 1], 0.0)))
 
 
 def _fit_linear_effect(z: np.ndarray, y_res: np.ndarray, t_res: np.ndarray) -> np.ndarray:
@@ -594,16 +643,21 @@ def _message(
     detected: bool,
     ate: EffectEstimate,
     selection_z: float,
+    slope: float = 0.0,
+    slope_se: float = 0.0,
 ) -> str:
     pct = int(round(ate.level * 100))
     avg = f"average effect {ate.estimate:.4g} ({pct}% CI {ate.ci_low:.4g} to {ate.ci_high:.4g})"
     if best is None:
         return f"constant effect requested: {avg}"
-    gain = f"out-of-fold R-loss gain {best.gain_vs_constant:.3g} +/- {best.gain_std_error:.2g}"
+    gain = (
+        f"out-of-fold R-loss gain {best.gain_vs_constant:.3g} +/- {best.gain_std_error:.2g}, "
+        f"calibration slope {slope:.2f} +/- {slope_se:.2f}"
+    )
     if requested is Estimator.AUTO and not detected:
         return (
             f"no heterogeneity detected: the best heterogeneous model ({best.estimator.value}) did not beat a "
-            f"constant effect out of fold ({gain}, needs > {selection_z:g} standard errors); "
+            f"constant effect out of fold ({gain}; the slope needs > {selection_z:g} standard errors); "
             f"predicting the {avg} for everyone"
         )
     if requested is Estimator.AUTO:
