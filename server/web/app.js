@@ -113,7 +113,7 @@ function showProposal(p) {
     }
     tbody.appendChild(tr);
   }
-  $("proposal-impact").textContent = impactText(p.impact);
+  renderImpact(p.impact);
   $("proposal-extra").hidden = true;
   const until = new Date((p.expires_at || 0) * 1000);
   $("proposal-expiry").textContent = p.expires_at ? "Valid until " + until.toLocaleTimeString() : "";
@@ -122,13 +122,30 @@ function showProposal(p) {
   if (bid) showLandscape(bid.id, bid.after);
 }
 
-function impactText(impact) {
-  if (!impact || typeof impact !== "object") return "";
-  const parts = [];
-  for (const [k, v] of Object.entries(impact)) {
-    if (typeof v === "number") parts.push(k.replace(/_/g, " ") + ": " + fmt(v));
+// The simulated impact: status quo vs the change over `days`, with the difference's interval.
+function renderImpact(impact) {
+  const box = $("proposal-impact");
+  box.innerHTML = "";
+  if (!impact || typeof impact !== "object" || !impact.status_quo) return;
+  const mean = (v) => (v && typeof v === "object" ? v.mean : v);
+  const money = (v) => (typeof v === "number" ? (v < 0 ? "-$" : "$") + Math.abs(v).toLocaleString(undefined,
+    { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : "—");
+  const caption = document.createElement("caption");
+  caption.textContent = "Simulated over " + impact.days + " days";
+  const table = document.createElement("table");
+  table.appendChild(caption);
+  const head = table.insertRow();
+  for (const h of ["", "now", "with the change", "difference (range)"]) {
+    const th = document.createElement("th"); th.textContent = h; head.appendChild(th);
   }
-  return parts.length ? "Simulated impact — " + parts.slice(0, 6).join(", ") : "";
+  for (const k of ["spend", "sales", "incremental_profit"]) {
+    const d = (impact.difference || {})[k];
+    const row = table.insertRow();
+    const range = d && typeof d === "object" ? " (" + money(d.low) + " to " + money(d.high) + ")" : "";
+    for (const v of [k.replace("_", " "), money(mean(impact.status_quo[k])), money(mean((impact.changed || {})[k])),
+                     money(mean(d)) + range]) row.insertCell().textContent = v;
+  }
+  box.appendChild(table);
 }
 
 function showExtra(ev) {
@@ -187,9 +204,10 @@ function drawChart(data, proposedBid) {
   el("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" });
   for (let i = 0; i <= 4; i++) {
     const y = ymin + (ymax - ymin) * i / 4;
-    el("text", { x: L - 6, y: Y(y) + 4, "text-anchor": "end" }, "$" + Math.round(y).toLocaleString());
+    el("text", { x: L - 6, y: Y(y) + 4, "text-anchor": "end" }, (y < 0 ? "-$" : "$") + Math.abs(Math.round(y)).toLocaleString());
   }
-  for (const x of xs) el("text", { x: X(x), y: H - B + 16, "text-anchor": "middle" }, "$" + x.toFixed(2));
+  const every = Math.ceil(xs.length / 6);  // at most six bid labels, so they don't overlap
+  xs.forEach((x, i) => { if (i % every === 0) el("text", { x: X(x), y: H - B + 16, "text-anchor": "middle" }, "$" + x.toFixed(2)); });
   el("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle" }, "bid");
   const band = pts.filter((p) => p.incremental_profit && typeof p.incremental_profit === "object"
                                  && typeof p.incremental_profit.low === "number");
@@ -207,7 +225,7 @@ function drawChart(data, proposedBid) {
   if (typeof proposedBid === "number") {
     const px = X(Math.min(Math.max(proposedBid, xmin), xmax));
     el("line", { x1: px, y1: T, x2: px, y2: H - B, class: "proposed" });
-    el("text", { x: px + 4, y: T + 22 }, "proposed");
+    el("text", { x: px + 4, y: H - B - 6 }, "proposed");
   }
   $("chart-keyword").textContent = data.keyword_id;
   $("chart-days").textContent = data.days;
