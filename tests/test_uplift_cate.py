@@ -58,6 +58,27 @@ def test_low_signal_experiment_is_never_worse_than_the_average_effect() -> None:
     assert pehe(pred, truth.tau) <= pehe(baseline, truth.tau) + 1e-12
 
 
+def test_auto_picks_up_real_marketplace_heterogeneity_and_shrinks_to_the_average() -> None:
+    units, truth = simulate_units(
+        experiment_id="t",
+        kind=ExperimentKind.PROMOTION,
+        outcome=OutcomeKind.PURCHASE,
+        n_units=10_000,
+        treatment_share=0.5,
+        setup=EffectSetup(scale=0.35, heterogeneity=1.0, low_signal=False),
+        seed=0,
+    )
+    fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=0)
+    arm = fit.summary.arms[0]
+    assert arm.heterogeneity_detected and arm.estimator is not Estimator.CONSTANT
+    assert arm.calibration_slope > 2.0 * arm.calibration_std_error > 0
+    assert "calibration slope" in arm.message
+    baseline = np.full(units.n, arm.ate.estimate)
+    assert pehe(fit.predict(units.X), truth.tau) < 0.9 * pehe(baseline, truth.tau)
+    # the calibrated prediction is centred on the AIPW average effect
+    assert fit.oof_cate().mean() == pytest.approx(arm.ate.estimate, abs=1e-9)
+
+
 def test_explicit_estimators_and_reproducible_seeds() -> None:
     units, truth = _units(low_signal=False, n=5000)
     for est in ["dr", "x", "linear"]:

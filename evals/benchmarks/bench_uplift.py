@@ -7,6 +7,9 @@ and causalml run in that environment by subprocess (otherwise they are reported 
 Speed: one fit + predict at 100,000 rows x 8 covariates.
 
     .venv/bin/python evals/benchmarks/bench_uplift.py [--n 10000] [--seeds 2] [--speed-n 100000] [--no-peers]
+
+Latest figures, with the conditions they were measured under: evals/benchmarks/RESULTS_uplift.md.
+Ours report wall and CPU seconds: on a shared machine the wall time includes waiting for a core.
 """
 
 from __future__ import annotations
@@ -64,16 +67,18 @@ def datasets(n: int, seed: int) -> dict[str, dict]:
 
 
 def run_ours(d: dict, estimator: str, seed: int) -> dict:
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     fit = fit_cate(d["X"], d["t"], d["y"], estimator=estimator, randomized=d["randomized"], seed=seed)
     cate = fit.predict(d["X"])
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     ate = fit.summary.arms[0].ate
     return dict(
         cate=cate,
         ate=ate.estimate,
         ci=(ate.ci_low, ate.ci_high),
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
         chosen=fit.summary.arms[0].estimator,
     )
 
@@ -150,7 +155,9 @@ def main() -> None:
     for est in ["auto", "linear"]:
         r = run_ours(d, est, 0)
         pe, ae, _, sec = _score(r, d["tau"], float(d["tau"].mean()))
-        print(f"  ours {est:28s} {sec:7.2f} s   PEHE {pe:.4f}  |ATE err| {ae:.4f}")
+        print(
+            f"  ours {est:28s} {sec:7.2f} s   PEHE {pe:.4f}  |ATE err| {ae:.4f}  (CPU {r['cpu_seconds']:.2f} s)"
+        )
     if peers_available:
         for peer, r in (run_peers(d, "LinearDML,X-learner") or {}).items():
             if "error" in r:

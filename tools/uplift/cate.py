@@ -113,9 +113,8 @@ def effect_estimate(estimate: float, std_error: float, level: float = 0.95) -> E
 
 _T = TypeVar("_T")
 MAX_BINS = 63  # coarser histograms: faster fits, no loss of accuracy seen on the benchmark designs
-DIRECT_M = (
-    True  # R-loss residuals from one E[Y|X] model on all rows: less variance than mixing per-arm models
-)
+# R-loss residuals from one E[Y|X] model on all rows: less variance than mixing per-arm models
+DIRECT_M = True
 # Large training sets take bigger boosting steps so the number of trees (fit and, above all, prediction
 # time) stays bounded; with that many rows each tree is well estimated and a bigger step cost no accuracy on
 # the benchmark (Nie-Wager D at 100k: PEHE 0.243 vs 0.242), while at 10k rows it did (0.43 vs 0.40).
