@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/setup_browser.sh   # Debian chromium + playwright-core for tests/test_server_browser.py
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check .
 echo "== mypy" && mypy agent tools training evals server adguide_cli.py
