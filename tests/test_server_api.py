@@ -409,3 +409,16 @@ def test_settings_name_the_bad_value():
         from server.config import _read_keys
 
         _read_keys("[1, 2]", "ADGUIDE_API_KEYS")
+
+
+def test_serve_commands_refuse_bad_settings():
+    import os
+    import sys
+
+    from tests.server_support import REPO
+
+    env = {**os.environ, "ADGUIDE_PG_SCHEMA": "Bad Schema"}
+    for command in (["serve", "api"], ["serve", "worker"]):
+        run = subprocess.run([sys.executable, "-m", "adguide_cli", *command], env=env, capture_output=True,
+                             text=True, timeout=120, cwd=REPO)
+        assert run.returncode == 2 and "pg_schema must be a lowercase SQL identifier" in run.stderr, run.stderr
