@@ -38,6 +38,10 @@ from server.cli import serve_app  # noqa: E402
 
 app.add_typer(serve_app, name="serve")
 
+from evals.cli import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
+
 from agent.cli import agent_app  # noqa: E402
 
 app.add_typer(agent_app)  # chat, ask, guide, guardrails as top-level commands
