@@ -51,7 +51,7 @@ def rows_of(settings: Settings, job_id: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 async def test_job_runs_on_a_worker_with_progress_paged_results_and_inboxes(tiny_world_path, tmp_path):
-    s = unique_settings(tiny_world_path, guidance=GuidanceMode.OVERVIEW, job_timeout_s=30)
+    s = unique_settings(tiny_world_path, guidance=GuidanceMode.PROACTIVE, job_timeout_s=120)
     worker = start_worker(s, tmp_path / "worker.log")
     try:
         async with api_client(s) as client:
@@ -60,7 +60,7 @@ async def test_job_runs_on_a_worker_with_progress_paged_results_and_inboxes(tiny
             job = r.json()
             assert job["total"] == 3 and job["status"] in ("queued", "running") and job["remaining"] <= 3
             seen: list[dict[str, Any]] = []
-            done = await wait_finished(client, job["job_id"], 120, seen)
+            done = await wait_finished(client, job["job_id"], 240, seen)
             assert done["done"] == 3 and done["failed"] == 0 and done["progress"] == 1.0
             assert all(a["done"] <= b["done"] for a, b in zip(seen, seen[1:], strict=False))  # progress only grows
             page1 = (await client.get(f"/v1/jobs/{job['job_id']}/results", params={"limit": 2}, headers=ADMIN)).json()
@@ -69,7 +69,12 @@ async def test_job_runs_on_a_worker_with_progress_paged_results_and_inboxes(tiny
             got = [r["advertiser_id"] for r in page1["results"] + page2["results"]]
             assert got == ["adv_0001", "adv_0002", "adv_0003"] and page2["next_cursor"] is None
             first = page1["results"][0]
-            assert first["status"] == "done" and first["items"][0]["text"] and first["worker"]
+            assert first["status"] == "done" and first["worker"]
+            assert any(r["items"] for r in page1["results"] + page2["results"])
+            for item in first["items"]:  # the agent's proactive mode: ranked changes with simulated impact
+                assert item["text"] and item["impact"]["mean"] is not None and item["confidence"] in (
+                    "high", "medium", "low") and item["propose"]
+            assert [i["rank"] for i in first["items"]] == sorted(i["rank"] for i in first["items"])
             inbox1 = (await client.get("/v1/inbox", headers=ADV1)).json()
             inbox2 = (await client.get("/v1/inbox", headers=ADV2)).json()
             assert [i["job_id"] for i in inbox1] == [job["job_id"]] == [i["job_id"] for i in inbox2]
