@@ -122,7 +122,7 @@ LARGE_N = 20_000
 NUISANCE_LR, NUISANCE_MAX_ITER = 0.2, 80
 NUISANCE_LR_LARGE, NUISANCE_MAX_ITER_LARGE = 0.3, 40
 FINAL_LR, FINAL_MAX_ITER, FINAL_LEAVES = 0.1, 100, 8
-FINAL_LR_LARGE, FINAL_MAX_ITER_LARGE, FINAL_LEAVES_LARGE = 0.3, 40, 16
+FINAL_LR_LARGE, FINAL_MAX_ITER_LARGE, FINAL_LEAVES_LARGE = 0.2, 60, 16
 
 # --- learners ------------------------------------------------------------------------------------------
 
@@ -209,10 +209,37 @@ class _FoldEffect:
     constant: float
     linear: np.ndarray  # coefficients on [1, standardized X]
     dr: Any = None
-    x_treated: Any = None  # tau_1(x) fitted on treated rows
-    x_control: Any = None  # tau_0(x) fitted on control rows
-    propensity: _Propensity | None = None
-    arm_col: int = 1
+    x: _XModel | None = None
+
+
+@dataclass
+class _XModel:
+    """The X-learner's effect model: imputed effects (treated rows: y - mu_0(x), control rows: mu_1(x) - y)
+    regressed on x, as a linear fit plus boosted trees on its residuals. The linear start lets the trees spend
+    their splits on the non-linear part (Nie-Wager D at 100k: PEHE 0.223 -> 0.196 for the same trees). Both
+    arms' rows go into one model, so each row's effect is an average of the two imputations weighted by the
+    local share of each arm, and there is one model to predict with."""
+
+    linear: np.ndarray  # coefficients on [1, standardized X]
+    trees: Any
+
+    def predict(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return np.asarray(_linear_design(z) @ self.linear + self.trees.predict(x))
+
+
+def _fit_x_model(
+    x: np.ndarray, z: np.ndarray, imputed: np.ndarray, seed: int, n_trees: int | None = None
+) -> _XModel:
+    """n_trees: a fixed number of trees on all rows (no early-stopping hold-out); else early stopping."""
+    design = _linear_design(z)
+    gram = design.T @ design
+    gram[np.diag_indices_from(gram)] += 1e-6 * max(float(np.trace(gram)) / gram.shape[0], 1e-12)
+    linear = np.linalg.solve(gram, design.T @ imputed)
+    trees = _regressor(x.shape[0], seed, final=True)
+    if n_trees is not None:
+        trees.set_params(early_stopping=False, max_iter=max(n_trees, 1))
+    trees.fit(x, imputed - design @ linear)
+    return _XModel(linear=np.asarray(linear), trees=trees)
 
 
 @dataclass
@@ -226,6 +253,7 @@ class _ArmFit:
     shrink: float = 1.0  # auto: prediction = ate + shrink * (model(x) - center)
     center: float = 0.0
     calibrated: bool = False
+    x_final: _XModel | None = None  # fitted on all rows; predict() uses it for the X-learner
 
 
 @dataclass
@@ -262,10 +290,14 @@ class CateFit:
         if fit.estimator is Estimator.CONSTANT:
             return np.full(x.shape[0], fit.ate)
         z = (x - self.x_mean) / self.x_scale
-        preds = _map_folds(
-            lambda i: _predict_fold(fit.folds[i], fit.estimator, x, z), len(fit.folds), self.n_jobs
-        )
-        raw = np.mean(preds, axis=0)
+        if fit.estimator is Estimator.X and fit.x_final is not None:
+            with threadpool_limits(limits=1, user_api="openmp"):
+                raw = fit.x_final.predict(x, z)
+        else:
+            preds = _map_folds(
+                lambda i: _predict_fold(fit.folds[i], fit.estimator, x, z), len(fit.folds), self.n_jobs
+            )
+            raw = np.mean(preds, axis=0)
         return fit.ate + fit.shrink * (raw - fit.center) if fit.calibrated else raw
 
     def oof_cate(self, arm: int | None = None) -> np.ndarray:
@@ -284,16 +316,8 @@ def _predict_fold(f: _FoldEffect, estimator: Estimator, x: np.ndarray, z: np.nda
         return _linear_design(z) @ f.linear
     if estimator is Estimator.DR:
         return np.asarray(f.dr.predict(x))
-    assert f.propensity is not None
-    e_all = f.propensity.predict(x)
-    e = _conditional_propensity(e_all, f.arm_col)
-    return e * np.asarray(f.x_control.predict(x)) + (1 - e) * np.asarray(f.x_treated.predict(x))
-
-
-def _conditional_propensity(e_all: np.ndarray, arm_col: int) -> np.ndarray:
-    """P(T = arm | X, T in {control, arm}), clipped for the weights."""
-    e = e_all[:, arm_col] / (e_all[:, 0] + e_all[:, arm_col])
-    return np.clip(e, PROPENSITY_CLIP, 1 - PROPENSITY_CLIP)
+    assert f.x is not None
+    return f.x.predict(x, z)
 
 
 # --- the fit -------------------------------------------------------------------------------------------
@@ -513,8 +537,7 @@ def _fit_arm(
     def one_fold(f: int) -> _FoldEffect:  # writes only this fold's test rows
         train, test = fold != f, fold == f
         tr_sub = train & sub
-        fe = _FoldEffect(constant=float(phi[train].mean()), linear=np.zeros(z.shape[1] + 1), arm_col=col)
-        fe.propensity = nz.propensities[f]
+        fe = _FoldEffect(constant=float(phi[train].mean()), linear=np.zeros(z.shape[1] + 1))
         oof[Estimator.CONSTANT][test] = fe.constant
         if Estimator.LINEAR in wanted:
             fe.linear = _fit_linear_effect(z[tr_sub], y_res[tr_sub], t_res[tr_sub])
@@ -527,17 +550,22 @@ def _fit_arm(
             # never saw control rows, so this needs no inner cross-fitting and never sees held-out outcomes
             tr1, tr0 = train & is_arm, train & is_ctl
             m0, m1 = nz.outcome_models[f][0], nz.outcome_models[f][col]
-            d1 = y[tr1] - m0.predict(X[tr1])
-            d0 = m1.predict(X[tr0]) - y[tr0]
-            fe.x_treated = _regressor(int(tr1.sum()), seed + 103 * f + col, final=True).fit(X[tr1], d1)
-            fe.x_control = _regressor(int(tr0.sum()), seed + 107 * f + col, final=True).fit(X[tr0], d0)
-            e_test = e_c[test]
-            oof[Estimator.X][test] = e_test * fe.x_control.predict(X[test]) + (
-                1 - e_test
-            ) * fe.x_treated.predict(X[test])
+            imputed = np.empty(data.n)
+            imputed[tr1] = y[tr1] - m0.predict(X[tr1])
+            imputed[tr0] = m1.predict(X[tr0]) - y[tr0]
+            fe.x = _fit_x_model(X[tr_sub], z[tr_sub], imputed[tr_sub], seed + 103 * f + col)
+            oof[Estimator.X][test] = fe.x.predict(X[test], z[test])
         return fe
 
     fold_fits = _map_folds(one_fold, n_folds, n_jobs)
+    x_final = None
+    if Estimator.X in wanted:
+        # one model on all rows' cross-fitted imputations (see _XModel), with as many trees as early stopping
+        # chose in the fold models: every row trains it, none is held out for stopping
+        imputed = np.where(is_arm, y - mu0, mu1 - y)
+        n_trees = max(int(fe.x.trees.n_iter_) for fe in fold_fits if fe.x is not None)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            x_final = _fit_x_model(X[sub], z[sub], imputed[sub], seed + 211 + col, n_trees)
 
     # out-of-fold R-loss per row, compared with the constant effect
     def row_loss(tau: np.ndarray) -> np.ndarray:
@@ -596,6 +624,7 @@ def _fit_arm(
         shrink=shrink,
         center=center,
         calibrated=est is Estimator.AUTO,
+        x_final=x_final if chosen is Estimator.X else None,
     )
     summary = ArmSummary(
         arm=arm,
