@@ -33,6 +33,8 @@ def run(
     teacher: bool = typer.Option(True, "--teacher/--no-teacher", help="also run the teacher row (the oracle)"),
     only: str | None = typer.Option(None, "--only", help="comma-separated scenario ids of the suite to run"),
     fresh_world: bool = typer.Option(False, "--fresh-world", help="regenerate the cached evaluation world"),
+    world_cache: Path | None = typer.Option(None, "--world-cache", help="default: $ADGUIDE_HOME/eval-worlds"),
+    baseline: Path | None = typer.Option(None, "--baseline", help="default: evals/baseline.json"),
 ) -> None:
     """Run a suite for the model (and the teacher), write runs/eval-<timestamp>/{result.json,report.html}."""
     if ctx.invoked_subcommand is not None:
@@ -42,7 +44,7 @@ def run(
 
     from agent.backends import BackendUnavailableError
     from evals.evaluate import evaluate
-    from evals.gate import check, load_baseline
+    from evals.gate import BASELINE_PATH, check, load_baseline
     from evals.gate import update_baseline as record_baseline
     from evals.report import new_run_dir, write_run
     from evals.runner import BackendKindName, Row
@@ -75,7 +77,7 @@ def run(
 
         try:
             result = evaluate(suite, row, teacher=teacher, trials=trials, concurrency=concurrency, only=ids,
-                              fresh_world=fresh_world, progress=progress)
+                              cache_dir=world_cache, fresh_world=fresh_world, progress=progress)
         except (ValueError, ScenarioError) as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None
@@ -86,7 +88,7 @@ def run(
     report = None
     if gate:
         try:
-            report = check(result, load_baseline())
+            report = check(result, load_baseline(baseline or BASELINE_PATH))
         except ValueError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None
@@ -96,8 +98,8 @@ def run(
     _summary(console, result)
     console.print(f"result: {json_path}\nreport: {html_path}")
     if update_baseline:
-        key = record_baseline(result)
-        console.print(f"baseline for {key} recorded in evals/baseline.json")
+        key = record_baseline(result, baseline or BASELINE_PATH)
+        console.print(f"baseline for {key} recorded in {baseline or BASELINE_PATH}")
     if report is not None:
         _gate_table(console, report)
         if not report.passed:
@@ -136,6 +138,9 @@ def _gate_table(console: object, report: object) -> None:
         console.print(f"[yellow]{note}[/yellow]")
     if report.passed:
         console.print(f"[green]gate passed[/green] ({report.key}: {len(report.comparisons)} metrics within tolerance)")
+        return
+    if not report.regressions():
+        console.print(f"[red]gate FAILED[/red] ({report.key})")
         return
     table = Table(title=f"gate FAILED ({report.key}): regressions beyond tolerance")
     for col in ("row", "metric", "baseline", "now", "tolerance"):

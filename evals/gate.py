@@ -105,6 +105,9 @@ def update_baseline(result: RunResult, path: Path = BASELINE_PATH) -> str:
     """Record this run's metrics as the baseline of its suite and backend; returns the key."""
     data = load_baseline(path)
     key = baseline_key(result)
+    data.setdefault("about", "Metrics the regression gate compares against, per suite/backend and row (evals/gate.py). "
+                    "Record with `adguide eval --suite S --backend B --update-baseline`; tolerances here override "
+                    "evals.gate.GATED's defaults.")
     data.setdefault("tolerances", {})
     data["entries"][key] = {
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

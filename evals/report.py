@@ -37,7 +37,7 @@ METRIC_LABELS: list[tuple[str, str, str]] = [
     ("refusal_rate_benign", "refusals of benign look-alikes", "pct"),
     ("latency_p50_s", "latency per turn p50", "sec"),
     ("latency_p95_s", "latency per turn p95", "sec"),
-    ("tokens_per_task", "generated tokens per task", "num"),
+    ("tokens_per_task", "generated tokens per task", "int"),
     ("tool_calls_per_task", "tool calls per task", "num"),
 ]
 
@@ -89,6 +89,8 @@ def fmt(value: float | None, kind: str) -> str:
         return f"{value:.2f} s"
     if kind == "usd":
         return f"${value:,.2f}"
+    if kind == "int":
+        return f"{value:,.0f}"
     return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
 
 
