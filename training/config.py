@@ -153,7 +153,7 @@ def preset(name: Preset | str) -> PipelineConfig:
             dpo=DPOStageConfig(epochs=1, max_steps=2, batch_size=2, learning_rate=1e-4, max_length=8192),
             eval=EvalStageConfig(n_tasks=2, max_new_tokens=24, max_steps_per_rollout=2),
         )
-    # The shipped default: a few MB on disk; SFT, preferences, DPO and the card in about an hour of one CPU thread.
+    # The shipped default: a few MB on disk; SFT, preferences, DPO and the card in about an hour of one (shared) CPU thread.
     return PipelineConfig(
         name="small",
         tokenizer=TokenizerConfig(vocab_size=4096),
@@ -163,9 +163,9 @@ def preset(name: Preset | str) -> PipelineConfig:
         ),
         data=DataConfig(n_advertisers=40, days=60, dialogues_per_advertiser=12),
         sft=SFTStageConfig(epochs=1, batch_size=4, learning_rate=2e-3, max_length=4608),
-        preferences=PreferenceStageConfig(n_prompts=24, candidates_per_prompt=3, max_new_tokens=160, max_steps_per_rollout=4),
+        preferences=PreferenceStageConfig(n_prompts=16, candidates_per_prompt=3, max_new_tokens=128, max_steps_per_rollout=4),
         dpo=DPOStageConfig(epochs=2, batch_size=1, learning_rate=5e-5, max_length=4608),
-        eval=EvalStageConfig(n_tasks=20, max_new_tokens=160, max_steps_per_rollout=4),
+        eval=EvalStageConfig(n_tasks=12, max_new_tokens=128, max_steps_per_rollout=4),
     )
 
 
