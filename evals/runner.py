@@ -141,9 +141,12 @@ def make_agent_config(row: Row, advertiser_id: str, store_path: Path) -> Any:
 def make_row_model(row: Row, advertiser_id: str, store_path: Path) -> Any:
     """The row's chat model, built once (an in-process model loads its weights once; an OpenAI client is
     reused). Raises agent.backends.BackendUnavailableError with what to do when it can't be built."""
-    from agent.backends import make_model
+    from agent.backends import BackendUnavailableError, make_model
 
-    return make_model(make_agent_config(row, advertiser_id, store_path))
+    try:
+        return make_model(make_agent_config(row, advertiser_id, store_path))
+    except OSError as exc:  # the OpenAI backend asks the server which model it serves
+        raise BackendUnavailableError(f"no OpenAI-compatible server answers at {row.model_url}: {exc}") from None
 
 
 def _content(message: Any) -> str:
