@@ -119,6 +119,7 @@ def _summary(console: object, result: object) -> None:
     for name in result.metrics:
         table.add_column(result.row_label(name))
     for key, label, kind in METRIC_LABELS:
+        label = label.replace("pass^k", f"pass^{result.trials}") if key == "pass_k" else label
         table.add_row(label, *[fmt(m.metrics.get(key), kind) for m in result.metrics.values()])
     for split in ("id", "competitor_surge", "seasonal_peak", "new_category"):
         if any(split in m.by_split for m in result.metrics.values()):
