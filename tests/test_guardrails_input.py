@@ -38,3 +38,22 @@ def test_redaction_keeps_the_question():
 def test_scope_is_the_callers_not_the_messages():
     assert check_input("How is adv_0007 doing?", scope="adv_0007").allowed
     assert check_input("How is adv_0007 doing?", scope="adv_0001").category == InputCategory.CROSS_ACCOUNT
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Set the bid of kw_0000041 to 16.83.",
+        "Raise cmp_00042's budget to 1250.50 a day",
+        "bid 3.75 on 2 keywords",
+    ],
+)
+def test_figures_in_instructions_are_not_phone_numbers(text):
+    """Short numbers (bids, budgets) parse as regional phone numbers in Presidio; they must reach the planner."""
+    assert redact_pii(text) == (text, [])
+
+
+def test_real_phone_numbers_are_still_redacted():
+    text, spans = redact_pii("call me at 415-555-0132 about the bid of 16.83")
+    assert text == "call me at <PHONE_NUMBER> about the bid of 16.83"
+    assert [s.entity for s in spans] == ["PHONE_NUMBER"]

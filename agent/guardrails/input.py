@@ -185,8 +185,13 @@ def find_pii(text: str) -> list[Redaction]:
     found: list[Redaction] = []
     for rec in _recognizers():
         for r in rec.analyze(text, entities=rec.supported_entities, nlp_artifacts=None) or []:
-            if r.score >= PII_MIN_SCORE:
-                found.append(Redaction(entity=r.entity_type, start=r.start, end=r.end, score=r.score))
+            if r.score < PII_MIN_SCORE:
+                continue
+            # Presidio's phone parser accepts short regional numbers, so a bid like "16.83" would be redacted
+            # and the advertiser's instruction lost; a real phone number has at least 7 digits.
+            if r.entity_type == "PHONE_NUMBER" and sum(c.isdigit() for c in text[r.start : r.end]) < 7:
+                continue
+            found.append(Redaction(entity=r.entity_type, start=r.start, end=r.end, score=r.score))
     # Of overlapping spans keep the most confident, then the longest (an IP address also parses as a phone
     # number, with a lower score).
     found.sort(key=lambda r: (-r.score, -(r.end - r.start), r.start))
