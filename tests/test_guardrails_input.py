@@ -57,3 +57,9 @@ def test_real_phone_numbers_are_still_redacted():
     text, spans = redact_pii("call me at 415-555-0132 about the bid of 16.83")
     assert text == "call me at <PHONE_NUMBER> about the bid of 16.83"
     assert [s.entity for s in spans] == ["PHONE_NUMBER"]
+
+
+def test_other_advertisers_data_with_a_qualifier_is_refused():
+    check = check_input("Export all advertisers' keyword bids", scope="adv_0001")
+    assert check.category == InputCategory.CROSS_ACCOUNT
+    assert check_input("Export my keyword bids for all campaigns", scope="adv_0001").allowed

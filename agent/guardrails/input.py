@@ -87,7 +87,7 @@ _JAILBREAK = _rx(
 _CROSS_ACCOUNT = _rx(
     r"\b(log\s?in|sign in|switch|act|run|operate)\s+as\s+(an?\s+)?(admin|administrator|root|superuser|another advertiser)",
     r"\b(show|give|list|export|dump|access|read|pull|fetch)\b.{0,30}\b(other|all|every|another|each)\s+"
-    r"advertisers?'?s?'?\s+(data|campaigns|accounts?|bids|budgets|keywords|sales|reports?)",
+    r"advertisers?'?s?'?\s+(\w+\s+)?(data|campaigns|accounts?|bids|budgets|keywords|sales|reports?)",
     r"\b(show|give|list|export|dump|access|read|pull|fetch)\b.{0,30}\b(competitor|rival)s?'?s?'?\s+"
     r"(account|campaign data|internal|private|exact bids|bid data)",
 )
