@@ -261,6 +261,7 @@ def test_parse_assistant_reads_hermes_calls_and_marks_broken_ones():
     assert json.loads(msg["tool_calls"][0]["function"]["arguments"]) == {"level": "keyword"}
     broken = parse_assistant('<tool_call>\n{"name": "performance", "arguments": {"level": </tool_call>')
     assert broken["tool_calls"][0]["invalid"] is True
+    assert broken["raw"].startswith("<tool_call>")  # kept for the rejected side of a preference pair
     cut = parse_assistant('<tool_call>\n{"name": "account_overview", "arguments": {}}')  # ran out of tokens
     assert cut["tool_calls"][0]["function"]["name"] == "account_overview"
     assert parse_assistant("Plain answer.") == {"role": "assistant", "content": "Plain answer."}

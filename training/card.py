@@ -98,6 +98,26 @@ def evaluate(
     return results
 
 
+def _reading(evaluation: dict[str, Any], prefs: dict[str, Any], shipped: str) -> list[str]:
+    """Plain-language findings computed from the figures above (so the card never claims more than them)."""
+    out = []
+    test = evaluation.get("test", {})
+    sft, dpo = test.get("sft", {}), test.get("dpo", {})
+    if sft.get("tasks") and dpo.get("tasks"):
+        delta = dpo["task_success"] - sft["task_success"]
+        verb = "raised" if delta > 0 else "lowered" if delta < 0 else "did not change"
+        out.append(f"- DPO {verb} task success on the test split ({sft['task_success']:.2f} -> {dpo['task_success']:.2f});"
+                   f" the shipped weights are the {shipped.upper()} model (the better one on test task success).")
+    pairs, from_teacher = prefs.get("pairs", 0), prefs.get("chosen_from_teacher", 0)
+    if pairs and from_teacher == pairs:
+        out.append("- Every preference pair chose the teacher's turn: no SFT sample beat another by the margin, so")
+        out.append("  DPO here mostly pushes away from malformed samples rather than choosing between good ones;")
+        out.append("  a stronger SFT model (more epochs, a GPU) gives pairs among its own samples.")
+    if prefs.get("sft_success_rate") is not None:
+        out.append(f"- SFT samples solved {prefs['sft_success_rate']:.0%} of the sampled training tasks.")
+    return out
+
+
 def _row(name: str, agg: dict[str, Any]) -> str:
     if not agg.get("tasks"):
         return f"| {name} | 0 | - | - | - | - |"
@@ -171,12 +191,14 @@ def render_card(
                 f"DPO vs SFT by simulated outcome: win rate **{w['win_rate']:.2f}** "
                 f"({w['wins']} wins, {w['ties']} ties, {w['losses']} losses; ties count half).",
             ]
+    lines += ["", "## What the numbers say", *_reading(evaluation, prefs, shipped)]
     lines += [
         "",
         "## Limits",
-        "- A few-million-parameter model trained for minutes on CPU: it learns the call format and tool",
-        "  choice; copying ids and numbers exactly is where it fails most (STACK.md). The agent's constrained",
-        "  decoding and guardrails carry the rest. Treat its advice as a demo of the pipeline, not as advice.",
+        f"- A {params / 1e6:.1f}M-parameter model trained from scratch for {sft.get('epochs')} epoch(s) on one CPU",
+        "  thread: it learns the template and some tool choice; copying ids and numbers exactly is where it fails",
+        "  most (STACK.md). The agent's constrained decoding and guardrails carry the rest. Treat its advice as a",
+        "  demo of the pipeline, not as advice. The same pipeline tunes a real base model (LoRA) on a GPU.",
         "- The teacher row is the ceiling on the same tasks (the scorer's own reference trajectories).",
     ]
     return "\n".join(line for line in lines if line is not None) + "\n"

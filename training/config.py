@@ -80,7 +80,7 @@ class SFTStageConfig(_Cfg):
 class PreferenceStageConfig(_Cfg):
     n_prompts: int = Field(ge=1, le=100_000, description="training tasks to sample candidates for")
     candidates_per_prompt: int = Field(ge=2, le=64)
-    temperature: float = Field(default=1.0, gt=0, le=5)
+    temperature: float = Field(default=0.7, gt=0, le=5)
     max_new_tokens: int = Field(default=256, ge=8, le=8192)
     max_steps_per_rollout: int = Field(default=6, ge=1, le=50)
     min_margin: float = Field(default=0.05, ge=0, le=10, description="drop pairs whose scores differ less")

@@ -80,6 +80,8 @@ def pair_at_divergence(
 
 def _plain(message: dict[str, Any]) -> dict[str, Any]:
     """Contract-E message with uniform keys (Arrow-safe), invalid calls rendered as they were written."""
+    if message.get("raw"):
+        return {"role": "assistant", "content": message["raw"], "tool_calls": [], "tool_call_id": ""}
     calls = []
     for c in message.get("tool_calls") or []:
         calls.append({"id": c["id"], "type": "function", "function": dict(c["function"])})

@@ -57,6 +57,8 @@ def parse_assistant(text: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": tail.strip() or None}
     if calls:
         message["tool_calls"] = calls
+    if any(c.get("invalid") for c in calls):
+        message["raw"] = text  # what the model wrote, for a preference pair's rejected side
     return message
 
 
@@ -80,7 +82,8 @@ def generate(
     if inputs["input_ids"].shape[1] > limit:
         raise PromptTooLongError(f"prompt of {inputs['input_ids'].shape[1]} tokens leaves no room to generate (limit {limit})")
     torch.manual_seed(seed)
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {}
+    # top_p 0.95 keeps samples on the model's own distribution without its long tail of junk tokens
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 0.95} if temperature > 0 else {}
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
     new = output[0, inputs["input_ids"].shape[1] :]
@@ -88,6 +91,8 @@ def generate(
 
 
 def _clean(message: dict[str, Any]) -> dict[str, Any]:
+    if message.get("raw"):  # a malformed call is shown back to the model as the text it wrote
+        return {"role": "assistant", "content": message["raw"]}
     out = {k: v for k, v in message.items() if k in ("role", "content", "tool_calls", "tool_call_id")}
     if "tool_calls" in out:
         out["tool_calls"] = [{k: v for k, v in c.items() if k != "invalid"} for c in out["tool_calls"]]
