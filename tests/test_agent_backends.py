@@ -2,11 +2,13 @@
 real graph turn, and the backend/model-dir selection."""
 
 import json
+import re
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agent.backends import BackendUnavailableError, make_model
+from agent.backends.constrained import breaks_schema, call_regex, decode_call, ll_tokenizer
 from agent.backends.hermes import parse_tool_calls, to_openai_messages
 from agent.backends.local import LocalChatModel
 from agent.configuration import AgentConfig, BackendKind, Limits, default_model_dir
@@ -75,3 +77,63 @@ def test_backend_selection(tmp_path, monkeypatch):
         (d / "config.json").write_text("{}")
         (d / "tokenizer.json").write_text("{}")
     assert default_model_dir() == tmp_path / "models" / "small" / "dpo"
+
+
+OWN_IDS = ["cmp_0001", "cmp_0007", "cmp_0042"]
+SCHEMAS = {"pause_campaign": {"type": "object", "required": ["campaign_id"],
+                              "properties": {"campaign_id": {"type": "string", "enum": OWN_IDS},
+                                             "reason": {"type": "string"}}},
+           "performance": {"type": "object", "required": ["days"], "properties": {"days": {"type": "integer"}}}}
+TOOLS = [{"type": "function", "function": {"name": n, "description": n, "parameters": s}} for n, s in SCHEMAS.items()]
+
+
+def test_breaks_schema_and_call_regex():
+    assert not breaks_schema({"name": "pause_campaign", "args": {"campaign_id": "cmp_0007", "reason": "x"}}, SCHEMAS)
+    assert breaks_schema({"name": "pause_campaign", "args": {"campaign_id": "cmp_9999"}}, SCHEMAS)
+    assert breaks_schema({"name": "delete_everything", "args": {}}, SCHEMAS)
+    assert breaks_schema(None, SCHEMAS)
+    assert '"cmp_0042"' in call_regex(SCHEMAS)
+    assert re.fullmatch(call_regex(SCHEMAS), '{"name": "performance", "arguments": {"days": 7}}')
+    assert not re.fullmatch(call_regex(SCHEMAS), '{"name": "performance", "arguments": {"days": 007}}')
+    with pytest.raises(ValueError, match="at least one"):
+        call_regex({})
+
+
+def test_untrained_model_constrained_to_own_ids(model_dir):
+    """Even random weights can only produce valid JSON naming a bound tool and one of the advertiser's ids."""
+    model = LocalChatModel.from_dir(model_dir)
+    model._load()
+    lltok = ll_tokenizer(model._tokenizer)
+    for ask in ("Pause my worst campaign.", "Pause cmp_9999 now", "How did I do last week?"):
+        prefix = model.render([HumanMessage(content=ask)], TOOLS) + "<tool_call>\n"
+        call, n_tokens = decode_call(model._model, model._tokenizer, lltok, prefix, SCHEMAS, 96)
+        assert n_tokens > 0 and call["name"] in SCHEMAS
+        assert not breaks_schema({"name": call["name"], "args": call["arguments"]}, SCHEMAS)
+        if call["name"] == "pause_campaign":
+            assert call["arguments"]["campaign_id"] in OWN_IDS
+
+
+def test_local_backend_redecodes_only_broken_calls(model_dir):
+    model = LocalChatModel.from_dir(model_dir, argument_schemas=SCHEMAS)
+    prompt = model.render([HumanMessage(content="Pause my worst campaign.")], TOOLS)
+    broken = 'Pausing it. <tool_call>\n{"name": "pause_campaign", "arguments": {"campaign_id": "cmp_9999"}}\n</tool_call>'
+    text, n_new = model._redecode_broken_call(prompt, broken, TOOLS, 96)
+    fixed = parse_tool_calls(text)
+    assert n_new > 0 and fixed.content == "Pausing it." and len(fixed.tool_calls) == 1
+    assert not breaks_schema(dict(fixed.tool_calls[0]), SCHEMAS)
+    good = '<tool_call>\n{"name": "pause_campaign", "arguments": {"campaign_id": "cmp_0007", "reason": "cpa"}}\n</tool_call>'
+    assert model._redecode_broken_call(prompt, good, TOOLS, 96) == (good, 0)  # optional arguments kept
+    cut = '<tool_call>\n{"name": "pause_campaign", "argu'
+    text, n_new = model._redecode_broken_call(prompt, cut, TOOLS, 96)
+    assert n_new > 0 and parse_tool_calls(text).tool_calls and not parse_tool_calls(text).invalid_tool_calls
+
+
+async def test_local_backend_streams_tokens(model_dir):
+    model = LocalChatModel.from_dir(model_dir, max_new_tokens=16)
+    chunks = [c async for c in model.astream([HumanMessage(content="hello")])]
+    texts = [c.content for c in chunks if isinstance(c.content, str) and c.content]
+    assert len(texts) >= 2  # token by token, not one final block
+    with_usage = [i for i, c in enumerate(chunks) if c.usage_metadata]
+    assert with_usage and all(i > chunks.index(next(c for c in chunks if c.content)) for i in with_usage)
+    whole = model.invoke([HumanMessage(content="hello")])
+    assert "".join(texts) == whole.content and (whole.usage_metadata or {}).get("output_tokens") == 16
