@@ -136,4 +136,4 @@ async def test_local_backend_streams_tokens(model_dir):
     with_usage = [i for i, c in enumerate(chunks) if c.usage_metadata]
     assert with_usage and all(i > chunks.index(next(c for c in chunks if c.content)) for i in with_usage)
     whole = model.invoke([HumanMessage(content="hello")])
-    assert "".join(texts) == whole.content and (whole.usage_metadata or {}).get("output_tokens") == 16
+    assert "".join(texts) == whole.content and whole.usage_metadata is not None and whole.usage_metadata["output_tokens"] == 16
