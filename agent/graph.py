@@ -550,6 +550,8 @@ class Agent:
                 schemas = constrain_schemas(schemas, ids)
             ctx.tool_schemas = {n: s for n, s in schemas.items() if n != APPLY_TOOL}
             ctx.model = self._model or make_model(self.config, ctx.model_tools)
+            if hasattr(ctx.model, "argument_schemas"):  # the in-process backend decodes under the id enums too
+                ctx.model.argument_schemas = ctx.tool_schemas
             if self._checkpointer is None:
                 self._checkpointer = await self._stack.enter_async_context(open_checkpointer(self.config))
             self.context = ctx

@@ -28,12 +28,7 @@ def call_regex(schemas: dict[str, dict[str, Any]]) -> str:
         raise ValueError("constrained decoding needs at least one tool schema")
     options = [r'\{"name": "' + re.escape(name) + r'", "arguments": ' + arguments_regex(schema) + r"\}"
                for name, schema in schemas.items()]
-    # arguments_regex's numbers allow leading zeros ("000"), which is not JSON; an untrained model finds them.
-    return "(" + "|".join(options).replace(_LOOSE_DIGITS, _JSON_DIGITS) + ")"
-
-
-_LOOSE_DIGITS = "-?[0-9]{1,9}"
-_JSON_DIGITS = "-?(0|[1-9][0-9]{0,8})"
+    return "(" + "|".join(options) + ")"
 
 
 def breaks_schema(call: dict[str, Any] | None, schemas: dict[str, dict[str, Any]]) -> bool:

@@ -52,10 +52,11 @@ def _value_regex(prop: dict[str, Any]) -> str:
     if "enum" in prop:
         return "(" + "|".join(re.escape(json.dumps(v)) for v in prop["enum"]) + ")"
     kind = prop.get("type")
+    # JSON numbers have no leading zeros ("000" is not JSON, and an untrained model finds it).
     if kind == "integer":
-        return r"-?[0-9]{1,9}"
+        return r"-?(0|[1-9][0-9]{0,8})"
     if kind == "number":
-        return r"-?[0-9]{1,9}(\.[0-9]{1,4})?"
+        return r"-?(0|[1-9][0-9]{0,8})(\.[0-9]{1,4})?"
     if kind == "boolean":
         return "(true|false)"
     return r'"[^"\\]{0,80}"'
