@@ -1,0 +1,310 @@
+"""Load: concurrent simulated chat users ramped against the real API process, and a batch job over N advertisers.
+
+Everything on loopback: a generated world, real Redis and PostgreSQL, `adguide serve api` (uvicorn, one
+process) and `adguide serve worker` processes. Chat users are asyncio tasks with httpx: each makes a thread
+and sends messages back to back (Accept: application/json, so a sample is one whole turn). Per level:
+throughput (turns/s), p50/p95/p99 turn latency, errors; the saturation point is the first level whose
+throughput gains less than 10% over the level before. The API's RSS (with children) is sampled all along.
+The batch part submits one job over every advertiser and reports advertisers/min, lost (no result row)
+and duplicated (more than one row, or an audit write) counts.
+
+    .venv/bin/python -m evals.benchmarks.bench_load                                # short ramp, small batch
+    .venv/bin/python -m evals.benchmarks.bench_load --users 1,2,4,8,16 --seconds 60 --batch-advertisers 1000
+    # soak: one level for 30 minutes, watching RSS
+    .venv/bin/python -m evals.benchmarks.bench_load --users 8 --seconds 1800 --batch-advertisers 0
+    # against a vLLM server (scripts/serve_vllm.sh) instead of the rules backend
+    .venv/bin/python -m evals.benchmarks.bench_load --backend openai --llm-base-url http://127.0.0.1:8000/v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+MESSAGES = ["How is my account doing?", "Which keywords waste spend?", "How are my campaigns doing?",
+            "What should I do this week?"]
+KEYS = {"bench-admin": "admin"}
+
+
+def _settings(world: Path, args: argparse.Namespace) -> Any:
+    from server.config import GuidanceMode, Settings
+
+    tag = uuid.uuid4().hex[:8]
+    keys = dict(KEYS) | {f"bench-adv{i}": f"advertiser:adv_{i:04d}" for i in range(1, args.chat_advertisers + 1)}
+    return Settings(world_path=world, backend=args.backend, llm_base_url=args.llm_base_url,
+                    llm_model=args.llm_model, redis_prefix=f"adguide-bench-{tag}", pg_schema=f"adguide_bench_{tag}",
+                    api_keys=keys, rate_limit_per_minute=1_000_000, guidance=GuidanceMode(args.guidance),
+                    worker_concurrency=args.worker_concurrency)
+
+
+def _env(s: Any) -> dict[str, str]:
+    env = {**os.environ, "ADGUIDE_REDIS_URL": s.redis_url, "ADGUIDE_POSTGRES_URL": s.postgres_url,
+           "ADGUIDE_REDIS_PREFIX": s.redis_prefix, "ADGUIDE_PG_SCHEMA": s.pg_schema, "ADGUIDE_WORLD": str(s.world_path),
+           "ADGUIDE_BACKEND": s.backend, "ADGUIDE_API_KEYS": json.dumps(s.api_keys),
+           "ADGUIDE_RATE_LIMIT_PER_MINUTE": str(s.rate_limit_per_minute), "ADGUIDE_GUIDANCE": s.guidance.value,
+           "ADGUIDE_WORKER_CONCURRENCY": str(s.worker_concurrency), "ADGUIDE_LOG_LEVEL": "WARNING",
+           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    for name, value in (("ADGUIDE_LLM_BASE_URL", s.llm_base_url), ("ADGUIDE_LLM_MODEL", s.llm_model)):
+        if value:
+            env[name] = value
+    return env
+
+
+def _cleanup(s: Any) -> None:
+    import psycopg
+    import redis
+
+    with psycopg.connect(s.postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{s.pg_schema}" CASCADE')
+    r = redis.Redis.from_url(s.redis_url)
+    for pattern in (f"{s.redis_prefix}:*", f"arq:*:{s.redis_prefix}:*"):
+        keys = list(r.scan_iter(pattern, count=1000))
+        if keys:
+            r.delete(*keys)
+    r.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return (proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))) / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def _user(client: Any, key: str, stop_at: float, latencies: list[float], errors: list[str]) -> None:
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    r = await client.post("/v1/threads", json={}, headers=headers)
+    if r.status_code != 201:
+        errors.append(f"thread {r.status_code}")
+        return
+    tid = r.json()["thread_id"]
+    n = 0
+    while time.perf_counter() < stop_at:
+        started = time.perf_counter()
+        try:
+            r = await client.post(f"/v1/threads/{tid}/messages", json={"message": MESSAGES[n % len(MESSAGES)]},
+                                  headers=headers)
+        except Exception as exc:  # a timeout or a dropped connection is an error sample, not a crash
+            errors.append(type(exc).__name__)
+            continue
+        n += 1
+        took = time.perf_counter() - started
+        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        if r.status_code != 200 or any(e.get("type") == "error" for e in body.get("events", [])):
+            errors.append(str(r.status_code))
+        else:
+            latencies.append(took)
+
+
+async def _chat_ramp(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    levels = []
+    rss: list[tuple[float, float]] = []
+    t0 = time.perf_counter()
+    sampling = True
+
+    async def sample() -> None:
+        while sampling:
+            rss.append((time.perf_counter() - t0, _rss_mb(pid)))
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample())
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+    async with httpx.AsyncClient(base_url=base, timeout=args.request_timeout, limits=limits) as client:
+        warm: list[float] = []  # one unmeasured turn per advertiser: the API opens its agents (MCP sessions)
+        await asyncio.gather(*(_user(client, f"bench-adv{i}", time.perf_counter() + 0.1, warm, [])
+                               for i in range(1, args.chat_advertisers + 1)))
+        for users in args.users:
+            latencies: list[float] = []
+            errors: list[str] = []
+            started = time.perf_counter()
+            stop_at = started + args.seconds
+            keys = [f"bench-adv{1 + i % args.chat_advertisers}" for i in range(users)]
+            await asyncio.gather(*(_user(client, k, stop_at, latencies, errors) for k in keys))
+            elapsed = time.perf_counter() - started
+            level = {"users": users, "seconds": round(elapsed, 1), "turns": len(latencies), "errors": len(errors),
+                     "error_kinds": sorted(set(errors))[:5], "throughput": len(latencies) / elapsed,
+                     "p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95), "p99": _pct(latencies, 0.99),
+                     "mean": statistics.fmean(latencies) if latencies else float("nan"),
+                     "rss_mb_end": _rss_mb(pid)}
+            levels.append(level)
+            print(f"  {users:>4} users: {level['throughput']:6.2f} turns/s  p50 {level['p50']:.3f} s  "
+                  f"p95 {level['p95']:.3f} s  p99 {level['p99']:.3f} s  errors {level['errors']}  "
+                  f"RSS {level['rss_mb_end']:.0f} MB", flush=True)
+    sampling = False
+    await sampler
+    saturation = next((b["users"] for a, b in zip(levels, levels[1:], strict=False)
+                       if b["throughput"] < 1.10 * a["throughput"]), None)
+    mbs = [m for _, m in rss if m > 0]
+    return {"levels": levels, "saturates_at_users": saturation,
+            "rss_mb": {"start": mbs[0] if mbs else 0, "peak": max(mbs, default=0), "end": mbs[-1] if mbs else 0,
+                       "samples": len(mbs)}}
+
+
+async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    import httpx
+    import psycopg
+    import redis.asyncio as aioredis
+
+    procs = [subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "worker"], cwd=REPO, env=_env(s),
+                              stdout=open(log_dir / f"worker{i}.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+             for i in range(args.workers)]
+    r = aioredis.Redis.from_url(s.redis_url)
+    admin = {"Authorization": "Bearer bench-admin"}
+    try:
+        deadline = time.time() + 180
+        while not await r.exists(f"{s.queue_name}:health-check"):
+            if time.time() > deadline:
+                raise RuntimeError(f"workers did not start; see {log_dir}")
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2.0 * args.workers)  # every process past its warm-up
+        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+            started = time.perf_counter()
+            job = (await client.post("/v1/jobs", json={"advertisers": "all"}, headers=admin)).json()
+            stop_at = started + args.batch_timeout
+            while True:
+                status = (await client.get(f"/v1/jobs/{job['job_id']}", headers=admin)).json()
+                if status["status"] == "finished" or time.perf_counter() > stop_at:
+                    break
+                await asyncio.sleep(0.5)
+            elapsed = time.perf_counter() - started
+    finally:
+        for p in procs:
+            _stop(p)
+        await r.aclose()
+    with psycopg.connect(s.checkpoint_url) as conn:
+        rows = conn.execute("SELECT advertiser_id, status, attempts FROM job_results WHERE job_id = %s",
+                            (job["job_id"],)).fetchall()
+    seen: dict[str, int] = {}
+    for adv, _, _ in rows:
+        seen[adv] = seen.get(adv, 0) + 1
+    from tools.market.store import MarketStore
+
+    with MarketStore.open(s.world_path) as store:
+        advertisers = list(store.advertiser_ids())
+        writes = sum(len(store.scoped(a).audit_log()) for a in advertisers)
+    return {"advertisers": len(advertisers), "workers": args.workers, "worker_concurrency": s.worker_concurrency,
+            "guidance": s.guidance.value, "seconds": round(elapsed, 1), "finished": status["status"] == "finished",
+            "per_minute": 60 * len(rows) / elapsed, "done": sum(1 for _, st, _ in rows if st == "done"),
+            "failed": sum(1 for _, st, _ in rows if st != "done"), "lost": len(set(advertisers) - set(seen)),
+            "duplicated": sum(n - 1 for n in seen.values()), "retries": sum(a - 1 for _, _, a in rows),
+            "audit_writes": writes}
+
+
+async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    from tools.market.data_model import WorldConfig
+    from tools.market.generate import generate_world_file
+
+    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "note": "shared development machine"},
+                           "backend": args.backend, "args": {k: v for k, v in vars(args).items() if k != "out"}}
+    with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
+        tmpdir = Path(tmp)
+        n_world = max(args.chat_advertisers, args.batch_advertisers)
+        world = tmpdir / "world.sqlite"
+        t = time.perf_counter()
+        generate_world_file(WorldConfig(n_advertisers=n_world, days=args.days, seed=3), world)
+        print(f"world: {n_world} advertisers x {args.days} days in {time.perf_counter() - t:.1f} s", flush=True)
+        s = _settings(world, args)
+        port = _free_port()
+        api = subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "api", "--port", str(port)], cwd=REPO,
+                               env=_env(s), stdout=open(tmpdir / "api.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        base = f"http://127.0.0.1:{port}"
+        try:
+            import httpx
+
+            deadline = time.time() + 120
+            while True:
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if api.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"the API did not come up: {(tmpdir / 'api.log').read_text()[-2000:]}")
+                time.sleep(0.3)
+            if args.users:
+                print(f"chat ramp ({args.backend} backend, {args.seconds:g} s per level):", flush=True)
+                out["chat"] = await _chat_ramp(base, api.pid, args)
+            if args.batch_advertisers:
+                print(f"batch: {args.batch_advertisers} advertisers, {args.workers} worker(s) ...", flush=True)
+                out["batch"] = await _batch(s, base, args, tmpdir)
+                b = out["batch"]
+                print(f"  {b['per_minute']:.1f} advertisers/min  done {b['done']}  failed {b['failed']}  "
+                      f"lost {b['lost']}  duplicated {b['duplicated']}  audit writes {b['audit_writes']}", flush=True)
+        finally:
+            _stop(api)
+            _cleanup(s)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", default="1,2,4,8", help="concurrent users per level, comma separated ('' = no chat)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each level")
+    parser.add_argument("--chat-advertisers", type=int, default=3, help="advertisers the users are spread over")
+    parser.add_argument("--batch-advertisers", type=int, default=20, help="advertisers in the batch job (0 = none)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for the batch job")
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--guidance", default="overview", choices=["overview", "proactive"])
+    parser.add_argument("--days", type=int, default=30, help="days of history in the generated world")
+    parser.add_argument("--backend", default="rules", help="rules | openai (with --llm-base-url) | local | teacher")
+    parser.add_argument("--llm-base-url", default=None)
+    parser.add_argument("--llm-model", default=None)
+    parser.add_argument("--request-timeout", type=float, default=120.0)
+    parser.add_argument("--batch-timeout", type=float, default=1800.0)
+    parser.add_argument("--out", type=Path, default=REPO / "evals" / "benchmarks" / "results" / "bench_load.json")
+    args = parser.parse_args()
+    args.users = [int(x) for x in args.users.split(",") if x.strip()]
+    if any(u < 1 or u > 1000 for u in args.users):
+        parser.error("--users: each level must be between 1 and 1000")
+    if args.chat_advertisers < 1 or args.batch_advertisers < 0 or args.workers < 1:
+        parser.error("--chat-advertisers and --workers must be >= 1, --batch-advertisers >= 0")
+    result = asyncio.run(_main(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
