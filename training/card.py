@@ -107,7 +107,8 @@ def _reading(evaluation: dict[str, Any], prefs: dict[str, Any], shipped: str) ->
         delta = dpo["task_success"] - sft["task_success"]
         verb = "raised" if delta > 0 else "lowered" if delta < 0 else "did not change"
         out.append(f"- DPO {verb} task success on the test split ({sft['task_success']:.2f} -> {dpo['task_success']:.2f});"
-                   f" the shipped weights are the {shipped.upper()} model (the better one on test task success).")
+                   f" the shipped weights are the {shipped.upper()} model (better test task success, ties broken"
+                   " by the DPO-vs-SFT win rate).")
     pairs, from_teacher = prefs.get("pairs", 0), prefs.get("chosen_from_teacher", 0)
     if pairs and from_teacher == pairs:
         out.append("- Every preference pair chose the teacher's turn: no SFT sample beat another by the margin, so")
@@ -152,8 +153,8 @@ def render_card(
         "",
         "## Data",
         f"- Teacher dialogues (agent/teacher.py over the MCP tools): {json.dumps(data_counts)}.",
-        "- Splits by advertiser (train/val/test) plus a shifted-market split (held-out advertisers in a world",
-        "  with a competitor surge and a demand shift).",
+        "- Splits by advertiser (train/val/test) plus a shifted-market split: other advertisers in a world that",
+        "  starts in October (holiday-season demand peaks, the generator's competitor events).",
         f"- Preference pairs: {prefs.get('pairs', 0)} from {prefs.get('prompts', 0)} training tasks x "
         f"{config['preferences']['candidates_per_prompt']} SFT samples"
         f"{' + the teacher trajectory' if config['preferences']['include_teacher'] else ''}"

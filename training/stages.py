@@ -231,7 +231,10 @@ def stage_card(work: StageWork, run: Run, progress: Progress = _no_progress) -> 
 
     results = evaluate(models, splits, config.eval.max_steps_per_rollout, config.eval.max_new_tokens, tick)
     test = results["test"]
-    shipped = "dpo" if test["dpo"].get("task_success", 0) >= test["sft"].get("task_success", 0) else "sft"
+    # Ship DPO only if it is better on held-out task success, or as good and winning by simulated outcome.
+    dpo_success, sft_success = test["dpo"].get("task_success", 0), test["sft"].get("task_success", 0)
+    better = dpo_success > sft_success or (dpo_success == sft_success and test["dpo_vs_sft"]["win_rate"] >= 0.5)
+    shipped = "dpo" if better else "sft"
     (work.out / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
     stages = {s.value: (run.record(s).summary if run.record(s) else {}) for s in Stage}  # type: ignore[union-attr]
     vocab = json.loads((dpo_dir / "config.json").read_text())["vocab_size"]
