@@ -27,6 +27,10 @@ FAULTS = {
         ("Redis killed with turns in flight on 3 threads, restarted on the same port",
          "a request meeting Redis down gets 503 + Retry-After and leaves no trace; turns past the lock finish; "
          "the same threads go on after the restart; no message lost or doubled"),
+    "test_reliability_jobs.py::test_redis_restarted_mid_job_loses_and_duplicates_nothing":
+        ("Redis SIGKILLed mid-job and restarted (append-only file on, as compose runs it)",
+         "queued jobs survive; a progress read on a stale connection gets 503 + Retry-After, then works; every "
+         "advertiser has exactly one result row"),
     "test_reliability_faults.py::test_model_server_down_then_back_the_thread_continues":
         ("model endpoint down (openai backend at a dead port), then a working backend on the same schema",
          "/readyz 503 naming the model; the turn ends with stop_reason model_error and words; the thread "
@@ -165,8 +169,9 @@ def render(bench: dict[str, Any] | None, results: dict[str, tuple[str, float]]) 
               "instructions ...`, `campaigns of аdv_0002`). The scope (from the API key, enforced by the tools) and "
               "the confirmation step still hold, as the unicode test shows; the screen itself should normalise "
               "(NFKC, drop format characters, map confusables) before matching.",
-              "- Redis restarted mid-*job* has no test yet (a first attempt hung and was dropped); the worker "
-              "SIGKILL test and `POST /v1/jobs/{id}/requeue` cover redelivery.", ""]
+              "- Redis restarted mid-job *without* persistence loses the queued arq entries (by design Redis holds "
+              "the queue); PostgreSQL keeps the results and `POST /v1/jobs/{id}/requeue` queues the missing "
+              "advertisers again. Not covered by a test here.", ""]
     return "\n".join(lines)
 
 
