@@ -23,7 +23,10 @@ def test_heldout_floors():
 
 
 def test_number_formats():
-    got = [(m.value, m.percent) for m in extract_numbers("Spent $1,234.5, ACoS 12%, CTR 0.12, 1.2k clicks, 2026-06-01")]
+    got = [
+        (m.value, m.percent)
+        for m in extract_numbers("Spent $1,234.5, ACoS 12%, CTR 0.12, 1.2k clicks, 2026-06-01")
+    ]
     assert got == [(1234.5, False), (12.0, True), (0.12, False), (1200.0, False)]
 
 
@@ -37,3 +40,27 @@ def test_a_failing_answer_is_logged_and_replaced(caplog):
         check = check_output("You made $99,999 yesterday.", ['{"sales": 120.5}'])
     assert check.action == OutputAction.REPLACED and check.text == SAFE_UNGROUNDED
     assert "99,999" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"name": "arguments": "arguments": ',
+        'Sure. <tool_call>{"name": "performance"',
+        "Your ACoS is " + "0" * 60,
+    ],
+)
+def test_broken_generations_are_replaced_not_shown(answer):
+    from agent.guardrails.output import SAFE_MALFORMED, IssueKind
+
+    check = check_output(answer, tool_texts=['{"acos": 0.153}'])
+    assert check.action == OutputAction.REPLACED and check.text == SAFE_MALFORMED
+    assert [i.kind for i in check.issues] == [IssueKind.MALFORMED]
+
+
+def test_json_like_prose_with_real_figures_still_passes():
+    check = check_output(
+        "ACoS went from 17.4% to 15.3% (name of the campaign: SP - Brand).",
+        tool_texts=['{"before": 0.174, "after": 0.153}'],
+    )
+    assert check.action == OutputAction.PASS

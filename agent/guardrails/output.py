@@ -37,6 +37,7 @@ class IssueKind(StrEnum):
     UNGROUNDED_NUMBER = "ungrounded_number"
     PROMISE = "promise"
     POLICY = "policy"
+    MALFORMED = "malformed"
 
 
 class OutputAction(StrEnum):
@@ -379,10 +380,23 @@ def _split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# Tool-call syntax (hermes markers, a JSON call) or a run of one repeated digit: a broken generation, not an answer.
+_MALFORMED = re.compile(r'</?tool_(?:call|response)>|\{\s*"name"\s*:|"arguments"\s*:|(\d)\1{11,}')
+SAFE_MALFORMED = (
+    "I could not put together a reliable answer to that just now. Please try again, or ask about one "
+    "campaign or keyword at a time."
+)
+
+
 def check_output(answer: str, tool_texts: Iterable[Any], user_texts: Iterable[str] = ()) -> OutputCheck:
     """Check (and repair) one answer. `tool_texts`: this thread's tool results and tool-call arguments
     (JSON strings or objects); `user_texts`: the user's messages of this thread."""
     issues: list[OutputIssue] = []
+    if hit := _MALFORMED.search(answer):
+        # A model that failed to finish a tool call must not show the user half a JSON call as its answer.
+        issues = [OutputIssue(kind=IssueKind.MALFORMED, detail=hit.group(0)[:40])]
+        log.warning("output guardrail replaced a malformed answer: %r", hit.group(0)[:40])
+        return OutputCheck(action=OutputAction.REPLACED, text=SAFE_MALFORMED, issues=issues)
     policy = _policy_hits(answer)
     if policy:
         issues = [OutputIssue(kind=IssueKind.POLICY, detail=p) for p in policy]
