@@ -77,7 +77,7 @@ def demo(
         )
     console.rule(f"2. The account of {advertiser}")
     show(advertiser_id=advertiser, world=None, last=7)
-    console.rule(f"3. {advertiser} asks: {question}")
+    console.rule(f"3. {advertiser} asks (default backend: the project's own model when trained): {question}")
     ask(
         question=question,
         advertiser=advertiser,
@@ -89,6 +89,19 @@ def demo(
         yes=False,
         no=True,
     )
+    if backend is None:
+        console.rule("3b. The same question, answered by the expert policy (the eval suite's teacher row)")
+        ask(
+            question=question,
+            advertiser=advertiser,
+            thread=None,
+            backend="teacher",
+            model_dir=None,
+            base_url=None,
+            world=None,
+            yes=False,
+            no=True,
+        )
     console.rule("4. Proactive guidance (what the batch job lands in the inbox)")
     guide(advertiser=advertiser, backend=backend, world=None, as_json=False, max_items=5)
     console.print(

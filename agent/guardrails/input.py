@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Any
 
@@ -213,6 +214,18 @@ def redact_pii(text: str) -> tuple[str, list[Redaction]]:
 # --- the check ---------------------------------------------------------------------------------------
 
 
+# Cyrillic and Greek letters that look like Latin ones: "аdv_0002" with a Cyrillic "а" must not slip past.
+_CONFUSABLES = str.maketrans("аеорсухкмтвнАЕОРСУХКМТВНіІјЈѕЅԁαοερτυνκΑΕΟΡΤΥΝΚΒΗΙΖΜ", "aeopcyxkmtbhAEOPCYXKMTBHiIjJsSdaoeptuvkAEOPTYNKBHIZM")
+
+
+def normalize_for_screening(text: str) -> str:
+    """The text the screens match on: NFKC (fullwidth → ASCII), format characters (zero-width, RTL
+    overrides) dropped, look-alike letters mapped to Latin. The planner still gets the user's own text."""
+    folded = unicodedata.normalize("NFKC", text)
+    folded = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    return folded.translate(_CONFUSABLES)
+
+
 def check_input(text: str, *, scope: str | None = None, max_chars: int = MAX_INPUT_CHARS) -> InputCheck:
     """Screen one user message. `scope` is the caller's advertiser id (from auth/config, never the message)."""
 
@@ -227,17 +240,18 @@ def check_input(text: str, *, scope: str | None = None, max_chars: int = MAX_INP
         return refuse(InputCategory.EMPTY)
     if len(stripped) > max_chars:
         return refuse(InputCategory.TOO_LONG, n=len(stripped), limit=max_chars)
-    if hit := _first_match(_INJECTION, stripped):
+    probe = normalize_for_screening(stripped)
+    if hit := _first_match(_INJECTION, probe):
         return refuse(InputCategory.INJECTION, hit)
-    if hit := _first_match(_JAILBREAK, stripped):
+    if hit := _first_match(_JAILBREAK, probe):
         return refuse(InputCategory.JAILBREAK, hit)
-    if hit := _first_match(_CROSS_ACCOUNT, stripped):
+    if hit := _first_match(_CROSS_ACCOUNT, probe):
         return refuse(InputCategory.CROSS_ACCOUNT, hit, scope=scope or "your account")
     if scope:
-        others = [m for m in _ADVERTISER_ID.findall(stripped) if m.lower() != scope.lower()]
+        others = [m for m in _ADVERTISER_ID.findall(probe) if m.lower() != scope.lower()]
         if others:
             return refuse(InputCategory.CROSS_ACCOUNT, others[0], scope=scope)
-    if not _DOMAIN.search(stripped) and (hit := _first_match(_OFF_TOPIC, stripped)):
+    if not _DOMAIN.search(probe) and (hit := _first_match(_OFF_TOPIC, probe)):
         return refuse(InputCategory.OFF_TOPIC, hit)
     redacted, spans = redact_pii(stripped)
     return InputCheck(allowed=True, category=InputCategory.OK, text=redacted, redactions=spans)
