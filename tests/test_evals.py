@@ -296,13 +296,15 @@ def test_cli_gate_exits_1_with_a_table_of_regressions(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ci_suite_passes_its_gate(tmp_path: Path) -> None:
-    """What CI runs: `adguide eval --suite ci --backend rules --gate` against the committed baseline."""
+@pytest.mark.parametrize("backend", ["rules", "inprocess"])
+def test_ci_suite_passes_its_gate(tmp_path: Path, backend: str) -> None:
+    """What CI runs: `adguide eval --suite ci --backend B --gate` against the committed baseline, for the
+    rule-based policy and for the embedded model (the shipped model dir, in process)."""
     from typer.testing import CliRunner
 
     from adguide_cli import app
 
-    res = CliRunner().invoke(app, ["eval", "--suite", "ci", "--backend", "rules", "--gate",
+    res = CliRunner().invoke(app, ["eval", "--suite", "ci", "--backend", backend, "--gate",
                                    "--out", str(tmp_path / "runs"), "--world-cache", str(tmp_path / "w")])
     assert res.exit_code == 0, res.output
     assert "gate passed" in res.output
