@@ -276,6 +276,22 @@ class MarketStore:
             return {t: self._conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in sorted(tables)}
 
 
+# The funnel columns every daily report shares (money stored in cents), and their PerformanceRow fields.
+_FUNNEL_COLUMNS = "d.impressions, d.clicks, d.spend_cents, d.orders, d.sales_cents, d.organic_cents"
+
+
+def _funnel(row: Sequence[Any], at: int) -> dict[str, Any]:
+    impressions, clicks, spend, orders, sales, organic = row[at : at + 6]
+    return {
+        "impressions": impressions,
+        "clicks": clicks,
+        "spend": spend / 100,
+        "orders": orders,
+        "sales": sales / 100,
+        "organic_sales": organic / 100,
+    }
+
+
 class AdvertiserStore:
     """Everything one advertiser may read and write. Ids of other advertisers do not exist here."""
 
@@ -411,32 +427,47 @@ class AdvertiserStore:
 
     # --- reports -----------------------------------------------------------------------------------------
 
+    def _report(
+        self,
+        start: dt.date | str,
+        end: dt.date | str,
+        sql: str,
+        ids: Sequence[str] | None,
+        *,
+        table: str,
+        kind: str,
+        column: str,
+        order: str,
+    ) -> list[tuple[Any, ...]]:
+        """Rows of one daily report between two dates, optionally only for some of this advertiser's ids."""
+        first, last = self._range(start, end)
+        params: list[Any] = [self._adv, first, last]
+        if ids is not None:
+            idx = self._own(table, kind, ids, value="idx")
+            clause, extra = self._in(column, list(idx.values()))
+            sql += clause
+            params += extra
+        return self._rows(f"{sql} ORDER BY {order}", params)
+
     def keyword_days(
         self, start: dt.date | str, end: dt.date | str, keyword_ids: Sequence[str] | None = None
     ) -> list[KeywordDay]:
-        first, last = self._range(start, end)
-        sql = (
-            "SELECT d.day, k.id, d.impressions, d.clicks, d.spend_cents, d.orders, d.sales_cents, d.organic_cents,"
-            " d.avg_position, d.impression_share, d.bid_cents FROM keyword_days d JOIN keywords k ON k.idx = d.keyword_idx"
-            " WHERE d.adv = ? AND d.day BETWEEN ? AND ?"
+        rows = self._report(
+            start,
+            end,
+            f"SELECT d.day, k.id, {_FUNNEL_COLUMNS}, d.avg_position, d.impression_share, d.bid_cents"
+            " FROM keyword_days d JOIN keywords k ON k.idx = d.keyword_idx WHERE d.adv = ? AND d.day BETWEEN ? AND ?",
+            keyword_ids,
+            table="keywords",
+            kind="keyword",
+            column="d.keyword_idx",
+            order="d.day, d.keyword_idx",
         )
-        params: list[Any] = [self._adv, first, last]
-        if keyword_ids is not None:
-            idx = self._own("keywords", "keyword", keyword_ids, value="idx")
-            clause, extra = self._in("d.keyword_idx", list(idx.values()))
-            sql += clause
-            params += extra
-        rows = self._rows(sql + " ORDER BY d.day, d.keyword_idx", params)
         return [
             KeywordDay.model_construct(
                 date=self._date(r[0]),
                 keyword_id=r[1],
-                impressions=r[2],
-                clicks=r[3],
-                spend=r[4] / 100,
-                orders=r[5],
-                sales=r[6] / 100,
-                organic_sales=r[7] / 100,
+                **_funnel(r, 2),
                 avg_position=r[8],
                 impression_share=r[9],
                 bid=r[10] / 100,
@@ -447,29 +478,22 @@ class AdvertiserStore:
     def campaign_days(
         self, start: dt.date | str, end: dt.date | str, campaign_ids: Sequence[str] | None = None
     ) -> list[CampaignDay]:
-        first, last = self._range(start, end)
-        sql = (
-            "SELECT d.day, c.id, d.impressions, d.clicks, d.spend_cents, d.orders, d.sales_cents, d.organic_cents,"
-            " d.budget_cents, d.budget_exhausted_at FROM campaign_days d JOIN campaigns c ON c.idx = d.campaign_idx"
-            " WHERE d.adv = ? AND d.day BETWEEN ? AND ?"
+        rows = self._report(
+            start,
+            end,
+            f"SELECT d.day, c.id, {_FUNNEL_COLUMNS}, d.budget_cents, d.budget_exhausted_at"
+            " FROM campaign_days d JOIN campaigns c ON c.idx = d.campaign_idx WHERE d.adv = ? AND d.day BETWEEN ? AND ?",
+            campaign_ids,
+            table="campaigns",
+            kind="campaign",
+            column="d.campaign_idx",
+            order="d.day, d.campaign_idx",
         )
-        params: list[Any] = [self._adv, first, last]
-        if campaign_ids is not None:
-            idx = self._own("campaigns", "campaign", campaign_ids, value="idx")
-            clause, extra = self._in("d.campaign_idx", list(idx.values()))
-            sql += clause
-            params += extra
-        rows = self._rows(sql + " ORDER BY d.day, d.campaign_idx", params)
         return [
             CampaignDay.model_construct(
                 date=self._date(r[0]),
                 campaign_id=r[1],
-                impressions=r[2],
-                clicks=r[3],
-                spend=r[4] / 100,
-                orders=r[5],
-                sales=r[6] / 100,
-                organic_sales=r[7] / 100,
+                **_funnel(r, 2),
                 budget=r[8] / 100,
                 budget_exhausted_at=r[9],
             )
@@ -480,31 +504,20 @@ class AdvertiserStore:
         self, start: dt.date | str, end: dt.date | str, keyword_ids: Sequence[str] | None = None
     ) -> list[SearchTermDay]:
         """Search-term report rows: only terms with at least one click that day, as ad consoles show them."""
-        first, last = self._range(start, end)
-        sql = (
-            "SELECT d.day, k.id, t.term, d.impressions, d.clicks, d.spend_cents, d.orders, d.sales_cents,"
-            " d.organic_cents FROM search_term_days d JOIN search_terms t ON t.idx = d.term_idx"
-            " JOIN keywords k ON k.idx = t.keyword_idx WHERE d.adv = ? AND d.day BETWEEN ? AND ?"
+        rows = self._report(
+            start,
+            end,
+            f"SELECT d.day, k.id, t.term, {_FUNNEL_COLUMNS} FROM search_term_days d"
+            " JOIN search_terms t ON t.idx = d.term_idx JOIN keywords k ON k.idx = t.keyword_idx"
+            " WHERE d.adv = ? AND d.day BETWEEN ? AND ?",
+            keyword_ids,
+            table="keywords",
+            kind="keyword",
+            column="t.keyword_idx",
+            order="d.day, d.term_idx",
         )
-        params: list[Any] = [self._adv, first, last]
-        if keyword_ids is not None:
-            idx = self._own("keywords", "keyword", keyword_ids, value="idx")
-            clause, extra = self._in("t.keyword_idx", list(idx.values()))
-            sql += clause
-            params += extra
-        rows = self._rows(sql + " ORDER BY d.day, d.term_idx", params)
         return [
-            SearchTermDay.model_construct(
-                date=self._date(r[0]),
-                keyword_id=r[1],
-                term=r[2],
-                impressions=r[3],
-                clicks=r[4],
-                spend=r[5] / 100,
-                orders=r[6],
-                sales=r[7] / 100,
-                organic_sales=r[8] / 100,
-            )
+            SearchTermDay.model_construct(date=self._date(r[0]), keyword_id=r[1], term=r[2], **_funnel(r, 3))
             for r in rows
         ]
 
