@@ -1,25 +1,29 @@
 """Regenerate RELIABILITY.md: load figures from bench_load's JSON, and the faults survived and hostile inputs tried
 from a pytest run of the reliability and security tests (plus the server tests that inject faults).
 
-    .venv/bin/python -m evals.benchmarks.bench_load            # writes evals/benchmarks/results/bench_load.json
-    .venv/bin/python scripts/reliability_report.py              # runs the tests, writes RELIABILITY.md
-    .venv/bin/python scripts/reliability_report.py --no-tests   # figures only; test rows say "not run"
+    .venv/bin/python scripts/reliability_report.py --measure all   # the load runs (~50 min, incl. a 30-min soak and
+                                                                    # a vLLM-CPU server), the tests, RELIABILITY.md
+    .venv/bin/python scripts/reliability_report.py                 # the tests and the report from the saved runs
+    .venv/bin/python scripts/reliability_report.py --no-tests      # figures only; test rows say "not run"
+    .venv/bin/python scripts/reliability_report.py --measure batch-1000 --no-tests   # one run again
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "evals" / "benchmarks" / "results" / "bench_load.json"
 
 # test -> (what is done to the system, the documented behaviour the test checks)
 FAULTS = {
@@ -45,6 +49,10 @@ FAULTS = {
         ("PostgreSQL unreachable; model endpoint unreachable", "503 naming PostgreSQL; /readyz says which"),
     "test_server_api.py::test_turn_time_budget_ends_the_turn_gracefully":
         ("a turn over its time budget", "the turn ends with stop_reason max_seconds and an answer"),
+    "test_reliability_jobs.py::test_redis_restarted_without_persistence_then_requeue_loses_and_duplicates_nothing":
+        ("Redis without persistence restarted with a whole job queued (the queue is lost)",
+         "PostgreSQL still shows the job, stuck; POST /v1/jobs/{id}/requeue queues exactly the advertisers without "
+         "a result; the job finishes with one result each; a second requeue queues nothing"),
     "test_server_batch.py::test_sigkill_of_a_worker_mid_job_loses_and_duplicates_nothing":
         ("a batch worker killed with SIGKILL mid-job", "its job is redelivered; one result per advertiser"),
     "test_server_batch.py::test_failures_are_retried_with_backoff_then_recorded":
@@ -104,54 +112,90 @@ def outcomes(junit: Path | None) -> dict[str, tuple[str, float]]:
     return found
 
 
+# The load runs the report shows, in order: name -> (what it is, bench_load arguments). `--measure` runs them;
+# each writes evals/benchmarks/results/bench_load_<name>.json. "{vllm}" is filled with a vLLM server's URL.
+RUNS: dict[str, tuple[str, list[str]]] = {
+    "ramp-rules": ("Chat ramp, `rules` backend (the server and tools without a model)",
+                   ["--users", "1,2,4,8,16", "--seconds", "30", "--batch-advertisers", "0", "--backend", "rules"]),
+    "ramp-embedded": ("Chat ramp, the embedded model (`local` backend: the shipped model in the API process)",
+                      ["--users", "1,2,4,8,16", "--seconds", "30", "--batch-advertisers", "0", "--backend", "local"]),
+    "ramp-vllm": ("Chat ramp, a real vLLM-CPU server serving the shipped model (`openai` backend)",
+                  ["--users", "1,2,4,8,16", "--seconds", "30", "--batch-advertisers", "0", "--backend", "openai",
+                   "--llm-base-url", "{vllm}", "--llm-model", "{model}"]),
+    "batch-1000": ("Batch job over 1,000 advertisers",
+                   ["--users", "", "--batch-advertisers", "1000", "--workers", "2"]),
+    "soak": ("Soak: 8 users for 30 minutes on the embedded model, watching the API's memory",
+             ["--users", "8", "--seconds", "1800", "--batch-advertisers", "0", "--backend", "local"]),
+}
+RESULTS = REPO / "evals" / "benchmarks" / "results"
+
+
+def bench_path(name: str) -> Path:
+    return RESULTS / f"bench_load_{name}.json"
+
+
 def _fmt(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, int | float) else str(x)
 
 
-def render(bench: dict[str, Any] | None, results: dict[str, tuple[str, float]]) -> str:
+def _chat_lines(chat: dict[str, Any]) -> list[str]:
+    lines = ["| users | turns/s | p50 s | p95 s | p99 s | turns | errors | API RSS MB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for lv in chat["levels"]:
+        lines.append(f"| {lv['users']} | {lv['throughput']:.2f} | {_fmt(lv['p50'])} | {_fmt(lv['p95'])} | "
+                     f"{_fmt(lv['p99'])} | {lv['turns']} | {lv['errors']} | {lv['rss_mb_end']:.0f} |")
+    rss = chat["rss_mb"]
+    text = (f"API RSS (with children): {rss['start']:.0f} MB at start, peak {rss['peak']:.0f} MB, end "
+            f"{rss['end']:.0f} MB ({rss['samples']} samples, every 0.5 s).")
+    if len(chat["levels"]) > 1:
+        sat = chat.get("saturates_at_users")
+        text = (f"Saturation (throughput gains <10% over the previous level): "
+                f"{f'at {sat} users' if sat else 'not reached at the levels tried'}. {text}")
+    lines += ["", text]
+    trace = rss.get("trace") or []
+    if "second_half_drift_mb_per_hour" in rss and trace and trace[-1][0] >= 600:
+        marks = [p for i, p in enumerate(trace) if i % max(1, len(trace) // 10) == 0] + [trace[-1]]
+        lines += ["", "RSS over the run: " + ", ".join(f"{t / 60:.0f} min {m:.0f} MB" for t, m in marks) + ". "
+                  f"Drift over the second half (least-squares slope): {rss['second_half_drift_mb_per_hour']:+.1f} "
+                  "MB/hour."]
+    return [*lines, ""]
+
+
+def _batch_line(batch: dict[str, Any]) -> str:
+    return (f"{batch['advertisers']} advertisers ({batch['guidance']} guidance), {batch['workers']} worker "
+            f"process(es) x {batch['worker_concurrency']}: **{batch['per_minute']:.0f} advertisers/min** "
+            f"({batch['seconds']} s); done {batch['done']}, failed {batch['failed']}, lost {batch['lost']}, "
+            f"duplicated {batch['duplicated']}, retries {batch['retries']}, audit writes {batch['audit_writes']}.")
+
+
+def load_section(benches: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["## Load", ""]
+    if not benches:
+        return [*lines, "No benchmark results found: run `scripts/reliability_report.py --measure all`.", ""]
+    lines += ["One API process (uvicorn) on loopback; simulated users send whole turns back to back (no think time); "
+              "everything shares the machine's cores with the load generator.", ""]
+    for name, bench in benches.items():
+        what = RUNS[name][0] if name in RUNS else f"`{name}`"
+        machine = bench.get("machine", {})
+        lines += [f"### {what}", "",
+                  f"`{bench.get('measured_at', 'date not recorded')}`, {machine.get('cpus')} CPU cores "
+                  f"({machine.get('note', '')}); backend `{bench.get('backend')}`.", ""]
+        if bench.get("chat"):
+            lines += _chat_lines(bench["chat"])
+        if bench.get("batch"):
+            lines += [_batch_line(bench["batch"]), ""]
+    return lines
+
+
+def render(benches: dict[str, dict[str, Any]], results: dict[str, tuple[str, float]]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# Reliability and security", "",
              f"Regenerated {now} by `.venv/bin/python scripts/reliability_report.py` from "
-             "`evals/benchmarks/results/bench_load.json` (`python -m evals.benchmarks.bench_load`) and a pytest run "
-             "of tests/test_reliability_*.py, tests/test_security_*.py and the fault tests in tests/test_server_*.py. "
-             "Everything runs on loopback against real Redis, PostgreSQL, worker processes and MCP tools.", ""]
-    lines += ["## Load", ""]
-    if not bench:
-        lines += ["No benchmark JSON found: run `python -m evals.benchmarks.bench_load` first.", ""]
-    else:
-        machine = bench.get("machine", {})
-        lines += [f"Machine: {machine.get('cpus')} CPU cores, {machine.get('note', '')} (other engineers' jobs ran "
-                  f"at the same time, so figures are indicative). Backend: `{bench.get('backend')}`; one API process "
-                  "(uvicorn); simulated users send turns back to back (no think time).", ""]
-        chat = bench.get("chat")
-        if chat:
-            lines += ["| users | turns/s | p50 s | p95 s | p99 s | turns | errors | API RSS MB |",
-                      "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-            for lv in chat["levels"]:
-                lines.append(f"| {lv['users']} | {lv['throughput']:.2f} | {_fmt(lv['p50'])} | {_fmt(lv['p95'])} | "
-                             f"{_fmt(lv['p99'])} | {lv['turns']} | {lv['errors']} | {lv['rss_mb_end']:.0f} |")
-            rss = chat["rss_mb"]
-            sat = chat.get("saturates_at_users")
-            lines += ["", f"Saturation: throughput stops growing (<10% over the previous level) at "
-                      f"{sat if sat else 'no level tried'} users; past it latency grows with the queue. API RSS "
-                      f"(with children) {rss['start']:.0f} MB at start, peak {rss['peak']:.0f} MB, end "
-                      f"{rss['end']:.0f} MB over {rss['samples']} samples. A p99 far above the p95 at a low level "
-                      "is a cold turn: the first use of a tool path in the API process (the ramp warms one turn per "
-                      "advertiser, not every message kind).", ""]
-        batch = bench.get("batch")
-        if batch:
-            lines += [f"Batch: {batch['advertisers']} advertisers ({batch['guidance']} guidance), {batch['workers']} "
-                      f"worker process(es) x {batch['worker_concurrency']}: **{batch['per_minute']:.1f} advertisers/min** "
-                      f"({batch['seconds']} s); done {batch['done']}, failed {batch['failed']}, lost {batch['lost']}, "
-                      f"duplicated {batch['duplicated']}, retries {batch['retries']}, audit writes "
-                      f"{batch['audit_writes']}.", ""]
-        lines += ["Not run here (commands to run them):", "",
-                  "- a vLLM-backed ramp: `scripts/serve_vllm.sh`, then `python -m evals.benchmarks.bench_load "
-                  "--backend openai --llm-base-url http://127.0.0.1:8000/v1 --llm-model <name>`",
-                  "- a 30-minute soak watching RSS: `python -m evals.benchmarks.bench_load --users 8 --seconds 1800 "
-                  "--batch-advertisers 0`",
-                  "- a 1,000-advertiser batch: `python -m evals.benchmarks.bench_load --users '' "
-                  "--batch-advertisers 1000 --workers 2`", ""]
+             "`evals/benchmarks/results/bench_load_*.json` (`--measure all` runs the load benchmarks first) and a "
+             "pytest run of tests/test_reliability_*.py, tests/test_security_*.py and the fault tests in "
+             "tests/test_server_*.py. Everything runs on loopback against real Redis, PostgreSQL, worker processes, "
+             "MCP tools and, for the vLLM rows, a real vLLM-CPU server.", ""]
+    lines += load_section(benches)
 
     def table(title: str, rows: dict[str, Any], header: str) -> list[str]:
         out = [f"## {title}", "", header, "|---|---|---|"]
@@ -164,30 +208,89 @@ def render(bench: dict[str, Any] | None, results: dict[str, tuple[str, float]]) 
     lines += table("Faults survived", FAULTS, "| test | fault — documented behaviour checked | result |")
     lines += table("Hostile inputs tried", INPUTS, "| test | inputs | result |")
     lines += ["## Known gaps", "",
-              "- The input guardrail's injection and cross-account screens match plain text only: zero-width "
-              "characters, fullwidth letters and Cyrillic homoglyphs get past them (e.g. `Ig\\u200bnore all previous "
-              "instructions ...`, `campaigns of аdv_0002`). The scope (from the API key, enforced by the tools) and "
-              "the confirmation step still hold, as the unicode test shows; the screen itself should normalise "
-              "(NFKC, drop format characters, map confusables) before matching.",
-              "- Redis restarted mid-job *without* persistence loses the queued arq entries (by design Redis holds "
-              "the queue); PostgreSQL keeps the results and `POST /v1/jobs/{id}/requeue` queues the missing "
-              "advertisers again. Not covered by a test here.", ""]
+              "- Pending write proposals live in the MCP server's process memory: after a restart, a confirmation "
+              "is handled by proposing again and applying only if the change is identical. A Redis-backed token "
+              "store would let a confirmation outlive the process.",
+              "- Redis as these machines run it keeps nothing on disk: a restart drops queued arq entries. Nothing "
+              "is lost for good (the job and its results are in PostgreSQL), but the job waits until an operator "
+              "calls `POST /v1/jobs/{id}/requeue` (tested above); compose runs Redis with the append-only file on.",
+              ""]
     return "\n".join(lines)
+
+
+def measure(names: list[str]) -> None:
+    """Run the named load benchmarks one after another (each writes its JSON). The vLLM run starts
+    scripts/serve_vllm.sh on a free port with the shipped model and stops it afterwards."""
+    for name in names:
+        what, args = RUNS[name]
+        print(f"== {name}: {what}", flush=True)
+        server = None
+        if "{vllm}" in args:
+            from agent.configuration import default_model_dir  # the shipped model dir
+
+            port, model = 8011, str(default_model_dir())
+            log = open(RESULTS / "vllm_server.log", "wb")  # noqa: SIM115 - closed with the server below
+            server = subprocess.Popen(["bash", "scripts/serve_vllm.sh", model, str(port)], cwd=REPO, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+            _wait_http(f"http://127.0.0.1:{port}/v1/models", server, seconds=900)
+            args = [a.replace("{vllm}", f"http://127.0.0.1:{port}/v1").replace("{model}", model) for a in args]
+        try:
+            subprocess.run([sys.executable, "-m", "evals.benchmarks.bench_load", *args, "--out",
+                            str(bench_path(name))], cwd=REPO, check=True)
+        finally:
+            if server is not None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(60)
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the vLLM server exited ({proc.returncode}); see {RESULTS / 'vllm_server.log'}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(2)
+    raise SystemExit(f"the vLLM server did not answer {url} within {seconds:.0f} s")
+
+
+def read_benches() -> dict[str, dict[str, Any]]:
+    found = {}
+    for name in RUNS:  # the report's order; files from other names follow
+        if bench_path(name).exists():
+            found[name] = bench_path(name)
+    for path in sorted(RESULTS.glob("bench_load_*.json")):
+        found.setdefault(path.stem.removeprefix("bench_load_"), path)
+    benches = {}
+    for name, path in found.items():
+        bench = json.loads(path.read_text())
+        bench.setdefault("measured_at", datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime(
+            "%Y-%m-%d %H:%M UTC (file time)"))
+        benches[name] = bench
+    return benches
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bench", type=Path, default=BENCH)
+    parser.add_argument("--measure", default="", help=f"run load benchmarks first: 'all' or some of {','.join(RUNS)}")
     parser.add_argument("--no-tests", action="store_true", help="don't run pytest (test rows say 'not run')")
     parser.add_argument("--junit", type=Path, default=None, help="use this junit XML instead of running pytest")
     parser.add_argument("--out", type=Path, default=REPO / "RELIABILITY.md")
     args = parser.parse_args()
-    bench = json.loads(args.bench.read_text()) if args.bench.exists() else None
+    names = list(RUNS) if args.measure == "all" else [n for n in args.measure.split(",") if n]
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        parser.error(f"--measure: unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)} or 'all'")
+    measure(names)
     junit = args.junit
     if junit is None and not args.no_tests:
         junit = Path(tempfile.mkdtemp(prefix="reliability_")) / "junit.xml"
         run_tests(junit)
-    args.out.write_text(render(bench, outcomes(junit)))
+    args.out.write_text(render(read_benches(), outcomes(junit)))
     print(f"wrote {args.out}")
 
 

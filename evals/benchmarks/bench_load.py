@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,10 +177,25 @@ async def _chat_ramp(base: str, pid: int, args: argparse.Namespace) -> dict[str,
     await sampler
     saturation = next((b["users"] for a, b in zip(levels, levels[1:], strict=False)
                        if b["throughput"] < 1.10 * a["throughput"]), None)
-    mbs = [m for _, m in rss if m > 0]
-    return {"levels": levels, "saturates_at_users": saturation,
-            "rss_mb": {"start": mbs[0] if mbs else 0, "peak": max(mbs, default=0), "end": mbs[-1] if mbs else 0,
-                       "samples": len(mbs)}}
+    return {"levels": levels, "saturates_at_users": saturation, "rss_mb": _rss_summary(rss)}
+
+
+def _rss_summary(rss: list[tuple[float, float]]) -> dict[str, Any]:
+    """Start/peak/end, a trace of about 60 points, and the drift over the second half (a least-squares slope,
+    MB per hour): after warm-up, bounded memory shows as a drift near zero on a long soak."""
+    points = [(t, m) for t, m in rss if m > 0]
+    mbs = [m for _, m in points]
+    step = max(1, len(points) // 60)
+    half = points[len(points) // 2:]
+    drift = 0.0
+    if len(half) >= 2 and half[-1][0] > half[0][0]:
+        ts, ms = [t for t, _ in half], [m for _, m in half]
+        tm, mm = statistics.fmean(ts), statistics.fmean(ms)
+        var = sum((t - tm) ** 2 for t in ts)
+        drift = sum((t - tm) * (m - mm) for t, m in half) / var * 3600 if var else 0.0
+    return {"start": mbs[0] if mbs else 0, "peak": max(mbs, default=0), "end": mbs[-1] if mbs else 0,
+            "samples": len(mbs), "second_half_drift_mb_per_hour": round(drift, 1),
+            "trace": [[round(t, 1), round(m, 1)] for t, m in points[::step]]}
 
 
 async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
@@ -236,7 +252,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     from tools.market.data_model import WorldConfig
     from tools.market.generate import generate_world_file
 
-    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "note": "shared development machine"},
+    out: dict[str, Any] = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                           "machine": {"cpus": os.cpu_count(), "note": "shared development machine",
+                                       "load_average_at_start": round(os.getloadavg()[0], 2)},
                            "backend": args.backend, "args": {k: v for k, v in vars(args).items() if k != "out"}}
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
         tmpdir = Path(tmp)
