@@ -7,7 +7,7 @@ Public API:
                             only=None, cache_dir=None) -> RunResult
     evals.report.write_run(result, new_run_dir(Path("runs"))) -> (result.json, report.html); load_result(path)
     evals.gate.check(result, load_baseline()) -> GateReport; update_baseline(result)
-    evals.metrics.tool_call_accuracy / tool_call_f1 (ragas definitions), pass_hat_k, score_case, row_metrics
+    evals.metrics.tool_call_accuracy / tool_call_f1 (ragas), pass_hat_k, score_case, row_metrics
     evals.outcomes.OutcomeJudge().score(world_path, advertiser, OracleKind, Change) -> AdviceScore
     evals.world.prepare_world(WorldSpec, cache_dir) -> EvalWorld (splits and fixtures as world files)
     evals.scenario.load_scenarios() / load_suites()   (evals/scenarios/*.yaml)

@@ -13,9 +13,8 @@ Per case (`score_case`), every check the scenario asks for:
 - completed: no error, no turn cut off by a bound or a model failure.
 Success is all of them.
 
-Tool calls are also scored against the scenario's reference calls with the definitions of ragas'
-`ToolCallAccuracy` and `ToolCallF1` (ragas 0.4.3 itself does not install beside this environment's
-openai/langchain-openai/rich versions; see `tool_call_accuracy`).
+Tool calls are also scored against the scenario's reference calls with ragas' rule-based `ToolCallAccuracy`
+and `ToolCallF1` (ragas.metrics.collections; no judge LLM), after writing arguments canonically.
 
 Per row (`row_metrics`): task success, pass^k, tool-call accuracy/F1, advice fraction, grounding rate,
 guardrail precision/recall, refusal rate on benign cases, latency p50/p95 per turn, tokens and tool calls
@@ -24,11 +23,13 @@ per task; and success by category and by split.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -69,58 +70,70 @@ class CaseResult(BaseModel):
     transcript: Transcript
 
 
-# --- tool calls (ragas definitions) --------------------------------------------------------------------------
+# --- tool calls (ragas) -------------------------------------------------------------------------------------
+
+Call = tuple[str, dict[str, Any]]
 
 
-def _arg_equal(pred: Any, ref: Any) -> bool:
-    """ragas compares str(pred) == str(ref) (ExactMatch); numbers are compared as numbers here, so 5.0 and
-    "5.00" (a slot's text) agree."""
+class _Ragas(NamedTuple):
+    accuracy: Any
+    f1: Any
+    ai_message: Any
+    tool_call: Any
+
+
+@functools.cache
+def _ragas() -> _Ragas:
+    """ragas' rule-based ToolCallAccuracy and ToolCallF1 (no judge LLM); imported on first use (~3 CPU-s)."""
+    from ragas.messages import AIMessage, ToolCall
+    from ragas.metrics.collections import ToolCallAccuracy, ToolCallF1
+
+    return _Ragas(ToolCallAccuracy(strict_order=True), ToolCallF1(), AIMessage, ToolCall)
+
+
+def _canonical(value: Any) -> str:
+    """ragas matches arguments by str(pred) == str(ref); numbers are written to the cent and text is trimmed and
+    lowercased first, so 0.8, 0.80 and "0.80" (a slot's text) agree, as an advertiser would read them."""
     try:
-        return abs(float(pred) - float(ref)) <= 0.005
+        return f"{float(value):.2f}"
     except (TypeError, ValueError):
-        return str(pred).strip().lower() == str(ref).strip().lower()
+        return str(value).strip().lower()
 
 
-def _arg_score(pred: dict[str, Any], ref: dict[str, Any]) -> float:
-    if not ref and not pred:
-        return 1.0
-    if not ref:
-        return 1.0  # our references name only the arguments that matter; a call with defaults matches
-    return sum(k in pred and _arg_equal(pred[k], v) for k, v in ref.items()) / len(ref)
+def _ragas_calls(pred: Sequence[Call], ref: Sequence[Call]) -> tuple[list[Any], list[Any]]:
+    """The calls as ragas ToolCalls. A reference names only the arguments that matter (free defaults such as
+    `limit` are left out), so each predicted call keeps the arguments the reference names for its tool: a
+    call that adds a default still matches, one that gets a named argument wrong does not."""
+    tool_call = _ragas().tool_call
+    named: dict[str, set[str]] = {}
+    for name, args in ref:
+        named.setdefault(name, set()).update(args)
+    return ([tool_call(name=n, args={k: _canonical(v) for k, v in a.items() if n not in named or k in named[n]})
+             for n, a in pred],
+            [tool_call(name=n, args={k: _canonical(v) for k, v in a.items()}) for n, a in ref])
 
 
-def tool_call_accuracy(pred: Sequence[tuple[str, dict[str, Any]]], ref: Sequence[tuple[str, dict[str, Any]]]) -> float:
-    """ragas ToolCallAccuracy (strict order): 0 unless the sequences of tool names are equal; else the mean
-    argument score of the reference calls paired in order (an argument scores 1 when equal). ragas scores the
-    reference's arguments only, as here; both empty scores 1, one empty 0."""
+def _ragas_score(metric: Any, pred: Sequence[Call], ref: Sequence[Call]) -> float:
+    predicted, reference = _ragas_calls(pred, ref)
+    with warnings.catch_warnings():  # ragas warns on every length mismatch; the score already says it
+        warnings.simplefilter("ignore")
+        return float(metric.score(user_input=[_ragas().ai_message(content="", tool_calls=predicted)],
+                                  reference_tool_calls=reference).value)
+
+
+def tool_call_accuracy(pred: Sequence[Call], ref: Sequence[Call]) -> float:
+    """ragas ToolCallAccuracy, strict order: 0 unless the sequences of tool names are equal, else the mean share
+    of each reference call's arguments matched. Both empty scores 1, one empty 0."""
+    return _ragas_score(_ragas().accuracy, pred, ref)
+
+
+def tool_call_f1(pred: Sequence[Call], ref: Sequence[Call]) -> float:
+    """ragas ToolCallF1: F1 of the set of predicted calls against the set of reference calls (name and
+    arguments equal). When neither side has a call (a request the agent must answer without tools, or refuse),
+    ragas has no true positive and says 0; here that agreement scores 1, as in ToolCallAccuracy."""
     if not pred and not ref:
         return 1.0
-    if not pred or not ref:
-        return 0.0
-    if [n for n, _ in pred] != [n for n, _ in ref]:
-        return 0.0
-    return sum(_arg_score(p[1], r[1]) for p, r in zip(pred, ref, strict=True)) / len(ref)
-
-
-def tool_call_f1(pred: Sequence[tuple[str, dict[str, Any]]], ref: Sequence[tuple[str, dict[str, Any]]]) -> float:
-    """ragas ToolCallF1: F1 of the set of predicted calls against the set of reference calls. ragas matches a
-    call on its name and its exact argument set; here a predicted call matches a reference call when the
-    names agree and every argument the reference names agrees (references leave out free defaults such as
-    `limit`). Both empty scores 0 in ragas (no true positive); here 1, as in ToolCallAccuracy."""
-    if not pred and not ref:
-        return 1.0
-    matched_ref: set[int] = set()
-    tp = 0
-    for name, args in {(n, tuple(sorted((k, str(v)) for k, v in a.items()))): (n, a) for n, a in pred}.values():
-        for i, (rn, ra) in enumerate(ref):
-            if i not in matched_ref and rn == name and _arg_score(args, ra) == 1.0:
-                matched_ref.add(i)
-                tp += 1
-                break
-    n_pred = len({(n, tuple(sorted((k, str(v)) for k, v in a.items()))) for n, a in pred})
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / len(ref) if ref else 0.0
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return _ragas_score(_ragas().f1, pred, ref)
 
 
 # --- per-case checks -----------------------------------------------------------------------------------------

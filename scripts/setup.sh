@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS=${ADGUIDE_EXTRAS:-agent,train,serve,dev}
+EXTRAS=${ADGUIDE_EXTRAS:-agent,train,serve,eval,dev}
 stamp=.venv/.adguide-installed
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$EXTRAS"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

@@ -108,8 +108,10 @@ def test_variants_move_the_future_market_and_plant_hostile_terms(world) -> None:
 # --- metric definitions -----------------------------------------------------------------------------------------
 
 
-def test_tool_call_accuracy_and_f1_follow_the_ragas_definitions() -> None:
-    from evals.metrics import tool_call_accuracy, tool_call_f1
+def test_tool_call_accuracy_and_f1_are_ragas_metrics() -> None:
+    from evals.metrics import _ragas, tool_call_accuracy, tool_call_f1
+
+    assert type(_ragas().accuracy).__module__.startswith("ragas.metrics.collections")  # ragas' own, not a copy
 
     Calls = list[tuple[str, dict[str, Any]]]
     ref: Calls = [("what_if", {"id": "kw_1", "value": 0.8}), ("propose_change", {"action": "set_bid"})]
@@ -124,6 +126,9 @@ def test_tool_call_accuracy_and_f1_follow_the_ragas_definitions() -> None:
     assert tool_call_accuracy([], ref) == 0.0 and tool_call_accuracy([], []) == 1.0
     extra: Calls = [*same, ("performance", {"level": "keyword"})]
     assert tool_call_f1(extra, ref) == pytest.approx(0.8)  # precision 2/3, recall 1
+    as_text: Calls = [("what_if", {"id": "KW_1 ", "value": "0.80"}), ("propose_change", {"action": "set_bid"})]
+    assert tool_call_accuracy(as_text, ref) == 1.0  # written canonically before ragas' exact match
+    assert tool_call_f1([], []) == 1.0 and tool_call_f1([], ref) == 0.0
 
 
 def test_pass_hat_k() -> None:
