@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -40,6 +41,38 @@ def test_the_same_seed_writes_the_same_world(tmp_path: Path):
     assert _rows(a.truth_path, "keyword_days") == _rows(b.truth_path, "keyword_days")
     assert _rows(a.path, "keyword_days") != _rows(c.path, "keyword_days")
     assert a.rows == b.rows and a.rows["keyword_days"] == a.rows["keywords"] * SMALL.days
+
+
+def _file_digest(path: Path) -> str:
+    """Every row of every table (meta without the per-run generation id and time), order-independent."""
+    h = hashlib.sha256()
+    con = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        for table in tables:
+            where = " WHERE key NOT IN ('generation_id', 'created_at')" if table == "meta" else ""
+            h.update(table.encode())
+            for row in sorted(repr(r) for r in con.execute(f"SELECT * FROM {table}{where}")):
+                h.update(row.encode())
+    finally:
+        con.close()
+    return h.hexdigest()
+
+
+def test_a_world_file_that_names_no_categories_is_byte_for_byte_the_one_written_before_categories(tmp_path: Path):
+    """Golden digests computed on the generator before `WorldConfig.categories` existed (meta's config
+    included): cached eval worlds and training data stay valid."""
+    a = generate_world_file(SMALL, tmp_path / "world.sqlite")
+    assert _file_digest(a.path) == "dd5bfd1bf3f214156ea231ab8d01bc5474a7e0e9d670e9ee04ec71fdeccebad7"
+    assert _file_digest(a.truth_path) == "a2eced89c8557862a718903f62a1eeaf1e667052b42b32f8aef0535c1ed2412d"
+    garden = generate_world_file(SMALL.model_copy(update={"categories": ["garden"]}), tmp_path / "g" / "world.sqlite")
+    assert _file_digest(garden.path) != _file_digest(a.path)
+    con = sqlite3.connect(garden.path)
+    try:
+        (config,) = con.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+    finally:
+        con.close()
+    assert WorldConfig.model_validate_json(config).categories == ["garden"]
 
 
 class Boom(RuntimeError):

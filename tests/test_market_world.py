@@ -16,6 +16,9 @@ from tools.market.data_model import (
     WorldConfig,
 )
 from tools.market.world import (
+    CATEGORIES,
+    HELD_OUT_CATEGORIES,
+    HELD_OUT_CATEGORY_NAMES,
     apply_negatives,
     calendar_events,
     generate_world,
@@ -189,3 +192,57 @@ def test_a_harvested_search_term_brings_its_own_demand_and_conversion():
     assert market.cvr == pytest.approx(0.15)
     off_topic, _ = market_for_new_keyword("kw_10", "garden hose", MatchType.EXACT, [(sibling, source)], [])
     assert off_topic.cvr < 0.1 * source.cvr
+
+
+# --- categories ------------------------------------------------------------------------------------------------
+
+
+def _digest(w) -> str:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    h = hashlib.sha256()
+    for items in _dump(w):
+        for m in items:
+            h.update(repr(m).encode())
+    for e in w.events:
+        h.update(repr(e).encode())
+    return h.hexdigest()
+
+
+def test_a_world_that_names_no_categories_is_the_world_generated_before_categories_existed():
+    """Golden digests, computed on the generator before `WorldConfig.categories` existed: existing worlds,
+    eval caches and training data must not move. A deliberate change of the generator updates them."""
+    small = generate_world(WorldConfig(n_advertisers=5, days=21, seed=9))
+    assert _digest(small) == "d71db6f0618311eaeb783239fa882b4b3542b07523ee6ecd2808ca193fdb3872"
+    # naming every default category, in any order, is the same draw
+    every = [c.name for c in CATEGORIES]
+    assert _digest(generate_world(WorldConfig(n_advertisers=5, days=21, seed=9, categories=every[::-1]))) == \
+        _digest(small)
+
+
+def test_a_world_of_chosen_categories_draws_only_those_and_the_held_out_ones_only_when_named(world):
+    assert not {a.category for a in world.advertisers} & set(HELD_OUT_CATEGORY_NAMES)
+    assert {a.category for a in world.advertisers} == {c.name for c in CATEGORIES}
+    two = generate_world(WorldConfig(n_advertisers=20, days=30, seed=3, categories=["pet", "office"]))
+    assert {a.category for a in two.advertisers} == {"pet", "office"}
+    assert {p.category for p in two.products} == {"pet", "office"}
+    held = generate_world(WorldConfig(n_advertisers=8, days=30, seed=3, categories=list(HELD_OUT_CATEGORY_NAMES)))
+    assert {a.category for a in held.advertisers} == set(HELD_OUT_CATEGORY_NAMES)
+    assert [a.id for a in held.advertisers] == [f"adv_{i:04d}" for i in range(1, 9)]
+    nouns = {n for c in HELD_OUT_CATEGORIES for n, _, _ in c.products}
+    # every keyword but the auto-targeting ones names a held-out product or is the advertiser's brand
+    brands = {a.name.lower() for a in held.advertisers}
+    assert all(any(n in k.text for n in nouns) or k.text in brands
+               for k in held.keywords if not k.text.startswith("auto:"))
+
+
+def test_unknown_empty_or_repeated_categories_are_refused_naming_the_valid_ones():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"unknown category 'gardn'; valid: kitchen, .*garden"):
+        WorldConfig(categories=["garden", "gardn"])
+    with pytest.raises(ValidationError, match=r"at least one category \(valid: kitchen"):
+        WorldConfig(categories=[])
+    with pytest.raises(ValidationError, match="'pet' more than once"):
+        WorldConfig(categories=["pet", "toys", "pet"])
+    assert WorldConfig(categories=["pet", "kitchen"]).categories == ["kitchen", "pet"]  # one order, one world

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Model(BaseModel):
@@ -245,3 +245,17 @@ class WorldConfig(_Model):
     days: int = Field(default=120, ge=1, le=3650)
     start_date: dt.date = dt.date(2026, 6, 1)
     seed: int = 7
+    categories: list[str] | None = Field(
+        default=None,
+        description="the categories advertisers are drawn from (tools.market.world.CATEGORY_BY_NAME), kept in "
+        "that order; None = the marketplace's default categories (every one but the held-out ones)",
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        from tools.market.world import category_pool  # world.py imports this module
+
+        return [c.name for c in category_pool(names)]

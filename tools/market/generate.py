@@ -231,7 +231,8 @@ def _fill(
         "generation_id": token[:12],
         "start_date": config.start_date.isoformat(),
         "end_date": end.isoformat(),
-        "config": config.model_dump_json(),
+        # categories=None is left out, so a default world's meta reads as it did before the field existed
+        "config": config.model_dump_json(exclude_none=True),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     write_meta(world_db, meta)

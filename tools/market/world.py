@@ -7,7 +7,9 @@ seasonal demand with dated sales events, a rival field that can shift (competito
 position CTR, conversion rate, order value, organic sales and how much of them ads cannibalize.
 
 Each advertiser draws from its own generator seeded by (seed, advertiser index), so a world of 10
-advertisers is exactly the first 10 of a world of 1,000 with the same seed. Market parameters are drawn
+advertisers is exactly the first 10 of a world of 1,000 with the same seed. Its category is drawn from
+`CATEGORIES`, or from the categories the config names (`WorldConfig.categories`), which is how a world of
+a held-out category (`HELD_OUT_CATEGORIES`, never drawn by default) is made. Market parameters are drawn
 as arrays per advertiser; the only Python loops are over the entities themselves (text assembly).
 """
 
@@ -286,7 +288,60 @@ CATEGORIES: tuple[CategorySpec, ...] = (
         (0.35, 0.55),
     ),
 )
-CATEGORY_BY_NAME = {c.name: c for c in CATEGORIES}
+# Categories that no world draws from unless its config names them (`WorldConfig.categories`): the
+# marketplace's held-out categories. Training worlds never contain them, so the evaluation's `new_category`
+# split (evals/world.py), a world of only these, is a market the model has not seen. Both read this one
+# constant; adding a category here changes no existing world (the default draw is over `CATEGORIES`).
+HELD_OUT_CATEGORIES: tuple[CategorySpec, ...] = (
+    CategorySpec(
+        "garden",
+        (
+            ("lawn mower", 149, 549),
+            ("leaf blower", 59, 229),
+            ("pressure washer", 99, 349),
+            ("hedge trimmer", 49, 179),
+            ("raised garden bed", 39, 149),
+            ("compost bin", 29, 99),
+            ("garden hose", 19, 69),
+            ("pruning shears", 12, 39),
+        ),
+        (
+            "cordless",
+            "heavy duty",
+            "electric",
+            "battery powered",
+            "rust proof",
+            "galvanized",
+            "commercial grade",
+            "for small yards",
+        ),
+        ("Husqvarda", "GreenWorx", "Fiskara", "SunJoey", "Toroh"),
+        120,
+        0.55,
+        (0.25, 0.45),
+    ),
+)
+HELD_OUT_CATEGORY_NAMES: tuple[str, ...] = tuple(c.name for c in HELD_OUT_CATEGORIES)
+CATEGORY_BY_NAME = {c.name: c for c in (*CATEGORIES, *HELD_OUT_CATEGORIES)}
+
+
+def category_pool(names: list[str] | tuple[str, ...] | None) -> tuple[CategorySpec, ...]:
+    """The categories a world's advertisers are drawn from: `CATEGORIES` for None, else the named ones in
+    `CATEGORY_BY_NAME` order (so the same set always gives the same world). ValueError names the valid ones."""
+    if names is None:
+        return CATEGORIES
+    if not names:
+        raise ValueError(f"categories must name at least one category (valid: {', '.join(CATEGORY_BY_NAME)})")
+    unknown = [n for n in names if n not in CATEGORY_BY_NAME]
+    if unknown:
+        raise ValueError(
+            f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(CATEGORY_BY_NAME)}"
+        )
+    duplicates = sorted({n for n in names if list(names).count(n) > 1})
+    if duplicates:
+        raise ValueError(f"categories names {', '.join(map(repr, duplicates))} more than once")
+    return tuple(c for c in CATEGORY_BY_NAME.values() if c.name in names)
 
 INTENT_WORDS = ("best", "cheap", "gift", "for beginners", "on sale", "top rated", "premium", "2026")
 _SUFFIX_MODIFIERS = {"gift", "on sale", "2026", "set", "set of 2", "set of 3", "pack of 12", "home gym"}
@@ -475,7 +530,7 @@ def calendar_events(first: dt.date, last: dt.date) -> list[CalendarEvent]:
                 labor_day,
                 1.3,
                 1.05,
-                frozenset({"outdoor", "home", "kitchen"}),
+                frozenset({"outdoor", "home", "kitchen", "garden"}),
             ),
             CalendarEvent(
                 "new_year_resolutions",
@@ -491,7 +546,7 @@ def calendar_events(first: dt.date, last: dt.date) -> list[CalendarEvent]:
                 mothers_day,
                 1.4,
                 1.1,
-                frozenset({"beauty", "kitchen", "home"}),
+                frozenset({"beauty", "kitchen", "home", "garden"}),
             ),
         ]
     return [e for e in out if e.end >= first and e.start <= last]
@@ -507,11 +562,12 @@ def generate_world(config: WorldConfig) -> World:
     horizon_last = start + dt.timedelta(days=config.days + FUTURE_DAYS - 1)
     holidays = calendar_events(start, horizon_last)
     used_names: set[str] = set()
+    pool = category_pool(config.categories)
     keyword_campaign: list[int] = []
     campaign_advertiser: list[int] = []
     for i in range(config.n_advertisers):
         rng = np.random.default_rng([config.seed, i])
-        _generate_advertiser(world, i, rng, used_names, holidays, keyword_campaign, campaign_advertiser)
+        _generate_advertiser(world, i, rng, used_names, holidays, keyword_campaign, campaign_advertiser, pool)
     world.keyword_campaign = np.asarray(keyword_campaign, dtype=np.int64)
     world.campaign_advertiser = np.asarray(campaign_advertiser, dtype=np.int64)
     return world
@@ -568,8 +624,9 @@ def _generate_advertiser(
     holidays: list[CalendarEvent],
     keyword_campaign: list[int],
     campaign_advertiser: list[int],
+    pool: tuple[CategorySpec, ...] = CATEGORIES,
 ) -> None:
-    cat = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+    cat = pool[int(rng.integers(len(pool)))]
     brand = _brand_name(rng, used_names)
     adv_id = f"adv_{adv_index + 1:04d}"
     target_acos = float(np.round(rng.uniform(0.15, 0.45), 2))
