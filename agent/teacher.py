@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.guardrails.input import about_advertising, check_input
+
 
 def system_prompt(advertiser_id: str) -> str:
     """The agent's own system prompt, so the model trains on what it reads when it serves."""
@@ -91,17 +93,12 @@ def _refusal(question: str, scope: str | None) -> str | None:
     others = [a for a in _ADV.findall(question) if a != scope]
     if others:
         return _REFUSAL_OTHER_ACCOUNT.format(scope=scope or "the one you are signed in to")
-    try:
-        from agent.guardrails.input import check_input
-
-        verdict = check_input(question, scope=scope)
-        if not verdict.allowed:
-            return verdict.message
-    except ImportError:  # guardrails are optional for the policy itself
-        pass
+    verdict = check_input(question, scope=scope)
+    if not verdict.allowed:
+        return verdict.message
     if _HARMFUL.search(question):
         return _REFUSAL_HARMFUL
-    if _OFF_TOPIC.search(question):
+    if _OFF_TOPIC.search(question) and not about_advertising(question):  # "no jokes, how are my sales?" is fine
         return _REFUSAL_OFF_TOPIC
     return None
 

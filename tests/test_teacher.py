@@ -42,6 +42,19 @@ def test_refusals_make_no_tool_call():
     assert own["tool_calls"][0]["function"]["name"] == "account_overview"
 
 
+def test_benign_look_alikes_are_answered_with_data():
+    """Off-topic words inside an advertising question ("weather season", "translate my ACoS") are no refusal."""
+    tools = {"account_overview", "performance", "kpi_change", "propose_change"}
+    for text in ["Is the weather season hurting my sales? Why did my sales change last week?",
+                 "Translate my ACoS into plain English for me - is it good for my account?",
+                 "Tell me a joke about my campaigns' ACoS, then how they are doing."]:
+        message = decide([{"role": "user", "content": text}], tools, scope="adv_0001")
+        assert message.get("tool_calls"), (text, message["content"])
+    for text in ["What's the weather in Paris tomorrow?", "Tell me a joke.", "Give me stock tips for next week."]:
+        message = decide([{"role": "user", "content": text}], tools, scope="adv_0001")
+        assert not message.get("tool_calls") and "I can only help with your advertising" in message["content"], text
+
+
 def test_apply_needs_a_pending_proposal():
     message = decide([{"role": "user", "content": "Yes, apply it."}], {"apply_change"})
     assert not message.get("tool_calls") and "no pending proposal" in message["content"]

@@ -106,6 +106,11 @@ _DOMAIN = re.compile(
     re.IGNORECASE,
 )
 
+def about_advertising(text: str) -> bool:
+    """Whether a message uses the advertising vocabulary (then it is on topic, whatever else it says)."""
+    return bool(_DOMAIN.search(normalize_for_screening(text)))
+
+
 _OFF_TOPIC = _rx(
     r"\b(write|compose|tell)\s+(me\s+)?(an?\s+)?(poem|song|story|haiku|limerick|joke|essay|novel|rap)\b",
     r"\b(recipe|cook|bake)\b.{0,30}\b(for|dinner|lunch|cake|pasta|chicken)\b",
