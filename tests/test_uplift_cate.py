@@ -5,7 +5,7 @@ import pytest
 
 from tools.errors import InvalidInputError
 from tools.market.experiments import EffectSetup, ExperimentKind, OutcomeKind, simulate_units
-from tools.uplift.cate import Estimator, fit_cate
+from tools.uplift.cate import Estimator, _stack, fit_cate
 from tools.uplift.metrics import pehe
 from tools.uplift.synthetic import nie_wager
 
@@ -45,6 +45,7 @@ def test_falls_back_to_constant_and_says_so_when_effect_is_homogeneous() -> None
     arm = fit.summary.arms[0]
     assert arm.estimator is Estimator.CONSTANT and not arm.heterogeneity_detected
     assert arm.message.startswith("no heterogeneity detected")
+    assert arm.heterogeneity_z <= 2.0 and arm.stack_weights == {}
     pred = fit.predict(d.X[:10])
     assert np.allclose(pred, arm.ate.estimate)
     assert arm.ate.ci_low < 1.0 < arm.ate.ci_high
@@ -71,8 +72,9 @@ def test_auto_picks_up_real_marketplace_heterogeneity_and_shrinks_to_the_average
     fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=0)
     arm = fit.summary.arms[0]
     assert arm.heterogeneity_detected and arm.estimator is not Estimator.CONSTANT
-    assert arm.calibration_slope > 2.0 * arm.calibration_std_error > 0
-    assert "calibration slope" in arm.message
+    assert arm.heterogeneity_z > 2.0
+    assert arm.stack_weights and all(w > 0 for w in arm.stack_weights.values())
+    assert "calibration z" in arm.message and "calibration slope" in arm.message
     baseline = np.full(units.n, arm.ate.estimate)
     assert pehe(fit.predict(units.X), truth.tau) < 0.9 * pehe(baseline, truth.tau)
     # the calibrated prediction is centred on the AIPW average effect
@@ -81,7 +83,7 @@ def test_auto_picks_up_real_marketplace_heterogeneity_and_shrinks_to_the_average
 
 def test_explicit_estimators_and_reproducible_seeds() -> None:
     units, truth = _units(low_signal=False, n=5000)
-    for est in ["dr", "x", "linear"]:
+    for est in ["dr", "x", "linear", "stack"]:
         fit = fit_cate(units.X, units.treatment, units.outcome, estimator=est, randomized=True, seed=4)
         again = fit_cate(units.X, units.treatment, units.outcome, estimator=est, randomized=True, seed=4)
         assert fit.summary.arms[0].estimator.value == est
@@ -158,3 +160,85 @@ def test_fold_threads_give_the_same_fit() -> None:
     two = fit_cate(d.X, d.treatment, d.outcome, estimator="x", seed=1, n_jobs=2)
     assert np.array_equal(one.predict(d.X), two.predict(d.X))
     assert one.summary == two.summary
+
+
+def test_stack_weights_are_non_negative_and_drop_a_useless_model() -> None:
+    rng = np.random.default_rng(0)
+    n = 20_000
+    signal, other = rng.normal(size=(2, n))
+    t_res = rng.choice([-0.5, 0.5], n)
+    y_res = t_res * (1.0 + signal - 0.5 * other) + rng.normal(size=n)
+    good = 2.0 * signal  # right direction, twice the spread: weight 1/2
+    bad = other  # its unconstrained weight is -0.5: the stack gives it 0, never a negative weight
+    w = _stack([good, bad], y_res, t_res)
+    assert w[0] == pytest.approx(0.5, abs=0.05) and w[1] == 0.0
+    noise = _stack([rng.normal(size=n)], y_res - t_res * (signal - 0.5 * other), t_res)
+    assert noise[0] < 0.05
+
+
+def test_auto_stack_prediction_is_the_weighted_sum_of_the_all_rows_models() -> None:
+    d = nie_wager("B", 5000, seed=1)  # a randomized trial: with e = 0.5 the X-learner is the pooled one
+    kw: dict[str, Any] = {"propensity": np.full(d.X.shape[0], 0.5), "seed": 0}
+    auto = fit_cate(d.X, d.treatment, d.outcome, **kw)
+    arm = auto.summary.arms[0]
+    assert arm.heterogeneity_detected and set(arm.stack_weights) == {"linear", "x"}
+    assert arm.estimator is Estimator.STACK
+    models = {
+        e: fit_cate(d.X, d.treatment, d.outcome, estimator=e, **kw).predict(d.X) for e in ("linear", "x")
+    }
+    expected = np.full(d.X.shape[0], arm.ate.estimate)
+    for name, weight in arm.stack_weights.items():
+        expected += weight * (models[name] - models[name].mean())
+    assert np.allclose(auto.predict(d.X), expected)
+    assert pehe(auto.predict(d.X), d.tau) < min(pehe(m, d.tau) for m in models.values())
+
+
+def test_x_learner_weights_by_propensity_under_strong_confounding() -> None:
+    d = nie_wager("C", 10_000, seed=0)  # tau = 1: any spread is error
+    fit = fit_cate(d.X, d.treatment, d.outcome, estimator="x", seed=0)
+    arm = fit.summary.arms[0]
+    assert arm.x_variant == "propensity-weighted"
+    assert "propensity-weighted" in arm.message
+    assert pehe(fit.predict(d.X), d.tau) < 0.25  # pooled: ~0.4; causalml's X-learner: ~0.28 at 10k
+
+
+def test_x_learner_stays_pooled_when_the_weights_change_nothing() -> None:
+    units, _ = _units(low_signal=False, n=3000)  # randomized 50/50: both weights are 1
+    fit = fit_cate(units.X, units.treatment, units.outcome, estimator="x", randomized=True, seed=0)
+    assert fit.summary.arms[0].x_variant == "pooled"
+    assert [c.estimator for c in fit.summary.arms[0].candidates] == [Estimator.CONSTANT, Estimator.X]
+
+
+@pytest.mark.slow
+def test_auto_is_rarely_fooled_without_heterogeneity_and_detects_it_when_present() -> None:
+    """Nie-Wager C (tau = 1, strong confounding) at the benchmark size: heterogeneity is detected on at most
+    one of six seeds (nuisance errors under confounding bias the out-of-fold test a little, so "never" is not
+    honest), and auto's mean PEHE stays within 1.5x of the constant's. On the promotion experiment auto
+    always detects the effect spread and is within 5% of the better of linear and the constant."""
+    detected, auto_pehe, const_pehe = 0, [], []
+    for seed in range(6):
+        d = nie_wager("C", 10_000, seed=10 + seed)
+        fit = fit_cate(d.X, d.treatment, d.outcome, seed=seed)
+        detected += fit.summary.arms[0].heterogeneity_detected
+        auto_pehe.append(pehe(fit.predict(d.X), d.tau))
+        const_pehe.append(pehe(np.full(d.X.shape[0], fit.summary.arms[0].ate.estimate), d.tau))
+    assert detected <= 1
+    assert np.mean(auto_pehe) <= 1.5 * np.mean(const_pehe)
+    for seed in range(4):
+        units, truth = simulate_units(
+            experiment_id="t",
+            kind=ExperimentKind.PROMOTION,
+            outcome=OutcomeKind.PURCHASE,
+            n_units=10_000,
+            treatment_share=0.5,
+            setup=EffectSetup(scale=0.35, heterogeneity=1.0, low_signal=False),
+            seed=20 + seed,
+        )
+        auto = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=seed)
+        assert auto.summary.arms[0].heterogeneity_detected
+        lin = fit_cate(
+            units.X, units.treatment, units.outcome, estimator="linear", randomized=True, seed=seed
+        )
+        const = np.full(units.n, auto.summary.arms[0].ate.estimate)
+        best = min(pehe(lin.predict(units.X), truth.tau), pehe(const, truth.tau))
+        assert pehe(auto.predict(units.X), truth.tau) <= 1.05 * best

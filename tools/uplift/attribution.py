@@ -154,7 +154,8 @@ def _kpi_from_drivers(kpi: Kpi, d: Mapping[str, float]) -> float:
 
 
 def _logmean(a: float, b: float) -> float:
-    return a if a == b else (a - b) / (math.log(a) - math.log(b))
+    d = math.log(a) - math.log(b)
+    return a if d == 0 else (a - b) / d  # a == b, or so close that the logs are equal
 
 
 def _contributions(values: dict[str, float], change: float) -> list[Contribution]:
