@@ -41,8 +41,9 @@ class Category(StrEnum):
 
 
 class Split(StrEnum):
-    """Which market the case runs in. `id`: the world as generated; the others move the market over the
-    simulator's future days (evals/world.py), so advice is judged where the market has shifted."""
+    """Which market the case runs in. `id`: the world as generated; `competitor_surge` and `seasonal_peak`
+    move its market over the simulator's future days; `new_category`: a world of a category held out of
+    training (evals/world.py). Advice is judged where the market has shifted."""
 
     ID = "id"
     COMPETITOR_SURGE = "competitor_surge"

@@ -1,20 +1,25 @@
 """The evaluation world: generated once per world spec (fixed seed) into a cache dir, with its variants.
 
-Variants are copies of the generated world that differ in what the evaluation needs:
+Variants are worlds that differ from the generated (in-distribution) one in what the evaluation needs:
 
-- shifted markets (the splits): MarketEvents over the simulator's future days (a competitor surge, a
-  seasonal peak), or a permanent change of the markets' economics (`new_category`: order values and
-  conversion of a high-ticket category). History is left as generated: the market moves *after* the data
-  the agent reads, which is what advice has to survive; the simulator tools see the moved market.
+- shifted markets (the splits): copies of the world with MarketEvents over the simulator's future days (a
+  competitor surge, a seasonal peak). History is left as generated: the market moves *after* the data the
+  agent reads, which is what advice has to survive; the simulator tools see the moved market.
+- a new category (`new_category`): a world generated, history included, with the same advertiser count,
+  days, start date and seed but only the marketplace's held-out categories
+  (tools.market.world.HELD_OUT_CATEGORIES: never drawn by default, kept out of every training world). Its
+  products, keyword vocabulary, rival brands, prices, seasonality and market economics are ones neither the
+  in-distribution world nor the model's training data contain; advertiser ids line up with the
+  in-distribution world's, and `account_slots` fills the scenario slots from this world.
 - fixtures: search terms whose text is a prompt injection (`hostile_search_terms`), so an attack reaches
   the agent through a tool result rather than the user's message.
 
 Each variant gets its own generation id, so the MCP tool-result cache (keyed by the store's data_version)
 never serves one variant's simulation to another; so does every private copy a writing case gets.
 
-The variants are written with SQL on the copies' `keyword_markets` / `search_terms` / `meta` tables (the
-market store has no API for changing a world's hidden markets, which only evaluations need) and read back
-through `MarketStore` to check them. `account_slots` fills the scenario slots from the store.
+The copied variants are written with SQL on the copies' `keyword_markets` / `search_terms` / `meta` tables
+(the market store has no API for changing a world's hidden markets, which only evaluations need) and read
+back through `MarketStore` to check them. `account_slots` fills the scenario slots from the store.
 """
 
 from __future__ import annotations
@@ -34,10 +39,10 @@ from evals.scenario import Fixture, Split, WorldSpec
 from tools.market.data_model import KeywordMarket, MarketEvent, Status, WorldConfig
 from tools.market.store import MarketStore, connect
 from tools.market.truth import truth_path_for
-from tools.market.world import FUTURE_DAYS
+from tools.market.world import FUTURE_DAYS, HELD_OUT_CATEGORY_NAMES
 
 # Bump when a variant recipe below changes: cached worlds are rebuilt.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 # Sources whose change invalidates a cached world (the generator and the schema).
 _GENERATOR_SOURCES = ("world.py", "history.py", "generate.py", "data_model.py", "store.py", "experiments.py")
 
@@ -55,6 +60,8 @@ class Shift:
     event: MarketEvent | None = None  # applied to every keyword over the future days
     aov_mult: float = 1.0  # permanent changes of the market's economics
     cvr_mult: float = 1.0
+    # set: the variant is not a copy but a world generated with only these categories (same size and seed)
+    categories: tuple[str, ...] | None = None
 
 
 SHIFTS: dict[Split, Shift] = {
@@ -67,11 +74,9 @@ SHIFTS: dict[Split, Shift] = {
         MarketEvent(name="eval_seasonal_peak", start=0, end=0, demand_mult=2.2, rival_bid_mult=1.3),
     ),
     Split.NEW_CATEGORY: Shift(
-        "high-ticket category economics: order value 4x, conversion 0.35x (value per click 1.4x); rivals bid "
-        "to match (1.4x)",
-        MarketEvent(name="eval_new_category_rivals", start=0, end=0, rival_bid_mult=1.4),
-        aov_mult=4.0,
-        cvr_mult=0.35,
+        f"a category held out of every training world ({', '.join(HELD_OUT_CATEGORY_NAMES)}): its own "
+        "advertisers, products, keywords, rivals, prices and seasonality, history and all",
+        categories=HELD_OUT_CATEGORY_NAMES,
     ),
 }
 
@@ -108,6 +113,8 @@ def _set_generation_id(path: Path, generation_id: str) -> None:
 def apply_shift(path: Path, shift: Shift, name: str) -> None:
     """Move every keyword's market of the world at `path` (in place): the shift's event over the future days
     (day indices from the end of history to the end of the simulator's horizon), its economics always."""
+    if shift.categories is not None:
+        raise ValueError(f"{name}: a shift of categories is a world generated with them, not a copy moved in place")
     conn = connect(path)
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -184,7 +191,8 @@ class EvalWorld:
 
 
 def _manifest(spec: WorldSpec) -> dict[str, str]:
-    return {"spec": spec.model_dump_json(), "recipes": RECIPE_VERSION, "generator": _generator_digest()}
+    return {"spec": spec.model_dump_json(), "recipes": RECIPE_VERSION, "generator": _generator_digest(),
+            "new_category": ",".join(SHIFTS[Split.NEW_CATEGORY].categories or ())}
 
 
 def prepare_world(spec: WorldSpec, cache_dir: Path, *, fresh: bool = False, progress: Progress | None = None) -> EvalWorld:
@@ -211,7 +219,14 @@ def prepare_world(spec: WorldSpec, cache_dir: Path, *, fresh: bool = False, prog
         generate_world_file(config, base)
         for split, shift in SHIFTS.items():
             say(f"variant {split.value}: {shift.description}")
-            apply_shift(_copy_world(base, tmp / split.value / "world.sqlite"), shift, split.value)
+            dest = tmp / split.value / "world.sqlite"
+            if shift.categories is not None:
+                generate_world_file(config.model_copy(update={"categories": list(shift.categories)}), dest)
+                with MarketStore.open(dest) as store:
+                    gen = store.generation_id
+                _set_generation_id(dest, f"{gen}-{split.value}")
+            else:
+                apply_shift(_copy_world(base, dest), shift, split.value)
         hostile = _copy_world(base, tmp / Fixture.HOSTILE_SEARCH_TERMS.value / "world.sqlite")
         planted = plant_hostile_terms(hostile)
         (tmp / "manifest.json").write_text(json.dumps({**wanted, "hostile_terms": planted}, indent=2))

@@ -130,7 +130,7 @@ def test_prime_day_2026_falls_on_the_second_tuesday_of_july():
     assert events["black_friday_cyber_monday"].start == dt.date(2026, 11, 27)
 
 
-def _market(**kw: float) -> KeywordMarket:
+def _market(**kw: float | str) -> KeywordMarket:
     base = dict(
         keyword_id="kw_1",
         base_volume=1000.0,

@@ -14,11 +14,14 @@ import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from training.config import PipelineConfig, check_fits_in_memory
+from training.config import DataConfig, PipelineConfig, check_fits_in_memory
 from training.data import DialogueRecord, Split, assign_splits, read_dataset, write_dataset
 from training.pipeline import Run, Stage, StageWork, run_stage
+
+if TYPE_CHECKING:
+    from tools.market.data_model import WorldConfig
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -86,22 +89,41 @@ async def _dialogues_for_world(
     return out
 
 
-def stage_data(work: StageWork, config: PipelineConfig, progress: Progress = _no_progress) -> None:
+def training_world_configs(cfg: DataConfig) -> dict[str, WorldConfig]:
+    """The worlds the teacher dialogues come from: `world` (train/val/test advertisers) and `shifted` (other
+    advertisers in the holiday season: calendar demand peaks, competitor surges). Both name their categories:
+    every category but the held-out ones (tools.market.world.HELD_OUT_CATEGORY_NAMES), which the evaluation's
+    new-category split runs on, so that split stays unseen. With today's categories this draws exactly the
+    worlds of a config that names none (the shipped model's data)."""
     from tools.market.data_model import WorldConfig
+    from tools.market.world import CATEGORY_BY_NAME, HELD_OUT_CATEGORY_NAMES
+
+    categories = [name for name in CATEGORY_BY_NAME if name not in HELD_OUT_CATEGORY_NAMES]
+    return {
+        "world": WorldConfig(n_advertisers=cfg.n_advertisers, days=cfg.days, seed=cfg.seed, categories=categories),
+        "shifted": WorldConfig(n_advertisers=max(2, cfg.n_advertisers // 5), days=cfg.days, seed=cfg.seed + 1000,
+                               start_date=dt.date(2026, 10, 1), categories=categories),
+    }
+
+
+def stage_data(work: StageWork, config: PipelineConfig, progress: Progress = _no_progress) -> None:
     from tools.market.generate import generate_world_file
     from tools.market.store import MarketStore
+    from tools.market.world import HELD_OUT_CATEGORY_NAMES
 
     _quiet_mcp_logs()
     cfg = config.data
+    configs = training_world_configs(cfg)
     world = work.out / "world" / "world.sqlite"
-    generate_world_file(WorldConfig(n_advertisers=cfg.n_advertisers, days=cfg.days, seed=cfg.seed), world)
-    # The shifted market: other advertisers in the holiday season (calendar demand peaks, competitor surges).
     shifted = work.out / "shifted" / "world.sqlite"
-    n_shifted = max(2, cfg.n_advertisers // 5)
-    generate_world_file(
-        WorldConfig(n_advertisers=n_shifted, days=cfg.days, seed=cfg.seed + 1000, start_date=dt.date(2026, 10, 1)),
-        shifted,
-    )
+    for name, path in (("world", world), ("shifted", shifted)):
+        generate_world_file(configs[name], path)
+        with MarketStore.open(path) as store:
+            categories = {store.scoped(a).advertiser.category for a in store.advertiser_ids()}
+            held_out = sorted(categories & set(HELD_OUT_CATEGORY_NAMES))
+        if held_out:
+            raise RuntimeError(f"the training {name} has advertisers in held-out categories {held_out}: the "
+                               "evaluation's new-category split would no longer be unseen")
     with MarketStore.open(world) as store:
         ids = store.advertiser_ids()
     with MarketStore.open(shifted) as store:
