@@ -1,7 +1,8 @@
 """Uplift benchmark: PEHE, ATE error and interval coverage per estimator and data set, plus speed.
 
 Data sets: the Nie & Wager designs A-D (8 covariates) and the marketplace's experiments (ad holdout and
-promotion, high and low signal). Estimators: ours (auto selection, linear DML, DR-, X-learner), the
+promotion, high and low signal). Estimators: ours (auto: the validated stack or constant; linear DML, DR-,
+X-learner), the
 "no heterogeneity" baseline (the AIPW average effect for everyone), and, when `.venv-peers` exists, EconML
 and causalml run in that environment by subprocess (otherwise they are reported as "not installed").
 Speed: one fit + predict at 100,000 rows x 8 covariates.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -151,7 +153,11 @@ def main() -> None:
 
     # speed: one fit + predict at speed_n x 8
     d = datasets(args.speed_n, 0)["nie-wager D"]
-    print(f"speed: fit + predict, {args.speed_n:,} rows x 8 covariates (Nie-Wager D, propensity estimated)")
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(
+        f"speed: fit + predict, {args.speed_n:,} rows x 8 covariates (Nie-Wager D, propensity estimated); "
+        f"load average before: {load} on {os.cpu_count()} cores"
+    )
     for est in ["auto", "linear"]:
         r = run_ours(d, est, 0)
         pe, ae, _, sec = _score(r, d["tau"], float(d["tau"].mean()))
@@ -165,6 +171,7 @@ def main() -> None:
                 continue
             pe, ae, _, sec = _score({**r, "cate": np.asarray(r["cate"])}, d["tau"], float(d["tau"].mean()))
             print(f"  {peer:33s} {sec:7.2f} s   PEHE {pe:.4f}  |ATE err| {ae:.4f}")
+        print(f"  load average after: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     else:
         print(
             "  peers: not installed (python -m venv .venv-peers && .venv-peers/bin/pip install econml causalml)"
