@@ -1,10 +1,10 @@
 """Uplift benchmark: PEHE, ATE error and interval coverage per estimator and data set, plus speed.
 
 Data sets: the Nie & Wager designs A-D (8 covariates) and the marketplace's experiments (ad holdout and
-promotion, high and low signal). Estimators: ours (auto: the validated stack or constant; linear DML, DR-,
-X-learner), the
-"no heterogeneity" baseline (the AIPW average effect for everyone), and, when `.venv-peers` exists, EconML
-and causalml run in that environment by subprocess (otherwise they are reported as "not installed").
+promotion, high and low signal). Estimators: ours (auto: the validated stack or the constant; linear DML,
+DR-, X-learner), the "no heterogeneity" baseline (the AIPW average effect for everyone), and, when
+`.venv-peers` exists, EconML and causalml run in that environment by subprocess (otherwise they are
+reported as "not installed").
 Speed: one fit + predict at 100,000 rows x 8 covariates.
 
     .venv/bin/python evals/benchmarks/bench_uplift.py [--n 10000] [--seeds 2] [--speed-n 100000] [--no-peers]
