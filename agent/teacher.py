@@ -417,13 +417,81 @@ def _propose_answer(result: dict[str, Any], lead: str = "") -> dict[str, Any]:
     )
 
 
+BID_CANDIDATES = 4  # top keywords by spend whose best bids the teacher simulates and compares
+MIN_GAIN = 1.0  # dollars of simulated incremental profit below which a change is not worth proposing
+
+
+def _calls(calls: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One assistant message with several tool calls (they run in the same round)."""
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
+             "function": {"name": name, "arguments": json.dumps(arguments)}}
+            for name, arguments in calls
+        ],
+    }
+
+
+def _all(done: list[tuple[str, dict[str, Any], Any]], name: str) -> list[Any]:
+    return [r for n, _, r in done if n == name and isinstance(r, dict)]
+
+
 def _plan_fix_budget(q: str, messages: Sequence[dict[str, Any]], done: list, available: set[str]) -> dict[str, Any]:
-    """Diagnose (budget-capped campaign within target) -> simulate a 50% raise -> propose it if it pays."""
+    """Diagnose (which campaigns run out of budget) -> optimize every campaign's budget on the simulator
+    (allocate_budget: each campaign's best budget on its own and its simulated gain) -> propose the budget
+    change that earns the most incremental profit.
+
+    The objective is the advertiser's incremental profit, whatever the history correlated with: a capped
+    campaign with a high ACoS may still earn more with more budget, and when the most valuable budget move is
+    a cut (a campaign that loses money in the market ahead), that is what a demanding advertiser wants to hear
+    even when they asked about a raise. The evals judge it the same way (best_single_budget)."""
     if (missing := _need(available, "account_overview", "propose_change")) is not None:
         return _say(missing)
     overview = _first(done, "account_overview")
     if overview is None:
         return _call("account_overview", {})
+    if "allocate_budget" not in available:
+        return _fix_budget_by_raise(q, overview, done, available)
+    alloc = _first(done, "allocate_budget")
+    if alloc is None:
+        return _call("allocate_budget", {})
+    capped = {c["id"]: c for c in overview["campaigns"] if c.get("budget_capped_days")}
+    moves = [
+        c for c in (alloc.get("campaigns") or [])
+        if c.get("current_budget") and (c.get("best_gain") or 0) > MIN_GAIN
+        and abs(round(c["best_budget"]) - c["current_budget"]) >= 1
+    ]
+    if not moves:
+        return _say(
+            "I would keep your budgets: the simulator finds no campaign whose budget, raised or cut, would add "
+            "incremental profit."
+        )
+    best = max(moves, key=lambda c: c["best_gain"])
+    cid, now, gain = best["campaign_id"], float(best["current_budget"]), float(best["best_gain"])
+    new_budget = float(round(best["best_budget"]))
+    if new_budget < 1:
+        lead = (f"{cid} loses money at every budget the simulator tried: pausing it adds {money(gain)} of "
+                "incremental profit over the simulated days, more than any budget raise.")
+        action: dict[str, Any] = {"action": "pause", "id": cid}
+    elif new_budget > now:
+        lead = (f"Yes: {cid}" + (f" ran out of budget on {capped[cid]['budget_capped_days']} days and" if cid in capped else "")
+                + f" earns the most with more budget: at {money(new_budget)} a day (now {money(now)}) the simulator "
+                f"adds {money(gain)} of incremental profit over the simulated days.")
+        action = {"action": "set_budget", "id": cid, "value": new_budget}
+    else:
+        lead = (f"No budget raise pays as much as cutting {cid} from {money(now)} to {money(new_budget)} a day: "
+                f"the simulator adds {money(gain)} of incremental profit over the simulated days.")
+        action = {"action": "set_budget", "id": cid, "value": new_budget}
+    proposal = _first(done, "propose_change")
+    if proposal is None:
+        return _call("propose_change", action)
+    return _propose_answer(proposal, lead)
+
+
+def _fix_budget_by_raise(q: str, overview: dict[str, Any], done: list, available: set[str]) -> dict[str, Any]:
+    """Without the optimizer: the most capped campaign within target, a 50% raise simulated with what_if."""
     target = overview["advertiser"].get("target_acos")
     capped = [
         c for c in overview["campaigns"]
@@ -454,34 +522,73 @@ def _plan_fix_budget(q: str, messages: Sequence[dict[str, Any]], done: list, ava
 
 
 def _plan_fix_acos(q: str, messages: Sequence[dict[str, Any]], done: list, available: set[str]) -> dict[str, Any]:
-    """Diagnose (worst ACoS keyword) -> simulate (best bid for incremental profit) -> propose it."""
+    """Diagnose (the keywords the money goes to) -> simulate (recommend_bid on each of the top few by spend:
+    the best bid inside its campaign, sharing its budget, and the campaign's simulated gain) -> propose the
+    bid cut that earns the most incremental profit.
+
+    The worst-ACoS keyword is not the target: a high ACoS says a keyword is inefficient, not that changing
+    its bid pays. The user asked to lower ACoS, so only cuts (which never raise it) are proposed; among them
+    the expert picks the largest simulated gain in profit, the advertiser's real objective (and the evals'
+    best_single_bid oracle)."""
     if (missing := _need(available, "performance", "propose_change")) is not None:
         return _say(missing)
     perf = _first(done, "performance")
     if perf is None:
-        return _call("performance", {"level": "keyword", "sort": "acos", "limit": 5})
+        return _call("performance", {"level": "keyword", "sort": "spend", "limit": 5})
+    rows = [r for r in perf.get("rows", []) if r.get("bid") and r.get("spend", 0) > 0]
+    if not rows:
+        return _say("None of your keywords spent in that period, so there is no bid to lower.")
+    if "recommend_bid" not in available:
+        return _fix_acos_by_ratio(perf, done)
+    recs = _all(done, "recommend_bid")
+    if not recs:
+        return _calls([("recommend_bid", {"keyword_id": r["id"]}) for r in rows[:BID_CANDIDATES]])
+    names = {r["id"]: r["name"] for r in rows}
+    cuts = [
+        r for r in recs
+        if r.get("gain") and _mean(r["gain"]) is not None and _mean(r["gain"]) > MIN_GAIN  # type: ignore[operator]
+        and float(r["bid"]) < float(r["current_bid"]) - 0.005
+    ]
+    if not cuts:
+        return _say(
+            "I would keep your bids: for your top keywords by spend ("
+            + ", ".join(f"{r['keyword_id']} at {money(r['current_bid'])}" for r in recs)
+            + ") the simulator finds no lower bid that adds incremental profit."
+        )
+    best = max(cuts, key=lambda r: _mean(r["gain"]) or 0.0)
+    kid, now = best["keyword_id"], float(best["current_bid"])
+    new_bid = round(float(best["bid"]), 2)
+    at_bid, at_now = best.get("at_bid") or {}, best.get("at_current") or {}
+    name = f"'{names[kid]}' ({kid})" if kid in names else kid
+    if new_bid < MIN_BID:
+        action: dict[str, Any] = {"action": "pause", "id": kid}
+        lead = (f"Of your top keywords by spend, {name} is where cutting pays most: no bid on it adds incremental "
+                f"profit to its campaign (the simulator's gain from pausing it: {_range(best['gain'])}).")
+    else:
+        action = {"action": "set_bid", "id": kid, "value": new_bid}
+        lead = (f"Of your top keywords by spend, lowering {name} pays most: the simulator's best bid is "
+                f"{money(new_bid)} (now {money(now)}), its ACoS {pct(at_now.get('acos'))} -> {pct(at_bid.get('acos'))}, "
+                f"and its campaign's incremental profit {_range(best['gain'])} over the simulated days.")
+    proposal = _first(done, "propose_change")
+    if proposal is None:
+        return _call("propose_change", action)
+    return _propose_answer(proposal, lead)
+
+
+MIN_BID = 0.05  # the marketplace's reserve price (the agent's policy refuses lower bids)
+
+
+def _fix_acos_by_ratio(perf: dict[str, Any], done: list) -> dict[str, Any]:
+    """Without the simulator's bid search: the worst-ACoS keyword, its bid scaled to the account's ACoS."""
     worst = _worst(perf.get("rows", []))
     account_acos = perf["totals"].get("acos")
     if worst is None or account_acos is None or worst["acos"] <= account_acos:
         return _say("No keyword stands out: none has an ACoS above the account's, so I would keep the bids.")
-    best = _first(done, "recommend_bid")
-    if best is None and "recommend_bid" in available:
-        return _call("recommend_bid", {"keyword_id": worst["id"]})
-    if best is not None and best.get("feasible") and best.get("bid"):
-        new_bid = max(0.02, round(float(best["bid"]), 2))
-    else:
-        new_bid = max(0.02, round(worst["bid"] * account_acos / worst["acos"], 2))
-    if abs(new_bid - float(worst["bid"])) < 0.01:
-        return _say(
-            f"'{worst['name']}' ({worst['id']}) has the highest ACoS ({pct(worst['acos'])}), but its bid of "
-            f"{money(worst['bid'])} is already the best for incremental profit, so I would keep it."
-        )
+    new_bid = max(MIN_BID, round(worst["bid"] * account_acos / worst["acos"], 2))
     proposal = _first(done, "propose_change")
     if proposal is None:
         return _call("propose_change", {"action": "set_bid", "id": worst["id"], "value": new_bid})
     lead = f"'{worst['name']}' ({worst['id']}) has ACoS {pct(worst['acos'])} vs the account's {pct(account_acos)}."
-    if best is not None and best.get("feasible"):
-        lead += f" The simulator's best bid for incremental profit is {money(new_bid)} (now {money(best.get('current_bid'))})."
     return _propose_answer(proposal, lead)
 
 

@@ -6,10 +6,19 @@ expected values (`n_sims=0`, no Monte Carlo noise) over the first `HORIZON_DAYS`
 in its campaign (the campaign's keywords share its budget). The gain of a change is its incremental profit
 (incremental sales x margin - spend) minus the status quo's. The oracle searches a grid:
 
-- best_bid: bids of one keyword, 0.05 to 3x the highest value per click (and multiples of today's bid);
+- best_bid: bids of one keyword, 0.05 to 3x the highest value per click (and multiples of today's bid), or
+  pausing it;
 - best_single_bid: the same for every live keyword, the best one;
-- best_single_budget: 0.5x to 4x the daily budget of every live campaign, the best one;
+- best_single_budget: 0.5x to 4x the daily budget of every live campaign, or pausing it, the best one;
 - best_single_change: the better of the two.
+
+Pausing is in the grids because the agent can propose it: a keyword or campaign that loses money at every
+bid or budget is best stopped, and an oracle without that move would be beaten by advice it cannot rank.
+
+The objective is the advertiser's incremental profit whatever the user's words: for "lower my ACoS" the
+teacher only proposes bid cuts (which do not raise ACoS) and picks the most profitable; for "should I raise a
+budget" it proposes the most profitable budget move, a cut where cutting earns more than any raise, and
+says so (agent/teacher.py).
 
 The score is gain / oracle gain, clipped to [-1, 1]; when the oracle finds nothing worth more than EPS
 dollars, keeping things as they are scores 1 and a losing change scores below 0.
@@ -155,7 +164,12 @@ def _bid_grid(acct: Account, keyword_id: str) -> np.ndarray:
     bid = acct.keywords[keyword_id].bid
     top = max(3.0 * m.cvr * m.aov, 2.0 * bid, 0.1)
     grid = np.concatenate([np.geomspace(0.05, top, GRID_POINTS), bid * np.array(BID_MULTIPLES)])
-    return np.unique(np.round(grid[(grid >= 0.05) & (grid <= 100)], 2))
+    return np.concatenate([[0.0], np.unique(np.round(grid[(grid >= 0.05) & (grid <= 100)], 2))])  # 0: pause
+
+
+def _change(action: str, entity: str, value: float) -> Change:
+    """A grid point as the agent would propose it: 0 is pausing."""
+    return Change(action="pause", entity=entity) if value == 0 else Change(action=action, entity=entity, value=value)
 
 
 def _best_bid(acct: Account, keyword_id: str) -> tuple[float, Change | None]:
@@ -166,17 +180,15 @@ def _best_bid(acct: Account, keyword_id: str) -> tuple[float, Change | None]:
     bids[:, acct.by_campaign[cmp].index(keyword_id)] = grid
     gains = acct.profits(cmp, bids, np.full(grid.size, acct.campaigns[cmp].daily_budget)) - acct.base(cmp)
     i = int(np.argmax(gains))
-    return (float(gains[i]), Change(action="set_bid", entity=keyword_id, value=float(grid[i]))) if gains[i] > 0 \
-        else (0.0, None)
+    return (float(gains[i]), _change("set_bid", keyword_id, float(grid[i]))) if gains[i] > 0 else (0.0, None)
 
 
 def _best_budget(acct: Account, campaign_id: str) -> tuple[float, Change | None]:
-    budgets = np.round(acct.campaigns[campaign_id].daily_budget * np.array(BUDGET_MULTIPLES), 2)
+    budgets = np.round(acct.campaigns[campaign_id].daily_budget * np.array((0.0, *BUDGET_MULTIPLES)), 2)  # 0: pause
     bids = np.tile(acct.bids(campaign_id), (budgets.size, 1))
     gains = acct.profits(campaign_id, bids, budgets) - acct.base(campaign_id)
     i = int(np.argmax(gains))
-    return (float(gains[i]), Change(action="set_budget", entity=campaign_id, value=float(budgets[i]))) \
-        if gains[i] > 0 else (0.0, None)
+    return (float(gains[i]), _change("set_budget", campaign_id, float(budgets[i]))) if gains[i] > 0 else (0.0, None)
 
 
 def oracle(acct: Account, kind: OracleKind, keyword: str | None = None) -> tuple[float, Change | None]:

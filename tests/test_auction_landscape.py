@@ -114,3 +114,30 @@ def test_bad_input_names_the_field(markets: list[KeywordMarket], call: object, f
     with pytest.raises(InvalidInputError) as err:
         call(markets)  # type: ignore[operator]
     assert err.value.field == field and err.value.allowed
+
+
+def test_optimal_bid_inside_a_budget_capped_campaign(markets: list[KeywordMarket]) -> None:
+    """Keyword 0 shares a tight daily budget with keywords 1 and 2: its best bid maximizes the campaign's
+    profit (budget it takes from the others counts), and `gain` is the campaign's change, as what_if has it."""
+    budget, others = 6.0, [1.0, 1.0]
+    kw = dict(margin=0.4, budget=budget, others=markets[1:], other_bids=others, current_bid=2.0, n_sims=0)
+    inside = optimal_bid(markets[:1], BidGoal.MAX_PROFIT, DAYS, **kw)  # type: ignore[arg-type]
+    alone = optimal_bid(markets[:1], BidGoal.MAX_PROFIT, DAYS, margin=0.4, current_bid=2.0, n_sims=0)
+
+    def campaign(bid: float) -> float:
+        w = what_if(markets, [0, 0, 0], [bid, *others], [budget], DAYS, margin=0.4, n_sims=0)
+        return w.status_quo.incremental_profit.mean
+
+    grid = np.linspace(0.05, 4.0, 80)
+    assert campaign(inside.bid) >= max(campaign(b) for b in grid) - 1e-3 * abs(campaign(inside.bid))
+    assert campaign(inside.bid) > campaign(alone.bid)  # ignoring the cap picks a worse bid for the campaign
+    assert inside.gain is not None and inside.gain.mean == pytest.approx(campaign(inside.bid) - campaign(2.0), rel=1e-9)
+    assert alone.gain is not None and inside.current is not None
+    # the points are the keyword's own figures, under the shared cap
+    land = bid_landscape(markets[:1], [0.5, 3.0], DAYS, margin=0.4, budget=budget, others=markets[1:],
+                         other_bids=others, n_sims=0)
+    free = bid_landscape(markets[:1], [3.0], DAYS, margin=0.4, n_sims=0)
+    assert land.points[1].spend.mean <= budget * len(DAYS) + 1e-9 < free.points[0].spend.mean
+    with pytest.raises(InvalidInputError) as err:
+        optimal_bid(markets[:1], BidGoal.MAX_PROFIT, DAYS, margin=0.4, others=markets[1:], other_bids=[1.0])
+    assert err.value.field == "other_bids"

@@ -123,3 +123,39 @@ def test_absurd_size_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="simulated keyword-days") as err:
         allocate_budget(big, 100.0, list(range(366)), resolution=1000)
     assert err.value.field == "resolution"
+
+
+def test_each_campaign_alone_raises_a_capped_profitable_campaign_to_its_best_budget() -> None:
+    """A reallocation of today's total can only reshuffle; best_budget/best_gain say how much more budget a
+    capped campaign should get, and match brute force on that campaign's own curve."""
+    camps = campaigns()
+    total = sum(c.current_budget or 0.0 for c in camps)
+    alloc = allocate_budget(camps, total, DAYS)
+    assert alloc.allocated <= total + 1e-9
+    capped = [c for c in alloc.campaigns if c.saturation_budget > 1.5 * (c.current_budget or 0.0)]
+    assert capped, "the fixture's campaigns are budget-capped at 8 a day"
+    for i, c in enumerate(alloc.campaigns):
+        grid = np.linspace(0.0, c.saturation_budget, 201)
+        rows = np.tile([x.current_budget or 0.0 for x in camps], (grid.size + 2, 1))
+        rows[:-2, i] = grid
+        rows[-2, i] = c.best_budget
+        brute = objective_by_brute_force(camps, rows, Objective.INCREMENTAL_PROFIT)
+        now = objective_by_brute_force(camps, rows[-1:], Objective.INCREMENTAL_PROFIT)[0]
+        assert c.best_gain == pytest.approx(brute[-2] - now, rel=1e-6, abs=1e-6)  # the simulator's own figure
+        assert brute[-2] >= brute[:-2].max() - 0.005 * abs(brute[:-2].max())  # as good as a fine grid
+        assert c.best_budget <= c.saturation_budget + 1e-9
+    best = max(alloc.campaigns, key=lambda c: c.best_gain or 0.0)
+    if (best.best_gain or 0.0) > 0 and best in capped:
+        assert best.best_budget > (best.current_budget or 0.0)  # the raise the total alone would not give
+
+
+def test_keyword_margins_override_the_campaign_margin() -> None:
+    base = campaigns()[:1]
+    same = allocate_budget(base, 8.0, DAYS)
+    per_kw = allocate_budget([base[0].model_copy(update={"keyword_margins": [0.35] * 3})], 8.0, DAYS)
+    assert per_kw.objective_value == pytest.approx(same.objective_value)
+    richer = allocate_budget([base[0].model_copy(update={"keyword_margins": [0.35, 0.35, 0.7]})], 8.0, DAYS)
+    assert richer.campaigns[0].best_gain is not None and richer.objective_value > same.objective_value
+    with pytest.raises(InvalidInputError) as err:
+        allocate_budget([base[0].model_copy(update={"keyword_margins": [0.3]})], 8.0, DAYS)
+    assert err.value.field == "keyword_margins"

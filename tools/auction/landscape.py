@@ -10,6 +10,10 @@ All three simulate future days with ``tools.auction.simulate``:
   zero change gives exactly zero difference.
 * ``incremental_profit = incremental_sales x margin - spend`` (margin = gross margin of the product);
   ACoS = spend / ad-attributed sales and ROAS = its inverse, as ad consoles report them.
+* A keyword runs inside its campaign: ``others`` are the campaign's other keywords, at their own fixed
+  ``other_bids``, sharing the daily ``budget`` with it. A higher bid on a budget-capped campaign takes
+  budget from those keywords, so ``optimal_bid`` maximizes the profit of all of them together and reports
+  the campaign's ``gain``; figures of points stay the keyword's own.
 
 The pydantic models here are the results the MCP tools return.
 """
@@ -104,6 +108,10 @@ class OptimalBid(_Result):
     feasible: bool
     at_bid: LandscapePoint
     current: LandscapePoint | None
+    gain: Estimate | None = Field(
+        description="incremental profit at `bid` minus at the current bid, of every keyword sharing the budget "
+        "(paired replicates); None without a current bid"
+    )
     note: str
 
 
@@ -161,11 +169,13 @@ def _estimate(samples: np.ndarray, level: float) -> Estimate:
     return Estimate(mean=float(samples.mean()), low=float(lo), high=float(hi))
 
 
-def _totals(res: DaySimResult, margin: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
-    """Totals per group of rows: rows are laid out as [group, day] with n_groups groups."""
+def _totals(res: DaySimResult, margin: np.ndarray, n_groups: int, k: int | None = None) -> dict[str, np.ndarray]:
+    """Totals per group of rows: rows are laid out as [group, day] with n_groups groups; over the first ``k``
+    keyword columns (None: all of them)."""
+    cols = slice(None) if k is None else slice(0, k)
 
     def total(x: np.ndarray) -> np.ndarray:
-        return x.sum(axis=1).reshape(n_groups, -1).sum(axis=1)
+        return x[:, cols].sum(axis=1).reshape(n_groups, -1).sum(axis=1)
 
     return {
         "impressions": total(res.impressions),
@@ -176,6 +186,32 @@ def _totals(res: DaySimResult, margin: np.ndarray, n_groups: int) -> dict[str, n
         "incremental_sales": total(res.incremental_sales),
         "incremental_profit": total(res.incremental_sales * margin[None, :] - res.spend),
     }
+
+
+def _with_others(
+    markets: Sequence[KeywordMarket],
+    margins: np.ndarray,
+    others: Sequence[KeywordMarket],
+    other_bids: Sequence[float] | np.ndarray | None,
+    other_margin: float | Sequence[float] | np.ndarray | None,
+) -> tuple[list[KeywordMarket], np.ndarray, np.ndarray]:
+    """The keywords given followed by the ones sharing their budget: all markets, all margins, and the
+    fixed bids of the others."""
+    n = len(others)
+    fixed = np.zeros(0) if n == 0 else np.asarray(other_bids if other_bids is not None else [], dtype=np.float64)
+    if fixed.shape != (n,):
+        raise InvalidInputError(
+            f"other_bids must hold one bid per other keyword ({n})", field="other_bids", allowed=f"shape ({n},)"
+        )
+    for v in fixed:
+        _check("other_bids", v, 0.0, MAX_BID)
+    extra = _margins(other_margin if other_margin is not None else margins.mean(), n) if n else np.zeros(0)
+    return [*markets, *others], np.concatenate([margins, extra]), fixed
+
+
+def _rows(grid_rows: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Bid rows [P, K] of the keywords given, with the others' fixed bids appended: [P, K + len(fixed)]."""
+    return np.hstack([grid_rows, np.broadcast_to(fixed, (grid_rows.shape[0], fixed.size))])
 
 
 def _outcome(t: dict[str, np.ndarray], level: float) -> dict[str, object]:
@@ -227,13 +263,17 @@ def bid_landscape(
     *,
     margin: float | Sequence[float] | np.ndarray,
     budget: float | None = None,
+    others: Sequence[KeywordMarket] = (),
+    other_bids: Sequence[float] | np.ndarray | None = None,
+    other_margin: float | Sequence[float] | np.ndarray | None = None,
     n_sims: int = 200,
     seed: int = 0,
     level: float = 0.9,
 ) -> BidLandscape:
     """Outcome over ``days`` at each bid (the same bid on every keyword given; usually one keyword).
 
-    ``budget`` is a daily budget shared by these keywords (None: unlimited).
+    ``budget`` is a daily budget shared by these keywords and ``others`` (at ``other_bids``; None:
+    unlimited). The points are the figures of the keywords given.
     """
     _check_common(markets, n_sims, seed, level)
     grid = np.asarray(list(bids), dtype=np.float64)
@@ -247,8 +287,10 @@ def bid_landscape(
     day_arr = _days(days)
     k = len(markets)
     margins = _margins(margin, k)
-    res, groups = _simulate_grid(markets, np.repeat(grid[:, None], k, axis=1), day_arr, budget, n_sims, seed)
-    totals = _totals(res, margins, groups)
+    all_markets, all_margins, fixed = _with_others(markets, margins, others, other_bids, other_margin)
+    rows = _rows(np.repeat(grid[:, None], k, axis=1), fixed)
+    res, groups = _simulate_grid(all_markets, rows, day_arr, budget, n_sims, seed)
+    totals = _totals(res, all_margins, groups, k)
     reps = max(n_sims, 1)
     points = [
         LandscapePoint(bid=float(b), **_outcome({n: v[i * reps : (i + 1) * reps] for n, v in totals.items()}, level))  # type: ignore[arg-type]
@@ -335,6 +377,9 @@ def optimal_bid(
     margin: float | Sequence[float] | np.ndarray,
     target: float | None = None,
     budget: float | None = None,
+    others: Sequence[KeywordMarket] = (),
+    other_bids: Sequence[float] | np.ndarray | None = None,
+    other_margin: float | Sequence[float] | np.ndarray | None = None,
     current_bid: float | None = None,
     min_bid: float = 0.02,
     max_bid: float | None = None,
@@ -344,9 +389,11 @@ def optimal_bid(
 ) -> OptimalBid:
     """The bid (the same on every keyword given) that best meets ``goal`` over ``days``:
 
-    * max_incremental_profit: maximize incremental_sales x margin - spend;
-    * target_acos / target_roas: the bid with the most attributed sales whose ACoS <= target
-      (ROAS >= target).
+    * max_incremental_profit: maximize incremental_sales x margin - spend, of these keywords and the
+      ``others`` sharing the daily ``budget`` (the whole campaign: budget taken from its other keywords
+      counts);
+    * target_acos / target_roas: the bid with the most attributed sales of these keywords whose ACoS <=
+      target (ROAS >= target), with the budget shared as above.
 
     The search runs on exact expected values (a log-spaced grid from ``min_bid`` to ``max_bid``,
     default 3 x the highest sales per click, refined once around the best); the chosen bid (and the
@@ -374,13 +421,19 @@ def optimal_bid(
     if current_bid is not None:
         _check("current_bid", current_bid, 0.0, MAX_BID)
 
+    all_markets, all_margins, fixed = _with_others(markets, margins, others, other_bids, other_margin)
+
+    def simulate(grid: np.ndarray, sims: int) -> tuple[DaySimResult, int]:
+        return _simulate_grid(all_markets, _rows(np.repeat(grid[:, None], k, axis=1), fixed), day_arr, budget, sims, seed)
+
     def expected_totals(grid: np.ndarray) -> dict[str, np.ndarray]:
-        res, groups = _simulate_grid(markets, np.repeat(grid[:, None], k, axis=1), day_arr, budget, 0, seed)
-        return _totals(res, margins, groups)
+        res, groups = simulate(grid, 0)
+        own = _totals(res, all_margins, groups, k)
+        return own | {"campaign_profit": _totals(res, all_margins, groups)["incremental_profit"]}
 
     def score(t: dict[str, np.ndarray]) -> np.ndarray:
         if goal is BidGoal.MAX_PROFIT:
-            return t["incremental_profit"]
+            return t["campaign_profit"]
         sales, spend = t["sales"], t["spend"]
         ok = spend <= target * sales if goal is BidGoal.TARGET_ACOS else sales >= target * spend  # type: ignore[operator]
         return np.where(ok & (sales > 0), sales, -np.inf)
@@ -394,14 +447,26 @@ def optimal_bid(
         fs = score(expected_totals(fine))
         if fs.max() > s[best]:
             grid, s, best = fine, fs, int(np.argmax(fs))
-    # grid[0] = 0 (not bidding) scores 0 profit, or -inf for a target: it wins only if nothing better exists
+    # grid[0] = 0 (not bidding) scores the others' profit alone, or -inf for a target: it wins only if
+    # nothing better exists
     bid = float(grid[best])
     feasible = bid > 0
-    points = [bid] + ([current_bid] if current_bid is not None else [])
-    land = bid_landscape(markets, points, day_arr, margin=margins, budget=budget, n_sims=n_sims, seed=seed, level=level)
+    points = np.array([bid] + ([current_bid] if current_bid is not None else []))
+    res, groups = simulate(points, n_sims)
+    own = _totals(res, all_margins, groups, k)
+    reps = max(n_sims, 1)
+    at = [
+        LandscapePoint(bid=float(b), **_outcome({n: v[i * reps : (i + 1) * reps] for n, v in own.items()}, level))  # type: ignore[arg-type]
+        for i, b in enumerate(points)
+    ]
+    gain = None
+    if current_bid is not None:
+        campaign = _totals(res, all_margins, groups)["incremental_profit"]
+        gain = _estimate(campaign[:reps] - campaign[reps:], level)
     if not feasible:
         note = (
-            "no bid makes incremental profit positive: the ads mostly buy sales that would happen anyway"
+            ("no bid adds incremental profit to the keywords sharing the budget: the budget earns more on the others"
+             if others else "no bid makes incremental profit positive: the ads mostly buy sales that would happen anyway")
             if goal is BidGoal.MAX_PROFIT
             else f"no bid between {min_bid:g} and {max_bid:g} meets {goal.value} {target:g}"
         )
@@ -414,7 +479,8 @@ def optimal_bid(
         target=target,
         bid=bid,
         feasible=feasible,
-        at_bid=land.points[0],
-        current=land.points[1] if current_bid is not None else None,
+        at_bid=at[0],
+        current=at[1] if current_bid is not None else None,
+        gain=gain,
         note=note,
     )

@@ -205,25 +205,49 @@ def _row(point: Any) -> LandscapeRow:
     return LandscapeRow(bid=point.bid, **_sim_outcome(point))
 
 
+def _in_campaign(ctx: ToolContext, kw: Keyword) -> tuple[_CampaignSim, int | None]:
+    """The keyword's campaign as the simulator runs it, and the keyword's index in it (None: no market)."""
+    campaign_id = next(g.campaign_id for g in ctx.adv.ad_groups() if g.id == kw.ad_group_id)
+    sim = _campaign_sim(ctx, campaign_id)
+    ids = [k.id for k in sim.keywords]
+    return sim, ids.index(kw.id) if kw.id in ids else None
+
+
+def _others(sim: _CampaignSim, i: int | None) -> dict[str, Any]:
+    """The campaign's other keywords, at today's bids, sharing its daily budget with keyword i."""
+    keep = [j for j in range(len(sim.keywords)) if j != i]
+    return {
+        "budget": sim.campaign.daily_budget,
+        "others": [sim.markets[j] for j in keep],
+        "other_bids": sim.bids[keep],
+        "other_margin": sim.margins[keep] if keep else None,
+    }
+
+
 def bid_landscape_tool(ctx: ToolContext, args: LandscapeIn) -> LandscapeOut:
     from tools.auction.landscape import bid_landscape
 
     kw = _keyword(ctx, args.keyword_id, "keyword_id")
     bids = args.bids or sorted({round(kw.bid * s, 2) for s in LANDSCAPE_STEPS if kw.bid * s >= 0.02})
     markets = ctx.adv.keyword_markets([kw.id])
+    sim, i = _in_campaign(ctx, kw)
     res = bid_landscape(
-        markets, bids, _future_days(ctx, args.days), margin=_margins(ctx, [kw]), n_sims=N_SIMS, seed=SEED
+        markets, bids, _future_days(ctx, args.days), margin=_margins(ctx, [kw]), n_sims=N_SIMS, seed=SEED,
+        **_others(sim, i),
     )
     return LandscapeOut(
         keyword_id=kw.id,
         current_bid=kw.bid,
         days=args.days,
         points=[_row(p) for p in res.points],
-        note="This keyword alone, without its campaign's budget cap; what_if includes the budget.",
+        note="This keyword's own figures inside its campaign (its other keywords share the daily budget); "
+        "what_if and recommend_bid's gain count the whole campaign.",
     )
 
 
 def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOut:
+    """The best bid inside the keyword's campaign: its other keywords keep their bids and share the daily
+    budget, so on a budget-capped campaign a higher bid is charged for the sales it takes from them."""
     from tools.auction.landscape import optimal_bid
 
     kw = _keyword(ctx, args.keyword_id, "keyword_id")
@@ -232,15 +256,17 @@ def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOu
         target = ctx.adv.advertiser.target_acos
     if args.goal != BidGoal.MAX_PROFIT and target is None:
         raise InvalidInputError(f"{args.goal.value} needs a target", field="target", allowed="> 0")
+    sim, i = _in_campaign(ctx, kw)
     res = optimal_bid(
         ctx.adv.keyword_markets([kw.id]),
         args.goal.value,
         _future_days(ctx, args.days),
         margin=_margins(ctx, [kw]),
         target=target,
-        current_bid=kw.bid,
+        current_bid=kw.bid if i is None else float(sim.bids[i]),
         n_sims=N_SIMS,
         seed=SEED,
+        **_others(sim, i),
     )
     return RecommendBidOut(
         keyword_id=kw.id,
@@ -251,6 +277,7 @@ def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOu
         feasible=res.feasible,
         at_bid=_row(res.at_bid),
         at_current=_row(res.current) if res.current is not None else None,
+        gain=Range(**res.gain.model_dump()) if res.gain is not None else None,
         note=res.note,
     )
 
@@ -278,6 +305,7 @@ def allocate_budget_tool(ctx: ToolContext, args: AllocateIn) -> BaseModel:
                     markets=sim.markets,
                     bids=sim.bids.tolist(),
                     margin=float(sim.margins.mean()),
+                    keyword_margins=sim.margins.tolist(),
                     current_budget=sim.campaign.daily_budget,
                 )
             )

@@ -263,6 +263,9 @@ class RecommendBidOut(_Out):
     feasible: bool
     at_bid: LandscapeRow
     at_current: LandscapeRow | None
+    gain: Range | None = Field(
+        None, description="campaign's incremental profit at bid minus at current bid (its keywords share the budget)"
+    )
     note: str
 
 

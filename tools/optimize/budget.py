@@ -7,6 +7,10 @@ function of its daily budget, at its current bids) comes from the day simulator 
 total and the per-campaign bounds by dynamic programming over that grid (exact on the grid, also for
 curves that are not concave), so it is within one grid step of the continuous optimum.
 
+Each campaign is also optimized on its own, the total aside (``best_budget``, ``best_gain`` against its
+current budget): where a budget-capped campaign earns more with more budget, this says how much more, which
+a reallocation of today's total cannot.
+
 Each campaign's ``limit`` says what stops it from getting more:
 ``saturated`` (its keywords cannot spend more: more budget buys nothing), ``max_budget`` (its upper
 bound), ``min_budget`` (held at its lower bound), ``unprofitable`` (more budget would lower
@@ -28,6 +32,7 @@ from tools.market.data_model import KeywordMarket
 MAX_CAMPAIGNS = 200
 MAX_RESOLUTION = 1000
 MAX_ROWS = 20_000_000
+_REFINE = 21  # points of the refinement between the neighbours of each campaign's best budget on its own
 
 
 class Objective(StrEnum):
@@ -52,6 +57,9 @@ class CampaignInput(BaseModel):
     markets: list[KeywordMarket] = Field(min_length=1)
     bids: list[float] = Field(description="one per keyword, in the order of markets; 0 = paused")
     margin: float = Field(gt=0, lt=1, description="gross margin of the advertised products")
+    keyword_margins: list[float] | None = Field(
+        default=None, description="gross margin per keyword, in the order of markets (overrides margin)"
+    )
     min_budget: float = Field(default=0.0, ge=0)
     max_budget: float | None = Field(default=None, gt=0)
     current_budget: float | None = Field(default=None, ge=0)
@@ -69,6 +77,13 @@ class CampaignAllocation(BaseModel):
         description="objective gained over the planning days per extra unit of daily budget, at this budget"
     )
     limit: CampaignLimit
+    best_budget: float = Field(
+        description="daily budget with the most objective for this campaign on its own, the total aside "
+        "(at most its saturation or max_budget)"
+    )
+    best_gain: float | None = Field(
+        description="objective over the planning days at best_budget minus at current_budget"
+    )
 
 
 class BudgetAllocation(BaseModel):
@@ -101,6 +116,11 @@ def _validate(campaigns: Sequence[CampaignInput], total_budget: float, days: np.
             raise _bad("bids", f"campaign {c.campaign_id} has {len(c.markets)} keywords but {len(c.bids)} bids", "one bid per keyword")
         if any(not (b == b and 0 <= b <= MAX_BID) for b in c.bids):
             raise _bad("bids", f"bids of campaign {c.campaign_id} must be >= 0 and <= {MAX_BID:g}", f">= 0 and <= {MAX_BID:g}")
+        if c.keyword_margins is not None and (
+            len(c.keyword_margins) != len(c.markets) or any(not 0 < m < 1 for m in c.keyword_margins)
+        ):
+            raise _bad("keyword_margins", f"campaign {c.campaign_id} needs one margin in (0, 1) per keyword",
+                       "one margin in (0, 1) per keyword")
         if c.max_budget is not None and c.max_budget < c.min_budget:
             raise _bad("max_budget", f"campaign {c.campaign_id}: max_budget {c.max_budget:g} < min_budget {c.min_budget:g}", ">= min_budget")
     if sum(c.min_budget for c in campaigns) > tb:
@@ -130,11 +150,14 @@ def allocate_budget(
     _validate(campaigns, total_budget, day_arr, resolution)
     n_c = len(campaigns)
     markets = [mk for c in campaigns for mk in c.markets]
-    _check_rows((resolution + 2) * day_arr.size * len(markets))
+    _check_rows((2 * resolution + _REFINE + 4) * day_arr.size * len(markets))
     m = market_arrays(markets)
     campaign_of = np.concatenate([np.full(len(c.markets), i) for i, c in enumerate(campaigns)])
     bids = np.concatenate([np.asarray(c.bids, dtype=np.float64) for c in campaigns])
-    margin = np.array([c.margin for c in campaigns])[campaign_of]
+    margin = np.concatenate([
+        np.asarray(c.keyword_margins if c.keyword_margins is not None else [c.margin] * len(c.markets), dtype=np.float64)
+        for c in campaigns
+    ])
 
     def evaluate(budget_rows: np.ndarray) -> dict[str, np.ndarray]:
         """Expected totals over the days per (budget row, campaign): budget_rows [P, C] -> [P, C]."""
@@ -218,9 +241,11 @@ def allocate_budget(
     total_binds = spent_all and CampaignLimit.TOTAL_BUDGET in limits
 
     current_value = None
+    now = np.array([[c.current_budget or 0.0 for c in campaigns]], dtype=np.float64)
+    at_now = evaluate(now)[objective.value][0]
     if all(c.current_budget is not None for c in campaigns):
-        now = np.array([[c.current_budget for c in campaigns]], dtype=np.float64)
-        current_value = float(evaluate(now)[objective.value].sum())
+        current_value = float(at_now.sum())
+    best_alone, best_value = _each_alone(evaluate, objective, low, cap, resolution)
 
     return BudgetAllocation(
         objective=objective,
@@ -242,10 +267,35 @@ def allocate_budget(
                 saturation_budget=float(saturation[i]),
                 marginal_value=float(marginal[i]),
                 limit=limits[i],
+                best_budget=float(best_alone[i]),
+                best_gain=float(best_value[i] - at_now[i]) if c.current_budget is not None else None,
             )
             for i, c in enumerate(campaigns)
         ],
     )
+
+
+def _each_alone(
+    evaluate: Callable[[np.ndarray], dict[str, np.ndarray]],
+    objective: Objective,
+    low: np.ndarray,
+    cap: np.ndarray,
+    resolution: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each campaign's best budget between its minimum and its cap on its own (campaigns do not share
+    budget, so one grid serves all of them at once), refined once between the neighbours of the best."""
+    n_c = low.size
+    cols = np.arange(n_c)
+    grid = low[None, :] + (cap - low)[None, :] * np.linspace(0.0, 1.0, resolution + 1)[:, None]  # [J, C]
+    value = evaluate(grid)[objective.value]
+    j = np.argmax(value, axis=0)
+    lo, hi = grid[np.maximum(j - 1, 0), cols], grid[np.minimum(j + 1, resolution), cols]
+    fine = lo[None, :] + (hi - lo)[None, :] * np.linspace(0.0, 1.0, _REFINE)[:, None]
+    fine_value = evaluate(fine)[objective.value]
+    f = np.argmax(fine_value, axis=0)
+    better = fine_value[f, cols] > value[j, cols]
+    budget = np.where(better, fine[f, cols], grid[j, cols])
+    return budget, np.where(better, fine_value[f, cols], value[j, cols])
 
 
 def _polish(
@@ -289,7 +339,7 @@ def _polish(
 
 def _check_rows(rows: int) -> None:
     if rows > MAX_ROWS:
-        allowed = f"(resolution + 2) x days x keywords <= {MAX_ROWS:,}"
+        allowed = f"(2 x resolution + {_REFINE + 4}) x days x keywords <= {MAX_ROWS:,}"
         raise _bad("resolution", f"this needs {rows:,} simulated keyword-days; {allowed}", allowed)
 
 
