@@ -44,6 +44,10 @@ class Limits(BaseModel):
     tool_timeout_s: float = Field(default=30.0, gt=0, le=600)
     max_input_chars: int = Field(default=MAX_INPUT_CHARS, ge=1)
     max_tool_result_chars: int = Field(default=6000, ge=200, description="what the model sees of one result")
+    max_context_tokens: int | None = Field(
+        default=None, ge=512, description="the model's window (prompt + answer); older turns that don't fit are "
+        "left out of what it reads. None: the local model's own window; 4096 for an OpenAI-compatible server "
+        "(what scripts/serve_vllm.sh serves)")
 
 
 def adguide_home() -> Path:

@@ -38,7 +38,9 @@ from langchain_core.messages import (
     SystemMessage,
     ToolCall,
     ToolMessage,
+    trim_messages,
 )
+from langchain_core.messages.utils import count_tokens_approximately
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -155,8 +157,42 @@ async def input_guardrails(state: AgentState, runtime: Runtime[AgentContext]) ->
     return update
 
 
+OPENAI_CONTEXT_TOKENS = 4096  # scripts/serve_vllm.sh's --max-model-len; Limits.max_context_tokens overrides
+
+
+def _fit_context(view: list[BaseMessage], ctx: AgentContext) -> list[BaseMessage]:
+    """The system prompt and the most recent whole turns that fit the model's window with room for its answer.
+    Without this a long thread outgrows the window and every later turn fails. The current turn is always kept
+    (a turn that alone is too long fails in the backend with a clear reason)."""
+    limits = ctx.config.limits
+    window = limits.max_context_tokens or getattr(ctx.model, "context_window", None)
+    if window is None and ctx.config.resolved_backend() == BackendKind.OPENAI:
+        window = OPENAI_CONTEXT_TOKENS
+    if window is None:  # rules / teacher: no window to respect
+        return view
+    tools = ctx.model_tools or None
+    exact = getattr(ctx.model, "count_tokens", None)
+    if exact is not None:
+        def counter(msgs: list[BaseMessage]) -> int:
+            return int(exact(msgs, tools))
+    else:  # digits are single tokens in our tokenizer: count 3 characters a token, not 4
+        spec_tokens = len(json.dumps(tools or [])) // 3
+
+        def counter(msgs: list[BaseMessage]) -> int:
+            return count_tokens_approximately(msgs, chars_per_token=3.0) + spec_tokens
+    budget = window - limits.max_new_tokens
+    if counter(view) <= budget:
+        return view
+    current = next(i for i in range(len(view) - 1, -1, -1) if isinstance(view[i], HumanMessage))
+    kept = trim_messages(view[:current], max_tokens=budget, strategy="last", start_on="human", include_system=True,
+                         token_counter=lambda msgs: counter([*msgs, *view[current:]]))  # the whole prompt
+    log.info("context: %d of %d earlier messages fit the %d-token window", len(kept) - 1, current - 1, window)
+    return [*(kept or view[:1]), *view[current:]]
+
+
 def _model_view(messages: list[AnyMessage], ctx: AgentContext) -> list[BaseMessage]:
-    """What the model reads: the system prompt, then the thread with long tool results cut."""
+    """What the model reads: the system prompt, then the thread with long tool results cut, as much of it as fits
+    the model's window."""
     limit = ctx.config.limits.max_tool_result_chars
     out: list[BaseMessage] = [SystemMessage(content=system_prompt(ctx.config.advertiser_id))]
     for m in messages:
@@ -167,7 +203,7 @@ def _model_view(messages: list[AnyMessage], ctx: AgentContext) -> list[BaseMessa
             out.append(ToolMessage(content=text, tool_call_id=m.tool_call_id, name=m.name))
         else:
             out.append(m)
-    return out
+    return _fit_context(out, ctx)
 
 
 def _stopped(why: str, **fmt: Any) -> dict[str, Any]:

@@ -61,6 +61,33 @@ async def test_local_backend_runs_a_turn(world, model_dir):  # noqa: F811
     assert any(isinstance(m, AIMessage) and m.usage_metadata for m in messages)
 
 
+@pytest.mark.slow
+async def test_a_long_thread_stays_inside_the_models_window(world, model_dir):  # noqa: F811
+    """Older turns leave the model's view when the thread outgrows its window: every prompt fits, no turn fails,
+    and the thread itself (the checkpoint) keeps every message."""
+    limits = Limits(max_steps=2, max_new_tokens=24, max_tool_result_chars=200)
+    config = AgentConfig(advertiser_id="adv_0001", backend="local", model_dir=model_dir, store_path=world,
+                         checkpointer="memory", limits=limits)
+    async with Agent(config) as agent:
+        await agent.ask("probe", "How is my account doing?")
+        first = [m.usage_metadata["input_tokens"] for m in await agent.messages("probe")
+                 if isinstance(m, AIMessage) and m.usage_metadata]
+    window = max(first) + limits.max_new_tokens + 150  # room for two or three earlier turns, not eight
+    small = config.model_copy(update={"limits": limits.model_copy(update={"max_context_tokens": window})})
+    questions = ["How is my account doing?", "Which keywords spend the most?", "How are my campaigns doing?",
+                 "Which search terms should I add as negatives?", "How is my account doing this week?",
+                 "What is my ACoS?", "Which campaign spends the most?", "How are my sales?"]
+    async with Agent(small) as agent:
+        for q in questions:
+            result = await agent.ask("long", q)
+            assert result.stop_reason != "model_error", result.text
+        messages = await agent.messages("long")
+    prompts = [m.usage_metadata["input_tokens"] for m in messages if isinstance(m, AIMessage) and m.usage_metadata]
+    assert prompts and max(prompts) <= window - limits.max_new_tokens, (prompts, window)
+    assert [m.content for m in messages if isinstance(m, HumanMessage)] == questions  # the thread keeps it all
+    assert well_formed(messages)
+
+
 def test_backend_selection(tmp_path, monkeypatch):
     monkeypatch.setenv("ADGUIDE_MODEL_DIR", str(tmp_path / "none"))
     assert AgentConfig(advertiser_id="adv_0001").resolved_backend() == BackendKind.LOCAL

@@ -80,6 +80,16 @@ class LocalChatModel(BaseChatModel):
         return str(self._tokenizer.apply_chat_template(to_openai_messages(messages), tools=tools or None,
                                                        add_generation_prompt=True, tokenize=False))
 
+    @property
+    def context_window(self) -> int:
+        self._load()
+        return int(getattr(self._model.config, "max_position_embeddings", 4096))
+
+    def count_tokens(self, messages: list[BaseMessage], tools: list[dict[str, Any]] | None = None) -> int:
+        """Exact prompt length: the chat template rendered with the tools, as `_run` feeds it."""
+        prompt = self.render(messages, tools)  # loads the tokenizer on first use
+        return len(self._tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
     def argument_schemas_for(self, tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
         """The schemas a call is checked and re-decoded against: `argument_schemas` (the advertiser's own ids as
         enums, from agent.graph.constrain_schemas) where given, else the bound tools' own parameters."""
