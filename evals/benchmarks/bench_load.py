@@ -131,8 +131,9 @@ async def _user(client: Any, key: str, stop_at: float, latencies: list[float], e
         n += 1
         took = time.perf_counter() - started
         body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-        if r.status_code != 200 or any(e.get("type") == "error" for e in body.get("events", [])):
-            errors.append(str(r.status_code))
+        failed = [str(e.get("code")) for e in body.get("events", []) if e.get("type") == "error"]
+        if r.status_code != 200 or failed:
+            errors.append(f"{r.status_code} {' '.join(failed)}".strip())  # e.g. "200 turn_timeout", "429"
         else:
             latencies.append(took)
 
