@@ -214,3 +214,32 @@ async def test_results_conform_to_the_advertised_output_schemas(tiny_world_path,
             res = await session.call_tool(name, args)
             assert not res.isError, (name, res.content)
             assert res.structuredContent is not None
+
+
+async def test_recommend_bid_respects_the_campaign_budget_cap(tiny_world_path):
+    """On a budget-capped campaign a keyword's best bid alone (no cap) takes budget from its campaign's other
+    keywords; recommend_bid searches inside the campaign, so following it earns what the evals' judge's
+    in-campaign grid search finds, and its `gain` is the campaign's change as the judge measures it."""
+    from evals.outcomes import Change, _best_bid, change_gain, load_account
+    from tools.auction.landscape import optimal_bid
+
+    worst = None
+    for adv in ("adv_0001", "adv_0002", "adv_0003"):
+        acct = load_account(tiny_world_path, adv)
+        for k in acct.keywords:
+            if k not in acct.markets or not acct.live(k):
+                continue
+            best_gain, _ = _best_bid(acct, k)
+            alone = optimal_bid([acct.markets[k]], "max_incremental_profit", acct.days, margin=acct.margins[k], n_sims=0)
+            alone_gain = change_gain(acct, Change(action="set_bid", entity=k, value=round(alone.bid, 2))) or 0.0
+            if worst is None or best_gain - alone_gain > worst[0]:
+                worst = (best_gain - alone_gain, best_gain, adv, k, acct)
+    assert worst is not None
+    shortfall, best_gain, adv, kw, acct = worst
+    assert shortfall > 0.2 * best_gain > 0, "the world has a keyword whose cap-blind best bid loses a lot"
+    async with connect_in_memory(tiny_world_path, adv, cache=ToolCache(enabled=False)) as session:
+        rec = await call(session, "recommend_bid", {"keyword_id": kw})
+    gain = change_gain(acct, Change(action="set_bid", entity=kw, value=round(rec["bid"], 2)))
+    assert gain is not None and gain >= 0.95 * best_gain
+    assert rec["gain"]["low"] <= rec["gain"]["mean"] <= rec["gain"]["high"]
+    assert rec["gain"]["mean"] == pytest.approx(gain, rel=0.15)  # Monte Carlo mean vs the judge's expected value

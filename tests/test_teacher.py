@@ -111,3 +111,60 @@ def test_teacher_as_a_langchain_chat_model():
     answer = model.invoke([HumanMessage("Which keyword has the worst ACoS?"), first,
                            ToolMessage(json.dumps(result), tool_call_id=first.tool_calls[0]["id"])])
     assert not answer.tool_calls and "kw_0000007" in answer.content and "50.0%" in answer.content
+
+
+async def _advise(world: Path, advertiser: str, question: str) -> dict:
+    """The teacher's proposal (propose_change arguments) for one question over real MCP tools."""
+    from agent.teacher import run_policy
+    from tools.mcp_server import Scope, connect_in_memory, openai_tools
+    from tools.mcp_server.cache import ToolCache
+
+    available = {t["function"]["name"] for t in openai_tools()}
+    async with connect_in_memory(world, Scope.advertiser(advertiser), cache=ToolCache(enabled=False)) as session:
+        async def call_tool(name: str, arguments: dict) -> str:
+            result = await session.call_tool(name, arguments)
+            return "\n".join(b.text for b in result.content if getattr(b, "type", "") == "text")
+
+        added = await run_policy(call_tool, [{"role": "user", "content": question}], available, scope=advertiser)
+    proposals = [json.loads(c["function"]["arguments"]) for m in added for c in m.get("tool_calls") or []
+                 if c["function"]["name"] == "propose_change"]
+    assert proposals and not added[-1].get("tool_calls"), added[-1]
+    return proposals[-1]
+
+
+async def test_budget_advice_raises_a_capped_profitable_campaign_and_the_judge_agrees(world):
+    """The advertiser whose best budget move is a raise (a budget-capped campaign that earns more with more
+    budget) gets that raise, and following it earns most of what the oracle's best budget change earns."""
+    from evals.outcomes import Change, change_gain, load_account, oracle
+    from evals.scenario import OracleKind
+
+    found = []
+    for adv in ("adv_0001", "adv_0002", "adv_0003"):
+        acct = load_account(world, adv)
+        gain, best = oracle(acct, OracleKind.BEST_SINGLE_BUDGET)
+        if best is not None and best.action == "set_budget" and best.value > acct.campaigns[best.entity].daily_budget:
+            found.append((gain, adv, acct))
+    assert found, "the world has a budget-capped campaign that pays to raise"
+    best_gain, adv, acct = max(found, key=lambda f: f[0])
+    proposal = await _advise(world, adv, "Should I raise a budget somewhere?")
+    assert proposal["action"] == "set_budget"
+    assert proposal["value"] > acct.campaigns[proposal["id"]].daily_budget  # a raise, not a reshuffle
+    gain = change_gain(acct, Change(action="set_budget", entity=proposal["id"], value=proposal["value"]))
+    assert gain is not None and gain >= 0.8 * best_gain > 0
+
+
+async def test_acos_advice_cuts_the_bid_that_pays_most(world):
+    """'Lower my ACoS': a bid cut (never a raise) chosen by simulated gain inside the keyword's campaign, which
+    the judge scores at a large share of the best single bid change."""
+    from evals.outcomes import Change, change_gain, load_account, oracle
+    from evals.scenario import OracleKind
+
+    acct = load_account(world, "adv_0002")
+    best_gain, _ = oracle(acct, OracleKind.BEST_SINGLE_BID)
+    proposal = await _advise(world, "adv_0002", "How can I lower my ACoS?")
+    assert proposal["action"] in ("set_bid", "pause")
+    if proposal["action"] == "set_bid":
+        assert proposal["value"] < acct.keywords[proposal["id"]].bid
+    gain = change_gain(acct, Change(**{k: v for k, v in proposal.items() if k in ("action", "value")},
+                                    entity=proposal["id"]))
+    assert gain is not None and gain >= 0.5 * best_gain > 0
