@@ -25,6 +25,18 @@ def world6(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def assert_one_done_result_each(s, job_id: str) -> None:
+    """Every advertiser of the six has exactly one result row, done (none lost, none twice); drops the schema."""
+    try:
+        with psycopg.connect(s.checkpoint_url) as conn:
+            rows = conn.execute("SELECT advertiser_id, status FROM job_results WHERE job_id = %s",
+                                (job_id,)).fetchall()
+        assert sorted(a for a, _ in rows) == [f"adv_{i:04d}" for i in range(1, 7)]
+        assert all(status == "done" for _, status in rows), rows
+    finally:
+        drop_schema(s)
+
+
 @pytest.mark.slow
 @needs_redis_server
 async def test_redis_restarted_mid_job_loses_and_duplicates_nothing(world6, tmp_path):
@@ -60,14 +72,7 @@ async def test_redis_restarted_mid_job_loses_and_duplicates_nothing(world6, tmp_
             for w in workers:
                 stop(w)
         assert refused <= 5  # the pool reconnects; not a lasting outage
-        try:
-            with psycopg.connect(s.checkpoint_url) as conn:
-                rows = conn.execute("SELECT advertiser_id, status FROM job_results WHERE job_id = %s",
-                                    (job_id,)).fetchall()
-            assert sorted(a for a, _ in rows) == [f"adv_{i:04d}" for i in range(1, 7)]  # none lost, none twice
-            assert all(status == "done" for _, status in rows), rows
-        finally:
-            drop_schema(s)
+        assert_one_done_result_each(s, job_id)
 
 
 async def _wait_finished(client, job_id: str, log: Path, seconds: float = 180) -> dict:
@@ -120,11 +125,4 @@ async def test_redis_restarted_without_persistence_then_requeue_loses_and_duplic
         finally:
             if worker is not None:
                 stop(worker)
-        try:
-            with psycopg.connect(s.checkpoint_url) as conn:
-                rows = conn.execute("SELECT advertiser_id, status FROM job_results WHERE job_id = %s",
-                                    (job_id,)).fetchall()
-            assert sorted(a for a, _ in rows) == [f"adv_{i:04d}" for i in range(1, 7)]  # none lost, none twice
-            assert all(status == "done" for _, status in rows), rows
-        finally:
-            drop_schema(s)
+        assert_one_done_result_each(s, job_id)
