@@ -191,7 +191,7 @@ async def test_results_conform_to_the_advertised_output_schemas(tiny_world_path,
     store = MarketStore.open(tiny_world_path)
     exp = store.scoped(ADV).experiments()[0]
     store.close()
-    calls = [
+    calls: list[tuple[str, dict[str, object]]] = [
         ("account_overview", {}),
         ("performance", {"level": "keyword", "daily": True, "limit": 5}),
         ("search_terms", {"limit": 5}),

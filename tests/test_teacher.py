@@ -123,7 +123,7 @@ async def _advise(world: Path, advertiser: str, question: str) -> dict:
     async with connect_in_memory(world, Scope.advertiser(advertiser), cache=ToolCache(enabled=False)) as session:
         async def call_tool(name: str, arguments: dict) -> str:
             result = await session.call_tool(name, arguments)
-            return "\n".join(b.text for b in result.content if getattr(b, "type", "") == "text")
+            return "\n".join(getattr(b, "text", "") for b in result.content if getattr(b, "type", "") == "text")
 
         added = await run_policy(call_tool, [{"role": "user", "content": question}], available, scope=advertiser)
     proposals = [json.loads(c["function"]["arguments"]) for m in added for c in m.get("tool_calls") or []
@@ -135,22 +135,22 @@ async def _advise(world: Path, advertiser: str, question: str) -> dict:
 async def test_budget_advice_raises_a_capped_profitable_campaign_and_the_judge_agrees(world):
     """The advertiser whose best budget move is a raise (a budget-capped campaign that earns more with more
     budget) gets that raise, and following it earns most of what the oracle's best budget change earns."""
-    from evals.outcomes import Change, change_gain, load_account, oracle
+    from evals.outcomes import Account, Change, change_gain, load_account, oracle
     from evals.scenario import OracleKind
 
-    found = []
+    found: list[tuple[float, str, Account]] = []
     for adv in ("adv_0001", "adv_0002", "adv_0003"):
         acct = load_account(world, adv)
         gain, best = oracle(acct, OracleKind.BEST_SINGLE_BUDGET)
-        if best is not None and best.action == "set_budget" and best.value > acct.campaigns[best.entity].daily_budget:
+        if best is not None and best.value is not None and best.value > acct.campaigns[best.entity].daily_budget:
             found.append((gain, adv, acct))
     assert found, "the world has a budget-capped campaign that pays to raise"
     best_gain, adv, acct = max(found, key=lambda f: f[0])
     proposal = await _advise(world, adv, "Should I raise a budget somewhere?")
     assert proposal["action"] == "set_budget"
     assert proposal["value"] > acct.campaigns[proposal["id"]].daily_budget  # a raise, not a reshuffle
-    gain = change_gain(acct, Change(action="set_budget", entity=proposal["id"], value=proposal["value"]))
-    assert gain is not None and gain >= 0.8 * best_gain > 0
+    advised = change_gain(acct, Change(action="set_budget", entity=proposal["id"], value=proposal["value"]))
+    assert advised is not None and advised >= 0.8 * best_gain > 0
 
 
 async def test_acos_advice_cuts_the_bid_that_pays_most(world):
