@@ -21,6 +21,19 @@ def test_key_depends_on_tool_scope_version_and_args():
     assert base != c.key("bid_landscape", "adv_0001", "v1", {"id": "kw_1", "value": 1.0})
 
 
+def test_key_changes_with_the_tools_code(tmp_path):
+    """A deploy that changes how a tool computes never reads results the old code cached."""
+    from tools.mcp_server.cache import code_version, source_digest
+
+    assert code_version() in _cache(enabled=True).key("recommend_bid", "adv_0001", "v1", {"keyword_id": "kw_1"})
+    (tmp_path / "auction").mkdir()
+    (tmp_path / "auction" / "landscape.py").write_text("BID_STEPS = 10\n")
+    before = source_digest(tmp_path)
+    assert source_digest(tmp_path) == before  # stable
+    (tmp_path / "auction" / "landscape.py").write_text("BID_STEPS = 12\n")
+    assert source_digest(tmp_path) != before
+
+
 async def test_set_then_get_on_real_redis():
     c = _cache(enabled=True, ttl_s=30)
     key = c.key("t", "adv_0001", "v1", {"a": 1})

@@ -1,7 +1,8 @@
 """A Redis cache of expensive tool results (simulations, uplift fits), never needed for correctness.
 
-Keys hold the tool name, the advertiser, the store's data_version and a hash of the validated arguments,
-so a write (which bumps data_version) makes every older entry unreachable; entries also expire.
+Keys hold the tool name, the advertiser, the store's data_version, a hash of the validated arguments and
+the code version (a digest of the tools' source), so a write (which bumps data_version) or a deploy that
+changes how a tool computes makes every older entry unreachable; entries also expire.
 Switch it off with ADGUIDE_MCP_CACHE=off (or `ToolCache(enabled=False)`). If Redis is unreachable the
 cache turns itself off for a short while and tools compute their results directly.
 """
@@ -9,17 +10,33 @@ cache turns itself off for a short while and tools compute their results directl
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 RETRY_AFTER_S = 30.0
+
+
+def source_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+@functools.cache
+def code_version() -> str:
+    """A digest of every source file under tools/: results computed by other code are never read back."""
+    return source_digest(Path(__file__).resolve().parents[1])
 
 
 def cache_enabled_by_env() -> bool:
@@ -46,7 +63,7 @@ class ToolCache:
 
     def key(self, tool: str, advertiser_id: str, data_version: str, args: dict[str, Any]) -> str:
         digest = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:32]
-        return f"{self.prefix}:{tool}:{advertiser_id}:{data_version}:{digest}"
+        return f"{self.prefix}:{code_version()}:{tool}:{advertiser_id}:{data_version}:{digest}"
 
     def _redis(self) -> Any:
         if not self.enabled or time.monotonic() < self._down_until:
