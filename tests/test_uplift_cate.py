@@ -183,12 +183,12 @@ def test_auto_stack_prediction_is_the_weighted_sum_of_the_all_rows_models() -> N
     arm = auto.summary.arms[0]
     assert arm.heterogeneity_detected and set(arm.stack_weights) == {"linear", "x"}
     assert arm.estimator is Estimator.STACK
-    models = {
-        e: fit_cate(d.X, d.treatment, d.outcome, estimator=e, **kw).predict(d.X) for e in ("linear", "x")
-    }
+    fits = {e: fit_cate(d.X, d.treatment, d.outcome, estimator=e, **kw) for e in ("linear", "x")}
+    models = {e: f.predict(d.X) for e, f in fits.items()}
+    # each all-rows model is centred by the mean of its out-of-fold predictions
     expected = np.full(d.X.shape[0], arm.ate.estimate)
     for name, weight in arm.stack_weights.items():
-        expected += weight * (models[name] - models[name].mean())
+        expected += weight * (models[name] - fits[name].oof_cate().mean())
     assert np.allclose(auto.predict(d.X), expected)
     assert pehe(auto.predict(d.X), d.tau) < min(pehe(m, d.tau) for m in models.values())
 
