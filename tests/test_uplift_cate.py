@@ -5,7 +5,7 @@ import pytest
 
 from tools.errors import InvalidInputError
 from tools.market.experiments import EffectSetup, ExperimentKind, OutcomeKind, simulate_units
-from tools.uplift.cate import Estimator, _stack, fit_cate
+from tools.uplift.cate import Estimator, _logistic_propensity, _stack, fit_cate
 from tools.uplift.metrics import pehe
 from tools.uplift.synthetic import nie_wager
 
@@ -242,3 +242,45 @@ def test_auto_is_rarely_fooled_without_heterogeneity_and_detects_it_when_present
         const = np.full(units.n, auto.summary.arms[0].ate.estimate)
         best = min(pehe(lin.predict(units.X), truth.tau), pehe(const, truth.tau))
         assert pehe(auto.predict(units.X), truth.tau) <= 1.05 * best
+
+
+def test_logistic_propensity_recovers_a_logistic_model() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(20_000, 3))
+    p = 1 / (1 + np.exp(-(0.3 + 1.5 * x[:, 0] - x[:, 2])))
+    t = (rng.random(x.shape[0]) < p).astype(np.int64)
+    x_new = rng.normal(size=(1000, 3))
+    p_new = 1 / (1 + np.exp(-(0.3 + 1.5 * x_new[:, 0] - x_new[:, 2])))
+    assert np.abs(_logistic_propensity(x, t, x_new) - p_new).max() < 0.05
+    # perfectly separable data stays finite (the ridge), with probabilities in (0, 1)
+    sep = _logistic_propensity(x, (x[:, 0] > 0).astype(np.int64), x_new)
+    assert np.isfinite(sep).all() and ((sep > 0) & (sep < 1)).all()
+
+
+def test_propensity_model_is_chosen_by_out_of_fold_log_loss() -> None:
+    """Nie-Wager C's propensity is logistic in the covariates: the logistic model wins. Nie-Wager A's is
+    sin(pi x1 x2) clipped to [0.1, 0.9], which a linear logit cannot follow: the trees stay. A randomized or
+    given propensity is not estimated at all."""
+    c = nie_wager("C", 4000, seed=1)
+    assert fit_cate(c.X, c.treatment, c.outcome, estimator="constant").summary.propensity_model == "logistic"
+    a = nie_wager("A", 4000, seed=1)
+    fit_a = fit_cate(a.X, a.treatment, a.outcome, estimator="constant")
+    assert fit_a.summary.propensity_model == "boosted trees"
+    given = fit_cate(a.X, a.treatment, a.outcome, estimator="constant", propensity=a.propensity)
+    assert given.summary.propensity_model is None
+
+
+@pytest.mark.slow
+def test_ate_under_strong_confounding_is_accurate_and_covered() -> None:
+    """Nie-Wager C at the benchmark size on seeds the benchmark does not use: the AIPW ATE with the chosen
+    propensity model has mean |error| below 0.025 (trees only: ~0.027-0.037; causalml's X-learner: ~0.020)
+    and no visible bias, and its 95% interval holds tau = 1 on at least 11 of 12 seeds."""
+    errors, covered = [], 0
+    for seed in range(140, 152):
+        d = nie_wager("C", 10_000, seed=seed)
+        ate = fit_cate(d.X, d.treatment, d.outcome, estimator="constant", seed=seed).summary.arms[0].ate
+        errors.append(ate.estimate - d.ate)
+        covered += ate.ci_low <= d.ate <= ate.ci_high
+    assert np.mean(np.abs(errors)) < 0.025
+    assert abs(np.mean(errors)) < 2.5 * np.std(errors) / np.sqrt(len(errors))
+    assert covered >= 11
