@@ -5,7 +5,7 @@ import pytest
 
 from tools.errors import InvalidInputError
 from tools.market.experiments import EffectSetup, ExperimentKind, OutcomeKind, simulate_units
-from tools.uplift.cate import Estimator, _logistic_propensity, _stack, fit_cate
+from tools.uplift.cate import Estimator, _logistic_propensity, _shrinkage, _stack, fit_cate
 from tools.uplift.metrics import pehe
 from tools.uplift.synthetic import nie_wager
 
@@ -51,12 +51,32 @@ def test_falls_back_to_constant_and_says_so_when_effect_is_homogeneous() -> None
     assert arm.ate.ci_low < 1.0 < arm.ate.ci_high
 
 
-def test_low_signal_experiment_is_never_worse_than_the_average_effect() -> None:
-    units, truth = _units(low_signal=True)
-    fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=0)
-    pred = fit.predict(units.X)
-    baseline = np.full(units.n, fit.summary.arms[0].ate.estimate)
-    assert pehe(pred, truth.tau) <= pehe(baseline, truth.tau) + 1e-12
+@pytest.mark.slow
+def test_low_signal_experiment_stays_close_to_the_average_effect() -> None:
+    """Low-signal promotion, 12 seeds: auto is mostly the constant, its mean PEHE is within 10% of the
+    constant's and below the unshrunk stack's (shrinkage pays where there is little to find). Round 5
+    replaced a one-seed "never worse than the constant" check: that seed's calibration z was 1.98, a hair
+    under the old switch at 2, and seed 9 (z = 2.15) was worse than the constant under either rule."""
+    auto, const, stack, constant_fits = [], [], [], 0
+    for seed in range(1, 13):
+        units, truth = _units(low_signal=True, seed=seed)
+        fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=0)
+        raw = fit_cate(units.X, units.treatment, units.outcome, estimator="stack", randomized=True, seed=0)
+        arm = fit.summary.arms[0]
+        constant_fits += arm.estimator is Estimator.CONSTANT
+        auto.append(pehe(fit.predict(units.X), truth.tau))
+        const.append(pehe(np.full(units.n, arm.ate.estimate), truth.tau))
+        stack.append(pehe(raw.predict(units.X), truth.tau))
+    assert constant_fits >= 9
+    assert np.mean(auto) <= 1.10 * np.mean(const)
+    assert np.mean(auto) < np.mean(stack)
+
+
+def test_shrinkage_keeps_weak_evidence_in_part_and_strong_in_full() -> None:
+    assert _shrinkage(0.5, 2.0) == 0.0 and _shrinkage(1.0, 2.0) == 0.0
+    assert _shrinkage(1.5, 2.0) == pytest.approx(1 - 1 / 2.25)
+    assert _shrinkage(2.0, 2.0) == pytest.approx(0.75)
+    assert _shrinkage(2.01, 2.0) == 1.0 and _shrinkage(8.0, 2.0) == 1.0
 
 
 def test_auto_picks_up_real_marketplace_heterogeneity_and_shrinks_to_the_average() -> None:
@@ -284,3 +304,33 @@ def test_ate_under_strong_confounding_is_accurate_and_covered() -> None:
     assert np.mean(np.abs(errors)) < 0.025
     assert abs(np.mean(errors)) < 2.5 * np.std(errors) / np.sqrt(len(errors))
     assert covered >= 11
+
+
+@pytest.mark.slow
+def test_weak_but_real_heterogeneity_is_kept_in_part_under_heavy_tailed_revenue() -> None:
+    """Ad-holdout revenue (heavy-tailed noise) at 10k rows, seeds the benchmark does not use: the
+    calibration z of a real spread often falls under 2. Shrinking by 1 - 1/z^2 there beats both switching
+    the spread off (the round-4 rule, computed from the same fits) and the constant."""
+    auto, hard, const, weak = [], [], [], 0
+    for seed in range(100, 108):
+        units, truth = simulate_units(
+            experiment_id="t",
+            kind=ExperimentKind.AD_EXPOSURE,
+            outcome=OutcomeKind.REVENUE,
+            n_units=10_000,
+            treatment_share=0.5,
+            setup=EffectSetup(scale=0.35, heterogeneity=1.0, low_signal=False),
+            seed=seed,
+        )
+        fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=seed)
+        arm = fit.summary.arms[0]
+        c = pehe(np.full(units.n, arm.ate.estimate), truth.tau)
+        a = pehe(fit.predict(units.X), truth.tau)
+        if 0 < arm.shrinkage < 1:
+            weak += 1
+            assert arm.message.startswith("no heterogeneity detected at the test's level, but weak evidence")
+        auto.append(a)
+        hard.append(a if arm.heterogeneity_detected else c)
+        const.append(c)
+    assert weak >= 1
+    assert np.mean(auto) < np.mean(hard) < np.mean(const)

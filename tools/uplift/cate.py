@@ -18,9 +18,12 @@ One fit does, for every treatment arm against control:
    out). Heterogeneity counts as detected when the stacked prediction's
    out-of-fold calibration slope (the best-linear-predictor test of Chernozhukov et al.) exceeds
    ``selection_z`` standard errors: with two non-negative weights this is a chi-bar-square test, about 5%
-   false detections at 2.0. Then predict() is the AIPW average effect plus the weighted centred all-row
-   models; otherwise the fit says that no heterogeneity was detected and predicts the average effect, with
-   its AIPW interval, for everyone. The R-loss and calibration of every candidate are reported.
+   false detections at 2.0. predict() is the AIPW average effect plus the weighted centred all-row models;
+   below the threshold they are shrunk toward the average by the James-Stein factor 1 - 1/z^2 of that
+   calibration z (``_shrinkage``), so a weak but real spread is kept in part instead of switched off. With z <= 1 (or all weights 0) the
+   fit says that no heterogeneity was detected and predicts the average effect, with its AIPW interval, for
+   everyone; with 1 < z <= ``selection_z`` it says the evidence is weak. The R-loss and calibration of
+   every candidate are reported.
 
 The average effects (ATE, ATT) and their intervals come from the efficient influence function (AIPW) on
 the out-of-fold nuisances.
@@ -81,7 +84,10 @@ class ArmSummary(BaseModel):
     heterogeneity_detected: bool
     # calibration slope / standard error of the predicted spread out of fold (the detection statistic)
     heterogeneity_z: float = 0.0
-    stack_weights: dict[str, float] = {}  # auto / stack: weight of each model's centred prediction
+    # auto: the factor on the stack's centred predictions (1 when detected; 1 - 1/z^2 below the threshold,
+    # 0 for z <= 1); 1 for the other estimators
+    shrinkage: float = 1.0
+    stack_weights: dict[str, float] = {}  # auto / stack: weight of each model's centred prediction (shrunk)
     x_variant: str | None = None  # "pooled" | "propensity-weighted" when an X-learner was fitted
     candidates: list[CandidateScore]
     ate: EffectEstimate
@@ -679,8 +685,14 @@ def _fit_arm(
         slope, slope_se = calib[est]
     z_stat = slope / slope_se if slope_se > 0 else 0.0
     detected = z_stat > selection_z
-    if est is Estimator.AUTO and not detected:
-        weights, oof_chosen = {}, np.full(data.n, ate_value)
+    shrink = 1.0
+    if est is Estimator.AUTO:
+        shrink = _shrinkage(z_stat, selection_z)
+        if shrink > 0:
+            weights = {c: shrink * wc for c, wc in weights.items()}
+            oof_chosen = ate_value + shrink * (oof_chosen - ate_value)
+        else:
+            weights, oof_chosen = {}, np.full(data.n, ate_value)
     if est is Estimator.STACK or len(weights) > 1:
         chosen = Estimator.STACK
     elif stacked:  # auto: the one model with weight, or the constant
@@ -711,7 +723,7 @@ def _fit_arm(
 
     ate = effect_estimate(ate_value, float(phi.std(ddof=1) / np.sqrt(data.n)), level)
     att = _att(y, is_arm, is_ctl, mu0, e0, e1, level)
-    message = _message(est, chosen, scores, weights, detected, z_stat, ate, selection_z, x_variant)
+    message = _message(est, chosen, scores, weights, detected, z_stat, ate, selection_z, x_variant, shrink)
     arm_fit = _ArmFit(
         arm=arm,
         estimator=chosen,
@@ -731,6 +743,7 @@ def _fit_arm(
         estimator=chosen,
         heterogeneity_detected=bool(detected),
         heterogeneity_z=float(z_stat),
+        shrinkage=float(shrink),
         stack_weights={c.value: wc for c, wc in weights.items()},
         x_variant=x_variant,
         candidates=scores,
@@ -791,6 +804,22 @@ def _stack(preds: list[np.ndarray], y_res: np.ndarray, t_res: np.ndarray) -> np.
     return np.asarray(weights)
 
 
+def _shrinkage(z: float, selection_z: float) -> float:
+    """auto's factor on the stack's centred predictions, from the stack's out-of-fold calibration z.
+
+    Above the detection threshold: 1 (the stack's weights are already the out-of-fold R-loss fit, which
+    shrinks a noisy model; shrinking more cost PEHE on the promotion experiment). At or below it, instead of
+    switching the spread off: the positive-part James-Stein factor 1 - 1/z^2 (0 for z <= 1). If the
+    calibration slope is estimated as b with standard error s, the squared-error-optimal multiplier
+    b^2 / (b^2 + s^2) is estimated by (b^2 - s^2) / b^2 = 1 - 1/z^2. It keeps part of a real but noisy
+    spread (marketplace ad-holdout revenue, heavy-tailed noise, seeds 100-115: PEHE 1.969 -> 1.946, constant
+    2.168) at a small cost where there is none (Nie-Wager C, same seeds: 0.0187 -> 0.0206; the
+    low-signal experiment: 0.0079 -> 0.0081)."""
+    if z > selection_z:
+        return 1.0
+    return 0.0 if z <= 1.0 else 1.0 - 1.0 / (z * z)
+
+
 def _calibration(tau: np.ndarray, y_res: np.ndarray, t_res: np.ndarray) -> tuple[float, float]:
     """Slope and robust standard error of y_res ~ t_res * (a + b * (tau - mean tau)) on out-of-fold
     predictions (the best-linear-predictor test of Chernozhukov et al.): b > 0 means the predicted
@@ -845,6 +874,7 @@ def _message(
     ate: EffectEstimate,
     selection_z: float,
     x_variant: str | None,
+    shrink: float = 1.0,
 ) -> str:
     pct = int(round(ate.level * 100))
     avg = f"average effect {ate.estimate:.4g} ({pct}% CI {ate.ci_low:.4g} to {ate.ci_high:.4g})"
@@ -860,13 +890,21 @@ def _message(
     )
     stack = " + ".join(f"{c.value} x {w:.2f}" for c, w in weights.items()) or "no model (all weights 0)"
     test = f"out-of-fold calibration z {z_stat:.2f}, detection needs > {selection_z:g}"
-    if requested is Estimator.AUTO and not detected:
+    shrunk = f"shrunk by {shrink:.2f} toward the average (1 - 1/z^2)" if shrink < 1 else "not shrunk"
+    if requested is Estimator.AUTO and not weights:
         return (
             f"no heterogeneity detected: the out-of-fold stack of linear and x did not beat a constant effect "
             f"({test}; {per_model}); predicting the {avg} for everyone"
         )
+    if requested is Estimator.AUTO and not detected:
+        return (
+            f"no heterogeneity detected at the test's level, but weak evidence of it ({test}): average effect "
+            f"plus {stack}, {shrunk} ({per_model}); {avg}"
+        )
     if requested is Estimator.AUTO:
-        return f"heterogeneous effects detected ({test}): average effect plus {stack} ({per_model}); {avg}"
+        return (
+            f"heterogeneous effects detected ({test}): average effect plus {stack}, {shrunk} ({per_model}); {avg}"
+        )
     what = f"stack {stack}" if requested is Estimator.STACK else chosen.value
     note = "" if detected else "; caution: it did not beat a constant effect out of fold"
     return f"{what} as requested ({test}; {per_model}){note}; {avg}"
