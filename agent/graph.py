@@ -225,8 +225,10 @@ async def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         stop = _stopped("max_tokens")
     if stop is None:
         model = ctx.model.bind_tools(ctx.model_tools) if ctx.model_tools else ctx.model
+        # a backend that runs in our process stops its work at the deadline too (the timeout only stops waiting)
+        deadline = {"deadline": started + limits.max_seconds} if getattr(ctx.model, "accepts_deadline", False) else {}
         try:
-            response = await asyncio.wait_for(model.ainvoke(_model_view(state["messages"], ctx)),
+            response = await asyncio.wait_for(model.ainvoke(_model_view(state["messages"], ctx), **deadline),
                                               timeout=limits.max_seconds - elapsed)
         except TimeoutError:
             stop = _stopped("max_seconds", seconds=time.time() - started)

@@ -3,6 +3,7 @@ real graph turn, and the backend/model-dir selection."""
 
 import json
 import re
+import time
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
@@ -86,6 +87,24 @@ async def test_a_long_thread_stays_inside_the_models_window(world, model_dir):  
     assert prompts and max(prompts) <= window - limits.max_new_tokens, (prompts, window)
     assert [m.content for m in messages if isinstance(m, HumanMessage)] == questions  # the thread keeps it all
     assert well_formed(messages)
+
+
+def test_local_backend_gives_up_at_the_turns_deadline(model_dir):
+    """A turn that has run out of time must not keep the shared model busy: waiting for it and generating both
+    stop at the deadline (else, under load, every queued turn times out in turn)."""
+    model = LocalChatModel.from_dir(model_dir, max_new_tokens=3000)
+    messages = [HumanMessage(content="How is my account doing?")]
+    model.render(messages, None)  # loads the weights
+    model._model.generation_config.eos_token_id = None  # never stops by itself: 3,000 tokens take far longer
+    started = time.time()
+    with pytest.raises(TimeoutError, match="time budget"):
+        model.invoke(messages, deadline=started + 1.0)
+    assert time.time() - started < 10
+    with model._lock:  # another conversation is generating
+        started = time.time()
+        with pytest.raises(TimeoutError, match="busy"):
+            model.invoke(messages, deadline=started + 0.5)
+        assert time.time() - started < 3
 
 
 def test_backend_selection(tmp_path, monkeypatch):
