@@ -34,6 +34,8 @@ def test_market_is_a_registered_sub_command():
         (["-n", "5000", "--days", "3000"], "advertisers x days must be <= 1,000,000"),
         (["--seed", "-4"], "--seed must be >= 0"),
         (["--start", "yesterday"], "--start must be a date as YYYY-MM-DD"),
+        (["--categories", "gardn,kitchen"], "--categories: unknown category 'gardn'; valid: kitchen"),
+        (["--categories", " , "], "--categories: categories must name at least one category"),
     ],
 )
 def test_bad_sizes_exit_2_naming_the_option_and_write_nothing(tmp_path: Path, args, message):
@@ -75,6 +77,16 @@ def test_generate_writes_a_world_and_reports_it(tmp_path: Path):
     summary = json.loads(forced.stdout)
     assert summary["rows"]["advertisers"] == 2 and summary["rows"]["keyword_days"] > 0
     assert summary["world_bytes"] == out.stat().st_size
+
+
+def test_generate_draws_advertisers_from_the_named_categories(tmp_path: Path):
+    from tools.market.store import MarketStore
+
+    out = tmp_path / "world.sqlite"
+    result = _run("generate", "-n", "3", "--days", "5", "--categories", "garden", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    with MarketStore.open(out) as store:
+        assert {store.scoped(a).advertiser.category for a in store.advertiser_ids()} == {"garden"}
 
 
 def test_show_gives_an_account_overview(tiny_world_path: Path):

@@ -21,7 +21,8 @@ _err = Console(stderr=True)
 _out = Console()
 
 # WorldConfig field -> the CLI option that sets it (error messages name what the user typed)
-_OPTION_OF = {"n_advertisers": "--advertisers", "days": "--days", "start_date": "--start", "seed": "--seed"}
+_OPTION_OF = {"n_advertisers": "--advertisers", "days": "--days", "start_date": "--start", "seed": "--seed",
+              "categories": "--categories"}
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -29,7 +30,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _config(advertisers: int, days: int, seed: int, start: str):  # -> WorldConfig
+def _config(advertisers: int, days: int, seed: int, start: str, categories: str | None = None):  # -> WorldConfig
     from pydantic import ValidationError
 
     from tools.market.data_model import WorldConfig
@@ -41,11 +42,14 @@ def _config(advertisers: int, days: int, seed: int, start: str):  # -> WorldConf
     except ValueError:
         _fail(f"--start must be a date as YYYY-MM-DD (got {start!r})")
     try:
-        return WorldConfig(n_advertisers=advertisers, days=days, seed=seed, start_date=start_date)
+        names = None if categories is None else [c.strip() for c in categories.split(",") if c.strip()]
+        return WorldConfig(n_advertisers=advertisers, days=days, seed=seed, start_date=start_date, categories=names)
     except ValidationError as err:
         first = err.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "config"
         option = _OPTION_OF.get(name, name)
+        if first["type"] == "value_error":  # a validator's own sentence says what is wrong
+            _fail(f"{option}: {str(first['msg']).removeprefix('Value error, ')}")
         ctx = first.get("ctx") or {}
         bounds = [
             f"{sym} {ctx[key]}"
@@ -65,6 +69,9 @@ def generate(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="world file (default: $ADGUIDE_HOME/world.sqlite)"
     ),
+    categories: str | None = typer.Option(
+        None, "--categories", help="comma-separated categories to draw advertisers from (default: every category "
+        "but the held-out one, `garden`, that evaluations keep unseen)"),
     force: bool = typer.Option(False, "--force", help="replace an existing world file"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
@@ -76,7 +83,7 @@ def generate(
     from tools.market.generate import check_generation_inputs, describe, generate_world_file
     from tools.market.store import default_world_path
 
-    config = _config(advertisers, days, seed, start)
+    config = _config(advertisers, days, seed, start, categories)
     path = (out or default_world_path()).expanduser()
     try:
         check_generation_inputs(config, path, force)
