@@ -154,7 +154,8 @@ def _chat_lines(chat: dict[str, Any]) -> list[str]:
     lines += ["", text]
     trace = rss.get("trace") or []
     if "second_half_drift_mb_per_hour" in rss and trace and trace[-1][0] >= 600:
-        marks = [p for i, p in enumerate(trace) if i % max(1, len(trace) // 10) == 0] + [trace[-1]]
+        marks = [p for i, p in enumerate(trace) if i % max(1, len(trace) // 10) == 0]
+        marks += [trace[-1]] if marks[-1] != trace[-1] else []
         lines += ["", "RSS over the run: " + ", ".join(f"{t / 60:.0f} min {m:.0f} MB" for t, m in marks) + ". "
                   f"Drift over the second half (least-squares slope): {rss['second_half_drift_mb_per_hour']:+.1f} "
                   "MB/hour."]
@@ -179,7 +180,9 @@ def load_section(benches: dict[str, dict[str, Any]]) -> list[str]:
         machine = bench.get("machine", {})
         lines += [f"### {what}", "",
                   f"`{bench.get('measured_at', 'date not recorded')}`, {machine.get('cpus')} CPU cores "
-                  f"({machine.get('note', '')}); backend `{bench.get('backend')}`.", ""]
+                  f"({machine.get('note', '')}"
+                  + (f", load average {load} at the start" if (load := machine.get("load_average_at_start")) is not None
+                     else "") + f"); backend `{bench.get('backend')}`.", ""]
         if bench.get("chat"):
             lines += _chat_lines(bench["chat"])
         if bench.get("batch"):
