@@ -72,6 +72,7 @@ def demo(
             seed=7,
             start="2026-06-01",
             out=None,
+            categories=None,
             force=False,
             as_json=False,
         )
