@@ -111,6 +111,14 @@ class Settings(BaseModel):
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
 
+    def to_env(self) -> dict[str, str]:
+        """The ADGUIDE_* variables that make a child process (`adguide serve api|worker`) read these settings
+        back with `from_env`; unset (None) fields are left out."""
+        env = {name: str(getattr(self, field)) for field, name in ENV.items() if getattr(self, field) is not None}
+        if self.api_keys:
+            env["ADGUIDE_API_KEYS"] = json.dumps(self.api_keys)
+        return env
+
 
 def _read_keys(raw: str, source: str) -> dict[str, str]:
     try:

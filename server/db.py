@@ -198,3 +198,22 @@ class Database:
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def purge(settings: Settings) -> None:
+    """Drop everything a deployment stored (its schema, its Redis keys and arq's keys for its job ids): the
+    tear-down of a test or benchmark run on its own prefix and schema. A Redis already gone is no error."""
+    import redis
+
+    with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
+    r = redis.Redis.from_url(settings.redis_url)
+    try:
+        for pattern in (f"{settings.redis_prefix}:*", f"arq:*:{settings.redis_prefix}:*"):
+            keys = list(r.scan_iter(pattern, count=1000))
+            if keys:
+                r.delete(*keys)
+    except redis.ConnectionError:
+        pass  # a throwaway Redis the caller already stopped
+    finally:
+        r.close()

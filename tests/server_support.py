@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-import redis
 
 from server.config import Settings
+from server.db import purge
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {"key-adv1": "advertiser:adv_0001", "key-adv2": "advertiser:adv_0002", "key-admin": "admin"}
@@ -38,18 +37,7 @@ def unique_settings(world: Path, **overrides: Any) -> Settings:
 
 def cleanup(settings: Settings) -> None:
     """Drop the test's schema and every Redis key it made (its own prefix and arq's keys for its job ids)."""
-    with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
-    r = redis.Redis.from_url(settings.redis_url)
-    try:
-        for pattern in (f"{settings.redis_prefix}:*", f"arq:*:{settings.redis_prefix}:*"):
-            keys = list(r.scan_iter(pattern, count=1000))
-            if keys:
-                r.delete(*keys)
-    except redis.ConnectionError:
-        pass  # a throwaway Redis a test already stopped
-    finally:
-        r.close()
+    purge(settings)
 
 
 @asynccontextmanager
@@ -67,18 +55,8 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 def env_of(settings: Settings) -> dict[str, str]:
     """The ADGUIDE_* environment that makes a child process use these settings."""
-    import json
-
-    env = {**os.environ, "ADGUIDE_REDIS_URL": settings.redis_url, "ADGUIDE_POSTGRES_URL": settings.postgres_url,
-           "ADGUIDE_REDIS_PREFIX": settings.redis_prefix, "ADGUIDE_PG_SCHEMA": settings.pg_schema,
-           "ADGUIDE_WORLD": str(settings.world_path), "ADGUIDE_BACKEND": settings.backend or "rules",
-           "ADGUIDE_API_KEYS": json.dumps(settings.api_keys),
-           "ADGUIDE_JOB_TIMEOUT_S": str(settings.job_timeout_s), "ADGUIDE_JOB_MAX_TRIES": str(settings.job_max_tries),
-           "ADGUIDE_JOB_RETRY_BASE_S": str(settings.job_retry_base_s),
-           "ADGUIDE_WORKER_CONCURRENCY": str(settings.worker_concurrency), "ADGUIDE_GUIDANCE": settings.guidance.value,
-           "ADGUIDE_RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
-           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-    return env
+    return {**os.environ, **settings.to_env(), "ADGUIDE_BACKEND": settings.backend or "rules",
+            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 
 
 def start_worker(settings: Settings, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:

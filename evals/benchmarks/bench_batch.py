@@ -27,32 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(settings: Any) -> dict[str, str]:
-    import json
-
-    return {**os.environ, "ADGUIDE_REDIS_URL": settings.redis_url, "ADGUIDE_POSTGRES_URL": settings.postgres_url,
-            "ADGUIDE_REDIS_PREFIX": settings.redis_prefix, "ADGUIDE_PG_SCHEMA": settings.pg_schema,
-            "ADGUIDE_WORLD": str(settings.world_path), "ADGUIDE_BACKEND": settings.backend,
-            "ADGUIDE_API_KEYS": json.dumps(settings.api_keys), "ADGUIDE_GUIDANCE": settings.guidance.value,
-            "ADGUIDE_WORKER_CONCURRENCY": str(settings.worker_concurrency),
-            "ADGUIDE_JOB_TIMEOUT_S": str(settings.job_timeout_s), "ADGUIDE_LOG_LEVEL": "WARNING",
-            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "ADGUIDE_MCP_CACHE": _CACHE[0]}
+    return {**os.environ, **settings.to_env(), "ADGUIDE_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false", "ADGUIDE_MCP_CACHE": _CACHE[0]}
 
 
 _CACHE = ["off"]  # the MCP tool-result cache (Redis) of the worker processes: off = every run computes
-
-
-def _cleanup(settings: Any) -> None:
-    import psycopg
-    import redis
-
-    with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
-    r = redis.Redis.from_url(settings.redis_url)
-    for pattern in (f"{settings.redis_prefix}:*", f"arq:*:{settings.redis_prefix}:*"):
-        keys = list(r.scan_iter(pattern, count=1000))
-        if keys:
-            r.delete(*keys)
-    r.close()
 
 
 async def _run(settings: Any, n_workers: int, log_dir: Path) -> dict[str, Any]:
@@ -128,6 +107,7 @@ def main() -> None:
     from rich.table import Table
 
     from server.config import GuidanceMode, Settings
+    from server.db import purge
     from tools.market.data_model import WorldConfig
     from tools.market.generate import generate_world_file
 
@@ -147,7 +127,7 @@ def main() -> None:
                               f"{args.backend} backend …")
                 rows.append(asyncio.run(_run(settings, n, Path(tmp))))
             finally:
-                _cleanup(settings)
+                purge(settings)
     table = Table(title=f"batch guidance throughput (CPU cores: {os.cpu_count()}; one advertiser at a time per "
                         f"worker; tool cache {args.tool_cache})")
     for col in ["workers", "advertisers", "done", "failed", "seconds", "adv/min", "s/adv", "items", "retries",

@@ -51,30 +51,8 @@ def _settings(world: Path, args: argparse.Namespace) -> Any:
 
 
 def _env(s: Any) -> dict[str, str]:
-    env = {**os.environ, "ADGUIDE_REDIS_URL": s.redis_url, "ADGUIDE_POSTGRES_URL": s.postgres_url,
-           "ADGUIDE_REDIS_PREFIX": s.redis_prefix, "ADGUIDE_PG_SCHEMA": s.pg_schema, "ADGUIDE_WORLD": str(s.world_path),
-           "ADGUIDE_BACKEND": s.backend, "ADGUIDE_API_KEYS": json.dumps(s.api_keys),
-           "ADGUIDE_RATE_LIMIT_PER_MINUTE": str(s.rate_limit_per_minute), "ADGUIDE_GUIDANCE": s.guidance.value,
-           "ADGUIDE_WORKER_CONCURRENCY": str(s.worker_concurrency), "ADGUIDE_LOG_LEVEL": "WARNING",
-           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    for name, value in (("ADGUIDE_LLM_BASE_URL", s.llm_base_url), ("ADGUIDE_LLM_MODEL", s.llm_model)):
-        if value:
-            env[name] = value
-    return env
-
-
-def _cleanup(s: Any) -> None:
-    import psycopg
-    import redis
-
-    with psycopg.connect(s.postgres_url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{s.pg_schema}" CASCADE')
-    r = redis.Redis.from_url(s.redis_url)
-    for pattern in (f"{s.redis_prefix}:*", f"arq:*:{s.redis_prefix}:*"):
-        keys = list(r.scan_iter(pattern, count=1000))
-        if keys:
-            r.delete(*keys)
-    r.close()
+    return {**os.environ, **s.to_env(), "ADGUIDE_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false"}
 
 
 def _free_port() -> int:
@@ -250,6 +228,7 @@ async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> 
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    from server.db import purge
     from tools.market.data_model import WorldConfig
     from tools.market.generate import generate_world_file
 
@@ -293,7 +272,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                       f"lost {b['lost']}  duplicated {b['duplicated']}  audit writes {b['audit_writes']}", flush=True)
         finally:
             _stop(api)
-            _cleanup(s)
+            purge(s)
     return out
 
 
