@@ -4,6 +4,8 @@ Sub-apps are imported lazily inside the commands that need them, so `adguide --h
 the packages keep their dependency direction (nothing imports server/, training/ or evals/).
 """
 
+import functools
+
 import typer
 
 app = typer.Typer(help="adguide: an agent that guides advertisers.", no_args_is_help=True)
@@ -79,30 +81,13 @@ def demo(
     console.rule(f"2. The account of {advertiser}")
     show(advertiser_id=advertiser, world=None, last=7)
     console.rule(f"3. {advertiser} asks (default backend: the project's own model when trained): {question}")
-    ask(
-        question=question,
-        advertiser=advertiser,
-        thread=None,
-        backend=backend,
-        model_dir=None,
-        base_url=None,
-        world=None,
-        yes=False,
-        no=True,
-    )
+    # a proposed change is rejected (no=True): the demo changes nothing
+    ask_with = functools.partial(ask, question=question, advertiser=advertiser, thread=None, model_dir=None,
+                                 base_url=None, world=None, yes=False, no=True)
+    ask_with(backend=backend)
     if backend is None:
         console.rule("3b. The same question, answered by the expert policy (the eval suite's teacher row)")
-        ask(
-            question=question,
-            advertiser=advertiser,
-            thread=None,
-            backend="teacher",
-            model_dir=None,
-            base_url=None,
-            world=None,
-            yes=False,
-            no=True,
-        )
+        ask_with(backend="teacher")
     console.rule("4. Proactive guidance (what the batch job lands in the inbox)")
     guide(advertiser=advertiser, backend=backend, world=None, as_json=False, max_items=5)
     console.print(
