@@ -183,7 +183,8 @@ def _fit_context(view: list[BaseMessage], ctx: AgentContext) -> list[BaseMessage
     budget = window - limits.max_new_tokens
     if counter(view) <= budget:
         return view
-    current = next(i for i in range(len(view) - 1, -1, -1) if isinstance(view[i], HumanMessage))
+    # the current turn starts at the last user message (a proactive run has none: all of it is current)
+    current = next((i for i in range(len(view) - 1, -1, -1) if isinstance(view[i], HumanMessage)), 1)
     kept = trim_messages(view[:current], max_tokens=budget, strategy="last", start_on="human", include_system=True,
                          token_counter=lambda msgs: counter([*msgs, *view[current:]]))  # the whole prompt
     log.info("context: %d of %d earlier messages fit the %d-token window", len(kept) - 1, current - 1, window)
