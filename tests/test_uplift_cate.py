@@ -5,7 +5,15 @@ import pytest
 
 from tools.errors import InvalidInputError
 from tools.market.experiments import EffectSetup, ExperimentKind, OutcomeKind, simulate_units
-from tools.uplift.cate import Estimator, _logistic_propensity, _shrinkage, _stack, fit_cate
+from tools.uplift.cate import (
+    Estimator,
+    _constant_effect,
+    _logistic_propensity,
+    _shrinkage,
+    _stack,
+    effect_estimate,
+    fit_cate,
+)
 from tools.uplift.metrics import pehe
 from tools.uplift.synthetic import nie_wager
 
@@ -81,9 +89,15 @@ def test_shrinkage_keeps_weak_evidence_in_part_and_strong_in_full() -> None:
 
 def _promotion_units(seed: int):  # -> (units, truth)
     """A marketplace promotion experiment with real heterogeneity: 10,000 units, half treated."""
-    return simulate_units(experiment_id="t", kind=ExperimentKind.PROMOTION, outcome=OutcomeKind.PURCHASE,
-                          n_units=10_000, treatment_share=0.5,
-                          setup=EffectSetup(scale=0.35, heterogeneity=1.0, low_signal=False), seed=seed)
+    return simulate_units(
+        experiment_id="t",
+        kind=ExperimentKind.PROMOTION,
+        outcome=OutcomeKind.PURCHASE,
+        n_units=10_000,
+        treatment_share=0.5,
+        setup=EffectSetup(scale=0.35, heterogeneity=1.0, low_signal=False),
+        seed=seed,
+    )
 
 
 def test_auto_picks_up_real_marketplace_heterogeneity_and_shrinks_to_the_average() -> None:
@@ -325,3 +339,55 @@ def test_weak_but_real_heterogeneity_is_kept_in_part_under_heavy_tailed_revenue(
         const.append(c)
     assert weak >= 1
     assert np.mean(auto) < np.mean(hard) < np.mean(const)
+
+
+def _aipw(phi: np.ndarray) -> Any:
+    return effect_estimate(float(phi.mean()), float(phi.std(ddof=1) / np.sqrt(phi.shape[0])))
+
+
+def test_constant_effect_is_the_partially_linear_coefficient_unless_aipw_disagrees() -> None:
+    """Residuals with a constant effect of 2 and propensities spread out to near 0 and 1: the partially
+    linear coefficient recovers it with about half of AIPW's standard error. When the residuals carry an effect that the
+    AIPW pseudo-outcomes contradict by many standard errors, AIPW is kept and the note says why."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    e = np.clip(1 / (1 + np.exp(-3 * rng.normal(size=n))), 0.005, 0.995)
+    t = (rng.random(n) < e).astype(float)
+    noise = rng.normal(size=n)
+    t_res, y_res = t - e, 2.0 * (t - e) + noise
+    phi = 2.0 + (t / e - (1 - t) / (1 - e)) * noise  # AIPW with exact outcome models
+    sub, spread = np.ones(n, dtype=bool), np.zeros(n)
+    aipw = _aipw(phi)
+    est, note = _constant_effect(phi, y_res, t_res, sub, spread, aipw, 0.95)
+    assert est is not aipw and abs(est.estimate - 2.0) < 4 * est.std_error
+    assert est.std_error < 0.6 * aipw.std_error
+    assert "partially linear" in note and f"{aipw.estimate:.4g}" in note
+    # a given spread around the average is taken out of the residuals before the coefficient
+    spread = rng.normal(size=n)
+    est_spread, _ = _constant_effect(phi, y_res + spread * t_res, t_res, sub, spread, aipw, 0.95)
+    assert abs(est_spread.estimate - est.estimate) < 1e-9
+    # the pseudo-outcomes say 3, the residuals 2: the two disagree, AIPW stays
+    far = _aipw(phi + 1.0)
+    kept, why = _constant_effect(phi + 1.0, y_res, t_res, sub, np.zeros(n), far, 0.95)
+    assert kept is far and "AIPW average is reported" in why
+
+
+@pytest.mark.slow
+def test_auto_average_under_strong_confounding_beats_aipw_when_the_effect_is_constant() -> None:
+    """Nie-Wager C (tau = 1, propensities down to 0.002) on seeds the benchmark does not use: auto finds no
+    heterogeneity, so its average is the partially linear estimate. Its mean |error| is below AIPW's on the
+    same fits and below causalml's X-learner's figure (0.020 over seeds 0-20), without visible bias, and
+    its 95% interval holds tau = 1 on at least 11 of 12 seeds."""
+    errors, aipw_errors, covered, methods = [], [], 0, []
+    for seed in range(140, 152):
+        d = nie_wager("C", 10_000, seed=seed)
+        arm = fit_cate(d.X, d.treatment, d.outcome, seed=seed).summary.arms[0]
+        assert arm.ate_aipw is not None
+        errors.append(arm.ate.estimate - d.ate)
+        aipw_errors.append(arm.ate_aipw.estimate - d.ate)
+        covered += arm.ate.ci_low <= d.ate <= arm.ate.ci_high
+        methods.append(arm.ate_method)
+    assert methods.count("partially linear") >= 11
+    assert np.mean(np.abs(errors)) < min(0.02, np.mean(np.abs(aipw_errors)))
+    assert abs(np.mean(errors)) < 2.5 * np.std(errors) / np.sqrt(len(errors))
+    assert covered >= 11

@@ -26,7 +26,9 @@ One fit does, for every treatment arm against control:
    every candidate are reported.
 
 The average effects (ATE, ATT) and their intervals come from the efficient influence function (AIPW) on
-the out-of-fold nuisances.
+the out-of-fold nuisances. One exception: when ``auto`` predicts one effect for everyone, that effect is
+estimated as the partially linear coefficient (efficient for a constant effect; see ``_constant_effect``),
+and ``ate_method`` says so.
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ class ArmSummary(BaseModel):
     x_variant: str | None = None  # "pooled" | "propensity-weighted" when an X-learner was fitted
     candidates: list[CandidateScore]
     ate: EffectEstimate
+    # "aipw", or "partially linear" when auto predicts one effect for everyone (see _constant_effect)
+    ate_method: str = "aipw"
+    ate_aipw: EffectEstimate | None = None  # the AIPW average effect, whatever ate_method is
     att: EffectEstimate
     cate_mean: float
     cate_std: float  # spread of predicted effects over the rows (0 for a constant effect)
@@ -722,8 +727,18 @@ def _fit_arm(
     centers = {c: float(oof[c][sub].mean()) for c in weights}
 
     ate = effect_estimate(ate_value, float(phi.std(ddof=1) / np.sqrt(data.n)), level)
+    aipw = ate
+    constant_note = ""
+    if est is Estimator.AUTO and not detected:
+        # auto found no heterogeneity at the test's level: estimate the average of the (constant or shrunk)
+        # effect it predicts as the partially linear coefficient, unless that visibly disagrees with AIPW
+        spread = oof_chosen - ate_value
+        ate, constant_note = _constant_effect(phi, y_res, t_res, sub, spread, aipw, level)
+        ate_value = ate.estimate
+        oof_chosen = ate_value + spread
     att = _att(y, is_arm, is_ctl, mu0, e0, e1, level)
     message = _message(est, chosen, scores, weights, detected, z_stat, ate, selection_z, x_variant, shrink)
+    message += constant_note
     arm_fit = _ArmFit(
         arm=arm,
         estimator=chosen,
@@ -748,6 +763,8 @@ def _fit_arm(
         x_variant=x_variant,
         candidates=scores,
         ate=ate,
+        ate_method=ATE_PARTIALLY_LINEAR if ate is not aipw else ATE_AIPW,
+        ate_aipw=aipw,
         att=att,
         cate_mean=float(oof_chosen.mean()),
         cate_std=float(oof_chosen.std()),
@@ -844,6 +861,56 @@ def _ridge_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return np.asarray(np.linalg.solve(gram, rhs))
 
 
+# auto's constant-effect estimate: the partially linear (R-learner) coefficient, kept unless it differs from
+# the AIPW average by more than this many standard errors of their difference (then AIPW is reported). Not 2:
+# with propensities near 0, AIPW's influence function is heavy-tailed, so the difference is too (Nie-Wager C,
+# tau = 1, 50 seeds: |z| up to 3.6, and 2 would have swapped in AIPW exactly where it was far off).
+ATE_AIPW, ATE_PARTIALLY_LINEAR = "aipw", "partially linear"
+CONSTANT_EFFECT_MAX_Z = 4.0
+
+
+def _constant_effect(
+    phi: np.ndarray,
+    y_res: np.ndarray,
+    t_res: np.ndarray,
+    sub: np.ndarray,
+    spread: np.ndarray,
+    aipw: EffectEstimate,
+    level: float,
+) -> tuple[EffectEstimate, str]:
+    """The one effect of a constant-effect model, and a note for the message.
+
+    If the effect is the same for every row, the partially linear coefficient sum(y_res t_res) / sum(t_res^2)
+    estimates it with weights e(1 - e) instead of AIPW's 1/e and 1/(1 - e): far less variance where
+    propensities come near 0 or 1 (Nie-Wager C, tau = 1, seeds 0-29: mean |error| 0.0191 against AIPW's
+    0.0320 and causalml's X-learner's 0.0189; AIPW attains the efficiency bound of the nonparametric ATE,
+    which cannot use the constancy).
+    If the effect does vary, it estimates an overlap-weighted average instead of the ATE; a Hausman-type
+    comparison with the AIPW average (both influence functions on the same rows) keeps AIPW when the two
+    disagree by more than CONSTANT_EFFECT_MAX_Z standard errors. With a constant propensity (a randomized
+    experiment) both estimate the ATE."""
+    n = phi.shape[0]
+    w = np.where(sub, t_res, 0.0)
+    denom = float(np.mean(w * t_res))
+    y_adj = y_res - spread * t_res  # the predicted spread around the average is taken as given
+    theta = float(np.sum(w * y_adj) / (n * denom))
+    psi_pl = w * (y_adj - theta * t_res) / denom
+    psi_aipw = phi - aipw.estimate
+    se_diff = float((psi_aipw - psi_pl).std(ddof=1) / np.sqrt(n))
+    z = (aipw.estimate - theta) / se_diff if se_diff > 0 else 0.0
+    if abs(z) > CONSTANT_EFFECT_MAX_Z:
+        return aipw, (
+            f"; the constant-effect (partially linear) estimate {theta:.4g} differs from the AIPW average by "
+            f"{abs(z):.1f} standard errors, so the effect probably varies with the propensity: the AIPW average "
+            "is reported"
+        )
+    estimate = effect_estimate(theta, float(psi_pl.std(ddof=1) / np.sqrt(n)), level)
+    return estimate, (
+        f"; the average is the constant-effect (partially linear) estimate, which weights rows by e(1 - e); "
+        f"AIPW gives {aipw.estimate:.4g} +/- {aipw.std_error:.2g}"
+    )
+
+
 def _att(
     y: np.ndarray,
     is_arm: np.ndarray,
@@ -902,9 +969,7 @@ def _message(
             f"plus {stack}, {shrunk} ({per_model}); {avg}"
         )
     if requested is Estimator.AUTO:
-        return (
-            f"heterogeneous effects detected ({test}): average effect plus {stack}, {shrunk} ({per_model}); {avg}"
-        )
+        return f"heterogeneous effects detected ({test}): average effect plus {stack}, {shrunk} ({per_model}); {avg}"
     what = f"stack {stack}" if requested is Estimator.STACK else chosen.value
     note = "" if detected else "; caution: it did not beat a constant effect out of fold"
     return f"{what} as requested ({test}; {per_model}){note}; {avg}"
