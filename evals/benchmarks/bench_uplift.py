@@ -112,6 +112,10 @@ def main() -> None:
     parser.add_argument("--speed-n", type=int, default=100_000)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1"
+    )
+    parser.add_argument("--sets", default="", help="comma-separated data set names (default: all)")
     args = parser.parse_args()
     peers_available = PEERS_PY.exists() and not args.no_peers
     print(
@@ -126,9 +130,12 @@ def main() -> None:
         print(
             f"{'data set':42s} {'estimator':34s} {'PEHE':>9s} {'|ATE err|':>10s} {'coverage':>9s} {'fit+pred s':>10s}"
         )
+        wanted = [w.strip() for w in args.sets.split(",") if w.strip()]
         for name in datasets(200, 0):  # one data set at a time, printed as soon as it is done
+            if wanted and name not in wanted:
+                continue
             rows: dict[str, list] = {}
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 d = datasets(args.n, seed)[name]
                 true_ate = float(d["tau"].mean())
                 for est in OURS:
@@ -150,6 +157,7 @@ def main() -> None:
                         r["cate"] = np.asarray(r["cate"])
                         rows.setdefault(peer, []).append(_score(r, d["tau"], true_ate))
             _print_rows(name, rows)
+            _print_paired(rows)
 
     # speed: one fit + predict at speed_n x 8
     d = datasets(args.speed_n, 0)["nie-wager D"]
@@ -191,6 +199,33 @@ def _print_rows(name: str, rows: dict[str, list]) -> None:
         print(
             f"{name:42s} {est:34s} {arr[:, 0].mean():9.4f} {arr[:, 1].mean():10.4f} {cov:>9s} {arr[:, 3].mean():10.2f}"
         )
+
+
+def _print_paired(rows: dict[str, list]) -> None:
+    """ours auto minus the "no heterogeneity" baseline and minus the best peer, seed by seed on the same
+    data: mean difference +- its standard error, so a gap can be told from seed noise (negative: ours is
+    better). The best peer is chosen per metric, by its mean."""
+
+    def scores(vals: list) -> np.ndarray:
+        return np.array([v[:2] for v in vals], dtype=float)
+
+    auto = scores(rows["ours auto"])
+    if auto.shape[0] >= 2:
+        baseline = "no heterogeneity (ATE for all)"
+        peers = {
+            k: scores(vals)
+            for k, vals in rows.items()
+            if not k.startswith(("ours", "no heterogeneity")) and vals and vals[0][0] != "error"
+        }
+        for col, metric in enumerate(["PEHE", "|ATE err|"]):
+            against = [(baseline, scores(rows[baseline]))] if col == 0 else []  # same ATE as auto
+            if peers:
+                best = min(peers, key=lambda k: float(peers[k][:, col].mean()))
+                against.append((f"best peer, {best}", peers[best]))
+            for label, other in against:
+                diff = auto[:, col] - other[:, col]
+                se = diff.std(ddof=1) / np.sqrt(len(diff))
+                print(f"{'':44s}auto - {label}, {metric}: {diff.mean():+.4f} +- {se:.4f} ({len(diff)} seeds)")
     print(flush=True)
 
 
