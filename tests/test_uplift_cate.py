@@ -87,12 +87,14 @@ def test_shrinkage_keeps_weak_evidence_in_part_and_strong_in_full() -> None:
     assert _shrinkage(2.01, 2.0) == 1.0 and _shrinkage(8.0, 2.0) == 1.0
 
 
-def _promotion_units(seed: int):  # -> (units, truth)
-    """A marketplace promotion experiment with real heterogeneity: 10,000 units, half treated."""
+def _market_units(
+    seed: int, kind: ExperimentKind = ExperimentKind.PROMOTION, outcome: OutcomeKind = OutcomeKind.PURCHASE
+):  # -> (units, truth)
+    """A marketplace experiment (by default a promotion) with real heterogeneity: 10,000 units, half treated."""
     return simulate_units(
         experiment_id="t",
-        kind=ExperimentKind.PROMOTION,
-        outcome=OutcomeKind.PURCHASE,
+        kind=kind,
+        outcome=outcome,
         n_units=10_000,
         treatment_share=0.5,
         setup=EffectSetup(scale=0.35, heterogeneity=1.0, low_signal=False),
@@ -101,7 +103,7 @@ def _promotion_units(seed: int):  # -> (units, truth)
 
 
 def test_auto_picks_up_real_marketplace_heterogeneity_and_shrinks_to_the_average() -> None:
-    units, truth = _promotion_units(seed=0)
+    units, truth = _market_units(seed=0)
     fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=0)
     arm = fit.summary.arms[0]
     assert arm.heterogeneity_detected and arm.estimator is not Estimator.CONSTANT
@@ -258,7 +260,7 @@ def test_auto_is_rarely_fooled_without_heterogeneity_and_detects_it_when_present
     assert detected <= 1
     assert np.mean(auto_pehe) <= 1.5 * np.mean(const_pehe)
     for seed in range(4):
-        units, truth = _promotion_units(seed=20 + seed)
+        units, truth = _market_units(seed=20 + seed)
         auto = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=seed)
         assert auto.summary.arms[0].heterogeneity_detected
         lin = fit_cate(
@@ -318,15 +320,7 @@ def test_weak_but_real_heterogeneity_is_kept_in_part_under_heavy_tailed_revenue(
     the spread off (the round-4 rule, computed from the same fits) and the constant."""
     auto, hard, const, weak = [], [], [], 0
     for seed in range(100, 108):
-        units, truth = simulate_units(
-            experiment_id="t",
-            kind=ExperimentKind.AD_EXPOSURE,
-            outcome=OutcomeKind.REVENUE,
-            n_units=10_000,
-            treatment_share=0.5,
-            setup=EffectSetup(scale=0.35, heterogeneity=1.0, low_signal=False),
-            seed=seed,
-        )
+        units, truth = _market_units(seed, ExperimentKind.AD_EXPOSURE, OutcomeKind.REVENUE)
         fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=seed)
         arm = fit.summary.arms[0]
         c = pehe(np.full(units.n, arm.ate.estimate), truth.tau)
