@@ -10,7 +10,7 @@ import pytest
 
 from tools.errors import AdguideError, InvalidInputError, UnknownIdError
 from tools.market.data_model import MatchType, Status
-from tools.market.store import MarketStore, default_world_path
+from tools.market.store import MarketStore, default_world_path, open_scoped
 from tools.market.truth import truth_path_for
 
 
@@ -277,3 +277,17 @@ def test_a_second_connection_sees_writes_and_the_new_data_version(wstore, writab
         adv.set_bid(kw.id, 2.0, actor="t")
         assert other.data_version != version
         assert other.scoped("adv_0001").keywords_by_id([kw.id])[0].bid == 2.0
+
+
+def test_open_scoped_gives_the_advertiser_and_the_window_or_a_message(tiny_world_path: Path) -> None:
+    with open_scoped(tiny_world_path, "adv_0001", 7) as (store, adv, start):
+        assert adv.advertiser.id == "adv_0001"
+        assert start == store.end_date - dt.timedelta(days=6)
+    with open_scoped(tiny_world_path, "adv_0001", 3650) as (store, _, start):
+        assert start == store.start_date  # a window longer than the history starts at its first day
+    unknown = r"adv_9999 does not exist in .*\(it has adv_0001 \.\. adv_"
+    with pytest.raises(UnknownIdError, match=unknown), open_scoped(tiny_world_path, "adv_9999", 7):
+        pass
+    bad_last = r"--last must be >= 1 and <= 3650 \(got 0\)"
+    with pytest.raises(InvalidInputError, match=bad_last), open_scoped(tiny_world_path, "adv_0001", 0):
+        pass

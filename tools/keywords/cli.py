@@ -6,7 +6,6 @@ embedding model, scipy) stay inside the commands so `adguide --help` stays fast.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,32 +31,27 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def _inputs(advertiser_id: str, world: Path | None, last: int) -> dict[str, Any]:
     """The advertiser's rows for the last `last` days, its keywords, products, negatives and goal."""
-    from tools.errors import AdguideError, UnknownIdError
-    from tools.market.store import MarketStore, default_world_path
+    from tools.errors import AdguideError
+    from tools.market.store import default_world_path, open_scoped
 
-    if not 1 <= last <= 3650:
-        _fail(f"--last must be >= 1 and <= 3650 (got {last})")
-    path = (world or default_world_path()).expanduser()
     try:
-        store = MarketStore.open(path)
+        with open_scoped((world or default_world_path()).expanduser(), advertiser_id, last) as (
+            store,
+            adv,
+            start,
+        ):
+            return {
+                "search_term_days": adv.search_term_days(start, store.end_date),
+                "keywords": adv.keywords(),
+                "products": adv.products(),
+                "negatives": adv.negatives(),
+                "target_acos": adv.advertiser.target_acos,
+                "auto_ad_group_ids": {
+                    g.id for c in adv.campaigns() if c.targeting.value == "auto" for g in adv.ad_groups(c.id)
+                },
+            }
     except (FileNotFoundError, AdguideError) as err:
         _fail(str(err))
-    with store:
-        try:
-            adv = store.scoped(advertiser_id)
-        except UnknownIdError:
-            _fail(f"advertiser {advertiser_id} does not exist in {path}")
-        start = max(store.start_date, store.end_date - dt.timedelta(days=last - 1))
-        return {
-            "search_term_days": adv.search_term_days(start, store.end_date),
-            "keywords": adv.keywords(),
-            "products": adv.products(),
-            "negatives": adv.negatives(),
-            "target_acos": adv.advertiser.target_acos,
-            "auto_ad_group_ids": {
-                g.id for c in adv.campaigns() if c.targeting.value == "auto" for g in adv.ad_groups(c.id)
-            },
-        }
 
 
 def _run(engine: Any, inputs: dict[str, Any], **options: Any) -> Any:

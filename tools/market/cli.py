@@ -21,8 +21,13 @@ _err = Console(stderr=True)
 _out = Console()
 
 # WorldConfig field -> the CLI option that sets it (error messages name what the user typed)
-_OPTION_OF = {"n_advertisers": "--advertisers", "days": "--days", "start_date": "--start", "seed": "--seed",
-              "categories": "--categories"}
+_OPTION_OF = {
+    "n_advertisers": "--advertisers",
+    "days": "--days",
+    "start_date": "--start",
+    "seed": "--seed",
+    "categories": "--categories",
+}
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -30,7 +35,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _config(advertisers: int, days: int, seed: int, start: str, categories: str | None = None):  # -> WorldConfig
+def _config(
+    advertisers: int, days: int, seed: int, start: str, categories: str | None = None
+):  # -> WorldConfig
     from pydantic import ValidationError
 
     from tools.market.data_model import WorldConfig
@@ -43,7 +50,9 @@ def _config(advertisers: int, days: int, seed: int, start: str, categories: str 
         _fail(f"--start must be a date as YYYY-MM-DD (got {start!r})")
     try:
         names = None if categories is None else [c.strip() for c in categories.split(",") if c.strip()]
-        return WorldConfig(n_advertisers=advertisers, days=days, seed=seed, start_date=start_date, categories=names)
+        return WorldConfig(
+            n_advertisers=advertisers, days=days, seed=seed, start_date=start_date, categories=names
+        )
     except ValidationError as err:
         first = err.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "config"
@@ -70,8 +79,11 @@ def generate(
         None, "--out", "-o", help="world file (default: $ADGUIDE_HOME/world.sqlite)"
     ),
     categories: str | None = typer.Option(
-        None, "--categories", help="comma-separated categories to draw advertisers from (default: every category "
-        "but the held-out one, `garden`, that evaluations keep unseen)"),
+        None,
+        "--categories",
+        help="comma-separated categories to draw advertisers from (default: every category "
+        "but the held-out one, `garden`, that evaluations keep unseen)",
+    ),
     force: bool = typer.Option(False, "--force", help="replace an existing world file"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
@@ -145,25 +157,19 @@ def show(
     last: int = typer.Option(7, "--last", help="report on the last N days of the history (1-3,650)"),
 ) -> None:
     """An advertiser's account: campaigns with recent performance, products, changes and experiments."""
+    from contextlib import ExitStack
+
     from rich.table import Table
 
-    from tools.errors import AdguideError, UnknownIdError
-    from tools.market.store import MarketStore, default_world_path
+    from tools.errors import AdguideError
+    from tools.market.store import default_world_path, open_scoped
 
-    if not 1 <= last <= 3650:
-        _fail(f"--last must be >= 1 and <= 3650 (got {last})")
-    path = (world or default_world_path()).expanduser()
-    try:
-        store = MarketStore.open(path)
-    except (FileNotFoundError, AdguideError) as err:
-        _fail(str(err))
-    with store:
+    with ExitStack() as stack:
         try:
-            adv = store.scoped(advertiser_id)
-        except UnknownIdError:
-            ids = store.advertiser_ids()
-            _fail(f"advertiser {advertiser_id} does not exist in {path} (it has {ids[0]} .. {ids[-1]})")
-        start = max(store.start_date, store.end_date - dt.timedelta(days=last - 1))
+            path = (world or default_world_path()).expanduser()
+            store, adv, start = stack.enter_context(open_scoped(path, advertiser_id, last))
+        except (FileNotFoundError, AdguideError) as err:
+            _fail(str(err))
         rows = adv.campaign_days(start, store.end_date)
         a = adv.advertiser
         goal = f", target ACoS {a.target_acos:.0%}" if a.target_acos else ""

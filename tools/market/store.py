@@ -18,7 +18,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,25 @@ def default_world_path() -> Path:
     """$ADGUIDE_HOME/world.sqlite; ADGUIDE_HOME defaults to ~/.adguide."""
     home = os.environ.get("ADGUIDE_HOME") or str(Path.home() / ".adguide")
     return Path(home).expanduser() / "world.sqlite"
+
+
+@contextmanager
+def open_scoped(
+    path: Path, advertiser_id: str, last: int
+) -> Iterator[tuple[MarketStore, AdvertiserStore, dt.date]]:
+    """The world at `path` opened, one advertiser's view of it, and the first day of its last `last` days
+    (what the CLIs report on). Raises AdguideError or FileNotFoundError with a message for the user."""
+    check_range("--last", last, ge=1, le=3650)
+    with MarketStore.open(path) as store:
+        try:
+            adv = store.scoped(advertiser_id)
+        except UnknownIdError:
+            ids = store.advertiser_ids()
+            known = f" (it has {ids[0]} .. {ids[-1]})" if ids else ""
+            raise UnknownIdError(
+                f"advertiser {advertiser_id} does not exist in {path}{known}", field="advertiser_id"
+            ) from None
+        yield store, adv, max(store.start_date, store.end_date - dt.timedelta(days=last - 1))
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
