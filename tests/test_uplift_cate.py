@@ -9,7 +9,6 @@ from tools.uplift.cate import (
     Estimator,
     _constant_effect,
     _logistic_propensity,
-    _shrinkage,
     _stack,
     effect_estimate,
     fit_cate,
@@ -53,38 +52,48 @@ def test_falls_back_to_constant_and_says_so_when_effect_is_homogeneous() -> None
     arm = fit.summary.arms[0]
     assert arm.estimator is Estimator.CONSTANT and not arm.heterogeneity_detected
     assert arm.message.startswith("no heterogeneity detected")
-    assert arm.heterogeneity_z <= 2.0 and arm.stack_weights == {}
+    assert arm.heterogeneity_z <= 2.33 and arm.stack_weights == {}
     pred = fit.predict(d.X[:10])
     assert np.allclose(pred, arm.ate.estimate)
     assert arm.ate.ci_low < 1.0 < arm.ate.ci_high
 
 
 @pytest.mark.slow
-def test_low_signal_experiment_stays_close_to_the_average_effect() -> None:
-    """Low-signal promotion, 12 seeds: auto is mostly the constant, its mean PEHE is within 10% of the
-    constant's and below the unshrunk stack's (shrinkage pays where there is little to find). Round 5
-    replaced a one-seed "never worse than the constant" check: that seed's calibration z was 1.98, a hair
-    under the old switch at 2, and seed 9 (z = 2.15) was worse than the constant under either rule."""
-    auto, const, stack, constant_fits = [], [], [], 0
+def test_low_signal_experiment_is_never_worse_than_the_average_effect() -> None:
+    """Low-signal promotion, 12 seeds: auto falls back to the constant on every seed, so its PEHE is the
+    constant's, and the unshrunk stack would have been worse."""
+    auto, const, stack = [], [], []
     for seed in range(1, 13):
         units, truth = _units(low_signal=True, seed=seed)
         fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=0)
         raw = fit_cate(units.X, units.treatment, units.outcome, estimator="stack", randomized=True, seed=0)
         arm = fit.summary.arms[0]
-        constant_fits += arm.estimator is Estimator.CONSTANT
+        assert arm.estimator is Estimator.CONSTANT and arm.message.startswith("no heterogeneity detected")
         auto.append(pehe(fit.predict(units.X), truth.tau))
         const.append(pehe(np.full(units.n, arm.ate.estimate), truth.tau))
         stack.append(pehe(raw.predict(units.X), truth.tau))
-    assert constant_fits >= 9
-    assert np.mean(auto) <= 1.10 * np.mean(const)
+    assert np.mean(auto) == pytest.approx(np.mean(const))
     assert np.mean(auto) < np.mean(stack)
 
 
-def test_shrinkage_keeps_weak_evidence_in_part_and_strong_in_full() -> None:
-    assert _shrinkage(0.5, 2.0) == 0.0 and _shrinkage(1.0, 2.0) == 0.0
-    assert _shrinkage(1.5, 2.0) == pytest.approx(1 - 1 / 2.25)
-    assert _shrinkage(2.0, 2.0) == pytest.approx(0.75)
-    assert _shrinkage(2.01, 2.0) == 1.0 and _shrinkage(8.0, 2.0) == 1.0
+def test_detection_threshold_decides_between_the_stack_and_one_effect() -> None:
+    """The same promotion fit: with the default threshold the spread is detected and used; with a threshold
+    above its calibration z, auto predicts one effect for everyone and says why."""
+    units, _ = _market_units(seed=0)
+    fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=0)
+    arm = fit.summary.arms[0]
+    assert arm.heterogeneity_detected and arm.stack_weights
+    strict = fit_cate(
+        units.X,
+        units.treatment,
+        units.outcome,
+        randomized=True,
+        seed=0,
+        selection_z=arm.heterogeneity_z + 0.01,
+    ).summary.arms[0]
+    assert strict.estimator is Estimator.CONSTANT and not strict.stack_weights
+    assert strict.heterogeneity_z == pytest.approx(arm.heterogeneity_z)
+    assert "did not beat a constant effect clearly enough" in strict.message
 
 
 def _market_units(
@@ -107,7 +116,7 @@ def test_auto_picks_up_real_marketplace_heterogeneity_and_shrinks_to_the_average
     fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=0)
     arm = fit.summary.arms[0]
     assert arm.heterogeneity_detected and arm.estimator is not Estimator.CONSTANT
-    assert arm.heterogeneity_z > 2.0
+    assert arm.heterogeneity_z > 2.33
     assert arm.stack_weights and all(w > 0 for w in arm.stack_weights.values())
     assert "calibration z" in arm.message and "calibration slope" in arm.message
     baseline = np.full(units.n, arm.ate.estimate)
@@ -314,25 +323,25 @@ def test_ate_under_strong_confounding_is_accurate_and_covered() -> None:
 
 
 @pytest.mark.slow
-def test_weak_but_real_heterogeneity_is_kept_in_part_under_heavy_tailed_revenue() -> None:
-    """Ad-holdout revenue (heavy-tailed noise) at 10k rows, seeds the benchmark does not use: the
-    calibration z of a real spread often falls under 2. Shrinking by 1 - 1/z^2 there beats both switching
-    the spread off (the round-4 rule, computed from the same fits) and the constant."""
-    auto, hard, const, weak = [], [], [], 0
+def test_real_heterogeneity_under_heavy_tailed_revenue_beats_the_constant() -> None:
+    """Ad-holdout revenue (heavy-tailed noise) at 10k rows, seeds the benchmark does not use: a real spread
+    is detected on some seeds and not others; where it is, auto beats the constant on average, and where it
+    is not, auto is exactly the constant."""
+    auto, const, detected = [], [], 0
     for seed in range(100, 108):
         units, truth = _market_units(seed, ExperimentKind.AD_EXPOSURE, OutcomeKind.REVENUE)
         fit = fit_cate(units.X, units.treatment, units.outcome, randomized=True, seed=seed)
         arm = fit.summary.arms[0]
         c = pehe(np.full(units.n, arm.ate.estimate), truth.tau)
         a = pehe(fit.predict(units.X), truth.tau)
-        if 0 < arm.shrinkage < 1:
-            weak += 1
-            assert arm.message.startswith("no heterogeneity detected at the test's level, but weak evidence")
-        auto.append(a)
-        hard.append(a if arm.heterogeneity_detected else c)
-        const.append(c)
-    assert weak >= 1
-    assert np.mean(auto) < np.mean(hard) < np.mean(const)
+        if arm.heterogeneity_detected:
+            detected += 1
+            auto.append(a)
+            const.append(c)
+        else:
+            assert a == pytest.approx(c)
+    assert detected >= 3
+    assert np.mean(auto) < np.mean(const)
 
 
 def _aipw(phi: np.ndarray) -> Any:
@@ -350,19 +359,15 @@ def test_constant_effect_is_the_partially_linear_coefficient_unless_aipw_disagre
     noise = rng.normal(size=n)
     t_res, y_res = t - e, 2.0 * (t - e) + noise
     phi = 2.0 + (t / e - (1 - t) / (1 - e)) * noise  # AIPW with exact outcome models
-    sub, spread = np.ones(n, dtype=bool), np.zeros(n)
+    sub = np.ones(n, dtype=bool)
     aipw = _aipw(phi)
-    est, note = _constant_effect(phi, y_res, t_res, sub, spread, aipw, 0.95)
+    est, note = _constant_effect(phi, y_res, t_res, sub, aipw, 0.95)
     assert est is not aipw and abs(est.estimate - 2.0) < 4 * est.std_error
     assert est.std_error < 0.6 * aipw.std_error
     assert "partially linear" in note and f"{aipw.estimate:.4g}" in note
-    # a given spread around the average is taken out of the residuals before the coefficient
-    spread = rng.normal(size=n)
-    est_spread, _ = _constant_effect(phi, y_res + spread * t_res, t_res, sub, spread, aipw, 0.95)
-    assert abs(est_spread.estimate - est.estimate) < 1e-9
     # the pseudo-outcomes say 3, the residuals 2: the two disagree, AIPW stays
     far = _aipw(phi + 1.0)
-    kept, why = _constant_effect(phi + 1.0, y_res, t_res, sub, np.zeros(n), far, 0.95)
+    kept, why = _constant_effect(phi + 1.0, y_res, t_res, sub, far, 0.95)
     assert kept is far and "AIPW average is reported" in why
 
 

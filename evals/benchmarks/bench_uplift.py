@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument(
         "--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1"
     )
-    parser.add_argument("--sets", default="", help="comma-separated data set names (default: all)")
+    parser.add_argument("--sets", default="", help="data set names separated by ';' (default: all)")
     args = parser.parse_args()
     peers_available = PEERS_PY.exists() and not args.no_peers
     print(
@@ -130,7 +130,7 @@ def main() -> None:
         print(
             f"{'data set':42s} {'estimator':34s} {'PEHE':>9s} {'|ATE err|':>10s} {'coverage':>9s} {'fit+pred s':>10s}"
         )
-        wanted = [w.strip() for w in args.sets.split(",") if w.strip()]
+        wanted = [w.strip() for w in args.sets.split(";") if w.strip()]  # names contain commas
         for name in datasets(200, 0):  # one data set at a time, printed as soon as it is done
             if wanted and name not in wanted:
                 continue
