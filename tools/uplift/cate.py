@@ -693,7 +693,13 @@ def _fit_arm(
         slope, slope_se = calib[est]
     z_stat = slope / slope_se if slope_se > 0 else 0.0
     detected = z_stat > selection_z
-    if est is Estimator.AUTO and not detected:  # one effect for everyone (see SELECTION_Z)
+    aipw = effect_estimate(ate_value, float(phi.std(ddof=1) / np.sqrt(data.n)), level)
+    ate, constant_note = aipw, ""
+    if est is Estimator.AUTO and not detected:
+        # one effect for everyone (see SELECTION_Z), estimated as the partially linear coefficient unless
+        # that visibly disagrees with AIPW
+        ate, constant_note = _constant_effect(phi, y_res, t_res, sub, aipw, level)
+        ate_value = ate.estimate
         weights, oof_chosen = {}, np.full(data.n, ate_value)
     if est is Estimator.STACK or len(weights) > 1:
         chosen = Estimator.STACK
@@ -723,15 +729,6 @@ def _fit_arm(
     # predicting 100k training rows again only to centre cost 0.7 CPU-s)
     centers = {c: float(oof[c][sub].mean()) for c in weights}
 
-    ate = effect_estimate(ate_value, float(phi.std(ddof=1) / np.sqrt(data.n)), level)
-    aipw = ate
-    constant_note = ""
-    if est is Estimator.AUTO and not detected:
-        # auto found no heterogeneity: estimate the one effect it predicts as the partially linear
-        # coefficient, unless that visibly disagrees with AIPW
-        ate, constant_note = _constant_effect(phi, y_res, t_res, sub, aipw, level)
-        ate_value = ate.estimate
-        oof_chosen = np.full(data.n, ate_value)
     att = _att(y, is_arm, is_ctl, mu0, e0, e1, level)
     message = _message(est, chosen, scores, weights, detected, z_stat, ate, selection_z, x_variant)
     message += constant_note
