@@ -140,6 +140,9 @@ class Expect(_Strict):
         None, description="the expected calls, for tool-call accuracy/F1 ([] = none; None = not scored)"
     )
     advice: Advice | None = None
+    clarify: bool | None = Field(
+        None, description="True: the last turn must end in a question back that names the candidates (a name "
+        "that matches several things), with no proposal; False: it must not")
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> Expect:
@@ -154,6 +157,8 @@ class Expect(_Strict):
 class Scenario(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{2,63}$")
     category: Category
+    kind: str | None = Field(None, description="what a seller asks about (overview, bid_advice, ...), for reports "
+                             "per kind; the hand-written seller set names one per scenario")
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     splits: list[Split] = Field(default_factory=lambda: [Split.ID], min_length=1)
