@@ -48,6 +48,7 @@ def foreign_calls(other) -> dict[str, list[dict]]:
         "experiment_uplift": [{"experiment_id": exp}],
         "ab_test": [{"experiment_id": exp}],
         "kpi_change": [{"campaign_id": camp.id}],
+        "find": [{"advertiser_id": OTHER, "query": kw.text}],
     }
 
 
@@ -75,6 +76,7 @@ async def test_unscoped_results_hold_only_own_ids(tiny_world_path):
     store = MarketStore.open(tiny_world_path)
     other = store.scoped(OTHER)
     other_ids = {c.id for c in other.campaigns()} | {k.id for k in other.keywords()} | {OTHER}
+    other_words = [other.keywords()[0].text, other.campaigns()[0].name]
     store.close()
     async with connect_in_memory(tiny_world_path, ME, cache=ToolCache(enabled=False)) as session:
         for name, args in [
@@ -82,6 +84,7 @@ async def test_unscoped_results_hold_only_own_ids(tiny_world_path):
             ("performance", {"level": "keyword", "limit": 100}),
             ("search_terms", {"limit": 100}),
             ("negative_ideas", {"limit": 50}),
+            *[("find", {"query": words, "limit": 20}) for words in other_words],  # their names find only mine
         ]:
             text = json.dumps(await call(session, name, args))
             assert not [i for i in other_ids if f'"{i}"' in text], name

@@ -144,6 +144,8 @@ class PhrasingSet(BaseModel):
                     if bad_set:
                         problems.append(f"{where} sets {bad_set}; settable: {sorted(SETTABLE)}")
                     present = p.slots | set(p.set)
+                    if "relative" in p.set:  # "double it": the words give the size of the change
+                        present |= {"value", "pct_up", "pct_down"}
                     if section == "first" and not any(set(req) <= present for req in spec["required"]):
                         problems.append(f"{where} lacks the required slots (one of {spec['required']})")
                     if section == "followup" and p.slots & ENTITY_SLOTS:

@@ -9,6 +9,7 @@ from tools.errors import UnknownIdError
 
 if TYPE_CHECKING:
     from tools.market.store import AdvertiserStore, MarketStore
+    from tools.mcp_server.resolve import Resolver
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class ToolContext:
     advertiser_id: str
     actor: str  # written into audit records, e.g. "mcp:advertiser:adv_0001:agent"
     store_key: str = ""  # the store's resolved path: proposals made on one world never apply to another
+    resolver: Resolver | None = None  # the advertiser's names -> ids (tools/mcp_server/resolve.py)
 
 
 def check_member(kind: str, entity_id: str, ids: set[str], advertiser_id: str, field: str) -> None:

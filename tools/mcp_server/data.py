@@ -12,11 +12,14 @@ from typing import Any
 from tools.errors import InvalidInputError
 from tools.market.data_model import Status
 from tools.mcp_server.context import ToolContext, check_member
-from tools.mcp_server.results import Totals, page, resolve_period, sort_rows, sum_rows
+from tools.mcp_server.results import Totals, page, period_of, sort_rows, sum_rows
 from tools.mcp_server.schemas import (
     AdvertiserInfo,
     CampaignBrief,
     ExperimentBrief,
+    FindIn,
+    FindMatch,
+    FindOut,
     Level,
     OverviewIn,
     OverviewOut,
@@ -30,7 +33,7 @@ CAPPED_BEFORE = 0.999  # budget_exhausted_at below this: the campaign left aucti
 
 
 def account_overview(ctx: ToolContext, args: OverviewIn) -> OverviewOut:
-    period = resolve_period(args.start, args.end, ctx.store.start_date, ctx.store.end_date)
+    period = period_of(args, ctx.store.start_date, ctx.store.end_date)
     adv = ctx.adv
     campaigns = adv.campaigns()
     days = adv.campaign_days(period.start, period.end)
@@ -95,13 +98,16 @@ def _check_filters(ctx: ToolContext, campaign_id: str | None, ad_group_id: str |
 
 
 def performance(ctx: ToolContext, args: PerformanceIn) -> PerformanceOut:
-    period = resolve_period(args.start, args.end, ctx.store.start_date, ctx.store.end_date)
+    period = period_of(args, ctx.store.start_date, ctx.store.end_date)
     _check_filters(ctx, args.campaign_id, args.ad_group_id)
     adv = ctx.adv
     groups: dict[tuple[str, Any], Totals] = defaultdict(Totals)
     info: dict[str, dict[str, Any]] = {}
 
     if args.level == Level.CAMPAIGN:
+        if args.keyword_id is not None:
+            raise InvalidInputError("keyword_id filters level keyword", field="keyword_id",
+                                    allowed="level keyword, or leave keyword_id out")
         if args.ad_group_id is not None:
             raise InvalidInputError(
                 "ad_group_id filters ad_group or keyword levels, not campaigns",
@@ -116,6 +122,12 @@ def performance(ctx: ToolContext, args: PerformanceIn) -> PerformanceOut:
             groups[(d.campaign_id, d.date if args.daily else None)].add(d)
     else:
         keywords = adv.keywords(ad_group_id=args.ad_group_id, campaign_id=args.campaign_id)
+        if args.keyword_id is not None:
+            if args.level != Level.KEYWORD:
+                raise InvalidInputError("keyword_id filters level keyword", field="keyword_id",
+                                        allowed="level keyword, or leave keyword_id out")
+            check_member("keyword", args.keyword_id, {k.id for k in keywords}, ctx.advertiser_id, "keyword_id")
+            keywords = [k for k in keywords if k.id == args.keyword_id]
         ad_groups = {g.id: g for g in adv.ad_groups(campaign_id=args.campaign_id)}
         kw_by_id = {k.id: k for k in keywords}
         if args.level == Level.AD_GROUP:
@@ -163,7 +175,7 @@ def performance(ctx: ToolContext, args: PerformanceIn) -> PerformanceOut:
 
 
 def search_terms(ctx: ToolContext, args: SearchTermsIn) -> SearchTermsOut:
-    period = resolve_period(args.start, args.end, ctx.store.start_date, ctx.store.end_date)
+    period = period_of(args, ctx.store.start_date, ctx.store.end_date)
     _check_filters(ctx, args.campaign_id, args.ad_group_id)
     keywords = {k.id: k for k in ctx.adv.keywords(ad_group_id=args.ad_group_id, campaign_id=args.campaign_id)}
     if args.keyword_id is not None:
@@ -198,3 +210,13 @@ def search_terms(ctx: ToolContext, args: SearchTermsIn) -> SearchTermsOut:
             "next_cursor": nxt,
         }
     )
+
+
+def find(ctx: ToolContext, args: FindIn) -> FindOut:
+    """The advertiser's things whose words best match the query (the same index the id arguments resolve on)."""
+    if ctx.resolver is None:
+        raise InvalidInputError("find needs the server's name index", field="query")
+    kinds = [args.kind] if args.kind is not None else None
+    return FindOut(query=args.query, matches=[
+        FindMatch(**c.model_dump(), score=round(score, 1))
+        for c, score in ctx.resolver.find(args.query, kinds, args.limit)])

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from tools.errors import InvalidInputError
 from tools.market.data_model import Campaign, Keyword, KeywordMarket, Status
 from tools.mcp_server.context import ToolContext, check_member
-from tools.mcp_server.results import resolve_period
+from tools.mcp_server.results import period_of, relative_value, resolve_period
 from tools.mcp_server.schemas import (
     AbIn,
     Action,
@@ -58,7 +58,7 @@ def _check_ad_group(ctx: ToolContext, ad_group_id: str | None) -> None:
 def keyword_ideas(ctx: ToolContext, args: KeywordIdeasIn) -> BaseModel:
     from tools.keywords.engine import recommend_keywords
 
-    period = resolve_period(args.start, args.end, ctx.store.start_date, ctx.store.end_date)
+    period = period_of(args, ctx.store.start_date, ctx.store.end_date)
     _check_ad_group(ctx, args.ad_group_id)
     adv = ctx.adv
     return recommend_keywords(
@@ -75,7 +75,7 @@ def keyword_ideas(ctx: ToolContext, args: KeywordIdeasIn) -> BaseModel:
 def negative_ideas(ctx: ToolContext, args: NegativeIdeasIn) -> BaseModel:
     from tools.keywords.engine import suggest_negatives
 
-    period = resolve_period(args.start, args.end, ctx.store.start_date, ctx.store.end_date)
+    period = period_of(args, ctx.store.start_date, ctx.store.end_date)
     _check_ad_group(ctx, args.ad_group_id)
     adv = ctx.adv
     return suggest_negatives(
@@ -182,17 +182,24 @@ def _campaign_what_if(
 def what_if_tool(ctx: ToolContext, args: WhatIfIn) -> WhatIfOut:
     if args.change == "bid":
         kw = _keyword(ctx, args.id, "id")
+        value = args.value if args.value is not None else relative_value(kw.bid, args.relative_change or 0.0)
         campaign_id = next(g.campaign_id for g in ctx.adv.ad_groups() if g.id == kw.ad_group_id)
         sim = _campaign_sim(ctx, campaign_id)
         new_bids = sim.bids.copy()
-        new_bids[[k.id for k in sim.keywords].index(kw.id)] = args.value
-        change = Change(id=kw.id, field="bid", before=kw.bid, after=args.value)
+        ids = [k.id for k in sim.keywords]
+        if kw.id not in ids:
+            raise InvalidInputError(f"keyword {kw.id} has no market to simulate", field="id",
+                                    allowed="a keyword with history")
+        new_bids[ids.index(kw.id)] = value
+        change = Change(id=kw.id, field="bid", before=kw.bid, after=value)
         new_budget = sim.campaign.daily_budget
     else:
         sim = _campaign_sim(ctx, args.id)
+        budget = sim.campaign.daily_budget
+        value = args.value if args.value is not None else relative_value(budget, args.relative_change or 0.0)
         new_bids = sim.bids
-        change = Change(id=args.id, field="daily_budget", before=sim.campaign.daily_budget, after=args.value)
-        new_budget = args.value
+        change = Change(id=args.id, field="daily_budget", before=budget, after=value)
+        new_budget = value
     impact = _campaign_what_if(ctx, sim, new_bids, new_budget, args.days, N_SIMS)
     return WhatIfOut(
         change=change,

@@ -101,6 +101,18 @@ def resolve_period(start: dt.date | None, end: dt.date | None, first: dt.date, l
     return DateRange(start=start, end=end)
 
 
+def relative_value(current: float, relative: float) -> float:
+    """Today's bid or budget changed by a fraction (-0.2: a fifth less), to the cent; never below a cent."""
+    return max(0.01, round(current * (1.0 + relative), 2))
+
+
+def period_of(args: Any, first: dt.date, last: dt.date) -> DateRange:
+    """The period a tool's Period arguments name: `last_days` (the last N days of data) or start/end."""
+    if getattr(args, "last_days", None):
+        return resolve_period(max(first, last - dt.timedelta(days=args.last_days - 1)), last, first, last)
+    return resolve_period(args.start, args.end, first, last)
+
+
 def page(rows: Sequence[T], limit: int, cursor: str | None) -> tuple[list[T], str | None]:
     """A slice of already-sorted rows; the cursor is the offset of the next page."""
     offset = 0

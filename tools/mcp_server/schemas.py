@@ -13,10 +13,11 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools.keywords.models import KeywordRecommendations, NegativeSuggestions
 from tools.market.data_model import MatchType, Status
+from tools.mcp_server.resolve import Candidate, EntityKind, Resolved
 from tools.optimize.budget import BudgetAllocation
 from tools.uplift.ab import AbResult
 from tools.uplift.attribution import Attribution, Kpi
@@ -39,6 +40,13 @@ class _Out(BaseModel):
 class Period(_In):
     start: dt.date | None = Field(None, description="default: end - 29 days")
     end: dt.date | None = Field(None, description="default: last data day")
+    last_days: int | None = Field(None, ge=1, le=365, description="instead of start/end: the last N days of data")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Period:
+        if self.last_days is not None and (self.start is not None or self.end is not None):
+            raise ValueError("give either last_days or start/end, not both")
+        return self
 
 
 class Page(_In):
@@ -127,6 +135,7 @@ class PerformanceIn(Period, Page):
     level: Level
     campaign_id: str | None = None
     ad_group_id: str | None = None
+    keyword_id: str | None = Field(None, description="one keyword (level keyword)")
     daily: bool = Field(False, description="one row per day")
     sort: SortKey = "spend"
 
@@ -198,11 +207,27 @@ class SimOutcome(_SimFigures):
     """Totals over the simulated days."""
 
 
+RELATIVE = Field(None, gt=-1, le=10, description="instead of value: change by a fraction of today's, -0.2 = a fifth less")
+
+
+def _value_or_relative(value: float | None, relative: float | None, needed: bool) -> None:
+    if needed and (value is None) == (relative is None):
+        raise ValueError("give exactly one of value and relative_change")
+    if not needed and relative is not None:
+        raise ValueError("relative_change is only for set_bid and set_budget")
+
+
 class WhatIfIn(_In):
     change: Literal["bid", "budget"]
-    id: str = Field(description="keyword (bid) or campaign (budget)")
-    value: float = Field(gt=0, description="new bid or daily budget")
+    id: str = Field(description="keyword (bid) or campaign (budget): id or name")
+    value: float | None = Field(None, gt=0, description="new bid or daily budget")
+    relative_change: float | None = RELATIVE
     days: int = Field(14, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _value(self) -> WhatIfIn:
+        _value_or_relative(self.value, self.relative_change, True)
+        return self
 
 
 class WhatIfOut(_Out):
@@ -331,6 +356,24 @@ class NegativeIdeasIn(Period):
     limit: int = Field(10, ge=1, le=50)
 
 
+# --- finding things by name ------------------------------------------------------------------------------
+
+
+class FindIn(_In):
+    query: str = Field(min_length=1, max_length=200, description="words: a name, part of one, a product, a month")
+    kind: EntityKind | None = Field(None, description="default: every kind")
+    limit: int = Field(5, ge=1, le=20)
+
+
+class FindMatch(Candidate):
+    score: float = Field(description="0-100 similarity of the words")
+
+
+class FindOut(_Out):
+    query: str
+    matches: list[FindMatch]
+
+
 # --- write actions ------------------------------------------------------------------------------------
 
 
@@ -356,7 +399,14 @@ class ProposeIn(_In):
         "ad group (add_*)"
     )
     value: float | None = Field(None, gt=0, description="new bid or daily budget")
+    relative_change: float | None = RELATIVE
     keywords: list[NewKeyword] | None = Field(None, min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _value(self) -> ProposeIn:
+        if self.relative_change is not None:
+            _value_or_relative(self.value, self.relative_change, self.action in (Action.SET_BID, Action.SET_BUDGET))
+        return self
 
 
 class Impact(_Out):
@@ -392,6 +442,26 @@ class ApplyOut(_Out):
 # --- the registry -------------------------------------------------------------------------------------
 
 
+class Reference(BaseModel):
+    """The kinds of entity an argument names; `by` picks them from another argument's value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kinds: tuple[EntityKind, ...] = ()
+    by: str | None = None
+    kinds_by: dict[str, tuple[EntityKind, ...]] = Field(default_factory=dict)
+
+    def kinds_for(self, args: BaseModel) -> tuple[EntityKind, ...]:
+        if self.by is None:
+            return self.kinds
+        value = getattr(args, self.by)
+        return self.kinds_by.get(str(getattr(value, "value", value)), ())
+
+
+_KW, _CMP, _AG, _EXP = (EntityKind.KEYWORD,), (EntityKind.CAMPAIGN,), (EntityKind.AD_GROUP,), (EntityKind.EXPERIMENT,)
+_FILTERS = {"campaign_id": Reference(kinds=_CMP), "ad_group_id": Reference(kinds=_AG)}
+
+
 class ToolSpec(BaseModel):
     """One tool: what the model reads (name, description, input schema) and how the server runs it."""
 
@@ -406,6 +476,10 @@ class ToolSpec(BaseModel):
     idempotent: bool = True
     cached: bool = Field(False, description="results kept in the Redis cache (expensive, deterministic)")
     heavy: bool = Field(False, description="runs in a worker thread so the event loop keeps serving")
+    references: dict[str, Reference] = Field(
+        default_factory=dict, description="arguments that name an entity: an id, or words the tool resolves")
+
+
 
 
 TOOLS: list[ToolSpec] = [
@@ -420,18 +494,27 @@ TOOLS: list[ToolSpec] = [
         description="Campaign, ad group or keyword metrics for a period, with totals; paginated.",
         input=PerformanceIn,
         output=PerformanceOut,
+        references={**_FILTERS, "keyword_id": Reference(kinds=_KW)},
     ),
     ToolSpec(
         name="search_terms",
         description="Customer search terms that matched keywords, with metrics; paginated.",
         input=SearchTermsIn,
         output=SearchTermsOut,
+        references={**_FILTERS, "keyword_id": Reference(kinds=_KW)},
+    ),
+    ToolSpec(
+        name="find",
+        description="Find your campaigns, ad groups, keywords or experiments by words; ids and names.",
+        input=FindIn,
+        output=FindOut,
     ),
     ToolSpec(
         name="what_if",
         description="Simulate a bid or budget change against the status quo over future days, with ranges.",
         input=WhatIfIn,
         output=WhatIfOut,
+        references={"id": Reference(by="change", kinds_by={"bid": _KW, "budget": _CMP})},
         cached=True,
         heavy=True,
     ),
@@ -440,6 +523,7 @@ TOOLS: list[ToolSpec] = [
         description="Simulated clicks, spend, sales and profit of a keyword at several bids.",
         input=LandscapeIn,
         output=LandscapeOut,
+        references={"keyword_id": Reference(kinds=_KW)},
         cached=True,
         heavy=True,
     ),
@@ -448,6 +532,7 @@ TOOLS: list[ToolSpec] = [
         description="Best bid for a keyword for a goal: max incremental profit, target ACoS or ROAS.",
         input=RecommendBidIn,
         output=RecommendBidOut,
+        references={"keyword_id": Reference(kinds=_KW)},
         cached=True,
         heavy=True,
     ),
@@ -456,6 +541,7 @@ TOOLS: list[ToolSpec] = [
         description="Split a total daily budget across campaigns to maximize incremental profit or sales.",
         input=AllocateIn,
         output=BudgetAllocation,
+        references={"campaign_ids": Reference(kinds=_CMP)},
         cached=True,
         heavy=True,
     ),
@@ -465,6 +551,7 @@ TOOLS: list[ToolSpec] = [
         "holdouts incremental vs attributed ROAS.",
         input=ExperimentIn,
         output=UpliftOut,
+        references={"experiment_id": Reference(kinds=_EXP)},
         cached=True,
         heavy=True,
     ),
@@ -473,6 +560,7 @@ TOOLS: list[ToolSpec] = [
         description="A/B test readout of an experiment: difference, lift, significance, CUPED, sample-ratio check.",
         input=AbIn,
         output=AbResult,
+        references={"experiment_id": Reference(kinds=_EXP)},
         cached=True,
         heavy=True,
     ),
@@ -481,6 +569,7 @@ TOOLS: list[ToolSpec] = [
         description="Why a KPI changed between two periods: exact split into funnel drivers (and keywords).",
         input=KpiChangeIn,
         output=Attribution,
+        references={"campaign_id": Reference(kinds=_CMP)},
         cached=True,
         heavy=True,
     ),
@@ -489,6 +578,7 @@ TOOLS: list[ToolSpec] = [
         description="New keywords to add: converting search terms and related terms, with bids and reasons.",
         input=KeywordIdeasIn,
         output=KeywordRecommendations,
+        references={"ad_group_id": Reference(kinds=_AG)},
         cached=True,
         heavy=True,
     ),
@@ -497,6 +587,7 @@ TOOLS: list[ToolSpec] = [
         description="Search terms to add as negative keywords (wasted spend, off topic), with reasons.",
         input=NegativeIdeasIn,
         output=NegativeSuggestions,
+        references={"ad_group_id": Reference(kinds=_AG)},
         cached=True,
         heavy=True,
     ),
@@ -506,6 +597,9 @@ TOOLS: list[ToolSpec] = [
         "simulated impact and a token for apply_change. Changes nothing.",
         input=ProposeIn,
         output=ProposeOut,
+        references={"id": Reference(by="action", kinds_by={
+            "set_bid": _KW, "set_budget": _CMP, "pause": _CMP + _KW, "enable": _CMP + _KW,
+            "add_keywords": _AG, "add_negatives": _AG})},
         idempotent=False,
         heavy=True,
     ),
@@ -588,10 +682,16 @@ def _nullable_numbers(node: Any) -> Any:
 
 
 def output_schema(spec: ToolSpec) -> dict[str, Any]:
-    """The result schema; every number may be null, which is how results report NaN or infinity."""
+    """The result schema; every number may be null, which is how results report NaN or infinity. A tool that
+    resolved names in its arguments lists what they resolved to under `resolved`."""
     raw = spec.output.model_json_schema(mode="serialization")
     schema = _nullable_numbers(_inline(raw, raw.get("$defs", {}), drop_null=False))
     schema.pop("$defs", None)
+    if spec.references:
+        resolved = Resolved.model_json_schema()
+        item = _inline(resolved, resolved.get("$defs", {}), drop_null=False)
+        item.pop("$defs", None)
+        schema.setdefault("properties", {})["resolved"] = {"type": "array", "items": item}
     return schema
 
 

@@ -28,6 +28,7 @@ from tools.errors import AdguideError
 from tools.mcp_server import actions, data
 from tools.mcp_server.cache import ToolCache
 from tools.mcp_server.context import ToolContext
+from tools.mcp_server.resolve import AmbiguousReferenceError, Resolved, ResolverCache, default_embed
 from tools.mcp_server.results import compact
 from tools.mcp_server.schemas import TOOLS, TOOLS_BY_NAME, ProposeIn, ToolSpec, input_schema, output_schema
 from tools.mcp_server.scope import Scope, ScopeError
@@ -46,6 +47,7 @@ Handler = Callable[[ToolContext, Any], BaseModel]
 def _propose(ctx: ToolContext, args: ProposeIn) -> BaseModel:
     from tools.mcp_server.engines import change_impact
 
+    args = actions.with_absolute_value(ctx, args)  # "a fifth less" -> the value, so the impact simulates it
     return actions.propose(ctx, args, str(ctx.store_key), change_impact(ctx, args))
 
 
@@ -53,6 +55,7 @@ HANDLERS: dict[str, Handler] = {
     "account_overview": data.account_overview,
     "performance": data.performance,
     "search_terms": data.search_terms,
+    "find": data.find,
     "propose_change": _propose,
     "apply_change": lambda ctx, args: actions.apply(ctx, args, str(ctx.store_key)),
 }
@@ -69,9 +72,13 @@ _register_engine_tools()
 
 
 def error_result(
-    err_type: str, message: str, field: str | None = None, allowed: str | None = None
+    err_type: str, message: str, field: str | None = None, allowed: str | None = None,
+    candidates: list[dict[str, Any]] | None = None,
 ) -> types.CallToolResult:
-    payload = {"error": {"type": err_type, "message": message, "field": field, "allowed": allowed}}
+    error: dict[str, Any] = {"type": err_type, "message": message, "field": field, "allowed": allowed}
+    if candidates is not None:  # an ambiguous name: what it may mean, for a question back to the user
+        error["candidates"] = candidates
+    payload = {"error": error}
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=json.dumps(payload, separators=(",", ":")))],
         structuredContent=None,
@@ -143,6 +150,7 @@ class AdguideMCP(FastMCP):
         self.fixed_scope = scope
         self.cache = cache if cache is not None else ToolCache()
         self.actor = actor
+        self.resolvers = ResolverCache(embed=default_embed)
         self._scoped: dict[str, Any] = {}
         self._tool_lists = {admin: self._tool_list(admin, output_schemas) for admin in (False, True)}
 
@@ -170,6 +178,7 @@ class AdguideMCP(FastMCP):
             advertiser_id=advertiser_id,
             actor=f"mcp:{scope.label}:{self.actor}",
             store_key=self.store_key,
+            resolver=self.resolvers.resolver(adv, self.store.data_version),
         )
 
     # --- MCP handlers ----------------------------------------------------------------------------------
@@ -210,6 +219,9 @@ class AdguideMCP(FastMCP):
             )
         try:
             return await self._run(spec, dict(arguments or {}))
+        except AmbiguousReferenceError as err:
+            return error_result(type(err).__name__, err.message, err.field, err.allowed,
+                                [c.model_dump(mode="json") for c in err.candidates])
         except AdguideError as err:
             return error_result(type(err).__name__, err.message, err.field, err.allowed)
         except ValidationError as err:
@@ -225,6 +237,10 @@ class AdguideMCP(FastMCP):
         advertiser_id = scope.resolve(arguments.pop("advertiser_id", None))
         args = spec.input.model_validate(arguments)
         ctx = self._context(advertiser_id, scope)
+        if spec.references:  # words -> ids inside the scope; a rare meaning match loads the encoder
+            args, resolved = await anyio.to_thread.run_sync(_resolve_references, spec, args, ctx)
+        else:
+            resolved = []
         key = None
         if spec.cached:
             key = self.cache.key(
@@ -232,7 +248,7 @@ class AdguideMCP(FastMCP):
             )
             hit = await self.cache.get(key)
             if hit is not None:
-                return _ok(hit, json.loads(hit))
+                return _ok(hit, json.loads(hit), resolved)
         handler = HANDLERS[spec.name]
         if spec.heavy:
             out = await anyio.to_thread.run_sync(handler, ctx, args)
@@ -242,10 +258,33 @@ class AdguideMCP(FastMCP):
         text = json.dumps(payload, separators=(",", ":"))
         if key is not None:
             await self.cache.set(key, text)
-        return _ok(text, payload)
+        return _ok(text, payload, resolved)
 
 
-def _ok(text: str, payload: dict[str, Any]) -> types.CallToolResult:
+def _resolve_references(spec: ToolSpec, args: Any, ctx: ToolContext) -> tuple[Any, list[Resolved]]:
+    """Every entity argument given in words, as the id it names (schemas.ToolSpec.references)."""
+    assert ctx.resolver is not None
+    update: dict[str, Any] = {}
+    resolved: list[Resolved] = []
+    for field_name, ref in spec.references.items():
+        value = getattr(args, field_name)
+        kinds = ref.kinds_for(args)
+        if value is None or not kinds:
+            continue
+        ids = []
+        for item in value if isinstance(value, list) else [value]:
+            entity_id, how = ctx.resolver.resolve(item, kinds, field_name)
+            ids.append(entity_id)
+            if how is not None:
+                resolved.append(how)
+        update[field_name] = ids if isinstance(value, list) else ids[0]
+    return (args.model_copy(update=update) if resolved else args), resolved
+
+
+def _ok(text: str, payload: dict[str, Any], resolved: list[Resolved] | None = None) -> types.CallToolResult:
+    if resolved:  # the words the caller used and what they named, after the (cacheable) result itself
+        payload = {**payload, "resolved": [r.model_dump(mode="json") for r in resolved]}
+        text = json.dumps(payload, separators=(",", ":"))
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=text)], structuredContent=payload
     )
