@@ -28,12 +28,14 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evals.scenario import Fixture, Split, WorldSpec
 from tools.market.data_model import KeywordMarket, MarketEvent, Status, WorldConfig
@@ -348,8 +350,266 @@ def account_slots(path: Path, advertiser_id: str, hostile_terms: list[str] | Non
                           "other_kw_bid_new": _money(round(other_kws[0].bid * 1.1, 2))}
             if other_cmps := other.campaigns():
                 slots |= {"other_cmp": other_cmps[0].id, "other_cmp_name": other_cmps[0].name}
+        slots = seller_slots(store, advertiser_id) | slots  # the seller set's slots; the ones above win
     for i, text in enumerate(hostile_terms or [], start=1):
         slots[f"hostile_term_{i}"] = text
+    return slots
+
+
+# --- slots in the words sellers use (evals/scenarios/sellers.yaml) ------------------------------------------
+
+_SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
+            6: "summer", 7: "summer", 8: "summer", 9: "fall", 10: "fall", 11: "fall"}
+_SCAFFOLD = {"sp", "sponsored products"}
+
+
+def _words(text: str) -> str:
+    """Lowercase words without punctuation: 'SP - Generic - Bottle Warmer' -> 'sp generic bottle warmer'."""
+    return " ".join(re.sub(r"[^\w]+", " ", text.casefold()).replace("_", " ").split())
+
+
+def _names(words: str, name: str) -> bool:
+    """Whether `name` contains `words` as whole words."""
+    return f" {words} " in f" {_words(name)} "
+
+
+def _plain(x: float) -> str:
+    """A figure as a seller types it: 953, 47.50."""
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}"
+
+
+def _campaign_short(campaign_id: str, campaigns: dict[str, Any]) -> str | None:
+    """The words a seller calls a campaign by: its name without the 'SP - Generic -' scaffolding ('bottle
+    warmer', 'brand'), with its targeting word in front ('auto dumbbells') where the product words alone also
+    name another campaign of the account; None when no such words name it alone (two campaigns, one name)."""
+    parts = [p.strip() for p in campaigns[campaign_id].name.split(" - ") if p.strip()]
+    kept = [p for p in parts if p.casefold() not in _SCAFFOLD]
+    others = [c.name for cid, c in campaigns.items() if cid != campaign_id]
+    for words in dict.fromkeys(_words(w) for w in ([kept[-1], " ".join(kept)] if kept else [])):
+        if words and not any(_names(words, n) for n in others):
+            return words
+    return None
+
+
+def _rel(x: float, fraction: float) -> str:
+    """Today's bid or budget changed by a fraction, to the cent (as the tools' relative_change rounds it)."""
+    return _money(max(0.01, round(x * (1.0 + fraction), 2)))
+
+
+def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
+    """The slots of the hand-written seller set: the advertiser's things by the words a seller uses for them
+    (a campaign's distinctive words, a keyword's text when no other keyword has it, an ad group's name when it
+    is the only one, an experiment by kind and month or season), names that match two things (ambiguity),
+    and figures as sellers write them (953, not 953.00) or as a relative change works them out (a fifth off).
+    Last 30 days, as the tools' default period. A slot the account cannot fill is left out."""
+    slots: dict[str, str] = {}
+    adv = store.scoped(advertiser_id)
+    end = store.end_date
+    start = max(store.start_date, end - dt.timedelta(days=29))
+    campaigns = {c.id: c for c in adv.campaigns()}
+    enabled = {cid for cid, c in campaigns.items() if c.status == Status.ENABLED}
+    groups = {g.id: g for g in adv.ad_groups()}
+    keywords = {k.id: k for k in adv.keywords()}
+    live = {kid for kid, k in keywords.items()
+            if k.status == Status.ENABLED and groups[k.ad_group_id].campaign_id in enabled}
+    manual = {kid for kid, k in keywords.items() if not k.text.startswith("auto:")}
+
+    kw_spend: dict[str, float] = defaultdict(float)
+    kw_sales: dict[str, float] = defaultdict(float)
+    kw_orders: dict[str, int] = defaultdict(int)
+    for kd in adv.keyword_days(start, end):
+        kw_spend[kd.keyword_id] += kd.spend
+        kw_sales[kd.keyword_id] += kd.sales
+        kw_orders[kd.keyword_id] += kd.orders
+
+    # keywords a seller can name by their text alone: no other keyword of the account has it
+    texts = defaultdict(list)
+    for kid, k in keywords.items():
+        texts[_words(k.text)].append(kid)
+    named = sorted((k for k in live & manual if len(texts[_words(keywords[k].text)]) == 1 and kw_spend[k] > 0),
+                   key=lambda k: (-kw_spend[k], k))
+    for prefix, kid in zip(("kw_named", "kw_named2"), named, strict=False):
+        k = keywords[kid]
+        slots |= {prefix: kid, f"{prefix}_text": k.text, f"{prefix}_bid": _money(k.bid),
+                  f"{prefix}_bid_up": _money(round(k.bid * 1.2, 2)),
+                  f"{prefix}_bid_down": _money(max(0.05, round(k.bid * 0.8, 2))),
+                  f"{prefix}_spend": _money(kw_spend[kid]), f"{prefix}_sales": _money(kw_sales[kid]),
+                  f"{prefix}_orders": str(kw_orders[kid])}
+        if k.bid > 0.3:
+            slots[f"{prefix}_bid_minus20c"] = _money(round(k.bid - 0.20, 2))
+    if named:  # the named keyword that wastes the most: no sales at all, else the highest ACoS
+        def waste(k: str) -> tuple[float, float]:
+            return (kw_spend[k] / kw_sales[k] if kw_sales[k] > 0 else math.inf, kw_spend[k])
+
+        kid = max(named, key=waste)
+        slots |= {"kw_bleeder": kid, "kw_bleeder_text": keywords[kid].text, "kw_bleeder_bid": _money(keywords[kid].bid)}
+    paused = sorted(k for k in manual if keywords[k].status == Status.PAUSED
+                    and groups[keywords[k].ad_group_id].campaign_id in enabled
+                    and len(texts[_words(keywords[k].text)]) == 1)
+    if paused:
+        slots |= {"kw_paused": paused[0], "kw_paused_text": keywords[paused[0]].text}
+    # one text, two live keywords (exact and phrase, say): naming it must end in a question back
+    shared = [ids for ids in texts.values() if len(ids) == 2 and set(ids) <= live & manual]
+    if shared:
+        a, b = sorted(max(shared, key=lambda ids: (sum(kw_spend[k] for k in ids), ids)))
+        slots |= {"kw_ambiguous_text": keywords[a].text, "kw_ambiguous_a": a, "kw_ambiguous_b": b,
+                  "kw_ambiguous_a_bid": _money(keywords[a].bid)}
+        if keywords[a].match_type != keywords[b].match_type:  # "the exact one" then tells them apart
+            slots |= {"kw_ambiguous_a_match": keywords[a].match_type.value,
+                      "kw_ambiguous_b_match": keywords[b].match_type.value}
+
+    # campaigns: the same rankings as account_slots, plus the words that name them
+    c_spend: dict[str, float] = defaultdict(float)
+    c_sales: dict[str, float] = defaultdict(float)
+    capped: dict[str, int] = defaultdict(int)
+    for r in adv.campaign_days(start, end):
+        c_spend[r.campaign_id] += r.spend
+        c_sales[r.campaign_id] += r.sales
+        capped[r.campaign_id] += r.budget_exhausted_at is not None
+    ranked = sorted((c for c in enabled if c_spend[c] > 0), key=lambda c: -c_spend[c])
+    capped_live = sorted((c for c in enabled if capped[c] > 0), key=lambda c: (-capped[c], c))
+    with_sales = [c for c in campaigns if c_sales[c] > 0]
+    # the performance table's worst ACoS (any status); a campaign that is not running is no target
+    worst = max(with_sales, key=lambda c: c_spend[c] / c_sales[c], default=None)
+    picks = {"cmp_top": ranked[0] if ranked else None, "cmp_second": ranked[1] if len(ranked) > 1 else None,
+             "cmp_capped": capped_live[0] if capped_live else None,
+             "cmp_worst_acos": worst if worst in enabled else None,
+             "cmp_sales_top": max(with_sales, key=lambda c: (c_sales[c], c), default=None)}
+    for prefix, cid in picks.items():
+        if cid is None:
+            continue
+        c = campaigns[cid]
+        slots |= {prefix: cid, f"{prefix}_name": c.name, f"{prefix}_budget": _money(c.daily_budget),
+                  f"{prefix}_budget_plain": _plain(c.daily_budget), f"{prefix}_spend": _money(c_spend[cid]),
+                  f"{prefix}_sales": _money(c_sales[cid])}
+        if (short := _campaign_short(cid, campaigns)) is not None:
+            slots[f"{prefix}_short"] = short
+    if (cid := picks["cmp_top"]) is not None:
+        slots["cmp_top_budget_down"] = _plain(math.floor(campaigns[cid].daily_budget * 0.8))
+        if sum(_words(c.name) == _words(campaigns[cid].name) for c in campaigns.values()) == 1:
+            slots["cmp_top_fullname"] = campaigns[cid].name  # typed in full, it names this campaign alone
+    if (cid := picks["cmp_capped"]) is not None:
+        budget = campaigns[cid].daily_budget
+        slots |= {"cmp_capped_budget_x13": _rel(budget, 0.3), "cmp_capped_budget_x2": _rel(budget, 1.0)}
+    if (cid := picks["cmp_worst_acos"]) is not None:
+        slots["cmp_worst_acos_budget_cut20"] = _rel(campaigns[cid].daily_budget, -0.2)
+    if (cid := picks["cmp_second"]) is not None:  # its keyword table's first row
+        kws = [k for k in keywords if groups[keywords[k].ad_group_id].campaign_id == cid and kw_spend[k] > 0]
+        if kws:
+            slots["cmp_second_kw_top"] = max(kws, key=lambda k: (kw_spend[k], k))
+    if picks["cmp_top"] is not None and picks["cmp_second"] is not None:
+        pair = campaigns[picks["cmp_top"]].daily_budget + campaigns[picks["cmp_second"]].daily_budget
+        slots["pair_budget_total"] = _plain(max(10, round(pair / 10) * 10))
+    # the product words two running campaigns share ('dumbbells' in 'SP - Auto - Dumbbells' and
+    # 'SP - Generic - Dumbbells', or two campaigns with one name)
+    ambiguous: list[tuple[float, str, list[str]]] = []
+    for cid in sorted(enabled):
+        parts = [p.strip() for p in campaigns[cid].name.split(" - ") if p.strip()]
+        words = _words(parts[-1]) if parts else ""
+        both = sorted(c for c, camp in campaigns.items() if words and _names(words, camp.name))
+        if len(both) == 2 and set(both) <= enabled:
+            ambiguous.append((sum(c_spend[c] for c in both), words, both))
+    if ambiguous:
+        _, words, (a, b) = max(ambiguous)
+        slots |= {"cmp_ambiguous_short": words, "cmp_ambiguous_a": a, "cmp_ambiguous_b": b}
+    total = sum(campaigns[c].daily_budget for c in enabled)
+    if total > 0:
+        step = 50 if total >= 500 else 10  # round figures, as a seller names a total: 1700, 230
+        up, down = round(total * 1.2 / step) * step, round(total * 0.8 / step) * step
+        slots["acct_budget_total"] = _plain(total)
+        if up > total:
+            slots["acct_budget_round_up"] = _plain(up)
+        if 0 < down < total:
+            slots["acct_budget_round_down"] = _plain(down)
+    spend, sales = sum(c_spend.values()), sum(c_sales.values())
+    if spend > 0 and sales > 0:
+        slots["acct_roas"] = f"{sales / spend:.4f}"
+
+    # which way ACoS and sales moved, last 7 days against the 7 before (kpi_change's default periods)
+    last7 = end - dt.timedelta(days=6)
+    prev_start, prev_end = last7 - dt.timedelta(days=7), last7 - dt.timedelta(days=1)
+    if prev_start >= store.start_date:
+        now, before = adv.campaign_days(last7, end), adv.campaign_days(prev_start, prev_end)
+        s_now, s_before = sum(r.sales for r in now), sum(r.sales for r in before)
+        slots |= {"sales_last7": _money(s_now), "sales_prev7": _money(s_before)}
+        if s_now != s_before:
+            slots["sales_move"] = "up" if s_now > s_before else "down"
+        a_now, a_before = _ratio(sum(r.spend for r in now), s_now), _ratio(sum(r.spend for r in before), s_before)
+        if a_now is not None and a_before is not None and a_now != a_before:
+            slots["acos_move"] = "up" if a_now > a_before else "down"
+
+    # ad groups by name, where the name is the account's only one
+    g_spend: dict[str, float] = defaultdict(float)
+    for kid, k in keywords.items():
+        g_spend[k.ad_group_id] += kw_spend[kid]
+    g_names = defaultdict(list)
+    for gid, g in groups.items():
+        g_names[_words(g.name)].append(gid)
+    running = {gid for gid, g in groups.items() if g.campaign_id in enabled}
+    if spent := [g for g in groups if g_spend[g] > 0]:  # the ad-group table's first row
+        slots["ag_spend_top"] = max(spent, key=lambda g: (g_spend[g], g))
+    with_manual = {keywords[k].ad_group_id for k in manual}
+    top_groups = sorted((g for g in running & with_manual if len(g_names[_words(groups[g].name)]) == 1
+                         and g_spend[g] > 0), key=lambda g: (-g_spend[g], g))
+    if top_groups:
+        g = groups[top_groups[0]]
+        new_kw = f"{_words(g.name.split('+')[0])} gift idea"
+        slots |= {"ag_top": g.id, "ag_top_name": g.name}
+        if all(_words(k.text) != new_kw for k in keywords.values() if k.ad_group_id == g.id):
+            slots["ag_top_new_kw"] = new_kw
+    t_spend: dict[tuple[str, str], float] = defaultdict(float)
+    t_orders: dict[tuple[str, str], int] = defaultdict(int)
+    for sd in adv.search_term_days(start, end):
+        t_spend[(sd.keyword_id, sd.term)] += sd.spend
+        t_orders[(sd.keyword_id, sd.term)] += sd.orders
+    # the search term that costs the most behind the top campaign and behind the named keyword
+    for slot, inside in (("cmp_top_st_top", lambda kid: groups[keywords[kid].ad_group_id].campaign_id
+                          == picks["cmp_top"]), ("kw_named_st_top", lambda kid: kid == slots.get("kw_named"))):
+        terms = [k for k in t_spend if k[0] in keywords and inside(k[0]) and t_spend[k] > 0]
+        if terms:
+            slots[slot] = max(terms, key=lambda k: (t_spend[k], k))[1]
+    wasted = [k for k in t_spend if t_orders[k] == 0 and t_spend[k] > 0 and k[0] in keywords]
+    if wasted:  # the same search term and ad group as account_slots' st_waste / ag_waste
+        gid = keywords[max(wasted, key=lambda k: t_spend[k])[0]].ad_group_id
+        if len(g_names[_words(groups[gid].name)]) == 1:
+            slots["ag_waste_name"] = groups[gid].name
+    shared_groups = [ids for ids in g_names.values() if len(ids) >= 2 and set(ids) <= running]
+    if shared_groups:
+        a, b = sorted(max(shared_groups, key=lambda ids: (sum(g_spend[g] for g in ids), ids)))[:2]
+        slots |= {"ag_ambiguous_name": groups[a].name, "ag_ambiguous_a": a, "ag_ambiguous_b": b}
+
+    # experiments by kind and month or season ("the July promo", "that summer holdout")
+    experiments = adv.experiments()
+    for kind, prefix in (("promotion", "exp_promo"), ("ad_exposure", "exp_holdout")):
+        same = sorted((e for e in experiments if e.kind == kind), key=lambda e: (e.start, e.id))
+        if len(same) == 1:
+            slots[f"{prefix}_sole"] = same[0].id
+        for e in reversed(same):
+            months = [{o.start.month, o.end.month} for o in same if o.id != e.id]
+            if any(e.start.month in m for m in months):
+                continue
+            slots |= {prefix: e.id, f"{prefix}_month": e.start.strftime("%B")}
+            season = _SEASONS[e.start.month]
+            if not any(_SEASONS[m] == season for ms in months for m in ms):
+                slots[f"{prefix}_season"] = season
+            break
+    for month in sorted({m for e in experiments for m in (e.start.month, e.end.month)}):
+        both = sorted(e.id for e in experiments if month in (e.start.month, e.end.month))
+        if len(both) == 2:
+            slots |= {"exp_ambiguous_month": dt.date(2000, month, 1).strftime("%B"),
+                      "exp_ambiguous_a": both[0], "exp_ambiguous_b": both[1]}
+            break
+
+    # the product behind the top campaign, without the brand ("video bottle warmer"), and a rival's brand
+    products = {p.id: p for p in adv.products()}
+    if picks["cmp_top"] is not None:
+        pids = [p for g in groups.values() if g.campaign_id == picks["cmp_top"] for p in g.product_ids]
+        if pids and pids[0] in products:
+            brand = set(_words(adv.advertiser.name).split())
+            slots["prod_top_short"] = " ".join(w for w in _words(products[pids[0]].name).split() if w not in brand)
+    others = [a for a in store.advertiser_ids() if a != advertiser_id]
+    if others:
+        slots["other_brand"] = store.scoped(others[0]).advertiser.name
     return slots
 
 
