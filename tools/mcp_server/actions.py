@@ -106,14 +106,16 @@ def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
         kws = {k.id: k for k in adv.keywords()}
         check_member("keyword", args.id, set(kws), me, "id")
         check_range("value", value, gt=0, le=MAX_BID)
-        return [Change(id=args.id, field="bid", before=kws[args.id].bid, after=round(value, 2))]
+        return [Change(id=args.id, field="bid", before=kws[args.id].bid, after=round(value, 2),
+                       name=kws[args.id].text)]
     if args.action == Action.SET_BUDGET:
         camps = {c.id: c for c in adv.campaigns()}
         check_member("campaign", args.id, set(camps), me, "id")
         check_range("value", value, gt=0, le=MAX_BUDGET)
         return [
             Change(
-                id=args.id, field="daily_budget", before=camps[args.id].daily_budget, after=round(value, 2)
+                id=args.id, field="daily_budget", before=camps[args.id].daily_budget, after=round(value, 2),
+                name=camps[args.id].name,
             )
         ]
     if args.action in (Action.PAUSE, Action.ENABLE):
@@ -127,7 +129,9 @@ def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
             raise InvalidInputError(
                 f"{args.id} is already {status.value}", field="action", allowed="the other status"
             )
-        return [Change(id=args.id, field="status", before=current.value, after=status.value)]
+        entity = entities[args.id]
+        return [Change(id=args.id, field="status", before=current.value, after=status.value,
+                       name=getattr(entity, "name", None) or getattr(entity, "text", None))]
     # add_keywords / add_negatives
     wanted = _need_keywords(args)
     groups = {g.id: g for g in adv.ad_groups()}
@@ -157,7 +161,7 @@ def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
         raise InvalidInputError(
             f"every keyword given is already in ad group {args.id}", field="keywords", allowed="new keywords"
         )
-    return [Change(id=args.id, field=field_name, before=None, after=item) for item in new]
+    return [Change(id=args.id, field=field_name, before=None, after=item, name=groups[args.id].name) for item in new]
 
 
 def propose(ctx: ToolContext, args: ProposeIn, store_key: str, impact: Impact | None) -> ProposeOut:

@@ -191,14 +191,14 @@ def what_if_tool(ctx: ToolContext, args: WhatIfIn) -> WhatIfOut:
             raise InvalidInputError(f"keyword {kw.id} has no market to simulate", field="id",
                                     allowed="a keyword with history")
         new_bids[ids.index(kw.id)] = value
-        change = Change(id=kw.id, field="bid", before=kw.bid, after=value)
+        change = Change(id=kw.id, field="bid", before=kw.bid, after=value, name=kw.text)
         new_budget = sim.campaign.daily_budget
     else:
         sim = _campaign_sim(ctx, args.id)
         budget = sim.campaign.daily_budget
         value = args.value if args.value is not None else relative_value(budget, args.relative_change or 0.0)
         new_bids = sim.bids
-        change = Change(id=args.id, field="daily_budget", before=budget, after=value)
+        change = Change(id=args.id, field="daily_budget", before=budget, after=value, name=sim.campaign.name)
         new_budget = value
     impact = _campaign_what_if(ctx, sim, new_bids, new_budget, args.days, N_SIMS)
     return WhatIfOut(
@@ -244,6 +244,7 @@ def bid_landscape_tool(ctx: ToolContext, args: LandscapeIn) -> LandscapeOut:
     )
     return LandscapeOut(
         keyword_id=kw.id,
+        keyword=kw.text,
         current_bid=kw.bid,
         days=args.days,
         points=[_row(p) for p in res.points],
@@ -277,6 +278,7 @@ def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOu
     )
     return RecommendBidOut(
         keyword_id=kw.id,
+        keyword=kw.text,
         goal=args.goal,
         target=target,
         bid=res.bid,

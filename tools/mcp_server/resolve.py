@@ -305,16 +305,15 @@ class Resolver:
             if len(found) > 1:
                 raise _ambiguous(query, field_name, found, self.index.advertiser_id)
         words = set(normalize(query).split())
-        # exact names, then aliases (per kind the query's own kind words are dropped: "yoga mat campaign")
-        for position, how in ((0, "exact"), (None, "alias")):
-            hits = [e for e in pool if any(
-                n == _content_words(query, e.candidate.kind) or n == normalize(query)
-                for n in (e.names[:1] if position == 0 else e.names[1:]))]
-            hits = _narrow(hits, words)
-            if len(hits) == 1:
-                return hits[0], how
-            if len(hits) > 1:
-                raise _ambiguous(query, field_name, hits, self.index.advertiser_id)
+        # a name or an alias said exactly (per kind the query's own kind words are dropped: "yoga mat campaign");
+        # a keyword's text and a campaign's words that are the same are as ambiguous as two keywords
+        hits = _narrow([e for e in pool if any(
+            n in (_content_words(query, e.candidate.kind), normalize(query)) for n in e.names)], words)
+        if len(hits) == 1:
+            exact = hits[0].names[0] in (_content_words(query, hits[0].candidate.kind), normalize(query))
+            return hits[0], "exact" if exact else "alias"
+        if len(hits) > 1:
+            raise _ambiguous(query, field_name, hits, self.index.advertiser_id)
         scored = sorted(((self._fuzzy(query, e), e) for e in pool), key=lambda x: -x[0])
         good = _narrow([e for s, e in scored if s >= FUZZY_ACCEPT], words)
         if good:

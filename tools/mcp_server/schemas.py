@@ -76,6 +76,7 @@ class Change(_Out):
     field: str
     before: Any
     after: Any
+    name: str | None = Field(None, description="the keyword's text or the campaign's / ad group's name")
 
 
 SortKey = Literal["spend", "sales", "orders", "clicks", "impressions", "acos"]
@@ -258,6 +259,7 @@ class LandscapeRow(_SimFigures, _Bid):
 
 class LandscapeOut(_Out):
     keyword_id: str
+    keyword: str | None = Field(None, description="its text")
     current_bid: float
     days: int
     points: list[LandscapeRow]
@@ -281,6 +283,7 @@ class RecommendBidIn(_In):
 
 class RecommendBidOut(_Out):
     keyword_id: str
+    keyword: str | None = Field(None, description="its text")
     goal: BidGoal
     target: float | None
     bid: float = Field(description="0: no bid meets the goal")
