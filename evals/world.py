@@ -378,15 +378,22 @@ def _plain(x: float) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}"
 
 
-def _campaign_short(campaign_id: str, campaigns: dict[str, Any]) -> str | None:
+def _campaign_words(name: str) -> list[str]:
+    """What a seller may call a campaign: its name, its product words, its kind and product words."""
+    kept = [p.strip() for p in name.split(" - ") if p.strip() and p.strip().casefold() not in _SCAFFOLD]
+    return [_words(name), *(_words(w) for w in ([kept[-1], " ".join(kept), " ".join(reversed(kept))] if kept else []))]
+
+
+def _campaign_short(campaign_id: str, campaigns: dict[str, Any], taken: set[str]) -> str | None:
     """The words a seller calls a campaign by: its name without the 'SP - Generic -' scaffolding ('bottle
     warmer', 'brand'), with its targeting word in front ('auto dumbbells') where the product words alone also
-    name another campaign of the account; None when no such words name it alone (two campaigns, one name)."""
+    name another campaign of the account or are a keyword's text (`taken`); None when no such words name it
+    alone (two campaigns, one name)."""
     parts = [p.strip() for p in campaigns[campaign_id].name.split(" - ") if p.strip()]
     kept = [p for p in parts if p.casefold() not in _SCAFFOLD]
     others = [c.name for cid, c in campaigns.items() if cid != campaign_id]
     for words in dict.fromkeys(_words(w) for w in ([kept[-1], " ".join(kept)] if kept else [])):
-        if words and not any(_names(words, n) for n in others):
+        if words and words not in taken and not any(_names(words, n) for n in others):
             return words
     return None
 
@@ -422,12 +429,17 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
         kw_sales[kd.keyword_id] += kd.sales
         kw_orders[kd.keyword_id] += kd.orders
 
-    # keywords a seller can name by their text alone: no other keyword of the account has it
+    # keywords a seller can name by their text alone: no other keyword has it, and it is not what a campaign is
+    # called either ("pause cast iron skillet" could be the keyword or the 'SP - Auto - Cast Iron Skillet')
     texts = defaultdict(list)
     for kid, k in keywords.items():
         texts[_words(k.text)].append(kid)
-    named = sorted((k for k in live & manual if len(texts[_words(keywords[k].text)]) == 1 and kw_spend[k] > 0),
-                   key=lambda k: (-kw_spend[k], k))
+    campaign_words = {w for c in campaigns.values() for w in _campaign_words(c.name)}
+
+    def by_text(kid: str) -> bool:
+        return len(texts[_words(keywords[kid].text)]) == 1 and _words(keywords[kid].text) not in campaign_words
+
+    named = sorted((k for k in live & manual if by_text(k) and kw_spend[k] > 0), key=lambda k: (-kw_spend[k], k))
     for prefix, kid in zip(("kw_named", "kw_named2"), named, strict=False):
         k = keywords[kid]
         slots |= {prefix: kid, f"{prefix}_text": k.text, f"{prefix}_bid": _money(k.bid),
@@ -444,8 +456,7 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
         kid = max(named, key=waste)
         slots |= {"kw_bleeder": kid, "kw_bleeder_text": keywords[kid].text, "kw_bleeder_bid": _money(keywords[kid].bid)}
     paused = sorted(k for k in manual if keywords[k].status == Status.PAUSED
-                    and groups[keywords[k].ad_group_id].campaign_id in enabled
-                    and len(texts[_words(keywords[k].text)]) == 1)
+                    and groups[keywords[k].ad_group_id].campaign_id in enabled and by_text(k))
     if paused:
         slots |= {"kw_paused": paused[0], "kw_paused_text": keywords[paused[0]].text}
     # one text, two live keywords (exact and phrase, say): naming it must end in a question back
@@ -482,7 +493,7 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
         slots |= {prefix: cid, f"{prefix}_name": c.name, f"{prefix}_budget": _money(c.daily_budget),
                   f"{prefix}_budget_plain": _plain(c.daily_budget), f"{prefix}_spend": _money(c_spend[cid]),
                   f"{prefix}_sales": _money(c_sales[cid])}
-        if (short := _campaign_short(cid, campaigns)) is not None:
+        if (short := _campaign_short(cid, campaigns, set(texts))) is not None:
             slots[f"{prefix}_short"] = short
     if (cid := picks["cmp_top"]) is not None:
         slots["cmp_top_budget_down"] = _plain(math.floor(campaigns[cid].daily_budget * 0.8))
@@ -538,7 +549,9 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
         if a_now is not None and a_before is not None and a_now != a_before:
             slots["acos_move"] = "up" if a_now > a_before else "down"
 
-    # ad groups by name, where the name is the account's only one
+    # ad groups by name, where no other ad group's name or product has those words ('Area Rug' is not a name
+    # to use when 'Duvet Cover + Area Rug' also exists)
+    products = {p.id: p for p in adv.products()}
     g_spend: dict[str, float] = defaultdict(float)
     for kid, k in keywords.items():
         g_spend[k.ad_group_id] += kw_spend[kid]
@@ -546,11 +559,17 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
     for gid, g in groups.items():
         g_names[_words(g.name)].append(gid)
     running = {gid for gid, g in groups.items() if g.campaign_id in enabled}
+
+    def own_name(gid: str) -> bool:
+        others = [t for o, g in groups.items() if o != gid
+                  for t in [g.name, *(products[p].name for p in g.product_ids if p in products)]]
+        return not any(_names(_words(groups[gid].name), t) for t in others)
+
     if spent := [g for g in groups if g_spend[g] > 0]:  # the ad-group table's first row
         slots["ag_spend_top"] = max(spent, key=lambda g: (g_spend[g], g))
     with_manual = {keywords[k].ad_group_id for k in manual}
-    top_groups = sorted((g for g in running & with_manual if len(g_names[_words(groups[g].name)]) == 1
-                         and g_spend[g] > 0), key=lambda g: (-g_spend[g], g))
+    top_groups = sorted((g for g in running & with_manual if own_name(g) and g_spend[g] > 0),
+                        key=lambda g: (-g_spend[g], g))
     if top_groups:
         g = groups[top_groups[0]]
         new_kw = f"{_words(g.name.split('+')[0])} gift idea"
@@ -571,7 +590,7 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
     wasted = [k for k in t_spend if t_orders[k] == 0 and t_spend[k] > 0 and k[0] in keywords]
     if wasted:  # the same search term and ad group as account_slots' st_waste / ag_waste
         gid = keywords[max(wasted, key=lambda k: t_spend[k])[0]].ad_group_id
-        if len(g_names[_words(groups[gid].name)]) == 1:
+        if own_name(gid):
             slots["ag_waste_name"] = groups[gid].name
     shared_groups = [ids for ids in g_names.values() if len(ids) >= 2 and set(ids) <= running]
     if shared_groups:
@@ -601,7 +620,6 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
             break
 
     # the product behind the top campaign, without the brand ("video bottle warmer"), and a rival's brand
-    products = {p.id: p for p in adv.products()}
     if picks["cmp_top"] is not None:
         pids = [p for g in groups.values() if g.campaign_id == picks["cmp_top"] for p in g.product_ids]
         if pids and pids[0] in products:

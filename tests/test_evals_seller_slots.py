@@ -74,6 +74,10 @@ def test_named_keywords_are_the_only_keyword_with_their_text_and_are_running(wor
                 assert [k.id for k in same] == [s[prefix]], (adv, prefix)
                 kw = same[0]
                 assert not kw.text.startswith("auto:")
+                # nor is it what a campaign is called ("pause cast iron skillet" would name both)
+                called = {words(c.name) for c in campaigns.values()} | {words(c.name.split(" - ")[-1])
+                                                                        for c in campaigns.values()}
+                assert words(kw.text) not in called, (adv, prefix)
                 assert campaigns[groups[kw.ad_group_id].campaign_id].status == Status.ENABLED
                 want = Status.PAUSED if prefix == "kw_paused" else Status.ENABLED
                 assert kw.status == want
@@ -97,9 +101,11 @@ def test_campaign_words_name_one_campaign_and_ambiguous_words_two(world: Path, s
     with MarketStore.open(world) as store:
         for adv, s in slots.items():
             campaigns = store.scoped(adv).campaigns()
+            texts = {words(k.text) for k in store.scoped(adv).keywords()}
             for prefix in ("cmp_top", "cmp_second", "cmp_capped", "cmp_worst_acos", "cmp_sales_top"):
                 if f"{prefix}_short" in s:
                     shorts += 1
+                    assert words(s[f"{prefix}_short"]) not in texts  # "pause storage bins": keyword or campaign?
                     hits = [c.id for c in campaigns if names(s[f"{prefix}_short"], c.name)]
                     assert hits == [s[prefix]], (adv, prefix, s[f"{prefix}_short"])
                     assert not words(s[f"{prefix}_short"]).startswith("sp ")
@@ -120,10 +126,13 @@ def test_ad_group_and_experiment_names(world: Path, slots) -> None:  # type: ign
         for adv, s in slots.items():
             a = store.scoped(adv)
             groups = a.ad_groups()
+            products = {p.id: p.name for p in a.products()}
             for key, name in (("ag_top", "ag_top_name"), ("ag_waste", "ag_waste_name")):
                 if name in s:
-                    assert [g.id for g in groups if words(g.name) == words(s[name])] == [account_slots(world, adv)[key]
-                                                                                       if key == "ag_waste" else s[key]]
+                    gid = account_slots(world, adv)[key] if key == "ag_waste" else s[key]
+                    # no other ad group's name or product has the words ('Area Rug' vs 'Duvet Cover + Area Rug')
+                    assert [g.id for g in groups if names(s[name], g.name)
+                            or any(names(s[name], products[p]) for p in g.product_ids)] == [gid], (adv, name)
             if "ag_ambiguous_name" in s:
                 hits = [g.id for g in groups if words(g.name) == words(s["ag_ambiguous_name"])]
                 assert len(hits) >= 2 and {s["ag_ambiguous_a"], s["ag_ambiguous_b"]} <= set(hits)
