@@ -72,6 +72,12 @@ class CandidateScore(BaseModel):
     # out-of-fold calibration slope: 1 = its predicted spread is right, 0 = no signal (0, 0 for constant)
     calibration_slope: float = 0.0
     calibration_std_error: float = 0.0
+    # auto's tail guard (see _guarded_choice): out-of-fold DR-pseudo-outcome loss, its excess over the best
+    # candidate's (paired, with standard error), and whether its gain over the constant held in every fold
+    dr_loss: float | None = None
+    dr_excess: float | None = None
+    dr_excess_std_error: float | None = None
+    stable: bool | None = None
 
 
 class ArmSummary(BaseModel):
@@ -371,6 +377,7 @@ def fit_cate(
     seed: int = 0,
     level: float = 0.95,
     selection_z: float = SELECTION_Z,
+    tail_guard: bool = True,
     n_jobs: int = 1,
 ) -> CateFit:
     """Fit effects of each treatment arm versus control (0); folds run in `n_jobs` threads (on the shared
@@ -378,6 +385,8 @@ def fit_cate(
 
     propensity: P(T=1|X) [n] for a binary treatment, or [n, 1+k] over (control, arms); else the treated
     share when ``randomized``, else estimated by a cross-fitted classifier.
+    tail_guard: auto's choice among the constant, linear, x and the stack by out-of-fold DR loss once
+    heterogeneity is detected (see _guarded_choice); False is round 7's rule, the stack whenever detected.
     """
     try:
         est = Estimator(estimator)
@@ -400,6 +409,7 @@ def fit_cate(
         seed=seed,
         level=level,
         selection_z=selection_z,
+        tail_guard=tail_guard,
         n_jobs=max(1, n_jobs),
     )
 
@@ -517,6 +527,7 @@ def _fit(
     seed: int,
     level: float,
     selection_z: float,
+    tail_guard: bool,
     n_jobs: int,
 ) -> CateFit:
     rng = np.random.default_rng(seed)
@@ -541,7 +552,7 @@ def _fit(
     summaries: list[ArmSummary] = []
     for col, arm in enumerate(data.arms, start=1):
         arm_fit, arm_summary = _fit_arm(
-            data, z, fold, nz, e_clipped, col, arm, est, n_folds, seed, level, selection_z, n_jobs
+            data, z, fold, nz, e_clipped, col, arm, est, n_folds, seed, level, selection_z, tail_guard, n_jobs
         )
         arms[arm] = arm_fit
         summaries.append(arm_summary)
@@ -579,6 +590,7 @@ def _fit_arm(
     seed: int,
     level: float,
     selection_z: float,
+    tail_guard: bool,
     n_jobs: int,
 ) -> tuple[_ArmFit, ArmSummary]:
     X, y, t = data.X, data.outcome, data.treatment
@@ -693,6 +705,29 @@ def _fit_arm(
         slope, slope_se = calib[est]
     z_stat = slope / slope_se if slope_se > 0 else 0.0
     detected = z_stat > selection_z
+    guard_note = ""
+    if est is Estimator.AUTO and detected and tail_guard:
+        stack_weights = weights
+        weights, guard_scores = _guarded_choice(stack_weights, oof, phi, sub, fold)
+        stack_oof = np.full(data.n, ate_value)
+        for c, wc in stack_weights.items():
+            stack_oof += wc * (oof[c] - oof[c][sub].mean())
+        stack_gain = base - row_loss(stack_oof)
+        stack_score = CandidateScore(
+            estimator=Estimator.STACK,
+            r_loss=float(row_loss(stack_oof).mean()),
+            gain_vs_constant=float(stack_gain.mean()),
+            gain_std_error=float(stack_gain.std(ddof=1) / np.sqrt(n_sub)),
+            calibration_slope=slope,
+            calibration_std_error=slope_se,
+        )
+        scores = _merge_guard_scores([*scores, stack_score], guard_scores)
+        oof_chosen = np.full(data.n, ate_value)
+        for c, wc in weights.items():
+            oof_chosen += wc * (oof[c] - oof[c][sub].mean())
+        guard_note = _guard_note(guard_scores, weights)
+        # the spread was detected but the guarded choice is one effect: the fit says so and predicts it
+        detected = bool(weights)
     aipw = effect_estimate(ate_value, float(phi.std(ddof=1) / np.sqrt(data.n)), level)
     ate, constant_note = aipw, ""
     if est is Estimator.AUTO and not detected:
@@ -731,7 +766,7 @@ def _fit_arm(
 
     att = _att(y, is_arm, is_ctl, mu0, e0, e1, level)
     message = _message(est, chosen, scores, weights, detected, z_stat, ate, selection_z, x_variant)
-    message += constant_note
+    message += guard_note + constant_note
     arm_fit = _ArmFit(
         arm=arm,
         estimator=chosen,
@@ -811,6 +846,102 @@ def _stack(preds: list[np.ndarray], y_res: np.ndarray, t_res: np.ndarray) -> np.
     chol = np.linalg.cholesky(gram).T  # gram = chol.T @ chol
     weights, _ = optimize.nnls(chol, np.linalg.solve(chol.T, design.T @ target))
     return np.asarray(weights)
+
+
+# auto's tail guard. Once heterogeneity is detected, the candidates (constant, linear, x, the stack; simplest
+# first) are compared by their out-of-fold DR-pseudo-outcome loss, mean (phi - tau(x))^2: its differences
+# between candidates estimate differences in PEHE with every row weighted alike. The R-loss that fits the
+# stack weights rows by (T - e)^2 and so cannot see a model that runs wild where e is near 0 or 1 (IHDP
+# surface B: no treated child with prenatal = 0, and the linear effect's unidentified coefficient gave those
+# rows effects of -470 against a true spread of about 6). A candidate whose gain over the constant is
+# negative in some nuisance fold (by more than GUARD_FOLD_SE of that fold's standard errors) is unstable
+# and left out; of the rest, the simplest whose loss is within GUARD_SE standard errors of the best's (the
+# paired difference) is used.
+GUARD_SE = 1.0
+GUARD_FOLD_SE = 2.0
+GUARD_SPREAD_FIRST = True
+GUARD_ORDER = (Estimator.CONSTANT, Estimator.LINEAR, Estimator.X, Estimator.STACK)
+
+
+@dataclass
+class _GuardScore:
+    estimator: Estimator
+    weights: dict[Estimator, float]
+    loss: float
+    excess: float = 0.0
+    excess_se: float = 0.0
+    stable: bool = True
+
+
+def _guarded_choice(
+    stack_weights: dict[Estimator, float],
+    oof: dict[Estimator, np.ndarray],
+    phi: np.ndarray,
+    sub: np.ndarray,
+    fold: np.ndarray,
+) -> tuple[dict[Estimator, float], list[_GuardScore]]:
+    """The weights of the chosen candidate (empty: the constant), and every candidate's guard score."""
+    options: dict[Estimator, dict[Estimator, float]] = {
+        Estimator.CONSTANT: {},
+        Estimator.LINEAR: {Estimator.LINEAR: 1.0},
+        Estimator.X: {Estimator.X: 1.0},
+    }
+    if stack_weights and stack_weights not in options.values():
+        options[Estimator.STACK] = dict(stack_weights)
+    ate = float(phi[sub].mean())
+    losses = {}
+    for name, w in options.items():
+        pred = np.full(int(sub.sum()), ate)
+        for c, wc in w.items():
+            pred += wc * (oof[c][sub] - oof[c][sub].mean())
+        losses[name] = (phi[sub] - pred) ** 2
+    folds = fold[sub]
+    scores = []
+    for name, w in options.items():
+        gain = losses[Estimator.CONSTANT] - losses[name]
+        stable = True
+        for f in np.unique(folds):
+            g = gain[folds == f]
+            if g.mean() < -GUARD_FOLD_SE * g.std(ddof=1) / np.sqrt(g.shape[0]):
+                stable = False
+        scores.append(_GuardScore(name, w, float(losses[name].mean()), stable=stable or not w))
+    best = min((sc for sc in scores if sc.stable), key=lambda sc: sc.loss)
+    for sc in scores:
+        diff = losses[sc.estimator] - losses[best.estimator]
+        sc.excess = float(diff.mean())
+        sc.excess_se = float(diff.std(ddof=1) / np.sqrt(diff.shape[0]))
+    within = [sc for sc in scores if sc.stable and sc.excess <= GUARD_SE * sc.excess_se]
+    # heterogeneity was detected, so the constant is kept only when no model of the spread comes close
+    spread = [sc for sc in within if sc.weights] if GUARD_SPREAD_FIRST else []
+    chosen = (spread or within)[0]
+    return chosen.weights, scores
+
+
+def _merge_guard_scores(scores: list[CandidateScore], guard: list[_GuardScore]) -> list[CandidateScore]:
+    """Candidate scores with the guard's figures (the stack's entry is dropped when it was no candidate of
+    its own, being the same model as linear or x)."""
+    by_name = {g.estimator: g for g in guard}
+    return [
+        sc
+        if g is None
+        else sc.model_copy(
+            update=dict(dr_loss=g.loss, dr_excess=g.excess, dr_excess_std_error=g.excess_se, stable=g.stable)
+        )
+        for sc in scores
+        if (g := by_name.get(sc.estimator)) is not None or sc.estimator is not Estimator.STACK
+    ]
+
+
+def _guard_note(guard: list[_GuardScore], weights: dict[Estimator, float]) -> str:
+    chosen = next(g for g in guard if g.weights == weights)
+    parts = ", ".join(
+        f"{g.estimator.value} {g.excess:+.3g} +/- {g.excess_se:.2g}{'' if g.stable else ' (unstable across folds)'}"
+        for g in guard
+    )
+    return (
+        f"; tail guard (out-of-fold DR loss minus the best's: {parts}) chose {chosen.estimator.value}, the "
+        f"simplest within {GUARD_SE:g} standard error of the best"
+    )
 
 
 def _calibration(tau: np.ndarray, y_res: np.ndarray, t_res: np.ndarray) -> tuple[float, float]:
@@ -930,6 +1061,11 @@ def _message(
     )
     stack = " + ".join(f"{c.value} x {w:.2f}" for c, w in weights.items()) or "no model (all weights 0)"
     test = f"out-of-fold calibration z {z_stat:.2f}, detection needs > {selection_z:g}"
+    if requested is Estimator.AUTO and not weights and z_stat > selection_z:
+        return (
+            f"heterogeneity detected ({test}; {per_model}), but no model of it beat the constant effect out of "
+            f"fold by more than the tail guard's margin; predicting the {avg} for everyone"
+        )
     if requested is Estimator.AUTO and not weights:
         return (
             f"no heterogeneity detected: the out-of-fold stack of linear and x did not beat a constant effect "

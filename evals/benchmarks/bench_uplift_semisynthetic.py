@@ -1,0 +1,277 @@
+"""Uplift benchmark on semi-synthetic data that packages ship: IHDP response surface B and ACIC 2016.
+
+Data (written by `uplift_peers.py --export-data` inside `.venv-peers`, which has the packages):
+- IHDP surface B (Hill 2011) from EconML's `ihdp_surface_B`: 747 children, 25 covariates, a heavy-tailed
+  exponential control surface; replication r is `random_state=r`.
+- ACIC 2016: the ten challenge instances causallib ships (`load_acic16`, 4,802 rows, 79 dummy-coded
+  covariates), one realization of each of ten data-generating processes.
+
+Per replication, one 70/30 split (scikit-learn's `train_test_split`, `random_state` = replication, the same
+for every estimator): each estimator fits on the 70% and predicts effects for the held-out 30%, scored by
+sqrt-PEHE there. The ATE is that of the training rows (truth: the mean true effect over them); coverage is
+the share of replications whose 95% interval holds it.
+
+Printed per data set and estimator: mean, median and worst sqrt-PEHE, mean |ATE error|, coverage, and the
+paired difference `ours auto - this` (mean +- standard error over replications; negative: auto is better).
+Then the issue's targets, checked, and the coverage benchmark: auto's interval over `--coverage-reps` IHDP
+replications and the ACIC instances.
+
+    .venv/bin/python evals/benchmarks/bench_uplift_semisynthetic.py [--ihdp-reps 20] [--coverage-reps 100]
+        [--sets ihdp,acic] [--no-peers]
+
+Results and the conditions they were measured under: evals/benchmarks/RESULTS_uplift.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import tools.uplift.cate as cate  # noqa: E402
+from tools.uplift.cate import fit_cate  # noqa: E402
+
+PEERS_PY = ROOT / ".venv-peers" / "bin" / "python"
+PEERS_SCRIPT = Path(__file__).with_name("uplift_peers.py")
+AUTO = "ours auto"
+# ours: name -> (estimator, tail guard); beside the shipped auto run round 7's rule (the stack whenever
+# heterogeneity is detected) and the guard without its one-standard-error fallback (the lowest DR loss)
+ARGMIN = "ours auto, guard at 0 SE"
+OURS = {
+    AUTO: ("auto", True),
+    "ours auto, round 7 rule": ("auto", False),
+    ARGMIN: ("auto", True),
+    "ours constant": ("constant", True),
+    "ours linear": ("linear", True),
+    "ours x": ("x", True),
+    "ours dr": ("dr", True),
+    "ours stack": ("stack", True),
+}
+OWN_LEARNERS = ["ours constant", "ours linear", "ours x", "ours dr", "ours stack"]
+ACIC_INSTANCES = range(1, 11)
+
+
+def load_data(ihdp_reps: int) -> dict[str, np.ndarray]:
+    if not PEERS_PY.exists():
+        sys.exit(
+            "the IHDP and ACIC 2016 data come from EconML and causallib, installed in .venv-peers: "
+            "python -m venv .venv-peers && .venv-peers/bin/pip install econml causalml causallib lightgbm"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "data.npz"
+        proc = subprocess.run(
+            [str(PEERS_PY), str(PEERS_SCRIPT), "--export-data", str(path), str(ihdp_reps)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            sys.exit(f"exporting the data failed: {proc.stderr.strip().splitlines()[-1:]}")
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+
+def replication(data: dict[str, np.ndarray], kind: str, r: int) -> dict:
+    if kind == "ihdp":
+        X, t, y, tau = data["ihdp_X"], data["ihdp_t"], data[f"ihdp_{r}_y"], data[f"ihdp_{r}_tau"]
+    else:
+        X, t, y, tau = (data[f"acic_{r}_{k}"] for k in ("X", "t", "y", "tau"))
+    train, test = train_test_split(np.arange(y.shape[0]), test_size=0.3, random_state=r)
+    return dict(X=X[train], t=t[train], y=y[train], X_test=X[test], tau_test=tau[test], ate=tau[train].mean())
+
+
+def run_ours(d: dict, estimator: str, tail_guard: bool, seed: int) -> dict:
+    start = time.perf_counter()
+    fit = fit_cate(d["X"], d["t"], d["y"], estimator=estimator, seed=seed, tail_guard=tail_guard)
+    cate = fit.predict(d["X_test"])
+    arm = fit.summary.arms[0]
+    return dict(
+        cate=cate,
+        ate=arm.ate.estimate,
+        ci=(arm.ate.ci_low, arm.ate.ci_high),
+        seconds=time.perf_counter() - start,
+        chosen=arm.estimator.value,
+    )
+
+
+def run_peers(d: dict) -> dict[str, dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "in.npz", X=d["X"], treatment=d["t"], outcome=d["y"], X_test=d["X_test"])
+        proc = subprocess.run(
+            [str(PEERS_PY), str(PEERS_SCRIPT), str(Path(tmp) / "in.npz"), str(Path(tmp) / "out.json")],
+            capture_output=True,
+            text=True,
+            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin"},
+        )
+        if proc.returncode != 0:
+            return {"peers": {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}}
+        result: dict[str, dict] = json.loads((Path(tmp) / "out.json").read_text())
+        return result
+
+
+def score(r: dict, d: dict) -> dict:
+    pehe = float(np.sqrt(np.mean((np.asarray(r["cate"], dtype=float) - d["tau_test"]) ** 2)))
+    ci = r.get("ci")
+    return dict(
+        pehe=pehe,
+        ate_err=abs(float(r["ate"]) - d["ate"]),
+        covered=None if ci is None else bool(ci[0] <= d["ate"] <= ci[1]),
+        seconds=float(r["seconds"]),
+    )
+
+
+def run_set(data: dict, kind: str, reps: list[int], peers: bool) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {}
+    for r in reps:
+        d = replication(data, kind, r)
+        chosen = ""
+        for name, (est, guard) in OURS.items():
+            shipped = cate.GUARD_SE
+            cate.GUARD_SE = 0.0 if name == ARGMIN else shipped
+            try:
+                res = run_ours(d, est, guard, seed=r)
+            finally:
+                cate.GUARD_SE = shipped
+            rows.setdefault(name, []).append(score(res, d) | {"chosen": res["chosen"]})
+            if name == AUTO:
+                chosen = res["chosen"]
+        for name, res in (run_peers(d) if peers else {}).items():
+            if "error" in res:
+                print(f"  {kind} {r}: {name} failed: {res['error'][:120]}")
+                continue
+            rows.setdefault(name, []).append(score(res, d))
+        print(
+            f"  {kind} {r}: auto chose {chosen}, sqrt-PEHE {rows[AUTO][-1]['pehe']:.3f} "
+            f"(round 7 rule {rows['ours auto, round 7 rule'][-1]['pehe']:.3f})",
+            flush=True,
+        )
+    return rows
+
+
+def report(title: str, rows: dict[str, list[dict]]) -> dict[str, float | bool]:
+    n = len(rows[AUTO])
+    auto = np.array([v["pehe"] for v in rows[AUTO]])
+    print(f"\n{title}: {n} replications; sqrt-PEHE on the held-out 30%; paired = auto - this, mean +- SE")
+    print(
+        f"{'estimator':34s} {'mean':>8s} {'median':>8s} {'worst':>8s} {'|ATE err|':>10s} {'coverage':>9s} "
+        f"{'fit s':>7s}  {'paired sqrt-PEHE':>18s}  {'paired |ATE err|':>18s}"
+    )
+    auto_ate = np.array([v["ate_err"] for v in rows[AUTO]])
+    for name, vals in rows.items():
+        if len(vals) != n:
+            print(f"{name:34s} only {len(vals)} of {n} replications ran")
+            continue
+        pehe = np.array([v["pehe"] for v in vals])
+        ate_err = np.array([v["ate_err"] for v in vals])
+        cov = [v["covered"] for v in vals if v["covered"] is not None]
+        cov_s = f"{np.mean(cov):.0%}" if cov else "-"
+        paired = "" if name == AUTO else _paired(auto - pehe)
+        paired_ate = "" if name == AUTO else _paired(auto_ate - ate_err)
+        print(
+            f"{name:34s} {pehe.mean():8.3f} {np.median(pehe):8.3f} {pehe.max():8.3f} {ate_err.mean():10.3f} "
+            f"{cov_s:>9s} {np.mean([v['seconds'] for v in vals]):7.2f}  {paired:>18s}  {paired_ate:>18s}"
+        )
+    chosen: dict[str, int] = {}
+    for v in rows[AUTO]:
+        chosen[v["chosen"]] = chosen.get(v["chosen"], 0) + 1
+    print("auto chose: " + ", ".join(f"{k} {c}" for k, c in sorted(chosen.items(), key=lambda kv: -kv[1])))
+
+    # the issue's targets
+    means = {k: float(np.mean([v["pehe"] for v in vals])) for k, vals in rows.items() if len(vals) == n}
+    best_own = min(OWN_LEARNERS, key=lambda k: means[k])
+    verdict: dict[str, float | bool] = {"auto_mean": means[AUTO], "best_own": means[best_own]}
+    ratio = means[AUTO] / means[best_own]
+    verdict["within_10pct_of_own"] = ratio <= 1.10
+    print(
+        f"target: auto mean within 10% of its best own learner ({best_own} {means[best_own]:.3f}): "
+        f"{ratio - 1:+.1%} -> {'met' if ratio <= 1.10 else 'MISSED'}"
+    )
+    peers = [k for k in means if not k.startswith("ours")]
+    if peers:
+        best_peer = min(peers, key=lambda k: means[k])
+        diff = auto - np.array([v["pehe"] for v in rows[best_peer]])
+        se = float(diff.std(ddof=1) / np.sqrt(n))
+        ok = float(diff.mean()) <= se
+        print(
+            f"target: auto mean not worse than the best peer ({best_peer} {means[best_peer]:.3f}) by more than "
+            f"one paired SE: {diff.mean():+.3f} +- {se:.3f} -> {'met' if ok else 'MISSED'}"
+        )
+        worst_peer = max(v["pehe"] for v in rows[best_peer])
+        ok_worst = float(auto.max()) <= worst_peer
+        print(
+            f"target: auto's worst replication ({auto.max():.3f}) no worse than the best peer's worst "
+            f"({worst_peer:.3f}) -> {'met' if ok_worst else 'MISSED'}; the lowest worst of any peer: "
+            f"{min(max(v['pehe'] for v in rows[k]) for k in peers):.3f}"
+        )
+        verdict |= {"vs_best_peer": ok, "worst_vs_best_peer": ok_worst}
+    return verdict
+
+
+def _paired(diff: np.ndarray) -> str:
+    se = diff.std(ddof=1) / np.sqrt(diff.shape[0]) if diff.shape[0] > 1 else float("nan")
+    return f"{diff.mean():+.3f} +- {se:.3f}"
+
+
+def coverage(data: dict, ihdp_reps: int) -> None:
+    """auto's 95% ATE interval over many IHDP replications and the ACIC instances (ours only: cheap)."""
+    print("\ncoverage of auto's 95% ATE interval (truth: the training rows' mean effect)")
+    hits: dict[str, list[bool]] = {}
+    widths: dict[str, list[float]] = {}
+    for kind, reps in (("IHDP surface B", range(ihdp_reps)), ("ACIC 2016", ACIC_INSTANCES)):
+        for r in reps:
+            d = replication(data, "ihdp" if kind.startswith("IHDP") else "acic", r)
+            res = run_ours(d, "auto", True, seed=r)
+            lo, hi = res["ci"]
+            hits.setdefault(kind, []).append(bool(lo <= d["ate"] <= hi))
+            widths.setdefault(kind, []).append(hi - lo)
+    total = [h for v in hits.values() for h in v]
+    for kind, h in hits.items():
+        k, n = sum(h), len(h)
+        print(
+            f"  {kind:16s} {k}/{n} = {k / n:.1%} (binomial SE {np.sqrt(0.95 * 0.05 / n):.1%}); mean width {np.mean(widths[kind]):.3f}"
+        )
+    k, n = sum(total), len(total)
+    print(
+        f"  {'all':16s} {k}/{n} = {k / n:.1%} -> {'met' if 0.90 <= k / n <= 0.98 else 'MISSED'} (target 0.90-0.98)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ihdp-reps", type=int, default=20)
+    parser.add_argument(
+        "--coverage-reps", type=int, default=100, help="IHDP replications for coverage; 0: skip"
+    )
+    parser.add_argument("--sets", default="ihdp,acic")
+    parser.add_argument("--no-peers", action="store_true")
+    args = parser.parse_args()
+    peers = not args.no_peers
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"started {started}, load average {load} on {os.cpu_count()} cores; peers: {peers}")
+    data = load_data(max(args.ihdp_reps, args.coverage_reps))
+    sets = [s.strip() for s in args.sets.split(",")]
+    if "ihdp" in sets:
+        rows = run_set(data, "ihdp", list(range(args.ihdp_reps)), peers)
+        report("IHDP surface B", rows)
+    if "acic" in sets:
+        rows = run_set(data, "acic", list(ACIC_INSTANCES), peers)
+        report("ACIC 2016 (causallib's 10 instances)", rows)
+    if args.coverage_reps:
+        coverage(data, args.coverage_reps)
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\nfinished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load}")
+
+
+if __name__ == "__main__":
+    main()
