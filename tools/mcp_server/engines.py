@@ -8,6 +8,7 @@ those into structured tool errors. Engines are imported inside handlers so the s
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +45,9 @@ from tools.mcp_server.schemas import (
 )
 
 SEED = 0  # fixed: the same question gets the same simulated answer (and a cache hit)
-N_SIMS = 200
+# Monte Carlo draws per simulation (its 90% ranges). ADGUIDE_SIM_DRAWS lowers it where only plausible figures
+# matter and speed does (the training curriculum's data stage uses 50).
+N_SIMS = int(os.environ.get("ADGUIDE_SIM_DRAWS", "200"))
 IMPACT_DAYS = 7
 LANDSCAPE_STEPS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 

@@ -306,14 +306,16 @@ class Resolver:
                 raise _ambiguous(query, field_name, found, self.index.advertiser_id)
         words = set(normalize(query).split())
         # a name or an alias said exactly (per kind the query's own kind words are dropped: "yoga mat campaign");
-        # a keyword's text and a campaign's words that are the same are as ambiguous as two keywords
-        hits = _narrow([e for e in pool if any(
-            n in (_content_words(query, e.candidate.kind), normalize(query)) for n in e.names)], words)
+        # a keyword's text and another campaign's distinctive words are as ambiguous as two keywords
+        said = {e.candidate.id: (_content_words(query, e.candidate.kind), normalize(query)) for e in pool}
+        hits = _narrow([e for e in pool if any(n in said[e.candidate.id] for n in e.names)], words)
+        full = [e for e in hits if e.names[0] in said[e.candidate.id]]
+        if len(full) == 1:  # a whole name said exactly wins over another thing's alias ("Coffee Grinder")
+            return full[0], "exact"
         if len(hits) == 1:
-            exact = hits[0].names[0] in (_content_words(query, hits[0].candidate.kind), normalize(query))
-            return hits[0], "exact" if exact else "alias"
+            return hits[0], "alias"
         if len(hits) > 1:
-            raise _ambiguous(query, field_name, hits, self.index.advertiser_id)
+            raise _ambiguous(query, field_name, full if len(full) > 1 else hits, self.index.advertiser_id)
         scored = sorted(((self._fuzzy(query, e), e) for e in pool), key=lambda x: -x[0])
         good = _narrow([e for s, e in scored if s >= FUZZY_ACCEPT], words)
         if good:
