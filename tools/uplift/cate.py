@@ -17,9 +17,12 @@ One fit does, for every treatment arm against control:
    noisy model toward the average; a model whose own R-loss is clearly worse than the constant's is left
    out). Heterogeneity counts as detected when the stacked prediction's out-of-fold calibration slope (the
    best-linear-predictor test of Chernozhukov et al.) exceeds ``selection_z`` standard errors (SELECTION_Z,
-   a one-sided 1% level). Then predict() is the average effect plus the weighted centred all-row models;
-   otherwise the fit says that no heterogeneity was detected and predicts one effect, with its interval,
-   for everyone. The R-loss and calibration of every candidate are reported.
+   a one-sided 1% level). Then a tail guard (``_guarded_choice``) picks among the constant, linear, x and the
+   stack by out-of-fold DR-pseudo-outcome loss, leaving out a model that loses to the constant in some fold
+   and taking the simplest within one standard error of the best, and predict() is the average effect plus
+   the chosen centred all-row model(s); otherwise the fit says that no heterogeneity was detected and
+   predicts one effect, with its interval, for everyone. The R-loss, calibration and DR loss of every
+   candidate are reported.
 
 The average effects (ATE, ATT) and their intervals come from the efficient influence function (AIPW) on
 the out-of-fold nuisances. One exception: when ``auto`` predicts one effect for everyone, that effect is
