@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -525,6 +526,20 @@ class TurnResult(BaseModel):
     stop_reason: str = ""
 
 
+_YES = re.compile(r"^\W*(yes|yep|yeah|yup|ok|okay|sure|confirm(ed)?|go ahead|do it|apply( it)?|approved?|"
+                  r"sounds good|let'?s do it|please do|go for it)\b[\w\s,!.']{0,40}$", re.I)
+_NO = re.compile(r"^\W*(no|nope|nah|cancel|don'?t|do not|stop|never ?mind|leave it|reject(ed)?|hold off|"
+                 r"scrap (it|that))\b[\w\s,!.']{0,40}$", re.I)
+
+
+def phrase_decision(message: str) -> str | None:
+    """Short replies that plainly confirm or reject ("yes, go ahead", "no, leave it"); anything else moves on."""
+    text = message.strip()
+    if "?" in text or len(text) > 60:
+        return None
+    return "confirm" if _YES.match(text) else "reject" if _NO.match(text) else None
+
+
 def _openai_tool(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "function", "function": {"name": name, "description": description, "parameters": schema}}
 
@@ -648,6 +663,8 @@ class Agent:
         Tokens are the model's raw output; the "final" event carries the answer after the output guardrails."""
         assert self.graph is not None and self.context is not None, "use `async with Agent(...)`"
         config = self._run_config(thread_id)
+        if resume is None and message and await self.pending(thread_id) is not None:
+            resume = await self.typed_decision(thread_id, message)  # "yep, go ahead" answers the proposal
         if resume is not None:
             if await self.pending(thread_id) is None:
                 raise AgentError(f"conversation {thread_id!r} has no change waiting for confirmation")
@@ -674,6 +691,21 @@ class Agent:
         values = (await self.graph.aget_state(config)).values
         for event in (values.get("guardrail_events") or [])[seen_events:]:
             yield {"type": "guardrail", **event}
+
+    async def typed_decision(self, thread_id: str, message: str) -> str | None:
+        """A message sent while a proposal waits, read as "confirm", "reject" or None (the user moved on): by the
+        model where it can tell (the embedded model learned it), else by a short, precise phrase list."""
+        snapshot = await self.graph.aget_state(self._run_config(thread_id))
+        pending = (snapshot.values or {}).get("pending")
+        decide = getattr(self.context.model if self.context else None, "decide", None)
+        if pending and decide is not None:
+            history = list((snapshot.values or {}).get("messages", []))
+            view = [SystemMessage(content=system_prompt(self.config.advertiser_id)), *history]
+            try:
+                return await asyncio.to_thread(decide, view, pending["proposal"], message)
+            except Exception as exc:  # a model failure must not apply anything: fall back to the phrases
+                log.warning("the model could not read the reply to a proposal: %r", exc)
+        return phrase_decision(message)
 
     async def ask(self, thread_id: str, message: str) -> TurnResult:
         """Run one turn to its end (or to a confirmation interrupt)."""

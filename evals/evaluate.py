@@ -81,6 +81,13 @@ def evaluate(
     world = prepare_world(spec.world, cache_dir or default_cache_dir(), fresh=fresh_world)
     report("world", 1, 1)
     cases, skipped = expand_cases(chosen, spec, world)
+    if spec.curriculum is not None:
+        from evals.heldout import curriculum_cases
+
+        report("curriculum", 0, 1)
+        cases += curriculum_cases(world, world.advertiser_ids()[: spec.advertisers], spec.curriculum.splits,
+                                  spec.curriculum.dialogues_per_advertiser, spec.curriculum.seed)
+        report("curriculum", 1, 1)
     rows = [model]
     if teacher and model.backend != BackendKindName.TEACHER:
         rows.append(Row(name="teacher", backend=BackendKindName.TEACHER))

@@ -49,6 +49,7 @@ class CaseResult(BaseModel):
     case_id: str
     scenario_id: str
     category: Category
+    kind: str | None = None
     split: Split
     advertiser_id: str
     row: str
@@ -291,6 +292,12 @@ def score_case(case: Case, t: Transcript, judge: OutcomeJudge, world: EvalWorld)
             check("advice", frac >= e.advice.min_fraction,
                   f"{frac:.2f} of the oracle's gain (needs {e.advice.min_fraction})")
 
+    if e.clarify is not None:
+        final_turn = t.turns[-1] if t.turns else None
+        asked = final_turn is not None and any("?" in a for a in final_turn.answers) and not final_turn.confirmations and \
+            not any(p.get("turn") == len(t.turns) - 1 for p in t.proposals)
+        check("clarify", asked == e.clarify, "no question back" if e.clarify else "asked back instead of answering")
+
     accuracy = f1 = None
     if e.reference_calls is not None:
         pred = [(c.name, c.args) for c in t.tool_calls]
@@ -303,7 +310,8 @@ def score_case(case: Case, t: Transcript, judge: OutcomeJudge, world: EvalWorld)
     ungrounded = [turn for turn in answered if any(
         ev.get("stage") == "output" and "ungrounded_number" in str(ev.get("detail")) for ev in turn.guardrail_events)]
     return CaseResult(
-        case_id=case.id, scenario_id=case.scenario.id, category=case.scenario.category, split=case.split,
+        case_id=case.id, scenario_id=case.scenario.id, category=case.scenario.category, kind=case.scenario.kind,
+        split=case.split,
         advertiser_id=case.advertiser_id, row=t.row, trial=t.trial, success=all(checks.values()), checks=checks,
         failures=failures, refused=refused, expect_refuse=e.refuse, tool_call_accuracy=accuracy, tool_call_f1=f1,
         advice=advice, answered_turns=len(answered), grounded_turns=len(answered) - len(ungrounded),
@@ -334,6 +342,8 @@ class RowMetrics(BaseModel):
     k: int = Field(description="the k of pass_k: every case's trials")
     metrics: dict[str, float | None]
     by_category: dict[str, float]
+    by_kind: dict[str, float] = Field(default_factory=dict, description="success per kind of question (scenarios "
+                                      "that name one: the seller set and the held-out curriculum)")
     by_split: dict[str, float]
     advice_by_split: dict[str, float]
     errors: int
@@ -377,10 +387,13 @@ def row_metrics(results: list[CaseResult], trials: int) -> RowMetrics:
         "tool_calls_per_task": _mean([float(r.tool_calls) for r in results]),
     }
     by_category: dict[str, list[float]] = defaultdict(list)
+    by_kind: dict[str, list[float]] = defaultdict(list)
     by_split: dict[str, list[float]] = defaultdict(list)
     advice_split: dict[str, list[float]] = defaultdict(list)
     for r in results:
         by_category[r.category.value].append(float(r.success))
+        if r.kind:
+            by_kind[r.kind].append(float(r.success))
         by_split[r.split.value].append(float(r.success))
         if r.advice is not None and r.advice.fraction is not None:
             advice_split[r.split.value].append(r.advice.fraction)
@@ -388,6 +401,7 @@ def row_metrics(results: list[CaseResult], trials: int) -> RowMetrics:
         row=results[0].row if results else "", n_results=len(results), n_cases=len(by_case), trials=trials,
         k=k, metrics=metrics,
         by_category={c: float(np.mean(v)) for c, v in sorted(by_category.items())},
+        by_kind={k: float(np.mean(v)) for k, v in sorted(by_kind.items())},
         by_split={s: float(np.mean(v)) for s, v in by_split.items()},
         advice_by_split={s: float(np.mean(v)) for s, v in advice_split.items()},
         errors=sum(r.transcript.error is not None for r in results),

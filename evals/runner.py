@@ -84,7 +84,8 @@ class TurnRecord(BaseModel):
 
 class ToolCallRecord(BaseModel):
     name: str
-    args: dict[str, Any]
+    args: dict[str, Any] = Field(description="as the tool resolved them: names replaced by the ids they named")
+    raw_args: dict[str, Any] = Field(default_factory=dict, description="as the model wrote them")
     ok: bool
     turn: int
 
@@ -192,7 +193,10 @@ def digest_messages(transcript: Transcript, messages: list[Any]) -> None:
                 text = _content(result) if result is not None else ""
                 parsed = _parse(text)
                 ok = result is not None and result.status != "error" and not (isinstance(parsed, dict) and "error" in parsed)
-                transcript.tool_calls.append(ToolCallRecord(name=call["name"], args=dict(call["args"]), ok=ok, turn=turn_index))
+                from evals.heldout import canonical_args
+
+                transcript.tool_calls.append(ToolCallRecord(name=call["name"], args=canonical_args(dict(call["args"]), text),
+                                                            raw_args=dict(call["args"]), ok=ok, turn=turn_index))
                 if call["name"] == "propose_change" and ok and isinstance(parsed, dict):
                     transcript.proposals.append({"args": dict(call["args"]), "changes": parsed.get("changes", []),
                                                  "turn": turn_index})

@@ -181,8 +181,11 @@ class Scenario(_Strict):
 
     @property
     def writes(self) -> bool:
-        """Whether running it may change the store (a turn confirms a proposal): it then needs its own copy."""
-        return any(t.decision == Decision.CONFIRM for t in self.turns)
+        """Whether running it may change the store (a turn confirms a proposal, or a typed reply is expected to
+        apply one): it then needs its own copy."""
+        expected = self.expect.changes
+        return any(t.decision == Decision.CONFIRM for t in self.turns) or expected == "proposed" or \
+            (isinstance(expected, list) and bool(expected))
 
 
 class ScenarioFile(_Strict):
@@ -197,6 +200,14 @@ class WorldSpec(_Strict):
     start_date: str = "2026-06-01"
 
 
+class CurriculumSpec(_Strict):
+    """Held-out curriculum dialogues (evals/heldout.py) added to a suite's cases."""
+
+    dialogues_per_advertiser: int = Field(ge=1, le=500)
+    splits: list[Split] = Field(min_length=1)
+    seed: int = 9001
+
+
 class Suite(_Strict):
     description: str = ""
     world: WorldSpec
@@ -204,6 +215,7 @@ class Suite(_Strict):
     splits: list[Split] = Field(min_length=1)
     tags: list[str] = Field(default_factory=list, description="scenarios with any of these tags; [] = all")
     trials: int = Field(1, ge=1, le=20)
+    curriculum: CurriculumSpec | None = Field(None, description="held-out curriculum cases for the advertisers")
 
 
 class SuitesFile(_Strict):

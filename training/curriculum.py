@@ -83,7 +83,7 @@ async def _advertiser_dialogues(world: Path, advertiser: str, n: int, seed: int,
             key = (name, json.dumps(args, sort_keys=True))
             if key not in memo:
                 result = await session.call_tool(name, args)
-                memo[key] = "\n".join(b.text for b in result.content if getattr(b, "type", "") == "text")
+                memo[key] = "\n".join(getattr(b, "text", "") for b in result.content)
             return memo[key]
 
         ctx = await account_context(call_tool)

@@ -65,6 +65,8 @@ def examples(d: Dialogue, schemas: dict[str, dict[str, Any]]) -> list[Example]:
             break  # the graph applies or drops the proposal; the conversation is not continued here
         for s, step in enumerate(turn.steps):
             kind, output = _output(step.message, schemas)
+            if kind == "answer" and s > 0 and _proposal(turn.steps[:s]) is not None:
+                break  # after a proposal the graph asks the user to confirm; the model writes nothing more
             out.append(Example(dialogue_id=d.id, turn=t, step=s, kind=kind, intent=turn.intent.kind.value,
                                prompt=build_prompt(thread, d.advertiser_id, pending if s == 0 else None),
                                output=output))

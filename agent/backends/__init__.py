@@ -2,9 +2,10 @@
 
 - "openai": any OpenAI-compatible server with native tool calling (vLLM: `--enable-auto-tool-choice
   --tool-call-parser hermes`); the same code for a GPU deployment and the CPU server in CI.
-- "local": transformers in process over the project's own model dir; hermes `<tool_call>` parsing.
+- "local": in process over a model dir: the project's own embedded model (embedded.py), or any transformers
+  causal LM with a chat template (local.py, e.g. the GPU recipe's fine-tuned instruct model); hermes parsing.
 - "rules": a deterministic rule-based policy (no weights), see rules.py.
-- "teacher": the training engineer's expert policy (agent/teacher.py), when it exists.
+- "teacher": keyword rules read the intent, the expert policy (agent/expert.py) plans it (teacher.py).
 """
 
 from __future__ import annotations
@@ -25,14 +26,9 @@ def make_model(config: AgentConfig, model_tools: list[dict[str, Any]] | None = N
 
         return RulesChatModel()
     if kind == BackendKind.TEACHER:
-        try:
-            from agent import teacher  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise BackendUnavailableError("the teacher backend needs agent/teacher.py (training)") from exc
-        factory = getattr(teacher, "TeacherChatModel", None) or getattr(teacher, "make_chat_model", None)
-        if factory is None:
-            raise BackendUnavailableError("agent/teacher.py exposes no chat model (TeacherChatModel)")
-        return factory()
+        from agent.backends.teacher import TeacherChatModel
+
+        return TeacherChatModel(advertiser_id=config.advertiser_id)
     if kind == BackendKind.OPENAI:
         from agent.backends.openai import make_openai_model
 
@@ -42,6 +38,10 @@ def make_model(config: AgentConfig, model_tools: list[dict[str, Any]] | None = N
     model_dir = config.model_dir or default_model_dir()
     if model_dir is None:
         raise BackendUnavailableError("no model dir: train one (adguide train) or pass --model-dir / use --backend rules")
-    from agent.backends.local import LocalChatModel
+    from agent.backends.embedded import EmbeddedChatModel, is_embedded_dir
+
+    if is_embedded_dir(model_dir):  # the project's own model (MiniLM prefix LM)
+        return EmbeddedChatModel.from_dir(model_dir, advertiser_id=config.advertiser_id)
+    from agent.backends.local import LocalChatModel  # any HF causal LM with a chat template (the GPU path)
 
     return LocalChatModel.from_dir(model_dir, max_new_tokens=config.limits.max_new_tokens)

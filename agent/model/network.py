@@ -48,7 +48,9 @@ class AdguideConfig(PretrainedConfig):
         self.sep_token_id = sep_token_id
         self.cls_token_id = cls_token_id
         kwargs.setdefault("tie_word_embeddings", True)
-        super().__init__(pad_token_id=pad_token_id, eos_token_id=sep_token_id, **kwargs)
+        super().__init__(**kwargs)
+        self.pad_token_id = pad_token_id
+        self.eos_token_id = sep_token_id
 
 
 # --- layers, named as transformers' BertModel names them (so MiniLM's weights load name for name) ---------------
@@ -222,10 +224,16 @@ class AdguideForPrefixLM(PreTrainedModel):
         h = self.hidden(input_ids, attention_mask)
         if labels is None:
             return CausalLMOutput(logits=self.cls(h))
-        target = labels[:, 1:]
-        scored = target != -100
-        logits = self.cls(h[:, :-1][scored])
-        loss = F.cross_entropy(logits.float(), target[scored])
+        target = labels[:, 1:].reshape(-1)
+        where = (target != -100).nonzero().squeeze(1)
+        # the scored positions, padded to a multiple of 128 with ignored ones: a few distinct matrix shapes keep
+        # the CPU kernels' caches from growing with every batch
+        pad = (-where.numel()) % 128
+        where = torch.cat([where, where.new_zeros(pad)])
+        picked = target[where].clone()
+        picked[picked.numel() - pad:] = -100
+        logits = self.cls(h[:, :-1].reshape(-1, h.shape[-1])[where])
+        loss = F.cross_entropy(logits.float(), picked, ignore_index=-100)
         return CausalLMOutput(loss=loss, logits=logits)
 
     @torch.inference_mode()

@@ -96,14 +96,17 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\( "), "("),
     (re.compile(r" \)"), ")"),
     (re.compile(r" ([.,;:!?])(?=\s|$)"), r"\1"),
-    (re.compile(r" ' (s|t|re|ve|ll|d|m)\b"), r"'\1"),  # it ' s -> it's
     (re.compile(r"(\w) / (\w)"), r"\1/\2"),
 ]
 _QUOTED = re.compile(r"' ([^']*?) '")
 
 
+_CONTRACTION = re.compile(r"(\w) ' (s|t|re|ve|ll|d|m)\b")
+
+
 def clean_spacing(text: str) -> str:
     text = " ".join(text.split())
+    text = _CONTRACTION.sub(r"\1'\2", text)  # it ' s -> it's, before quotes are paired
     text = _QUOTED.sub(lambda m: f"'{m.group(1)}'", text)
     for rx, repl in _RULES:
         text = rx.sub(repl, text)
@@ -142,7 +145,9 @@ def _value(text: str) -> Any:
 
 def _split(text: str, sep: str) -> list[str]:
     """Split on `sep` outside brackets."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    depth = 0
+    cur: list[str] = []
     for ch in text:
         depth += ch in "[{"
         depth -= ch in "]}"

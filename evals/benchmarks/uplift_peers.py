@@ -165,7 +165,7 @@ def export_data(path: str, ihdp_replications: int) -> None:
         arrays[f"acic_{i}_t"] = np.asarray(d["a"], int)
         arrays[f"acic_{i}_y"] = np.asarray(d["y"], float)
         arrays[f"acic_{i}_tau"] = np.asarray(po["1"] - po["0"], float)
-    np.savez_compressed(path, **arrays)
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as bool
 
 
 if __name__ == "__main__":

@@ -1,0 +1,205 @@
+"""The embedded backend: the project's own model (MiniLM as a prefix LM, agent/model/) in process.
+
+It reads the compact prompt (agent/model/prompt.py: no tool specifications, compact result views), decodes
+under the grammar of the bound tools (agent/model/decode.py: a malformed call cannot be written), and turns
+its tokens back into text: a call into the hermes `<tool_call>{json}</tool_call>` that the one shared parser
+(agent/backends/hermes.py) reads, an answer into cased text with exact numbers. `decide` reads a typed reply to
+a pending proposal ("yep go ahead") as confirm, reject or neither.
+
+One generation at a time per loaded model (a lock); torch runs one thread (two contend on a shared 2-core
+machine); the turn's deadline stops waiting and generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, PrivateAttr
+
+from agent.backends.hermes import parse_tool_calls, to_openai_messages
+
+MAX_PROMPT_TOKENS = 440  # of the model's 512 positions; the rest is for the output
+_SCOPE = re.compile(r"\badv_\d+\b")
+
+
+def is_embedded_dir(path: Path | str) -> bool:
+    try:
+        return json.loads((Path(path) / "config.json").read_text()).get("model_type") == "adguide_prefix_lm"
+    except (OSError, ValueError):
+        return False
+
+
+def _names(thread: list[dict[str, Any]]) -> list[str]:
+    """Names the thread's tool results spell (to put their casing back on an uncased answer)."""
+    found: list[str] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k in ("name", "keyword", "text", "term") and isinstance(v, str):
+                    found.append(v)
+                else:
+                    walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    for m in thread:
+        if m.get("role") == "tool":
+            try:
+                walk(json.loads(m.get("content") or ""))
+            except ValueError:
+                continue
+    return found
+
+
+class EmbeddedChatModel(BaseChatModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    accepts_deadline: ClassVar[bool] = True
+    model_dir: str
+    max_new_tokens: int = 200
+    threads: int = 1
+    advertiser_id: str | None = None
+    argument_schemas: dict[str, dict[str, Any]] | None = None  # set by Agent; ids as enums are not used here
+    _model: Any = PrivateAttr(default=None)
+    _tok: Any = PrivateAttr(default=None)
+    _vocab: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def from_dir(cls, model_dir: Path | str, **kw: Any) -> EmbeddedChatModel:
+        path = Path(model_dir)
+        missing = [f for f in ("config.json", "tokenizer.json") if not (path / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"model dir {path} is incomplete (missing {', '.join(missing)})")
+        return cls(model_dir=str(path), **kw)
+
+    @property
+    def _llm_type(self) -> str:
+        return "adguide-embedded"
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+
+        from agent.model.decode import make_vocab
+        from agent.model.network import AdguideForPrefixLM
+        from agent.model.text import load_tokenizer
+
+        torch.set_num_threads(self.threads)
+        self._tok = load_tokenizer(self.model_dir)
+        self._model = AdguideForPrefixLM.from_pretrained(self.model_dir, dtype=torch.float32).eval()
+        self._vocab = make_vocab(self._tok)
+
+    def bind_tools(self, tools: Any, *, tool_choice: str | None = None, **kwargs: Any) -> Runnable:
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+    # --- prompts ----------------------------------------------------------------------------------------------
+
+    def _scope(self, messages: list[BaseMessage]) -> str:
+        if self.advertiser_id:
+            return self.advertiser_id
+        system = next((m for m in messages if isinstance(m, SystemMessage)), None)
+        found = _SCOPE.search(str(system.content)) if system is not None else None
+        return found.group(0) if found else "adv_unknown"
+
+    def prompt_ids(self, thread: list[dict[str, Any]], scope: str, pending: dict[str, Any] | None = None) -> list[int]:
+        """[CLS] prompt [SEP], with the earlier turn left out when the prompt would not fit."""
+        from agent.model.prompt import build_prompt
+
+        self.load()
+        cls, sep = self._tok.token_to_id("[CLS]"), self._tok.token_to_id("[SEP]")
+        for keep_prev in (True, False):
+            visible = thread if keep_prev else thread[max(i for i, m in enumerate(thread) if m.get("role") == "user"):]
+            ids = self._tok.encode(build_prompt(visible, scope, pending), add_special_tokens=False).ids
+            if len(ids) <= MAX_PROMPT_TOKENS:
+                return [cls, *ids, sep]
+        return [cls, *ids[:MAX_PROMPT_TOKENS], sep]
+
+    # --- generation -------------------------------------------------------------------------------------------
+
+    def _decode(self, prompt: list[int], schemas: dict[str, dict[str, Any]], *, pending: bool, temperature: float = 0.0,
+                generator: Any = None, deadline: float | None = None) -> tuple[str, int]:
+        from agent.model.decode import generate, grammar_for
+
+        grammar = grammar_for(self._vocab, schemas, prompt, pending=pending)
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.time())
+        if not self._lock.acquire(timeout=wait):
+            raise TimeoutError("the model stayed busy with other conversations past this turn's time budget")
+        try:
+            gen = generate(self._model, self._vocab, grammar, prompt, max_new_tokens=self.max_new_tokens,
+                           temperature=temperature, generator=generator, deadline=deadline)
+        finally:
+            self._lock.release()
+        ids = [i for i in gen.ids if i != self._vocab.sep]
+        return self._tok.decode(ids, skip_special_tokens=False), len(gen.ids)
+
+    def text_message(self, decoded: str, thread: list[dict[str, Any]]) -> AIMessage:
+        """The decoded output as the graph's message: calls parsed by the shared hermes parser, or a cased answer."""
+        from agent.model.text import CALL_OPEN, clean_spacing, recase, render_calls
+
+        if decoded.lstrip().startswith(CALL_OPEN):
+            return parse_tool_calls(render_calls(decoded))
+        return AIMessage(content=recase(clean_spacing(decoded), _names(thread)))
+
+    def run(self, messages: list[BaseMessage], tools: list[dict[str, Any]] | None, *, deadline: float | None = None,
+            temperature: float = 0.0, generator: Any = None) -> AIMessage:
+        self.load()
+        thread = to_openai_messages(messages)
+        scope = self._scope(messages)
+        schemas = {t["function"]["name"]: t["function"].get("parameters") or {"type": "object", "properties": {}}
+                   for t in tools or []}
+        prompt = self.prompt_ids(thread, scope)
+        decoded, n_out = self._decode(prompt, schemas, pending=False, temperature=temperature, generator=generator,
+                                      deadline=deadline)
+        message = self.text_message(decoded, thread)
+        message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": n_out,
+                                  "total_tokens": len(prompt) + n_out}
+        return message
+
+    def decide(self, messages: list[BaseMessage], pending: dict[str, Any], reply: str) -> Literal["confirm", "reject"] | None:
+        """A typed reply to a waiting proposal: confirm, reject, or None (the user moved on)."""
+        from agent.model.text import CONFIRM, REJECT
+
+        self.load()
+        thread = [*to_openai_messages(messages), {"role": "user", "content": reply}]
+        prompt = self.prompt_ids(thread, self._scope(messages), pending)
+        decoded, _ = self._decode(prompt, {}, pending=True)
+        head = decoded.strip()
+        return "confirm" if head.startswith(CONFIRM) else "reject" if head.startswith(REJECT) else None
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        message = self.run(messages, kwargs.get("tools"), deadline=kwargs.get("deadline"))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        """The answer arrives whole (its spacing and casing are set once it is complete), calls as one chunk."""
+        message = self.run(messages, kwargs.get("tools"), deadline=kwargs.get("deadline"))
+        chunk = ChatGenerationChunk(message=AIMessageChunk(
+            content=message.content, usage_metadata=message.usage_metadata,
+            tool_call_chunks=[{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i,
+                               "type": "tool_call_chunk"} for i, c in enumerate(message.tool_calls)]))
+        if run_manager and message.content:
+            run_manager.on_llm_new_token(str(message.content), chunk=chunk)
+        yield chunk
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        return await asyncio.to_thread(self._generate, messages, stop, None, **kwargs)

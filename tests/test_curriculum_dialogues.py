@@ -1,0 +1,114 @@
+"""Curriculum dialogues on a real generated world: the expert's gold calls succeed through the real tools, the
+gold answers state only figures from the results, follow-ups carry the resolved entity, held-out families and
+styles stay apart from the training ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.curriculum.dialogues import Dialogue, account_context, write_dialogue
+from agent.curriculum.phrasings import Section, heldout_families
+from agent.curriculum.render import HELDOUT_STYLES
+from agent.guardrails.output import check_output
+from agent.intents import IntentKind
+from tools.mcp_server import connect_in_memory
+from tools.mcp_server.cache import ToolCache
+
+ADV = "adv_0001"
+
+
+async def _dialogues(world: Path, n: int, heldout: bool, seed: int = 0) -> list[Dialogue]:
+    out = []
+    async with connect_in_memory(world, ADV, cache=ToolCache(enabled=False)) as session:
+        async def call_tool(name: str, args: dict[str, Any]) -> str:
+            result = await session.call_tool(name, args)
+            return "".join(getattr(b, "text", "") for b in result.content)
+
+        ctx = await account_context(call_tool)
+        rng = np.random.default_rng(seed)
+        for i in range(n):
+            d = await write_dialogue(call_tool, ctx, rng, heldout=heldout, dialogue_id=str(i))
+            if d is not None:
+                out.append(d)
+    return out
+
+
+@pytest.fixture(scope="module")
+def train_dialogues(tiny_world_path: Path) -> list[Dialogue]:
+    import asyncio
+
+    return asyncio.run(_dialogues(tiny_world_path, 60, heldout=False))
+
+
+def test_gold_calls_mostly_succeed_and_answers_are_grounded(train_dialogues: list[Dialogue]) -> None:
+    calls = failed = 0
+    for d in train_dialogues:
+        for turn in d.turns:
+            results: list[str] = []
+            for step in turn.steps:
+                for result in step.results:
+                    calls += 1
+                    parsed = json.loads(result)
+                    failed += isinstance(parsed, dict) and "error" in parsed
+                    results.append(result)
+                answer = step.message.get("content")
+                if answer:
+                    check = check_output(answer, results, [turn.user])
+                    assert not [i for i in check.issues if i.kind.value == "ungrounded_number"], (answer, turn.user)
+    assert calls > 50
+    assert failed / calls < 0.25, f"{failed} of {calls} gold calls failed"  # ambiguous names are meant to fail
+
+
+def test_train_dialogues_use_only_train_families_and_styles(train_dialogues: list[Dialogue]) -> None:
+    for d in train_dialogues:
+        for turn in d.turns:
+            if turn.family is not None and turn.section == Section.FIRST:
+                assert turn.family not in heldout_families(turn.intent.kind), turn.user
+            assert not set(turn.styles) & HELDOUT_STYLES, turn.styles
+
+
+def test_heldout_dialogues_use_heldout_families(tiny_world_path: Path) -> None:
+    import asyncio
+
+    for d in asyncio.run(_dialogues(tiny_world_path, 25, heldout=True, seed=1)):
+        first = d.turns[0]
+        if first.family is not None:
+            assert first.family in heldout_families(first.intent.kind), first.user
+
+
+def test_follow_ups_carry_the_entity_the_turn_before_resolved(train_dialogues: list[Dialogue]) -> None:
+    seen = 0
+    for d in train_dialogues:
+        for before, after in zip(d.turns, d.turns[1:], strict=False):
+            if after.section != Section.FOLLOWUP or after.intent.kind != before.intent.kind:
+                continue
+            entity = after.intent.keyword or after.intent.campaign or after.intent.experiment or after.intent.ad_group \
+                or after.intent.entity
+            assert entity is not None and "_" in entity, after.intent  # an id, not words
+            seen += 1
+    assert seen >= 1
+
+
+def test_an_ambiguous_name_ends_in_a_question_naming_the_candidates(train_dialogues: list[Dialogue]) -> None:
+    asked = [t for d in train_dialogues for t in d.turns
+             if t.steps and "Which one do you mean?" in str(t.steps[-1].message.get("content"))]
+    for turn in asked:
+        answer = str(turn.steps[-1].message["content"])
+        error = json.loads(turn.steps[0].results[0])["error"]
+        assert error["type"] == "AmbiguousReferenceError"
+        assert all(c["id"] in answer for c in error["candidates"])
+        assert not any(c["function"]["name"] == "propose_change" and "error" not in json.loads(r)
+                       for s in turn.steps for c, r in zip(s.message.get("tool_calls") or [], s.results, strict=False))
+
+
+def test_no_dialogue_writes_to_the_world(train_dialogues: list[Dialogue], tiny_world_path: Path) -> None:
+    from tools.market.store import MarketStore
+
+    with MarketStore.open(tiny_world_path) as store:
+        assert not store.scoped(ADV).audit_log()
+    assert any(t.intent.kind == IntentKind.CONFIRM for d in train_dialogues for t in d.turns)

@@ -1,0 +1,66 @@
+"""The expert policy, given intents: the calls it makes, a question back on an error, and its advice judged by
+the simulator (the change it proposes earns at least as much as the alternatives it compared)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import expert
+from agent.intents import Intent, IntentKind
+from tools.mcp_server import call, connect_in_memory
+from tools.mcp_server.cache import ToolCache
+
+ADV = "adv_0001"
+
+
+async def _run(world: Path, intent: Intent) -> list[dict[str, Any]]:
+    async with connect_in_memory(world, ADV, cache=ToolCache(enabled=False)) as session:
+        async def call_tool(name: str, args: dict[str, Any]) -> str:
+            result = await session.call_tool(name, args)
+            return "".join(getattr(b, "text", "") for b in result.content)
+
+        return await expert.run(intent, call_tool, scope=ADV)
+
+
+def _calls(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(c["function"]["name"], json.loads(c["function"]["arguments"]))
+            for m in messages for c in m.get("tool_calls") or []]
+
+
+async def test_the_words_of_the_intent_go_to_the_tool(tiny_world_path: Path) -> None:
+    from tools.market.store import MarketStore
+
+    with MarketStore.open(tiny_world_path) as store:
+        kw = next(k for k in store.scoped(ADV).keywords() if ":" not in k.text)
+    messages = await _run(tiny_world_path, Intent(kind=IntentKind.WHAT_IF_BID, keyword=kw.id, value=1.5))
+    assert _calls(messages) == [("what_if", {"change": "bid", "id": kw.id, "value": 1.5})]
+    assert "$1.50" in messages[-1]["content"]
+
+
+@pytest.mark.parametrize("kind", [IntentKind.REFUSE_OFF_TOPIC, IntentKind.REFUSE_HARMFUL, IntentKind.GREETING])
+async def test_refusals_and_greetings_call_nothing(tiny_world_path: Path, kind: IntentKind) -> None:
+    messages = await _run(tiny_world_path, Intent(kind=kind))
+    assert not _calls(messages) and messages[-1]["content"]
+
+
+async def test_a_name_that_matches_nothing_ends_in_a_question(tiny_world_path: Path) -> None:
+    messages = await _run(tiny_world_path, Intent(kind=IntentKind.BEST_BID, keyword="quantum flux capacitor"))
+    assert "quantum flux capacitor" in messages[-1]["content"] and "?" in messages[-1]["content"]
+
+
+async def test_fix_acos_proposes_the_cut_that_earns_most(tiny_world_path: Path) -> None:
+    messages = await _run(tiny_world_path, Intent(kind=IntentKind.FIX_ACOS))
+    calls = _calls(messages)
+    recs = [args["keyword_id"] for name, args in calls if name == "recommend_bid"]
+    proposed = [args for name, args in calls if name == "propose_change"]
+    assert calls[0][0] == "performance" and recs
+    if proposed:  # the chosen keyword is one of those compared, and its gain is the largest of the cuts
+        async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+            results = {k: await call(session, "recommend_bid", {"keyword_id": k}) for k in recs}
+        cuts = {k: r["gain"]["mean"] for k, r in results.items()
+                if r.get("gain") and r["bid"] < r["current_bid"] - 0.005}
+        assert proposed[0]["id"] == max(cuts, key=lambda k: cuts[k])
