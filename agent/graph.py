@@ -544,8 +544,12 @@ def _openai_tool(name: str, description: str, schema: dict[str, Any]) -> dict[st
     return {"type": "function", "function": {"name": name, "description": description, "parameters": schema}}
 
 
+NAME_PATTERN = r"^(?!(kw|cmp|ag|exp|adv|prd)_\d)[^\"\\]{1,120}$"  # words, not something shaped like an id
+
+
 def constrain_schemas(schemas: dict[str, dict[str, Any]], ids: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
-    """The advertiser's own ids as enums on id arguments (what constrained decoding and validation enforce)."""
+    """Id arguments take one of the advertiser's own ids (an enum) or words the tools resolve inside the scope
+    (never an id-shaped string of someone else's): what validation and constrained decoding enforce."""
     by_field = {"campaign_id": ids.get("campaign", []), "ad_group_id": ids.get("ad_group", []),
                 "keyword_id": ids.get("keyword", [])}
     every = sorted({i for v in ids.values() for i in v})
@@ -555,7 +559,11 @@ def constrain_schemas(schemas: dict[str, dict[str, Any]], ids: dict[str, list[st
         props = schema.get("properties", {})
         for field, allowed in [*by_field.items(), ("id", every)]:
             if field in props and allowed and props[field].get("type") == "string":
-                props[field]["enum"] = sorted(allowed)
+                description = props[field].get("description")
+                props[field] = {"anyOf": [{"type": "string", "enum": sorted(allowed)},
+                                          {"type": "string", "pattern": NAME_PATTERN}]}
+                if description:
+                    props[field]["description"] = description
         out[name] = schema
     return out
 

@@ -71,7 +71,8 @@ def test_decisions_only_while_a_proposal_waits(setup: dict[str, Any]) -> None:
 
 def test_names_are_copied_from_the_prompt(setup: dict[str, Any]) -> None:
     words = prompt_words(setup["vocab"], setup["ids"])
-    assert " bamboo" in words and " 0000123" in words and " ;" not in words
+    tok = setup["tok"]
+    assert (tok.token_to_id("bamboo"),) in words and (tok.token_to_id(";"),) not in words
 
 
 class _RandomModel:
@@ -99,7 +100,7 @@ def test_random_scores_still_give_well_formed_schema_valid_calls(setup: dict[str
     grammar = grammar_for(vocab, setup["schemas"], setup["ids"], pending=False)
     open_id = tok.token_to_id(CALL_OPEN)
     checked = 0
-    for seed in range(25):
+    for seed in range(60):
         gen = generate(_RandomModel(vocab.size, seed, open_id), vocab, grammar, setup["ids"], max_new_tokens=120)
         text = tok.decode([i for i in gen.ids if i != vocab.sep], skip_special_tokens=False)
         if not text.startswith(CALL_OPEN) or not text.rstrip().endswith("</tool_call>"):
@@ -109,4 +110,4 @@ def test_random_scores_still_give_well_formed_schema_valid_calls(setup: dict[str
         for call in message.tool_calls:
             jsonschema.validate(call["args"], setup["schemas"][call["name"]])
             checked += 1
-    assert checked >= 10
+    assert checked >= 25

@@ -8,9 +8,12 @@ arguments in the schema's order (required ones present, optional ones skippable,
 from the enum, numbers and dates as such, and names (ids, or the seller's words for an entity) copied word by
 word from the prompt, where the user's words and every id the thread has shown are.
 
-llguidance works on the bytes of tokens; WordPiece drops the spaces around punctuation, so each token's
-bytes are its word with a leading space (a continuation "##xy" is "xy"), and the grammar describes that
-spaced text (" what _ if :"). `agent.model.text` turns tokens back into exact text afterwards.
+llguidance works on the bytes of tokens. Every fixed piece of a call (a tool name, a key, "=", an enum value, a
+word copied from the prompt) is written in the grammar as its exact token ids (`<[id]>`), so the model can only
+write it the way the tokenizer does; only numbers, dates and free text are byte patterns. A token's bytes are
+its word with a leading space (a continuation "##xy" is "xy"), which keeps "x" and "##x" apart. No pattern
+ever forces a single next byte (llguidance then expects the caller to feed forced tokens it derives by
+re-tokenizing bytes, which token-id literals defeat). `agent.model.text` turns tokens back into text.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 
 from agent.model.text import CALL_CLOSE, CALL_OPEN, CONFIRM, REJECT, SPECIAL
 
+MAX_SPAN_WORDS = 12  # words a name-valued argument may copy
 SPAN_FIELDS = frozenset({"id", "keyword_id", "campaign_id", "ad_group_id", "experiment_id", "query", "text",
                          "campaign_ids"})
 _HARD = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
@@ -39,11 +43,12 @@ class Vocab:
     tok: Any
     ll: Any
     token_bytes: list[bytes]
+    continues: list[bool]  # a "##" piece: it continues the word before it
     sep: int
     size: int
 
     def spaced(self, text: str) -> str:
-        """The grammar's view of `text`: its tokens' bytes joined (" what _ if")."""
+        """The grammar's view of `text`: its tokens' bytes joined ("what_if")."""
         ids = self.tok.encode(text, add_special_tokens=False).ids
         return b"".join(self.token_bytes[i] for i in ids).decode("utf-8", "replace")
 
@@ -71,9 +76,11 @@ def make_vocab(tok: Any) -> Vocab:
     inverse = {i: t for t, i in vocab.items()}
     size = tok.get_vocab_size()
     token_bytes: list[bytes] = []
+    continues: list[bool] = []
     special: list[int] = []
     for i in range(size):
         t = inverse.get(i, "[UNK]")
+        continues.append(t.startswith("##"))
         if t in _HARD or t.startswith("[unused") or (t.startswith("[") and t.endswith("]") and t not in SPECIAL):
             token_bytes.append(f"<{t}>".encode())
             special.append(i)
@@ -83,7 +90,7 @@ def make_vocab(tok: Any) -> Vocab:
             token_bytes.append(f" {t}".encode())
     sep = int(vocab["[SEP]"])
     ll = llguidance.LLTokenizer(llguidance.TokenizerWrapper(_Wrapper(tok, token_bytes, special, sep)))
-    return Vocab(tok=tok, ll=ll, token_bytes=token_bytes, sep=sep, size=size)
+    return Vocab(tok=tok, ll=ll, token_bytes=token_bytes, continues=continues, sep=sep, size=size)
 
 
 # --- the grammar -------------------------------------------------------------------------------------------------
@@ -91,6 +98,13 @@ def make_vocab(tok: Any) -> Vocab:
 
 def _lit(text: str) -> str:
     return json.dumps(text)
+
+
+def _toks(v: Vocab, text: str) -> str:
+    """`text` as its exact tokens (`<[id]>` literals): the model may only write a name, key or enum value the way
+    the tokenizer writes it, so what the grammar admits is what the text says."""
+    ids = v.tok.encode(text, add_special_tokens=False).ids
+    return "(" + " ".join(f"<[{i}]>" for i in ids) + ")"
 
 
 def _kind(prop: dict[str, Any], key: str) -> str:
@@ -108,35 +122,64 @@ def _kind(prop: dict[str, Any], key: str) -> str:
     return "span" if key in SPAN_FIELDS else "free"
 
 
+def _int_pattern(lo: int, hi: int | None) -> str:
+    """A regex (bytes of the number's tokens: an optional leading space) for the integers lo..hi."""
+    if hi is None or hi - lo > 2000:
+        first = "[1-9][0-9]{0,8}" if lo >= 1 else "0|[1-9][0-9]{0,8}"
+        return f"/ ?({first})/"
+    return "/ ?(" + "|".join(str(n) for n in range(hi, lo - 1, -1)) + ")/"
+
+
+def _number(v: Vocab, prop: dict[str, Any], rules: dict[str, str], rule_name: str) -> str:
+    """A number inside the schema's bounds (minimum/exclusiveMinimum/maximum), up to 4 decimals."""
+    low = prop.get("minimum", prop.get("exclusiveMinimum"))
+    positive = "exclusiveMinimum" in prop and prop["exclusiveMinimum"] >= 0
+    high = prop.get("maximum")
+    dot, dash = _toks(v, "."), _toks(v, "-")
+    # (the maximum's own whole part takes decimals too: a separate branch for it alone would force bytes, which
+    # llguidance's masks need forced-token handling for; 100.5 for a maximum of 100 is left to the tool to refuse)
+    whole_max = None if high is None else int(high)
+    forms = [f"{_int_pattern(1, whole_max)} ({dot} FRACTION)?", f"ZERO {dot} NONZERO_FRACTION"]
+    if not positive:
+        forms.append("ZERO")
+    if low is not None and low < 0:  # e.g. relative_change > -1: "-0.2"
+        forms.append(f"{dash} ZERO {dot} NONZERO_FRACTION")
+    elif low is None:
+        forms.append(f"{dash} {_int_pattern(1, None)} ({dot} FRACTION)?")
+    rules[rule_name] = " | ".join(f"({f})" for f in forms)
+    return rule_name
+
+
 def _value(v: Vocab, prop: dict[str, Any], key: str, rules: dict[str, str], rule_name: str) -> str:
     kind = _kind(prop, key)
     if kind == "enum":
-        return "(" + " | ".join(_lit(v.spaced(str(x))) for x in prop["enum"]) + ")"
+        return "(" + " | ".join(_toks(v, str(x)) for x in prop["enum"]) + ")"
     if kind == "number":
-        return "number"
+        return _number(v, prop, rules, rule_name + "_num")
     if kind == "integer":
-        return "DIGITS"
+        return _int_pattern(int(prop.get("minimum", 0)), prop.get("maximum"))
     if kind == "boolean":
-        return '(" true" | " false")'
+        return f"({_toks(v, 'true')} | {_toks(v, 'false')})"
     if kind == "date":
-        return "DATE"
+        return "date"
     if kind == "span":
         return "span"
     if kind == "free":
         return "free"
     items = prop.get("items") or {}
+    comma = _toks(v, ",")
     if kind == "strings":
         item = _value(v, items, key, rules, rule_name + "_item")
-        return f'" [" {item} (" ," {item})* " ]"'
+        return f"{_toks(v, '[')} {item} ({comma} {item})* {_toks(v, ']')}"
     # a list of objects: each `{ key = value , ... }` in the item schema's order
     obj = rule_name + "_obj"
     required = set(items.get("required") or [])
     parts = []
     for k, p in (items.get("properties") or {}).items():
-        piece = f"{_lit(v.spaced(k) + ' =')} {_value(v, p, k, rules, obj + '_' + k)} {_lit(' ,')}"
+        piece = f"{_toks(v, k)} {_toks(v, '=')} {_value(v, p, k, rules, obj + '_' + k)} {comma}"
         parts.append(f"({piece})" + ("" if k in required else "?"))
-    rules[obj] = _lit(" {") + " " + " ".join(parts) + " " + _lit(" }")
-    return f'" [" {obj} (" ," {obj})* " ]"'
+    rules[obj] = _toks(v, "{") + " " + " ".join(parts) + " " + _toks(v, "}")
+    return f"{_toks(v, '[')} {obj} ({comma} {obj})* {_toks(v, ']')}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -145,53 +188,58 @@ def _tool_rules(v: Vocab, schemas_json: str) -> tuple[str, str]:
     schemas: dict[str, dict[str, Any]] = json.loads(schemas_json)
     rules: dict[str, str] = {}
     names = []
+    semi, eq = _toks(v, ";"), _toks(v, "=")
     for i, (name, schema) in enumerate(schemas.items()):
         rule = f"t{i}"
         names.append(rule)
         required = set(schema.get("required") or [])
-        parts = [_lit(v.spaced(name) + " :")]
+        parts = [f"{_toks(v, name)} {_toks(v, ':')}"]
         for key, prop in (schema.get("properties") or {}).items():
-            piece = f"{_lit(v.spaced(key) + ' =')} {_value(v, prop, key, rules, f'{rule}_{len(parts)}')} {_lit(' ;')}"
+            piece = f"{_toks(v, key)} {eq} {_value(v, prop, key, rules, f'{rule}_{len(parts)}')} {semi}"
             parts.append(f"({piece})" + ("" if key in required else "?"))
         rules[rule] = " ".join(parts)
     body = "\n".join(f"{k}: {r}" for k, r in rules.items())
     return " | ".join(names), body
 
 
-def prompt_words(v: Vocab, prompt_ids: list[int]) -> list[str]:
-    """The prompt's words as the grammar sees them (a word-start token and its continuations), separators out."""
-    words: list[bytes] = []
+def prompt_words(v: Vocab, prompt_ids: list[int]) -> list[tuple[int, ...]]:
+    """The prompt's words as token sequences (a word-start token and its continuations), separators out: what a
+    name-valued argument may copy."""
+    words: list[list[int]] = []
     for i in prompt_ids:
-        b = v.token_bytes[i]
-        if b.startswith(b"<["):
+        if v.token_bytes[i].startswith(b"<["):
             continue
-        if b.startswith(b" ") or not words:
-            words.append(b)
+        if v.continues[i] and words:
+            words[-1].append(i)
         else:
-            words[-1] += b
-    out = {w.decode("utf-8", "replace") for w in words}
-    return sorted(w for w in out if w.strip() and w.strip() not in _SEPARATORS and not w.strip().startswith("["))
+            words.append([i])
+    skip = {v.tok.token_to_id(s) for s in _SEPARATORS} | {v.tok.token_to_id(s) for s in SPECIAL}
+    return sorted({tuple(w) for w in words if w[0] not in skip})
 
 
 def grammar_for(v: Vocab, schemas: dict[str, dict[str, Any]], prompt_ids: list[int], *, pending: bool) -> str:
     tools, rules = _tool_rules(v, json.dumps(schemas, sort_keys=False))
-    words = prompt_words(v, prompt_ids) or [" none"]
-    decision = f" | {_lit(' ' + CONFIRM)} | {_lit(' ' + REJECT)}" if pending else ""
+    words = prompt_words(v, prompt_ids) or [tuple(v.tok.encode("none", add_special_tokens=False).ids)]
+    word_alts = " | ".join("(" + " ".join(f"<[{i}]>" for i in w) + ")" for w in words)
+    decision = f" | {_toks(v, CONFIRM)} | {_toks(v, REJECT)}" if pending else ""
+    dash = _toks(v, "-")
     return f"""%llguidance {{}}
 start: answer | calls{decision}
 answer: /[^<]+/
-calls: call+
-call: {_lit(' ' + CALL_OPEN)} ({tools}) {_lit(' ' + CALL_CLOSE)}
+calls: call~1..6
+call: {_toks(v, CALL_OPEN)} ({tools}) {_toks(v, CALL_CLOSE)}
 {rules}
-span: SPANWORD+
-SPANWORD: {' | '.join(_lit(w) for w in words)}
-number: NEG? DIGITS DECIMAL?
-NEG: " -"
-DIGITS: / [0-9]+/
-DECIMAL: / \\. [0-9]+/
-DATE: / [0-9]{{4}} - [0-9]{{2}} - [0-9]{{2}}/
-free: FREEWORD+
-FREEWORD: / [^ ;=<\\[\\]{{}},]+/
+span: word~1..{MAX_SPAN_WORDS}
+word: {word_alts}
+date: YEAR {dash} MONTH {dash} DAY
+YEAR: / ?2[0-9]{{3}}/
+MONTH: / ?(0[1-9]|1[0-2])/
+DAY: / ?(0[1-9]|[12][0-9]|3[01])/
+ZERO: / ?0/
+FRACTION: / ?[0-9]{{1,4}}/
+NONZERO_FRACTION: / ?0{{0,3}}[1-9][0-9]{{0,3}}/
+free: FREEWORD~1..{MAX_SPAN_WORDS}
+FREEWORD: / ?[^ ;=<\\[\\]{{}},]+/
 """
 
 
@@ -225,9 +273,12 @@ def _allowed(m: Any, size: int) -> torch.Tensor:
 def generate(model: Any, v: Vocab, grammar: str, prompt_ids: list[int], *, max_new_tokens: int = 200,
              temperature: float = 0.0, generator: torch.Generator | None = None, deadline: float | None = None
              ) -> Generation:
-    """Decode one output under the grammar (greedy, or sampled at `temperature`). Tokens the grammar forces are
-    fed to the model together, without asking it."""
+    """Decode one output under the grammar (greedy, or sampled at `temperature`). Tokens the grammar forces (the
+    only one it allows next) are fed to the model together, without asking it. (llguidance's own
+    compute_ff_tokens re-tokenizes forced bytes, which does not work with the grammar's token-id literals.)"""
     m = matcher(v, grammar)
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", 10**9)
+    max_new_tokens = min(max_new_tokens, limit - len(prompt_ids) - 1)
     logits, cache = model.start(torch.tensor([prompt_ids]))
     out: list[int] = []
     total, calls = 0.0, 1
@@ -244,9 +295,14 @@ def generate(model: Any, v: Vocab, grammar: str, prompt_ids: list[int], *, max_n
             break
         if not m.consume_token(token):
             raise ValueError(f"the grammar refused token {token}: {m.get_error()}")
-        feed = [token, *m.compute_ff_tokens()]
-        for forced in feed[1:]:
+        feed = [token]
+        while len(out) + len(feed) < max_new_tokens and not m.is_stopped():
+            nxt = _allowed(m, logits.shape[-1])
+            if int(nxt.sum()) != 1 or m.is_accepting():
+                break
+            forced = int(nxt.nonzero()[0])  # the grammar allows this token only: no need to ask the model
             m.consume_token(forced)
+            feed.append(forced)
         out += feed
         if m.is_stopped():
             out.append(v.sep)

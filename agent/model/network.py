@@ -240,6 +240,8 @@ class AdguideForPrefixLM(PreTrainedModel):
     def start(self, prompt_ids: torch.Tensor) -> tuple[torch.Tensor, Cache]:
         """Run a prompt (ending with [SEP]) once: the next-token logits and the cache of keys and values."""
         t = prompt_ids.shape[1]
+        if t >= self.config.max_position_embeddings:
+            raise ValueError(f"the prompt is {t} tokens; this model reads at most {self.config.max_position_embeddings}")
         positions = torch.arange(t, device=prompt_ids.device)[None]
         x = self.embeddings(prompt_ids, positions, torch.zeros_like(prompt_ids))
         cache: Cache = []
