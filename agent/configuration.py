@@ -23,7 +23,7 @@ MODELS_DIR = REPO_ROOT / "training" / "models"
 
 class BackendKind(StrEnum):
     RULES = "rules"  # deterministic rule-based policy (agent/backends/rules.py)
-    TEACHER = "teacher"  # the training engineer's expert policy (agent/teacher.py), when present
+    TEACHER = "teacher"  # keyword rules read the intent, the expert policy plans it (agent/backends/teacher.py)
     LOCAL = "local"  # transformers, in process, the project's own model dir
     OPENAI = "openai"  # any OpenAI-compatible server (vLLM in production)
 

@@ -18,7 +18,7 @@ bid or budget is best stopped, and an oracle without that move would be beaten b
 The objective is the advertiser's incremental profit whatever the user's words: for "lower my ACoS" the
 teacher only proposes bid cuts (which do not raise ACoS) and picks the most profitable; for "should I raise a
 budget" it proposes the most profitable budget move, a cut where cutting earns more than any raise, and
-says so (agent/teacher.py).
+says so (agent/expert.py).
 
 The score is gain / oracle gain, clipped to [-1, 1]; when the oracle finds nothing worth more than EPS
 dollars, keeping things as they are scores 1 and a losing change scores below 0.

@@ -1,7 +1,7 @@
 """Run scenarios against the agent: cases in parallel (bounded), transcripts collected, every case scored.
 
 A case is one scenario for one advertiser in one split (market variant); each runs `trials` times per row.
-A row is a backend: the model under test, and the teacher (the rule-based expert policy, agent/teacher.py)
+A row is a backend: the model under test, and the teacher (keyword rules + the expert policy, agent/backends/teacher.py)
 on the same cases, so every report shows the best achievable next to the model. Cases run through the
 agent's real graph (`agent.graph.Agent`: guardrails, MCP tools over an in-memory session, confirmation
 interrupts) with an in-memory checkpointer; a case that confirms a change gets a private copy of its

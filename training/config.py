@@ -1,19 +1,27 @@
-"""Pipeline configuration: one pydantic model per stage, and the named presets (`tiny`, `small`).
+"""Pipeline configuration: one pydantic model per stage, and the named presets.
 
-A preset is the whole recipe of a run; `adguide train` stages read it from the run dir's `pipeline.json`, so
-a run can be resumed (or inspected) without remembering its flags. `check_fits_in_memory` refuses a
-config whose training state would not fit in this machine's memory before any compute is spent.
+A preset is the whole recipe of a run; `adguide train` stages read it from the run dir's `pipeline.json`, so a
+run can be resumed (or inspected) without remembering its flags.
+
+- `small`: the shipped embedded model (MiniLM as a prefix LM) on this 2-core CPU machine, under 90 minutes:
+  curriculum data (~9 min), SFT (~50 min), preference sampling and DPO (~15 min), the card (~5 min).
+- `tiny`: the same stages in a minute or two on tiny data (the tests run it).
+- `gpu`: a pretrained instruct base (Qwen2.5 0.5-1.5B, LoRA) fine-tuned on the same curriculum in the hermes
+  chat format with the full tool specifications, for vLLM to serve; `--base-model` names its local dir. The
+  tests run it on CPU with a tiny randomly initialised Qwen2 of the same architecture.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from training.curriculum import CurriculumConfig
+from training.trainer import TrainConfig
 
 
 class _Cfg(BaseModel):
@@ -23,98 +31,64 @@ class _Cfg(BaseModel):
 class Preset(StrEnum):
     TINY = "tiny"
     SMALL = "small"
+    GPU = "gpu"
 
 
-class TokenizerConfig(_Cfg):
-    vocab_size: int = Field(ge=300, le=262_144, description="BPE vocabulary including special and added tokens")
-    min_frequency: int = Field(default=2, ge=1)
+class SFTConfig(TrainConfig):
+    answer_keep: float = Field(0.5, gt=0, le=1, description="share of answer steps trained on (calls and "
+                               "decisions always): writing an answer is mostly copying, reading the question is "
+                               "where the examples are needed")
+    max_length: int = Field(512, ge=64, le=512)
 
 
-class ModelConfig(_Cfg):
-    """A Qwen2-architecture decoder. `vocab_size` comes from the trained tokenizer (rounded up to 64)."""
-
-    hidden_size: int = Field(ge=16, le=16_384)
-    intermediate_size: int = Field(ge=16, le=65_536)
-    num_hidden_layers: int = Field(ge=1, le=128)
-    num_attention_heads: int = Field(ge=1, le=128)
-    num_key_value_heads: int = Field(ge=1, le=128)
-    max_position_embeddings: int = Field(default=4096, ge=128, le=131_072)
-    rope_theta: float = Field(default=10_000.0, gt=0)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> ModelConfig:
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
-                f"num_key_value_heads ({self.num_key_value_heads})"
-            )
-        return self
+class PreferenceConfig(_Cfg):
+    n_prompts: int = Field(ge=1, le=100_000, description="train-family steps to sample the SFT model on")
+    samples: int = Field(4, ge=2, le=32, description="samples per prompt")
+    temperature: float = Field(0.8, gt=0, le=5)
+    rft_epochs: float = Field(1.0, ge=0, le=10, description="passes over the correct samples (rejection-sampling "
+                              "fine-tune) before DPO; 0 skips it")
 
 
-class DataConfig(_Cfg):
-    """Teacher trajectories: how many worlds/advertisers and dialogues per advertiser."""
-
-    n_advertisers: int = Field(ge=4, le=10_000, description="advertisers in the generated training world")
-    days: int = Field(default=60, ge=14, le=3650)
-    dialogues_per_advertiser: int = Field(ge=1, le=1000)
-    val_fraction: float = Field(default=0.1, ge=0, lt=0.5)
-    test_fraction: float = Field(default=0.1, ge=0, lt=0.5)
-    seed: int = 7
-
-
-class SFTStageConfig(_Cfg):
-    epochs: float = Field(gt=0, le=1000)
-    max_steps: int = Field(default=-1, ge=-1, description="-1: run `epochs`")
-    batch_size: int = Field(ge=1, le=1024)
-    grad_accum: int = Field(default=1, ge=1, le=1024)
-    learning_rate: float = Field(gt=0, le=1)
-    max_length: int = Field(ge=64, le=131_072)
-    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+class DPOConfig(_Cfg):
+    beta: float = Field(0.1, gt=0, le=10)
+    loss_type: str = Field("sigmoid", pattern="^(sigmoid|ipo|hinge|robust)$")
+    learning_rate: float = Field(2e-6, gt=0, le=1)
+    max_steps: int = Field(200, ge=1)
+    batch_size: int = Field(8, ge=1, le=256)
+    max_length: int = Field(512, ge=64, le=8192)
+    use_lora: bool = Field(False, description="LoRA adapters (peft) instead of a full fine-tune (the GPU recipe)")
+    lora_r: int = Field(16, ge=1, le=1024)
 
 
-class PreferenceStageConfig(_Cfg):
-    n_prompts: int = Field(ge=1, le=100_000, description="training tasks to sample candidates for")
-    candidates_per_prompt: int = Field(ge=2, le=64)
-    temperature: float = Field(default=0.7, gt=0, le=5)
-    max_new_tokens: int = Field(default=256, ge=8, le=8192)
-    max_steps_per_rollout: int = Field(default=6, ge=1, le=50)
-    min_margin: float = Field(default=0.05, ge=0, le=10, description="drop pairs whose scores differ less")
-    include_teacher: bool = Field(default=True, description="add the teacher's trajectory as one candidate")
+class CardConfig(_Cfg):
+    dialogues_per_advertiser: int = Field(6, ge=1, le=500, description="held-out curriculum dialogues per "
+                                          "evaluation advertiser and split, to compare SFT and DPO on")
+    advertisers: int = Field(2, ge=1, le=50)
 
 
-class DPOStageConfig(_Cfg):
-    loss_type: str = Field(default="sigmoid", pattern="^(sigmoid|ipo|hinge|robust)$")
-    beta: float = Field(default=0.1, gt=0, le=10)
-    epochs: float = Field(gt=0, le=1000)
-    max_steps: int = Field(default=-1, ge=-1)
-    batch_size: int = Field(ge=1, le=1024)
-    learning_rate: float = Field(gt=0, le=1)
-    max_length: int = Field(ge=64, le=131_072)
-    use_lora: bool = Field(default=False, description="LoRA adapters (peft) instead of a full fine-tune")
-    lora_r: int = Field(default=16, ge=1, le=1024)
+class GpuConfig(_Cfg):
+    """The pretrained-base recipe: LoRA SFT on the hermes chat format with TRL's SFTTrainer."""
 
-
-class EvalStageConfig(_Cfg):
-    n_tasks: int = Field(ge=1, le=100_000, description="held-out test tasks to roll out per model")
-    max_new_tokens: int = Field(default=256, ge=8, le=8192)
-    max_steps_per_rollout: int = Field(default=6, ge=1, le=50)
+    base_model: str | None = Field(None, description="a local model dir (Qwen2.5 0.5-1.5B instruct); None: a tiny "
+                                   "randomly initialised Qwen2 (the CPU test of this path)")
+    epochs: float = Field(1.0, gt=0, le=100)
+    max_steps: int = Field(-1, ge=-1)
+    batch_size: int = Field(4, ge=1, le=1024)
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    max_length: int = Field(4096, ge=256, le=131_072)
+    lora_r: int = Field(16, ge=1, le=1024)
+    dialogues: int = Field(20_000, ge=1, description="curriculum dialogues trained on")
 
 
 class PipelineConfig(_Cfg):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
-    tokenizer: TokenizerConfig
-    model: ModelConfig
-    data: DataConfig
-    sft: SFTStageConfig
-    preferences: PreferenceStageConfig
-    dpo: DPOStageConfig
-    eval: EvalStageConfig
-    threads: int = Field(default=1, ge=1, le=256, description="torch threads: the machine is shared")
+    curriculum: CurriculumConfig
+    sft: SFTConfig
+    preferences: PreferenceConfig
+    dpo: DPOConfig
+    card: CardConfig
+    gpu: GpuConfig | None = Field(None, description="set: the pretrained-base recipe instead of the embedded model")
+    threads: int = Field(default=2, ge=1, le=256, description="torch threads (1 where other work shares the CPU)")
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
@@ -127,7 +101,7 @@ class PipelineConfig(_Cfg):
         try:
             return cls.model_validate_json(path.read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path} is missing: start the run with `adguide train base`") from None
+            raise FileNotFoundError(f"{path} is missing: start the run with `adguide train all`") from None
 
 
 def preset(name: Preset | str) -> PipelineConfig:
@@ -136,84 +110,32 @@ def preset(name: Preset | str) -> PipelineConfig:
     except ValueError:
         allowed = ", ".join(p.value for p in Preset)
         raise ValueError(f"config must be one of {allowed} (got {name!r})") from None
-    if which is Preset.TINY:
-        # Seconds per stage: proves every stage runs, learns nothing useful.
+    if which is Preset.TINY:  # seconds per stage: proves every stage runs, learns little
         return PipelineConfig(
             name="tiny",
-            tokenizer=TokenizerConfig(vocab_size=512),
-            model=ModelConfig(
-                hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                max_position_embeddings=8192,
-            ),
-            data=DataConfig(n_advertisers=6, days=21, dialogues_per_advertiser=3, val_fraction=0.2, test_fraction=0.2),
-            sft=SFTStageConfig(epochs=1, max_steps=2, batch_size=2, learning_rate=1e-3, max_length=8192),
-            preferences=PreferenceStageConfig(
-                n_prompts=2, candidates_per_prompt=2, max_new_tokens=24, max_steps_per_rollout=2, min_margin=0.0
-            ),
-            dpo=DPOStageConfig(epochs=1, max_steps=2, batch_size=2, learning_rate=1e-4, max_length=8192),
-            eval=EvalStageConfig(n_tasks=2, max_new_tokens=24, max_steps_per_rollout=2),
+            curriculum=CurriculumConfig(n_worlds=1, advertisers_per_world=3, days=30, dialogues=24, val_advertisers=1,
+                                        processes=1),
+            sft=SFTConfig(max_steps=4, minutes=5, warmup_steps=1, batch_tokens=1024, checkpoint_every=2, log_every=1,
+                          learning_rate=3e-4),
+            preferences=PreferenceConfig(n_prompts=3, samples=2, rft_epochs=1),
+            dpo=DPOConfig(max_steps=2, batch_size=2),
+            card=CardConfig(dialogues_per_advertiser=2, advertisers=1),
+            threads=1,
         )
-    # The shipped default: a few MB on disk; SFT, preferences, DPO and the card in about an hour of one (shared) CPU thread.
-    return PipelineConfig(
+    shipped = PipelineConfig(
         name="small",
-        tokenizer=TokenizerConfig(vocab_size=4096),
-        model=ModelConfig(
-            hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=3, num_key_value_heads=1,
-            max_position_embeddings=6144,
-        ),
-        data=DataConfig(n_advertisers=40, days=60, dialogues_per_advertiser=12),
-        sft=SFTStageConfig(epochs=1, batch_size=4, learning_rate=2e-3, max_length=4608),
-        preferences=PreferenceStageConfig(n_prompts=16, candidates_per_prompt=3, max_new_tokens=128, max_steps_per_rollout=4),
-        dpo=DPOStageConfig(epochs=2, batch_size=1, learning_rate=5e-5, max_length=4608),
-        eval=EvalStageConfig(n_tasks=12, max_new_tokens=128, max_steps_per_rollout=4),
+        curriculum=CurriculumConfig(n_worlds=4, advertisers_per_world=12, days=60, dialogues=22_000, val_advertisers=1),
+        sft=SFTConfig(max_steps=1450, minutes=55, learning_rate=2e-4, freeze_layers=2, batch_tokens=4096,
+                      checkpoint_every=300, warmup_steps=100, threads=2),
+        preferences=PreferenceConfig(n_prompts=240, samples=4, temperature=0.8, rft_epochs=1),
+        dpo=DPOConfig(max_steps=120, batch_size=8, learning_rate=2e-6, beta=0.1),
+        card=CardConfig(dialogues_per_advertiser=6, advertisers=2),
+        threads=2,
     )
-
-
-# --- memory ------------------------------------------------------------------------------------------
-
-
-def available_memory_bytes() -> int:
-    """MemAvailable from /proc/meminfo (Linux); falls back to total physical memory."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-
-
-def parameter_count(model: ModelConfig, vocab_size: int) -> int:
-    h, i, n = model.hidden_size, model.intermediate_size, model.num_hidden_layers
-    head_dim = h // model.num_attention_heads
-    kv = model.num_key_value_heads * head_dim
-    attention = h * h + 2 * h * kv + h * h + (h + 2 * kv)  # q, k, v, o (+ q/k/v biases)
-    mlp = 3 * h * i
-    norms = 2 * h
-    return vocab_size * h + n * (attention + mlp + norms) + h  # tied embeddings
-
-
-def training_memory_bytes(model: ModelConfig, vocab_size: int, batch_size: int, max_length: int) -> int:
-    """A deliberately generous fp32 estimate: weights, grads, two Adam moments, activations and logits."""
-    params = parameter_count(model, vocab_size)
-    state = params * 4 * 4
-    tokens = batch_size * max_length
-    activations = tokens * model.hidden_size * model.num_hidden_layers * 4 * 16
-    attention = batch_size * model.num_attention_heads * max_length * max_length * 4 * model.num_hidden_layers * 2
-    logits = tokens * vocab_size * 4 * 3  # logits, log-softmax, grad
-    return state + activations + attention + logits
-
-
-def check_fits_in_memory(
-    model: ModelConfig, vocab_size: int, batch_size: int, max_length: int, *, copies: int = 1, what: str = "training"
-) -> int:
-    """Raise MemoryError naming the knobs if the estimate exceeds 80% of available memory; return the estimate."""
-    need = training_memory_bytes(model, vocab_size, batch_size, max_length) * copies
-    have = available_memory_bytes()
-    if need > 0.8 * have:
-        raise MemoryError(
-            f"{what} needs about {need / 2**30:.1f} GiB (model {parameter_count(model, vocab_size) / 1e6:.1f}M params, "
-            f"batch_size {batch_size}, max_length {max_length}) but only {have / 2**30:.1f} GiB is available: "
-            "lower batch_size or max_length, or pick a smaller model config"
-        )
-    return need
+    if which is Preset.GPU:
+        return shipped.model_copy(update={
+            "name": "gpu",
+            "gpu": GpuConfig(),
+            "dpo": DPOConfig(max_steps=200, batch_size=8, learning_rate=5e-6, use_lora=True, max_length=4096),
+        })
+    return shipped

@@ -1,107 +1,67 @@
-"""Stage 5: DPO (or IPO, `loss_type="ipo"`) on the simulator-labelled pairs with TRL's DPOTrainer.
+"""DPO with TRL's DPOTrainer on the model's own preference pairs (training/preferences.py).
 
-The small model is fully fine-tuned; a real base model on a GPU uses LoRA adapters (peft), merged into
-the weights before saving so the output is again a plain model dir. The reference model is the SFT
-checkpoint: with `ref_model=None` TRL rebuilds it from the policy's saved path (or, under LoRA, disables
-the adapters), which is why the SFT stage saves before this one starts.
+The embedded model is a prefix LM that every trainer sees as a causal LM (agent/model/network.py): the prompt
+is `[CLS] <compact prompt> [SEP]`, the completion the model's output, `[SEP]` its end, and the model finds the
+prompt's end itself. The reference is the policy's starting point (the RFT model, or SFT when there is none),
+loaded separately and frozen. On CPU: fp32, no gradient checkpointing (STACK.md). The GPU recipe passes LoRA.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from training.config import PipelineConfig, check_fits_in_memory
-from training.model import load_model, save_model_dir, validate_model_dir
-from training.pipeline import StageWork
-from training.preferences import PreferencePair
+from training.preferences import Pair
 
 
-def dpo_dataset(pairs: list[PreferencePair]) -> Any:
+def hf_tokenizer(model_dir: Path | None) -> Any:
+    """The model's WordPiece tokenizer behind transformers' interface (what TRL tokenizes with)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from agent.model.text import load_tokenizer
+
+    return PreTrainedTokenizerFast(tokenizer_object=load_tokenizer(model_dir), eos_token="[SEP]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]")
+
+
+def train_dpo(start_dir: Path, pairs: list[Pair], out: Path, cfg: Any, threads: int, seed: int = 0) -> dict[str, Any]:
+    """DPO from the model in `start_dir` (also the frozen reference); the result is saved as a model dir in `out`."""
+    import torch
     from datasets import Dataset
-
-    if not pairs:
-        raise ValueError("no preference pairs: every candidate scored alike; sample more candidates or lower min_margin")
-    return Dataset.from_list(
-        [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "tools": p.tools} for p in pairs]
-    )
-
-
-def train_dpo(work: StageWork, config: PipelineConfig, sft_dir: Path, pairs: list[PreferencePair]) -> None:
     from transformers import PrinterCallback
+    from transformers.utils import logging as hf_logging
     from trl import DPOConfig, DPOTrainer
 
-    from training.trainer_utils import ProgressCallback, cpu_safe_args, hardware, quiet_libraries
+    from agent.model.network import AdguideForPrefixLM
 
-    quiet_libraries(config.threads)
-    cfg = config.dpo
-    sft_config = validate_model_dir(sft_dir)
-    check_fits_in_memory(
-        config.model, sft_config["vocab_size"], 2 * cfg.batch_size, cfg.max_length, copies=2, what="DPO"
-    )
-    dataset = dpo_dataset(pairs)
-    model, tokenizer = load_model(sft_dir, threads=config.threads)
-    peft_config = None
-    if cfg.use_lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
+    if not pairs:
+        raise ValueError("no preference pairs: every prompt's samples were all right or all wrong; sample more")
+    torch.set_num_threads(threads)
+    hf_logging.set_verbosity_error()
+    tokenizer = hf_tokenizer(start_dir)
+    policy = AdguideForPrefixLM.from_pretrained(start_dir)
+    reference = AdguideForPrefixLM.from_pretrained(start_dir).eval()
+    data = Dataset.from_list([{"prompt": f"[CLS] {p.prompt} [SEP]", "chosen": p.chosen, "rejected": p.rejected}
+                              for p in pairs])
     args = DPOConfig(
-        output_dir=str(work.out / "_trainer"),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        loss_type=[cfg.loss_type],
-        beta=cfg.beta,
-        max_length=cfg.max_length,
-        seed=config.model.seed,
-        warmup_steps=0.1,
-        **cpu_safe_args(config.threads),
+        output_dir=str(out / "_trainer"), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, beta=cfg.beta, loss_type=[cfg.loss_type], max_length=cfg.max_length,
+        seed=seed, use_cpu=not torch.cuda.is_available(), bf16=False, report_to="none", save_strategy="no",
+        disable_tqdm=True, logging_steps=10, activation_checkpointing=False, dataloader_num_workers=0,
     )
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[ProgressCallback(work, "DPO")],
-    )
+    trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
-    prepared: Any = trainer.train_dataset
-    tokens_per_epoch = sum(
-        len(p) + len(c) + len(p) + len(r)
-        for p, c, r in zip(prepared["prompt_ids"], prepared["chosen_ids"], prepared["rejected_ids"], strict=True)
-    )
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
-    trained: Any = trainer.model
-    if cfg.use_lora:
-        trained = trained.merge_and_unload()  # a plain model dir again, loadable without peft
-    save_model_dir(trained, tokenizer, work.out / "model")
-    shutil.rmtree(work.out / "_trainer", ignore_errors=True)
-    epochs_done = float(result.metrics.get("epoch", cfg.epochs))
+    model_dir = out / "model"
+    trainer.model.save_pretrained(model_dir)  # type: ignore[union-attr,operator]
+    tokenizer.backend_tokenizer.save(str(model_dir / "tokenizer.json"))
+    import shutil
+
+    shutil.rmtree(out / "_trainer", ignore_errors=True)
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    last = logs[-1] if logs else {}
-    work.summary.update(
-        pairs=len(pairs),
-        loss_type=cfg.loss_type,
-        beta=cfg.beta,
-        lora=cfg.use_lora,
-        steps=int(result.global_step),
-        epochs=round(epochs_done, 3),
-        train_loss=round(float(result.training_loss), 4),
-        final_reward_accuracy=_round(last.get("rewards/accuracies")),
-        final_reward_margin=_round(last.get("rewards/margins")),
-        train_seconds=round(seconds, 1),
-        tokens_per_second=round(tokens_per_epoch * epochs_done / seconds, 1) if seconds > 0 else None,
-        hardware=hardware(),
-    )
-
-
-def _round(value: Any) -> float | None:
-    return round(float(value), 4) if value is not None else None
+    return {"pairs": len(pairs), "steps": int(result.global_step), "train_loss": round(float(result.training_loss), 4),
+            "seconds": round(seconds, 1), "reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
+            "reward_margin": logs[-1].get("rewards/margins") if logs else None}

@@ -1,7 +1,7 @@
-"""Build, save and load the project's Qwen2-architecture model in standard HF format (contract E).
+"""Build, save and load a Qwen2-architecture model in standard HF format: the gpu recipe's tiny test base.
 
 A model dir holds config.json, generation_config.json, model.safetensors, tokenizer.json and
-tokenizer_config.json (with the chat template); transformers' AutoModelForCausalLM and vLLM load it.
+tokenizer_config.json (with the hermes chat template); transformers' AutoModelForCausalLM and vLLM load it.
 `validate_model_dir` checks a dir before any compute is spent on it.
 """
 
@@ -11,8 +11,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.config import ModelConfig
+from pydantic import BaseModel, Field
+
 from training.tokenizer import EOS_TOKEN, PAD_TOKEN, load_tokenizer, save_tokenizer
+
+
+class ModelConfig(BaseModel):
+    """A Qwen2-architecture decoder's size (the tiny random base that tests the gpu recipe and vLLM on CPU)."""
+
+    hidden_size: int = Field(64, ge=16)
+    intermediate_size: int = Field(128, ge=16)
+    num_hidden_layers: int = Field(1, ge=1)
+    num_attention_heads: int = Field(1, ge=1)  # head_dim 64: vLLM's CPU attention rejects small heads (16 fails)
+    num_key_value_heads: int = Field(1, ge=1)
+    max_position_embeddings: int = Field(8192, ge=128)
+    rope_theta: float = 10_000.0
+    seed: int = 0
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 

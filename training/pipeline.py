@@ -31,32 +31,32 @@ from training.config import PipelineConfig
 
 
 class Stage(StrEnum):
-    DATA = "data"  # teacher trajectories (stage 2 of the issue; first, so the tokenizer sees the dialogues)
-    BASE = "base"  # tokenizer + untrained model
+    DATA = "data"  # curriculum dialogues over generated training worlds
+    BASE = "base"  # the starting model: MiniLM as a prefix LM (or the gpu recipe's pretrained base)
     SFT = "sft"
-    PREFERENCES = "preferences"
+    PREFERENCES = "preferences"  # SFT samples judged by outcome -> RFT model + DPO pairs
     DPO = "dpo"
-    CARD = "card"  # evaluation of SFT vs DPO + the model card
+    CARD = "card"  # SFT vs RFT vs DPO on held-out conversations + the model card
 
 
 UPSTREAM: dict[Stage, list[Stage]] = {
     Stage.DATA: [],
-    Stage.BASE: [Stage.DATA],
+    Stage.BASE: [],
     Stage.SFT: [Stage.BASE, Stage.DATA],
     Stage.PREFERENCES: [Stage.SFT, Stage.DATA],
     Stage.DPO: [Stage.PREFERENCES, Stage.SFT],
-    Stage.CARD: [Stage.DPO, Stage.SFT, Stage.DATA],
+    Stage.CARD: [Stage.SFT],
 }
 
 
 # The parts of the PipelineConfig each stage's outputs depend on (besides its upstream stages).
 STAGE_CONFIG: dict[Stage, tuple[str, ...]] = {
-    Stage.DATA: ("data",),
-    Stage.BASE: ("tokenizer", "model"),
-    Stage.SFT: ("sft",),
+    Stage.DATA: ("curriculum",),
+    Stage.BASE: ("gpu",),
+    Stage.SFT: ("sft", "gpu"),
     Stage.PREFERENCES: ("preferences",),
     Stage.DPO: ("dpo",),
-    Stage.CARD: ("eval",),
+    Stage.CARD: ("card",),
 }
 
 

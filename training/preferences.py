@@ -1,206 +1,240 @@
-"""Stage 4: preference pairs labelled by the simulator, no human in the loop.
+"""The preference stage: the SFT model's own samples, judged by outcome, for a rejection-sampling fine-tune and DPO.
 
-For each sampled training task, the SFT model writes several candidate trajectories (temperature sampling)
-against real MCP tools on a private copy of the world; the teacher's trajectory joins them as one more
-candidate (`include_teacher`). Each is scored (training/scoring.py: simulated outcome vs the oracle,
-safety, grounding, tool calls). The best candidate is paired with every candidate that scores at least
-`min_margin` lower, at their first differing assistant turn: the pair's prompt is the task plus the
-shared prefix, chosen/rejected are the two different next assistant turns, and the margin is the score
-gap of the whole trajectories (credit goes to the first decision that differed).
+For each of `n_prompts` train-family steps (a call, an answer or a typed decision), the SFT model writes
+`samples` outputs at `temperature`, each under the decoding grammar. A judge scores each by what it does:
+
+- a call is run through the real tools on the dialogue's own world; it is right when it does what the expert's
+  call did (the same tool with the same arguments once names are resolved to ids), and a proposal is also right
+  when its simulated incremental profit is at least the expert's (another change that earns as much is as good);
+- an answer is right when every figure in it comes from the turn's tool results (the output guardrail's
+  grounding check) and it states the figures the expert's answer stated;
+- a decision is right when it is the user's (confirm / reject).
+
+Correct samples train a rejection-sampling fine-tune; prompts with both correct and wrong samples give DPO pairs
+(chosen: a correct sample; rejected: a wrong one), all from the model's own outputs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from training.config import PreferenceStageConfig
-from training.data import DialogueRecord, TaskKind
-from training.rollout import isolated_world, mcp_caller, rollout
-from training.scoring import Score, prompt_of, score, teacher_completion
+from agent.curriculum.dialogues import Dialogue
+from training.examples import Example, examples
+
+Progress = Callable[[str, int, int], None]
 
 
-class Candidate(BaseModel):
-    source: str  # "sft" | "teacher"
-    added: list[dict[str, Any]]
-    score: Score
+class Judged(BaseModel):
+    output: str
+    correct: bool
+    why: str = ""
 
 
-class PreferencePair(BaseModel):
-    task_id: str
-    kind: TaskKind
-    prompt: list[dict[str, Any]]
-    chosen: list[dict[str, Any]]
-    rejected: list[dict[str, Any]]
-    tools: str  # JSON string (Arrow-safe)
-    margin: float
-    chosen_score: float
-    rejected_score: float
-    chosen_source: str
+class PromptSamples(BaseModel):
+    dialogue_id: str
+    kind: str
+    intent: str
+    prompt: str
+    gold: str
+    samples: list[Judged]
 
 
-def _same_turn(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    def key(m: dict[str, Any]) -> Any:
-        calls = [(c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []]
-        return m.get("role"), (m.get("content") or "").strip(), calls
+class Pair(BaseModel):
+    prompt: str
+    chosen: str
+    rejected: str
+    kind: str
 
-    return bool(key(a) == key(b))
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 2)
+    if isinstance(value, list):
+        return [_canonical_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical_value(v) for k, v in sorted(value.items())}
+    return value
 
 
-def pair_at_divergence(
-    record: DialogueRecord, chosen: Candidate, rejected: Candidate
-) -> PreferencePair | None:
-    """Cut both trajectories at their first differing assistant turn; None if they never differ there."""
-    i = 0
-    while i < min(len(chosen.added), len(rejected.added)) and _same_turn(chosen.added[i], rejected.added[i]):
-        i += 1
-    if i >= len(chosen.added) or i >= len(rejected.added):
+def canonical_call(name: str, args: dict[str, Any], result_text: str) -> tuple[str, str]:
+    """(tool, its arguments with names replaced by the ids they resolved to, numbers to the cent) as a key."""
+    from evals.heldout import canonical_args
+
+    return name, json.dumps(_canonical_value(canonical_args(args, result_text)), sort_keys=True)
+
+
+def _profit(result_text: str) -> float | None:
+    from agent.expert import impact_profit
+
+    try:
+        result = json.loads(result_text)
+    except ValueError:
         return None
-    a, b = chosen.added[i], rejected.added[i]
-    if a.get("role") != "assistant" or b.get("role") != "assistant":
-        return None  # same calls, different tool results: not the policy's decision
-    return PreferencePair(
-        task_id=record.id,
-        kind=record.kind,
-        prompt=[_plain(m) for m in prompt_of(record) + chosen.added[:i]],
-        chosen=[_plain(a)],
-        rejected=[_plain(b)],
-        tools=json.dumps(record.tools),
-        margin=round(chosen.score.total - rejected.score.total, 4),
-        chosen_score=chosen.score.total,
-        rejected_score=rejected.score.total,
-        chosen_source=chosen.source,
-    )
+    return impact_profit(result.get("impact")) if isinstance(result, dict) else None
 
 
-def _plain(message: dict[str, Any]) -> dict[str, Any]:
-    """Contract-E message with uniform keys (Arrow-safe), invalid calls rendered as they were written."""
-    if message.get("raw"):
-        return {"role": "assistant", "content": message["raw"], "tool_calls": [], "tool_call_id": ""}
-    calls = []
-    for c in message.get("tool_calls") or []:
-        calls.append({"id": c["id"], "type": "function", "function": dict(c["function"])})
-    return {
-        "role": message["role"],
-        "content": message.get("content") or "",
-        "tool_calls": calls,
-        "tool_call_id": message.get("tool_call_id") or "",
-    }
+class Judge:
+    """Runs calls on the dialogues' worlds (memoised MCP sessions) and scores samples against the gold step."""
+
+    def __init__(self, worlds: dict[str, Path]) -> None:
+        self.worlds = worlds  # world name (the dialogue id's prefix) -> world.sqlite
+        self._sessions: dict[tuple[str, str], Any] = {}
+        self._memo: dict[tuple[str, str, str, str], str] = {}
+        self._stack: Any = None
+
+    async def __aenter__(self) -> Judge:
+        from contextlib import AsyncExitStack
+
+        self._stack = AsyncExitStack()
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._stack is not None:
+            await self._stack.__aexit__(None, None, None)
+
+    async def call(self, world: str, advertiser: str, name: str, args: dict[str, Any]) -> str:
+        from tools.mcp_server import connect_in_memory
+        from tools.mcp_server.cache import ToolCache
+
+        key = (world, advertiser, name, json.dumps(args, sort_keys=True))
+        if key in self._memo:
+            return self._memo[key]
+        if (world, advertiser) not in self._sessions:
+            self._sessions[(world, advertiser)] = await self._stack.enter_async_context(
+                connect_in_memory(self.worlds[world], advertiser, cache=ToolCache(enabled=False), actor="judge"))
+        result = await self._sessions[(world, advertiser)].call_tool(name, args)
+        self._memo[key] = "".join(getattr(b, "text", "") for b in result.content)
+        return self._memo[key]
+
+    async def judge(self, example: Example, gold_calls: list[tuple[str, dict[str, Any], str]],
+                    tool_texts: list[str], user_texts: list[str], world: str, advertiser: str,
+                    output: str, message: Any) -> Judged:
+        if example.kind == "decision":
+            ok = output.strip() == example.output.strip()
+            return Judged(output=output, correct=ok, why="" if ok else "wrong decision")
+        if example.kind == "call":
+            if not message.tool_calls:
+                return Judged(output=output, correct=False, why="no call")
+            mine = []
+            for c in message.tool_calls:
+                mine.append((c["name"], c["args"], await self.call(world, advertiser, c["name"], c["args"])))
+            want = {canonical_call(n, a, r) for n, a, r in gold_calls}
+            got = {canonical_call(n, a, r) for n, a, r in mine}
+            if got == want:
+                return Judged(output=output, correct=True)
+            gold_gain = [_profit(r) for n, _, r in gold_calls if n == "propose_change"]
+            my_gain = [_profit(r) for n, _, r in mine if n == "propose_change"]
+            if gold_gain and my_gain and gold_gain[0] is not None and my_gain[0] is not None \
+                    and my_gain[0] >= gold_gain[0] - 1.0:
+                return Judged(output=output, correct=True, why="another change, as profitable")
+            return Judged(output=output, correct=False, why=f"calls {sorted(got)} != {sorted(want)}")
+        from agent.guardrails.output import check_output
+        from evals.heldout import _key_facts
+        from evals.metrics import _number_found
+
+        if message.tool_calls:
+            return Judged(output=output, correct=False, why="a call instead of the answer")
+        text = str(message.content)
+        check = check_output(text, tool_texts, user_texts)
+        if any(i.kind.value == "ungrounded_number" for i in check.issues):
+            return Judged(output=output, correct=False, why="ungrounded figure")
+        missing = [f.number for f in _key_facts(example_answer(example)) if f.number is not None
+                   and not _number_found(float(f.number), f.percent, f.rel_tol, text)]
+        return Judged(output=output, correct=not missing, why=f"missing {missing}" if missing else "")
 
 
-def pairs_for(record: DialogueRecord, candidates: list[Candidate], min_margin: float) -> list[PreferencePair]:
-    ranked = sorted(candidates, key=lambda c: c.score.total, reverse=True)
-    best = ranked[0]
-    pairs: list[PreferencePair] = []
-    seen: set[str] = set()
-    for other in ranked[1:]:
-        if best.score.total - other.score.total < min_margin or best.score.total == other.score.total:
-            continue
-        pair = pair_at_divergence(record, best, other)
-        if pair is None:
-            continue
-        key = json.dumps(pair.rejected, sort_keys=True) + json.dumps(pair.prompt[-1], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            pairs.append(pair)
-    return pairs
+def example_answer(example: Example) -> str:
+    return example.output
 
 
-async def sample_candidates(
-    model: Any,
-    tokenizer: Any,
-    record: DialogueRecord,
-    world_path: Path,
-    cfg: PreferenceStageConfig,
-    seed: int,
-) -> list[Candidate]:
-    from tools.mcp_server import Scope, connect_in_memory
-
-    candidates = []
-    if cfg.include_teacher:
-        added = teacher_completion(record)
-        candidates.append(Candidate(source="teacher", added=added, score=score(record, added)))
-    for k in range(cfg.candidates_per_prompt):
-        with isolated_world(world_path) as world:
-            async with connect_in_memory(world, Scope.advertiser(record.advertiser_id)) as session:
-                added = await rollout(
-                    model, tokenizer, prompt_of(record), record.tools, mcp_caller(session),
-                    max_steps=cfg.max_steps_per_rollout, max_new_tokens=cfg.max_new_tokens,
-                    temperature=cfg.temperature, seed=seed * 100 + k,
-                )
-        candidates.append(Candidate(source="sft", added=added, score=score(record, added)))
-    return candidates
+def _steps(d: Dialogue) -> dict[tuple[int, int], tuple[list[tuple[str, dict[str, Any], str]], list[str], list[str]]]:
+    """Per (turn, step): the gold calls of that step with results, and the turn's tool texts / user texts so far."""
+    out = {}
+    for t, turn in enumerate(d.turns):
+        texts: list[str] = []
+        for s, step in enumerate(turn.steps):
+            calls = [(c["function"]["name"], json.loads(c["function"]["arguments"]), r)
+                     for c, r in zip(step.message.get("tool_calls") or [], step.results, strict=False)]
+            out[(t, s)] = (calls, list(texts), [turn.user])
+            texts += step.results
+    return out
 
 
-def pick_prompts(records: list[DialogueRecord], n: int, seed: int) -> list[DialogueRecord]:
-    """n tasks spread over the task kinds (round-robin over kinds, shuffled within each)."""
-    import numpy as np
+async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: dict[str, Path], n_prompts: int,
+                           samples: int, temperature: float, seed: int, schemas: dict[str, dict[str, Any]],
+                           progress: Progress | None = None) -> list[PromptSamples]:
+    import torch
+    from langchain_core.messages import AIMessage
 
-    rng = np.random.default_rng(seed)
-    by_kind: dict[TaskKind, list[DialogueRecord]] = {}
-    for record in records:
-        by_kind.setdefault(record.kind, []).append(record)
-    queues = [list(rng.permutation(len(v))) for v in by_kind.values()]
-    lists = list(by_kind.values())
-    picked: list[DialogueRecord] = []
-    while len(picked) < n and any(queues):
-        for queue, items in zip(queues, lists, strict=True):
-            if queue and len(picked) < n:
-                picked.append(items[int(queue.pop())])
-    return picked
+    from agent.backends.embedded import EmbeddedChatModel
+    from agent.model.text import CONFIRM, REJECT
 
-
-def build_preferences(
-    model: Any,
-    tokenizer: Any,
-    records: list[DialogueRecord],
-    world_path: Path,
-    cfg: PreferenceStageConfig,
-    seed: int,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[PreferencePair], list[dict[str, Any]]]:
-    """Pairs, and one stats row per task (candidate scores) for the metrics log and the card."""
-    tasks = pick_prompts(records, cfg.n_prompts, seed)
-    pairs: list[PreferencePair] = []
-    stats: list[dict[str, Any]] = []
-
-    async def run_all() -> None:
-        for i, record in enumerate(tasks):
-            candidates = await sample_candidates(model, tokenizer, record, world_path, cfg, seed + i)
-            new = pairs_for(record, candidates, cfg.min_margin)
-            pairs.extend(new)
-            sft = [c.score for c in candidates if c.source == "sft"]
-            stats.append({
-                "task_id": record.id, "kind": record.kind.value, "pairs": len(new),
-                "sft_totals": [s.total for s in sft], "sft_success": sum(s.success for s in sft),
-                "teacher_total": next((c.score.total for c in candidates if c.source == "teacher"), None),
-            })
-            if progress:
-                progress(i + 1, len(tasks))
-
-    asyncio.run(run_all())
-    return pairs, stats
+    say = progress or (lambda *_: None)
+    model = EmbeddedChatModel.from_dir(model_dir)
+    model.load()
+    rng = random.Random(seed)
+    pool = [(d, e) for d in dialogues for e in examples(d, schemas)]
+    rng.shuffle(pool)
+    chosen = pool[:n_prompts]
+    generator = torch.Generator().manual_seed(seed)
+    out: list[PromptSamples] = []
+    async with Judge(worlds) as judge:
+        for i, (d, e) in enumerate(chosen):
+            world = d.id.rsplit("-", 2)[0]
+            steps = _steps(d)
+            gold_calls, tool_texts, user_texts = steps.get((e.turn, e.step), ([], [], [e.prompt]))
+            prompt = [model._tok.token_to_id("[CLS]"), *model._tok.encode(e.prompt, add_special_tokens=False).ids,
+                      model._tok.token_to_id("[SEP]")]
+            judged = []
+            for _ in range(samples):
+                decoded, _ = model._decode(prompt, schemas if e.kind != "decision" else {},
+                                           pending="[pending]" in e.prompt, temperature=temperature, generator=generator)
+                if decoded.strip().startswith((CONFIRM, REJECT)):
+                    message = AIMessage(content=decoded.strip())
+                else:
+                    message = model.text_message(decoded, [{"role": "tool", "content": t} for t in tool_texts])
+                judged.append(await judge.judge(e, gold_calls, tool_texts, user_texts, world, d.advertiser_id,
+                                                decoded, message))
+            out.append(PromptSamples(dialogue_id=d.id, kind=e.kind, intent=e.intent, prompt=e.prompt, gold=e.output,
+                                     samples=judged))
+            say("sampling the SFT model", i + 1, len(chosen))
+    return out
 
 
-def write_pairs(pairs: list[PreferencePair], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(p.model_dump_json() + "\n" for p in pairs))
-    tmp.replace(path)
+def pairs_and_rft(records: list[PromptSamples], seed: int) -> tuple[list[Pair], list[Example]]:
+    """DPO pairs (a correct and a wrong sample of the same prompt) and the correct samples as SFT examples."""
+    rng = random.Random(seed)
+    pairs, rft = [], []
+    for r in records:
+        good = list(dict.fromkeys(s.output for s in r.samples if s.correct))
+        bad = list(dict.fromkeys(s.output for s in r.samples if not s.correct))
+        for g in good:
+            rft.append(Example(dialogue_id=r.dialogue_id, turn=0, step=0, kind=r.kind, intent=r.intent,
+                               prompt=r.prompt, output=g))
+        if good and bad:
+            pairs.append(Pair(prompt=r.prompt, chosen=rng.choice(good), rejected=rng.choice(bad), kind=r.kind))
+    return pairs, rft
 
 
-def read_pairs(path: Path) -> list[PreferencePair]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `adguide train preferences`")
-    pairs = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                pairs.append(PreferencePair.model_validate_json(line))
-            except ValueError as err:
-                raise ValueError(f"{path}:{lineno}: not a preference pair: {str(err).splitlines()[0]}") from None
-    return pairs
+def summary(records: list[PromptSamples], pairs: list[Pair]) -> dict[str, Any]:
+    by_kind: dict[str, list[float]] = {}
+    for r in records:
+        by_kind.setdefault(r.kind, []).extend(float(s.correct) for s in r.samples)
+    return {"prompts": len(records), "samples": sum(len(r.samples) for r in records),
+            "correct_rate": {k: round(sum(v) / len(v), 3) for k, v in by_kind.items()},
+            "pairs": len(pairs), "seconds": round(time.time(), 1)}
+
+
+def run(model_dir: Path, dialogues: list[Dialogue], worlds: dict[str, Path], cfg: Any, seed: int,
+        schemas: dict[str, dict[str, Any]], progress: Progress | None = None) -> list[PromptSamples]:
+    return asyncio.run(sample_and_judge(model_dir, dialogues, worlds, cfg.n_prompts, cfg.samples, cfg.temperature,
+                                        seed, schemas, progress))

@@ -147,9 +147,9 @@ def evaluate_loss(model: Any, data: list[tuple[list[int], list[int]]], pad: int,
 
 def train(model: Any, data: list[tuple[list[int], list[int]]], out: Path, cfg: TrainConfig, *, pad: int,
           val: list[tuple[list[int], list[int]]] | None = None, log: Log | None = None,
-          save: Callable[[Any, Path], None] | None = None) -> dict[str, Any]:
-    """Train `model` on (ids, labels) pairs; checkpoints and the final model under `out`. Resumes from
-    `out/checkpoint` when it exists. Returns the run's figures."""
+          save: Callable[[Any, Path], None] | None = None, checkpoint_dir: Path | None = None) -> dict[str, Any]:
+    """Train `model` on (ids, labels) pairs; the final model under `out`. Checkpoints go to `checkpoint_dir`
+    (default `out/checkpoint`) and a run resumes from there. Returns the run's figures."""
     emit = log or (lambda _e: None)
     tune_malloc()
     torch.set_num_threads(cfg.threads)
@@ -163,7 +163,7 @@ def train(model: Any, data: list[tuple[list[int], list[int]]], out: Path, cfg: T
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
     plan = batches([len(x) for x, _ in data], cfg.batch_tokens, cfg.seed)
     total_steps = len(plan) if cfg.max_steps < 0 else min(cfg.max_steps, len(plan))
-    ckpt = out / "checkpoint"
+    ckpt = checkpoint_dir or out / "checkpoint"
     step = first = 0
     if (ckpt / "state.pt").exists():
         state = torch.load(ckpt / "state.pt", weights_only=False)

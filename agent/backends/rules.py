@@ -5,7 +5,7 @@ instantly, and every figure it states is copied from a tool result, so it exerci
 (tool calls, proposals and confirmations, grounding) end to end. It reads the user's last message, picks
 one tool from the MCP tool set (`account_overview`, `performance`, `search_terms`, `propose_change`), and
 once the result is back, writes a short answer quoting it. The training engineer's expert policy
-(agent/teacher.py, backend "teacher") is the stronger rule-based oracle; this one stays small on purpose.
+(agent/expert.py, behind the "teacher" backend) is the stronger rule-based policy; this one stays small on purpose.
 """
 
 from __future__ import annotations

@@ -1,78 +1,91 @@
-"""Training throughput of the project's model: tokens/s of a full SFT optimizer step, side by side.
+"""Training throughput of the embedded model: our loop (training/trainer.py) beside TRL's SFTTrainer, on the same
+model, the same curriculum examples and the same number of threads, in one run.
 
-Compares, on the same random batches of the `small` (or `--config`) architecture: eager vs sdpa attention,
-1 vs 2 torch threads, fp32 on CPU (and bf16 on a GPU when one is present). A step is forward + backward +
-AdamW on a batch of `--batch` sequences of `--length` tokens, as SFTTrainer runs it.
+    python -m evals.benchmarks.bench_training --dialogues /path/to/train.jsonl --steps 20
 
-    .venv/bin/python evals/benchmarks/bench_training.py [--config small] [--steps 4] [--length 2048]
-
-The machine may be shared: the figures say so, and the best of the timed steps is reported.
+Prints tokens/s (real tokens: prompt and output, no padding) and examples/s for each; the loop's choices are
+what it measures: length-bucketed batches padded to a few shapes, the output layer only at output positions
+(both trainers get that from the model's own loss), bf16 autocast where the CPU has AMX, the bottom two layers
+frozen, and glibc told to keep freed memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+
+import torch
 
 
-def bench(config_name: str, attn: str, threads: int, device: str, batch: int, length: int, steps: int) -> float:
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
+def _examples(path: Path, n: int) -> list[tuple[list[int], list[int]]]:
+    from agent.model.text import load_tokenizer
+    from training.stages import encoded, read_dialogues
 
-    from training.config import preset
-    from training.model import padded_vocab_size
+    return encoded(read_dialogues(path, limit=n), load_tokenizer(), {"answer": 0.5}, seed=0, max_length=512)[0]
+
+
+def ours(data: list[tuple[list[int], list[int]]], steps: int, threads: int) -> dict[str, float]:
+    from agent.model.network import AdguideForPrefixLM
+    from agent.model.text import load_tokenizer
+    from training.trainer import TrainConfig, train
+
+    model = AdguideForPrefixLM.from_minilm(load_tokenizer().get_vocab_size())
+    cfg = TrainConfig(max_steps=steps, minutes=60, warmup_steps=2, batch_tokens=4096, threads=threads,
+                      checkpoint_every=10**6, log_every=10**6)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        summary = train(model, data, Path(out), cfg, pad=0)
+    return {"tokens_per_s": summary["tokens_per_s"], "examples_per_s": summary["examples_per_s"],
+            "examples": summary["examples"], "bf16": summary["bf16"]}
+
+
+def trl(data: list[tuple[list[int], list[int]]], steps: int, threads: int, batch_size: int) -> dict[str, float]:
+    """TRL's SFTTrainer on the same (ids, labels) rows, fp32, its own collator (padding to the longest)."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from agent.model.network import AdguideForPrefixLM
+    from agent.model.text import load_tokenizer
+    from training.dpo import hf_tokenizer
 
     torch.set_num_threads(threads)
-    cfg = preset(config_name)
-    m = cfg.model
-    config = Qwen2Config(
-        vocab_size=padded_vocab_size(cfg.tokenizer.vocab_size), hidden_size=m.hidden_size,
-        intermediate_size=m.intermediate_size, num_hidden_layers=m.num_hidden_layers,
-        num_attention_heads=m.num_attention_heads, num_key_value_heads=m.num_key_value_heads,
-        max_position_embeddings=m.max_position_embeddings, tie_word_embeddings=True,
-    )
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=dtype).to(device)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ids = torch.randint(0, config.vocab_size, (batch, length), device=device)
-    times = []
-    for step in range(steps + 1):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if step:  # the first step warms up allocators and kernels
-            times.append(time.perf_counter() - t0)
-    return batch * length / min(times)
+    model = AdguideForPrefixLM.from_minilm(load_tokenizer().get_vocab_size())
+    rows = [{"input_ids": x, "completion_mask": [int(label != -100) for label in y]} for x, y in data]
+    args = SFTConfig(output_dir="/tmp/bench-trl-sft", max_steps=steps, per_device_train_batch_size=batch_size,
+                     learning_rate=1e-4, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+                     disable_tqdm=True, logging_steps=10**6, activation_checkpointing=False, completion_only_loss=True,
+                     dataset_kwargs={"skip_prepare_dataset": False}, max_length=512)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=hf_tokenizer(None))  # None: the shipped encoder's tokenizer
+    trainer.remove_callback(PrinterCallback)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    used = steps * batch_size
+    tokens = sum(len(r["input_ids"]) for r in rows[:used])
+    return {"tokens_per_s": round(tokens / seconds, 1), "examples_per_s": round(used / seconds, 2), "examples": used}
 
 
 def main() -> None:
-    import torch
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="small")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--length", type=int, default=2048)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dialogues", type=Path, required=True, help="curriculum train.jsonl (adguide train data)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    rows = []
-    if torch.cuda.is_available():
-        for attn in ("eager", "sdpa"):
-            rows.append((f"cuda bf16 {attn}", bench(args.config, attn, 1, "cuda", args.batch, args.length, args.steps)))
-    for threads in (1, 2):
-        for attn in ("eager", "sdpa"):
-            rows.append((f"cpu fp32 {attn} {threads} thread(s)",
-                         bench(args.config, attn, threads, "cpu", args.batch, args.length, args.steps)))
-    print(f"SFT step throughput, config {args.config}, batch {args.batch} x {args.length} tokens "
-          f"(best of {args.steps} steps; {torch.get_num_threads()} threads available; shared machine)")
-    for name, tps in rows:
-        print(f"  {name:32s} {tps:10.0f} tokens/s")
+    data = _examples(args.dialogues, 600)
+    load = Path("/proc/loadavg").read_text().split()[0]
+    print(f"{len(data)} examples; {args.steps} steps each; {args.threads} threads; load {load}")
+    mine = ours(data, args.steps, args.threads)
+    print(f"ours (bucketed, bf16={mine['bf16']}, 2 layers frozen): {mine['tokens_per_s']:.0f} tokens/s, "
+          f"{mine['examples_per_s']:.1f} examples/s")
+    batch = max(1, round(mine["examples"] / args.steps))
+    theirs = trl(data, args.steps, args.threads, batch)
+    print(f"TRL SFTTrainer (batch {batch}, fp32): {theirs['tokens_per_s']:.0f} tokens/s, "
+          f"{theirs['examples_per_s']:.1f} examples/s")
+    print(f"ours / TRL: {mine['tokens_per_s'] / theirs['tokens_per_s']:.2f}x tokens/s")
 
 
 if __name__ == "__main__":
