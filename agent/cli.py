@@ -71,8 +71,9 @@ def _render_confirmation(console: Any, event: dict[str, Any]) -> None:
         table.add_row(str(c["id"]), str(c["field"]), str(c["before"]), json.dumps(c["after"]) if isinstance(c["after"], dict) else str(c["after"]))
     console.print(table)
     if impact := event.get("impact"):
-        console.print(f"Simulated impact over {impact.get('days')} days: before {impact.get('before')}, "
-                      f"after {impact.get('after')}")
+        from agent.expert import impact_text
+
+        console.print(impact_text(impact))
     for reason in event.get("extra_confirmation") or []:
         console.print(f"[yellow]Beyond the usual bounds: {reason}[/yellow]")
 

@@ -54,15 +54,15 @@ RULES: list[tuple[IntentKind, re.Pattern[str]]] = [
     (IntentKind.BID_LANDSCAPE, re.compile(r"\b(landscape|different bids|range of bids|several bids)\b", re.I)),
     (IntentKind.BEST_BID, re.compile(r"\b(best|optimal|right|ideal|what should i|what do i)\b.{0,15}\bbid", re.I)),
     (IntentKind.ALLOCATE, re.compile(r"\b(split|divide|allocate|spread|distribute)\b", re.I)),
+    (IntentKind.BUDGET_CAPPED, re.compile(r"\b(run(s|ning)? out of budget|capped|budget.limited|out of budget)", re.I)),
     (IntentKind.FIX_BUDGET, re.compile(r"\b(should|recommend|suggest|improve)\b.*\bbudgets?\b", re.I)),
     (IntentKind.FIX_ACOS, re.compile(r"\b(lower|reduce|cut|improve|fix|bring down)\b.*\bacos\b", re.I)),
     (IntentKind.SET_BID, re.compile(r"\bbid\b", re.I)),
     (IntentKind.SET_BUDGET, re.compile(r"\bbudget\b", re.I)),
-    (IntentKind.BUDGET_CAPPED, re.compile(r"\b(run(s|ning)? out of budget|capped|budget.limited|out of budget)", re.I)),
     (IntentKind.SEARCH_TERMS, re.compile(r"search terms?|queries|searches|what people type", re.I)),
     (IntentKind.WORST_ACOS, re.compile(r"\b(worst|least efficient|highest acos)\b", re.I)),
     (IntentKind.KEYWORDS, re.compile(r"\bkeywords?\b", re.I)),
-    (IntentKind.CAMPAIGNS, re.compile(r"\bcampaigns\b", re.I)),
+    (IntentKind.CAMPAIGNS, re.compile(r"\bcampaigns?\b", re.I)),
 ]
 _NEEDS_VALUE = {IntentKind.SET_BID, IntentKind.SET_BUDGET, IntentKind.WHAT_IF_BID, IntentKind.WHAT_IF_BUDGET}
 
@@ -117,6 +117,10 @@ def _previous_entity(messages: Sequence[dict[str, Any]]) -> tuple[str | None, st
             for key in ("id", "keyword_id", "campaign_id", "experiment_id"):
                 if isinstance(args.get(key), str):
                     return args[key], key
+        if m.get("role") == "assistant" and m.get("content"):  # "the worst keyword is ... (kw_0000034)"
+            found = re.search(r"\b(kw_\d+|cmp_\d+|ag_\d+|exp_[\d_]+)\b", str(m["content"]))
+            if found:
+                return found.group(1), None
     return None, None
 
 
