@@ -59,6 +59,6 @@ def test_loss_is_on_output_positions_and_saving_round_trips(model: AdguideForPre
     model.save_pretrained(tmp_path)
     again = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert isinstance(again, AdguideForPrefixLM)
-    assert again.cls.decoder.weight.data_ptr() == again.embeddings.word_embeddings.weight.data_ptr()
+    assert again.lm_head.weight.data_ptr() == again.model.embeddings.word_embeddings.weight.data_ptr()
     with torch.no_grad():
         assert torch.allclose(again(ids).logits, model(ids).logits, atol=1e-5)

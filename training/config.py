@@ -47,6 +47,9 @@ class PreferenceConfig(_Cfg):
     temperature: float = Field(0.8, gt=0, le=5)
     rft_epochs: float = Field(1.0, ge=0, le=10, description="passes over the correct samples (rejection-sampling "
                               "fine-tune) before DPO; 0 skips it")
+    gold_when_none_right: bool = Field(False, description="pair the expert's output with a wrong sample when no "
+                                       "sample is right (off for the shipped recipe: pairs come from the model's own "
+                                       "samples; on for the tiny preset, whose untrained model gets nothing right)")
 
 
 class DPOConfig(_Cfg):
@@ -117,7 +120,7 @@ def preset(name: Preset | str) -> PipelineConfig:
                                         processes=1),
             sft=SFTConfig(max_steps=4, minutes=5, warmup_steps=1, batch_tokens=1024, checkpoint_every=2, log_every=1,
                           learning_rate=3e-4),
-            preferences=PreferenceConfig(n_prompts=3, samples=2, rft_epochs=1),
+            preferences=PreferenceConfig(n_prompts=3, samples=2, rft_epochs=1, gold_when_none_right=True),
             dpo=DPOConfig(max_steps=2, batch_size=2),
             card=CardConfig(dialogues_per_advertiser=2, advertisers=1),
             threads=1,

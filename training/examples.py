@@ -3,7 +3,8 @@
 A turn of k steps (calls, then the answer) gives k examples; a typed answer to a proposal gives one whose
 output is `<confirm>` or `<reject>`. Prompts are built by agent.model.prompt.build_prompt from the thread as
 the agent holds it (OpenAI-style messages), exactly as the serving backend builds them; calls are written in
-the compact form with arguments in the tool schema's order (the decoding grammar's order).
+the compact form with arguments in the tool schema's order (the decoding grammar's order); answers name the
+values their prompt shows by reference ([v3]), as the backend resolves them.
 
     examples(dialogue, schemas) -> [Example]
     encode(example, tok) -> (input_ids, labels)     [CLS] prompt [SEP] output [SEP], labels on the output
@@ -17,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.curriculum.dialogues import Dialogue
-from agent.model.prompt import build_prompt
+from agent.model.prompt import build_prompt, build_prompt_values, refer
 from agent.model.text import CONFIRM, REJECT, compact_call
 
 MAX_LENGTH = 512
@@ -67,9 +68,9 @@ def examples(d: Dialogue, schemas: dict[str, dict[str, Any]]) -> list[Example]:
             kind, output = _output(step.message, schemas)
             if kind == "answer" and s > 0 and _proposal(turn.steps[:s]) is not None:
                 break  # after a proposal the graph asks the user to confirm; the model writes nothing more
+            prompt, refs = build_prompt_values(thread, d.advertiser_id, pending if s == 0 else None)
             out.append(Example(dialogue_id=d.id, turn=t, step=s, kind=kind, intent=turn.intent.kind.value,
-                               prompt=build_prompt(thread, d.advertiser_id, pending if s == 0 else None),
-                               output=output))
+                               prompt=prompt, output=refer(output, refs) if kind == "answer" else output))
             message = dict(step.message)
             thread.append(message)
             for call, result in zip(message.get("tool_calls") or [], step.results, strict=False):

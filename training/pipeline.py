@@ -186,7 +186,7 @@ class Run:
         )
         self._record_path(stage).parent.mkdir(exist_ok=True)
         self._record_path(stage).write_text(record.model_dump_json(indent=2))
-        self.log(stage, "done", seconds=round(seconds, 2), **work.summary)
+        self.log(stage, "done", **{**work.summary, "stage_seconds": round(seconds, 2)})
 
     def log(self, stage: Stage | str, event: str, **fields: Any) -> None:
         entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "stage": str(stage), "event": event}

@@ -176,6 +176,7 @@ async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: d
     from langchain_core.messages import AIMessage
 
     from agent.backends.embedded import EmbeddedChatModel
+    from agent.model.prompt import values_in
     from agent.model.text import CONFIRM, REJECT
 
     say = progress or (lambda *_: None)
@@ -201,7 +202,8 @@ async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: d
                 if decoded.strip().startswith((CONFIRM, REJECT)):
                     message = AIMessage(content=decoded.strip())
                 else:
-                    message = model.text_message(decoded, [{"role": "tool", "content": t} for t in tool_texts])
+                    message = model.text_message(decoded, [{"role": "tool", "content": t} for t in tool_texts],
+                                                 values_in(e.prompt))
                 judged.append(await judge.judge(e, gold_calls, tool_texts, user_texts, world, d.advertiser_id,
                                                 decoded, message))
             out.append(PromptSamples(dialogue_id=d.id, kind=e.kind, intent=e.intent, prompt=e.prompt, gold=e.output,
@@ -210,13 +212,16 @@ async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: d
     return out
 
 
-def pairs_and_rft(records: list[PromptSamples], seed: int) -> tuple[list[Pair], list[Example]]:
+def pairs_and_rft(records: list[PromptSamples], seed: int, gold_when_none_right: bool = False
+                  ) -> tuple[list[Pair], list[Example]]:
     """DPO pairs (a correct and a wrong sample of the same prompt) and the correct samples as SFT examples."""
     rng = random.Random(seed)
     pairs, rft = [], []
     for r in records:
         good = list(dict.fromkeys(s.output for s in r.samples if s.correct))
         bad = list(dict.fromkeys(s.output for s in r.samples if not s.correct))
+        if not good and gold_when_none_right:
+            good = [r.gold]
         for g in good:
             rft.append(Example(dialogue_id=r.dialogue_id, turn=0, step=0, kind=r.kind, intent=r.intent,
                                prompt=r.prompt, output=g))

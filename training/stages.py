@@ -124,7 +124,7 @@ def stage_sft(work: StageWork, run: Run, progress: Progress) -> None:
     total = cfg.max_steps if cfg.max_steps > 0 else None
 
     def log(event: dict[str, Any]) -> None:
-        work.log("sft", **event)
+        work.log(f"sft_{event.get('event')}", **{k: v for k, v in event.items() if k != "event"})
         if event.get("event") == "train":
             progress("SFT steps", int(event["step"]), int(total or event["of"]))
 
@@ -148,7 +148,7 @@ def stage_preferences(work: StageWork, run: Run, progress: Progress) -> None:
     dialogues = read_dialogues(run.path(Stage.DATA) / "train.jsonl")
     records = preferences.run(sft, dialogues, _worlds(run), config.preferences, config.sft.seed + 1, model_schemas(),
                               progress)
-    pairs, rft = preferences.pairs_and_rft(records, config.sft.seed)
+    pairs, rft = preferences.pairs_and_rft(records, config.sft.seed, config.preferences.gold_when_none_right)
     (work.out / "samples.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
     (work.out / "pairs.jsonl").write_text("".join(p.model_dump_json() + "\n" for p in pairs))
     work.summary.update(preferences.summary(records, pairs))
@@ -161,7 +161,8 @@ def stage_preferences(work: StageWork, run: Run, progress: Progress) -> None:
                                         "learning_rate": config.sft.learning_rate / 4, "checkpoint_every": 10**6})
     model = AdguideForPrefixLM.from_pretrained(sft)
     summary = train(model, data, work.out / "rft", cfg, pad=tok.token_to_id("[PAD]"),
-                    log=lambda e: work.log("rft", **e), save=lambda m, out: _save_embedded(m, out, sft))
+                    log=lambda e: work.log(f"rft_{e.get('event')}", **{k: v for k, v in e.items() if k != "event"}),
+                    save=lambda m, out: _save_embedded(m, out, sft))
     work.summary.update(rft_examples=len(rft), rft=summary)
 
 
@@ -173,6 +174,9 @@ def stage_dpo(work: StageWork, run: Run) -> None:
     prefs = run.path(Stage.PREFERENCES)
     start = prefs / "rft" / "model" if (prefs / "rft" / "model").is_dir() else run.path(Stage.SFT) / "model"
     pairs = [Pair.model_validate_json(line) for line in (prefs / "pairs.jsonl").read_text().splitlines() if line]
+    if not pairs:  # every prompt's samples were all right or all wrong: nothing to prefer, SFT/RFT ships
+        work.summary.update(pairs=0, skipped="no preference pairs")
+        return
     work.summary.update(train_dpo(start, pairs, work.out, config.dpo, config.threads, config.sft.seed),
                         start=start.parent.name)
 
@@ -217,8 +221,19 @@ def export_model(run: Run, out: Path) -> Path:
 # --- orchestration ---------------------------------------------------------------------------------------------
 
 
+def quiet_libraries() -> None:
+    """One progress line per stage, not a bar per weight shard and per dataset map."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def run_one(run: Run, stage: Stage, force: bool = False, progress: Progress = _no_progress) -> bool:
     """Run one stage (after its inputs are checked); False if it was already done."""
+    quiet_libraries()
     config = run.config
     bodies: dict[Stage, Callable[[StageWork], None]] = {
         Stage.DATA: lambda w: stage_data(w, config, progress),

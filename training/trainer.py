@@ -115,10 +115,10 @@ def _freeze(model: Any, layers: int) -> None:
         p.requires_grad = True
     if layers <= 0:
         return
-    for p in (*model.embeddings.position_embeddings.parameters(), *model.embeddings.token_type_embeddings.parameters(),
-              *model.embeddings.LayerNorm.parameters()):
+    emb = model.model.embeddings
+    for p in (*emb.position_embeddings.parameters(), *emb.token_type_embeddings.parameters(), *emb.LayerNorm.parameters()):
         p.requires_grad = False
-    for layer in model.encoder.layer[:layers]:
+    for layer in model.model.encoder.layer[:layers]:
         for p in layer.parameters():
             p.requires_grad = False
 

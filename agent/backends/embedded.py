@@ -118,44 +118,56 @@ class EmbeddedChatModel(BaseChatModel):
         found = _SCOPE.search(str(system.content)) if system is not None else None
         return found.group(0) if found else "adv_unknown"
 
-    def prompt_ids(self, thread: list[dict[str, Any]], scope: str, pending: dict[str, Any] | None = None) -> list[int]:
-        """[CLS] prompt [SEP], with the earlier turn left out when the prompt would not fit."""
-        from agent.model.prompt import build_prompt
+    def prompt_ids(self, thread: list[dict[str, Any]], scope: str, pending: dict[str, Any] | None = None
+                   ) -> tuple[list[int], dict[str, str]]:
+        """[CLS] prompt [SEP] (the earlier turn left out when the prompt would not fit), and what each value
+        reference in it stands for (reference -> value)."""
+        from agent.model.prompt import build_prompt_values
 
         self.load()
         cls, sep = self._tok.token_to_id("[CLS]"), self._tok.token_to_id("[SEP]")
         for keep_prev in (True, False):
             visible = thread if keep_prev else thread[max(i for i, m in enumerate(thread) if m.get("role") == "user"):]
-            ids = self._tok.encode(build_prompt(visible, scope, pending), add_special_tokens=False).ids
+            text, refs = build_prompt_values(visible, scope, pending)
+            ids = self._tok.encode(text, add_special_tokens=False).ids
+            values = {ref: value for value, ref in refs.items()}
             if len(ids) <= MAX_PROMPT_TOKENS:
-                return [cls, *ids, sep]
-        return [cls, *ids[:MAX_PROMPT_TOKENS], sep]
+                return [cls, *ids, sep], values
+        return [cls, *ids[:MAX_PROMPT_TOKENS], sep], values
 
     # --- generation -------------------------------------------------------------------------------------------
 
     def _decode(self, prompt: list[int], schemas: dict[str, dict[str, Any]], *, pending: bool, temperature: float = 0.0,
                 generator: Any = None, deadline: float | None = None) -> tuple[str, int]:
         from agent.model.decode import generate, grammar_for
+        from agent.model.text import VALUE_REFS
 
         grammar = grammar_for(self._vocab, schemas, prompt, pending=pending)
+        present = set(prompt)
+        refs = [self._tok.token_to_id(r) for r in VALUE_REFS]
+        banned = [i for i in refs if i is not None and i not in present]  # only references the prompt carries
         wait = -1.0 if deadline is None else max(0.0, deadline - time.time())
         if not self._lock.acquire(timeout=wait):
             raise TimeoutError("the model stayed busy with other conversations past this turn's time budget")
         try:
             gen = generate(self._model, self._vocab, grammar, prompt, max_new_tokens=self.max_new_tokens,
-                           temperature=temperature, generator=generator, deadline=deadline)
+                           temperature=temperature, generator=generator, deadline=deadline, banned=banned)
         finally:
             self._lock.release()
         ids = [i for i in gen.ids if i != self._vocab.sep]
         return self._tok.decode(ids, skip_special_tokens=False), len(gen.ids)
 
-    def text_message(self, decoded: str, thread: list[dict[str, Any]]) -> AIMessage:
-        """The decoded output as the graph's message: calls parsed by the shared hermes parser, or a cased answer."""
+    def text_message(self, decoded: str, thread: list[dict[str, Any]], values: dict[str, str] | None = None
+                     ) -> AIMessage:
+        """The decoded output as the graph's message: calls parsed by the shared hermes parser, or an answer with
+        spacing and casing back and each value reference replaced by the value it stands for."""
+        from agent.model.prompt import resolve_refs
         from agent.model.text import CALL_OPEN, clean_spacing, recase, render_calls
 
         if decoded.lstrip().startswith(CALL_OPEN):
             return parse_tool_calls(render_calls(decoded))
-        return AIMessage(content=recase(clean_spacing(decoded), _names(thread)))
+        text = recase(clean_spacing(decoded), _names(thread))
+        return AIMessage(content=resolve_refs(text, values or {}))
 
     def run(self, messages: list[BaseMessage], tools: list[dict[str, Any]] | None, *, deadline: float | None = None,
             temperature: float = 0.0, generator: Any = None) -> AIMessage:
@@ -164,10 +176,10 @@ class EmbeddedChatModel(BaseChatModel):
         scope = self._scope(messages)
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {"type": "object", "properties": {}}
                    for t in tools or []}
-        prompt = self.prompt_ids(thread, scope)
+        prompt, values = self.prompt_ids(thread, scope)
         decoded, n_out = self._decode(prompt, schemas, pending=False, temperature=temperature, generator=generator,
                                       deadline=deadline)
-        message = self.text_message(decoded, thread)
+        message = self.text_message(decoded, thread, values)
         message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": n_out,
                                   "total_tokens": len(prompt) + n_out}
         return message
@@ -178,7 +190,7 @@ class EmbeddedChatModel(BaseChatModel):
 
         self.load()
         thread = [*to_openai_messages(messages), {"role": "user", "content": reply}]
-        prompt = self.prompt_ids(thread, self._scope(messages), pending)
+        prompt, _ = self.prompt_ids(thread, self._scope(messages), pending)
         decoded, _ = self._decode(prompt, {}, pending=True)
         head = decoded.strip()
         return "confirm" if head.startswith(CONFIRM) else "reject" if head.startswith(REJECT) else None

@@ -271,10 +271,11 @@ def _allowed(m: Any, size: int) -> torch.Tensor:
 
 
 def generate(model: Any, v: Vocab, grammar: str, prompt_ids: list[int], *, max_new_tokens: int = 200,
-             temperature: float = 0.0, generator: torch.Generator | None = None, deadline: float | None = None
-             ) -> Generation:
-    """Decode one output under the grammar (greedy, or sampled at `temperature`). Tokens the grammar forces (the
-    only one it allows next) are fed to the model together, without asking it. (llguidance's own
+             temperature: float = 0.0, generator: torch.Generator | None = None, deadline: float | None = None,
+             banned: list[int] | None = None) -> Generation:
+    """Decode one output under the grammar (greedy, or sampled at `temperature`); `banned` tokens never (value
+    references the prompt does not carry). Tokens the grammar forces (the only one it allows next) are fed to the
+    model together, without asking it. (llguidance's own
     compute_ff_tokens re-tokenizes forced bytes, which does not work with the grammar's token-id literals.)"""
     m = matcher(v, grammar)
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", 10**9)
@@ -286,6 +287,8 @@ def generate(model: Any, v: Vocab, grammar: str, prompt_ids: list[int], *, max_n
         if deadline is not None and time.time() >= deadline:
             raise TimeoutError("generation stopped at this turn's time budget")
         mask = _allowed(m, logits.shape[-1])
+        if banned:
+            mask[banned] = False
         scores = logits[0].float().masked_fill(~mask, float("-inf"))
         logp = torch.log_softmax(scores / temperature if temperature > 0 else scores, dim=-1)
         token = int(torch.multinomial(logp.exp(), 1, generator=generator)) if temperature > 0 else int(torch.argmax(scores))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutput
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, heads, T, head_dim]
 
@@ -136,17 +136,37 @@ class _Encoder(nn.Module):
         self.layer = nn.ModuleList(_Layer(c) for _ in range(c.num_hidden_layers))
 
 
-class _Head(nn.Module):
-    """BERT's prediction head: a transform, then the (tied) word embeddings as the output layer."""
+class _Transform(nn.Module):
+    """BERT's prediction transform (dense, GELU, LayerNorm): the backbone's last step before the output layer."""
 
     def __init__(self, c: AdguideConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(c.hidden_size, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.decoder = nn.Linear(c.hidden_size, c.vocab_size, bias=True)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.LayerNorm(F.gelu(self.dense(h))))
+        return self.LayerNorm(F.gelu(self.dense(h)))
+
+
+class _Backbone(nn.Module):
+    """Embeddings, the Transformer with the prefix-LM mask, the transform: hidden states the output layer reads
+    (what trainers call the base model; TRL's fused LM head runs it, then the output layer, at scored positions)."""
+
+    def __init__(self, c: AdguideConfig) -> None:
+        super().__init__()
+        self.config = c
+        self.embeddings = _Embeddings(c)
+        self.encoder = _Encoder(c)
+        self.transform = _Transform(c)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                **kwargs: Any) -> BaseModelOutput:
+        mask, types = prefix_mask(input_ids, attention_mask, self.config.sep_token_id)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
+        x = self.embeddings(input_ids, positions, types)
+        for layer in self.encoder.layer:
+            x, _ = layer(x, mask)
+        return BaseModelOutput(last_hidden_state=self.transform(x))
 
 
 def prefix_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, sep_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,16 +193,19 @@ def prefix_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, se
 
 class AdguideForPrefixLM(PreTrainedModel):
     config_class = AdguideConfig
-    base_model_prefix = ""
-    _tied_weights_keys = {"cls.decoder.weight": "embeddings.word_embeddings.weight"}
+    base_model_prefix = "model"
+    _tied_weights_keys = {"lm_head.weight": "model.embeddings.word_embeddings.weight"}
     _supports_sdpa = True
 
     def __init__(self, config: AdguideConfig) -> None:
         super().__init__(config)
-        self.embeddings = _Embeddings(config)
-        self.encoder = _Encoder(config)
-        self.cls = _Head(config)
+        self.model = _Backbone(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
         self.post_init()
+        if getattr(self, "generation_config", None) is None:  # trainers read it; decoding is agent/model/decode.py
+            from transformers import GenerationConfig
+
+            self.generation_config = GenerationConfig(eos_token_id=config.sep_token_id, pad_token_id=config.pad_token_id)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -196,24 +219,29 @@ class AdguideForPrefixLM(PreTrainedModel):
             module.bias.data.zero_()
 
     def get_input_embeddings(self) -> nn.Module:
-        return self.embeddings.word_embeddings
+        return self.model.embeddings.word_embeddings
 
     def set_input_embeddings(self, value: nn.Module) -> None:
-        self.embeddings.word_embeddings = value  # type: ignore[assignment]
+        self.model.embeddings.word_embeddings = value  # type: ignore[assignment]
 
     def get_output_embeddings(self) -> nn.Module:
-        return self.cls.decoder
+        return self.lm_head
 
     def set_output_embeddings(self, value: nn.Module) -> None:
-        self.cls.decoder = value  # type: ignore[assignment]
+        self.lm_head = value  # type: ignore[assignment]
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.model.encoder.layer
 
     # --- running --------------------------------------------------------------------------------------------
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The Transformer's last layer (before the prediction transform): the pretrained encoder's output."""
         mask, types = prefix_mask(input_ids, attention_mask, self.config.sep_token_id)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
-        x = self.embeddings(input_ids, positions, types)
-        for layer in self.encoder.layer:
+        x = self.model.embeddings(input_ids, positions, types)
+        for layer in self.model.encoder.layer:
             x, _ = layer(x, mask)
         return x
 
@@ -221,9 +249,9 @@ class AdguideForPrefixLM(PreTrainedModel):
                 labels: torch.Tensor | None = None, **kwargs: Any) -> CausalLMOutput:
         """Logits of the next token at every position; with `labels` (-100 where not scored) the loss is computed
         on the scored positions only, and only their logits are materialized (the prompt is most of a sequence)."""
-        h = self.hidden(input_ids, attention_mask)
+        h = self.model(input_ids, attention_mask).last_hidden_state
         if labels is None:
-            return CausalLMOutput(logits=self.cls(h))
+            return CausalLMOutput(logits=self.lm_head(h))
         target = labels[:, 1:].reshape(-1)
         where = (target != -100).nonzero().squeeze(1)
         # the scored positions, padded to a multiple of 128 with ignored ones: a few distinct matrix shapes keep
@@ -232,7 +260,7 @@ class AdguideForPrefixLM(PreTrainedModel):
         where = torch.cat([where, where.new_zeros(pad)])
         picked = target[where].clone()
         picked[picked.numel() - pad:] = -100
-        logits = self.cls(h[:, :-1].reshape(-1, h.shape[-1])[where])
+        logits = self.lm_head(h[:, :-1].reshape(-1, h.shape[-1])[where])
         loss = F.cross_entropy(logits.float(), picked, ignore_index=-100)
         return CausalLMOutput(loss=loss, logits=logits)
 
@@ -243,12 +271,12 @@ class AdguideForPrefixLM(PreTrainedModel):
         if t >= self.config.max_position_embeddings:
             raise ValueError(f"the prompt is {t} tokens; this model reads at most {self.config.max_position_embeddings}")
         positions = torch.arange(t, device=prompt_ids.device)[None]
-        x = self.embeddings(prompt_ids, positions, torch.zeros_like(prompt_ids))
+        x = self.model.embeddings(prompt_ids, positions, torch.zeros_like(prompt_ids))
         cache: Cache = []
-        for layer in self.encoder.layer:
+        for layer in self.model.encoder.layer:
             x, kv = layer(x, None)  # the prompt sees itself both ways
             cache.append(kv)
-        return self.cls(x[:, -1]), cache
+        return self.lm_head(self.model.transform(x[:, -1])), cache
 
     @torch.inference_mode()
     def extend(self, ids: torch.Tensor, cache: Cache) -> tuple[torch.Tensor, Cache]:
@@ -259,16 +287,16 @@ class AdguideForPrefixLM(PreTrainedModel):
         positions = torch.arange(past, past + n, device=ids.device)[None]
         if past + n > self.config.max_position_embeddings:
             raise ValueError(f"the output would pass the model's {self.config.max_position_embeddings} positions")
-        x = self.embeddings(ids, positions, torch.ones_like(ids))
+        x = self.model.embeddings(ids, positions, torch.ones_like(ids))
         mask = None
         if n > 1:
             mask = torch.ones(n, past + n, dtype=torch.bool, device=ids.device)
             mask[:, past:] = torch.tril(mask[:, past:])
         out: Cache = []
-        for layer, kv in zip(self.encoder.layer, cache, strict=True):
+        for layer, kv in zip(self.model.encoder.layer, cache, strict=True):
             x, new = layer(x, mask, kv)
             out.append(new)
-        return self.cls(x[:, -1]), out
+        return self.lm_head(self.model.transform(x[:, -1])), out
 
     # --- starting from the pretrained encoder ------------------------------------------------------------------
 
@@ -281,21 +309,21 @@ class AdguideForPrefixLM(PreTrainedModel):
         from agent.model.text import minilm_dir
 
         state = load_file(str(minilm_dir() / "model.safetensors"))
-        state = {k.removeprefix("bert."): v for k, v in state.items()
-             if not k.startswith(("pooler", "bert.pooler")) and not k.endswith("position_ids")}
+        state = {"model." + k.removeprefix("bert."): v for k, v in state.items()
+                 if not k.startswith(("pooler", "bert.pooler")) and not k.endswith("position_ids")}
         model = cls(AdguideConfig(vocab_size=vocab_size, **overrides))
-        words = state["embeddings.word_embeddings.weight"]
-        grown = model.embeddings.word_embeddings.weight.data
+        words = state["model.embeddings.word_embeddings.weight"]
+        grown = model.model.embeddings.word_embeddings.weight.data
         grown[: words.shape[0]] = words
         grown[words.shape[0]:] = words.mean(dim=0) + 0.02 * torch.randn(grown.shape[0] - words.shape[0], words.shape[1])
-        state["embeddings.word_embeddings.weight"] = grown
+        state["model.embeddings.word_embeddings.weight"] = grown
         missing, unexpected = model.load_state_dict(state, strict=False)
-        unknown = [k for k in missing if not k.startswith("cls.")]
+        unknown = [k for k in missing if not k.startswith(("lm_head.", "model.transform."))]
         if unknown or unexpected:
             raise RuntimeError(f"MiniLM weights did not fit: missing {unknown}, unexpected {unexpected}")
-        with torch.no_grad():  # start the head as the identity transform on the tied embeddings
-            model.cls.dense.weight.copy_(torch.eye(model.config.hidden_size) * math.sqrt(2.0))
-            model.cls.dense.bias.zero_()
+        with torch.no_grad():  # start the transform as (nearly) the identity on the tied embeddings
+            model.model.transform.dense.weight.copy_(torch.eye(model.config.hidden_size) * math.sqrt(2.0))
+            model.model.transform.dense.bias.zero_()
         model.tie_weights()
         return model
 

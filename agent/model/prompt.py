@@ -9,18 +9,20 @@
 The model learned the tools, so no specification is in its prompt (external models served by vLLM keep the
 full specs). A tool result is shown as a compact view: the fields an answer needs, already written the way an
 answer writes them ($12.50, 33.7%), the recommended or top rows first, so writing the answer is copying,
-never arithmetic. Serving (agent/backends/embedded.py) and training (training/examples.py) build prompts
+never arithmetic; each value carries a reference token ([v3] $12.50) that the answer names instead of
+spelling the value out, and the backend puts the value back (one pointer per figure, grounded by construction). Serving (agent/backends/embedded.py) and training (training/examples.py) build prompts
 with the same function from the same OpenAI-style messages.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.expert import mean, money, pct, signed_money
-from agent.model.text import ACCOUNT, ANSWER, CALL, PENDING, PREV, RESULT, USER, compact_call
+from agent.model.text import ACCOUNT, ANSWER, CALL, PENDING, PREV, RESULT, USER, VALUE_REFS, compact_call
 
 MAX_ROWS = 5
 MAX_PREV_ANSWER_WORDS = 70
@@ -299,11 +301,49 @@ def _calls_of(turn: list[dict[str, Any]]) -> list[list[tuple[str, dict[str, Any]
     return rounds
 
 
-def build_prompt(messages: Sequence[dict[str, Any]], scope: str, pending: dict[str, Any] | None = None) -> str:
+# What a value reference can stand for: a quoted name with its id, a date, an id, an amount of money, a
+# percentage, a plain number (the views write each the way an answer writes it).
+_UNIT = re.compile(r"'[^']{1,80}' \((?:kw|cmp|ag|exp)_[\d_]+\)|\b\d{4}-\d{2}-\d{2}\b|\b(?:kw|cmp|ag|exp)_[\d_]+\b"
+                   r"|[+-]?\$\d+(?:\.\d+)?|(?<![\w.$])[+-]?\d+(?:\.\d+)?%|(?<![\w.$-])-?\d+(?:\.\d+)?(?![\w%])")
+
+
+def tag_values(text: str, refs: dict[str, str]) -> str:
+    """`text` with each value unit preceded by its reference token (new units get the next free one; the same
+    value keeps its reference). `refs` maps value -> reference and grows."""
+    def one(m: re.Match[str]) -> str:
+        unit = m.group(0)
+        if unit not in refs:
+            if len(refs) >= len(VALUE_REFS):
+                return unit
+            refs[unit] = VALUE_REFS[len(refs)]
+        return f"{refs[unit]} {unit}"
+
+    return _UNIT.sub(one, text)
+
+
+def refer(answer: str, refs: dict[str, str]) -> str:
+    """An answer with the values its prompt shows replaced by their references (how the model writes it)."""
+    return _UNIT.sub(lambda m: refs.get(m.group(0), m.group(0)), answer)
+
+
+def values_in(prompt: str) -> dict[str, str]:
+    """The references a prompt's text carries (reference -> value), read back from the prompt itself."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"(\[v\d+\]) (" + _UNIT.pattern + ")", prompt)}
+
+
+def resolve_refs(text: str, values: dict[str, str]) -> str:
+    """The model's answer with each reference replaced by the value it stands for (`values`: reference -> value)."""
+    return re.sub(r"\[v\d+\]", lambda m: values.get(m.group(0), m.group(0)), text)
+
+
+def build_prompt_values(messages: Sequence[dict[str, Any]], scope: str, pending: dict[str, Any] | None = None
+                        ) -> tuple[str, dict[str, str]]:
     """The prompt for the model's next output, from the thread as OpenAI-style messages (the last turn is the
-    current one; its tool calls and results so far are shown in full, the turn before it in brief)."""
+    current one; its tool calls and results so far are shown in full, the turn before it in brief), and the
+    value references its current results carry (value -> reference)."""
     turns = _turns(messages)
     parts = [f"{ACCOUNT} {scope}"]
+    refs: dict[str, str] = {}
     if len(turns) >= 2:
         prev = turns[-2]
         parts.append(f"{PREV} {_words(str(prev[0].get('content') or ''), 50)}")
@@ -320,5 +360,9 @@ def build_prompt(messages: Sequence[dict[str, Any]], scope: str, pending: dict[s
         parts.append(f"{USER} {_words(str(current[0].get('content') or ''), MAX_USER_WORDS)}")
         for rnd in _calls_of(current):
             for name, args, text in _ordered_results(rnd):
-                parts.append(f"{CALL} {compact_call(name, args)} {RESULT} {view(name, text)}")
-    return " ".join(parts)
+                parts.append(f"{CALL} {compact_call(name, args)} {RESULT} {tag_values(view(name, text), refs)}")
+    return " ".join(parts), refs
+
+
+def build_prompt(messages: Sequence[dict[str, Any]], scope: str, pending: dict[str, Any] | None = None) -> str:
+    return build_prompt_values(messages, scope, pending)[0]

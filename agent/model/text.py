@@ -28,7 +28,11 @@ CONFIRM, REJECT = "<confirm>", "<reject>"
 # prompt section markers (one token each)
 ACCOUNT, PREV, USER, CALL, RESULT, ANSWER, PENDING = ("[account]", "[prev]", "[user]", "[call]", "[result]",
                                                        "[answer]", "[pending]")
-SPECIAL = [CALL_OPEN, CALL_CLOSE, CONFIRM, REJECT, ACCOUNT, PREV, USER, CALL, RESULT, ANSWER, PENDING]
+# Value references: a figure, a date, an id or a quoted name in this turn's tool results is shown after a
+# reference token, and an answer names the reference instead of spelling the value out, so copying a figure
+# is one pointer, not five digits in a row (agent/model/prompt.py `tag_values`).
+VALUE_REFS = [f"[v{i}]" for i in range(64)]
+SPECIAL = [CALL_OPEN, CALL_CLOSE, CONFIRM, REJECT, ACCOUNT, PREV, USER, CALL, RESULT, ANSWER, PENDING, *VALUE_REFS]
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # upstream model.safetensors
 
 
