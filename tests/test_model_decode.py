@@ -69,10 +69,17 @@ def test_decisions_only_while_a_proposal_waits(setup: dict[str, Any]) -> None:
     assert _accepts(setup, waiting, CONFIRM) and _accepts(setup, waiting, REJECT)
 
 
-def test_names_are_copied_from_the_prompt(setup: dict[str, Any]) -> None:
-    words = prompt_words(setup["vocab"], setup["ids"])
+def test_names_are_copied_as_contiguous_runs_of_the_prompts_words(setup: dict[str, Any]) -> None:
     tok = setup["tok"]
-    assert (tok.token_to_id("bamboo"),) in words and (tok.token_to_id(";"),) not in words
+    runs = prompt_words(setup["vocab"], setup["ids"])
+    assert any((tok.token_to_id("bamboo"),) in run for run in runs)
+    assert not any((tok.token_to_id(";"),) in run for run in runs)
+    grammar = grammar_for(setup["vocab"], setup["schemas"], setup["ids"], pending=False)
+    call = compact_call("recommend_bid", {"keyword_id": "{}"}, setup["schemas"]["recommend_bid"])
+    assert _accepts(setup, grammar, call.replace("{}", "bamboo cutting board"))
+    assert _accepts(setup, grammar, call.replace("{}", "cutting board"))
+    assert not _accepts(setup, grammar, call.replace("{}", "board cutting"))  # not in the prompt in this order
+    assert not _accepts(setup, grammar, call.replace("{}", "bamboo bamboo"))
 
 
 class _RandomModel:
@@ -105,7 +112,7 @@ def test_random_scores_still_give_well_formed_schema_valid_calls(setup: dict[str
         text = tok.decode([i for i in gen.ids if i != vocab.sep], skip_special_tokens=False)
         if not text.startswith(CALL_OPEN) or not text.rstrip().endswith("</tool_call>"):
             continue  # cut off by the token limit: the parser reports it as unfinished
-        message = parse_tool_calls(render_calls(text))
+        message = parse_tool_calls(render_calls(text, setup["schemas"]))
         assert message.tool_calls and not message.invalid_tool_calls, text
         for call in message.tool_calls:
             jsonschema.validate(call["args"], setup["schemas"][call["name"]])

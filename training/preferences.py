@@ -203,7 +203,7 @@ async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: d
                     message = AIMessage(content=decoded.strip())
                 else:
                     message = model.text_message(decoded, [{"role": "tool", "content": t} for t in tool_texts],
-                                                 values_in(e.prompt))
+                                                 values_in(e.prompt), schemas)
                 judged.append(await judge.judge(e, gold_calls, tool_texts, user_texts, world, d.advertiser_id,
                                                 decoded, message))
             out.append(PromptSamples(dialogue_id=d.id, kind=e.kind, intent=e.intent, prompt=e.prompt, gold=e.output,

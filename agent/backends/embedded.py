@@ -157,15 +157,15 @@ class EmbeddedChatModel(BaseChatModel):
         ids = [i for i in gen.ids if i != self._vocab.sep]
         return self._tok.decode(ids, skip_special_tokens=False), len(gen.ids)
 
-    def text_message(self, decoded: str, thread: list[dict[str, Any]], values: dict[str, str] | None = None
-                     ) -> AIMessage:
+    def text_message(self, decoded: str, thread: list[dict[str, Any]], values: dict[str, str] | None = None,
+                     schemas: dict[str, dict[str, Any]] | None = None) -> AIMessage:
         """The decoded output as the graph's message: calls parsed by the shared hermes parser, or an answer with
         spacing and casing back and each value reference replaced by the value it stands for."""
         from agent.model.prompt import resolve_refs
         from agent.model.text import CALL_OPEN, clean_spacing, recase, render_calls
 
         if decoded.lstrip().startswith(CALL_OPEN):
-            return parse_tool_calls(render_calls(decoded))
+            return parse_tool_calls(render_calls(decoded, schemas))
         text = recase(clean_spacing(decoded), _names(thread))
         return AIMessage(content=resolve_refs(text, values or {}))
 
@@ -179,7 +179,7 @@ class EmbeddedChatModel(BaseChatModel):
         prompt, values = self.prompt_ids(thread, scope)
         decoded, n_out = self._decode(prompt, schemas, pending=False, temperature=temperature, generator=generator,
                                       deadline=deadline)
-        message = self.text_message(decoded, thread, values)
+        message = self.text_message(decoded, thread, values, schemas)
         message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": n_out,
                                   "total_tokens": len(prompt) + n_out}
         return message

@@ -5,8 +5,8 @@ Rust engine vLLM's `guidance` structured-output backend uses) computes the allow
 it admits: an answer (free text), a decision (`<confirm>`/`<reject>`, only while a proposal waits), or one or
 more calls, each `<tool_call> name : key = value ; ... </tool_call>` with the tool name from the bound tools,
 arguments in the schema's order (required ones present, optional ones skippable, none twice), enum values
-from the enum, numbers and dates as such, and names (ids, or the seller's words for an entity) copied word by
-word from the prompt, where the user's words and every id the thread has shown are.
+from the enum, numbers and dates as such, and names (ids, or the seller's words for an entity) copied as a
+contiguous run of words from the prompt, where the user's words and every id the thread has shown are.
 
 llguidance works on the bytes of tokens. Every fixed piece of a call (a tool name, a key, "=", an enum value, a
 word copied from the prompt) is written in the grammar as its exact token ids (`<[id]>`), so the model can only
@@ -202,25 +202,45 @@ def _tool_rules(v: Vocab, schemas_json: str) -> tuple[str, str]:
     return " | ".join(names), body
 
 
-def prompt_words(v: Vocab, prompt_ids: list[int]) -> list[tuple[int, ...]]:
-    """The prompt's words as token sequences (a word-start token and its continuations), separators out: what a
-    name-valued argument may copy."""
-    words: list[list[int]] = []
-    for i in prompt_ids:
-        if v.token_bytes[i].startswith(b"<["):
-            continue
-        if v.continues[i] and words:
-            words[-1].append(i)
-        else:
-            words.append([i])
+def prompt_words(v: Vocab, prompt_ids: list[int]) -> list[list[tuple[int, ...]]]:
+    """The prompt's runs of words, each word a token sequence (a word-start token and its continuations); a
+    separator or a special token ends a run."""
     skip = {v.tok.token_to_id(s) for s in _SEPARATORS} | {v.tok.token_to_id(s) for s in SPECIAL}
-    return sorted({tuple(w) for w in words if w[0] not in skip})
+    runs: list[list[list[int]]] = [[]]
+    for i in prompt_ids:
+        if v.token_bytes[i].startswith(b"<[") or i in skip:
+            runs.append([])
+        elif v.continues[i] and runs[-1]:
+            runs[-1][-1].append(i)
+        else:
+            runs[-1].append([i])
+    return [[tuple(w) for w in run] for run in runs if run]
+
+
+def span_rule(v: Vocab, prompt_ids: list[int]) -> str:
+    """A name-valued argument is a contiguous run of up to MAX_SPAN_WORDS prompt words (a copy of the user's
+    words, or an id the thread shows), written as a prefix tree of token literals."""
+    trie: dict[tuple[int, ...], dict] = {}  # type: ignore[type-arg]
+    for run in prompt_words(v, prompt_ids):
+        for start in range(len(run)):
+            node = trie
+            for word in run[start: start + MAX_SPAN_WORDS]:
+                node = node.setdefault(word, {})
+    if not trie:
+        trie = {tuple(v.tok.encode("none", add_special_tokens=False).ids): {}}
+
+    def render(node: dict) -> str:  # type: ignore[type-arg]
+        alts = []
+        for word, child in node.items():
+            literal = " ".join(f"<[{i}]>" for i in word)
+            alts.append(f"({literal} {render(child)}?)" if child else f"({literal})")
+        return "(" + " | ".join(alts) + ")"
+
+    return render(trie)
 
 
 def grammar_for(v: Vocab, schemas: dict[str, dict[str, Any]], prompt_ids: list[int], *, pending: bool) -> str:
     tools, rules = _tool_rules(v, json.dumps(schemas, sort_keys=False))
-    words = prompt_words(v, prompt_ids) or [tuple(v.tok.encode("none", add_special_tokens=False).ids)]
-    word_alts = " | ".join("(" + " ".join(f"<[{i}]>" for i in w) + ")" for w in words)
     decision = f" | {_toks(v, CONFIRM)} | {_toks(v, REJECT)}" if pending else ""
     dash = _toks(v, "-")
     return f"""%llguidance {{}}
@@ -229,8 +249,7 @@ answer: /[^<]+/
 calls: call~1..6
 call: {_toks(v, CALL_OPEN)} ({tools}) {_toks(v, CALL_CLOSE)}
 {rules}
-span: word~1..{MAX_SPAN_WORDS}
-word: {word_alts}
+span: {span_rule(v, prompt_ids)}
 date: YEAR {dash} MONTH {dash} DAY
 YEAR: / ?2[0-9]{{3}}/
 MONTH: / ?(0[1-9]|1[0-2])/

@@ -177,26 +177,42 @@ def _structure(text: str) -> Any:
     return out
 
 
-def compact_call_to_json(body: str) -> dict[str, Any]:
-    """`what _ if : change = bid ; id = kw _ 0000123 ; value = 2 . 25` -> {"name": "what_if", "arguments": {...}}."""
+def _coerce(value: Any, schema: dict[str, Any]) -> Any:
+    """Text where the schema wants text (a keyword named "2" is parsed as a number first), recursively."""
+    kind = schema.get("type")
+    if kind == "string" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if kind == "array" and isinstance(value, list):
+        return [_coerce(v, schema.get("items") or {}) for v in value]
+    if kind == "object" and isinstance(value, dict):
+        props = schema.get("properties") or {}
+        return {k: _coerce(v, props.get(k) or {}) for k, v in value.items()}
+    return value
+
+
+def compact_call_to_json(body: str, schemas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`what _ if : change = bid ; id = kw _ 0000123 ; value = 2 . 25` -> {"name": "what_if", "arguments": {...}}.
+    With the tools' schemas, a string argument stays text even when it is all digits (a keyword named "2")."""
     name, _, rest = body.partition(":")
-    args = {}
+    tool = re.sub(r"\s*_\s*", "_", name.strip())
+    args: dict[str, Any] = {}
     for part in _split(rest, ";"):
         key, _, value = part.partition("=")
         args[re.sub(r"\s*_\s*", "_", key.strip())] = _value(value)
-    return {"name": re.sub(r"\s*_\s*", "_", name.strip()), "arguments": args}
+    schema = (schemas or {}).get(tool)
+    return {"name": tool, "arguments": _coerce(args, {"type": "object", **schema}) if schema else args}
 
 
 _COMPACT = re.compile(re.escape(CALL_OPEN) + r"(.*?)(?:" + re.escape(CALL_CLOSE) + r"|$)", re.DOTALL)
 
 
-def render_calls(decoded: str) -> str:
+def render_calls(decoded: str, schemas: dict[str, dict[str, Any]] | None = None) -> str:
     """The model's decoded output with every compact call written as a hermes `<tool_call>{json}</tool_call>`."""
     def one(m: re.Match[str]) -> str:
         body = m.group(1)
         if not m.group(0).endswith(CALL_CLOSE):  # cut off: left for the parser to report as invalid
             return CALL_OPEN + body
-        return CALL_OPEN + json.dumps(compact_call_to_json(body)) + CALL_CLOSE
+        return CALL_OPEN + json.dumps(compact_call_to_json(body, schemas)) + CALL_CLOSE
 
     return _COMPACT.sub(one, decoded)
 
