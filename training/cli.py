@@ -82,13 +82,16 @@ def _run_stages(config: str, run_dir: Path | None, threads: int | None, stages: 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=_err, transient=True) as bar:
         tasks: dict[str, Any] = {}
+        logged: dict[str, int] = {}
 
         def progress(what: str, done: int, total: int) -> None:
             if what not in tasks:
                 tasks[what] = bar.add_task(what, total=total)
             bar.update(tasks[what], completed=done, total=total)
-            # a background run: the log gets a line now and then
-            if not _err.is_terminal and (done == total or done % max(1, total // 50) == 0):
+            # a background run: the log gets a line each time 2% more is done
+            bucket = done * 50 // max(1, total)
+            if not _err.is_terminal and bucket != logged.get(what):
+                logged[what] = bucket
                 print(json.dumps({"progress": what, "done": done, "total": total,
                                       "elapsed_s": round(time.perf_counter() - started)}), flush=True)
 
