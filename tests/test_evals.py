@@ -354,15 +354,18 @@ def test_cli_gate_exits_1_with_a_table_of_regressions(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("suite", ["ci", "heldout"])
 @pytest.mark.parametrize("backend", ["rules", "inprocess"])
-def test_ci_suite_passes_its_gate(tmp_path: Path, backend: str) -> None:
-    """What CI runs: `adguide eval --suite ci --backend B --gate` against the committed baseline, for the
-    rule-based policy and for the embedded model (the shipped model dir, in process)."""
+def test_suite_passes_its_gate(tmp_path: Path, suite: str, backend: str) -> None:
+    """What CI runs: `adguide eval --suite S --backend B --gate` against the committed baseline, for the
+    rule-based policy and the embedded model (the shipped model dir, in process), each beside the expert
+    policy's row, on the template suite and on the held-out one (held-out phrasing families + the
+    hand-written seller set)."""
     from typer.testing import CliRunner
 
     from adguide_cli import app
 
-    res = CliRunner().invoke(app, ["eval", "--suite", "ci", "--backend", backend, "--gate",
+    res = CliRunner().invoke(app, ["eval", "--suite", suite, "--backend", backend, "--gate",
                                    "--out", str(tmp_path / "runs"), "--world-cache", str(tmp_path / "w")])
     assert res.exit_code == 0, res.output
     assert "gate passed" in res.output

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -236,7 +235,7 @@ def summary(records: list[PromptSamples], pairs: list[Pair]) -> dict[str, Any]:
         by_kind.setdefault(r.kind, []).extend(float(s.correct) for s in r.samples)
     return {"prompts": len(records), "samples": sum(len(r.samples) for r in records),
             "correct_rate": {k: round(sum(v) / len(v), 3) for k, v in by_kind.items()},
-            "pairs": len(pairs), "seconds": round(time.time(), 1)}
+            "pairs": len(pairs)}
 
 
 def run(model_dir: Path, dialogues: list[Dialogue], worlds: dict[str, Path], cfg: Any, seed: int,
