@@ -174,7 +174,7 @@ async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: d
     import torch
     from langchain_core.messages import AIMessage
 
-    from agent.backends.embedded import EmbeddedChatModel
+    from agent.backends.embedded import MAX_PROMPT_TOKENS, EmbeddedChatModel
     from agent.model.prompt import values_in
     from agent.model.text import CONFIRM, REJECT
 
@@ -184,16 +184,19 @@ async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: d
     rng = random.Random(seed)
     pool = [(d, e) for d in dialogues for e in examples(d, schemas)]
     rng.shuffle(pool)
-    chosen = pool[:n_prompts]
     generator = torch.Generator().manual_seed(seed)
     out: list[PromptSamples] = []
     async with Judge(worlds) as judge:
-        for i, (d, e) in enumerate(chosen):
+        for d, e in pool:
+            if len(out) >= n_prompts:
+                break
+            ids = model._tok.encode(e.prompt, add_special_tokens=False).ids
+            if len(ids) > MAX_PROMPT_TOKENS:  # what SFT leaves out too (serving shortens such a thread first)
+                continue
             world = d.id.rsplit("-", 2)[0]
             steps = _steps(d)
             gold_calls, tool_texts, user_texts = steps.get((e.turn, e.step), ([], [], [e.prompt]))
-            prompt = [model._tok.token_to_id("[CLS]"), *model._tok.encode(e.prompt, add_special_tokens=False).ids,
-                      model._tok.token_to_id("[SEP]")]
+            prompt = [model._tok.token_to_id("[CLS]"), *ids, model._tok.token_to_id("[SEP]")]
             judged = []
             for _ in range(samples):
                 decoded, _ = model._decode(prompt, schemas if e.kind != "decision" else {},
@@ -207,7 +210,7 @@ async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: d
                                                 decoded, message))
             out.append(PromptSamples(dialogue_id=d.id, kind=e.kind, intent=e.intent, prompt=e.prompt, gold=e.output,
                                      samples=judged))
-            say("sampling the SFT model", i + 1, len(chosen))
+            say("sampling the SFT model", len(out), n_prompts)
     return out
 
 
