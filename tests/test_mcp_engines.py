@@ -41,7 +41,8 @@ async def test_what_if_zero_change_is_exactly_zero_and_more_bid_spends_more(tiny
         )
     assert same["campaign_id"] == camp.id and same["keywords"] >= 1
     assert all(r == {"mean": 0.0, "low": 0.0, "high": 0.0} for r in same["difference"].values())
-    assert up["change"] == {"id": kw.id, "field": "bid", "before": kw.bid, "after": round(kw.bid * 2, 2)}
+    assert up["change"] == {"id": kw.id, "field": "bid", "before": kw.bid, "after": round(kw.bid * 2, 2),
+                            "name": kw.text}  # the result names what it changed
     assert up["changed"] != up["status_quo"]  # (the campaign's budget may cap the extra spend)
     assert budget["change"]["field"] == "daily_budget"
     assert budget["difference"]["spend"]["mean"] >= -0.01  # more budget never spends less on the same days

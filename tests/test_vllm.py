@@ -83,15 +83,24 @@ async def test_a_turn_through_vllm(vllm_url, world):  # noqa: F811
     assert usage and usage[0]["input_tokens"] > 100  # the server saw the system prompt and the tool specs
 
 
+def _own_id_or_words(value: str, schema: dict) -> bool:
+    """An id argument is one of the advertiser's own ids (the enum) or words the tools resolve in scope; never
+    an id-shaped string of someone else's (the pattern rules those out)."""
+    import re
+
+    own, words = schema["properties"]["id"]["anyOf"]
+    assert own["enum"] and "kw_9999999" not in own["enum"]
+    return value in own["enum"] or re.match(words["pattern"], value) is not None
+
+
 async def test_tool_arguments_are_constrained_to_the_advertisers_ids(vllm_url, world):  # noqa: F811
     config = AgentConfig(advertiser_id="adv_0001", base_url=vllm_url, store_path=world, checkpointer="memory",
                          limits=Limits(max_new_tokens=96, max_seconds=300))
     async with Agent(config) as agent:
         schema = agent.context.tool_schemas["propose_change"]
-        allowed = schema["properties"]["id"]["enum"]  # the advertiser's own ids
         args = await constrained_arguments(agent.context.model, "Pause my worst keyword", schema)
     jsonschema.validate(args, schema)
-    assert args["id"] in allowed, json.dumps(args)
+    assert _own_id_or_words(args["id"], schema), json.dumps(args)
 
 
 async def test_a_call_outside_the_scope_is_decoded_again_under_the_schema(vllm_url, world):  # noqa: F811
@@ -108,4 +117,5 @@ async def test_a_call_outside_the_scope_is_decoded_again_under_the_schema(vllm_u
         fixed = await _constrain_calls(ctx, [HumanMessage(content="Pause my worst keyword")], bad)
     [call] = fixed.tool_calls
     jsonschema.validate(call["args"], ctx.tool_schemas["propose_change"])
-    assert call["args"]["id"] in ctx.tool_schemas["propose_change"]["properties"]["id"]["enum"] and call["id"] == "c1"
+    assert _own_id_or_words(call["args"]["id"], ctx.tool_schemas["propose_change"]) and call["id"] == "c1"
+    assert call["args"]["id"] != "kw_9999999"

@@ -222,6 +222,7 @@ def train(model: Any, data: list[tuple[list[int], list[int]]], out: Path, cfg: T
     model.eval()
     if save is not None:
         save(model, out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     emit({"event": "done", **summary})
     return summary
