@@ -33,6 +33,7 @@ from evals.scenario import (
     Turn,
 )
 from evals.world import EvalWorld
+from tools.mcp_server.resolve import canonical_args
 
 DIAGNOSE = {IntentKind.GREETING, IntentKind.OVERVIEW, IntentKind.CAMPAIGNS, IntentKind.KEYWORDS,
             IntentKind.ENTITY_PERFORMANCE, IntentKind.WORST_ACOS, IntentKind.BUDGET_CAPPED, IntentKind.SEARCH_TERMS,
@@ -49,22 +50,6 @@ _ID_ARGS = ("id", "keyword_id", "campaign_id", "ad_group_id", "experiment_id")
 def _escape(text: str) -> str:
     """Scenario texts are slot templates: a brace the seller typed is literal."""
     return text.replace("{", "{{").replace("}", "}}")
-
-
-def canonical_args(args: dict[str, Any], result_text: str) -> dict[str, Any]:
-    """A call's arguments with every name replaced by the id its result says it resolved to."""
-    try:
-        result = json.loads(result_text)
-    except ValueError:
-        return dict(args)
-    out = dict(args)
-    for r in result.get("resolved", []) if isinstance(result, dict) else []:
-        field, value = r.get("field"), r.get("id")
-        if field in out and isinstance(out[field], list):
-            out[field] = [value if str(x) == r.get("query") else x for x in out[field]]
-        elif field in out:
-            out[field] = value
-    return out
 
 
 def _key_facts(answer: str) -> list[Fact]:

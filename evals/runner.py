@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from evals.outcomes import OutcomeJudge
 from evals.scenario import Decision, Scenario, Split, Suite, fill
 from evals.world import EvalWorld, account_slots, audit_entries, private_copy
+from tools.mcp_server.resolve import canonical_args
 
 log = logging.getLogger("adguide.evals")
 
@@ -193,8 +194,6 @@ def digest_messages(transcript: Transcript, messages: list[Any]) -> None:
                 text = _content(result) if result is not None else ""
                 parsed = _parse(text)
                 ok = result is not None and result.status != "error" and not (isinstance(parsed, dict) and "error" in parsed)
-                from evals.heldout import canonical_args
-
                 transcript.tool_calls.append(ToolCallRecord(name=call["name"], args=canonical_args(dict(call["args"]), text),
                                                             raw_args=dict(call["args"]), ok=ok, turn=turn_index))
                 if call["name"] == "propose_change" and ok and isinstance(parsed, dict):

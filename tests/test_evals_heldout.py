@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from evals.heldout import canonical_args, scenario_from_dialogue
+from evals.heldout import scenario_from_dialogue
 from evals.metrics import tool_call_accuracy
 from evals.scenario import Category, Split
+from tools.mcp_server.resolve import canonical_args
 
 
 def test_names_are_compared_by_the_ids_they_resolved_to() -> None:

@@ -65,7 +65,7 @@ def _canonical_value(value: Any) -> Any:
 
 def canonical_call(name: str, args: dict[str, Any], result_text: str) -> tuple[str, str]:
     """(tool, its arguments with names replaced by the ids they resolved to, numbers to the cent) as a key."""
-    from evals.heldout import canonical_args
+    from tools.mcp_server.resolve import canonical_args
 
     return name, json.dumps(_canonical_value(canonical_args(args, result_text)), sort_keys=True)
 

@@ -22,6 +22,7 @@ months/seasons filter the advertiser's experiments before any fuzzy match.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import threading
 from collections.abc import Sequence
@@ -394,3 +395,19 @@ def default_embed(texts: list[str]) -> Any:
     from tools.keywords.embeddings import default_embedder
 
     return default_embedder().encode(texts)
+
+
+def canonical_args(args: dict[str, Any], result_text: str) -> dict[str, Any]:
+    """A call's arguments with every name replaced by the id its result says it resolved to."""
+    try:
+        result = json.loads(result_text)
+    except ValueError:
+        return dict(args)
+    out = dict(args)
+    for r in result.get("resolved", []) if isinstance(result, dict) else []:
+        field, value = r.get("field"), r.get("id")
+        if field in out and isinstance(out[field], list):
+            out[field] = [value if str(x) == r.get("query") else x for x in out[field]]
+        elif field in out:
+            out[field] = value
+    return out
