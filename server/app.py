@@ -223,9 +223,11 @@ def _ops_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         checks["world"] = _check_world(settings)
         ok = all(c["ok"] for c in checks.values())
         down = [name for name, c in checks.items() if not c["ok"]]
-        body = {"status": "ready" if ok else "not_ready", "checks": checks}
+        body: dict[str, Any] = {"status": "ready" if ok else "not_ready"}
+        if _is_admin(request, svc):  # endpoints and file paths are for operators, not for anyone who asks
+            body["checks"] = checks
         if not ok:
-            body["message"] = f"not ready: {', '.join(down)} unavailable; see checks"
+            body["message"] = f"not ready: {', '.join(down)} unavailable"
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
@@ -234,6 +236,15 @@ def _ops_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         with contextlib.suppress(*REDIS_DOWN):  # Redis down: the last known value stays; /readyz says so
             metrics.queue_depth.set(await svc.redis.zcard(settings.queue_name))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _is_admin(request: Request, svc: Services) -> bool:
+    from server.auth import Role, authenticate
+
+    try:
+        return authenticate(request, svc.keys).role == Role.ADMIN
+    except errors.ApiError:
+        return False
 
 
 async def _check_model(settings: Settings) -> dict[str, Any]:

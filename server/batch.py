@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from server.auth import Principal, Role, require_admin, require_advertiser
 from server.db import iso
-from server.deps import Services, caller, services
+from server.deps import JobId, Services, caller, services
 from server.errors import ApiError, DependencyDown
 from server.limits import REDIS_DOWN
 
@@ -147,13 +147,13 @@ async def _job_out(svc: Services, job_id: str) -> JobOut:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's progress (admin)")
-async def job_status(job_id: str, principal: Principal = Depends(caller), svc: Services = Depends(services)) -> JobOut:
+async def job_status(job_id: JobId, principal: Principal = Depends(caller), svc: Services = Depends(services)) -> JobOut:
     require_admin(principal)
     return await _job_out(svc, job_id)
 
 
 @router.post("/jobs/{job_id}/requeue", summary="Queue again the advertisers that have no result yet (admin)")
-async def requeue(job_id: str, principal: Principal = Depends(caller),
+async def requeue(job_id: JobId, principal: Principal = Depends(caller),
                   svc: Services = Depends(services)) -> dict[str, Any]:
     require_admin(principal)
     await _job_out(svc, job_id)  # 404 for an unknown job
@@ -163,7 +163,7 @@ async def requeue(job_id: str, principal: Principal = Depends(caller),
 
 
 @router.get("/jobs/{job_id}/results", response_model=ResultsPage, summary="A page of a job's results (admin)")
-async def results(job_id: str, after: str | None = Query(None, max_length=200, description="cursor from the last page"),
+async def results(job_id: JobId, after: str | None = Query(None, max_length=200, description="cursor from the last page"),
                   limit: int = Query(50, ge=1, le=500), principal: Principal = Depends(caller),
                   svc: Services = Depends(services)) -> ResultsPage:
     require_admin(principal)

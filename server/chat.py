@@ -34,7 +34,7 @@ from sse_starlette import EventSourceResponse
 from agent.graph import AgentError
 from server.auth import Principal, require_advertiser
 from server.db import iso
-from server.deps import Services, caller, services
+from server.deps import Services, ThreadId, caller, services
 from server.errors import ApiError, DependencyDown
 from server.limits import acquire_thread, release_thread
 from server.logs import request_id_var
@@ -127,7 +127,7 @@ def _pending_of(snapshot: Any) -> dict[str, Any] | None:
 
 
 @router.get("/threads/{thread_id}", response_model=HistoryOut, summary="A thread's history and pending proposal")
-async def history(thread_id: str, principal: Principal = Depends(caller),
+async def history(thread_id: ThreadId, principal: Principal = Depends(caller),
                   svc: Services = Depends(services)) -> HistoryOut:
     advertiser_id = require_advertiser(principal)
     row = await _own_thread(svc, thread_id, advertiser_id)
@@ -146,7 +146,7 @@ def _wants_json(request: Request) -> bool:
 @router.post("/threads/{thread_id}/messages", summary="Send a message; the turn streams back as server-sent events",
              responses={200: {"content": {"text/event-stream": {}, "application/json": {}},
                               "description": "SSE events (see module doc), or a TurnOut with Accept: application/json"}})
-async def post_message(thread_id: str, body: MessageIn, request: Request, principal: Principal = Depends(caller),
+async def post_message(thread_id: ThreadId, body: MessageIn, request: Request, principal: Principal = Depends(caller),
                        svc: Services = Depends(services)) -> Any:
     advertiser_id = require_advertiser(principal)
     limit = svc.settings.max_message_chars
@@ -163,7 +163,7 @@ async def post_message(thread_id: str, body: MessageIn, request: Request, princi
              responses={200: {"content": {"text/event-stream": {}, "application/json": {}}},
                         409: {"description": "nothing waits for confirmation, or the token was superseded"},
                         410: {"description": "the proposal expired; nothing was applied"}})
-async def confirm(thread_id: str, body: DecisionIn, request: Request, principal: Principal = Depends(caller),
+async def confirm(thread_id: ThreadId, body: DecisionIn, request: Request, principal: Principal = Depends(caller),
                   svc: Services = Depends(services)) -> Any:
     advertiser_id = require_advertiser(principal)
     await _own_thread(svc, thread_id, advertiser_id)

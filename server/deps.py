@@ -4,10 +4,10 @@ principal, then the per-key rate limit)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-from fastapi import Request, Response
+from fastapi import Path, Request, Response
 
 from server.agents import AgentPool
 from server.auth import KeyRing, Principal, authenticate
@@ -54,3 +54,12 @@ async def caller(request: Request, response: Response) -> Principal:
         raise
     response.headers.update(headers)
     return principal
+
+
+# Ids in a path are checked at the edge: a NUL byte, a path fragment or a 5,000-character id is a 422 that says
+# what an id looks like, before it reaches PostgreSQL, Redis or a log line.
+_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+ThreadId = Annotated[str, Path(pattern=_ID_PATTERN, max_length=64,
+                               description="a thread id from POST /v1/threads (letters, digits, _ . : -)")]
+JobId = Annotated[str, Path(pattern=_ID_PATTERN, max_length=64,
+                            description="a job id from POST /v1/jobs (letters, digits, _ . : -)")]

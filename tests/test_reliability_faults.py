@@ -27,6 +27,7 @@ import redis
 
 from server.config import Settings
 from tests.server_support import (
+    ADMIN,
     ADV1,
     ADV2,
     api_client,
@@ -147,8 +148,10 @@ async def test_model_server_down_then_back_the_thread_continues(writable_world_p
     back = down.model_copy(update={"backend": "rules", "llm_base_url": None, "llm_model": None})
     try:
         async with api_client(down) as client:
-            ready = (await client.get("/readyz")).json()
+            ready = (await client.get("/readyz", headers=ADMIN)).json()
             assert ready["checks"]["model"]["ok"] is False and "model" in ready["message"]
+            anonymous = (await client.get("/readyz")).json()  # status and what is down, no endpoints or paths
+            assert anonymous == {"status": "not_ready", "message": ready["message"]}
             tid = (await client.post("/v1/threads", json={}, headers=ADV1)).json()["thread_id"]
             r = await client.post(f"/v1/threads/{tid}/messages", json={"message": "How is my account doing?"},
                                   headers={**ADV1, **JSON})

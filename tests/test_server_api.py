@@ -246,6 +246,14 @@ async def test_bad_input_gets_clear_errors_and_the_server_keeps_serving(settings
         assert r.status_code == 404 and "POST /v1/threads" in r.json()["error"]["message"]
         r = await client.get("/v1/jobs/job_nope", headers=ADMIN)
         assert r.status_code == 404 and r.json()["error"]["code"] == "job_not_found"
+        # ids that cannot be ids: a NUL byte, a path fragment, 5,000 characters -> 422 naming the id, never 5xx
+        for bad in ("th_a%00b", "th_a%20b", "t" * 5000):
+            r = await client.get(f"/v1/threads/{bad}", headers=ADV1)
+            assert r.status_code == 422 and "thread_id" in r.json()["error"]["message"], (bad[:20], r.text[:200])
+            r = await client.get(f"/v1/jobs/{bad.replace('th_', 'job_')}", headers=ADMIN)
+            assert r.status_code == 422 and "job_id" in r.json()["error"]["message"], (bad[:20], r.text[:200])
+        r = await client.get("/v1/threads/th_..%2F..%2Fx", headers=ADV1)  # a path fragment is no route at all
+        assert r.status_code == 404 and "no such endpoint" in r.json()["error"]["message"]
         r = await client.post("/v1/jobs", json={"advertisers": ["adv_9999"]}, headers=ADMIN)
         assert r.status_code == 422 and "adv_9999" in r.json()["error"]["message"]
         r = await client.get("/v1/nothing-here", headers=ADV1)
@@ -311,7 +319,7 @@ async def test_redis_down_gives_503_and_service_comes_back(writable_world_path, 
             r = await client.post(f"/v1/threads/{tid}/messages", json={"message": "hi"}, headers=ADV1)
             assert r.status_code == 503 and r.headers["retry-after"]
             assert "Redis" in r.json()["error"]["message"] and "retry" in r.json()["error"]["message"]
-            ready = await client.get("/readyz")
+            ready = await client.get("/readyz", headers=ADMIN)
             assert ready.status_code == 503 and ready.json()["checks"]["redis"]["ok"] is False
             assert (await client.get("/healthz")).status_code == 200
             assert (await client.get("/metrics")).status_code == 200
@@ -332,14 +340,14 @@ async def test_postgres_and_model_down_are_reported(writable_world_path):
     async with api_client(s) as client:
         r = await client.post("/v1/threads", json={}, headers=ADV1)
         assert r.status_code == 503 and "PostgreSQL" in r.json()["error"]["message"]
-        ready = await client.get("/readyz")
+        ready = await client.get("/readyz", headers=ADMIN)
         assert ready.status_code == 503 and ready.json()["checks"]["postgres"]["ok"] is False
         assert "postgres" in ready.json()["message"]
     s = unique_settings(writable_world_path, backend="openai", llm_base_url=f"http://127.0.0.1:{dead}/v1",
                         llm_model="adguide")
     try:
         async with api_client(s) as client:
-            ready = (await client.get("/readyz")).json()
+            ready = (await client.get("/readyz", headers=ADMIN)).json()
             assert ready["checks"]["model"]["ok"] is False and ready["checks"]["postgres"]["ok"] is True
             tid = await new_thread(client)
             r = await client.post(f"/v1/threads/{tid}/messages", json={"message": "How is my account doing?"},
