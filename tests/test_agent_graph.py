@@ -54,6 +54,14 @@ async def test_answer_is_grounded_in_tool_results(world):
     assert result.guardrail_events == [] and result.confirmation is None
 
 
+async def test_a_deeply_nested_message_gets_an_answer_and_does_not_poison_the_thread(world):
+    async with Agent(config(world)) as agent:
+        first = await agent.ask("t", "[" * 3000)
+        after = await agent.ask("t", "How is my account doing?")
+    assert first.text and first.stop_reason != "error"
+    assert after.text and "$" in after.text  # the next turn in the same thread reads the account as usual
+
+
 async def test_confirmed_proposal_is_applied_and_audited(world):
     kw = a_keyword(world)
     new_bid = round(kw.bid * 1.2, 2)

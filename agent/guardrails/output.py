@@ -233,7 +233,7 @@ def _parse(source: Any) -> Any:
     if isinstance(source, str):
         try:
             return json.loads(source)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # RecursionError: "[[[[..." thousands deep
             return [float(m.group("num").replace(",", "")) for m in _NUMBER.finditer(source)]
     return source
 
