@@ -43,11 +43,11 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agent.backends import BackendUnavailableError
+    from evals.data_model import BackendKindName, Row
     from evals.evaluate import evaluate
     from evals.gate import BASELINE_PATH, check, load_baseline
     from evals.gate import update_baseline as record_baseline
     from evals.report import new_run_dir, write_run
-    from evals.runner import BackendKindName, Row
     from evals.scenario import ScenarioError
 
     console = Console(stderr=True)

@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from evals.data_model import BackendKindName, Row
 from evals.metrics import row_metrics
 from evals.outcomes import OutcomeJudge
 from evals.report import RunResult, machine_info
-from evals.runner import BackendKindName, Row, expand_cases, run_cases
+from evals.runner import expand_cases, run_cases
 from evals.scenario import (
     SCENARIO_DIR,
     Scenario,

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from agent.intents import REFUSALS, IntentKind
-from evals.runner import Case
+from evals.data_model import Case
 from evals.scenario import (
     Advice,
     Category,

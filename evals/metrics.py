@@ -34,8 +34,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from pydantic import BaseModel, Field
 
+from evals.data_model import Case, Transcript
 from evals.outcomes import AdviceScore, Change, OutcomeJudge
-from evals.runner import Case, Transcript
 from evals.scenario import Category, Decision, ExpectedChange, Split, fill
 from evals.world import EvalWorld
 

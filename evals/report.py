@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from evals.data_model import Row
 from evals.metrics import CaseResult, RowMetrics
-from evals.runner import Row
 from evals.scenario import Suite
 
 # Metric, label, format ("pct", "num", "sec", "usd")

@@ -224,8 +224,8 @@ RUN_SCENARIOS = ["diag-why-acos", "write-bid-confirm", "write-bid-reject", "writ
 
 @pytest.fixture(scope="module")
 def tiny_run(world):  # type: ignore[no-untyped-def]
+    from evals.data_model import BackendKindName, Row
     from evals.evaluate import evaluate
-    from evals.runner import BackendKindName, Row
 
     suite = Suite(world=TINY, advertisers=1, splits=[Split.ID, Split.SEASONAL_PEAK], tags=[])
     return evaluate(suite, Row(name="model", backend=BackendKindName.RULES), only=RUN_SCENARIOS,

@@ -20,8 +20,8 @@ EVAL_WORLD = {"n_advertisers": 6, "days": 60, "seed": 2027}
 
 def compare(candidates: dict[str, Path], cfg: PipelineConfig, cache_dir: Path | None = None) -> dict[str, Any]:
     """Every candidate model dir on the same held-out cases: metrics per candidate and win rates against SFT."""
+    from evals.data_model import BackendKindName, Row
     from evals.evaluate import evaluate
-    from evals.runner import BackendKindName, Row
     from evals.scenario import CurriculumSpec, Split, Suite, WorldSpec
 
     suite = Suite(description="card: held-out curriculum", world=WorldSpec(**EVAL_WORLD),
