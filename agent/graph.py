@@ -52,8 +52,10 @@ from agent.configuration import AgentConfig, BackendKind
 from agent.guardrails.input import check_input
 from agent.guardrails.output import check_output
 from agent.guardrails.tool_args import ProposedChange, Scope, Verdict, check_changes, check_tool_args
+from agent.proactive import GuidanceReport, guide
 from agent.prompts import CONFIRMATION, EMPTY_ANSWER, STOPPED, system_prompt
 from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
+from agent.tool_call import run_tool
 
 log = logging.getLogger("adguide.agent")
 
@@ -293,22 +295,6 @@ def route_after_planner(state: AgentState) -> Literal["tools", "output_guardrail
     return "output_guardrails"
 
 
-async def _run_tool(ctx: AgentContext, name: str, args: dict[str, Any]) -> str:
-    """One MCP tool call with a timeout; the result's text (JSON)."""
-    timeout = ctx.config.limits.tool_timeout_s
-    if ctx.tools:
-        result = await asyncio.wait_for(ctx.tools[name].ainvoke(args), timeout=timeout)
-    else:  # LangGraph's own server: no held session in the context; open one for this call
-        from tools.mcp_server import connect_in_memory
-
-        async with connect_in_memory(ctx.config.store_path, ctx.config.advertiser_id) as session:
-            result = await asyncio.wait_for(session.call_tool(name, args), timeout=timeout)
-            return "".join(getattr(b, "text", "") for b in result.content)
-    if isinstance(result, list):
-        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in result)
-    return str(result)
-
-
 async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = _ctx(runtime)
     write = _writer()
@@ -336,7 +322,7 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
             write({"type": "tool_result", "name": name, "ok": False, "text": check.message})
             continue
         try:
-            text = await _run_tool(ctx, name, args)
+            text = await run_tool(ctx, name, args)
         except TimeoutError:
             text = json.dumps({"error": {"message": f"{name} did not answer within {ctx.config.limits.tool_timeout_s:g} s"}})
         except Exception as exc:  # a tool server failure must not end the conversation
@@ -410,16 +396,16 @@ async def _apply(ctx: AgentContext, pending: PendingProposal) -> Any:
     """Apply a confirmed proposal. The tool server keeps tokens in its process; after a restart (the thread
     resumed from its checkpoint in a new process) the token is unknown there, so the same change is proposed
     again and applied only if its diff is exactly the one the user confirmed."""
-    result = _parse_json(await _run_tool(ctx, APPLY_TOOL, {"token": pending["token"]}))
+    result = _parse_json(await run_tool(ctx, APPLY_TOOL, {"token": pending["token"]}))
     error = result.get("error") if isinstance(result, dict) else None
     if not (isinstance(error, dict) and error.get("type") == "ConfirmationError" and pending.get("args")):
         return result
-    again = _parse_json(await _run_tool(ctx, PROPOSE_TOOL, pending["args"]))
+    again = _parse_json(await run_tool(ctx, PROPOSE_TOOL, pending["args"]))
     if not isinstance(again, dict) or "token" not in again:
         return again
     if again.get("changes") != pending["proposal"].get("changes"):
         return {"error": {"message": "the account changed since you confirmed; ask again for a fresh proposal"}}
-    return _parse_json(await _run_tool(ctx, APPLY_TOOL, {"token": again["token"]}))
+    return _parse_json(await run_tool(ctx, APPLY_TOOL, {"token": again["token"]}))
 
 
 async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -639,7 +625,7 @@ class Agent:
                 if cursor:
                     args["cursor"] = cursor
                 try:
-                    page = _parse_json(await _run_tool(ctx, "performance", args))
+                    page = _parse_json(await run_tool(ctx, "performance", args))
                 except Exception as exc:  # no enums then; the tool server still enforces the scope
                     log.warning("could not list the account's ids: %r", exc)
                     return {k: [] for k in ids}
@@ -736,10 +722,8 @@ class Agent:
         result.stop_reason = (values.get("turn") or {}).get("stop_reason", "")
         return result
 
-    async def guide(self, thread_id: str | None = None) -> Any:
+    async def guide(self, thread_id: str | None = None) -> GuidanceReport:
         """Proactive mode: a ranked list of guidance items for this advertiser (agent/proactive.py)."""
-        from agent.proactive import guide
-
         return await guide(self, thread_id or f"guide-{uuid.uuid4().hex[:8]}")
 
 

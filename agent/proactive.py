@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agent.guardrails.output import check_output
+from agent.tool_call import run_tool
 
 TOP_KEYWORDS = 5
 MIN_RELATIVE_CHANGE = 0.10
@@ -79,15 +80,13 @@ def _confidence(low: float | None, mean: float) -> Confidence:
 
 async def guide(agent: Any, thread_id: str, max_items: int = 5) -> GuidanceReport:
     """Run the proactive analysis for the agent's advertiser over its MCP session."""
-    from agent.graph import _run_tool
-
     ctx = agent.context
     calls: list[dict[str, Any]] = []
 
     async def call(name: str, args: dict[str, Any]) -> Any:
         if name not in ctx.tools:
             return None
-        text = await _run_tool(ctx, name, args)
+        text = await run_tool(ctx, name, args)
         try:
             result = json.loads(text)
         except ValueError:
