@@ -18,28 +18,6 @@ from pydantic import BaseModel, Field, field_validator
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-ENV = {
-    "redis_url": "ADGUIDE_REDIS_URL",
-    "postgres_url": "ADGUIDE_POSTGRES_URL",
-    "redis_prefix": "ADGUIDE_REDIS_PREFIX",
-    "pg_schema": "ADGUIDE_PG_SCHEMA",
-    "world_path": "ADGUIDE_WORLD",
-    "backend": "ADGUIDE_BACKEND",
-    "llm_base_url": "ADGUIDE_LLM_BASE_URL",
-    "llm_model": "ADGUIDE_LLM_MODEL",
-    "llm_api_key": "ADGUIDE_LLM_API_KEY",
-    "api_keys_file": "ADGUIDE_API_KEYS_FILE",
-    "max_body_bytes": "ADGUIDE_MAX_BODY_BYTES",
-    "max_message_chars": "ADGUIDE_MAX_MESSAGE_CHARS",
-    "rate_limit_per_minute": "ADGUIDE_RATE_LIMIT_PER_MINUTE",
-    "turn_seconds": "ADGUIDE_TURN_SECONDS",
-    "job_timeout_s": "ADGUIDE_JOB_TIMEOUT_S",
-    "job_max_tries": "ADGUIDE_JOB_MAX_TRIES",
-    "job_retry_base_s": "ADGUIDE_JOB_RETRY_BASE_S",
-    "worker_concurrency": "ADGUIDE_WORKER_CONCURRENCY",
-    "guidance": "ADGUIDE_GUIDANCE",
-    "log_level": "ADGUIDE_LOG_LEVEL",
-}
 
 
 class GuidanceMode(StrEnum):
@@ -118,6 +96,12 @@ class Settings(BaseModel):
         if self.api_keys:
             env["ADGUIDE_API_KEYS"] = json.dumps(self.api_keys)
         return env
+
+
+# Field -> environment variable: every field but the inline API keys (ADGUIDE_API_KEYS, JSON) is ADGUIDE_<FIELD>,
+# derived from the model so that a new field is settable from the environment and survives `to_env`.
+ENV = {name: "ADGUIDE_WORLD" if name == "world_path" else f"ADGUIDE_{name.upper()}"
+       for name in Settings.model_fields if name != "api_keys"}
 
 
 def _read_keys(raw: str, source: str) -> dict[str, str]:
