@@ -9,6 +9,7 @@ loaded separately and frozen. On CPU: fp32, no gradient checkpointing (STACK.md)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,13 @@ def hf_tokenizer(model_dir: Path | None) -> Any:
                                    cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]")
 
 
-def train_dpo(start_dir: Path, pairs: list[Pair], out: Path, cfg: Any, threads: int, seed: int = 0) -> dict[str, Any]:
-    """DPO from the model in `start_dir` (also the frozen reference); the result is saved as a model dir in `out`."""
+def train_dpo(start_dir: Path, pairs: list[Pair], out: Path, cfg: Any, threads: int, seed: int = 0,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """DPO from the model in `start_dir` (also the frozen reference); the result is saved as a model dir in `out`.
+    `progress(step, total)` hears of every optimizer step (the CLI's progress lines and ETA)."""
     import torch
     from datasets import Dataset
-    from transformers import PrinterCallback
+    from transformers import PrinterCallback, TrainerCallback
     from transformers.utils import logging as hf_logging
     from trl import DPOConfig, DPOTrainer
 
@@ -52,6 +55,14 @@ def train_dpo(start_dir: Path, pairs: list[Pair], out: Path, cfg: Any, threads: 
     )
     trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
+    if progress is not None:
+        report = progress
+
+        class _Progress(TrainerCallback):  # type: ignore[misc]
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                report(int(state.global_step), int(state.max_steps))
+
+        trainer.add_callback(_Progress())
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started

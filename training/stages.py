@@ -166,7 +166,7 @@ def stage_preferences(work: StageWork, run: Run, progress: Progress) -> None:
     work.summary.update(rft_examples=len(rft), rft=summary)
 
 
-def stage_dpo(work: StageWork, run: Run) -> None:
+def stage_dpo(work: StageWork, run: Run, progress: Progress) -> None:
     from training.dpo import train_dpo
     from training.preferences import Pair
 
@@ -177,7 +177,8 @@ def stage_dpo(work: StageWork, run: Run) -> None:
     if not pairs:  # every prompt's samples were all right or all wrong: nothing to prefer, SFT/RFT ships
         work.summary.update(pairs=0, skipped="no preference pairs")
         return
-    work.summary.update(train_dpo(start, pairs, work.out, config.dpo, config.threads, config.sft.seed),
+    work.summary.update(train_dpo(start, pairs, work.out, config.dpo, config.threads, config.sft.seed,
+                                  progress=lambda step, total: progress("DPO steps", step, total)),
                         start=start.parent.name)
 
 
@@ -240,7 +241,7 @@ def run_one(run: Run, stage: Stage, force: bool = False, progress: Progress = _n
         Stage.BASE: lambda w: stage_base(w, config),
         Stage.SFT: lambda w: stage_sft(w, run, progress),
         Stage.PREFERENCES: lambda w: stage_preferences(w, run, progress),
-        Stage.DPO: lambda w: stage_dpo(w, run),
+        Stage.DPO: lambda w: stage_dpo(w, run, progress),
         Stage.CARD: lambda w: stage_card(w, run),
     }
     if config.gpu is not None and stage in (Stage.PREFERENCES, Stage.DPO):
