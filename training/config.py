@@ -5,7 +5,8 @@ run can be resumed (or inspected) without remembering its flags.
 
 - `small`: the shipped embedded model (MiniLM as a prefix LM) on a 2-core CPU machine, under 90 minutes:
   curriculum data (~8 min), SFT (~50 min: 900 steps of 4,096 tokens at ~3.4 s a step in fp32 on a 2-core
-  AMD EPYC; a CPU with AMX runs bf16 at ~1.5 s a step), preference sampling and DPO, the card.
+  AMD EPYC; a CPU with AMX runs bf16 at ~1.5 s a step), preference sampling and RFT (~8.5 min), DPO (~9 min:
+  40 steps of 8 pairs at ~13 s a step; the measured run's 120 steps took 26 min), the card.
 - `tiny`: the same stages in a minute or two on tiny data (the tests run it).
 - `gpu`: a pretrained instruct base (Qwen2.5 0.5-1.5B, LoRA) fine-tuned on the same curriculum in the hermes
   chat format with the full tool specifications, for vLLM to serve; `--base-model` names its local dir. The
@@ -132,7 +133,7 @@ def preset(name: Preset | str) -> PipelineConfig:
         sft=SFTConfig(max_steps=900, minutes=55, learning_rate=2e-4, freeze_layers=2, batch_tokens=4096,
                       checkpoint_every=300, warmup_steps=100, threads=2),
         preferences=PreferenceConfig(n_prompts=240, samples=4, temperature=0.8, rft_epochs=1),
-        dpo=DPOConfig(max_steps=120, batch_size=8, learning_rate=2e-6, beta=0.1),
+        dpo=DPOConfig(max_steps=40, batch_size=8, learning_rate=2e-6, beta=0.1),
         card=CardConfig(dialogues_per_advertiser=6, advertisers=2),
         threads=2,
     )
