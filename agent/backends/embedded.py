@@ -112,11 +112,11 @@ class EmbeddedChatModel(BaseChatModel):
     # --- prompts ----------------------------------------------------------------------------------------------
 
     def _scope(self, messages: list[BaseMessage]) -> str:
-        if self.advertiser_id:
-            return self.advertiser_id
+        """The conversation's advertiser, from its system prompt: one loaded model serves many agents (the
+        evals, the server's pool), so the advertiser it was built for is only the fallback."""
         system = next((m for m in messages if isinstance(m, SystemMessage)), None)
         found = _SCOPE.search(str(system.content)) if system is not None else None
-        return found.group(0) if found else "adv_unknown"
+        return found.group(0) if found else self.advertiser_id or "adv_unknown"
 
     def prompt_ids(self, thread: list[dict[str, Any]], scope: str, pending: dict[str, Any] | None = None
                    ) -> tuple[list[int], dict[str, str]]:

@@ -222,7 +222,9 @@ class TeacherChatModel(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
         thread = list(convert_to_openai_messages(messages))
-        scope = self.advertiser_id or next((m for m in _ADV.findall(str(messages[0].content))), None)
+        # The system prompt names the advertiser of this conversation; a model shared by many agents (the evals,
+        # the server's pool) must not answer with the advertiser it was built for.
+        scope = next((m for m in _ADV.findall(str(messages[0].content))), None) or self.advertiser_id
         decided = decide(thread, scope)
         calls = [{"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"]), "id": c["id"],
                   "type": "tool_call"} for c in decided.get("tool_calls") or []]
