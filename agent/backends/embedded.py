@@ -66,6 +66,9 @@ def _names(thread: list[dict[str, Any]]) -> list[str]:
     return found
 
 
+_LOADING = threading.Lock()
+
+
 class EmbeddedChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -93,18 +96,23 @@ class EmbeddedChatModel(BaseChatModel):
         return "adguide-embedded"
 
     def load(self) -> None:
+        """Load once, even when several conversations start at the same moment (the evals run cases in
+        threads): the model is published last, so a caller that sees it also sees the tokenizer and vocab."""
         if self._model is not None:
             return
-        import torch
+        with _LOADING:
+            if self._model is not None:
+                return
+            import torch
 
-        from agent.model.decode import make_vocab
-        from agent.model.network import AdguideForPrefixLM
-        from agent.model.text import load_tokenizer
+            from agent.model.decode import make_vocab
+            from agent.model.network import AdguideForPrefixLM
+            from agent.model.text import load_tokenizer
 
-        torch.set_num_threads(self.threads)
-        self._tok = load_tokenizer(self.model_dir)
-        self._model = AdguideForPrefixLM.from_pretrained(self.model_dir, dtype=torch.float32).eval()
-        self._vocab = make_vocab(self._tok)
+            torch.set_num_threads(self.threads)
+            self._tok = load_tokenizer(self.model_dir)
+            self._vocab = make_vocab(self._tok)
+            self._model = AdguideForPrefixLM.from_pretrained(self.model_dir, dtype=torch.float32).eval()
 
     def bind_tools(self, tools: Any, *, tool_choice: str | None = None, **kwargs: Any) -> Runnable:
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
