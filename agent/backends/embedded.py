@@ -66,9 +66,6 @@ def _names(thread: list[dict[str, Any]]) -> list[str]:
     return found
 
 
-_LOADING = threading.Lock()
-
-
 class EmbeddedChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -100,7 +97,7 @@ class EmbeddedChatModel(BaseChatModel):
         threads): the model is published last, so a caller that sees it also sees the tokenizer and vocab."""
         if self._model is not None:
             return
-        with _LOADING:
+        with self._lock:  # the generation lock: nothing generates before the model is loaded
             if self._model is not None:
                 return
             import torch
