@@ -530,7 +530,8 @@ def _openai_tool(name: str, description: str, schema: dict[str, Any]) -> dict[st
     return {"type": "function", "function": {"name": name, "description": description, "parameters": schema}}
 
 
-NAME_PATTERN = r"^(?!(kw|cmp|ag|exp|adv|prd)_\d)[^\"\\]{1,120}$"  # words, not something shaped like an id
+# Words, not something shaped like an id; no quote, backslash or control character.
+NAME_PATTERN = r"^(?!(kw|cmp|ag|exp|adv|prd)_\d)[^\"\\\x00-\x1f]{1,120}$"
 
 
 def constrain_schemas(schemas: dict[str, dict[str, Any]], ids: dict[str, list[str]]) -> dict[str, dict[str, Any]]:

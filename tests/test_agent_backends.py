@@ -187,3 +187,26 @@ async def test_local_backend_streams_tokens(model_dir):
     assert with_usage and all(i > chunks.index(next(c for c in chunks if c.content)) for i in with_usage)
     whole = model.invoke([HumanMessage(content="hello")])
     assert "".join(texts) == whole.content and whole.usage_metadata is not None and whole.usage_metadata["output_tokens"] == 16
+
+
+def test_vllm_arguments_regex_allows_own_ids_and_words_only():
+    """The regex sent to vLLM's structured outputs: an id is one of the advertiser's own or plain words; never
+    an id-shaped string of someone else's, a control character or an unescaped quote (each seen from a random
+    model under the looser regex)."""
+    from agent.backends.openai import arguments_regex
+    from agent.graph import NAME_PATTERN, constrain_schemas
+
+    schema = {"type": "object", "required": ["action", "id"],
+              "properties": {"action": {"type": "string", "enum": ["pause", "enable"]}, "id": {"type": "string"}}}
+    [constrained] = constrain_schemas({"propose_change": schema}, {"keyword": ["kw_0000001"]}).values()
+    regex = re.compile(arguments_regex(constrained))
+    good = ['{"action": "pause", "id": "kw_0000001"}', '{"action": "enable", "id": "bamboo cutting board"}',
+            '{"action": "pause", "id": "yoga mat, 6mm"}']
+    bad = ['{"action": "pause", "id": "kw_9999999"}', '{"action": "pause", "id": "{\x11\x11"}',
+           '{"action": "pause", "id": "a\\"b"}', '{"action": "stop", "id": "kw_0000001"}']
+    assert all(regex.fullmatch(s) for s in good)
+    assert not any(regex.fullmatch(s) for s in bad)
+    for s in good:  # what the regex lets through, the schema accepts
+        value = json.loads(s)["id"]
+        assert value == "kw_0000001" or re.match(NAME_PATTERN, value)
+    assert not re.match(NAME_PATTERN, "tab\there") and not re.match(NAME_PATTERN, "kw_12")

@@ -48,7 +48,19 @@ def make_openai_model(config: AgentConfig, **overrides: Any) -> Any:
     return ChatOpenAI(**kwargs)
 
 
+# A string value: no quote, backslash or control character (JSON would need them escaped, and a small model
+# fills an unescaped control character in). Words stand for a name the tools resolve; with no underscore they
+# can never spell an id-shaped string like kw_0000001 (the schema's NAME_PATTERN, which uses a look-ahead that
+# a decoding grammar has no need of here).
+_STRING = r'"[^"\\\x00-\x1f]{0,80}"'
+_WORDS = r'"[A-Za-z0-9][A-Za-z0-9 \'&,.+/-]{0,79}"'
+
+
 def _value_regex(prop: dict[str, Any]) -> str:
+    if "anyOf" in prop:  # e.g. an id: one of the advertiser's own (an enum) or words naming one
+        return "(" + "|".join(_value_regex(p) for p in prop["anyOf"]) + ")"
+    if "pattern" in prop:
+        return _WORDS
     if "enum" in prop:
         return "(" + "|".join(re.escape(json.dumps(v)) for v in prop["enum"]) + ")"
     kind = prop.get("type")
@@ -59,7 +71,7 @@ def _value_regex(prop: dict[str, Any]) -> str:
         return r"-?(0|[1-9][0-9]{0,8})(\.[0-9]{1,4})?"
     if kind == "boolean":
         return "(true|false)"
-    return r'"[^"\\]{0,80}"'
+    return _STRING
 
 
 def arguments_regex(schema: dict[str, Any]) -> str:
