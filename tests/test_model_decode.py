@@ -69,6 +69,15 @@ def test_decisions_only_while_a_proposal_waits(setup: dict[str, Any]) -> None:
     assert _accepts(setup, waiting, CONFIRM) and _accepts(setup, waiting, REJECT)
 
 
+def test_without_the_answer_option_only_calls_are_admitted(setup: dict[str, Any]) -> None:
+    """What the router asks for when it is sure a turn starts with a call: among the tools it names."""
+    narrowed = {"account_overview": setup["schemas"]["account_overview"]}
+    grammar = grammar_for(setup["vocab"], narrowed, setup["ids"], pending=False, answer=False)
+    assert _accepts(setup, grammar, compact_call("account_overview", GOLD["account_overview"], narrowed["account_overview"]))
+    assert not _accepts(setup, grammar, "The best bid is $1.20.")
+    assert not _accepts(setup, grammar, compact_call("ab_test", GOLD["ab_test"], setup["schemas"]["ab_test"]))
+
+
 def test_names_are_copied_as_contiguous_runs_of_the_prompts_words(setup: dict[str, Any]) -> None:
     tok = setup["tok"]
     runs = prompt_words(setup["vocab"], setup["ids"])

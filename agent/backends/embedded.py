@@ -75,7 +75,10 @@ class EmbeddedChatModel(BaseChatModel):
     threads: int = 1
     advertiser_id: str | None = None
     argument_schemas: dict[str, dict[str, Any]] | None = None  # set by Agent; ids as enums are not used here
+    route_tools: bool = True  # the intent router narrows a turn's first step to the likely tools (agent/router.py)
+    write_answers: bool = True  # answers written from the results by the expert's answer for the routed intent
     _model: Any = PrivateAttr(default=None)
+    _router: Any = PrivateAttr(default=None)
     _tok: Any = PrivateAttr(default=None)
     _vocab: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -105,8 +108,10 @@ class EmbeddedChatModel(BaseChatModel):
             from agent.model.decode import make_vocab
             from agent.model.network import AdguideForPrefixLM
             from agent.model.text import load_tokenizer
+            from agent.router import IntentRouter
 
             torch.set_num_threads(self.threads)
+            self._router = IntentRouter.load(self.model_dir)  # None for a model dir without one: no routing
             self._tok = load_tokenizer(self.model_dir)
             self._vocab = make_vocab(self._tok)
             self._model = AdguideForPrefixLM.from_pretrained(self.model_dir, dtype=torch.float32).eval()
@@ -143,11 +148,11 @@ class EmbeddedChatModel(BaseChatModel):
     # --- generation -------------------------------------------------------------------------------------------
 
     def _decode(self, prompt: list[int], schemas: dict[str, dict[str, Any]], *, pending: bool, temperature: float = 0.0,
-                generator: Any = None, deadline: float | None = None) -> tuple[str, int]:
+                generator: Any = None, deadline: float | None = None, answer: bool = True) -> tuple[str, int]:
         from agent.model.decode import generate, grammar_for
         from agent.model.text import VALUE_REFS
 
-        grammar = grammar_for(self._vocab, schemas, prompt, pending=pending)
+        grammar = grammar_for(self._vocab, schemas, prompt, pending=pending, answer=answer)
         present = set(prompt)
         refs = [self._tok.token_to_id(r) for r in VALUE_REFS]
         banned = [i for i in refs if i is not None and i not in present]  # only references the prompt carries
@@ -182,12 +187,35 @@ class EmbeddedChatModel(BaseChatModel):
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {"type": "object", "properties": {}}
                    for t in tools or []}
         prompt, values = self.prompt_ids(thread, scope)
+        probs = self._route(thread)
+        answer = True
+        if probs is not None and self.route_tools and thread and thread[-1].get("role") == "user":
+            from agent.router import first_step_tools
+
+            narrowed = first_step_tools(probs)
+            if narrowed and narrowed <= schemas.keys():
+                schemas, answer = {n: s for n, s in schemas.items() if n in narrowed}, False
         decoded, n_out = self._decode(prompt, schemas, pending=False, temperature=temperature, generator=generator,
-                                      deadline=deadline)
+                                      deadline=deadline, answer=answer)
         message = self.text_message(decoded, thread, values, schemas)
+        if probs is not None and self.write_answers and not message.tool_calls:
+            from agent.router import turn_calls, written_answer
+
+            written = written_answer(probs, turn_calls(thread), scope)
+            if written:
+                message = AIMessage(content=written)
         message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": n_out,
                                   "total_tokens": len(prompt) + n_out}
         return message
+
+    def _route(self, thread: list[dict[str, Any]]) -> dict[Any, float] | None:
+        """The router's intent probabilities for the turn's user message (None without a router)."""
+        from agent.router import last_user_text
+
+        text = last_user_text(thread)
+        if self._router is None or not text or not (self.route_tools or self.write_answers):
+            return None
+        return self._router.predict([text])[0]  # type: ignore[no-any-return]
 
     def decide(self, messages: list[BaseMessage], pending: dict[str, Any], reply: str) -> Literal["confirm", "reject"] | None:
         """A typed reply to a waiting proposal: confirm, reject, or None (the user moved on)."""

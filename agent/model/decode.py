@@ -239,12 +239,15 @@ def span_rule(v: Vocab, prompt_ids: list[int]) -> str:
     return render(trie)
 
 
-def grammar_for(v: Vocab, schemas: dict[str, dict[str, Any]], prompt_ids: list[int], *, pending: bool) -> str:
+def grammar_for(v: Vocab, schemas: dict[str, dict[str, Any]], prompt_ids: list[int], *, pending: bool,
+                answer: bool = True) -> str:
+    """The output grammar; `answer=False` leaves only calls (the router is sure the turn starts with one)."""
     tools, rules = _tool_rules(v, json.dumps(schemas, sort_keys=False))
-    decision = f" | {_toks(v, CONFIRM)} | {_toks(v, REJECT)}" if pending else ""
+    start = " | ".join([*(["answer"] if answer or not schemas else []), "calls",
+                        *([_toks(v, CONFIRM), _toks(v, REJECT)] if pending else [])])
     dash = _toks(v, "-")
     return f"""%llguidance {{}}
-start: answer | calls{decision}
+start: {start}
 answer: /[^<]+/
 calls: call~1..6
 call: {_toks(v, CALL_OPEN)} ({tools}) {_toks(v, CALL_CLOSE)}

@@ -1,0 +1,149 @@
+"""The intent router: which intents a seller's message likely means, from the pretrained sentence encoder
+(all-MiniLM-L6-v2, tools/keywords/embeddings.py) and a linear layer trained on the curriculum's train phrasings
+(training/router.py writes it into the model dir as `intent_router.json`).
+
+The embedded model uses it in two places, both optional and both measured (README, evaluation):
+- **Tool retrieval** (as TinyAgent's tool RAG): on the first step of a turn, when the router is confident and
+  every likely intent starts with a tool call, the decoding grammar offers only the tools those intents start
+  with and no direct answer. A likely refusal, greeting or reply to the agent leaves the grammar whole.
+- **Written answers**: when the model ends a turn whose calls succeeded, the answer is written from the tool
+  results by the expert's answer for the most likely intent whose plan matches the calls the model made (every
+  figure copied from a result); the model's own text is kept where no such intent exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from agent.expert import Done, step
+from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKind, Kpi, Metric
+
+ROUTER_FILE = "intent_router.json"
+CONFIDENT_MASS = 0.9  # the likely intents: the fewest whose probabilities add up to this ...
+MAX_LIKELY = 4  # ... and at most this many
+OPEN_FLOOR = 0.05  # any intent answered without tools (a refusal, a greeting, a reply) this likely: no restriction
+_NO_ANSWER_WRITER = WRITE_INTENTS | {IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET}  # they end in a proposal
+
+
+class IntentRouter(BaseModel):
+    classes: list[str] = Field(description="IntentKind values, in the order of the rows of coef")
+    coef: list[list[float]]
+    intercept: list[float]
+    summary: dict[str, Any] = Field(default_factory=dict, description="how it was trained and what it scored")
+
+    @classmethod
+    def load(cls, model_dir: Path | str) -> IntentRouter | None:
+        path = Path(model_dir) / ROUTER_FILE
+        return cls.model_validate_json(path.read_text()) if path.is_file() else None
+
+    def predict(self, texts: Sequence[str]) -> list[dict[IntentKind, float]]:
+        from tools.keywords.embeddings import default_embedder
+
+        x = default_embedder().encode(list(texts))
+        logits = x @ np.asarray(self.coef, dtype=np.float32).T + np.asarray(self.intercept, dtype=np.float32)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        kinds = [IntentKind(c) for c in self.classes]
+        return [dict(zip(kinds, map(float, row), strict=True)) for row in p]
+
+
+@functools.cache
+def first_tool(kind: IntentKind) -> str | None:
+    """The tool the expert's plan for `kind` calls first (None: it answers without tools)."""
+    placeholder = Intent(kind=kind, keyword="x", campaign="x", ad_group="x", experiment="x", entity="x",
+                         entity_kind=EntityKind.KEYWORD, value=1.0, total=100.0, term="x")
+    message = step(placeholder, [])
+    calls = message.get("tool_calls") or []
+    return str(calls[0]["function"]["name"]) if calls else None
+
+
+def likely(probs: dict[IntentKind, float]) -> list[IntentKind]:
+    ranked = sorted(probs, key=lambda k: -probs[k])
+    out: list[IntentKind] = []
+    mass = 0.0
+    for kind in ranked[:MAX_LIKELY]:
+        out.append(kind)
+        mass += probs[kind]
+        if mass >= CONFIDENT_MASS:
+            return out
+    return []  # not confident
+
+
+def first_step_tools(probs: dict[IntentKind, float]) -> set[str] | None:
+    """The tools the first step of a turn may call (and no direct answer), or None for no restriction."""
+    if any(first_tool(k) is None and p >= OPEN_FLOOR for k, p in probs.items()):
+        return None
+    kinds = likely(probs)
+    tools = {first_tool(k) for k in kinds}
+    return None if not kinds or None in tools else {t for t in tools if t}
+
+
+def _intent_from_calls(kind: IntentKind, done: Sequence[Done]) -> Intent:
+    """The intent with the fields the expert's answer reads that the calls carry (the sort, the KPI, the level)."""
+    fields: dict[str, Any] = {}
+    for d in done:
+        if d.name == "performance":
+            if d.args.get("sort") in Metric.__members__.values():
+                fields["metric"] = Metric(d.args["sort"])
+            level = d.args.get("level")
+            if level in ("keyword", "campaign", "ad_group"):
+                fields["entity_kind"] = EntityKind(level)
+        elif d.name == "kpi_change" and d.args.get("kpi") in Kpi.__members__.values():
+            fields["kpi"] = Kpi(d.args["kpi"])
+    return Intent(kind=kind, **fields)
+
+
+def written_answer(probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None) -> str | None:
+    """The expert's answer for the most likely intent whose plan starts with a tool the model called and that
+    answers from exactly these results; None where no intent fits (the model's own answer stands)."""
+    if not done:
+        return None
+    called = {d.name for d in done}
+    if "propose_change" in called:
+        return None  # a proposal's answer is the graph's
+    for kind in sorted(probs, key=lambda k: -probs[k]):
+        if probs[kind] < 0.01:
+            break
+        if kind in REFUSALS or kind in _NO_ANSWER_WRITER or first_tool(kind) not in called:
+            continue
+        try:
+            message = step(_intent_from_calls(kind, done), done, scope)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):  # results of another shape
+            continue
+        if not message.get("tool_calls") and message.get("content"):
+            return str(message["content"])
+    return None
+
+
+def turn_calls(thread: list[dict[str, Any]]) -> list[Done]:
+    """This turn's calls (after the last user message) with their parsed results, from OpenAI-style messages."""
+    last_user = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=-1)
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    done: list[Done] = []
+    for m in thread[last_user + 1:]:
+        for c in m.get("tool_calls") or []:
+            try:
+                args = json.loads(c["function"]["arguments"] or "{}")
+            except ValueError:
+                args = {}
+            calls[c.get("id") or ""] = (c["function"]["name"], args if isinstance(args, dict) else {})
+        if m.get("role") == "tool" and m.get("tool_call_id") in calls:
+            name, args = calls[m["tool_call_id"]]
+            try:
+                result = json.loads(m.get("content") or "")
+            except ValueError:
+                result = {"error": {"type": "BadResult", "message": str(m.get("content"))[:200]}}
+            done.append(Done(name, args, result))
+    return done
+
+
+def last_user_text(thread: list[dict[str, Any]]) -> str | None:
+    return next((str(m.get("content") or "") for m in reversed(thread) if m.get("role") == "user"), None)

@@ -1,0 +1,104 @@
+"""The intent router (agent/router.py): the tools each intent starts with, when it narrows a turn's first step,
+answers written from real tool results, a router trained on a few phrasings, and the embedded model under it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.intents import IntentKind
+from agent.router import ROUTER_FILE, IntentRouter, first_step_tools, first_tool, turn_calls, written_answer
+from tests.test_agent_graph import world, world_template  # noqa: F401  (fixtures)
+from tools.mcp_server import connect_in_memory
+
+K = IntentKind
+
+
+def test_each_intent_starts_with_the_experts_first_tool():
+    assert first_tool(K.OVERVIEW) == "account_overview"
+    assert first_tool(K.WHAT_IF_BID) == "what_if"
+    assert first_tool(K.SET_BID) == "propose_change"
+    assert first_tool(K.GREETING) is None and first_tool(K.REFUSE_HARMFUL) is None and first_tool(K.CONFIRM) is None
+
+
+def test_the_first_step_is_narrowed_only_when_the_router_is_sure_of_tool_intents():
+    assert first_step_tools({K.OVERVIEW: 0.95, K.KEYWORDS: 0.05}) == {"account_overview"}
+    assert first_step_tools({K.WORST_ACOS: 0.5, K.KEYWORDS: 0.45, K.OVERVIEW: 0.05}) == {"performance"}
+    assert first_step_tools({K.OVERVIEW: 0.9, K.REFUSE_HARMFUL: 0.1}) is None  # a possible refusal: leave it open
+    assert first_step_tools({k: 1 / 6 for k in (K.OVERVIEW, K.KEYWORDS, K.WHAT_IF_BID, K.AB_TEST, K.ALLOCATE,
+                                                 K.BEST_BID)}) is None  # not confident
+
+
+async def _turn(path: Path, calls: list[tuple[str, dict]]) -> list[dict]:
+    thread: list[dict] = [{"role": "user", "content": "hey, how are my ads doing?"}]
+    async with connect_in_memory(path, "adv_0001") as session:
+        for i, (name, args) in enumerate(calls):
+            result = await session.call_tool(name, args)
+            thread.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"c{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]})
+            thread.append({"role": "tool", "tool_call_id": f"c{i}", "content": result.content[0].text})
+    return thread
+
+
+async def test_a_written_answer_quotes_the_results_of_the_calls_the_model_made(world):  # noqa: F811
+    thread = await _turn(world, [("account_overview", {})])
+    done = turn_calls(thread)
+    assert [d.name for d in done] == ["account_overview"] and done[0].error is None
+    spend = done[0].result["totals"]["spend"]
+    text = written_answer({K.OVERVIEW: 0.9, K.KEYWORDS: 0.1}, done, "adv_0001")
+    assert text and f"${spend:.2f}" in text
+    # the most likely intent's plan does not match the calls (keywords start with `performance`): the next does
+    assert written_answer({K.KEYWORDS: 0.8, K.OVERVIEW: 0.2}, done, "adv_0001") == text
+    assert written_answer({K.KEYWORDS: 1.0}, done, "adv_0001") is None  # nothing fits: the model's own text stands
+    assert written_answer({K.OVERVIEW: 1.0}, [], "adv_0001") is None
+
+
+async def test_a_failed_call_is_answered_with_the_experts_question_back(world):  # noqa: F811
+    thread = await _turn(world, [("what_if", {"change": "bid", "id": "zzqx no such thing", "value": 1.5})])
+    text = written_answer({K.WHAT_IF_BID: 1.0}, turn_calls(thread), "adv_0001")
+    assert text and "zzqx no such thing" in text
+
+
+def test_a_router_trained_on_a_few_phrasings_routes_new_words():
+    from training.router import fit
+
+    rows = [("how is my account doing", "overview"), ("give me an overview of my ads", "overview"),
+            ("summary of my advertising please", "overview"), ("what should i bid on dog beds", "best_bid"),
+            ("best bid for my yoga mat keyword", "best_bid"), ("which bid makes the most money on towels", "best_bid"),
+            ("write me a poem about cats", "refuse_off_topic"), ("what's the weather tomorrow", "refuse_off_topic")]
+    router = fit([t for t, _ in rows], [k for _, k in rows])
+    overview, bid, off = router.predict(["quick recap of how my ads went", "ideal bid for the bamboo cutting board?",
+                                         "tell me a joke"])
+    assert max(overview, key=overview.__getitem__) == K.OVERVIEW
+    assert max(bid, key=bid.__getitem__) == K.BEST_BID
+    assert max(off, key=off.__getitem__) == K.REFUSE_OFF_TOPIC
+
+
+@pytest.mark.slow
+async def test_the_embedded_model_calls_the_routed_tool_and_answers_from_its_result(world, tmp_path):  # noqa: F811
+    """A router sure of `overview` (a crafted one) makes the shipped model's first step a call to
+    account_overview whatever it is asked, and the answer quotes that call's result."""
+    from agent.backends.embedded import EmbeddedChatModel
+    from agent.configuration import AgentConfig, BackendKind, default_model_dir
+    from agent.graph import Agent
+
+    shipped = default_model_dir()
+    assert shipped is not None
+    for f in shipped.iterdir():
+        if f.name != ROUTER_FILE:
+            (tmp_path / f.name).symlink_to(f)
+    sure = IntentRouter(classes=["overview", "greeting"], coef=[[0.0] * 384, [0.0] * 384], intercept=[12.0, 0.0])
+    (tmp_path / ROUTER_FILE).write_text(sure.model_dump_json())
+    model = EmbeddedChatModel.from_dir(tmp_path, advertiser_id="adv_0001")
+    config = AgentConfig(advertiser_id="adv_0001", backend=BackendKind.LOCAL, store_path=world,
+                         checkpointer="memory")
+    async with Agent(config, model=model) as agent:
+        result = await agent.ask("t", "purple elephants dancing")
+        messages = await agent.messages("t")
+    calls = [c["name"] for m in messages if m.type == "ai" for c in m.tool_calls]
+    assert calls[:1] == ["account_overview"]
+    content = next(m for m in messages if m.type == "tool").content
+    overview = json.loads(content if isinstance(content, str) else content[0]["text"])
+    assert f"${overview['totals']['spend']:.2f}" in result.text
