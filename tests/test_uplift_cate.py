@@ -8,6 +8,7 @@ from tools.market.experiments import EffectSetup, ExperimentKind, OutcomeKind, s
 from tools.uplift.cate import (
     Estimator,
     _constant_effect,
+    _DrSplit,
     _logistic_propensity,
     _stack,
     effect_estimate,
@@ -361,13 +362,13 @@ def test_constant_effect_is_the_partially_linear_coefficient_unless_aipw_disagre
     phi = 2.0 + (t / e - (1 - t) / (1 - e)) * noise  # AIPW with exact outcome models
     sub = np.ones(n, dtype=bool)
     aipw = _aipw(phi)
-    est, note = _constant_effect(phi, y_res, t_res, sub, aipw, 0.95)
+    est, note = _constant_effect([_DrSplit(phi, y_res, t_res)], sub, aipw, 0.95)
     assert est is not aipw and abs(est.estimate - 2.0) < 4 * est.std_error
     assert est.std_error < 0.6 * aipw.std_error
     assert "partially linear" in note and f"{aipw.estimate:.4g}" in note
     # the pseudo-outcomes say 3, the residuals 2: the two disagree, AIPW stays
     far = _aipw(phi + 1.0)
-    kept, why = _constant_effect(phi + 1.0, y_res, t_res, sub, far, 0.95)
+    kept, why = _constant_effect([_DrSplit(phi + 1.0, y_res, t_res)], sub, far, 0.95)
     assert kept is far and "AIPW average is reported" in why
 
 

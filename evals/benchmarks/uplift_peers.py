@@ -9,7 +9,8 @@ Prints nothing; writes {estimator: {"cate": [...], "ate": .., "ci": [lo, hi] | n
 writes the semi-synthetic benchmark data that the peers' packages ship (bench_uplift_semisynthetic.py):
 IHDP response surface B (Hill 2011) from EconML's `econml.data.dgps.ihdp_surface_B` (747 IHDP children, 25
 covariates; replication r is random_state=r), and the ten ACIC 2016 challenge instances that causallib ships
-(`causallib.datasets.load_acic16`, 4,802 rows, 58 covariates dummy-coded to 79).
+(`causallib.datasets.load_acic16`, 4,802 rows, 58 covariates dummy-coded to 79), with their true expected
+potential outcomes (mu0, mu1), from which the benchmark draws further outcome noise.
 """
 
 from __future__ import annotations
@@ -165,6 +166,10 @@ def export_data(path: str, ihdp_replications: int) -> None:
         arrays[f"acic_{i}_t"] = np.asarray(d["a"], int)
         arrays[f"acic_{i}_y"] = np.asarray(d["y"], float)
         arrays[f"acic_{i}_tau"] = np.asarray(po["1"] - po["0"], float)
+        arrays[f"acic_{i}_mu0"], arrays[f"acic_{i}_mu1"] = (
+            np.asarray(po["0"], float),
+            np.asarray(po["1"], float),
+        )
     np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as bool
 
 
