@@ -295,15 +295,69 @@ def route_after_planner(state: AgentState) -> Literal["tools", "output_guardrail
     return "output_guardrails"
 
 
+_NAME_ERRORS = ("AmbiguousReferenceError", "NoMatchError")
+_WORD = re.compile(r"[\w'&+-]+|[^\w\s]")
+MAX_NAME_GROWTH = 4  # words of the user's message a name argument may grow by
+
+
+def longer_names(value: str, user_text: str) -> list[str]:
+    """The user's own longer phrasings of a name that was cut short: the words of `value` where they stand in the
+    user's message, grown to the right one word at a time (up to MAX_NAME_GROWTH, never across punctuation),
+    shortest first. "boho" in "what should I bid on boho storage bins?" -> ["boho storage", "boho storage bins"]."""
+    words = _WORD.findall(user_text)
+    lowered = [w.lower() for w in words]
+    want = [w.lower() for w in _WORD.findall(value)]
+    if not want:
+        return []
+    out: list[str] = []
+    for i in range(len(words) - len(want) + 1):
+        if lowered[i:i + len(want)] != want:
+            continue
+        end = i + len(want)
+        for extra in range(1, MAX_NAME_GROWTH + 1):
+            if end + extra > len(words) or not re.match(r"[\w]", words[end + extra - 1]):
+                break
+            out.append(" ".join(words[i:end + extra]))
+        break
+    return out
+
+
+async def _with_the_users_longer_name(ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any,
+                                      user_text: str) -> tuple[dict[str, Any], str] | None:
+    """A name argument the tools found ambiguous or unknown, tried again as the user's own longer phrase
+    ("boho" -> "boho storage bins"): the first that resolves is kept (args, result text); None if none does."""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    field = error.get("field") if isinstance(error, dict) and error.get("type") in _NAME_ERRORS else None
+    value = args.get(field) if isinstance(field, str) else None
+    if not isinstance(field, str) or not isinstance(value, str):
+        return None
+    for longer in longer_names(value, user_text):
+        retry = {**args, field: longer}
+        try:
+            text = await run_tool(ctx, name, retry)
+        except Exception:  # noqa: BLE001  (the original error stands)
+            return None
+        result = _parse_json(text)
+        if not (isinstance(result, dict) and "error" in result):
+            log.info("%s: %s=%r resolved as the user's %r", name, field, value, longer)
+            return retry, text
+        if (result.get("error") or {}).get("type") not in _NAME_ERRORS:
+            return None
+    return None
+
+
 async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = _ctx(runtime)
     write = _writer()
     call_msg = state["messages"][-1]
     assert isinstance(call_msg, AIMessage)
-    out: list[ToolMessage] = []
+    out: list[BaseMessage] = []
     events: list[GuardrailEvent] = []
     pending: PendingProposal | None = None
     scope = _scope(ctx)
+    last_user = _last_user_index(state["messages"])
+    user_text = content_text(state["messages"][last_user]) if last_user >= 0 else ""
+    regrown: dict[str, dict[str, Any]] = {}  # call id -> the arguments that ran (a name grown from the user's words)
     for call in call_msg.tool_calls:
         name, args, call_id = call["name"], call["args"], call["id"] or ""
         write({"type": "tool_call", "name": name, "args": args})
@@ -330,6 +384,12 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
             text = json.dumps({"error": {"message": f"{name} failed: {type(exc).__name__}: {exc}"[:300]}})
         parsed = _parse_json(text)
         failed = isinstance(parsed, dict) and "error" in parsed
+        if failed and user_text:
+            grown = await _with_the_users_longer_name(ctx, name, args, parsed, user_text)
+            if grown is not None:
+                args, text = grown
+                parsed, failed = _parse_json(text), False
+                regrown[call_id] = args
         if name == PROPOSE_TOOL and not failed and isinstance(parsed, dict) and parsed.get("token"):
             changes = [ProposedChange(entity_id=c["id"], field=c["field"],
                                       before=c["before"] if isinstance(c["before"], int | float | str) else None,
@@ -348,6 +408,10 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                     events.append(_event("tool_args", "confirm_extra", policy.message))
         write({"type": "tool_result", "name": name, "ok": not failed, "text": text[:500]})
         out.append(ToolMessage(content=text, tool_call_id=call_id, name=name, status="error" if failed else "success"))
+    if regrown:  # the history shows the calls as they ran (same message id: the reducer replaces it)
+        calls = [dict(c, args=regrown.get(c["id"] or "", c["args"])) for c in call_msg.tool_calls]
+        out.insert(0, AIMessage(content=call_msg.content, tool_calls=calls, id=call_msg.id,
+                                usage_metadata=call_msg.usage_metadata, response_metadata=call_msg.response_metadata))
     update: dict[str, Any] = {"messages": out, "guardrail_events": events}
     if pending:
         update["pending"] = pending

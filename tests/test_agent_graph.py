@@ -207,3 +207,38 @@ async def test_teacher_backend_through_the_graph(world):
         assert proposal.confirmation["changes"][0]["id"] == kw.id
         done = await agent.confirm("t", "confirm")
     assert "Applied" in done.text and bid_of(world, kw.id) == round(kw.bid * 1.1, 2)
+
+
+def test_a_name_cut_short_grows_only_within_the_users_own_words():
+    from agent.graph import longer_names
+
+    assert longer_names("boho", "what should I bid on boho storage bins?") == ["boho storage", "boho storage bins"]
+    assert longer_names("Bath Towels", "raise bath towels, then stop") == []  # never across punctuation
+    assert longer_names("yoga", "how is my account doing") == []  # not the user's words: nothing to grow
+
+
+async def test_an_ambiguous_name_is_tried_again_as_the_users_longer_phrase(world):
+    """A model that copies only the first word of "boho storage bins" gets the thing the user named, not a
+    question back, when the user's longer phrase resolves; the history shows the call as it ran."""
+    import json as _json
+
+    from agent.graph import _with_the_users_longer_name
+    from agent.tool_call import run_tool
+
+    with MarketStore.open(world) as store:
+        texts = [k.text for k in store.scoped("adv_0001").keywords()]
+    async with Agent(config(world)) as agent:
+        ctx = agent.context
+        for text in sorted({t for t in texts if texts.count(t) == 1 and len(t.split()) >= 2}):
+            head = text.split()[0]
+            first = _json.loads(await run_tool(ctx, "recommend_bid", {"keyword_id": head}))
+            if "error" in first and first["error"].get("type") in ("AmbiguousReferenceError", "NoMatchError"):
+                break
+        else:
+            pytest.skip("no keyword whose first word alone is ambiguous in this world")
+        grown = await _with_the_users_longer_name(ctx, "recommend_bid", {"keyword_id": head}, first,
+                                                  f"what should I bid on {text}?")
+    assert grown is not None
+    args, result = grown
+    assert args == {"keyword_id": text} or text.startswith(args["keyword_id"])
+    assert "error" not in _json.loads(result)

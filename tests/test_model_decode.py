@@ -127,3 +127,22 @@ def test_random_scores_still_give_well_formed_schema_valid_calls(setup: dict[str
             jsonschema.validate(call["args"], setup["schemas"][call["name"]])
             checked += 1
     assert checked >= 25
+
+
+def test_a_value_the_user_typed_is_copied_not_rewritten(setup: dict[str, Any]) -> None:
+    """With figures in the user's message, a bid, budget or total is one of them (ids and years are not
+    figures); without any, any positive number."""
+    from agent.model.decode import user_numbers
+
+    tok, vocab = setup["tok"], setup["vocab"]
+    ids = [tok.token_to_id("[CLS]"), *tok.encode("[account] adv_0001 [user] what if i bid 3.89 on dumbbells 2026, "
+                                                 "not kw_0000123", add_special_tokens=False).ids, tok.token_to_id("[SEP]")]
+    assert [tok.decode(list(n)).replace(" ", "") for n in user_numbers(vocab, ids)] == ["3.89"]
+    what_if = {"what_if": setup["schemas"]["what_if"]}
+    grammar = grammar_for(vocab, what_if, ids, pending=False)
+    call = {"change": "bid", "id": "dumbbells 2026"}
+    assert _accepts(setup, grammar, compact_call("what_if", call | {"value": 3.89}, what_if["what_if"]))
+    assert not _accepts(setup, grammar, compact_call("what_if", call | {"value": 3.9}, what_if["what_if"]))
+    free = grammar_for(vocab, what_if, setup["ids"], pending=False)  # the test prompt has no figures
+    assert _accepts(setup, free, compact_call("what_if", {"change": "bid", "id": "bamboo cutting board", "value": 3.9},
+                                              what_if["what_if"]))

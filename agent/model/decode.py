@@ -27,9 +27,10 @@ from typing import Any
 
 import torch
 
-from agent.model.text import CALL_CLOSE, CALL_OPEN, CONFIRM, REJECT, SPECIAL
+from agent.model.text import CALL_CLOSE, CALL_OPEN, CONFIRM, REJECT, SPECIAL, USER
 
 MAX_SPAN_WORDS = 12  # words a name-valued argument may copy
+USER_NUMBER_FIELDS = frozenset({"value", "total_budget"})  # copied from the user's figures when they typed any
 SPAN_FIELDS = frozenset({"id", "keyword_id", "campaign_id", "ad_group_id", "experiment_id", "query", "text",
                          "campaign_ids"})
 _HARD = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
@@ -154,6 +155,8 @@ def _value(v: Vocab, prop: dict[str, Any], key: str, rules: dict[str, str], rule
     kind = _kind(prop, key)
     if kind == "enum":
         return "(" + " | ".join(_toks(v, str(x)) for x in prop["enum"]) + ")"
+    if kind == "number" and key in USER_NUMBER_FIELDS:
+        return "usernumber"  # the user's own figures when the message has any (grammar_for)
     if kind == "number":
         return _number(v, prop, rules, rule_name + "_num")
     if kind == "integer":
@@ -239,6 +242,47 @@ def span_rule(v: Vocab, prompt_ids: list[int]) -> str:
     return render(trie)
 
 
+def user_numbers(v: Vocab, prompt_ids: list[int]) -> list[tuple[int, ...]]:
+    """The figures of this turn's user message ("3.89", "1192", "70"), each as its token ids: a bid, budget or
+    total the user typed is copied, not rewritten (a small model writes 3.9 for 3.89, 120 for 1192). Years
+    (1900-2099 without decimals) are names ("dumbbells 2026"), not amounts."""
+    user, dot = v.tok.token_to_id(USER), v.tok.token_to_id(".")
+    starts = [i for i, t in enumerate(prompt_ids) if t == user]
+    if not starts:
+        return []
+    specials = {v.tok.token_to_id(s) for s in SPECIAL} | {v.sep}
+    segment: list[int] = []
+    for t in prompt_ids[starts[-1] + 1:]:
+        if t in specials:
+            break
+        segment.append(t)
+
+    def digits(t: int) -> bool:
+        return v.token_bytes[t].strip().isdigit()
+
+    found: list[tuple[int, ...]] = []
+    joiners = {v.tok.token_to_id("_"), v.tok.token_to_id("-")}  # kw_0000123, exp_0001_1: an id, not a figure
+    i = 0
+    while i < len(segment):
+        if digits(segment[i]) and not v.continues[segment[i]] and not (i and segment[i - 1] in joiners):
+            j = i + 1
+            while j < len(segment) and v.continues[segment[j]] and digits(segment[j]):
+                j += 1
+            if j + 1 < len(segment) and segment[j] == dot and digits(segment[j + 1]) and not v.continues[segment[j + 1]]:
+                j += 2
+                while j < len(segment) and v.continues[segment[j]] and digits(segment[j]):
+                    j += 1
+            number = tuple(segment[i:j])
+            text = b"".join(v.token_bytes[t].strip() for t in number).decode()
+            year = text.isdigit() and 1900 <= int(text) <= 2099
+            if not year and not (text.startswith("0") and text.isdigit()) and float(text) > 0 and number not in found:
+                found.append(number)
+            i = j
+        else:
+            i += 1
+    return found
+
+
 def grammar_for(v: Vocab, schemas: dict[str, dict[str, Any]], prompt_ids: list[int], *, pending: bool,
                 answer: bool = True) -> str:
     """The output grammar; `answer=False` leaves only calls (the router is sure the turn starts with one)."""
@@ -246,12 +290,19 @@ def grammar_for(v: Vocab, schemas: dict[str, dict[str, Any]], prompt_ids: list[i
     start = " | ".join([*(["answer"] if answer or not schemas else []), "calls",
                         *([_toks(v, CONFIRM), _toks(v, REJECT)] if pending else [])])
     dash = _toks(v, "-")
+    numbers = user_numbers(v, prompt_ids)
+    any_number: dict[str, str] = {}
+    fallback = _number(v, {"exclusiveMinimum": 0}, any_number, "anynumber")
+    usernumber = (" | ".join("(" + " ".join(f"<[{i}]>" for i in n) + ")" for n in numbers) if numbers
+                  else fallback)
     return f"""%llguidance {{}}
 start: {start}
 answer: /[^<]+/
 calls: call~1..6
 call: {_toks(v, CALL_OPEN)} ({tools}) {_toks(v, CALL_CLOSE)}
 {rules}
+usernumber: {usernumber}
+{fallback}: {any_number[fallback]}
 span: {span_rule(v, prompt_ids)}
 date: YEAR {dash} MONTH {dash} DAY
 YEAR: / ?2[0-9]{{3}}/
