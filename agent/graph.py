@@ -752,8 +752,12 @@ class Agent:
             yield {"type": "guardrail", **event}
 
     async def typed_decision(self, thread_id: str, message: str) -> str | None:
-        """A message sent while a proposal waits, read as "confirm", "reject" or None (the user moved on): by the
-        model where it can tell (the embedded model learned it), else by a short, precise phrase list."""
+        """A message sent while a proposal waits, read as "confirm", "reject" or None (the user moved on): by a
+        short, precise phrase list first ("yes, go ahead", "no, leave it"), then by the model where it can tell
+        (the embedded model learned it)."""
+        plain = phrase_decision(message)
+        if plain is not None:
+            return plain
         snapshot = await self.graph.aget_state(self._run_config(thread_id))
         pending = (snapshot.values or {}).get("pending")
         decide = getattr(self.context.model if self.context else None, "decide", None)
@@ -764,7 +768,7 @@ class Agent:
                 return await asyncio.to_thread(decide, view, pending["proposal"], message)
             except Exception as exc:  # a model failure must not apply anything: fall back to the phrases
                 log.warning("the model could not read the reply to a proposal: %r", exc)
-        return phrase_decision(message)
+        return None
 
     async def ask(self, thread_id: str, message: str) -> TurnResult:
         """Run one turn to its end (or to a confirmation interrupt)."""

@@ -28,7 +28,7 @@ from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKin
 ROUTER_FILE = "intent_router.json"
 CONFIDENT_MASS = 0.9  # the likely intents: the fewest whose probabilities add up to this ...
 MAX_LIKELY = 4  # ... and at most this many
-OPEN_FLOOR = 0.05  # any intent answered without tools (a refusal, a greeting, a reply) this likely: no restriction
+OPEN_MASS = 0.15  # intents answered without tools (refusals, greetings, replies) this likely together: no restriction
 _NO_ANSWER_WRITER = WRITE_INTENTS | {IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET}  # they end in a proposal
 
 
@@ -78,12 +78,14 @@ def likely(probs: dict[IntentKind, float]) -> list[IntentKind]:
 
 
 def first_step_tools(probs: dict[IntentKind, float]) -> set[str] | None:
-    """The tools the first step of a turn may call (and no direct answer), or None for no restriction."""
-    if any(first_tool(k) is None and p >= OPEN_FLOOR for k, p in probs.items()):
+    """The tools the first step of a turn may call (and no direct answer), or None for no restriction: the
+    likely intents among those that start with a call, unless the intents answered without one (a refusal,
+    a greeting, a reply to the agent) together reach OPEN_MASS."""
+    open_mass = sum(p for k, p in probs.items() if first_tool(k) is None)
+    if open_mass >= OPEN_MASS:
         return None
-    kinds = likely(probs)
-    tools = {first_tool(k) for k in kinds}
-    return None if not kinds or None in tools else {t for t in tools if t}
+    kinds = likely({k: p / (1 - open_mass) for k, p in probs.items() if first_tool(k) is not None})
+    return {t for t in map(first_tool, kinds) if t} or None
 
 
 def _intent_from_calls(kind: IntentKind, done: Sequence[Done]) -> Intent:

@@ -26,7 +26,8 @@ def test_each_intent_starts_with_the_experts_first_tool():
 def test_the_first_step_is_narrowed_only_when_the_router_is_sure_of_tool_intents():
     assert first_step_tools({K.OVERVIEW: 0.95, K.KEYWORDS: 0.05}) == {"account_overview"}
     assert first_step_tools({K.WORST_ACOS: 0.5, K.KEYWORDS: 0.45, K.OVERVIEW: 0.05}) == {"performance"}
-    assert first_step_tools({K.OVERVIEW: 0.9, K.REFUSE_HARMFUL: 0.1}) is None  # a possible refusal: leave it open
+    assert first_step_tools({K.SEARCH_TERMS: 0.9, K.GREETING: 0.05, K.KPI_CHANGE: 0.05}) == {"search_terms"}
+    assert first_step_tools({K.OVERVIEW: 0.8, K.REFUSE_HARMFUL: 0.2}) is None  # a likely refusal: leave it open
     assert first_step_tools({k: 1 / 6 for k in (K.OVERVIEW, K.KEYWORDS, K.WHAT_IF_BID, K.AB_TEST, K.ALLOCATE,
                                                  K.BEST_BID)}) is None  # not confident
 
@@ -81,17 +82,11 @@ async def test_the_embedded_model_calls_the_routed_tool_and_answers_from_its_res
     """A router sure of `overview` (a crafted one) makes the shipped model's first step a call to
     account_overview whatever it is asked, and the answer quotes that call's result."""
     from agent.backends.embedded import EmbeddedChatModel
-    from agent.configuration import AgentConfig, BackendKind, default_model_dir
+    from agent.configuration import AgentConfig, BackendKind
     from agent.graph import Agent
 
-    shipped = default_model_dir()
-    assert shipped is not None
-    for f in shipped.iterdir():
-        if f.name != ROUTER_FILE:
-            (tmp_path / f.name).symlink_to(f)
     sure = IntentRouter(classes=["overview", "greeting"], coef=[[0.0] * 384, [0.0] * 384], intercept=[12.0, 0.0])
-    (tmp_path / ROUTER_FILE).write_text(sure.model_dump_json())
-    model = EmbeddedChatModel.from_dir(tmp_path, advertiser_id="adv_0001")
+    model = EmbeddedChatModel.from_dir(_with_router(tmp_path, sure), advertiser_id="adv_0001")
     config = AgentConfig(advertiser_id="adv_0001", backend=BackendKind.LOCAL, store_path=world,
                          checkpointer="memory")
     async with Agent(config, model=model) as agent:
@@ -102,3 +97,30 @@ async def test_the_embedded_model_calls_the_routed_tool_and_answers_from_its_res
     content = next(m for m in messages if m.type == "tool").content
     overview = json.loads(content if isinstance(content, str) else content[0]["text"])
     assert f"${overview['totals']['spend']:.2f}" in result.text
+
+
+def _with_router(tmp_path: Path, router: IntentRouter) -> Path:
+    from agent.configuration import default_model_dir
+
+    shipped = default_model_dir()
+    assert shipped is not None
+    for f in shipped.iterdir():
+        if f.name != ROUTER_FILE:
+            (tmp_path / f.name).symlink_to(f)
+    (tmp_path / ROUTER_FILE).write_text(router.model_dump_json())
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_a_reply_the_router_reads_as_a_plain_no_never_applies(tmp_path):
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from agent.backends.embedded import EmbeddedChatModel
+    from agent.prompts import system_prompt
+
+    no = IntentRouter(classes=["confirm", "reject"], coef=[[0.0] * 384] * 2, intercept=[0.0, 9.0])
+    model = EmbeddedChatModel.from_dir(_with_router(tmp_path, no), advertiser_id="adv_0001")
+    proposal = {"action": "pause", "changes": [{"id": "kw_0000001", "field": "status", "before": "enabled",
+                                                "after": "paused"}]}
+    history = [SystemMessage(content=system_prompt("adv_0001")), HumanMessage(content="pause kw_0000001")]
+    assert model.decide(history, proposal, "yes go ahead, do it") == "reject"

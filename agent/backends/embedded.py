@@ -66,6 +66,10 @@ def _names(thread: list[dict[str, Any]]) -> list[str]:
     return found
 
 
+DECISION_SURE = 0.6  # the router's probability of confirm (or reject) that decides a reply by itself
+DECISION_DOUBT = 0.25  # a model's "confirm" is dropped when the router gives "reject" this much
+
+
 class EmbeddedChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -226,7 +230,19 @@ class EmbeddedChatModel(BaseChatModel):
         prompt, _ = self.prompt_ids(thread, self._scope(messages), pending)
         decoded, _ = self._decode(prompt, {}, pending=True)
         head = decoded.strip()
-        return "confirm" if head.startswith(CONFIRM) else "reject" if head.startswith(REJECT) else None
+        said: Literal["confirm", "reject"] | None = (
+            "confirm" if head.startswith(CONFIRM) else "reject" if head.startswith(REJECT) else None)
+        probs = self._route([{"role": "user", "content": reply}])
+        if probs is None:
+            return said
+        from agent.intents import IntentKind
+
+        yes, no = probs.get(IntentKind.CONFIRM, 0.0), probs.get(IntentKind.REJECT, 0.0)
+        if max(yes, no) >= DECISION_SURE:  # the router read a plain yes or no
+            return "confirm" if yes > no else "reject"
+        if said == "confirm" and no >= DECISION_DOUBT:  # never apply a change on a reply that may be a no
+            return None
+        return said
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
