@@ -176,8 +176,10 @@ def status(config: str = ConfigOpt, run_dir: Path | None = RunDirOpt) -> None:
 def export(
     out: Path = typer.Option(..., "--out", help="model dir to write, e.g. training/models/adguide-small"),
     config: str = ConfigOpt, run_dir: Path | None = RunDirOpt,
+    router: bool = typer.Option(True, "--router/--no-router",
+                                help="train the intent router (agent/router.py) into --out (~3 min)"),
 ) -> None:
-    """Copy the shipped model (chosen by the card stage) and its card into --out."""
+    """Copy the shipped model (chosen by the card stage) and its card into --out, with its intent router."""
     from training.pipeline import StageNotReadyError
     from training.stages import export_model
 
@@ -186,6 +188,11 @@ def export(
         path = export_model(run, out)
     except StageNotReadyError as err:
         _fail(str(err))
+    if router:
+        from training.router import train_router
+
+        summary = train_router(path, run.root / "router", say=_out.print)
+        _out.print(f"router: held-out family accuracy {summary['heldout_family_accuracy']:.3f}")
     size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
     _out.print(f"wrote {path} ({size / 2**20:.1f} MiB)", soft_wrap=True)
 

@@ -3,6 +3,7 @@ families, the hand-written seller set or the evaluation world), each labelled wi
 from, encoded by the pretrained sentence encoder and fitted with a multinomial logistic regression.
 
     python -m training.router --out training/models/adguide-small     # ~3 minutes on 2 cores
+    adguide train export --out training/models/adguide-small          # runs it after copying the model
 
 It reports accuracy on the held-out phrasing families (messages written from patterns it never saw) beside the
 train accuracy, and writes `intent_router.json` into the model dir (agent/router.py reads it).
@@ -79,9 +80,28 @@ def accuracy(router: IntentRouter, rows: list[tuple[str, str]]) -> float:
     return float(np.mean([max(p, key=p.__getitem__) == label for p, (_, label) in zip(probs, rows, strict=True)]))
 
 
-def main(argv: list[str] | None = None) -> int:
+def train_router(model_dir: Path, work: Path, *, per_kind: int = 12, advertisers: int = 6, c: float = 4.0,
+                 say: Any = print) -> dict[str, Any]:
+    """Train the router on the train families of two fresh training worlds (under `work`) and write it into
+    `model_dir`; returns its summary (accuracy on the train messages and on the held-out families)."""
     from training.curriculum import CurriculumConfig, make_worlds
 
+    t0 = time.time()
+    cfg = CurriculumConfig(n_worlds=2, advertisers_per_world=advertisers, days=30)
+    worlds = make_worlds(cfg, work / "worlds")
+    say(f"router: worlds ready ({time.time() - t0:.0f} s)")
+    train = collect(worlds, per_kind=per_kind, seed=1, heldout=False, advertisers=advertisers)
+    held = collect(worlds[:1], per_kind=max(3, per_kind // 3), seed=2, heldout=True, advertisers=advertisers)
+    say(f"router: {len(train)} train messages, {len(held)} from held-out families ({time.time() - t0:.0f} s)")
+    router = fit([t for t, _ in train], [k for _, k in train], c=c)
+    router.summary = {"train_messages": len(train), "heldout_messages": len(held), "C": c,
+                      "train_accuracy": round(accuracy(router, train), 4),
+                      "heldout_family_accuracy": round(accuracy(router, held), 4), "seconds": round(time.time() - t0, 1)}
+    (model_dir / ROUTER_FILE).write_text(router.model_dump_json())
+    return router.summary
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="the model dir to write intent_router.json into")
     p.add_argument("--work", type=Path, default=Path("runs/router"), help="where the training worlds go")
@@ -92,19 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out.is_dir():
         print(f"error: {args.out} is not a model dir", file=sys.stderr)
         return 2
-    t0 = time.time()
-    cfg = CurriculumConfig(n_worlds=2, advertisers_per_world=args.advertisers, days=30)
-    worlds = make_worlds(cfg, args.work / "worlds")
-    print(f"worlds ready ({time.time() - t0:.0f} s)", flush=True)
-    train = collect(worlds, per_kind=args.per_kind, seed=1, heldout=False, advertisers=args.advertisers)
-    held = collect(worlds[:1], per_kind=max(3, args.per_kind // 3), seed=2, heldout=True, advertisers=args.advertisers)
-    print(f"{len(train)} train messages, {len(held)} from held-out families ({time.time() - t0:.0f} s)", flush=True)
-    router = fit([t for t, _ in train], [k for _, k in train], c=args.C)
-    summary = {"train_messages": len(train), "heldout_messages": len(held), "C": args.C,
-               "train_accuracy": round(accuracy(router, train), 4),
-               "heldout_family_accuracy": round(accuracy(router, held), 4), "seconds": round(time.time() - t0, 1)}
-    router.summary = summary
-    (args.out / ROUTER_FILE).write_text(router.model_dump_json())
+    summary = train_router(args.out, args.work, per_kind=args.per_kind, advertisers=args.advertisers, c=args.C)
     print(json.dumps(summary, indent=2))
     return 0
 
