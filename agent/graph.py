@@ -296,7 +296,7 @@ def route_after_planner(state: AgentState) -> Literal["tools", "output_guardrail
 
 
 _NAME_ERRORS = ("AmbiguousReferenceError", "NoMatchError")
-_WORD = re.compile(r"[\w'&+-]+|[^\w\s]")
+_WORD = re.compile(r"\w+(?:['&+-]\w+)*|[^\w\s]")  # words (men's, 2-pack) and single punctuation marks
 MAX_NAME_GROWTH = 4  # words of the user's message a name argument may grow by
 
 

@@ -109,12 +109,13 @@ def written_answer(probs: dict[IntentKind, float], done: Sequence[Done], scope: 
     if not done:
         return None
     called = {d.name for d in done}
-    if "propose_change" in called:
+    if any(d.name == "propose_change" and d.error is None for d in done):
         return None  # a proposal's answer is the graph's
     for kind in sorted(probs, key=lambda k: -probs[k]):
         if probs[kind] < 0.01:
             break
-        if kind in REFUSALS or kind in _NO_ANSWER_WRITER or first_tool(kind) not in called:
+        failed = any(d.error is not None for d in done)  # the expert's question back, whatever the intent
+        if kind in REFUSALS or (kind in _NO_ANSWER_WRITER and not failed) or first_tool(kind) not in called:
             continue
         try:
             message = step(_intent_from_calls(kind, done), done, scope)

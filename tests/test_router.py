@@ -60,6 +60,9 @@ async def test_a_failed_call_is_answered_with_the_experts_question_back(world): 
     thread = await _turn(world, [("what_if", {"change": "bid", "id": "zzqx no such thing", "value": 1.5})])
     text = written_answer({K.WHAT_IF_BID: 1.0}, turn_calls(thread), "adv_0001")
     assert text and "zzqx no such thing" in text
+    failed_change = await _turn(world, [("propose_change", {"action": "pause", "id": "zzqx no such thing"})])
+    text = written_answer({K.PAUSE: 1.0}, turn_calls(failed_change), "adv_0001")
+    assert text and "zzqx no such thing" in text  # a change that could not be proposed: the same question back
 
 
 def test_a_router_trained_on_a_few_phrasings_routes_new_words():
