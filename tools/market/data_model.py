@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tools.market.categories import category_pool
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
@@ -256,6 +258,4 @@ class WorldConfig(_Model):
     def _known_categories(cls, names: list[str] | None) -> list[str] | None:
         if names is None:
             return None
-        from tools.market.world import category_pool  # world.py imports this module
-
         return [c.name for c in category_pool(names)]
