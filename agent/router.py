@@ -88,6 +88,32 @@ def first_step_tools(probs: dict[IntentKind, float]) -> set[str] | None:
     return {t for t in map(first_tool, kinds) if t} or None
 
 
+REFUSAL_DOUBT = 0.12  # the router's total refusal probability below which a refusal by the model gets a second look
+
+
+def refusal_text(text: str) -> bool:
+    """Whether an answer is one of the expert's refusals (the embedded model learned them word for word)."""
+    from agent.expert import REFUSALS as REFUSAL_TEXTS
+
+    head = " ".join(text.split())[:40].lower()
+    return any(head and t.lower().startswith(head[:30]) for t in REFUSAL_TEXTS.values())
+
+
+def tools_instead_of_refusal(probs: dict[IntentKind, float]) -> set[str] | None:
+    """When the model refused a message the router reads as an ordinary request (refusals together under
+    REFUSAL_DOUBT, a tool intent at least as likely as the answers without tools), the tools of the likely
+    tool intents, for a second decoding that must call one; None to let the refusal stand."""
+    if sum(p for k, p in probs.items() if k in REFUSALS) >= REFUSAL_DOUBT:
+        return None
+    tool_intents = {k: p for k, p in probs.items() if first_tool(k) is not None}
+    if not tool_intents or max(tool_intents.values()) < max((p for k, p in probs.items() if k not in tool_intents),
+                                                            default=0.0) / 2:
+        return None
+    total = sum(tool_intents.values())
+    kinds = likely({k: p / total for k, p in tool_intents.items()}) or sorted(tool_intents, key=lambda k: -probs[k])[:2]
+    return {t for t in map(first_tool, kinds) if t} or None
+
+
 def _intent_from_calls(kind: IntentKind, done: Sequence[Done]) -> Intent:
     """The intent with the fields the expert's answer reads that the calls carry (the sort, the KPI, the level)."""
     fields: dict[str, Any] = {}

@@ -127,3 +127,15 @@ def test_a_reply_the_router_reads_as_a_plain_no_never_applies(tmp_path):
                                                 "after": "paused"}]}
     history = [SystemMessage(content=system_prompt("adv_0001")), HumanMessage(content="pause kw_0000001")]
     assert model.decide(history, proposal, "yes go ahead, do it") == "reject"
+
+
+def test_a_refusal_gets_a_second_look_only_where_the_router_reads_a_plain_request():
+    from agent.expert import REFUSALS as REFUSAL_TEXTS
+    from agent.router import refusal_text, tools_instead_of_refusal
+
+    assert all(refusal_text(t.format(scope="adv_0001")) for t in REFUSAL_TEXTS.values())
+    assert not refusal_text("From 2026-07-01 to 2026-07-30 you spent $120.00 on ads.")
+    ordinary = {K.GREETING: 0.41, K.OVERVIEW: 0.35, K.ENTITY_PERFORMANCE: 0.2, K.REFUSE_OTHER_ACCOUNT: 0.04}
+    assert tools_instead_of_refusal(ordinary) == {"account_overview", "performance"}
+    assert tools_instead_of_refusal({K.OVERVIEW: 0.7, K.REFUSE_OFF_TOPIC: 0.3}) is None  # may well be off topic
+    assert tools_instead_of_refusal({K.GREETING: 0.9, K.OVERVIEW: 0.1}) is None  # mostly a greeting

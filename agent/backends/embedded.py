@@ -202,6 +202,16 @@ class EmbeddedChatModel(BaseChatModel):
         decoded, n_out = self._decode(prompt, schemas, pending=False, temperature=temperature, generator=generator,
                                       deadline=deadline, answer=answer)
         message = self.text_message(decoded, thread, values, schemas)
+        if probs is not None and self.route_tools and answer and not message.tool_calls \
+                and thread and thread[-1].get("role") == "user":
+            from agent.router import refusal_text, tools_instead_of_refusal
+
+            instead = tools_instead_of_refusal(probs) if refusal_text(str(message.content)) else None
+            if instead and instead <= schemas.keys():  # a refusal of what the router reads as a plain request
+                retry = {n: s for n, s in schemas.items() if n in instead}
+                decoded, more = self._decode(prompt, retry, pending=False, temperature=temperature,
+                                             generator=generator, deadline=deadline, answer=False)
+                message, n_out = self.text_message(decoded, thread, values, retry), n_out + more
         if probs is not None and self.write_answers and not message.tool_calls:
             from agent.router import turn_calls, written_answer
 
