@@ -24,8 +24,8 @@ replications and the ACIC instances.
     .venv/bin/python evals/benchmarks/bench_uplift_semisynthetic.py [--ihdp-reps 30] [--acic-draws 2]
         [--coverage-reps 100] [--coverage-acic-draws 5] [--sets ihdp,acic] [--no-peers]
 
-Our learners other than auto, and round 7's rule, run with one nuisance split for the ATE (ate_splits=1,
-round 8's interval) to save time; auto runs as shipped.
+Our learners other than auto, and the other auto variants, run with one nuisance split for the ATE
+(ate_splits=1) to save time; auto runs as shipped.
 
 Results and the conditions they were measured under: evals/benchmarks/RESULTS_uplift.md.
 """
