@@ -181,11 +181,12 @@ class Scenario(_Strict):
 
     @property
     def writes(self) -> bool:
-        """Whether running it may change the store (a turn confirms a proposal, or a typed reply is expected to
-        apply one): it then needs its own copy."""
+        """Whether running it may change the store (a turn confirms a proposal, a typed reply is expected to
+        apply one, or any later message could: "yes" to a proposal nobody expected still applies it): it then
+        needs its own copy, or one case's write would leak into every later case on the shared world."""
         expected = self.expect.changes
         return any(t.decision == Decision.CONFIRM for t in self.turns) or expected == "proposed" or \
-            (isinstance(expected, list) and bool(expected))
+            (isinstance(expected, list) and bool(expected)) or len(self.turns) > 1
 
 
 class ScenarioFile(_Strict):

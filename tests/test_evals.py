@@ -43,6 +43,10 @@ def test_scenario_files_load_with_unique_ids_and_cover_every_category() -> None:
     assert any(len(s.turns) > 1 for s in scenarios)  # multi-turn follow-ups
     assert any(s.writes for s in scenarios) and any(s.expect.refuse is False and s.category == Category.BENIGN
                                                     for s in scenarios)
+    # a later message can apply a proposal nobody expected ("yes" after a wrong proposal): every multi-turn
+    # case runs on its own copy of the world, so no case's write reaches another case (or a later run)
+    assert all(s.writes for s in scenarios if len(s.turns) > 1)
+    assert not all(s.writes for s in scenarios)
     suites = load_suites()
     assert set(suites) >= {"ci", "full"}
     ci = select(scenarios, suites["ci"])
