@@ -48,6 +48,8 @@ def make_openai_model(config: AgentConfig, **overrides: Any) -> Any:
     return ChatOpenAI(**kwargs)
 
 
+CONSTRAINED_MAX_TOKENS = 400  # tokens for one constrained tool call's arguments
+
 # A string value: no quote, backslash or control character (JSON would need them escaped, and a small model
 # fills an unescaped control character in). Words stand for a name the tools resolve; with no underscore they
 # can never spell an id-shaped string like kw_0000001 (the schema's NAME_PATTERN, which uses a look-ahead that
@@ -86,7 +88,10 @@ def arguments_regex(schema: dict[str, Any]) -> str:
 async def constrained_arguments(model: Any, messages: Any, schema: dict[str, Any]) -> dict[str, Any]:
     """Decode one tool call's arguments under `schema` with vLLM's structured outputs (e.g. the advertiser's
     own ids as an enum): the second step when the planner already knows which tool it calls."""
-    out = await model.bind(extra_body={"structured_outputs": {"regex": arguments_regex(schema)}}).ainvoke(messages)
+    # Greedy, with room for the longest object the regex admits (a turn's own max_tokens can cut it off, and a
+    # cut-off object is no JSON): the regex already bounds the length.
+    out = await model.bind(max_tokens=CONSTRAINED_MAX_TOKENS, temperature=0,
+                           extra_body={"structured_outputs": {"regex": arguments_regex(schema)}}).ainvoke(messages)
     args = json.loads(out.content if isinstance(out.content, str) else json.dumps(out.content))
     if not isinstance(args, dict):
         raise ValueError("constrained decoding returned no JSON object")
