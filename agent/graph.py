@@ -736,6 +736,7 @@ class Agent:
                                                as_node="answer")
             graph_input = {"messages": [HumanMessage(content=message or "")]}
         seen_events = len((await self.graph.aget_state(config)).values.get("guardrail_events", []) or [])
+        final: dict[str, Any] | None = None  # held back: the turn's guardrail events come before it
         async for mode, chunk in self.graph.astream(graph_input, config, context=self.context,
                                                     stream_mode=["messages", "updates", "custom"]):
             if mode == "messages":
@@ -743,13 +744,18 @@ class Agent:
                 if meta.get("langgraph_node") == "planner" and isinstance(token, AIMessage) and content_text(token):
                     yield {"type": "token", "text": content_text(token)}
             elif mode == "custom":
-                yield chunk
+                if isinstance(chunk, dict) and chunk.get("type") == "final":
+                    final = chunk
+                else:
+                    yield chunk
             elif mode == "updates" and "__interrupt__" in chunk:
                 for intr in chunk["__interrupt__"]:
                     yield dict(intr.value)
         values = (await self.graph.aget_state(config)).values
         for event in (values.get("guardrail_events") or [])[seen_events:]:
             yield {"type": "guardrail", **event}
+        if final is not None:
+            yield final
 
     async def typed_decision(self, thread_id: str, message: str) -> str | None:
         """A message sent while a proposal waits, read as "confirm", "reject" or None (the user moved on): by a
