@@ -8,5 +8,6 @@ bash scripts/setup_browser.sh   # Debian chromium + playwright-core for tests/te
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check .
 echo "== mypy" && mypy agent tools training evals server adguide_cli.py
+echo "== import layers" && lint-imports
 echo "== pytest (all suites, slow included)"
 pytest -m "slow or not slow" "$@"
