@@ -177,9 +177,11 @@ def test_local_backend_redecodes_only_broken_calls(model_dir):
 async def test_local_backend_streams_tokens(model_dir):
     model = LocalChatModel.from_dir(model_dir, max_new_tokens=16)
     model._load()
-    # Random weights tend to repeat one newline (which the stream trims); keep the text visible.
-    blank = [i for i in range(model._tokenizer.vocab_size) if not model._tokenizer.decode([i]).strip()]
-    model._model.generation_config.suppress_tokens = blank
+    # Random weights tend to repeat one newline (which the stream trims) or one piece of a word (which streams
+    # only once a word ends): only tokens that start a visible word, so the text streams word by word.
+    tok = model._tokenizer
+    model._model.generation_config.suppress_tokens = [
+        i for i in range(tok.vocab_size) if not (tok.decode([i]).startswith(" ") and tok.decode([i]).strip())]
     chunks = [c async for c in model.astream([HumanMessage(content="hello")])]
     texts = [c.content for c in chunks if isinstance(c.content, str) and c.content]
     assert len(texts) >= 2  # token by token, not one final block
