@@ -125,6 +125,29 @@ def say(text: str) -> dict[str, Any]:
     return {"role": "assistant", "content": text}
 
 
+def turn_done(messages: Sequence[dict[str, Any]]) -> list[Done]:
+    """This turn's calls (after the last user message) with their parsed results, from OpenAI-style messages;
+    a result that is not JSON reads as an error, arguments that are not JSON as none."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    done: list[Done] = []
+    for m in messages[last_user + 1:]:
+        for c in m.get("tool_calls") or []:
+            try:
+                args = json.loads(c["function"]["arguments"] or "{}")
+            except ValueError:
+                args = {}
+            calls[c.get("id") or ""] = (c["function"]["name"], args if isinstance(args, dict) else {})
+        if m.get("role") == "tool" and m.get("tool_call_id") in calls:
+            name, args = calls[m["tool_call_id"]]
+            try:
+                result = json.loads(m.get("content") or "")
+            except ValueError:
+                result = {"error": {"type": "BadResult", "message": str(m.get("content"))[:200]}}
+            done.append(Done(name, args, result))
+    return done
+
+
 def _first(done: Sequence[Done], name: str) -> Any:
     return next((d.result for d in done if d.name == name and d.error is None), None)
 

@@ -14,7 +14,6 @@ The embedded model uses it in two places, both optional and both measured (READM
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -150,28 +149,6 @@ def written_answer(probs: dict[IntentKind, float], done: Sequence[Done], scope: 
         if not message.get("tool_calls") and message.get("content"):
             return str(message["content"])
     return None
-
-
-def turn_calls(thread: list[dict[str, Any]]) -> list[Done]:
-    """This turn's calls (after the last user message) with their parsed results, from OpenAI-style messages."""
-    last_user = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=-1)
-    calls: dict[str, tuple[str, dict[str, Any]]] = {}
-    done: list[Done] = []
-    for m in thread[last_user + 1:]:
-        for c in m.get("tool_calls") or []:
-            try:
-                args = json.loads(c["function"]["arguments"] or "{}")
-            except ValueError:
-                args = {}
-            calls[c.get("id") or ""] = (c["function"]["name"], args if isinstance(args, dict) else {})
-        if m.get("role") == "tool" and m.get("tool_call_id") in calls:
-            name, args = calls[m["tool_call_id"]]
-            try:
-                result = json.loads(m.get("content") or "")
-            except ValueError:
-                result = {"error": {"type": "BadResult", "message": str(m.get("content"))[:200]}}
-            done.append(Done(name, args, result))
-    return done
 
 
 def last_user_text(thread: list[dict[str, Any]]) -> str | None:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.expert import turn_done
 from agent.intents import IntentKind
-from agent.router import ROUTER_FILE, IntentRouter, first_step_tools, first_tool, turn_calls, written_answer
+from agent.router import ROUTER_FILE, IntentRouter, first_step_tools, first_tool, written_answer
 from tests.test_agent_graph import world, world_template  # noqa: F401  (fixtures)
 from tools.mcp_server import connect_in_memory
 
@@ -45,7 +46,7 @@ async def _turn(path: Path, calls: list[tuple[str, dict]]) -> list[dict]:
 
 async def test_a_written_answer_quotes_the_results_of_the_calls_the_model_made(world):  # noqa: F811
     thread = await _turn(world, [("account_overview", {})])
-    done = turn_calls(thread)
+    done = turn_done(thread)
     assert [d.name for d in done] == ["account_overview"] and done[0].error is None
     spend = done[0].result["totals"]["spend"]
     text = written_answer({K.OVERVIEW: 0.9, K.KEYWORDS: 0.1}, done, "adv_0001")
@@ -58,10 +59,10 @@ async def test_a_written_answer_quotes_the_results_of_the_calls_the_model_made(w
 
 async def test_a_failed_call_is_answered_with_the_experts_question_back(world):  # noqa: F811
     thread = await _turn(world, [("what_if", {"change": "bid", "id": "zzqx no such thing", "value": 1.5})])
-    text = written_answer({K.WHAT_IF_BID: 1.0}, turn_calls(thread), "adv_0001")
+    text = written_answer({K.WHAT_IF_BID: 1.0}, turn_done(thread), "adv_0001")
     assert text and "zzqx no such thing" in text
     failed_change = await _turn(world, [("propose_change", {"action": "pause", "id": "zzqx no such thing"})])
-    text = written_answer({K.PAUSE: 1.0}, turn_calls(failed_change), "adv_0001")
+    text = written_answer({K.PAUSE: 1.0}, turn_done(failed_change), "adv_0001")
     assert text and "zzqx no such thing" in text  # a change that could not be proposed: the same question back
 
 

@@ -213,9 +213,10 @@ class EmbeddedChatModel(BaseChatModel):
                                              generator=generator, deadline=deadline, answer=False)
                 message, n_out = self.text_message(decoded, thread, values, retry), n_out + more
         if probs is not None and self.write_answers and not message.tool_calls:
-            from agent.router import turn_calls, written_answer
+            from agent.expert import turn_done
+            from agent.router import written_answer
 
-            written = written_answer(probs, turn_calls(thread), scope)
+            written = written_answer(probs, turn_done(thread), scope)
             if written:
                 message = AIMessage(content=written)
         message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": n_out,

@@ -193,20 +193,7 @@ def decide(messages: Sequence[dict[str, Any]], scope: str | None = None) -> dict
     last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     if last < 0:
         return expert.say(expert.CAPABILITIES)
-    intent = parse(messages, scope)
-    calls = {}
-    done: list[expert.Done] = []
-    for m in messages[last + 1:]:
-        for c in m.get("tool_calls") or []:
-            calls[c["id"]] = (c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"))
-        if m.get("role") == "tool" and m.get("tool_call_id") in calls:
-            name, args = calls[m["tool_call_id"]]
-            try:
-                parsed = json.loads(m.get("content") or "")
-            except ValueError:
-                parsed = {"error": {"type": "BadResult", "message": str(m.get("content"))[:200]}}
-            done.append(expert.Done(name, args, parsed))
-    return expert.step(intent, done, scope)
+    return expert.step(parse(messages, scope), expert.turn_done(messages), scope)
 
 
 class TeacherChatModel(BaseChatModel):
