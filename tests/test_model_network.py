@@ -62,3 +62,19 @@ def test_loss_is_on_output_positions_and_saving_round_trips(model: AdguideForPre
     assert again.lm_head.weight.data_ptr() == again.model.embeddings.word_embeddings.weight.data_ptr()
     with torch.no_grad():
         assert torch.allclose(again(ids).logits, model(ids).logits, atol=1e-5)
+
+
+def test_a_shipped_model_dir_has_no_file_over_25_mb_and_loads_as_before(model: AdguideForPrefixLM,
+                                                                         tmp_path: Path) -> None:
+    """What `adguide train export` writes: fp16 safetensors shards, read back as fp32 by the backend."""
+    from training.stages import _ship_weights_in_fp16
+
+    ids = torch.tensor([[101, 2054, 2323, 102, 1996, 2190, 102]])
+    model.save_pretrained(tmp_path)
+    _ship_weights_in_fp16(tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+    assert max(f.stat().st_size for f in tmp_path.iterdir()) < 25 * 10**6
+    again = AdguideForPrefixLM.from_pretrained(str(tmp_path), dtype=torch.float32).eval()
+    assert next(again.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        assert torch.allclose(again(ids).logits, model(ids).logits, atol=0.05)

@@ -206,12 +206,30 @@ def shipped_dir(run: Run) -> Path:
             "dpo": run.path(Stage.DPO) / "model"}[shipped]
 
 
+def _ship_weights_in_fp16(model_dir: Path) -> None:
+    """The shipped weights as fp16 safetensors shards (AdguideForPrefixLM.save_pretrained shards them): no
+    file the repository keeps is over 25 MB (the tied fp32 embedding alone is 45 MB); the backend loads them
+    as fp32, as it loads the training dirs."""
+    import torch
+
+    from agent.backends.embedded import is_embedded_dir
+    from agent.model.network import AdguideForPrefixLM
+
+    if not is_embedded_dir(model_dir):
+        return
+    model = AdguideForPrefixLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    for old in model_dir.glob("model*.safetensors*"):
+        old.unlink()
+    model.half().save_pretrained(model_dir)
+
+
 def export_model(run: Run, out: Path) -> Path:
     """Copy the shipped model dir (chosen by the card stage) with its card into `out`, atomically."""
     source = shipped_dir(run)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
+    _ship_weights_in_fp16(tmp)
     for name in ("README.md", "comparison.json"):
         shutil.copy2(run.path(Stage.CARD) / name, tmp / name)
     shutil.rmtree(out, ignore_errors=True)

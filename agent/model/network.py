@@ -191,11 +191,20 @@ def prefix_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, se
     return allowed[:, None], (~is_prompt).long()
 
 
+MAX_SHARD_SIZE = "20MB"  # the repository keeps files under 25 MB
+
+
 class AdguideForPrefixLM(PreTrainedModel):
     config_class = AdguideConfig
     base_model_prefix = "model"
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.word_embeddings.weight"}
     _supports_sdpa = True
+
+    def save_pretrained(self, save_directory: Any, *, max_shard_size: int | str = MAX_SHARD_SIZE,  # type: ignore[override]
+                        **kwargs: Any) -> Any:
+        """Weights in safetensors shards of at most MAX_SHARD_SIZE (with transformers' index file): a model dir
+        the repository ships has no file over its size limit; from_pretrained reads shards as it reads one file."""
+        return super().save_pretrained(save_directory, max_shard_size=max_shard_size, **kwargs)
 
     def __init__(self, config: AdguideConfig) -> None:
         super().__init__(config)
