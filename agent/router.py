@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from agent.expert import REFUSALS as REFUSAL_TEXTS
 from agent.expert import Done, step
 from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKind, Kpi, Metric
 
@@ -92,8 +93,6 @@ REFUSAL_DOUBT = 0.12  # the router's total refusal probability below which a ref
 
 def refusal_text(text: str) -> bool:
     """Whether an answer is one of the expert's refusals (the embedded model learned them word for word)."""
-    from agent.expert import REFUSALS as REFUSAL_TEXTS
-
     head = " ".join(text.split())[:40].lower()
     return any(head and t.lower().startswith(head[:30]) for t in REFUSAL_TEXTS.values())
 
