@@ -43,6 +43,10 @@ def test_the_same_seed_writes_the_same_world(tmp_path: Path):
     assert a.rows == b.rows and a.rows["keyword_days"] == a.rows["keywords"] * SMALL.days
 
 
+# Tables added after the golden digests were taken (the platform's auction log): the rest must not move.
+TABLES_ADDED_SINCE = ("auction_log",)
+
+
 def _file_digest(path: Path) -> str:
     """Every row of every table (meta without the per-run generation id and time), order-independent, floats to
     8 significant digits: numpy's exp/log differ in the last bit between CPUs (AVX-512 and AVX2 code paths), so a
@@ -52,6 +56,8 @@ def _file_digest(path: Path) -> str:
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         for table in tables:
+            if table in TABLES_ADDED_SINCE:
+                continue
             where = " WHERE key NOT IN ('generation_id', 'created_at')" if table == "meta" else ""
             h.update(table.encode())
             rows = (tuple(f"{v:.8g}" if isinstance(v, float) else v for v in r)

@@ -24,8 +24,21 @@ import numpy as np
 from tools.errors import InvalidInputError
 from tools.market.data_model import Campaign, Product, WorldConfig
 from tools.market.experiments import plan_experiments, simulate_experiment
-from tools.market.history import apply_final_state, plan_interventions, simulate_history, term_table
-from tools.market.store import create_world_db, insert_columns, write_entities, write_experiment, write_meta
+from tools.market.history import (
+    apply_final_state,
+    auction_log,
+    plan_interventions,
+    simulate_history,
+    term_table,
+)
+from tools.market.store import (
+    create_world_db,
+    insert_columns,
+    write_auction_log,
+    write_entities,
+    write_experiment,
+    write_meta,
+)
 from tools.market.truth import (
     create_truth_db,
     truth_path_for,
@@ -203,6 +216,7 @@ def _fill(
             world_db, "search_term_days", _one_based(chunk.search_term_days)
         )
         insert_columns(truth_db, "keyword_days", _one_based(chunk.keyword_truth))
+        write_auction_log(world_db, auction_log(world, a, b))
         report("history", b, n_adv)
         a = b
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.auction.simulate import market_arrays, simulate_days
+from tools.auction.simulate import day_factors, market_arrays, simulate_days
 from tools.market.data_model import Intervention, InterventionKind, Status
 from tools.market.world import World
 
@@ -348,3 +348,38 @@ def _split_over_terms(
         "sales_cents": sales_t[row, col],
         "organic_cents": organic_t[row, col].astype(np.int64),
     }
+
+
+# The platform's auction log: sampled auctions of each keyword over the last weeks of the history.
+AUCTION_LOG_DAYS = 28
+AUCTION_LOG_SIZE = 120
+
+
+def auction_log(world: World, first: int, last: int) -> list[tuple[int, int, str]]:
+    """(keyword position, advertiser position, JSON log) for the keywords of advertisers [first, last): each
+    log holds the rival count, rival bids and quality scores of AUCTION_LOG_SIZE auctions on days drawn from
+    the last AUCTION_LOG_DAYS of the history, as the platform logged them (events included)."""
+    import json
+
+    cfg = world.config
+    kw_adv = world.keyword_advertiser
+    out = []
+    for a in range(first, last):
+        kws = np.flatnonzero(kw_adv == a)
+        if not kws.size:
+            continue
+        rng = np.random.default_rng([cfg.seed, a, 13])
+        m = market_arrays([world.markets[k] for k in kws])
+        n = AUCTION_LOG_SIZE
+        days = rng.integers(max(0, cfg.days - AUCTION_LOG_DAYS), cfg.days, size=(kws.size, n))
+        for j, k in enumerate(kws):
+            _, bid_mult, count_mult = day_factors(m.take([j]), days[j])
+            counts = rng.poisson(m.n_rivals[j] * count_mult[:, 0])
+            total = int(counts.sum())
+            bids = np.exp(rng.normal(m.rival_bid_mu[j], m.rival_bid_sigma[j], total)) * np.repeat(bid_mult[:, 0], counts)
+            mk = world.markets[k]
+            quality = rng.beta(mk.rival_quality_a, mk.rival_quality_b, total)
+            log = {"days": days[j].tolist(), "counts": counts.tolist(), "bids": np.round(bids, 3).tolist(),
+                   "quality": np.round(quality, 3).tolist()}
+            out.append((int(k), int(a), json.dumps(log, separators=(",", ":"))))
+    return out

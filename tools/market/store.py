@@ -72,6 +72,8 @@ CREATE TABLE negatives (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, ad_group_id T
 CREATE INDEX negatives_adv ON negatives (adv, ad_group_id);
 CREATE TABLE keyword_markets (keyword_idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, market TEXT NOT NULL);
 CREATE INDEX keyword_markets_adv ON keyword_markets (adv);
+CREATE TABLE auction_log (keyword_idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, log TEXT NOT NULL);
+CREATE INDEX auction_log_adv ON auction_log (adv);
 CREATE TABLE search_terms (idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, keyword_idx INTEGER NOT NULL,
     term TEXT NOT NULL, share REAL NOT NULL, relevance REAL NOT NULL);
 CREATE INDEX search_terms_adv ON search_terms (adv, keyword_idx);
@@ -571,6 +573,33 @@ class AdvertiserStore:
         )[0]
         return ExperimentUnits.from_bytes(blob)
 
+    # --- what the market model is estimated from ---------------------------------------------------------
+
+    @property
+    def history_period(self) -> tuple[dt.date, dt.date]:
+        """First and last day of the reports."""
+        return self._store.start_date, self._store.end_date
+
+    @property
+    def world_start(self) -> dt.date:
+        """Day 0 of the simulator's day indices."""
+        return self._store.start_date
+
+    def has_auction_log(self) -> bool:
+        """Whether the platform's auction log is here (a generated marketplace; not an imported account)."""
+        rows = self._rows("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'auction_log'")
+        return bool(rows) and bool(self._rows("SELECT 1 FROM auction_log WHERE adv = ? LIMIT 1", (self._adv,)))
+
+    def auction_log(self) -> dict[str, dict[str, Any]]:
+        """The platform's logged auctions per keyword id: rival counts, bids and quality scores."""
+        if not self.has_auction_log():
+            return {}
+        rows = self._rows(
+            "SELECT k.id, l.log FROM auction_log l JOIN keywords k ON k.idx = l.keyword_idx WHERE l.adv = ?",
+            (self._adv,),
+        )
+        return {r[0]: json.loads(r[1]) for r in rows}
+
     # --- simulator inputs (tool servers only; never shown to the model verbatim) ---------------------------
 
     def keyword_markets(self, keyword_ids: Sequence[str] | None = None) -> list[KeywordMarket]:
@@ -971,6 +1000,12 @@ def write_entities(conn: sqlite3.Connection, world: Any, interventions: Sequence
             for i in interventions
         ],
     )
+
+
+def write_auction_log(conn: sqlite3.Connection, rows: Sequence[tuple[int, int, str]]) -> None:
+    """The platform's auction log rows (keyword position, advertiser position, JSON), zero-based positions."""
+    conn.executemany("INSERT INTO auction_log (keyword_idx, adv, log) VALUES (?, ?, ?)",
+                     [(k + 1, a + 1, log) for k, a, log in rows])
 
 
 def write_experiment(

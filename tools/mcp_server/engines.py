@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,7 @@ from pydantic import BaseModel
 
 from tools.errors import InvalidInputError
 from tools.market.data_model import Campaign, Keyword, KeywordMarket, Status
+from tools.market.estimate import MarketModel, View, fit_market_model
 from tools.mcp_server.context import ToolContext, check_member
 from tools.mcp_server.results import period_of, relative_value, resolve_period
 from tools.mcp_server.schemas import (
@@ -93,6 +96,39 @@ def negative_ideas(ctx: ToolContext, args: NegativeIdeasIn) -> BaseModel:
 
 # --- simulator ---------------------------------------------------------------------------------------------
 
+# The simulator runs on a market model estimated from what the advertiser (or the platform) observes, never
+# on the world's true markets (tools/market/estimate.py). ADGUIDE_MARKET_VIEW=seller|platform overrides the
+# view the store offers (platform where the platform's auction log is there).
+MODEL_CACHE_SIZE = 64
+_models: OrderedDict[tuple[str, str, str, str], MarketModel] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def market_view(ctx: ToolContext) -> View | None:
+    name = os.environ.get("ADGUIDE_MARKET_VIEW", "").strip().lower()
+    return View(name) if name in {v.value for v in View} else None
+
+
+def market_model(ctx: ToolContext) -> MarketModel:
+    """The advertiser's estimated market (fit from its history once per world and view, then cached: writes
+    change bids and budgets, not the history it is fit on)."""
+    view = market_view(ctx)
+    key = (str(ctx.store.path), ctx.store.generation_id, ctx.advertiser_id, view.value if view else "")
+    with _models_lock:
+        if key in _models:
+            _models.move_to_end(key)
+            return _models[key]
+    model = fit_market_model(ctx.adv, view)
+    with _models_lock:
+        _models[key] = model
+        while len(_models) > MODEL_CACHE_SIZE:
+            _models.popitem(last=False)
+    return model
+
+
+def _markets(ctx: ToolContext, keywords: list[Keyword], draw: int | None = None) -> list[KeywordMarket]:
+    return market_model(ctx).for_keywords(keywords, ctx.adv.negatives(), draw)
+
 
 @dataclass
 class _CampaignSim:
@@ -120,7 +156,7 @@ def _campaign_sim(ctx: ToolContext, campaign_id: str) -> _CampaignSim:
     camps = {c.id: c for c in ctx.adv.campaigns()}
     check_member("campaign", campaign_id, set(camps), ctx.advertiser_id, "id")
     keywords = ctx.adv.keywords(campaign_id=campaign_id)
-    markets = {m.keyword_id: m for m in ctx.adv.keyword_markets([k.id for k in keywords])}
+    markets = {m.keyword_id: m for m in _markets(ctx, keywords)}
     keywords = [k for k in keywords if k.id in markets]
     campaign = camps[campaign_id]
     live = campaign.status == Status.ENABLED
@@ -170,16 +206,50 @@ def _campaign_what_if(
         seed=SEED,
     )
     diff = res.difference
+    spread = _model_spread(ctx, sim, new_bids, new_budget, days)
     return Impact(
         campaign_id=sim.campaign.id,
         days=days,
         status_quo=SimOutcome(**_sim_outcome(res.status_quo)),
         changed=SimOutcome(**_sim_outcome(res.changed)),
         difference={
-            name: Range(**getattr(diff, name).model_dump())
+            name: _widened(Range(**getattr(diff, name).model_dump()), spread.get(name))
             for name in ("spend", "sales", "incremental_sales", "incremental_profit")
         },
+        market=market_model(ctx).note,
     )
+
+
+def _model_spread(
+    ctx: ToolContext, sim: _CampaignSim, new_bids: np.ndarray, new_budget: float, days: int
+) -> dict[str, np.ndarray]:
+    """The change's expected difference under each posterior draw of the market model (its uncertainty)."""
+    from tools.auction.landscape import what_if
+
+    model = market_model(ctx)
+    out: dict[str, list[float]] = {name: [] for name in ("spend", "sales", "incremental_sales", "incremental_profit")}
+    if not sim.keywords:
+        return {}
+    for d in range(len(model.draws)):
+        markets = _markets(ctx, sim.keywords, d)
+        if len(markets) != len(sim.keywords):
+            continue
+        res = what_if(markets, [0] * len(markets), sim.bids, [sim.campaign.daily_budget], _future_days(ctx, days),
+                      new_bids=new_bids.tolist(), new_budgets=[new_budget], margin=sim.margins, n_sims=0, seed=SEED)
+        for name in out:
+            out[name].append(getattr(res.difference, name).mean)
+    return {name: np.asarray(v) for name, v in out.items() if v}
+
+
+def _widened(noise: Range, draws: np.ndarray | None) -> Range:
+    """The simulator's 90% range (day-to-day chance) widened by the model's: the two spreads add in quadrature."""
+    if draws is None or draws.size < 2:
+        return noise
+    lo_m, hi_m = np.quantile(draws, [0.05, 0.95])
+    center = float(np.median(draws))
+    below = float(np.hypot(noise.mean - noise.low, center - lo_m))
+    above = float(np.hypot(noise.high - noise.mean, hi_m - center))
+    return Range(mean=noise.mean, low=noise.mean - below, high=noise.mean + above)
 
 
 def what_if_tool(ctx: ToolContext, args: WhatIfIn) -> WhatIfOut:
@@ -239,7 +309,7 @@ def bid_landscape_tool(ctx: ToolContext, args: LandscapeIn) -> LandscapeOut:
 
     kw = _keyword(ctx, args.keyword_id, "keyword_id")
     bids = args.bids or sorted({round(kw.bid * s, 2) for s in LANDSCAPE_STEPS if kw.bid * s >= 0.02})
-    markets = ctx.adv.keyword_markets([kw.id])
+    markets = _markets(ctx, [kw])
     sim, i = _in_campaign(ctx, kw)
     res = bid_landscape(
         markets, bids, _future_days(ctx, args.days), margin=_margins(ctx, [kw]), n_sims=N_SIMS, seed=SEED,
@@ -253,6 +323,7 @@ def bid_landscape_tool(ctx: ToolContext, args: LandscapeIn) -> LandscapeOut:
         points=[_row(p) for p in res.points],
         note="This keyword's own figures inside its campaign (its other keywords share the daily budget); "
         "what_if and recommend_bid's gain count the whole campaign.",
+        market=market_model(ctx).note,
     )
 
 
@@ -269,7 +340,7 @@ def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOu
         raise InvalidInputError(f"{args.goal.value} needs a target", field="target", allowed="> 0")
     sim, i = _in_campaign(ctx, kw)
     res = optimal_bid(
-        ctx.adv.keyword_markets([kw.id]),
+        _markets(ctx, [kw]),
         args.goal.value,
         _future_days(ctx, args.days),
         margin=_margins(ctx, [kw]),
@@ -291,6 +362,7 @@ def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOu
         at_current=_row(res.current) if res.current is not None else None,
         gain=Range(**res.gain.model_dump()) if res.gain is not None else None,
         note=res.note,
+        market=market_model(ctx).note,
     )
 
 
@@ -324,7 +396,8 @@ def allocate_budget_tool(ctx: ToolContext, args: AllocateIn) -> BaseModel:
     if not inputs:
         raise InvalidInputError("none of these campaigns has keywords to simulate", field="campaign_ids")
     total = args.total_budget if args.total_budget is not None else sum(c.current_budget or 0 for c in inputs)
-    return allocate_budget(inputs, total, _future_days(ctx, args.days), objective=args.objective, seed=SEED)
+    result = allocate_budget(inputs, total, _future_days(ctx, args.days), objective=args.objective, seed=SEED)
+    return result.model_copy(update={"market": market_model(ctx).note})
 
 
 # --- causal tools -------------------------------------------------------------------------------------------

@@ -239,6 +239,7 @@ class WhatIfOut(_Out):
     status_quo: SimOutcome
     changed: SimOutcome
     difference: dict[str, Range] = Field(description="changed - status quo on the same simulated days")
+    market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
 
 
 class LandscapeIn(_In):
@@ -264,6 +265,7 @@ class LandscapeOut(_Out):
     days: int
     points: list[LandscapeRow]
     note: str
+    market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
 
 
 class BidGoal(StrEnum):
@@ -295,6 +297,7 @@ class RecommendBidOut(_Out):
         None, description="campaign's incremental profit at bid minus at current bid (its keywords share the budget)"
     )
     note: str
+    market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
 
 
 # --- optimizer and causal tools --------------------------------------------------------------------------
@@ -420,6 +423,7 @@ class Impact(_Out):
     status_quo: SimOutcome
     changed: SimOutcome
     difference: dict[str, Range]
+    market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
 
 
 class ProposeOut(_Out):

@@ -96,6 +96,7 @@ class BudgetAllocation(BaseModel):
     total_budget_binds: bool
     binding: list[str] = Field(description="which constraints bind, in words")
     campaigns: list[CampaignAllocation]
+    market: str | None = Field(None, description="the market model the simulation ran on (set by the tool server)")
 
 
 def _bad(field: str, message: str, allowed: str) -> InvalidInputError:

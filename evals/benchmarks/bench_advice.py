@@ -1,0 +1,254 @@
+"""Advice from the learned market model, judged on the truth (issue #16).
+
+The advisor sees only what its view observes (tools/market/estimate.py: `seller` = the account's reports,
+`platform` = those plus the platform's auction log) and picks, for every live keyword, the bid its
+estimated market says earns most over the next 14 days (the same grid search as the judge's oracle, on its
+own model). The judge scores every pick on the world's true market of the split (evals/outcomes.py): the
+gain in true expected incremental profit over keeping today's bid, as a fraction of the truth oracle's
+best. Beside it:
+
+- doing nothing (0 by definition);
+- the sellers' common rule: bid = target ACoS x average order value x conversion rate (both read from the
+  reports over the history; target ACoS the advertiser's, else 0.30);
+- the truth-reading advisor: the oracle itself, the ceiling (1.0).
+
+Splits: in-distribution (the history's market goes on), the two shifted markets of evals/world.py (the
+market moves on the first future day: the advisor cannot see it, the judge scores on it) and a world of the
+held-out category. Per split and view it prints the fraction of the oracle's summed gain, the mean per-
+keyword clipped fraction, and the paired margin over the ACoS rule (mean and standard error of the
+per-keyword difference in gain / oracle gain).
+
+Calibration: for each estimated pick, the model's predicted gain against the true expected gain, and the
+90% interval (model draws plus 14 random days, as what_if reports) against the realized gain of one random
+14-day draw of the true market (common random numbers between the status quo and the change).
+
+Bias of the naive fits, beside the model's (in-distribution world, platform view):
+- position effect on clicks: the decay per slot from a pooled fit across keywords (confounded: brand terms
+  sit on top and are clicked more) and the within-keyword fit, against the true mean;
+- incrementality: the share of attributed sales that is incremental, read naively from the reports (all
+  of it), and the model's, against the truth (mean absolute error per keyword).
+
+Run: python -m evals.benchmarks.bench_advice [--advertisers 24] [--out DIR]   (about 5 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from evals.outcomes import HORIZON_DAYS, Account, Change, _best_bid, change_gain
+from evals.scenario import Split
+from evals.world import SHIFTS, apply_shift
+from tools.auction.landscape import what_if
+from tools.market.data_model import WorldConfig
+from tools.market.estimate import MarketModel, View, fit_market_model, load_history
+from tools.market.generate import generate_world_file
+from tools.market.store import AdvertiserStore, MarketStore
+from tools.market.world import HELD_OUT_CATEGORY_NAMES
+
+DEFAULT_TARGET_ACOS = 0.30
+EPS = 1.0
+SPLITS = (Split.ID, Split.COMPETITOR_SURGE, Split.SEASONAL_PEAK, Split.NEW_CATEGORY)
+
+
+def _account(adv: AdvertiserStore, markets: dict, days: np.ndarray) -> Account:
+    groups = {g.id: g for g in adv.ad_groups()}
+    products = {p.id: p for p in adv.products()}
+    keywords = {k.id: k for k in adv.keywords()}
+    campaigns = {c.id: c for c in adv.campaigns()}
+    default_margin = float(np.mean([p.margin for p in products.values()])) if products else 0.3
+    margins = {}
+    for k in keywords.values():
+        ms = [products[p].margin for p in groups[k.ad_group_id].product_ids if p in products]
+        margins[k.id] = float(np.mean(ms)) if ms else default_margin
+    campaign_of = {k.id: groups[k.ad_group_id].campaign_id for k in keywords.values()}
+    by_campaign: dict[str, list[str]] = {c: [] for c in campaigns}
+    for kw_id in keywords:
+        if kw_id in markets:
+            by_campaign[campaign_of[kw_id]].append(kw_id)
+    return Account(days, keywords, campaign_of, markets, margins, campaigns, by_campaign)
+
+
+def _acos_rule(adv: AdvertiserStore) -> dict[str, float]:
+    """bid = target ACoS x AOV x CVR per keyword, from its reports over the history (clicks-weighted)."""
+    h = load_history(adv)
+    target = adv.advertiser.target_acos or DEFAULT_TARGET_ACOS
+    out = {}
+    for i, kw in enumerate(h.keywords):
+        clicks, orders, sales = (float(np.nansum(x[i])) for x in (h.clicks, h.orders, h.sales))
+        if clicks > 0 and orders > 0:
+            out[kw.id] = round(max(0.02, target * (sales / orders) * (orders / clicks)), 2)
+    return out
+
+
+def _interval(model: MarketModel, est: Account, adv: AdvertiserStore, change: Change) -> tuple[float, float, float]:
+    """Predicted gain and its 90% interval over HORIZON_DAYS random days (model draws widen it)."""
+    from tools.mcp_server.engines import _widened
+    from tools.mcp_server.schemas import Range
+
+    cmp = est.campaign_of[change.entity]
+    kws = est.by_campaign[cmp]
+    bids = est.bids(cmp)
+    new = bids.copy()
+    new[kws.index(change.entity)] = 0.0 if change.action == "pause" else float(change.value or 0.0)
+    margins = np.array([est.margins[k] for k in kws])
+    budget = [est.campaigns[cmp].daily_budget]
+    res = what_if([est.markets[k] for k in kws], [0] * len(kws), bids, budget, est.days, new_bids=new.tolist(),
+                  margin=margins, n_sims=200, seed=0)
+    noise = res.difference.incremental_profit
+    keywords = {k.id: k for k in adv.keywords()}
+    spread = []
+    for d in range(len(model.draws)):
+        ms = model.for_keywords([keywords[k] for k in kws], adv.negatives(), d)
+        r = what_if(ms, [0] * len(kws), bids, budget, est.days, new_bids=new.tolist(), margin=margins, n_sims=0)
+        spread.append(r.difference.incremental_profit.mean)
+    rng = _widened(Range(mean=noise.mean, low=noise.low, high=noise.high), np.asarray(spread))
+    return rng.mean, rng.low, rng.high
+
+
+def _realized(truth: Account, change: Change, seed: int) -> float:
+    """One random draw of the true market over the horizon: the change's realized gain."""
+    cmp = truth.campaign_of[change.entity]
+    kws = truth.by_campaign[cmp]
+    bids = truth.bids(cmp)
+    new = bids.copy()
+    new[kws.index(change.entity)] = 0.0 if change.action == "pause" else float(change.value or 0.0)
+    margins = np.array([truth.margins[k] for k in kws])
+    res = what_if([truth.markets[k] for k in kws], [0] * len(kws), bids, [truth.campaigns[cmp].daily_budget],
+                  truth.days, new_bids=new.tolist(), margin=margins, n_sims=1, seed=seed)
+    return float(res.difference.incremental_profit.mean)
+
+
+def evaluate_world(path: Path, view: View, n_adv: int, calibrate: bool) -> dict[str, object]:
+    rows: list[dict[str, float]] = []
+    with MarketStore.open(path) as store:
+        days = np.arange(store.days, store.days + HORIZON_DAYS)
+        for aid in store.advertiser_ids()[:n_adv]:
+            adv = store.scoped(aid)
+            truth = _account(adv, {m.keyword_id: m for m in adv.keyword_markets()}, days)
+            model = fit_market_model(adv, view)
+            est_markets = {m.keyword_id: m for m in model.for_keywords(adv.keywords(), adv.negatives())}
+            est = _account(adv, est_markets, days)
+            rule = _acos_rule(adv)
+            for kw_id in truth.keywords:
+                if kw_id not in truth.markets or kw_id not in est.markets or not truth.live(kw_id):
+                    continue
+                best, _ = _best_bid(truth, kw_id)
+                if best <= EPS:
+                    continue
+                predicted, pick = _best_bid(est, kw_id)
+                gain = 0.0 if pick is None else float(change_gain(truth, pick) or 0.0)
+                acos_gain = 0.0
+                if kw_id in rule:
+                    acos_gain = float(change_gain(truth, Change(action="set_bid", entity=kw_id, value=rule[kw_id]))
+                                      or 0.0)
+                row = {"oracle": best, "model": gain, "acos_rule": acos_gain, "predicted": predicted}
+                if calibrate and pick is not None:
+                    _, lo, hi = _interval(model, est, adv, pick)
+                    row |= {"low": lo, "high": hi,
+                            "realized": _realized(truth, pick, seed=hash(kw_id) % 1000 + 7)}
+                rows.append(row)
+    return summarize(rows)
+
+
+def summarize(rows: list[dict[str, float]]) -> dict[str, object]:
+    if not rows:
+        return {"keywords": 0}
+    oracle = np.array([r["oracle"] for r in rows])
+    out: dict[str, object] = {"keywords": len(rows)}
+    fractions = {}
+    for name in ("model", "acos_rule"):
+        g = np.array([r[name] for r in rows])
+        fractions[name] = np.clip(g / oracle, -1, 1)
+        out[name] = {"share_of_oracle_gain": float(g.sum() / oracle.sum()),
+                     "mean_fraction": float(fractions[name].mean())}
+    diff = fractions["model"] - fractions["acos_rule"]
+    out["model_minus_acos_rule"] = {"mean": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(diff.size))}
+    cal = [r for r in rows if "low" in r]
+    if cal:
+        pred = np.array([r["predicted"] for r in rows])
+        true = np.array([r["model"] for r in rows])
+        inside = [r["low"] <= r["realized"] <= r["high"] for r in cal]
+        out["calibration"] = {"predicted_gain_sum": float(pred.sum()), "true_gain_sum": float(true.sum()),
+                              "corr": float(np.corrcoef(pred, true)[0, 1]) if pred.size > 2 else None,
+                              "interval_coverage_90": float(np.mean(inside)), "n_intervals": len(cal)}
+    return out
+
+
+def naive_bias(path: Path, n_adv: int) -> dict[str, object]:
+    """Position decay (pooled vs within-keyword) and incremental share (naive vs model) against the truth."""
+    decay_true, decay_naive, decay_model, inc_err_naive, inc_err_model = [], [], [], [], []
+    with MarketStore.open(path) as store:
+        for aid in store.advertiser_ids()[:n_adv]:
+            adv = store.scoped(aid)
+            model = fit_market_model(adv, View.PLATFORM)
+            truth = {m.keyword_id: m for m in adv.keyword_markets()}
+            decay_true.append(float(np.mean([m.position_decay for m in truth.values()])))
+            decay_naive.append(model.fit["naive_position_decay"])
+            decay_model.append(model.fit["position_decay"])
+            for kid, est in model.markets.items():
+                true_share = 1 - truth[kid].cannibalization
+                inc_err_naive.append(abs(1.0 - true_share))
+                inc_err_model.append(abs((1 - est.cannibalization) - true_share))
+    t, n, d = (np.array(x) for x in (decay_true, decay_naive, decay_model))
+    return {
+        "position_decay": {"true_mean": float(t.mean()), "naive_pooled_bias": float((n - t).mean()),
+                           "naive_pooled_mae": float(np.abs(n - t).mean()),
+                           "within_keyword_bias": float((d - t).mean()),
+                           "within_keyword_mae": float(np.abs(d - t).mean())},
+        "incremental_share_mae": {"naive_all_attributed": float(np.mean(inc_err_naive)),
+                                  "model": float(np.mean(inc_err_model))},
+    }
+
+
+def build_worlds(root: Path, n_adv: int, seed: int) -> dict[Split, Path]:
+    config = WorldConfig(n_advertisers=n_adv, days=120, seed=seed)
+    base = root / "id" / "world.sqlite"
+    generate_world_file(config, base)
+    paths = {Split.ID: base}
+    for split in (Split.COMPETITOR_SURGE, Split.SEASONAL_PEAK):
+        dest = root / split.value / "world.sqlite"
+        dest.parent.mkdir(parents=True)
+        for src, dst in ((base, dest), (base.with_name("truth.sqlite"), dest.with_name("truth.sqlite"))):
+            dst.write_bytes(src.read_bytes())
+        apply_shift(dest, SHIFTS[split], split.value)
+        paths[split] = dest
+    garden = root / "new_category" / "world.sqlite"
+    generate_world_file(config.model_copy(update={"categories": list(HELD_OUT_CATEGORY_NAMES)}), garden)
+    paths[Split.NEW_CATEGORY] = garden
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--advertisers", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=2027, help="world seed (not the eval or training worlds')")
+    ap.add_argument("--out", type=Path, default=None, help="write results.json here")
+    args = ap.parse_args()
+    t0 = time.time()
+    results: dict[str, object] = {"advertisers": args.advertisers, "seed": args.seed, "horizon_days": HORIZON_DAYS}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = build_worlds(Path(tmp), args.advertisers, args.seed)
+        print(f"worlds built in {time.time() - t0:.0f} s", flush=True)
+        for view in (View.PLATFORM, View.SELLER):
+            for split in SPLITS:
+                res = evaluate_world(paths[split], view, args.advertisers, calibrate=split == Split.ID
+                                     or view == View.PLATFORM)
+                results[f"{view.value}/{split.value}"] = res
+                print(f"{view.value:9s} {split.value:17s} {json.dumps(res)}", flush=True)
+        results["naive_bias"] = naive_bias(paths[Split.ID], args.advertisers)
+        print("naive bias", json.dumps(results["naive_bias"]), flush=True)
+    results["seconds"] = round(time.time() - t0, 1)
+    print(f"done in {results['seconds']} s")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

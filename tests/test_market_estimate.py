@@ -1,0 +1,145 @@
+"""The market model learned from observable history (tools/market/estimate.py) and the truth wall: the
+simulator tools run on it, never on the world's true markets."""
+
+from __future__ import annotations
+
+import ast
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tools.market.data_model import WorldConfig
+from tools.market.estimate import View, fit_market_model
+from tools.market.generate import generate_world_file
+from tools.market.store import AdvertiserStore, MarketStore
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = WorldConfig(n_advertisers=4, days=90, seed=5)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_world_file(CONFIG, tmp_path_factory.mktemp("estimate") / "world.sqlite").path
+
+
+def _errors(path: Path, view: View) -> dict[str, np.ndarray]:
+    out: dict[str, list[float]] = {"base_volume": [], "cvr": [], "aov": []}
+    with MarketStore.open(path) as store:
+        for aid in store.advertiser_ids():
+            adv = store.scoped(aid)
+            model = fit_market_model(adv, view)
+            truth = {m.keyword_id: m for m in adv.keyword_markets()}
+            assert set(model.markets) == set(truth) and len(model.draws) > 1
+            for kid, est in model.markets.items():
+                for name in out:
+                    out[name].append(np.log(getattr(est, name) / getattr(truth[kid], name)))
+    return {k: np.abs(np.asarray(v)) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("view", list(View))
+def test_the_model_recovers_demand_conversion_and_order_value_from_reports(world: Path, view: View) -> None:
+    err = _errors(world, view)
+    assert np.median(err["base_volume"]) < 0.1  # searches = impressions / impression share
+    assert np.median(err["aov"]) < 0.05
+    assert np.median(err["cvr"]) < 0.2
+
+
+def test_platform_view_reads_the_auction_log_and_seller_view_does_not(world: Path) -> None:
+    with MarketStore.open(world) as store:
+        adv = store.scoped(store.advertiser_ids()[0])
+        assert adv.has_auction_log() and adv.auction_log()
+        truth = {m.keyword_id: m for m in adv.keyword_markets()}
+        platform, seller = fit_market_model(adv), fit_market_model(adv, View.SELLER)
+        assert platform.view == View.PLATFORM and "platform" in platform.note and "seller" in seller.note
+        mu_err = [abs(m.rival_bid_mu - truth[k].rival_bid_mu) for k, m in platform.markets.items()]
+        assert np.median(mu_err) < 0.1  # rival bids read off the log
+        # seller view: quality is not reported; rivals are fit relative to a fixed quality
+        assert {m.quality for m in seller.markets.values()} == {0.6}
+
+
+def test_an_account_without_the_auction_log_gets_the_seller_view(world: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "world.sqlite"
+    copy.write_bytes(world.read_bytes())
+    con = sqlite3.connect(copy)
+    con.execute("DROP TABLE auction_log")
+    con.commit()
+    con.close()
+    with MarketStore.open(copy) as store:
+        adv = store.scoped(store.advertiser_ids()[0])
+        assert not adv.has_auction_log()
+        assert fit_market_model(adv).view == View.SELLER
+
+
+def test_the_auction_log_is_seeded(world: Path, tmp_path: Path) -> None:
+    again = generate_world_file(CONFIG, tmp_path / "again.sqlite").path
+    rows = [sqlite3.connect(p).execute("SELECT * FROM auction_log ORDER BY keyword_idx").fetchall() for p in (world, again)]
+    assert rows[0] == rows[1] and rows[0]
+    log = json.loads(rows[0][0][2])
+    assert len(log["counts"]) == len(log["days"]) and len(log["bids"]) == sum(log["counts"]) == len(log["quality"])
+
+
+# --- the truth wall -------------------------------------------------------------------------------------------
+
+TOOL_PACKAGES = ("tools/mcp_server", "tools/auction", "tools/optimize", "tools/keywords", "tools/uplift")
+TRUE_MARKET_READERS = {"keyword_markets", "search_terms", "_raw_markets"}
+
+
+def test_no_tool_module_reads_the_true_market_or_the_truth_store() -> None:
+    found = []
+    for pkg in TOOL_PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                # a call of a store method that returns true markets or the hidden relevance of search terms
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in TRUE_MARKET_READERS):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.func.attr}()")
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith("market.truth"):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}")
+    assert not found, found
+
+
+async def test_every_simulator_tool_answers_with_the_true_market_locked_away(world: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The runtime half of the wall: the store's true-market readers raise, and every simulator tool still
+    answers, naming the market model it ran on."""
+    from tools.mcp_server import call, connect_in_memory, engines
+    from tools.mcp_server.cache import ToolCache
+
+    def locked(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise AssertionError("a tool read the true market")
+
+    for name in TRUE_MARKET_READERS:
+        monkeypatch.setattr(AdvertiserStore, name, locked)
+    engines._models.clear()
+    with MarketStore.open(world) as store:
+        aid = store.advertiser_ids()[0]
+        adv = store.scoped(aid)
+        kw = next(k for k in adv.keywords() if k.status.value == "enabled")
+        camp = next(c for c in adv.campaigns() if c.status.value == "enabled")
+    calls = {
+        "what_if": {"change": "bid", "id": kw.id, "value": round(kw.bid * 1.3, 2)},
+        "bid_landscape": {"keyword_id": kw.id},
+        "recommend_bid": {"keyword_id": kw.id},
+        "allocate_budget": {"total_budget": 100.0},
+    }
+    async with connect_in_memory(world, aid, cache=ToolCache(enabled=False)) as session:
+        for tool, args in calls.items():
+            out = await call(session, tool, args)
+            assert "error" not in out, (tool, out)
+            assert "market estimated from" in out["market"], (tool, out)
+        what_if = await call(session, "what_if", {"change": "budget", "id": camp.id, "value": camp.daily_budget * 2})
+    profit = what_if["difference"]["incremental_profit"]
+    assert profit["low"] <= profit["mean"] <= profit["high"]
+
+
+def test_what_if_intervals_add_the_models_uncertainty_to_the_days_chance() -> None:
+    from tools.mcp_server.engines import _widened
+    from tools.mcp_server.schemas import Range
+
+    noise = Range(mean=10.0, low=6.0, high=14.0)
+    assert _widened(noise, None) == noise
+    wide = _widened(noise, np.linspace(0.0, 20.0, 30))
+    assert wide.low < noise.low and wide.high > noise.high and wide.mean == noise.mean

@@ -1,0 +1,775 @@
+"""A market model learned from what can be observed: the auction simulator's inputs, estimated from history.
+
+The simulator tools never read the world's true markets (the generator's `KeywordMarket`s, which only the
+world generator and the evaluation judge read). They run on `fit_market_model(adv)`: one estimated
+`KeywordMarket` per keyword, in one of two information views, stated in every result:
+
+- `seller`: the account's own reports — keyword-days (bid, impressions, impression share, average position,
+  clicks, spend, orders, attributed and organic sales), campaign-days (budget caps) and search-term-days —
+  and the public retail calendar. What an imported account has.
+- `platform`: that plus the platform's auction log (the rivals' count, bids and quality scores of sampled
+  auctions on the keyword), as a platform's own bid simulator uses. The generated marketplace's default.
+
+Neither view holds the shoppers' true response; each piece is estimated:
+
+- demand: searches = impressions / impression share, fit by nonlinear least squares (robust loss) to a
+  per-keyword level times the advertiser's shared weekly and yearly seasonality; public calendar event days
+  are left out of the fit and their lift is measured on them.
+- the auction: our slot and price at a bid follow from the rival field (tools.auction.simulate's exact
+  terms). `platform`: rivals from the log, our quality score fit to the observed impression share, position
+  and cost per click. `seller`: quality is not reported, and only rival scores relative to ours matter, so
+  quality is fixed and the rivals' count and bid level are fit on a grid. Recent days weigh most (markets
+  move). The grid's likelihood is the parameters' posterior.
+- clicks per impression at each position: `ctr_top x decay^(position - 1)`, with the decay identified
+  *within* keywords (keyword fixed effects): a keyword's position moves when its bid changes or rivals
+  surge, and its clicks follow. Across keywords position is confounded with the keyword's appeal (brand
+  terms sit on top and are clicked more): the naive pooled fit (`naive_position_decay`) is biased.
+- conversion rate and order value: beta-binomial / shrunk means, pooled toward the campaign.
+- incrementality: the organic sales a keyword reports fall when its ads take buyers who would have bought
+  anyway, so per keyword-day `organic = aov x (organic_rate x searches - cannibalization x ad orders)`;
+  the regression on searches and ad orders identifies both (ad orders move with bids, budget caps and
+  chance, not with organic demand), shrunk toward the campaign's pooled fit (empirical Bayes).
+- search terms: their shares and relevance from the search-term report (for negative-keyword what-ifs).
+
+Uncertainty: `draws` are markets sampled from each piece's posterior; what-if intervals add their spread
+to the simulator's own Monte Carlo spread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import optimize, special
+
+from tools.auction.simulate import N_QUALITY_NODES, MarketArrays, auction_terms, traffic_share_before
+from tools.market.data_model import Keyword, KeywordMarket, MarketEvent, NegativeKeyword, SearchTerm
+from tools.market.world import apply_negatives, calendar_events, market_for_new_keyword
+
+if TYPE_CHECKING:
+    from tools.market.store import AdvertiserStore
+
+
+class View(StrEnum):
+    SELLER = "seller"
+    PLATFORM = "platform"
+
+
+VIEW_NOTES = {
+    View.SELLER: "market estimated from the account's own reports (seller view)",
+    View.PLATFORM: "market estimated from the account's reports and the platform's auction logs (platform view)",
+}
+
+# Marketplace rules every advertiser knows (KeywordMarket's defaults): slots per page and the reserve price.
+N_SLOTS = KeywordMarket.model_fields["n_slots"].default
+RESERVE = KeywordMarket.model_fields["reserve"].default
+# Seller view: the quality score is not reported, and only rival scores relative to ours matter (rank and
+# price depend on rival bid x rival quality / our quality), so these are fixed and the rivals' bid level fit.
+SELLER_QUALITY = 0.6
+SELLER_RIVAL_SIGMA = 0.45
+SELLER_RIVAL_QUALITY = (4.0, 3.0)
+SELLER_RIVALS = np.array([0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0])
+MU_STEPS = np.linspace(-2.5, 1.5, 33)  # rival log-bid grid around the log cost per click
+QUALITY_GRID = np.linspace(0.1, 1.0, 37)
+DECAY_GRID = np.linspace(0.3, 1.0, 71)
+RECENT_DAYS = 42  # the auction is fit on the last weeks, each day weighted by recency
+HALF_LIFE = 14.0
+# Observation noise of the auction fit (what a day's figures scatter by around the model).
+SD_SHARE, SD_POSITION, SD_LOG_CPC = 0.05, 0.15, 0.12
+CVR_PRIOR_CLICKS = 40.0  # pseudo-clicks of the campaign's pooled conversion rate
+AOV_PRIOR_ORDERS = 5.0
+CANNIBALIZATION_TAU = 0.2  # spread of keywords' cannibalization around their campaign's
+N_DRAWS = 30
+MIN_VOLUME = 0.5
+
+
+@dataclass
+class MarketModel:
+    """An advertiser's estimated markets (before negatives), posterior draws and what the fit found."""
+
+    view: View
+    markets: dict[str, KeywordMarket]
+    draws: list[dict[str, KeywordMarket]]
+    terms: dict[str, list[SearchTerm]]
+    history_days: int
+    fit: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def note(self) -> str:
+        return f"{VIEW_NOTES[self.view]}, {self.history_days} days of history"
+
+    def for_keywords(
+        self,
+        keywords: list[Keyword],
+        negatives: list[NegativeKeyword],
+        draw: int | None = None,
+    ) -> list[KeywordMarket]:
+        """Markets of these keywords as the simulator should run them today: their ad group's negatives
+        applied; a keyword without history takes its ad group's (see market_for_new_keyword)."""
+        source = self.markets if draw is None else self.draws[draw]
+        by_group: dict[str, list[NegativeKeyword]] = defaultdict(list)
+        for n in negatives:
+            by_group[n.ad_group_id].append(n)
+        out = []
+        for kw in keywords:
+            market = source.get(kw.id)
+            terms = self.terms.get(kw.id, [])
+            if market is None:
+                market, terms = self._new_keyword(kw, source)
+                if market is None:
+                    continue
+            negs = by_group.get(kw.ad_group_id, [])
+            out.append(apply_negatives(market, terms, negs)[0] if negs and terms else market)
+        return out
+
+    def _new_keyword(
+        self, kw: Keyword, source: dict[str, KeywordMarket]
+    ) -> tuple[KeywordMarket | None, list[SearchTerm]]:
+        siblings = [(k, source[k.id]) for k in self._keywords.get(kw.ad_group_id, []) if k.id in source]
+        if not siblings:
+            return None, []
+        known = [(t, source[t.keyword_id]) for ts in self.terms.values() for t in ts if t.keyword_id in source]
+        return market_for_new_keyword(kw.id, kw.text, kw.match_type, siblings, known)
+
+    _keywords: dict[str, list[Keyword]] = field(default_factory=dict)  # by ad group, for new keywords
+
+
+@dataclass
+class History:
+    """One advertiser's keyword-days as [K, D] arrays (nan where the report has no value)."""
+
+    keywords: list[Keyword]
+    campaign_of: list[str]
+    days: np.ndarray  # [D] day indices (0 = the world's first day)
+    bid: np.ndarray
+    impressions: np.ndarray
+    clicks: np.ndarray
+    spend: np.ndarray
+    orders: np.ndarray
+    sales: np.ndarray
+    organic: np.ndarray
+    position: np.ndarray
+    share: np.ndarray
+    served: np.ndarray  # share of the day's searches the campaign was in the auction (budget caps)
+    event_day: np.ndarray  # [D] bool: a public calendar event covers the day
+    product_price: np.ndarray  # [K] mean price of the keyword's ad group products
+
+    @property
+    def searches(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((self.impressions > 0) & (self.share > 0), self.impressions / self.share, np.nan)
+
+
+def load_history(adv: AdvertiserStore) -> History:
+    """The advertiser's reports, as arrays."""
+    start, end = adv.history_period
+    n_days = (end - start).days + 1
+    keywords = adv.keywords()
+    groups = {g.id: g for g in adv.ad_groups()}
+    prices = {p.id: p.price for p in adv.products()}
+    default_price = float(np.mean(list(prices.values()))) if prices else 30.0
+    index = {k.id: i for i, k in enumerate(keywords)}
+    shape = (len(keywords), n_days)
+    cols = {name: np.full(shape, np.nan) for name in
+            ("bid", "impressions", "clicks", "spend", "orders", "sales", "organic", "position", "share")}
+    for r in adv.keyword_days(start, end):
+        i, d = index[r.keyword_id], (r.date - start).days
+        cols["bid"][i, d] = r.bid
+        cols["impressions"][i, d] = r.impressions
+        cols["clicks"][i, d] = r.clicks
+        cols["spend"][i, d] = r.spend
+        cols["orders"][i, d] = r.orders
+        cols["sales"][i, d] = r.sales
+        cols["organic"][i, d] = r.organic_sales
+        cols["position"][i, d] = np.nan if r.avg_position is None else r.avg_position
+        cols["share"][i, d] = np.nan if r.impression_share is None else r.impression_share
+    campaign_of = [groups[k.ad_group_id].campaign_id for k in keywords]
+    camp_index = {c: j for j, c in enumerate(dict.fromkeys(campaign_of))}
+    served_c = np.ones((len(camp_index), n_days))
+    for c in adv.campaign_days(start, end):
+        if c.campaign_id in camp_index and c.budget_exhausted_at is not None:
+            served_c[camp_index[c.campaign_id], (c.date - start).days] = float(
+                traffic_share_before(c.budget_exhausted_at))
+    served = served_c[[camp_index[c] for c in campaign_of]] if keywords else np.ones(shape)
+    first_day = (start - adv.world_start).days
+    days = np.arange(first_day, first_day + n_days)
+    event_day = np.zeros(n_days, dtype=bool)
+    for ev in _public_events(adv, start, end):
+        event_day[max(0, (ev.start - start).days): (ev.end - start).days + 1] = True
+    price = []
+    for k in keywords:
+        ps = [prices[p] for p in groups[k.ad_group_id].product_ids if p in prices]
+        price.append(float(np.mean(ps)) if ps else default_price)
+    return History(keywords, campaign_of, days, served=served, event_day=event_day,
+                   product_price=np.asarray(price), **cols)
+
+
+def _public_events(adv: AdvertiserStore, first: dt.date, last: dt.date) -> list:
+    category = adv.advertiser.category
+    return [e for e in calendar_events(first, last) if e.categories is None or category in e.categories]
+
+
+# --- demand -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Demand:
+    base_volume: np.ndarray  # [K]
+    log_se: np.ndarray  # [K] standard error of log base volume
+    weekly_amp: float
+    weekly_phase: float
+    yearly_amp: float
+    yearly_phase: float
+    event_lift: dict[str, float]
+
+    def expected(self, days: np.ndarray) -> np.ndarray:
+        d = days.astype(float)[None, :]
+        return (self.base_volume[:, None] * (1 + self.weekly_amp * np.sin(2 * np.pi * d / 7 + self.weekly_phase))
+                * (1 + self.yearly_amp * np.sin(2 * np.pi * d / 365.25 + self.yearly_phase)))
+
+
+def fit_demand(h: History) -> Demand:
+    """Searches per day: a level per keyword times shared weekly and yearly seasonality."""
+    s = h.searches
+    ok = np.isfinite(s) & ~h.event_day[None, :]
+    k_n = len(h.keywords)
+    has = ok.any(axis=1)
+    d = h.days.astype(float)
+    if not has.any():
+        return Demand(np.full(k_n, MIN_VOLUME), np.full(k_n, 1.0), 0.0, 0.0, 0.0, 0.0, {})
+    ki, di = np.nonzero(ok)
+    y = s[ki, di]
+    # start: log-linear least squares with keyword levels (log(1 + a sin(x + p)) ~ a cos p sin x + a sin p cos x)
+    wk, yr = 2 * np.pi * d[di] / 7, 2 * np.pi * d[di] / 365.25
+    design = np.column_stack([np.eye(k_n)[ki], np.sin(wk), np.cos(wk), np.sin(yr), np.cos(yr)])
+    coef = np.linalg.lstsq(design, np.log(y + 0.5), rcond=None)[0]
+    level = np.where(has, np.exp(coef[:k_n]), 1.0)
+
+    def amp_phase(bs: float, bc: float) -> tuple[float, float]:
+        return float(min(math.hypot(bs, bc), 0.85)), float(math.atan2(bc, bs))
+
+    wa, wp = amp_phase(coef[k_n], coef[k_n + 1])
+    ya, yp = amp_phase(coef[k_n + 2], coef[k_n + 3])
+    x0 = np.concatenate([np.log(level), [wa, wp, ya, yp]])
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return (np.exp(x[:k_n])[ki] * (1 + x[k_n] * np.sin(wk + x[k_n + 1]))
+                * (1 + x[k_n + 2] * np.sin(yr + x[k_n + 3])))
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        p = predict(x)
+        return (y - p) / np.sqrt(np.maximum(p, 1.0))
+
+    lo = np.concatenate([np.full(k_n, -10.0), [0.0, -10.0, 0.0, -10.0]])
+    hi = np.concatenate([np.full(k_n, 15.0), [0.6, 10.0, 0.9, 10.0]])
+    fit = optimize.least_squares(residuals, np.clip(x0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), loss="soft_l1",
+                                 f_scale=2.0, max_nfev=200)
+    x = fit.x
+    base = np.exp(x[:k_n])
+    # the level's standard error: the recent days' scatter around the fit (markets drift), per keyword
+    ratio = np.log((y + 0.5) / (predict(x) + 0.5))
+    log_se = np.full(k_n, 0.5)
+    for k in range(k_n):
+        r = ratio[ki == k][-28:]
+        if r.size >= 3:
+            log_se[k] = float(np.std(r) / math.sqrt(r.size) + 0.03)
+    demand = Demand(base, log_se, float(x[k_n]), float(x[k_n + 1]), float(x[k_n + 2]), float(x[k_n + 3]), {})
+    # keywords never seen in an auction: their ad group's typical level (set by the caller), here the median
+    base[~has] = float(np.median(base[has]))
+    log_se[~has] = 1.0
+    return demand
+
+
+def event_lifts(h: History, demand: Demand, events: list) -> dict[str, float]:
+    """Demand on each public event's days over the seasonal fit, pooled over keywords."""
+    s = h.searches
+    expected = demand.expected(h.days)
+    first = h.days[0]
+    out = {}
+    for ev in events:
+        lo, hi = ev[0] - first, ev[1] - first
+        cols = slice(max(lo, 0), min(hi, h.days.size - 1) + 1)
+        if lo > h.days.size - 1 or hi < 0:
+            continue
+        ok = np.isfinite(s[:, cols])
+        if ok.sum() >= 3:
+            out[ev[2]] = float(np.nansum(s[:, cols]) / expected[:, cols][ok].sum())
+    return out
+
+
+# --- the auction --------------------------------------------------------------------------------------------
+
+
+def _rows(n: int, **columns: np.ndarray | float) -> MarketArrays:
+    """A MarketArrays of n rows for auction_terms (fields it does not read are zeros)."""
+    values: dict[str, object] = {}
+    for f in fields(MarketArrays):
+        if f.name == "keyword_ids":
+            values[f.name] = tuple(str(i) for i in range(n))
+        elif f.name == "key":
+            values[f.name] = np.zeros(n, dtype=np.uint64)
+        elif f.name.startswith("event_"):
+            values[f.name] = np.zeros(0, dtype=np.int64 if f.name in ("event_keyword", "event_start",
+                                                                          "event_end") else np.float64)
+        elif f.name == "n_slots":
+            values[f.name] = np.full(n, N_SLOTS, dtype=np.int64)
+        elif f.name in columns:
+            v = columns[f.name]
+            values[f.name] = np.broadcast_to(np.asarray(v, dtype=np.float64), (n, N_QUALITY_NODES) if
+                                             f.name == "rival_quality_nodes" else (n,)).copy()
+        else:
+            values[f.name] = np.zeros(n)
+    values["reserve"] = np.full(n, RESERVE)
+    return MarketArrays(**values)  # type: ignore[arg-type]
+
+
+def quality_nodes(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    probs = (np.arange(N_QUALITY_NODES) + 0.5) / N_QUALITY_NODES
+    a_arr, b_arr = np.atleast_1d(np.asarray(a, float)), np.atleast_1d(np.asarray(b, float))
+    return np.clip(special.betaincinv(a_arr[:, None], b_arr[:, None], probs[None, :]), 1e-12, None)
+
+
+@dataclass
+class AuctionObservations:
+    """Per keyword, the recent days grouped by bid: weighted impression share (of the served day), position
+    and cost per click."""
+
+    keyword: np.ndarray  # [L] keyword index
+    bid: np.ndarray
+    share: np.ndarray
+    position: np.ndarray
+    log_cpc: np.ndarray  # nan without clicks
+    weight: np.ndarray
+
+
+def auction_observations(h: History) -> AuctionObservations:
+    n_days = h.days.size
+    recent = np.arange(n_days) >= n_days - RECENT_DAYS
+    w_day = 0.5 ** ((n_days - 1 - np.arange(n_days)) / HALF_LIFE)
+    rows: dict[str, list[float]] = defaultdict(list)
+    for k in range(len(h.keywords)):
+        ok = (recent & ~h.event_day & (np.nan_to_num(h.bid[k]) > 0) & (np.nan_to_num(h.impressions[k]) > 0)
+              & np.isfinite(h.share[k]) & np.isfinite(h.position[k]))
+        if not ok.any():
+            continue
+        for b in np.unique(h.bid[k, ok]):
+            sel = ok & (h.bid[k] == b)
+            w = w_day[sel]
+            share = np.clip(h.share[k, sel] / np.maximum(h.served[k, sel], 1e-3), 0, 1)
+            clicks, spend = h.clicks[k, sel], h.spend[k, sel]
+            rows["keyword"].append(k)
+            rows["bid"].append(float(b))
+            rows["share"].append(float(np.average(share, weights=w)))
+            rows["position"].append(float(np.average(h.position[k, sel], weights=w)))
+            c = float((clicks * w).sum())
+            rows["log_cpc"].append(math.log(float((spend * w).sum()) / c) if c > 0 and spend.sum() > 0 else math.nan)
+            rows["weight"].append(float(w.sum()))
+    return AuctionObservations(**{name: np.asarray(rows[name], dtype=np.int64 if name == "keyword" else float)
+                                  for name in ("keyword", "bid", "share", "position", "log_cpc", "weight")})
+
+
+@dataclass
+class Rivals:
+    """Per keyword, the rival field and our quality: posterior grid (candidates and their probabilities)."""
+
+    n_rivals: np.ndarray  # [K, G]
+    mu: np.ndarray
+    sigma: np.ndarray
+    qa: np.ndarray
+    qb: np.ndarray
+    quality: np.ndarray
+    prob: np.ndarray  # [K, G]
+
+    def best(self) -> np.ndarray:
+        return np.argmax(self.prob, axis=1)
+
+
+def _grid_loss(obs: AuctionObservations, cand: dict[str, np.ndarray]) -> np.ndarray:
+    """Squared-error loss [K, G] of every candidate rival field against the observations."""
+    k_n, g_n = cand["n_rivals"].shape
+    loss = np.zeros((k_n, g_n))
+    if obs.keyword.size == 0:
+        return loss
+    li = np.repeat(np.arange(obs.keyword.size), g_n)
+    gi = np.tile(np.arange(g_n), obs.keyword.size)
+    ki = obs.keyword[li]
+    m = _rows(li.size, n_rivals=cand["n_rivals"][ki, gi], rival_bid_mu=cand["mu"][ki, gi],
+              rival_bid_sigma=cand["sigma"][ki, gi], quality=cand["quality"][ki, gi], ctr_top=1.0,
+              position_decay=1.0, rival_quality_nodes=0.0)
+    m.rival_quality_nodes[:] = quality_nodes(cand["qa"][ki, gi], cand["qb"][ki, gi])
+    t = auction_terms(m, np.arange(li.size), obs.bid[li], np.ones(li.size), np.ones(li.size))
+    pos = np.nan_to_num(t.mean_position, nan=float(N_SLOTS + 1))
+    with np.errstate(divide="ignore"):
+        log_price = np.log(np.maximum(t.mean_price, 1e-6))
+    cpc_term = np.where(np.isfinite(obs.log_cpc[li]), ((log_price - obs.log_cpc[li]) / SD_LOG_CPC) ** 2, 0.0)
+    per = obs.weight[li] * (((t.p_impression - obs.share[li]) / SD_SHARE) ** 2
+                            + ((pos - obs.position[li]) / SD_POSITION) ** 2 + cpc_term)
+    np.add.at(loss, (ki, gi), 0.5 * per)
+    return loss
+
+
+def fit_rivals(h: History, obs: AuctionObservations, view: View, log: dict[str, dict] | None) -> Rivals:
+    k_n = len(h.keywords)
+    cpc_level = np.full(k_n, np.nan)
+    for k in range(k_n):
+        sel = (obs.keyword == k) & np.isfinite(obs.log_cpc)
+        if sel.any():
+            cpc_level[k] = float(np.average(obs.log_cpc[sel], weights=obs.weight[sel]))
+    # keywords without clicks: their bid's level (rivals bid about what we do)
+    live_bids = np.where(np.nan_to_num(h.bid) > 0, h.bid, np.nan)
+    fallback = np.full(k_n, math.log(0.5))
+    seen = np.isfinite(live_bids).any(axis=1)
+    fallback[seen] = np.log(np.maximum(np.nanmedian(live_bids[seen], axis=1), 0.05))
+    cpc_level = np.where(np.isfinite(cpc_level), cpc_level, fallback)
+    if view == View.PLATFORM and log:
+        n_r, mu, sig, qa, qb = (np.zeros(k_n) for _ in range(5))
+        for k, kw in enumerate(h.keywords):
+            n_r[k], mu[k], sig[k], qa[k], qb[k] = _rivals_from_log(log.get(kw.id), cpc_level[k])
+        g_n = QUALITY_GRID.size
+        cand = {"n_rivals": np.repeat(n_r[:, None], g_n, 1), "mu": np.repeat(mu[:, None], g_n, 1),
+                "sigma": np.repeat(sig[:, None], g_n, 1), "qa": np.repeat(qa[:, None], g_n, 1),
+                "qb": np.repeat(qb[:, None], g_n, 1), "quality": np.tile(QUALITY_GRID, (k_n, 1))}
+    else:
+        n_grid, mu_grid = np.meshgrid(SELLER_RIVALS, MU_STEPS, indexing="ij")
+        g_n = n_grid.size
+        cand = {"n_rivals": np.tile(n_grid.ravel(), (k_n, 1)),
+                "mu": cpc_level[:, None] + np.tile(mu_grid.ravel(), (k_n, 1)),
+                "sigma": np.full((k_n, g_n), SELLER_RIVAL_SIGMA), "qa": np.full((k_n, g_n), SELLER_RIVAL_QUALITY[0]),
+                "qb": np.full((k_n, g_n), SELLER_RIVAL_QUALITY[1]), "quality": np.full((k_n, g_n), SELLER_QUALITY)}
+    loss = _grid_loss(obs, cand)
+    prob = np.exp(-(loss - loss.min(axis=1, keepdims=True)))
+    prob /= prob.sum(axis=1, keepdims=True)
+    return Rivals(cand["n_rivals"], cand["mu"], cand["sigma"], cand["qa"], cand["qb"], cand["quality"], prob)
+
+
+def _rivals_from_log(entry: dict | None, cpc_level: float) -> tuple[float, float, float, float, float]:
+    """n_rivals, rival log-bid mean and sd, rival quality Beta(a, b) from a keyword's logged auctions."""
+    if not entry or not entry.get("counts"):
+        return 5.0, cpc_level, SELLER_RIVAL_SIGMA, *SELLER_RIVAL_QUALITY
+    counts = np.asarray(entry["counts"], float)
+    bids = np.log(np.maximum(np.asarray(entry["bids"], float), 1e-3))
+    quality = np.clip(np.asarray(entry["quality"], float), 1e-3, 1 - 1e-3)
+    n_r = float(counts.mean())
+    if bids.size < 3:
+        return n_r, cpc_level, SELLER_RIVAL_SIGMA, *SELLER_RIVAL_QUALITY
+    m, v = float(quality.mean()), float(quality.var()) or 1e-3
+    common = max(m * (1 - m) / v - 1, 0.5)
+    return n_r, float(bids.mean()), float(max(bids.std(ddof=1), 0.05)), m * common, (1 - m) * common
+
+
+# --- clicks, conversions, incrementality -------------------------------------------------------------------
+
+
+def _decay_loglik(h: History, fixed_effects: bool) -> np.ndarray:
+    """Poisson log-likelihood of every keyword-day's clicks for each decay of DECAY_GRID, with each
+    keyword's top-slot CTR profiled out (fixed effects) or one CTR for all (the naive pooled fit)."""
+    ok = (np.nan_to_num(h.impressions) > 0) & np.isfinite(h.position)
+    ki, di = np.nonzero(ok)
+    if ki.size == 0:
+        return np.zeros(DECAY_GRID.size)
+    impr, clicks, pos = h.impressions[ki, di], h.clicks[ki, di], h.position[ki, di]
+    ll = np.zeros(DECAY_GRID.size)
+    groups = ki if fixed_effects else np.zeros_like(ki)
+    n_g = int(groups.max()) + 1
+    for j, decay in enumerate(DECAY_GRID):
+        exposure = impr * decay ** (pos - 1)
+        rate = np.bincount(groups, clicks, n_g) / np.maximum(np.bincount(groups, exposure, n_g), 1e-12)
+        lam = np.maximum(exposure * rate[groups], 1e-12)
+        ll[j] = float((clicks * np.log(lam) - lam).sum())
+    return ll
+
+
+def naive_position_decay(h: History) -> float:
+    """The pooled fit that ignores which keyword a day belongs to (biased: see the module doc)."""
+    return float(DECAY_GRID[int(np.argmax(_decay_loglik(h, fixed_effects=False)))])
+
+
+def _pooled(values: np.ndarray, weights: np.ndarray, groups: list[str]) -> np.ndarray:
+    """Each entry's group's weighted mean (the overall mean where a group has no weight)."""
+    total_w = weights.sum()
+    overall = float((values * weights).sum() / total_w) if total_w > 0 else float(np.nanmean(values))
+    out = np.full(values.size, overall)
+    for g in set(groups):
+        sel = np.array([x == g for x in groups])
+        w = weights[sel].sum()
+        if w > 0:
+            out[sel] = (values[sel] * weights[sel]).sum() / w
+    return out
+
+
+@dataclass
+class Response:
+    ctr_top: np.ndarray
+    ctr_clicks: np.ndarray  # clicks behind each ctr estimate (its posterior's weight)
+    decay_grid_prob: np.ndarray
+    cvr_a: np.ndarray  # Beta posterior of the conversion rate
+    cvr_b: np.ndarray
+    aov: np.ndarray
+    aov_se: np.ndarray
+    cannibalization: np.ndarray
+    cann_se: np.ndarray
+    organic_rate: np.ndarray
+
+
+def fit_response(h: History, demand: Demand, rivals: Rivals) -> Response:
+    k_n = len(h.keywords)
+    ll = _decay_loglik(h, fixed_effects=True)
+    decay_prob = np.exp(ll - ll.max())
+    decay_prob /= decay_prob.sum()
+    decay = float(DECAY_GRID[int(np.argmax(decay_prob))])
+    # top-slot CTR: recent clicks over the impressions times the fitted auction's expected decay factor
+    best = rivals.best()
+    recent = np.arange(h.days.size) >= h.days.size - RECENT_DAYS
+    ctr, ctr_clicks = np.zeros(k_n), np.zeros(k_n)
+    factor = _slot_factor(h, rivals, best, decay)
+    for k in range(k_n):
+        ok = (np.nan_to_num(h.impressions[k]) > 0)
+        use = ok & recent if (ok & recent).any() else ok
+        clicks = float(np.nansum(h.clicks[k, use]))
+        exposure = float(np.nansum(h.impressions[k, use] * factor[k, use]))
+        ctr[k], ctr_clicks[k] = (clicks + 0.5) / (exposure + 0.5 / 0.03), clicks
+    pooled_ctr = _pooled(ctr, ctr_clicks, h.campaign_of)
+    ctr = np.where(ctr_clicks > 0, ctr, pooled_ctr * 0.5)
+    # conversion rate: Beta-binomial, pooled toward the campaign
+    clicks = np.nansum(h.clicks, axis=1)
+    orders = np.nansum(h.orders, axis=1)
+    sales = np.nansum(h.sales, axis=1)
+    raw_cvr = np.where(clicks > 0, orders / np.maximum(clicks, 1), 0.0)
+    prior_cvr = np.clip(_pooled(raw_cvr, clicks, h.campaign_of), 0.005, 0.9)
+    cvr_a = CVR_PRIOR_CLICKS * prior_cvr + orders
+    cvr_b = CVR_PRIOR_CLICKS * (1 - prior_cvr) + clicks - orders
+    # order value: shrunk toward the campaign's, which starts from the products' prices
+    raw_aov = np.where(orders > 0, sales / np.maximum(orders, 1), h.product_price)
+    prior_aov = _pooled(raw_aov, orders, h.campaign_of)
+    aov = (sales + AOV_PRIOR_ORDERS * prior_aov) / (orders + AOV_PRIOR_ORDERS)
+    aov_se = 0.15 * aov / np.sqrt(orders + AOV_PRIOR_ORDERS)
+    cann, cann_se, organic = _incrementality(h, aov)
+    return Response(ctr, ctr_clicks, decay_prob, cvr_a, cvr_b, aov, aov_se, cann, cann_se, organic)
+
+
+def _slot_factor(h: History, rivals: Rivals, best: np.ndarray, decay: float) -> np.ndarray:
+    """[K, D] expected decay^(slot - 1) of an impression at each day's bid under the fitted rival field."""
+    k_n, n_days = h.bid.shape
+    out = np.ones((k_n, n_days))
+    ki, di = np.nonzero(np.nan_to_num(h.bid) > 0)
+    if ki.size == 0:
+        return out
+    pairs, inverse = np.unique(np.column_stack([ki, np.round(h.bid[ki, di], 2)]), axis=0, return_inverse=True)
+    kk = pairs[:, 0].astype(np.int64)
+    g = best[kk]
+    m = _rows(kk.size, n_rivals=rivals.n_rivals[kk, g], rival_bid_mu=rivals.mu[kk, g],
+              rival_bid_sigma=rivals.sigma[kk, g], quality=rivals.quality[kk, g], ctr_top=1.0,
+              position_decay=decay, rival_quality_nodes=0.0)
+    m.rival_quality_nodes[:] = quality_nodes(rivals.qa[kk, g], rivals.qb[kk, g])
+    t = auction_terms(m, np.arange(kk.size), pairs[:, 1], np.ones(kk.size), np.ones(kk.size))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(t.p_impression > 0, t.click_rate / t.p_impression, 1.0)
+    out[ki, di] = f[inverse.ravel()]
+    return out
+
+
+def _expected_ad_orders(h: History, k: int, ok: np.ndarray) -> np.ndarray:
+    """First stage of the instrumental-variable fit: a day's expected ad orders from what moves them
+    from outside the shopper's choice, its bid level and the share of the day its campaign was served
+    (orders per served search averaged within each bid level). A day's realized orders carry noise the
+    organic count does not share, which would bias a regression on them toward zero."""
+    s, served, orders = h.searches[k, ok], h.served[k, ok], h.orders[k, ok]
+    level = np.round(h.bid[k, ok], 2)
+    out = np.zeros(s.size)
+    for b in np.unique(level):
+        sel = level == b
+        rate = orders[sel].sum() / max(float((s[sel] * served[sel]).sum()), 1e-9)
+        out[sel] = rate * s[sel] * served[sel]
+    return out
+
+
+def _incrementality(h: History, aov: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per keyword, organic orders = organic_rate x searches - cannibalization x expected ad orders (two-stage
+    least squares: bid changes and budget caps are the instruments); cannibalization shrunk toward the
+    campaign's pooled fit (empirical Bayes)."""
+    k_n = len(h.keywords)
+    s = h.searches
+    c_hat, c_se = np.full(k_n, np.nan), np.full(k_n, np.inf)
+    rows_by_campaign: dict[str, list[tuple[np.ndarray, np.ndarray, int]]] = defaultdict(list)
+    for k in range(k_n):
+        ok = np.isfinite(s[k]) & np.isfinite(h.organic[k]) & np.isfinite(h.orders[k]) & (np.nan_to_num(h.bid[k]) > 0)
+        if ok.sum() < 10:
+            continue
+        o = h.organic[k, ok] / aov[k]
+        x = np.column_stack([s[k, ok], -_expected_ad_orders(h, k, ok)])
+        rows_by_campaign[h.campaign_of[k]].append((x, o, k))
+        beta, se = _wls(x, o)
+        if beta is not None:
+            c_hat[k], c_se[k] = beta[1], se[1]
+    pooled_c = np.full(k_n, np.nan)
+    pooled_se = np.full(k_n, np.inf)
+    for items in rows_by_campaign.values():
+        # one cannibalization for the campaign, each keyword its own organic rate
+        n_k = len(items)
+        x = np.zeros((sum(i[0].shape[0] for i in items), n_k + 1))
+        y = np.concatenate([i[1] for i in items])
+        r = 0
+        for j, (xi, _, _) in enumerate(items):
+            x[r:r + xi.shape[0], j] = xi[:, 0]
+            x[r:r + xi.shape[0], n_k] = xi[:, 1]
+            r += xi.shape[0]
+        beta, se = _wls(x, y)
+        if beta is not None:
+            for _, _, k in items:
+                pooled_c[k], pooled_se[k] = beta[n_k], se[n_k]
+    # the campaign's fit is itself shrunk toward the advertiser's (precision-weighted) mean
+    ok_c = np.isfinite(pooled_c) & np.isfinite(pooled_se)
+    overall = (float(np.average(np.clip(pooled_c[ok_c], 0, 1), weights=1 / pooled_se[ok_c] ** 2))
+               if ok_c.any() else 0.3)
+    tau = 1 / CANNIBALIZATION_TAU ** 2
+    camp_prec = np.where(ok_c, 1 / np.maximum(pooled_se, 1e-6) ** 2, 0.0)
+    prior = np.clip((np.nan_to_num(pooled_c) * camp_prec + overall * tau) / (camp_prec + tau), 0.0, 1.0)
+    precision = np.where(np.isfinite(c_hat), 1 / np.maximum(c_se, 1e-6) ** 2, 0.0)
+    cann = np.clip((np.nan_to_num(c_hat) * precision + prior * tau) / (precision + tau), 0.0, 0.98)
+    cann_se = 1 / np.sqrt(precision + tau)
+    # organic rate given the shrunk cannibalization (mean organic orders plus those the ads took)
+    rate = np.zeros(k_n)
+    for k in range(k_n):
+        ok = np.isfinite(s[k]) & np.isfinite(h.organic[k]) & np.isfinite(h.orders[k])
+        if ok.any():
+            rate[k] = float((h.organic[k, ok] / aov[k] + cann[k] * h.orders[k, ok]).sum() / s[k, ok].sum())
+    return cann, cann_se, np.clip(rate, 0.0, 0.9)
+
+
+def _wls(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Least squares with heteroskedasticity-robust (HC1) standard errors; None when x is rank-deficient."""
+    n, p = x.shape
+    if n <= p or np.linalg.matrix_rank(x) < p:
+        return None, np.full(p, np.inf)
+    xtx_inv = np.linalg.pinv(x.T @ x)
+    beta = xtx_inv @ x.T @ y
+    resid = y - x @ beta
+    meat = (x * resid[:, None] ** 2).T @ x * n / (n - p)
+    cov = xtx_inv @ meat @ xtx_inv
+    return beta, np.sqrt(np.maximum(np.diag(cov), 1e-12))
+
+
+# --- search terms -------------------------------------------------------------------------------------------
+
+
+def fit_terms(adv: AdvertiserStore, h: History, cvr: np.ndarray) -> dict[str, list[SearchTerm]]:
+    """Each keyword's queries as its search-term report shows them: share of clicks and relevance (the
+    query's conversion rate over the keyword's, shrunk toward 1 by one pseudo-order)."""
+    start, end = adv.history_period
+    clicks: dict[tuple[str, str], float] = defaultdict(float)
+    orders: dict[tuple[str, str], float] = defaultdict(float)
+    for r in adv.search_term_days(start, end):
+        clicks[(r.keyword_id, r.term)] += r.clicks
+        orders[(r.keyword_id, r.term)] += r.orders
+    cvr_of = {k.id: float(cvr[i]) for i, k in enumerate(h.keywords)}
+    by_kw: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+    for (kw, term), c in clicks.items():
+        if kw in cvr_of and c > 0:
+            rel = (orders[(kw, term)] + 1.0) / (c * cvr_of[kw] + 1.0)
+            by_kw[kw].append((term, c, float(np.clip(rel, 0.0, 2.0))))
+    out = {}
+    for kw, items in by_kw.items():
+        total = sum(c for _, c, _ in items)
+        out[kw] = [SearchTerm(keyword_id=kw, term=t, share=max(c / total, 1e-6), relevance=r) for t, c, r in items]
+    return out
+
+
+# --- the model ----------------------------------------------------------------------------------------------
+
+
+def default_view(adv: AdvertiserStore) -> View:
+    """The platform view where the platform's auction log is there, the seller's otherwise."""
+    return View.PLATFORM if adv.has_auction_log() else View.SELLER
+
+
+def fit_market_model(adv: AdvertiserStore, view: View | str | None = None, *, seed: int = 0,
+                     n_draws: int = N_DRAWS) -> MarketModel:
+    """Estimate every keyword's market from what `view` can observe (see the module doc)."""
+    view = default_view(adv) if view is None else View(view)
+    h = load_history(adv)
+    start, end = adv.history_period
+    if not h.keywords:
+        return MarketModel(view, {}, [{} for _ in range(n_draws)], {}, h.days.size)
+    demand = fit_demand(h)
+    _fill_unseen_by_group(h, demand)
+    first_day = int(h.days[0])
+    public_past = [(first_day + (e.start - start).days, first_day + (e.end - start).days, e.name)
+                   for e in _public_events(adv, start, end)]
+    demand.event_lift = event_lifts(h, demand, public_past)
+    log = adv.auction_log() if view == View.PLATFORM else None
+    obs = auction_observations(h)
+    rivals = fit_rivals(h, obs, view, log)
+    resp = fit_response(h, demand, rivals)
+    decay = float(DECAY_GRID[int(np.argmax(resp.decay_grid_prob))])
+    future = _future_events(adv, demand, end)
+    best = rivals.best()
+
+    def market(k: int, g: int, decay_k: float, volume: float, ctr: float, cvr: float, aov: float,
+               cann: float) -> KeywordMarket:
+        organic = max(float(resp.organic_rate[k]), 1.5 * cann * ctr * cvr)
+        return KeywordMarket.model_construct(
+            keyword_id=h.keywords[k].id, base_volume=max(volume, 0.0), weekly_amp=demand.weekly_amp,
+            weekly_phase=demand.weekly_phase, yearly_amp=demand.yearly_amp, yearly_phase=demand.yearly_phase,
+            n_rivals=float(rivals.n_rivals[k, g]), rival_bid_mu=float(rivals.mu[k, g]),
+            rival_bid_sigma=float(rivals.sigma[k, g]), rival_quality_a=float(rivals.qa[k, g]),
+            rival_quality_b=float(rivals.qb[k, g]), quality=float(rivals.quality[k, g]),
+            ctr_top=float(np.clip(ctr, 1e-5, 0.95)), position_decay=decay_k, cvr=float(np.clip(cvr, 1e-5, 0.95)),
+            aov=max(aov, 0.01), organic_rate=min(organic, 0.95), cannibalization=float(np.clip(cann, 0, 1)),
+            n_slots=N_SLOTS, reserve=RESERVE, events=future)
+
+    cvr_mean = resp.cvr_a / (resp.cvr_a + resp.cvr_b)
+    markets = {kw.id: market(k, int(best[k]), decay, float(demand.base_volume[k]), float(resp.ctr_top[k]),
+                             float(cvr_mean[k]), float(resp.aov[k]), float(resp.cannibalization[k]))
+               for k, kw in enumerate(h.keywords)}
+    rng = np.random.default_rng([seed, 11])
+    draws = []
+    for _ in range(n_draws):
+        decay_d = float(rng.choice(DECAY_GRID, p=resp.decay_grid_prob))
+        draw = {}
+        for k, kw in enumerate(h.keywords):
+            if kw.id not in markets:
+                continue
+            g = int(rng.choice(rivals.prob.shape[1], p=rivals.prob[k]))
+            volume = float(demand.base_volume[k] * math.exp(rng.normal(0, demand.log_se[k])))
+            ctr = float(resp.ctr_top[k] * rng.gamma(resp.ctr_clicks[k] + 1) / (resp.ctr_clicks[k] + 1))
+            draw[kw.id] = market(k, g, decay_d, volume, ctr, float(rng.beta(resp.cvr_a[k], resp.cvr_b[k])),
+                                 float(resp.aov[k] + rng.normal(0, resp.aov_se[k])),
+                                 float(resp.cannibalization[k] + rng.normal(0, resp.cann_se[k])))
+        draws.append(draw)
+    terms = fit_terms(adv, h, cvr_mean)
+    model = MarketModel(view, markets, draws, terms, int(h.days.size), fit={
+        "position_decay": decay, "naive_position_decay": naive_position_decay(h),
+        "weekly_amp": demand.weekly_amp, "yearly_amp": demand.yearly_amp})
+    by_group: dict[str, list[Keyword]] = defaultdict(list)
+    for kw in adv.keywords():
+        by_group[kw.ad_group_id].append(kw)
+    model._keywords = dict(by_group)
+    return model
+
+
+def _fill_unseen_by_group(h: History, demand: Demand) -> None:
+    """A keyword never shown (paused or outbid all along) gets its ad group's median level, a long tail's
+    third of it."""
+    seen = np.isfinite(h.searches).any(axis=1)
+    groups = [k.ad_group_id for k in h.keywords]
+    for k in np.flatnonzero(~seen):
+        peers = [j for j in np.flatnonzero(seen) if groups[j] == groups[k]]
+        if peers:
+            demand.base_volume[k] = 0.35 * float(np.median(demand.base_volume[peers]))
+
+
+def _future_events(adv: AdvertiserStore, demand: Demand, end: dt.date) -> list[MarketEvent]:
+    """Public calendar events ahead (the simulator's horizon), with the lift seen on past ones: the same
+    event's if it happened in the history, else the mean of the events that did."""
+    first = adv.world_start
+    ahead = [e for e in _public_events(adv, end + dt.timedelta(days=1), end + dt.timedelta(days=120))]
+    mean_lift = float(np.mean(list(demand.event_lift.values()))) if demand.event_lift else 1.0
+    return [MarketEvent(name=e.name, start=(e.start - first).days, end=(e.end - first).days,
+                        demand_mult=float(np.clip(demand.event_lift.get(e.name, mean_lift), 0.2, 5.0)))
+            for e in ahead]
+
