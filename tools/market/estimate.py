@@ -84,6 +84,10 @@ SD_SHARE, SD_POSITION, SD_LOG_CPC = 0.05, 0.15, 0.12
 CVR_PRIOR_CLICKS = 40.0  # pseudo-clicks of the campaign's pooled conversion rate
 AOV_PRIOR_ORDERS = 5.0
 CANNIBALIZATION_TAU = 0.2  # spread of keywords' cannibalization around their campaign's
+# Incrementality is weakly identified by an account's own history (organic sales scatter far more than the
+# ad orders that take from them): the advertiser's mean is shrunk toward a marketplace prior, about a third
+# of attributed ad sales happening anyway, as holdout studies of sponsored search commonly find.
+CANNIBALIZATION_PRIOR, CANNIBALIZATION_PRIOR_SD = 0.3, 0.15
 N_DRAWS = 30
 MIN_VOLUME = 0.5
 
@@ -465,9 +469,11 @@ def _rivals_from_log(entry: dict | None, cpc_level: float) -> tuple[float, float
 # --- clicks, conversions, incrementality -------------------------------------------------------------------
 
 
-def _decay_loglik(h: History, fixed_effects: bool) -> np.ndarray:
+def _decay_loglik(h: History, fixed_effects: bool, jensen: np.ndarray | None = None) -> np.ndarray:
     """Poisson log-likelihood of every keyword-day's clicks for each decay of DECAY_GRID, with each
-    keyword's top-slot CTR profiled out (fixed effects) or one CTR for all (the naive pooled fit)."""
+    keyword's top-slot CTR profiled out (fixed effects) or one CTR for all (the naive pooled fit).
+    A day reports the mean position, and the mean of decay^(slot - 1) is more than decay^(mean - 1) (slots
+    vary between auctions): `jensen` [K, G] is that ratio under the fitted auction, 1 where not given."""
     ok = (np.nan_to_num(h.impressions) > 0) & np.isfinite(h.position)
     ki, di = np.nonzero(ok)
     if ki.size == 0:
@@ -477,7 +483,7 @@ def _decay_loglik(h: History, fixed_effects: bool) -> np.ndarray:
     groups = ki if fixed_effects else np.zeros_like(ki)
     n_g = int(groups.max()) + 1
     for j, decay in enumerate(DECAY_GRID):
-        exposure = impr * decay ** (pos - 1)
+        exposure = impr * decay ** (pos - 1) * (1.0 if jensen is None else jensen[ki, j])
         rate = np.bincount(groups, clicks, n_g) / np.maximum(np.bincount(groups, exposure, n_g), 1e-12)
         lam = np.maximum(exposure * rate[groups], 1e-12)
         ll[j] = float((clicks * np.log(lam) - lam).sum())
@@ -518,7 +524,7 @@ class Response:
 
 def fit_response(h: History, demand: Demand, rivals: Rivals) -> Response:
     k_n = len(h.keywords)
-    ll = _decay_loglik(h, fixed_effects=True)
+    ll = _decay_loglik(h, fixed_effects=True, jensen=_jensen_ratio(h, rivals))
     decay_prob = np.exp(ll - ll.max())
     decay_prob /= decay_prob.sum()
     decay = float(DECAY_GRID[int(np.argmax(decay_prob))])
@@ -550,6 +556,25 @@ def fit_response(h: History, demand: Demand, rivals: Rivals) -> Response:
     aov_se = 0.15 * aov / np.sqrt(orders + AOV_PRIOR_ORDERS)
     cann, cann_se, organic = _incrementality(h, aov)
     return Response(ctr, ctr_clicks, decay_prob, cvr_a, cvr_b, aov, aov_se, cann, cann_se, organic)
+
+
+def _jensen_ratio(h: History, rivals: Rivals) -> np.ndarray:
+    """[K, G] mean of decay^(slot - 1) over decay^(mean slot - 1), at each keyword's latest bid under its
+    fitted rival field, for every decay of DECAY_GRID."""
+    k_n, g_n = len(h.keywords), DECAY_GRID.size
+    bids = np.array([float(b[np.nan_to_num(b) > 0][-1]) if (np.nan_to_num(b) > 0).any() else 0.0 for b in h.bid])
+    best = rivals.best()
+    kk = np.repeat(np.arange(k_n), g_n)
+    decay = np.tile(DECAY_GRID, k_n)
+    g = best[kk]
+    m = _rows(kk.size, n_rivals=rivals.n_rivals[kk, g], rival_bid_mu=rivals.mu[kk, g],
+              rival_bid_sigma=rivals.sigma[kk, g], quality=rivals.quality[kk, g], ctr_top=1.0,
+              position_decay=decay, rival_quality_nodes=0.0)
+    m.rival_quality_nodes[:] = quality_nodes(rivals.qa[kk, g], rivals.qb[kk, g])
+    t = auction_terms(m, np.arange(kk.size), bids[kk], np.ones(kk.size), np.ones(kk.size))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = (t.click_rate / t.p_impression) / decay ** (t.mean_position - 1)
+    return np.where(np.isfinite(ratio) & (bids[kk] > 0), ratio, 1.0).reshape(k_n, g_n)
 
 
 def _slot_factor(h: History, rivals: Rivals, best: np.ndarray, decay: float) -> np.ndarray:
@@ -624,8 +649,10 @@ def _incrementality(h: History, aov: np.ndarray) -> tuple[np.ndarray, np.ndarray
                 pooled_c[k], pooled_se[k] = beta[n_k], se[n_k]
     # the campaign's fit is itself shrunk toward the advertiser's (precision-weighted) mean
     ok_c = np.isfinite(pooled_c) & np.isfinite(pooled_se)
-    overall = (float(np.average(np.clip(pooled_c[ok_c], 0, 1), weights=1 / pooled_se[ok_c] ** 2))
-               if ok_c.any() else 0.3)
+    camps = {h.campaign_of[k]: (pooled_c[k], pooled_se[k]) for k in np.flatnonzero(ok_c)}
+    hyper = 1 / CANNIBALIZATION_PRIOR_SD ** 2
+    overall = float((sum(c / se ** 2 for c, se in camps.values()) + CANNIBALIZATION_PRIOR * hyper)
+                    / (sum(1 / se ** 2 for _, se in camps.values()) + hyper))
     tau = 1 / CANNIBALIZATION_TAU ** 2
     camp_prec = np.where(ok_c, 1 / np.maximum(pooled_se, 1e-6) ** 2, 0.0)
     prior = np.clip((np.nan_to_num(pooled_c) * camp_prec + overall * tau) / (camp_prec + tau), 0.0, 1.0)
