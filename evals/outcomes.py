@@ -1,7 +1,9 @@
 """Advice quality by simulated outcome: what following the agent's recommendation would earn, against the best
 change an oracle finds by searching the simulator.
 
-Both sides run on the same world variant (the shifted market where the case runs), on the simulator's exact
+The judge keeps the truth: both sides run on the true markets (truth.sqlite, which the advisor's tools never read:
+they run on a market model estimated from the reports) of the world variant where the case runs (the shifted
+market's moves included), on the simulator's exact
 expected values (`n_sims=0`, no Monte Carlo noise) over the first `HORIZON_DAYS` future days, each change
 in its campaign (the campaign's keywords share its budget). The gain of a change is its incremental profit
 (incremental sales x margin - spend) minus the status quo's. The oracle searches a grid:
@@ -36,6 +38,7 @@ from evals.scenario import OracleKind
 from tools.auction.simulate import market_arrays, simulate_days
 from tools.market.data_model import Campaign, Keyword, KeywordMarket, Status
 from tools.market.store import MarketStore
+from tools.market.truth import TruthStore
 
 HORIZON_DAYS = 14
 EPS = 1.0  # dollars over the horizon: below this a gain is noise-free but not worth a change
@@ -106,12 +109,14 @@ class Account:
 
 
 def load_account(path: Path, advertiser_id: str) -> Account:
-    with MarketStore.open(path) as store:
+    """The advertiser as the truth sees it today: its current bids, budgets and negatives (world file) on the
+    true markets (truth file, which the advisor's tools never read)."""
+    with MarketStore.open(path) as store, TruthStore.open(path) as truth:
         adv = store.scoped(advertiser_id)
         groups = {g.id: g for g in adv.ad_groups()}
         products = {p.id: p for p in adv.products()}
         keywords = {k.id: k for k in adv.keywords()}
-        markets = {m.keyword_id: m for m in adv.keyword_markets()}
+        markets = truth.keyword_markets(adv)
         campaigns = {c.id: c for c in adv.campaigns()}
         default_margin = float(np.mean([p.margin for p in products.values()])) if products else 0.3
         margins = {}

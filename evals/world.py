@@ -17,9 +17,9 @@ Variants are worlds that differ from the generated (in-distribution) one in what
 Each variant gets its own generation id, so the MCP tool-result cache (keyed by the store's data_version)
 never serves one variant's simulation to another; so does every private copy a writing case gets.
 
-The copied variants are written with SQL on the copies' `keyword_markets` / `search_terms` / `meta` tables
-(the market store has no API for changing a world's hidden markets, which only evaluations need) and read
-back through `MarketStore` to check them. `account_slots` fills the scenario slots from the store.
+The copied variants are written with SQL: the true markets in the copy's truth file (`keyword_markets`, which
+the tools never read), the search terms' text and the generation id in its world file (the stores have no API
+for changing a world's hidden markets, which only evaluations need). `account_slots` fills the scenario slots from the store.
 """
 
 from __future__ import annotations
@@ -118,10 +118,11 @@ def apply_shift(path: Path, shift: Shift, name: str) -> None:
     if shift.categories is not None:
         raise ValueError(f"{name}: a shift of categories is a world generated with them, not a copy moved in place")
     conn = connect(path)
+    truth = connect(truth_path_for(path))
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         days = (dt.date.fromisoformat(meta["end_date"]) - dt.date.fromisoformat(meta["start_date"])).days + 1
-        rows = conn.execute("SELECT keyword_idx, market FROM keyword_markets").fetchall()
+        rows = truth.execute("SELECT keyword_idx, market FROM keyword_markets").fetchall()
         updated = []
         for idx, text in rows:
             market = KeywordMarket.model_validate_json(text)
@@ -131,12 +132,13 @@ def apply_shift(path: Path, shift: Shift, name: str) -> None:
                 market.aov = market.aov * shift.aov_mult
                 market.cvr = min(0.95, market.cvr * shift.cvr_mult)
             updated.append((KeywordMarket.model_validate(market.model_dump()).model_dump_json(), idx))
-        conn.execute("BEGIN")
-        conn.executemany("UPDATE keyword_markets SET market = ? WHERE keyword_idx = ?", updated)
+        truth.execute("BEGIN")
+        truth.executemany("UPDATE keyword_markets SET market = ? WHERE keyword_idx = ?", updated)
+        truth.execute("COMMIT")
         conn.execute("UPDATE meta SET value = ? WHERE key = 'generation_id'", (f"{meta['generation_id']}-{name}",))
-        conn.execute("COMMIT")
     finally:
         conn.close()
+        truth.close()
 
 
 def plant_hostile_terms(path: Path, texts: tuple[str, ...] = HOSTILE_TERMS) -> dict[str, list[str]]:

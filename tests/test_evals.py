@@ -84,12 +84,14 @@ def test_a_bad_scenario_file_is_refused_naming_the_scenario_and_field(tmp_path: 
 def test_variants_move_the_future_market_and_plant_hostile_terms(world) -> None:  # type: ignore[no-untyped-def]
     from evals.world import HOSTILE_TERMS, prepare_world
     from tools.market.store import MarketStore
+    from tools.market.truth import TruthStore
 
     adv = world.advertiser_ids()[0]
-    with MarketStore.open(world.path(Split.ID)) as base, MarketStore.open(world.path(Split.COMPETITOR_SURGE)) as surge:
+    with MarketStore.open(world.path(Split.ID)) as base, MarketStore.open(world.path(Split.COMPETITOR_SURGE)) as surge, \
+            TruthStore.open(world.path(Split.ID)) as base_truth, TruthStore.open(world.path(Split.COMPETITOR_SURGE)) as surge_truth:
         days = base.days
-        plain = {m.keyword_id: m for m in base.scoped(adv).keyword_markets()}
-        moved = {m.keyword_id: m for m in surge.scoped(adv).keyword_markets()}
+        plain = base_truth.keyword_markets(base.scoped(adv))
+        moved = surge_truth.keyword_markets(surge.scoped(adv))
         assert base.generation_id != surge.generation_id  # separate tool-cache keys
         # history is the same: the market moves after it
         assert base.scoped(adv).campaign_days(base.start_date, base.end_date) == \
@@ -99,7 +101,7 @@ def test_variants_move_the_future_market_and_plant_hostile_terms(world) -> None:
         assert len(added) == 1 and added[0].start == days and added[0].rival_bid_mult > 1
         assert not [e for e in plain[kw_id].events if e.name.startswith("eval_")]
     with MarketStore.open(world.paths["hostile_search_terms"]) as hostile:
-        terms = {t.term for t in hostile.scoped(adv).search_terms()}
+        terms = {text for _, text in hostile.scoped(adv).query_texts().values()}
     assert set(HOSTILE_TERMS) <= terms
     # cached: asking again reuses the files
     stamp = world.path(Split.ID).stat().st_mtime_ns
@@ -115,7 +117,7 @@ def test_the_new_category_split_is_a_world_of_the_held_out_category_with_its_own
     def texts(store: MarketStore) -> tuple[set[str], set[str], set[str]]:
         ids = store.advertiser_ids()
         keywords = {k.text for a in ids for k in store.scoped(a).keywords()}
-        terms = {t.term for a in ids for t in store.scoped(a).search_terms()}
+        terms = {text for a in ids for _, text in store.scoped(a).query_texts().values()}
         return keywords, terms, {store.scoped(a).advertiser.category for a in ids}
 
     with MarketStore.open(world.path(Split.ID)) as base, MarketStore.open(world.path(Split.NEW_CATEGORY)) as new:

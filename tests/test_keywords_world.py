@@ -18,6 +18,7 @@ from tools.keywords.embeddings import normalize_text
 from tools.market.data_model import Keyword, NegativeKeyword, Product, SearchTermDay, WorldConfig
 from tools.market.generate import generate_world_file
 from tools.market.store import MarketStore
+from tools.market.truth import TruthStore
 
 IRRELEVANT = 0.1  # relevance below this marks a junk query
 
@@ -35,13 +36,13 @@ def generated_advertisers(path: Path, n_advertisers: int, days: int, seed: int) 
     """A world generated into `path`, read back through the store as the MCP server would."""
     generate_world_file(WorldConfig(n_advertisers=n_advertisers, days=days, seed=seed), path)
     out = []
-    with MarketStore.open(path) as store:
+    with MarketStore.open(path) as store, TruthStore.open(path) as truth:
         for advertiser_id in store.advertiser_ids():
             adv = store.scoped(advertiser_id)
             keywords = adv.keywords()
             ad_group_of = {k.id: k.ad_group_id for k in keywords}
             relevance: dict[tuple[str, str], float] = {}
-            for t in adv.search_terms():
+            for t in truth.search_term_truth(adv):
                 key = (ad_group_of[t.keyword_id], normalize_text(t.term))
                 relevance[key] = max(relevance.get(key, 0.0), t.relevance)
             rows = adv.search_term_days(store.start_date, store.end_date)

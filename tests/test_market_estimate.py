@@ -15,6 +15,7 @@ from tools.market.data_model import WorldConfig
 from tools.market.estimate import View, fit_market_model
 from tools.market.generate import generate_world_file
 from tools.market.store import AdvertiserStore, MarketStore
+from tools.market.truth import TruthStore
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = WorldConfig(n_advertisers=4, days=90, seed=5)
@@ -31,7 +32,8 @@ def _errors(path: Path, view: View) -> dict[str, np.ndarray]:
         for aid in store.advertiser_ids():
             adv = store.scoped(aid)
             model = fit_market_model(adv, view)
-            truth = {m.keyword_id: m for m in adv.keyword_markets()}
+            with TruthStore.open(path) as t:
+                truth = t.keyword_markets(adv)
             assert set(model.markets) == set(truth) and len(model.draws) > 1
             for kid, est in model.markets.items():
                 for name in out:
@@ -51,7 +53,8 @@ def test_platform_view_reads_the_auction_log_and_seller_view_does_not(world: Pat
     with MarketStore.open(world) as store:
         adv = store.scoped(store.advertiser_ids()[0])
         assert adv.has_auction_log() and adv.auction_log()
-        truth = {m.keyword_id: m for m in adv.keyword_markets()}
+        with TruthStore.open(world) as t:
+            truth = t.keyword_markets(adv)
         platform, seller = fit_market_model(adv), fit_market_model(adv, View.SELLER)
         assert platform.view == View.PLATFORM and "platform" in platform.note and "seller" in seller.note
         mu_err = [abs(m.rival_bid_mu - truth[k].rival_bid_mu) for k, m in platform.markets.items()]
@@ -84,7 +87,19 @@ def test_the_auction_log_is_seeded(world: Path, tmp_path: Path) -> None:
 # --- the truth wall -------------------------------------------------------------------------------------------
 
 TOOL_PACKAGES = ("tools/mcp_server", "tools/auction", "tools/optimize", "tools/keywords", "tools/uplift")
-TRUE_MARKET_READERS = {"keyword_markets", "search_terms", "_raw_markets"}
+TRUE_MARKET_READERS = {"keyword_markets", "search_term_truth"}  # TruthStore's
+
+
+def test_the_true_markets_live_in_the_truth_file_only(world: Path) -> None:
+    con = sqlite3.connect(world)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    term_columns = {r[1] for r in con.execute("PRAGMA table_info(search_terms)")}
+    con.close()
+    assert "keyword_markets" not in tables and not {"share", "relevance"} & term_columns
+    assert not any(hasattr(AdvertiserStore, name) for name in TRUE_MARKET_READERS | {"search_terms"})
+    with MarketStore.open(world) as store, TruthStore.open(world) as truth:
+        adv = store.scoped(store.advertiser_ids()[0])
+        assert set(truth.keyword_markets(adv)) == {k.id for k in adv.keywords()}
 
 
 def test_no_tool_module_reads_the_true_market_or_the_truth_store() -> None:
@@ -103,8 +118,8 @@ def test_no_tool_module_reads_the_true_market_or_the_truth_store() -> None:
 
 
 async def test_every_simulator_tool_answers_with_the_true_market_locked_away(world: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The runtime half of the wall: the store's true-market readers raise, and every simulator tool still
-    answers, naming the market model it ran on."""
+    """The runtime half of the wall: opening the truth raises, and every simulator tool still answers, naming
+    the market model it ran on."""
     from tools.mcp_server import call, connect_in_memory, engines
     from tools.mcp_server.cache import ToolCache
 
@@ -112,7 +127,8 @@ async def test_every_simulator_tool_answers_with_the_true_market_locked_away(wor
         raise AssertionError("a tool read the true market")
 
     for name in TRUE_MARKET_READERS:
-        monkeypatch.setattr(AdvertiserStore, name, locked)
+        monkeypatch.setattr(TruthStore, name, locked)
+    monkeypatch.setattr(TruthStore, "open", locked)
     engines._models.clear()
     with MarketStore.open(world) as store:
         aid = store.advertiser_ids()[0]

@@ -29,7 +29,7 @@ def test_the_same_seed_writes_the_same_world(tmp_path: Path):
     c = generate_world_file(SMALL.model_copy(update={"seed": 10}), tmp_path / "c" / "world.sqlite")
     for table in (
         "keywords",
-        "keyword_markets",
+        "auction_log",
         "keyword_days",
         "campaign_days",
         "search_term_days",
@@ -38,45 +38,83 @@ def test_the_same_seed_writes_the_same_world(tmp_path: Path):
         "experiment_units",
     ):
         assert _rows(a.path, table) == _rows(b.path, table), table
-    assert _rows(a.truth_path, "keyword_days") == _rows(b.truth_path, "keyword_days")
+    for table in ("keyword_days", "keyword_markets", "search_terms"):
+        assert _rows(a.truth_path, table) == _rows(b.truth_path, table), table
     assert _rows(a.path, "keyword_days") != _rows(c.path, "keyword_days")
     assert a.rows == b.rows and a.rows["keyword_days"] == a.rows["keywords"] * SMALL.days
 
 
-# Tables added after the golden digests were taken (the platform's auction log): the rest must not move.
-TABLES_ADDED_SINCE = ("auction_log",)
+# The golden digests were taken on the generator before categories existed (commit ec77139's parent), when
+# the world file still held the true markets and the search terms' hidden share and relevance. Since then the
+# platform's auction log was added to the world, and the true markets moved to the truth file (schema 2): the
+# digests are taken on the old layout rebuilt from the two files, so they prove that no number moved.
+WORLD_TABLES_ADDED_SINCE = ("auction_log",)
+TRUTH_TABLES_MOVED_IN = ("keyword_markets", "search_terms")
 
 
-def _file_digest(path: Path) -> str:
-    """Every row of every table (meta without the per-run generation id and time), order-independent, floats to
-    8 significant digits: numpy's exp/log differ in the last bit between CPUs (AVX-512 and AVX2 code paths), so a
-    digest of the exact bits names the machine, not the generator."""
+def _old_layout_rows(path: Path, truth: Path, table: str, con: sqlite3.Connection) -> list[tuple]:
+    if table == "keyword_markets":
+        t = sqlite3.connect(truth)
+        try:
+            return t.execute("SELECT keyword_idx, adv, market FROM keyword_markets").fetchall()
+        finally:
+            t.close()
+    if table == "search_terms":
+        t = sqlite3.connect(truth)
+        try:
+            hidden = {r[0]: r[1:] for r in t.execute("SELECT idx, share, relevance FROM search_terms")}
+        finally:
+            t.close()
+        return [(*r, *hidden[r[0]]) for r in con.execute("SELECT idx, adv, keyword_idx, term FROM search_terms")]
+    if table == "meta":
+        rows = con.execute("SELECT * FROM meta WHERE key NOT IN ('generation_id', 'created_at')").fetchall()
+        return [(k, "1" if k == "schema_version" else v) for k, v in rows]
+    return con.execute(f"SELECT * FROM {table}").fetchall()
+
+
+def _digest(tables: dict[str, list[tuple]]) -> str:
+    """Every row of every table, order-independent, floats to 8 significant digits: numpy's exp/log differ in the
+    last bit between CPUs (AVX-512 and AVX2 code paths), so a digest of the exact bits names the machine, not the
+    generator."""
     h = hashlib.sha256()
+    for table in sorted(tables):
+        h.update(table.encode())
+        rows = (tuple(f"{v:.8g}" if isinstance(v, float) else v for v in r) for r in tables[table])
+        for row in sorted(repr(r) for r in rows):
+            h.update(row.encode())
+    return h.hexdigest()
+
+
+def _world_digest(path: Path, truth: Path) -> str:
+    """The world file as it was laid out when the golden was taken."""
     con = sqlite3.connect(path)
     try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        for table in tables:
-            if table in TABLES_ADDED_SINCE:
-                continue
-            where = " WHERE key NOT IN ('generation_id', 'created_at')" if table == "meta" else ""
-            h.update(table.encode())
-            rows = (tuple(f"{v:.8g}" if isinstance(v, float) else v for v in r)
-                    for r in con.execute(f"SELECT * FROM {table}{where}"))
-            for row in sorted(repr(r) for r in rows):
-                h.update(row.encode())
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        names = [n for n in names if n not in WORLD_TABLES_ADDED_SINCE] + ["keyword_markets"]
+        return _digest({n: _old_layout_rows(path, truth, n, con) for n in names})
     finally:
         con.close()
-    return h.hexdigest()
+
+
+def _truth_digest(truth: Path) -> str:
+    con = sqlite3.connect(truth)
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return _digest({n: con.execute(f"SELECT * FROM {n}" + (" WHERE key NOT IN ('generation_id', 'created_at')"
+                                                             if n == "meta" else "")).fetchall()
+                        for n in names if n not in TRUTH_TABLES_MOVED_IN})
+    finally:
+        con.close()
 
 
 def test_a_world_file_that_names_no_categories_is_byte_for_byte_the_one_written_before_categories(tmp_path: Path):
     """Golden digests computed on the generator before `WorldConfig.categories` existed (commit ec77139's
     parent, meta's config included): cached eval worlds and training data stay valid."""
     a = generate_world_file(SMALL, tmp_path / "world.sqlite")
-    assert _file_digest(a.path) == "95c73a050b27703f61ad77058610ba10ec12c492cc5e0d739984ce7205b2f692"
-    assert _file_digest(a.truth_path) == "41a6936ae5d3a646045f0dbeb9033195e8554d06ec5f3063c60134214554277a"
+    assert _world_digest(a.path, a.truth_path) == "95c73a050b27703f61ad77058610ba10ec12c492cc5e0d739984ce7205b2f692"
+    assert _truth_digest(a.truth_path) == "41a6936ae5d3a646045f0dbeb9033195e8554d06ec5f3063c60134214554277a"
     garden = generate_world_file(SMALL.model_copy(update={"categories": ["garden"]}), tmp_path / "g" / "world.sqlite")
-    assert _file_digest(garden.path) != _file_digest(a.path)
+    assert _world_digest(garden.path, garden.truth_path) != _world_digest(a.path, a.truth_path)
     con = sqlite3.connect(garden.path)
     try:
         (config,) = con.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()

@@ -76,12 +76,12 @@ def test_campaign_reports_are_the_sum_of_their_keywords(store):
             assert c.spend == pytest.approx(s[2], abs=0.01) and c.sales == pytest.approx(s[4], abs=0.01)
 
 
-def test_search_term_reports_split_the_keyword_and_follow_relevance(store):
+def test_search_term_reports_split_the_keyword_and_follow_relevance(store, truth):
     relevant = [0, 0]  # clicks, orders
     irrelevant = [0, 0]
     for adv_id in store.advertiser_ids():
         adv = store.scoped(adv_id)
-        relevance = {(t.keyword_id, t.term): t.relevance for t in adv.search_terms()}
+        relevance = {(t.keyword_id, t.term): t.relevance for t in truth.search_term_truth(adv)}
         kw_days = {(d.date, d.keyword_id): d for d in adv.keyword_days(store.start_date, store.end_date)}
         per_kw: dict[tuple[dt.date, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
         for t in adv.search_term_days(store.start_date, store.end_date):
@@ -199,7 +199,7 @@ def test_attributed_sales_overstate_incremental_sales(store, truth):
     attributed = incremental = organic = 0.0
     for adv_id in store.advertiser_ids():
         adv = store.scoped(adv_id)
-        cann = {m.keyword_id: m.cannibalization for m in adv.keyword_markets()}
+        cann = {k: m.cannibalization for k, m in truth.keyword_markets(adv).items()}
         days = {(d.date, d.keyword_id): d for d in adv.keyword_days(store.start_date, store.end_date)}
         truth_days = truth.incremental_days(adv_id, store.start_date, store.end_date)
         assert len(truth_days) == len(days)

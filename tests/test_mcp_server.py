@@ -98,7 +98,7 @@ async def test_search_terms_never_expose_hidden_parameters(tiny_world_path, stor
     assert out["total_rows"] > 0
     assert all(r["clicks"] >= 5 for r in some["rows"])
     assert some["total_rows"] <= out["total_rows"]
-    terms = {(t.keyword_id, t.term) for t in store.scoped(ADV).search_terms()}
+    terms = set(store.scoped(ADV).query_texts().values())
     assert {(r["keyword_id"], r["term"]) for r in out["rows"]} <= terms
 
 

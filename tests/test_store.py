@@ -11,7 +11,7 @@ import pytest
 from tools.errors import AdguideError, InvalidInputError, UnknownIdError
 from tools.market.data_model import MatchType, Status
 from tools.market.store import MarketStore, default_world_path, open_scoped
-from tools.market.truth import truth_path_for
+from tools.market.truth import TruthStore, truth_path_for
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,7 @@ def test_reads_return_only_the_advertisers_own_rows(store):
         cdays = adv.campaign_days(store.start_date, store.end_date)
         assert {d.campaign_id for d in cdays} == camp_ids
         assert {d.keyword_id for d in adv.search_term_days(store.start_date, store.end_date)} <= kw_ids
-        assert {m.keyword_id for m in adv.keyword_markets()} == kw_ids
-        assert {t.keyword_id for t in adv.search_terms()} == kw_ids
+        assert {q[0] for q in adv.query_texts().values()} == kw_ids
         assert all(i.advertiser_id == adv_id for i in adv.interventions())
         assert all(e.advertiser_id == adv_id for e in adv.experiments())
 
@@ -115,8 +114,6 @@ def test_every_method_refuses_another_advertisers_ids(store):
         lambda: mine.keyword_days(start, end, keyword_ids=[mine.keywords()[0].id, kw]),
         lambda: mine.campaign_days(start, end, campaign_ids=[camp]),
         lambda: mine.search_term_days(start, end, keyword_ids=[kw]),
-        lambda: mine.keyword_markets([kw]),
-        lambda: mine.search_terms([kw]),
         lambda: mine.keywords_by_id([kw]),
         lambda: mine.set_bid(kw, 1.0, "test"),
         lambda: mine.set_budget(camp, 10.0, "test"),
@@ -217,9 +214,10 @@ def test_add_keywords_creates_simulatable_keywords(wstore):
         ("new thing", MatchType.PHRASE, 1.1),
     ]
     assert len(adv.keywords()) == before + 2
-    markets = adv.keyword_markets([k.id for k in added])
-    assert [m.keyword_id for m in markets] == [k.id for k in added]
-    assert {t.keyword_id for t in adv.search_terms([k.id for k in added])} == {k.id for k in added}
+    with TruthStore.open(wstore.path) as truth:  # the truth derives the new keywords' markets from their siblings
+        markets = truth.keyword_markets(adv)
+    assert all(markets[k.id].keyword_id == k.id for k in added)
+    assert {q[0] for q in adv.query_texts().values()} >= {k.id for k in added}
     assert [r.entity for r in adv.audit_log()] == [k.id for k in added]
     # another advertiser's next keyword gets a fresh id
     other = wstore.scoped("adv_0002")
@@ -249,17 +247,18 @@ def test_add_keywords_refuses_bad_items_and_writes_nothing(wstore, items, field)
     assert adv.keywords() == before and adv.audit_log() == []
 
 
-def test_negatives_change_what_the_simulator_sees(wstore):
+def test_negatives_change_the_true_market_the_judge_sees(wstore):
     adv = wstore.scoped("adv_0003")
-    terms = adv.search_terms()
+    truth = TruthStore.open(wstore.path)
+    terms = truth.search_term_truth(adv)
     group_of = {k.id: k.ad_group_id for k in adv.keywords()}
     worst = min(terms, key=lambda t: t.relevance)
     group = group_of[worst.keyword_id]
-    market_before = adv.keyword_markets([worst.keyword_id])[0]
+    market_before = truth.keyword_markets(adv)[worst.keyword_id]
     (neg,) = adv.add_negatives(group, [(worst.term, "exact")], actor="agent:test")
     assert (neg.text, neg.match_type, neg.ad_group_id) == (worst.term, MatchType.EXACT, group)
-    assert worst.term not in {t.term for t in adv.search_terms([worst.keyword_id])}
-    market_after = adv.keyword_markets([worst.keyword_id])[0]
+    market_after = truth.keyword_markets(adv)[worst.keyword_id]
+    truth.close()
     assert market_after.base_volume < market_before.base_volume
     assert market_after.cvr > market_before.cvr
     with pytest.raises(InvalidInputError, match="match_type must be one of exact, phrase"):

@@ -49,6 +49,7 @@ from tools.market.data_model import WorldConfig
 from tools.market.estimate import MarketModel, View, fit_market_model, load_history
 from tools.market.generate import generate_world_file
 from tools.market.store import AdvertiserStore, MarketStore
+from tools.market.truth import TruthStore
 from tools.market.world import HELD_OUT_CATEGORY_NAMES
 
 DEFAULT_TARGET_ACOS = 0.30
@@ -126,11 +127,11 @@ def _realized(truth: Account, change: Change, seed: int) -> float:
 
 def evaluate_world(path: Path, view: View, n_adv: int, calibrate: bool) -> dict[str, object]:
     rows: list[dict[str, float]] = []
-    with MarketStore.open(path) as store:
+    with MarketStore.open(path) as store, TruthStore.open(path) as truth_store:
         days = np.arange(store.days, store.days + HORIZON_DAYS)
         for aid in store.advertiser_ids()[:n_adv]:
             adv = store.scoped(aid)
-            truth = _account(adv, {m.keyword_id: m for m in adv.keyword_markets()}, days)
+            truth = _account(adv, truth_store.keyword_markets(adv), days)
             model = fit_market_model(adv, view)
             est_markets = {m.keyword_id: m for m in model.for_keywords(adv.keywords(), adv.negatives())}
             est = _account(adv, est_markets, days)
@@ -183,11 +184,11 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, object]:
 def naive_bias(path: Path, n_adv: int) -> dict[str, object]:
     """Position decay (pooled vs within-keyword) and incremental share (naive vs model) against the truth."""
     decay_true, decay_naive, decay_model, inc_err_naive, inc_err_model = [], [], [], [], []
-    with MarketStore.open(path) as store:
+    with MarketStore.open(path) as store, TruthStore.open(path) as truth_store:
         for aid in store.advertiser_ids()[:n_adv]:
             adv = store.scoped(aid)
             model = fit_market_model(adv, View.PLATFORM)
-            truth = {m.keyword_id: m for m in adv.keyword_markets()}
+            truth = truth_store.keyword_markets(adv)
             decay_true.append(float(np.mean([m.position_decay for m in truth.values()])))
             decay_naive.append(model.fit["naive_position_decay"])
             decay_model.append(model.fit["position_decay"])

@@ -8,7 +8,9 @@ leave an audit row and bump `data_version`, so caches keyed on it never serve st
 Layout: entities keep their string ids; the large daily tables key rows by (advertiser, day, integer
 index) in clustered `WITHOUT ROWID` tables, so one advertiser's date range is one contiguous range
 scan. Money in daily tables is integer cents (exact, and small integers take 1-4 bytes in SQLite).
-Ground truth of experiments is not here: it lives in truth.sqlite (tools.market.truth).
+Ground truth is not here: the true markets behind every keyword (shopper response, relevance of search terms,
+rivals) and the experiments' true effects live in truth.sqlite (tools.market.truth), which nothing that serves
+an advertiser opens. The platform's auction log (sampled auctions per keyword) is here: a platform observes it.
 """
 
 from __future__ import annotations
@@ -34,17 +36,15 @@ from tools.market.data_model import (
     Intervention,
     Keyword,
     KeywordDay,
-    KeywordMarket,
     MatchType,
     NegativeKeyword,
     Product,
-    SearchTerm,
     SearchTermDay,
     Status,
 )
 from tools.market.experiments import ExperimentUnits
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: the true markets and search-term relevance moved to truth.sqlite
 MAX_BID = 100.0
 MAX_BUDGET = 1_000_000.0
 MAX_KEYWORD_CHARS = 80
@@ -70,12 +70,10 @@ CREATE INDEX keywords_adv ON keywords (adv, ad_group_id);
 CREATE TABLE negatives (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, ad_group_id TEXT NOT NULL,
     text TEXT NOT NULL, match_type TEXT NOT NULL);
 CREATE INDEX negatives_adv ON negatives (adv, ad_group_id);
-CREATE TABLE keyword_markets (keyword_idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, market TEXT NOT NULL);
-CREATE INDEX keyword_markets_adv ON keyword_markets (adv);
 CREATE TABLE auction_log (keyword_idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, log TEXT NOT NULL);
 CREATE INDEX auction_log_adv ON auction_log (adv);
 CREATE TABLE search_terms (idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, keyword_idx INTEGER NOT NULL,
-    term TEXT NOT NULL, share REAL NOT NULL, relevance REAL NOT NULL);
+    term TEXT NOT NULL);
 CREATE INDEX search_terms_adv ON search_terms (adv, keyword_idx);
 CREATE TABLE keyword_days (adv INTEGER NOT NULL, day INTEGER NOT NULL, keyword_idx INTEGER NOT NULL,
     impressions INTEGER NOT NULL, clicks INTEGER NOT NULL, spend_cents INTEGER NOT NULL, orders INTEGER NOT NULL,
@@ -600,67 +598,14 @@ class AdvertiserStore:
         )
         return {r[0]: json.loads(r[1]) for r in rows}
 
-    # --- simulator inputs (tool servers only; never shown to the model verbatim) ---------------------------
-
-    def keyword_markets(self, keyword_ids: Sequence[str] | None = None) -> list[KeywordMarket]:
-        """Each keyword's market as the simulator should run it today: its ad group's negatives applied."""
-        from tools.market.world import apply_negatives
-
-        markets = self._raw_markets(keyword_ids)
-        terms = self._terms_by_keyword(list(markets))
-        negatives_by_group: dict[str, list[NegativeKeyword]] = {}
-        for neg in self.negatives():
-            negatives_by_group.setdefault(neg.ad_group_id, []).append(neg)
-        group_of = dict(self._rows("SELECT id, ad_group_id FROM keywords WHERE adv = ?", (self._adv,)))
-        out = []
-        for kw_id, market in markets.items():
-            negs = negatives_by_group.get(group_of[kw_id], [])
-            out.append(apply_negatives(market, terms.get(kw_id, []), negs)[0] if negs else market)
-        return out
-
-    def search_terms(self, keyword_ids: Sequence[str] | None = None) -> list[SearchTerm]:
-        """The queries each keyword matches today (negatives applied). Includes the hidden `relevance`."""
-        from tools.market.world import apply_negatives
-
-        markets = self._raw_markets(keyword_ids)
-        terms = self._terms_by_keyword(list(markets))
-        negatives_by_group: dict[str, list[NegativeKeyword]] = {}
-        for neg in self.negatives():
-            negatives_by_group.setdefault(neg.ad_group_id, []).append(neg)
-        group_of = dict(self._rows("SELECT id, ad_group_id FROM keywords WHERE adv = ?", (self._adv,)))
-        out: list[SearchTerm] = []
-        for kw_id, market in markets.items():
-            negs = negatives_by_group.get(group_of[kw_id], [])
-            out += apply_negatives(market, terms.get(kw_id, []), negs)[1] if negs else terms.get(kw_id, [])
-        return out
-
-    def _raw_markets(self, keyword_ids: Sequence[str] | None) -> dict[str, KeywordMarket]:
-        sql = "SELECT k.id, m.market FROM keyword_markets m JOIN keywords k ON k.idx = m.keyword_idx WHERE m.adv = ?"
-        params: list[Any] = [self._adv]
-        if keyword_ids is not None:
-            idx = self._own("keywords", "keyword", keyword_ids, value="idx")
-            clause, extra = self._in("m.keyword_idx", list(idx.values()))
-            sql += clause
-            params += extra
-        return {
-            r[0]: KeywordMarket.model_validate_json(r[1])
-            for r in self._rows(sql + " ORDER BY m.keyword_idx", params)
-        }
-
-    def _terms_by_keyword(self, keyword_ids: list[str]) -> dict[str, list[SearchTerm]]:
+    def query_texts(self) -> dict[int, tuple[str, str]]:
+        """Every query the advertiser's keywords match, by its row: (keyword id, text). The truth store keys
+        each query's hidden share and relevance by the same row."""
         rows = self._rows(
-            "SELECT k.id, t.term, t.share, t.relevance FROM search_terms t JOIN keywords k ON k.idx = t.keyword_idx"
-            " WHERE t.adv = ? ORDER BY t.idx",
+            "SELECT t.idx, k.id, t.term FROM search_terms t JOIN keywords k ON k.idx = t.keyword_idx WHERE t.adv = ?",
             (self._adv,),
         )
-        wanted = set(keyword_ids)
-        out: dict[str, list[SearchTerm]] = {}
-        for kw_id, term, share, rel in rows:
-            if kw_id in wanted:
-                out.setdefault(kw_id, []).append(
-                    SearchTerm(keyword_id=kw_id, term=term, share=share, relevance=rel)
-                )
-        return out
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     # --- writes ------------------------------------------------------------------------------------------
 
@@ -751,9 +696,8 @@ class AdvertiserStore:
     def add_keywords(
         self, ad_group_id: str, keywords: Sequence[tuple[str, MatchType | str, float]], actor: str
     ) -> list[Keyword]:
-        """Add keywords to an ad group; each gets a market derived from the world (see market_for_new_keyword)."""
-        from tools.market.world import market_for_new_keyword
-
+        """Add keywords to an ad group (in a generated world, the truth derives their markets when read:
+        tools.market.truth.TruthStore.keyword_markets)."""
         actor = _check_actor(actor)
         campaign_id = self._own("ad_groups", "ad_group", [ad_group_id], value="campaign_id")[ad_group_id]
         _check_count("keywords", keywords)
@@ -779,13 +723,6 @@ class AdvertiserStore:
             existing.add((text, mt))
             wanted.append((text, mt, bid))
 
-        all_markets = self._raw_markets(None)
-        siblings = [(k, all_markets[k.id]) for k in group_keywords]
-        known = [
-            (t, all_markets[t.keyword_id])
-            for ts in self._terms_by_keyword(list(all_markets)).values()
-            for t in ts
-        ]
         new_ids: list[str] = []
 
         def body(conn: sqlite3.Connection) -> list[_AuditItem]:
@@ -795,7 +732,6 @@ class AdvertiserStore:
             for idx, (text, mt, bid) in enumerate(wanted, start=max_idx + 1):
                 kw_id = f"kw_{idx:07d}"
                 new_ids.append(kw_id)
-                market, terms = market_for_new_keyword(kw_id, text, mt, siblings, known)
                 conn.execute(
                     "INSERT INTO keywords (idx, id, adv, campaign_id, ad_group_id, text, match_type, bid, status)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -811,16 +747,11 @@ class AdvertiserStore:
                         Status.ENABLED.value,
                     ),
                 )
+                max_term += 1  # the keyword's own text is the first query it matches
                 conn.execute(
-                    "INSERT INTO keyword_markets (keyword_idx, adv, market) VALUES (?, ?, ?)",
-                    (idx, self._adv, market.model_dump_json()),
+                    "INSERT INTO search_terms (idx, adv, keyword_idx, term) VALUES (?, ?, ?, ?)",
+                    (max_term, self._adv, idx, text),
                 )
-                for t in terms:
-                    max_term += 1
-                    conn.execute(
-                        "INSERT INTO search_terms (idx, adv, keyword_idx, term, share, relevance) VALUES (?, ?, ?, ?, ?, ?)",
-                        (max_term, self._adv, idx, t.term, t.share, t.relevance),
-                    )
                 records.append(("add_keyword", kw_id, None, f"{text} [{mt.value}] bid {bid:.2f}"))
             return records
 
@@ -975,15 +906,8 @@ def write_entities(conn: sqlite3.Connection, world: Any, interventions: Sequence
     )
     kw_adv = {k.id: group_adv[k.ad_group_id] for k in world.keywords}
     conn.executemany(
-        "INSERT INTO keyword_markets (keyword_idx, adv, market) VALUES (?, ?, ?)",
-        [(kw_pos[m.keyword_id], kw_adv[m.keyword_id], m.model_dump_json()) for m in world.markets],
-    )
-    conn.executemany(
-        "INSERT INTO search_terms (idx, adv, keyword_idx, term, share, relevance) VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (i + 1, kw_adv[t.keyword_id], kw_pos[t.keyword_id], t.term, t.share, t.relevance)
-            for i, t in enumerate(world.search_terms)
-        ],
+        "INSERT INTO search_terms (idx, adv, keyword_idx, term) VALUES (?, ?, ?, ?)",
+        [(i + 1, kw_adv[t.keyword_id], kw_pos[t.keyword_id], t.term) for i, t in enumerate(world.search_terms)],
     )
     conn.executemany(
         "INSERT INTO interventions (id, adv, date, kind, entity_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",

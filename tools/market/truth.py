@@ -1,9 +1,11 @@
 """Ground truth of a world, kept in truth.sqlite beside world.sqlite and read only by evals and tests.
 
-It holds what no advertiser can observe: each experiment's per-unit true effects, the incremental
-orders and sales behind every keyword-day of the history, and the market events (competitor surges,
-sales events) that explain why performance moved. `MarketStore` never opens this file, and nothing
-that serves an advertiser (the MCP tools) imports this module.
+It holds what no advertiser can observe: every keyword's true market (shopper response, rivals, demand and
+its future moves: the generator's `KeywordMarket`) and its search terms' hidden shares and relevance, each
+experiment's per-unit true effects, the incremental orders and sales behind every keyword-day of the
+history, and the market events (competitor surges, sales events) that explain why performance moved.
+`MarketStore` never opens this file, and nothing that serves an advertiser (the MCP tools) imports this
+module: the tools run on a market model estimated from the reports (tools.market.estimate).
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tools.errors import AdguideError, UnknownIdError
-from tools.market.data_model import Experiment, ExperimentTruth
+from tools.market.data_model import (
+    Experiment,
+    ExperimentTruth,
+    Keyword,
+    KeywordMarket,
+    NegativeKeyword,
+    SearchTerm,
+)
 from tools.market.experiments import ExperimentUnitTruth
-from tools.market.store import connect, parse_date
+from tools.market.store import AdvertiserStore, connect, parse_date
 from tools.market.world import World, WorldEvent
 
 TRUTH_SCHEMA = """
@@ -31,6 +40,10 @@ CREATE TABLE events (id INTEGER PRIMARY KEY, advertiser_id TEXT NOT NULL, name T
     start TEXT NOT NULL, end TEXT NOT NULL, keyword_ids TEXT NOT NULL, demand_mult REAL NOT NULL,
     rival_bid_mult REAL NOT NULL, rival_count_mult REAL NOT NULL);
 CREATE INDEX events_adv ON events (advertiser_id, start);
+CREATE TABLE keyword_markets (keyword_idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, market TEXT NOT NULL);
+CREATE INDEX keyword_markets_adv ON keyword_markets (adv);
+CREATE TABLE search_terms (idx INTEGER PRIMARY KEY, keyword_idx INTEGER NOT NULL, share REAL NOT NULL,
+    relevance REAL NOT NULL);
 CREATE TABLE keyword_days (adv INTEGER NOT NULL, day INTEGER NOT NULL, keyword_idx INTEGER NOT NULL,
     incremental_orders INTEGER NOT NULL, incremental_cents INTEGER NOT NULL,
     PRIMARY KEY (adv, day, keyword_idx)) WITHOUT ROWID;
@@ -102,6 +115,57 @@ class TruthStore:
             raise UnknownIdError(f"experiment {experiment_id} does not exist", field="experiment_id")
         return ExperimentUnitTruth.from_bytes(row[0])
 
+    def keyword_markets(self, account: AdvertiserStore) -> dict[str, KeywordMarket]:
+        """Each of the account's keywords' true market as it stands today: the ad group's negatives applied
+        (blocked queries take their share and relevance with them), and a keyword the advertiser added
+        since generation derived from its generated ad-group siblings (tools.market.world.market_for_new_keyword)."""
+        from tools.market.world import apply_negatives, market_for_new_keyword
+
+        idx = self._conn.execute("SELECT idx FROM advertisers WHERE id = ?", (account.advertiser_id,)).fetchone()
+        if idx is None:
+            raise UnknownIdError(f"advertiser {account.advertiser_id} is not in this truth", field="advertiser_id")
+        markets = {
+            kw_id: KeywordMarket.model_validate_json(text)
+            for kw_id, text in self._conn.execute(
+                "SELECT k.id, m.market FROM keyword_markets m JOIN keywords k ON k.idx = m.keyword_idx WHERE m.adv = ?",
+                (idx[0],),
+            )
+        }
+        hidden = dict(self._conn.execute(
+            "SELECT t.idx, t.share || ',' || t.relevance FROM search_terms t JOIN keywords k ON k.idx = t.keyword_idx"
+            " WHERE k.adv = ?", (idx[0],)))
+        terms: dict[str, list[SearchTerm]] = {}
+        for row, (kw_id, text) in sorted(account.query_texts().items()):
+            if row in hidden:
+                share, relevance = (float(x) for x in hidden[row].split(","))
+                terms.setdefault(kw_id, []).append(SearchTerm(keyword_id=kw_id, term=text, share=share,
+                                                              relevance=relevance))
+        keywords = account.keywords()
+        by_group: dict[str, list[Keyword]] = {}
+        for kw in keywords:
+            by_group.setdefault(kw.ad_group_id, []).append(kw)
+        known = [(t, markets[t.keyword_id]) for ts in terms.values() for t in ts if t.keyword_id in markets]
+        negatives: dict[str, list[NegativeKeyword]] = {}
+        for n in account.negatives():
+            negatives.setdefault(n.ad_group_id, []).append(n)
+        out = {}
+        for kw in keywords:
+            market, kw_terms = markets.get(kw.id), terms.get(kw.id, [])
+            if market is None:  # added after generation
+                siblings = [(k, markets[k.id]) for k in by_group[kw.ad_group_id] if k.id in markets]
+                if not siblings:
+                    continue
+                market, kw_terms = market_for_new_keyword(kw.id, kw.text, kw.match_type, siblings, known)
+            negs = negatives.get(kw.ad_group_id, [])
+            out[kw.id] = apply_negatives(market, kw_terms, negs)[0] if negs else market
+        return out
+
+    def search_term_truth(self, account: AdvertiserStore) -> list[SearchTerm]:
+        """The account's generated queries with their hidden share of the keyword's volume and relevance."""
+        hidden = {r[0]: (r[1], r[2]) for r in self._conn.execute("SELECT idx, share, relevance FROM search_terms")}
+        return [SearchTerm(keyword_id=kw_id, term=text, share=hidden[row][0], relevance=hidden[row][1])
+                for row, (kw_id, text) in sorted(account.query_texts().items()) if row in hidden]
+
     def events(self, advertiser_id: str | None = None) -> list[WorldEvent]:
         """Advertiser-specific market events (competitor surges and exits, viral trends)."""
         sql = "SELECT advertiser_id, name, start, end, keyword_ids, demand_mult, rival_bid_mult, rival_count_mult FROM events"
@@ -167,6 +231,15 @@ def write_truth_entities(conn: sqlite3.Connection, world: World) -> None:
     conn.executemany(
         "INSERT INTO keywords (idx, id, adv) VALUES (?, ?, ?)",
         [(i + 1, k.id, int(kw_adv[i])) for i, k in enumerate(world.keywords)],
+    )
+    kw_pos = {k.id: i + 1 for i, k in enumerate(world.keywords)}
+    conn.executemany(
+        "INSERT INTO keyword_markets (keyword_idx, adv, market) VALUES (?, ?, ?)",
+        [(kw_pos[m.keyword_id], int(kw_adv[kw_pos[m.keyword_id] - 1]), m.model_dump_json()) for m in world.markets],
+    )
+    conn.executemany(  # rows line up with the world's search_terms rows
+        "INSERT INTO search_terms (idx, keyword_idx, share, relevance) VALUES (?, ?, ?, ?)",
+        [(i + 1, kw_pos[t.keyword_id], t.share, t.relevance) for i, t in enumerate(world.search_terms)],
     )
     conn.executemany(
         "INSERT INTO events (advertiser_id, name, start, end, keyword_ids, demand_mult, rival_bid_mult,"
