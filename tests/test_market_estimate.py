@@ -4,6 +4,7 @@ simulator tools run on it, never on the world's true markets."""
 from __future__ import annotations
 
 import ast
+import math
 import json
 import sqlite3
 from pathlib import Path
@@ -74,6 +75,30 @@ def test_an_account_without_the_auction_log_gets_the_seller_view(world: Path, tm
         adv = store.scoped(store.advertiser_ids()[0])
         assert not adv.has_auction_log()
         assert fit_market_model(adv).view == View.SELLER
+
+
+def test_reports_without_impression_share_position_or_organic_sales_still_fit(world: Path, tmp_path: Path) -> None:
+    """An ad console's reports (an imported account) carry neither impression share, nor position, nor organic
+    sales, and there is no auction log: the seller view fits the auction to the cost per click, reads demand
+    through it, and takes incrementality from the prior."""
+    from tools.market.estimate import CANNIBALIZATION_PRIOR
+
+    copy = tmp_path / "world.sqlite"
+    copy.write_bytes(world.read_bytes())
+    (tmp_path / "truth.sqlite").write_bytes(world.with_name("truth.sqlite").read_bytes())
+    con = sqlite3.connect(copy)
+    con.execute("UPDATE keyword_days SET avg_position = NULL, impression_share = NULL, organic_cents = 0")
+    con.execute("DELETE FROM auction_log")
+    con.commit()
+    con.close()
+    with MarketStore.open(copy) as store, TruthStore.open(copy) as truth:
+        adv = store.scoped(store.advertiser_ids()[0])
+        model = fit_market_model(adv)
+        assert model.view == View.SELLER and model.fit["impression_share_reported"] == 0.0
+        true = truth.keyword_markets(adv)
+        ratio = [math.log(m.base_volume / true[k].base_volume) for k, m in model.markets.items()]
+        assert abs(float(np.median(ratio))) < 0.3
+        assert all(abs(m.cannibalization - CANNIBALIZATION_PRIOR) < 0.05 for m in model.markets.values())
 
 
 def test_the_auction_log_is_seeded(world: Path, tmp_path: Path) -> None:

@@ -192,6 +192,8 @@ def load_history(adv: AdvertiserStore) -> History:
         cols["organic"][i, d] = r.organic_sales
         cols["position"][i, d] = np.nan if r.avg_position is None else r.avg_position
         cols["share"][i, d] = np.nan if r.impression_share is None else r.impression_share
+    if not np.nansum(cols["organic"]):  # reports that carry no organic sales (ad console exports)
+        cols["organic"][:] = np.nan
     campaign_of = [groups[k.ad_group_id].campaign_id for k in keywords]
     camp_index = {c: j for j, c in enumerate(dict.fromkeys(campaign_of))}
     served_c = np.ones((len(camp_index), n_days))
@@ -357,8 +359,8 @@ def auction_observations(h: History) -> AuctionObservations:
     w_day = 0.5 ** ((n_days - 1 - np.arange(n_days)) / HALF_LIFE)
     rows: dict[str, list[float]] = defaultdict(list)
     for k in range(len(h.keywords)):
-        ok = (recent & ~h.event_day & (np.nan_to_num(h.bid[k]) > 0) & (np.nan_to_num(h.impressions[k]) > 0)
-              & np.isfinite(h.share[k]) & np.isfinite(h.position[k]))
+        # reports without impression share or position (imported accounts) leave those terms out
+        ok = recent & ~h.event_day & (np.nan_to_num(h.bid[k]) > 0) & (np.nan_to_num(h.impressions[k]) > 0)
         if not ok.any():
             continue
         for b in np.unique(h.bid[k, ok]):
@@ -368,13 +370,19 @@ def auction_observations(h: History) -> AuctionObservations:
             clicks, spend = h.clicks[k, sel], h.spend[k, sel]
             rows["keyword"].append(k)
             rows["bid"].append(float(b))
-            rows["share"].append(float(np.average(share, weights=w)))
-            rows["position"].append(float(np.average(h.position[k, sel], weights=w)))
+            rows["share"].append(_weighted(share, w))
+            rows["position"].append(_weighted(h.position[k, sel], w))
             c = float((clicks * w).sum())
             rows["log_cpc"].append(math.log(float((spend * w).sum()) / c) if c > 0 and spend.sum() > 0 else math.nan)
             rows["weight"].append(float(w.sum()))
     return AuctionObservations(**{name: np.asarray(rows[name], dtype=np.int64 if name == "keyword" else float)
                                   for name in ("keyword", "bid", "share", "position", "log_cpc", "weight")})
+
+
+def _weighted(x: np.ndarray, w: np.ndarray) -> float:
+    """Weighted mean of the finite values; nan where there are none."""
+    ok = np.isfinite(x)
+    return float(np.average(x[ok], weights=w[ok])) if ok.any() and w[ok].sum() > 0 else math.nan
 
 
 @dataclass
@@ -410,9 +418,11 @@ def _grid_loss(obs: AuctionObservations, cand: dict[str, np.ndarray]) -> np.ndar
     pos = np.nan_to_num(t.mean_position, nan=float(N_SLOTS + 1))
     with np.errstate(divide="ignore"):
         log_price = np.log(np.maximum(t.mean_price, 1e-6))
-    cpc_term = np.where(np.isfinite(obs.log_cpc[li]), ((log_price - obs.log_cpc[li]) / SD_LOG_CPC) ** 2, 0.0)
-    per = obs.weight[li] * (((t.p_impression - obs.share[li]) / SD_SHARE) ** 2
-                            + ((pos - obs.position[li]) / SD_POSITION) ** 2 + cpc_term)
+    def term(observed: np.ndarray, predicted: np.ndarray, sd: float) -> np.ndarray:
+        return np.where(np.isfinite(observed), ((predicted - np.nan_to_num(observed)) / sd) ** 2, 0.0)
+
+    per = obs.weight[li] * (term(obs.share[li], t.p_impression, SD_SHARE) + term(obs.position[li], pos, SD_POSITION)
+                            + term(obs.log_cpc[li], log_price, SD_LOG_CPC))
     np.add.at(loss, (ki, gi), 0.5 * per)
     return loss
 
@@ -722,27 +732,31 @@ def fit_market_model(adv: AdvertiserStore, view: View | str | None = None, *, se
     start, end = adv.history_period
     if not h.keywords:
         return MarketModel(view, {}, [{} for _ in range(n_draws)], {}, h.days.size)
+    log = adv.auction_log() if view == View.PLATFORM else None
+    obs = auction_observations(h)
+    rivals = fit_rivals(h, obs, view, log)
+    share_reported = bool(np.isfinite(h.share).any())
+    if not share_reported:
+        _impression_share_from_auction(h, rivals)
     demand = fit_demand(h)
     _fill_unseen_by_group(h, demand)
     first_day = int(h.days[0])
     public_past = [(first_day + (e.start - start).days, first_day + (e.end - start).days, e.name)
                    for e in _public_events(adv, start, end)]
     demand.event_lift = event_lifts(h, demand, public_past)
-    log = adv.auction_log() if view == View.PLATFORM else None
-    obs = auction_observations(h)
-    rivals = fit_rivals(h, obs, view, log)
     resp = fit_response(h, demand, rivals)
-    decay = float(DECAY_GRID[int(np.argmax(resp.decay_grid_prob))])
+    decay = float(DECAY_GRID @ resp.decay_grid_prob)  # posterior mean (flat without positions: the grid's middle)
+    drift = _drift(h, demand)
     future = _future_events(adv, demand, end)
     best = rivals.best()
 
     def market(k: int, g: int, decay_k: float, volume: float, ctr: float, cvr: float, aov: float,
-               cann: float) -> KeywordMarket:
+               cann: float, mu_shift: float = 0.0) -> KeywordMarket:
         organic = max(float(resp.organic_rate[k]), 1.5 * cann * ctr * cvr)
         return KeywordMarket.model_construct(
             keyword_id=h.keywords[k].id, base_volume=max(volume, 0.0), weekly_amp=demand.weekly_amp,
             weekly_phase=demand.weekly_phase, yearly_amp=demand.yearly_amp, yearly_phase=demand.yearly_phase,
-            n_rivals=float(rivals.n_rivals[k, g]), rival_bid_mu=float(rivals.mu[k, g]),
+            n_rivals=float(rivals.n_rivals[k, g]), rival_bid_mu=float(rivals.mu[k, g] + mu_shift),
             rival_bid_sigma=float(rivals.sigma[k, g]), rival_quality_a=float(rivals.qa[k, g]),
             rival_quality_b=float(rivals.qb[k, g]), quality=float(rivals.quality[k, g]),
             ctr_top=float(np.clip(ctr, 1e-5, 0.95)), position_decay=decay_k, cvr=float(np.clip(cvr, 1e-5, 0.95)),
@@ -757,26 +771,71 @@ def fit_market_model(adv: AdvertiserStore, view: View | str | None = None, *, se
     draws = []
     for _ in range(n_draws):
         decay_d = float(rng.choice(DECAY_GRID, p=resp.decay_grid_prob))
+        # the market's move over the horizon: half of it shared by the advertiser's keywords, half their own
+        common = rng.normal(0, 1, 2)
         draw = {}
         for k, kw in enumerate(h.keywords):
             if kw.id not in markets:
                 continue
             g = int(rng.choice(rivals.prob.shape[1], p=rivals.prob[k]))
-            volume = float(demand.base_volume[k] * math.exp(rng.normal(0, demand.log_se[k])))
+            own = (common + rng.normal(0, 1, 2)) / math.sqrt(2)
+            volume = float(demand.base_volume[k] * math.exp(rng.normal(0, demand.log_se[k]) + own[0] * drift[0]))
             ctr = float(resp.ctr_top[k] * rng.gamma(resp.ctr_clicks[k] + 1) / (resp.ctr_clicks[k] + 1))
             draw[kw.id] = market(k, g, decay_d, volume, ctr, float(rng.beta(resp.cvr_a[k], resp.cvr_b[k])),
                                  float(resp.aov[k] + rng.normal(0, resp.aov_se[k])),
-                                 float(resp.cannibalization[k] + rng.normal(0, resp.cann_se[k])))
+                                 float(resp.cannibalization[k] + rng.normal(0, resp.cann_se[k])), float(own[1] * drift[1]))
         draws.append(draw)
     terms = fit_terms(adv, h, cvr_mean)
     model = MarketModel(view, markets, draws, terms, int(h.days.size), fit={
         "position_decay": decay, "naive_position_decay": naive_position_decay(h),
-        "weekly_amp": demand.weekly_amp, "yearly_amp": demand.yearly_amp})
+        "weekly_amp": demand.weekly_amp, "yearly_amp": demand.yearly_amp, "drift_volume": drift[0],
+        "drift_cpc": drift[1], "impression_share_reported": float(share_reported)})
     by_group: dict[str, list[Keyword]] = defaultdict(list)
     for kw in adv.keywords():
         by_group[kw.ad_group_id].append(kw)
     model._keywords = dict(by_group)
     return model
+
+
+def _impression_share_from_auction(h: History, rivals: Rivals) -> None:
+    """Reports without impression share (imported accounts): each day's share of searches that showed the ad
+    is the fitted auction's at that day's bid (times the share of the day its campaign was served)."""
+    best = rivals.best()
+    ki, di = np.nonzero((np.nan_to_num(h.bid) > 0) & (np.nan_to_num(h.impressions) > 0))
+    if ki.size == 0:
+        return
+    g = best[ki]
+    m = _rows(ki.size, n_rivals=rivals.n_rivals[ki, g], rival_bid_mu=rivals.mu[ki, g],
+              rival_bid_sigma=rivals.sigma[ki, g], quality=rivals.quality[ki, g], ctr_top=1.0, position_decay=1.0,
+              rival_quality_nodes=0.0)
+    m.rival_quality_nodes[:] = quality_nodes(rivals.qa[ki, g], rivals.qb[ki, g])
+    t = auction_terms(m, np.arange(ki.size), h.bid[ki, di], np.ones(ki.size), np.ones(ki.size))
+    h.share[ki, di] = np.clip(t.p_impression * h.served[ki, di], 0.02, 1.0)
+
+
+def _drift(h: History, demand: Demand) -> tuple[float, float]:
+    """How far a keyword's demand level and cost per click move in two weeks, from the history itself: the
+    robust spread over keywords of the change between the last two fortnights (demand over its seasonal fit;
+    cost per click where the bid stayed put). What-if draws move the market by as much over their horizon."""
+    n = h.days.size
+    if n < 28:
+        return 0.1, 0.1
+    s, expected = h.searches, demand.expected(h.days)
+    last, prev = slice(n - 14, n), slice(n - 28, n - 14)
+    vol, cpc = [], []
+    for k in range(len(h.keywords)):
+        a, b = s[k, last], s[k, prev]
+        if np.isfinite(a).sum() >= 10 and np.isfinite(b).sum() >= 10:
+            vol.append(math.log(np.nanmean(a / expected[k, last]) / np.nanmean(b / expected[k, prev])))
+        bids = h.bid[k, prev.start:]
+        clicks_a, clicks_b = np.nansum(h.clicks[k, last]), np.nansum(h.clicks[k, prev])
+        if np.all(bids == bids[0]) and bids[0] > 0 and clicks_a >= 20 and clicks_b >= 20:
+            cpc.append(math.log(np.nansum(h.spend[k, last]) / clicks_a) - math.log(np.nansum(h.spend[k, prev]) / clicks_b))
+
+    def spread(x: list[float]) -> float:
+        return float(np.clip(1.4826 * np.median(np.abs(np.asarray(x) - np.median(x))), 0.02, 0.5)) if len(x) >= 3 else 0.1
+
+    return spread(vol), spread(cpc)
 
 
 def _fill_unseen_by_group(h: History, demand: Demand) -> None:
