@@ -1,4 +1,4 @@
-"""`adguide market ...`: generate a world, look at one advertiser's account.
+"""`adguide market ...`: generate a world, import a seller's reports, look at one advertiser's account.
 
 Bad input (sizes out of range, unknown ids, a path that cannot be written) ends with one line naming the
 option and what it accepts, exit code 2, and nothing written. Heavy imports stay inside the commands.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 from typing import NoReturn
 
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 
 market_app = typer.Typer(
-    help="The marketplace: generate a world, look at an advertiser's account.", no_args_is_help=True
+    help="The marketplace: generate a world, import a seller's reports, look at an advertiser's account.", no_args_is_help=True
 )
 _err = Console(stderr=True)
 _out = Console()
@@ -226,3 +227,42 @@ def show(
                 f"outcome {exp.outcome}",
                 highlight=False,
             )
+
+
+@market_app.command("import")
+def import_(
+    files: list[Path] = typer.Argument(
+        ..., help="report files: Ads API v3 spSearchTerm / spTargeting / spCampaigns (GZIP_JSON or JSON), "
+        "or console CSV downloads of them (daily rows)"
+    ),
+    advertiser_name: str = typer.Option(
+        "My account", "--advertiser-name", help="the account's name: created, or updated if it exists"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="accounts file (default: $ADGUIDE_HOME/accounts.sqlite; created if absent)"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="end with the summary as one JSON line (advertiser_id, row counts, totals)"
+    ),
+) -> None:
+    """Import a seller's Sponsored Products reports as an advertiser: campaigns, ad groups, keywords, search
+    terms and daily history. All or nothing; re-importing the same days replaces them."""
+    from tools.errors import AdguideError
+    from tools.market.importer import describe, import_reports, summary_lines
+
+    try:
+        summary = import_reports(files, advertiser_name, out)
+    except AdguideError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written", code=130)
+    except (OSError, sqlite3.Error) as err:
+        _fail(f"could not write the accounts file: {getattr(err, 'strerror', None) or err}; nothing was written",
+              code=1)
+    for line in summary_lines(summary):
+        if as_json:
+            print(line)
+        else:
+            _out.print(line, highlight=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps(describe(summary), separators=(",", ":")))
