@@ -354,6 +354,17 @@ def _change_args(intent: Intent) -> dict[str, Any]:
     return {"value": intent.value}
 
 
+def market_basis(result: dict[str, Any]) -> str:
+    """What the simulation stood on, in words and without figures (the tool's `market` field): the advice is
+    only as good as the market model learned from the data it names."""
+    market = str(result.get("market") or "")
+    if "platform view" in market:
+        return " (Simulated on a market estimated from your reports and the platform's auction logs.)"
+    if "seller view" in market:
+        return " (Simulated on a market estimated from your own reports.)"
+    return ""
+
+
 def _what_if(intent: Intent, done: Sequence[Done], change: str) -> dict[str, Any]:
     r = _first(done, "what_if")
     if r is None:
@@ -364,7 +375,8 @@ def _what_if(intent: Intent, done: Sequence[Done], change: str) -> dict[str, Any
     gain = impact_profit(r) or 0.0
     verdict = "pays off" if gain > MIN_GAIN else "does not pay off" if gain < -MIN_GAIN else "changes little"
     return say(f"Setting the {field} of {_named(c.get('name'), c.get('id'))} from {money(c.get('before'))} to "
-               f"{money(c.get('after'))}: {impact_text(r)} By incremental profit the change {verdict}.")
+               f"{money(c.get('after'))}: {impact_text(r)} By incremental profit the change {verdict}."
+               f"{market_basis(r)}")
 
 
 def _landscape(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
@@ -406,7 +418,7 @@ def _best_bid(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
             if gain is not None else
             f"The best bid on {name} {goal} is {money(r['bid'])} (now {money(r['current_bid'])}), at ACoS "
             f"{pct(at_bid.get('acos'))}.")
-    return say(text)
+    return say(text + market_basis(r))
 
 
 def _allocate(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
