@@ -37,7 +37,7 @@ from pydantic import BaseModel
 from evals.scenario import OracleKind
 from tools.auction.simulate import market_arrays, simulate_days
 from tools.market.data_model import Campaign, Keyword, KeywordMarket, Status
-from tools.market.store import MarketStore
+from tools.market.store import AdvertiserStore, MarketStore
 from tools.market.truth import TruthStore
 
 HORIZON_DAYS = 14
@@ -108,28 +108,31 @@ class Account:
         return self._base[campaign_id]
 
 
-def load_account(path: Path, advertiser_id: str) -> Account:
-    """The advertiser as the truth sees it today: its current bids, budgets and negatives (world file) on the
-    true markets (truth file, which the advisor's tools never read)."""
-    with MarketStore.open(path) as store, TruthStore.open(path) as truth:
-        adv = store.scoped(advertiser_id)
-        groups = {g.id: g for g in adv.ad_groups()}
-        products = {p.id: p for p in adv.products()}
-        keywords = {k.id: k for k in adv.keywords()}
-        markets = truth.keyword_markets(adv)
-        campaigns = {c.id: c for c in adv.campaigns()}
-        default_margin = float(np.mean([p.margin for p in products.values()])) if products else 0.3
-        margins = {}
-        for k in keywords.values():
-            ms = [products[p].margin for p in groups[k.ad_group_id].product_ids if p in products]
-            margins[k.id] = float(np.mean(ms)) if ms else default_margin
-        campaign_of = {k.id: groups[k.ad_group_id].campaign_id for k in keywords.values()}
-        days = np.arange(store.days, store.days + HORIZON_DAYS)
+def account_on(adv: AdvertiserStore, markets: dict[str, KeywordMarket], days: np.ndarray) -> Account:
+    """The advertiser's current bids, budgets and margins on the given markets (the truth's, or a model's)."""
+    groups = {g.id: g for g in adv.ad_groups()}
+    products = {p.id: p for p in adv.products()}
+    keywords = {k.id: k for k in adv.keywords()}
+    campaigns = {c.id: c for c in adv.campaigns()}
+    default_margin = float(np.mean([p.margin for p in products.values()])) if products else 0.3
+    margins = {}
+    for k in keywords.values():
+        ms = [products[p].margin for p in groups[k.ad_group_id].product_ids if p in products]
+        margins[k.id] = float(np.mean(ms)) if ms else default_margin
+    campaign_of = {k.id: groups[k.ad_group_id].campaign_id for k in keywords.values()}
     by_campaign: dict[str, list[str]] = {c: [] for c in campaigns}
     for kw_id in keywords:
         if kw_id in markets:
             by_campaign[campaign_of[kw_id]].append(kw_id)
     return Account(days, keywords, campaign_of, markets, margins, campaigns, by_campaign)
+
+
+def load_account(path: Path, advertiser_id: str) -> Account:
+    """The advertiser as the truth sees it today: its current bids, budgets and negatives (world file) on the
+    true markets (truth file, which the advisor's tools never read)."""
+    with MarketStore.open(path) as store, TruthStore.open(path) as truth:
+        adv = store.scoped(advertiser_id)
+        return account_on(adv, truth.keyword_markets(adv), np.arange(store.days, store.days + HORIZON_DAYS))
 
 
 def change_gain(acct: Account, change: Change) -> float | None:

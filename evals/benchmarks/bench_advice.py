@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.outcomes import HORIZON_DAYS, Account, Change, _best_bid, change_gain
+from evals.outcomes import HORIZON_DAYS, Account, Change, _best_bid, account_on, change_gain
 from evals.scenario import Split
 from evals.world import SHIFTS, apply_shift
 from tools.auction.landscape import what_if
@@ -57,24 +57,6 @@ EPS = 1.0
 SPLITS = (Split.ID, Split.COMPETITOR_SURGE, Split.SEASONAL_PEAK, Split.NEW_CATEGORY)
 
 
-def _account(adv: AdvertiserStore, markets: dict, days: np.ndarray) -> Account:
-    groups = {g.id: g for g in adv.ad_groups()}
-    products = {p.id: p for p in adv.products()}
-    keywords = {k.id: k for k in adv.keywords()}
-    campaigns = {c.id: c for c in adv.campaigns()}
-    default_margin = float(np.mean([p.margin for p in products.values()])) if products else 0.3
-    margins = {}
-    for k in keywords.values():
-        ms = [products[p].margin for p in groups[k.ad_group_id].product_ids if p in products]
-        margins[k.id] = float(np.mean(ms)) if ms else default_margin
-    campaign_of = {k.id: groups[k.ad_group_id].campaign_id for k in keywords.values()}
-    by_campaign: dict[str, list[str]] = {c: [] for c in campaigns}
-    for kw_id in keywords:
-        if kw_id in markets:
-            by_campaign[campaign_of[kw_id]].append(kw_id)
-    return Account(days, keywords, campaign_of, markets, margins, campaigns, by_campaign)
-
-
 def _acos_rule(adv: AdvertiserStore) -> dict[str, float]:
     """bid = target ACoS x AOV x CVR per keyword, from its reports over the history (clicks-weighted)."""
     h = load_history(adv)
@@ -87,18 +69,22 @@ def _acos_rule(adv: AdvertiserStore) -> dict[str, float]:
     return out
 
 
+def _setting(acct: Account, change: Change) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """The change's campaign: its keywords, bids today and after the change, margins and daily budget."""
+    cmp = acct.campaign_of[change.entity]
+    kws = acct.by_campaign[cmp]
+    bids = acct.bids(cmp)
+    new = bids.copy()
+    new[kws.index(change.entity)] = 0.0 if change.action == "pause" else float(change.value or 0.0)
+    return kws, bids, new, np.array([acct.margins[k] for k in kws]), [acct.campaigns[cmp].daily_budget]
+
+
 def _interval(model: MarketModel, est: Account, adv: AdvertiserStore, change: Change) -> tuple[float, float, float]:
     """Predicted gain and its 90% interval over HORIZON_DAYS random days (model draws widen it)."""
     from tools.mcp_server.engines import _widened
     from tools.mcp_server.schemas import Range
 
-    cmp = est.campaign_of[change.entity]
-    kws = est.by_campaign[cmp]
-    bids = est.bids(cmp)
-    new = bids.copy()
-    new[kws.index(change.entity)] = 0.0 if change.action == "pause" else float(change.value or 0.0)
-    margins = np.array([est.margins[k] for k in kws])
-    budget = [est.campaigns[cmp].daily_budget]
+    kws, bids, new, margins, budget = _setting(est, change)
     res = what_if([est.markets[k] for k in kws], [0] * len(kws), bids, budget, est.days, new_bids=new.tolist(),
                   margin=margins, n_sims=200, seed=0)
     noise = res.difference.incremental_profit
@@ -114,14 +100,9 @@ def _interval(model: MarketModel, est: Account, adv: AdvertiserStore, change: Ch
 
 def _realized(truth: Account, change: Change, seed: int) -> float:
     """One random draw of the true market over the horizon: the change's realized gain."""
-    cmp = truth.campaign_of[change.entity]
-    kws = truth.by_campaign[cmp]
-    bids = truth.bids(cmp)
-    new = bids.copy()
-    new[kws.index(change.entity)] = 0.0 if change.action == "pause" else float(change.value or 0.0)
-    margins = np.array([truth.margins[k] for k in kws])
-    res = what_if([truth.markets[k] for k in kws], [0] * len(kws), bids, [truth.campaigns[cmp].daily_budget],
-                  truth.days, new_bids=new.tolist(), margin=margins, n_sims=1, seed=seed)
+    kws, bids, new, margins, budget = _setting(truth, change)
+    res = what_if([truth.markets[k] for k in kws], [0] * len(kws), bids, budget, truth.days, new_bids=new.tolist(),
+                  margin=margins, n_sims=1, seed=seed)
     return float(res.difference.incremental_profit.mean)
 
 
@@ -131,10 +112,10 @@ def evaluate_world(path: Path, view: View, n_adv: int, calibrate: bool) -> dict[
         days = np.arange(store.days, store.days + HORIZON_DAYS)
         for aid in store.advertiser_ids()[:n_adv]:
             adv = store.scoped(aid)
-            truth = _account(adv, truth_store.keyword_markets(adv), days)
+            truth = account_on(adv, truth_store.keyword_markets(adv), days)
             model = fit_market_model(adv, view)
             est_markets = {m.keyword_id: m for m in model.for_keywords(adv.keywords(), adv.negatives())}
-            est = _account(adv, est_markets, days)
+            est = account_on(adv, est_markets, days)
             rule = _acos_rule(adv)
             for kw_id in truth.keywords:
                 if kw_id not in truth.markets or kw_id not in est.markets or not truth.live(kw_id):
