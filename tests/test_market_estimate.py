@@ -101,6 +101,19 @@ def test_reports_without_impression_share_position_or_organic_sales_still_fit(wo
         assert all(abs(m.cannibalization - CANNIBALIZATION_PRIOR) < 0.05 for m in model.markets.values())
 
 
+def test_a_keyword_added_after_the_fit_is_simulated_on_its_siblings_estimates(world: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "world.sqlite"
+    copy.write_bytes(world.read_bytes())
+    with MarketStore.open(copy) as store:
+        adv = store.scoped(store.advertiser_ids()[0])
+        model = fit_market_model(adv)
+        group = adv.ad_groups()[0]
+        (added,) = adv.add_keywords(group.id, [("brand new words", "phrase", 0.9)], actor="test")
+        (market,) = model.for_keywords([added], adv.negatives())
+        siblings = [model.markets[k.id] for k in adv.keywords(ad_group_id=group.id) if k.id in model.markets]
+        assert market.keyword_id == added.id and market.cvr < max(m.cvr for m in siblings)  # off-topic text
+
+
 def test_the_auction_log_is_seeded(world: Path, tmp_path: Path) -> None:
     again = generate_world_file(CONFIG, tmp_path / "again.sqlite").path
     rows = [sqlite3.connect(p).execute("SELECT * FROM auction_log ORDER BY keyword_idx").fetchall() for p in (world, again)]

@@ -102,6 +102,7 @@ class MarketModel:
     terms: dict[str, list[SearchTerm]]
     history_days: int
     fit: dict[str, float] = field(default_factory=dict)
+    keywords_by_group: dict[str, list[Keyword]] = field(default_factory=dict)  # siblings of keywords added later
 
     @property
     def note(self) -> str:
@@ -134,13 +135,11 @@ class MarketModel:
     def _new_keyword(
         self, kw: Keyword, source: dict[str, KeywordMarket]
     ) -> tuple[KeywordMarket | None, list[SearchTerm]]:
-        siblings = [(k, source[k.id]) for k in self._keywords.get(kw.ad_group_id, []) if k.id in source]
+        siblings = [(k, source[k.id]) for k in self.keywords_by_group.get(kw.ad_group_id, []) if k.id in source]
         if not siblings:
             return None, []
         known = [(t, source[t.keyword_id]) for ts in self.terms.values() for t in ts if t.keyword_id in source]
         return market_for_new_keyword(kw.id, kw.text, kw.match_type, siblings, known)
-
-    _keywords: dict[str, list[Keyword]] = field(default_factory=dict)  # by ad group, for new keywords
 
 
 @dataclass
@@ -793,7 +792,7 @@ def fit_market_model(adv: AdvertiserStore, view: View | str | None = None, *, se
     by_group: dict[str, list[Keyword]] = defaultdict(list)
     for kw in adv.keywords():
         by_group[kw.ad_group_id].append(kw)
-    model._keywords = dict(by_group)
+    model.keywords_by_group = dict(by_group)
     return model
 
 
