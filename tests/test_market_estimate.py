@@ -4,8 +4,8 @@ simulator tools run on it, never on the world's true markets."""
 from __future__ import annotations
 
 import ast
-import math
 import json
+import math
 import sqlite3
 from pathlib import Path
 
