@@ -1,4 +1,5 @@
-"""`adguide market ...`: generate a world, import a seller's reports, look at one advertiser's account.
+"""`adguide market ...`: generate a world, import a seller's reports, look at one advertiser's account,
+export its accepted changes as a bulksheet.
 
 Bad input (sizes out of range, unknown ids, a path that cannot be written) ends with one line naming the
 option and what it accepts, exit code 2, and nothing written. Heavy imports stay inside the commands.
@@ -266,3 +267,61 @@ def import_(
             _out.print(line, highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(describe(summary), separators=(",", ":")))
+
+
+@market_app.command("export-bulksheet")
+def export_bulksheet_(
+    advertiser: str = typer.Option(..., "--advertiser", "-a", help="the advertiser whose changes to export, e.g. adv_0001"),
+    world: Path | None = typer.Option(
+        None, "--world", "-w", help="accounts or world file (default: $ADGUIDE_HOME/accounts.sqlite, where "
+        "`adguide market import` writes)"
+    ),
+    since: str | None = typer.Option(
+        None, "--since", help="only changes made at or after this time (ISO date or date-time; UTC if no zone)"
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="the bulksheet to write: a .csv file"),
+    as_json: bool = typer.Option(False, "--json", help="end with a summary as one JSON line"),
+) -> None:
+    """The advertiser's accepted changes (bids, budgets, states, added keywords and negatives) as an Amazon
+    Sponsored Products bulksheet to upload in the console: Update rows by the console's ids, Create rows for
+    additions. Only the latest value per entity and field."""
+    from tools.errors import AdguideError
+    from tools.market.bulksheet import export_bulksheet, write_bulksheet
+    from tools.market.importer import default_accounts_path
+
+    start: dt.datetime | None = None
+    if since is not None:
+        try:
+            start = dt.datetime.fromisoformat(since.strip())
+        except ValueError:
+            _fail(f"--since must be an ISO date or date-time, e.g. 2026-03-29 or 2026-03-29T12:00:00Z (got {since!r})")
+    path = (world or default_accounts_path()).expanduser()
+    try:
+        export = export_bulksheet(path, advertiser, start)
+        written = write_bulksheet(export.rows, out)
+    except AdguideError as err:
+        _fail(str(err))
+    except (OSError, sqlite3.Error) as err:
+        _fail(f"could not export to {out}: {getattr(err, 'strerror', None) or err}; nothing was written", code=1)
+    counts = export.counts()
+    lines = [
+        f"{export.advertiser_id}: {len(export.rows)} bulksheet row(s) from {export.changes} accepted change(s) "
+        f"written to {written}" + (f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if counts else ""),
+        *(f"  note: {n}" for n in export.notes),
+    ]
+    for line in lines:
+        if as_json:
+            print(line)
+        else:
+            _out.print(line, highlight=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps({
+            "advertiser_id": export.advertiser_id,
+            "path": str(written),
+            "rows": len(export.rows),
+            "changes": export.changes,
+            "counts": counts,
+            "by_name": export.by_name,
+            "since": export.since.isoformat() if export.since else None,
+            "notes": export.notes,
+        }, separators=(",", ":")))

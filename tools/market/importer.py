@@ -19,6 +19,11 @@ What is written, for one advertiser (found by name, or created):
   its last date) are replaced for that advertiser: re-importing the same files changes nothing.
 - one placeholder product per ad group (reports carry no products): price = the ad group's sales per order
   (the account's where it has no orders), margin 0.3. The summary lists this and every other assumption.
+- the console's own ids (`campaignId`, `adGroupId`, `keywordId`; console headers "Campaign ID", "Ad Group ID",
+  "Keyword ID") where the reports carry them, in the importer's table `external_ids` (store id -> Amazon id;
+  the store schema has no column for them). The bulksheet export (tools.market.bulksheet) addresses Update rows
+  with them. Where rows disagree the latest row's id wins; a re-import overwrites an entity's id, and an Amazon
+  id that another entity of the same kind held (a renamed campaign, say) moves to the entity the reports give.
 
 Product / auto targets (`TARGETING_EXPRESSION`, `TARGETING_EXPRESSION_PREDEFINED`, e.g. `close-match`,
 `asin="B0..."`) are stored as broad keywords whose text is the expression; a campaign with predefined targets
@@ -67,6 +72,13 @@ FALLBACK_PRICE = 30.0  # a placeholder product's price when the account has no o
 FALLBACK_BID = 0.75  # a keyword's bid when neither a bid nor a click is in the reports
 BUDGET_HEADROOM = 1.5  # a campaign's budget, where no report gives it: this times its highest daily spend
 MAX_ROWS = 2_000_000
+# The console's ids of the imported entities (the store schema has no column for them), keyed by store id.
+EXTERNAL_IDS_TABLE = "external_ids"
+EXTERNAL_IDS_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {EXTERNAL_IDS_TABLE} "
+    "(adv INTEGER, entity_id TEXT PRIMARY KEY, external_id TEXT NOT NULL)"
+)
+_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 class ReportImportError(AdguideError):
@@ -208,6 +220,10 @@ class ReportRow(_Model):
     keyword_bid: float | None = None
     budget: float | None = None
     campaign_status: Status | None = None
+    # the console's ids, where the report has them
+    campaign_ext: str | None = None
+    ad_group_ext: str | None = None
+    keyword_ext: str | None = None
 
 
 class FileReport(_Model):
@@ -460,6 +476,17 @@ def _row(kind: ReportType, where: str, values: dict[str, Any], headers: dict[str
             raise _fail(where, col("campaignStatus"), f"unknown campaign status {values['campaignStatus']!r} "
                         f"(one of {', '.join(CAMPAIGN_STATUS)})")
         status = CAMPAIGN_STATUS[raw_status]
+    def external_id(name: str) -> str | None:
+        if not present(name):
+            return None
+        v = values[name]
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        s = str(v).strip() if isinstance(v, str | int) and not isinstance(v, bool) else ""
+        if not _EXTERNAL_ID.match(s):
+            raise _fail(where, col(name), f"not an id (got {v!r})")
+        return s
+
     fields: dict[str, Any] = {
         "report": kind,
         "where": where,
@@ -469,9 +496,12 @@ def _row(kind: ReportType, where: str, values: dict[str, Any], headers: dict[str
         "keyword_bid": bid,
         "budget": number("campaignBudgetAmount", positive=True, optional=True),
         "campaign_status": status,
+        "campaign_ext": external_id("campaignId"),
     }
     if kind != ReportType.CAMPAIGNS:
         fields["ad_group"] = text("adGroupName")
+        fields["ad_group_ext"] = external_id("adGroupId")
+        fields["keyword_ext"] = external_id("keywordId")
         fields.update(_keyword(where, values, col, present))
     if kind == ReportType.SEARCH_TERM:
         fields["search_term"] = text("searchTerm").lower()
@@ -543,6 +573,10 @@ class _Plan:
     term_days: dict[tuple[_KwKey, str, dt.date], Funnel] = field(default_factory=dict)
     campaign_days: dict[tuple[str, dt.date], tuple[Funnel, float | None]] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
+    # the console's ids (the latest row's where rows disagree)
+    campaign_ext: dict[str, str] = field(default_factory=dict)
+    ad_group_ext: dict[tuple[str, str], str] = field(default_factory=dict)
+    keyword_ext: dict[_KwKey, str] = field(default_factory=dict)
 
 
 def _kw_key(r: ReportRow) -> _KwKey:
@@ -577,8 +611,18 @@ def plan_import(paths: Sequence[Path | str]) -> _Plan:
     st_by_kw_day: dict[tuple[_KwKey, dt.date], list[ReportRow]] = defaultdict(list)
     kw_bids: dict[_KwKey, tuple[dt.date, float]] = {}
     day_budgets: dict[tuple[str, dt.date], float] = {}
+    ext_conflicts: set[str] = set()
+
+    def ext(ids: dict[Any, str], key: Any, value: str | None, what: str) -> None:
+        if value is None:
+            return
+        if key in ids and ids[key] != value:
+            ext_conflicts.add(what)
+        ids[key] = value  # rows are in date order: the latest wins
+
     for r in sorted(rows, key=lambda r: r.date):
         plan.campaigns.setdefault(r.campaign, {"auto": False})
+        ext(plan.campaign_ext, r.campaign, r.campaign_ext, "campaign")
         note(r.campaign, "budget", r.date, r.budget)
         note(r.campaign, "status", r.date, r.campaign_status)
         if r.budget is not None:
@@ -589,6 +633,8 @@ def plan_import(paths: Sequence[Path | str]) -> _Plan:
             continue
         key = _kw_key(r)
         plan.ad_groups[(r.campaign, key[1])] = None
+        ext(plan.ad_group_ext, (r.campaign, key[1]), r.ad_group_ext, "ad group")
+        ext(plan.keyword_ext, key, r.keyword_ext, "keyword")
         plan.keywords.setdefault(key, None)
         if r.auto_target:
             plan.campaigns[r.campaign]["auto"] = True
@@ -651,6 +697,16 @@ def plan_import(paths: Sequence[Path | str]) -> _Plan:
     if n_auto:
         plan.assumptions.append(f"{n_auto} product/auto target(s) stored as broad keywords whose text is the "
                                 "targeting expression")
+    n_without = sum(1 for c in plan.campaigns if c not in plan.campaign_ext) \
+        + sum(1 for g in plan.ad_groups if g not in plan.ad_group_ext) \
+        + sum(1 for k in plan.keywords if k not in plan.keyword_ext)
+    if n_without:
+        plan.assumptions.append(f"{n_without} campaign(s) / ad group(s) / keyword(s) without a console id in the "
+                                "reports (no campaignId / adGroupId / keywordId): a bulksheet export names them "
+                                "instead")
+    if ext_conflicts:
+        plan.assumptions.append(f"a {' / '.join(sorted(ext_conflicts))} name with several console ids in the "
+                                "reports (merged by name): the latest row's id is kept")
     plan.assumptions.append("reports carry no organic sales, average position or impression share: organic "
                             "sales are 0 and the other two unknown")
     return plan
@@ -754,6 +810,7 @@ _ADV_TABLES = {  # table -> its ordering for the advertiser's digest
     "keyword_days": "day, keyword_idx",
     "campaign_days": "day, campaign_idx",
     "search_term_days": "day, term_idx",
+    EXTERNAL_IDS_TABLE: "entity_id",
 }
 
 
@@ -797,6 +854,7 @@ def _write(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
 
 def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> ImportSummary:
     assumptions = list(plan.assumptions)
+    conn.execute(EXTERNAL_IDS_SCHEMA)
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     start, end = dt.date.fromisoformat(meta["start_date"]), dt.date.fromisoformat(meta["end_date"])
     found = conn.execute("SELECT idx, id FROM advertisers WHERE name = ? ORDER BY idx", (name,)).fetchall()
@@ -887,9 +945,10 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
     # keywords (matched by ad group, text and match type)
     kw_idx: dict[_KwKey, int] = {}
     kw_bid: dict[_KwKey, float] = {}
+    kw_id: dict[_KwKey, str] = {}
     for key, bid in plan.keywords.items():
         ag_id = group_id[key[:2]]
-        row = conn.execute("SELECT idx, bid FROM keywords WHERE adv = ? AND ad_group_id = ? AND text = ? AND "
+        row = conn.execute("SELECT idx, bid, id FROM keywords WHERE adv = ? AND ad_group_id = ? AND text = ? AND "
                            "match_type = ? ORDER BY idx LIMIT 1", (adv, ag_id, key[2], key[3])).fetchone()
         if row is None:
             n = _next_number(conn, "keywords", "kw_", idx=True)
@@ -898,12 +957,19 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (n, f"kw_{n:07d}", adv, camp_idx[key[0]][1], ag_id, key[2], key[3], value,
                           Status.ENABLED.value))
-            kw_idx[key], kw_bid[key] = n, value
+            kw_idx[key], kw_bid[key], kw_id[key] = n, value, f"kw_{n:07d}"
             new["keywords"] += 1
         else:
             value = bid if bid is not None else row[1]
             conn.execute("UPDATE keywords SET bid = ? WHERE idx = ?", (value, row[0]))
-            kw_idx[key], kw_bid[key] = row[0], value
+            kw_idx[key], kw_bid[key], kw_id[key] = row[0], value, row[2]
+
+    # the console's ids of the campaigns, ad groups and keywords
+    _write_external_ids(conn, adv, [
+        *((camp_idx[c][1], x) for c, x in plan.campaign_ext.items()),
+        *((group_id[g], x) for g, x in plan.ad_group_ext.items()),
+        *((kw_id[k], x) for k, x in plan.keyword_ext.items()),
+    ])
 
     # search terms (matched by keyword and text)
     term_idx: dict[tuple[_KwKey, str], int] = {}
@@ -979,6 +1045,31 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
         search_term_totals=sum(plan.term_days.values(), Funnel()).totals(),
         assumptions=assumptions,
     )
+
+
+def _write_external_ids(conn: sqlite3.Connection, adv: int, pairs: Sequence[tuple[str, str]]) -> None:
+    """Record (store id, console id) pairs. An Amazon id names one entity of a kind (cmp_, ag_, kw_) per
+    advertiser, so the entity that held it before (a renamed campaign, say) loses it."""
+    for entity_id, external_id in pairs:
+        prefix = entity_id.split("_", 1)[0] + "_"
+        conn.execute(
+            f"DELETE FROM {EXTERNAL_IDS_TABLE} WHERE adv = ? AND external_id = ? AND entity_id != ? "
+            "AND substr(entity_id, 1, ?) = ?", (adv, external_id, entity_id, len(prefix), prefix))
+        conn.execute(
+            f"INSERT INTO {EXTERNAL_IDS_TABLE} (adv, entity_id, external_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (entity_id) DO UPDATE SET adv = excluded.adv, external_id = excluded.external_id",
+            (adv, entity_id, external_id))
+
+
+def external_ids(conn: sqlite3.Connection, adv: int) -> dict[str, str]:
+    """The console's ids of one advertiser's entities (store id -> Amazon id); empty where none were imported
+    (and in a generated world, which has no such table)."""
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       (EXTERNAL_IDS_TABLE,)).fetchone()
+    if not has:
+        return {}
+    rows = conn.execute(f"SELECT entity_id, external_id FROM {EXTERNAL_IDS_TABLE} WHERE adv = ?", (adv,))
+    return {str(e): str(x) for e, x in rows}
 
 
 def _by_day(item: tuple[tuple[Any, dt.date], Any]) -> tuple[dt.date, Any]:
