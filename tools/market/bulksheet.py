@@ -43,7 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from tools.errors import AdguideError
-from tools.market.data_model import MatchType, Status
+from tools.market.data_model import AdGroup, MatchType, Status
 from tools.market.store import MarketStore
 
 PRODUCT = "Sponsored Products"
@@ -191,6 +191,13 @@ def export_bulksheet(
             change.created = True
         change.values[field_name] = value  # later records overwrite: the latest value per (entity, field)
 
+    def in_account(what: str, ad_group_id: str) -> AdGroup:
+        group = groups.get(ad_group_id)
+        if group is None or group.campaign_id not in campaigns:
+            raise BulksheetError(f"{what}'s ad group {ad_group_id} (or its campaign) is not in "
+                                 f"{adv.advertiser_id}'s account in {path}; nothing exported", field="entity_id")
+        return group
+
     rows: list[tuple[int, int, Row]] = []  # (section, first record, row)
     by_name = 0
     for entity_id, change in changes.items():
@@ -211,13 +218,7 @@ def export_bulksheet(
             section = 0
         elif entity_id in keywords:
             kw = keywords[entity_id]
-            group = groups.get(kw.ad_group_id)
-            if group is None or group.campaign_id not in campaigns:
-                raise BulksheetError(
-                    f"keyword {entity_id}'s ad group {kw.ad_group_id} (or its campaign) is not in "
-                    f"{adv.advertiser_id}'s account in {path}; nothing exported",
-                    field="entity_id",
-                )
+            group = in_account(f"keyword {entity_id}", kw.ad_group_id)
             named = _parents(row, ext, campaigns[group.campaign_id].id, campaigns[group.campaign_id].name,
                              group.id, group.name)
             target = is_target_expression(kw.text) and not change.created
@@ -244,13 +245,7 @@ def export_bulksheet(
                 section = 1
         else:
             neg = negatives[entity_id]
-            group = groups.get(neg.ad_group_id)
-            if group is None or group.campaign_id not in campaigns:
-                raise BulksheetError(
-                    f"negative keyword {entity_id}'s ad group {neg.ad_group_id} (or its campaign) is not in "
-                    f"{adv.advertiser_id}'s account in {path}; nothing exported",
-                    field="entity_id",
-                )
+            group = in_account(f"negative keyword {entity_id}", neg.ad_group_id)
             named = _parents(row, ext, group.campaign_id, campaigns[group.campaign_id].name, group.id, group.name)
             row.update({
                 "Entity": "Negative Keyword",
