@@ -4,7 +4,9 @@ Variants are worlds that differ from the generated (in-distribution) one in what
 
 - shifted markets (the splits): copies of the world with MarketEvents over the simulator's future days (a
   competitor surge, a seasonal peak). History is left as generated: the market moves *after* the data the
-  agent reads, which is what advice has to survive; the simulator tools see the moved market.
+  agent reads, which is what advice has to survive. The move is written into the copy's truth file: the
+  simulator tools, which run on a market model learned from the history (tools/market/estimate.py), cannot
+  see it; the advice judge (evals/outcomes.py) scores on it.
 - a new category (`new_category`): a world generated, history included, with the same advertiser count,
   days, start date and seed but only the marketplace's held-out categories
   (tools.market.world.HELD_OUT_CATEGORIES: never drawn by default, kept out of every training world). Its

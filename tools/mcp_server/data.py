@@ -1,7 +1,7 @@
 """Data tools: account overview, performance by level, search-term report (reads only, advertiser-scoped).
 
-The search-term report aggregates `SearchTermDay` rows; it never reads `SearchTerm.relevance` or any
-`KeywordMarket` parameter (those are the simulator's hidden truth).
+The search-term report aggregates `SearchTermDay` rows; the hidden truth (search terms' relevance, the true
+`KeywordMarket`s) is not in the store at all: it lives in truth.sqlite, which no tool opens.
 """
 
 from __future__ import annotations
