@@ -185,10 +185,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    from server import batch, chat
+    from server import batch, changes, chat
 
     app.include_router(chat.router)
     app.include_router(batch.router)
+    app.include_router(changes.router)
     _ops_routes(app, settings, metrics)
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     app.add_middleware(RequestContext, settings=settings, metrics=metrics)

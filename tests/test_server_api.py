@@ -141,6 +141,7 @@ CROSS_TENANT = {
     ("POST", "/v1/threads/{thread_id}/messages"), ("POST", "/v1/threads/{thread_id}/confirmation"),
     ("GET", "/v1/charts/bid-landscape"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/{job_id}"),
     ("POST", "/v1/jobs/{job_id}/requeue"), ("GET", "/v1/jobs/{job_id}/results"), ("GET", "/v1/inbox"),
+    ("GET", "/v1/changes/bulksheet"),
 }
 
 
@@ -177,6 +178,19 @@ async def test_one_advertiser_never_sees_another_on_any_endpoint(settings):
         assert r.status_code == 404
         assert (await client.get("/v1/charts/bid-landscape", params={"keyword_id": kw1.id},
                                  headers=ADV1)).status_code == 200
+        # the bulksheet holds the caller's own applied changes only (adv_0001 applied one through the API)
+        tid3 = await new_thread(client, ADV1)
+        new_bid = round(kw1.bid * 1.1, 2)
+        r = await client.post(f"/v1/threads/{tid3}/messages",
+                              json={"message": f"Set the bid of {kw1.id} to ${new_bid}"}, headers=ADV1)
+        token = next(e for e in sse_events(r.text) if e["type"] == "confirmation")["token"]
+        await client.post(f"/v1/threads/{tid3}/confirmation", json={"decision": "confirm", "token": token}, headers=ADV1)
+        assert bid_of(world, kw1.id) == new_bid
+        mine = await client.get("/v1/changes/bulksheet", headers=ADV1)
+        theirs = await client.get("/v1/changes/bulksheet", headers=ADV2)
+        assert mine.headers["x-bulksheet-rows"] == "1" and kw1.text in mine.text
+        assert theirs.headers["x-bulksheet-rows"] == "0" and kw1.text not in theirs.text
+        assert (await client.get("/v1/changes/bulksheet", headers=ADMIN)).status_code == 403
         # batch endpoints are admin-only; the inbox is one's own
         for method, path in [("POST", "/v1/jobs"), ("GET", "/v1/jobs/job_x"), ("POST", "/v1/jobs/job_x/requeue"),
                              ("GET", "/v1/jobs/job_x/results")]:
@@ -430,3 +444,38 @@ def test_serve_commands_refuse_bad_settings():
         run = subprocess.run([sys.executable, "-m", "adguide_cli", *command], env=env, capture_output=True,
                              text=True, timeout=120, cwd=REPO)
         assert run.returncode == 2 and "pg_schema must be a lowercase SQL identifier" in run.stderr, run.stderr
+
+
+async def test_applied_changes_export_as_a_bulksheet_for_the_caller_only(settings):
+    from tools.market.bulksheet import read_bulksheet
+
+    world = settings.world_path
+    assert world is not None
+    kw = keyword_of(world, "adv_0001")
+    new_bid = round(kw.bid * 1.2, 2)
+    async with api_client(settings) as client:
+        empty = await client.get("/v1/changes/bulksheet", headers=ADV1)
+        assert empty.status_code == 200 and empty.headers["content-type"].startswith("text/csv")
+        assert empty.headers["x-bulksheet-rows"] == "0" and empty.text.startswith("Product,Entity,Operation")
+        tid = await new_thread(client)
+        r = await client.post(f"/v1/threads/{tid}/messages", json={"message": f"Set the bid of {kw.id} to ${new_bid}"},
+                              headers=ADV1)
+        token = next(e for e in sse_events(r.text) if e["type"] == "confirmation")["token"]
+        r = await client.post(f"/v1/threads/{tid}/confirmation", json={"decision": "confirm", "token": token},
+                              headers=ADV1)
+        assert bid_of(world, kw.id) == new_bid
+        sheet = await client.get("/v1/changes/bulksheet", headers=ADV1)
+        assert sheet.status_code == 200 and sheet.headers["x-bulksheet-rows"] == "1"
+        path = Path(settings.world_path).with_name("export.csv")
+        path.write_text(sheet.text, encoding="utf-8", newline="")
+        (row,) = read_bulksheet(path)
+        assert (row["Entity"], row["Operation"], row["Bid"], row["Keyword Text"]) == (
+            "Keyword", "Update", f"{new_bid:.2f}", kw.text)
+        # another advertiser sees none of it; a later `since` excludes it; a bad `since` is a clear 422
+        other = await client.get("/v1/changes/bulksheet", headers=ADV2)
+        assert other.status_code == 200 and other.headers["x-bulksheet-rows"] == "0"
+        later = await client.get("/v1/changes/bulksheet", params={"since": "2999-01-01T00:00:00"}, headers=ADV1)
+        assert later.headers["x-bulksheet-rows"] == "0"
+        bad = await client.get("/v1/changes/bulksheet", params={"since": "yesterday-ish"}, headers=ADV1)
+        assert bad.status_code == 422 and "since" in bad.text
+        assert (await client.get("/v1/changes/bulksheet")).status_code == 401

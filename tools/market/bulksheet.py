@@ -330,6 +330,19 @@ def _xlsx_available() -> bool:
     return True
 
 
+def _columns(rows: list[Row]) -> list[str]:
+    return list(dict.fromkeys([*COLUMNS, *(c for r in rows for c in r if c not in COLUMNS)]))
+
+
+def bulksheet_csv(rows: list[Row]) -> str:
+    """The rows as the text of a CSV bulksheet (header first, CRLF lines)."""
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=_columns(rows), restval="", lineterminator="\r\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 def write_bulksheet(rows: list[Row], path: Path | str) -> Path:
     """Write rows as a CSV (.csv) or, where openpyxl is installed, an XLSX (.xlsx) bulksheet; the file appears
     whole or not at all."""
@@ -345,16 +358,11 @@ def write_bulksheet(rows: list[Row], path: Path | str) -> Path:
     if not path.parent.is_dir():
         raise BulksheetError(f"-o {path}: {path.parent} is not a directory", field="out",
                              allowed="a path in an existing directory")
-    columns = list(COLUMNS) + [c for r in rows for c in r if c not in COLUMNS]
-    columns = list(dict.fromkeys(columns))
+    columns = _columns(rows)
     tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
     try:
         if suffix == ".csv":
-            buf = io.StringIO(newline="")
-            w = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\r\n")
-            w.writeheader()
-            w.writerows(rows)
-            tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
+            tmp.write_text(bulksheet_csv(rows), encoding="utf-8", newline="")
         else:
             import openpyxl  # type: ignore[import-untyped, unused-ignore]
 
