@@ -531,7 +531,7 @@ class Response:
     organic_rate: np.ndarray
 
 
-def fit_response(h: History, demand: Demand, rivals: Rivals) -> Response:
+def fit_response(h: History, rivals: Rivals) -> Response:
     k_n = len(h.keywords)
     ll = _decay_loglik(h, fixed_effects=True, jensen=_jensen_ratio(h, rivals))
     decay_prob = np.exp(ll - ll.max())
@@ -743,7 +743,7 @@ def fit_market_model(adv: AdvertiserStore, view: View | str | None = None, *, se
     public_past = [(first_day + (e.start - start).days, first_day + (e.end - start).days, e.name)
                    for e in _public_events(adv, start, end)]
     demand.event_lift = event_lifts(h, demand, public_past)
-    resp = fit_response(h, demand, rivals)
+    resp = fit_response(h, rivals)
     decay = float(DECAY_GRID @ resp.decay_grid_prob)  # posterior mean (flat without positions: the grid's middle)
     drift = _drift(h, demand)
     future = _future_events(adv, demand, end)
