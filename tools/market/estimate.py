@@ -47,7 +47,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import optimize, special
 
-from tools.auction.simulate import N_QUALITY_NODES, MarketArrays, auction_terms, traffic_share_before
+from tools.auction.simulate import (
+    N_QUALITY_NODES,
+    AuctionTerms,
+    MarketArrays,
+    auction_terms,
+    traffic_share_before,
+)
 from tools.market.data_model import Keyword, KeywordMarket, MarketEvent, NegativeKeyword, SearchTerm
 from tools.market.world import apply_negatives, calendar_events, market_for_new_keyword
 
@@ -399,6 +405,17 @@ class Rivals:
     def best(self) -> np.ndarray:
         return np.argmax(self.prob, axis=1)
 
+    def terms_at(self, keywords: np.ndarray, bids: np.ndarray, decay: np.ndarray | float = 1.0) -> AuctionTerms:
+        """Our slot and price at `bids` for `keywords` (both [R]) under each one's most likely rival field,
+        with clicks per search at a top-slot CTR of 1 and the given decay per slot (no event multipliers)."""
+        g = self.best()[keywords]
+        m = _rows(keywords.size, n_rivals=self.n_rivals[keywords, g], rival_bid_mu=self.mu[keywords, g],
+                  rival_bid_sigma=self.sigma[keywords, g], quality=self.quality[keywords, g], ctr_top=1.0,
+                  position_decay=decay, rival_quality_nodes=0.0)
+        m.rival_quality_nodes[:] = quality_nodes(self.qa[keywords, g], self.qb[keywords, g])
+        ones = np.ones(keywords.size)
+        return auction_terms(m, np.arange(keywords.size), bids, ones, ones)
+
 
 def _grid_loss(obs: AuctionObservations, cand: dict[str, np.ndarray]) -> np.ndarray:
     """Squared-error loss [K, G] of every candidate rival field against the observations."""
@@ -538,10 +555,9 @@ def fit_response(h: History, rivals: Rivals) -> Response:
     decay_prob /= decay_prob.sum()
     decay = float(DECAY_GRID[int(np.argmax(decay_prob))])
     # top-slot CTR: recent clicks over the impressions times the fitted auction's expected decay factor
-    best = rivals.best()
     recent = np.arange(h.days.size) >= h.days.size - RECENT_DAYS
     ctr, ctr_clicks = np.zeros(k_n), np.zeros(k_n)
-    factor = _slot_factor(h, rivals, best, decay)
+    factor = _slot_factor(h, rivals, decay)
     for k in range(k_n):
         ok = (np.nan_to_num(h.impressions[k]) > 0)
         use = ok & recent if (ok & recent).any() else ok
@@ -572,21 +588,15 @@ def _jensen_ratio(h: History, rivals: Rivals) -> np.ndarray:
     fitted rival field, for every decay of DECAY_GRID."""
     k_n, g_n = len(h.keywords), DECAY_GRID.size
     bids = np.array([float(b[np.nan_to_num(b) > 0][-1]) if (np.nan_to_num(b) > 0).any() else 0.0 for b in h.bid])
-    best = rivals.best()
     kk = np.repeat(np.arange(k_n), g_n)
     decay = np.tile(DECAY_GRID, k_n)
-    g = best[kk]
-    m = _rows(kk.size, n_rivals=rivals.n_rivals[kk, g], rival_bid_mu=rivals.mu[kk, g],
-              rival_bid_sigma=rivals.sigma[kk, g], quality=rivals.quality[kk, g], ctr_top=1.0,
-              position_decay=decay, rival_quality_nodes=0.0)
-    m.rival_quality_nodes[:] = quality_nodes(rivals.qa[kk, g], rivals.qb[kk, g])
-    t = auction_terms(m, np.arange(kk.size), bids[kk], np.ones(kk.size), np.ones(kk.size))
+    t = rivals.terms_at(kk, bids[kk], decay)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = (t.click_rate / t.p_impression) / decay ** (t.mean_position - 1)
     return np.where(np.isfinite(ratio) & (bids[kk] > 0), ratio, 1.0).reshape(k_n, g_n)
 
 
-def _slot_factor(h: History, rivals: Rivals, best: np.ndarray, decay: float) -> np.ndarray:
+def _slot_factor(h: History, rivals: Rivals, decay: float) -> np.ndarray:
     """[K, D] expected decay^(slot - 1) of an impression at each day's bid under the fitted rival field."""
     k_n, n_days = h.bid.shape
     out = np.ones((k_n, n_days))
@@ -594,13 +604,7 @@ def _slot_factor(h: History, rivals: Rivals, best: np.ndarray, decay: float) -> 
     if ki.size == 0:
         return out
     pairs, inverse = np.unique(np.column_stack([ki, np.round(h.bid[ki, di], 2)]), axis=0, return_inverse=True)
-    kk = pairs[:, 0].astype(np.int64)
-    g = best[kk]
-    m = _rows(kk.size, n_rivals=rivals.n_rivals[kk, g], rival_bid_mu=rivals.mu[kk, g],
-              rival_bid_sigma=rivals.sigma[kk, g], quality=rivals.quality[kk, g], ctr_top=1.0,
-              position_decay=decay, rival_quality_nodes=0.0)
-    m.rival_quality_nodes[:] = quality_nodes(rivals.qa[kk, g], rivals.qb[kk, g])
-    t = auction_terms(m, np.arange(kk.size), pairs[:, 1], np.ones(kk.size), np.ones(kk.size))
+    t = rivals.terms_at(pairs[:, 0].astype(np.int64), pairs[:, 1], decay)
     with np.errstate(invalid="ignore", divide="ignore"):
         f = np.where(t.p_impression > 0, t.click_rate / t.p_impression, 1.0)
     out[ki, di] = f[inverse.ravel()]
@@ -799,16 +803,10 @@ def fit_market_model(adv: AdvertiserStore, view: View | str | None = None, *, se
 def _impression_share_from_auction(h: History, rivals: Rivals) -> None:
     """Reports without impression share (imported accounts): each day's share of searches that showed the ad
     is the fitted auction's at that day's bid (times the share of the day its campaign was served)."""
-    best = rivals.best()
     ki, di = np.nonzero((np.nan_to_num(h.bid) > 0) & (np.nan_to_num(h.impressions) > 0))
     if ki.size == 0:
         return
-    g = best[ki]
-    m = _rows(ki.size, n_rivals=rivals.n_rivals[ki, g], rival_bid_mu=rivals.mu[ki, g],
-              rival_bid_sigma=rivals.sigma[ki, g], quality=rivals.quality[ki, g], ctr_top=1.0, position_decay=1.0,
-              rival_quality_nodes=0.0)
-    m.rival_quality_nodes[:] = quality_nodes(rivals.qa[ki, g], rivals.qb[ki, g])
-    t = auction_terms(m, np.arange(ki.size), h.bid[ki, di], np.ones(ki.size), np.ones(ki.size))
+    t = rivals.terms_at(ki, h.bid[ki, di])
     h.share[ki, di] = np.clip(t.p_impression * h.served[ki, di], 0.02, 1.0)
 
 
