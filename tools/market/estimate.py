@@ -55,7 +55,7 @@ from tools.auction.simulate import (
     traffic_share_before,
 )
 from tools.market.data_model import Keyword, KeywordMarket, MarketEvent, NegativeKeyword, SearchTerm
-from tools.market.world import apply_negatives, calendar_events, market_for_new_keyword
+from tools.market.world import calendar_events, markets_today
 
 if TYPE_CHECKING:
     from tools.market.store import AdvertiserStore
@@ -120,32 +120,10 @@ class MarketModel:
         negatives: list[NegativeKeyword],
         draw: int | None = None,
     ) -> list[KeywordMarket]:
-        """Markets of these keywords as the simulator should run them today: their ad group's negatives
-        applied; a keyword without history takes its ad group's (see market_for_new_keyword)."""
+        """Markets of these keywords as the simulator should run them today (tools.market.world.markets_today:
+        their ad group's negatives applied; a keyword without history takes its ad group's)."""
         source = self.markets if draw is None else self.draws[draw]
-        by_group: dict[str, list[NegativeKeyword]] = defaultdict(list)
-        for n in negatives:
-            by_group[n.ad_group_id].append(n)
-        out = []
-        for kw in keywords:
-            market = source.get(kw.id)
-            terms = self.terms.get(kw.id, [])
-            if market is None:
-                market, terms = self._new_keyword(kw, source)
-                if market is None:
-                    continue
-            negs = by_group.get(kw.ad_group_id, [])
-            out.append(apply_negatives(market, terms, negs)[0] if negs and terms else market)
-        return out
-
-    def _new_keyword(
-        self, kw: Keyword, source: dict[str, KeywordMarket]
-    ) -> tuple[KeywordMarket | None, list[SearchTerm]]:
-        siblings = [(k, source[k.id]) for k in self.keywords_by_group.get(kw.ad_group_id, []) if k.id in source]
-        if not siblings:
-            return None, []
-        known = [(t, source[t.keyword_id]) for ts in self.terms.values() for t in ts if t.keyword_id in source]
-        return market_for_new_keyword(kw.id, kw.text, kw.match_type, siblings, known)
+        return list(markets_today(keywords, source, self.terms, negatives, self.keywords_by_group).values())
 
 
 @dataclass

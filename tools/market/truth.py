@@ -18,14 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tools.errors import AdguideError, UnknownIdError
-from tools.market.data_model import (
-    Experiment,
-    ExperimentTruth,
-    Keyword,
-    KeywordMarket,
-    NegativeKeyword,
-    SearchTerm,
-)
+from tools.market.data_model import Experiment, ExperimentTruth, Keyword, KeywordMarket, SearchTerm
 from tools.market.experiments import ExperimentUnitTruth
 from tools.market.store import AdvertiserStore, connect, parse_date
 from tools.market.world import World, WorldEvent
@@ -118,53 +111,39 @@ class TruthStore:
     def keyword_markets(self, account: AdvertiserStore) -> dict[str, KeywordMarket]:
         """Each of the account's keywords' true market as it stands today: the ad group's negatives applied
         (blocked queries take their share and relevance with them), and a keyword the advertiser added
-        since generation derived from its generated ad-group siblings (tools.market.world.market_for_new_keyword)."""
-        from tools.market.world import apply_negatives, market_for_new_keyword
+        since generation derived from its generated ad-group siblings (tools.market.world.markets_today)."""
+        from tools.market.world import markets_today
 
-        idx = self._conn.execute("SELECT idx FROM advertisers WHERE id = ?", (account.advertiser_id,)).fetchone()
-        if idx is None:
-            raise UnknownIdError(f"advertiser {account.advertiser_id} is not in this truth", field="advertiser_id")
         markets = {
             kw_id: KeywordMarket.model_validate_json(text)
             for kw_id, text in self._conn.execute(
                 "SELECT k.id, m.market FROM keyword_markets m JOIN keywords k ON k.idx = m.keyword_idx WHERE m.adv = ?",
-                (idx[0],),
+                (self._advertiser_idx(account),),
             )
         }
-        hidden = dict(self._conn.execute(
-            "SELECT t.idx, t.share || ',' || t.relevance FROM search_terms t JOIN keywords k ON k.idx = t.keyword_idx"
-            " WHERE k.adv = ?", (idx[0],)))
         terms: dict[str, list[SearchTerm]] = {}
-        for row, (kw_id, text) in sorted(account.query_texts().items()):
-            if row in hidden:
-                share, relevance = (float(x) for x in hidden[row].split(","))
-                terms.setdefault(kw_id, []).append(SearchTerm(keyword_id=kw_id, term=text, share=share,
-                                                              relevance=relevance))
+        for t in self.search_term_truth(account):
+            terms.setdefault(t.keyword_id, []).append(t)
         keywords = account.keywords()
         by_group: dict[str, list[Keyword]] = {}
         for kw in keywords:
             by_group.setdefault(kw.ad_group_id, []).append(kw)
-        known = [(t, markets[t.keyword_id]) for ts in terms.values() for t in ts if t.keyword_id in markets]
-        negatives: dict[str, list[NegativeKeyword]] = {}
-        for n in account.negatives():
-            negatives.setdefault(n.ad_group_id, []).append(n)
-        out = {}
-        for kw in keywords:
-            market, kw_terms = markets.get(kw.id), terms.get(kw.id, [])
-            if market is None:  # added after generation
-                siblings = [(k, markets[k.id]) for k in by_group[kw.ad_group_id] if k.id in markets]
-                if not siblings:
-                    continue
-                market, kw_terms = market_for_new_keyword(kw.id, kw.text, kw.match_type, siblings, known)
-            negs = negatives.get(kw.ad_group_id, [])
-            out[kw.id] = apply_negatives(market, kw_terms, negs)[0] if negs else market
-        return out
+        return markets_today(keywords, markets, terms, account.negatives(), by_group)
 
     def search_term_truth(self, account: AdvertiserStore) -> list[SearchTerm]:
-        """The account's generated queries with their hidden share of the keyword's volume and relevance."""
-        hidden = {r[0]: (r[1], r[2]) for r in self._conn.execute("SELECT idx, share, relevance FROM search_terms")}
+        """The account's generated queries (in row order) with their hidden share of the keyword's volume and
+        relevance; queries added since generation have none."""
+        hidden = {r[0]: (r[1], r[2]) for r in self._conn.execute(
+            "SELECT t.idx, t.share, t.relevance FROM search_terms t JOIN keywords k ON k.idx = t.keyword_idx"
+            " WHERE k.adv = ?", (self._advertiser_idx(account),))}
         return [SearchTerm(keyword_id=kw_id, term=text, share=hidden[row][0], relevance=hidden[row][1])
                 for row, (kw_id, text) in sorted(account.query_texts().items()) if row in hidden]
+
+    def _advertiser_idx(self, account: AdvertiserStore) -> int:
+        row = self._conn.execute("SELECT idx FROM advertisers WHERE id = ?", (account.advertiser_id,)).fetchone()
+        if row is None:
+            raise UnknownIdError(f"advertiser {account.advertiser_id} is not in this truth", field="advertiser_id")
+        return int(row[0])
 
     def events(self, advertiser_id: str | None = None) -> list[WorldEvent]:
         """Advertiser-specific market events (competitor surges and exits, viral trends)."""

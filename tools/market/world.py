@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -853,6 +854,37 @@ def apply_negatives(
     )
     renormalized = [t.model_copy(update={"share": t.share / kept_share}) for t in kept]
     return adjusted, renormalized
+
+
+def markets_today(
+    keywords: Sequence[Keyword],
+    markets: dict[str, KeywordMarket],
+    terms: dict[str, list[SearchTerm]],
+    negatives: Sequence[NegativeKeyword],
+    ad_group_keywords: dict[str, list[Keyword]],
+) -> dict[str, KeywordMarket]:
+    """The markets of `keywords` as the simulator should run them today, from `markets` and their queries
+    (`terms`, by keyword id): a keyword without a market (added since) is derived from those of its ad group's
+    keywords (`ad_group_keywords`) that have one (market_for_new_keyword), and left out when none has; then
+    its ad group's negatives are applied. Serves the true markets (the judge) and the estimated ones (the
+    tools) alike."""
+    negatives_by_group: dict[str, list[NegativeKeyword]] = {}
+    for n in negatives:
+        negatives_by_group.setdefault(n.ad_group_id, []).append(n)
+    known: list[tuple[SearchTerm, KeywordMarket]] | None = None
+    out = {}
+    for kw in keywords:
+        market, kw_terms = markets.get(kw.id), terms.get(kw.id, [])
+        if market is None:
+            siblings = [(k, markets[k.id]) for k in ad_group_keywords.get(kw.ad_group_id, []) if k.id in markets]
+            if not siblings:
+                continue
+            if known is None:
+                known = [(t, markets[t.keyword_id]) for ts in terms.values() for t in ts if t.keyword_id in markets]
+            market, kw_terms = market_for_new_keyword(kw.id, kw.text, kw.match_type, siblings, known)
+        negs = negatives_by_group.get(kw.ad_group_id)
+        out[kw.id] = apply_negatives(market, kw_terms, negs)[0] if negs else market
+    return out
 
 
 def market_for_new_keyword(
