@@ -104,7 +104,7 @@ _models: OrderedDict[tuple[str, str, str, str], MarketModel] = OrderedDict()
 _models_lock = threading.Lock()
 
 
-def market_view(ctx: ToolContext) -> View | None:
+def market_view() -> View | None:
     name = os.environ.get("ADGUIDE_MARKET_VIEW", "").strip().lower()
     return View(name) if name in {v.value for v in View} else None
 
@@ -112,7 +112,7 @@ def market_view(ctx: ToolContext) -> View | None:
 def market_model(ctx: ToolContext) -> MarketModel:
     """The advertiser's estimated market (fit from its history once per world and view, then cached: writes
     change bids and budgets, not the history it is fit on)."""
-    view = market_view(ctx)
+    view = market_view()
     key = (str(ctx.store.path), ctx.store.generation_id, ctx.advertiser_id, view.value if view else "")
     with _models_lock:
         if key in _models:
@@ -230,8 +230,9 @@ def _model_spread(
     out: dict[str, list[float]] = {name: [] for name in ("spend", "sales", "incremental_sales", "incremental_profit")}
     if not sim.keywords:
         return {}
+    negatives = ctx.adv.negatives()  # read once for all the draws
     for d in range(len(model.draws)):
-        markets = _markets(ctx, sim.keywords, d)
+        markets = model.for_keywords(sim.keywords, negatives, d)
         if len(markets) != len(sim.keywords):
             continue
         res = what_if(markets, [0] * len(markets), sim.bids, [sim.campaign.daily_budget], _future_days(ctx, days),
