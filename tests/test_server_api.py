@@ -59,6 +59,18 @@ async def new_thread(client: Any, headers: dict[str, str] = ADV1) -> str:
     return str(r.json()["thread_id"])
 
 
+async def propose_bid(client: Any, tid: str, keyword_id: str, bid: float) -> dict[str, Any]:
+    """Ask adv_0001's thread for a bid change: the proposal's confirmation event (nothing is written yet)."""
+    r = await client.post(f"/v1/threads/{tid}/messages", json={"message": f"Set the bid of {keyword_id} to ${bid}"},
+                          headers=ADV1)
+    return next(e for e in sse_events(r.text) if e["type"] == "confirmation")
+
+
+async def confirm(client: Any, tid: str, token: str) -> Any:
+    return await client.post(f"/v1/threads/{tid}/confirmation", json={"decision": "confirm", "token": token},
+                             headers=ADV1)
+
+
 async def test_turn_streams_tool_activity_and_a_grounded_answer(settings):
     async with api_client(settings) as client:
         tid = await new_thread(client)
@@ -87,18 +99,14 @@ async def test_confirmed_proposal_is_applied_rejected_one_is_not(settings):
     new_bid = round(kw.bid * 1.2, 2)
     async with api_client(settings) as client:
         tid = await new_thread(client)
-        r = await client.post(f"/v1/threads/{tid}/messages", json={"message": f"Set the bid of {kw.id} to ${new_bid}"},
-                              headers=ADV1)
-        proposal = next(e for e in sse_events(r.text) if e["type"] == "confirmation")
+        proposal = await propose_bid(client, tid, kw.id, new_bid)
         assert proposal["changes"][0]["after"] == new_bid and proposal["token"]
         assert bid_of(world, kw.id) == kw.bid  # nothing written before the confirmation
         pending = (await client.get(f"/v1/threads/{tid}", headers=ADV1)).json()["pending"]
         assert pending["token"] == proposal["token"]
-        stale = await client.post(f"/v1/threads/{tid}/confirmation", json={"decision": "confirm", "token": "tok_old"},
-                                  headers=ADV1)
+        stale = await confirm(client, tid, "tok_old")
         assert stale.status_code == 409 and stale.json()["error"]["code"] == "proposal_superseded"
-        r = await client.post(f"/v1/threads/{tid}/confirmation",
-                              json={"decision": "confirm", "token": proposal["token"]}, headers=ADV1)
+        r = await confirm(client, tid, proposal["token"])
         final = next(e for e in sse_events(r.text) if e["type"] == "final")["text"]
         assert "Applied" in final and bid_of(world, kw.id) == new_bid
         again = await client.post(f"/v1/threads/{tid}/confirmation", json={"decision": "confirm"}, headers=ADV1)
@@ -181,10 +189,7 @@ async def test_one_advertiser_never_sees_another_on_any_endpoint(settings):
         # the bulksheet holds the caller's own applied changes only (adv_0001 applied one through the API)
         tid3 = await new_thread(client, ADV1)
         new_bid = round(kw1.bid * 1.1, 2)
-        r = await client.post(f"/v1/threads/{tid3}/messages",
-                              json={"message": f"Set the bid of {kw1.id} to ${new_bid}"}, headers=ADV1)
-        token = next(e for e in sse_events(r.text) if e["type"] == "confirmation")["token"]
-        await client.post(f"/v1/threads/{tid3}/confirmation", json={"decision": "confirm", "token": token}, headers=ADV1)
+        await confirm(client, tid3, (await propose_bid(client, tid3, kw1.id, new_bid))["token"])
         assert bid_of(world, kw1.id) == new_bid
         mine = await client.get("/v1/changes/bulksheet", headers=ADV1)
         theirs = await client.get("/v1/changes/bulksheet", headers=ADV2)
@@ -458,11 +463,7 @@ async def test_applied_changes_export_as_a_bulksheet_for_the_caller_only(setting
         assert empty.status_code == 200 and empty.headers["content-type"].startswith("text/csv")
         assert empty.headers["x-bulksheet-rows"] == "0" and empty.text.startswith("Product,Entity,Operation")
         tid = await new_thread(client)
-        r = await client.post(f"/v1/threads/{tid}/messages", json={"message": f"Set the bid of {kw.id} to ${new_bid}"},
-                              headers=ADV1)
-        token = next(e for e in sse_events(r.text) if e["type"] == "confirmation")["token"]
-        r = await client.post(f"/v1/threads/{tid}/confirmation", json={"decision": "confirm", "token": token},
-                              headers=ADV1)
+        await confirm(client, tid, (await propose_bid(client, tid, kw.id, new_bid))["token"])
         assert bid_of(world, kw.id) == new_bid
         sheet = await client.get("/v1/changes/bulksheet", headers=ADV1)
         assert sheet.status_code == 200 and sheet.headers["x-bulksheet-rows"] == "1"
