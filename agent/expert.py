@@ -421,6 +421,21 @@ def _best_bid(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     return say(text + market_basis(r))
 
 
+def _apply_best_bid(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
+    """The keyword's best bid (as best_bid), proposed as a change: it waits for the user's confirmation."""
+    r = _first(done, "recommend_bid")
+    if r is None or not r.get("feasible", True) or not r.get("bid"):
+        return _best_bid(intent, done)  # the call, or why no bid meets the goal
+    best, now = round(float(r["bid"]), 2), float(r["current_bid"])
+    if abs(best - now) < 0.005:
+        return _best_bid(intent, done)  # already there: the recommendation says so, nothing to change
+    proposal = _first(done, "propose_change")
+    if proposal is None:
+        return call("propose_change", {"action": "set_bid", "id": r["keyword_id"], "value": best})
+    lead = str(_best_bid(intent, done)["content"])
+    return say(proposal_text(proposal, lead))
+
+
 def _allocate(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     r = _first(done, "allocate_budget")
     if r is None:
@@ -634,6 +649,7 @@ PLANS: dict[IntentKind, Callable[[Intent, Sequence[Done]], dict[str, Any]]] = {
     IntentKind.WHAT_IF_BUDGET: lambda i, d: _what_if(i, d, "budget"),
     IntentKind.BID_LANDSCAPE: _landscape,
     IntentKind.BEST_BID: _best_bid,
+    IntentKind.APPLY_BEST_BID: _apply_best_bid,
     IntentKind.ALLOCATE: _allocate,
     IntentKind.FIX_ACOS: _fix_acos,
     IntentKind.FIX_BUDGET: _fix_budget,

@@ -297,7 +297,8 @@ def route_after_planner(state: AgentState) -> Literal["tools", "output_guardrail
 
 _NAME_ERRORS = ("AmbiguousReferenceError", "NoMatchError")
 _WORD = re.compile(r"\w+(?:['&+-]\w+)*|[^\w\s]")  # words (men's, 2-pack) and single punctuation marks
-MAX_NAME_GROWTH = 4  # words of the user's message a name argument may grow by
+MAX_NAME_GROWTH = 5  # words of the user's message a name argument may grow by
+_NAME_JOINERS = frozenset({"+", "&", "/"})  # a lone mark inside a name (ad groups are named "A + B")
 
 
 def longer_names(value: str, user_text: str) -> list[str]:
@@ -315,7 +316,12 @@ def longer_names(value: str, user_text: str) -> list[str]:
             continue
         end = i + len(want)
         for extra in range(1, MAX_NAME_GROWTH + 1):
-            if end + extra > len(words) or not re.match(r"[\w]", words[end + extra - 1]):
+            if end + extra > len(words):
+                break
+            word = words[end + extra - 1]
+            if word in _NAME_JOINERS:  # "Dumbbells + Pull Up Bar": crossed, never the last word
+                continue
+            if not re.match(r"[\w]", word):
                 break
             out.append(" ".join(words[i:end + extra]))
         break

@@ -38,6 +38,7 @@ class IntentKind(StrEnum):
     WHAT_IF_BUDGET = "what_if_budget"  # simulate a campaign at a daily budget
     BID_LANDSCAPE = "bid_landscape"  # a keyword at several bids
     BEST_BID = "best_bid"  # the best bid of a keyword for a goal
+    APPLY_BEST_BID = "apply_best_bid"  # the best bid of a keyword, proposed as a change ("... and set it")
     ALLOCATE = "allocate"  # split a total daily budget across campaigns
     FIX_ACOS = "fix_acos"  # lower ACoS: find the bid change that earns most, propose it
     FIX_BUDGET = "fix_budget"  # budgets: find the budget change that earns most, propose it

@@ -1,35 +1,40 @@
 """The intent router: which intents a seller's message likely means, from the pretrained sentence encoder
-(all-MiniLM-L6-v2, tools/keywords/embeddings.py) and a linear layer trained on the curriculum's train phrasings
-(training/router.py writes it into the model dir as `intent_router.json`).
+(all-MiniLM-L6-v2, tools/keywords/embeddings.py) fine-tuned with a linear head on the curriculum's train phrasings
+(training/router.py writes the head into the model dir as `intent_router.json`, the tuned encoder layers as
+`intent_router.safetensors`; a router without the second file reads the package's encoder as it ships).
 
 The embedded model uses it in two places, both optional and both measured (README, evaluation):
 - **Tool retrieval** (as TinyAgent's tool RAG): on the first step of a turn, when the router is confident and
   every likely intent starts with a tool call, the decoding grammar offers only the tools those intents start
   with and no direct answer. A likely refusal, greeting or reply to the agent leaves the grammar whole.
-- **Written answers**: when the model ends a turn whose calls succeeded, the answer is written from the tool
-  results by the expert's answer for the most likely intent whose plan matches the calls the model made (every
-  figure copied from a result); the model's own text is kept where no such intent exists.
+- **Written answers and plans carried on**: when the model ends a turn whose calls succeeded, the answer is written
+  from the tool results by the expert's answer for the most likely intent whose plan matches the calls the model
+  made (every figure copied from a result); the model's own text is kept where no such intent exists. Where that
+  intent is advice whose plan goes on from the results (find the change that earns most, propose it), the plan's
+  next calls are made instead, and the plan runs to its proposal.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from agent.expert import REFUSALS as REFUSAL_TEXTS
 from agent.expert import Done, step
 from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKind, Kpi, Metric
 
 ROUTER_FILE = "intent_router.json"
+TUNED_FILE = "intent_router.safetensors"  # the encoder's top layers, fine-tuned with the head (training/router.py)
 CONFIDENT_MASS = 0.9  # the likely intents: the fewest whose probabilities add up to this ...
 MAX_LIKELY = 4  # ... and at most this many
 OPEN_MASS = 0.15  # intents answered without tools (refusals, greetings, replies) this likely together: no restriction
-_NO_ANSWER_WRITER = WRITE_INTENTS | {IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET}  # they end in a proposal
+_NO_ANSWER_WRITER = WRITE_INTENTS | {IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET, IntentKind.APPLY_BEST_BID}  # proposals
 
 
 class IntentRouter(BaseModel):
@@ -37,22 +42,87 @@ class IntentRouter(BaseModel):
     coef: list[list[float]]
     intercept: list[float]
     summary: dict[str, Any] = Field(default_factory=dict, description="how it was trained and what it scored")
+    tuned_layers: int = Field(0, ge=0, le=6, description="how many of the encoder's top layers were fine-tuned "
+                                                         "(their weights in TUNED_FILE); 0: the encoder as shipped")
+    _encoder: Any = PrivateAttr(default=None)
 
     @classmethod
     def load(cls, model_dir: Path | str) -> IntentRouter | None:
         path = Path(model_dir) / ROUTER_FILE
-        return cls.model_validate_json(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        router = cls.model_validate_json(path.read_text())
+        if router.tuned_layers:
+            router._encoder = TunedEncoder.load(Path(model_dir) / TUNED_FILE)
+        return router
 
     def predict(self, texts: Sequence[str]) -> list[dict[IntentKind, float]]:
-        from tools.keywords.embeddings import default_embedder
+        if self._encoder is not None:
+            x = self._encoder.encode(list(texts))
+        else:
+            from tools.keywords.embeddings import default_embedder
 
-        x = default_embedder().encode(list(texts))
+            x = default_embedder().encode(list(texts))
         logits = x @ np.asarray(self.coef, dtype=np.float32).T + np.asarray(self.intercept, dtype=np.float32)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         kinds = [IntentKind(c) for c in self.classes]
         return [dict(zip(kinds, map(float, row), strict=True)) for row in p]
+
+
+class TunedEncoder:
+    """all-MiniLM-L6-v2 with its top layers replaced by fine-tuned ones: mean-pooled, unit-length sentence
+    vectors as sentence-transformers makes them. The bottom layers are the package's own weights, so the model
+    dir ships only the layers that changed."""
+
+    MAX_TOKENS = 64
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self._lock = threading.Lock()
+
+    @classmethod
+    def base(cls) -> TunedEncoder:
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        from tools.keywords.embeddings import model_path
+
+        path = model_path()
+        return cls(AutoModel.from_pretrained(path, local_files_only=True).eval(),
+                   AutoTokenizer.from_pretrained(path, local_files_only=True))
+
+    @classmethod
+    def load(cls, path: Path) -> TunedEncoder:
+        from safetensors.torch import load_file
+
+        encoder = cls.base()
+        tuned = load_file(str(path))
+        missing = set(tuned) - set(encoder.model.state_dict())
+        if missing:
+            raise ValueError(f"{path} holds weights the encoder does not have: {sorted(missing)[:3]}")
+        encoder.model.load_state_dict(tuned, strict=False)
+        return encoder
+
+    def forward(self, texts: list[str]) -> Any:
+        """[len(texts), 384] unit vectors, differentiable (training calls it under autograd)."""
+        import torch
+
+        batch = self.tokenizer([" ".join(t.split()) for t in texts], padding=True, truncation=True,
+                               max_length=self.MAX_TOKENS, return_tensors="pt")
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        with self._lock, torch.inference_mode():
+            return np.asarray(self.forward(texts).float().numpy(), dtype=np.float32)
 
 
 @functools.cache
@@ -127,27 +197,50 @@ def _intent_from_calls(kind: IntentKind, done: Sequence[Done]) -> Intent:
     return Intent(kind=kind, **fields)
 
 
-def written_answer(probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None) -> str | None:
-    """The expert's answer for the most likely intent whose plan starts with a tool the model called and that
-    answers from exactly these results; None where no intent fits (the model's own answer stands)."""
+# plans the expert finishes after the model's start (their later arguments all come from results)
+CONTINUED = frozenset({IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET, IntentKind.APPLY_BEST_BID})
+
+
+CONTINUE_SURE = 0.5  # a plan is carried on only for an intent the router reads as more likely than not
+
+
+def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None, *,
+              planning: bool = False) -> dict[str, Any] | None:
+    """When the model ends a turn whose calls ran: the expert's next message for the most likely intent whose plan
+    starts with a tool the model called. That is the answer written from exactly these results (every figure
+    copied from a result), or, for the advice intents whose plans go on from the results (CONTINUED: find the
+    change that earns most, propose it), the plan's next calls, whose arguments all come from results. None where
+    no intent fits (the model's own answer stands) or the turn made a proposal (its answer is the graph's).
+    A plan is carried on only for an intent at least CONTINUE_SURE likely; once carried on (`planning`: this turn
+    holds the plan's own calls), only such a plan goes on, to its end."""
     if not done:
         return None
     called = {d.name for d in done}
     if any(d.name == "propose_change" and d.error is None for d in done):
-        return None  # a proposal's answer is the graph's
+        return None
+    failed = any(d.error is not None for d in done)  # the expert's question back, whatever the intent
     for kind in sorted(probs, key=lambda k: -probs[k]):
         if probs[kind] < 0.01:
             break
-        failed = any(d.error is not None for d in done)  # the expert's question back, whatever the intent
-        if kind in REFUSALS or (kind in _NO_ANSWER_WRITER and not failed) or first_tool(kind) not in called:
+        if kind in REFUSALS or (kind in _NO_ANSWER_WRITER - CONTINUED and not failed) or first_tool(kind) not in called:
+            continue
+        if (kind not in CONTINUED) if planning else (kind in CONTINUED and probs[kind] < CONTINUE_SURE):
             continue
         try:
             message = step(_intent_from_calls(kind, done), done, scope)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):  # results of another shape
             continue
+        if message.get("tool_calls") and kind in CONTINUED and not failed:
+            return message
         if not message.get("tool_calls") and message.get("content"):
-            return str(message["content"])
+            return message
     return None
+
+
+def written_answer(probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None) -> str | None:
+    """next_step's answer, where it is one (None where it is a call or nothing fits)."""
+    message = next_step(probs, done, scope)
+    return str(message["content"]) if message and not message.get("tool_calls") else None
 
 
 def last_user_text(thread: list[dict[str, Any]]) -> str | None:

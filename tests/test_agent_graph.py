@@ -216,6 +216,8 @@ def test_a_name_cut_short_grows_only_within_the_users_own_words():
     assert longer_names("Bath Towels", "raise bath towels, then stop") == []  # never across punctuation
     assert longer_names("yoga", "how is my account doing") == []  # not the user's words: nothing to grow
     assert longer_names("hedge", "focus on 'hedge trimmer gift' (exact)") == ["hedge trimmer", "hedge trimmer gift"]
+    assert longer_names("dumbbells", "block 'refurbished' in Dumbbells + Pull Up Bar") == [
+        "Dumbbells + Pull", "Dumbbells + Pull Up", "Dumbbells + Pull Up Bar"]  # a lone "+" joins an ad group's name
 
 
 async def test_an_ambiguous_name_is_tried_again_as_the_users_longer_phrase(world):

@@ -64,3 +64,23 @@ async def test_fix_acos_proposes_the_cut_that_earns_most(tiny_world_path: Path) 
         cuts = {k: r["gain"]["mean"] for k, r in results.items()
                 if r.get("gain") and r["bid"] < r["current_bid"] - 0.005}
         assert proposed[0]["id"] == max(cuts, key=lambda k: cuts[k])
+
+
+async def test_apply_best_bid_proposes_the_recommended_bid_and_waits(tiny_world_path: Path) -> None:
+    from tools.market.store import MarketStore
+
+    with MarketStore.open(tiny_world_path) as store:
+        keywords = [k for k in store.scoped(ADV).keywords() if ":" not in k.text]
+    for kw in keywords:
+        messages = await _run(tiny_world_path, Intent(kind=IntentKind.APPLY_BEST_BID, keyword=kw.id))
+        calls = _calls(messages)
+        assert calls[0] == ("recommend_bid", {"keyword_id": kw.id})
+        rec = json.loads(messages[1]["content"])
+        if len(calls) == 1:  # already at its best bid (or none meets the goal): said so, nothing proposed
+            assert "best bid" in messages[-1]["content"].lower() or "no bid" in messages[-1]["content"].lower()
+            continue
+        assert calls[1] == ("propose_change", {"action": "set_bid", "id": kw.id, "value": round(rec["bid"], 2)})
+        assert "Proposed:" in messages[-1]["content"] and "confirm" in messages[-1]["content"]
+        break
+    else:
+        pytest.fail("no keyword of the tiny world has a best bid away from its current one")

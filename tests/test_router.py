@@ -10,7 +10,7 @@ import pytest
 
 from agent.expert import turn_done
 from agent.intents import IntentKind
-from agent.router import ROUTER_FILE, IntentRouter, first_step_tools, first_tool, written_answer
+from agent.router import ROUTER_FILE, IntentRouter, first_step_tools, first_tool, next_step, written_answer
 from tests.test_agent_graph import world, world_template  # noqa: F401  (fixtures)
 from tools.mcp_server import connect_in_memory
 
@@ -66,19 +66,83 @@ async def test_a_failed_call_is_answered_with_the_experts_question_back(world): 
     assert text and "zzqx no such thing" in text  # a change that could not be proposed: the same question back
 
 
+async def _more(path: Path, thread: list[dict], message: dict) -> list[dict]:
+    """`thread` with the planned message and its calls' results appended."""
+    thread = [*thread, message]
+    async with connect_in_memory(path, "adv_0001") as session:
+        for c in message["tool_calls"]:
+            result = await session.call_tool(c["function"]["name"], json.loads(c["function"]["arguments"]))
+            thread.append({"role": "tool", "tool_call_id": c["id"], "content": result.content[0].text})
+    return thread
+
+
+async def test_an_advice_plan_goes_on_from_the_models_first_call_to_a_proposal(world):  # noqa: F811
+    """The model starts "lower my acos" with the keywords by spend and stops: the expert's plan goes on (the best
+    bid of the top keywords, then the change that earns most) with arguments taken only from results."""
+    thread = await _turn(world, [("performance", {"level": "keyword", "sort": "spend", "limit": 5})])
+    probs = {K.FIX_ACOS: 0.7, K.WORST_ACOS: 0.2, K.KEYWORDS: 0.1}
+    first = next_step(probs, turn_done(thread), "adv_0001")
+    assert first is not None and {c["function"]["name"] for c in first["tool_calls"]} == {"recommend_bid"}
+    top = {r["id"] for r in turn_done(thread)[0].result["rows"]}
+    assert {json.loads(c["function"]["arguments"])["keyword_id"] for c in first["tool_calls"]} <= top
+    thread = await _more(world, thread, first)
+    second = next_step(probs, turn_done(thread), "adv_0001")
+    assert second is not None
+    if second.get("tool_calls"):  # a cut that earns: proposed (it waits for confirmation in the graph)
+        assert [c["function"]["name"] for c in second["tool_calls"]] == ["propose_change"]
+    else:  # no cut earns: said so, with the keywords it compared
+        assert "keep your bids" in second["content"]
+    # a listing question whose plan starts the same way is answered from the same results, not continued; so is
+    # advice the router reads as less likely than not
+    for unsure in ({K.WORST_ACOS: 0.8, K.FIX_ACOS: 0.2}, {K.FIX_ACOS: 0.45, K.WORST_ACOS: 0.4, K.OVERVIEW: 0.15}):
+        answer = next_step(unsure, turn_done(thread)[:1], "adv_0001")
+        assert answer is not None and not answer.get("tool_calls") and "least efficient" in answer["content"]
+    # once the plan made its own calls, only the plan goes on (no other intent's answer cuts it short)
+    going_on = next_step({K.BEST_BID: 0.6, K.FIX_ACOS: 0.4}, turn_done(thread), "adv_0001", planning=True)
+    assert going_on is not None and _same(going_on, second)
+    assert not _same(next_step({K.BEST_BID: 0.6, K.FIX_ACOS: 0.4}, turn_done(thread), "adv_0001") or {}, second)
+
+
+def _same(a: dict, b: dict) -> bool:
+    """The same message up to call ids."""
+    calls = [[(c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []] for m in (a, b)]
+    return calls[0] == calls[1] and a.get("content") == b.get("content")
+
+
+_FEW = [("how is my account doing", "overview"), ("give me an overview of my ads", "overview"),
+        ("summary of my advertising please", "overview"), ("what should i bid on dog beds", "best_bid"),
+        ("best bid for my yoga mat keyword", "best_bid"), ("which bid makes the most money on towels", "best_bid"),
+        ("write me a poem about cats", "refuse_off_topic"), ("what's the weather tomorrow", "refuse_off_topic")]
+
+
 def test_a_router_trained_on_a_few_phrasings_routes_new_words():
     from training.router import fit
 
-    rows = [("how is my account doing", "overview"), ("give me an overview of my ads", "overview"),
-            ("summary of my advertising please", "overview"), ("what should i bid on dog beds", "best_bid"),
-            ("best bid for my yoga mat keyword", "best_bid"), ("which bid makes the most money on towels", "best_bid"),
-            ("write me a poem about cats", "refuse_off_topic"), ("what's the weather tomorrow", "refuse_off_topic")]
-    router = fit([t for t, _ in rows], [k for _, k in rows])
+    router = fit([t for t, _ in _FEW], [k for _, k in _FEW])
     overview, bid, off = router.predict(["quick recap of how my ads went", "ideal bid for the bamboo cutting board?",
                                          "tell me a joke"])
     assert max(overview, key=overview.__getitem__) == K.OVERVIEW
     assert max(bid, key=bid.__getitem__) == K.BEST_BID
     assert max(off, key=off.__getitem__) == K.REFUSE_OFF_TOPIC
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_router_is_written_and_read_back_routing_the_same(tmp_path):
+    from agent.router import TUNED_FILE
+    from training.router import finetune, fit, save
+
+    texts = [t for t, _ in _FEW] * 2
+    labels = [k for _, k in _FEW] * 2
+    router = fit(texts, labels)
+    tuned = finetune(router, texts, labels, layers=1, epochs=1, batch=4, say=lambda *_: None)
+    assert tuned and {k.split(".")[2] for k in tuned} == {"5"}  # only the top layer ships
+    save(router, tuned, tmp_path)
+    loaded = IntentRouter.load(tmp_path)
+    assert loaded is not None and loaded.tuned_layers == 1
+    for before, after in zip(router.predict(texts), loaded.predict(texts), strict=True):
+        assert max(abs(before[k] - after[k]) for k in before) < 0.02  # fp16 on disk
+    save(router.model_copy(update={"tuned_layers": 0}), {}, tmp_path)  # a linear router leaves no tuned layers
+    assert not (tmp_path / TUNED_FILE).exists()
 
 
 @pytest.mark.slow

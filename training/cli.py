@@ -177,7 +177,7 @@ def export(
     out: Path = typer.Option(..., "--out", help="model dir to write, e.g. training/models/adguide-small"),
     config: str = ConfigOpt, run_dir: Path | None = RunDirOpt,
     router: bool = typer.Option(True, "--router/--no-router",
-                                help="train the intent router (agent/router.py) into --out (~3 min)"),
+                                help="train the intent router (agent/router.py) into --out (~12 min)"),
 ) -> None:
     """Copy the shipped model (chosen by the card stage) and its card into --out, with its intent router."""
     from training.pipeline import StageNotReadyError
@@ -191,7 +191,9 @@ def export(
     if router:
         from training.router import train_router
 
-        summary = train_router(path, run.root / "router", say=_out.print)
+        rc = run.config.router
+        summary = train_router(path, run.root / "router", per_kind=rc.per_kind, advertisers=rc.advertisers,
+                               tune_layers=rc.tune_layers, epochs=rc.epochs, say=_out.print)
         _out.print(f"router: held-out family accuracy {summary['heldout_family_accuracy']:.3f}")
     size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
     _out.print(f"wrote {path} ({size / 2**20:.1f} MiB)", soft_wrap=True)

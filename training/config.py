@@ -85,6 +85,15 @@ class GpuConfig(_Cfg):
     dialogues: int = Field(20_000, ge=1, description="curriculum dialogues trained on")
 
 
+class RouterConfig(_Cfg):
+    """The intent router (training/router.py) that `adguide train export` trains into the model dir."""
+
+    per_kind: int = Field(24, ge=1, le=1000, description="messages per intent and advertiser")
+    advertisers: int = Field(8, ge=1, le=100, description="advertisers per training world")
+    tune_layers: int = Field(6, ge=0, le=6, description="encoder layers fine-tuned with the head (0: linear head)")
+    epochs: int = Field(2, ge=1, le=20)
+
+
 class PipelineConfig(_Cfg):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     curriculum: CurriculumConfig
@@ -92,6 +101,7 @@ class PipelineConfig(_Cfg):
     preferences: PreferenceConfig
     dpo: DPOConfig
     card: CardConfig
+    router: RouterConfig = Field(default_factory=RouterConfig)
     gpu: GpuConfig | None = Field(None, description="set: the pretrained-base recipe instead of the embedded model")
     threads: int = Field(default=2, ge=1, le=256, description="torch threads (1 where other work shares the CPU)")
 
@@ -125,6 +135,7 @@ def preset(name: Preset | str) -> PipelineConfig:
             preferences=PreferenceConfig(n_prompts=3, samples=2, rft_epochs=1, gold_when_none_right=True),
             dpo=DPOConfig(max_steps=2, batch_size=2),
             card=CardConfig(dialogues_per_advertiser=2, advertisers=1),
+            router=RouterConfig(per_kind=2, advertisers=2, tune_layers=1, epochs=1),
             threads=1,
         )
     shipped = PipelineConfig(

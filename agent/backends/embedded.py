@@ -66,6 +66,22 @@ def _names(thread: list[dict[str, Any]]) -> list[str]:
     return found
 
 
+PLAN_CALL = "plan_"  # the id prefix of calls the expert's plan made after the model's start (agent/router.py next_step)
+
+
+def _plan_message(planned: dict[str, Any]) -> AIMessage:
+    return AIMessage(content=planned.get("content") or "", tool_calls=[
+        {"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"]), "id": PLAN_CALL + c["id"],
+         "type": "tool_call"} for c in planned.get("tool_calls") or []])
+
+
+def _in_plan(thread: list[dict[str, Any]]) -> bool:
+    """Whether this turn's calls include the expert plan's own (then the plan, not the model, goes on)."""
+    last_user = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=len(thread))
+    return any(str(c.get("id", "")).startswith(PLAN_CALL) for m in thread[last_user + 1:]
+               for c in m.get("tool_calls") or [])
+
+
 DECISION_SURE = 0.6  # the router's probability of confirm (or reject) that decides a reply by itself
 DECISION_DOUBT = 0.25  # a model's "confirm" is dropped when the router gives "reject" this much
 
@@ -192,6 +208,16 @@ class EmbeddedChatModel(BaseChatModel):
                    for t in tools or []}
         prompt, values = self.prompt_ids(thread, scope)
         probs = self._route(thread)
+        if probs is not None and self.write_answers and _in_plan(thread):
+            from agent.expert import turn_done
+            from agent.router import next_step
+
+            planned = next_step(probs, turn_done(thread), scope, planning=True)  # the plan goes on from its calls
+            if planned is not None:
+                message = _plan_message(planned)
+                message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": 0,
+                                          "total_tokens": len(prompt)}
+                return message
         answer = True
         if probs is not None and self.route_tools and thread and thread[-1].get("role") == "user":
             from agent.router import first_step_tools
@@ -214,11 +240,11 @@ class EmbeddedChatModel(BaseChatModel):
                 message, n_out = self.text_message(decoded, thread, values, retry), n_out + more
         if probs is not None and self.write_answers and not message.tool_calls:
             from agent.expert import turn_done
-            from agent.router import written_answer
+            from agent.router import next_step
 
-            written = written_answer(probs, turn_done(thread), scope)
-            if written:
-                message = AIMessage(content=written)
+            planned = next_step(probs, turn_done(thread), scope)
+            if planned is not None:
+                message = _plan_message(planned)
         message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": n_out,
                                   "total_tokens": len(prompt) + n_out}
         return message

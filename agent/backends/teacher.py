@@ -49,6 +49,8 @@ RULES: list[tuple[IntentKind, re.Pattern[str]]] = [
     (IntentKind.CUT_WORST, re.compile(r"\b(worst|highest) acos\b.*\b(budget|cut|trim|lower|reduce)", re.I)),
     (IntentKind.PAUSE, re.compile(r"\b(pause|stop|kill|turn off|shut off)\b", re.I)),
     (IntentKind.ENABLE, re.compile(r"\b(enable|resume|unpause|reactivate|turn (it )?back on)\b", re.I)),
+    (IntentKind.APPLY_BEST_BID, re.compile(r"\b(best|optimal|right|ideal|should)\b.{0,30}\bbid\b.*\b(set it|set that|"
+                                           r"apply it|line it up|put it in|queue)", re.I)),
     (IntentKind.WHAT_IF_BID, re.compile(r"\b(what if|what happens|what would|simulate|try)\b.*\bbid", re.I)),
     (IntentKind.WHAT_IF_BUDGET, re.compile(r"\b(what if|what happens|what would|simulate|try)\b", re.I)),
     (IntentKind.BID_LANDSCAPE, re.compile(r"\b(landscape|different bids|range of bids|several bids)\b", re.I)),
@@ -150,7 +152,8 @@ def parse(messages: Sequence[dict[str, Any]], scope: str | None) -> Intent:
     prev_id, _ = _previous_entity(messages[: last + 1])
     keyword = kw[0] if kw else _words_after(text, r"\bon", r"\bfor", r"\bkeyword")
     campaign = cmp[0] if cmp else _words_after(text, r"\bthe", r"\bmy", r"\bcampaign")
-    if kind in (IntentKind.WHAT_IF_BID, IntentKind.SET_BID, IntentKind.BEST_BID, IntentKind.BID_LANDSCAPE):
+    if kind in (IntentKind.WHAT_IF_BID, IntentKind.SET_BID, IntentKind.BEST_BID, IntentKind.BID_LANDSCAPE,
+                IntentKind.APPLY_BEST_BID):
         fields["keyword"] = keyword or prev_id
     if kind in (IntentKind.WHAT_IF_BUDGET, IntentKind.SET_BUDGET):
         fields["campaign"] = campaign or prev_id

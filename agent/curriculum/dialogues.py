@@ -39,6 +39,7 @@ WEIGHTS: dict[IntentKind, float] = {
     IntentKind.ENTITY_PERFORMANCE: 2.0, IntentKind.WORST_ACOS: 0.8, IntentKind.BUDGET_CAPPED: 0.8,
     IntentKind.SEARCH_TERMS: 1.2, IntentKind.KPI_CHANGE: 1.5, IntentKind.WHAT_IF_BID: 2.5,
     IntentKind.WHAT_IF_BUDGET: 2.0, IntentKind.BID_LANDSCAPE: 1.0, IntentKind.BEST_BID: 2.5, IntentKind.ALLOCATE: 1.2,
+    IntentKind.APPLY_BEST_BID: 1.0,
     IntentKind.FIX_ACOS: 1.0, IntentKind.FIX_BUDGET: 1.0, IntentKind.CUT_WORST: 1.0,
     IntentKind.EXPERIMENT_EFFECT: 1.5, IntentKind.AB_TEST: 1.2, IntentKind.KEYWORD_IDEAS: 1.0,
     IntentKind.NEGATIVE_IDEAS: 1.0, IntentKind.SET_BID: 2.0, IntentKind.SET_BUDGET: 2.0, IntentKind.PAUSE: 1.5,
@@ -46,9 +47,10 @@ WEIGHTS: dict[IntentKind, float] = {
     IntentKind.REFUSE_OFF_TOPIC: 0.8, IntentKind.REFUSE_HARMFUL: 0.6, IntentKind.REFUSE_OTHER_ACCOUNT: 0.6,
     IntentKind.REFUSE_INJECTION: 0.6,
 }
-PROPOSING = WRITE_INTENTS | {IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET}
+PROPOSING = WRITE_INTENTS | {IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET, IntentKind.APPLY_BEST_BID}
 ENTITY_OF: dict[IntentKind, str] = {
     IntentKind.WHAT_IF_BID: "keyword", IntentKind.SET_BID: "keyword", IntentKind.BEST_BID: "keyword",
+    IntentKind.APPLY_BEST_BID: "keyword",
     IntentKind.BID_LANDSCAPE: "keyword", IntentKind.WHAT_IF_BUDGET: "campaign", IntentKind.SET_BUDGET: "campaign",
     IntentKind.EXPERIMENT_EFFECT: "experiment", IntentKind.AB_TEST: "experiment", IntentKind.KPI_CHANGE: "campaign",
     IntentKind.KEYWORDS: "campaign", IntentKind.KEYWORD_IDEAS: "ad_group", IntentKind.NEGATIVE_IDEAS: "ad_group",
@@ -383,8 +385,8 @@ async def write_dialogue(call_tool: CallTool, ctx: dict[str, Any], rng: Rng, *, 
 # After a turn about one entity, a follow-up that acts on it ("ok do it at 2.25", "yeah pause it").
 ACT_ON: dict[IntentKind, list[IntentKind]] = {
     IntentKind.WHAT_IF_BID: [IntentKind.SET_BID, IntentKind.PAUSE],
-    IntentKind.BEST_BID: [IntentKind.SET_BID],
-    IntentKind.BID_LANDSCAPE: [IntentKind.SET_BID, IntentKind.WHAT_IF_BID],
+    IntentKind.BEST_BID: [IntentKind.SET_BID, IntentKind.APPLY_BEST_BID],
+    IntentKind.BID_LANDSCAPE: [IntentKind.SET_BID, IntentKind.WHAT_IF_BID, IntentKind.APPLY_BEST_BID],
     IntentKind.WHAT_IF_BUDGET: [IntentKind.SET_BUDGET],
 }
 

@@ -67,6 +67,7 @@ SLOTS: dict[IntentKind, dict[str, Any]] = {
                                              ["campaign", "pct_down"]]},
     IntentKind.BID_LANDSCAPE: {"allowed": ["keyword"], "required": [["keyword"]]},
     IntentKind.BEST_BID: {"allowed": ["keyword", "target_acos", "target_roas"], "required": [["keyword"]]},
+    IntentKind.APPLY_BEST_BID: {"allowed": ["keyword", "target_acos", "target_roas"], "required": [["keyword"]]},
     IntentKind.ALLOCATE: {"allowed": ["total"], "required": [[]]},
     IntentKind.FIX_ACOS: {"allowed": [], "required": [[]]},
     IntentKind.FIX_BUDGET: {"allowed": [], "required": [[]]},

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from agent.amounts import normalize_amounts
 from agent.expert import mean, money, pct, signed_money
 from agent.model.text import ACCOUNT, ANSWER, CALL, PENDING, PREV, RESULT, USER, VALUE_REFS, compact_call
 
@@ -346,7 +347,7 @@ def build_prompt_values(messages: Sequence[dict[str, Any]], scope: str, pending:
     refs: dict[str, str] = {}
     if len(turns) >= 2:
         prev = turns[-2]
-        parts.append(f"{PREV} {_words(str(prev[0].get('content') or ''), 50)}")
+        parts.append(f"{PREV} {_words(normalize_amounts(str(prev[0].get('content') or '')), 50)}")
         for rnd in _calls_of(prev):
             for name, args, text in rnd:
                 parts.append(f"{CALL} {compact_call(name, args)} {RESULT} {_resolution(name, args, text)}")
@@ -357,7 +358,7 @@ def build_prompt_values(messages: Sequence[dict[str, Any]], scope: str, pending:
         parts.append(f"{PENDING} {_proposal(pending)}")
     if turns:
         current = turns[-1]
-        parts.append(f"{USER} {_words(str(current[0].get('content') or ''), MAX_USER_WORDS)}")
+        parts.append(f"{USER} {_words(normalize_amounts(str(current[0].get('content') or '')), MAX_USER_WORDS)}")
         for rnd in _calls_of(current):
             for name, args, text in _ordered_results(rnd):
                 parts.append(f"{CALL} {compact_call(name, args)} {RESULT} {tag_values(view(name, text), refs)}")
