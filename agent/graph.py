@@ -582,18 +582,30 @@ class TurnResult(BaseModel):
     stop_reason: str = ""
 
 
-_YES = re.compile(r"^\W*(yes|yep|yeah|yup|ok|okay|sure|confirm(ed)?|go ahead|do it|apply( it)?|approved?|"
+_YES = re.compile(r"^\W*(yes|yep|yeah|yea|ya|yup|ok|okay|k|kk|sure|confirm(ed)?|go ahead|do it|apply( it)?|approved?|"
                   r"sounds good|let'?s do it|please do|go for it)\b[\w\s,!.']{0,40}$", re.I)
 _NO = re.compile(r"^\W*(no|nope|nah|cancel|don'?t|do not|stop|never ?mind|leave it|reject(ed)?|hold off|"
                  r"scrap (it|that))\b[\w\s,!.']{0,40}$", re.I)
 
 
+_LEAD_IN = re.compile(r"^\W*(please|pls|plz|kindly|actually|hmm+|um+|well)\b[\s,]*", re.I)
+# Words that make a reply anything but a plain yes: a model's "confirm" of a reply holding one is not acted on
+_VETO = re.compile(r"\b(cancel\w*|don'?t|do not|not now|no|nope|nah|never ?mind|hold off|scrap|reject\w*|leave it|"
+                   r"stop|wait|undo|revert|instead)\b", re.I)
+
+
 def phrase_decision(message: str) -> str | None:
-    """Short replies that plainly confirm or reject ("yes, go ahead", "no, leave it"); anything else moves on."""
-    text = message.strip()
+    """Short replies that plainly confirm or reject ("yes, go ahead", "please cancel the proposed change");
+    anything else moves on."""
+    text = _LEAD_IN.sub("", message.strip())
     if "?" in text or len(text) > 60:
         return None
-    return "confirm" if _YES.match(text) else "reject" if _NO.match(text) else None
+    return "confirm" if _YES.match(text) and not _VETO.search(text) else "reject" if _NO.match(text) else None
+
+
+def vetoed(message: str) -> bool:
+    """Whether a reply holds a word that makes it anything but a plain yes ("cancel", "don't", "wait")."""
+    return _VETO.search(message) is not None
 
 
 def _openai_tool(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -777,9 +789,13 @@ class Agent:
             history = list((snapshot.values or {}).get("messages", []))
             view = [SystemMessage(content=system_prompt(self.config.advertiser_id)), *history]
             try:
-                return await asyncio.to_thread(decide, view, pending["proposal"], message)
+                decision = await asyncio.to_thread(decide, view, pending["proposal"], message)
             except Exception as exc:  # a model failure must not apply anything: fall back to the phrases
                 log.warning("the model could not read the reply to a proposal: %r", exc)
+                return None
+            if decision == "confirm" and vetoed(message):  # never apply on a reply that may say no
+                return None
+            return decision  # type: ignore[no-any-return]
         return None
 
     async def ask(self, thread_id: str, message: str) -> TurnResult:

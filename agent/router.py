@@ -237,6 +237,26 @@ def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str |
     return None
 
 
+# plans whose next call takes the user's words (cut_worst: the size of the cut), so the model writes it
+MODEL_CONTINUED = frozenset({IntentKind.CUT_WORST})
+
+
+def model_next_tool(probs: dict[IntentKind, float], done: Sequence[Done]) -> str | None:
+    """When the model ends a turn early: the tool the plan of a sure intent (at least CONTINUE_SURE) calls next,
+    for a second decoding that must call it, where that call takes the user's own words (MODEL_CONTINUED)."""
+    kind = max(probs, key=lambda k: probs[k], default=None)
+    if kind not in MODEL_CONTINUED or probs[kind] < CONTINUE_SURE or not done or first_tool(kind) not in {
+            d.name for d in done} or any(d.error is not None or d.name == "propose_change" for d in done):
+        return None
+    placeholder = Intent(kind=kind, relative=-0.1)  # the slots this plan's next call takes from the user's words
+    try:
+        message = step(placeholder, done)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+    calls = message.get("tool_calls") or []
+    return str(calls[0]["function"]["name"]) if calls else None
+
+
 def written_answer(probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None) -> str | None:
     """next_step's answer, where it is one (None where it is a call or nothing fits)."""
     message = next_step(probs, done, scope)

@@ -253,3 +253,21 @@ async def test_a_turns_guardrail_events_come_before_its_final_answer(world):
     kinds = [e["type"] for e in events]
     assert "guardrail" in kinds and kinds[-1] == "final", kinds
     assert max(i for i, k in enumerate(kinds) if k == "guardrail") < kinds.index("final")
+
+
+@pytest.mark.parametrize(("reply", "read"), [
+    ("yes go ahead", "confirm"), ("k go", "confirm"), ("Please apply it.", "confirm"), ("ya do it", "confirm"),
+    ("no, leave it", "reject"), ("Please cancel the proposed change.", "reject"), ("nah", "reject"),
+    ("yes, but wait", None), ("ok and at 2.25?", None), ("what's my acos", None),
+])
+def test_a_plain_reply_to_a_proposal_is_read_by_its_phrase(reply, read):
+    from agent.graph import phrase_decision
+
+    assert phrase_decision(reply) == read
+
+
+def test_a_reply_that_may_say_no_is_never_a_confirmation():
+    from agent.graph import vetoed
+
+    assert vetoed("Please cancel the proposed change.") and vetoed("hmm wait, not now") and vetoed("don't do that")
+    assert not vetoed("yep that's fine, go ahead") and not vetoed("sounds good, apply it")

@@ -10,7 +10,8 @@ import pytest
 
 from agent.expert import turn_done
 from agent.intents import IntentKind
-from agent.router import ROUTER_FILE, IntentRouter, first_step_tools, first_tool, next_step, written_answer
+from agent.router import (ROUTER_FILE, IntentRouter, first_step_tools, first_tool, model_next_tool, next_step,
+                          written_answer)
 from tests.test_agent_graph import world, world_template  # noqa: F401  (fixtures)
 from tools.mcp_server import connect_in_memory
 
@@ -101,6 +102,17 @@ async def test_an_advice_plan_goes_on_from_the_models_first_call_to_a_proposal(w
     going_on = next_step({K.BEST_BID: 0.6, K.FIX_ACOS: 0.4}, turn_done(thread), "adv_0001", planning=True)
     assert going_on is not None and _same(going_on, second)
     assert not _same(next_step({K.BEST_BID: 0.6, K.FIX_ACOS: 0.4}, turn_done(thread), "adv_0001") or {}, second)
+
+
+async def test_a_plan_whose_next_call_takes_the_users_words_is_handed_back_to_the_model(world):  # noqa: F811
+    """"take a fifth off the campaign with the worst acos": after the campaigns by ACoS, the model must write the
+    proposal (the size of the cut is the user's), so its second decoding may only call propose_change."""
+    thread = await _turn(world, [("performance", {"level": "campaign", "sort": "acos", "limit": 5})])
+    done = turn_done(thread)
+    assert model_next_tool({K.CUT_WORST: 0.8, K.CAMPAIGNS: 0.2}, done) == "propose_change"
+    assert model_next_tool({K.CUT_WORST: 0.4, K.CAMPAIGNS: 0.6}, done) is None  # not sure: the model's answer stands
+    assert model_next_tool({K.FIX_ACOS: 0.9, K.CUT_WORST: 0.1}, done) is None  # the expert carries that plan on
+    assert model_next_tool({K.CUT_WORST: 0.9}, []) is None
 
 
 def _same(a: dict, b: dict) -> bool:
