@@ -19,8 +19,8 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     # "2 dollars and 30 cents", "2 bucks 50", "a buck fifty"
     (re.compile(r"\b(\d+)\s*(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})\s*(?:cents?)?\b", re.I),
      r"$\1.\2"),
-    (re.compile(r"\b(?:a|one)\s+(?:dollar|buck)\s*(?:and\s+)?(\d{1,2})\s*(?:cents?)?\b", re.I), r"$1.\1"),
-    (re.compile(r"\b(?:a|one)\s+(?:dollar|buck)\b", re.I), "$1"),
+    (re.compile(r"\b(?:a|one)\s+(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})\s*(?:cents?)?\b", re.I), r"$1.\1"),
+    (re.compile(r"\b(?:a|one)\s+(?:dollars?|bucks?)\b", re.I), "$1"),
     (re.compile(rf"\b{_NUM}\s*(?:dollars?|bucks?|usd)\b", re.I), r"$\1"),
     (re.compile(r"\b(\d{1,2})\s*cents?\b", re.I), r"$0.\1"),
     (re.compile(r"\b(at|to|of)\s+(\d)\s+(\d{2})\b", re.I), r"\1 $\2.\3"),  # "at 2 50" (two fifty)

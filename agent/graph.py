@@ -304,7 +304,8 @@ _NAME_JOINERS = frozenset({"+", "&", "/"})  # a lone mark inside a name (ad grou
 def longer_names(value: str, user_text: str) -> list[str]:
     """The user's own longer phrasings of a name that was cut short: the words of `value` where they stand in the
     user's message, grown to the right one word at a time (up to MAX_NAME_GROWTH, never across punctuation),
-    shortest first. "boho" in "what should I bid on boho storage bins?" -> ["boho storage", "boho storage bins"]."""
+    shortest first. "boho" in "what should I bid on boho storage bins?" -> ["boho storage", "boho storage bins"].
+    A match type the user wrote right after the name comes first: "'duvet cover' (exact)" -> "duvet cover exact"."""
     words = _WORD.findall(user_text)
     lowered = [w.lower() for w in words]
     want = [w.lower() for w in _WORD.findall(value)]
@@ -325,7 +326,10 @@ def longer_names(value: str, user_text: str) -> list[str]:
                 break
             out.append(" ".join(words[i:end + extra]))
         break
-    return out
+    # "'duvet cover' (exact)": the match type the user named after the name narrows keywords (tools/mcp_server/resolve.py)
+    typed = [f"{name} {m.group(1).lower()}" for name in (value, *out)
+             if (m := re.search(re.escape(name) + r"""['"’]?\s*\(?\s*(exact|phrase|broad)\b""", user_text, re.I))]
+    return typed + out
 
 
 async def _with_the_users_longer_name(ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any,

@@ -201,7 +201,24 @@ def _intent_from_calls(kind: IntentKind, done: Sequence[Done]) -> Intent:
 CONTINUED = frozenset({IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET, IntentKind.APPLY_BEST_BID})
 
 
-CONTINUE_SURE = 0.5  # a plan is carried on only for an intent the router reads as more likely than not
+CONTINUE_SURE = 0.5  # a plan is carried on for the router's most likely intent, or one more likely than not
+# advice without slots (nothing of the user's words goes into any call): the router's most likely intent starts
+# the expert's plan itself, so the model cannot start it with a stray call
+SLOTLESS_PLANS = frozenset({IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET})
+
+
+def _sure(probs: dict[IntentKind, float], kind: IntentKind) -> bool:
+    return probs[kind] >= CONTINUE_SURE or kind == max(probs, key=lambda k: probs[k])
+
+
+def planned_start(probs: dict[IntentKind, float], scope: str | None = None) -> dict[str, Any] | None:
+    """The first call of the expert's plan when the router's most likely intent is slot-less advice (SLOTLESS_PLANS);
+    None otherwise (the model starts the turn)."""
+    kind = max(probs, key=lambda k: probs[k], default=None)
+    if kind not in SLOTLESS_PLANS:
+        return None
+    message = step(Intent(kind=kind), [], scope)
+    return message if message.get("tool_calls") else None
 
 
 def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None, *,
@@ -211,8 +228,8 @@ def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str |
     copied from a result), or, for the advice intents whose plans go on from the results (CONTINUED: find the
     change that earns most, propose it), the plan's next calls, whose arguments all come from results. None where
     no intent fits (the model's own answer stands) or the turn made a proposal (its answer is the graph's).
-    A plan is carried on only for an intent at least CONTINUE_SURE likely; once carried on (`planning`: this turn
-    holds the plan's own calls), only such a plan goes on, to its end."""
+    A plan is carried on only for the router's most likely intent or one at least CONTINUE_SURE likely; once carried
+    on (`planning`: this turn holds the plan's own calls), only such a plan goes on, to its end."""
     if not done:
         return None
     called = {d.name for d in done}
@@ -224,7 +241,7 @@ def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str |
             break
         if kind in REFUSALS or (kind in _NO_ANSWER_WRITER - CONTINUED and not failed) or first_tool(kind) not in called:
             continue
-        if (kind not in CONTINUED) if planning else (kind in CONTINUED and probs[kind] < CONTINUE_SURE):
+        if (kind not in CONTINUED) if planning else (kind in CONTINUED and not _sure(probs, kind)):
             continue
         try:
             message = step(_intent_from_calls(kind, done), done, scope)
@@ -242,10 +259,10 @@ MODEL_CONTINUED = frozenset({IntentKind.CUT_WORST})
 
 
 def model_next_tool(probs: dict[IntentKind, float], done: Sequence[Done]) -> str | None:
-    """When the model ends a turn early: the tool the plan of a sure intent (at least CONTINUE_SURE) calls next,
-    for a second decoding that must call it, where that call takes the user's own words (MODEL_CONTINUED)."""
+    """When the model ends a turn early: the tool the plan of the router's most likely intent calls next, for a
+    second decoding that must call it, where that call takes the user's own words (MODEL_CONTINUED)."""
     kind = max(probs, key=lambda k: probs[k], default=None)
-    if kind not in MODEL_CONTINUED or probs[kind] < CONTINUE_SURE or not done or first_tool(kind) not in {
+    if kind not in MODEL_CONTINUED or not done or first_tool(kind) not in {
             d.name for d in done} or any(d.error is not None or d.name == "propose_change" for d in done):
         return None
     placeholder = Intent(kind=kind, relative=-0.1)  # the slots this plan's next call takes from the user's words

@@ -215,9 +215,13 @@ def test_a_name_cut_short_grows_only_within_the_users_own_words():
     assert longer_names("boho", "what should I bid on boho storage bins?") == ["boho storage", "boho storage bins"]
     assert longer_names("Bath Towels", "raise bath towels, then stop") == []  # never across punctuation
     assert longer_names("yoga", "how is my account doing") == []  # not the user's words: nothing to grow
-    assert longer_names("hedge", "focus on 'hedge trimmer gift' (exact)") == ["hedge trimmer", "hedge trimmer gift"]
+    assert longer_names("hedge", "focus on 'hedge trimmer gift' (exact)") == [
+        "hedge trimmer gift exact", "hedge trimmer", "hedge trimmer gift"]
     assert longer_names("dumbbells", "block 'refurbished' in Dumbbells + Pull Up Bar") == [
         "Dumbbells + Pull", "Dumbbells + Pull Up", "Dumbbells + Pull Up Bar"]  # a lone "+" joins an ad group's name
+    assert longer_names("duvet cover", "does 'duvet cover' (exact) sell?") == ["duvet cover exact"]
+    assert longer_names("boho storage", "try 'boho storage bins' (broad) at 3") == [
+        "boho storage bins broad", "boho storage bins"]
 
 
 async def test_an_ambiguous_name_is_tried_again_as_the_users_longer_phrase(world):

@@ -12,6 +12,7 @@ from agent.amounts import normalize_amounts
     ("bid two bucks on adjustable kettlebell", "bid $2 on adjustable kettlebell"),
     ("bidding two dollars and ten cents on it", "bidding $2.10 on it"),
     ("drop my bid by 20 cents", "drop my bid by $0.20"),
+    ("at a bid of one dollars and ten cents instead", "at a bid of $1.10 instead"),
     ("try the yoga mat campaign at seventy a day", "try the yoga mat campaign at 70 a day"),
     ("raise the kettlebell budget from 132 to 172", "raise the kettlebell budget to 172"),
     ("from eighty up to one hundred ten daily", "to 110 daily"),

@@ -10,8 +10,15 @@ import pytest
 
 from agent.expert import turn_done
 from agent.intents import IntentKind
-from agent.router import (ROUTER_FILE, IntentRouter, first_step_tools, first_tool, model_next_tool, next_step,
-                          written_answer)
+from agent.router import (
+    ROUTER_FILE,
+    IntentRouter,
+    first_step_tools,
+    first_tool,
+    model_next_tool,
+    next_step,
+    written_answer,
+)
 from tests.test_agent_graph import world, world_template  # noqa: F401  (fixtures)
 from tools.mcp_server import connect_in_memory
 
@@ -95,7 +102,7 @@ async def test_an_advice_plan_goes_on_from_the_models_first_call_to_a_proposal(w
         assert "keep your bids" in second["content"]
     # a listing question whose plan starts the same way is answered from the same results, not continued; so is
     # advice the router reads as less likely than not
-    for unsure in ({K.WORST_ACOS: 0.8, K.FIX_ACOS: 0.2}, {K.FIX_ACOS: 0.45, K.WORST_ACOS: 0.4, K.OVERVIEW: 0.15}):
+    for unsure in ({K.WORST_ACOS: 0.8, K.FIX_ACOS: 0.2}, {K.WORST_ACOS: 0.45, K.FIX_ACOS: 0.4, K.OVERVIEW: 0.15}):
         answer = next_step(unsure, turn_done(thread)[:1], "adv_0001")
         assert answer is not None and not answer.get("tool_calls") and "least efficient" in answer["content"]
     # once the plan made its own calls, only the plan goes on (no other intent's answer cuts it short)
@@ -110,9 +117,19 @@ async def test_a_plan_whose_next_call_takes_the_users_words_is_handed_back_to_th
     thread = await _turn(world, [("performance", {"level": "campaign", "sort": "acos", "limit": 5})])
     done = turn_done(thread)
     assert model_next_tool({K.CUT_WORST: 0.8, K.CAMPAIGNS: 0.2}, done) == "propose_change"
-    assert model_next_tool({K.CUT_WORST: 0.4, K.CAMPAIGNS: 0.6}, done) is None  # not sure: the model's answer stands
+    assert model_next_tool({K.CUT_WORST: 0.4, K.CAMPAIGNS: 0.6}, done) is None  # not the likeliest: the answer stands
     assert model_next_tool({K.FIX_ACOS: 0.9, K.CUT_WORST: 0.1}, done) is None  # the expert carries that plan on
     assert model_next_tool({K.CUT_WORST: 0.9}, []) is None
+
+
+def test_slotless_advice_the_router_reads_as_likeliest_starts_the_experts_plan():
+    from agent.router import planned_start
+
+    start = planned_start({K.FIX_BUDGET: 0.3, K.OVERVIEW: 0.25, K.BUDGET_CAPPED: 0.2, K.ALLOCATE: 0.25})
+    assert start is not None and [c["function"]["name"] for c in start["tool_calls"]] == ["account_overview"]
+    assert planned_start({K.FIX_ACOS: 0.6, K.WORST_ACOS: 0.4}) is not None
+    assert planned_start({K.OVERVIEW: 0.5, K.FIX_ACOS: 0.45, K.GREETING: 0.05}) is None  # not the likeliest
+    assert planned_start({K.BEST_BID: 0.9, K.FIX_ACOS: 0.1}) is None  # a plan with slots: the model starts it
 
 
 def _same(a: dict, b: dict) -> bool:

@@ -69,10 +69,12 @@ def _names(thread: list[dict[str, Any]]) -> list[str]:
 PLAN_CALL = "plan_"  # the id prefix of calls the expert's plan made after the model's start (agent/router.py next_step)
 
 
-def _plan_message(planned: dict[str, Any]) -> AIMessage:
+def _plan_message(planned: dict[str, Any], prompt_tokens: int = 0) -> AIMessage:
+    """The expert plan's message as the graph's (its calls marked as the plan's); the model wrote nothing."""
     return AIMessage(content=planned.get("content") or "", tool_calls=[
         {"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"]), "id": PLAN_CALL + c["id"],
-         "type": "tool_call"} for c in planned.get("tool_calls") or []])
+         "type": "tool_call"} for c in planned.get("tool_calls") or []],
+        usage_metadata={"input_tokens": prompt_tokens, "output_tokens": 0, "total_tokens": prompt_tokens})
 
 
 def _in_plan(thread: list[dict[str, Any]]) -> bool:
@@ -214,10 +216,13 @@ class EmbeddedChatModel(BaseChatModel):
 
             planned = next_step(probs, turn_done(thread), scope, planning=True)  # the plan goes on from its calls
             if planned is not None:
-                message = _plan_message(planned)
-                message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": 0,
-                                          "total_tokens": len(prompt)}
-                return message
+                return _plan_message(planned, len(prompt))
+        if probs is not None and self.write_answers and thread and thread[-1].get("role") == "user":
+            from agent.router import planned_start
+
+            start = planned_start(probs, scope)  # slot-less advice: the expert's plan starts, and goes on
+            if start is not None:
+                return _plan_message(start, len(prompt))
         answer = True
         if probs is not None and self.route_tools and thread and thread[-1].get("role") == "user":
             from agent.router import first_step_tools
