@@ -598,13 +598,26 @@ _VETO = re.compile(r"\b(cancel\w*|don'?t|do not|not now|no|nope|nah|never ?mind|
                    r"stop|wait|undo|revert|instead)\b", re.I)
 
 
+# Words of assent: a reply that starts with a yes is a plain yes only when nothing else follows
+_ASSENT = frozenset({
+    "yes", "yep", "yeah", "yea", "ya", "yup", "ok", "okay", "k", "kk", "sure", "confirm", "confirmed", "go",
+    "ahead", "do", "it", "apply", "applied", "approve", "approved", "sounds", "good", "great", "fine", "perfect",
+    "right", "looks", "that", "that's", "it's", "this", "is", "please", "pls", "plz", "thanks", "thank", "you",
+    "thx", "now", "then", "and", "let's", "lets", "for", "the", "change", "go-ahead", "with", "all", "set", "cool",
+    "alright", "proceed", "i", "agree", "me", "by", "works", "love",
+})
+
+
 def phrase_decision(message: str) -> str | None:
     """Short replies that plainly confirm or reject ("yes, go ahead", "please cancel the proposed change");
     anything else moves on."""
     text = _LEAD_IN.sub("", message.strip())
     if "?" in text or len(text) > 60:
         return None
-    return "confirm" if _YES.match(text) and not _VETO.search(text) else "reject" if _NO.match(text) else None
+    if _YES.match(text) and not _VETO.search(text):
+        # only words of assent may follow: "ok now show me my keywords" is a new request, not a yes
+        return "confirm" if set(re.findall(r"[a-z']+", text.lower())) <= _ASSENT else None
+    return "reject" if _NO.match(text) else None
 
 
 def vetoed(message: str) -> bool:

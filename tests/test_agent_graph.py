@@ -263,6 +263,8 @@ async def test_a_turns_guardrail_events_come_before_its_final_answer(world):
     ("yes go ahead", "confirm"), ("k go", "confirm"), ("Please apply it.", "confirm"), ("ya do it", "confirm"),
     ("no, leave it", "reject"), ("Please cancel the proposed change.", "reject"), ("nah", "reject"),
     ("yes, but wait", None), ("ok and at 2.25?", None), ("what's my acos", None),
+    ("ok now show me my keywords", None), ("sure, what about the towels campaign", None),
+    ("yep that's fine, go ahead", "confirm"), ("ok sounds good, apply it thanks", "confirm"),
 ])
 def test_a_plain_reply_to_a_proposal_is_read_by_its_phrase(reply, read):
     from agent.graph import phrase_decision
