@@ -588,14 +588,14 @@ class TurnResult(BaseModel):
 
 _YES = re.compile(r"^\W*(yes|yep|yeah|yea|ya|yup|ok|okay|k|kk|sure|confirm(ed)?|go ahead|do it|apply( it)?|approved?|"
                   r"sounds good|let'?s do it|please do|go for it)\b[\w\s,!.']{0,40}$", re.I)
-_NO = re.compile(r"^\W*(no|nope|nah|cancel|don'?t|do not|stop|never ?mind|leave it|reject(ed)?|hold off|"
-                 r"scrap (it|that))\b[\w\s,!.']{0,40}$", re.I)
+_NO_WORDS = r"no|nope|nah|cancel|don'?t|do not|stop|never ?mind|leave it|reject(ed)?|hold off|scrap (it|that)"
+_NO = re.compile(rf"^\W*({_NO_WORDS})\b[\w\s,!.']{{0,40}}$", re.I)
 
 
 _LEAD_IN = re.compile(r"^\W*(please|pls|plz|kindly|actually|hmm+|um+|well)\b[\s,]*", re.I)
-# Words that make a reply anything but a plain yes: a model's "confirm" of a reply holding one is not acted on
-_VETO = re.compile(r"\b(cancel\w*|don'?t|do not|not now|no|nope|nah|never ?mind|hold off|scrap|reject\w*|leave it|"
-                   r"stop|wait|undo|revert|instead)\b", re.I)
+# Words that make a reply anything but a plain yes (the no-words, and a few that only hold it back): a model's
+# "confirm" of a reply holding one is not acted on
+_VETO = re.compile(rf"\b({_NO_WORDS}|cancel\w*|reject\w*|scrap|not now|wait|undo|revert|instead)\b", re.I)
 
 
 # Words of assent: a reply that starts with a yes is a plain yes only when nothing else follows

@@ -207,14 +207,18 @@ CONTINUE_SURE = 0.5  # a plan is carried on for the router's most likely intent,
 SLOTLESS_PLANS = frozenset({IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET})
 
 
+def _likeliest(probs: dict[IntentKind, float]) -> IntentKind | None:
+    return max(probs, key=lambda k: probs[k], default=None)
+
+
 def _sure(probs: dict[IntentKind, float], kind: IntentKind) -> bool:
-    return probs[kind] >= CONTINUE_SURE or kind == max(probs, key=lambda k: probs[k])
+    return probs[kind] >= CONTINUE_SURE or kind == _likeliest(probs)
 
 
 def planned_start(probs: dict[IntentKind, float], scope: str | None = None) -> dict[str, Any] | None:
     """The first call of the expert's plan when the router's most likely intent is slot-less advice (SLOTLESS_PLANS);
     None otherwise (the model starts the turn)."""
-    kind = max(probs, key=lambda k: probs[k], default=None)
+    kind = _likeliest(probs)
     if kind not in SLOTLESS_PLANS:
         return None
     message = step(Intent(kind=kind), [], scope)
@@ -261,7 +265,7 @@ MODEL_CONTINUED = frozenset({IntentKind.CUT_WORST})
 def model_next_tool(probs: dict[IntentKind, float], done: Sequence[Done]) -> str | None:
     """When the model ends a turn early: the tool the plan of the router's most likely intent calls next, for a
     second decoding that must call it, where that call takes the user's own words (MODEL_CONTINUED)."""
-    kind = max(probs, key=lambda k: probs[k], default=None)
+    kind = _likeliest(probs)
     if kind not in MODEL_CONTINUED or not done or first_tool(kind) not in {
             d.name for d in done} or any(d.error is not None or d.name == "propose_change" for d in done):
         return None

@@ -191,9 +191,7 @@ def export(
     if router:
         from training.router import train_router
 
-        rc = run.config.router
-        summary = train_router(path, run.root / "router", per_kind=rc.per_kind, advertisers=rc.advertisers,
-                               tune_layers=rc.tune_layers, epochs=rc.epochs, say=_out.print)
+        summary = train_router(path, run.root / "router", run.config.router, say=_out.print)
         _out.print(f"router: held-out family accuracy {summary['heldout_family_accuracy']:.3f}")
     size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
     _out.print(f"wrote {path} ({size / 2**20:.1f} MiB)", soft_wrap=True)

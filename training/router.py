@@ -27,6 +27,7 @@ import numpy as np
 from agent.curriculum.phrasings import Section
 from agent.intents import IntentKind
 from agent.router import ROUTER_FILE, TUNED_FILE, IntentRouter
+from training.config import RouterConfig
 
 
 async def _messages(world: Path, advertiser: str, per_kind: int, seed: int, heldout: bool) -> list[tuple[str, str]]:
@@ -86,18 +87,19 @@ def finetune(router: IntentRouter, texts: list[str], labels: list[str], *, layer
     import torch
 
     from agent.router import TunedEncoder
+    from tools.keywords.embeddings import EMBEDDING_DIM
 
     torch.manual_seed(seed)
     encoder = TunedEncoder.base()
     model = encoder.model
     model.requires_grad_(False)
     n_layers = len(model.encoder.layer)
-    tuned = [f"encoder.layer.{i}." for i in range(n_layers - layers, n_layers)]
-    for i in range(n_layers - layers, n_layers):
+    tuned = range(n_layers - layers, n_layers)
+    for i in tuned:
         model.encoder.layer[i].requires_grad_(True)
     index = {c: i for i, c in enumerate(router.classes)}
     y = torch.tensor([index[label] for label in labels])
-    head = torch.nn.Linear(384, len(router.classes))
+    head = torch.nn.Linear(EMBEDDING_DIM, len(router.classes))
     with torch.no_grad():
         head.weight.copy_(torch.tensor(router.coef))
         head.bias.copy_(torch.tensor(router.intercept))
@@ -130,7 +132,8 @@ def finetune(router: IntentRouter, texts: list[str], labels: list[str], *, layer
     router.tuned_layers = layers
     router._encoder = encoder
     # fp16 on disk (half the size; the router reads them back as fp32 and routes the same)
-    return {k: v.detach().half().contiguous() for k, v in model.state_dict().items() if k.startswith(tuple(tuned))}
+    prefixes = tuple(f"encoder.layer.{i}." for i in tuned)
+    return {k: v.detach().half().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
 
 
 def accuracy(router: IntentRouter, rows: list[tuple[str, str]]) -> float:
@@ -138,19 +141,19 @@ def accuracy(router: IntentRouter, rows: list[tuple[str, str]]) -> float:
     return float(np.mean([max(p, key=p.__getitem__) == label for p, (_, label) in zip(probs, rows, strict=True)]))
 
 
-def train_router(model_dir: Path, work: Path, *, per_kind: int = 24, advertisers: int = 8, c: float = 4.0,
-                 tune_layers: int = 6, epochs: int = 2, say: Any = print) -> dict[str, Any]:
+def train_router(model_dir: Path, work: Path, cfg: RouterConfig | None = None, *, c: float = 4.0,
+                 say: Any = print) -> dict[str, Any]:
     """Train the router on the train families of two fresh training worlds (under `work`) and write it into
-    `model_dir`: a linear head on the frozen encoder, then (tune_layers > 0) the encoder's top layers fine-tuned
+    `model_dir`: a linear head on the frozen encoder, then (cfg.tune_layers > 0) the encoder's top layers fine-tuned
     with it. Returns its summary (accuracy on the train messages and on the held-out families)."""
     from training.curriculum import CurriculumConfig, make_worlds
 
+    cfg = cfg or RouterConfig()
     t0 = time.time()
-    cfg = CurriculumConfig(n_worlds=2, advertisers_per_world=advertisers, days=30)
-    worlds = make_worlds(cfg, work / "worlds")
+    worlds = make_worlds(CurriculumConfig(n_worlds=2, advertisers_per_world=cfg.advertisers, days=30), work / "worlds")
     say(f"router: worlds ready ({time.time() - t0:.0f} s)")
-    train = collect(worlds, per_kind=per_kind, seed=1, heldout=False, advertisers=advertisers)
-    held = collect(worlds[:1], per_kind=max(3, per_kind // 3), seed=2, heldout=True, advertisers=advertisers)
+    train = collect(worlds, per_kind=cfg.per_kind, seed=1, heldout=False, advertisers=cfg.advertisers)
+    held = collect(worlds[:1], per_kind=max(3, cfg.per_kind // 3), seed=2, heldout=True, advertisers=cfg.advertisers)
     say(f"router: {len(train)} train messages, {len(held)} from held-out families ({time.time() - t0:.0f} s)")
     router = fit([t for t, _ in train], [k for _, k in train], c=c)
     summary: dict[str, Any] = {"train_messages": len(train), "heldout_messages": len(held), "C": c,
@@ -158,10 +161,10 @@ def train_router(model_dir: Path, work: Path, *, per_kind: int = 24, advertisers
     say(f"router: linear head on the frozen encoder: held-out family accuracy "
         f"{summary['linear_heldout_family_accuracy']:.3f} ({time.time() - t0:.0f} s)")
     tuned: dict[str, Any] = {}
-    if tune_layers:
-        tuned = finetune(router, [t for t, _ in train], [k for _, k in train], layers=tune_layers, epochs=epochs,
-                         say=say)
-        summary |= {"tuned_layers": tune_layers, "epochs": epochs}
+    if cfg.tune_layers:
+        tuned = finetune(router, [t for t, _ in train], [k for _, k in train], layers=cfg.tune_layers,
+                         epochs=cfg.epochs, say=say)
+        summary |= {"tuned_layers": cfg.tune_layers, "epochs": cfg.epochs}
     summary |= {"train_accuracy": round(accuracy(router, train), 4),
                 "heldout_family_accuracy": round(accuracy(router, held), 4), "seconds": round(time.time() - t0, 1)}
     router.summary = summary
@@ -183,18 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="the model dir to write intent_router.json into")
     p.add_argument("--work", type=Path, default=Path("runs/router"), help="where the training worlds go")
-    p.add_argument("--per-kind", type=int, default=24, help="messages per intent and advertiser")
-    p.add_argument("--advertisers", type=int, default=8, help="advertisers per world")
+    shipped = RouterConfig()  # the recipe's defaults (training/config.py)
+    p.add_argument("--per-kind", type=int, default=shipped.per_kind, help="messages per intent and advertiser")
+    p.add_argument("--advertisers", type=int, default=shipped.advertisers, help="advertisers per world")
     p.add_argument("-C", type=float, default=4.0, help="inverse regularisation of the logistic regression")
-    p.add_argument("--tune-layers", type=int, default=6, choices=range(7),
+    p.add_argument("--tune-layers", type=int, default=shipped.tune_layers, choices=range(7),
                    help="fine-tune the encoder's top N layers with the head (0: a linear head on the frozen encoder)")
-    p.add_argument("--epochs", type=int, default=2, help="fine-tuning passes over the messages")
+    p.add_argument("--epochs", type=int, default=shipped.epochs, help="fine-tuning passes over the messages")
     args = p.parse_args(argv)
     if not args.out.is_dir():
         print(f"error: {args.out} is not a model dir", file=sys.stderr)
         return 2
-    summary = train_router(args.out, args.work, per_kind=args.per_kind, advertisers=args.advertisers, c=args.C,
-                           tune_layers=args.tune_layers, epochs=args.epochs)
+    cfg = RouterConfig(per_kind=args.per_kind, advertisers=args.advertisers, tune_layers=args.tune_layers,
+                       epochs=args.epochs)
+    summary = train_router(args.out, args.work, cfg, c=args.C)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -245,21 +245,19 @@ class EmbeddedChatModel(BaseChatModel):
                 message, n_out = self.text_message(decoded, thread, values, retry), n_out + more
         if probs is not None and self.write_answers and not message.tool_calls:
             from agent.expert import turn_done
-            from agent.router import model_next_tool
+            from agent.router import model_next_tool, next_step
 
-            tool = model_next_tool(probs, turn_done(thread))
+            done = turn_done(thread)
+            tool = model_next_tool(probs, done)
             if tool is not None and tool in schemas:  # the plan's next call takes the user's words: the model's
                 forced = {tool: schemas[tool]}
                 decoded, more = self._decode(prompt, forced, pending=False, temperature=temperature,
                                              generator=generator, deadline=deadline, answer=False)
                 message, n_out = self.text_message(decoded, thread, values, forced), n_out + more
-        if probs is not None and self.write_answers and not message.tool_calls:
-            from agent.expert import turn_done
-            from agent.router import next_step
-
-            planned = next_step(probs, turn_done(thread), scope)
-            if planned is not None:
-                message = _plan_message(planned)
+            if not message.tool_calls:
+                planned = next_step(probs, done, scope)
+                if planned is not None:
+                    message = _plan_message(planned)
         message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": n_out,
                                   "total_tokens": len(prompt) + n_out}
         return message
