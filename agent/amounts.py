@@ -11,6 +11,7 @@ are read by text2num (`alpha2digit`, a well-kept Rust parser); money and fractio
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _FRACTIONS = {"half": "50%", "third": "33%", "quarter": "25%", "fifth": "20%", "tenth": "10%"}
 _FRACTION = re.compile(r"\b(?:a|one)\s+(half|third|quarter|fifth|tenth)\b", re.I)
@@ -40,3 +41,64 @@ def normalize_amounts(text: str) -> str:
         out = pattern.sub(replacement, out)
     out = re.sub(r"\$(\d+)\.(\d)\b", r"$\1.\g<2>0", out)  # "$1.5" -> "$1.50"
     return out
+
+
+_DOWN = re.compile(r"\b(cut|lower|reduce|drop|trim|decrease|less|down|shave|slash|take|knock|minus)\b", re.I)
+_UP = re.compile(r"\b(raise|increase|more|up|bump|add|boost|higher|grow|extra|plus)\b", re.I)
+
+
+def _sign(text: str, default: float) -> float:
+    """-1 for a change down, 1 for up; `default` where the words say both or neither."""
+    down, up = _DOWN.search(text) is not None, _UP.search(text) is not None
+    return -1.0 if down and not up else 1.0 if up and not down else default
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent|pct)", re.I)
+_FIGURE = re.compile(r"(?<![\w.])\$?(\d+(?:\.\d+)?)(?!\s*(?:%|percent|pct|days?|weeks?|months?|x\b)|[\d.]*\w)", re.I)
+_BY_AMOUNT = re.compile(r"\bby\s+\$?(\d+(?:\.\d+)?)(?!\s*(?:%|percent|pct))", re.I)
+
+
+def relative_change(text: str, sign: float = 1.0) -> float | None:
+    """A change by a fraction in an already normalized message: "double" 1.0, "halve" -0.5, "cut it by 20%" -0.2
+    (`sign` where the words do not say which way)."""
+    if re.search(r"\b(double|twice)\b", text, re.I):
+        return 1.0
+    if re.search(r"\b(halve|half)\b", text, re.I):
+        return -0.5
+    m = _PERCENT.search(text)
+    if m is None:
+        return None
+    return _sign(text, sign) * float(m.group(1)) / 100
+
+
+def figures(text: str) -> list[float]:
+    """The amounts an already normalized message names as figures (not percentages, periods or multiples)."""
+    return [float(x) for x in _FIGURE.findall(text)]
+
+
+AMOUNT_ARGS = ("value", "relative_change", "change_by")
+
+
+def ground_change(args: dict[str, Any], message: str, known: set[float]) -> dict[str, Any] | None:
+    """A model's set_bid / set_budget proposal or bid / budget what-if with its amount taken from the user's words:
+    a value the message (or `known`: earlier figures, results) holds stays; a change by a fraction ("double it", "a fifth less")
+    becomes relative_change, a change by an amount ("20 cents lower") change_by; a lone figure in the message
+    is the value. None where the message names no amount at all (the model made one up)."""
+    if args.get("action") not in ("set_bid", "set_budget") and args.get("change") not in ("bid", "budget"):
+        return args
+    text = normalize_amounts(message)
+    rest = {k: v for k, v in args.items() if k not in AMOUNT_ARGS}
+    given = next((float(args[k]) for k in ("relative_change", "change_by") if isinstance(args.get(k), int | float)), 1.0)
+    sign = -1.0 if given < 0 else 1.0
+    rel, named = relative_change(text, sign), figures(text)
+    by = _BY_AMOUNT.search(text)
+    if by is not None and rel is None:
+        return rest | {"change_by": _sign(text, sign) * float(by.group(1))}
+    value = args.get("value")
+    if isinstance(value, int | float) and any(abs(value - x) < 0.005 for x in (*named, *known)) and rel is None:
+        return args
+    if rel is not None:
+        return rest | {"relative_change": rel}
+    if len(set(named)) == 1:
+        return rest | {"value": named[0]}
+    if not named and (value is not None or args.get("relative_change") is not None):
+        return None  # an amount the message does not name
+    return args  # several figures, none the model's: nothing better to offer (or no amount: the tool says so)

@@ -148,6 +148,28 @@ def turn_done(messages: Sequence[dict[str, Any]]) -> list[Done]:
     return done
 
 
+def previous_change(messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """"Ok do that" with no proposal waiting: the change the previous turn simulated (what_if) or recommended
+    (recommend_bid), as a proposal call; None when that turn did neither (or recommends no change)."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+    before = max((i for i, m in enumerate(messages[:last_user]) if m.get("role") == "user"), default=-1)
+    if before < 0:
+        return None
+    for d in reversed(turn_done(messages[:last_user])):
+        if d.error is not None or not isinstance(d.result, dict):
+            continue
+        if d.name == "what_if" and isinstance(d.result.get("change"), dict):
+            c = d.result["change"]
+            action = {"bid": "set_bid", "daily_budget": "set_budget"}.get(str(c.get("field")))
+            if action and c.get("id") and isinstance(c.get("after"), int | float):
+                return call("propose_change", {"action": action, "id": c["id"], "value": round(float(c["after"]), 2)})
+        if d.name == "recommend_bid" and d.result.get("feasible", True) and d.result.get("bid"):
+            best = round(float(d.result["bid"]), 2)
+            if abs(best - float(d.result.get("current_bid") or 0)) >= 0.005:
+                return call("propose_change", {"action": "set_bid", "id": d.result["keyword_id"], "value": best})
+    return None
+
+
 def _first(done: Sequence[Done], name: str) -> Any:
     return next((d.result for d in done if d.name == name and d.error is None), None)
 

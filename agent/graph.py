@@ -332,6 +332,40 @@ def longer_names(value: str, user_text: str) -> list[str]:
     return typed + out
 
 
+_QUOTED = re.compile(r"""(?<!\w)['"‘“]([^'"‘’“”]{2,80}?)['"’”](?!\w)\s*(?:\(?\s*(exact|phrase|broad)\b)?""", re.I)
+_NAME_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "experiment_id", "id")
+
+
+def quoted_name(value: str, user_text: str) -> str | None:
+    """The whole name the user put in quotes where the model copied only part of it: "zenware" for "is 'zenware
+    lawn mower' (exact) selling?" -> "zenware lawn mower exact" (with the match type written after it); None where
+    no single quoted name holds the value, or the value is that name already."""
+    core = re.sub(r"\s+(exact|phrase|broad)$", "", value.strip(), flags=re.I).lower()
+    hits = {(m.group(1).strip(), (m.group(2) or "").lower()) for m in _QUOTED.finditer(user_text)
+            if core and re.search(rf"(?<!\w){re.escape(core)}(?!\w)", m.group(1).lower())}
+    if len(hits) != 1:
+        return None
+    name, match = hits.pop()
+    full = f"{name} {match}" if match else name
+    return full if full.lower() != value.strip().lower() else None
+
+
+def with_quoted_names(args: dict[str, Any], user_text: str) -> dict[str, Any]:
+    """`args` with each name the model cut short replaced by the user's whole quoted name (quoted_name)."""
+    grown = {f: quoted_name(v, user_text) for f in _NAME_ARGS if isinstance(v := args.get(f), str)}
+    out = {**args, **{f: v for f, v in grown.items() if v}}
+    if isinstance(args.get("keywords"), list):  # new keywords and negatives: the search term as the user quoted it
+        out["keywords"] = [{**k, "text": _quoted_term(k["text"], user_text)}
+                           if isinstance(k, dict) and isinstance(k.get("text"), str) else k for k in args["keywords"]]
+    return out
+
+
+def _quoted_term(text: str, user_text: str) -> str:
+    whole = {m.group(1).strip() for m in _QUOTED.finditer(user_text)
+             if re.search(rf"(?<!\w){re.escape(text.strip().lower())}(?!\w)", m.group(1).lower())}
+    return whole.pop() if len(whole) == 1 else text
+
+
 async def _with_the_users_longer_name(ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any,
                                       user_text: str) -> tuple[dict[str, Any], str] | None:
     """A name argument the tools found ambiguous or unknown, tried again as the user's own longer phrase
@@ -385,6 +419,8 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
             events.append(_event("tool_args", "rejected", f"{name}: {check.message}"))
             write({"type": "tool_result", "name": name, "ok": False, "text": check.message})
             continue
+        if user_text and (quoted := with_quoted_names(args, user_text)) != args:
+            args = regrown[call_id] = quoted
         try:
             text = await run_tool(ctx, name, args)
         except TimeoutError:

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
 from agent.expert import REFUSALS as REFUSAL_TEXTS
-from agent.expert import Done, step
+from agent.expert import Done, previous_change, step
 from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKind, Kpi, Metric
 
 ROUTER_FILE = "intent_router.json"
@@ -169,13 +169,13 @@ def refusal_text(text: str) -> bool:
 
 def tools_instead_of_refusal(probs: dict[IntentKind, float]) -> set[str] | None:
     """When the model refused a message the router reads as an ordinary request (refusals together under
-    REFUSAL_DOUBT, a tool intent at least as likely as the answers without tools), the tools of the likely
+    REFUSAL_DOUBT, a tool intent at least a third as likely as the likeliest answer without tools), the tools of the likely
     tool intents, for a second decoding that must call one; None to let the refusal stand."""
     if sum(p for k, p in probs.items() if k in REFUSALS) >= REFUSAL_DOUBT:
         return None
     tool_intents = {k: p for k, p in probs.items() if first_tool(k) is not None}
     if not tool_intents or max(tool_intents.values()) < max((p for k, p in probs.items() if k not in tool_intents),
-                                                            default=0.0) / 2:
+                                                            default=0.0) / 3:
         return None
     total = sum(tool_intents.values())
     kinds = likely({k: p / total for k, p in tool_intents.items()}) or sorted(tool_intents, key=lambda k: -probs[k])[:2]
@@ -215,31 +215,39 @@ def _sure(probs: dict[IntentKind, float], kind: IntentKind) -> bool:
     return probs[kind] >= CONTINUE_SURE or kind == _likeliest(probs)
 
 
-def planned_start(probs: dict[IntentKind, float], scope: str | None = None) -> dict[str, Any] | None:
-    """The first call of the expert's plan when the router's most likely intent is slot-less advice (SLOTLESS_PLANS);
-    None otherwise (the model starts the turn)."""
+def planned_start(probs: dict[IntentKind, float], scope: str | None = None,
+                  thread: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+    """The first call of the expert's plan when the router's most likely intent is slot-less advice (SLOTLESS_PLANS),
+    or, for a plain yes with no proposal waiting ("ok do that"), the proposal of the change the previous turn
+    simulated or recommended; None otherwise (the model starts the turn). The message names its plan (`intent`)."""
     kind = _likeliest(probs)
-    if kind not in SLOTLESS_PLANS:
+    if kind == IntentKind.CONFIRM:
+        message = previous_change(thread)
+    elif kind in SLOTLESS_PLANS:
+        message = step(Intent(kind=kind), [], scope)
+    else:
         return None
-    message = step(Intent(kind=kind), [], scope)
-    return message if message.get("tool_calls") else None
+    return {**message, "intent": kind.value} if message and message.get("tool_calls") else None
 
 
 def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None, *,
-              planning: bool = False) -> dict[str, Any] | None:
+              planning: bool = False, plan: IntentKind | None = None) -> dict[str, Any] | None:
     """When the model ends a turn whose calls ran: the expert's next message for the most likely intent whose plan
     starts with a tool the model called. That is the answer written from exactly these results (every figure
     copied from a result), or, for the advice intents whose plans go on from the results (CONTINUED: find the
     change that earns most, propose it), the plan's next calls, whose arguments all come from results. None where
     no intent fits (the model's own answer stands) or the turn made a proposal (its answer is the graph's).
     A plan is carried on only for the router's most likely intent or one at least CONTINUE_SURE likely; once carried
-    on (`planning`: this turn holds the plan's own calls), only such a plan goes on, to its end."""
+    on (`planning`: this turn holds the plan's own calls), only such a plan goes on, to its end: `plan`, the one
+    that started, where it is known. The message names its intent (`intent`)."""
     if not done:
         return None
     called = {d.name for d in done}
     if any(d.name == "propose_change" and d.error is None for d in done):
         return None
     failed = any(d.error is not None for d in done)  # the expert's question back, whatever the intent
+    if planning and plan is not None:
+        probs = {plan: 1.0}
     for kind in sorted(probs, key=lambda k: -probs[k]):
         if probs[kind] < 0.01:
             break
@@ -251,10 +259,9 @@ def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str |
             message = step(_intent_from_calls(kind, done), done, scope)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):  # results of another shape
             continue
-        if message.get("tool_calls") and kind in CONTINUED and not failed:
-            return message
-        if not message.get("tool_calls") and message.get("content"):
-            return message
+        if (message.get("tool_calls") and kind in CONTINUED and not failed) or (
+                not message.get("tool_calls") and message.get("content")):
+            return {**message, "intent": kind.value}
     return None
 
 

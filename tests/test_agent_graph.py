@@ -277,3 +277,20 @@ def test_a_reply_that_may_say_no_is_never_a_confirmation():
 
     assert vetoed("Please cancel the proposed change.") and vetoed("hmm wait, not now") and vetoed("don't do that")
     assert not vetoed("yep that's fine, go ahead") and not vetoed("sounds good, apply it")
+
+
+def test_a_name_the_model_cut_short_is_the_users_whole_quoted_name():
+    from agent.graph import quoted_name, with_quoted_names
+
+    said = "does 'zenware lawn mower' (exact) actually bring in any sales?"
+    assert quoted_name("zenware", said) == "zenware lawn mower exact"
+    assert quoted_name("small yards broad", "is 'leaf blower for small yards' (broad) any good?") == \
+        "leaf blower for small yards broad"
+    assert quoted_name("best area rug broad", "the same for 'best area rug' (broad)?") is None  # already whole
+    assert quoted_name("duvet", "compare 'duvet cover' and 'duvet cover on sale'") is None  # two names hold it
+    assert quoted_name("bath", "what's up with bath towels, it's bad") is None  # nothing quoted
+    assert with_quoted_names({"level": "keyword", "keyword_id": "zenware"}, said) == {
+        "level": "keyword", "keyword_id": "zenware lawn mower exact"}
+    negative = {"action": "add_negatives", "id": "bath towels", "keywords": [{"text": "best area rug", "match_type": "phrase"}]}
+    assert with_quoted_names(negative, "bath towels keeps matching 'best area rug tattoo', wrong audience")["keywords"] == [
+        {"text": "best area rug tattoo", "match_type": "phrase"}]

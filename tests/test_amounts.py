@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.amounts import normalize_amounts
+from agent.amounts import ground_change, normalize_amounts
 
 
 @pytest.mark.parametrize(("said", "written"), [
@@ -30,3 +30,26 @@ def test_spelled_out_amounts_become_figures(said, written):
 ])
 def test_words_that_are_not_amounts_stay(text):
     assert normalize_amounts(text) == text
+
+
+@pytest.mark.parametrize(("said", "made", "grounded"), [
+    ("drop my bid on the rug by 20 cents", {"value": 0.2}, {"change_by": -0.2}),
+    ("double the budget on bath towels", {"value": 1}, {"relative_change": 1.0}),
+    ("double the budget on kettlebell", {"relative_change": -0.1}, {"relative_change": 1.0}),
+    ("take a fifth off the bottle warmer campaign", {"relative_change": 0.2}, {"relative_change": -0.2}),
+    ("raise the towels campaign by 50 a day", {"value": 50}, {"change_by": 50.0}),
+    ("try auto dumbbells at 693 a day", {"value": 693}, {"value": 693}),
+    ("set it to one twenty five", {"value": 12.5}, {"value": 1.25}),
+    ("set it to 1.25 for the next 7 days", {"value": 1.25}, {"value": 1.25}),
+])
+def test_a_proposal_takes_the_amount_the_seller_named(said, made, grounded):
+    base = {"action": "set_budget", "id": "x"}
+    assert ground_change(base | made, said, set()) == base | grounded
+
+
+def test_an_amount_nobody_named_is_not_proposed():
+    said = "should i be bidding more or less on grey area rug? just give me the number and line it up"
+    assert ground_change({"action": "set_bid", "id": "grey area rug", "value": 0.2}, said, set()) is None
+    assert ground_change({"action": "set_bid", "id": "x", "value": 0.82}, "ok set it", {0.82, 3.24}) == {
+        "action": "set_bid", "id": "x", "value": 0.82}  # the bid a tool recommended
+    assert ground_change({"action": "pause", "id": "x"}, "pause it", set()) == {"action": "pause", "id": "x"}

@@ -155,6 +155,9 @@ async def test_relative_changes_and_last_days(world: Path, account: dict[str, An
         cut = await call(session, "propose_change", {"action": "set_budget", "id": camp.id, "relative_change": -0.2})
         sim = await call(session, "what_if", {"change": "bid", "id": kw.id, "relative_change": 1.0})
         both = await call(session, "what_if", {"change": "bid", "id": kw.id, "value": 1, "relative_change": 1.0})
+        lower = await call(session, "propose_change", {"action": "set_bid", "id": kw.text, "change_by": -0.2})
+        more = await call(session, "what_if", {"change": "budget", "id": camp.id, "change_by": 50})
+        by_and = await call(session, "what_if", {"change": "budget", "id": camp.id, "change_by": 5, "value": 9})
         week = await call(session, "performance", {"level": "campaign", "last_days": 7})
         one = await call(session, "performance", {"level": "keyword", "keyword_id": kw.text})
         clash = await call(session, "account_overview", {"last_days": 7, "start": "2026-06-01"})
@@ -162,6 +165,9 @@ async def test_relative_changes_and_last_days(world: Path, account: dict[str, An
     assert cut["impact"]["changed"] != cut["impact"]["status_quo"]
     assert sim["change"]["after"] == pytest.approx(round(kw.bid * 2, 2))
     assert both["error"]["type"] == "InvalidInputError" and "exactly one" in both["error"]["message"]
+    assert lower["changes"][0]["after"] == pytest.approx(max(0.01, round(kw.bid - 0.2, 2)))  # "20 cents less"
+    assert more["change"]["after"] == pytest.approx(camp.daily_budget + 50)
+    assert by_and["error"]["type"] == "InvalidInputError" and "change_by" in by_and["error"]["message"]
     start, end = dt.date.fromisoformat(week["period"]["start"]), dt.date.fromisoformat(week["period"]["end"])
     assert (end - start).days == 6
     assert [r["id"] for r in one["rows"]] == [kw.id]

@@ -132,6 +132,33 @@ def test_slotless_advice_the_router_reads_as_likeliest_starts_the_experts_plan()
     assert planned_start({K.BEST_BID: 0.9, K.FIX_ACOS: 0.1}) is None  # a plan with slots: the model starts it
 
 
+def _earlier_turn(user: str, name: str, args: dict, result: dict) -> list[dict]:
+    return [{"role": "user", "content": user},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                                  "function": {"name": name, "arguments": json.dumps(args)}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": json.dumps(result)},
+            {"role": "assistant", "content": "(the answer)"}]
+
+
+def test_ok_do_that_proposes_what_the_previous_turn_simulated_or_recommended():
+    from agent.router import planned_start
+
+    what_if = _earlier_turn("what if it got 172 a day?", "what_if", {"change": "budget", "id": "cmp_1", "value": 172},
+                    {"change": {"id": "cmp_00007", "field": "daily_budget", "before": 132.0, "after": 172.0}})
+    start = planned_start({K.CONFIRM: 0.7, K.SET_BUDGET: 0.3}, "adv_0001", [*what_if, {"role": "user", "content": "ok do that"}])
+    assert start is not None and start["intent"] == "confirm"
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in start["tool_calls"]] == [
+        ("propose_change", {"action": "set_budget", "id": "cmp_00007", "value": 172.0})]
+    best = _earlier_turn("best bid for rugs?", "recommend_bid", {"keyword_id": "rugs"},
+                 {"keyword_id": "kw_0000031", "bid": 0.8235, "current_bid": 3.24, "feasible": True})
+    start = planned_start({K.CONFIRM: 0.9}, "adv_0001", [*best, {"role": "user", "content": "do it"}])
+    assert start is not None and json.loads(start["tool_calls"][0]["function"]["arguments"]) == {
+        "action": "set_bid", "id": "kw_0000031", "value": 0.82}
+    looked = _earlier_turn("how are my ads?", "account_overview", {}, {"totals": {"spend": 10.0}})
+    assert planned_start({K.CONFIRM: 0.9}, "adv_0001", [*looked, {"role": "user", "content": "do it"}]) is None
+    assert planned_start({K.CONFIRM: 0.9}, "adv_0001", [{"role": "user", "content": "do it"}]) is None  # first turn
+
+
 def _same(a: dict, b: dict) -> bool:
     """The same message up to call ids."""
     calls = [[(c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []] for m in (a, b)]
@@ -223,6 +250,26 @@ def test_a_reply_the_router_reads_as_a_plain_no_never_applies(tmp_path):
     assert model.decide(history, proposal, "yes go ahead, do it") == "reject"
 
 
+@pytest.mark.slow
+def test_a_reply_the_router_reads_as_something_else_is_never_a_yes(tmp_path):
+    """The model alone once read "and what about double what it is now?" as a yes: its yes needs the router's."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from agent.backends.embedded import DECISION_AGREE, EmbeddedChatModel
+    from agent.prompts import system_prompt
+
+    other = IntentRouter(classes=["confirm", "reject", "what_if_budget"], coef=[[0.0] * 384] * 3,
+                         intercept=[0.0, 0.0, 9.0])
+    model = EmbeddedChatModel.from_dir(_with_router(tmp_path, other), advertiser_id="adv_0001")
+    proposal = {"action": "set_budget", "changes": [{"id": "cmp_00005", "field": "daily_budget", "before": 554.0,
+                                                     "after": 693.0}]}
+    history = [SystemMessage(content=system_prompt("adv_0001")),
+               HumanMessage(content="try auto dumbbells at 693 a day")]
+    assert other.predict(["x"])[0][K.CONFIRM] < DECISION_AGREE
+    for reply in ("and what about double what it is now?", "yes go ahead, do it", "sounds good, apply it"):
+        assert model.decide(history, proposal, reply) is None
+
+
 def test_a_refusal_gets_a_second_look_only_where_the_router_reads_a_plain_request():
     from agent.expert import REFUSALS as REFUSAL_TEXTS
     from agent.router import refusal_text, tools_instead_of_refusal
@@ -233,3 +280,48 @@ def test_a_refusal_gets_a_second_look_only_where_the_router_reads_a_plain_reques
     assert tools_instead_of_refusal(ordinary) == {"account_overview", "performance"}
     assert tools_instead_of_refusal({K.OVERVIEW: 0.7, K.REFUSE_OFF_TOPIC: 0.3}) is None  # may well be off topic
     assert tools_instead_of_refusal({K.GREETING: 0.9, K.OVERVIEW: 0.1}) is None  # mostly a greeting
+
+
+def test_a_made_up_amount_is_never_simulated_or_proposed():
+    from langchain_core.messages import AIMessage
+
+    from agent.backends.embedded import PLAN_CALL, _grounded
+
+    def made(name: str, args: dict) -> AIMessage:
+        return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": "m1", "type": "tool_call"}])
+
+    earlier = _earlier_turn("if I raise the bid on 'rugs' by one fifth, what do I get?", "what_if",
+                    {"change": "bid", "id": "rugs", "relative_change": 0.2},
+                    {"change": {"id": "kw_0000031", "field": "bid", "before": 1.0, "after": 1.2}})
+    same = _grounded(made("what_if", {"change": "bid", "id": "mats", "value": 0.2}),
+                     [*earlier, {"role": "user", "content": "Could you run the same simulation for 'mats'?"}], "adv_0001")
+    assert same.tool_calls[0]["args"] == {"change": "bid", "id": "mats", "relative_change": 0.2}
+    look = _grounded(made("what_if", {"change": "bid", "id": "mats", "value": 14}),
+                     [{"role": "user", "content": "is 'mats' selling anything?"}], "adv_0001")
+    assert (look.tool_calls[0]["name"], look.tool_calls[0]["args"]) == (
+        "performance", {"level": "keyword", "keyword_id": "mats"})
+    named = _grounded(made("what_if", {"change": "bid", "id": "mats", "relative_change": -0.1}),
+                      [*earlier, {"role": "user", "content": "what about a bid of one dollars and ten cents instead?"}],
+                      "adv_0001")
+    assert named.tool_calls[0]["args"] == {"change": "bid", "id": "mats", "value": 1.1}
+    guessed = _grounded(made("propose_change", {"action": "set_bid", "id": "mats", "value": 1.1}),
+                        [{"role": "user", "content": "should i bid more or less on mats? just line it up"}], "adv_0001")
+    assert [(c["name"], c["args"]) for c in guessed.tool_calls] == [("recommend_bid", {"keyword_id": "mats"})]
+    assert guessed.tool_calls[0]["id"].startswith(PLAN_CALL + "apply_best_bid.")  # the best-bid plan goes on
+    budget = _grounded(made("propose_change", {"action": "set_budget", "id": "towels", "value": 40}),
+                       [{"role": "user", "content": "change the towels budget"}], "adv_0001")
+    assert not budget.tool_calls and "What daily budget" in str(budget.content)
+
+
+def test_a_proposal_takes_the_action_the_router_is_sure_of_where_the_model_wrote_its_twin():
+    from langchain_core.messages import AIMessage
+
+    from agent.backends.embedded import _grounded
+
+    added = AIMessage(content="", tool_calls=[{"name": "propose_change", "id": "m1", "type": "tool_call", "args": {
+        "action": "add_keywords", "id": "towels", "keywords": [{"text": "rug tattoo", "match_type": "exact"}]}}])
+    thread = [{"role": "user", "content": "towels keeps matching 'rug tattoo' and it's the wrong audience"}]
+    out = _grounded(added, thread, "adv_0001", {K.ADD_NEGATIVE: 0.8, K.ADD_KEYWORD: 0.2})
+    assert out.tool_calls[0]["args"]["action"] == "add_negatives"
+    kept = _grounded(added, thread, "adv_0001", {K.ADD_NEGATIVE: 0.45, K.ADD_KEYWORD: 0.4})  # not sure: the model's
+    assert kept.tool_calls[0]["args"]["action"] == "add_keywords"

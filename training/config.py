@@ -92,6 +92,8 @@ class RouterConfig(_Cfg):
     advertisers: int = Field(8, ge=1, le=100, description="advertisers per training world")
     tune_layers: int = Field(6, ge=0, le=6, description="encoder layers fine-tuned with the head (0: linear head)")
     epochs: int = Field(2, ge=1, le=20)
+    augment: float = Field(0.5, ge=0, le=2, description="noisy copies per train message (training/router.py "
+                                                        "augment: openers, sign-offs, typos, an action asked for)")
 
 
 class PipelineConfig(_Cfg):

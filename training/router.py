@@ -67,6 +67,56 @@ def collect(worlds: list[Path], *, per_kind: int, seed: int, heldout: bool, adve
     return sorted(set(rows))
 
 
+# Ways sellers wrap a request that no phrasing family is about: a greeting before it, a sign-off after it, typos.
+# Copies of train messages get them with their label kept (a "hey, how are my ads doing?" is an overview, not a
+# greeting); best-bid questions with an action asked for after them are apply-best-bid.
+OPENERS = ["hey, ", "hi! ", "hello, ", "hi there. ", "good morning, ", "morning! ", "hey there - ", "ok so ",
+           "quick question: ", "question: ", "thanks! now ", "hi again, ", "yo ", "one more thing: ", "sorry, ",
+           "hello hello. ", "hey quick one - ", "good afternoon! "]
+SIGN_OFFS = [" thanks", " thx", " pls", " please", " :)", " asap", " rn", " thank you!", " cheers", "??", "..."]
+ACTIONS = [", and set it up for me", " and put it in", ". then line up the change", ", go ahead and make the change",
+           " - and apply it", ". prepare it so I can approve", ", then queue it", " and just do it"]
+_UNWRAPPED = {IntentKind.GREETING, IntentKind.CONFIRM, IntentKind.REJECT, IntentKind.CHOOSE}
+
+
+def _typo(text: str, rng: np.random.Generator) -> str:
+    words = text.split(" ")
+    long = [i for i, w in enumerate(words) if len(w) >= 5 and w.isalpha()]
+    if not long:
+        return text
+    i = long[int(rng.integers(len(long)))]
+    w, j = words[i], int(rng.integers(1, len(words[i]) - 1))
+    how = int(rng.integers(3))
+    words[i] = w[:j] + w[j + 1:] if how == 0 else w[:j] + w[j] + w[j:] if how == 1 else w[:j - 1] + w[j] + w[j - 1] + w[j + 1:]
+    return " ".join(words)
+
+
+def augment(rows: list[tuple[str, str]], per_message: float, seed: int) -> list[tuple[str, str]]:
+    """Noisy copies of `rows` (about `per_message` each): an opener, a sign-off, a typo or lower case, each
+    with its label; a best-bid question with an action asked for after it becomes apply-best-bid."""
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, str]] = []
+    for text, label in rows:
+        for _ in range(int(per_message) + int(rng.random() < per_message % 1)):
+            kind = IntentKind(label)
+            if kind == IntentKind.BEST_BID and rng.random() < 0.3:
+                out.append((text.rstrip("?. ") + ACTIONS[int(rng.integers(len(ACTIONS)))], IntentKind.APPLY_BEST_BID.value))
+                continue
+            new = text
+            if kind not in _UNWRAPPED and rng.random() < 0.5:
+                opener = OPENERS[int(rng.integers(len(OPENERS)))]
+                new = opener + (new[0].lower() + new[1:] if new[:2] != "I " else new)
+            if rng.random() < 0.35:
+                new = new.rstrip(".") + SIGN_OFFS[int(rng.integers(len(SIGN_OFFS)))]
+            if rng.random() < 0.4:
+                new = _typo(new, rng)
+            if rng.random() < 0.3:
+                new = new.lower().replace("?", "").replace(".", "")
+            if new != text:
+                out.append((new, label))
+    return out
+
+
 def fit(texts: list[str], labels: list[str], c: float = 4.0) -> IntentRouter:
     from sklearn.linear_model import LogisticRegression
 
@@ -154,7 +204,9 @@ def train_router(model_dir: Path, work: Path, cfg: RouterConfig | None = None, *
     say(f"router: worlds ready ({time.time() - t0:.0f} s)")
     train = collect(worlds, per_kind=cfg.per_kind, seed=1, heldout=False, advertisers=cfg.advertisers)
     held = collect(worlds[:1], per_kind=max(3, cfg.per_kind // 3), seed=2, heldout=True, advertisers=cfg.advertisers)
-    say(f"router: {len(train)} train messages, {len(held)} from held-out families ({time.time() - t0:.0f} s)")
+    train = sorted(set(train + augment(train, cfg.augment, seed=3)))
+    say(f"router: {len(train)} train messages (with noisy copies), {len(held)} from held-out families "
+        f"({time.time() - t0:.0f} s)")
     router = fit([t for t, _ in train], [k for _, k in train], c=c)
     summary: dict[str, Any] = {"train_messages": len(train), "heldout_messages": len(held), "C": c,
                                "linear_heldout_family_accuracy": round(accuracy(router, held), 4)}
@@ -193,12 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tune-layers", type=int, default=shipped.tune_layers, choices=range(7),
                    help="fine-tune the encoder's top N layers with the head (0: a linear head on the frozen encoder)")
     p.add_argument("--epochs", type=int, default=shipped.epochs, help="fine-tuning passes over the messages")
+    p.add_argument("--augment", type=float, default=shipped.augment, help="noisy copies per train message")
     args = p.parse_args(argv)
     if not args.out.is_dir():
         print(f"error: {args.out} is not a model dir", file=sys.stderr)
         return 2
     cfg = RouterConfig(per_kind=args.per_kind, advertisers=args.advertisers, tune_layers=args.tune_layers,
-                       epochs=args.epochs)
+                       epochs=args.epochs, augment=args.augment)
     summary = train_router(args.out, args.work, cfg, c=args.C)
     print(json.dumps(summary, indent=2))
     return 0

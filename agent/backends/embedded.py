@@ -66,26 +66,100 @@ def _names(thread: list[dict[str, Any]]) -> list[str]:
     return found
 
 
-PLAN_CALL = "plan_"  # the id prefix of calls the expert's plan made after the model's start (agent/router.py next_step)
+PLAN_CALL = "plan_"  # the id prefix of calls an expert plan made (agent/router.py), then the plan's intent and "."
 
 
 def _plan_message(planned: dict[str, Any], prompt_tokens: int = 0) -> AIMessage:
-    """The expert plan's message as the graph's (its calls marked as the plan's); the model wrote nothing."""
+    """The expert plan's message as the graph's (its calls marked as the plan's, with its intent); the model wrote
+    nothing."""
+    mark = PLAN_CALL + str(planned.get("intent", "")) + "."
     return AIMessage(content=planned.get("content") or "", tool_calls=[
-        {"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"]), "id": PLAN_CALL + c["id"],
+        {"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"]), "id": mark + c["id"],
          "type": "tool_call"} for c in planned.get("tool_calls") or []],
         usage_metadata={"input_tokens": prompt_tokens, "output_tokens": 0, "total_tokens": prompt_tokens})
 
 
-def _in_plan(thread: list[dict[str, Any]]) -> bool:
-    """Whether this turn's calls include the expert plan's own (then the plan, not the model, goes on)."""
+def _plan(thread: list[dict[str, Any]]) -> str | None:
+    """The intent of the expert plan this turn's calls belong to ("" where it is not named); None: no plan (the
+    model goes on)."""
     last_user = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=len(thread))
-    return any(str(c.get("id", "")).startswith(PLAN_CALL) for m in thread[last_user + 1:]
-               for c in m.get("tool_calls") or [])
+    ids = [str(c.get("id", "")) for m in thread[last_user + 1:] for c in m.get("tool_calls") or []]
+    return next((i[len(PLAN_CALL):].split(".", 1)[0] for i in ids if i.startswith(PLAN_CALL)), None)
+
+
+def _numbers(value: Any) -> set[float]:
+    if isinstance(value, bool):
+        return set()
+    if isinstance(value, int | float):
+        return {float(value)}
+    if isinstance(value, dict):
+        value = list(value.values())
+    return set().union(*map(_numbers, value)) if isinstance(value, list) else set()
+
+
+# a proposal's action and its twin, by the write intent that asks for it: where the router is sure of one and the
+# model wrote the other ("keeps matching 'x', wrong audience" is a negative, not a new keyword), the router's stands
+_TWIN_ACTIONS = {"add_negatives": ("add_keywords", "add_negative"), "add_keywords": ("add_negatives", "add_keyword"),
+                 "pause": ("enable", "pause"), "enable": ("pause", "enable")}
+ACTION_SURE = 0.5
+
+
+def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
+              probs: dict[Any, float] | None = None) -> AIMessage:
+    """The model's proposals and what-ifs with the amount the user named (agent/amounts.py ground_change). Where the
+    user named none and the model made one up: a proposed bid goes to the expert's best-bid plan (its proposal is
+    the recommended bid), a budget gets a question back, a what-if takes the previous what-if's change ("the same
+    for X") or, with none, becomes a look at the thing's numbers. A number nobody said is never simulated or
+    proposed. A proposal's action is its twin's where the router is sure of the twin (_TWIN_ACTIONS)."""
+    from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts
+    from agent.expert import step
+    from agent.intents import Intent, IntentKind
+    from agent.router import last_user_text
+
+    said: set[float] = set()
+    results: set[float] = set()
+    last_what_if: dict[str, Any] = {}
+    for m in thread[:max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=0)]:
+        if m.get("role") == "tool":
+            try:
+                results |= _numbers(json.loads(m.get("content") or ""))
+            except ValueError:
+                continue
+        elif m.get("role") == "user":
+            said |= set(figures(normalize_amounts(str(m.get("content") or ""))))
+        for c in m.get("tool_calls") or []:
+            if c["function"]["name"] == "what_if":
+                last_what_if = json.loads(c["function"]["arguments"] or "{}")
+    calls = []
+    for c in message.tool_calls:
+        name, made = c["name"], dict(c["args"])
+        twin = _TWIN_ACTIONS.get(str(made.get("action")), ("", ""))[0]
+        if name == "propose_change" and twin and probs and probs.get(IntentKind(_TWIN_ACTIONS[twin][1]), 0.0) >= ACTION_SURE:
+            made["action"] = twin
+        args: dict[str, Any] | None = made
+        if name in ("propose_change", "what_if"):
+            args = ground_change(made, last_user_text(thread) or "", said | results if name == "propose_change" else said)
+        if args is None and name == "what_if":
+            same = {k: v for k, v in last_what_if.items() if k in AMOUNT_ARGS}
+            if same and last_what_if.get("change") == c["args"].get("change"):
+                args = {k: v for k, v in c["args"].items() if k not in AMOUNT_ARGS} | same
+            else:
+                bid = c["args"].get("change") == "bid"
+                name, args = "performance", {"level": "keyword" if bid else "campaign",
+                                             "keyword_id" if bid else "campaign_id": c["args"].get("id")}
+        if args is None and c["args"].get("action") == "set_bid":
+            planned = step(Intent(kind=IntentKind.APPLY_BEST_BID, keyword=str(c["args"].get("id"))), [], scope)
+            return _plan_message({**planned, "intent": IntentKind.APPLY_BEST_BID.value})
+        if args is None:
+            return AIMessage(content=f"What daily budget should {c['args'].get('id')} get? Tell me an amount "
+                                     "(\"80 a day\") or a change (\"20% more\") and I'll simulate it before anything changes.")
+        calls.append({**c, "name": name, "args": args})
+    return AIMessage(content=message.content, tool_calls=calls)
 
 
 DECISION_SURE = 0.6  # the router's probability of confirm (or reject) that decides a reply by itself
-DECISION_DOUBT = 0.25  # a model's "confirm" is dropped when the router gives "reject" this much
+DECISION_DOUBT = 0.25  # a model's "confirm" is dropped when the router gives "reject" this much ...
+DECISION_AGREE = 0.25  # ... or "confirm" less than this (a question about something else is no yes)
 
 
 class EmbeddedChatModel(BaseChatModel):
@@ -170,7 +244,8 @@ class EmbeddedChatModel(BaseChatModel):
     # --- generation -------------------------------------------------------------------------------------------
 
     def _decode(self, prompt: list[int], schemas: dict[str, dict[str, Any]], *, pending: bool, temperature: float = 0.0,
-                generator: Any = None, deadline: float | None = None, answer: bool = True) -> tuple[str, int]:
+                generator: Any = None, deadline: float | None = None, answer: bool = True,
+                limit: int | None = None) -> tuple[str, int]:
         from agent.model.decode import generate, grammar_for
         from agent.model.text import VALUE_REFS
 
@@ -182,7 +257,7 @@ class EmbeddedChatModel(BaseChatModel):
         if not self._lock.acquire(timeout=wait):
             raise TimeoutError("the model stayed busy with other conversations past this turn's time budget")
         try:
-            gen = generate(self._model, self._vocab, grammar, prompt, max_new_tokens=self.max_new_tokens,
+            gen = generate(self._model, self._vocab, grammar, prompt, max_new_tokens=limit or self.max_new_tokens,
                            temperature=temperature, generator=generator, deadline=deadline, banned=banned)
         finally:
             self._lock.release()
@@ -210,17 +285,20 @@ class EmbeddedChatModel(BaseChatModel):
                    for t in tools or []}
         prompt, values = self.prompt_ids(thread, scope)
         probs = self._route(thread)
-        if probs is not None and self.write_answers and _in_plan(thread):
+        plan = _plan(thread)
+        if probs is not None and self.write_answers and plan is not None:
             from agent.expert import turn_done
+            from agent.intents import IntentKind
             from agent.router import next_step
 
-            planned = next_step(probs, turn_done(thread), scope, planning=True)  # the plan goes on from its calls
+            started = IntentKind(plan) if plan in IntentKind.__members__.values() else None
+            planned = next_step(probs, turn_done(thread), scope, planning=True, plan=started)  # the plan goes on
             if planned is not None:
                 return _plan_message(planned, len(prompt))
         if probs is not None and self.write_answers and thread and thread[-1].get("role") == "user":
             from agent.router import planned_start
 
-            start = planned_start(probs, scope)  # slot-less advice: the expert's plan starts, and goes on
+            start = planned_start(probs, scope, thread)  # slot-less advice or "do that": the expert starts
             if start is not None:
                 return _plan_message(start, len(prompt))
         answer = True
@@ -230,6 +308,11 @@ class EmbeddedChatModel(BaseChatModel):
             narrowed = first_step_tools(probs)
             if narrowed and narrowed <= schemas.keys():
                 schemas, answer = {n: s for n, s in schemas.items() if n in narrowed}, False
+        if probs is not None and self.write_answers and answer and temperature == 0 and thread \
+                and thread[-1].get("role") == "tool":
+            written = self._answer_instead(prompt, schemas, probs, thread, scope, deadline)
+            if written is not None:
+                return written
         decoded, n_out = self._decode(prompt, schemas, pending=False, temperature=temperature, generator=generator,
                                       deadline=deadline, answer=answer)
         message = self.text_message(decoded, thread, values, schemas)
@@ -258,8 +341,32 @@ class EmbeddedChatModel(BaseChatModel):
                 planned = next_step(probs, done, scope)
                 if planned is not None:
                     message = _plan_message(planned)
+        if message.tool_calls and not str(message.tool_calls[0].get("id", "")).startswith(PLAN_CALL):
+            message = _grounded(message, thread, scope, probs)
         message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": n_out,
                                   "total_tokens": len(prompt) + n_out}
+        return message
+
+    def _answer_instead(self, prompt: list[int], schemas: dict[str, dict[str, Any]], probs: dict[Any, float],
+                        thread: list[dict[str, Any]], scope: str, deadline: float | None) -> AIMessage | None:
+        """After tool results: where the model's first token starts an answer (not another call) and the expert
+        writes that answer from the results (agent/router.py next_step), the expert's answer, without decoding the
+        model's whole answer only to replace it. None: decode as usual."""
+        from agent.expert import turn_done
+        from agent.model.text import CALL_OPEN
+        from agent.router import model_next_tool, next_step
+
+        done = turn_done(thread)
+        if model_next_tool(probs, done) is not None:
+            return None
+        head, _ = self._decode(prompt, schemas, pending=False, deadline=deadline, limit=1)
+        if head.lstrip().startswith(CALL_OPEN):
+            return None
+        planned = next_step(probs, done, scope)
+        if planned is None:
+            return None
+        message = _plan_message(planned, len(prompt))
+        message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": 1, "total_tokens": len(prompt) + 1}
         return message
 
     def _route(self, thread: list[dict[str, Any]]) -> dict[Any, float] | None:
@@ -290,8 +397,8 @@ class EmbeddedChatModel(BaseChatModel):
         yes, no = probs.get(IntentKind.CONFIRM, 0.0), probs.get(IntentKind.REJECT, 0.0)
         if max(yes, no) >= DECISION_SURE:  # the router read a plain yes or no
             return "confirm" if yes > no else "reject"
-        if said == "confirm" and no >= DECISION_DOUBT:  # never apply a change on a reply that may be a no
-            return None
+        if said == "confirm" and (no >= DECISION_DOUBT or yes < DECISION_AGREE):  # never apply a change on a
+            return None  # reply that may be a no, or that the router does not read as a yes
         return said
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,

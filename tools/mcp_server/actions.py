@@ -18,7 +18,7 @@ from typing import Any
 from tools.errors import AdguideError, InvalidInputError, check_range
 from tools.market.data_model import MatchType, Status
 from tools.mcp_server.context import ToolContext, check_member
-from tools.mcp_server.results import relative_value
+from tools.mcp_server.results import new_value
 from tools.mcp_server.schemas import Action, ApplyIn, ApplyOut, Change, Impact, ProposeIn, ProposeOut
 
 PROPOSAL_TTL_S = 600
@@ -73,8 +73,9 @@ def _need_keywords(args: ProposeIn) -> list[Any]:
 
 
 def with_absolute_value(ctx: ToolContext, args: ProposeIn) -> ProposeIn:
-    """A relative change ("a fifth less") as the value it means today; unknown ids are left for plan_changes."""
-    if args.relative_change is None:
+    """A relative change ("a fifth less", "20 cents less") as the value it means today; unknown ids are left for
+    plan_changes."""
+    if args.relative_change is None and args.change_by is None:
         return args
     if args.action == Action.SET_BID:
         current = {k.id: k.bid for k in ctx.adv.keywords()}.get(args.id)
@@ -82,7 +83,7 @@ def with_absolute_value(ctx: ToolContext, args: ProposeIn) -> ProposeIn:
         current = {c.id: c.daily_budget for c in ctx.adv.campaigns()}.get(args.id)
     if current is None:
         return args  # plan_changes reports the unknown id
-    return args.model_copy(update={"relative_change": None, "value": relative_value(current, args.relative_change)})
+    return args.model_copy(update={"relative_change": None, "change_by": None, "value": new_value(current, args)})
 
 
 def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
@@ -90,13 +91,13 @@ def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
     adv, me = ctx.adv, ctx.advertiser_id
     value = 0.0
     if args.action in (Action.SET_BID, Action.SET_BUDGET):
-        if args.relative_change is not None:
+        if args.relative_change is not None or args.change_by is not None:
             own = {k.id for k in adv.keywords()} if args.action == Action.SET_BID else {c.id for c in adv.campaigns()}
             check_member("keyword" if args.action == Action.SET_BID else "campaign", args.id, own, me, "id")
             args = with_absolute_value(ctx, args)
         if args.value is None:
             raise InvalidInputError(f"{args.action.value} needs value", field="value",
-                                    allowed="a number > 0, or relative_change")
+                                    allowed="a number > 0, or relative_change or change_by")
         if args.keywords:
             raise InvalidInputError("keywords are only for add_*", field="keywords", allowed="leave out")
         value = float(args.value)

@@ -22,7 +22,7 @@ from tools.errors import InvalidInputError
 from tools.market.data_model import Campaign, Keyword, KeywordMarket, Status
 from tools.market.estimate import MarketModel, View, fit_market_model
 from tools.mcp_server.context import ToolContext, check_member
-from tools.mcp_server.results import period_of, relative_value, resolve_period
+from tools.mcp_server.results import new_value, period_of, resolve_period
 from tools.mcp_server.schemas import (
     AbIn,
     Action,
@@ -256,7 +256,7 @@ def _widened(noise: Range, draws: np.ndarray | None) -> Range:
 def what_if_tool(ctx: ToolContext, args: WhatIfIn) -> WhatIfOut:
     if args.change == "bid":
         kw = _keyword(ctx, args.id, "id")
-        value = args.value if args.value is not None else relative_value(kw.bid, args.relative_change or 0.0)
+        value = new_value(kw.bid, args)
         campaign_id = next(g.campaign_id for g in ctx.adv.ad_groups() if g.id == kw.ad_group_id)
         sim = _campaign_sim(ctx, campaign_id)
         new_bids = sim.bids.copy()
@@ -270,7 +270,7 @@ def what_if_tool(ctx: ToolContext, args: WhatIfIn) -> WhatIfOut:
     else:
         sim = _campaign_sim(ctx, args.id)
         budget = sim.campaign.daily_budget
-        value = args.value if args.value is not None else relative_value(budget, args.relative_change or 0.0)
+        value = new_value(budget, args)
         new_bids = sim.bids
         change = Change(id=args.id, field="daily_budget", before=budget, after=value, name=sim.campaign.name)
         new_budget = value

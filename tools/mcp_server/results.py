@@ -106,6 +106,15 @@ def relative_value(current: float, relative: float) -> float:
     return max(0.01, round(current * (1.0 + relative), 2))
 
 
+def new_value(current: float, args: Any) -> float:
+    """The bid or budget `args` asks for: its value, or today's changed by relative_change or by change_by."""
+    if args.value is not None:
+        return float(args.value)
+    if getattr(args, "change_by", None) is not None:
+        return max(0.01, round(current + args.change_by, 2))
+    return relative_value(current, args.relative_change or 0.0)
+
+
 def period_of(args: Any, first: dt.date, last: dt.date) -> DateRange:
     """The period a tool's Period arguments name: `last_days` (the last N days of data) or start/end."""
     if getattr(args, "last_days", None):

@@ -209,13 +209,16 @@ class SimOutcome(_SimFigures):
 
 
 RELATIVE = Field(None, gt=-1, le=10, description="instead of value: change by a fraction of today's, -0.2 = a fifth less")
+CHANGE_BY = Field(None, ge=-10_000, le=10_000, description="instead of value: change by an amount, -0.2 = 20 cents "
+                                                          "less, 50 = 50 more a day")
 
 
-def _value_or_relative(value: float | None, relative: float | None, needed: bool) -> None:
-    if needed and (value is None) == (relative is None):
-        raise ValueError("give exactly one of value and relative_change")
-    if not needed and relative is not None:
-        raise ValueError("relative_change is only for set_bid and set_budget")
+def _value_or_relative(value: float | None, relative: float | None, needed: bool, by: float | None = None) -> None:
+    given = sum(x is not None for x in (value, relative, by))
+    if needed and given != 1:
+        raise ValueError("give exactly one of value, relative_change and change_by")
+    if not needed and (relative is not None or by is not None):
+        raise ValueError("relative_change and change_by are only for set_bid and set_budget")
 
 
 class WhatIfIn(_In):
@@ -224,10 +227,11 @@ class WhatIfIn(_In):
     value: float | None = Field(None, gt=0, description="new bid or daily budget")
     relative_change: float | None = RELATIVE
     days: int = Field(14, ge=1, le=90)
+    change_by: float | None = CHANGE_BY
 
     @model_validator(mode="after")
     def _value(self) -> WhatIfIn:
-        _value_or_relative(self.value, self.relative_change, True)
+        _value_or_relative(self.value, self.relative_change, True, self.change_by)
         return self
 
 
@@ -407,11 +411,13 @@ class ProposeIn(_In):
     value: float | None = Field(None, gt=0, description="new bid or daily budget")
     relative_change: float | None = RELATIVE
     keywords: list[NewKeyword] | None = Field(None, min_length=1, max_length=50)
+    change_by: float | None = CHANGE_BY
 
     @model_validator(mode="after")
     def _value(self) -> ProposeIn:
-        if self.relative_change is not None:
-            _value_or_relative(self.value, self.relative_change, self.action in (Action.SET_BID, Action.SET_BUDGET))
+        if self.relative_change is not None or self.change_by is not None:
+            _value_or_relative(self.value, self.relative_change, self.action in (Action.SET_BID, Action.SET_BUDGET),
+                               self.change_by)
         return self
 
 
