@@ -366,6 +366,22 @@ def _quoted_term(text: str, user_text: str) -> str:
     return whole.pop() if len(whole) == 1 else text
 
 
+_GENERIC_NAME = re.compile(r"^(?:(?:my|the|all|our|each|every|per|by)\s+)*(?:ad ?groups?|campaigns?|keywords?|accounts?|"
+                           r"experiments?|tests?|search ?terms?|products?|targets?)(?:\s+(?:breakdown|level|list))?$", re.I)
+
+
+def generic_name_dropped(ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any) -> dict[str, Any] | None:
+    """A filter the tools could not resolve because it names a kind of thing, not a thing ("ad group breakdown" ->
+    ad_group_id="ad group"): the call without it, where the filter is optional; None otherwise."""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    field = error.get("field") if isinstance(error, dict) and error.get("type") == "NoMatchError" else None
+    value = args.get(field) if isinstance(field, str) else None
+    required = (ctx.tool_schemas.get(name) or {}).get("required") or []
+    if not isinstance(value, str) or field in required or not _GENERIC_NAME.match(value.strip()):
+        return None
+    return {k: v for k, v in args.items() if k != field}
+
+
 async def _with_the_users_longer_name(ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any,
                                       user_text: str) -> tuple[dict[str, Any], str] | None:
     """A name argument the tools found ambiguous or unknown, tried again as the user's own longer phrase
@@ -436,6 +452,14 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                 args, text = grown
                 parsed, failed = _parse_json(text), False
                 regrown[call_id] = args
+            elif (wider := generic_name_dropped(ctx, name, args, parsed)) is not None:
+                try:
+                    retried = await run_tool(ctx, name, wider)
+                except Exception:  # noqa: BLE001  (the original error stands)
+                    retried = text
+                if not (isinstance(again := _parse_json(retried), dict) and "error" in again):
+                    args, text, parsed, failed = wider, retried, again, False
+                    regrown[call_id] = args
         if name == PROPOSE_TOOL and not failed and isinstance(parsed, dict) and parsed.get("token"):
             changes = [ProposedChange(entity_id=c["id"], field=c["field"],
                                       before=c["before"] if isinstance(c["before"], int | float | str) else None,
