@@ -97,3 +97,18 @@ def test_check_data_names_the_bad_line(tmp_path: Path, dialogues: list) -> None:
     bad.write_text(dialogues[1].model_dump_json() + "\n" + json.dumps(row) + "\n")
     out = CliRunner().invoke(app, ["train", "check-data", str(bad)])
     assert out.exit_code == 2 and "bad.jsonl:2" in out.output and "kind" in out.output
+
+
+def test_the_routers_noisy_copies_keep_their_intent():
+    from training.router import ACTIONS, OPENERS, augment
+
+    rows = [("how is my account doing?", "overview"), ("hi", "greeting"), ("what should I bid on red mugs?", "best_bid"),
+            ("yes go ahead", "confirm")] * 20
+    noisy = augment(rows, 1.0, seed=0)
+    assert noisy and all(label in {"overview", "greeting", "best_bid", "confirm", "apply_best_bid"} for _, label in noisy)
+    assert not any(text.startswith(tuple(OPENERS)) for text, label in noisy if label in ("greeting", "confirm"))
+    assert any(text.startswith(tuple(OPENERS)) for text, label in noisy if label == "overview")
+    acted = [text for text, label in noisy if label == "apply_best_bid"]
+    assert acted and all(text.startswith("what should I bid on red mugs") and text.endswith(tuple(ACTIONS))
+                         for text in acted)
+    assert augment(rows, 0.0, seed=0) == []
