@@ -492,7 +492,10 @@ def _ab_test(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     if r is None:
         return call("ab_test", {"experiment_id": intent.experiment})
     lift = r.get("relative_lift") or {}
-    return say(f"{'Significant' if r.get('significant') else 'Not significant'}: control {r.get('mean_control')} vs "
+    asked = next((d.args.get("experiment_id") for d in done if d.name == "ab_test"), None)
+    named = next((x.get("id") for x in r.get("resolved") or [] if isinstance(x, dict)), None) or asked
+    lead = f"{named}: " if isinstance(named, str) and named.startswith("exp_") else ""
+    return say(f"{lead}{'Significant' if r.get('significant') else 'Not significant'}: control {r.get('mean_control')} vs "
                f"treatment {r.get('mean_treatment')}, a lift of {pct(lift.get('estimate'))} (95% CI "
                f"{pct(lift.get('ci_low'))} to {pct(lift.get('ci_high'))}, p = {(r.get('difference') or {}).get('p_value')}"
                f"). {str((r.get('srm') or {}).get('message') or '').capitalize()}.")

@@ -197,6 +197,18 @@ def _intent_from_calls(kind: IntentKind, done: Sequence[Done]) -> Intent:
     return Intent(kind=kind, **fields)
 
 
+def _fits(kind: IntentKind, done: Sequence[Done]) -> bool:
+    """Whether the calls made are the ones the intent's answer speaks about: one thing's numbers only from a call
+    that named the thing (not the top row of a table), the least efficient keyword only from keyword rows sorted by
+    ACoS."""
+    perf = [d.args for d in done if d.name == "performance"]
+    if kind == IntentKind.ENTITY_PERFORMANCE:
+        return any(a.get(f) for a in perf for f in ("keyword_id", "campaign_id", "ad_group_id"))
+    if kind == IntentKind.WORST_ACOS:
+        return any(a.get("level", "keyword") == "keyword" and a.get("sort") == "acos" for a in perf)
+    return True
+
+
 # plans the expert finishes after the model's start (their later arguments all come from results)
 CONTINUED = frozenset({IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET, IntentKind.APPLY_BEST_BID})
 
@@ -254,6 +266,8 @@ def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str |
         if kind in REFUSALS or (kind in _NO_ANSWER_WRITER - CONTINUED and not failed) or first_tool(kind) not in called:
             continue
         if (kind not in CONTINUED) if planning else (kind in CONTINUED and not _sure(probs, kind)):
+            continue
+        if not _fits(kind, done):
             continue
         try:
             message = step(_intent_from_calls(kind, done), done, scope)

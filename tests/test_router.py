@@ -65,6 +65,17 @@ async def test_a_written_answer_quotes_the_results_of_the_calls_the_model_made(w
     assert written_answer({K.OVERVIEW: 1.0}, [], "adv_0001") is None
 
 
+async def test_one_things_numbers_are_written_only_from_a_call_that_named_it(world):  # noqa: F811
+    table = turn_done(await _turn(world, [("performance", {"level": "campaign", "sort": "spend", "limit": 5})]))
+    top = table[0].result["rows"][0]
+    listed = written_answer({K.ENTITY_PERFORMANCE: 0.7, K.CAMPAIGNS: 0.3}, table, "adv_0001")
+    assert listed and listed.count("cmp_") > 1  # the table, not its top row passed off as the campaign asked about
+    assert written_answer({K.ENTITY_PERFORMANCE: 1.0}, table, "adv_0001") is None
+    named = turn_done(await _turn(world, [("performance", {"level": "campaign", "campaign_id": top["id"]})]))
+    one = written_answer({K.ENTITY_PERFORMANCE: 0.7, K.CAMPAIGNS: 0.3}, named, "adv_0001")
+    assert one and one.count("cmp_") == 1 and top["id"] in one
+
+
 async def test_a_failed_call_is_answered_with_the_experts_question_back(world):  # noqa: F811
     thread = await _turn(world, [("what_if", {"change": "bid", "id": "zzqx no such thing", "value": 1.5})])
     text = written_answer({K.WHAT_IF_BID: 1.0}, turn_done(thread), "adv_0001")
@@ -102,9 +113,12 @@ async def test_an_advice_plan_goes_on_from_the_models_first_call_to_a_proposal(w
         assert "keep your bids" in second["content"]
     # a listing question whose plan starts the same way is answered from the same results, not continued; so is
     # advice the router reads as less likely than not
-    for unsure in ({K.WORST_ACOS: 0.8, K.FIX_ACOS: 0.2}, {K.WORST_ACOS: 0.45, K.FIX_ACOS: 0.4, K.OVERVIEW: 0.15}):
+    # (keywords by spend are no answer to "the least efficient keyword": the table is)
+    for unsure in ({K.WORST_ACOS: 0.7, K.FIX_ACOS: 0.2, K.KEYWORDS: 0.1},
+                   {K.WORST_ACOS: 0.4, K.FIX_ACOS: 0.4, K.KEYWORDS: 0.05, K.OVERVIEW: 0.15}):
         answer = next_step(unsure, turn_done(thread)[:1], "adv_0001")
-        assert answer is not None and not answer.get("tool_calls") and "least efficient" in answer["content"]
+        assert answer is not None and not answer.get("tool_calls") and "by spend" in answer["content"]
+        assert "least efficient" not in answer["content"]
     # once the plan made its own calls, only the plan goes on (no other intent's answer cuts it short)
     going_on = next_step({K.BEST_BID: 0.6, K.FIX_ACOS: 0.4}, turn_done(thread), "adv_0001", planning=True)
     assert going_on is not None and _same(going_on, second)
@@ -311,6 +325,10 @@ def test_a_made_up_amount_is_never_simulated_or_proposed():
     budget = _grounded(made("propose_change", {"action": "set_budget", "id": "towels", "value": 40}),
                        [{"role": "user", "content": "change the towels budget"}], "adv_0001")
     assert not budget.tool_calls and "What daily budget" in str(budget.content)
+    advice = _grounded(made("propose_change", {"action": "set_budget", "id": "- one", "value": 40}),
+                       [{"role": "user", "content": "budgets feel off. move money to wherever it earns more"}],
+                       "adv_0001", {K.FIX_BUDGET: 0.4, K.SET_BUDGET: 0.1, K.APPLY_BEST_BID: 0.5})
+    assert advice.tool_calls[0]["id"].startswith(PLAN_CALL + "fix_budget.")
 
 
 def test_a_proposal_takes_the_action_the_router_is_sure_of_where_the_model_wrote_its_twin():

@@ -103,12 +103,14 @@ def test_the_routers_noisy_copies_keep_their_intent():
     from training.router import ACTIONS, OPENERS, augment
 
     rows = [("how is my account doing?", "overview"), ("hi", "greeting"), ("what should I bid on red mugs?", "best_bid"),
-            ("yes go ahead", "confirm")] * 20
+            ("yes go ahead", "confirm"), ("my acos is too high, fix it", "fix_acos")] * 20
     noisy = augment(rows, 1.0, seed=0)
-    assert noisy and all(label in {"overview", "greeting", "best_bid", "confirm", "apply_best_bid"} for _, label in noisy)
+    assert noisy and all(label in {"overview", "greeting", "best_bid", "confirm", "apply_best_bid", "fix_acos"}
+                         for _, label in noisy)
+    assert any(text.endswith(tuple(ACTIONS)) for text, label in noisy if label == "fix_acos")  # keeps its intent
     assert not any(text.startswith(tuple(OPENERS)) for text, label in noisy if label in ("greeting", "confirm"))
     assert any(text.startswith(tuple(OPENERS)) for text, label in noisy if label == "overview")
     acted = [text for text, label in noisy if label == "apply_best_bid"]
     assert acted and all(text.startswith("what should I bid on red mugs") and text.endswith(tuple(ACTIONS))
-                         for text in acted)
+                         for text in acted)  # a best bid asked for with an action
     assert augment(rows, 0.0, seed=0) == []

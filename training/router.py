@@ -77,6 +77,9 @@ SIGN_OFFS = [" thanks", " thx", " pls", " please", " :)", " asap", " rn", " than
 ACTIONS = [", and set it up for me", " and put it in", ". then line up the change", ", go ahead and make the change",
            " - and apply it", ". prepare it so I can approve", ", then queue it", " and just do it"]
 _UNWRAPPED = {IntentKind.GREETING, IntentKind.CONFIRM, IntentKind.REJECT, IntentKind.CHOOSE}
+# intents an action may follow: the advice that ends in a proposal keeps its intent (so an action asked for is no
+# sign of one of them alone); a best bid asked for with an action is apply-best-bid
+_ACTED = {IntentKind.BEST_BID, IntentKind.APPLY_BEST_BID, IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET, IntentKind.CUT_WORST}
 
 
 def _typo(text: str, rng: np.random.Generator) -> str:
@@ -93,14 +96,16 @@ def _typo(text: str, rng: np.random.Generator) -> str:
 
 def augment(rows: list[tuple[str, str]], per_message: float, seed: int) -> list[tuple[str, str]]:
     """Noisy copies of `rows` (about `per_message` each): an opener, a sign-off, a typo or lower case, each
-    with its label; a best-bid question with an action asked for after it becomes apply-best-bid."""
+    with its label; advice that ends in a proposal with an action asked for after it (a best-bid question with
+    one becomes apply-best-bid)."""
     rng = np.random.default_rng(seed)
     out: list[tuple[str, str]] = []
     for text, label in rows:
         for _ in range(int(per_message) + int(rng.random() < per_message % 1)):
             kind = IntentKind(label)
-            if kind == IntentKind.BEST_BID and rng.random() < 0.3:
-                out.append((text.rstrip("?. ") + ACTIONS[int(rng.integers(len(ACTIONS)))], IntentKind.APPLY_BEST_BID.value))
+            if kind in _ACTED and rng.random() < 0.3:  # the action asked for: a best bid becomes its proposal
+                acted = IntentKind.APPLY_BEST_BID if kind == IntentKind.BEST_BID else kind
+                out.append((text.rstrip("?. ") + ACTIONS[int(rng.integers(len(ACTIONS)))], acted.value))
                 continue
             new = text
             if kind not in _UNWRAPPED and rng.random() < 0.5:

@@ -100,7 +100,8 @@ def _numbers(value: Any) -> set[float]:
 # a proposal's action and its twin, by the write intent that asks for it: where the router is sure of one and the
 # model wrote the other ("keeps matching 'x', wrong audience" is a negative, not a new keyword), the router's stands
 _TWIN_ACTIONS = {"add_negatives": ("add_keywords", "add_negative"), "add_keywords": ("add_negatives", "add_keyword"),
-                 "pause": ("enable", "pause"), "enable": ("pause", "enable")}
+                 "pause": ("enable", "pause"), "enable": ("pause", "enable"),
+                 "set_bid": ("set_budget", "set_bid"), "set_budget": ("set_bid", "set_budget")}
 ACTION_SURE = 0.5
 
 
@@ -108,7 +109,8 @@ def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
               probs: dict[Any, float] | None = None) -> AIMessage:
     """The model's proposals and what-ifs with the amount the user named (agent/amounts.py ground_change). Where the
     user named none and the model made one up: a proposed bid goes to the expert's best-bid plan (its proposal is
-    the recommended bid), a budget gets a question back, a what-if takes the previous what-if's change ("the same
+    the recommended bid), a budget gets the budget-advice plan where the router reads that as at least as likely
+    as setting a budget, else a question back; a what-if takes the previous what-if's change ("the same
     for X") or, with none, becomes a look at the thing's numbers. A number nobody said is never simulated or
     proposed. A proposal's action is its twin's where the router is sure of the twin (_TWIN_ACTIONS)."""
     from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts
@@ -150,9 +152,12 @@ def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
         if args is None and c["args"].get("action") == "set_bid":
             planned = step(Intent(kind=IntentKind.APPLY_BEST_BID, keyword=str(c["args"].get("id"))), [], scope)
             return _plan_message({**planned, "intent": IntentKind.APPLY_BEST_BID.value})
-        if args is None:
-            return AIMessage(content=f"What daily budget should {c['args'].get('id')} get? Tell me an amount "
-                                     "(\"80 a day\") or a change (\"20% more\") and I'll simulate it before anything changes.")
+        if args is None and probs and probs.get(IntentKind.FIX_BUDGET, 0.0) >= probs.get(IntentKind.SET_BUDGET, 0.0):
+            planned = step(Intent(kind=IntentKind.FIX_BUDGET), [], scope)  # budget advice: find the change first
+            return _plan_message({**planned, "intent": IntentKind.FIX_BUDGET.value})
+        if args is None:  # (no figure in the question: the output guardrail would take any out)
+            return AIMessage(content="What daily budget should that campaign get? Tell me an amount or a change "
+                                     "by a share of today's, and I'll simulate it before anything changes.")
         calls.append({**c, "name": name, "args": args})
     return AIMessage(content=message.content, tool_calls=calls)
 
