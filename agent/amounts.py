@@ -16,14 +16,21 @@ from typing import Any
 _FRACTIONS = {"half": "50%", "third": "33%", "quarter": "25%", "fifth": "20%", "tenth": "10%"}
 _FRACTION = re.compile(r"\b(?:a|one)\s+(half|third|quarter|fifth|tenth)\b", re.I)
 _NUM = r"(\d+(?:\.\d+)?)"
-_RULES: list[tuple[re.Pattern[str], str]] = [
-    # "2 dollars and 30 cents", "2 bucks 50", "a buck fifty"
-    (re.compile(r"\b(\d+)\s*(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})\s*(?:cents?)?\b", re.I),
-     r"$\1.\2"),
-    (re.compile(r"\b(?:a|one)\s+(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})\s*(?:cents?)?\b", re.I), r"$1.\1"),
+
+
+def _cents(dollars: str, cents: str) -> str:
+    return f"${dollars}.{int(cents):02d}"  # "5 cents" is .05, "50" is .50
+
+
+_RULES: list[tuple[re.Pattern[str], Any]] = [
+    # "2 dollars and 30 cents", "2 bucks 50", "a buck fifty", "one dollars and five cents"
+    (re.compile(r"\b(\d+)\s*(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})(?:\s*cents?)?\b", re.I),
+     lambda m: _cents(m.group(1), m.group(2))),
+    (re.compile(r"\b(?:a|one)\s+(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})(?:\s*cents?)?\b", re.I),
+     lambda m: _cents("1", m.group(1))),
     (re.compile(r"\b(?:a|one)\s+(?:dollars?|bucks?)\b", re.I), "$1"),
     (re.compile(rf"\b{_NUM}\s*(?:dollars?|bucks?|usd)\b", re.I), r"$\1"),
-    (re.compile(r"\b(\d{1,2})\s*cents?\b", re.I), r"$0.\1"),
+    (re.compile(r"\b(\d{1,2})\s*cents?\b", re.I), lambda m: _cents("0", m.group(1))),
     (re.compile(r"\b(at|to|of)\s+(\d)\s+(\d{2})\b", re.I), r"\1 $\2.\3"),  # "at 2 50" (two fifty)
     # "from 132 to 172", "from 80 up to 110": the amount to change to
     (re.compile(rf"\bfrom\s+\$?{_NUM}\s+(?:(?:up|down)\s+)?to\s+(\$?){_NUM}", re.I), r"to \2\3"),
@@ -56,6 +63,17 @@ _FIGURE = re.compile(r"(?<![\w.])\$?(\d+(?:\.\d+)?)(?!\s*(?:%|percent|pct|days?|
 _BY_AMOUNT = re.compile(r"\bby\s+\$?(\d+(?:\.\d+)?)(?!\s*(?:%|percent|pct))", re.I)
 
 
+_TARGET_ACOS = re.compile(r"\b(?:(?:under|below|at|to|around|near|of|max|target|keep\w*)\s+)?(\d+(?:\.\d+)?)\s*%\s*"
+                          r"(?:acos|a\.c\.o\.s)\b|\bacos\s+(?:(?:under|below|at|of|around|near|to|target|<|max)\s+)+"
+                          r"(\d+(?:\.\d+)?)\s*%", re.I)
+
+
+def target_acos(text: str) -> float | None:
+    """An ACoS target in an already normalized message ("under 35% acos", "acos below 25%") as a fraction."""
+    m = _TARGET_ACOS.search(text)
+    return float(m.group(1) or m.group(2)) / 100 if m else None
+
+
 def relative_change(text: str, sign: float = 1.0) -> float | None:
     """A change by a fraction in an already normalized message: "double" 1.0, "halve" -0.5, "cut it by 20%" -0.2
     (`sign` where the words do not say which way)."""
@@ -84,7 +102,7 @@ def ground_change(args: dict[str, Any], message: str, known: set[float]) -> dict
     is the value. None where the message names no amount at all (the model made one up)."""
     if args.get("action") not in ("set_bid", "set_budget") and args.get("change") not in ("bid", "budget"):
         return args
-    text = normalize_amounts(message)
+    text = _TARGET_ACOS.sub(" ", normalize_amounts(message))  # an ACoS target is no change by a share
     rest = {k: v for k, v in args.items() if k not in AMOUNT_ARGS}
     given = next((float(args[k]) for k in ("relative_change", "change_by") if isinstance(args.get(k), int | float)), 1.0)
     sign = -1.0 if given < 0 else 1.0

@@ -350,10 +350,20 @@ def quoted_name(value: str, user_text: str) -> str | None:
     return full if full.lower() != value.strip().lower() else None
 
 
+_AD_GROUP_NAMED = re.compile(r"\b(?:for|in|to|on|into|from)\s+(?:the\s+|my\s+|our\s+)?([\w][\w\s&+/'-]{1,60}?)\s+ad ?group\b",
+                             re.I)
+
+
 def with_quoted_names(args: dict[str, Any], user_text: str) -> dict[str, Any]:
-    """`args` with each name the model cut short replaced by the user's whole quoted name (quoted_name)."""
+    """`args` with each name the model cut short replaced by the user's whole quoted name (quoted_name); a new
+    keyword's or negative's ad group that the model wrote as the term itself, as the "... ad group" the user named."""
     grown = {f: quoted_name(v, user_text) for f in _NAME_ARGS if isinstance(v := args.get(f), str)}
     out = {**args, **{f: v for f, v in grown.items() if v}}
+    terms = [k.get("text", "") for k in args.get("keywords") or [] if isinstance(k, dict)]
+    named = _AD_GROUP_NAMED.search(user_text)
+    if named and isinstance(args.get("id"), str) and any(
+            args["id"].strip().lower() in str(t).lower() for t in terms):
+        out["id"] = named.group(1).strip()
     if isinstance(args.get("keywords"), list):  # new keywords and negatives: the search term as the user quoted it
         out["keywords"] = [{**k, "text": _quoted_term(k["text"], user_text)}
                            if isinstance(k, dict) and isinstance(k.get("text"), str) else k for k in args["keywords"]]

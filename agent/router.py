@@ -199,11 +199,13 @@ def _intent_from_calls(kind: IntentKind, done: Sequence[Done]) -> Intent:
 
 def _fits(kind: IntentKind, done: Sequence[Done]) -> bool:
     """Whether the calls made are the ones the intent's answer speaks about: one thing's numbers only from a call
-    that named the thing (not the top row of a table), the least efficient keyword only from keyword rows sorted by
-    ACoS."""
+    that named the thing (not the top row of a table), a table of campaigns or keywords only from rows of that level,
+    the least efficient keyword only from keyword rows sorted by ACoS."""
     perf = [d.args for d in done if d.name == "performance"]
     if kind == IntentKind.ENTITY_PERFORMANCE:
         return any(a.get(f) for a in perf for f in ("keyword_id", "campaign_id", "ad_group_id"))
+    if kind in (IntentKind.CAMPAIGNS, IntentKind.KEYWORDS):
+        return any(a.get("level") == ("campaign" if kind == IntentKind.CAMPAIGNS else "keyword") for a in perf)
     if kind == IntentKind.WORST_ACOS:
         return any(a.get("level", "keyword") == "keyword" and a.get("sort") == "acos" for a in perf)
     return True

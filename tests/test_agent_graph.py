@@ -316,3 +316,7 @@ def test_a_name_the_model_cut_short_is_the_users_whole_quoted_name():
     negative = {"action": "add_negatives", "id": "bath towels", "keywords": [{"text": "best area rug", "match_type": "phrase"}]}
     assert with_quoted_names(negative, "bath towels keeps matching 'best area rug tattoo', wrong audience")["keywords"] == [
         {"text": "best area rug tattoo", "match_type": "phrase"}]
+    misplaced = {"action": "add_negatives", "id": "duvet cover drawing",
+                 "keywords": [{"text": "duvet cover drawing", "match_type": "exact"}]}
+    assert with_quoted_names(misplaced, "negative exact 'duvet cover drawing' for the Storage Bins ad group")["id"] == \
+        "Storage Bins"

@@ -13,6 +13,9 @@ from agent.amounts import ground_change, normalize_amounts
     ("bidding two dollars and ten cents on it", "bidding $2.10 on it"),
     ("drop my bid by 20 cents", "drop my bid by $0.20"),
     ("at a bid of one dollars and ten cents instead", "at a bid of $1.10 instead"),
+    ("drop it to one dollars and five cents", "drop it to $1.05"),
+    ("bid 2 bucks 5 on it", "bid $2.05 on it"),
+    ("five cents lower", "$0.05 lower"),
     ("try the yoga mat campaign at seventy a day", "try the yoga mat campaign at 70 a day"),
     ("raise the kettlebell budget from 132 to 172", "raise the kettlebell budget to 172"),
     ("from eighty up to one hundred ten daily", "to 110 daily"),
@@ -45,6 +48,15 @@ def test_words_that_are_not_amounts_stay(text):
 def test_a_proposal_takes_the_amount_the_seller_named(said, made, grounded):
     base = {"action": "set_budget", "id": "x"}
     assert ground_change(base | made, said, set()) == base | grounded
+
+
+def test_an_acos_target_is_no_change_by_a_share():
+    from agent.amounts import target_acos
+
+    said = "get 'premium dumbbells' (exact) under 35.0% acos, pick the bid and put it in"
+    assert target_acos(said) == 0.35 and target_acos("keep acos below 25% on it") == 0.25
+    assert target_acos("raise the bid by 20%") is None
+    assert ground_change({"action": "set_bid", "id": "x", "relative_change": 0.35}, said, set()) is None
 
 
 def test_an_amount_nobody_named_is_not_proposed():

@@ -109,13 +109,13 @@ def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
               probs: dict[Any, float] | None = None) -> AIMessage:
     """The model's proposals and what-ifs with the amount the user named (agent/amounts.py ground_change). Where the
     user named none and the model made one up: a proposed bid goes to the expert's best-bid plan (its proposal is
-    the recommended bid), a budget gets the budget-advice plan where the router reads that as at least as likely
+    the recommended bid, for the ACoS target the user named if any), a budget gets the budget-advice plan where the router reads that as at least as likely
     as setting a budget, else a question back; a what-if takes the previous what-if's change ("the same
     for X") or, with none, becomes a look at the thing's numbers. A number nobody said is never simulated or
     proposed. A proposal's action is its twin's where the router is sure of the twin (_TWIN_ACTIONS)."""
-    from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts
+    from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts, target_acos
     from agent.expert import step
-    from agent.intents import Intent, IntentKind
+    from agent.intents import Goal, Intent, IntentKind
     from agent.router import last_user_text
 
     said: set[float] = set()
@@ -150,7 +150,9 @@ def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
                 name, args = "performance", {"level": "keyword" if bid else "campaign",
                                              "keyword_id" if bid else "campaign_id": c["args"].get("id")}
         if args is None and c["args"].get("action") == "set_bid":
-            planned = step(Intent(kind=IntentKind.APPLY_BEST_BID, keyword=str(c["args"].get("id"))), [], scope)
+            target = target_acos(normalize_amounts(last_user_text(thread) or ""))
+            planned = step(Intent(kind=IntentKind.APPLY_BEST_BID, keyword=str(c["args"].get("id")), target=target,
+                                  goal=Goal.TARGET_ACOS if target else None), [], scope)
             return _plan_message({**planned, "intent": IntentKind.APPLY_BEST_BID.value})
         if args is None and probs and probs.get(IntentKind.FIX_BUDGET, 0.0) >= probs.get(IntentKind.SET_BUDGET, 0.0):
             planned = step(Intent(kind=IntentKind.FIX_BUDGET), [], scope)  # budget advice: find the change first

@@ -29,6 +29,7 @@ class InputCategory(StrEnum):
     JAILBREAK = "jailbreak"
     CROSS_ACCOUNT = "cross_account"
     OFF_TOPIC = "off_topic"
+    HARMFUL = "harmful"
 
 
 class Redaction(BaseModel):
@@ -141,6 +142,8 @@ _REFUSALS = {
     "Other advertisers' data is not available to me.",
     InputCategory.OFF_TOPIC: "I can only help with your advertising on this marketplace (campaigns, bids, budgets, "
     "keywords, experiments). Could you ask something about those?",
+    InputCategory.HARMFUL: "I can't help with that: it breaks advertising policy. I can help you improve results with "
+    "your own bids, budgets and keywords instead.",
 }
 
 
@@ -231,8 +234,12 @@ def normalize_for_screening(text: str) -> str:
     return folded.translate(_CONFUSABLES)
 
 
-def check_input(text: str, *, scope: str | None = None, max_chars: int = MAX_INPUT_CHARS) -> InputCheck:
-    """Screen one user message. `scope` is the caller's advertiser id (from auth/config, never the message)."""
+def check_input(text: str, *, scope: str | None = None, max_chars: int = MAX_INPUT_CHARS,
+                screen: bool = False) -> InputCheck:
+    """Screen one user message. `scope` is the caller's advertiser id (from auth/config, never the message). The
+    rules run first; with `screen`, what they let through is judged by the intent screen (agent/guardrails/intent.py).
+    It is off by default: on held-out phrasing families it refuses more benign look-alikes than the rules' budget
+    allows (README, guardrails)."""
 
     def refuse(category: InputCategory, matched: str = "", **fmt: Any) -> InputCheck:
         return InputCheck(
@@ -258,5 +265,12 @@ def check_input(text: str, *, scope: str | None = None, max_chars: int = MAX_INP
             return refuse(InputCategory.CROSS_ACCOUNT, others[0], scope=scope)
     if not _DOMAIN.search(probe) and (hit := _first_match(_OFF_TOPIC, probe)):
         return refuse(InputCategory.OFF_TOPIC, hit)
+    if screen:
+        from agent.guardrails.intent import OK, shipped_screen
+
+        judged = shipped_screen()
+        label, attack = judged.judge(probe) if judged is not None else (OK, 0.0)
+        if label != OK:
+            return refuse(InputCategory(label), f"intent screen: {label} {attack:.2f}", scope=scope or "your account")
     redacted, spans = redact_pii(stripped)
     return InputCheck(allowed=True, category=InputCategory.OK, text=redacted, redactions=spans)
