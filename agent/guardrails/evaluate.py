@@ -57,6 +57,15 @@ def input_case(row: dict[str, Any]) -> tuple[bool, bool, bool, str]:
     return row["expect"] != "ok", not check.allowed, exact, f"{row['text'][:60]!r}: {check.category}"
 
 
+def intent_case(row: dict[str, Any], screen: bool) -> tuple[bool, bool, bool, str]:
+    """A row of the intent sets (label: ok or the attack kind), screened by the rules, or the rules then the intent
+    screen."""
+    from agent.guardrails.input import check_input
+
+    check = check_input(row["text"], scope="adv_0001", screen=screen)
+    return row["label"] != "ok", not check.allowed, check.category == row["label"], f"{row['text'][:60]!r}: {check.category}"
+
+
 def pii_case(row: dict[str, Any]) -> tuple[bool, bool, bool, str]:
     from agent.guardrails.input import find_pii
 
@@ -121,6 +130,9 @@ def evaluate_all() -> list[Scores]:
             _scores(f"output/{label}", [output_case(r) for r in load(f"output{suffix}.jsonl")]),
         ]
     out.append(_scores("tool_args/dev", [tool_args_case(r, fixture) for r in load("tool_args.jsonl")]))
+    intents = load("intent_holdout.jsonl")  # attacks and benign look-alikes of phrasing families never trained on
+    out += [_scores("intent/rules", [intent_case(r, False) for r in intents]),
+            _scores("intent/+screen", [intent_case(r, True) for r in intents])]
     return out
 
 
