@@ -125,8 +125,9 @@ def _kind(prop: dict[str, Any], key: str) -> str:
 
 def _int_pattern(lo: int, hi: int | None) -> str:
     """A regex (bytes of the number's tokens: an optional leading space) for the integers lo..hi."""
-    if hi is None or hi - lo > 2000:
-        first = "[1-9][0-9]{0,8}" if lo >= 1 else "0|[1-9][0-9]{0,8}"
+    if hi is None or hi - lo > 2000:  # too many to list: fewer digits than the maximum has (10000 -> up to 9999)
+        more = 8 if hi is None else max(0, len(str(hi)) - 2)
+        first = f"[1-9][0-9]{{0,{more}}}" if lo >= 1 else f"0|[1-9][0-9]{{0,{more}}}"
         return f"/ ?({first})/"
     return "/ ?(" + "|".join(str(n) for n in range(hi, lo - 1, -1)) + ")/"
 
