@@ -145,7 +145,10 @@ async def input_guardrails(state: AgentState, runtime: Runtime[AgentContext]) ->
     if dropped := state.get("pending"):  # a new message instead of a confirmation: dropped, never applied
         update["pending"] = None
         update["guardrail_events"].append(_event("confirmation", "superseded", dropped["token"]))
-    check = check_input(content_text(user), scope=ctx.config.advertiser_id, max_chars=ctx.config.limits.max_input_chars)
+    # (off the event loop: PII recognizers take a third of a second on a long pasted report, and the server's
+    # /healthz must not wait for them)
+    check = await asyncio.to_thread(check_input, content_text(user), scope=ctx.config.advertiser_id,
+                                    max_chars=ctx.config.limits.max_input_chars)
     if not check.allowed:
         # The refused text is not kept: the model must never read it on a later turn.
         update["messages"] = [HumanMessage(content=f"[message withheld: {check.category.value}]", id=user.id),
@@ -586,8 +589,13 @@ async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
     return {"messages": [AIMessage(content=text)], "pending": None, "guardrail_events": events}
 
 
+GROUNDING_USER_TURNS = 2  # the user's figures an answer may repeat: this turn's message and the one before
+
+
 def grounding_sources(messages: list[AnyMessage]) -> tuple[list[str], list[str]]:
-    """Tool results and tool-call arguments of the thread; the user's messages."""
+    """Tool results and tool-call arguments of the thread; the user's last GROUNDING_USER_TURNS messages (the
+    figures of a report pasted ten turns ago are no source for today's answer, and reading every one would make
+    each turn's check grow with the thread)."""
     tool_texts: list[str] = []
     user_texts: list[str] = []
     for m in messages:
@@ -597,7 +605,7 @@ def grounding_sources(messages: list[AnyMessage]) -> tuple[list[str], list[str]]
             tool_texts += [json.dumps(c["args"]) for c in m.tool_calls]
         elif isinstance(m, HumanMessage):
             user_texts.append(content_text(m))
-    return tool_texts, user_texts
+    return tool_texts, user_texts[-GROUNDING_USER_TURNS:]
 
 
 async def output_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -611,7 +619,7 @@ async def output_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -
         events = [_event("output", "replaced", "empty answer")]
         return {"messages": [AIMessage(content=EMPTY_ANSWER, id=last.id, usage_metadata=last.usage_metadata)], "guardrail_events": events}
     tool_texts, user_texts = grounding_sources(state["messages"][:-1])
-    check = check_output(text, tool_texts, user_texts)
+    check = await asyncio.to_thread(check_output, text, tool_texts, user_texts)  # off the event loop, as the input's
     if check.ok and not last.tool_calls:
         return {}
     events = [_event("output", check.action.value, "; ".join(f"{i.kind.value}: {i.detail}" for i in check.issues))] \
