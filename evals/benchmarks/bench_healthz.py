@@ -18,14 +18,12 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from evals.benchmarks.bench_load import REPO, _env, _free_port, _pct, _rss_mb, _settings, _stop
+from evals.benchmarks.bench_load import REPO, _pct, _rss_mb, _settings, _stop, start_api
 
 
 def _message(turn: int, figures: int) -> str:
@@ -85,8 +83,6 @@ async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
-
     from server.db import purge
     from tools.market.data_model import WorldConfig
     from tools.market.generate import generate_world_file
@@ -99,22 +95,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             ns = argparse.Namespace(chat_advertisers=3, backend=backend, llm_base_url=None, llm_model=None,
                                     guidance="overview", worker_concurrency=1)
             s = _settings(world, ns)
-            port = _free_port()
-            log = Path(tmp) / f"api-{backend}.log"
-            api = subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "api", "--port", str(port)], cwd=REPO,
-                                   env=_env(s), stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-            base = f"http://127.0.0.1:{port}"
+            api, base = start_api(s, Path(tmp) / f"api-{backend}.log")
             try:
-                deadline = time.time() + 180
-                while True:
-                    try:
-                        if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if api.poll() is not None or time.time() > deadline:
-                        raise RuntimeError(f"the API did not come up: {log.read_text()[-2000:]}")
-                    time.sleep(0.3)
                 print(f"{backend} backend: {args.turns} turns of {len(_message(0, args.figures))} characters, "
                       f"/healthz every {args.poll_ms} ms", flush=True)
                 r = out[backend] = await _run(base, api.pid, args)

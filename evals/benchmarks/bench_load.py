@@ -63,6 +63,28 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_api(s: Any, log: Path, wait_s: float = 180) -> tuple[subprocess.Popen[bytes], str]:
+    """`adguide serve api` on a free loopback port with settings `s`, once /readyz says ready: (process, base URL).
+    Its output goes to `log`; it is stopped (and the error says why) when it does not come up in `wait_s`."""
+    import httpx
+
+    port = _free_port()
+    api = subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "api", "--port", str(port)], cwd=REPO,
+                           env=_env(s), stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + wait_s
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return api, base
+        except httpx.HTTPError:
+            pass
+        if api.poll() is not None or time.time() > deadline:
+            _stop(api)
+            raise RuntimeError(f"the API did not come up: {log.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -244,23 +266,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         generate_world_file(WorldConfig(n_advertisers=n_world, days=args.days, seed=3), world)
         print(f"world: {n_world} advertisers x {args.days} days in {time.perf_counter() - t:.1f} s", flush=True)
         s = _settings(world, args)
-        port = _free_port()
-        api = subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "api", "--port", str(port)], cwd=REPO,
-                               env=_env(s), stdout=open(tmpdir / "api.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        base = f"http://127.0.0.1:{port}"
+        api, base = start_api(s, tmpdir / "api.log")
         try:
-            import httpx
-
-            deadline = time.time() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if api.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"the API did not come up: {(tmpdir / 'api.log').read_text()[-2000:]}")
-                time.sleep(0.3)
             if args.users:
                 print(f"chat ramp ({args.backend} backend, {args.seconds:g} s per level):", flush=True)
                 out["chat"] = await _chat_ramp(base, api.pid, args)
