@@ -58,11 +58,11 @@ def _sign(text: str, default: float) -> float:
     """-1 for a change down, 1 for up; `default` where the words say both or neither."""
     down, up = _DOWN.search(text) is not None, _UP.search(text) is not None
     return -1.0 if down and not up else 1.0 if up and not down else default
+
+
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent|pct)", re.I)
 _FIGURE = re.compile(r"(?<![\w.])\$?(\d+(?:\.\d+)?)(?!\s*(?:%|percent|pct|days?|weeks?|months?|x\b)|[\d.]*\w)", re.I)
 _BY_AMOUNT = re.compile(r"\bby\s+\$?(\d+(?:\.\d+)?)(?!\s*(?:%|percent|pct))", re.I)
-
-
 _TARGET_ACOS = re.compile(r"\b(?:(?:under|below|at|to|around|near|of|max|target|keep\w*)\s+)?(\d+(?:\.\d+)?)\s*%\s*"
                           r"(?:acos|a\.c\.o\.s)\b|\bacos\s+(?:(?:under|below|at|of|around|near|to|target|<|max)\s+)+"
                           r"(\d+(?:\.\d+)?)\s*%", re.I)
@@ -97,9 +97,9 @@ AMOUNT_ARGS = ("value", "relative_change", "change_by")
 
 def ground_change(args: dict[str, Any], message: str, known: set[float]) -> dict[str, Any] | None:
     """A model's set_bid / set_budget proposal or bid / budget what-if with its amount taken from the user's words:
-    a value the message (or `known`: earlier figures, results) holds stays; a change by a fraction ("double it", "a fifth less")
-    becomes relative_change, a change by an amount ("20 cents lower") change_by; a lone figure in the message
-    is the value. None where the message names no amount at all (the model made one up)."""
+    a value the message (or `known`: earlier figures, results) holds stays; a change by a fraction ("double it", "a
+    fifth less") becomes relative_change, a change by an amount ("20 cents lower") change_by; a lone figure in the
+    message is the value. None where the message names no amount at all (the model made one up)."""
     if args.get("action") not in ("set_bid", "set_budget") and args.get("change") not in ("bid", "budget"):
         return args
     text = _TARGET_ACOS.sub(" ", normalize_amounts(message))  # an ACoS target is no change by a share

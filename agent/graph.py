@@ -339,13 +339,20 @@ _QUOTED = re.compile(r"""(?<!\w)['"‘“]([^'"‘’“”]{2,80}?)['"’”](?
 _NAME_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "experiment_id", "id")
 
 
+def _quoted_holding(words: str, user_text: str) -> set[tuple[str, str]]:
+    """The names the user put in quotes that hold `words` as whole words, each with the match type written after
+    it ("" where none)."""
+    core = words.strip().lower()
+    return {(m.group(1).strip(), (m.group(2) or "").lower()) for m in _QUOTED.finditer(user_text)
+            if re.search(rf"(?<!\w){re.escape(core)}(?!\w)", m.group(1).lower())}
+
+
 def quoted_name(value: str, user_text: str) -> str | None:
     """The whole name the user put in quotes where the model copied only part of it: "zenware" for "is 'zenware
     lawn mower' (exact) selling?" -> "zenware lawn mower exact" (with the match type written after it); None where
     no single quoted name holds the value, or the value is that name already."""
-    core = re.sub(r"\s+(exact|phrase|broad)$", "", value.strip(), flags=re.I).lower()
-    hits = {(m.group(1).strip(), (m.group(2) or "").lower()) for m in _QUOTED.finditer(user_text)
-            if core and re.search(rf"(?<!\w){re.escape(core)}(?!\w)", m.group(1).lower())}
+    core = re.sub(r"\s+(exact|phrase|broad)$", "", value.strip(), flags=re.I)
+    hits = _quoted_holding(core, user_text) if core else set()
     if len(hits) != 1:
         return None
     name, match = hits.pop()
@@ -374,8 +381,7 @@ def with_quoted_names(args: dict[str, Any], user_text: str) -> dict[str, Any]:
 
 
 def _quoted_term(text: str, user_text: str) -> str:
-    whole = {m.group(1).strip() for m in _QUOTED.finditer(user_text)
-             if re.search(rf"(?<!\w){re.escape(text.strip().lower())}(?!\w)", m.group(1).lower())}
+    whole = {name for name, _ in _quoted_holding(text, user_text)}
     return whole.pop() if len(whole) == 1 else text
 
 

@@ -87,21 +87,12 @@ def _plan(thread: list[dict[str, Any]]) -> str | None:
     return next((i[len(PLAN_CALL):].split(".", 1)[0] for i in ids if i.startswith(PLAN_CALL)), None)
 
 
-def _numbers(value: Any) -> set[float]:
-    if isinstance(value, bool):
-        return set()
-    if isinstance(value, int | float):
-        return {float(value)}
-    if isinstance(value, dict):
-        value = list(value.values())
-    return set().union(*map(_numbers, value)) if isinstance(value, list) else set()
-
-
-# a proposal's action and its twin, by the write intent that asks for it: where the router is sure of one and the
-# model wrote the other ("keeps matching 'x', wrong audience" is a negative, not a new keyword), the router's stands
-_TWIN_ACTIONS = {"add_negatives": ("add_keywords", "add_negative"), "add_keywords": ("add_negatives", "add_keyword"),
-                 "pause": ("enable", "pause"), "enable": ("pause", "enable"),
-                 "set_bid": ("set_budget", "set_bid"), "set_budget": ("set_bid", "set_budget")}
+# a proposal's action and its twin: where the router is sure of the twin's write intent and the model wrote the
+# other ("keeps matching 'x', wrong audience" is a negative, not a new keyword), the router's stands
+_TWIN_ACTIONS = {  # the model's action -> (its twin, the twin's intent)
+    "add_keywords": ("add_negatives", "add_negative"), "add_negatives": ("add_keywords", "add_keyword"),
+    "pause": ("enable", "enable"), "enable": ("pause", "pause"),
+    "set_bid": ("set_budget", "set_budget"), "set_budget": ("set_bid", "set_bid")}
 ACTION_SURE = 0.5
 
 
@@ -109,12 +100,13 @@ def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
               probs: dict[Any, float] | None = None) -> AIMessage:
     """The model's proposals and what-ifs with the amount the user named (agent/amounts.py ground_change). Where the
     user named none and the model made one up: a proposed bid goes to the expert's best-bid plan (its proposal is
-    the recommended bid, for the ACoS target the user named if any), a budget gets the budget-advice plan where the router reads that as at least as likely
-    as setting a budget, else a question back; a what-if takes the previous what-if's change ("the same
+    the recommended bid, for the ACoS target the user named if any), a budget gets the budget-advice plan where the
+    router reads that as at least as likely as setting a budget, else a question back; a what-if takes the previous what-if's change ("the same
     for X") or, with none, becomes a look at the thing's numbers. A number nobody said is never simulated or
     proposed. A proposal's action is its twin's where the router is sure of the twin (_TWIN_ACTIONS)."""
     from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts, target_acos
     from agent.expert import step
+    from agent.guardrails.output import number_leaves
     from agent.intents import Goal, Intent, IntentKind
     from agent.router import last_user_text
 
@@ -124,7 +116,7 @@ def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
     for m in thread[:max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=0)]:
         if m.get("role") == "tool":
             try:
-                results |= _numbers(json.loads(m.get("content") or ""))
+                results |= set(number_leaves(json.loads(m.get("content") or "")))
             except ValueError:
                 continue
         elif m.get("role") == "user":
@@ -135,8 +127,8 @@ def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
     calls = []
     for c in message.tool_calls:
         name, made = c["name"], dict(c["args"])
-        twin = _TWIN_ACTIONS.get(str(made.get("action")), ("", ""))[0]
-        if name == "propose_change" and twin and probs and probs.get(IntentKind(_TWIN_ACTIONS[twin][1]), 0.0) >= ACTION_SURE:
+        twin, wants = _TWIN_ACTIONS.get(str(made.get("action")), ("", ""))
+        if name == "propose_change" and twin and probs and probs.get(IntentKind(wants), 0.0) >= ACTION_SURE:
             made["action"] = twin
         args: dict[str, Any] | None = made
         if name in ("propose_change", "what_if"):

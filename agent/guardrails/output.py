@@ -150,13 +150,14 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _leaves(value: Any) -> list[float]:
+def number_leaves(value: Any) -> list[float]:
+    """Every finite number in a parsed JSON value."""
     if _is_number(value):
         return [float(value)]
     if isinstance(value, dict):
-        return [x for v in value.values() for x in _leaves(v)]
+        return [x for v in value.values() for x in number_leaves(v)]
     if isinstance(value, list | tuple):
-        return [x for v in value for x in _leaves(v)]
+        return [x for v in value for x in number_leaves(v)]
     return []
 
 
@@ -252,9 +253,9 @@ def source_numbers(tool_texts: Iterable[Any], user_texts: Iterable[str] = ()) ->
     derived: list[float] = []
     for source in tool_texts:
         parsed = _parse(source)
-        direct += _leaves(parsed)
+        direct += number_leaves(parsed)
         _derived(parsed, derived)
-    user = with_percents([v for t in user_texts for v in _leaves(_parse(t))])
+    user = with_percents([v for t in user_texts for v in number_leaves(_parse(t))])
     tool = with_percents(direct)
     cross = np.abs(user[:, None] - tool[None, :]).ravel() if user.size and tool.size else np.array([])
     arr = np.concatenate([tool, with_percents(derived), user, cross])
