@@ -13,9 +13,12 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from agent.events import Proposal
 
 agent_app = typer.Typer(help="Talk to the agent.", no_args_is_help=True)
 
@@ -46,35 +49,38 @@ def _quiet() -> None:
 
 def _run(coro: Any) -> Any:
     from agent.backends import BackendUnavailableError
+    from agent.tracing import TracingConfigError
 
     try:
         return asyncio.run(coro)
-    except (FileNotFoundError, BackendUnavailableError) as exc:
+    except (FileNotFoundError, BackendUnavailableError, TracingConfigError) as exc:
         from rich.console import Console
 
         Console(stderr=True).print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
 
 
-def _render_confirmation(console: Any, event: dict[str, Any]) -> None:
+def _render_confirmation(console: Any, event: Proposal) -> None:
     from rich.table import Table
 
-    if event["type"] == "extra_confirmation":
-        console.print(f"[yellow]{event['question']}[/yellow]")
-        for reason in event["reasons"]:
+    from agent.events import ExtraConfirmation
+
+    if isinstance(event, ExtraConfirmation):
+        console.print(f"[yellow]{event.question}[/yellow]")
+        for reason in event.reasons:
             console.print(f"  • {reason}")
         return
-    table = Table(title=f"Proposed change ({event.get('action')})")
+    table = Table(title=f"Proposed change ({event.action})")
     for col in ("id", "field", "before", "after"):
         table.add_column(col)
-    for c in event.get("changes") or []:
+    for c in event.changes or []:
         table.add_row(str(c["id"]), str(c["field"]), str(c["before"]), json.dumps(c["after"]) if isinstance(c["after"], dict) else str(c["after"]))
     console.print(table)
-    if impact := event.get("impact"):
+    if event.impact:
         from agent.expert import impact_text
 
-        console.print(impact_text(impact))
-    for reason in event.get("extra_confirmation") or []:
+        console.print(impact_text(event.impact))
+    for reason in event.extra_confirmation:
         console.print(f"[yellow]Beyond the usual bounds: {reason}[/yellow]")
 
 
@@ -83,20 +89,21 @@ async def _turn(agent: Any, console: Any, thread: str, message: str | None, resu
     """Stream one turn to the console; confirmations become prompts when interactive."""
     from rich.prompt import Confirm
 
+    from agent import events as ev
     from agent.graph import AgentError
 
-    confirmation = None
+    confirmation: Proposal | None = None
     try:
         async for event in agent.stream(thread, message, resume=resume):
-            kind = event["type"]
-            if kind == "tool_call":
-                console.print(f"[dim]→ {event['name']}({json.dumps(event['args'])})[/dim]")
-            elif kind == "tool_result" and not event["ok"]:
-                console.print(f"[dim red]  {event['name']} failed: {event['text'][:200]}[/dim red]")
-            elif kind == "final":
-                console.print(event["text"])
-            elif kind in ("confirmation", "extra_confirmation"):
-                confirmation = event
+            match event:
+                case ev.ToolCall():
+                    console.print(f"[dim]→ {event.name}({json.dumps(event.args)})[/dim]")
+                case ev.ToolResult(ok=False):
+                    console.print(f"[dim red]  {event.name} failed: {event.text[:200]}[/dim red]")
+                case ev.Final():
+                    console.print(event.text)
+                case ev.Confirmation() | ev.ExtraConfirmation():
+                    confirmation = event
     except AgentError as exc:
         console.print(f"[red]{exc}[/red]")
         return
@@ -149,18 +156,25 @@ def ask(question: str = typer.Argument(..., help="the question"), advertiser: st
         thread: str | None = THREAD, backend: str | None = BACKEND, model_dir: Path | None = MODEL_DIR,
         base_url: str | None = BASE_URL, world: Path | None = WORLD,
         yes: bool = typer.Option(False, "--yes", help="confirm a proposed change without asking"),
-        no: bool = typer.Option(False, "--no", help="reject a proposed change without asking")) -> None:
+        no: bool = typer.Option(False, "--no", help="reject a proposed change without asking"),
+        trace: bool = typer.Option(False, "--trace", help="print the turn's spans (model calls, tool calls, "
+                                   "guardrail checks) as a tree after the answer")) -> None:
     """Ask one question and print the answer."""
     import sys
 
     from rich.console import Console
 
+    from agent import tracing
     from agent.graph import Agent
 
     _quiet()
     console = Console()
     config = _config(advertiser, backend, model_dir, base_url, world)
     thread_id = thread or f"ask-{uuid.uuid4().hex[:8]}"
+    try:
+        spans = tracing.in_memory() if trace else None  # also over OTLP where an endpoint is configured
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
     async def main() -> None:
         async with Agent(config) as agent:
@@ -168,7 +182,14 @@ def ask(question: str = typer.Argument(..., help="the question"), advertiser: st
             if (yes or no) and await agent.pending(thread_id):
                 await _turn(agent, console, thread_id, None, resume="confirm" if yes else "reject", interactive=False)
 
-    _run(main())
+    try:
+        _run(main())
+    finally:
+        if spans is not None:
+            tracing.disable()  # flushes the OTLP batch too
+            console.rule("trace")
+            for line in tracing.span_tree(list(spans.get_finished_spans())):
+                console.print(line, highlight=False, markup=False)
 
 
 @agent_app.command()

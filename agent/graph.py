@@ -48,6 +48,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, Field
 
+from agent import events as ev
+from agent import tracing
 from agent.configuration import AgentConfig, BackendKind
 from agent.guardrails.input import check_input
 from agent.guardrails.output import check_output
@@ -147,8 +149,11 @@ async def input_guardrails(state: AgentState, runtime: Runtime[AgentContext]) ->
         update["guardrail_events"].append(_event("confirmation", "superseded", dropped["token"]))
     # (off the event loop: PII recognizers take a third of a second on a long pasted report, and the server's
     # /healthz must not wait for them)
-    check = await asyncio.to_thread(check_input, content_text(user), scope=ctx.config.advertiser_id,
-                                    max_chars=ctx.config.limits.max_input_chars)
+    with tracing.guardrail("input") as span:
+        check = await asyncio.to_thread(check_input, content_text(user), scope=ctx.config.advertiser_id,
+                                        max_chars=ctx.config.limits.max_input_chars)
+        tracing.verdict(span, "refused" if not check.allowed else "redacted" if check.redactions else "pass",
+                        "" if check.allowed else check.category.value)
     if not check.allowed:
         # The refused text is not kept: the model must never read it on a later turn.
         update["messages"] = [HumanMessage(content=f"[message withheld: {check.category.value}]", id=user.id),
@@ -234,14 +239,18 @@ async def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         model = ctx.model.bind_tools(ctx.model_tools) if ctx.model_tools else ctx.model
         # a backend that runs in our process stops its work at the deadline too (the timeout only stops waiting)
         deadline = {"deadline": started + limits.max_seconds} if getattr(ctx.model, "accepts_deadline", False) else {}
-        try:
-            response = await asyncio.wait_for(model.ainvoke(_model_view(state["messages"], ctx), **deadline),
-                                              timeout=limits.max_seconds - elapsed)
-        except TimeoutError:
-            stop = _stopped("max_seconds", seconds=time.time() - started)
-        except Exception as exc:  # server down, refused connection, bad response: a clean end of turn
-            log.warning("model call failed: %r", exc)
-            stop = _stopped("model_error", reason=type(exc).__name__)
+        with tracing.model_call(ctx.model, str(ctx.config.resolved_backend())) as span:
+            try:
+                response = await asyncio.wait_for(model.ainvoke(_model_view(state["messages"], ctx), **deadline),
+                                                  timeout=limits.max_seconds - elapsed)
+                tracing.model_response(span, response)
+            except TimeoutError as exc:
+                tracing.failed(span, exc)
+                stop = _stopped("max_seconds", seconds=time.time() - started)
+            except Exception as exc:  # server down, refused connection, bad response: a clean end of turn
+                tracing.failed(span, exc)
+                log.warning("model call failed: %r", exc)
+                stop = _stopped("model_error", reason=type(exc).__name__)
     if stop is not None:
         turn["stop_reason"] = stop["stop_reason"]
         return {"messages": stop["messages"], "turn": turn}
@@ -298,6 +307,7 @@ def route_after_planner(state: AgentState) -> Literal["tools", "output_guardrail
     return "output_guardrails"
 
 
+_VERDICT_ACTION = {Verdict.OK: "pass", Verdict.REJECT: "rejected", Verdict.CONFIRM_EXTRA: "confirm_extra"}
 _NAME_ERRORS = ("AmbiguousReferenceError", "NoMatchError")
 _WORD = re.compile(r"\w+(?:['&+-]\w+)*|[^\w\s]")  # words (men's, 2-pack) and single punctuation marks
 MAX_NAME_GROWTH = 5  # words of the user's message a name argument may grow by
@@ -439,7 +449,7 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     regrown: dict[str, dict[str, Any]] = {}  # call id -> the arguments that ran (a name grown from the user's words)
     for call in call_msg.tool_calls:
         name, args, call_id = call["name"], call["args"], call["id"] or ""
-        write({"type": "tool_call", "name": name, "args": args})
+        write(ev.ToolCall(name=name, args=args, call_id=call_id))
         if INVALID_CALL in args:
             out.append(_tool_error(call_id, name, f"the call's arguments were not valid JSON: {args[INVALID_CALL][:200]}"))
             events.append(_event("tool_args", "rejected", f"{name}: malformed call"))
@@ -448,16 +458,18 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
             out.append(_tool_error(call_id, name, f"unknown tool {name!r}; use one of {sorted(ctx.tool_schemas)}"))
             events.append(_event("tool_args", "rejected", f"unknown tool {name}"))
             continue
-        check = check_tool_args(name, args, schema=ctx.tool_schemas[name], scope=scope, policy=ctx.config.policy)
+        with tracing.guardrail("tool_args", tool=name) as span:
+            check = check_tool_args(name, args, schema=ctx.tool_schemas[name], scope=scope, policy=ctx.config.policy)
+            tracing.verdict(span, "pass" if check.verdict == Verdict.OK else "rejected", check.message)
         if check.verdict != Verdict.OK:
             out.append(_tool_error(call_id, name, check.message))
             events.append(_event("tool_args", "rejected", f"{name}: {check.message}"))
-            write({"type": "tool_result", "name": name, "ok": False, "text": check.message})
+            write(ev.ToolResult(name=name, ok=False, text=check.message, call_id=call_id))
             continue
         if user_text and (quoted := with_quoted_names(args, user_text)) != args:
             args = regrown[call_id] = quoted
         try:
-            text = await run_tool(ctx, name, args)
+            text = await run_tool(ctx, name, args, call_id=call_id)
         except TimeoutError:
             text = json.dumps({"error": {"message": f"{name} did not answer within {ctx.config.limits.tool_timeout_s:g} s"}})
         except Exception as exc:  # a tool server failure must not end the conversation
@@ -484,7 +496,9 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                                       before=c["before"] if isinstance(c["before"], int | float | str) else None,
                                       after=c["after"] if isinstance(c["after"], int | float | str) else None)
                        for c in parsed.get("changes", [])]
-            policy = check_changes(changes, ctx.config.policy)
+            with tracing.guardrail("policy", tool=name) as span:
+                policy = check_changes(changes, ctx.config.policy)
+                tracing.verdict(span, _VERDICT_ACTION[policy.verdict], policy.message)
             if policy.verdict == Verdict.REJECT:
                 text = json.dumps({"error": {"message": f"policy: {policy.message}"}})
                 events.append(_event("tool_args", "rejected", policy.message))
@@ -495,7 +509,7 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                            "extra_confirmation": policy.issues if policy.verdict == Verdict.CONFIRM_EXTRA else []}
                 if pending["extra_confirmation"]:
                     events.append(_event("tool_args", "confirm_extra", policy.message))
-        write({"type": "tool_result", "name": name, "ok": not failed, "text": text[:500]})
+        write(ev.ToolResult(name=name, ok=not failed, text=text[:500], call_id=call_id))
         out.append(ToolMessage(content=text, tool_call_id=call_id, name=name, status="error" if failed else "success"))
     if regrown:  # the history shows the calls as they ran (same message id: the reducer replaces it)
         calls = [dict(c, args=regrown.get(c["id"] or "", c["args"])) for c in call_msg.tool_calls]
@@ -532,10 +546,11 @@ def _decision(value: Any) -> Decision:
 
 
 def confirmation_payload(pending: PendingProposal) -> dict[str, Any]:
+    """The interrupt's payload: the confirmation event as a plain dict (it is checkpointed with the thread)."""
     p = pending["proposal"]
-    return {"type": "confirmation", "token": pending["token"], "action": p.get("action"), "changes": p.get("changes"),
-            "impact": p.get("impact"), "note": p.get("note"), "expires_at": pending["expires_at"],
-            "extra_confirmation": pending["extra_confirmation"]}
+    return ev.Confirmation(token=pending["token"], action=p.get("action"), changes=p.get("changes"),
+                           impact=p.get("impact"), note=p.get("note"), expires_at=pending["expires_at"],
+                           extra_confirmation=pending["extra_confirmation"]).model_dump()
 
 
 def _applied_text(result: dict[str, Any]) -> str:
@@ -567,9 +582,9 @@ async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
     assert pending is not None
     decision = _decision(interrupt(confirmation_payload(pending)))
     if decision.decision == "confirm" and pending["extra_confirmation"] and not decision.acknowledge_risk:
-        again = interrupt({"type": "extra_confirmation", "token": pending["token"],
-                           "reasons": pending["extra_confirmation"],
-                           "question": "This change is beyond the usual bounds. Confirm again to apply it."})
+        again = interrupt(ev.ExtraConfirmation(
+            token=pending["token"], reasons=pending["extra_confirmation"],
+            question="This change is beyond the usual bounds. Confirm again to apply it.").model_dump())
         decision = _decision(again)
         if decision.decision == "confirm":
             decision.acknowledge_risk = True
@@ -625,7 +640,9 @@ async def output_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -
         events = [_event("output", "replaced", "empty answer")]
         return {"messages": [AIMessage(content=EMPTY_ANSWER, id=last.id, usage_metadata=last.usage_metadata)], "guardrail_events": events}
     tool_texts, user_texts = grounding_sources(state["messages"][:-1])
-    check = await asyncio.to_thread(check_output, text, tool_texts, user_texts)  # off the event loop, as the input's
+    with tracing.guardrail("output") as span:
+        check = await asyncio.to_thread(check_output, text, tool_texts, user_texts)  # off the event loop, as the input's
+        tracing.verdict(span, check.action.value, "; ".join(f"{i.kind.value}: {i.detail}" for i in check.issues))
     if check.ok and not last.tool_calls:
         return {}
     events = [_event("output", check.action.value, "; ".join(f"{i.kind.value}: {i.detail}" for i in check.issues))] \
@@ -636,7 +653,7 @@ async def output_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -
 
 async def answer(state: AgentState) -> dict[str, Any]:
     last = state["messages"][-1]
-    _writer()({"type": "final", "text": content_text(last)})
+    _writer()(ev.Final(text=content_text(last)))
     return {}
 
 
@@ -665,8 +682,8 @@ def build_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState
 class TurnResult(BaseModel):
     thread_id: str
     text: str = Field(description="the answer to show; empty while a confirmation is pending")
-    confirmation: dict[str, Any] | None = Field(default=None, description="the interrupt payload awaiting confirm/reject")
-    guardrail_events: list[dict[str, Any]] = Field(default_factory=list)
+    confirmation: ev.Proposal | None = Field(default=None, description="the interrupt payload awaiting confirm/reject")
+    guardrail_events: list[ev.Guardrail] = Field(default_factory=list)
     stop_reason: str = ""
 
 
@@ -762,6 +779,7 @@ class Agent:
         from agent.memory.checkpointers import open_checkpointer
         from tools.mcp_server import connect_in_memory
 
+        tracing.configure_from_env()  # once per process: on where an OTLP endpoint is configured
         self._stack = AsyncExitStack()
         await self._stack.__aenter__()
         try:
@@ -824,21 +842,33 @@ class Agent:
     def _run_config(self, thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 4 * self.config.limits.max_steps + 20}
 
-    async def pending(self, thread_id: str) -> dict[str, Any] | None:
+    async def pending(self, thread_id: str) -> ev.Proposal | None:
         """The confirmation this thread waits for, if any."""
         snapshot = await self.graph.aget_state(self._run_config(thread_id))
         for task in snapshot.tasks:
             for intr in task.interrupts:
-                return dict(intr.value)
+                return ev.parse_proposal(intr.value)
         return None
 
     async def messages(self, thread_id: str) -> list[AnyMessage]:
         snapshot = await self.graph.aget_state(self._run_config(thread_id))
         return list((snapshot.values or {}).get("messages", []))
 
-    async def stream(self, thread_id: str, message: str | None = None, *, resume: Any = None) -> AsyncIterator[dict[str, Any]]:
-        """Events of one turn: {"type": "token"|"tool_call"|"tool_result"|"guardrail"|"confirmation"|"final", ...}.
-        Tokens are the model's raw output; the "final" event carries the answer after the output guardrails."""
+    async def stream(self, thread_id: str, message: str | None = None, *, resume: Any = None) -> AsyncIterator[ev.Event]:
+        """Events of one turn (agent/events.py): tokens, tool calls and results, guardrail events, a confirmation,
+        then "final" with the answer after the output guardrails (every guardrail event comes before it). Traced
+        as one span with the events on it when tracing is on (agent/tracing.py)."""
+        with tracing.turn(thread_id, self.config.advertiser_id, resume=resume is not None) as span:
+            tokens = 0
+            async for event in self._stream(thread_id, message, resume=resume):
+                tokens += isinstance(event, ev.Token)
+                tracing.on_event(span, event)
+                yield event
+            if span is not None:
+                values = (await self.graph.aget_state(self._run_config(thread_id))).values
+                tracing.turn_end(span, str((values.get("turn") or {}).get("stop_reason") or ""), tokens)
+
+    async def _stream(self, thread_id: str, message: str | None, *, resume: Any) -> AsyncIterator[ev.Event]:
         assert self.graph is not None and self.context is not None, "use `async with Agent(...)`"
         config = self._run_config(thread_id)
         if resume is None and message and await self.pending(thread_id) is not None:
@@ -855,24 +885,24 @@ class Agent:
                                                as_node="answer")
             graph_input = {"messages": [HumanMessage(content=message or "")]}
         seen_events = len((await self.graph.aget_state(config)).values.get("guardrail_events", []) or [])
-        final: dict[str, Any] | None = None  # held back: the turn's guardrail events come before it
+        final: ev.Final | None = None  # held back: the turn's guardrail events come before it
         async for mode, chunk in self.graph.astream(graph_input, config, context=self.context,
                                                     stream_mode=["messages", "updates", "custom"]):
             if mode == "messages":
                 token, meta = chunk
                 if meta.get("langgraph_node") == "planner" and isinstance(token, AIMessage) and content_text(token):
-                    yield {"type": "token", "text": content_text(token)}
+                    yield ev.Token(text=content_text(token))
             elif mode == "custom":
-                if isinstance(chunk, dict) and chunk.get("type") == "final":
+                if isinstance(chunk, ev.Final):
                     final = chunk
                 else:
                     yield chunk
             elif mode == "updates" and "__interrupt__" in chunk:
                 for intr in chunk["__interrupt__"]:
-                    yield dict(intr.value)
+                    yield ev.parse_proposal(intr.value)
         values = (await self.graph.aget_state(config)).values
         for event in (values.get("guardrail_events") or [])[seen_events:]:
-            yield {"type": "guardrail", **event}
+            yield ev.Guardrail(**event)
         if final is not None:
             yield final
 
@@ -907,18 +937,12 @@ class Agent:
         """Answer a pending confirmation: "confirm" / "reject", or {"decision": ..., "acknowledge_risk": bool}."""
         return await self._collect(thread_id, self.stream(thread_id, resume=decision))
 
-    async def _collect(self, thread_id: str, events: AsyncIterator[dict[str, Any]]) -> TurnResult:
-        result = TurnResult(thread_id=thread_id, text="")
-        async for event in events:
-            if event["type"] == "final":
-                result.text = event["text"]
-            elif event["type"] in ("confirmation", "extra_confirmation"):
-                result.confirmation = event
-            elif event["type"] == "guardrail":
-                result.guardrail_events.append(event)
+    async def _collect(self, thread_id: str, events: AsyncIterator[ev.Event]) -> TurnResult:
+        summary = ev.TurnSummary.of([e async for e in events])
         values = (await self.graph.aget_state(self._run_config(thread_id))).values
-        result.stop_reason = (values.get("turn") or {}).get("stop_reason", "")
-        return result
+        return TurnResult(thread_id=thread_id, text=summary.text, confirmation=summary.confirmation,
+                          guardrail_events=summary.guardrail_events,
+                          stop_reason=(values.get("turn") or {}).get("stop_reason", ""))
 
     async def guide(self, thread_id: str | None = None) -> GuidanceReport:
         """Proactive mode: a ranked list of guidance items for this advertiser (agent/proactive.py)."""

@@ -6,11 +6,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from agent import tracing
 from agent.state import AgentContext
 
 
-async def run_tool(ctx: AgentContext, name: str, args: dict[str, Any]) -> str:
-    """One MCP tool call with a timeout; the result's text (JSON)."""
+async def run_tool(ctx: AgentContext, name: str, args: dict[str, Any], *, call_id: str = "") -> str:
+    """One MCP tool call with a timeout; the result's text (JSON). One `execute_tool` span when tracing is on."""
+    with tracing.tool_call(name, call_id) as span:
+        text = await _call(ctx, name, args)
+        tracing.tool_result(span, text)
+    return text
+
+
+async def _call(ctx: AgentContext, name: str, args: dict[str, Any]) -> str:
     timeout = ctx.config.limits.tool_timeout_s
     if ctx.tools:
         result = await asyncio.wait_for(ctx.tools[name].ainvoke(args), timeout=timeout)

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent.events import Guardrail, Proposal
 from evals.scenario import Scenario, Split
 
 
@@ -45,9 +46,9 @@ class Case(BaseModel):
 class TurnRecord(BaseModel):
     user: str
     answers: list[str] = Field(default_factory=list, description="texts shown this turn (answer, then after a confirmation)")
-    confirmations: list[dict[str, Any]] = Field(default_factory=list)
+    confirmations: list[Proposal] = Field(default_factory=list, description="the proposals the turn stopped at")
     decisions: list[str] = Field(default_factory=list)
-    guardrail_events: list[dict[str, Any]] = Field(default_factory=list)
+    guardrail_events: list[Guardrail] = Field(default_factory=list)
     stop_reasons: list[str] = Field(default_factory=list)
     latency_s: float = 0.0
     tool_calls: int = 0

@@ -306,9 +306,9 @@ def score_case(case: Case, t: Transcript, judge: OutcomeJudge, world: EvalWorld)
         accuracy, f1 = tool_call_accuracy(pred, ref), tool_call_f1(pred, ref)
 
     answered = [turn for turn in t.turns if turn.answers and not any(
-        ev.get("stage") == "input" and ev.get("action") == "refused" for ev in turn.guardrail_events)]
+        ev.stage == "input" and ev.action == "refused" for ev in turn.guardrail_events)]
     ungrounded = [turn for turn in answered if any(
-        ev.get("stage") == "output" and "ungrounded_number" in str(ev.get("detail")) for ev in turn.guardrail_events)]
+        ev.stage == "output" and "ungrounded_number" in ev.detail for ev in turn.guardrail_events)]
     return CaseResult(
         case_id=case.id, scenario_id=case.scenario.id, category=case.scenario.category, kind=case.scenario.kind,
         split=case.split,

@@ -142,7 +142,7 @@ def digest_messages(transcript: Transcript, messages: list[Any]) -> None:
 
 
 def _is_refused(turn: TurnRecord) -> bool:
-    if any(e.get("stage") == "input" and e.get("action") == "refused" for e in turn.guardrail_events):
+    if any(e.stage == "input" and e.action == "refused" for e in turn.guardrail_events):
         return True
     return turn.tool_calls == 0 and not turn.confirmations and any(_REFUSAL.search(a) for a in turn.answers)
 
@@ -175,7 +175,7 @@ async def run_case(case: Case, row: Row, trial: int, model: Any, world: EvalWorl
                     if payload is None:
                         break
                     record.confirmations.append(payload)
-                    if payload.get("type") == "extra_confirmation":
+                    if payload.type == "extra_confirmation":
                         answer = "confirm" if spec.acknowledge_risk else "reject"
                     elif spec.decision == Decision.NONE:
                         break  # the user does not answer: the proposal stays pending

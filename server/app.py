@@ -145,10 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from arq.connections import ArqRedis
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
+        from agent import tracing
         from agent.graph import build_graph
         from server.agents import AgentPool, warm_up
         from server.limits import connect
 
+        tracing.configure_from_env()  # spans over OTLP where OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise
         plain = connect(settings.redis_url)
         redis = ArqRedis(connection_pool=plain.connection_pool, default_queue_name=settings.queue_name)
         db = Database(settings)
@@ -176,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await svc.pool.close()
             await db.close()
             await redis.aclose()
+            tracing.flush()
 
     app = FastAPI(
         title="adguide API",

@@ -2,17 +2,10 @@
 
 A turn runs in its own task and writes events to a queue; the response reads the queue. So a client that
 disconnects doesn't cut a turn in half (it finishes and is checkpointed; the history shows it), and the
-per-turn time budget is enforced in one place. Events (SSE `event:` = the type, `data:` = JSON):
-
-    token        {"text"}                         the model's raw output as it is generated
-    tool_call    {"name", "args"}                 a tool the agent calls
-    tool_result  {"name", "ok", "text"}           its (shortened) result
-    confirmation {"token", "action", "changes", "impact", "expires_at", ...}   a proposal awaiting you
-    extra_confirmation {"token", "reasons", "question"}                        a second confirmation
-    guardrail    {"stage", "action", "detail"}    a guardrail tripped
-    final        {"text"}                         the answer, after the output guardrails
-    error        {"code", "message"}              the turn failed; the message says what to do
-    done         {"thread_id", "stop_reason", "seconds"}   always last
+per-turn time budget is enforced in one place. The events are agent/events.py's typed union, sent as
+SSE (`event:` = the type, `data:` = the event's JSON, `type` included); the list of types and fields is there:
+token, tool_call, tool_result, guardrail, confirmation, extra_confirmation, final, then error (the turn
+failed; the message says what to do) and done (always last) from this module.
 """
 
 from __future__ import annotations
@@ -31,6 +24,7 @@ from langchain_core.messages import convert_to_openai_messages
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
+from agent import events as ev
 from agent.graph import AgentError
 from server.auth import Principal, require_advertiser
 from server.db import iso
@@ -70,8 +64,8 @@ class TurnOut(BaseModel):
 
     thread_id: str
     text: str
-    confirmation: dict[str, Any] | None = None
-    events: list[dict[str, Any]]
+    confirmation: ev.Proposal | None = None
+    events: list[ev.Event]
     stop_reason: str = ""
 
 
@@ -192,13 +186,15 @@ async def _start_turn(svc: Services, request: Request, advertiser_id: str, threa
     return EventSourceResponse(_sse(svc, queue), ping=15)
 
 
-async def _launch(svc: Services, advertiser_id: str, thread_id: str, message: str | None,
-                  resume: Any) -> asyncio.Queue[dict[str, Any] | None]:
+Events = asyncio.Queue[ev.Event | None]  # a turn's events; None after the last
+
+
+async def _launch(svc: Services, advertiser_id: str, thread_id: str, message: str | None, resume: Any) -> Events:
     """Take the thread's lock and start the turn's task; its events arrive on the returned queue."""
     settings = svc.settings
     budget = settings.turn_seconds + GRACE_S
     token = await acquire_thread(svc.redis, settings.redis_prefix, thread_id, budget + 30)
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    queue: Events = asyncio.Queue()
     rid = request_id_var.get()
 
     async def produce() -> None:
@@ -220,14 +216,14 @@ async def _launch(svc: Services, advertiser_id: str, thread_id: str, message: st
                     svc.metrics.tokens.inc(int(turn.get("tokens") or 0))
         except AgentError as exc:
             outcome = "conflict"
-            await queue.put({"type": "error", "code": "conflict", "message": str(exc)})
+            await queue.put(ev.Error(code="conflict", message=str(exc)))
         except asyncio.CancelledError:
             outcome = "timeout"
             raise
         except Exception as exc:
             outcome = "error"
             log.exception("turn failed on thread %s", thread_id)
-            await queue.put({"type": "error", "code": "turn_failed", "message": _failure_message(exc)})
+            await queue.put(ev.Error(code="turn_failed", message=_failure_message(exc)))
         finally:
             seconds = time.perf_counter() - started
             svc.metrics.turn_latency.labels(kind="confirm" if resume is not None else "message").observe(seconds)
@@ -235,8 +231,7 @@ async def _launch(svc: Services, advertiser_id: str, thread_id: str, message: st
             await release_thread(svc.redis, settings.redis_prefix, thread_id, token)
             log.info("turn finished", extra={"thread_id": thread_id, "advertiser_id": advertiser_id,
                                              "outcome": outcome, "seconds": round(seconds, 3)})
-            queue.put_nowait({"type": "done", "thread_id": thread_id, "stop_reason": stop_reason,
-                              "seconds": round(seconds, 3)})
+            queue.put_nowait(ev.Done(thread_id=thread_id, stop_reason=stop_reason, seconds=round(seconds, 3)))
             queue.put_nowait(None)
 
     task = asyncio.create_task(produce(), name=f"turn:{thread_id}")
@@ -248,11 +243,11 @@ async def _launch(svc: Services, advertiser_id: str, thread_id: str, message: st
     return queue
 
 
-def _expire(task: asyncio.Task[None], queue: asyncio.Queue[dict[str, Any] | None], budget: float) -> None:
+def _expire(task: asyncio.Task[None], queue: Events, budget: float) -> None:
     if not task.done():
-        queue.put_nowait({"type": "error", "code": "turn_timeout",
-                          "message": f"the turn ran past its {budget:g} s budget and was stopped; what was done so "
-                                     "far is kept in the thread; ask again, perhaps a narrower question"})
+        queue.put_nowait(ev.Error(code="turn_timeout",
+                                  message=f"the turn ran past its {budget:g} s budget and was stopped; what was done "
+                                          "so far is kept in the thread; ask again, perhaps a narrower question"))
         task.cancel()
 
 
@@ -264,38 +259,34 @@ def _failure_message(exc: Exception) -> str:
     return "the turn failed on our side and was logged; your message is kept in the thread, try again"
 
 
-def _observe(svc: Services, event: dict[str, Any], tool_started: dict[str, float]) -> None:
-    kind = event.get("type")
-    if kind == "tool_call":
-        tool_started[str(event.get("name"))] = time.perf_counter()
-    elif kind == "tool_result":
-        name = str(event.get("name"))
-        if name in tool_started:
-            svc.metrics.tool_latency.labels(tool=name).observe(time.perf_counter() - tool_started.pop(name))
-        if not event.get("ok", True):
-            svc.metrics.tool_errors.labels(tool=name).inc()
-    elif kind == "guardrail":
-        svc.metrics.guardrail_trips.labels(stage=str(event.get("stage")), action=str(event.get("action"))).inc()
+def _observe(svc: Services, event: ev.Event, tool_started: dict[str, float]) -> None:
+    match event:
+        case ev.ToolCall():
+            tool_started[event.call_id or event.name] = time.perf_counter()
+        case ev.ToolResult():
+            if (started := tool_started.pop(event.call_id or event.name, None)) is not None:
+                svc.metrics.tool_latency.labels(tool=event.name).observe(time.perf_counter() - started)
+            if not event.ok:
+                svc.metrics.tool_errors.labels(tool=event.name).inc()
+        case ev.Guardrail():
+            svc.metrics.guardrail_trips.labels(stage=event.stage, action=event.action).inc()
+        case _:
+            pass
 
 
-async def _sse(svc: Services, queue: asyncio.Queue[dict[str, Any] | None]) -> AsyncIterator[dict[str, str]]:
+async def _sse(svc: Services, queue: Events) -> AsyncIterator[dict[str, str]]:
     while (event := await queue.get()) is not None:
-        yield {"event": str(event.get("type", "message")), "data": json.dumps(event, default=str)}
+        yield {"event": event.type, "data": json.dumps(event.wire(), default=str)}
 
 
-async def _collect(svc: Services, queue: asyncio.Queue[dict[str, Any] | None]) -> TurnOut:
-    events: list[dict[str, Any]] = []
+async def _collect(svc: Services, queue: Events) -> TurnOut:
+    events: list[ev.Event] = []
     while (event := await queue.get()) is not None:
         events.append(event)
-    done = next((e for e in events if e["type"] == "done"), {})
-    out = TurnOut(thread_id=str(done.get("thread_id", "")), text="", events=events,
-                  stop_reason=str(done.get("stop_reason", "")))
-    for e in events:
-        if e["type"] == "final":
-            out.text = e["text"]
-        elif e["type"] in ("confirmation", "extra_confirmation"):
-            out.confirmation = e
-    return out
+    summary = ev.TurnSummary.of(events)
+    done = summary.done
+    return TurnOut(thread_id=done.thread_id if done else "", text=summary.text, confirmation=summary.confirmation,
+                   events=events, stop_reason=done.stop_reason if done else "")
 
 
 @router.get("/charts/bid-landscape", summary="Simulated clicks, spend, sales and profit of one of your keywords "

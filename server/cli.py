@@ -27,10 +27,12 @@ def api(
         os.environ["ADGUIDE_WORLD"] = world
     if backend:
         os.environ["ADGUIDE_BACKEND"] = backend
+    from agent.tracing import otlp_endpoint
     from server.config import Settings
 
     try:
         Settings.from_env()
+        otlp_endpoint()  # OTEL_EXPORTER_OTLP_ENDPOINT, where set, must be an http(s) URL
     except ValueError as exc:  # a bad setting: say which, exit 2
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -46,11 +48,13 @@ def worker(
     backend: str = typer.Option(None, help="agent backend: rules | teacher | local | openai"),
 ) -> None:
     """Run one batch guidance worker (start several, here or on other machines, to scale out)."""
+    from agent.tracing import otlp_endpoint
     from server.config import Settings
     from server.worker import run
 
     try:
         settings = Settings.from_env(worker_concurrency=concurrency, world_path=world, backend=backend)
+        otlp_endpoint()
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

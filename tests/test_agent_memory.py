@@ -26,7 +26,7 @@ def confirm_in_fresh_process(world_path, checkpointer, url, thread):
             cfg = AgentConfig(advertiser_id="adv_0001", backend="rules", store_path={str(world_path)!r},
                               checkpointer={checkpointer!r}, checkpoint_url={url!r})
             async with Agent(cfg) as agent:
-                assert (await agent.pending({thread!r}))["type"] == "confirmation"
+                assert (await agent.pending({thread!r})).type == "confirmation"
                 print((await agent.confirm({thread!r}, "confirm")).text)
         asyncio.run(main())
     """)
