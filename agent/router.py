@@ -158,13 +158,19 @@ def first_step_tools(probs: dict[IntentKind, float]) -> set[str] | None:
     return {t for t in map(first_tool, kinds) if t} or None
 
 
+# The router's likeliest intent is a refusal this likely: the expert refuses, whatever the model would decode (the
+# model learned another account only by its id; "what's <store name> bidding on their ads?" it answers).
+REFUSE_SURE = 0.6
 REFUSAL_DOUBT = 0.12  # the router's total refusal probability below which a refusal by the model gets a second look
 
 
 def refusal_text(text: str) -> bool:
-    """Whether an answer is one of the expert's refusals (the embedded model learned them word for word)."""
-    head = " ".join(text.split())[:40].lower()
-    return any(head and t.lower().startswith(head[:30]) for t in REFUSAL_TEXTS.values())
+    """Whether an answer is one of the expert's refusals (the embedded model learned them word for word), whole or
+    a sentence of one ("I can't show or change another advertiser's data." is the second half of one)."""
+    flat = " ".join(text.split()).lower()
+    head = flat[:40]
+    return any(head and (t.lower().startswith(head[:30]) or (len(flat) >= 20 and flat in t.lower()))
+               for t in REFUSAL_TEXTS.values())
 
 
 def tools_instead_of_refusal(probs: dict[IntentKind, float]) -> set[str] | None:
@@ -233,8 +239,11 @@ def planned_start(probs: dict[IntentKind, float], scope: str | None = None,
                   thread: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
     """The first call of the expert's plan when the router's most likely intent is slot-less advice (SLOTLESS_PLANS),
     or, for a plain yes with no proposal waiting ("ok do that"), the proposal of the change the previous turn
-    simulated or recommended; None otherwise (the model starts the turn). The message names its plan (`intent`)."""
+    simulated or recommended; the expert's refusal where the router is sure of one (REFUSE_SURE); None otherwise
+    (the model starts the turn). The message names its plan (`intent`)."""
     kind = _likeliest(probs)
+    if kind in REFUSALS and probs[kind] >= REFUSE_SURE:
+        return {**step(Intent(kind=kind), [], scope), "intent": kind.value}
     if kind == IntentKind.CONFIRM:
         message = previous_change(thread)
     elif kind in SLOTLESS_PLANS:

@@ -112,3 +112,16 @@ def test_no_dialogue_writes_to_the_world(train_dialogues: list[Dialogue], tiny_w
     with MarketStore.open(tiny_world_path) as store:
         assert not store.scoped(ADV).audit_log()
     assert any(t.intent.kind == IntentKind.CONFIRM for d in train_dialogues for t in d.turns)
+
+
+def test_another_account_is_named_by_its_id_or_by_a_store_name() -> None:
+    from agent.curriculum.render import other_account_mention
+
+    rng = np.random.default_rng(0)
+    seen = {style: (value, text) for value, text, style in (other_account_mention(ADV, rng) for _ in range(200))}
+    assert set(seen) == {"rival_id", "rival_store", "rival_brand", "rival_brand_lower"}
+    value, text = seen["rival_id"]
+    assert value == text and value.startswith("adv_") and value != ADV
+    for style in ("rival_store", "rival_brand", "rival_brand_lower"):
+        value, text = seen[style]
+        assert value == text and not text.startswith("adv_")

@@ -146,6 +146,16 @@ def test_slotless_advice_the_router_reads_as_likeliest_starts_the_experts_plan()
     assert planned_start({K.BEST_BID: 0.9, K.FIX_ACOS: 0.1}) is None  # a plan with slots: the model starts it
 
 
+def test_a_refusal_the_router_is_sure_of_is_the_experts_whatever_the_model_would_decode():
+    from agent.router import REFUSE_SURE, planned_start
+
+    sure = planned_start({K.REFUSE_OTHER_ACCOUNT: REFUSE_SURE + 0.05, K.BID_LANDSCAPE: 0.3}, "adv_0007")
+    assert sure is not None and sure["intent"] == "refuse_other_account" and not sure.get("tool_calls")
+    assert "adv_0007" in sure["content"] and "another advertiser" in sure["content"]
+    assert planned_start({K.REFUSE_OTHER_ACCOUNT: REFUSE_SURE - 0.05, K.BID_LANDSCAPE: 0.3}, "adv_0007") is None
+    assert planned_start({K.BEST_BID: 0.5, K.REFUSE_HARMFUL: 0.45}) is None  # a refusal, but not the likeliest
+
+
 def _earlier_turn(user: str, name: str, args: dict, result: dict) -> list[dict]:
     return [{"role": "user", "content": user},
             {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
@@ -290,6 +300,8 @@ def test_a_refusal_gets_a_second_look_only_where_the_router_reads_a_plain_reques
 
     assert all(refusal_text(t.format(scope="adv_0001")) for t in REFUSAL_TEXTS.values())
     assert not refusal_text("From 2026-07-01 to 2026-07-30 you spent $120.00 on ads.")
+    assert refusal_text("I can't show or change another advertiser's data.")  # the second half of one, alone
+    assert not refusal_text("data.")  # too short to tell
     ordinary = {K.GREETING: 0.41, K.OVERVIEW: 0.35, K.ENTITY_PERFORMANCE: 0.2, K.REFUSE_OTHER_ACCOUNT: 0.04}
     assert tools_instead_of_refusal(ordinary) == {"account_overview", "performance"}
     assert tools_instead_of_refusal({K.OVERVIEW: 0.7, K.REFUSE_OFF_TOPIC: 0.3}) is None  # may well be off topic

@@ -237,10 +237,10 @@ class Slots:
             self.values["term"] = term
             return term
         if name == "other_advertiser":
-            own = int(str(self.ctx["advertiser"]["id"]).rsplit("_", 1)[-1])
-            other = f"adv_{(own + int(self.rng.integers(1, 50))) % 9999:04d}"
+            other, text, style = render.other_account_mention(str(self.ctx["advertiser"]["id"]), self.rng, self.heldout)
             self.values["other_advertiser"] = other
-            return other
+            self.styles.append(style)
+            return text
         raise KeyError(f"no renderer for slot {name!r}")
 
 

@@ -89,7 +89,7 @@ SLOTS: dict[IntentKind, dict[str, Any]] = {
     IntentKind.CHOOSE: {"allowed": ["choice"], "required": [["choice"]]},
     IntentKind.REFUSE_OFF_TOPIC: {"allowed": [], "required": [[]]},
     IntentKind.REFUSE_HARMFUL: {"allowed": [], "required": [[]]},
-    IntentKind.REFUSE_OTHER_ACCOUNT: {"allowed": ["other_advertiser"], "required": [["other_advertiser"]]},
+    IntentKind.REFUSE_OTHER_ACCOUNT: {"allowed": ["other_advertiser"], "required": [["other_advertiser"], []]},
     IntentKind.REFUSE_INJECTION: {"allowed": [], "required": [[]]},
 }
 ENTITY_SLOTS = frozenset({"keyword", "campaign", "ad_group", "experiment"})

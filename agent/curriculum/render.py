@@ -214,3 +214,23 @@ def experiment_mention(e: dict[str, Any], siblings: list[dict[str, Any]], rng: R
     if len(same_kind) == 1:
         options.append((f"the {kind}", "exp_kind_only"))
     return _choose(rng, options, heldout)
+
+
+# Store names for another advertiser, made up here and unlike the generated marketplace's own brands (an
+# evaluation on a world names rivals the training never saw). Only the sentence says "someone else's data".
+_STORE_HEADS = ["Maple", "Harbor", "Quill", "Juniper", "Atlas", "Copper", "Willow", "Summit", "Fable", "Ember",
+                "Marble", "Pioneer", "Coral", "Aspen", "Falcon", "Meadow", "Crest", "Birch", "Tidal", "Vista"]
+_STORE_TAILS = ["Goods", "Living", "Supply", "Kitchen", "Outfitters", "& Co", "Direct", "Brands", "Essentials",
+                "Depot", "Collective", "Trading"]
+
+
+def other_account_mention(own_id: str, rng: Rng, heldout: bool = False) -> tuple[str, str, str]:
+    """Another advertiser, as a seller names it: its id, its store name, or its brand in lower case.
+    Returns (value, text, style); the value is the id where one was written, else the name."""
+    own = int(own_id.rsplit("_", 1)[-1]) if own_id.rsplit("_", 1)[-1].isdigit() else 0
+    other = f"adv_{(own + int(rng.integers(1, 50))) % 9999:04d}"
+    store = f"{rng.choice(_STORE_HEADS)} {rng.choice(_STORE_TAILS)}"
+    brand = str(rng.choice(_STORE_HEADS)) + str(rng.choice(["ly", "ora", "ix", "ella", "io", "wise"]))
+    options = [(other, "rival_id"), (store, "rival_store"), (brand, "rival_brand"), (brand.lower(), "rival_brand_lower")]
+    text, style = _choose(rng, options, heldout)
+    return (other if style == "rival_id" else text), text, style
