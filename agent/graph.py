@@ -449,7 +449,7 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     regrown: dict[str, dict[str, Any]] = {}  # call id -> the arguments that ran (a name grown from the user's words)
     for call in call_msg.tool_calls:
         name, args, call_id = call["name"], call["args"], call["id"] or ""
-        write(ev.ToolCall(name=name, args=args, call_id=call_id))
+        write(ev.ToolCall(name=name, args=args, call_id=call_id).wire())
         if INVALID_CALL in args:
             out.append(_tool_error(call_id, name, f"the call's arguments were not valid JSON: {args[INVALID_CALL][:200]}"))
             events.append(_event("tool_args", "rejected", f"{name}: malformed call"))
@@ -464,7 +464,7 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
         if check.verdict != Verdict.OK:
             out.append(_tool_error(call_id, name, check.message))
             events.append(_event("tool_args", "rejected", f"{name}: {check.message}"))
-            write(ev.ToolResult(name=name, ok=False, text=check.message, call_id=call_id))
+            write(ev.ToolResult(name=name, ok=False, text=check.message, call_id=call_id).wire())
             continue
         if user_text and (quoted := with_quoted_names(args, user_text)) != args:
             args = regrown[call_id] = quoted
@@ -509,7 +509,7 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                            "extra_confirmation": policy.issues if policy.verdict == Verdict.CONFIRM_EXTRA else []}
                 if pending["extra_confirmation"]:
                     events.append(_event("tool_args", "confirm_extra", policy.message))
-        write(ev.ToolResult(name=name, ok=not failed, text=text[:500], call_id=call_id))
+        write(ev.ToolResult(name=name, ok=not failed, text=text[:500], call_id=call_id).wire())
         out.append(ToolMessage(content=text, tool_call_id=call_id, name=name, status="error" if failed else "success"))
     if regrown:  # the history shows the calls as they ran (same message id: the reducer replaces it)
         calls = [dict(c, args=regrown.get(c["id"] or "", c["args"])) for c in call_msg.tool_calls]
@@ -653,7 +653,7 @@ async def output_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -
 
 async def answer(state: AgentState) -> dict[str, Any]:
     last = state["messages"][-1]
-    _writer()(ev.Final(text=content_text(last)))
+    _writer()(ev.Final(text=content_text(last)).wire())  # plain JSON: LangGraph's own server streams it as is
     return {}
 
 
@@ -893,10 +893,11 @@ class Agent:
                 if meta.get("langgraph_node") == "planner" and isinstance(token, AIMessage) and content_text(token):
                     yield ev.Token(text=content_text(token))
             elif mode == "custom":
-                if isinstance(chunk, ev.Final):
-                    final = chunk
+                event = ev.parse(chunk)
+                if isinstance(event, ev.Final):
+                    final = event
                 else:
-                    yield chunk
+                    yield event
             elif mode == "updates" and "__interrupt__" in chunk:
                 for intr in chunk["__interrupt__"]:
                     yield ev.parse_proposal(intr.value)
