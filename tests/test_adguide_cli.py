@@ -27,3 +27,4 @@ def test_demo_on_a_fresh_home_makes_a_world_then_answers_and_guides(tmp_path: Pa
                     "3b. The same question, answered by the expert policy", "4. Proactive guidance"):
         assert section in out, section
     assert "adguide chat -a adv_0001" in out
+    assert "invoke_agent" not in out  # no span tree: the demo calls `ask` without --trace

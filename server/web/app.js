@@ -60,13 +60,13 @@ function onEvent(ev, bubble) {
       li.textContent = ev.name + "(" + JSON.stringify(ev.args) + ")";
       li.dataset.started = performance.now();
       $("tools").prepend(li);
-      toolRows[ev.name] = li;
+      toolRows[ev.call_id || ev.name] = li;  // call_id pairs a call with its result (two calls may share a name)
       const kw = ev.args && ev.args.keyword_id;
       if (kw) showLandscape(kw, null);
       break;
     }
     case "tool_result": {
-      const li = toolRows[ev.name];
+      const li = toolRows[ev.call_id || ev.name];
       if (li) {
         li.className = ev.ok ? "ok" : "failed";
         li.textContent += "  " + Math.round(performance.now() - li.dataset.started) + " ms";
