@@ -858,7 +858,8 @@ class Agent:
         """Events of one turn (agent/events.py): tokens, tool calls and results, guardrail events, a confirmation,
         then "final" with the answer after the output guardrails (every guardrail event comes before it). Traced
         as one span with the events on it when tracing is on (agent/tracing.py)."""
-        with tracing.turn(thread_id, self.config.advertiser_id, resume=resume is not None) as span:
+        kind = "confirmation" if resume is not None else "message"
+        with tracing.turn(thread_id, self.config.advertiser_id, kind=kind) as span:
             tokens = 0
             async for event in self._stream(thread_id, message, resume=resume):
                 tokens += isinstance(event, ev.Token)

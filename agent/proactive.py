@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent import tracing
 from agent.guardrails.output import check_output
 from agent.tool_call import run_tool
 
@@ -79,7 +80,16 @@ def _confidence(low: float | None, mean: float) -> Confidence:
 
 
 async def guide(agent: Any, thread_id: str, max_items: int = 5) -> GuidanceReport:
-    """Run the proactive analysis for the agent's advertiser over its MCP session."""
+    """Run the proactive analysis for the agent's advertiser over its MCP session (one traced run: its tool calls
+    nest under it)."""
+    with tracing.turn(thread_id, agent.config.advertiser_id, kind="guide") as span:
+        report = await _guide(agent, max_items)
+        if span is not None:
+            span.set_attributes({"adguide.guide.items": len(report.items), "adguide.guide.grounded": report.grounded})
+    return report
+
+
+async def _guide(agent: Any, max_items: int) -> GuidanceReport:
     ctx = agent.context
     calls: list[dict[str, Any]] = []
 

@@ -162,7 +162,8 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Spa
         yield current
 
 
-def turn(thread_id: str, advertiser_id: str, *, resume: bool) -> Any:
+def turn(thread_id: str, advertiser_id: str, *, kind: str) -> Any:
+    """A turn's span; `kind`: message | confirmation | guide (a proactive run)."""
     return span(
         "invoke_agent adguide",
         {
@@ -170,7 +171,7 @@ def turn(thread_id: str, advertiser_id: str, *, resume: bool) -> Any:
             "gen_ai.agent.name": "adguide",
             "gen_ai.conversation.id": thread_id,
             "adguide.advertiser_id": advertiser_id,
-            "adguide.turn.kind": "confirmation" if resume else "message",
+            "adguide.turn.kind": kind,
         },
     )
 

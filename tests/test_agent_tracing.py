@@ -125,6 +125,20 @@ async def test_a_proposal_and_its_confirmation_are_two_traced_turns(world):  # n
     assert by_name(second, "execute_tool apply_change")[0].attributes["adguide.tool.ok"] is True
 
 
+async def test_a_proactive_guidance_run_is_one_trace_of_its_tool_calls(world):  # noqa: F811
+    exporter = tracing.in_memory()
+    async with Agent(config(world)) as agent:
+        report = await agent.guide("g1")
+    root, inner = turn_spans(exporter.get_finished_spans(), "g1")
+    assert root.attributes["adguide.turn.kind"] == "guide" and root.attributes["adguide.guide.items"] == len(
+        report.items
+    )
+    assert root.attributes["adguide.guide.grounded"] is report.grounded
+    tools = {s.attributes["gen_ai.tool.name"] for s in inner if s.name.startswith("execute_tool ")}
+    assert {"recommend_bid", "what_if"} <= tools, tools
+    assert all(s.parent.span_id == root.context.span_id for s in inner)
+
+
 async def test_tracing_is_off_by_default_and_costs_no_provider(world):  # noqa: F811
     async with Agent(config(world)) as agent:
         await agent.ask("t4", "How is my account doing?")
