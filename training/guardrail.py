@@ -2,7 +2,7 @@
 the labelled attacks and benign look-alikes of agent/guardrails/data/intent_train.jsonl, measured on the held-out
 phrasing families of intent_holdout.jsonl (families no train row comes from), and written as intent_screen.json.
 
-    python -m training.guardrail            # a few seconds; prints the held-out figures, writes the screen
+    python -m training.guardrail            # minutes (encodes ~1,100 texts); prints the held-out figures, writes the screen
 
 The refusal threshold is set without the held-out set: on the train rows, each phrasing family is scored by a head
 fitted without it (leave-families-out), and the threshold is the smallest total attack probability that refuses at
