@@ -10,8 +10,9 @@
 Names and attributes follow OpenTelemetry's GenAI semantic conventions where they define one
 (gen_ai.operation.name, gen_ai.tool.*, gen_ai.usage.*); the rest is under `adguide.`.
 
-Off by default, and then free: every helper yields None and does nothing, and the SDK is not even
-imported. It is on when
+Off by default, and then nearly free: every helper yields None and does nothing (about 1 µs a span, measured
+on the 2-core machine), no provider or exporter is made, and this module imports no SDK (langsmith, under
+langchain-core, imports the SDK's TracerProvider by itself when it is installed: ~25 ms once). It is on when
 - OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set: spans go over OTLP/HTTP in
   batches (the exporter reads the other standard OTEL_EXPORTER_OTLP_* variables; OTEL_SERVICE_NAME defaults to
   "adguide"; OTEL_SDK_DISABLED=true keeps it off). `Agent` reads this once per process.
