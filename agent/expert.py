@@ -276,6 +276,9 @@ def _table(intent: Intent, done: Sequence[Done], level: str) -> dict[str, Any]:
     label = {"acos": "ACoS"}.get(sort, sort)
     lines = [f"Your {level}s by {label}, {r['period']['start']} to {r['period']['end']}:"]
     lines += [f"- {_named(x['name'], x['id'])}: {_metrics(x)}" for x in rows[:MAX_ROWS]]
+    if r.get("totals") and len(rows) > 1:  # the table answers "which", the totals "how much in all"
+        scope = " in that campaign" if intent.campaign and level == "keyword" else ""
+        lines.append(f"All {level}s{scope} together: {_metrics(r['totals'])}.")
     return say("\n".join(lines))
 
 
