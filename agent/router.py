@@ -290,6 +290,23 @@ def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str |
     return None
 
 
+# Intents whose answer reports what a call returned, the most specific first (one thing's numbers before a table).
+REPORTS = (IntentKind.ENTITY_PERFORMANCE, IntentKind.WORST_ACOS, IntentKind.KEYWORDS, IntentKind.CAMPAIGNS,
+           IntentKind.OVERVIEW, IntentKind.SEARCH_TERMS, IntentKind.KPI_CHANGE, IntentKind.WHAT_IF_BID,
+           IntentKind.WHAT_IF_BUDGET, IntentKind.BID_LANDSCAPE, IntentKind.BEST_BID, IntentKind.ALLOCATE,
+           IntentKind.EXPERIMENT_EFFECT, IntentKind.AB_TEST, IntentKind.KEYWORD_IDEAS, IntentKind.NEGATIVE_IDEAS)
+
+
+def report_of_calls(done: Sequence[Done], scope: str | None = None) -> dict[str, Any] | None:
+    """The expert's report of the turn's results where no intent the router reads fits the calls the model made
+    (next_step found none): the model's own text copies figures and names from the results, and binds them wrongly
+    (a keyword's ACoS beside another's name passes the grounding check, every figure being in some result). None
+    where a call failed or proposed (those answers are the expert's question back, or the graph's)."""
+    if not done or any(d.error is not None or d.name == "propose_change" for d in done):
+        return None
+    return next_step({k: 1.0 - i / 100 for i, k in enumerate(REPORTS)}, done, scope)
+
+
 # plans whose next call takes the user's words (cut_worst: the size of the cut), so the model writes it
 MODEL_CONTINUED = frozenset({IntentKind.CUT_WORST})
 

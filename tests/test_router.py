@@ -76,6 +76,23 @@ async def test_one_things_numbers_are_written_only_from_a_call_that_named_it(wor
     assert one and one.count("cmp_") == 1 and top["id"] in one
 
 
+async def test_where_no_intent_the_router_reads_fits_the_calls_the_answer_is_still_the_experts_report(world):  # noqa: F811
+    from agent.router import report_of_calls
+
+    table = turn_done(await _turn(world, [("performance", {"level": "keyword", "sort": "spend", "limit": 5})]))
+    assert written_answer({K.FIX_BUDGET: 0.6, K.APPLY_BEST_BID: 0.4}, table, "adv_0001") is None  # nothing fits
+    report = report_of_calls(table, "adv_0001")
+    assert report is not None and report["intent"] == "keywords" and not report.get("tool_calls")
+    rows, totals = table[0].result["rows"], table[0].result["totals"]
+    for row in rows[:3]:  # each keyword's own spend beside its own name, then the totals of all of them
+        assert f"'{row['name']}' ({row['id']}): spend ${row['spend']:.2f}" in report["content"]
+    assert f"together: spend ${totals['spend']:.2f}" in report["content"]
+    named = turn_done(await _turn(world, [("performance", {"level": "keyword", "keyword_id": rows[0]["id"]})]))
+    assert report_of_calls(named, "adv_0001")["intent"] == "entity_performance"  # one thing's numbers, not a table
+    failed = turn_done(await _turn(world, [("what_if", {"change": "bid", "id": "zzqx no such thing", "value": 1.5})]))
+    assert report_of_calls(failed, "adv_0001") is None and report_of_calls([], "adv_0001") is None
+
+
 async def test_a_failed_call_is_answered_with_the_experts_question_back(world):  # noqa: F811
     thread = await _turn(world, [("what_if", {"change": "bid", "id": "zzqx no such thing", "value": 1.5})])
     text = written_answer({K.WHAT_IF_BID: 1.0}, turn_done(thread), "adv_0001")

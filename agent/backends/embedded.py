@@ -327,7 +327,7 @@ class EmbeddedChatModel(BaseChatModel):
                 message, n_out = self.text_message(decoded, thread, values, retry), n_out + more
         if probs is not None and self.write_answers and not message.tool_calls:
             from agent.expert import turn_done
-            from agent.router import model_next_tool, next_step
+            from agent.router import model_next_tool, next_step, report_of_calls
 
             done = turn_done(thread)
             tool = model_next_tool(probs, done)
@@ -338,6 +338,8 @@ class EmbeddedChatModel(BaseChatModel):
                 message, n_out = self.text_message(decoded, thread, values, forced), n_out + more
             if not message.tool_calls:
                 planned = next_step(probs, done, scope)
+                if planned is None and "?" not in str(message.content):  # a question back stays the model's
+                    planned = report_of_calls(done, scope)
                 if planned is not None:
                     message = _plan_message(planned)
         if message.tool_calls and not str(message.tool_calls[0].get("id", "")).startswith(PLAN_CALL):
