@@ -18,8 +18,10 @@ the share of replications whose 95% interval holds it. The split's random_state 
 
 Printed per data set and estimator: mean, median and worst sqrt-PEHE, mean |ATE error|, coverage, and the
 paired difference `ours auto - this` (mean +- standard error over replications; negative: auto is better).
-Then the issue's targets, checked, and the coverage benchmark: auto's interval over `--coverage-reps` IHDP
-replications and the ACIC instances.
+Then the issue's targets, checked; on ACIC, per instance, auto's choices and mean against the best peer's;
+and the coverage benchmark: auto's interval over `--coverage-reps` IHDP replications and the ACIC instances,
+naming the intervals that an extrapolation term widened (rows with almost no chance of an arm, see
+tools/uplift/cate.py, OVERLAP_MIN).
 
     .venv/bin/python evals/benchmarks/bench_uplift_semisynthetic.py [--ihdp-reps 30] [--acic-draws 2]
         [--coverage-reps 100] [--coverage-acic-draws 5] [--sets ihdp,acic] [--no-peers]
@@ -125,6 +127,7 @@ def run_ours(d: dict, estimator: str, tail_guard: bool, seed: int, ate_splits: i
         ci=(arm.ate.ci_low, arm.ate.ci_high),
         seconds=time.perf_counter() - start,
         chosen=arm.estimator.value,
+        extrapolation=arm.ate_extrapolation,
     )
 
 
@@ -155,7 +158,8 @@ def score(r: dict, d: dict) -> dict:
 
 
 # auto's ATE interval per (kind, replication), kept from run_set for the coverage count
-AUTO_INTERVALS: dict[tuple[str, Rep], tuple[float, float, float]] = {}
+# (ci low, ci high, true ATE, the interval's extrapolation term)
+AUTO_INTERVALS: dict[tuple[str, Rep], tuple[float, float, float, float]] = {}
 
 
 def run_set(data: dict, kind: str, reps: list[Rep], peers: bool) -> dict[str, list[dict]]:
@@ -170,15 +174,15 @@ def run_set(data: dict, kind: str, reps: list[Rep], peers: bool) -> dict[str, li
                 res = run_ours(d, est, guard, seed=_seed(r), ate_splits=None if name == AUTO else 1)
             finally:
                 cate.GUARD_SE = shipped
-            rows.setdefault(name, []).append(score(res, d) | {"chosen": res["chosen"]})
+            rows.setdefault(name, []).append(score(res, d) | {"chosen": res["chosen"], "rep": r})
             if name == AUTO:
                 chosen = res["chosen"]
-                AUTO_INTERVALS[(kind, r)] = (*res["ci"], d["ate"])
+                AUTO_INTERVALS[(kind, r)] = (*res["ci"], d["ate"], res["extrapolation"])
         for name, res in (run_peers(d) if peers else {}).items():
             if "error" in res:
                 print(f"  {kind} {r}: {name} failed: {res['error'][:120]}")
                 continue
-            rows.setdefault(name, []).append(score(res, d))
+            rows.setdefault(name, []).append(score(res, d) | {"rep": r})
         print(
             f"  {kind} {r}: auto chose {chosen}, sqrt-PEHE {rows[AUTO][-1]['pehe']:.3f} "
             f"(round 7 rule {rows['ours auto, round 7 rule'][-1]['pehe']:.3f}), ATE covered "
@@ -244,7 +248,28 @@ def report(title: str, rows: dict[str, list[dict]]) -> dict[str, float | bool]:
             f"{min(max(v['pehe'] for v in rows[k]) for k in peers):.3f}"
         )
         verdict |= {"vs_best_peer": ok, "worst_vs_best_peer": ok_worst}
+        if isinstance(rows[AUTO][0]["rep"], tuple):
+            per_instance(rows, best_peer)
     return verdict
+
+
+def per_instance(rows: dict[str, list[dict]], best_peer: str) -> None:
+    """Where auto wins and loses: per ACIC instance, auto's mean sqrt-PEHE over the draws and what it chose,
+    the best peer's, and the estimator (ours or a peer) with the lowest mean on that instance."""
+    print(f"\nper instance (mean over draws): auto (chose) vs {best_peer}; lowest of all estimators")
+    by: dict[str, dict[int, list[float]]] = {}
+    for name, vals in rows.items():
+        for v in vals:
+            by.setdefault(name, {}).setdefault(v["rep"][0], []).append(v["pehe"])
+    for instance in sorted(by[AUTO]):
+        means = {name: float(np.mean(per[instance])) for name, per in by.items() if instance in per}
+        winner = min(means, key=lambda k: means[k])
+        chosen = " ".join(v["chosen"] for v in rows[AUTO] if v["rep"][0] == instance)
+        print(
+            f"  instance {instance:2d}: auto {means[AUTO]:6.3f} ({chosen}); {best_peer} "
+            f"{means.get(best_peer, float('nan')):6.3f}; lowest {winner} {means[winner]:.3f} "
+            f"(auto {means[AUTO] - means[best_peer]:+.3f} vs the peer)"
+        )
 
 
 def _paired(diff: np.ndarray) -> str:
@@ -263,19 +288,27 @@ def coverage(data: dict, ihdp_reps: int, acic_draws: int) -> None:
         ("ACIC 2016", "acic", [(i, d) for d in range(acic_draws) for i in ACIC_INSTANCES]),
     ]
     for label, kind, reps in sets:
-        missed = []
+        missed: list[str] = []
+        widened: list[str] = []
         for r in reps:
             if (kind, r) not in AUTO_INTERVALS:
                 d = replication(data, kind, r)
                 res = run_ours(d, "auto", True, seed=_seed(r))
-                AUTO_INTERVALS[(kind, r)] = (*res["ci"], d["ate"])
-            lo, hi, ate = AUTO_INTERVALS[(kind, r)]
+                AUTO_INTERVALS[(kind, r)] = (*res["ci"], d["ate"], res["extrapolation"])
+            lo, hi, ate, extrapolation = AUTO_INTERVALS[(kind, r)]
             hits.setdefault(label, []).append(bool(lo <= ate <= hi))
             widths.setdefault(label, []).append(hi - lo)
             if not lo <= ate <= hi:
                 missed.append(f"{r} ({(lo + hi) / 2 - ate:+.3f})")
+            if extrapolation > 0.1:
+                widened.append(
+                    f"{r} ({extrapolation:.2f}, error {(lo + hi) / 2 - ate:+.3f}, "
+                    f"{'covered' if lo <= ate <= hi else 'missed'})"
+                )
         if missed and reps:
             print(f"  {label} missed (estimate - truth): " + ", ".join(missed))
+        if widened:
+            print(f"  {label} extrapolation term above 0.1 (the term, error, covered): " + ", ".join(widened))
     for label, h in hits.items():
         k, n = sum(h), len(h)
         if not n:
