@@ -158,8 +158,10 @@ def first_step_tools(probs: dict[IntentKind, float]) -> set[str] | None:
     return {t for t in map(first_tool, kinds) if t} or None
 
 
-# The router's likeliest intent is a refusal this likely: the expert refuses, whatever the model would decode (the
-# model learned another account only by its id; "what's <store name> bidding on their ads?" it answers).
+# The router reads a request for another account's data this likely (its likeliest intent): the expert refuses,
+# whatever the model would decode. The model learned other accounts by their ids only ("what's <store name> bidding
+# on their ads?" it answers); the other refusals it learned in the words the router did, and the router alone reads
+# some benign policy questions ("someone left fake reviews on my listing, how do I report them?") as harmful.
 REFUSE_SURE = 0.6
 REFUSAL_DOUBT = 0.12  # the router's total refusal probability below which a refusal by the model gets a second look
 
@@ -239,10 +241,10 @@ def planned_start(probs: dict[IntentKind, float], scope: str | None = None,
                   thread: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
     """The first call of the expert's plan when the router's most likely intent is slot-less advice (SLOTLESS_PLANS),
     or, for a plain yes with no proposal waiting ("ok do that"), the proposal of the change the previous turn
-    simulated or recommended; the expert's refusal where the router is sure of one (REFUSE_SURE); None otherwise
-    (the model starts the turn). The message names its plan (`intent`)."""
+    simulated or recommended; the expert's refusal where the router is sure the message asks for another account's
+    data (REFUSE_SURE); None otherwise (the model starts the turn). The message names its plan (`intent`)."""
     kind = _likeliest(probs)
-    if kind in REFUSALS and probs[kind] >= REFUSE_SURE:
+    if kind == IntentKind.REFUSE_OTHER_ACCOUNT and probs[kind] >= REFUSE_SURE:
         return {**step(Intent(kind=kind), [], scope), "intent": kind.value}
     if kind == IntentKind.CONFIRM:
         message = previous_change(thread)

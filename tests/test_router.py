@@ -163,14 +163,15 @@ def test_slotless_advice_the_router_reads_as_likeliest_starts_the_experts_plan()
     assert planned_start({K.BEST_BID: 0.9, K.FIX_ACOS: 0.1}) is None  # a plan with slots: the model starts it
 
 
-def test_a_refusal_the_router_is_sure_of_is_the_experts_whatever_the_model_would_decode():
+def test_a_request_for_another_accounts_data_the_router_is_sure_of_is_refused_whatever_the_model_would_decode():
     from agent.router import REFUSE_SURE, planned_start
 
     sure = planned_start({K.REFUSE_OTHER_ACCOUNT: REFUSE_SURE + 0.05, K.BID_LANDSCAPE: 0.3}, "adv_0007")
     assert sure is not None and sure["intent"] == "refuse_other_account" and not sure.get("tool_calls")
     assert "adv_0007" in sure["content"] and "another advertiser" in sure["content"]
     assert planned_start({K.REFUSE_OTHER_ACCOUNT: REFUSE_SURE - 0.05, K.BID_LANDSCAPE: 0.3}, "adv_0007") is None
-    assert planned_start({K.BEST_BID: 0.5, K.REFUSE_HARMFUL: 0.45}) is None  # a refusal, but not the likeliest
+    assert planned_start({K.BEST_BID: 0.5, K.REFUSE_OTHER_ACCOUNT: 0.45}) is None  # not the likeliest
+    assert planned_start({K.REFUSE_HARMFUL: 0.9, K.BEST_BID: 0.1}) is None  # the model refuses those itself
 
 
 def _earlier_turn(user: str, name: str, args: dict, result: dict) -> list[dict]:
