@@ -27,14 +27,13 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
 from rapidfuzz.distance import OSA
 
 from tools.errors import AdguideError, UnknownIdError
 from tools.market.data_model import Status
+from tools.mcp_server.schemas import Candidate, EntityKind, Resolved
 
 ID_PATTERNS = {
     "keyword": re.compile(r"^kw_\d+$"),
@@ -49,34 +48,6 @@ FUZZY_MARGIN = 5.0  # a best match must lead the next by this much to be used wi
 EMBED_ACCEPT = 0.62  # cosine similarity of sentence vectors a meaning match needs
 EMBED_MARGIN = 0.06
 MAX_CANDIDATES = 6
-
-
-class EntityKind(StrEnum):
-    KEYWORD = "keyword"
-    CAMPAIGN = "campaign"
-    AD_GROUP = "ad_group"
-    EXPERIMENT = "experiment"
-
-
-class Candidate(BaseModel):
-    """One thing a name may mean: its id, kind and the words that tell it apart."""
-
-    id: str
-    kind: EntityKind
-    name: str
-    detail: str = Field("", description="match type and campaign of a keyword, dates of an experiment, ...")
-
-
-class Resolved(BaseModel):
-    """What an argument given in words resolved to (listed in the tool's result under `resolved`)."""
-
-    field: str
-    query: str
-    id: str
-    kind: EntityKind
-    name: str
-    detail: str = ""
-    how: str = Field(description="exact | alias | fuzzy | meaning")
 
 
 class AmbiguousReferenceError(AdguideError):

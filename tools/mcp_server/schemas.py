@@ -15,15 +15,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Only the engines' plain result types (numpy-free modules): importing this module must stay fast, since the
+# agent, prompts and CLI read the tool specs without running any engine (tests/test_mcp_contract.py).
 from tools.keywords.models import KeywordRecommendations, NegativeSuggestions
 from tools.market.data_model import MatchType, Status
-from tools.mcp_server.resolve import Candidate, EntityKind, Resolved
-from tools.optimize.budget import BudgetAllocation
-from tools.uplift.ab import AbResult
-from tools.uplift.attribution import Attribution, Kpi
-from tools.uplift.cate import EffectEstimate
-from tools.uplift.effects import SegmentEffect
-from tools.uplift.incrementality import IncrementalityResult
+from tools.optimize.models import BudgetAllocation
+from tools.uplift.models import (
+    AbResult,
+    Attribution,
+    EffectEstimate,
+    IncrementalityResult,
+    Kpi,
+    SegmentEffect,
+)
 
 
 class _In(BaseModel):
@@ -367,6 +371,34 @@ class NegativeIdeasIn(Period):
 
 
 # --- finding things by name ------------------------------------------------------------------------------
+
+
+class EntityKind(StrEnum):
+    KEYWORD = "keyword"
+    CAMPAIGN = "campaign"
+    AD_GROUP = "ad_group"
+    EXPERIMENT = "experiment"
+
+
+class Candidate(BaseModel):
+    """One thing a name may mean: its id, kind and the words that tell it apart."""
+
+    id: str
+    kind: EntityKind
+    name: str
+    detail: str = Field("", description="match type and campaign of a keyword, dates of an experiment, ...")
+
+
+class Resolved(BaseModel):
+    """What an argument given in words resolved to (listed in the tool's result under `resolved`)."""
+
+    field: str
+    query: str
+    id: str
+    kind: EntityKind
+    name: str
+    detail: str = ""
+    how: str = Field(description="exact | alias | fuzzy | meaning")
 
 
 class FindIn(_In):

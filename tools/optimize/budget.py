@@ -20,7 +20,6 @@ incremental profit) or ``total_budget`` (it would use more, the total is spent).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from enum import StrEnum
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,24 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.auction.simulate import MAX_BID, MAX_BUDGET, market_arrays, simulate_rows
 from tools.errors import InvalidInputError
 from tools.market.data_model import KeywordMarket
+from tools.optimize.models import BudgetAllocation, CampaignAllocation, CampaignLimit, Objective
 
 MAX_CAMPAIGNS = 200
 MAX_RESOLUTION = 1000
 MAX_ROWS = 20_000_000
 _REFINE = 21  # points of the refinement between the neighbours of each campaign's best budget on its own
-
-
-class Objective(StrEnum):
-    INCREMENTAL_PROFIT = "incremental_profit"
-    INCREMENTAL_SALES = "incremental_sales"
-
-
-class CampaignLimit(StrEnum):
-    SATURATED = "saturated"
-    MAX_BUDGET = "max_budget"
-    MIN_BUDGET = "min_budget"
-    UNPROFITABLE = "unprofitable"
-    TOTAL_BUDGET = "total_budget"
 
 
 class CampaignInput(BaseModel):
@@ -63,40 +50,6 @@ class CampaignInput(BaseModel):
     min_budget: float = Field(default=0.0, ge=0)
     max_budget: float | None = Field(default=None, gt=0)
     current_budget: float | None = Field(default=None, ge=0)
-
-
-class CampaignAllocation(BaseModel):
-    campaign_id: str
-    budget: float = Field(description="recommended daily budget")
-    current_budget: float | None
-    spend: float = Field(description="expected spend over the planning days")
-    incremental_sales: float
-    incremental_profit: float
-    saturation_budget: float = Field(description="daily budget beyond which the campaign cannot spend more")
-    marginal_value: float = Field(
-        description="objective gained over the planning days per extra unit of daily budget, at this budget"
-    )
-    limit: CampaignLimit
-    best_budget: float = Field(
-        description="daily budget with the most objective for this campaign on its own, the total aside "
-        "(at most its saturation or max_budget)"
-    )
-    best_gain: float | None = Field(
-        description="objective over the planning days at best_budget minus at current_budget"
-    )
-
-
-class BudgetAllocation(BaseModel):
-    objective: Objective
-    total_budget: float
-    allocated: float
-    n_days: int
-    objective_value: float = Field(description="expected objective over the planning days")
-    current_value: float | None = Field(description="the same at the current budgets, when all are given")
-    total_budget_binds: bool
-    binding: list[str] = Field(description="which constraints bind, in words")
-    campaigns: list[CampaignAllocation]
-    market: str | None = Field(None, description="the market model the simulation ran on (set by the tool server)")
 
 
 def _bad(field: str, message: str, allowed: str) -> InvalidInputError:

@@ -3,42 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel
 from scipy import stats
 
 from tools.errors import InvalidInputError
 from tools.uplift.cate import EffectEstimate, effect_estimate
+from tools.uplift.models import AbResult, SrmCheck
 from tools.uplift.validation import as_vector
 
 SRM_P_THRESHOLD = 0.001
-
-
-class SrmCheck(BaseModel):
-    n_control: int
-    n_treatment: int
-    expected_treatment_share: float
-    observed_treatment_share: float
-    p_value: float
-    mismatch: bool
-    message: str
-
-
-class AbResult(BaseModel):
-    metric: str
-    n_control: int
-    n_treatment: int
-    mean_control: float
-    mean_treatment: float
-    difference: EffectEstimate  # treatment - control (CUPED-adjusted when a pre-period metric was given)
-    relative_lift: EffectEstimate | None  # difference / control mean; None when the control mean is 0
-    cuped: bool
-    variance_reduction: float  # share of the difference's variance removed by CUPED (0 without it)
-    mde: float  # smallest absolute effect this test detects with `power` at level `level`
-    power: float
-    srm: SrmCheck
-    significant: bool
-    verdict: str
-    warnings: list[str]
 
 
 def binary_treatment(treatment: object, n: int) -> np.ndarray:

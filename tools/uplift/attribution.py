@@ -19,30 +19,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from enum import StrEnum
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from tools.errors import InvalidInputError
 from tools.market.data_model import PerformanceRow
+from tools.uplift.models import Attribution, Contribution, Kpi, Method
 
 MAX_SHAPLEY_PLAYERS = 12
-
-
-class Kpi(StrEnum):
-    SALES = "sales"
-    ORDERS = "orders"
-    CLICKS = "clicks"
-    SPEND = "spend"
-    ACOS = "acos"
-    ROAS = "roas"
-
-
-class Method(StrEnum):
-    AUTO = "auto"  # lmdi when every driver is positive in both periods and no segments, else shapley
-    LMDI = "lmdi"
-    SHAPLEY = "shapley"
 
 
 # KPI = product of drivers ** exponent
@@ -114,25 +99,6 @@ def paired_drivers(before: FunnelTotals, after: FunnelTotals) -> tuple[dict[str,
         out_b[k] = vb if vb is not None else (va if va is not None else 0.0)
         out_a[k] = va if va is not None else out_b[k]
     return out_b, out_a
-
-
-class Contribution(BaseModel):
-    name: str
-    value: float  # in KPI units; all contributions sum to the change
-    share: float  # of the change (nan when the change is 0)
-
-
-class Attribution(BaseModel):
-    kpi: str
-    before: float
-    after: float
-    change: float
-    method: str
-    contributions: list[Contribution]
-    notes: list[str] = Field(default_factory=list)
-
-    def total(self) -> float:
-        return float(sum(c.value for c in self.contributions))
 
 
 def kpi_from_totals(kpi: Kpi, totals: FunnelTotals) -> float:

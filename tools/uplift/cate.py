@@ -52,6 +52,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from threadpoolctl import threadpool_limits
 
 from tools.errors import InvalidInputError
+from tools.uplift.models import EffectEstimate
 from tools.uplift.validation import PROPENSITY_CLIP, CausalData, as_matrix, overlap_warnings, prepare
 
 
@@ -62,16 +63,6 @@ class Estimator(StrEnum):
     DR = "dr"
     X = "x"
     STACK = "stack"  # non-negative out-of-fold R-loss stack of linear and x (no fallback when requested)
-
-
-class EffectEstimate(BaseModel):
-    estimate: float
-    std_error: float
-    ci_low: float
-    ci_high: float
-    level: float
-    p_value: float
-    significant: bool  # the interval excludes 0
 
 
 class CandidateScore(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from tools.errors import InvalidInputError
 from tools.uplift.cate import CateFit, EffectEstimate, Estimator, effect_estimate, fit_cate
+from tools.uplift.models import SegmentEffect
 
 
 class AverageEffects(BaseModel):
@@ -17,12 +18,6 @@ class AverageEffects(BaseModel):
     att: EffectEstimate
     n_treated: int
     n_control: int
-
-
-class SegmentEffect(BaseModel):
-    segment: str
-    n: int
-    effect: EffectEstimate
 
 
 def average_effects(

@@ -8,27 +8,12 @@ causal part: incremental sales = (mean revenue of exposed - mean revenue of held
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel
 
 from tools.errors import InvalidInputError
-from tools.uplift.ab import SrmCheck, binary_treatment, cuped_adjust, srm_check
+from tools.uplift.ab import binary_treatment, cuped_adjust, srm_check
 from tools.uplift.cate import EffectEstimate, effect_estimate
+from tools.uplift.models import IncrementalityResult
 from tools.uplift.validation import as_vector
-
-
-class IncrementalityResult(BaseModel):
-    n_treated: int
-    n_control: int
-    ad_spend: float  # total over treated units
-    attributed_sales: float  # total over treated units
-    incremental_sales: EffectEstimate  # total over treated units
-    incremental_roas: EffectEstimate
-    attributed_roas: EffectEstimate
-    incremental_share_of_attributed: float  # incremental / attributed sales
-    cuped: bool
-    srm: SrmCheck
-    verdict: str
-    warnings: list[str]
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:

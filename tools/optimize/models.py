@@ -1,0 +1,58 @@
+"""The budget optimizer's result types: plain pydantic, no numpy.
+
+Apart from the optimizer so that the MCP tool schemas (tools/mcp_server/schemas.py) can name them as a tool
+output without importing the simulator. budget.py imports them from here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class Objective(StrEnum):
+    INCREMENTAL_PROFIT = "incremental_profit"
+    INCREMENTAL_SALES = "incremental_sales"
+
+
+class CampaignLimit(StrEnum):
+    SATURATED = "saturated"
+    MAX_BUDGET = "max_budget"
+    MIN_BUDGET = "min_budget"
+    UNPROFITABLE = "unprofitable"
+    TOTAL_BUDGET = "total_budget"
+
+
+class CampaignAllocation(BaseModel):
+    campaign_id: str
+    budget: float = Field(description="recommended daily budget")
+    current_budget: float | None
+    spend: float = Field(description="expected spend over the planning days")
+    incremental_sales: float
+    incremental_profit: float
+    saturation_budget: float = Field(description="daily budget beyond which the campaign cannot spend more")
+    marginal_value: float = Field(
+        description="objective gained over the planning days per extra unit of daily budget, at this budget"
+    )
+    limit: CampaignLimit
+    best_budget: float = Field(
+        description="daily budget with the most objective for this campaign on its own, the total aside "
+        "(at most its saturation or max_budget)"
+    )
+    best_gain: float | None = Field(
+        description="objective over the planning days at best_budget minus at current_budget"
+    )
+
+
+class BudgetAllocation(BaseModel):
+    objective: Objective
+    total_budget: float
+    allocated: float
+    n_days: int
+    objective_value: float = Field(description="expected objective over the planning days")
+    current_value: float | None = Field(description="the same at the current budgets, when all are given")
+    total_budget_binds: bool
+    binding: list[str] = Field(description="which constraints bind, in words")
+    campaigns: list[CampaignAllocation]
+    market: str | None = Field(None, description="the market model the simulation ran on (set by the tool server)")
