@@ -265,3 +265,8 @@ def _write(ctx: ToolContext, p: Proposal, todo: list[Change]) -> None:
         adv.add_negatives(
             p.target, [(c.after["text"], MatchType(c.after["match_type"])) for c in todo], actor
         )
+
+
+def apply_change(ctx: ToolContext, args: ApplyIn) -> ApplyOut:
+    """The apply_change tool."""
+    return apply(ctx, args, str(ctx.store_key))

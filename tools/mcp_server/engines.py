@@ -11,7 +11,6 @@ import datetime as dt
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 from tools.errors import InvalidInputError
 from tools.market.data_model import Campaign, Keyword, KeywordMarket, Status
 from tools.market.estimate import MarketModel, View, fit_market_model
+from tools.mcp_server import actions
 from tools.mcp_server.context import ToolContext, check_member
 from tools.mcp_server.results import new_value, period_of, resolve_period
 from tools.mcp_server.schemas import (
@@ -38,6 +38,7 @@ from tools.mcp_server.schemas import (
     LandscapeRow,
     NegativeIdeasIn,
     ProposeIn,
+    ProposeOut,
     Range,
     RecommendBidIn,
     RecommendBidOut,
@@ -514,19 +515,6 @@ def kpi_change(ctx: ToolContext, args: KpiChangeIn) -> BaseModel:
     return result.model_copy(update={"notes": [note, *result.notes]})
 
 
-HANDLERS: dict[str, Callable[[ToolContext, Any], BaseModel]] = {
-    "allocate_budget": allocate_budget_tool,
-    "experiment_uplift": experiment_uplift,
-    "ab_test": ab_test,
-    "kpi_change": kpi_change,
-    "what_if": what_if_tool,
-    "bid_landscape": bid_landscape_tool,
-    "recommend_bid": recommend_bid_tool,
-    "keyword_ideas": keyword_ideas,
-    "negative_ideas": negative_ideas,
-}
-
-
 def change_impact(ctx: ToolContext, args: ProposeIn) -> Impact | None:
     """Simulated effect of a proposed change over the next week; None where no simulation applies
     (new keywords and negatives). Bad ids are left for plan_changes to report."""
@@ -563,3 +551,9 @@ def change_impact(ctx: ToolContext, args: ProposeIn) -> Impact | None:
                 new_bids = np.asarray([k.bid if k.status == Status.ENABLED else 0.0 for k in sim.keywords])
             return _campaign_what_if(ctx, sim, new_bids, sim.campaign.daily_budget, IMPACT_DAYS, N_SIMS)
     return None
+
+
+def propose_change(ctx: ToolContext, args: ProposeIn) -> ProposeOut:
+    """The propose_change tool: the diff, its simulated impact and a confirmation token."""
+    args = actions.with_absolute_value(ctx, args)  # "a fifth less" -> the value, so the impact simulates it
+    return actions.propose(ctx, args, str(ctx.store_key), change_impact(ctx, args))

@@ -10,8 +10,10 @@ that does not apply is null. Long lists come a page at a time with `next_cursor`
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -514,6 +516,8 @@ class ToolSpec(BaseModel):
 
     name: str
     description: str
+    handler: str = Field(description="module:function that runs it, (ToolContext, input) -> output; imported by "
+                         "the server only, so reading the specs loads no engine")
     input: type[_In]
     output: type[BaseModel]
     read_only: bool = True
@@ -524,18 +528,24 @@ class ToolSpec(BaseModel):
     references: dict[str, Reference] = Field(
         default_factory=dict, description="arguments that name an entity: an id, or words the tool resolves")
 
+    def load_handler(self) -> Callable[[Any, Any], BaseModel]:
+        module, _, function = self.handler.partition(":")
+        return cast(Callable[[Any, Any], BaseModel], getattr(importlib.import_module(module), function))
 
 
+_DATA, _ENGINES, _ACTIONS = "tools.mcp_server.data", "tools.mcp_server.engines", "tools.mcp_server.actions"
 
 TOOLS: list[ToolSpec] = [
     ToolSpec(
         name="account_overview",
+        handler=f"{_DATA}:account_overview",
         description="Account summary for a period: totals, campaigns with budgets, experiments.",
         input=OverviewIn,
         output=OverviewOut,
     ),
     ToolSpec(
         name="performance",
+        handler=f"{_DATA}:performance",
         description="Campaign, ad group or keyword metrics for a period, with totals; paginated.",
         input=PerformanceIn,
         output=PerformanceOut,
@@ -543,6 +553,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="search_terms",
+        handler=f"{_DATA}:search_terms",
         description="Customer search terms that matched keywords, with metrics; paginated.",
         input=SearchTermsIn,
         output=SearchTermsOut,
@@ -550,12 +561,14 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="find",
+        handler=f"{_DATA}:find",
         description="Find your campaigns, ad groups, keywords or experiments by words; ids and names.",
         input=FindIn,
         output=FindOut,
     ),
     ToolSpec(
         name="what_if",
+        handler=f"{_ENGINES}:what_if_tool",
         description="Simulate a bid or budget change against the status quo over future days, with ranges.",
         input=WhatIfIn,
         output=WhatIfOut,
@@ -565,6 +578,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="bid_landscape",
+        handler=f"{_ENGINES}:bid_landscape_tool",
         description="Simulated clicks, spend, sales and profit of a keyword at several bids.",
         input=LandscapeIn,
         output=LandscapeOut,
@@ -574,6 +588,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="recommend_bid",
+        handler=f"{_ENGINES}:recommend_bid_tool",
         description="Best bid for a keyword for a goal: max incremental profit, target ACoS or ROAS.",
         input=RecommendBidIn,
         output=RecommendBidOut,
@@ -583,6 +598,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="allocate_budget",
+        handler=f"{_ENGINES}:allocate_budget_tool",
         description="Split a total daily budget across campaigns to maximize incremental profit or sales.",
         input=AllocateIn,
         output=BudgetAllocation,
@@ -592,6 +608,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="experiment_uplift",
+        handler=f"{_ENGINES}:experiment_uplift",
         description="Causal effect of an experiment: average effect, who responds most, and for ad "
         "holdouts incremental vs attributed ROAS.",
         input=ExperimentIn,
@@ -602,6 +619,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="ab_test",
+        handler=f"{_ENGINES}:ab_test",
         description="A/B test readout of an experiment: difference, lift, significance, CUPED, sample-ratio check.",
         input=AbIn,
         output=AbResult,
@@ -611,6 +629,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="kpi_change",
+        handler=f"{_ENGINES}:kpi_change",
         description="Why a KPI changed between two periods: exact split into funnel drivers (and keywords).",
         input=KpiChangeIn,
         output=Attribution,
@@ -620,6 +639,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="keyword_ideas",
+        handler=f"{_ENGINES}:keyword_ideas",
         description="New keywords to add: converting search terms and related terms, with bids and reasons.",
         input=KeywordIdeasIn,
         output=KeywordRecommendations,
@@ -629,6 +649,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="negative_ideas",
+        handler=f"{_ENGINES}:negative_ideas",
         description="Search terms to add as negative keywords (wasted spend, off topic), with reasons.",
         input=NegativeIdeasIn,
         output=NegativeSuggestions,
@@ -638,6 +659,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="propose_change",
+        handler=f"{_ENGINES}:propose_change",
         description="Dry-run a change (bid, budget, pause/enable, add keywords/negatives): diff, "
         "simulated impact and a token for apply_change. Changes nothing.",
         input=ProposeIn,
@@ -650,6 +672,7 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec(
         name="apply_change",
+        handler=f"{_ACTIONS}:apply_change",
         description="Apply a change proposed by propose_change, only after the user confirmed it.",
         input=ApplyIn,
         output=ApplyOut,

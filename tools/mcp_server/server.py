@@ -4,9 +4,10 @@
 `build_server(store_path, tokens={...})` gives one for streamable HTTP where each request's bearer
 token selects the scope. Output schemas (schemas.py) are not advertised by default: the mcp 1.x client
 validates every structured result against them with jsonschema, ~40 ms a call (bench_mcp.py); pass
-`output_schemas=True` for clients that want them. Tool specs come from `schemas.py` (not from handler signatures), inputs are
-validated with the pydantic models, every call resolves the advertiser from the scope (never from the
-model), and any failure becomes `{"error": {type, message, field, allowed}}` with isError set.
+`output_schemas=True` for clients that want them. Tool specs, handlers included, come from `schemas.TOOLS`
+(not from handler signatures), inputs are validated with the pydantic models, every call resolves the
+advertiser from the scope (never from the model), and any failure becomes
+`{"error": {type, message, field, allowed}}` with isError set.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from mcp.server.fastmcp import FastMCP
 from pydantic import BaseModel, ValidationError
 
 from tools.errors import AdguideError
-from tools.mcp_server import actions, data
 from tools.mcp_server.cache import ToolCache
 from tools.mcp_server.context import ToolContext
 from tools.mcp_server.resolve import AmbiguousReferenceError, Resolved, ResolverCache, default_embed
 from tools.mcp_server.results import compact
-from tools.mcp_server.schemas import TOOLS, TOOLS_BY_NAME, ProposeIn, ToolSpec, input_schema, output_schema
+from tools.mcp_server.schemas import TOOLS, TOOLS_BY_NAME, ToolSpec, input_schema, output_schema
 from tools.mcp_server.scope import Scope, ScopeError
 
 log = logging.getLogger(__name__)
@@ -43,32 +43,8 @@ INSTRUCTIONS = (
 
 Handler = Callable[[ToolContext, Any], BaseModel]
 
-
-def _propose(ctx: ToolContext, args: ProposeIn) -> BaseModel:
-    from tools.mcp_server.engines import change_impact
-
-    args = actions.with_absolute_value(ctx, args)  # "a fifth less" -> the value, so the impact simulates it
-    return actions.propose(ctx, args, str(ctx.store_key), change_impact(ctx, args))
-
-
-HANDLERS: dict[str, Handler] = {
-    "account_overview": data.account_overview,
-    "performance": data.performance,
-    "search_terms": data.search_terms,
-    "find": data.find,
-    "propose_change": _propose,
-    "apply_change": lambda ctx, args: actions.apply(ctx, args, str(ctx.store_key)),
-}
-
-
-def _register_engine_tools() -> None:
-    """Engine-backed tools (simulator, optimizers, uplift, keywords) register themselves if importable."""
-    from tools.mcp_server import engines
-
-    HANDLERS.update(engines.HANDLERS)
-
-
-_register_engine_tools()
+# Every tool's handler, from its spec (schemas.TOOLS); importing them loads the engines.
+HANDLERS: dict[str, Handler] = {spec.name: spec.load_handler() for spec in TOOLS}
 
 
 def error_result(
@@ -159,7 +135,7 @@ class AdguideMCP(FastMCP):
     def _session_scope(self) -> Scope:
         if self.fixed_scope is not None:
             return self.fixed_scope
-        request = self._mcp_server.request_context.request
+        request = self.get_context().request_context.request  # raises ValueError outside a request
         user = request.scope.get("user") if request is not None else None
         token = getattr(user, "access_token", None)
         if token is None:
@@ -199,13 +175,12 @@ class AdguideMCP(FastMCP):
                 ),
             )
             for spec in TOOLS
-            if spec.name in HANDLERS
         ]
 
     async def list_tools(self) -> list[types.Tool]:  # type: ignore[override]
         try:
             admin = self._session_scope().admin
-        except (ScopeError, LookupError):
+        except (ScopeError, ValueError):  # listed outside a request or without a token: the plain list
             admin = False
         return self._tool_lists[admin]
 
@@ -307,5 +282,5 @@ def build_server(
 
 
 def tool_specs() -> list[ToolSpec]:
-    """The tools this build serves (engine tools appear once their engines are importable)."""
-    return [spec for spec in TOOLS if spec.name in HANDLERS]
+    """The tools this server serves: every spec of the registry."""
+    return list(TOOLS)

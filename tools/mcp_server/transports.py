@@ -63,7 +63,7 @@ async def connect_in_memory(
         _store_path(store_path), _scope(scope), cache=cache, actor=actor, output_schemas=output_schemas
     )
     try:
-        async with create_connected_server_and_client_session(server._mcp_server) as session:
+        async with create_connected_server_and_client_session(server) as session:
             yield session
     finally:
         await server.cache.aclose()
