@@ -32,18 +32,22 @@ from tools.uplift.models import (
 )
 
 
-class _In(BaseModel):
+class ToolInput(BaseModel):
+    """The base of every tool's input model: a misspelt argument is an error, not a no-op."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class _Out(BaseModel):
+class ToolOutput(BaseModel):
+    """The base of a tool's output model (the engines' result types are plain pydantic models)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 # --- shared pieces ----------------------------------------------------------------------------------
 
 
-class Period(_In):
+class Period(ToolInput):
     start: dt.date | None = Field(None, description="default: end - 29 days")
     end: dt.date | None = Field(None, description="default: last data day")
     last_days: int | None = Field(None, ge=1, le=365, description="instead of start/end: the last N days of data")
@@ -55,12 +59,12 @@ class Period(_In):
         return self
 
 
-class Page(_In):
+class Page(ToolInput):
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, description="next_cursor of the previous page")
 
 
-class Metrics(_Out):
+class Metrics(ToolOutput):
     impressions: int
     clicks: int
     spend: float
@@ -72,12 +76,12 @@ class Metrics(_Out):
     acos: float | None = Field(description="spend / sales")
 
 
-class DateRange(_Out):
+class DateRange(ToolOutput):
     start: dt.date
     end: dt.date
 
 
-class Change(_Out):
+class Change(ToolOutput):
     id: str
     field: str
     before: Any
@@ -95,7 +99,7 @@ class OverviewIn(Period):
     pass
 
 
-class CampaignBrief(_Out):
+class CampaignBrief(ToolOutput):
     id: str
     name: str
     status: Status
@@ -106,7 +110,7 @@ class CampaignBrief(_Out):
     budget_capped_days: int = Field(description="days the budget ran out before the day ended")
 
 
-class ExperimentBrief(_Out):
+class ExperimentBrief(ToolOutput):
     id: str
     kind: str
     start: dt.date
@@ -114,14 +118,14 @@ class ExperimentBrief(_Out):
     outcome: str
 
 
-class AdvertiserInfo(_Out):
+class AdvertiserInfo(ToolOutput):
     id: str
     name: str
     category: str
     target_acos: float | None
 
 
-class OverviewOut(_Out):
+class OverviewOut(ToolOutput):
     advertiser: AdvertiserInfo
     history: DateRange
     period: DateRange
@@ -159,7 +163,7 @@ class PerformanceRow(Metrics):
     daily_budget: float | None = None
 
 
-class PerformanceOut(_Out):
+class PerformanceOut(ToolOutput):
     level: Level
     period: DateRange
     totals: Metrics
@@ -183,7 +187,7 @@ class SearchTermRow(Metrics):
     match_type: MatchType
 
 
-class SearchTermsOut(_Out):
+class SearchTermsOut(ToolOutput):
     period: DateRange
     totals: Metrics
     rows: list[SearchTermRow]
@@ -194,13 +198,13 @@ class SearchTermsOut(_Out):
 # --- simulator tools (future days after the history; intervals are 90% Monte Carlo ranges) ------------------
 
 
-class Range(_Out):
+class Range(ToolOutput):
     mean: float
     low: float
     high: float
 
 
-class _SimFigures(_Out):
+class _SimFigures(ToolOutput):
     clicks: float
     spend: float
     orders: float
@@ -227,7 +231,7 @@ def _value_or_relative(value: float | None, relative: float | None, needed: bool
         raise ValueError("relative_change and change_by are only for set_bid and set_budget")
 
 
-class WhatIfIn(_In):
+class WhatIfIn(ToolInput):
     change: Literal["bid", "budget"]
     id: str = Field(description="keyword (bid) or campaign (budget): id or name")
     value: float | None = Field(None, gt=0, description="new bid or daily budget")
@@ -241,7 +245,7 @@ class WhatIfIn(_In):
         return self
 
 
-class WhatIfOut(_Out):
+class WhatIfOut(ToolOutput):
     change: Change
     campaign_id: str
     keywords: int = Field(description="keywords simulated: the whole campaign, which shares the budget")
@@ -252,7 +256,7 @@ class WhatIfOut(_Out):
     market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
 
 
-class LandscapeIn(_In):
+class LandscapeIn(ToolInput):
     keyword_id: str
     bids: list[float] | None = Field(
         None, min_length=1, max_length=12, description="default: 0.25x to 3x current"
@@ -260,7 +264,7 @@ class LandscapeIn(_In):
     days: int = Field(14, ge=1, le=90)
 
 
-class _Bid(_Out):
+class _Bid(ToolOutput):
     bid: float
 
 
@@ -268,7 +272,7 @@ class LandscapeRow(_SimFigures, _Bid):
     """One bid and what it yields (bid listed first)."""
 
 
-class LandscapeOut(_Out):
+class LandscapeOut(ToolOutput):
     keyword_id: str
     keyword: str | None = Field(None, description="its text")
     current_bid: float
@@ -284,7 +288,7 @@ class BidGoal(StrEnum):
     TARGET_ROAS = "target_roas"
 
 
-class RecommendBidIn(_In):
+class RecommendBidIn(ToolInput):
     keyword_id: str
     goal: BidGoal = BidGoal.MAX_PROFIT
     target: float | None = Field(
@@ -293,7 +297,7 @@ class RecommendBidIn(_In):
     days: int = Field(14, ge=1, le=90)
 
 
-class RecommendBidOut(_Out):
+class RecommendBidOut(ToolOutput):
     keyword_id: str
     keyword: str | None = Field(None, description="its text")
     goal: BidGoal
@@ -313,7 +317,7 @@ class RecommendBidOut(_Out):
 # --- optimizer and causal tools --------------------------------------------------------------------------
 
 
-class AllocateIn(_In):
+class AllocateIn(ToolInput):
     total_budget: float | None = Field(None, gt=0, description="daily total; default: current total")
     campaign_ids: list[str] | None = Field(
         None, min_length=1, max_length=50, description="default: enabled ones"
@@ -322,11 +326,11 @@ class AllocateIn(_In):
     days: int = Field(14, ge=1, le=90)
 
 
-class ExperimentIn(_In):
+class ExperimentIn(ToolInput):
     experiment_id: str
 
 
-class UpliftOut(_Out):
+class UpliftOut(ToolOutput):
     experiment_id: str
     kind: str
     outcome: str
@@ -348,7 +352,7 @@ class AbIn(ExperimentIn):
     cuped: bool = Field(True, description="adjust with the pre-period metric")
 
 
-class KpiChangeIn(_In):
+class KpiChangeIn(ToolInput):
     kpi: Kpi = Kpi.SALES
     campaign_id: str | None = None
     by_keyword: bool = Field(True, description="attribute shifts between keywords too")
@@ -403,7 +407,7 @@ class Resolved(BaseModel):
     how: str = Field(description="exact | alias | fuzzy | meaning")
 
 
-class FindIn(_In):
+class FindIn(ToolInput):
     query: str = Field(min_length=1, max_length=200, description="words: a name, part of one, a product, a month")
     kind: EntityKind | None = Field(None, description="default: every kind")
     limit: int = Field(5, ge=1, le=20)
@@ -413,7 +417,7 @@ class FindMatch(Candidate):
     score: float = Field(description="0-100 similarity of the words")
 
 
-class FindOut(_Out):
+class FindOut(ToolOutput):
     query: str
     matches: list[FindMatch]
 
@@ -430,13 +434,13 @@ class Action(StrEnum):
     ADD_NEGATIVES = "add_negatives"
 
 
-class NewKeyword(_In):
+class NewKeyword(ToolInput):
     text: str = Field(min_length=1, max_length=80)
     match_type: MatchType = MatchType.EXACT
     bid: float | None = Field(None, gt=0, le=100, description="add_keywords; default: ad group bid")
 
 
-class ProposeIn(_In):
+class ProposeIn(ToolInput):
     action: Action
     id: str = Field(
         description="keyword (set_bid), campaign (set_budget), campaign or keyword (pause, enable), "
@@ -455,7 +459,7 @@ class ProposeIn(_In):
         return self
 
 
-class Impact(_Out):
+class Impact(ToolOutput):
     """The simulator's view of a change, as in what_if."""
 
     campaign_id: str
@@ -466,7 +470,7 @@ class Impact(_Out):
     market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
 
 
-class ProposeOut(_Out):
+class ProposeOut(ToolOutput):
     token: str
     expires_in_s: int
     action: Action
@@ -475,11 +479,11 @@ class ProposeOut(_Out):
     note: str | None = None
 
 
-class ApplyIn(_In):
+class ApplyIn(ToolInput):
     token: str = Field(description="token from propose_change")
 
 
-class ApplyOut(_Out):
+class ApplyOut(ToolOutput):
     applied: bool
     already_applied: bool
     changes: list[Change]
@@ -518,7 +522,7 @@ class ToolSpec(BaseModel):
     description: str
     handler: str = Field(description="module:function that runs it, (ToolContext, input) -> output; imported by "
                          "the server only, so reading the specs loads no engine")
-    input: type[_In]
+    input: type[ToolInput]
     output: type[BaseModel]
     read_only: bool = True
     destructive: bool = False

@@ -30,7 +30,7 @@ from tools.mcp_server.cache import ToolCache
 from tools.mcp_server.context import ToolContext
 from tools.mcp_server.resolve import AmbiguousReferenceError, Resolved, ResolverCache, default_embed
 from tools.mcp_server.results import compact
-from tools.mcp_server.schemas import TOOLS, TOOLS_BY_NAME, ToolSpec, input_schema, output_schema
+from tools.mcp_server.schemas import TOOLS, ToolSpec, input_schema, output_schema
 from tools.mcp_server.scope import Scope, ScopeError
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class StaticTokens:
 
 
 class AdguideMCP(FastMCP):
-    """FastMCP whose tools are the registry in schemas.py instead of decorated functions."""
+    """FastMCP whose tools are a registry of specs (schemas.TOOLS by default) instead of decorated functions."""
 
     def __init__(
         self,
@@ -100,6 +100,7 @@ class AdguideMCP(FastMCP):
         cache: ToolCache | None = None,
         actor: str = "agent",
         output_schemas: bool = False,
+        tools: Sequence[ToolSpec] = TOOLS,
         **settings: Any,
     ) -> None:
         from tools.market.store import MarketStore
@@ -128,7 +129,9 @@ class AdguideMCP(FastMCP):
         self.actor = actor
         self.resolvers = ResolverCache(embed=default_embed)
         self._scoped: dict[str, Any] = {}
-        self._tool_lists = {admin: self._tool_list(admin, output_schemas) for admin in (False, True)}
+        self.specs = {spec.name: spec for spec in tools}
+        self.handlers = {name: spec.load_handler() for name, spec in self.specs.items()}
+        self._tool_lists = {admin: self._tool_list(tools, admin, output_schemas) for admin in (False, True)}
 
     # --- scope -------------------------------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class AdguideMCP(FastMCP):
     # --- MCP handlers ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _tool_list(admin: bool, with_output: bool) -> list[types.Tool]:
+    def _tool_list(tools: Sequence[ToolSpec], admin: bool, with_output: bool) -> list[types.Tool]:
         return [
             types.Tool(
                 name=spec.name,
@@ -174,7 +177,7 @@ class AdguideMCP(FastMCP):
                     openWorldHint=False,
                 ),
             )
-            for spec in TOOLS
+            for spec in tools
         ]
 
     async def list_tools(self) -> list[types.Tool]:  # type: ignore[override]
@@ -187,10 +190,10 @@ class AdguideMCP(FastMCP):
     async def call_tool(  # type: ignore[override]
         self, name: str, arguments: dict[str, Any]
     ) -> Sequence[types.ContentBlock] | dict[str, Any] | types.CallToolResult:
-        spec = TOOLS_BY_NAME.get(name)
-        if spec is None or name not in HANDLERS:
+        spec = self.specs.get(name)
+        if spec is None:
             return error_result(
-                "UnknownToolError", f"no tool named {name!r}", "name", ", ".join(sorted(HANDLERS))
+                "UnknownToolError", f"no tool named {name!r}", "name", ", ".join(sorted(self.specs))
             )
         try:
             return await self._run(spec, dict(arguments or {}))
@@ -224,7 +227,7 @@ class AdguideMCP(FastMCP):
             hit = await self.cache.get(key)
             if hit is not None:
                 return _ok(hit, json.loads(hit), resolved)
-        handler = HANDLERS[spec.name]
+        handler = self.handlers[spec.name]
         if spec.heavy:
             out = await anyio.to_thread.run_sync(handler, ctx, args)
         else:
@@ -273,11 +276,14 @@ def build_server(
     cache: ToolCache | None = None,
     actor: str = "agent",
     output_schemas: bool = False,
+    tools: Sequence[ToolSpec] = TOOLS,
     **settings: Any,
 ) -> AdguideMCP:
-    """A server over the world store at `store_path`, bound to `scope` (or to per-request bearer tokens)."""
+    """A server over the world store at `store_path`, bound to `scope` (or to per-request bearer tokens),
+    serving the tools of `tools` (the registry, schemas.TOOLS, unless a caller adds its own)."""
     return AdguideMCP(
-        store_path, scope, tokens=tokens, cache=cache, actor=actor, output_schemas=output_schemas, **settings
+        store_path, scope, tokens=tokens, cache=cache, actor=actor, output_schemas=output_schemas, tools=tools,
+        **settings,
     )
 
 

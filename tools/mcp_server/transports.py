@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from tools.mcp_server.cache import ToolCache
+from tools.mcp_server.schemas import TOOLS, ToolSpec
 from tools.mcp_server.scope import Scope
 from tools.mcp_server.server import build_server
 
@@ -54,13 +55,15 @@ async def connect_in_memory(
     cache: ToolCache | None = None,
     actor: str = "agent",
     output_schemas: bool = False,
+    tools: Sequence[ToolSpec] = TOOLS,
 ) -> AsyncIterator[ClientSession]:
     """An initialized MCP client session to a server running in this process, bound to `scope`.
 
     `actor` names the caller in audit records; `output_schemas=True` advertises result schemas (the
-    client then validates every result: slower, see server.py)."""
+    client then validates every result: slower, see server.py); `tools` is the registry to serve."""
     server = build_server(
-        _store_path(store_path), _scope(scope), cache=cache, actor=actor, output_schemas=output_schemas
+        _store_path(store_path), _scope(scope), cache=cache, actor=actor, output_schemas=output_schemas,
+        tools=tools,
     )
     try:
         async with create_connected_server_and_client_session(server) as session:

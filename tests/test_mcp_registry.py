@@ -1,0 +1,76 @@
+"""Adding a tool: a handler with its input and output models (this file) plus one registry line (a ToolSpec),
+served and called through a real MCP session, with the registry's scope and name resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from tools.market.store import MarketStore
+from tools.mcp_server import call, connect_in_memory
+from tools.mcp_server.cache import ToolCache
+from tools.mcp_server.context import ToolContext
+from tools.mcp_server.schemas import TOOLS, EntityKind, Reference, ToolInput, ToolOutput, ToolSpec
+
+ADV = "adv_0001"
+
+
+class KeywordCountIn(ToolInput):
+    campaign_id: str | None = Field(None, description="default: every campaign")
+
+
+class KeywordCountOut(ToolOutput):
+    advertiser_id: str
+    campaign_id: str | None
+    keywords: int
+
+
+def keyword_count(ctx: ToolContext, args: KeywordCountIn) -> KeywordCountOut:
+    return KeywordCountOut(
+        advertiser_id=ctx.advertiser_id,
+        campaign_id=args.campaign_id,
+        keywords=len(ctx.adv.keywords(campaign_id=args.campaign_id)),
+    )
+
+
+# the one registry line
+KEYWORD_COUNT = ToolSpec(
+    name="keyword_count",
+    handler=f"{__name__}:keyword_count",
+    description="How many keywords a campaign (or the account) has.",
+    input=KeywordCountIn,
+    output=KeywordCountOut,
+    references={"campaign_id": Reference(kinds=(EntityKind.CAMPAIGN,))},
+)
+
+
+async def test_a_new_tool_is_one_handler_and_one_spec(tiny_world_path: Path) -> None:
+    store = MarketStore.open(tiny_world_path)
+    adv = store.scoped(ADV)
+    camp = adv.campaigns()[0]
+    expected = len(adv.keywords(campaign_id=camp.id)), len(adv.keywords())
+    store.close()
+    registry = [*TOOLS, KEYWORD_COUNT]
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False), tools=registry) as session:
+        listed = {t.name: t for t in (await session.list_tools()).tools}
+        by_id = await call(session, "keyword_count", {"campaign_id": camp.id})
+        by_name = await call(session, "keyword_count", {"campaign_id": camp.name})  # words, resolved in scope
+        everything = await call(session, "keyword_count")
+        bad = (await call(session, "keyword_count", {"campaign": camp.id}))["error"]
+    assert set(listed) == {spec.name for spec in registry}
+    annotations = listed["keyword_count"].annotations
+    assert annotations is not None and annotations.readOnlyHint is True
+    assert listed["keyword_count"].inputSchema["properties"]["campaign_id"]["type"] == "string"
+    assert by_id == {"advertiser_id": ADV, "campaign_id": camp.id, "keywords": expected[0]}
+    assert by_name["campaign_id"] == camp.id and by_name["resolved"][0]["query"] == camp.name
+    assert everything["keywords"] == expected[1]
+    assert bad["type"] == "InvalidInputError" and bad["field"] == "campaign"
+
+
+async def test_the_default_registry_is_left_alone(tiny_world_path: Path) -> None:
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        listed = {t.name for t in (await session.list_tools()).tools}
+        err = (await call(session, "keyword_count"))["error"]
+    assert "keyword_count" not in listed and listed == {spec.name for spec in TOOLS}
+    assert err["type"] == "UnknownToolError"
