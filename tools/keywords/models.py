@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.market.data_model import MatchType
+from tools.market.enums import MatchType
 
 
 class _In(BaseModel):

@@ -9,46 +9,16 @@ in `ExperimentTruth`, stored apart from everything an advertiser-scoped reader c
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tools.market.categories import category_pool
+from tools.market.enums import InterventionKind, MatchType, Status, Targeting
+from tools.market.enums import Mechanism as Mechanism  # still importable from here
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-class MatchType(StrEnum):
-    EXACT = "exact"
-    PHRASE = "phrase"
-    BROAD = "broad"
-
-
-class Status(StrEnum):
-    ENABLED = "enabled"
-    PAUSED = "paused"
-
-
-class Targeting(StrEnum):
-    MANUAL = "manual"
-    AUTO = "auto"
-
-
-class Mechanism(StrEnum):
-    SECOND_PRICE = "second_price"
-    FIRST_PRICE = "first_price"
-    GSP = "gsp"
-
-
-class InterventionKind(StrEnum):
-    BID_CHANGE = "bid_change"
-    BUDGET_CHANGE = "budget_change"
-    PAUSE = "pause"
-    ENABLE = "enable"
-    ADD_KEYWORD = "add_keyword"
-    ADD_NEGATIVE = "add_negative"
 
 
 # --- entities ---------------------------------------------------------------------------------------

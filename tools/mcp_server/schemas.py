@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # Only the engines' plain result types (numpy-free modules): importing this module must stay fast, since the
 # agent, prompts and CLI read the tool specs without running any engine (tests/test_mcp_contract.py).
 from tools.keywords.models import KeywordRecommendations, NegativeSuggestions
-from tools.market.data_model import MatchType, Status
+from tools.market.enums import MatchType, Status
 from tools.optimize.models import BudgetAllocation
 from tools.uplift.models import (
     AbResult,
@@ -32,16 +32,27 @@ from tools.uplift.models import (
 )
 
 
+# Tool models build their validators on first use (defer_build): importing the specs stays fast for readers that
+# never validate (prompts, the CLI); the server builds them all up front (build_models).
 class ToolInput(BaseModel):
     """The base of every tool's input model: a misspelt argument is an error, not a no-op."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ToolOutput(BaseModel):
     """The base of a tool's output model (the engines' result types are plain pydantic models)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+def build_models() -> None:
+    """Build every tool model's validator now, before worker threads first use them at once."""
+    todo: list[type[BaseModel]] = [ToolInput, ToolOutput]
+    while todo:
+        model = todo.pop()
+        todo.extend(model.__subclasses__())
+        model.model_rebuild()
 
 
 # --- shared pieces ----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from tools.mcp_server.cache import ToolCache
 from tools.mcp_server.context import ToolContext
 from tools.mcp_server.resolve import AmbiguousReferenceError, Resolved, ResolverCache, default_embed
 from tools.mcp_server.results import compact
-from tools.mcp_server.schemas import TOOLS, ToolSpec, input_schema, output_schema
+from tools.mcp_server.schemas import TOOLS, ToolSpec, build_models, input_schema, output_schema
 from tools.mcp_server.scope import Scope, ScopeError
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class AdguideMCP(FastMCP):
         self.actor = actor
         self.resolvers = ResolverCache(embed=default_embed)
         self._scoped: dict[str, Any] = {}
+        build_models()
         self.specs = {spec.name: spec for spec in tools}
         self.handlers = {name: spec.load_handler() for name, spec in self.specs.items()}
         self._tool_lists = {admin: self._tool_list(tools, admin, output_schemas) for admin in (False, True)}
