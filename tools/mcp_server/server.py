@@ -181,6 +181,10 @@ class AdguideMCP(FastMCP):
             for spec in tools
         ]
 
+    # FastMCP 1.x's public tool API (add_tool, Tool.from_function) derives each input schema from a function
+    # signature and lists one schema for every session; ours come from the specs and differ per session (admin
+    # sessions name the advertiser), and an unknown tool must answer in the structured error form. So these two
+    # public methods are overridden; FastMCP calls them from its own handlers.
     async def list_tools(self) -> list[types.Tool]:  # type: ignore[override]
         try:
             admin = self._session_scope().admin
