@@ -241,13 +241,15 @@ def planned_start(probs: dict[IntentKind, float], scope: str | None = None,
                   thread: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
     """The first call of the expert's plan when the router's most likely intent is slot-less advice (SLOTLESS_PLANS),
     or, for a plain yes with no proposal waiting ("ok do that"), the proposal of the change the previous turn
-    simulated or recommended; the expert's refusal where the router is sure the message asks for another account's
+    simulated or recommended (where there is none, the expert's "no change is waiting"); the expert's refusal where the router is sure the message asks for another account's
     data (REFUSE_SURE); None otherwise (the model starts the turn). The message names its plan (`intent`)."""
     kind = _likeliest(probs)
     if kind == IntentKind.REFUSE_OTHER_ACCOUNT and probs[kind] >= REFUSE_SURE:
         return {**step(Intent(kind=kind), [], scope), "intent": kind.value}
     if kind == IntentKind.CONFIRM:
         message = previous_change(thread)
+        if message is None and probs[kind] >= CONTINUE_SURE:  # a yes with nothing to do: say so, don't guess
+            return {**step(Intent(kind=kind), [], scope), "intent": kind.value}
     elif kind in SLOTLESS_PLANS:
         message = step(Intent(kind=kind), [], scope)
     else:

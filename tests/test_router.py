@@ -197,8 +197,10 @@ def test_ok_do_that_proposes_what_the_previous_turn_simulated_or_recommended():
     assert start is not None and json.loads(start["tool_calls"][0]["function"]["arguments"]) == {
         "action": "set_bid", "id": "kw_0000031", "value": 0.82}
     looked = _earlier_turn("how are my ads?", "account_overview", {}, {"totals": {"spend": 10.0}})
-    assert planned_start({K.CONFIRM: 0.9}, "adv_0001", [*looked, {"role": "user", "content": "do it"}]) is None
-    assert planned_start({K.CONFIRM: 0.9}, "adv_0001", [{"role": "user", "content": "do it"}]) is None  # first turn
+    for thread in ([*looked, {"role": "user", "content": "do it"}], [{"role": "user", "content": "do it"}]):
+        nothing = planned_start({K.CONFIRM: 0.9}, "adv_0001", thread)  # nothing simulated or recommended to do
+        assert nothing is not None and not nothing.get("tool_calls") and "no change waiting" in nothing["content"]
+    assert planned_start({K.CONFIRM: 0.45, K.REJECT: 0.4}, "adv_0001", [*looked, {"role": "user", "content": "k"}]) is None
 
 
 def _same(a: dict, b: dict) -> bool:
