@@ -166,20 +166,30 @@ REFUSE_SURE = 0.6
 REFUSAL_DOUBT = 0.12  # the router's total refusal probability below which a refusal by the model gets a second look
 
 
-def refusal_text(text: str) -> bool:
-    """Whether an answer is one of the expert's refusals (the embedded model learned them word for word), whole or
-    a sentence of one ("I can't show or change another advertiser's data." is the second half of one)."""
+def refusal_kind(text: str) -> IntentKind | None:
+    """Which of the expert's refusals an answer is (the embedded model learned them word for word), whole or a
+    sentence of one ("I can't show or change another advertiser's data." is the second half of one); None: none."""
     flat = " ".join(text.split()).lower()
     head = flat[:40]
-    return any(head and (t.lower().startswith(head[:30]) or (len(flat) >= 20 and flat in t.lower()))
-               for t in REFUSAL_TEXTS.values())
+    return next((kind for kind, t in REFUSAL_TEXTS.items()
+                 if head and (t.lower().startswith(head[:30]) or (len(flat) >= 20 and flat in t.lower()))), None)
 
 
-def tools_instead_of_refusal(probs: dict[IntentKind, float]) -> set[str] | None:
-    """When the model refused a message the router reads as an ordinary request (refusals together under
-    REFUSAL_DOUBT, a tool intent at least a third as likely as the likeliest answer without tools), the tools of the likely
-    tool intents, for a second decoding that must call one; None to let the refusal stand."""
-    if sum(p for k, p in probs.items() if k in REFUSALS) >= REFUSAL_DOUBT:
+def refusal_text(text: str) -> bool:
+    """Whether an answer is one of the expert's refusals."""
+    return refusal_kind(text) is not None
+
+
+def tools_instead_of_refusal(probs: dict[IntentKind, float], refused_as: IntentKind | None = None) -> set[str] | None:
+    """When the model refused a message the router reads as an ordinary request, the tools of the likely tool
+    intents, for a second decoding that must call one; None to let the refusal stand. An ordinary request: refusals
+    together under REFUSAL_DOUBT, or, where the model's refusal gives its reason (`refused_as`: another account, off
+    topic ...), that reason under REFUSAL_DOUBT and all refusals under twice it ("my email is ... which campaign
+    spends the most?" refused as another account's data, which the router reads at 0.10); and a tool intent at least
+    a third as likely as the likeliest answer without tools."""
+    refusals = sum(p for k, p in probs.items() if k in REFUSALS)
+    reason_doubted = refused_as is not None and probs.get(refused_as, 0.0) < REFUSAL_DOUBT and refusals < 2 * REFUSAL_DOUBT
+    if refusals >= REFUSAL_DOUBT and not reason_doubted:
         return None
     tool_intents = {k: p for k, p in probs.items() if first_tool(k) is not None}
     if not tool_intents or max(tool_intents.values()) < max((p for k, p in probs.items() if k not in tool_intents),

@@ -316,16 +316,22 @@ def test_a_reply_the_router_reads_as_something_else_is_never_a_yes(tmp_path):
 
 def test_a_refusal_gets_a_second_look_only_where_the_router_reads_a_plain_request():
     from agent.expert import REFUSALS as REFUSAL_TEXTS
-    from agent.router import refusal_text, tools_instead_of_refusal
+    from agent.router import refusal_kind, refusal_text, tools_instead_of_refusal
 
     assert all(refusal_text(t.format(scope="adv_0001")) for t in REFUSAL_TEXTS.values())
     assert not refusal_text("From 2026-07-01 to 2026-07-30 you spent $120.00 on ads.")
-    assert refusal_text("I can't show or change another advertiser's data.")  # the second half of one, alone
+    assert refusal_kind("I can't show or change another advertiser's data.") == K.REFUSE_OTHER_ACCOUNT  # half of one
     assert not refusal_text("data.")  # too short to tell
     ordinary = {K.GREETING: 0.41, K.OVERVIEW: 0.35, K.ENTITY_PERFORMANCE: 0.2, K.REFUSE_OTHER_ACCOUNT: 0.04}
     assert tools_instead_of_refusal(ordinary) == {"account_overview", "performance"}
     assert tools_instead_of_refusal({K.OVERVIEW: 0.7, K.REFUSE_OFF_TOPIC: 0.3}) is None  # may well be off topic
     assert tools_instead_of_refusal({K.GREETING: 0.9, K.OVERVIEW: 0.1}) is None  # mostly a greeting
+    # a refusal whose reason the router does not read: refused as another account's data at 0.10
+    mixed = {K.CAMPAIGNS: 0.6, K.REFUSE_OTHER_ACCOUNT: 0.1, K.REFUSE_OFF_TOPIC: 0.05, K.KEYWORDS: 0.25}
+    assert tools_instead_of_refusal(mixed) is None  # refusals together at 0.15: no second look without the reason
+    assert tools_instead_of_refusal(mixed, K.REFUSE_OTHER_ACCOUNT) == {"performance"}
+    assert tools_instead_of_refusal(mixed | {K.REFUSE_OTHER_ACCOUNT: 0.2}, K.REFUSE_OTHER_ACCOUNT) is None  # read
+    assert tools_instead_of_refusal(mixed | {K.REFUSE_HARMFUL: 0.2}, K.REFUSE_OTHER_ACCOUNT) is None  # too many
 
 
 def test_a_made_up_amount_is_never_simulated_or_proposed():

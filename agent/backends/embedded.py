@@ -317,9 +317,10 @@ class EmbeddedChatModel(BaseChatModel):
         message = self.text_message(decoded, thread, values, schemas)
         if probs is not None and self.route_tools and answer and not message.tool_calls \
                 and thread and thread[-1].get("role") == "user":
-            from agent.router import refusal_text, tools_instead_of_refusal
+            from agent.router import refusal_kind, tools_instead_of_refusal
 
-            instead = tools_instead_of_refusal(probs) if refusal_text(str(message.content)) else None
+            refused_as = refusal_kind(str(message.content))
+            instead = tools_instead_of_refusal(probs, refused_as) if refused_as is not None else None
             if instead and instead <= schemas.keys():  # a refusal of what the router reads as a plain request
                 retry = {n: s for n, s in schemas.items() if n in instead}
                 decoded, more = self._decode(prompt, retry, pending=False, temperature=temperature,
