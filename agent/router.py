@@ -170,14 +170,8 @@ def refusal_kind(text: str) -> IntentKind | None:
     """Which of the expert's refusals an answer is (the embedded model learned them word for word), whole or a
     sentence of one ("I can't show or change another advertiser's data." is the second half of one); None: none."""
     flat = " ".join(text.split()).lower()
-    head = flat[:40]
     return next((kind for kind, t in REFUSAL_TEXTS.items()
-                 if head and (t.lower().startswith(head[:30]) or (len(flat) >= 20 and flat in t.lower()))), None)
-
-
-def refusal_text(text: str) -> bool:
-    """Whether an answer is one of the expert's refusals."""
-    return refusal_kind(text) is not None
+                 if flat and (t.lower().startswith(flat[:30]) or (len(flat) >= 20 and flat in t.lower()))), None)
 
 
 def tools_instead_of_refusal(probs: dict[IntentKind, float], refused_as: IntentKind | None = None) -> set[str] | None:
@@ -251,8 +245,9 @@ def planned_start(probs: dict[IntentKind, float], scope: str | None = None,
                   thread: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
     """The first call of the expert's plan when the router's most likely intent is slot-less advice (SLOTLESS_PLANS),
     or, for a plain yes with no proposal waiting ("ok do that"), the proposal of the change the previous turn
-    simulated or recommended (where there is none, the expert's "no change is waiting"); the expert's refusal where the router is sure the message asks for another account's
-    data (REFUSE_SURE); None otherwise (the model starts the turn). The message names its plan (`intent`)."""
+    simulated or recommended (where there is none, the expert's "no change is waiting"); the expert's refusal where
+    the router is sure the message asks for another account's data (REFUSE_SURE); None otherwise (the model starts
+    the turn). The message names its plan (`intent`)."""
     kind = _likeliest(probs)
     if kind == IntentKind.REFUSE_OTHER_ACCOUNT and probs[kind] >= REFUSE_SURE:
         return {**step(Intent(kind=kind), [], scope), "intent": kind.value}
@@ -316,7 +311,7 @@ def report_of_calls(done: Sequence[Done], scope: str | None = None) -> dict[str,
     (next_step found none): the model's own text copies figures and names from the results, and binds them wrongly
     (a keyword's ACoS beside another's name passes the grounding check, every figure being in some result). None
     where a call failed or proposed (those answers are the expert's question back, or the graph's)."""
-    if not done or any(d.error is not None or d.name == "propose_change" for d in done):
+    if any(d.error is not None for d in done):  # next_step itself declines an empty turn and a proposal
         return None
     return next_step({k: 1.0 - i / 100 for i, k in enumerate(REPORTS)}, done, scope)
 
