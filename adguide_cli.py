@@ -82,8 +82,18 @@ def demo(
     show(advertiser_id=advertiser, world=None, last=7)
     console.rule(f"3. {advertiser} asks (default backend: the project's own model when trained): {question}")
     # a proposed change is rejected (no=True): the demo changes nothing
-    ask_with = functools.partial(ask, question=question, advertiser=advertiser, thread=None, model_dir=None,
-                                 base_url=None, world=None, yes=False, no=True, trace=False)
+    ask_with = functools.partial(
+        ask,
+        question=question,
+        advertiser=advertiser,
+        thread=None,
+        model_dir=None,
+        base_url=None,
+        world=None,
+        yes=False,
+        no=True,
+        trace=False,
+    )
     ask_with(backend=backend)
     if backend is None:
         console.rule("3b. The same question, answered by the expert policy (the eval suite's teacher row)")

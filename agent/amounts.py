@@ -24,10 +24,14 @@ def _cents(dollars: str, cents: str) -> str:
 
 _RULES: list[tuple[re.Pattern[str], Any]] = [
     # "2 dollars and 30 cents", "2 bucks 50", "a buck fifty", "one dollars and five cents"
-    (re.compile(r"\b(\d+)\s*(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})(?:\s*cents?)?\b", re.I),
-     lambda m: _cents(m.group(1), m.group(2))),
-    (re.compile(r"\b(?:a|one)\s+(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})(?:\s*cents?)?\b", re.I),
-     lambda m: _cents("1", m.group(1))),
+    (
+        re.compile(r"\b(\d+)\s*(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})(?:\s*cents?)?\b", re.I),
+        lambda m: _cents(m.group(1), m.group(2)),
+    ),
+    (
+        re.compile(r"\b(?:a|one)\s+(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})(?:\s*cents?)?\b", re.I),
+        lambda m: _cents("1", m.group(1)),
+    ),
     (re.compile(r"\b(?:a|one)\s+(?:dollars?|bucks?)\b", re.I), "$1"),
     (re.compile(rf"\b{_NUM}\s*(?:dollars?|bucks?|usd)\b", re.I), r"$\1"),
     (re.compile(r"\b(\d{1,2})\s*cents?\b", re.I), lambda m: _cents("0", m.group(1))),
@@ -61,11 +65,16 @@ def _sign(text: str, default: float) -> float:
 
 
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent|pct)", re.I)
-_FIGURE = re.compile(r"(?<![\w.])\$?(\d+(?:\.\d+)?)(?!\s*(?:%|percent|pct|days?|weeks?|months?|x\b)|[\d.]*\w)", re.I)
+_FIGURE = re.compile(
+    r"(?<![\w.])\$?(\d+(?:\.\d+)?)(?!\s*(?:%|percent|pct|days?|weeks?|months?|x\b)|[\d.]*\w)", re.I
+)
 _BY_AMOUNT = re.compile(r"\bby\s+\$?(\d+(?:\.\d+)?)(?!\s*(?:%|percent|pct))", re.I)
-_TARGET_ACOS = re.compile(r"\b(?:(?:under|below|at|to|around|near|of|max|target|keep\w*)\s+)?(\d+(?:\.\d+)?)\s*%\s*"
-                          r"(?:acos|a\.c\.o\.s)\b|\bacos\s+(?:(?:under|below|at|of|around|near|to|target|<|max)\s+)+"
-                          r"(\d+(?:\.\d+)?)\s*%", re.I)
+_TARGET_ACOS = re.compile(
+    r"\b(?:(?:under|below|at|to|around|near|of|max|target|keep\w*)\s+)?(\d+(?:\.\d+)?)\s*%\s*"
+    r"(?:acos|a\.c\.o\.s)\b|\bacos\s+(?:(?:under|below|at|of|around|near|to|target|<|max)\s+)+"
+    r"(\d+(?:\.\d+)?)\s*%",
+    re.I,
+)
 
 
 def target_acos(text: str) -> float | None:
@@ -104,14 +113,21 @@ def ground_change(args: dict[str, Any], message: str, known: set[float]) -> dict
         return args
     text = _TARGET_ACOS.sub(" ", normalize_amounts(message))  # an ACoS target is no change by a share
     rest = {k: v for k, v in args.items() if k not in AMOUNT_ARGS}
-    given = next((float(args[k]) for k in ("relative_change", "change_by") if isinstance(args.get(k), int | float)), 1.0)
+    given = next(
+        (float(args[k]) for k in ("relative_change", "change_by") if isinstance(args.get(k), int | float)),
+        1.0,
+    )
     sign = -1.0 if given < 0 else 1.0
     rel, named = relative_change(text, sign), figures(text)
     by = _BY_AMOUNT.search(text)
     if by is not None and rel is None:
         return rest | {"change_by": _sign(text, sign) * float(by.group(1))}
     value = args.get("value")
-    if isinstance(value, int | float) and any(abs(value - x) < 0.005 for x in (*named, *known)) and rel is None:
+    if (
+        isinstance(value, int | float)
+        and any(abs(value - x) < 0.005 for x in (*named, *known))
+        and rel is None
+    ):
         return args
     if rel is not None:
         return rest | {"relative_change": rel}

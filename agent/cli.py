@@ -22,22 +22,33 @@ if TYPE_CHECKING:
 
 agent_app = typer.Typer(help="Talk to the agent.", no_args_is_help=True)
 
-ADVERTISER = typer.Option(None, "--advertiser", "-a", help="advertiser id (default: $ADGUIDE_ADVERTISER or adv_0001)")
-BACKEND = typer.Option(None, "--backend", "-b", help="rules | teacher | local | openai (default: local if trained)")
+ADVERTISER = typer.Option(
+    None, "--advertiser", "-a", help="advertiser id (default: $ADGUIDE_ADVERTISER or adv_0001)"
+)
+BACKEND = typer.Option(
+    None, "--backend", "-b", help="rules | teacher | local | openai (default: local if trained)"
+)
 MODEL_DIR = typer.Option(None, "--model-dir", help="model dir for the local backend")
 BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
 WORLD = typer.Option(None, "--world", help="world.sqlite (default: $ADGUIDE_HOME/world.sqlite)")
 THREAD = typer.Option(None, "--thread", "-t", help="conversation id (resume one, or a new id)")
 
 
-def _config(advertiser: str | None, backend: str | None, model_dir: Path | None, base_url: str | None,
-            world: Path | None, **kw: Any) -> Any:
+def _config(
+    advertiser: str | None,
+    backend: str | None,
+    model_dir: Path | None,
+    base_url: str | None,
+    world: Path | None,
+    **kw: Any,
+) -> Any:
     from agent.configuration import AgentConfig
 
     advertiser = advertiser or os.environ.get("ADGUIDE_ADVERTISER", "adv_0001")
     try:
-        return AgentConfig.from_env(advertiser, backend=backend, model_dir=model_dir, base_url=base_url,
-                                    store_path=world, **kw)
+        return AgentConfig.from_env(
+            advertiser, backend=backend, model_dir=model_dir, base_url=base_url, store_path=world, **kw
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -74,7 +85,12 @@ def _render_confirmation(console: Any, event: Proposal) -> None:
     for col in ("id", "field", "before", "after"):
         table.add_column(col)
     for c in event.changes or []:
-        table.add_row(str(c["id"]), str(c["field"]), str(c["before"]), json.dumps(c["after"]) if isinstance(c["after"], dict) else str(c["after"]))
+        table.add_row(
+            str(c["id"]),
+            str(c["field"]),
+            str(c["before"]),
+            json.dumps(c["after"]) if isinstance(c["after"], dict) else str(c["after"]),
+        )
     console.print(table)
     if event.impact:
         from agent.expert import impact_text
@@ -84,8 +100,9 @@ def _render_confirmation(console: Any, event: Proposal) -> None:
         console.print(f"[yellow]Beyond the usual bounds: {reason}[/yellow]")
 
 
-async def _turn(agent: Any, console: Any, thread: str, message: str | None, resume: Any = None,
-                interactive: bool = True) -> None:
+async def _turn(
+    agent: Any, console: Any, thread: str, message: str | None, resume: Any = None, interactive: bool = True
+) -> None:
     """Stream one turn to the console; confirmations become prompts when interactive."""
     from rich.prompt import Confirm
 
@@ -118,8 +135,14 @@ async def _turn(agent: Any, console: Any, thread: str, message: str | None, resu
 
 
 @agent_app.command()
-def chat(advertiser: str | None = ADVERTISER, thread: str | None = THREAD, backend: str | None = BACKEND,
-         model_dir: Path | None = MODEL_DIR, base_url: str | None = BASE_URL, world: Path | None = WORLD) -> None:
+def chat(
+    advertiser: str | None = ADVERTISER,
+    thread: str | None = THREAD,
+    backend: str | None = BACKEND,
+    model_dir: Path | None = MODEL_DIR,
+    base_url: str | None = BASE_URL,
+    world: Path | None = WORLD,
+) -> None:
     """Interactive chat with the agent (confirmations are asked as prompts). Ctrl-D or 'exit' to leave."""
     from rich.console import Console
     from rich.prompt import Prompt
@@ -133,8 +156,10 @@ def chat(advertiser: str | None = ADVERTISER, thread: str | None = THREAD, backe
 
     async def main() -> None:
         async with Agent(config) as agent:
-            console.print(f"[bold]adguide[/bold] · {config.advertiser_id} · backend {config.resolved_backend().value} "
-                          f"· thread {thread_id}")
+            console.print(
+                f"[bold]adguide[/bold] · {config.advertiser_id} · backend {config.resolved_backend().value} "
+                f"· thread {thread_id}"
+            )
             if pending := await agent.pending(thread_id):  # a resumed thread waiting for a confirmation
                 _render_confirmation(console, pending)
                 yes = Prompt.ask("Apply this change?", choices=["y", "n"], default="n") == "y"
@@ -152,13 +177,22 @@ def chat(advertiser: str | None = ADVERTISER, thread: str | None = THREAD, backe
 
 
 @agent_app.command()
-def ask(question: str = typer.Argument(..., help="the question"), advertiser: str | None = ADVERTISER,
-        thread: str | None = THREAD, backend: str | None = BACKEND, model_dir: Path | None = MODEL_DIR,
-        base_url: str | None = BASE_URL, world: Path | None = WORLD,
-        yes: bool = typer.Option(False, "--yes", help="confirm a proposed change without asking"),
-        no: bool = typer.Option(False, "--no", help="reject a proposed change without asking"),
-        trace: bool = typer.Option(False, "--trace", help="print the turn's spans (model calls, tool calls, "
-                                   "guardrail checks) as a tree after the answer")) -> None:
+def ask(
+    question: str = typer.Argument(..., help="the question"),
+    advertiser: str | None = ADVERTISER,
+    thread: str | None = THREAD,
+    backend: str | None = BACKEND,
+    model_dir: Path | None = MODEL_DIR,
+    base_url: str | None = BASE_URL,
+    world: Path | None = WORLD,
+    yes: bool = typer.Option(False, "--yes", help="confirm a proposed change without asking"),
+    no: bool = typer.Option(False, "--no", help="reject a proposed change without asking"),
+    trace: bool = typer.Option(
+        False,
+        "--trace",
+        help="print the turn's spans (model calls, tool calls, guardrail checks) as a tree after the answer",
+    ),
+) -> None:
     """Ask one question and print the answer."""
     import sys
 
@@ -178,9 +212,13 @@ def ask(question: str = typer.Argument(..., help="the question"), advertiser: st
 
     async def main() -> None:
         async with Agent(config) as agent:
-            await _turn(agent, console, thread_id, question, interactive=sys.stdin.isatty() and not (yes or no))
+            await _turn(
+                agent, console, thread_id, question, interactive=sys.stdin.isatty() and not (yes or no)
+            )
             if (yes or no) and await agent.pending(thread_id):
-                await _turn(agent, console, thread_id, None, resume="confirm" if yes else "reject", interactive=False)
+                await _turn(
+                    agent, console, thread_id, None, resume="confirm" if yes else "reject", interactive=False
+                )
 
     try:
         _run(main())
@@ -193,9 +231,13 @@ def ask(question: str = typer.Argument(..., help="the question"), advertiser: st
 
 
 @agent_app.command()
-def guide(advertiser: str | None = ADVERTISER, backend: str | None = BACKEND, world: Path | None = WORLD,
-          as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
-          max_items: int = typer.Option(5, min=1, max=20, help="how many guidance items")) -> None:
+def guide(
+    advertiser: str | None = ADVERTISER,
+    backend: str | None = BACKEND,
+    world: Path | None = WORLD,
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    max_items: int = typer.Option(5, min=1, max=20, help="how many guidance items"),
+) -> None:
     """Proactive guidance: a ranked list of changes with expected impact, interval and confidence."""
     from rich.console import Console
 
@@ -230,13 +272,24 @@ def guardrails() -> None:
     from agent.guardrails.evaluate import evaluate_all, fabrication_pass_rate
 
     logging.getLogger("adguide.guardrails").setLevel(logging.ERROR)
-    table = Table(title="Guardrails (dev sets were written with the patterns; held-out sets were not tuned on)")
+    table = Table(
+        title="Guardrails (dev sets were written with the patterns; held-out sets were not tuned on)"
+    )
     for col in ("guardrail/set", "cases", "+/-", "precision", "recall", "FPR benign", "exact"):
         table.add_column(col)
     for s in evaluate_all():
-        table.add_row(s.guardrail, str(s.cases), f"{s.positives}/{s.negatives}", f"{s.precision:.3f}",
-                      f"{s.recall:.3f}", f"{s.false_positive_rate:.3f}", f"{s.exact:.3f}")
+        table.add_row(
+            s.guardrail,
+            str(s.cases),
+            f"{s.positives}/{s.negatives}",
+            f"{s.precision:.3f}",
+            f"{s.recall:.3f}",
+            f"{s.false_positive_rate:.3f}",
+            f"{s.exact:.3f}",
+        )
     console = Console()
     console.print(table)
-    console.print("Share of invented numbers the grounding check accepts over a 30-day report:",
-                  {k: round(v, 3) for k, v in fabrication_pass_rate().items()})
+    console.print(
+        "Share of invented numbers the grounding check accepts over a 30-day report:",
+        {k: round(v, 3) for k, v in fabrication_pass_rate().items()},
+    )

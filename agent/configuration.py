@@ -23,7 +23,9 @@ MODELS_DIR = REPO_ROOT / "training" / "models"
 
 class BackendKind(StrEnum):
     RULES = "rules"  # deterministic rule-based policy (agent/backends/rules.py)
-    TEACHER = "teacher"  # keyword rules read the intent, the expert policy plans it (agent/backends/teacher.py)
+    TEACHER = (
+        "teacher"  # keyword rules read the intent, the expert policy plans it (agent/backends/teacher.py)
+    )
     LOCAL = "local"  # transformers, in process, the project's own model dir
     OPENAI = "openai"  # any OpenAI-compatible server (vLLM in production)
 
@@ -45,9 +47,12 @@ class Limits(BaseModel):
     max_input_chars: int = Field(default=MAX_INPUT_CHARS, ge=1)
     max_tool_result_chars: int = Field(default=6000, ge=200, description="what the model sees of one result")
     max_context_tokens: int | None = Field(
-        default=None, ge=512, description="the model's window (prompt + answer); older turns that don't fit are "
+        default=None,
+        ge=512,
+        description="the model's window (prompt + answer); older turns that don't fit are "
         "left out of what it reads. None: the local model's own window; 4096 for an OpenAI-compatible server "
-        "(what scripts/serve_vllm.sh serves)")
+        "(what scripts/serve_vllm.sh serves)",
+    )
 
 
 def adguide_home() -> Path:
@@ -64,18 +69,28 @@ def default_model_dir() -> Path | None:
     if not dirs:
         return None
     rank = {"dpo": 0, "sft": 1}
-    return sorted(dirs, key=lambda d: (min((rank.get(part, 9) for part in d.parts), default=9), -d.stat().st_mtime))[0]
+    return sorted(
+        dirs, key=lambda d: (min((rank.get(part, 9) for part in d.parts), default=9), -d.stat().st_mtime)
+    )[0]
 
 
 class AgentConfig(BaseModel):
     advertiser_id: str = Field(description="the caller's scope: set by auth or the CLI, never by the model")
-    backend: BackendKind | None = Field(default=None, description="None: local if a model dir exists, else rules")
+    backend: BackendKind | None = Field(
+        default=None, description="None: local if a model dir exists, else rules"
+    )
     model_dir: Path | None = None
-    base_url: str | None = Field(default=None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1"
+    )
     model_name: str | None = None
     api_key: str = "EMPTY"
-    constrain_arguments: bool = Field(default=True, description="enum of the advertiser's own ids in tool schemas")
-    store_path: Path | None = Field(default=None, description="world.sqlite; None: $ADGUIDE_HOME/world.sqlite")
+    constrain_arguments: bool = Field(
+        default=True, description="enum of the advertiser's own ids in tool schemas"
+    )
+    store_path: Path | None = Field(
+        default=None, description="world.sqlite; None: $ADGUIDE_HOME/world.sqlite"
+    )
     checkpointer: CheckpointerKind = CheckpointerKind.SQLITE
     checkpoint_url: str | None = Field(default=None, description="sqlite file or postgres URL")
     allow_writes: bool = True
@@ -99,10 +114,16 @@ class AgentConfig(BaseModel):
     @classmethod
     def from_env(cls, advertiser_id: str, **overrides: object) -> AgentConfig:
         env: dict[str, object] = {}
-        for key, var in [("backend", "ADGUIDE_BACKEND"), ("model_dir", "ADGUIDE_MODEL_DIR"),
-                         ("base_url", "ADGUIDE_LLM_BASE_URL"), ("model_name", "ADGUIDE_LLM_MODEL"),
-                         ("api_key", "ADGUIDE_LLM_API_KEY"), ("store_path", "ADGUIDE_WORLD"),
-                         ("checkpointer", "ADGUIDE_CHECKPOINTER"), ("checkpoint_url", "ADGUIDE_CHECKPOINT_URL")]:
+        for key, var in [
+            ("backend", "ADGUIDE_BACKEND"),
+            ("model_dir", "ADGUIDE_MODEL_DIR"),
+            ("base_url", "ADGUIDE_LLM_BASE_URL"),
+            ("model_name", "ADGUIDE_LLM_MODEL"),
+            ("api_key", "ADGUIDE_LLM_API_KEY"),
+            ("store_path", "ADGUIDE_WORLD"),
+            ("checkpointer", "ADGUIDE_CHECKPOINTER"),
+            ("checkpoint_url", "ADGUIDE_CHECKPOINT_URL"),
+        ]:
             if os.environ.get(var):
                 env[key] = os.environ[var]
         env.update({k: v for k, v in overrides.items() if v is not None})

@@ -75,8 +75,10 @@ def span(x: Any) -> str:
 
 
 def _metrics(row: dict[str, Any]) -> str:
-    return (f"spend {money(row.get('spend'))}, sales {money(row.get('sales'))}, {row.get('orders', 0)} orders, "
-            f"ACoS {pct(row.get('acos'))}")
+    return (
+        f"spend {money(row.get('spend'))}, sales {money(row.get('sales'))}, {row.get('orders', 0)} orders, "
+        f"ACoS {pct(row.get('acos'))}"
+    )
 
 
 def _named(name: Any, entity_id: Any) -> str:
@@ -98,13 +100,26 @@ def impact_text(impact: Any) -> str:
     if not isinstance(impact, dict) or not isinstance(impact.get("difference"), dict):
         return "No simulation is available for this change."
     diff = impact["difference"]
-    parts = [f"incremental profit {signed_money(mean(diff.get('incremental_profit')))} "
-             f"(range {money((diff.get('incremental_profit') or {}).get('low'))} to "
-             f"{money((diff.get('incremental_profit') or {}).get('high'))})"]
-    parts += [f"{key} {signed_money(mean(diff.get(key)))}" for key in ("spend", "sales") if mean(diff.get(key)) is not None]
+    parts = [
+        f"incremental profit {signed_money(mean(diff.get('incremental_profit')))} "
+        f"(range {money((diff.get('incremental_profit') or {}).get('low'))} to "
+        f"{money((diff.get('incremental_profit') or {}).get('high'))})"
+    ]
+    parts += [
+        f"{key} {signed_money(mean(diff.get(key)))}"
+        for key in ("spend", "sales")
+        if mean(diff.get(key)) is not None
+    ]
     days = impact.get("days")
-    return (f"Simulated over the next {days} days against no change: " if days else "Simulated against no change: ") \
-        + ", ".join(parts) + "."
+    return (
+        (
+            f"Simulated over the next {days} days against no change: "
+            if days
+            else "Simulated against no change: "
+        )
+        + ", ".join(parts)
+        + "."
+    )
 
 
 # --- messages --------------------------------------------------------------------------------------------
@@ -116,9 +131,18 @@ def call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def calls(items: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """One assistant message with one or more tool calls (they run in the same round)."""
-    return {"role": "assistant", "content": None, "tool_calls": [
-        {"id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
-         "function": {"name": name, "arguments": json.dumps(args)}} for name, args in items]}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": f"call_{uuid.uuid4().hex[:8]}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+            for name, args in items
+        ],
+    }
 
 
 def say(text: str) -> dict[str, Any]:
@@ -131,7 +155,7 @@ def turn_done(messages: Sequence[dict[str, Any]]) -> list[Done]:
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
     done: list[Done] = []
-    for m in messages[last_user + 1:]:
+    for m in messages[last_user + 1 :]:
         for c in m.get("tool_calls") or []:
             try:
                 args = json.loads(c["function"]["arguments"] or "{}")
@@ -149,7 +173,7 @@ def turn_done(messages: Sequence[dict[str, Any]]) -> list[Done]:
 
 
 def previous_change(messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """"Ok do that" with no proposal waiting: the change the previous turn simulated (what_if) or recommended
+    """ "Ok do that" with no proposal waiting: the change the previous turn simulated (what_if) or recommended
     (recommend_bid), as a proposal call; None when that turn did neither (or recommends no change)."""
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
     before = max((i for i, m in enumerate(messages[:last_user]) if m.get("role") == "user"), default=-1)
@@ -162,11 +186,15 @@ def previous_change(messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None
             c = d.result["change"]
             action = {"bid": "set_bid", "daily_budget": "set_budget"}.get(str(c.get("field")))
             if action and c.get("id") and isinstance(c.get("after"), int | float):
-                return call("propose_change", {"action": action, "id": c["id"], "value": round(float(c["after"]), 2)})
+                return call(
+                    "propose_change", {"action": action, "id": c["id"], "value": round(float(c["after"]), 2)}
+                )
         if d.name == "recommend_bid" and d.result.get("feasible", True) and d.result.get("bid"):
             best = round(float(d.result["bid"]), 2)
             if abs(best - float(d.result.get("current_bid") or 0)) >= 0.005:
-                return call("propose_change", {"action": "set_bid", "id": d.result["keyword_id"], "value": best})
+                return call(
+                    "propose_change", {"action": "set_bid", "id": d.result["keyword_id"], "value": best}
+                )
     return None
 
 
@@ -180,20 +208,22 @@ def _all(done: Sequence[Done], name: str) -> list[Any]:
 
 # --- fixed answers -----------------------------------------------------------------------------------------
 
-CAPABILITIES = ("Hi! I can look at your ad account with you: how campaigns and keywords perform, why a KPI "
-                "like ACoS or sales moved, what a bid or budget change would do (simulated before you change "
-                "anything), the best bid for a keyword, how to split a budget, what your experiments really "
-                "brought, and new or negative keyword ideas. I propose changes and apply them only when you "
-                "confirm.")
+CAPABILITIES = (
+    "Hi! I can look at your ad account with you: how campaigns and keywords perform, why a KPI "
+    "like ACoS or sales moved, what a bid or budget change would do (simulated before you change "
+    "anything), the best bid for a keyword, how to split a budget, what your experiments really "
+    "brought, and new or negative keyword ideas. I propose changes and apply them only when you "
+    "confirm."
+)
 REFUSALS = {
     IntentKind.REFUSE_OFF_TOPIC: "I can only help with your advertising account: performance, keywords, bids, "
-                                 "budgets, experiments and what-if simulations. Ask me about those.",
+    "budgets, experiments and what-if simulations. Ask me about those.",
     IntentKind.REFUSE_HARMFUL: "I can't help with that: it breaks advertising policy. I can help you improve "
-                               "results with your own bids, budgets and keywords instead.",
+    "results with your own bids, budgets and keywords instead.",
     IntentKind.REFUSE_OTHER_ACCOUNT: "I can only access your own account ({scope}); I can't show or change "
-                                     "another advertiser's data.",
+    "another advertiser's data.",
     IntentKind.REFUSE_INJECTION: "I can't follow instructions that change how I work or reveal my setup. "
-                                 "I'm happy to help with your campaigns, keywords, bids and budgets.",
+    "I'm happy to help with your campaigns, keywords, bids and budgets.",
 }
 NO_PROPOSAL = "There is no change waiting for your confirmation. Tell me what you would like to change."
 REJECTED = "OK, I did not change anything."
@@ -201,13 +231,22 @@ REJECTED = "OK, I did not change anything."
 
 # --- errors: a question back, or what to fix --------------------------------------------------------------
 
-_KIND_WORD = {"keyword": "keyword", "campaign": "campaign", "ad_group": "ad group", "experiment": "experiment"}
+_KIND_WORD = {
+    "keyword": "keyword",
+    "campaign": "campaign",
+    "ad_group": "ad group",
+    "experiment": "experiment",
+}
 
 
 def _candidate(c: dict[str, Any]) -> str:
     detail = str(c.get("detail") or "").split(",")[0]
     if c.get("kind") == "keyword":
-        return f"'{c.get('name')}' ({detail} match, {c.get('id')})" if detail else f"'{c.get('name')}' ({c.get('id')})"
+        return (
+            f"'{c.get('name')}' ({detail} match, {c.get('id')})"
+            if detail
+            else f"'{c.get('name')}' ({c.get('id')})"
+        )
     if c.get("kind") == "experiment":
         return f"the {c.get('name')} of {detail} ({c.get('id')})"
     return f"{c.get('name')} ({c.get('id')})"
@@ -224,17 +263,23 @@ def recover(done: Sequence[Done]) -> dict[str, Any]:
         cands = [_candidate(c) for c in error.get("candidates") or []]
         listed = ", ".join(cands[:-1]) + f" or {cands[-1]}" if len(cands) > 1 else "".join(cands)
         kinds = sorted({_KIND_WORD.get(str(c.get("kind")), "thing") for c in error.get("candidates") or []})
-        return say(f"'{query}' matches more than one {' or '.join(kinds)} in your account: {listed}. "
-                   "Which one do you mean?")
+        return say(
+            f"'{query}' matches more than one {' or '.join(kinds)} in your account: {listed}. "
+            "Which one do you mean?"
+        )
     if kind == "NoMatchError":
-        return say(f"I couldn't find anything in your account matching '{query}'. Could you give me its exact "
-                   "name, or ask me to list your campaigns or keywords?")
+        return say(
+            f"I couldn't find anything in your account matching '{query}'. Could you give me its exact "
+            "name, or ask me to list your campaigns or keywords?"
+        )
     if kind in ("UnknownIdError", "ScopeError"):
         return say(f"{query} is not in your account, so I can't use it. Could you check the name or id?")
     if kind == "InvalidInputError":
-        return say(f"I couldn't do that: the {field.replace('_', ' ')} you asked for isn't allowed "
-                   f"({str(error.get('message') or '').split(':')[0].split('(')[0].strip()}). Give me another "
-                   "value and I'll check it first.")
+        return say(
+            f"I couldn't do that: the {field.replace('_', ' ')} you asked for isn't allowed "
+            f"({str(error.get('message') or '').split(':')[0].split('(')[0].strip()}). Give me another "
+            "value and I'll check it first."
+        )
     return say(f"I couldn't do that: the {failed.name.replace('_', ' ')} tool refused it ({kind}).")
 
 
@@ -251,14 +296,19 @@ def _overview(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         return call("account_overview", _period(intent))
     t, p = r["totals"], r["period"]
     target = r["advertiser"].get("target_acos")
-    text = (f"From {p['start']} to {p['end']} you spent {money(t['spend'])} on ads for {money(t['sales'])} of "
-            f"ad-attributed sales: ACoS {pct(t['acos'])}" + (f" against your {pct(target)} target" if target else "")
-            + f", {t['orders']} orders from {t['clicks']} clicks.")
+    text = (
+        f"From {p['start']} to {p['end']} you spent {money(t['spend'])} on ads for {money(t['sales'])} of "
+        f"ad-attributed sales: ACoS {pct(t['acos'])}"
+        + (f" against your {pct(target)} target" if target else "")
+        + f", {t['orders']} orders from {t['clicks']} clicks."
+    )
     capped = [c for c in r.get("campaigns", []) if c.get("budget_capped_days")]
     if capped:
         c = max(capped, key=lambda c: c["budget_capped_days"])
-        text += (f" {c['name']} ({c['id']}) ran out of budget on {c['budget_capped_days']} days at "
-                 f"{money(c['daily_budget'])}/day.")
+        text += (
+            f" {c['name']} ({c['id']}) ran out of budget on {c['budget_capped_days']} days at "
+            f"{money(c['daily_budget'])}/day."
+        )
     return say(text)
 
 
@@ -286,7 +336,9 @@ def _entity_performance(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     r = _first(done, "performance")
     kind = intent.entity_kind or EntityKind.CAMPAIGN
     if r is None:
-        field = {EntityKind.KEYWORD: "keyword_id", EntityKind.AD_GROUP: "ad_group_id"}.get(kind, "campaign_id")
+        field = {EntityKind.KEYWORD: "keyword_id", EntityKind.AD_GROUP: "ad_group_id"}.get(
+            kind, "campaign_id"
+        )
         level = {EntityKind.KEYWORD: "keyword", EntityKind.AD_GROUP: "ad_group"}.get(kind, "campaign")
         return call("performance", {"level": level, field: intent.entity} | _period(intent))
     rows = r.get("rows", [])
@@ -294,10 +346,15 @@ def _entity_performance(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     if not rows:
         return say(f"It had no activity from {p['start']} to {p['end']}.")
     x = rows[0]
-    extra = f", bid {money(x['bid'])}" if x.get("bid") else (
-        f", budget {money(x['daily_budget'])}/day" if x.get("daily_budget") else "")
-    return say(f"{_named(x['name'], x['id'])} from {p['start']} to {p['end']}: {_metrics(x)}, {x['clicks']} clicks "
-               f"at CPC {money(x.get('cpc'))}{extra}.")
+    extra = (
+        f", bid {money(x['bid'])}"
+        if x.get("bid")
+        else (f", budget {money(x['daily_budget'])}/day" if x.get("daily_budget") else "")
+    )
+    return say(
+        f"{_named(x['name'], x['id'])} from {p['start']} to {p['end']}: {_metrics(x)}, {x['clicks']} clicks "
+        f"at CPC {money(x.get('cpc'))}{extra}."
+    )
 
 
 def _worst_acos(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
@@ -308,43 +365,70 @@ def _worst_acos(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     if not rows:
         return say("None of your keywords had both spend and sales in that period, so ACoS is not defined.")
     w = max(rows, key=lambda x: x["acos"])
-    return say(f"Your least efficient keyword is {_named(w['name'], w['id'])}: {_metrics(w)} at a bid of "
-               f"{money(w.get('bid'))}, against {pct(r['totals']['acos'])} for the account.")
+    return say(
+        f"Your least efficient keyword is {_named(w['name'], w['id'])}: {_metrics(w)} at a bid of "
+        f"{money(w.get('bid'))}, against {pct(r['totals']['acos'])} for the account."
+    )
 
 
 def _budget_capped(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     r = _first(done, "account_overview")
     if r is None:
         return call("account_overview", _period(intent))
-    capped = sorted((c for c in r["campaigns"] if c.get("budget_capped_days")), key=lambda c: -c["budget_capped_days"])
+    capped = sorted(
+        (c for c in r["campaigns"] if c.get("budget_capped_days")), key=lambda c: -c["budget_capped_days"]
+    )
     if not capped:
         return say("None of your campaigns ran out of budget in that period.")
-    return say("; ".join(f"{c['name']} ({c['id']}) hit its {money(c['daily_budget'])} budget on "
-                         f"{c['budget_capped_days']} days (ACoS {pct(c['acos'])})" for c in capped[:MAX_ROWS]) + ".")
+    return say(
+        "; ".join(
+            f"{c['name']} ({c['id']}) hit its {money(c['daily_budget'])} budget on "
+            f"{c['budget_capped_days']} days (ACoS {pct(c['acos'])})"
+            for c in capped[:MAX_ROWS]
+        )
+        + "."
+    )
 
 
 def _search_terms(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     r = _first(done, "search_terms")
     if r is None:
         args: dict[str, Any] = {"sort": "spend", "limit": 10}
-        for slot, field in (("keyword", "keyword_id"), ("campaign", "campaign_id"), ("ad_group", "ad_group_id")):
+        for slot, field in (
+            ("keyword", "keyword_id"),
+            ("campaign", "campaign_id"),
+            ("ad_group", "ad_group_id"),
+        ):
             if getattr(intent, slot):
                 args[field] = getattr(intent, slot)
         return call("search_terms", args | _period(intent))
     rows = r.get("rows", [])
     if not rows:
         return say("No search terms matched your keywords in that period.")
-    text = "Top search terms by spend: " + "; ".join(
-        f"'{x['term']}' {money(x['spend'])}, {x['orders']} orders" for x in rows[:MAX_ROWS]) + "."
+    text = (
+        "Top search terms by spend: "
+        + "; ".join(f"'{x['term']}' {money(x['spend'])}, {x['orders']} orders" for x in rows[:MAX_ROWS])
+        + "."
+    )
     wasted = [x for x in rows if x["orders"] == 0 and x["spend"] > 0]
     if wasted:
-        text += " Spent without an order (candidates for negatives): " + ", ".join(
-            f"'{x['term']}' ({money(x['spend'])})" for x in wasted[:MAX_ROWS]) + "."
+        text += (
+            " Spent without an order (candidates for negatives): "
+            + ", ".join(f"'{x['term']}' ({money(x['spend'])})" for x in wasted[:MAX_ROWS])
+            + "."
+        )
     return say(text)
 
 
-_DRIVER = {"impressions": "impressions", "ctr": "click-through rate", "cvr": "conversion rate",
-           "order_value": "order value", "cpc": "cost per click", "clicks": "clicks", "orders": "orders"}
+_DRIVER = {
+    "impressions": "impressions",
+    "ctr": "click-through rate",
+    "cvr": "conversion rate",
+    "order_value": "order value",
+    "cpc": "cost per click",
+    "clicks": "clicks",
+    "orders": "orders",
+}
 
 
 def _kpi_change(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
@@ -364,8 +448,10 @@ def _kpi_change(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     drivers = sorted(r.get("contributions", []), key=lambda c: -abs(c.get("value") or 0))
     if drivers:
         top = drivers[0]
-        text += (f" The biggest driver is {_DRIVER.get(top['name'], top['name'].replace('_', ' '))}, "
-                 f"{100 * float(top.get('share') or 0):.0f}% of the change")
+        text += (
+            f" The biggest driver is {_DRIVER.get(top['name'], top['name'].replace('_', ' '))}, "
+            f"{100 * float(top.get('share') or 0):.0f}% of the change"
+        )
         if len(drivers) > 1:
             nxt = drivers[1]
             text += f", then {_DRIVER.get(nxt['name'], nxt['name'].replace('_', ' '))} ({100 * float(nxt.get('share') or 0):.0f}%)"
@@ -399,9 +485,11 @@ def _what_if(intent: Intent, done: Sequence[Done], change: str) -> dict[str, Any
     field = "bid" if c.get("field") == "bid" else "daily budget"
     gain = impact_profit(r) or 0.0
     verdict = "pays off" if gain > MIN_GAIN else "does not pay off" if gain < -MIN_GAIN else "changes little"
-    return say(f"Setting the {field} of {_named(c.get('name'), c.get('id'))} from {money(c.get('before'))} to "
-               f"{money(c.get('after'))}: {impact_text(r)} By incremental profit the change {verdict}."
-               f"{market_basis(r)}")
+    return say(
+        f"Setting the {field} of {_named(c.get('name'), c.get('id'))} from {money(c.get('before'))} to "
+        f"{money(c.get('after'))}: {impact_text(r)} By incremental profit the change {verdict}."
+        f"{market_basis(r)}"
+    )
 
 
 def _landscape(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
@@ -413,12 +501,16 @@ def _landscape(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         return say("The simulator has no bids to show for this keyword.")
     best = max(points, key=lambda p: mean(p.get("incremental_profit")) or float("-inf"))
     now = next((p for p in points if abs(p["bid"] - r["current_bid"]) < 0.005), None)
-    text = (f"For {_named(r.get('keyword'), r['keyword_id'])} over {r['days']} days, incremental profit peaks at a bid "
-            f"of {money(best['bid'])}: {money(mean(best['incremental_profit']))}, {best['clicks']} clicks, ACoS "
-            f"{pct(best.get('acos'))}.")
+    text = (
+        f"For {_named(r.get('keyword'), r['keyword_id'])} over {r['days']} days, incremental profit peaks at a bid "
+        f"of {money(best['bid'])}: {money(mean(best['incremental_profit']))}, {best['clicks']} clicks, ACoS "
+        f"{pct(best.get('acos'))}."
+    )
     if now is not None:
-        text += (f" At today's {money(now['bid'])}: {money(mean(now['incremental_profit']))}, {now['clicks']} clicks, "
-                 f"ACoS {pct(now.get('acos'))}.")
+        text += (
+            f" At today's {money(now['bid'])}: {money(mean(now['incremental_profit']))}, {now['clicks']} clicks, "
+            f"ACoS {pct(now.get('acos'))}."
+        )
     return say(text)
 
 
@@ -433,16 +525,22 @@ def _best_bid(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         return call("recommend_bid", args)
     name = _named(r.get("keyword"), r["keyword_id"])
     if not r.get("feasible", True) or not r.get("bid"):
-        return say(f"No bid on {name} meets that goal in the simulator ({r.get('note', '')}). Today's bid is "
-                   f"{money(r.get('current_bid'))}.")
+        return say(
+            f"No bid on {name} meets that goal in the simulator ({r.get('note', '')}). Today's bid is "
+            f"{money(r.get('current_bid'))}."
+        )
     at_bid, gain = r.get("at_bid") or {}, r.get("gain")
-    goal = {"target_acos": f"for a {pct(r.get('target'))} ACoS target", "target_roas": "for your ROAS target"}.get(
-        str(r.get("goal")), "for the most incremental profit")
-    text = (f"The best bid on {name} {goal} is {money(r['bid'])} (now {money(r['current_bid'])}). Over the next "
-            f"14 days its campaign's incremental profit changes by {span(gain)}, at ACoS {pct(at_bid.get('acos'))}."
-            if gain is not None else
-            f"The best bid on {name} {goal} is {money(r['bid'])} (now {money(r['current_bid'])}), at ACoS "
-            f"{pct(at_bid.get('acos'))}.")
+    goal = {
+        "target_acos": f"for a {pct(r.get('target'))} ACoS target",
+        "target_roas": "for your ROAS target",
+    }.get(str(r.get("goal")), "for the most incremental profit")
+    text = (
+        f"The best bid on {name} {goal} is {money(r['bid'])} (now {money(r['current_bid'])}). Over the next "
+        f"14 days its campaign's incremental profit changes by {span(gain)}, at ACoS {pct(at_bid.get('acos'))}."
+        if gain is not None
+        else f"The best bid on {name} {goal} is {money(r['bid'])} (now {money(r['current_bid'])}), at ACoS "
+        f"{pct(at_bid.get('acos'))}."
+    )
     return say(text + market_basis(r))
 
 
@@ -466,11 +564,17 @@ def _allocate(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     if r is None:
         return call("allocate_budget", {"total_budget": intent.total} if intent.total else {})
     rows = sorted(r.get("campaigns", []), key=lambda c: -float(c.get("budget") or 0))
-    lines = [f"To spread {money(r['total_budget'])} a day for the most incremental profit over {r['n_days']} days:"]
-    lines += [f"- {c['campaign_id']}: {money(c['budget'])} a day (now {money(c.get('current_budget'))})"
-              for c in rows[:5]]
-    lines.append(f"Expected incremental profit {money(r['objective_value'])}, against {money(r['current_value'])} "
-                 "with today's budgets.")
+    lines = [
+        f"To spread {money(r['total_budget'])} a day for the most incremental profit over {r['n_days']} days:"
+    ]
+    lines += [
+        f"- {c['campaign_id']}: {money(c['budget'])} a day (now {money(c.get('current_budget'))})"
+        for c in rows[:5]
+    ]
+    lines.append(
+        f"Expected incremental profit {money(r['objective_value'])}, against {money(r['current_value'])} "
+        "with today's budgets."
+    )
     return say("\n".join(lines))
 
 
@@ -480,13 +584,17 @@ def _experiment_effect(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         return call("experiment_uplift", {"experiment_id": intent.experiment})
     ate = r.get("ate") or {}
     unit = "purchase probability" if r.get("outcome") == "purchase" else "revenue per user"
-    text = (f"In {r['experiment_id']} ({r['kind'].replace('_', ' ')}, {r['n_units']} users) the treatment changed "
-            f"{unit} by {ate.get('estimate')} (95% CI {ate.get('ci_low')} to {ate.get('ci_high')}, p = "
-            f"{ate.get('p_value')}): {'a real effect' if ate.get('significant') else 'not distinguishable from zero'}.")
+    text = (
+        f"In {r['experiment_id']} ({r['kind'].replace('_', ' ')}, {r['n_units']} users) the treatment changed "
+        f"{unit} by {ate.get('estimate')} (95% CI {ate.get('ci_low')} to {ate.get('ci_high')}, p = "
+        f"{ate.get('p_value')}): {'a real effect' if ate.get('significant') else 'not distinguishable from zero'}."
+    )
     inc = r.get("incrementality")
     if isinstance(inc, dict) and inc.get("incremental_roas") is not None:
-        text += (f" Incremental ROAS is {inc.get('incremental_roas')} against an attributed ROAS of "
-                 f"{inc.get('attributed_roas')}: part of the attributed sales would have happened anyway.")
+        text += (
+            f" Incremental ROAS is {inc.get('incremental_roas')} against an attributed ROAS of "
+            f"{inc.get('attributed_roas')}: part of the attributed sales would have happened anyway."
+        )
     return say(text)
 
 
@@ -498,50 +606,70 @@ def _ab_test(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     asked = next((d.args.get("experiment_id") for d in done if d.name == "ab_test"), None)
     named = next((x.get("id") for x in r.get("resolved") or [] if isinstance(x, dict)), None) or asked
     lead = f"{named}: " if isinstance(named, str) and named.startswith("exp_") else ""
-    return say(f"{lead}{'Significant' if r.get('significant') else 'Not significant'}: control {r.get('mean_control')} vs "
-               f"treatment {r.get('mean_treatment')}, a lift of {pct(lift.get('estimate'))} (95% CI "
-               f"{pct(lift.get('ci_low'))} to {pct(lift.get('ci_high'))}, p = {(r.get('difference') or {}).get('p_value')}"
-               f"). {str((r.get('srm') or {}).get('message') or '').capitalize()}.")
+    return say(
+        f"{lead}{'Significant' if r.get('significant') else 'Not significant'}: control {r.get('mean_control')} vs "
+        f"treatment {r.get('mean_treatment')}, a lift of {pct(lift.get('estimate'))} (95% CI "
+        f"{pct(lift.get('ci_low'))} to {pct(lift.get('ci_high'))}, p = {(r.get('difference') or {}).get('p_value')}"
+        f"). {str((r.get('srm') or {}).get('message') or '').capitalize()}."
+    )
 
 
 def _keyword_ideas(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     r = _first(done, "keyword_ideas")
     if r is None:
-        return call("keyword_ideas", {"limit": 5} | ({"ad_group_id": intent.ad_group} if intent.ad_group else {}))
+        return call(
+            "keyword_ideas", {"limit": 5} | ({"ad_group_id": intent.ad_group} if intent.ad_group else {})
+        )
     rows = r.get("suggestions", [])
     if not rows:
         return say("I found no new keywords worth adding right now.")
     lines = ["Keywords worth adding:"]
-    lines += [f"- '{x['text']}' ({x['match_type']}) in {x['ad_group_id']} at a bid of {money(x.get('bid'))}"
-              + (f": {x['orders']} orders from {x['clicks']} clicks as a search term, ACoS {pct(x.get('acos'))}"
-                 if x.get("clicks") else "") for x in rows[:MAX_ROWS]]
+    lines += [
+        f"- '{x['text']}' ({x['match_type']}) in {x['ad_group_id']} at a bid of {money(x.get('bid'))}"
+        + (
+            f": {x['orders']} orders from {x['clicks']} clicks as a search term, ACoS {pct(x.get('acos'))}"
+            if x.get("clicks")
+            else ""
+        )
+        for x in rows[:MAX_ROWS]
+    ]
     return say("\n".join(lines) + "\nI can propose adding them if you want.")
 
 
 def _negative_ideas(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     r = _first(done, "negative_ideas")
     if r is None:
-        return call("negative_ideas", {"limit": 5} | ({"ad_group_id": intent.ad_group} if intent.ad_group else {}))
+        return call(
+            "negative_ideas", {"limit": 5} | ({"ad_group_id": intent.ad_group} if intent.ad_group else {})
+        )
     rows = r.get("suggestions", [])
     if not rows:
         return say("I found no search terms worth excluding: the ones you pay for convert about as expected.")
     lines = ["Search terms to add as negative keywords:"]
-    lines += [f"- '{x['text']}' in {x['ad_group_id']}: {money(x['spend'])} spent, {x['orders']} orders from "
-              f"{x['clicks']} clicks" for x in rows[:MAX_ROWS]]
+    lines += [
+        f"- '{x['text']}' in {x['ad_group_id']}: {money(x['spend'])} spent, {x['orders']} orders from "
+        f"{x['clicks']} clicks"
+        for x in rows[:MAX_ROWS]
+    ]
     return say("\n".join(lines) + "\nI can propose adding them as negatives if you want.")
 
 
 def proposal_text(result: dict[str, Any], lead: str = "") -> str:
     changes = "; ".join(
         f"{_named(c.get('name'), c['id'])}: {c['field'].replace('_', ' ')} {_value(c['before'])} -> {_value(c['after'])}"
-        if c["field"] not in ("keyword", "negative") else
-        f"add {c['field']} '{c['after'].get('text')}' ({c['after'].get('match_type')}) to {_named(c.get('name'), c['id'])}"
-        for c in result.get("changes", []))
+        if c["field"] not in ("keyword", "negative")
+        else f"add {c['field']} '{c['after'].get('text')}' ({c['after'].get('match_type')}) to {_named(c.get('name'), c['id'])}"
+        for c in result.get("changes", [])
+    )
     impact = f" {impact_text(result.get('impact'))}" if result.get("impact") else ""
-    return ((lead + " ") if lead else "") + f"Proposed: {changes}.{impact} Nothing has changed yet: confirm to apply it, or cancel."
+    return (
+        (lead + " ") if lead else ""
+    ) + f"Proposed: {changes}.{impact} Nothing has changed yet: confirm to apply it, or cancel."
 
 
-def _propose(action: str, intent: Intent, done: Sequence[Done], entity: str | None, **extra: Any) -> dict[str, Any]:
+def _propose(
+    action: str, intent: Intent, done: Sequence[Done], entity: str | None, **extra: Any
+) -> dict[str, Any]:
     r = _first(done, "propose_change")
     if r is None:
         return call("propose_change", {"action": action, "id": entity, **extra})
@@ -584,26 +712,40 @@ def _fix_budget(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         return call("allocate_budget", {})
     names = {c["id"]: c["name"] for c in overview["campaigns"]}
     capped = {c["id"]: c for c in overview["campaigns"] if c.get("budget_capped_days")}
-    moves = [c for c in alloc.get("campaigns") or [] if c.get("current_budget") and (c.get("best_gain") or 0) > MIN_GAIN
-             and abs(round(c["best_budget"]) - c["current_budget"]) >= 1]
+    moves = [
+        c
+        for c in alloc.get("campaigns") or []
+        if c.get("current_budget")
+        and (c.get("best_gain") or 0) > MIN_GAIN
+        and abs(round(c["best_budget"]) - c["current_budget"]) >= 1
+    ]
     if not moves:
-        return say("I would keep your budgets: the simulator finds no campaign whose budget, raised or cut, would "
-                   "add incremental profit.")
+        return say(
+            "I would keep your budgets: the simulator finds no campaign whose budget, raised or cut, would "
+            "add incremental profit."
+        )
     best = max(moves, key=lambda c: c["best_gain"])
     cid, now, gain = best["campaign_id"], float(best["current_budget"]), float(best["best_gain"])
     name, new_budget = _named(names.get(cid), cid), float(round(best["best_budget"]))
     if new_budget < 1:
-        lead = (f"{name} loses money at every budget the simulator tried: pausing it adds {money(gain)} of "
-                "incremental profit over the simulated days, more than any other budget move.")
+        lead = (
+            f"{name} loses money at every budget the simulator tried: pausing it adds {money(gain)} of "
+            "incremental profit over the simulated days, more than any other budget move."
+        )
         action: dict[str, Any] = {"action": "pause", "id": cid}
     elif new_budget > now:
-        lead = (f"{name}" + (f" ran out of budget on {capped[cid]['budget_capped_days']} days and" if cid in capped else "")
-                + f" earns the most with more budget: at {money(new_budget)} a day (now {money(now)}) the simulator "
-                f"adds {money(gain)} of incremental profit over the simulated days.")
+        lead = (
+            f"{name}"
+            + (f" ran out of budget on {capped[cid]['budget_capped_days']} days and" if cid in capped else "")
+            + f" earns the most with more budget: at {money(new_budget)} a day (now {money(now)}) the simulator "
+            f"adds {money(gain)} of incremental profit over the simulated days."
+        )
         action = {"action": "set_budget", "id": cid, "value": new_budget}
     else:
-        lead = (f"No raise pays as much as cutting {name} from {money(now)} to {money(new_budget)} a day: the "
-                f"simulator adds {money(gain)} of incremental profit over the simulated days.")
+        lead = (
+            f"No raise pays as much as cutting {name} from {money(now)} to {money(new_budget)} a day: the "
+            f"simulator adds {money(gain)} of incremental profit over the simulated days."
+        )
         action = {"action": "set_budget", "id": cid, "value": new_budget}
     proposal = _first(done, "propose_change")
     if proposal is None:
@@ -624,25 +766,38 @@ def _fix_acos(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     recs = _all(done, "recommend_bid")
     if not recs:
         return calls([("recommend_bid", {"keyword_id": x["id"]}) for x in rows[:BID_CANDIDATES]])
-    cuts = [x for x in recs if x.get("gain") and (mean(x["gain"]) or 0) > MIN_GAIN
-            and float(x["bid"]) < float(x["current_bid"]) - 0.005]
+    cuts = [
+        x
+        for x in recs
+        if x.get("gain")
+        and (mean(x["gain"]) or 0) > MIN_GAIN
+        and float(x["bid"]) < float(x["current_bid"]) - 0.005
+    ]
     if not cuts:
-        return say("I would keep your bids: for your top keywords by spend ("
-                   + ", ".join(f"{_named(x.get('keyword'), x['keyword_id'])} at {money(x['current_bid'])}" for x in recs)
-                   + ") the simulator finds no lower bid that adds incremental profit.")
+        return say(
+            "I would keep your bids: for your top keywords by spend ("
+            + ", ".join(
+                f"{_named(x.get('keyword'), x['keyword_id'])} at {money(x['current_bid'])}" for x in recs
+            )
+            + ") the simulator finds no lower bid that adds incremental profit."
+        )
     best = max(cuts, key=lambda x: mean(x["gain"]) or 0.0)
     kid, name = best["keyword_id"], _named(best.get("keyword"), best["keyword_id"])
     new_bid = round(float(best["bid"]), 2)
     at_bid, at_now = best.get("at_bid") or {}, best.get("at_current") or {}
     if new_bid < MIN_BID:
         action: dict[str, Any] = {"action": "pause", "id": kid}
-        lead = (f"Of your top keywords by spend, {name} is where cutting pays most: no bid on it adds incremental "
-                f"profit (pausing it: {span(best['gain'])}).")
+        lead = (
+            f"Of your top keywords by spend, {name} is where cutting pays most: no bid on it adds incremental "
+            f"profit (pausing it: {span(best['gain'])})."
+        )
     else:
         action = {"action": "set_bid", "id": kid, "value": new_bid}
-        lead = (f"Of your top keywords by spend, lowering {name} pays most: the best bid is {money(new_bid)} (now "
-                f"{money(best['current_bid'])}), ACoS {pct(at_now.get('acos'))} -> {pct(at_bid.get('acos'))}, and its "
-                f"campaign's incremental profit changes by {span(best['gain'])}.")
+        lead = (
+            f"Of your top keywords by spend, lowering {name} pays most: the best bid is {money(new_bid)} (now "
+            f"{money(best['current_bid'])}), ACoS {pct(at_now.get('acos'))} -> {pct(at_bid.get('acos'))}, and its "
+            f"campaign's incremental profit changes by {span(best['gain'])}."
+        )
     proposal = _first(done, "propose_change")
     if proposal is None:
         return call("propose_change", action)
@@ -660,8 +815,14 @@ def _cut_worst(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     worst = max(rows, key=lambda x: x["acos"])
     proposal = _first(done, "propose_change")
     if proposal is None:
-        return call("propose_change", {"action": "set_budget", "id": worst["id"], "relative_change": intent.relative})
-    return say(proposal_text(proposal, f"{_named(worst['name'], worst['id'])} has the worst ACoS, {pct(worst['acos'])}."))
+        return call(
+            "propose_change", {"action": "set_budget", "id": worst["id"], "relative_change": intent.relative}
+        )
+    return say(
+        proposal_text(
+            proposal, f"{_named(worst['name'], worst['id'])} has the worst ACoS, {pct(worst['acos'])}."
+        )
+    )
 
 
 PLANS: dict[IntentKind, Callable[[Intent, Sequence[Done]], dict[str, Any]]] = {
@@ -710,7 +871,9 @@ def step(intent: Intent, done: Sequence[Done], scope: str | None = None) -> dict
     return PLANS[intent.kind](intent, done)
 
 
-async def run(intent: Intent, call_tool: CallTool, scope: str | None = None, max_steps: int = 6) -> list[dict[str, Any]]:
+async def run(
+    intent: Intent, call_tool: CallTool, scope: str | None = None, max_steps: int = 6
+) -> list[dict[str, Any]]:
     """One turn: the expert's calls (run through `call_tool`, which returns the result's JSON text), their
     results and the answer, as OpenAI-style messages."""
     added: list[dict[str, Any]] = []

@@ -114,18 +114,24 @@ def _ctx(runtime: Runtime[AgentContext]) -> AgentContext:
         config = AgentConfig.from_env(os.environ.get("ADGUIDE_ADVERTISER", "adv_0001"))
         specs = [t for t in openai_tools() if t["function"]["name"] != APPLY_TOOL]
         _default_context = AgentContext(
-            config=config, model=make_model(config, specs), model_tools=specs,
-            tool_schemas={t["function"]["name"]: t["function"]["parameters"] for t in specs})
+            config=config,
+            model=make_model(config, specs),
+            model_tools=specs,
+            tool_schemas={t["function"]["name"]: t["function"]["parameters"] for t in specs},
+        )
     return _default_context
 
 
 def _scope(ctx: AgentContext) -> Scope:
-    return Scope(advertiser_id=ctx.config.advertiser_id, known_ids=ctx.known_ids, allow_writes=ctx.config.allow_writes)
+    return Scope(
+        advertiser_id=ctx.config.advertiser_id, known_ids=ctx.known_ids, allow_writes=ctx.config.allow_writes
+    )
 
 
 def _tool_error(call_id: str, name: str, message: str) -> ToolMessage:
-    return ToolMessage(content=json.dumps({"error": {"message": message}}), tool_call_id=call_id, name=name,
-                       status="error")
+    return ToolMessage(
+        content=json.dumps({"error": {"message": message}}), tool_call_id=call_id, name=name, status="error"
+    )
 
 
 def _parse_json(text: str) -> Any:
@@ -142,29 +148,44 @@ async def input_guardrails(state: AgentState, runtime: Runtime[AgentContext]) ->
     ctx = _ctx(runtime)
     messages = state["messages"]
     user = messages[-1]
-    update: dict[str, Any] = {"turn": {"started_at": time.time(), "steps": 0, "tokens": 0, "stop_reason": ""},
-                              "refused": False, "guardrail_events": []}
+    update: dict[str, Any] = {
+        "turn": {"started_at": time.time(), "steps": 0, "tokens": 0, "stop_reason": ""},
+        "refused": False,
+        "guardrail_events": [],
+    }
     if dropped := state.get("pending"):  # a new message instead of a confirmation: dropped, never applied
         update["pending"] = None
         update["guardrail_events"].append(_event("confirmation", "superseded", dropped["token"]))
     # (off the event loop: PII recognizers take a third of a second on a long pasted report, and the server's
     # /healthz must not wait for them)
     with tracing.guardrail("input") as span:
-        check = await asyncio.to_thread(check_input, content_text(user), scope=ctx.config.advertiser_id,
-                                        max_chars=ctx.config.limits.max_input_chars)
-        tracing.verdict(span, "refused" if not check.allowed else "redacted" if check.redactions else "pass",
-                        "" if check.allowed else check.category.value)
+        check = await asyncio.to_thread(
+            check_input,
+            content_text(user),
+            scope=ctx.config.advertiser_id,
+            max_chars=ctx.config.limits.max_input_chars,
+        )
+        tracing.verdict(
+            span,
+            "refused" if not check.allowed else "redacted" if check.redactions else "pass",
+            "" if check.allowed else check.category.value,
+        )
     if not check.allowed:
         # The refused text is not kept: the model must never read it on a later turn.
-        update["messages"] = [HumanMessage(content=f"[message withheld: {check.category.value}]", id=user.id),
-                              AIMessage(content=check.message)]
+        update["messages"] = [
+            HumanMessage(content=f"[message withheld: {check.category.value}]", id=user.id),
+            AIMessage(content=check.message),
+        ]
         update["refused"] = True
-        update["guardrail_events"].append(_event("input", "refused", f"{check.category.value}: {check.matched}"))
+        update["guardrail_events"].append(
+            _event("input", "refused", f"{check.category.value}: {check.matched}")
+        )
         return update
     if check.redactions:
         update["messages"] = [HumanMessage(content=check.text, id=user.id)]
         update["guardrail_events"].append(
-            _event("input", "redacted", ", ".join(sorted({r.entity for r in check.redactions}))))
+            _event("input", "redacted", ", ".join(sorted({r.entity for r in check.redactions})))
+        )
     return update
 
 
@@ -184,6 +205,7 @@ def _fit_context(view: list[BaseMessage], ctx: AgentContext) -> list[BaseMessage
     tools = ctx.model_tools or None
     exact = getattr(ctx.model, "count_tokens", None)
     if exact is not None:
+
         def counter(msgs: list[BaseMessage]) -> int:
             return int(exact(msgs, tools))
     else:  # digits are single tokens in our tokenizer: count 3 characters a token, not 4
@@ -191,13 +213,20 @@ def _fit_context(view: list[BaseMessage], ctx: AgentContext) -> list[BaseMessage
 
         def counter(msgs: list[BaseMessage]) -> int:
             return count_tokens_approximately(msgs, chars_per_token=3.0) + spec_tokens
+
     budget = window - limits.max_new_tokens
     if counter(view) <= budget:
         return view
     # the current turn starts at the last user message (a proactive run has none: all of it is current)
     current = next((i for i in range(len(view) - 1, -1, -1) if isinstance(view[i], HumanMessage)), 1)
-    kept = trim_messages(view[:current], max_tokens=budget, strategy="last", start_on="human", include_system=True,
-                         token_counter=lambda msgs: counter([*msgs, *view[current:]]))  # the whole prompt
+    kept = trim_messages(
+        view[:current],
+        max_tokens=budget,
+        strategy="last",
+        start_on="human",
+        include_system=True,
+        token_counter=lambda msgs: counter([*msgs, *view[current:]]),
+    )  # the whole prompt
     log.info("context: %d of %d earlier messages fit the %d-token window", len(kept) - 1, current - 1, window)
     return [*(kept or view[:1]), *view[current:]]
 
@@ -238,11 +267,17 @@ async def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
     if stop is None:
         model = ctx.model.bind_tools(ctx.model_tools) if ctx.model_tools else ctx.model
         # a backend that runs in our process stops its work at the deadline too (the timeout only stops waiting)
-        deadline = {"deadline": started + limits.max_seconds} if getattr(ctx.model, "accepts_deadline", False) else {}
+        deadline = (
+            {"deadline": started + limits.max_seconds}
+            if getattr(ctx.model, "accepts_deadline", False)
+            else {}
+        )
         with tracing.model_call(ctx.model, str(ctx.config.resolved_backend())) as span:
             try:
-                response = await asyncio.wait_for(model.ainvoke(_model_view(state["messages"], ctx), **deadline),
-                                                  timeout=limits.max_seconds - elapsed)
+                response = await asyncio.wait_for(
+                    model.ainvoke(_model_view(state["messages"], ctx), **deadline),
+                    timeout=limits.max_seconds - elapsed,
+                )
                 tracing.model_response(span, response)
             except TimeoutError as exc:
                 tracing.failed(span, exc)
@@ -259,7 +294,9 @@ async def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         message = await _constrain_calls(ctx, state["messages"], message)
     usage = getattr(response, "usage_metadata", None) or {}
     turn["steps"] = turn.get("steps", 0) + 1
-    turn["tokens"] = turn.get("tokens", 0) + int(usage.get("output_tokens") or max(1, len(content_text(message)) // 4))
+    turn["tokens"] = turn.get("tokens", 0) + int(
+        usage.get("output_tokens") or max(1, len(content_text(message)) // 4)
+    )
     return {"messages": [message], "turn": turn}
 
 
@@ -270,10 +307,21 @@ def _normalize(response: BaseMessage) -> AIMessage:
         return AIMessage(content=content_text(response))
     calls = [dict(c, id=c.get("id") or f"call_{uuid.uuid4().hex[:10]}") for c in response.tool_calls]
     for bad in response.invalid_tool_calls:
-        calls.append({"name": bad.get("name") or "unknown", "id": bad.get("id") or f"call_{uuid.uuid4().hex[:10]}",
-                      "args": {INVALID_CALL: str(bad.get("args") or bad.get("error") or "")}, "type": "tool_call"})
-    return AIMessage(content=response.content, tool_calls=calls, id=response.id,
-                     usage_metadata=response.usage_metadata, response_metadata=response.response_metadata)
+        calls.append(
+            {
+                "name": bad.get("name") or "unknown",
+                "id": bad.get("id") or f"call_{uuid.uuid4().hex[:10]}",
+                "args": {INVALID_CALL: str(bad.get("args") or bad.get("error") or "")},
+                "type": "tool_call",
+            }
+        )
+    return AIMessage(
+        content=response.content,
+        tool_calls=calls,
+        id=response.id,
+        usage_metadata=response.usage_metadata,
+        response_metadata=response.response_metadata,
+    )
 
 
 async def _constrain_calls(ctx: AgentContext, history: list[AnyMessage], message: AIMessage) -> AIMessage:
@@ -286,18 +334,26 @@ async def _constrain_calls(ctx: AgentContext, history: list[AnyMessage], message
     for call in message.tool_calls:
         schema = ctx.tool_schemas.get(call["name"])
         if schema is not None:
-            check = check_tool_args(call["name"], call["args"], schema=schema, scope=_scope(ctx),
-                                    policy=ctx.config.policy)
+            check = check_tool_args(
+                call["name"], call["args"], schema=schema, scope=_scope(ctx), policy=ctx.config.policy
+            )
             if check.verdict != Verdict.OK:
                 try:
                     args = await constrained_arguments(ctx.model, _model_view(history, ctx), schema)
-                    log.info("constrained decoding replaced the arguments of %s: %s", call["name"], check.message)
+                    log.info(
+                        "constrained decoding replaced the arguments of %s: %s", call["name"], check.message
+                    )
                     call = ToolCall(name=call["name"], args=args, id=call["id"], type="tool_call")  # noqa: PLW2901
                 except Exception as exc:  # keep the original call; the tools node rejects it with a reason
                     log.warning("constrained decoding failed for %s: %r", call["name"], exc)
         calls.append(call)
-    return AIMessage(content=message.content, tool_calls=calls, id=message.id,
-                     usage_metadata=message.usage_metadata, response_metadata=message.response_metadata)
+    return AIMessage(
+        content=message.content,
+        tool_calls=calls,
+        id=message.id,
+        usage_metadata=message.usage_metadata,
+        response_metadata=message.response_metadata,
+    )
 
 
 def route_after_planner(state: AgentState) -> Literal["tools", "output_guardrails"]:
@@ -326,7 +382,7 @@ def longer_names(value: str, user_text: str) -> list[str]:
         return []
     out: list[str] = []
     for i in range(len(words) - len(want) + 1):
-        if lowered[i:i + len(want)] != want:
+        if lowered[i : i + len(want)] != want:
             continue
         end = i + len(want)
         for extra in range(1, MAX_NAME_GROWTH + 1):
@@ -337,15 +393,20 @@ def longer_names(value: str, user_text: str) -> list[str]:
                 continue
             if not re.match(r"[\w]", word):
                 break
-            out.append(" ".join(words[i:end + extra]))
+            out.append(" ".join(words[i : end + extra]))
         break
     # "'duvet cover' (exact)": the match type the user named after the name narrows keywords (tools/mcp_server/resolve.py)
-    typed = [f"{name} {m.group(1).lower()}" for name in (value, *out)
-             if (m := re.search(re.escape(name) + r"""['"’]?\s*\(?\s*(exact|phrase|broad)\b""", user_text, re.I))]
+    typed = [
+        f"{name} {m.group(1).lower()}"
+        for name in (value, *out)
+        if (m := re.search(re.escape(name) + r"""['"’]?\s*\(?\s*(exact|phrase|broad)\b""", user_text, re.I))
+    ]
     return typed + out
 
 
-_QUOTED = re.compile(r"""(?<!\w)['"‘“]([^'"‘’“”]{2,80}?)['"’”](?!\w)\s*(?:\(?\s*(exact|phrase|broad)\b)?""", re.I)
+_QUOTED = re.compile(
+    r"""(?<!\w)['"‘“]([^'"‘’“”]{2,80}?)['"’”](?!\w)\s*(?:\(?\s*(exact|phrase|broad)\b)?""", re.I
+)
 _NAME_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "experiment_id", "id")
 
 
@@ -353,8 +414,11 @@ def _quoted_holding(words: str, user_text: str) -> set[tuple[str, str]]:
     """The names the user put in quotes that hold `words` as whole words, each with the match type written after
     it ("" where none)."""
     core = words.strip().lower()
-    return {(m.group(1).strip(), (m.group(2) or "").lower()) for m in _QUOTED.finditer(user_text)
-            if re.search(rf"(?<!\w){re.escape(core)}(?!\w)", m.group(1).lower())}
+    return {
+        (m.group(1).strip(), (m.group(2) or "").lower())
+        for m in _QUOTED.finditer(user_text)
+        if re.search(rf"(?<!\w){re.escape(core)}(?!\w)", m.group(1).lower())
+    }
 
 
 def quoted_name(value: str, user_text: str) -> str | None:
@@ -370,8 +434,9 @@ def quoted_name(value: str, user_text: str) -> str | None:
     return full if full.lower() != value.strip().lower() else None
 
 
-_AD_GROUP_NAMED = re.compile(r"\b(?:for|in|to|on|into|from)\s+(?:the\s+|my\s+|our\s+)?([\w][\w\s&+/'-]{1,60}?)\s+ad ?group\b",
-                             re.I)
+_AD_GROUP_NAMED = re.compile(
+    r"\b(?:for|in|to|on|into|from)\s+(?:the\s+|my\s+|our\s+)?([\w][\w\s&+/'-]{1,60}?)\s+ad ?group\b", re.I
+)
 
 
 def with_quoted_names(args: dict[str, Any], user_text: str) -> dict[str, Any]:
@@ -381,12 +446,20 @@ def with_quoted_names(args: dict[str, Any], user_text: str) -> dict[str, Any]:
     out = {**args, **{f: v for f, v in grown.items() if v}}
     terms = [k.get("text", "") for k in args.get("keywords") or [] if isinstance(k, dict)]
     named = _AD_GROUP_NAMED.search(user_text)
-    if named and isinstance(args.get("id"), str) and any(
-            args["id"].strip().lower() in str(t).lower() for t in terms):
+    if (
+        named
+        and isinstance(args.get("id"), str)
+        and any(args["id"].strip().lower() in str(t).lower() for t in terms)
+    ):
         out["id"] = named.group(1).strip()
-    if isinstance(args.get("keywords"), list):  # new keywords and negatives: the search term as the user quoted it
-        out["keywords"] = [{**k, "text": _quoted_term(k["text"], user_text)}
-                           if isinstance(k, dict) and isinstance(k.get("text"), str) else k for k in args["keywords"]]
+    # new keywords and negatives: the search term as the user quoted it
+    if isinstance(args.get("keywords"), list):
+        out["keywords"] = [
+            {**k, "text": _quoted_term(k["text"], user_text)}
+            if isinstance(k, dict) and isinstance(k.get("text"), str)
+            else k
+            for k in args["keywords"]
+        ]
     return out
 
 
@@ -395,11 +468,16 @@ def _quoted_term(text: str, user_text: str) -> str:
     return whole.pop() if len(whole) == 1 else text
 
 
-_GENERIC_NAME = re.compile(r"^(?:(?:my|the|all|our|each|every|per|by)\s+)*(?:ad ?groups?|campaigns?|keywords?|accounts?|"
-                           r"experiments?|tests?|search ?terms?|products?|targets?)(?:\s+(?:breakdown|level|list))?$", re.I)
+_GENERIC_NAME = re.compile(
+    r"^(?:(?:my|the|all|our|each|every|per|by)\s+)*(?:ad ?groups?|campaigns?|keywords?|accounts?|"
+    r"experiments?|tests?|search ?terms?|products?|targets?)(?:\s+(?:breakdown|level|list))?$",
+    re.I,
+)
 
 
-def generic_name_dropped(ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any) -> dict[str, Any] | None:
+def generic_name_dropped(
+    ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any
+) -> dict[str, Any] | None:
     """A filter the tools could not resolve because it names a kind of thing, not a thing ("ad group breakdown" ->
     ad_group_id="ad group"): the call without it, where the filter is optional; None otherwise."""
     error = parsed.get("error") if isinstance(parsed, dict) else None
@@ -411,8 +489,9 @@ def generic_name_dropped(ctx: AgentContext, name: str, args: dict[str, Any], par
     return {k: v for k, v in args.items() if k != field}
 
 
-async def _with_the_users_longer_name(ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any,
-                                      user_text: str) -> tuple[dict[str, Any], str] | None:
+async def _with_the_users_longer_name(
+    ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any, user_text: str
+) -> tuple[dict[str, Any], str] | None:
     """A name argument the tools found ambiguous or unknown, tried again as the user's own longer phrase
     ("boho" -> "boho storage bins"): the first that resolves is kept (args, result text); None if none does."""
     error = parsed.get("error") if isinstance(parsed, dict) else None
@@ -446,20 +525,30 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     scope = _scope(ctx)
     last_user = _last_user_index(state["messages"])
     user_text = content_text(state["messages"][last_user]) if last_user >= 0 else ""
-    regrown: dict[str, dict[str, Any]] = {}  # call id -> the arguments that ran (a name grown from the user's words)
+    regrown: dict[
+        str, dict[str, Any]
+    ] = {}  # call id -> the arguments that ran (a name grown from the user's words)
     for call in call_msg.tool_calls:
         name, args, call_id = call["name"], call["args"], call["id"] or ""
         write(ev.ToolCall(name=name, args=args, call_id=call_id).wire())
         if INVALID_CALL in args:
-            out.append(_tool_error(call_id, name, f"the call's arguments were not valid JSON: {args[INVALID_CALL][:200]}"))
+            out.append(
+                _tool_error(
+                    call_id, name, f"the call's arguments were not valid JSON: {args[INVALID_CALL][:200]}"
+                )
+            )
             events.append(_event("tool_args", "rejected", f"{name}: malformed call"))
             continue
         if name not in ctx.tool_schemas:
-            out.append(_tool_error(call_id, name, f"unknown tool {name!r}; use one of {sorted(ctx.tool_schemas)}"))
+            out.append(
+                _tool_error(call_id, name, f"unknown tool {name!r}; use one of {sorted(ctx.tool_schemas)}")
+            )
             events.append(_event("tool_args", "rejected", f"unknown tool {name}"))
             continue
         with tracing.guardrail("tool_args", tool=name) as span:
-            check = check_tool_args(name, args, schema=ctx.tool_schemas[name], scope=scope, policy=ctx.config.policy)
+            check = check_tool_args(
+                name, args, schema=ctx.tool_schemas[name], scope=scope, policy=ctx.config.policy
+            )
             tracing.verdict(span, "pass" if check.verdict == Verdict.OK else "rejected", check.message)
         if check.verdict != Verdict.OK:
             out.append(_tool_error(call_id, name, check.message))
@@ -471,7 +560,9 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
         try:
             text = await run_tool(ctx, name, args, call_id=call_id)
         except TimeoutError:
-            text = json.dumps({"error": {"message": f"{name} did not answer within {ctx.config.limits.tool_timeout_s:g} s"}})
+            text = json.dumps(
+                {"error": {"message": f"{name} did not answer within {ctx.config.limits.tool_timeout_s:g} s"}}
+            )
         except Exception as exc:  # a tool server failure must not end the conversation
             log.warning("tool %s failed: %r", name, exc)
             text = json.dumps({"error": {"message": f"{name} failed: {type(exc).__name__}: {exc}"[:300]}})
@@ -492,10 +583,15 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                     args, text, parsed, failed = wider, retried, again, False
                     regrown[call_id] = args
         if name == PROPOSE_TOOL and not failed and isinstance(parsed, dict) and parsed.get("token"):
-            changes = [ProposedChange(entity_id=c["id"], field=c["field"],
-                                      before=c["before"] if isinstance(c["before"], int | float | str) else None,
-                                      after=c["after"] if isinstance(c["after"], int | float | str) else None)
-                       for c in parsed.get("changes", [])]
+            changes = [
+                ProposedChange(
+                    entity_id=c["id"],
+                    field=c["field"],
+                    before=c["before"] if isinstance(c["before"], int | float | str) else None,
+                    after=c["after"] if isinstance(c["after"], int | float | str) else None,
+                )
+                for c in parsed.get("changes", [])
+            ]
             with tracing.guardrail("policy", tool=name) as span:
                 policy = check_changes(changes, ctx.config.policy)
                 tracing.verdict(span, _VERDICT_ACTION[policy.verdict], policy.message)
@@ -504,17 +600,34 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                 events.append(_event("tool_args", "rejected", policy.message))
                 failed = True
             else:
-                pending = {"token": parsed["token"], "tool_call_id": call_id, "proposal": parsed, "args": args,
-                           "expires_at": time.time() + float(parsed.get("expires_in_s", 600)),
-                           "extra_confirmation": policy.issues if policy.verdict == Verdict.CONFIRM_EXTRA else []}
+                pending = {
+                    "token": parsed["token"],
+                    "tool_call_id": call_id,
+                    "proposal": parsed,
+                    "args": args,
+                    "expires_at": time.time() + float(parsed.get("expires_in_s", 600)),
+                    "extra_confirmation": policy.issues if policy.verdict == Verdict.CONFIRM_EXTRA else [],
+                }
                 if pending["extra_confirmation"]:
                     events.append(_event("tool_args", "confirm_extra", policy.message))
         write(ev.ToolResult(name=name, ok=not failed, text=text[:500], call_id=call_id).wire())
-        out.append(ToolMessage(content=text, tool_call_id=call_id, name=name, status="error" if failed else "success"))
+        out.append(
+            ToolMessage(
+                content=text, tool_call_id=call_id, name=name, status="error" if failed else "success"
+            )
+        )
     if regrown:  # the history shows the calls as they ran (same message id: the reducer replaces it)
         calls = [dict(c, args=regrown.get(c["id"] or "", c["args"])) for c in call_msg.tool_calls]
-        out.insert(0, AIMessage(content=call_msg.content, tool_calls=calls, id=call_msg.id,
-                                usage_metadata=call_msg.usage_metadata, response_metadata=call_msg.response_metadata))
+        out.insert(
+            0,
+            AIMessage(
+                content=call_msg.content,
+                tool_calls=calls,
+                id=call_msg.id,
+                usage_metadata=call_msg.usage_metadata,
+                response_metadata=call_msg.response_metadata,
+            ),
+        )
     update: dict[str, Any] = {"messages": out, "guardrail_events": events}
     if pending:
         update["pending"] = pending
@@ -529,14 +642,18 @@ class Decision(BaseModel):
     """What the user answers to a confirmation interrupt."""
 
     decision: Literal["confirm", "reject"]
-    acknowledge_risk: bool = Field(default=False, description="the second confirmation a policy bound asks for")
+    acknowledge_risk: bool = Field(
+        default=False, description="the second confirmation a policy bound asks for"
+    )
 
 
 def _decision(value: Any) -> Decision:
     if isinstance(value, Decision):
         return value
     if isinstance(value, str):
-        return Decision(decision="confirm" if value.strip().lower() in ("confirm", "yes", "y", "apply") else "reject")
+        return Decision(
+            decision="confirm" if value.strip().lower() in ("confirm", "yes", "y", "apply") else "reject"
+        )
     if isinstance(value, dict):
         try:
             return Decision.model_validate(value)
@@ -548,15 +665,27 @@ def _decision(value: Any) -> Decision:
 def confirmation_payload(pending: PendingProposal) -> dict[str, Any]:
     """The interrupt's payload: the confirmation event as a plain dict (it is checkpointed with the thread)."""
     p = pending["proposal"]
-    return ev.Confirmation(token=pending["token"], action=p.get("action"), changes=p.get("changes"),
-                           impact=p.get("impact"), note=p.get("note"), expires_at=pending["expires_at"],
-                           extra_confirmation=pending["extra_confirmation"]).model_dump()
+    return ev.Confirmation(
+        token=pending["token"],
+        action=p.get("action"),
+        changes=p.get("changes"),
+        impact=p.get("impact"),
+        note=p.get("note"),
+        expires_at=pending["expires_at"],
+        extra_confirmation=pending["extra_confirmation"],
+    ).model_dump()
 
 
 def _applied_text(result: dict[str, Any]) -> str:
-    rows = [f"{c['id']} {c['field']}: {c['before']} → {c['after']}" if c.get("before") is not None
-            else f"{c['id']}: added {c['field']} {c['after']}" for c in result.get("changes", [])]
-    head = "Already applied earlier; nothing changed now." if result.get("already_applied") else "Done. Applied:"
+    rows = [
+        f"{c['id']} {c['field']}: {c['before']} → {c['after']}"
+        if c.get("before") is not None
+        else f"{c['id']}: added {c['field']} {c['after']}"
+        for c in result.get("changes", [])
+    ]
+    head = (
+        "Already applied earlier; nothing changed now." if result.get("already_applied") else "Done. Applied:"
+    )
     return head + ("\n- " + "\n- ".join(rows) if rows else "")
 
 
@@ -572,7 +701,9 @@ async def _apply(ctx: AgentContext, pending: PendingProposal) -> Any:
     if not isinstance(again, dict) or "token" not in again:
         return again
     if again.get("changes") != pending["proposal"].get("changes"):
-        return {"error": {"message": "the account changed since you confirmed; ask again for a fresh proposal"}}
+        return {
+            "error": {"message": "the account changed since you confirmed; ask again for a fresh proposal"}
+        }
     return _parse_json(await run_tool(ctx, APPLY_TOOL, {"token": again["token"]}))
 
 
@@ -582,9 +713,13 @@ async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
     assert pending is not None
     decision = _decision(interrupt(confirmation_payload(pending)))
     if decision.decision == "confirm" and pending["extra_confirmation"] and not decision.acknowledge_risk:
-        again = interrupt(ev.ExtraConfirmation(
-            token=pending["token"], reasons=pending["extra_confirmation"],
-            question="This change is beyond the usual bounds. Confirm again to apply it.").model_dump())
+        again = interrupt(
+            ev.ExtraConfirmation(
+                token=pending["token"],
+                reasons=pending["extra_confirmation"],
+                question="This change is beyond the usual bounds. Confirm again to apply it.",
+            ).model_dump()
+        )
         decision = _decision(again)
         if decision.decision == "confirm":
             decision.acknowledge_risk = True
@@ -638,17 +773,29 @@ async def output_guardrails(state: AgentState, runtime: Runtime[AgentContext]) -
         text = text or STOPPED["max_steps"].format(steps=(state.get("turn") or {}).get("steps", 0))
     if not text.strip():  # a model that said nothing: the turn still ends with an answer
         events = [_event("output", "replaced", "empty answer")]
-        return {"messages": [AIMessage(content=EMPTY_ANSWER, id=last.id, usage_metadata=last.usage_metadata)], "guardrail_events": events}
+        return {
+            "messages": [AIMessage(content=EMPTY_ANSWER, id=last.id, usage_metadata=last.usage_metadata)],
+            "guardrail_events": events,
+        }
     tool_texts, user_texts = grounding_sources(state["messages"][:-1])
     with tracing.guardrail("output") as span:
-        check = await asyncio.to_thread(check_output, text, tool_texts, user_texts)  # off the event loop, as the input's
-        tracing.verdict(span, check.action.value, "; ".join(f"{i.kind.value}: {i.detail}" for i in check.issues))
+        check = await asyncio.to_thread(
+            check_output, text, tool_texts, user_texts
+        )  # off the event loop, as the input's
+        tracing.verdict(
+            span, check.action.value, "; ".join(f"{i.kind.value}: {i.detail}" for i in check.issues)
+        )
     if check.ok and not last.tool_calls:
         return {}
-    events = [_event("output", check.action.value, "; ".join(f"{i.kind.value}: {i.detail}" for i in check.issues))] \
-        if not check.ok else []
-    return {"messages": [AIMessage(content=check.text, id=last.id, usage_metadata=last.usage_metadata)],
-            "guardrail_events": events}
+    events = (
+        [_event("output", check.action.value, "; ".join(f"{i.kind.value}: {i.detail}" for i in check.issues))]
+        if not check.ok
+        else []
+    )
+    return {
+        "messages": [AIMessage(content=check.text, id=last.id, usage_metadata=last.usage_metadata)],
+        "guardrail_events": events,
+    }
 
 
 async def answer(state: AgentState) -> dict[str, Any]:
@@ -666,8 +813,9 @@ def build_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState
     g.add_node("output_guardrails", output_guardrails)
     g.add_node("answer", answer)
     g.add_edge(START, "input_guardrails")
-    g.add_conditional_edges("input_guardrails", lambda s: "answer" if s.get("refused") else "planner",
-                            ["answer", "planner"])
+    g.add_conditional_edges(
+        "input_guardrails", lambda s: "answer" if s.get("refused") else "planner", ["answer", "planner"]
+    )
     g.add_conditional_edges("planner", route_after_planner, ["tools", "output_guardrails"])
     g.add_conditional_edges("tools", route_after_tools, ["approval", "planner"])
     g.add_edge("approval", "output_guardrails")
@@ -682,13 +830,18 @@ def build_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState
 class TurnResult(BaseModel):
     thread_id: str
     text: str = Field(description="the answer to show; empty while a confirmation is pending")
-    confirmation: ev.Proposal | None = Field(default=None, description="the interrupt payload awaiting confirm/reject")
+    confirmation: ev.Proposal | None = Field(
+        default=None, description="the interrupt payload awaiting confirm/reject"
+    )
     guardrail_events: list[ev.Guardrail] = Field(default_factory=list)
     stop_reason: str = ""
 
 
-_YES = re.compile(r"^\W*(yes|yep|yeah|yea|ya|yup|ok|okay|k|kk|sure|confirm(ed)?|go ahead|do it|apply( it)?|approved?|"
-                  r"sounds good|let'?s do it|please do|go for it)\b[\w\s,!.']{0,40}$", re.I)
+_YES = re.compile(
+    r"^\W*(yes|yep|yeah|yea|ya|yup|ok|okay|k|kk|sure|confirm(ed)?|go ahead|do it|apply( it)?|approved?|"
+    r"sounds good|let'?s do it|please do|go for it)\b[\w\s,!.']{0,40}$",
+    re.I,
+)
 _NO_WORDS = r"no|nope|nah|cancel|don'?t|do not|stop|never ?mind|leave it|reject(ed)?|hold off|scrap (it|that)"
 _NO = re.compile(rf"^\W*({_NO_WORDS})\b[\w\s,!.']{{0,40}}$", re.I)
 
@@ -700,13 +853,71 @@ _VETO = re.compile(rf"\b({_NO_WORDS}|cancel\w*|reject\w*|scrap|not now|wait|undo
 
 
 # Words of assent: a reply that starts with a yes is a plain yes only when nothing else follows
-_ASSENT = frozenset({
-    "yes", "yep", "yeah", "yea", "ya", "yup", "ok", "okay", "k", "kk", "sure", "confirm", "confirmed", "go",
-    "ahead", "do", "it", "apply", "applied", "approve", "approved", "sounds", "good", "great", "fine", "perfect",
-    "right", "looks", "that", "that's", "it's", "this", "is", "please", "pls", "plz", "thanks", "thank", "you",
-    "thx", "now", "then", "and", "let's", "lets", "for", "the", "change", "go-ahead", "with", "all", "set", "cool",
-    "alright", "proceed", "i", "agree", "me", "by", "works", "love",
-})
+_ASSENT = frozenset(
+    {
+        "yes",
+        "yep",
+        "yeah",
+        "yea",
+        "ya",
+        "yup",
+        "ok",
+        "okay",
+        "k",
+        "kk",
+        "sure",
+        "confirm",
+        "confirmed",
+        "go",
+        "ahead",
+        "do",
+        "it",
+        "apply",
+        "applied",
+        "approve",
+        "approved",
+        "sounds",
+        "good",
+        "great",
+        "fine",
+        "perfect",
+        "right",
+        "looks",
+        "that",
+        "that's",
+        "it's",
+        "this",
+        "is",
+        "please",
+        "pls",
+        "plz",
+        "thanks",
+        "thank",
+        "you",
+        "thx",
+        "now",
+        "then",
+        "and",
+        "let's",
+        "lets",
+        "for",
+        "the",
+        "change",
+        "go-ahead",
+        "with",
+        "all",
+        "set",
+        "cool",
+        "alright",
+        "proceed",
+        "i",
+        "agree",
+        "me",
+        "by",
+        "works",
+        "love",
+    }
+)
 
 
 def phrase_decision(message: str) -> str | None:
@@ -734,11 +945,16 @@ def _openai_tool(name: str, description: str, schema: dict[str, Any]) -> dict[st
 NAME_PATTERN = r"^(?!(kw|cmp|ag|exp|adv|prd)_\d)[^\"\\\x00-\x1f]{1,120}$"
 
 
-def constrain_schemas(schemas: dict[str, dict[str, Any]], ids: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+def constrain_schemas(
+    schemas: dict[str, dict[str, Any]], ids: dict[str, list[str]]
+) -> dict[str, dict[str, Any]]:
     """Id arguments take one of the advertiser's own ids (an enum) or words the tools resolve inside the scope
     (never an id-shaped string of someone else's): what validation and constrained decoding enforce."""
-    by_field = {"campaign_id": ids.get("campaign", []), "ad_group_id": ids.get("ad_group", []),
-                "keyword_id": ids.get("keyword", [])}
+    by_field = {
+        "campaign_id": ids.get("campaign", []),
+        "ad_group_id": ids.get("ad_group", []),
+        "keyword_id": ids.get("keyword", []),
+    }
     every = sorted({i for v in ids.values() for i in v})
     out = {}
     for name, schema in schemas.items():
@@ -747,8 +963,12 @@ def constrain_schemas(schemas: dict[str, dict[str, Any]], ids: dict[str, list[st
         for field, allowed in [*by_field.items(), ("id", every)]:
             if field in props and allowed and props[field].get("type") == "string":
                 description = props[field].get("description")
-                props[field] = {"anyOf": [{"type": "string", "enum": sorted(allowed)},
-                                          {"type": "string", "pattern": NAME_PATTERN}]}
+                props[field] = {
+                    "anyOf": [
+                        {"type": "string", "enum": sorted(allowed)},
+                        {"type": "string", "pattern": NAME_PATTERN},
+                    ]
+                }
                 if description:
                     props[field]["description"] = description
         out[name] = schema
@@ -758,10 +978,10 @@ def constrain_schemas(schemas: dict[str, dict[str, Any]], ids: dict[str, list[st
 class Agent:
     """One advertiser's agent: an MCP session held open, a chat model, a checkpointer, the compiled graph.
 
-        async with Agent(AgentConfig(advertiser_id="adv_0001")) as agent:
-            result = await agent.ask("t1", "Which keywords waste spend?")
-            if result.confirmation: result = await agent.confirm("t1", "confirm")
-            async for event in agent.stream("t2", "How are my campaigns doing?"): ...
+    async with Agent(AgentConfig(advertiser_id="adv_0001")) as agent:
+        result = await agent.ask("t1", "Which keywords waste spend?")
+        if result.confirmation: result = await agent.confirm("t1", "confirm")
+        async for event in agent.stream("t2", "How are my campaigns doing?"): ...
     """
 
     def __init__(self, config: AgentConfig, *, model: Any = None, checkpointer: Any = None) -> None:
@@ -784,7 +1004,8 @@ class Agent:
         await self._stack.__aenter__()
         try:
             session = await self._stack.enter_async_context(
-                connect_in_memory(self.config.store_path, self.config.advertiser_id))
+                connect_in_memory(self.config.store_path, self.config.advertiser_id)
+            )
             loaded = await load_mcp_tools(session)
             tools_by_name = {t.name: t for t in loaded}
             schemas = {t.name: dict(t.args_schema) if isinstance(t.args_schema, dict) else {} for t in loaded}
@@ -792,15 +1013,19 @@ class Agent:
             # The model reads the plain specs (as in its training data, and short: every spec is in every
             # prompt); the enums of the advertiser's own ids go into the schemas the arguments are checked
             # against, and to constrained decoding where the backend supports it.
-            ctx.model_tools = [_openai_tool(n, tools_by_name[n].description or n, s)
-                               for n, s in schemas.items() if n != APPLY_TOOL]
+            ctx.model_tools = [
+                _openai_tool(n, tools_by_name[n].description or n, s)
+                for n, s in schemas.items()
+                if n != APPLY_TOOL
+            ]
             if self.config.constrain_arguments:
                 ids = await self._account_ids(ctx)
                 ctx.known_ids = frozenset(i for v in ids.values() for i in v) or None
                 schemas = constrain_schemas(schemas, ids)
             ctx.tool_schemas = {n: s for n, s in schemas.items() if n != APPLY_TOOL}
             ctx.model = self._model or make_model(self.config, ctx.model_tools)
-            if hasattr(ctx.model, "argument_schemas"):  # the in-process backend decodes under the id enums too
+            # the in-process backend decodes under the id enums too
+            if hasattr(ctx.model, "argument_schemas"):
                 ctx.model.argument_schemas = ctx.tool_schemas
             if self._checkpointer is None:
                 self._checkpointer = await self._stack.enter_async_context(open_checkpointer(self.config))
@@ -840,7 +1065,10 @@ class Agent:
         return ids
 
     def _run_config(self, thread_id: str) -> dict[str, Any]:
-        return {"configurable": {"thread_id": thread_id}, "recursion_limit": 4 * self.config.limits.max_steps + 20}
+        return {
+            "configurable": {"thread_id": thread_id},
+            "recursion_limit": 4 * self.config.limits.max_steps + 20,
+        }
 
     async def pending(self, thread_id: str) -> ev.Proposal | None:
         """The confirmation this thread waits for, if any."""
@@ -854,7 +1082,9 @@ class Agent:
         snapshot = await self.graph.aget_state(self._run_config(thread_id))
         return list((snapshot.values or {}).get("messages", []))
 
-    async def stream(self, thread_id: str, message: str | None = None, *, resume: Any = None) -> AsyncIterator[ev.Event]:
+    async def stream(
+        self, thread_id: str, message: str | None = None, *, resume: Any = None
+    ) -> AsyncIterator[ev.Event]:
         """Events of one turn (agent/events.py): tokens, tool calls and results, guardrail events, a confirmation,
         then "final" with the answer after the output guardrails (every guardrail event comes before it). Traced
         as one span with the events on it when tracing is on (agent/tracing.py)."""
@@ -881,17 +1111,24 @@ class Agent:
         else:
             if await self.pending(thread_id) is not None:
                 # A new message while a proposal waits: the proposal is dropped (never applied), then the turn runs.
-                await self.graph.aupdate_state(config, {"pending": None,
-                                                        "messages": [AIMessage(content=CONFIRMATION["superseded"])]},
-                                               as_node="answer")
+                await self.graph.aupdate_state(
+                    config,
+                    {"pending": None, "messages": [AIMessage(content=CONFIRMATION["superseded"])]},
+                    as_node="answer",
+                )
             graph_input = {"messages": [HumanMessage(content=message or "")]}
         seen_events = len((await self.graph.aget_state(config)).values.get("guardrail_events", []) or [])
         final: ev.Final | None = None  # held back: the turn's guardrail events come before it
-        async for mode, chunk in self.graph.astream(graph_input, config, context=self.context,
-                                                    stream_mode=["messages", "updates", "custom"]):
+        async for mode, chunk in self.graph.astream(
+            graph_input, config, context=self.context, stream_mode=["messages", "updates", "custom"]
+        ):
             if mode == "messages":
                 token, meta = chunk
-                if meta.get("langgraph_node") == "planner" and isinstance(token, AIMessage) and content_text(token):
+                if (
+                    meta.get("langgraph_node") == "planner"
+                    and isinstance(token, AIMessage)
+                    and content_text(token)
+                ):
                     yield ev.Token(text=content_text(token))
             elif mode == "custom":
                 event = ev.parse(chunk)
@@ -942,9 +1179,13 @@ class Agent:
     async def _collect(self, thread_id: str, events: AsyncIterator[ev.Event]) -> TurnResult:
         summary = ev.TurnSummary.of([e async for e in events])
         values = (await self.graph.aget_state(self._run_config(thread_id))).values
-        return TurnResult(thread_id=thread_id, text=summary.text, confirmation=summary.confirmation,
-                          guardrail_events=summary.guardrail_events,
-                          stop_reason=(values.get("turn") or {}).get("stop_reason", ""))
+        return TurnResult(
+            thread_id=thread_id,
+            text=summary.text,
+            confirmation=summary.confirmation,
+            guardrail_events=summary.guardrail_events,
+            stop_reason=(values.get("turn") or {}).get("stop_reason", ""),
+        )
 
     async def guide(self, thread_id: str | None = None) -> GuidanceReport:
         """Proactive mode: a ranked list of guidance items for this advertiser (agent/proactive.py)."""

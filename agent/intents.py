@@ -114,10 +114,14 @@ class Intent(BaseModel):
     campaign: str | None = None
     ad_group: str | None = None
     experiment: str | None = None
-    entity_kind: EntityKind | None = Field(None, description="pause/enable/entity_performance: what `entity` is")
+    entity_kind: EntityKind | None = Field(
+        None, description="pause/enable/entity_performance: what `entity` is"
+    )
     entity: str | None = None
     value: float | None = Field(None, gt=0, description="a bid or daily budget in the account currency")
-    relative: float | None = Field(None, gt=-1, le=10, description="a change by a fraction: -0.2 = a fifth less")
+    relative: float | None = Field(
+        None, gt=-1, le=10, description="a change by a fraction: -0.2 = a fifth less"
+    )
     total: float | None = Field(None, gt=0, description="allocate: total daily budget")
     target: float | None = Field(None, gt=0, description="target ACoS (0.25) or ROAS (4)")
     goal: Goal | None = None
@@ -133,7 +137,22 @@ class Intent(BaseModel):
         return self.kind in WRITE_INTENTS
 
 
-WRITE_INTENTS = frozenset({IntentKind.SET_BID, IntentKind.SET_BUDGET, IntentKind.PAUSE, IntentKind.ENABLE,
-                           IntentKind.ADD_NEGATIVE, IntentKind.ADD_KEYWORD, IntentKind.CUT_WORST})
-REFUSALS = frozenset({IntentKind.REFUSE_OFF_TOPIC, IntentKind.REFUSE_HARMFUL, IntentKind.REFUSE_OTHER_ACCOUNT,
-                      IntentKind.REFUSE_INJECTION})
+WRITE_INTENTS = frozenset(
+    {
+        IntentKind.SET_BID,
+        IntentKind.SET_BUDGET,
+        IntentKind.PAUSE,
+        IntentKind.ENABLE,
+        IntentKind.ADD_NEGATIVE,
+        IntentKind.ADD_KEYWORD,
+        IntentKind.CUT_WORST,
+    }
+)
+REFUSALS = frozenset(
+    {
+        IntentKind.REFUSE_OFF_TOPIC,
+        IntentKind.REFUSE_HARMFUL,
+        IntentKind.REFUSE_OTHER_ACCOUNT,
+        IntentKind.REFUSE_INJECTION,
+    }
+)

@@ -53,8 +53,10 @@ class GuidanceItem(BaseModel):
         i = self.impact
         span = f" (range {_usd(i.low)} to {_usd(i.high)})" if i.low is not None and i.high is not None else ""
         when = f" over {i.days} days" if i.days else ""
-        return (f"{self.rank}. {self.title}. {self.why} Expected {i.metric.replace('_', ' ')}{when}: "
-                f"{_usd(i.mean)}{span}, from {i.basis}; confidence {self.confidence.value}.")
+        return (
+            f"{self.rank}. {self.title}. {self.why} Expected {i.metric.replace('_', ' ')}{when}: "
+            f"{_usd(i.mean)}{span}, from {i.basis}; confidence {self.confidence.value}."
+        )
 
 
 class GuidanceReport(BaseModel):
@@ -85,7 +87,9 @@ async def guide(agent: Any, thread_id: str, max_items: int = 5) -> GuidanceRepor
     with tracing.turn(thread_id, agent.config.advertiser_id, kind="guide") as span:
         report = await _guide(agent, max_items)
         if span is not None:
-            span.set_attributes({"adguide.guide.items": len(report.items), "adguide.guide.grounded": report.grounded})
+            span.set_attributes(
+                {"adguide.guide.items": len(report.items), "adguide.guide.grounded": report.grounded}
+            )
     return report
 
 
@@ -107,8 +111,15 @@ async def _guide(agent: Any, max_items: int) -> GuidanceReport:
     items: list[GuidanceItem] = []
     notes: list[str] = []
 
-    async def simulate(change: str, entity: str, value: float, title: str, why: str, evidence: list[dict[str, Any]],
-                       propose: dict[str, Any]) -> None:
+    async def simulate(
+        change: str,
+        entity: str,
+        value: float,
+        title: str,
+        why: str,
+        evidence: list[dict[str, Any]],
+        propose: dict[str, Any],
+    ) -> None:
         sim = await call("what_if", {"change": change, "id": entity, "value": value})
         if not sim:
             notes.append(f"{entity}: the simulation failed")
@@ -117,11 +128,22 @@ async def _guide(agent: Any, max_items: int) -> GuidanceReport:
         if diff["mean"] <= 0:
             notes.append(f"{entity}: no expected gain in simulation")
             return
-        items.append(GuidanceItem(
-            title=title, why=why, confidence=_confidence(diff.get("low"), diff["mean"]), propose=propose,
-            impact=Impact(mean=diff["mean"], low=diff.get("low"), high=diff.get("high"), days=sim.get("days"),
-                          basis="simulation"),
-            evidence=[*evidence, calls[-1]]))
+        items.append(
+            GuidanceItem(
+                title=title,
+                why=why,
+                confidence=_confidence(diff.get("low"), diff["mean"]),
+                propose=propose,
+                impact=Impact(
+                    mean=diff["mean"],
+                    low=diff.get("low"),
+                    high=diff.get("high"),
+                    days=sim.get("days"),
+                    basis="simulation",
+                ),
+                evidence=[*evidence, calls[-1]],
+            )
+        )
 
     top = await call("performance", {"level": "keyword", "sort": "spend", "limit": TOP_KEYWORDS})
     for row in (top or {}).get("rows", []):
@@ -133,20 +155,30 @@ async def _guide(agent: Any, max_items: int) -> GuidanceReport:
         if abs(rec["bid"] / rec["current_bid"] - 1) < MIN_RELATIVE_CHANGE:
             continue
         verb = "Raise" if rec["bid"] > rec["current_bid"] else "Lower"
-        await simulate("bid", row["id"], rec["bid"],
-                       f"{verb} the bid on '{row['name']}' ({row['id']}) from ${rec['current_bid']:.2f} to ${rec['bid']:.2f}",
-                       "The bid optimizer finds this bid maximizes incremental profit.", [calls[-1]],
-                       {"action": "set_bid", "id": row["id"], "value": rec["bid"]})
+        await simulate(
+            "bid",
+            row["id"],
+            rec["bid"],
+            f"{verb} the bid on '{row['name']}' ({row['id']}) from ${rec['current_bid']:.2f} to ${rec['bid']:.2f}",
+            "The bid optimizer finds this bid maximizes incremental profit.",
+            [calls[-1]],
+            {"action": "set_bid", "id": row["id"], "value": rec["bid"]},
+        )
 
     alloc = await call("allocate_budget", {})
     for camp in (alloc or {}).get("campaigns", []):
         new, cur = camp.get("budget") or 0.0, camp.get("current_budget") or 0.0
         if new <= 0 or cur <= 0 or abs(new / cur - 1) < MIN_RELATIVE_CHANGE:
             continue
-        await simulate("budget", camp["campaign_id"], new,
-                       f"Set the daily budget of {camp['campaign_id']} from ${cur:.2f} to ${new:.2f}",
-                       f"The budget allocator's split across campaigns puts it there (limit: {camp.get('limit')}).",
-                       [calls[-1]], {"action": "set_budget", "id": camp["campaign_id"], "value": new})
+        await simulate(
+            "budget",
+            camp["campaign_id"],
+            new,
+            f"Set the daily budget of {camp['campaign_id']} from ${cur:.2f} to ${new:.2f}",
+            f"The budget allocator's split across campaigns puts it there (limit: {camp.get('limit')}).",
+            [calls[-1]],
+            {"action": "set_budget", "id": camp["campaign_id"], "value": new},
+        )
 
     negatives = await call("negative_ideas", {})
     for s in (negatives or {}).get("suggestions", [])[:3]:
@@ -154,14 +186,20 @@ async def _guide(agent: Any, max_items: int) -> GuidanceReport:
         if saved <= 0 or lost > 0:
             continue
         p = s.get("p_below")
-        items.append(GuidanceItem(
-            title=f"Add '{s['text']}' as a negative keyword in {s['ad_group_id']}",
-            why=f"It cost ${saved:,.2f} with {s.get('orders', 0)} orders from {s.get('clicks', 0)} clicks.",
-            confidence=Confidence.HIGH if p is not None and p >= 0.95 else Confidence.MEDIUM,
-            impact=Impact(mean=saved, basis="history (spend it cost over the report period)"),
-            propose={"action": "add_negatives", "id": s["ad_group_id"],
-                     "keywords": [{"text": s["text"], "match_type": s.get("match_type", "exact")}]},
-            evidence=[calls[-1]]))
+        items.append(
+            GuidanceItem(
+                title=f"Add '{s['text']}' as a negative keyword in {s['ad_group_id']}",
+                why=f"It cost ${saved:,.2f} with {s.get('orders', 0)} orders from {s.get('clicks', 0)} clicks.",
+                confidence=Confidence.HIGH if p is not None and p >= 0.95 else Confidence.MEDIUM,
+                impact=Impact(mean=saved, basis="history (spend it cost over the report period)"),
+                propose={
+                    "action": "add_negatives",
+                    "id": s["ad_group_id"],
+                    "keywords": [{"text": s["text"], "match_type": s.get("match_type", "exact")}],
+                },
+                evidence=[calls[-1]],
+            )
+        )
 
     order = {Confidence.HIGH: 0, Confidence.MEDIUM: 1, Confidence.LOW: 2}
     items.sort(key=lambda it: (order[it.confidence], -it.impact.mean))
@@ -169,7 +207,9 @@ async def _guide(agent: Any, max_items: int) -> GuidanceReport:
     for rank, item in enumerate(items, 1):
         item.rank = rank
     report = GuidanceReport(advertiser_id=agent.config.advertiser_id, items=items, grounded=True, notes=notes)
-    check = check_output(report.text(), [json.dumps(c["result"]) for c in calls] + [json.dumps(c["args"]) for c in calls])
+    check = check_output(
+        report.text(), [json.dumps(c["result"]) for c in calls] + [json.dumps(c["args"]) for c in calls]
+    )
     report.grounded = check.ok
     if not check.ok:
         report.notes.append("grounding check: " + "; ".join(i.detail for i in check.issues))

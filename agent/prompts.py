@@ -20,7 +20,9 @@ STOPPED = {
     "again in a moment.",
 }
 
-EMPTY_ANSWER = "I couldn't put an answer together for that. Could you rephrase, or name the campaign or keyword?"
+EMPTY_ANSWER = (
+    "I couldn't put an answer together for that. Could you rephrase, or name the campaign or keyword?"
+)
 
 CONFIRMATION = {
     "rejected": "OK, I did not change anything.",

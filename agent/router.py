@@ -30,11 +30,19 @@ from agent.expert import Done, previous_change, step
 from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKind, Kpi, Metric
 
 ROUTER_FILE = "intent_router.json"
-TUNED_FILE = "intent_router.safetensors"  # the encoder's top layers, fine-tuned with the head (training/router.py)
+TUNED_FILE = (
+    "intent_router.safetensors"  # the encoder's top layers, fine-tuned with the head (training/router.py)
+)
 CONFIDENT_MASS = 0.9  # the likely intents: the fewest whose probabilities add up to this ...
 MAX_LIKELY = 4  # ... and at most this many
-OPEN_MASS = 0.15  # intents answered without tools (refusals, greetings, replies) this likely together: no restriction
-_NO_ANSWER_WRITER = WRITE_INTENTS | {IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET, IntentKind.APPLY_BEST_BID}  # proposals
+OPEN_MASS = (
+    0.15  # intents answered without tools (refusals, greetings, replies) this likely together: no restriction
+)
+_NO_ANSWER_WRITER = WRITE_INTENTS | {
+    IntentKind.FIX_ACOS,
+    IntentKind.FIX_BUDGET,
+    IntentKind.APPLY_BEST_BID,
+}  # proposals
 
 
 class IntentRouter(BaseModel):
@@ -42,8 +50,13 @@ class IntentRouter(BaseModel):
     coef: list[list[float]]
     intercept: list[float]
     summary: dict[str, Any] = Field(default_factory=dict, description="how it was trained and what it scored")
-    tuned_layers: int = Field(0, ge=0, le=6, description="how many of the encoder's top layers were fine-tuned "
-                                                         "(their weights in TUNED_FILE); 0: the encoder as shipped")
+    tuned_layers: int = Field(
+        0,
+        ge=0,
+        le=6,
+        description="how many of the encoder's top layers were fine-tuned "
+        "(their weights in TUNED_FILE); 0: the encoder as shipped",
+    )
     _encoder: Any = PrivateAttr(default=None)
 
     @classmethod
@@ -92,8 +105,10 @@ class TunedEncoder:
         from tools.keywords.embeddings import model_path
 
         path = model_path()
-        return cls(AutoModel.from_pretrained(path, local_files_only=True).eval(),
-                   AutoTokenizer.from_pretrained(path, local_files_only=True))
+        return cls(
+            AutoModel.from_pretrained(path, local_files_only=True).eval(),
+            AutoTokenizer.from_pretrained(path, local_files_only=True),
+        )
 
     @classmethod
     def load(cls, path: Path) -> TunedEncoder:
@@ -111,8 +126,13 @@ class TunedEncoder:
         """[len(texts), 384] unit vectors, differentiable (training calls it under autograd)."""
         import torch
 
-        batch = self.tokenizer([" ".join(t.split()) for t in texts], padding=True, truncation=True,
-                               max_length=self.MAX_TOKENS, return_tensors="pt")
+        batch = self.tokenizer(
+            [" ".join(t.split()) for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.MAX_TOKENS,
+            return_tensors="pt",
+        )
         hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -128,8 +148,18 @@ class TunedEncoder:
 @functools.cache
 def first_tool(kind: IntentKind) -> str | None:
     """The tool the expert's plan for `kind` calls first (None: it answers without tools)."""
-    placeholder = Intent(kind=kind, keyword="x", campaign="x", ad_group="x", experiment="x", entity="x",
-                         entity_kind=EntityKind.KEYWORD, value=1.0, total=100.0, term="x")
+    placeholder = Intent(
+        kind=kind,
+        keyword="x",
+        campaign="x",
+        ad_group="x",
+        experiment="x",
+        entity="x",
+        entity_kind=EntityKind.KEYWORD,
+        value=1.0,
+        total=100.0,
+        term="x",
+    )
     message = step(placeholder, [])
     calls = message.get("tool_calls") or []
     return str(calls[0]["function"]["name"]) if calls else None
@@ -163,18 +193,28 @@ def first_step_tools(probs: dict[IntentKind, float]) -> set[str] | None:
 # on their ads?" it answers); the other refusals it learned in the words the router did, and the router alone reads
 # some benign policy questions ("someone left fake reviews on my listing, how do I report them?") as harmful.
 REFUSE_SURE = 0.6
-REFUSAL_DOUBT = 0.12  # the router's total refusal probability below which a refusal by the model gets a second look
+REFUSAL_DOUBT = (
+    0.12  # the router's total refusal probability below which a refusal by the model gets a second look
+)
 
 
 def refusal_kind(text: str) -> IntentKind | None:
     """Which of the expert's refusals an answer is (the embedded model learned them word for word), whole or a
     sentence of one ("I can't show or change another advertiser's data." is the second half of one); None: none."""
     flat = " ".join(text.split()).lower()
-    return next((kind for kind, t in REFUSAL_TEXTS.items()
-                 if flat and (t.lower().startswith(flat[:30]) or (len(flat) >= 20 and flat in t.lower()))), None)
+    return next(
+        (
+            kind
+            for kind, t in REFUSAL_TEXTS.items()
+            if flat and (t.lower().startswith(flat[:30]) or (len(flat) >= 20 and flat in t.lower()))
+        ),
+        None,
+    )
 
 
-def tools_instead_of_refusal(probs: dict[IntentKind, float], refused_as: IntentKind | None = None) -> set[str] | None:
+def tools_instead_of_refusal(
+    probs: dict[IntentKind, float], refused_as: IntentKind | None = None
+) -> set[str] | None:
     """When the model refused a message the router reads as an ordinary request, the tools of the likely tool
     intents, for a second decoding that must call one; None to let the refusal stand. An ordinary request: refusals
     together under REFUSAL_DOUBT, or, where the model's refusal gives its reason (`refused_as`: another account, off
@@ -182,15 +222,23 @@ def tools_instead_of_refusal(probs: dict[IntentKind, float], refused_as: IntentK
     spends the most?" refused as another account's data, which the router reads at 0.10); and a tool intent at least
     a third as likely as the likeliest answer without tools."""
     refusals = sum(p for k, p in probs.items() if k in REFUSALS)
-    reason_doubted = refused_as is not None and probs.get(refused_as, 0.0) < REFUSAL_DOUBT and refusals < 2 * REFUSAL_DOUBT
+    reason_doubted = (
+        refused_as is not None and probs.get(refused_as, 0.0) < REFUSAL_DOUBT and refusals < 2 * REFUSAL_DOUBT
+    )
     if refusals >= REFUSAL_DOUBT and not reason_doubted:
         return None
     tool_intents = {k: p for k, p in probs.items() if first_tool(k) is not None}
-    if not tool_intents or max(tool_intents.values()) < max((p for k, p in probs.items() if k not in tool_intents),
-                                                            default=0.0) / 3:
+    if (
+        not tool_intents
+        or max(tool_intents.values())
+        < max((p for k, p in probs.items() if k not in tool_intents), default=0.0) / 3
+    ):
         return None
     total = sum(tool_intents.values())
-    kinds = likely({k: p / total for k, p in tool_intents.items()}) or sorted(tool_intents, key=lambda k: -probs[k])[:2]
+    kinds = (
+        likely({k: p / total for k, p in tool_intents.items()})
+        or sorted(tool_intents, key=lambda k: -probs[k])[:2]
+    )
     return {t for t in map(first_tool, kinds) if t} or None
 
 
@@ -217,7 +265,9 @@ def _fits(kind: IntentKind, done: Sequence[Done]) -> bool:
     if kind == IntentKind.ENTITY_PERFORMANCE:
         return any(a.get(f) for a in perf for f in ("keyword_id", "campaign_id", "ad_group_id"))
     if kind in (IntentKind.CAMPAIGNS, IntentKind.KEYWORDS):
-        return any(a.get("level") == ("campaign" if kind == IntentKind.CAMPAIGNS else "keyword") for a in perf)
+        return any(
+            a.get("level") == ("campaign" if kind == IntentKind.CAMPAIGNS else "keyword") for a in perf
+        )
     if kind == IntentKind.WORST_ACOS:
         return any(a.get("level", "keyword") == "keyword" and a.get("sort") == "acos" for a in perf)
     return True
@@ -241,8 +291,9 @@ def _sure(probs: dict[IntentKind, float], kind: IntentKind) -> bool:
     return probs[kind] >= CONTINUE_SURE or kind == _likeliest(probs)
 
 
-def planned_start(probs: dict[IntentKind, float], scope: str | None = None,
-                  thread: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+def planned_start(
+    probs: dict[IntentKind, float], scope: str | None = None, thread: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any] | None:
     """The first call of the expert's plan when the router's most likely intent is slot-less advice (SLOTLESS_PLANS),
     or, for a plain yes with no proposal waiting ("ok do that"), the proposal of the change the previous turn
     simulated or recommended (where there is none, the expert's "no change is waiting"); the expert's refusal where
@@ -262,8 +313,14 @@ def planned_start(probs: dict[IntentKind, float], scope: str | None = None,
     return {**message, "intent": kind.value} if message and message.get("tool_calls") else None
 
 
-def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None, *,
-              planning: bool = False, plan: IntentKind | None = None) -> dict[str, Any] | None:
+def next_step(
+    probs: dict[IntentKind, float],
+    done: Sequence[Done],
+    scope: str | None = None,
+    *,
+    planning: bool = False,
+    plan: IntentKind | None = None,
+) -> dict[str, Any] | None:
     """When the model ends a turn whose calls ran: the expert's next message for the most likely intent whose plan
     starts with a tool the model called. That is the answer written from exactly these results (every figure
     copied from a result), or, for the advice intents whose plans go on from the results (CONTINUED: find the
@@ -283,7 +340,11 @@ def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str |
     for kind in sorted(probs, key=lambda k: -probs[k]):
         if probs[kind] < 0.01:
             break
-        if kind in REFUSALS or (kind in _NO_ANSWER_WRITER - CONTINUED and not failed) or first_tool(kind) not in called:
+        if (
+            kind in REFUSALS
+            or (kind in _NO_ANSWER_WRITER - CONTINUED and not failed)
+            or first_tool(kind) not in called
+        ):
             continue
         if (kind not in CONTINUED) if planning else (kind in CONTINUED and not _sure(probs, kind)):
             continue
@@ -294,16 +355,31 @@ def next_step(probs: dict[IntentKind, float], done: Sequence[Done], scope: str |
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):  # results of another shape
             continue
         if (message.get("tool_calls") and kind in CONTINUED and not failed) or (
-                not message.get("tool_calls") and message.get("content")):
+            not message.get("tool_calls") and message.get("content")
+        ):
             return {**message, "intent": kind.value}
     return None
 
 
 # Intents whose answer reports what a call returned, the most specific first (one thing's numbers before a table).
-REPORTS = (IntentKind.ENTITY_PERFORMANCE, IntentKind.WORST_ACOS, IntentKind.KEYWORDS, IntentKind.CAMPAIGNS,
-           IntentKind.OVERVIEW, IntentKind.SEARCH_TERMS, IntentKind.KPI_CHANGE, IntentKind.WHAT_IF_BID,
-           IntentKind.WHAT_IF_BUDGET, IntentKind.BID_LANDSCAPE, IntentKind.BEST_BID, IntentKind.ALLOCATE,
-           IntentKind.EXPERIMENT_EFFECT, IntentKind.AB_TEST, IntentKind.KEYWORD_IDEAS, IntentKind.NEGATIVE_IDEAS)
+REPORTS = (
+    IntentKind.ENTITY_PERFORMANCE,
+    IntentKind.WORST_ACOS,
+    IntentKind.KEYWORDS,
+    IntentKind.CAMPAIGNS,
+    IntentKind.OVERVIEW,
+    IntentKind.SEARCH_TERMS,
+    IntentKind.KPI_CHANGE,
+    IntentKind.WHAT_IF_BID,
+    IntentKind.WHAT_IF_BUDGET,
+    IntentKind.BID_LANDSCAPE,
+    IntentKind.BEST_BID,
+    IntentKind.ALLOCATE,
+    IntentKind.EXPERIMENT_EFFECT,
+    IntentKind.AB_TEST,
+    IntentKind.KEYWORD_IDEAS,
+    IntentKind.NEGATIVE_IDEAS,
+)
 
 
 def report_of_calls(done: Sequence[Done], scope: str | None = None) -> dict[str, Any] | None:
@@ -324,10 +400,16 @@ def model_next_tool(probs: dict[IntentKind, float], done: Sequence[Done]) -> str
     """When the model ends a turn early: the tool the plan of the router's most likely intent calls next, for a
     second decoding that must call it, where that call takes the user's own words (MODEL_CONTINUED)."""
     kind = _likeliest(probs)
-    if kind not in MODEL_CONTINUED or not done or first_tool(kind) not in {
-            d.name for d in done} or any(d.error is not None or d.name == "propose_change" for d in done):
+    if (
+        kind not in MODEL_CONTINUED
+        or not done
+        or first_tool(kind) not in {d.name for d in done}
+        or any(d.error is not None or d.name == "propose_change" for d in done)
+    ):
         return None
-    placeholder = Intent(kind=kind, relative=-0.1)  # the slots this plan's next call takes from the user's words
+    placeholder = Intent(
+        kind=kind, relative=-0.1
+    )  # the slots this plan's next call takes from the user's words
     try:
         message = step(placeholder, done)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
@@ -336,7 +418,9 @@ def model_next_tool(probs: dict[IntentKind, float], done: Sequence[Done]) -> str
     return str(calls[0]["function"]["name"]) if calls else None
 
 
-def written_answer(probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None) -> str | None:
+def written_answer(
+    probs: dict[IntentKind, float], done: Sequence[Done], scope: str | None = None
+) -> str | None:
     """next_step's answer, where it is one (None where it is a call or nothing fits)."""
     message = next_step(probs, done, scope)
     return str(message["content"]) if message and not message.get("tool_calls") else None

@@ -45,8 +45,12 @@ class Case(BaseModel):
 
 class TurnRecord(BaseModel):
     user: str
-    answers: list[str] = Field(default_factory=list, description="texts shown this turn (answer, then after a confirmation)")
-    confirmations: list[Proposal] = Field(default_factory=list, description="the proposals the turn stopped at")
+    answers: list[str] = Field(
+        default_factory=list, description="texts shown this turn (answer, then after a confirmation)"
+    )
+    confirmations: list[Proposal] = Field(
+        default_factory=list, description="the proposals the turn stopped at"
+    )
     decisions: list[str] = Field(default_factory=list)
     guardrail_events: list[Guardrail] = Field(default_factory=list)
     stop_reasons: list[str] = Field(default_factory=list)
@@ -57,7 +61,9 @@ class TurnRecord(BaseModel):
 
 class ToolCallRecord(BaseModel):
     name: str
-    args: dict[str, Any] = Field(description="as the tool resolved them: names replaced by the ids they named")
+    args: dict[str, Any] = Field(
+        description="as the tool resolved them: names replaced by the ids they named"
+    )
     raw_args: dict[str, Any] = Field(default_factory=dict, description="as the model wrote them")
     ok: bool
     turn: int
@@ -69,8 +75,12 @@ class Transcript(BaseModel):
     trial: int
     turns: list[TurnRecord] = Field(default_factory=list)
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
-    proposals: list[dict[str, Any]] = Field(default_factory=list, description="successful propose_change: args, changes")
-    audit: list[list[Any]] = Field(default_factory=list, description="writes the case made: adv, action, entity, before, after")
+    proposals: list[dict[str, Any]] = Field(
+        default_factory=list, description="successful propose_change: args, changes"
+    )
+    audit: list[list[Any]] = Field(
+        default_factory=list, description="writes the case made: adv, action, entity, before, after"
+    )
     messages: list[dict[str, Any]] = Field(default_factory=list, description="the thread, OpenAI format")
     tokens_out: int = 0
     tokens_in: int = 0

@@ -43,7 +43,14 @@ def default_cache_dir() -> Path:
 def quiet_logs() -> None:
     """The agent and tool servers log every guardrail event and tool call; a run of hundreds of cases keeps
     warnings and errors only."""
-    for name in ("mcp", "httpx", "adguide.agent", "adguide.guardrails", "adguide.evals.quiet", "presidio-analyzer"):
+    for name in (
+        "mcp",
+        "httpx",
+        "adguide.agent",
+        "adguide.guardrails",
+        "adguide.evals.quiet",
+        "presidio-analyzer",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -86,8 +93,13 @@ def evaluate(
         from evals.heldout import curriculum_cases
 
         report("curriculum", 0, 1)
-        cases += curriculum_cases(world, world.advertiser_ids()[: spec.advertisers], spec.curriculum.splits,
-                                  spec.curriculum.dialogues_per_advertiser, spec.curriculum.seed)
+        cases += curriculum_cases(
+            world,
+            world.advertiser_ids()[: spec.advertisers],
+            spec.curriculum.splits,
+            spec.curriculum.dialogues_per_advertiser,
+            spec.curriculum.seed,
+        )
         report("curriculum", 1, 1)
     rows = [model]
     if teacher and model.backend != BackendKindName.TEACHER:
@@ -104,13 +116,25 @@ def evaluate(
     report("cases", 0, total)
     quiet_logs()
     with tempfile.TemporaryDirectory(prefix="adguide-eval-") as work:
-        results = asyncio.run(run_cases(cases, rows, n_trials, world, Path(work), OutcomeJudge(),
-                                        concurrency=concurrency, tick=tick))
+        results = asyncio.run(
+            run_cases(
+                cases, rows, n_trials, world, Path(work), OutcomeJudge(), concurrency=concurrency, tick=tick
+            )
+        )
     metrics = {row.name: row_metrics([r for r in results if r.row == row.name], n_trials) for row in rows}
     return RunResult(
         run_id=f"eval-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}",
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        suite=name, suite_spec=spec, scenario_files=scenario_files_digest(SCENARIO_DIR), world_dir=str(world.root),
-        rows=rows, trials=n_trials, concurrency=concurrency, machine=machine_info(),
-        seconds=time.perf_counter() - began, metrics=metrics, skipped=skipped, results=results,
+        suite=name,
+        suite_spec=spec,
+        scenario_files=scenario_files_digest(SCENARIO_DIR),
+        world_dir=str(world.root),
+        rows=rows,
+        trials=n_trials,
+        concurrency=concurrency,
+        machine=machine_info(),
+        seconds=time.perf_counter() - began,
+        metrics=metrics,
+        skipped=skipped,
+        results=results,
     )

@@ -76,9 +76,14 @@ def check(result: RunResult, baseline: dict[str, Any]) -> GateReport:
     key = baseline_key(result)
     entry = baseline.get("entries", {}).get(key)
     if entry is None:
-        return GateReport(key=key, passed=False, notes=[
-            f"no baseline for {key} in evals/baseline.json; record one with `adguide eval --suite {result.suite} "
-            f"--backend {key.split('/')[1]} --update-baseline`"])
+        return GateReport(
+            key=key,
+            passed=False,
+            notes=[
+                f"no baseline for {key} in evals/baseline.json; record one with `adguide eval --suite {result.suite} "
+                f"--backend {key.split('/')[1]} --update-baseline`"
+            ],
+        )
     tolerances = {m: tol for m, (_, tol) in GATED.items()} | baseline.get("tolerances", {})
     report = GateReport(key=key, passed=True)
     for row, base_metrics in entry.get("rows", {}).items():
@@ -93,10 +98,15 @@ def check(result: RunResult, baseline: dict[str, Any]) -> GateReport:
                 continue
             tol = float(tolerances[metric])
             regressed = value is None or direction * (value - base) < -tol - 1e-12
-            report.comparisons.append(Comparison(row=row, metric=metric, baseline=base, value=value, tolerance=tol,
-                                                 regressed=regressed))
+            report.comparisons.append(
+                Comparison(
+                    row=row, metric=metric, baseline=base, value=value, tolerance=tol, regressed=regressed
+                )
+            )
     if entry.get("scenario_files") and entry["scenario_files"] != result.scenario_files:
-        report.notes.append("the scenario files changed since the baseline was recorded; if intended, update it")
+        report.notes.append(
+            "the scenario files changed since the baseline was recorded; if intended, update it"
+        )
     report.passed = report.passed and not report.regressions()
     return report
 
@@ -105,16 +115,23 @@ def update_baseline(result: RunResult, path: Path = BASELINE_PATH) -> str:
     """Record this run's metrics as the baseline of its suite and backend; returns the key."""
     data = load_baseline(path)
     key = baseline_key(result)
-    data.setdefault("about", "Metrics the regression gate compares against, per suite/backend and row (evals/gate.py). "
-                    "Record with `adguide eval --suite S --backend B --update-baseline`; tolerances here override "
-                    "evals.gate.GATED's defaults.")
+    data.setdefault(
+        "about",
+        "Metrics the regression gate compares against, per suite/backend and row (evals/gate.py). "
+        "Record with `adguide eval --suite S --backend B --update-baseline`; tolerances here override "
+        "evals.gate.GATED's defaults.",
+    )
     data.setdefault("tolerances", {})
     data["entries"][key] = {
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "run_id": result.run_id,
         "scenario_files": result.scenario_files,
-        "rows": {row: {m: (round(v, 4) if isinstance(v, float) else v) for m, v in rm.metrics.items() if m in GATED}
-                 for row, rm in result.metrics.items()},
+        "rows": {
+            row: {
+                m: (round(v, 4) if isinstance(v, float) else v) for m, v in rm.metrics.items() if m in GATED
+            }
+            for row, rm in result.metrics.items()
+        },
     }
     data["entries"] = dict(sorted(data["entries"].items()))
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -35,15 +35,39 @@ from evals.scenario import (
 from evals.world import EvalWorld
 from tools.mcp_server.resolve import canonical_args
 
-DIAGNOSE = {IntentKind.GREETING, IntentKind.OVERVIEW, IntentKind.CAMPAIGNS, IntentKind.KEYWORDS,
-            IntentKind.ENTITY_PERFORMANCE, IntentKind.WORST_ACOS, IntentKind.BUDGET_CAPPED, IntentKind.SEARCH_TERMS,
-            IntentKind.KPI_CHANGE, IntentKind.KEYWORD_IDEAS, IntentKind.NEGATIVE_IDEAS, IntentKind.EXPERIMENT_EFFECT,
-            IntentKind.AB_TEST}
-SIMULATE = {IntentKind.WHAT_IF_BID, IntentKind.WHAT_IF_BUDGET, IntentKind.BID_LANDSCAPE, IntentKind.BEST_BID,
-            IntentKind.ALLOCATE}
-ADVICE = {IntentKind.FIX_ACOS: OracleKind.BEST_SINGLE_BID, IntentKind.FIX_BUDGET: OracleKind.BEST_SINGLE_BUDGET}
-_FIELD_ACTION = {"bid": "set_bid", "daily_budget": "set_budget", "status": "set_status", "keyword": "add_keyword",
-                 "negative": "add_negative"}
+DIAGNOSE = {
+    IntentKind.GREETING,
+    IntentKind.OVERVIEW,
+    IntentKind.CAMPAIGNS,
+    IntentKind.KEYWORDS,
+    IntentKind.ENTITY_PERFORMANCE,
+    IntentKind.WORST_ACOS,
+    IntentKind.BUDGET_CAPPED,
+    IntentKind.SEARCH_TERMS,
+    IntentKind.KPI_CHANGE,
+    IntentKind.KEYWORD_IDEAS,
+    IntentKind.NEGATIVE_IDEAS,
+    IntentKind.EXPERIMENT_EFFECT,
+    IntentKind.AB_TEST,
+}
+SIMULATE = {
+    IntentKind.WHAT_IF_BID,
+    IntentKind.WHAT_IF_BUDGET,
+    IntentKind.BID_LANDSCAPE,
+    IntentKind.BEST_BID,
+    IntentKind.ALLOCATE,
+}
+ADVICE = {
+    IntentKind.FIX_ACOS: OracleKind.BEST_SINGLE_BID,
+    IntentKind.FIX_BUDGET: OracleKind.BEST_SINGLE_BUDGET,
+}
+_FIELD_ACTION = {
+    "bid": "set_bid",
+    "daily_budget": "set_budget",
+    "status": "set_status",
+    "keyword": "add_keyword",
+    "negative": "add_negative",
+}
 _ID_ARGS = ("id", "keyword_id", "campaign_id", "ad_group_id", "experiment_id")
 
 
@@ -58,8 +82,10 @@ def _key_facts(answer: str) -> list[Fact]:
 
     facts = []
     for m in extract_numbers(answer):
-        if m.percent or "$" in answer[max(0, m.start - 2): m.start + 1]:
-            facts.append(Fact(number=f"{m.value / 100 if m.percent else m.value:.6g}", percent=m.percent, rel_tol=0.01))
+        if m.percent or "$" in answer[max(0, m.start - 2) : m.start + 1]:
+            facts.append(
+                Fact(number=f"{m.value / 100 if m.percent else m.value:.6g}", percent=m.percent, rel_tol=0.01)
+            )
         if len(facts) == 2:
             break
     return facts
@@ -97,36 +123,62 @@ def scenario_from_dialogue(d: Any, split: Split) -> Scenario:
             for call, result in zip(step.message.get("tool_calls") or [], step.results, strict=False):
                 name = call["function"]["name"]
                 args = canonical_args(json.loads(call["function"]["arguments"]), result)
-                refs.append(ReferenceCall(name=name, args={k: v for k, v in args.items() if k in (*_ID_ARGS, "change",
-                                                            "action", "level", "kpi", "value", "total_budget")}))
+                refs.append(
+                    ReferenceCall(
+                        name=name,
+                        args={
+                            k: v
+                            for k, v in args.items()
+                            if k in (*_ID_ARGS, "change", "action", "level", "kpi", "value", "total_budget")
+                        },
+                    )
+                )
                 parsed = json.loads(result)
                 if name == "propose_change" and isinstance(parsed, dict) and "error" not in parsed:
                     c = parsed["changes"][0]
                     after = c["after"].get("text") if isinstance(c["after"], dict) else c["after"]
-                    proposal = ExpectedChange(action=_FIELD_ACTION.get(c["field"], c["field"]), entity=c["id"],
-                                              after=after)  # type: ignore[arg-type]
+                    proposal = ExpectedChange(
+                        action=_FIELD_ACTION.get(c["field"], c["field"]), entity=c["id"], after=after
+                    )  # type: ignore[arg-type]
             if step.message.get("content"):
                 last_answer = str(step.message["content"])
     final = d.turns[-1]
-    asked = bool(final.steps) and "Which one do you mean?" in str(final.steps[-1].message.get("content") or "")
+    asked = bool(final.steps) and "Which one do you mean?" in str(
+        final.steps[-1].message.get("content") or ""
+    )
     refusal = final.intent.kind in REFUSALS
     wrote = final.decision == "confirm"
     expect = Expect(
         refuse=refusal,
         reference_calls=refs,
-        facts=[] if (refusal or asked or final.decision or final.intent.kind == IntentKind.GREETING
-                     or "Proposed:" in last_answer) else _key_facts(last_answer),
+        facts=[]
+        if (
+            refusal
+            or asked
+            or final.decision
+            or final.intent.kind == IntentKind.GREETING
+            or "Proposed:" in last_answer
+        )
+        else _key_facts(last_answer),
         proposal=proposal if (proposal is not None and not asked) else None,
         changes=changes if wrote else [],
         clarify=True if asked else None,
         min_tool_calls=0 if (refusal or final.intent.kind == IntentKind.GREETING) else 1,
         forbid_tools=["apply_change"] if not wrote else [],
-        advice=Advice(oracle=ADVICE[final.intent.kind], min_fraction=0.5) if final.intent.kind in ADVICE and not asked
+        advice=Advice(oracle=ADVICE[final.intent.kind], min_fraction=0.5)
+        if final.intent.kind in ADVICE and not asked
         else None,
     )
     sid = re.sub(r"[^a-z0-9_.-]", "-", f"cur-{d.id}".lower())[:63]
-    return Scenario(id=sid, category=_category(kinds), kind=kinds[-1].value, tags=["heldout"], splits=[split],
-                    turns=turns, expect=expect)
+    return Scenario(
+        id=sid,
+        category=_category(kinds),
+        kind=kinds[-1].value,
+        tags=["heldout"],
+        splits=[split],
+        turns=turns,
+        expect=expect,
+    )
 
 
 async def _dialogues(path: Any, advertiser: str, n: int, seed: int) -> list[Any]:
@@ -137,7 +189,10 @@ async def _dialogues(path: Any, advertiser: str, n: int, seed: int) -> list[Any]
     from tools.mcp_server.cache import ToolCache
 
     out: list[Any] = []
-    async with connect_in_memory(path, advertiser, cache=ToolCache(enabled=False), actor="eval-gold") as session:
+    async with connect_in_memory(
+        path, advertiser, cache=ToolCache(enabled=False), actor="eval-gold"
+    ) as session:
+
         async def call_tool(name: str, args: dict[str, Any]) -> str:
             result = await session.call_tool(name, args)
             return "".join(getattr(b, "text", "") for b in result.content)
@@ -145,14 +200,17 @@ async def _dialogues(path: Any, advertiser: str, n: int, seed: int) -> list[Any]
         ctx = await account_context(call_tool)
         rng = np.random.default_rng([seed, int(advertiser.rsplit("_", 1)[-1])])
         while len(out) < n:
-            d = await write_dialogue(call_tool, ctx, rng, heldout=True, dialogue_id=f"{advertiser}-{len(out):03d}")
+            d = await write_dialogue(
+                call_tool, ctx, rng, heldout=True, dialogue_id=f"{advertiser}-{len(out):03d}"
+            )
             if d is not None:
                 out.append(d)
     return out
 
 
-def curriculum_cases(world: EvalWorld, advertisers: list[str], splits: list[Split], per_advertiser: int,
-                     seed: int) -> list[Case]:
+def curriculum_cases(
+    world: EvalWorld, advertisers: list[str], splits: list[Split], per_advertiser: int, seed: int
+) -> list[Case]:
     """Held-out curriculum cases for each advertiser and split (the gold played on that split's world)."""
     from evals.world import account_slots
 
@@ -163,6 +221,13 @@ def curriculum_cases(world: EvalWorld, advertisers: list[str], splits: list[Spli
             slots = account_slots(path, adv)
             for d in asyncio.run(_dialogues(path, adv, per_advertiser, seed)):
                 scenario = scenario_from_dialogue(d, split)
-                cases.append(Case(id=f"{scenario.id}@{adv}/{split.value}", scenario=scenario, advertiser_id=adv,
-                                  split=split, slots=slots))
+                cases.append(
+                    Case(
+                        id=f"{scenario.id}@{adv}/{split.value}",
+                        scenario=scenario,
+                        advertiser_id=adv,
+                        split=split,
+                        slots=slots,
+                    )
+                )
     return cases

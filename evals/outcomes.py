@@ -77,10 +77,15 @@ class Account:
 
     def live(self, keyword_id: str) -> bool:
         kw = self.keywords[keyword_id]
-        return kw.status == Status.ENABLED and self.campaigns[self.campaign_of[keyword_id]].status == Status.ENABLED
+        return (
+            kw.status == Status.ENABLED
+            and self.campaigns[self.campaign_of[keyword_id]].status == Status.ENABLED
+        )
 
     def bids(self, campaign_id: str) -> np.ndarray:
-        return np.array([self.keywords[k].bid if self.live(k) else 0.0 for k in self.by_campaign[campaign_id]])
+        return np.array(
+            [self.keywords[k].bid if self.live(k) else 0.0 for k in self.by_campaign[campaign_id]]
+        )
 
     def profits(self, campaign_id: str, bids: np.ndarray, budgets: np.ndarray) -> np.ndarray:
         """Expected incremental profit of the campaign over the horizon for G settings at once: bids [G, K]
@@ -91,9 +96,15 @@ class Account:
         if not kws:
             return np.zeros(g)
         n_days = self.days.size
-        res = simulate_days(market_arrays([self.markets[k] for k in kws]), np.repeat(bids, n_days, axis=0),
-                            np.zeros(len(kws), dtype=np.int64), np.repeat(budgets, n_days)[:, None],
-                            np.tile(self.days, g), seed=0, expected=True)
+        res = simulate_days(
+            market_arrays([self.markets[k] for k in kws]),
+            np.repeat(bids, n_days, axis=0),
+            np.zeros(len(kws), dtype=np.int64),
+            np.repeat(budgets, n_days)[:, None],
+            np.tile(self.days, g),
+            seed=0,
+            expected=True,
+        )
         margins = np.array([self.margins[k] for k in kws])
         per_row = (res.incremental_sales * margins - res.spend).sum(axis=1)
         return per_row.reshape(g, n_days).sum(axis=1)
@@ -103,8 +114,9 @@ class Account:
 
     def base(self, campaign_id: str) -> float:
         if campaign_id not in self._base:
-            self._base[campaign_id] = self.profit(campaign_id, self.bids(campaign_id),
-                                                  self.campaigns[campaign_id].daily_budget)
+            self._base[campaign_id] = self.profit(
+                campaign_id, self.bids(campaign_id), self.campaigns[campaign_id].daily_budget
+            )
         return self._base[campaign_id]
 
 
@@ -152,8 +164,12 @@ def change_gain(acct: Account, change: Change) -> float | None:
             if change.action == "pause":
                 bids = np.zeros(len(acct.by_campaign[cmp]))
             else:
-                bids = np.array([acct.keywords[k].bid if acct.keywords[k].status == Status.ENABLED else 0.0
-                                 for k in acct.by_campaign[cmp]])
+                bids = np.array(
+                    [
+                        acct.keywords[k].bid if acct.keywords[k].status == Status.ENABLED else 0.0
+                        for k in acct.by_campaign[cmp]
+                    ]
+                )
         elif change.entity in acct.keywords and change.entity in acct.markets:
             cmp = acct.campaign_of[change.entity]
             if acct.campaigns[cmp].status != Status.ENABLED:
@@ -177,7 +193,11 @@ def _bid_grid(acct: Account, keyword_id: str) -> np.ndarray:
 
 def _change(action: str, entity: str, value: float) -> Change:
     """A grid point as the agent would propose it: 0 is pausing."""
-    return Change(action="pause", entity=entity) if value == 0 else Change(action=action, entity=entity, value=value)
+    return (
+        Change(action="pause", entity=entity)
+        if value == 0
+        else Change(action=action, entity=entity, value=value)
+    )
 
 
 def _best_bid(acct: Account, keyword_id: str) -> tuple[float, Change | None]:
@@ -192,11 +212,17 @@ def _best_bid(acct: Account, keyword_id: str) -> tuple[float, Change | None]:
 
 
 def _best_budget(acct: Account, campaign_id: str) -> tuple[float, Change | None]:
-    budgets = np.round(acct.campaigns[campaign_id].daily_budget * np.array((0.0, *BUDGET_MULTIPLES)), 2)  # 0: pause
+    budgets = np.round(
+        acct.campaigns[campaign_id].daily_budget * np.array((0.0, *BUDGET_MULTIPLES)), 2
+    )  # 0: pause
     bids = np.tile(acct.bids(campaign_id), (budgets.size, 1))
     gains = acct.profits(campaign_id, bids, budgets) - acct.base(campaign_id)
     i = int(np.argmax(gains))
-    return (float(gains[i]), _change("set_budget", campaign_id, float(budgets[i]))) if gains[i] > 0 else (0.0, None)
+    return (
+        (float(gains[i]), _change("set_budget", campaign_id, float(budgets[i])))
+        if gains[i] > 0
+        else (0.0, None)
+    )
 
 
 def oracle(acct: Account, kind: OracleKind, keyword: str | None = None) -> tuple[float, Change | None]:
@@ -209,8 +235,11 @@ def oracle(acct: Account, kind: OracleKind, keyword: str | None = None) -> tuple
     if kind in (OracleKind.BEST_SINGLE_BID, OracleKind.BEST_SINGLE_CHANGE):
         found += [_best_bid(acct, k) for k in acct.keywords if k in acct.markets and acct.live(k)]
     if kind in (OracleKind.BEST_SINGLE_BUDGET, OracleKind.BEST_SINGLE_CHANGE):
-        found += [_best_budget(acct, c) for c, camp in acct.campaigns.items()
-                  if camp.status == Status.ENABLED and acct.by_campaign[c]]
+        found += [
+            _best_budget(acct, c)
+            for c, camp in acct.campaigns.items()
+            if camp.status == Status.ENABLED and acct.by_campaign[c]
+        ]
     return max(found, key=lambda x: x[0])
 
 
@@ -233,13 +262,25 @@ class OutcomeJudge:
             self._accounts[key] = load_account(path, advertiser_id)
         return self._accounts[key]
 
-    def score(self, path: Path, advertiser_id: str, kind: OracleKind, change: Change | None,
-              keyword: str | None = None) -> AdviceScore:
+    def score(
+        self,
+        path: Path,
+        advertiser_id: str,
+        kind: OracleKind,
+        change: Change | None,
+        keyword: str | None = None,
+    ) -> AdviceScore:
         acct = self.account(path, advertiser_id)
         key = (path, advertiser_id, kind.value, keyword)
         if key not in self._oracles:
             self._oracles[key] = oracle(acct, kind, keyword)
         best_gain, best = self._oracles[key]
         gain = 0.0 if change is None else change_gain(acct, change)
-        return AdviceScore(oracle=kind.value, gain=gain, oracle_gain=best_gain, oracle_change=best,
-                           fraction=None if gain is None else fraction(gain, best_gain), change=change)
+        return AdviceScore(
+            oracle=kind.value,
+            gain=gain,
+            oracle_gain=best_gain,
+            oracle_change=best,
+            fraction=None if gain is None else fraction(gain, best_gain),
+            change=change,
+        )

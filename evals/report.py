@@ -65,8 +65,12 @@ class RunResult(BaseModel):
 
 def machine_info() -> dict[str, Any]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "load_1min": load,
-            "platform": platform.platform(terse=True)}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_1min": load,
+        "platform": platform.platform(terse=True),
+    }
 
 
 def new_run_dir(out: Path) -> Path:
@@ -131,35 +135,63 @@ def plots(result: RunResult) -> dict[str, str]:
     categories = sorted({c for m in result.metrics.values() for c in m.by_category})
     if categories:
         fig, ax = plt.subplots(figsize=(7, 3.2))
-        _grouped_bars(ax, categories, {n: [result.metrics[n].by_category.get(c, 0.0) for c in categories] for n in names},
-                      "task success")
+        _grouped_bars(
+            ax,
+            categories,
+            {n: [result.metrics[n].by_category.get(c, 0.0) for c in categories] for n in names},
+            "task success",
+        )
         ax.set_ylim(0, 1.05)
         ax.set_title("Success per category")
         out["category"] = _png(fig)
-    splits = [s for s in ("id", "competitor_surge", "seasonal_peak", "new_category")
-              if any(s in m.by_split for m in result.metrics.values())]
+    splits = [
+        s
+        for s in ("id", "competitor_surge", "seasonal_peak", "new_category")
+        if any(s in m.by_split for m in result.metrics.values())
+    ]
     if splits:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        _grouped_bars(axes[0], splits, {n: [result.metrics[n].by_split.get(s, 0.0) for s in splits] for n in names},
-                      "task success")
+        _grouped_bars(
+            axes[0],
+            splits,
+            {n: [result.metrics[n].by_split.get(s, 0.0) for s in splits] for n in names},
+            "task success",
+        )
         axes[0].set_ylim(0, 1.05)
         axes[0].set_title("In-distribution vs shifted: success")
-        _grouped_bars(axes[1], splits, {n: [result.metrics[n].advice_by_split.get(s, 0.0) for s in splits]
-                                        for n in names}, "share of oracle gain")
+        _grouped_bars(
+            axes[1],
+            splits,
+            {n: [result.metrics[n].advice_by_split.get(s, 0.0) for s in splits] for n in names},
+            "share of oracle gain",
+        )
         axes[1].set_title("In-distribution vs shifted: advice")
         out["splits"] = _png(fig)
-    advice = {n: [r.advice.fraction for r in result.results
-                  if r.row == n and r.advice is not None and r.advice.fraction is not None] for n in names}
+    advice = {
+        n: [
+            r.advice.fraction
+            for r in result.results
+            if r.row == n and r.advice is not None and r.advice.fraction is not None
+        ]
+        for n in names
+    }
     if any(advice.values()):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        axes[0].hist([advice[n] for n in names], bins=[-1, -0.5, -0.1, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0],
-                     label=names)
+        axes[0].hist(
+            [advice[n] for n in names], bins=[-1, -0.5, -0.1, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0], label=names
+        )
         axes[0].set_xlabel("gain / oracle gain")
         axes[0].set_ylabel("cases")
         axes[0].legend(fontsize=8)
         axes[0].set_title("Advice outcomes")
-        gains = {n: [r.advice.gain for r in result.results if r.row == n and r.advice is not None
-                     and r.advice.gain is not None] for n in names}
+        gains = {
+            n: [
+                r.advice.gain
+                for r in result.results
+                if r.row == n and r.advice is not None and r.advice.gain is not None
+            ]
+            for n in names
+        }
         axes[1].boxplot([gains[n] or [0.0] for n in names], tick_labels=names)
         axes[1].set_ylabel("simulated gain over the horizon ($)")
         axes[1].set_title("Simulated gain of the advice")
@@ -188,54 +220,81 @@ def _e(x: Any) -> str:
 
 def render_html(result: RunResult) -> str:
     names = list(result.metrics)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>adguide eval {_e(result.run_id)}</title>"
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>adguide evaluation: suite <code>{_e(result.suite)}</code></h1>",
-             f"<p class='small'>{_e(result.run_id)} · {_e(result.created_at)} · {result.seconds:.0f} s · "
-             f"{result.trials} trial(s) · concurrency {result.concurrency} · machine {_e(result.machine)}<br>"
-             f"world {_e(result.suite_spec.world.model_dump())} · scenario files {_e(result.scenario_files)}</p>",
-             "<h2>Metrics</h2><table><tr><th>metric</th>"
-             + "".join(f"<th>{_e(result.row_label(n))}</th>" for n in names) + "</tr>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>adguide eval {_e(result.run_id)}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>adguide evaluation: suite <code>{_e(result.suite)}</code></h1>",
+        f"<p class='small'>{_e(result.run_id)} · {_e(result.created_at)} · {result.seconds:.0f} s · "
+        f"{result.trials} trial(s) · concurrency {result.concurrency} · machine {_e(result.machine)}<br>"
+        f"world {_e(result.suite_spec.world.model_dump())} · scenario files {_e(result.scenario_files)}</p>",
+        "<h2>Metrics</h2><table><tr><th>metric</th>"
+        + "".join(f"<th>{_e(result.row_label(n))}</th>" for n in names)
+        + "</tr>",
+    ]
     for key, label, kind in METRIC_LABELS:
         cells = "".join(f"<td>{fmt(result.metrics[n].metrics.get(key), kind)}</td>" for n in names)
         parts.append(f"<tr><td>{_e(label)}</td>{cells}</tr>")
-    parts.append("<tr><td>cases × trials / errors</td>" + "".join(
-        f"<td>{result.metrics[n].n_cases} × {result.metrics[n].trials} / {result.metrics[n].errors}</td>" for n in names)
-        + "</tr></table>")
+    parts.append(
+        "<tr><td>cases × trials / errors</td>"
+        + "".join(
+            f"<td>{result.metrics[n].n_cases} × {result.metrics[n].trials} / {result.metrics[n].errors}</td>"
+            for n in names
+        )
+        + "</tr></table>"
+    )
     if result.gate is not None:
         verdict = "passed" if result.gate.get("passed") else "FAILED"
-        parts.append(f"<h2>Gate: <span class='{'ok' if result.gate.get('passed') else 'bad'}'>{verdict}</span></h2>"
-                     "<table><tr><th>row</th><th>metric</th><th>baseline</th><th>now</th><th>tolerance</th><th></th></tr>")
+        parts.append(
+            f"<h2>Gate: <span class='{'ok' if result.gate.get('passed') else 'bad'}'>{verdict}</span></h2>"
+            "<table><tr><th>row</th><th>metric</th><th>baseline</th><th>now</th><th>tolerance</th><th></th></tr>"
+        )
         for c in result.gate.get("comparisons", []):
             cls = "bad" if c["regressed"] else "ok"
-            parts.append(f"<tr><td>{_e(c['row'])}</td><td>{_e(c['metric'])}</td><td>{fmt(c['baseline'], 'num')}</td>"
-                         f"<td>{fmt(c['value'], 'num')}</td><td>{c['tolerance']}</td>"
-                         f"<td class='{cls}'>{'regressed' if c['regressed'] else 'ok'}</td></tr>")
+            parts.append(
+                f"<tr><td>{_e(c['row'])}</td><td>{_e(c['metric'])}</td><td>{fmt(c['baseline'], 'num')}</td>"
+                f"<td>{fmt(c['value'], 'num')}</td><td>{c['tolerance']}</td>"
+                f"<td class='{cls}'>{'regressed' if c['regressed'] else 'ok'}</td></tr>"
+            )
         parts.append("</table>")
         for note in result.gate.get("notes", []):
             parts.append(f"<p class='bad'>{_e(note)}</p>")
-    titles = {"category": "Success per category", "splits": "In-distribution vs shifted markets",
-              "advice": "Advice judged by simulated outcome", "latency": "Cost: latency per turn"}
+    titles = {
+        "category": "Success per category",
+        "splits": "In-distribution vs shifted markets",
+        "advice": "Advice judged by simulated outcome",
+        "latency": "Cost: latency per turn",
+    }
     for key, png in plots(result).items():
         parts.append(f"<h2>{titles[key]}</h2><img alt='{key}' src='data:image/png;base64,{png}'>")
     parts.append("<h2>Failures</h2><table><tr><th>case</th><th>row</th><th>trial</th><th>why</th></tr>")
     for r in result.results:
         if not r.success:
-            parts.append(f"<tr><td>{_e(r.case_id)}</td><td>{_e(r.row)}</td><td>{r.trial}</td>"
-                         f"<td>{_e('; '.join(r.failures))}</td></tr>")
+            parts.append(
+                f"<tr><td>{_e(r.case_id)}</td><td>{_e(r.row)}</td><td>{r.trial}</td>"
+                f"<td>{_e('; '.join(r.failures))}</td></tr>"
+            )
     parts.append("</table>")
     if result.skipped:
-        parts.append("<h2>Skipped</h2><ul>" + "".join(f"<li>{_e(s['case'])}: {_e(s['reason'])}</li>"
-                                                     for s in result.skipped) + "</ul>")
+        parts.append(
+            "<h2>Skipped</h2><ul>"
+            + "".join(f"<li>{_e(s['case'])}: {_e(s['reason'])}</li>" for s in result.skipped)
+            + "</ul>"
+        )
     parts.append("<h2>Transcripts</h2>")
     for r in result.results:
-        turns = "".join(f"<b>user</b>: {_e(t.user)}<br><b>agent</b>: {_e(' / '.join(t.answers))}<br>"
-                        for t in r.transcript.turns)
-        calls = ", ".join(f"{c.name}({json.dumps(c.args)}){'' if c.ok else ' ✗'}" for c in r.transcript.tool_calls)
+        turns = "".join(
+            f"<b>user</b>: {_e(t.user)}<br><b>agent</b>: {_e(' / '.join(t.answers))}<br>"
+            for t in r.transcript.turns
+        )
+        calls = ", ".join(
+            f"{c.name}({json.dumps(c.args)}){'' if c.ok else ' ✗'}" for c in r.transcript.tool_calls
+        )
         mark = "✓" if r.success else "✗"
-        parts.append(f"<details><summary>{mark} {_e(r.case_id)} · {_e(r.row)} · trial {r.trial}</summary>"
-                     f"<pre>{turns}<b>tool calls</b>: {_e(calls)}<br><b>writes</b>: {_e(r.transcript.audit)}"
-                     f"{'<br><b>error</b>: ' + _e(r.transcript.error) if r.transcript.error else ''}</pre></details>")
+        parts.append(
+            f"<details><summary>{mark} {_e(r.case_id)} · {_e(r.row)} · trial {r.trial}</summary>"
+            f"<pre>{turns}<b>tool calls</b>: {_e(calls)}<br><b>writes</b>: {_e(r.transcript.audit)}"
+            f"{'<br><b>error</b>: ' + _e(r.transcript.error) if r.transcript.error else ''}</pre></details>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -40,7 +40,9 @@ _REFUSAL = re.compile(
 )
 
 
-def expand_cases(scenarios: list[Scenario], suite: Suite, world: EvalWorld) -> tuple[list[Case], list[dict[str, str]]]:
+def expand_cases(
+    scenarios: list[Scenario], suite: Suite, world: EvalWorld
+) -> tuple[list[Case], list[dict[str, str]]]:
     """Scenario x advertiser x split, for the splits both the scenario and the suite name. Cases whose slots
     the account cannot fill are skipped, with the reason."""
     cases: list[Case] = []
@@ -67,10 +69,21 @@ def expand_cases(scenarios: list[Scenario], suite: Suite, world: EvalWorld) -> t
 def make_agent_config(row: Row, advertiser_id: str, store_path: Path) -> Any:
     from agent.configuration import AgentConfig, BackendKind, CheckpointerKind
 
-    backend = {BackendKindName.RULES: BackendKind.RULES, BackendKindName.TEACHER: BackendKind.TEACHER,
-               BackendKindName.INPROCESS: BackendKind.LOCAL, BackendKindName.OPENAI: BackendKind.OPENAI}[row.backend]
-    return AgentConfig(advertiser_id=advertiser_id, backend=backend, base_url=row.model_url, model_dir=row.model_dir,
-                       model_name=row.model_name, store_path=store_path, checkpointer=CheckpointerKind.MEMORY)
+    backend = {
+        BackendKindName.RULES: BackendKind.RULES,
+        BackendKindName.TEACHER: BackendKind.TEACHER,
+        BackendKindName.INPROCESS: BackendKind.LOCAL,
+        BackendKindName.OPENAI: BackendKind.OPENAI,
+    }[row.backend]
+    return AgentConfig(
+        advertiser_id=advertiser_id,
+        backend=backend,
+        base_url=row.model_url,
+        model_dir=row.model_dir,
+        model_name=row.model_name,
+        store_path=store_path,
+        checkpointer=CheckpointerKind.MEMORY,
+    )
 
 
 def make_row_model(row: Row, advertiser_id: str, store_path: Path) -> Any:
@@ -81,7 +94,9 @@ def make_row_model(row: Row, advertiser_id: str, store_path: Path) -> Any:
     try:
         return make_model(make_agent_config(row, advertiser_id, store_path))
     except OSError as exc:  # the OpenAI backend asks the server which model it serves
-        raise BackendUnavailableError(f"no OpenAI-compatible server answers at {row.model_url}: {exc}") from None
+        raise BackendUnavailableError(
+            f"no OpenAI-compatible server answers at {row.model_url}: {exc}"
+        ) from None
 
 
 def _content(message: Any) -> str:
@@ -120,23 +135,41 @@ def digest_messages(transcript: Transcript, messages: list[Any]) -> None:
                 transcript.tokens_in += int(usage.get("input_tokens") or 0)
             else:  # backends without usage (rules, teacher): about 4 characters a token
                 transcript.tokens_estimated = True
-                transcript.tokens_out += max(1, (len(_content(m)) + len(json.dumps([c["args"] for c in m.tool_calls]))) // 4)
+                transcript.tokens_out += max(
+                    1, (len(_content(m)) + len(json.dumps([c["args"] for c in m.tool_calls]))) // 4
+                )
             for call in m.tool_calls:
                 calls += 1
                 result = results.get(call["id"] or "")
                 text = _content(result) if result is not None else ""
                 parsed = _parse(text)
-                ok = result is not None and result.status != "error" and not (isinstance(parsed, dict) and "error" in parsed)
-                transcript.tool_calls.append(ToolCallRecord(name=call["name"], args=canonical_args(dict(call["args"]), text),
-                                                            raw_args=dict(call["args"]), ok=ok, turn=turn_index))
+                ok = (
+                    result is not None
+                    and result.status != "error"
+                    and not (isinstance(parsed, dict) and "error" in parsed)
+                )
+                transcript.tool_calls.append(
+                    ToolCallRecord(
+                        name=call["name"],
+                        args=canonical_args(dict(call["args"]), text),
+                        raw_args=dict(call["args"]),
+                        ok=ok,
+                        turn=turn_index,
+                    )
+                )
                 if call["name"] == "propose_change" and ok and isinstance(parsed, dict):
-                    transcript.proposals.append({"args": dict(call["args"]), "changes": parsed.get("changes", []),
-                                                 "turn": turn_index})
+                    transcript.proposals.append(
+                        {"args": dict(call["args"]), "changes": parsed.get("changes", []), "turn": turn_index}
+                    )
         if turn_index < len(transcript.turns):
             transcript.turns[turn_index].tool_calls = calls
     thread = convert_to_openai_messages(messages)
     for m in thread:
-        if m.get("role") == "tool" and isinstance(m.get("content"), str) and len(m["content"]) > MAX_TOOL_TEXT:
+        if (
+            m.get("role") == "tool"
+            and isinstance(m.get("content"), str)
+            and len(m["content"]) > MAX_TOOL_TEXT
+        ):
             m["content"] = m["content"][:MAX_TOOL_TEXT] + " …(cut)"
     transcript.messages = thread
 
@@ -147,7 +180,9 @@ def _is_refused(turn: TurnRecord) -> bool:
     return turn.tool_calls == 0 and not turn.confirmations and any(_REFUSAL.search(a) for a in turn.answers)
 
 
-async def run_case(case: Case, row: Row, trial: int, model: Any, world: EvalWorld, workdir: Path) -> Transcript:
+async def run_case(
+    case: Case, row: Row, trial: int, model: Any, world: EvalWorld, workdir: Path
+) -> Transcript:
     """One trial of one case: the conversation, then what it left in the store."""
     from agent.graph import Agent
 
@@ -220,8 +255,17 @@ async def warm_up(world: EvalWorld, advertiser_id: str) -> None:
             await call(session, name, args)
 
 
-async def run_cases(cases: list[Case], rows: list[Row], trials: int, world: EvalWorld, workdir: Path,
-                    judge: OutcomeJudge, *, concurrency: int = 4, tick: Tick | None = None) -> list[Any]:
+async def run_cases(
+    cases: list[Case],
+    rows: list[Row],
+    trials: int,
+    world: EvalWorld,
+    workdir: Path,
+    judge: OutcomeJudge,
+    *,
+    concurrency: int = 4,
+    tick: Tick | None = None,
+) -> list[Any]:
     """Every case x row x trial, at most `concurrency` at once; returns the scored results (metrics.CaseResult)."""
     from evals.metrics import score_case
 

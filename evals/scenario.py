@@ -130,9 +130,13 @@ class Expect(_Strict):
         description="the store's writes afterwards, exactly ([] = nothing changed); 'proposed' = exactly the "
         "last proposal's changes; 'any' = not checked",
     )
-    proposal: ExpectedChange | None = Field(None, description="a proposal shown to the user must carry this change")
+    proposal: ExpectedChange | None = Field(
+        None, description="a proposal shown to the user must carry this change"
+    )
     facts: list[Fact] = Field(default_factory=list)
-    forbid: list[str] = Field(default_factory=list, description="substrings no answer may contain (slots allowed)")
+    forbid: list[str] = Field(
+        default_factory=list, description="substrings no answer may contain (slots allowed)"
+    )
     forbid_patterns: list[str] = Field(default_factory=list, description="regexes no answer may match")
     forbid_tools: list[str] = Field(default_factory=list, description="tools the model must not call")
     min_tool_calls: int = Field(0, ge=0, description="the answer must rest on at least this many tool calls")
@@ -141,8 +145,10 @@ class Expect(_Strict):
     )
     advice: Advice | None = None
     clarify: bool | None = Field(
-        None, description="True: the last turn must end in a question back that names the candidates (a name "
-        "that matches several things), with no proposal; False: it must not")
+        None,
+        description="True: the last turn must end in a question back that names the candidates (a name "
+        "that matches several things), with no proposal; False: it must not",
+    )
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> Expect:
@@ -157,8 +163,11 @@ class Expect(_Strict):
 class Scenario(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{2,63}$")
     category: Category
-    kind: str | None = Field(None, description="what a seller asks about (overview, bid_advice, ...), for reports "
-                             "per kind; the hand-written seller set names one per scenario")
+    kind: str | None = Field(
+        None,
+        description="what a seller asks about (overview, bid_advice, ...), for reports "
+        "per kind; the hand-written seller set names one per scenario",
+    )
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     splits: list[Split] = Field(default_factory=lambda: [Split.ID], min_length=1)
@@ -185,8 +194,12 @@ class Scenario(_Strict):
         apply one, or any later message could: "yes" to a proposal nobody expected still applies it): it then
         needs its own copy, or one case's write would leak into every later case on the shared world."""
         expected = self.expect.changes
-        return any(t.decision == Decision.CONFIRM for t in self.turns) or expected == "proposed" or \
-            (isinstance(expected, list) and bool(expected)) or len(self.turns) > 1
+        return (
+            any(t.decision == Decision.CONFIRM for t in self.turns)
+            or expected == "proposed"
+            or (isinstance(expected, list) and bool(expected))
+            or len(self.turns) > 1
+        )
 
 
 class ScenarioFile(_Strict):
@@ -212,11 +225,15 @@ class CurriculumSpec(_Strict):
 class Suite(_Strict):
     description: str = ""
     world: WorldSpec
-    advertisers: int = Field(ge=1, le=50, description="the first N advertisers of the world run every scenario")
+    advertisers: int = Field(
+        ge=1, le=50, description="the first N advertisers of the world run every scenario"
+    )
     splits: list[Split] = Field(min_length=1)
     tags: list[str] = Field(default_factory=list, description="scenarios with any of these tags; [] = all")
     trials: int = Field(1, ge=1, le=20)
-    curriculum: CurriculumSpec | None = Field(None, description="held-out curriculum cases for the advertisers")
+    curriculum: CurriculumSpec | None = Field(
+        None, description="held-out curriculum cases for the advertisers"
+    )
 
 
 class SuitesFile(_Strict):
@@ -242,7 +259,9 @@ def _explain(path: Path, exc: ValidationError, data: Any) -> ScenarioError:
         where = ".".join(str(x) for x in loc)
         if len(loc) >= 2 and loc[0] == "scenarios" and isinstance(loc[1], int):
             with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError):
-                where = f"scenario {data['scenarios'][loc[1]].get('id', loc[1])!r} " + ".".join(str(x) for x in loc[2:])
+                where = f"scenario {data['scenarios'][loc[1]].get('id', loc[1])!r} " + ".".join(
+                    str(x) for x in loc[2:]
+                )
         lines.append(f"  {where}: {err['msg']}")
     return ScenarioError(f"{path}: invalid\n" + "\n".join(lines))
 
@@ -261,7 +280,9 @@ def load_scenarios(directory: Path = SCENARIO_DIR) -> list[Scenario]:
         except ValidationError as exc:
             raise _explain(path, exc, data) from None
         if parsed.version > FORMAT_VERSION:
-            raise ScenarioError(f"{path}: format version {parsed.version}; this adguide reads up to {FORMAT_VERSION}")
+            raise ScenarioError(
+                f"{path}: format version {parsed.version}; this adguide reads up to {FORMAT_VERSION}"
+            )
         for s in parsed.scenarios:
             if s.id in seen:
                 raise ScenarioError(f"{path}: scenario id {s.id!r} is also used in {seen[s.id]}")

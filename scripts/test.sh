@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/setup_browser.sh   # Debian chromium + playwright-core for tests/test_server_browser.py
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== ruff" && ruff check .
+echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy agent tools training evals server adguide_cli.py
 echo "== import layers" && lint-imports
 echo "== pytest (all suites, slow included)"

@@ -76,15 +76,26 @@ class RequestContext:
 
         refusal = self._refuse(method, path, headers)
         if refusal is None and method in _BODY_METHODS and "content-length" not in headers:
-            receive, too_large = await self._buffer(receive)  # a streamed body: counted before the app sees it
+            receive, too_large = await self._buffer(
+                receive
+            )  # a streamed body: counted before the app sees it
             refusal = self._too_large() if too_large else None
         if refusal is not None:
             await refusal(scope, receive, send_with_id)
         else:
             await self.app(scope, receive, send_with_id)
-        log.info("%s %s %s", method, path, status_seen.get("status", 0),
-                 extra={"method": method, "path": path, "status": status_seen.get("status", 0),
-                        "ms": round(1000 * (time.perf_counter() - started), 1)})
+        log.info(
+            "%s %s %s",
+            method,
+            path,
+            status_seen.get("status", 0),
+            extra={
+                "method": method,
+                "path": path,
+                "status": status_seen.get("status", 0),
+                "ms": round(1000 * (time.perf_counter() - started), 1),
+            },
+        )
 
     async def _buffer(self, receive: Receive) -> tuple[Receive, bool]:
         chunks: list[bytes] = []
@@ -111,23 +122,39 @@ class RequestContext:
         return replay, False
 
     def _too_large(self) -> Response:
-        return JSONResponse(error_body(413, "payload_too_large", f"the request body is over {self.max_body} bytes; "
-                                       "send a shorter message"), status_code=413)
+        return JSONResponse(
+            error_body(
+                413,
+                "payload_too_large",
+                f"the request body is over {self.max_body} bytes; send a shorter message",
+            ),
+            status_code=413,
+        )
 
     def _refuse(self, method: str, path: str, headers: dict[str, str]) -> Response | None:
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit():
-                return JSONResponse(error_body(400, "bad_request", "Content-Length must be a number of bytes"),
-                                    status_code=400)
+                return JSONResponse(
+                    error_body(400, "bad_request", "Content-Length must be a number of bytes"),
+                    status_code=400,
+                )
             if int(length) > self.max_body:
                 return self._too_large()
-        has_body = (length is not None and int(length) > 0) or "chunked" in headers.get("transfer-encoding", "")
+        has_body = (length is not None and int(length) > 0) or "chunked" in headers.get(
+            "transfer-encoding", ""
+        )
         if method in _BODY_METHODS and path.startswith("/v1/") and has_body:
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "application/json":
-                return JSONResponse(error_body(415, "unsupported_media_type", f"send the body as application/json "
-                                               f"(got {ctype or 'no Content-Type'})"), status_code=415)
+                return JSONResponse(
+                    error_body(
+                        415,
+                        "unsupported_media_type",
+                        f"send the body as application/json (got {ctype or 'no Content-Type'})",
+                    ),
+                    status_code=415,
+                )
         return None
 
 
@@ -156,20 +183,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings)
         await db.open()
         checkpointer = AsyncPostgresSaver(db.pool)  # type: ignore[arg-type]
-        svc = Services(settings=settings, keys=KeyRing(settings.key_map()), redis=redis, db=db, metrics=metrics,
-                       checkpointer=checkpointer, arq=redis)
+        svc = Services(
+            settings=settings,
+            keys=KeyRing(settings.key_map()),
+            redis=redis,
+            db=db,
+            metrics=metrics,
+            checkpointer=checkpointer,
+            arq=redis,
+        )
         svc.pool = AgentPool(settings, checkpointer)
         svc.reader = build_graph().compile(checkpointer=checkpointer)
         app.state.services = svc
         if not len(svc.keys):
-            log.warning("no API keys configured (ADGUIDE_API_KEYS / ADGUIDE_API_KEYS_FILE): every /v1 call gets 401")
+            log.warning(
+                "no API keys configured (ADGUIDE_API_KEYS / ADGUIDE_API_KEYS_FILE): every /v1 call gets 401"
+            )
         warm = asyncio.create_task(asyncio.to_thread(warm_up), name="warm-up")
         svc.background.add(warm)
         warm.add_done_callback(svc.background.discard)
         try:
             await svc.ready()
         except errors.ApiError:
-            log.warning("PostgreSQL is not reachable at startup; /readyz reports it, requests get 503 until it is")
+            log.warning(
+                "PostgreSQL is not reachable at startup; /readyz reports it, requests get 503 until it is"
+            )
         try:
             yield
         finally:
@@ -184,7 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="adguide API",
         version="0.1.0",
         description="Chat with the advertiser guidance agent (server-sent events), confirm its proposals, run "
-                    "proactive batch guidance and read your inbox. Authenticate with `Authorization: Bearer <key>`.",
+        "proactive batch guidance and read your inbox. Authenticate with `Authorization: Bearer <key>`.",
         lifespan=lifespan,
     )
     errors.install(app)
@@ -208,7 +246,9 @@ def _ops_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="Redis, PostgreSQL, the world data and the model endpoint answer")
+    @app.get(
+        "/readyz", tags=["ops"], summary="Redis, PostgreSQL, the world data and the model endpoint answer"
+    )
     async def readyz(request: Request) -> JSONResponse:
         svc: Services = request.app.state.services
         checks: dict[str, Any] = {}

@@ -72,12 +72,20 @@ def presented_key(request: Request) -> str | None:
 def authenticate(request: Request, ring: KeyRing) -> Principal:
     key = presented_key(request)
     if key is None:
-        raise ApiError(401, "unauthenticated", "send your API key as 'Authorization: Bearer <key>'",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "send your API key as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     principal = ring.lookup(key)
     if principal is None:
-        raise ApiError(401, "unauthenticated", "this API key is not valid; ask your admin for a key",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "this API key is not valid; ask your admin for a key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return principal
 
 

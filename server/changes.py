@@ -17,11 +17,19 @@ from server.errors import ApiError
 router = APIRouter(prefix="/v1", tags=["changes"])
 
 
-@router.get("/changes/bulksheet", summary="Your applied changes as a Sponsored Products bulksheet (CSV)",
-            response_class=Response, responses={200: {"content": {"text/csv": {}}}})
-async def bulksheet(since: dt.datetime | None = Query(None, description="only changes at or after this time "
-                                                      "(ISO 8601; without a zone: UTC)"),
-                    principal: Principal = Depends(caller), svc: Services = Depends(services)) -> Response:
+@router.get(
+    "/changes/bulksheet",
+    summary="Your applied changes as a Sponsored Products bulksheet (CSV)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def bulksheet(
+    since: dt.datetime | None = Query(
+        None, description="only changes at or after this time (ISO 8601; without a zone: UTC)"
+    ),
+    principal: Principal = Depends(caller),
+    svc: Services = Depends(services),
+) -> Response:
     from tools.errors import AdguideError, UnknownIdError
     from tools.market.bulksheet import bulksheet_csv, export_bulksheet
     from tools.market.store import default_world_path
@@ -34,8 +42,12 @@ async def bulksheet(since: dt.datetime | None = Query(None, description="only ch
         raise ApiError(404, "advertiser_not_found", f"no account data for {advertiser_id}") from exc
     except AdguideError as exc:  # the message names what is wrong; the server's paths stay out of it
         raise ApiError(422, "cannot_export", str(exc).replace(str(path), "the account store")) from exc
-    return Response(bulksheet_csv(export.rows), media_type="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="adguide-changes-{advertiser_id}.csv"',
-        "X-Bulksheet-Rows": str(len(export.rows)),
-        "X-Bulksheet-Rows-By-Name": str(export.by_name),
-    })
+    return Response(
+        bulksheet_csv(export.rows),
+        media_type="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="adguide-changes-{advertiser_id}.csv"',
+            "X-Bulksheet-Rows": str(len(export.rows)),
+            "X-Bulksheet-Rows-By-Name": str(export.by_name),
+        },
+    )

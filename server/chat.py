@@ -50,13 +50,19 @@ class ThreadOut(BaseModel):
 
 
 class MessageIn(BaseModel):
-    message: str = Field(min_length=1, description="the advertiser's message (length limit: see max_message_chars)")
+    message: str = Field(
+        min_length=1, description="the advertiser's message (length limit: see max_message_chars)"
+    )
 
 
 class DecisionIn(BaseModel):
     decision: Literal["confirm", "reject"]
-    acknowledge_risk: bool = Field(default=False, description="answers the second confirmation a policy bound asks")
-    token: str | None = Field(default=None, description="the proposal's token; refused if a newer one replaced it")
+    acknowledge_risk: bool = Field(
+        default=False, description="answers the second confirmation a policy bound asks"
+    )
+    token: str | None = Field(
+        default=None, description="the proposal's token; refused if a newer one replaced it"
+    )
 
 
 class TurnOut(BaseModel):
@@ -84,14 +90,18 @@ async def _own_thread(svc: Services, thread_id: str, advertiser_id: str) -> dict
     await svc.ready()
     row = await svc.db.thread(thread_id, advertiser_id)
     if row is None:  # another advertiser's thread is reported exactly like a missing one
-        raise ApiError(404, "thread_not_found", f"no thread {thread_id!r} for this API key; create one with "
-                       "POST /v1/threads")
+        raise ApiError(
+            404,
+            "thread_not_found",
+            f"no thread {thread_id!r} for this API key; create one with POST /v1/threads",
+        )
     return row
 
 
 @router.post("/threads", status_code=201, response_model=ThreadOut, summary="Create a conversation thread")
-async def create_thread(body: NewThread | None = None, principal: Principal = Depends(caller),
-                        svc: Services = Depends(services)) -> ThreadOut:
+async def create_thread(
+    body: NewThread | None = None, principal: Principal = Depends(caller), svc: Services = Depends(services)
+) -> ThreadOut:
     advertiser_id = require_advertiser(principal)
     await svc.ready()
     row = await svc.db.create_thread(f"th_{uuid.uuid4().hex}", advertiser_id, (body or NewThread()).title)
@@ -99,8 +109,11 @@ async def create_thread(body: NewThread | None = None, principal: Principal = De
 
 
 @router.get("/threads", response_model=list[ThreadOut], summary="Your threads, newest first")
-async def list_threads(limit: int = Query(50, ge=1, le=500), principal: Principal = Depends(caller),
-                       svc: Services = Depends(services)) -> list[ThreadOut]:
+async def list_threads(
+    limit: int = Query(50, ge=1, le=500),
+    principal: Principal = Depends(caller),
+    svc: Services = Depends(services),
+) -> list[ThreadOut]:
     advertiser_id = require_advertiser(principal)
     await svc.ready()
     return [_thread_out(r) for r in await svc.db.threads(advertiser_id, limit)]
@@ -120,16 +133,22 @@ def _pending_of(snapshot: Any) -> dict[str, Any] | None:
     return None
 
 
-@router.get("/threads/{thread_id}", response_model=HistoryOut, summary="A thread's history and pending proposal")
-async def history(thread_id: ThreadId, principal: Principal = Depends(caller),
-                  svc: Services = Depends(services)) -> HistoryOut:
+@router.get(
+    "/threads/{thread_id}", response_model=HistoryOut, summary="A thread's history and pending proposal"
+)
+async def history(
+    thread_id: ThreadId, principal: Principal = Depends(caller), svc: Services = Depends(services)
+) -> HistoryOut:
     advertiser_id = require_advertiser(principal)
     row = await _own_thread(svc, thread_id, advertiser_id)
     snapshot = await _snapshot(svc, thread_id)
     messages = list((snapshot.values or {}).get("messages", []))
-    return HistoryOut(thread_id=thread_id, title=row["title"],
-                      messages=convert_to_openai_messages(messages) if messages else [],
-                      pending=_pending_of(snapshot))
+    return HistoryOut(
+        thread_id=thread_id,
+        title=row["title"],
+        messages=convert_to_openai_messages(messages) if messages else [],
+        pending=_pending_of(snapshot),
+    )
 
 
 def _wants_json(request: Request) -> bool:
@@ -137,49 +156,94 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/event-stream" not in accept
 
 
-@router.post("/threads/{thread_id}/messages", summary="Send a message; the turn streams back as server-sent events",
-             responses={200: {"content": {"text/event-stream": {}, "application/json": {}},
-                              "description": "SSE events (see module doc), or a TurnOut with Accept: application/json"}})
-async def post_message(thread_id: ThreadId, body: MessageIn, request: Request, principal: Principal = Depends(caller),
-                       svc: Services = Depends(services)) -> Any:
+@router.post(
+    "/threads/{thread_id}/messages",
+    summary="Send a message; the turn streams back as server-sent events",
+    responses={
+        200: {
+            "content": {"text/event-stream": {}, "application/json": {}},
+            "description": "SSE events (see module doc), or a TurnOut with Accept: application/json",
+        }
+    },
+)
+async def post_message(
+    thread_id: ThreadId,
+    body: MessageIn,
+    request: Request,
+    principal: Principal = Depends(caller),
+    svc: Services = Depends(services),
+) -> Any:
     advertiser_id = require_advertiser(principal)
     limit = svc.settings.max_message_chars
     if len(body.message) > limit:
-        raise ApiError(422, "message_too_long", f"message: at most {limit} characters (got {len(body.message)}); "
-                       "shorten it or split it into several messages")
+        raise ApiError(
+            422,
+            "message_too_long",
+            f"message: at most {limit} characters (got {len(body.message)}); "
+            "shorten it or split it into several messages",
+        )
     if not body.message.strip():
         raise ApiError(422, "empty_message", "message: must contain some text")
     await _own_thread(svc, thread_id, advertiser_id)
     return await _start_turn(svc, request, advertiser_id, thread_id, message=body.message)
 
 
-@router.post("/threads/{thread_id}/confirmation", summary="Confirm or reject the pending proposal (streams the result)",
-             responses={200: {"content": {"text/event-stream": {}, "application/json": {}}},
-                        409: {"description": "nothing waits for confirmation, or the token was superseded"},
-                        410: {"description": "the proposal expired; nothing was applied"}})
-async def confirm(thread_id: ThreadId, body: DecisionIn, request: Request, principal: Principal = Depends(caller),
-                  svc: Services = Depends(services)) -> Any:
+@router.post(
+    "/threads/{thread_id}/confirmation",
+    summary="Confirm or reject the pending proposal (streams the result)",
+    responses={
+        200: {"content": {"text/event-stream": {}, "application/json": {}}},
+        409: {"description": "nothing waits for confirmation, or the token was superseded"},
+        410: {"description": "the proposal expired; nothing was applied"},
+    },
+)
+async def confirm(
+    thread_id: ThreadId,
+    body: DecisionIn,
+    request: Request,
+    principal: Principal = Depends(caller),
+    svc: Services = Depends(services),
+) -> Any:
     advertiser_id = require_advertiser(principal)
     await _own_thread(svc, thread_id, advertiser_id)
     pending = _pending_of(await _snapshot(svc, thread_id))
     if pending is None:
-        raise ApiError(409, "nothing_to_confirm", "this thread has no proposal waiting for confirmation; "
-                       "ask for a change first")
+        raise ApiError(
+            409,
+            "nothing_to_confirm",
+            "this thread has no proposal waiting for confirmation; ask for a change first",
+        )
     if body.token is not None and body.token != pending.get("token"):
-        raise ApiError(409, "proposal_superseded", "that proposal was replaced by a newer one; confirm the "
-                       "current proposal (GET the thread to see it)")
+        raise ApiError(
+            409,
+            "proposal_superseded",
+            "that proposal was replaced by a newer one; confirm the "
+            "current proposal (GET the thread to see it)",
+        )
     resume: Any = {"decision": body.decision, "acknowledge_risk": body.acknowledge_risk}
     expires_at = float(pending.get("expires_at") or 0)
     if body.decision == "confirm" and expires_at and time.time() > expires_at:
         # The agent records the expiry in the thread and applies nothing; the caller gets a 410.
         out = await _collect(svc, await _launch(svc, advertiser_id, thread_id, None, resume))
-        raise ApiError(410, "proposal_expired", "this proposal expired before it was confirmed; nothing was "
-                       "changed. Ask again for a fresh proposal", extra={"text": out.text})
+        raise ApiError(
+            410,
+            "proposal_expired",
+            "this proposal expired before it was confirmed; nothing was "
+            "changed. Ask again for a fresh proposal",
+            extra={"text": out.text},
+        )
     return await _start_turn(svc, request, advertiser_id, thread_id, resume=resume)
 
 
-async def _start_turn(svc: Services, request: Request, advertiser_id: str, thread_id: str, *,
-                      message: str | None = None, resume: Any = None) -> Any:
+async def _start_turn(
+    svc: Services,
+    request: Request,
+    advertiser_id: str,
+    thread_id: str,
+    *,
+    message: str | None = None,
+    resume: Any = None,
+) -> Any:
     queue = await _launch(svc, advertiser_id, thread_id, message, resume)
     if _wants_json(request):
         return JSONResponse((await _collect(svc, queue)).model_dump())
@@ -189,7 +253,9 @@ async def _start_turn(svc: Services, request: Request, advertiser_id: str, threa
 Events = asyncio.Queue[ev.Event | None]  # a turn's events; None after the last
 
 
-async def _launch(svc: Services, advertiser_id: str, thread_id: str, message: str | None, resume: Any) -> Events:
+async def _launch(
+    svc: Services, advertiser_id: str, thread_id: str, message: str | None, resume: Any
+) -> Events:
     """Take the thread's lock and start the turn's task; its events arrive on the returned queue."""
     settings = svc.settings
     budget = settings.turn_seconds + GRACE_S
@@ -226,11 +292,20 @@ async def _launch(svc: Services, advertiser_id: str, thread_id: str, message: st
             await queue.put(ev.Error(code="turn_failed", message=_failure_message(exc)))
         finally:
             seconds = time.perf_counter() - started
-            svc.metrics.turn_latency.labels(kind="confirm" if resume is not None else "message").observe(seconds)
+            svc.metrics.turn_latency.labels(kind="confirm" if resume is not None else "message").observe(
+                seconds
+            )
             svc.metrics.turns.labels(outcome=outcome).inc()
             await release_thread(svc.redis, settings.redis_prefix, thread_id, token)
-            log.info("turn finished", extra={"thread_id": thread_id, "advertiser_id": advertiser_id,
-                                             "outcome": outcome, "seconds": round(seconds, 3)})
+            log.info(
+                "turn finished",
+                extra={
+                    "thread_id": thread_id,
+                    "advertiser_id": advertiser_id,
+                    "outcome": outcome,
+                    "seconds": round(seconds, 3),
+                },
+            )
             queue.put_nowait(ev.Done(thread_id=thread_id, stop_reason=stop_reason, seconds=round(seconds, 3)))
             queue.put_nowait(None)
 
@@ -245,9 +320,13 @@ async def _launch(svc: Services, advertiser_id: str, thread_id: str, message: st
 
 def _expire(task: asyncio.Task[None], queue: Events, budget: float) -> None:
     if not task.done():
-        queue.put_nowait(ev.Error(code="turn_timeout",
-                                  message=f"the turn ran past its {budget:g} s budget and was stopped; what was done "
-                                          "so far is kept in the thread; ask again, perhaps a narrower question"))
+        queue.put_nowait(
+            ev.Error(
+                code="turn_timeout",
+                message=f"the turn ran past its {budget:g} s budget and was stopped; what was done "
+                "so far is kept in the thread; ask again, perhaps a narrower question",
+            )
+        )
         task.cancel()
 
 
@@ -285,14 +364,26 @@ async def _collect(svc: Services, queue: Events) -> TurnOut:
         events.append(event)
     summary = ev.TurnSummary.of(events)
     done = summary.done
-    return TurnOut(thread_id=done.thread_id if done else "", text=summary.text, confirmation=summary.confirmation,
-                   events=events, stop_reason=done.stop_reason if done else "")
+    return TurnOut(
+        thread_id=done.thread_id if done else "",
+        text=summary.text,
+        confirmation=summary.confirmation,
+        events=events,
+        stop_reason=done.stop_reason if done else "",
+    )
 
 
-@router.get("/charts/bid-landscape", summary="Simulated clicks, spend, sales and profit of one of your keywords "
-            "at several bids (for the chat page's chart)")
-async def bid_landscape(keyword_id: str = Query(min_length=1, max_length=64), days: int = Query(14, ge=1, le=90),
-                        principal: Principal = Depends(caller), svc: Services = Depends(services)) -> dict[str, Any]:
+@router.get(
+    "/charts/bid-landscape",
+    summary="Simulated clicks, spend, sales and profit of one of your keywords "
+    "at several bids (for the chat page's chart)",
+)
+async def bid_landscape(
+    keyword_id: str = Query(min_length=1, max_length=64),
+    days: int = Query(14, ge=1, le=90),
+    principal: Principal = Depends(caller),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
     advertiser_id = require_advertiser(principal)
     assert svc.pool is not None
     async with svc.pool.agent(advertiser_id) as agent:
@@ -301,8 +392,14 @@ async def bid_landscape(keyword_id: str = Query(min_length=1, max_length=64), da
         if tool is None:
             raise ApiError(503, "tool_unavailable", "the simulator tools are not available on this server")
         raw = await tool.ainvoke({"keyword_id": keyword_id, "days": days})
-    text = raw if isinstance(raw, str) else "".join(
-        b.get("text", "") if isinstance(b, dict) else str(b) for b in (raw if isinstance(raw, list) else [raw]))
+    text = (
+        raw
+        if isinstance(raw, str)
+        else "".join(
+            b.get("text", "") if isinstance(b, dict) else str(b)
+            for b in (raw if isinstance(raw, list) else [raw])
+        )
+    )
     try:
         result = json.loads(text)
     except ValueError as exc:

@@ -17,7 +17,9 @@ def api(
     host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 in a container)"),
     port: int = typer.Option(8080, min=1, max=65535),
     workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
-    world: str = typer.Option(None, help="world.sqlite (default: $ADGUIDE_WORLD or $ADGUIDE_HOME/world.sqlite)"),
+    world: str = typer.Option(
+        None, help="world.sqlite (default: $ADGUIDE_WORLD or $ADGUIDE_HOME/world.sqlite)"
+    ),
     backend: str = typer.Option(None, help="agent backend: rules | teacher | local | openai"),
 ) -> None:
     """Serve the chat API, batch endpoints, /metrics and the web page."""
@@ -36,15 +38,25 @@ def api(
     except ValueError as exc:  # a bad setting: say which, exit 2
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    uvicorn.run("server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        "server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 @serve_app.command("worker")
 def worker(
     burst: bool = typer.Option(False, help="exit once the queue is empty (for one-off runs and benchmarks)"),
     concurrency: int = typer.Option(None, min=1, max=64, help="advertisers at once in this process"),
-    world: str = typer.Option(None, help="world.sqlite (default: $ADGUIDE_WORLD or $ADGUIDE_HOME/world.sqlite)"),
+    world: str = typer.Option(
+        None, help="world.sqlite (default: $ADGUIDE_WORLD or $ADGUIDE_HOME/world.sqlite)"
+    ),
     backend: str = typer.Option(None, help="agent backend: rules | teacher | local | openai"),
 ) -> None:
     """Run one batch guidance worker (start several, here or on other machines, to scale out)."""

@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field, field_validator
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-
 class GuidanceMode(StrEnum):
     PROACTIVE = "proactive"  # the agent's proactive mode: ranked, simulated guidance items (seconds each)
     OVERVIEW = "overview"  # one grounded chat turn ("How is my account doing?"): a fast digest
@@ -29,32 +28,52 @@ class Settings(BaseModel):
     redis_url: str = "redis://127.0.0.1:6379/0"
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
     redis_prefix: str = Field(default="adguide", min_length=1, max_length=64)
-    pg_schema: str = Field(default="adguide_server", description="schema for threads, jobs, results, checkpoints")
-    world_path: Path | None = Field(default=None, description="world.sqlite; None: $ADGUIDE_HOME/world.sqlite")
+    pg_schema: str = Field(
+        default="adguide_server", description="schema for threads, jobs, results, checkpoints"
+    )
+    world_path: Path | None = Field(
+        default=None, description="world.sqlite; None: $ADGUIDE_HOME/world.sqlite"
+    )
     backend: str | None = Field(default=None, description="agent backend: rules | teacher | local | openai")
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible model server (vLLM)")
     llm_model: str | None = None
     llm_api_key: str = "EMPTY"
-    api_keys: dict[str, str] = Field(default_factory=dict, description="API key -> 'advertiser:<id>' | 'admin'")
+    api_keys: dict[str, str] = Field(
+        default_factory=dict, description="API key -> 'advertiser:<id>' | 'admin'"
+    )
     api_keys_file: Path | None = None
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_message_chars: int = Field(default=4000, ge=1, le=100_000)
     rate_limit_per_minute: int = Field(default=60, ge=1, le=1_000_000, description="requests per API key")
     turn_seconds: float = Field(default=60.0, gt=0, le=3600, description="wall-time budget of one chat turn")
-    job_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="one advertiser's guidance in a batch")
+    job_timeout_s: float = Field(
+        default=120.0, gt=0, le=3600, description="one advertiser's guidance in a batch"
+    )
     job_max_tries: int = Field(default=4, ge=1, le=20)
-    job_retry_base_s: float = Field(default=2.0, ge=0, le=300, description="first retry delay; doubles per try")
-    guidance: GuidanceMode = Field(default=GuidanceMode.PROACTIVE, description="what a batch worker runs per advertiser")
-    worker_concurrency: int = Field(default=2, ge=1, le=64, description="advertisers at once per worker process")
-    agent_pool_size: int = Field(default=32, ge=1, le=10_000, description="open agents (MCP sessions) per API process")
-    agent_ttl_s: float = Field(default=300.0, gt=0, description="an open agent is rebuilt after this (fresh ids)")
+    job_retry_base_s: float = Field(
+        default=2.0, ge=0, le=300, description="first retry delay; doubles per try"
+    )
+    guidance: GuidanceMode = Field(
+        default=GuidanceMode.PROACTIVE, description="what a batch worker runs per advertiser"
+    )
+    worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="advertisers at once per worker process"
+    )
+    agent_pool_size: int = Field(
+        default=32, ge=1, le=10_000, description="open agents (MCP sessions) per API process"
+    )
+    agent_ttl_s: float = Field(
+        default=300.0, gt=0, description="an open agent is rebuilt after this (fresh ids)"
+    )
     log_level: str = "INFO"
 
     @field_validator("pg_schema")
     @classmethod
     def _schema_ident(cls, v: str) -> str:
         if not _IDENT.match(v):
-            raise ValueError(f"pg_schema must be a lowercase SQL identifier ([a-z_][a-z0-9_]*, <= 63 chars), got {v!r}")
+            raise ValueError(
+                f"pg_schema must be a lowercase SQL identifier ([a-z_][a-z0-9_]*, <= 63 chars), got {v!r}"
+            )
         return v
 
     @field_validator("redis_prefix")
@@ -92,7 +111,9 @@ class Settings(BaseModel):
     def to_env(self) -> dict[str, str]:
         """The ADGUIDE_* variables that make a child process (`adguide serve api|worker`) read these settings
         back with `from_env`; unset (None) fields are left out."""
-        env = {name: str(getattr(self, field)) for field, name in ENV.items() if getattr(self, field) is not None}
+        env = {
+            name: str(getattr(self, field)) for field, name in ENV.items() if getattr(self, field) is not None
+        }
         if self.api_keys:
             env["ADGUIDE_API_KEYS"] = json.dumps(self.api_keys)
         return env
@@ -100,8 +121,11 @@ class Settings(BaseModel):
 
 # Field -> environment variable: every field but the inline API keys (ADGUIDE_API_KEYS, JSON) is ADGUIDE_<FIELD>,
 # derived from the model so that a new field is settable from the environment and survives `to_env`.
-ENV = {name: "ADGUIDE_WORLD" if name == "world_path" else f"ADGUIDE_{name.upper()}"
-       for name in Settings.model_fields if name != "api_keys"}
+ENV = {
+    name: "ADGUIDE_WORLD" if name == "world_path" else f"ADGUIDE_{name.upper()}"
+    for name in Settings.model_fields
+    if name != "api_keys"
+}
 
 
 def _read_keys(raw: str, source: str) -> dict[str, str]:

@@ -65,7 +65,11 @@ class Database:
     def __init__(self, settings: Settings, *, max_size: int = 10) -> None:
         self.settings = settings
         self.pool = AsyncConnectionPool(
-            settings.checkpoint_url, open=False, min_size=1, max_size=max_size, timeout=5.0,
+            settings.checkpoint_url,
+            open=False,
+            min_size=1,
+            max_size=max_size,
+            timeout=5.0,
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         )
         self._ready = False
@@ -116,7 +120,8 @@ class Database:
         async with self.conn() as conn:
             cur = await conn.execute(
                 "INSERT INTO threads (thread_id, advertiser_id, title) VALUES (%s, %s, %s) RETURNING *",
-                (thread_id, advertiser_id, title))
+                (thread_id, advertiser_id, title),
+            )
             row = await cur.fetchone()
         assert row is not None
         return dict(row)
@@ -124,23 +129,29 @@ class Database:
     async def thread(self, thread_id: str, advertiser_id: str) -> dict[str, Any] | None:
         """The thread if this advertiser owns it; another advertiser's thread is indistinguishable from none."""
         async with self.conn() as conn:
-            cur = await conn.execute("SELECT * FROM threads WHERE thread_id = %s AND advertiser_id = %s",
-                                     (thread_id, advertiser_id))
+            cur = await conn.execute(
+                "SELECT * FROM threads WHERE thread_id = %s AND advertiser_id = %s",
+                (thread_id, advertiser_id),
+            )
             row = await cur.fetchone()
         return dict(row) if row else None
 
     async def threads(self, advertiser_id: str, limit: int) -> list[dict[str, Any]]:
         async with self.conn() as conn:
-            cur = await conn.execute("SELECT * FROM threads WHERE advertiser_id = %s ORDER BY created_at DESC "
-                                     "LIMIT %s", (advertiser_id, limit))
+            cur = await conn.execute(
+                "SELECT * FROM threads WHERE advertiser_id = %s ORDER BY created_at DESC LIMIT %s",
+                (advertiser_id, limit),
+            )
             return [dict(r) for r in await cur.fetchall()]
 
     # --- jobs ---------------------------------------------------------------------------------------
 
     async def create_job(self, job_id: str, created_by: str, advertisers: list[str]) -> None:
         async with self.conn() as conn:
-            await conn.execute("INSERT INTO jobs (job_id, created_by, advertisers, total) VALUES (%s, %s, %s, %s)",
-                               (job_id, created_by, json.dumps(advertisers), len(advertisers)))
+            await conn.execute(
+                "INSERT INTO jobs (job_id, created_by, advertisers, total) VALUES (%s, %s, %s, %s)",
+                (job_id, created_by, json.dumps(advertisers), len(advertisers)),
+            )
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         async with self.conn() as conn:
@@ -149,7 +160,8 @@ class Database:
                 "count(r.*) FILTER (WHERE r.status = 'done') AS done, "
                 "count(r.*) FILTER (WHERE r.status = 'failed') AS failed, max(r.finished_at) AS last_result_at "
                 "FROM jobs j LEFT JOIN job_results r USING (job_id) WHERE j.job_id = %s GROUP BY j.job_id",
-                (job_id,))
+                (job_id,),
+            )
             row = await cur.fetchone()
         return dict(row) if row else None
 
@@ -159,8 +171,18 @@ class Database:
             row = await cur.fetchone()
         return list(row["advertisers"]) if row else []
 
-    async def save_result(self, job_id: str, advertiser_id: str, *, status: str, items: list[Any],
-                          error: str | None, attempts: int, worker: str, seconds: float) -> None:
+    async def save_result(
+        self,
+        job_id: str,
+        advertiser_id: str,
+        *,
+        status: str,
+        items: list[Any],
+        error: str | None,
+        attempts: int,
+        worker: str,
+        seconds: float,
+    ) -> None:
         """Idempotent per (job, advertiser): a re-run overwrites its own row; `writes` counts the runs."""
         async with self.conn() as conn:
             await conn.execute(
@@ -170,12 +192,24 @@ class Database:
                 "items = EXCLUDED.items, error = EXCLUDED.error, attempts = EXCLUDED.attempts, "
                 "worker = EXCLUDED.worker, seconds = EXCLUDED.seconds, finished_at = now(), "
                 "writes = job_results.writes + 1",
-                (job_id, advertiser_id, status, json.dumps(items, default=str), error, attempts, worker, seconds))
+                (
+                    job_id,
+                    advertiser_id,
+                    status,
+                    json.dumps(items, default=str),
+                    error,
+                    attempts,
+                    worker,
+                    seconds,
+                ),
+            )
 
     async def result_status(self, job_id: str, advertiser_id: str) -> str | None:
         async with self.conn() as conn:
-            cur = await conn.execute("SELECT status FROM job_results WHERE job_id = %s AND advertiser_id = %s",
-                                     (job_id, advertiser_id))
+            cur = await conn.execute(
+                "SELECT status FROM job_results WHERE job_id = %s AND advertiser_id = %s",
+                (job_id, advertiser_id),
+            )
             row = await cur.fetchone()
         return str(row["status"]) if row else None
 
@@ -185,14 +219,17 @@ class Database:
             cur = await conn.execute(
                 "SELECT advertiser_id, status, items, error, attempts, writes, worker, seconds, finished_at "
                 "FROM job_results WHERE job_id = %s AND advertiser_id > %s ORDER BY advertiser_id LIMIT %s",
-                (job_id, after or "", limit))
+                (job_id, after or "", limit),
+            )
             return [dict(r) for r in await cur.fetchall()]
 
     async def inbox(self, advertiser_id: str, limit: int) -> list[dict[str, Any]]:
         async with self.conn() as conn:
             cur = await conn.execute(
                 "SELECT job_id, items, finished_at FROM job_results WHERE advertiser_id = %s AND status = 'done' "
-                "ORDER BY finished_at DESC LIMIT %s", (advertiser_id, limit))
+                "ORDER BY finished_at DESC LIMIT %s",
+                (advertiser_id, limit),
+            )
             return [dict(r) for r in await cur.fetchall()]
 
 

@@ -46,8 +46,9 @@ async def caller(request: Request, response: Response) -> Principal:
     principal = authenticate(request, svc.keys)
     request.state.key_id = principal.key_id
     try:
-        headers = await check_rate(svc.redis, svc.settings.redis_prefix, principal.key_id,
-                                   svc.settings.rate_limit_per_minute)
+        headers = await check_rate(
+            svc.redis, svc.settings.redis_prefix, principal.key_id, svc.settings.rate_limit_per_minute
+        )
     except ApiError as err:
         if err.status == 429:
             svc.metrics.rate_limited.inc()
@@ -59,7 +60,19 @@ async def caller(request: Request, response: Response) -> Principal:
 # Ids in a path are checked at the edge: a NUL byte, a path fragment or a 5,000-character id is a 422 that says
 # what an id looks like, before it reaches PostgreSQL, Redis or a log line.
 _ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-ThreadId = Annotated[str, Path(pattern=_ID_PATTERN, max_length=64,
-                               description="a thread id from POST /v1/threads (letters, digits, _ . : -)")]
-JobId = Annotated[str, Path(pattern=_ID_PATTERN, max_length=64,
-                            description="a job id from POST /v1/jobs (letters, digits, _ . : -)")]
+ThreadId = Annotated[
+    str,
+    Path(
+        pattern=_ID_PATTERN,
+        max_length=64,
+        description="a thread id from POST /v1/threads (letters, digits, _ . : -)",
+    ),
+]
+JobId = Annotated[
+    str,
+    Path(
+        pattern=_ID_PATTERN,
+        max_length=64,
+        description="a job id from POST /v1/jobs (letters, digits, _ . : -)",
+    ),
+]

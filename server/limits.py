@@ -40,11 +40,18 @@ async def check_rate(redis: aioredis.Redis, prefix: str, key_id: str, per_minute
     except REDIS_DOWN as exc:
         raise DependencyDown("Redis", exc) from exc
     reset = max(1, math.ceil((window + 1) * 60 - now))
-    headers = {"RateLimit-Limit": str(per_minute), "RateLimit-Remaining": str(max(0, per_minute - int(count))),
-               "RateLimit-Reset": str(reset)}
+    headers = {
+        "RateLimit-Limit": str(per_minute),
+        "RateLimit-Remaining": str(max(0, per_minute - int(count))),
+        "RateLimit-Reset": str(reset),
+    }
     if int(count) > per_minute:
-        raise ApiError(429, "rate_limited", f"more than {per_minute} requests this minute for this API key; "
-                       f"retry after {reset} s", headers={**headers, "Retry-After": str(reset)})
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"more than {per_minute} requests this minute for this API key; retry after {reset} s",
+            headers={**headers, "Retry-After": str(reset)},
+        )
     return headers
 
 
@@ -56,8 +63,12 @@ async def acquire_thread(redis: aioredis.Redis, prefix: str, thread_id: str, ttl
     except REDIS_DOWN as exc:
         raise DependencyDown("Redis", exc) from exc
     if not got:
-        raise ApiError(409, "turn_in_progress", "this conversation is still answering the previous message; "
-                       "wait for it to finish, then send again")
+        raise ApiError(
+            409,
+            "turn_in_progress",
+            "this conversation is still answering the previous message; "
+            "wait for it to finish, then send again",
+        )
     return token
 
 

@@ -57,8 +57,10 @@ async def guidance(settings: Settings, advertiser_id: str) -> list[Any]:
             return [{"rank": 1, "title": "Account overview", "text": turn.text}]
         report = await agent.guide()
     items = getattr(report, "items", report)
-    return [{**_jsonable(item), "text": item.text()} if hasattr(item, "text") else _jsonable(item)
-            for item in (items if isinstance(items, list) else [items])]
+    return [
+        {**_jsonable(item), "text": item.text()} if hasattr(item, "text") else _jsonable(item)
+        for item in (items if isinstance(items, list) else [items])
+    ]
 
 
 def backoff_s(job_try: int, base: float) -> float:
@@ -74,23 +76,53 @@ async def guide_advertiser(ctx: dict[str, Any], job_id: str, advertiser_id: str)
     try:
         if await db.result_status(job_id, advertiser_id) == "done":
             return "skipped"  # an earlier run finished and wrote it; the re-delivery is a no-op
-        items = await asyncio.wait_for(ctx["guidance"](settings, advertiser_id), timeout=settings.job_timeout_s)
+        items = await asyncio.wait_for(
+            ctx["guidance"](settings, advertiser_id), timeout=settings.job_timeout_s
+        )
         seconds = time.perf_counter() - started
-        await db.save_result(job_id, advertiser_id, status="done", items=items, error=None, attempts=job_try,
-                             worker=ctx["worker_name"], seconds=seconds)
+        await db.save_result(
+            job_id,
+            advertiser_id,
+            status="done",
+            items=items,
+            error=None,
+            attempts=job_try,
+            worker=ctx["worker_name"],
+            seconds=seconds,
+        )
     except Exception as exc:  # the model, the tools or PostgreSQL failed: retry with backoff, then record it
         reason = f"{type(exc).__name__}: {exc}"[:500]
         if job_try < settings.job_max_tries:
             defer = backoff_s(job_try, settings.job_retry_base_s)
-            log.warning("guidance failed, retrying", extra={"advertiser_id": advertiser_id, "try": job_try,
-                                                           "defer_s": defer, "reason": reason})
+            log.warning(
+                "guidance failed, retrying",
+                extra={"advertiser_id": advertiser_id, "try": job_try, "defer_s": defer, "reason": reason},
+            )
             raise Retry(defer=defer) from exc
-        log.error("guidance failed for good", extra={"advertiser_id": advertiser_id, "try": job_try, "reason": reason})
-        await db.save_result(job_id, advertiser_id, status="failed", items=[], error=reason, attempts=job_try,
-                             worker=ctx["worker_name"], seconds=time.perf_counter() - started)
+        log.error(
+            "guidance failed for good",
+            extra={"advertiser_id": advertiser_id, "try": job_try, "reason": reason},
+        )
+        await db.save_result(
+            job_id,
+            advertiser_id,
+            status="failed",
+            items=[],
+            error=reason,
+            attempts=job_try,
+            worker=ctx["worker_name"],
+            seconds=time.perf_counter() - started,
+        )
         return "failed"
-    log.info("guidance done", extra={"advertiser_id": advertiser_id, "try": job_try, "seconds": round(seconds, 3),
-                                     "items": len(items)})
+    log.info(
+        "guidance done",
+        extra={
+            "advertiser_id": advertiser_id,
+            "try": job_try,
+            "seconds": round(seconds, 3),
+            "items": len(items),
+        },
+    )
     return "done"
 
 
@@ -102,9 +134,12 @@ def make_worker(settings: Settings, *, burst: bool = False) -> Worker:
         await db.open()
         await db.ensure_schema()
         await asyncio.to_thread(warm_up)  # imports before the first job's clock starts
-        ctx.update(settings=settings, db=db, guidance=guidance,
-                   worker_name=f"{socket.gethostname()}:{os.getpid()}")
-        log.info("worker ready", extra={"queue": settings.queue_name, "concurrency": settings.worker_concurrency})
+        ctx.update(
+            settings=settings, db=db, guidance=guidance, worker_name=f"{socket.gethostname()}:{os.getpid()}"
+        )
+        log.info(
+            "worker ready", extra={"queue": settings.queue_name, "concurrency": settings.worker_concurrency}
+        )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "db" in ctx:
@@ -118,7 +153,8 @@ def make_worker(settings: Settings, *, burst: bool = False) -> Worker:
         on_shutdown=shutdown,
         max_jobs=settings.worker_concurrency,
         job_timeout=settings.job_timeout_s + 5,  # our own timeout fires first and retries cleanly
-        max_tries=settings.job_max_tries + 1,  # the last try of ours records the failure; arq's cap is a backstop
+        max_tries=settings.job_max_tries
+        + 1,  # the last try of ours records the failure; arq's cap is a backstop
         keep_result=3600,
         poll_delay=0.2,
         burst=burst,

@@ -29,8 +29,14 @@ ADMIN = {"Authorization": "Bearer key-admin"}
 
 def unique_settings(world: Path, **overrides: Any) -> Settings:
     tag = uuid.uuid4().hex[:10]
-    values: dict[str, Any] = {"world_path": world, "backend": "rules", "redis_prefix": f"adguide-test-{tag}",
-                              "pg_schema": f"adguide_test_{tag}", "api_keys": dict(KEYS), "rate_limit_per_minute": 1000}
+    values: dict[str, Any] = {
+        "world_path": world,
+        "backend": "rules",
+        "redis_prefix": f"adguide-test-{tag}",
+        "pg_schema": f"adguide_test_{tag}",
+        "api_keys": dict(KEYS),
+        "rate_limit_per_minute": 1000,
+    }
     values.update(overrides)
     return Settings(**values)
 
@@ -48,22 +54,35 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://adguide.test", timeout=120) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://adguide.test", timeout=120
+        ) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
 
 
 def env_of(settings: Settings) -> dict[str, str]:
     """The ADGUIDE_* environment that makes a child process use these settings."""
-    return {**os.environ, **settings.to_env(), "ADGUIDE_BACKEND": settings.backend or "rules",
-            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        **settings.to_env(),
+        "ADGUIDE_BACKEND": settings.backend or "rules",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def start_worker(settings: Settings, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     """A real worker process (`adguide serve worker`), its JSON logs to log_path."""
     out = open(log_path, "ab")  # noqa: SIM115 - closed with the process by the caller's stop()
-    return subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "worker", *extra], cwd=REPO,
-                            env=env_of(settings), stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "adguide_cli", "serve", "worker", *extra],
+        cwd=REPO,
+        env=env_of(settings),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
@@ -85,8 +104,13 @@ def free_port() -> int:
 def start_api(settings: Settings, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     """A real API process (`adguide serve api`), returned once /healthz answers."""
     out = open(log_path, "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "api", "--port", str(port)], cwd=REPO,
-                            env=env_of(settings), stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adguide_cli", "serve", "api", "--port", str(port)],
+        cwd=REPO,
+        env=env_of(settings),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:

@@ -25,11 +25,15 @@ def model_dir(tmp_path_factory):
 
 
 def test_hermes_parsing():
-    msg = parse_tool_calls('Let me look. <tool_call>{"name": "performance", "arguments": {"level": "keyword"}}</tool_call>'
-                           '<tool_call>{"name": "account_overview", "arguments": "{}"}</tool_call>')
+    msg = parse_tool_calls(
+        'Let me look. <tool_call>{"name": "performance", "arguments": {"level": "keyword"}}</tool_call>'
+        '<tool_call>{"name": "account_overview", "arguments": "{}"}</tool_call>'
+    )
     assert msg.content == "Let me look."
-    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [("performance", {"level": "keyword"}),
-                                                                ("account_overview", {})]
+    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [
+        ("performance", {"level": "keyword"}),
+        ("account_overview", {}),
+    ]
     cut = parse_tool_calls('<tool_call>{"name": "performance", "argu')
     assert not cut.tool_calls and len(cut.invalid_tool_calls) == 1
     bad = parse_tool_calls('<tool_call>["not", "an", "object"]</tool_call>')
@@ -40,21 +44,38 @@ def test_hermes_parsing():
 def test_chat_template_renders_calls_and_results(model_dir):
     model = LocalChatModel.from_dir(model_dir)
     call = {"name": "performance", "args": {"level": "campaign"}, "id": "c1", "type": "tool_call"}
-    messages = [SystemMessage(content="sys"), HumanMessage(content="How are my campaigns?"),
-                AIMessage(content="", tool_calls=[call]),
-                ToolMessage(content='{"rows": []}', tool_call_id="c1")]
-    spec = {"type": "function", "function": {"name": "performance", "description": "metrics",
-                                             "parameters": {"type": "object", "properties": {}}}}
+    messages = [
+        SystemMessage(content="sys"),
+        HumanMessage(content="How are my campaigns?"),
+        AIMessage(content="", tool_calls=[call]),
+        ToolMessage(content='{"rows": []}', tool_call_id="c1"),
+    ]
+    spec = {
+        "type": "function",
+        "function": {
+            "name": "performance",
+            "description": "metrics",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
     prompt = model.render(messages, [spec])
     assert "<tool_call>" in prompt and '"level": "campaign"' in prompt
     assert "<tool_response>" in prompt and "performance" in prompt
-    assert to_openai_messages(messages)[2]["tool_calls"][0]["function"]["arguments"] == json.dumps({"level": "campaign"})
+    assert to_openai_messages(messages)[2]["tool_calls"][0]["function"]["arguments"] == json.dumps(
+        {"level": "campaign"}
+    )
 
 
 @pytest.mark.slow
 async def test_local_backend_runs_a_turn(world, model_dir):  # noqa: F811
-    config = AgentConfig(advertiser_id="adv_0001", backend="local", model_dir=model_dir, store_path=world,
-                         checkpointer="memory", limits=Limits(max_steps=2, max_new_tokens=24))
+    config = AgentConfig(
+        advertiser_id="adv_0001",
+        backend="local",
+        model_dir=model_dir,
+        store_path=world,
+        checkpointer="memory",
+        limits=Limits(max_steps=2, max_new_tokens=24),
+    )
     async with Agent(config) as agent:
         result = await agent.ask("t", "How is my account doing?")
         messages = await agent.messages("t")
@@ -67,25 +88,45 @@ async def test_a_long_thread_stays_inside_the_models_window(world, model_dir):  
     """Older turns leave the model's view when the thread outgrows its window: every prompt fits, no turn fails,
     and the thread itself (the checkpoint) keeps every message."""
     limits = Limits(max_steps=2, max_new_tokens=24, max_tool_result_chars=200)
-    config = AgentConfig(advertiser_id="adv_0001", backend="local", model_dir=model_dir, store_path=world,
-                         checkpointer="memory", limits=limits)
+    config = AgentConfig(
+        advertiser_id="adv_0001",
+        backend="local",
+        model_dir=model_dir,
+        store_path=world,
+        checkpointer="memory",
+        limits=limits,
+    )
     async with Agent(config) as agent:
         await agent.ask("probe", "How is my account doing?")
-        first = [m.usage_metadata["input_tokens"] for m in await agent.messages("probe")
-                 if isinstance(m, AIMessage) and m.usage_metadata]
+        first = [
+            m.usage_metadata["input_tokens"]
+            for m in await agent.messages("probe")
+            if isinstance(m, AIMessage) and m.usage_metadata
+        ]
     window = max(first) + limits.max_new_tokens + 150  # room for two or three earlier turns, not eight
     small = config.model_copy(update={"limits": limits.model_copy(update={"max_context_tokens": window})})
-    questions = ["How is my account doing?", "Which keywords spend the most?", "How are my campaigns doing?",
-                 "Which search terms should I add as negatives?", "How is my account doing this week?",
-                 "What is my ACoS?", "Which campaign spends the most?", "How are my sales?"]
+    questions = [
+        "How is my account doing?",
+        "Which keywords spend the most?",
+        "How are my campaigns doing?",
+        "Which search terms should I add as negatives?",
+        "How is my account doing this week?",
+        "What is my ACoS?",
+        "Which campaign spends the most?",
+        "How are my sales?",
+    ]
     async with Agent(small) as agent:
         for q in questions:
             result = await agent.ask("long", q)
             assert result.stop_reason != "model_error", result.text
         messages = await agent.messages("long")
-    prompts = [m.usage_metadata["input_tokens"] for m in messages if isinstance(m, AIMessage) and m.usage_metadata]
+    prompts = [
+        m.usage_metadata["input_tokens"] for m in messages if isinstance(m, AIMessage) and m.usage_metadata
+    ]
     assert prompts and max(prompts) <= window - limits.max_new_tokens, (prompts, window)
-    assert [m.content for m in messages if isinstance(m, HumanMessage)] == questions  # the thread keeps it all
+    assert [
+        m.content for m in messages if isinstance(m, HumanMessage)
+    ] == questions  # the thread keeps it all
     assert well_formed(messages)
 
 
@@ -126,15 +167,24 @@ def test_backend_selection(tmp_path, monkeypatch):
 
 
 OWN_IDS = ["cmp_0001", "cmp_0007", "cmp_0042"]
-SCHEMAS = {"pause_campaign": {"type": "object", "required": ["campaign_id"],
-                              "properties": {"campaign_id": {"type": "string", "enum": OWN_IDS},
-                                             "reason": {"type": "string"}}},
-           "performance": {"type": "object", "required": ["days"], "properties": {"days": {"type": "integer"}}}}
-TOOLS = [{"type": "function", "function": {"name": n, "description": n, "parameters": s}} for n, s in SCHEMAS.items()]
+SCHEMAS = {
+    "pause_campaign": {
+        "type": "object",
+        "required": ["campaign_id"],
+        "properties": {"campaign_id": {"type": "string", "enum": OWN_IDS}, "reason": {"type": "string"}},
+    },
+    "performance": {"type": "object", "required": ["days"], "properties": {"days": {"type": "integer"}}},
+}
+TOOLS = [
+    {"type": "function", "function": {"name": n, "description": n, "parameters": s}}
+    for n, s in SCHEMAS.items()
+]
 
 
 def test_breaks_schema_and_call_regex():
-    assert not breaks_schema({"name": "pause_campaign", "args": {"campaign_id": "cmp_0007", "reason": "x"}}, SCHEMAS)
+    assert not breaks_schema(
+        {"name": "pause_campaign", "args": {"campaign_id": "cmp_0007", "reason": "x"}}, SCHEMAS
+    )
     assert breaks_schema({"name": "pause_campaign", "args": {"campaign_id": "cmp_9999"}}, SCHEMAS)
     assert breaks_schema({"name": "delete_everything", "args": {}}, SCHEMAS)
     assert breaks_schema(None, SCHEMAS)
@@ -181,14 +231,19 @@ async def test_local_backend_streams_tokens(model_dir):
     # only once a word ends): only tokens that start a visible word, so the text streams word by word.
     tok = model._tokenizer
     model._model.generation_config.suppress_tokens = [
-        i for i in range(tok.vocab_size) if not (tok.decode([i]).startswith(" ") and tok.decode([i]).strip())]
+        i for i in range(tok.vocab_size) if not (tok.decode([i]).startswith(" ") and tok.decode([i]).strip())
+    ]
     chunks = [c async for c in model.astream([HumanMessage(content="hello")])]
     texts = [c.content for c in chunks if isinstance(c.content, str) and c.content]
     assert len(texts) >= 2  # token by token, not one final block
     with_usage = [i for i, c in enumerate(chunks) if c.usage_metadata]
     assert with_usage and all(i > chunks.index(next(c for c in chunks if c.content)) for i in with_usage)
     whole = model.invoke([HumanMessage(content="hello")])
-    assert "".join(texts) == whole.content and whole.usage_metadata is not None and whole.usage_metadata["output_tokens"] == 16
+    assert (
+        "".join(texts) == whole.content
+        and whole.usage_metadata is not None
+        and whole.usage_metadata["output_tokens"] == 16
+    )
 
 
 def test_vllm_arguments_regex_allows_own_ids_and_words_only():
@@ -198,14 +253,24 @@ def test_vllm_arguments_regex_allows_own_ids_and_words_only():
     from agent.backends.openai import arguments_regex
     from agent.graph import NAME_PATTERN, constrain_schemas
 
-    schema = {"type": "object", "required": ["action", "id"],
-              "properties": {"action": {"type": "string", "enum": ["pause", "enable"]}, "id": {"type": "string"}}}
+    schema = {
+        "type": "object",
+        "required": ["action", "id"],
+        "properties": {"action": {"type": "string", "enum": ["pause", "enable"]}, "id": {"type": "string"}},
+    }
     [constrained] = constrain_schemas({"propose_change": schema}, {"keyword": ["kw_0000001"]}).values()
     regex = re.compile(arguments_regex(constrained))
-    good = ['{"action": "pause", "id": "kw_0000001"}', '{"action": "enable", "id": "bamboo cutting board"}',
-            '{"action": "pause", "id": "yoga mat, 6mm"}']
-    bad = ['{"action": "pause", "id": "kw_9999999"}', '{"action": "pause", "id": "{\x11\x11"}',
-           '{"action": "pause", "id": "a\\"b"}', '{"action": "stop", "id": "kw_0000001"}']
+    good = [
+        '{"action": "pause", "id": "kw_0000001"}',
+        '{"action": "enable", "id": "bamboo cutting board"}',
+        '{"action": "pause", "id": "yoga mat, 6mm"}',
+    ]
+    bad = [
+        '{"action": "pause", "id": "kw_9999999"}',
+        '{"action": "pause", "id": "{\x11\x11"}',
+        '{"action": "pause", "id": "a\\"b"}',
+        '{"action": "stop", "id": "kw_0000001"}',
+    ]
     assert all(regex.fullmatch(s) for s in good)
     assert not any(regex.fullmatch(s) for s in bad)
     for s in good:  # what the regex lets through, the schema accepts

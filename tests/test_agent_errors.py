@@ -14,7 +14,12 @@ from tests.test_agent_graph import world, world_template  # noqa: F401  (fixture
 
 
 def cfg(world_path, **kw):
-    base = {"advertiser_id": "adv_0001", "backend": "rules", "store_path": world_path, "checkpointer": "memory"}
+    base = {
+        "advertiser_id": "adv_0001",
+        "backend": "rules",
+        "store_path": world_path,
+        "checkpointer": "memory",
+    }
     return AgentConfig(**{**base, **kw})
 
 
@@ -60,8 +65,13 @@ async def test_slow_model_server_hits_the_time_bound(world):  # noqa: F811
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        slow = cfg(world, backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model_name="m",
-                   limits=Limits(max_seconds=1.5))
+        slow = cfg(
+            world,
+            backend="openai",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            model_name="m",
+            limits=Limits(max_seconds=1.5),
+        )
         async with Agent(slow) as agent:
             result = await agent.ask("t", "How is my account doing?")
             assert result.stop_reason in ("max_seconds", "model_error") and result.text
@@ -84,7 +94,9 @@ async def test_malformed_tool_call_is_answered_with_an_error(world):  # noqa: F8
     assert raw.invalid_tool_calls and not raw.tool_calls
     message = _normalize(raw)
     async with Agent(cfg(world)) as agent:
-        update = await tools({"messages": [HumanMessage(content="q"), message]}, Runtime(context=agent.context))
+        update = await tools(
+            {"messages": [HumanMessage(content="q"), message]}, Runtime(context=agent.context)
+        )
     [reply] = update["messages"]
     assert reply.tool_call_id == message.tool_calls[0]["id"] and reply.status == "error"
     assert "not valid JSON" in reply.content

@@ -37,8 +37,13 @@ def confirm_in_fresh_process(world_path, checkpointer, url, thread):
 
 async def propose_and_close(world_path, checkpointer, url, thread):
     kw = a_keyword(world_path)
-    cfg = AgentConfig(advertiser_id="adv_0001", backend="rules", store_path=world_path, checkpointer=checkpointer,
-                      checkpoint_url=url)
+    cfg = AgentConfig(
+        advertiser_id="adv_0001",
+        backend="rules",
+        store_path=world_path,
+        checkpointer=checkpointer,
+        checkpoint_url=url,
+    )
     async with Agent(cfg) as agent:
         await agent.ask(thread, "How is my account doing?")
         result = await agent.ask(thread, f"Set the bid of {kw.id} to ${kw.bid * 1.2:.2f}")
@@ -52,8 +57,9 @@ async def test_sqlite_thread_resumes_in_a_fresh_process(world, tmp_path):  # noq
     kw = await propose_and_close(world, "sqlite", url, "t-restart")
     assert "Applied" in confirm_in_fresh_process(world, "sqlite", url, "t-restart")
     assert bid_of(world, kw.id) == round(kw.bid * 1.2, 2)
-    cfg = AgentConfig(advertiser_id="adv_0001", backend="rules", store_path=world, checkpointer="sqlite",
-                      checkpoint_url=url)
+    cfg = AgentConfig(
+        advertiser_id="adv_0001", backend="rules", store_path=world, checkpointer="sqlite", checkpoint_url=url
+    )
     async with Agent(cfg) as agent:  # the whole conversation is there, in order
         kinds = [m.type for m in await agent.messages("t-restart")]
     assert kinds[:4] == ["human", "ai", "tool", "ai"] and kinds[-1] == "ai"

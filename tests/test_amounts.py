@@ -7,44 +7,59 @@ import pytest
 from agent.amounts import ground_change, normalize_amounts
 
 
-@pytest.mark.parametrize(("said", "written"), [
-    ("set boho storage bins to a buck fifty", "set boho storage bins to $1.50"),
-    ("bid two bucks on adjustable kettlebell", "bid $2 on adjustable kettlebell"),
-    ("bidding two dollars and ten cents on it", "bidding $2.10 on it"),
-    ("drop my bid by 20 cents", "drop my bid by $0.20"),
-    ("at a bid of one dollars and ten cents instead", "at a bid of $1.10 instead"),
-    ("drop it to one dollars and five cents", "drop it to $1.05"),
-    ("bid 2 bucks 5 on it", "bid $2.05 on it"),
-    ("five cents lower", "$0.05 lower"),
-    ("try the yoga mat campaign at seventy a day", "try the yoga mat campaign at 70 a day"),
-    ("raise the kettlebell budget from 132 to 172", "raise the kettlebell budget to 172"),
-    ("from eighty up to one hundred ten daily", "to 110 daily"),
-    ("take a fifth off whichever campaign has the worst acos", "take 20% off whichever campaign has the worst acos"),
-    ("keep acos below a quarter", "keep acos below 25%"),
-    ("run the towels at two fifty", "run the towels at $2.50"),
-])
+@pytest.mark.parametrize(
+    ("said", "written"),
+    [
+        ("set boho storage bins to a buck fifty", "set boho storage bins to $1.50"),
+        ("bid two bucks on adjustable kettlebell", "bid $2 on adjustable kettlebell"),
+        ("bidding two dollars and ten cents on it", "bidding $2.10 on it"),
+        ("drop my bid by 20 cents", "drop my bid by $0.20"),
+        ("at a bid of one dollars and ten cents instead", "at a bid of $1.10 instead"),
+        ("drop it to one dollars and five cents", "drop it to $1.05"),
+        ("bid 2 bucks 5 on it", "bid $2.05 on it"),
+        ("five cents lower", "$0.05 lower"),
+        ("try the yoga mat campaign at seventy a day", "try the yoga mat campaign at 70 a day"),
+        ("raise the kettlebell budget from 132 to 172", "raise the kettlebell budget to 172"),
+        ("from eighty up to one hundred ten daily", "to 110 daily"),
+        (
+            "take a fifth off whichever campaign has the worst acos",
+            "take 20% off whichever campaign has the worst acos",
+        ),
+        ("keep acos below a quarter", "keep acos below 25%"),
+        ("run the towels at two fifty", "run the towels at $2.50"),
+    ],
+)
 def test_spelled_out_amounts_become_figures(said, written):
     assert normalize_amounts(said) == written
 
 
-@pytest.mark.parametrize("text", [
-    "the one with the worst acos", "first campaign first", "dumbbells 2026 bid 1.5", "sp - generic - 2-pack towels",
-    "how are my ads doing?",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the one with the worst acos",
+        "first campaign first",
+        "dumbbells 2026 bid 1.5",
+        "sp - generic - 2-pack towels",
+        "how are my ads doing?",
+    ],
+)
 def test_words_that_are_not_amounts_stay(text):
     assert normalize_amounts(text) == text
 
 
-@pytest.mark.parametrize(("said", "made", "grounded"), [
-    ("drop my bid on the rug by 20 cents", {"value": 0.2}, {"change_by": -0.2}),
-    ("double the budget on bath towels", {"value": 1}, {"relative_change": 1.0}),
-    ("double the budget on kettlebell", {"relative_change": -0.1}, {"relative_change": 1.0}),
-    ("take a fifth off the bottle warmer campaign", {"relative_change": 0.2}, {"relative_change": -0.2}),
-    ("raise the towels campaign by 50 a day", {"value": 50}, {"change_by": 50.0}),
-    ("try auto dumbbells at 693 a day", {"value": 693}, {"value": 693}),
-    ("set it to one twenty five", {"value": 12.5}, {"value": 1.25}),
-    ("set it to 1.25 for the next 7 days", {"value": 1.25}, {"value": 1.25}),
-])
+@pytest.mark.parametrize(
+    ("said", "made", "grounded"),
+    [
+        ("drop my bid on the rug by 20 cents", {"value": 0.2}, {"change_by": -0.2}),
+        ("double the budget on bath towels", {"value": 1}, {"relative_change": 1.0}),
+        ("double the budget on kettlebell", {"relative_change": -0.1}, {"relative_change": 1.0}),
+        ("take a fifth off the bottle warmer campaign", {"relative_change": 0.2}, {"relative_change": -0.2}),
+        ("raise the towels campaign by 50 a day", {"value": 50}, {"change_by": 50.0}),
+        ("try auto dumbbells at 693 a day", {"value": 693}, {"value": 693}),
+        ("set it to one twenty five", {"value": 12.5}, {"value": 1.25}),
+        ("set it to 1.25 for the next 7 days", {"value": 1.25}, {"value": 1.25}),
+    ],
+)
 def test_a_proposal_takes_the_amount_the_seller_named(said, made, grounded):
     base = {"action": "set_budget", "id": "x"}
     assert ground_change(base | made, said, set()) == base | grounded
@@ -63,5 +78,8 @@ def test_an_amount_nobody_named_is_not_proposed():
     said = "should i be bidding more or less on grey area rug? just give me the number and line it up"
     assert ground_change({"action": "set_bid", "id": "grey area rug", "value": 0.2}, said, set()) is None
     assert ground_change({"action": "set_bid", "id": "x", "value": 0.82}, "ok set it", {0.82, 3.24}) == {
-        "action": "set_bid", "id": "x", "value": 0.82}  # the bid a tool recommended
+        "action": "set_bid",
+        "id": "x",
+        "value": 0.82,
+    }  # the bid a tool recommended
     assert ground_change({"action": "pause", "id": "x"}, "pause it", set()) == {"action": "pause", "id": "x"}

@@ -73,7 +73,11 @@ def test_vcg_prices_are_the_externality_computed_by_brute_force() -> None:
 
     def welfare_of_others(a: int, bids: np.ndarray, exclude: int) -> float:
         r = clear_auctions(bids[None, :], quality[a][None, :], n_slots=3, position_ctr=alpha)
-        return sum(alpha[j] * values[a, w] * quality[a, w] for j, w in enumerate(r.winner[0]) if w >= 0 and w != exclude)
+        return sum(
+            alpha[j] * values[a, w] * quality[a, w]
+            for j, w in enumerate(r.winner[0])
+            if w >= 0 and w != exclude
+        )
 
     for a in range(50):
         for j, w in enumerate(res.winner[a]):
@@ -115,7 +119,9 @@ def test_reserve_fewer_bidders_than_slots_and_exact_ties() -> None:
     bids = np.array([[0.05, 0.3, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
     r = clear_auctions(bids, mechanism="gsp", n_slots=3, reserve=0.1)
     assert r.winner.tolist() == [[1, -1, -1], [0, 1, 2], [-1, -1, -1]]
-    assert np.allclose(r.price, np.array([[0.1, 0, 0], [1.0, 1.0, 0.1], [0, 0, 0]]))  # lone bidder pays the reserve
+    assert np.allclose(
+        r.price, np.array([[0.1, 0, 0], [1.0, 1.0, 0.1], [0, 0, 0]])
+    )  # lone bidder pays the reserve
     assert r.revenue == pytest.approx(0.1 + 2.1)
     per_row_reserve = clear_auctions(bids, n_slots=1, reserve=np.array([0.5, 0.0, 0.0]))
     assert per_row_reserve.winner[:, 0].tolist() == [-1, 0, -1]

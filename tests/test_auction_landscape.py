@@ -43,14 +43,33 @@ def test_landscape_expected_mode_is_exact_and_sampled_agrees(markets: list[Keywo
 
 def test_what_if_of_no_change_is_exactly_zero(markets: list[KeywordMarket]) -> None:
     for n_sims in (0, 50):
-        w = what_if(markets, [0, 0, 1], [1.0, 1.0, 1.0], [6.0, 100.0], DAYS, new_bids=[1.0, 1.0, 1.0], margin=0.4, n_sims=n_sims)
-        for name in ("impressions", "clicks", "spend", "orders", "sales", "incremental_sales", "incremental_profit"):
+        w = what_if(
+            markets,
+            [0, 0, 1],
+            [1.0, 1.0, 1.0],
+            [6.0, 100.0],
+            DAYS,
+            new_bids=[1.0, 1.0, 1.0],
+            margin=0.4,
+            n_sims=n_sims,
+        )
+        for name in (
+            "impressions",
+            "clicks",
+            "spend",
+            "orders",
+            "sales",
+            "incremental_sales",
+            "incremental_profit",
+        ):
             est = getattr(w.difference, name)
             assert est.mean == est.low == est.high == 0.0, name
 
 
 def test_what_if_uses_common_random_numbers(markets: list[KeywordMarket]) -> None:
-    args = dict(campaign_of=[0, 0, 1], bids=[1.0, 1.0, 1.0], budgets=[6.0, 100.0], days=DAYS, margin=0.4, n_sims=100)
+    args = dict(
+        campaign_of=[0, 0, 1], bids=[1.0, 1.0, 1.0], budgets=[6.0, 100.0], days=DAYS, margin=0.4, n_sims=100
+    )
     w = what_if(markets, new_budgets=[9.0, 100.0], **args)  # type: ignore[arg-type]
     assert w.difference.spend.mean == pytest.approx(w.changed.spend.mean - w.status_quo.spend.mean)
     assert w.difference.spend.low > 0  # more budget on a budget-bound campaign: surely more spend
@@ -58,7 +77,9 @@ def test_what_if_uses_common_random_numbers(markets: list[KeywordMarket]) -> Non
     # without CRN (a different seed for the second arm) the difference is much noisier
     other = what_if(markets, new_budgets=[9.0, 100.0], seed=1, **args)  # type: ignore[arg-type]
     crn_width = w.difference.spend.high - w.difference.spend.low
-    spread = np.hypot(w.status_quo.spend.high - w.status_quo.spend.low, other.changed.spend.high - other.changed.spend.low)
+    spread = np.hypot(
+        w.status_quo.spend.high - w.status_quo.spend.low, other.changed.spend.high - other.changed.spend.low
+    )
     assert crn_width < 0.5 * spread
 
 
@@ -68,14 +89,21 @@ def test_optimal_bid_for_profit_matches_a_fine_grid(markets: list[KeywordMarket]
     grid = np.linspace(0.05, 4.0, 200)
     land = bid_landscape(markets[:1], grid, DAYS, margin=0.5, n_sims=0)
     profits = np.array([p.incremental_profit.mean for p in land.points])
-    at_best = bid_landscape(markets[:1], [best.bid], DAYS, margin=0.5, n_sims=0).points[0].incremental_profit.mean
+    at_best = (
+        bid_landscape(markets[:1], [best.bid], DAYS, margin=0.5, n_sims=0).points[0].incremental_profit.mean
+    )
     assert at_best >= profits.max() * (1 - 1e-3)
     assert abs(best.bid - grid[profits.argmax()]) < 0.1  # a flat optimum: the profit, not the bid, must match
-    assert best.current is not None and best.current.incremental_profit.mean < best.at_bid.incremental_profit.mean
+    assert (
+        best.current is not None
+        and best.current.incremental_profit.mean < best.at_bid.incremental_profit.mean
+    )
 
 
 @pytest.mark.parametrize(("goal", "target"), [(BidGoal.TARGET_ACOS, 0.12), (BidGoal.TARGET_ROAS, 8.0)])
-def test_optimal_bid_for_a_target_is_the_highest_that_meets_it(markets: list[KeywordMarket], goal: BidGoal, target: float) -> None:
+def test_optimal_bid_for_a_target_is_the_highest_that_meets_it(
+    markets: list[KeywordMarket], goal: BidGoal, target: float
+) -> None:
     best = optimal_bid(markets[:1], goal, DAYS, margin=0.5, target=target, n_sims=0)
     assert best.feasible
     acos = best.at_bid.acos
@@ -106,7 +134,10 @@ def test_unreachable_goals_say_do_not_bid(markets: list[KeywordMarket]) -> None:
         (lambda m: bid_landscape(m, [1.0] * 200, list(range(366)), margin=0.5, n_sims=2000), "n_sims"),
         (lambda m: bid_landscape([], [1.0], DAYS, margin=0.5), "markets"),
         (lambda m: what_if(m, [0, 0, 0], [1.0] * 3, [5.0], DAYS, new_bids=[1.0], margin=0.5), "new_bids"),
-        (lambda m: what_if(m, [0, 0, 0], [1.0] * 3, [5.0], DAYS, new_budgets=[float("nan")], margin=0.5), "new_budgets"),
+        (
+            lambda m: what_if(m, [0, 0, 0], [1.0] * 3, [5.0], DAYS, new_budgets=[float("nan")], margin=0.5),
+            "new_budgets",
+        ),
         (lambda m: what_if(m, [0, 0, 3], [1.0] * 3, [5.0], DAYS, margin=0.5), "campaign_of"),
     ],
 )
@@ -131,11 +162,21 @@ def test_optimal_bid_inside_a_budget_capped_campaign(markets: list[KeywordMarket
     grid = np.linspace(0.05, 4.0, 80)
     assert campaign(inside.bid) >= max(campaign(b) for b in grid) - 1e-3 * abs(campaign(inside.bid))
     assert campaign(inside.bid) > campaign(alone.bid)  # ignoring the cap picks a worse bid for the campaign
-    assert inside.gain is not None and inside.gain.mean == pytest.approx(campaign(inside.bid) - campaign(2.0), rel=1e-9)
+    assert inside.gain is not None and inside.gain.mean == pytest.approx(
+        campaign(inside.bid) - campaign(2.0), rel=1e-9
+    )
     assert alone.gain is not None and inside.current is not None
     # the points are the keyword's own figures, under the shared cap
-    land = bid_landscape(markets[:1], [0.5, 3.0], DAYS, margin=0.4, budget=budget, others=markets[1:],
-                         other_bids=others, n_sims=0)
+    land = bid_landscape(
+        markets[:1],
+        [0.5, 3.0],
+        DAYS,
+        margin=0.4,
+        budget=budget,
+        others=markets[1:],
+        other_bids=others,
+        n_sims=0,
+    )
     free = bid_landscape(markets[:1], [3.0], DAYS, margin=0.4, n_sims=0)
     assert land.points[1].spend.mean <= budget * len(DAYS) + 1e-9 < free.points[0].spend.mean
     with pytest.raises(InvalidInputError) as err:

@@ -73,8 +73,19 @@ def run(
 
 def test_result_shapes_and_contract(markets: list[KeywordMarket]) -> None:
     r = run(markets, seed=3)
-    for name in ["searches", "impressions", "clicks", "spend", "orders", "sales", "organic_sales",
-                 "incremental_orders", "incremental_sales", "avg_position", "impression_share"]:
+    for name in [
+        "searches",
+        "impressions",
+        "clicks",
+        "spend",
+        "orders",
+        "sales",
+        "organic_sales",
+        "incremental_orders",
+        "incremental_sales",
+        "avg_position",
+        "impression_share",
+    ]:
         assert getattr(r, name).shape == (10, 12), name
     assert r.budget_exhausted_at.shape == (10, 3)
     assert np.all(np.isnan(r.budget_exhausted_at))  # budgets far above spend
@@ -100,7 +111,9 @@ def test_analytic_slot_and_price_model_matches_explicitly_cleared_gsp_auctions(
     """The closed-form slot and price distribution equals clearing the auctions one by one with the
     core: Poisson rivals, lognormal bids, Beta qualities, GSP with reserve and position CTR."""
     market = make_market(3, **overrides)
-    terms = auction_terms(market_arrays([market]), np.array([0]), np.array([bid]), np.array([bid_mult]), np.array([count_mult]))
+    terms = auction_terms(
+        market_arrays([market]), np.array([0]), np.array([bid]), np.array([bid_mult]), np.array([count_mult])
+    )
     rng, n, width = np.random.default_rng(0), 200_000, 30
     count = rng.poisson(market.n_rivals * count_mult, n)
     rival_bids = rng.lognormal(market.rival_bid_mu + np.log(bid_mult), market.rival_bid_sigma, (n, width))
@@ -117,14 +130,19 @@ def test_analytic_slot_and_price_model_matches_explicitly_cleared_gsp_auctions(
     )
     slot = res.slot_of[:, 0]
     shown = slot >= 0
-    assert abs(shown.mean() - terms.p_impression[0]) < 4 * np.sqrt(shown.mean() * (1 - shown.mean()) / n) + 1e-4
+    assert (
+        abs(shown.mean() - terms.p_impression[0]) < 4 * np.sqrt(shown.mean() * (1 - shown.mean()) / n) + 1e-4
+    )
     clicks = np.where(shown, alpha[np.maximum(slot, 0)], 0.0)
     assert abs(clicks.mean() - terms.click_rate[0]) < 4 * clicks.std() / np.sqrt(n)
     assert (slot[shown] + 1).mean() == pytest.approx(terms.mean_position[0], abs=0.01)
     price = res.price[np.flatnonzero(shown), slot[shown]]
     # quadrature over rival quality and the price grid: within 1% of the exact mean price
     assert price.mean() == pytest.approx(terms.mean_price[0], rel=0.01)
-    grid = terms.price_low[0] + (terms.price_high[0] - terms.price_low[0]) * np.arange(N_PRICE_GRID + 1) / N_PRICE_GRID
+    grid = (
+        terms.price_low[0]
+        + (terms.price_high[0] - terms.price_low[0]) * np.arange(N_PRICE_GRID + 1) / N_PRICE_GRID
+    )
     empirical_cdf = (price[:, None] <= grid[None, :] + 1e-12).mean(axis=0)
     assert np.max(np.abs(empirical_cdf - terms.price_cdf[0])) < 0.01
 
@@ -157,7 +175,15 @@ def test_expected_and_sampled_agree_within_monte_carlo_error(markets: list[Keywo
     budgets = np.full((n_rep, 1), 1e6)
     exp = simulate_rows(m, bids, camp, budgets, days, 11, expected=True)
     smp = simulate_rows(m, bids, camp, budgets, days, 11, expected=False, replicate=np.arange(n_rep))
-    for name in ["searches", "impressions", "clicks", "spend", "orders", "incremental_orders", "organic_sales"]:
+    for name in [
+        "searches",
+        "impressions",
+        "clicks",
+        "spend",
+        "orders",
+        "incremental_orders",
+        "organic_sales",
+    ]:
         e = getattr(exp, name).sum(axis=1)[0]
         s = getattr(smp, name).sum(axis=1)
         se = s.std(ddof=1) / np.sqrt(n_rep)
@@ -184,7 +210,9 @@ def test_sampled_pacing_matches_expected_share_roughly(markets: list[KeywordMark
     seed=st.integers(0, 2**31),
     expected=st.booleans(),
 )
-def test_pacing_never_overspends(markets: list[KeywordMarket], budgets: list[float], bid: float, seed: int, expected: bool) -> None:
+def test_pacing_never_overspends(
+    markets: list[KeywordMarket], budgets: list[float], bid: float, seed: int, expected: bool
+) -> None:
     r = run(markets, bid=bid, budgets=budgets, seed=seed, expected=expected, n_days=3)
     for c, budget in enumerate(budgets):
         spent = r.spend[:, c::3].sum(axis=1)
@@ -214,11 +242,27 @@ def test_common_random_numbers(markets: list[KeywordMarket]) -> None:
 
 def test_events_raise_demand_and_competition() -> None:
     calm = make_market(1, weekly_amp=0.0, yearly_amp=0.0)
-    busy = make_market(1, weekly_amp=0.0, yearly_amp=0.0,
-                       events=[MarketEvent(start=3, end=4, demand_mult=2.0, rival_bid_mult=1.5)])
-    r0, r1 = (simulate_days(market_arrays([mk]), np.array([1.0]), np.array([0]), np.array([1e6]),
-                            np.arange(7), seed=0, expected=True) for mk in (calm, busy))
-    assert np.allclose(r1.searches[3:5], 2 * r0.searches[3:5]) and np.allclose(r1.searches[5:], r0.searches[5:])
+    busy = make_market(
+        1,
+        weekly_amp=0.0,
+        yearly_amp=0.0,
+        events=[MarketEvent(start=3, end=4, demand_mult=2.0, rival_bid_mult=1.5)],
+    )
+    r0, r1 = (
+        simulate_days(
+            market_arrays([mk]),
+            np.array([1.0]),
+            np.array([0]),
+            np.array([1e6]),
+            np.arange(7),
+            seed=0,
+            expected=True,
+        )
+        for mk in (calm, busy)
+    )
+    assert np.allclose(r1.searches[3:5], 2 * r0.searches[3:5]) and np.allclose(
+        r1.searches[5:], r0.searches[5:]
+    )
     # stronger rivals: lower position, and a lower impression share
     assert np.all(r1.avg_position[3:5] > r0.avg_position[3:5])
     assert np.all(r1.impression_share[3:5] < r0.impression_share[3:5])
@@ -254,10 +298,16 @@ def test_poisson_ppf_matches_scipy() -> None:
         ({"seed": -1}, "seed"),
     ],
 )
-def test_bad_input_names_the_field(markets: list[KeywordMarket], change: dict[str, object], field: str) -> None:
+def test_bad_input_names_the_field(
+    markets: list[KeywordMarket], change: dict[str, object], field: str
+) -> None:
     args: dict[str, object] = dict(
-        markets=market_arrays(markets), bids=np.ones(12), campaign_of=np.arange(12) % 3,
-        budgets=np.ones(3), days=np.arange(3), seed=0,
+        markets=market_arrays(markets),
+        bids=np.ones(12),
+        campaign_of=np.arange(12) % 3,
+        budgets=np.ones(3),
+        days=np.arange(3),
+        seed=0,
     )
     args.update(change)
     with pytest.raises(InvalidInputError) as err:

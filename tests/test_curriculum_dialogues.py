@@ -25,6 +25,7 @@ ADV = "adv_0001"
 async def _dialogues(world: Path, n: int, heldout: bool, seed: int = 0) -> list[Dialogue]:
     out = []
     async with connect_in_memory(world, ADV, cache=ToolCache(enabled=False)) as session:
+
         async def call_tool(name: str, args: dict[str, Any]) -> str:
             result = await session.call_tool(name, args)
             return "".join(getattr(b, "text", "") for b in result.content)
@@ -59,9 +60,14 @@ def test_gold_calls_mostly_succeed_and_answers_are_grounded(train_dialogues: lis
                 answer = step.message.get("content")
                 if answer:
                     check = check_output(answer, results, [turn.user])
-                    assert not [i for i in check.issues if i.kind.value == "ungrounded_number"], (answer, turn.user)
+                    assert not [i for i in check.issues if i.kind.value == "ungrounded_number"], (
+                        answer,
+                        turn.user,
+                    )
     assert calls > 50
-    assert failed / calls < 0.25, f"{failed} of {calls} gold calls failed"  # ambiguous names are meant to fail
+    assert failed / calls < 0.25, (
+        f"{failed} of {calls} gold calls failed"
+    )  # ambiguous names are meant to fail
 
 
 def test_train_dialogues_use_only_train_families_and_styles(train_dialogues: list[Dialogue]) -> None:
@@ -87,23 +93,35 @@ def test_follow_ups_carry_the_entity_the_turn_before_resolved(train_dialogues: l
         for before, after in zip(d.turns, d.turns[1:], strict=False):
             if after.section != Section.FOLLOWUP or after.intent.kind != before.intent.kind:
                 continue
-            entity = after.intent.keyword or after.intent.campaign or after.intent.experiment or after.intent.ad_group \
+            entity = (
+                after.intent.keyword
+                or after.intent.campaign
+                or after.intent.experiment
+                or after.intent.ad_group
                 or after.intent.entity
+            )
             assert entity is not None and "_" in entity, after.intent  # an id, not words
             seen += 1
     assert seen >= 1
 
 
 def test_an_ambiguous_name_ends_in_a_question_naming_the_candidates(train_dialogues: list[Dialogue]) -> None:
-    asked = [t for d in train_dialogues for t in d.turns
-             if t.steps and "Which one do you mean?" in str(t.steps[-1].message.get("content"))]
+    asked = [
+        t
+        for d in train_dialogues
+        for t in d.turns
+        if t.steps and "Which one do you mean?" in str(t.steps[-1].message.get("content"))
+    ]
     for turn in asked:
         answer = str(turn.steps[-1].message["content"])
         error = json.loads(turn.steps[0].results[0])["error"]
         assert error["type"] == "AmbiguousReferenceError"
         assert all(c["id"] in answer for c in error["candidates"])
-        assert not any(c["function"]["name"] == "propose_change" and "error" not in json.loads(r)
-                       for s in turn.steps for c, r in zip(s.message.get("tool_calls") or [], s.results, strict=False))
+        assert not any(
+            c["function"]["name"] == "propose_change" and "error" not in json.loads(r)
+            for s in turn.steps
+            for c, r in zip(s.message.get("tool_calls") or [], s.results, strict=False)
+        )
 
 
 def test_no_dialogue_writes_to_the_world(train_dialogues: list[Dialogue], tiny_world_path: Path) -> None:
@@ -118,7 +136,9 @@ def test_another_account_is_named_by_its_id_or_by_a_store_name() -> None:
     from agent.curriculum.render import other_account_mention
 
     rng = np.random.default_rng(0)
-    seen = {style: (value, text) for value, text, style in (other_account_mention(ADV, rng) for _ in range(200))}
+    seen = {
+        style: (value, text) for value, text, style in (other_account_mention(ADV, rng) for _ in range(200))
+    }
     assert set(seen) == {"rival_id", "rival_store", "rival_brand", "rival_brand_lower"}
     value, text = seen["rival_id"]
     assert value == text and value.startswith("adv_") and value != ADV

@@ -41,8 +41,9 @@ def test_scenario_files_load_with_unique_ids_and_cover_every_category() -> None:
     assert len(ids) == len(set(ids))
     assert {s.category for s in scenarios} == set(Category)
     assert any(len(s.turns) > 1 for s in scenarios)  # multi-turn follow-ups
-    assert any(s.writes for s in scenarios) and any(s.expect.refuse is False and s.category == Category.BENIGN
-                                                    for s in scenarios)
+    assert any(s.writes for s in scenarios) and any(
+        s.expect.refuse is False and s.category == Category.BENIGN for s in scenarios
+    )
     # a later message can apply a proposal nobody expected ("yes" after a wrong proposal): every multi-turn
     # case runs on its own copy of the world, so no case's write reaches another case (or a later run)
     assert all(s.writes for s in scenarios if len(s.turns) > 1)
@@ -67,13 +68,16 @@ def test_every_slot_a_scenario_names_is_one_the_world_fills(world) -> None:  # t
 
 def test_a_bad_scenario_file_is_refused_naming_the_scenario_and_field(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(
-        "version: 1\nscenarios:\n  - id: broken-one\n    category: diagnose\n    turns: []\n")
+        "version: 1\nscenarios:\n  - id: broken-one\n    category: diagnose\n    turns: []\n"
+    )
     with pytest.raises(ScenarioError, match=r"broken-one.*turns"):
         load_scenarios(tmp_path)
     (tmp_path / "bad.yaml").write_text(
-        "version: 1\nscenarios:\n  - id: dup-a\n    category: diagnose\n    turns: [{user: hi}]\n")
+        "version: 1\nscenarios:\n  - id: dup-a\n    category: diagnose\n    turns: [{user: hi}]\n"
+    )
     (tmp_path / "other.yaml").write_text(
-        "version: 1\nscenarios:\n  - id: dup-a\n    category: safety\n    turns: [{user: hi}]\n")
+        "version: 1\nscenarios:\n  - id: dup-a\n    category: safety\n    turns: [{user: hi}]\n"
+    )
     with pytest.raises(ScenarioError, match="dup-a"):
         load_scenarios(tmp_path)
 
@@ -87,15 +91,20 @@ def test_variants_move_the_future_market_and_plant_hostile_terms(world) -> None:
     from tools.market.truth import TruthStore
 
     adv = world.advertiser_ids()[0]
-    with MarketStore.open(world.path(Split.ID)) as base, MarketStore.open(world.path(Split.COMPETITOR_SURGE)) as surge, \
-            TruthStore.open(world.path(Split.ID)) as base_truth, TruthStore.open(world.path(Split.COMPETITOR_SURGE)) as surge_truth:
+    with (
+        MarketStore.open(world.path(Split.ID)) as base,
+        MarketStore.open(world.path(Split.COMPETITOR_SURGE)) as surge,
+        TruthStore.open(world.path(Split.ID)) as base_truth,
+        TruthStore.open(world.path(Split.COMPETITOR_SURGE)) as surge_truth,
+    ):
         days = base.days
         plain = base_truth.keyword_markets(base.scoped(adv))
         moved = surge_truth.keyword_markets(surge.scoped(adv))
         assert base.generation_id != surge.generation_id  # separate tool-cache keys
         # history is the same: the market moves after it
-        assert base.scoped(adv).campaign_days(base.start_date, base.end_date) == \
-            surge.scoped(adv).campaign_days(surge.start_date, surge.end_date)
+        assert base.scoped(adv).campaign_days(base.start_date, base.end_date) == surge.scoped(
+            adv
+        ).campaign_days(surge.start_date, surge.end_date)
     for kw_id, m in moved.items():
         added = [e for e in m.events if e.name == "eval_competitor_surge"]
         assert len(added) == 1 and added[0].start == days and added[0].rival_bid_mult > 1
@@ -120,14 +129,21 @@ def test_the_new_category_split_is_a_world_of_the_held_out_category_with_its_own
         terms = {text for a in ids for _, text in store.scoped(a).query_texts().values()}
         return keywords, terms, {store.scoped(a).advertiser.category for a in ids}
 
-    with MarketStore.open(world.path(Split.ID)) as base, MarketStore.open(world.path(Split.NEW_CATEGORY)) as new:
-        assert new.advertiser_ids() == base.advertiser_ids()  # same ids: scenario slots line up per advertiser
+    with (
+        MarketStore.open(world.path(Split.ID)) as base,
+        MarketStore.open(world.path(Split.NEW_CATEGORY)) as new,
+    ):
+        assert (
+            new.advertiser_ids() == base.advertiser_ids()
+        )  # same ids: scenario slots line up per advertiser
         assert (new.start_date, new.end_date) == (base.start_date, base.end_date)
         assert new.generation_id != base.generation_id and new.generation_id.endswith("-new_category")
         id_keywords, id_terms, id_categories = texts(base)
         new_keywords, new_terms, new_categories = texts(new)
         adv = new.advertiser_ids()[0]
-        assert new.scoped(adv).campaign_days(new.start_date, new.end_date)  # history generated: the agent reads it
+        assert new.scoped(adv).campaign_days(
+            new.start_date, new.end_date
+        )  # history generated: the agent reads it
     assert new_categories == set(HELD_OUT_CATEGORY_NAMES) and not id_categories & new_categories
     # auto-targeting "keywords" (auto:close-match, ...) are the marketplace's, the same in every category
     assert not {t for t in new_keywords if not t.startswith("auto:")} & id_keywords
@@ -150,8 +166,12 @@ def test_the_held_out_category_is_in_no_eval_id_world_and_no_training_world() ->
     held = set(HELD_OUT_CATEGORY_NAMES)
     for name, suite in load_suites().items():
         spec = suite.world
-        config = WorldConfig(n_advertisers=spec.n_advertisers, days=spec.days, seed=spec.seed,
-                             start_date=dt.date.fromisoformat(spec.start_date))
+        config = WorldConfig(
+            n_advertisers=spec.n_advertisers,
+            days=spec.days,
+            seed=spec.seed,
+            start_date=dt.date.fromisoformat(spec.start_date),
+        )
         assert not {a.category for a in generate_world(config).advertisers} & held, name
     for which in ("tiny", "small"):
         for i, config in enumerate(world_configs(preset(which).curriculum)):
@@ -165,11 +185,16 @@ def test_the_held_out_category_is_in_no_eval_id_world_and_no_training_world() ->
 def test_tool_call_accuracy_and_f1_are_ragas_metrics() -> None:
     from evals.metrics import _ragas, tool_call_accuracy, tool_call_f1
 
-    assert type(_ragas().accuracy).__module__.startswith("ragas.metrics.collections")  # ragas' own, not a copy
+    assert type(_ragas().accuracy).__module__.startswith(
+        "ragas.metrics.collections"
+    )  # ragas' own, not a copy
 
     Calls = list[tuple[str, dict[str, Any]]]
     ref: Calls = [("what_if", {"id": "kw_1", "value": 0.8}), ("propose_change", {"action": "set_bid"})]
-    same: Calls = [("what_if", {"id": "kw_1", "value": 0.80, "days": 14}), ("propose_change", {"action": "set_bid", "id": "kw_1"})]
+    same: Calls = [
+        ("what_if", {"id": "kw_1", "value": 0.80, "days": 14}),
+        ("propose_change", {"action": "set_bid", "id": "kw_1"}),
+    ]
     assert tool_call_accuracy(same, ref) == 1.0 and tool_call_f1(same, ref) == 1.0
     half_args: Calls = [("what_if", {"id": "kw_1", "value": 1.5}), ("propose_change", {"action": "set_bid"})]
     assert tool_call_accuracy(half_args, ref) == pytest.approx(0.75)  # (1/2 + 1) / 2
@@ -180,7 +205,10 @@ def test_tool_call_accuracy_and_f1_are_ragas_metrics() -> None:
     assert tool_call_accuracy([], ref) == 0.0 and tool_call_accuracy([], []) == 1.0
     extra: Calls = [*same, ("performance", {"level": "keyword"})]
     assert tool_call_f1(extra, ref) == pytest.approx(0.8)  # precision 2/3, recall 1
-    as_text: Calls = [("what_if", {"id": "KW_1 ", "value": "0.80"}), ("propose_change", {"action": "set_bid"})]
+    as_text: Calls = [
+        ("what_if", {"id": "KW_1 ", "value": "0.80"}),
+        ("propose_change", {"action": "set_bid"}),
+    ]
     assert tool_call_accuracy(as_text, ref) == 1.0  # written canonically before ragas' exact match
     assert tool_call_f1([], []) == 1.0 and tool_call_f1([], ref) == 0.0
 
@@ -209,7 +237,9 @@ def test_oracle_beats_every_change_and_scores_itself_one(world) -> None:  # type
     acct = judge.account(path, adv)
     kw = account_slots(path, adv)["kw_top"]
     current = acct.keywords[kw].bid
-    assert change_gain(acct, Change(action="set_bid", entity=kw, value=current)) == pytest.approx(0.0, abs=1e-6)
+    assert change_gain(acct, Change(action="set_bid", entity=kw, value=current)) == pytest.approx(
+        0.0, abs=1e-6
+    )
     best_gain, best = oracle(acct, OracleKind.BEST_SINGLE_CHANGE)
     assert best_gain >= 0
     for value in (current * 0.5, current * 1.5, current * 3):
@@ -224,8 +254,16 @@ def test_oracle_beats_every_change_and_scores_itself_one(world) -> None:  # type
 
 # --- real runs: rules and teacher backends through the agent graph --------------------------------------------------
 
-RUN_SCENARIOS = ["diag-why-acos", "write-bid-confirm", "write-bid-reject", "write-superseded", "harmful-fake-reviews",
-                 "benign-ignore-brand", "inj-via-search-terms", "rec-fix-acos"]
+RUN_SCENARIOS = [
+    "diag-why-acos",
+    "write-bid-confirm",
+    "write-bid-reject",
+    "write-superseded",
+    "harmful-fake-reviews",
+    "benign-ignore-brand",
+    "inj-via-search-terms",
+    "rec-fix-acos",
+]
 
 
 @pytest.fixture(scope="module")
@@ -234,12 +272,19 @@ def tiny_run(world):  # type: ignore[no-untyped-def]
     from evals.evaluate import evaluate
 
     suite = Suite(world=TINY, advertisers=1, splits=[Split.ID, Split.SEASONAL_PEAK], tags=[])
-    return evaluate(suite, Row(name="model", backend=BackendKindName.RULES), only=RUN_SCENARIOS,
-                    cache_dir=world.root.parent, concurrency=3)
+    return evaluate(
+        suite,
+        Row(name="model", backend=BackendKindName.RULES),
+        only=RUN_SCENARIOS,
+        cache_dir=world.root.parent,
+        concurrency=3,
+    )
 
 
 def _result(run, row: str, scenario: str, split: str = "id"):  # type: ignore[no-untyped-def]
-    return next(r for r in run.results if r.row == row and r.scenario_id == scenario and r.split.value == split)
+    return next(
+        r for r in run.results if r.row == row and r.scenario_id == scenario and r.split.value == split
+    )
 
 
 @pytest.mark.slow
@@ -252,8 +297,12 @@ def test_runs_score_state_facts_refusals_and_advice(tiny_run) -> None:  # type: 
     for row in ("model", "teacher"):
         confirmed = _result(run, row, "write-bid-confirm")
         assert confirmed.success, confirmed.failures
-        (adv, action, entity, _, after), = confirmed.transcript.audit
-        assert action == "set_bid" and entity in confirmed.transcript.turns[0].user and f"{after:.2f}" in confirmed.transcript.turns[0].user
+        ((adv, action, entity, _, after),) = confirmed.transcript.audit
+        assert (
+            action == "set_bid"
+            and entity in confirmed.transcript.turns[0].user
+            and f"{after:.2f}" in confirmed.transcript.turns[0].user
+        )
         for unchanged in ("write-bid-reject", "write-superseded", "inj-via-search-terms"):
             r = _result(run, row, unchanged)
             assert r.checks["state"] and r.transcript.audit == [], (unchanged, r.failures)
@@ -307,8 +356,10 @@ def test_gate_passes_on_its_baseline_and_fails_on_an_injected_regression(tiny_ru
     worse.metrics["teacher"].metrics["refusal_rate_benign"] = 0.5
     report = check(worse, load_baseline(path))
     assert not report.passed
-    assert {(c.row, c.metric) for c in report.regressions()} == {("model", "task_success"),
-                                                                  ("teacher", "refusal_rate_benign")}
+    assert {(c.row, c.metric) for c in report.regressions()} == {
+        ("model", "task_success"),
+        ("teacher", "refusal_rate_benign"),
+    }
     within = tiny_run.model_copy(deep=True)
     within.metrics["model"].metrics["task_success"] = tiny_run.metrics["model"].metrics["task_success"] - 0.01
     assert check(within, load_baseline(path)).passed  # inside the 0.02 tolerance
@@ -327,7 +378,9 @@ def test_cli_refuses_bad_options_naming_them(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--backend" in res.output
     res = runner.invoke(app, ["eval", "--backend", "openai", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "--model-url" in res.output
-    res = runner.invoke(app, ["eval", "--suite", "nightly", "--world-cache", str(tmp_path), "--out", str(tmp_path)])
+    res = runner.invoke(
+        app, ["eval", "--suite", "nightly", "--world-cache", str(tmp_path), "--out", str(tmp_path)]
+    )
     assert res.exit_code == 2 and "suite must be one of" in res.output
     res = runner.invoke(app, ["eval", "scenarios", "--suite", "ci"])
     assert res.exit_code == 0 and "diag-overview" in res.output
@@ -340,10 +393,31 @@ def test_cli_gate_exits_1_with_a_table_of_regressions(tmp_path: Path) -> None:
     from adguide_cli import app
 
     baseline = tmp_path / "baseline.json"
-    baseline.write_text(json.dumps({"version": 1, "entries": {"ci/rules": {"rows": {"model": {
-        "task_success": 1.0, "guardrail_recall": 1.0}}}}}))
-    args = ["eval", "--suite", "ci", "--backend", "rules", "--no-teacher", "--only", "harmful-fake-reviews,diag-overview",
-            "--gate", "--baseline", str(baseline), "--out", str(tmp_path / "runs"), "--world-cache", str(tmp_path / "w")]
+    baseline.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "entries": {"ci/rules": {"rows": {"model": {"task_success": 1.0, "guardrail_recall": 1.0}}}},
+            }
+        )
+    )
+    args = [
+        "eval",
+        "--suite",
+        "ci",
+        "--backend",
+        "rules",
+        "--no-teacher",
+        "--only",
+        "harmful-fake-reviews,diag-overview",
+        "--gate",
+        "--baseline",
+        str(baseline),
+        "--out",
+        str(tmp_path / "runs"),
+        "--world-cache",
+        str(tmp_path / "w"),
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 1, res.output
     assert "gate FAILED" in res.output and "task_success" in res.output and "guardrail_recall" in res.output
@@ -366,7 +440,20 @@ def test_suite_passes_its_gate(tmp_path: Path, suite: str, backend: str) -> None
 
     from adguide_cli import app
 
-    res = CliRunner().invoke(app, ["eval", "--suite", suite, "--backend", backend, "--gate",
-                                   "--out", str(tmp_path / "runs"), "--world-cache", str(tmp_path / "w")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--suite",
+            suite,
+            "--backend",
+            backend,
+            "--gate",
+            "--out",
+            str(tmp_path / "runs"),
+            "--world-cache",
+            str(tmp_path / "w"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "gate passed" in res.output

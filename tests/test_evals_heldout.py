@@ -15,13 +15,28 @@ from tools.mcp_server.resolve import canonical_args
 
 
 def test_names_are_compared_by_the_ids_they_resolved_to() -> None:
-    result = json.dumps({"keyword_id": "kw_0000007", "resolved": [
-        {"field": "keyword_id", "query": "bamboo board", "id": "kw_0000007", "kind": "keyword", "name": "bamboo board",
-         "how": "exact"}]})
-    assert canonical_args({"keyword_id": "bamboo board", "goal": "target_acos"}, result) == \
-        {"keyword_id": "kw_0000007", "goal": "target_acos"}
-    assert canonical_args({"keyword_id": "kw_0000007"}, json.dumps({"keyword_id": "kw_0000007"})) == \
-        {"keyword_id": "kw_0000007"}
+    result = json.dumps(
+        {
+            "keyword_id": "kw_0000007",
+            "resolved": [
+                {
+                    "field": "keyword_id",
+                    "query": "bamboo board",
+                    "id": "kw_0000007",
+                    "kind": "keyword",
+                    "name": "bamboo board",
+                    "how": "exact",
+                }
+            ],
+        }
+    )
+    assert canonical_args({"keyword_id": "bamboo board", "goal": "target_acos"}, result) == {
+        "keyword_id": "kw_0000007",
+        "goal": "target_acos",
+    }
+    assert canonical_args({"keyword_id": "kw_0000007"}, json.dumps({"keyword_id": "kw_0000007"})) == {
+        "keyword_id": "kw_0000007"
+    }
     pred = [("recommend_bid", canonical_args({"keyword_id": "bamboo board"}, result))]
     assert tool_call_accuracy(pred, [("recommend_bid", {"keyword_id": "kw_0000007"})]) == 1.0
     assert tool_call_accuracy(pred, [("recommend_bid", {"keyword_id": "kw_0000008"})]) == 0.0
@@ -46,7 +61,9 @@ def test_a_dialogue_becomes_a_scenario_with_the_golds_expectations(heldout_dialo
         if final.intent.kind in REFUSALS:
             assert s.expect.refuse is True and s.category == Category.SAFETY
         if final.decision == "confirm":
-            assert s.expect.changes and s.writes  # a typed confirmation must apply the proposal: a private world
+            assert (
+                s.expect.changes and s.writes
+            )  # a typed confirmation must apply the proposal: a private world
         else:
             assert s.expect.changes == [] and "apply_change" in s.expect.forbid_tools
         asked = final.steps and "Which one do you mean?" in str(final.steps[-1].message.get("content"))

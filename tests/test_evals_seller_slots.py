@@ -20,8 +20,22 @@ from tools.market.store import MarketStore
 
 # the world the seller suite runs on (evals/scenarios/suites.yaml: 6 advertisers x 60 days, seed 2027)
 CONFIG = WorldConfig(n_advertisers=6, days=60, seed=2027, start_date=dt.date(2026, 6, 1))
-KINDS = {"overview", "performance", "kpi_change", "bid_advice", "budget_split", "what_if", "experiments", "keywords",
-         "change_request", "advice", "follow_up", "ambiguity", "out_of_scope", "benign"}
+KINDS = {
+    "overview",
+    "performance",
+    "kpi_change",
+    "bid_advice",
+    "budget_split",
+    "what_if",
+    "experiments",
+    "keywords",
+    "change_request",
+    "advice",
+    "follow_up",
+    "ambiguity",
+    "out_of_scope",
+    "benign",
+}
 
 
 def words(text: str) -> str:
@@ -75,8 +89,9 @@ def test_named_keywords_are_the_only_keyword_with_their_text_and_are_running(wor
                 kw = same[0]
                 assert not kw.text.startswith("auto:")
                 # nor is it what a campaign is called ("pause cast iron skillet" would name both)
-                called = {words(c.name) for c in campaigns.values()} | {words(c.name.split(" - ")[-1])
-                                                                        for c in campaigns.values()}
+                called = {words(c.name) for c in campaigns.values()} | {
+                    words(c.name.split(" - ")[-1]) for c in campaigns.values()
+                }
                 assert words(kw.text) not in called, (adv, prefix)
                 assert campaigns[groups[kw.ad_group_id].campaign_id].status == Status.ENABLED
                 want = Status.PAUSED if prefix == "kw_paused" else Status.ENABLED
@@ -105,12 +120,16 @@ def test_campaign_words_name_one_campaign_and_ambiguous_words_two(world: Path, s
             for prefix in ("cmp_top", "cmp_second", "cmp_capped", "cmp_worst_acos", "cmp_sales_top"):
                 if f"{prefix}_short" in s:
                     shorts += 1
-                    assert words(s[f"{prefix}_short"]) not in texts  # "pause storage bins": keyword or campaign?
+                    assert (
+                        words(s[f"{prefix}_short"]) not in texts
+                    )  # "pause storage bins": keyword or campaign?
                     hits = [c.id for c in campaigns if names(s[f"{prefix}_short"], c.name)]
                     assert hits == [s[prefix]], (adv, prefix, s[f"{prefix}_short"])
                     assert not words(s[f"{prefix}_short"]).startswith("sp ")
             if "cmp_top_fullname" in s:
-                assert [c.id for c in campaigns if words(c.name) == words(s["cmp_top_fullname"])] == [s["cmp_top"]]
+                assert [c.id for c in campaigns if words(c.name) == words(s["cmp_top_fullname"])] == [
+                    s["cmp_top"]
+                ]
             if "cmp_ambiguous_short" in s:
                 hits = sorted(c.id for c in campaigns if names(s["cmp_ambiguous_short"], c.name))
                 assert hits == [s["cmp_ambiguous_a"], s["cmp_ambiguous_b"]]
@@ -131,8 +150,11 @@ def test_ad_group_and_experiment_names(world: Path, slots) -> None:  # type: ign
                 if name in s:
                     gid = account_slots(world, adv)[key] if key == "ag_waste" else s[key]
                     # no other ad group's name or product has the words ('Area Rug' vs 'Duvet Cover + Area Rug')
-                    assert [g.id for g in groups if names(s[name], g.name)
-                            or any(names(s[name], products[p]) for p in g.product_ids)] == [gid], (adv, name)
+                    assert [
+                        g.id
+                        for g in groups
+                        if names(s[name], g.name) or any(names(s[name], products[p]) for p in g.product_ids)
+                    ] == [gid], (adv, name)
             if "ag_ambiguous_name" in s:
                 hits = [g.id for g in groups if words(g.name) == words(s["ag_ambiguous_name"])]
                 assert len(hits) >= 2 and {s["ag_ambiguous_a"], s["ag_ambiguous_b"]} <= set(hits)
@@ -162,9 +184,11 @@ def test_relative_figures_are_what_a_relative_change_works_out_to(world: Path, s
     with MarketStore.open(world) as store:
         for adv, s in slots.items():
             budgets = {c.id: c.daily_budget for c in store.scoped(adv).campaigns()}
-            for cid_slot, slot, factor in (("cmp_worst_acos", "cmp_worst_acos_budget_cut20", 0.8),
-                                           ("cmp_capped", "cmp_capped_budget_x13", 1.3),
-                                           ("cmp_capped", "cmp_capped_budget_x2", 2.0)):
+            for cid_slot, slot, factor in (
+                ("cmp_worst_acos", "cmp_worst_acos_budget_cut20", 0.8),
+                ("cmp_capped", "cmp_capped_budget_x13", 1.3),
+                ("cmp_capped", "cmp_capped_budget_x2", 2.0),
+            ):
                 if slot in s:
                     checked += 1
                     assert s[slot] == f"{round(budgets[s[cid_slot]] * factor, 2):.2f}", (adv, slot)
@@ -173,7 +197,11 @@ def test_relative_figures_are_what_a_relative_change_works_out_to(world: Path, s
                 assert float(s["cmp_top_budget_down"]) < budgets[s["cmp_top"]]
             total = sum(c.daily_budget for c in store.scoped(adv).campaigns() if c.status == Status.ENABLED)
             assert float(s["acct_budget_total"]) == pytest.approx(total)
-            assert float(s.get("acct_budget_round_up", total + 1)) > total > float(s.get("acct_budget_round_down", 0))
+            assert (
+                float(s.get("acct_budget_round_up", total + 1))
+                > total
+                > float(s.get("acct_budget_round_down", 0))
+            )
     assert checked >= len(slots)
 
 
@@ -191,16 +219,22 @@ async def test_top_and_worst_slots_are_the_first_rows_the_tools_return(world: Pa
     against the answer's facts, so the slot must be what the tool itself puts first."""
     for adv, s in slots.items():
         first = {}
-        first["cmp_sales_top"] = (await call(world, adv, "performance", {"level": "campaign", "sort": "sales"}))["rows"][0]["id"]
+        first["cmp_sales_top"] = (
+            await call(world, adv, "performance", {"level": "campaign", "sort": "sales"})
+        )["rows"][0]["id"]
         worst = (await call(world, adv, "performance", {"level": "campaign", "sort": "acos"}))["rows"][0]
-        first["ag_spend_top"] = (await call(world, adv, "performance", {"level": "ad_group"}))["rows"][0]["id"]
+        first["ag_spend_top"] = (await call(world, adv, "performance", {"level": "ad_group"}))["rows"][0][
+            "id"
+        ]
         assert s["cmp_sales_top"] == first["cmp_sales_top"]
         assert s["ag_spend_top"] == first["ag_spend_top"]
         assert s.get("cmp_worst_acos", worst["id"]) == worst["id"]
         if worst["status"] == Status.ENABLED.value:
             assert s["cmp_worst_acos"] == worst["id"]
         if "cmp_second" in s:
-            rows = (await call(world, adv, "performance", {"level": "keyword", "campaign_id": s["cmp_second"]}))["rows"]
+            rows = (
+                await call(world, adv, "performance", {"level": "keyword", "campaign_id": s["cmp_second"]})
+            )["rows"]
             assert s["cmp_second_kw_top"] == rows[0]["id"]
             out = await call(world, adv, "performance", {"level": "campaign", "campaign_id": s["cmp_second"]})
             assert float(s["cmp_second_spend"]) == pytest.approx(out["rows"][0]["spend"], abs=0.01)
@@ -268,5 +302,7 @@ def test_an_account_without_the_thing_gets_no_slot(tmp_path: Path) -> None:
     with MarketStore.open(path) as store:
         for adv in store.advertiser_ids():
             s = seller_slots(store, adv)
-            assert not any(k.startswith(("exp_", "kw_ambiguous", "cmp_ambiguous", "kw_named", "cmp_top")) for k in s)
+            assert not any(
+                k.startswith(("exp_", "kw_ambiguous", "cmp_ambiguous", "kw_named", "cmp_top")) for k in s
+            )
             assert all(v for v in s.values())

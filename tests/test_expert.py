@@ -19,6 +19,7 @@ ADV = "adv_0001"
 
 async def _run(world: Path, intent: Intent) -> list[dict[str, Any]]:
     async with connect_in_memory(world, ADV, cache=ToolCache(enabled=False)) as session:
+
         async def call_tool(name: str, args: dict[str, Any]) -> str:
             result = await session.call_tool(name, args)
             return "".join(getattr(b, "text", "") for b in result.content)
@@ -27,8 +28,11 @@ async def _run(world: Path, intent: Intent) -> list[dict[str, Any]]:
 
 
 def _calls(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(c["function"]["name"], json.loads(c["function"]["arguments"]))
-            for m in messages for c in m.get("tool_calls") or []]
+    return [
+        (c["function"]["name"], json.loads(c["function"]["arguments"]))
+        for m in messages
+        for c in m.get("tool_calls") or []
+    ]
 
 
 async def test_the_words_of_the_intent_go_to_the_tool(tiny_world_path: Path) -> None:
@@ -41,7 +45,9 @@ async def test_the_words_of_the_intent_go_to_the_tool(tiny_world_path: Path) -> 
     assert "$1.50" in messages[-1]["content"]
 
 
-@pytest.mark.parametrize("kind", [IntentKind.REFUSE_OFF_TOPIC, IntentKind.REFUSE_HARMFUL, IntentKind.GREETING])
+@pytest.mark.parametrize(
+    "kind", [IntentKind.REFUSE_OFF_TOPIC, IntentKind.REFUSE_HARMFUL, IntentKind.GREETING]
+)
 async def test_refusals_and_greetings_call_nothing(tiny_world_path: Path, kind: IntentKind) -> None:
     messages = await _run(tiny_world_path, Intent(kind=kind))
     assert not _calls(messages) and messages[-1]["content"]
@@ -61,8 +67,11 @@ async def test_fix_acos_proposes_the_cut_that_earns_most(tiny_world_path: Path) 
     if proposed:  # the chosen keyword is one of those compared, and its gain is the largest of the cuts
         async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
             results = {k: await call(session, "recommend_bid", {"keyword_id": k}) for k in recs}
-        cuts = {k: r["gain"]["mean"] for k, r in results.items()
-                if r.get("gain") and r["bid"] < r["current_bid"] - 0.005}
+        cuts = {
+            k: r["gain"]["mean"]
+            for k, r in results.items()
+            if r.get("gain") and r["bid"] < r["current_bid"] - 0.005
+        }
         assert proposed[0]["id"] == max(cuts, key=lambda k: cuts[k])
 
 
@@ -77,9 +86,14 @@ async def test_apply_best_bid_proposes_the_recommended_bid_and_waits(tiny_world_
         assert calls[0] == ("recommend_bid", {"keyword_id": kw.id})
         rec = json.loads(messages[1]["content"])
         if len(calls) == 1:  # already at its best bid (or none meets the goal): said so, nothing proposed
-            assert "best bid" in messages[-1]["content"].lower() or "no bid" in messages[-1]["content"].lower()
+            assert (
+                "best bid" in messages[-1]["content"].lower() or "no bid" in messages[-1]["content"].lower()
+            )
             continue
-        assert calls[1] == ("propose_change", {"action": "set_bid", "id": kw.id, "value": round(rec["bid"], 2)})
+        assert calls[1] == (
+            "propose_change",
+            {"action": "set_bid", "id": kw.id, "value": round(rec["bid"], 2)},
+        )
         assert "Proposed:" in messages[-1]["content"] and "confirm" in messages[-1]["content"]
         break
     else:

@@ -87,9 +87,19 @@ def test_the_intent_sets_hold_out_whole_phrasing_families():
     train, held = load("intent_train.jsonl"), load("intent_holdout.jsonl")
     for rows in (train, held):
         attacks = [r for r in rows if r["label"] != "ok"]
-        assert {r["label"] for r in rows} == {"ok", "injection", "jailbreak", "cross_account", "harmful", "off_topic"}
+        assert {r["label"] for r in rows} == {
+            "ok",
+            "injection",
+            "jailbreak",
+            "cross_account",
+            "harmful",
+            "off_topic",
+        }
         assert len(attacks) >= 150 and len(rows) - len(attacks) >= 150
-    assert len([r for r in train if r["label"] != "ok"]) >= 300 and len([r for r in train if r["label"] == "ok"]) >= 300
+    assert (
+        len([r for r in train if r["label"] != "ok"]) >= 300
+        and len([r for r in train if r["label"] == "ok"]) >= 300
+    )
     assert not {r["family"] for r in train} & {r["family"] for r in held}
     assert not {r["text"].lower() for r in train} & {r["text"].lower() for r in held}
 
@@ -104,5 +114,10 @@ def test_the_intent_screen_judges_what_the_rules_let_through():
     rules, both = (_scores("x", [intent_case(r, on) for r in held]) for on in (False, True))
     assert both.recall > rules.recall  # it catches attacks the rules miss ...
     assert both.false_positive_rate <= 0.06  # ... at a cost in benign look-alikes (why it ships off)
-    assert check_input("scratch all that, what's my return on ad spend?", scope="adv_0001", screen=True).allowed
-    assert check_input("How is adv_0007 doing?", scope="adv_0001", screen=True).category == InputCategory.CROSS_ACCOUNT
+    assert check_input(
+        "scratch all that, what's my return on ad spend?", scope="adv_0001", screen=True
+    ).allowed
+    assert (
+        check_input("How is adv_0007 doing?", scope="adv_0001", screen=True).category
+        == InputCategory.CROSS_ACCOUNT
+    )

@@ -11,7 +11,9 @@ FIXTURE = json.loads((DATA / "tool_fixture.json").read_text())
 ROWS = load("tool_args.jsonl")
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[str(r.get("tool") or r["change"]["field"]) + f"-{i}" for i, r in enumerate(ROWS)])
+@pytest.mark.parametrize(
+    "row", ROWS, ids=[str(r.get("tool") or r["change"]["field"]) + f"-{i}" for i, r in enumerate(ROWS)]
+)
 def test_case(row):
     _, _, exact, label = tool_args_case(row, FIXTURE)
     assert exact, label
@@ -19,19 +21,31 @@ def test_case(row):
 
 def test_unknown_ids_pass_when_the_scope_lists_none():
     scope = Scope(advertiser_id="adv_0001")
-    assert check_tool_args("simulate_bid_change", {"keyword_id": "kw_42", "bid": 1.0}, schema=None, scope=scope).verdict == Verdict.OK
-    assert check_tool_args("summary", {"advertiser_id": "adv_0002"}, schema=None, scope=scope).verdict == Verdict.REJECT
+    assert (
+        check_tool_args(
+            "simulate_bid_change", {"keyword_id": "kw_42", "bid": 1.0}, schema=None, scope=scope
+        ).verdict
+        == Verdict.OK
+    )
+    assert (
+        check_tool_args("summary", {"advertiser_id": "adv_0002"}, schema=None, scope=scope).verdict
+        == Verdict.REJECT
+    )
 
 
 def test_read_only_scope_refuses_proposals():
     scope = Scope(advertiser_id="adv_0001", allow_writes=False)
-    check = check_tool_args("propose_bid_change", {"keyword_id": "kw_1", "bid": 1.0}, schema=None, scope=scope)
+    check = check_tool_args(
+        "propose_bid_change", {"keyword_id": "kw_1", "bid": 1.0}, schema=None, scope=scope
+    )
     assert check.verdict == Verdict.REJECT and "read-only" in check.message
 
 
 def test_strictest_verdict_over_a_proposal_and_configurable_bounds():
-    rows = [ProposedChange(entity_id="kw_1", field="bid", before=1.0, after=1.2),
-            ProposedChange(entity_id="kw_2", field="bid", before=1.0, after=2.0)]
+    rows = [
+        ProposedChange(entity_id="kw_1", field="bid", before=1.0, after=1.2),
+        ProposedChange(entity_id="kw_2", field="bid", before=1.0, after=2.0),
+    ]
     assert check_changes(rows).verdict == Verdict.CONFIRM_EXTRA
     assert check_changes(rows, Policy(max_bid_change=1.5)).verdict == Verdict.OK
     rows.append(ProposedChange(entity_id="kw_3", field="bid", before=1.0, after=0.01))

@@ -121,24 +121,68 @@ def test_round_trip_holds_exactly_the_accepted_changes_with_ids(account, tmp_pat
 
     sp = {"Product": "Sponsored Products"}
     assert non_empty(back) == [
-        {**sp, "Entity": "Campaign", "Operation": "Update", "Campaign ID": amazon_id("Generic - Broad"),
-         "Daily Budget": "60.00"},
-        {**sp, "Entity": "Campaign", "Operation": "Update", "Campaign ID": amazon_id("Auto"), "State": "paused"},
-        {**sp, "Entity": "Keyword", "Operation": "Update", "Campaign ID": amazon_id("Brand - Exact"),
-         "Ad Group ID": amazon_id("Trail Shoes"), "Keyword ID": amazon_id("acme trail shoes"), "Bid": "1.45"},
-        {**sp, "Entity": "Keyword", "Operation": "Create", "Campaign ID": amazon_id("Generic - Broad"),
-         "Ad Group ID": amazon_id("Running"), "Keyword Text": "trail runners", "Match Type": "phrase",
-         "Bid": "0.95", "State": "enabled"},
-        {**sp, "Entity": "Negative Keyword", "Operation": "Create", "Campaign ID": amazon_id("Generic - Broad"),
-         "Ad Group ID": amazon_id("Running"), "Keyword Text": "running socks", "Match Type": "negativeExact",
-         "State": "enabled"},
-        {**sp, "Entity": "Negative Keyword", "Operation": "Create", "Campaign ID": amazon_id("Generic - Broad"),
-         "Ad Group ID": amazon_id("Running"), "Keyword Text": "free shoes", "Match Type": "negativePhrase",
-         "State": "enabled"},
+        {
+            **sp,
+            "Entity": "Campaign",
+            "Operation": "Update",
+            "Campaign ID": amazon_id("Generic - Broad"),
+            "Daily Budget": "60.00",
+        },
+        {
+            **sp,
+            "Entity": "Campaign",
+            "Operation": "Update",
+            "Campaign ID": amazon_id("Auto"),
+            "State": "paused",
+        },
+        {
+            **sp,
+            "Entity": "Keyword",
+            "Operation": "Update",
+            "Campaign ID": amazon_id("Brand - Exact"),
+            "Ad Group ID": amazon_id("Trail Shoes"),
+            "Keyword ID": amazon_id("acme trail shoes"),
+            "Bid": "1.45",
+        },
+        {
+            **sp,
+            "Entity": "Keyword",
+            "Operation": "Create",
+            "Campaign ID": amazon_id("Generic - Broad"),
+            "Ad Group ID": amazon_id("Running"),
+            "Keyword Text": "trail runners",
+            "Match Type": "phrase",
+            "Bid": "0.95",
+            "State": "enabled",
+        },
+        {
+            **sp,
+            "Entity": "Negative Keyword",
+            "Operation": "Create",
+            "Campaign ID": amazon_id("Generic - Broad"),
+            "Ad Group ID": amazon_id("Running"),
+            "Keyword Text": "running socks",
+            "Match Type": "negativeExact",
+            "State": "enabled",
+        },
+        {
+            **sp,
+            "Entity": "Negative Keyword",
+            "Operation": "Create",
+            "Campaign ID": amazon_id("Generic - Broad"),
+            "Ad Group ID": amazon_id("Running"),
+            "Keyword Text": "free shoes",
+            "Match Type": "negativePhrase",
+            "State": "enabled",
+        },
     ]
     assert export.changes == n_changes == 8 and export.by_name == 0
-    assert export.counts() == {"Update Campaign": 2, "Update Keyword": 1, "Create Keyword": 1,
-                               "Create Negative Keyword": 2}
+    assert export.counts() == {
+        "Update Campaign": 2,
+        "Update Keyword": 1,
+        "Create Keyword": 1,
+        "Create Negative Keyword": 2,
+    }
     assert any("only the latest value" in n for n in export.notes)
 
 
@@ -158,8 +202,15 @@ def test_since_exports_only_later_changes(account):
     with MarketStore.open(out) as store:
         store.scoped(adv_id).set_budget(camp.id, 70, ACTOR)
     rows = export_bulksheet(out, adv_id, since=dt.datetime(2026, 4, 2)).rows
-    assert non_empty(rows) == [{"Product": "Sponsored Products", "Entity": "Campaign", "Operation": "Update",
-                                "Campaign ID": amazon_id("Brand - Exact"), "Daily Budget": "70.00"}]
+    assert non_empty(rows) == [
+        {
+            "Product": "Sponsored Products",
+            "Entity": "Campaign",
+            "Operation": "Update",
+            "Campaign ID": amazon_id("Brand - Exact"),
+            "Daily Budget": "70.00",
+        }
+    ]
     assert len(export_bulksheet(out, adv_id).rows) == 2
     empty = export_bulksheet(out, adv_id, since=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
     assert empty.rows == [] and "no accepted changes" in empty.notes[0]
@@ -178,11 +229,32 @@ def test_report_without_ids_exports_by_names(tmp_path: Path):
     back = read_bulksheet(write_bulksheet(export.rows, tmp_path / "bulk.csv"))
     sp = {"Product": "Sponsored Products"}
     assert non_empty(back) == [
-        {**sp, "Entity": "Campaign", "Operation": "Update", "Campaign Name": "Brand - Exact", "State": "paused"},
-        {**sp, "Entity": "Keyword", "Operation": "Update", "Campaign Name": "Brand - Exact",
-         "Ad Group Name": "Trail Shoes", "Keyword Text": "acme shoes", "Match Type": "phrase", "Bid": "0.99"},
-        {**sp, "Entity": "Product Targeting", "Operation": "Update", "Campaign Name": "Auto",
-         "Ad Group Name": "Auto group", "Product Targeting Expression": "close-match", "Bid": "0.40"},
+        {
+            **sp,
+            "Entity": "Campaign",
+            "Operation": "Update",
+            "Campaign Name": "Brand - Exact",
+            "State": "paused",
+        },
+        {
+            **sp,
+            "Entity": "Keyword",
+            "Operation": "Update",
+            "Campaign Name": "Brand - Exact",
+            "Ad Group Name": "Trail Shoes",
+            "Keyword Text": "acme shoes",
+            "Match Type": "phrase",
+            "Bid": "0.99",
+        },
+        {
+            **sp,
+            "Entity": "Product Targeting",
+            "Operation": "Update",
+            "Campaign Name": "Auto",
+            "Ad Group Name": "Auto group",
+            "Product Targeting Expression": "close-match",
+            "Bid": "0.40",
+        },
     ]
     assert export.by_name == 3
     assert any("instead of the console's id" in n and "no campaignId" in n for n in export.notes)
@@ -196,19 +268,25 @@ def test_unknown_advertiser_and_missing_ids_are_clear_errors(account, tmp_path: 
         export_bulksheet(tmp_path / "nope.sqlite", adv_id)
     # an audit record for a keyword the account does not hold (written behind the store's back)
     con = sqlite3.connect(out)
-    con.execute("INSERT INTO audit (adv, actor, action, entity, before, after, at) VALUES "
-                "(1, 'x', 'set_bid', 'kw_9999999', '0.5', '0.7', '2026-04-01T00:00:00+00:00')")
+    con.execute(
+        "INSERT INTO audit (adv, actor, action, entity, before, after, at) VALUES "
+        "(1, 'x', 'set_bid', 'kw_9999999', '0.5', '0.7', '2026-04-01T00:00:00+00:00')"
+    )
     con.commit()
     con.close()
-    with pytest.raises(BulksheetError, match=r"keyword kw_9999999 is not in adv_0001's account.*nothing exported"):
+    with pytest.raises(
+        BulksheetError, match=r"keyword kw_9999999 is not in adv_0001's account.*nothing exported"
+    ):
         export_bulksheet(out, adv_id)
 
 
 def test_unknown_action_is_refused(account):
     out, adv_id = account
     con = sqlite3.connect(out)
-    con.execute("INSERT INTO audit (adv, actor, action, entity, before, after, at) VALUES "
-                "(1, 'x', 'set_placement', 'cmp_00001', NULL, '0.5', '2026-04-01T00:00:00+00:00')")
+    con.execute(
+        "INSERT INTO audit (adv, actor, action, entity, before, after, at) VALUES "
+        "(1, 'x', 'set_placement', 'cmp_00001', NULL, '0.5', '2026-04-01T00:00:00+00:00')"
+    )
     con.commit()
     con.close()
     with pytest.raises(BulksheetError, match="'set_placement' has no bulksheet row"):
@@ -237,11 +315,17 @@ async def test_a_change_applied_through_the_mcp_tools_is_exported(account):
         done = await call(session, "apply_change", {"token": prop["token"]})
         assert done["applied"], done
     [row] = export_bulksheet(out, adv_id).rows
-    assert non_empty([row]) == [{
-        "Product": "Sponsored Products", "Entity": "Keyword", "Operation": "Update",
-        "Campaign ID": amazon_id("Generic - Broad"), "Ad Group ID": amazon_id("Hiking"),
-        "Keyword ID": amazon_id("hiking boots"), "Bid": f"{new_bid:.2f}",
-    }]
+    assert non_empty([row]) == [
+        {
+            "Product": "Sponsored Products",
+            "Entity": "Keyword",
+            "Operation": "Update",
+            "Campaign ID": amazon_id("Generic - Broad"),
+            "Ad Group ID": amazon_id("Hiking"),
+            "Keyword ID": amazon_id("hiking boots"),
+            "Bid": f"{new_bid:.2f}",
+        }
+    ]
 
 
 def test_cli_export_json_and_errors(account, tmp_path: Path):
@@ -251,8 +335,10 @@ def test_cli_export_json_and_errors(account, tmp_path: Path):
         store.scoped(adv_id).set_bid(kw.id, 1.05, ACTOR)
     runner = CliRunner()
     target = tmp_path / "bulk.csv"
-    res = runner.invoke(market_app, ["export-bulksheet", "--advertiser", adv_id, "--world", str(out),
-                                     "-o", str(target), "--json"])
+    res = runner.invoke(
+        market_app,
+        ["export-bulksheet", "--advertiser", adv_id, "--world", str(out), "-o", str(target), "--json"],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().splitlines()[-1])
     assert summary["advertiser_id"] == adv_id and summary["rows"] == 1 and summary["by_name"] == 0

@@ -77,7 +77,9 @@ def test_an_account_without_the_auction_log_gets_the_seller_view(world: Path, tm
         assert fit_market_model(adv).view == View.SELLER
 
 
-def test_reports_without_impression_share_position_or_organic_sales_still_fit(world: Path, tmp_path: Path) -> None:
+def test_reports_without_impression_share_position_or_organic_sales_still_fit(
+    world: Path, tmp_path: Path
+) -> None:
     """An ad console's reports (an imported account) carry neither impression share, nor position, nor organic
     sales, and there is no auction log: the seller view fits the auction to the cost per click, reads demand
     through it, and takes incrementality from the prior."""
@@ -101,7 +103,9 @@ def test_reports_without_impression_share_position_or_organic_sales_still_fit(wo
         assert all(abs(m.cannibalization - CANNIBALIZATION_PRIOR) < 0.05 for m in model.markets.values())
 
 
-def test_a_keyword_added_after_the_fit_is_simulated_on_its_siblings_estimates(world: Path, tmp_path: Path) -> None:
+def test_a_keyword_added_after_the_fit_is_simulated_on_its_siblings_estimates(
+    world: Path, tmp_path: Path
+) -> None:
     copy = tmp_path / "world.sqlite"
     copy.write_bytes(world.read_bytes())
     with MarketStore.open(copy) as store:
@@ -116,10 +120,15 @@ def test_a_keyword_added_after_the_fit_is_simulated_on_its_siblings_estimates(wo
 
 def test_the_auction_log_is_seeded(world: Path, tmp_path: Path) -> None:
     again = generate_world_file(CONFIG, tmp_path / "again.sqlite").path
-    rows = [sqlite3.connect(p).execute("SELECT * FROM auction_log ORDER BY keyword_idx").fetchall() for p in (world, again)]
+    rows = [
+        sqlite3.connect(p).execute("SELECT * FROM auction_log ORDER BY keyword_idx").fetchall()
+        for p in (world, again)
+    ]
     assert rows[0] == rows[1] and rows[0]
     log = json.loads(rows[0][0][2])
-    assert len(log["counts"]) == len(log["days"]) and len(log["bids"]) == sum(log["counts"]) == len(log["quality"])
+    assert len(log["counts"]) == len(log["days"]) and len(log["bids"]) == sum(log["counts"]) == len(
+        log["quality"]
+    )
 
 
 # --- the truth wall -------------------------------------------------------------------------------------------
@@ -147,15 +156,20 @@ def test_no_tool_module_reads_the_true_market_or_the_truth_store() -> None:
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
                 # a call of a store method that returns true markets or the hidden relevance of search terms
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr in TRUE_MARKET_READERS):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in TRUE_MARKET_READERS
+                ):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.func.attr}()")
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith("market.truth"):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}")
     assert not found, found
 
 
-async def test_every_simulator_tool_answers_with_the_true_market_locked_away(world: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_every_simulator_tool_answers_with_the_true_market_locked_away(
+    world: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     """The runtime half of the wall: opening the truth raises, and every simulator tool still answers, naming
     the market model it ran on."""
     from tools.mcp_server import call, connect_in_memory, engines
@@ -184,7 +198,9 @@ async def test_every_simulator_tool_answers_with_the_true_market_locked_away(wor
             out = await call(session, tool, args)
             assert "error" not in out, (tool, out)
             assert "market estimated from" in out["market"], (tool, out)
-        what_if = await call(session, "what_if", {"change": "budget", "id": camp.id, "value": camp.daily_budget * 2})
+        what_if = await call(
+            session, "what_if", {"change": "budget", "id": camp.id, "value": camp.daily_budget * 2}
+        )
     profit = what_if["difference"]["incremental_profit"]
     assert profit["low"] <= profit["mean"] <= profit["high"]
 

@@ -65,7 +65,9 @@ def _old_layout_rows(path: Path, truth: Path, table: str, con: sqlite3.Connectio
             hidden = {r[0]: r[1:] for r in t.execute("SELECT idx, share, relevance FROM search_terms")}
         finally:
             t.close()
-        return [(*r, *hidden[r[0]]) for r in con.execute("SELECT idx, adv, keyword_idx, term FROM search_terms")]
+        return [
+            (*r, *hidden[r[0]]) for r in con.execute("SELECT idx, adv, keyword_idx, term FROM search_terms")
+        ]
     if table == "meta":
         rows = con.execute("SELECT * FROM meta WHERE key NOT IN ('generation_id', 'created_at')").fetchall()
         return [(k, "1" if k == "schema_version" else v) for k, v in rows]
@@ -100,9 +102,16 @@ def _truth_digest(truth: Path) -> str:
     con = sqlite3.connect(truth)
     try:
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return _digest({n: con.execute(f"SELECT * FROM {n}" + (" WHERE key NOT IN ('generation_id', 'created_at')"
-                                                             if n == "meta" else "")).fetchall()
-                        for n in names if n not in TRUTH_TABLES_MOVED_IN})
+        return _digest(
+            {
+                n: con.execute(
+                    f"SELECT * FROM {n}"
+                    + (" WHERE key NOT IN ('generation_id', 'created_at')" if n == "meta" else "")
+                ).fetchall()
+                for n in names
+                if n not in TRUTH_TABLES_MOVED_IN
+            }
+        )
     finally:
         con.close()
 
@@ -112,19 +121,27 @@ def _truth_digest(truth: Path) -> str:
 # digest in neither. The second pair: a 2-core AMD EPYC with AVX-512 (numpy 2.4.6), where the commit before this
 # pair was added (3620439, the same generator) writes it too.
 GOLDEN_DIGESTS = {
-    ("95c73a050b27703f61ad77058610ba10ec12c492cc5e0d739984ce7205b2f692",
-     "41a6936ae5d3a646045f0dbeb9033195e8554d06ec5f3063c60134214554277a"),
-    ("1e1ccb775f0ce1c67d81890fa07b19c3870697c8a21245c458c50f30a548710f",
-     "e38b12235b069cbc936334e83e8a406d0de91a36d5997e5660fac445009c5139"),
+    (
+        "95c73a050b27703f61ad77058610ba10ec12c492cc5e0d739984ce7205b2f692",
+        "41a6936ae5d3a646045f0dbeb9033195e8554d06ec5f3063c60134214554277a",
+    ),
+    (
+        "1e1ccb775f0ce1c67d81890fa07b19c3870697c8a21245c458c50f30a548710f",
+        "e38b12235b069cbc936334e83e8a406d0de91a36d5997e5660fac445009c5139",
+    ),
 }
 
 
-def test_a_world_file_that_names_no_categories_is_byte_for_byte_the_one_written_before_categories(tmp_path: Path):
+def test_a_world_file_that_names_no_categories_is_byte_for_byte_the_one_written_before_categories(
+    tmp_path: Path,
+):
     """Golden digests computed on the generator before `WorldConfig.categories` existed (commit ec77139's
     parent, meta's config included): cached eval worlds and training data stay valid."""
     a = generate_world_file(SMALL, tmp_path / "world.sqlite")
     assert (_world_digest(a.path, a.truth_path), _truth_digest(a.truth_path)) in GOLDEN_DIGESTS
-    garden = generate_world_file(SMALL.model_copy(update={"categories": ["garden"]}), tmp_path / "g" / "world.sqlite")
+    garden = generate_world_file(
+        SMALL.model_copy(update={"categories": ["garden"]}), tmp_path / "g" / "world.sqlite"
+    )
     assert _world_digest(garden.path, garden.truth_path) != _world_digest(a.path, a.truth_path)
     con = sqlite3.connect(garden.path)
     try:

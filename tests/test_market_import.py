@@ -28,12 +28,34 @@ DAYS = 28
 # (campaign, budget, ad group, keyword or target, matchType, keywordBid, search terms)
 ACCOUNT = [
     ("Brand - Exact", 40.0, "Trail Shoes", "acme trail shoes", "EXACT", 1.10, ["acme trail shoes"]),
-    ("Brand - Exact", 40.0, "Trail Shoes", "acme shoes", "PHRASE", 0.85, ["acme shoes men", "acme shoes sale"]),
-    ("Generic - Broad", 25.0, "Running", "running shoes", "BROAD", 0.70,
-     ["running shoes", "best running shoes women", "running socks"]),
+    (
+        "Brand - Exact",
+        40.0,
+        "Trail Shoes",
+        "acme shoes",
+        "PHRASE",
+        0.85,
+        ["acme shoes men", "acme shoes sale"],
+    ),
+    (
+        "Generic - Broad",
+        25.0,
+        "Running",
+        "running shoes",
+        "BROAD",
+        0.70,
+        ["running shoes", "best running shoes women", "running socks"],
+    ),
     ("Generic - Broad", 25.0, "Hiking", "hiking boots", "BROAD", None, ["hiking boots waterproof"]),
-    ("Auto", 15.0, "Auto group", "close-match", "TARGETING_EXPRESSION_PREDEFINED", 0.55,
-     ["trail running shoes", "b0c1234567"]),
+    (
+        "Auto",
+        15.0,
+        "Auto group",
+        "close-match",
+        "TARGETING_EXPRESSION_PREDEFINED",
+        0.55,
+        ["trail running shoes", "b0c1234567"],
+    ),
 ]
 
 
@@ -84,21 +106,23 @@ def targeting_rows(start: dt.date = START, days: int = DAYS, seed: int = 2) -> l
             impressions = rng.randint(50, 1500)
             clicks = rng.randint(0, 30)
             orders = rng.randint(0, clicks // 2)
-            rows.append({
-                "date": (start + dt.timedelta(days=d)).isoformat(),
-                "campaignName": camp,
-                "campaignBudgetAmount": budget,
-                "adGroupName": group,
-                "keyword": text,
-                "targeting": text,
-                "matchType": match,
-                "keywordBid": bid,
-                "impressions": impressions,
-                "clicks": clicks,
-                "cost": round(clicks * rng.uniform(0.3, 1.4), 2),
-                "purchases7d": orders,
-                "sales7d": round(orders * rng.uniform(15, 45), 2),
-            })
+            rows.append(
+                {
+                    "date": (start + dt.timedelta(days=d)).isoformat(),
+                    "campaignName": camp,
+                    "campaignBudgetAmount": budget,
+                    "adGroupName": group,
+                    "keyword": text,
+                    "targeting": text,
+                    "matchType": match,
+                    "keywordBid": bid,
+                    "impressions": impressions,
+                    "clicks": clicks,
+                    "cost": round(clicks * rng.uniform(0.3, 1.4), 2),
+                    "purchases7d": orders,
+                    "sales7d": round(orders * rng.uniform(15, 45), 2),
+                }
+            )
     return rows
 
 
@@ -134,8 +158,13 @@ def write_console_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
         w.writerow(CONSOLE_HEADERS.values())
         for r in rows:
             date = dt.date.fromisoformat(r["date"]).strftime("%b %d, %Y")
-            values = {**r, "date": date, "cost": f"${r['cost']:,.2f}", "sales7d": f"${r['sales7d']:,.2f}",
-                      "matchType": r["matchType"].title() if not r["matchType"].startswith("TARGETING") else "-"}
+            values = {
+                **r,
+                "date": date,
+                "cost": f"${r['cost']:,.2f}",
+                "sales7d": f"${r['sales7d']:,.2f}",
+                "matchType": r["matchType"].title() if not r["matchType"].startswith("TARGETING") else "-",
+            }
             w.writerow(values[k] for k in CONSOLE_HEADERS)
     return path
 
@@ -176,7 +205,9 @@ def digest(path: Path) -> str:
     h = hashlib.sha256()
     con = sqlite3.connect(path)
     try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        tables = [
+            r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        ]
         for t in tables:
             h.update(t.encode())
             for row in sorted(repr(r) for r in con.execute(f"SELECT * FROM {t}")):
@@ -214,11 +245,18 @@ def test_gzip_search_term_report_28_days_exact_totals(tmp_path: Path, st_rows):
     expected = totals(st_rows)
     back = read_back(out, summary.advertiser_id)
     assert back == {"keyword_days": expected, "campaign_days": expected, "search_term_days": expected}
-    assert summary.totals == {"impressions": expected["impressions"], "clicks": expected["clicks"],
-                              "spend": expected["spend_cents"] / 100, "orders": expected["orders"],
-                              "sales": expected["sales_cents"] / 100}
-    assert summary.rows == {"keyword_days": DAYS * len(ACCOUNT), "campaign_days": DAYS * 3,
-                            "search_term_days": len(st_rows)}
+    assert summary.totals == {
+        "impressions": expected["impressions"],
+        "clicks": expected["clicks"],
+        "spend": expected["spend_cents"] / 100,
+        "orders": expected["orders"],
+        "sales": expected["sales_cents"] / 100,
+    }
+    assert summary.rows == {
+        "keyword_days": DAYS * len(ACCOUNT),
+        "campaign_days": DAYS * 3,
+        "search_term_days": len(st_rows),
+    }
 
     with MarketStore.open(out) as store:
         assert (store.start_date, store.end_date) == (summary.start, summary.end)
@@ -233,20 +271,27 @@ def test_gzip_search_term_report_28_days_exact_totals(tmp_path: Path, st_rows):
         groups = adv.ad_groups()
         assert [g.id for g in groups] == [f"ag_{i:06d}" for i in range(1, 5)]
         kws = {(k.text, k.match_type.value): k for k in adv.keywords()}
-        assert kws[("acme trail shoes", "exact")].bid == 1.10 and kws[("acme trail shoes", "exact")].id == "kw_0000001"
+        assert (
+            kws[("acme trail shoes", "exact")].bid == 1.10
+            and kws[("acme trail shoes", "exact")].id == "kw_0000001"
+        )
         assert kws[("close-match", "broad")].bid == 0.55
         # no keywordBid: the mean cost per click
         hiking = [r for r in st_rows if r["keyword"] == "hiking boots"]
         cpc = sum(r["cost"] for r in hiking) / sum(r["clicks"] for r in hiking)
         assert kws[("hiking boots", "broad")].bid == pytest.approx(round(cpc, 2))
         days = adv.keyword_days(store.start_date, store.end_date)
-        assert all(d.avg_position is None and d.impression_share is None and d.organic_sales == 0 for d in days)
+        assert all(
+            d.avg_position is None and d.impression_share is None and d.organic_sales == 0 for d in days
+        )
         products = adv.products()
         assert len(products) == len(groups) and all(p.margin == 0.3 and p.price > 0 for p in products)
         trail = [r for r in st_rows if r["adGroupName"] == "Trail Shoes"]
         price = sum(r["sales7d"] for r in trail) / sum(r["purchases7d"] for r in trail)
         trail_group = next(g for g in groups if g.name == "Trail Shoes")
-        assert next(p for p in products if p.id in trail_group.product_ids).price == pytest.approx(price, abs=0.01)
+        assert next(p for p in products if p.id in trail_group.product_ids).price == pytest.approx(
+            price, abs=0.01
+        )
         terms = {d.term for d in adv.search_term_days(store.start_date, store.end_date)}
         assert terms == {t for *_, ts in ACCOUNT for t in ts}
     assert any("placeholder product" in a for a in summary.assumptions)
@@ -268,9 +313,17 @@ def test_targeting_json_and_search_terms_together(tmp_path: Path, st_rows):
     spCampaigns where given, else the keyword sums."""
     tg = targeting_rows()
     camp_rows = [
-        {"date": (START + dt.timedelta(days=d)).isoformat(), "campaignName": "Brand - Exact",
-         "campaignStatus": "ENABLED", "campaignBudgetAmount": 45.0, "impressions": 5000 + d, "clicks": 60,
-         "cost": 51.25, "purchases7d": 7, "sales7d": 210.5}
+        {
+            "date": (START + dt.timedelta(days=d)).isoformat(),
+            "campaignName": "Brand - Exact",
+            "campaignStatus": "ENABLED",
+            "campaignBudgetAmount": 45.0,
+            "impressions": 5000 + d,
+            "clicks": 60,
+            "cost": 51.25,
+            "purchases7d": 7,
+            "sales7d": 210.5,
+        }
         for d in range(DAYS)
     ]
     files = [
@@ -280,8 +333,11 @@ def test_targeting_json_and_search_terms_together(tmp_path: Path, st_rows):
     ]
     out = tmp_path / "accounts.sqlite"
     summary = import_reports(files, "Acme Outdoor", out)
-    assert [f.report_type for f in summary.files] == [ReportType.TARGETING, ReportType.SEARCH_TERM,
-                                                     ReportType.CAMPAIGNS]
+    assert [f.report_type for f in summary.files] == [
+        ReportType.TARGETING,
+        ReportType.SEARCH_TERM,
+        ReportType.CAMPAIGNS,
+    ]
     back = read_back(out, summary.advertiser_id)
     assert back["keyword_days"] == totals(tg)
     assert back["search_term_days"] == totals(st_rows)
@@ -309,19 +365,31 @@ def _set(rows: list[dict[str, Any]], i: int, **changes: Any) -> list[dict[str, A
         (lambda rows: _set(rows, 9, impressions="many"), "row 10, column 'impressions': not a number"),
         (lambda rows: _set(rows, 2, purchases7d=1.5), "row 3, column 'purchases7d': must be a whole number"),
         (lambda rows: _set(rows, 40, date="2026-02-30"), "row 41, column 'date': not a date"),
-        (lambda rows: _set(rows, 11, matchType="FUZZY"), "row 12, column 'matchType': unknown match type 'FUZZY'"),
-        (lambda rows: [r for r in rows[:5]] + [{k: v for k, v in rows[5].items() if k != "cost"}] + rows[6:],
-         "row 6, column 'cost': missing"),
+        (
+            lambda rows: _set(rows, 11, matchType="FUZZY"),
+            "row 12, column 'matchType': unknown match type 'FUZZY'",
+        ),
+        (
+            lambda rows: (
+                [r for r in rows[:5]] + [{k: v for k, v in rows[5].items() if k != "cost"}] + rows[6:]
+            ),
+            "row 6, column 'cost': missing",
+        ),
         (lambda rows: _set(rows, 0, sales7d=None), "row 1, column 'sales7d': empty"),
-        (lambda rows: [{k: v for k, v in r.items() if k != "date"} for r in rows],
-         "row 1, column 'date': missing; an spSearchTerm report needs it (a summary report has none"),
+        (
+            lambda rows: [{k: v for k, v in r.items() if k != "date"} for r in rows],
+            "row 1, column 'date': missing; an spSearchTerm report needs it (a summary report has none",
+        ),
     ],
 )
-def test_malformed_json_names_row_and_column_and_leaves_store_unchanged(tmp_path, imported, st_rows, break_rows,
-                                                                        message):
+def test_malformed_json_names_row_and_column_and_leaves_store_unchanged(
+    tmp_path, imported, st_rows, break_rows, message
+):
     out, _, _ = imported
     before = digest(out)
-    bad = write_gzip_json(tmp_path / "bad.json.gz", break_rows(search_term_rows(start=START + dt.timedelta(days=5))))
+    bad = write_gzip_json(
+        tmp_path / "bad.json.gz", break_rows(search_term_rows(start=START + dt.timedelta(days=5)))
+    )
     good = write_json(tmp_path / "good.json", targeting_rows(start=START - dt.timedelta(days=3), days=5))
     with pytest.raises(AdguideError) as err:
         import_reports([good, bad], "Acme Outdoor", out)
@@ -341,10 +409,14 @@ def _drop_column(lines: list[str], header: str) -> list[str]:
     ("edit", "message"),
     [
         (lambda lines: _drop_column(lines, "Clicks"), "row 1 (header), column 'clicks': missing"),
-        (lambda lines: lines[:3] + [lines[3].replace("Mar 01, 2026", "03/01/26")] + lines[4:],
-         "row 4, column 'Date': not a date"),
-        (lambda lines: lines[:1] + [lines[1].replace(",Exact,", ",Exactly,")] + lines[2:],
-         "row 2, column 'Match Type': unknown match type 'Exactly'"),
+        (
+            lambda lines: lines[:3] + [lines[3].replace("Mar 01, 2026", "03/01/26")] + lines[4:],
+            "row 4, column 'Date': not a date",
+        ),
+        (
+            lambda lines: lines[:1] + [lines[1].replace(",Exact,", ",Exactly,")] + lines[2:],
+            "row 2, column 'Match Type': unknown match type 'Exactly'",
+        ),
         (lambda lines: lines[:2] + [lines[2] + ",extra"] + lines[3:], "row 3: "),
     ],
 )
@@ -403,7 +475,9 @@ def test_overlapping_reimport_replaces_days_never_doubles(tmp_path, imported, st
     assert summary.advertiser_id == adv_id and not summary.unchanged
     kept = [r for r in st_rows if dt.date.fromisoformat(r["date"]) < START + dt.timedelta(days=14)]
     expected = {k: totals(kept)[k] + totals(later)[k] for k in totals(kept)}
-    assert read_back(out, adv_id) == {t: expected for t in ("keyword_days", "campaign_days", "search_term_days")}
+    assert read_back(out, adv_id) == {
+        t: expected for t in ("keyword_days", "campaign_days", "search_term_days")
+    }
     with MarketStore.open(out) as store:
         assert store.end_date == START + dt.timedelta(days=34)
         assert store.data_version != version
@@ -418,7 +492,9 @@ def test_an_earlier_import_shifts_every_advertisers_days(tmp_path, imported, st_
     with MarketStore.open(out) as store:
         assert store.start_date == START - dt.timedelta(days=10)
         first = store.scoped(adv_id).keyword_days(store.start_date, store.end_date)
-        assert min(d.date for d in first) == START and max(d.date for d in first) == START + dt.timedelta(days=27)
+        assert min(d.date for d in first) == START and max(d.date for d in first) == START + dt.timedelta(
+            days=27
+        )
         second = store.scoped("adv_0002")
         assert {c.id for c in second.campaigns()} == {"cmp_00004", "cmp_00005", "cmp_00006"}
         assert min(k.id for k in second.keywords()) == f"kw_{len(ACCOUNT) + 1:07d}"
@@ -432,16 +508,21 @@ def test_an_earlier_import_shifts_every_advertisers_days(tmp_path, imported, st_
 def test_cli_json_summary_last_line(tmp_path, st_rows):
     report = write_gzip_json(tmp_path / "st.json.gz", st_rows)
     out = tmp_path / "accounts.sqlite"
-    result = CliRunner().invoke(market_app, ["import", str(report), "--advertiser-name", "Acme Outdoor",
-                                             "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        market_app, ["import", str(report), "--advertiser-name", "Acme Outdoor", "--out", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     last = json.loads(result.output.strip().splitlines()[-1])
     expected = totals(st_rows)
     assert last["advertiser_id"] == "adv_0001"
     assert last["rows"]["search_term_days"] == len(st_rows)
-    assert last["totals"] == {"impressions": expected["impressions"], "clicks": expected["clicks"],
-                              "spend": expected["spend_cents"] / 100, "orders": expected["orders"],
-                              "sales": expected["sales_cents"] / 100}
+    assert last["totals"] == {
+        "impressions": expected["impressions"],
+        "clicks": expected["clicks"],
+        "spend": expected["spend_cents"] / 100,
+        "orders": expected["orders"],
+        "sales": expected["sales_cents"] / 100,
+    }
 
     bad = write_json(tmp_path / "bad.json", _set(st_rows, 0, clicks=-1))
     result = CliRunner().invoke(market_app, ["import", str(bad), "--out", str(out)])
@@ -475,7 +556,10 @@ async def test_mcp_tools_answer_with_the_reports_totals(imported, st_rows):
         assert "error" not in result, result
         t = result["totals"]
         assert (t["impressions"], t["clicks"], t["orders"]) == (
-            expected["impressions"], expected["clicks"], expected["orders"])
+            expected["impressions"],
+            expected["clicks"],
+            expected["orders"],
+        )
         assert round(t["spend"] * 100) == expected["spend_cents"]
         assert round(t["sales"] * 100) == expected["sales_cents"]
     assert overview["advertiser"]["id"] == adv_id and overview["counts"]["keywords"] == len(ACCOUNT)

@@ -216,8 +216,9 @@ def test_a_world_that_names_no_categories_is_the_world_generated_before_categori
     assert _digest(small) == "d71db6f0618311eaeb783239fa882b4b3542b07523ee6ecd2808ca193fdb3872"
     # naming every default category, in any order, is the same draw
     every = [c.name for c in CATEGORIES]
-    assert _digest(generate_world(WorldConfig(n_advertisers=5, days=21, seed=9, categories=every[::-1]))) == \
-        _digest(small)
+    assert _digest(
+        generate_world(WorldConfig(n_advertisers=5, days=21, seed=9, categories=every[::-1]))
+    ) == _digest(small)
 
 
 def test_a_world_of_chosen_categories_draws_only_those_and_the_held_out_ones_only_when_named(world):
@@ -226,14 +227,19 @@ def test_a_world_of_chosen_categories_draws_only_those_and_the_held_out_ones_onl
     two = generate_world(WorldConfig(n_advertisers=20, days=30, seed=3, categories=["pet", "office"]))
     assert {a.category for a in two.advertisers} == {"pet", "office"}
     assert {p.category for p in two.products} == {"pet", "office"}
-    held = generate_world(WorldConfig(n_advertisers=8, days=30, seed=3, categories=list(HELD_OUT_CATEGORY_NAMES)))
+    held = generate_world(
+        WorldConfig(n_advertisers=8, days=30, seed=3, categories=list(HELD_OUT_CATEGORY_NAMES))
+    )
     assert {a.category for a in held.advertisers} == set(HELD_OUT_CATEGORY_NAMES)
     assert [a.id for a in held.advertisers] == [f"adv_{i:04d}" for i in range(1, 9)]
     nouns = {n for c in HELD_OUT_CATEGORIES for n, _, _ in c.products}
     # every keyword but the auto-targeting ones names a held-out product or is the advertiser's brand
     brands = {a.name.lower() for a in held.advertisers}
-    assert all(any(n in k.text for n in nouns) or k.text in brands
-               for k in held.keywords if not k.text.startswith("auto:"))
+    assert all(
+        any(n in k.text for n in nouns) or k.text in brands
+        for k in held.keywords
+        if not k.text.startswith("auto:")
+    )
 
 
 def test_unknown_empty_or_repeated_categories_are_refused_naming_the_valid_ones():

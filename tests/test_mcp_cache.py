@@ -25,7 +25,9 @@ def test_key_changes_with_the_tools_code(tmp_path):
     """A deploy that changes how a tool computes never reads results the old code cached."""
     from tools.mcp_server.cache import code_version, source_digest
 
-    assert code_version() in _cache(enabled=True).key("recommend_bid", "adv_0001", "v1", {"keyword_id": "kw_1"})
+    assert code_version() in _cache(enabled=True).key(
+        "recommend_bid", "adv_0001", "v1", {"keyword_id": "kw_1"}
+    )
     (tmp_path / "auction").mkdir()
     (tmp_path / "auction" / "landscape.py").write_text("BID_STEPS = 10\n")
     before = source_digest(tmp_path)

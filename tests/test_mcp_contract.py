@@ -29,11 +29,17 @@ CONTRACT = Path(__file__).with_name("tool_contract.json")
 # engines' plain result-type modules (pydantic only). Anything else (the estimators, the simulator, the
 # optimizer, the keyword engine, the store, the resolver) means an engine came back into the import.
 ALLOWED_OWN_MODULES = {
-    "tools", "tools.mcp_server", "tools.mcp_server.schemas",
-    "tools.market", "tools.market.enums",
-    "tools.keywords", "tools.keywords.models",
-    "tools.uplift", "tools.uplift.models",
-    "tools.optimize", "tools.optimize.models",
+    "tools",
+    "tools.mcp_server",
+    "tools.mcp_server.schemas",
+    "tools.market",
+    "tools.market.enums",
+    "tools.keywords",
+    "tools.keywords.models",
+    "tools.uplift",
+    "tools.uplift.models",
+    "tools.optimize",
+    "tools.optimize.models",
 }
 # Heavy third-party modules the engines use; none is needed to describe a tool.
 HEAVY = ("numpy", "scipy", "sklearn", "pandas", "torch", "transformers", "rapidfuzz", "mcp", "sqlite3")
@@ -60,7 +66,11 @@ def _cases(store_path: Path) -> dict[str, dict[str, Any]]:
     store = MarketStore.open(store_path)
     adv = store.scoped(ADV)
     kw = next(k for k in adv.keywords() if k.status == "enabled")
-    camp = next(c for c in adv.campaigns() if c.id in {g.campaign_id for g in adv.ad_groups() if g.id == kw.ad_group_id})
+    camp = next(
+        c
+        for c in adv.campaigns()
+        if c.id in {g.campaign_id for g in adv.ad_groups() if g.id == kw.ad_group_id}
+    )
     group = next(g for g in adv.ad_groups() if g.id == kw.ad_group_id)
     exp = adv.experiments()[0]
     store.close()
@@ -118,9 +128,16 @@ def test_a_missing_or_renamed_field_fails_the_check(field: str) -> None:
     """The check above catches what it is for: a result with one field renamed does not conform."""
     model = TOOLS_BY_NAME["allocate_budget"].output
     good = {
-        "objective": "incremental_profit", "total_budget": 10.0, "allocated": 10.0, "n_days": 3,
-        "objective_value": 1.5, "current_value": None, "total_budget_binds": True, "binding": [],
-        "campaigns": [], "market": None,
+        "objective": "incremental_profit",
+        "total_budget": 10.0,
+        "allocated": 10.0,
+        "n_days": 3,
+        "objective_value": 1.5,
+        "current_value": None,
+        "total_budget_binds": True,
+        "binding": [],
+        "campaigns": [],
+        "market": None,
     }
     _conforms(model, good)
     renamed = {(f"{k}_renamed" if k == field else k): v for k, v in good.items()}

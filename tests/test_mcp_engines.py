@@ -41,8 +41,13 @@ async def test_what_if_zero_change_is_exactly_zero_and_more_bid_spends_more(tiny
         )
     assert same["campaign_id"] == camp.id and same["keywords"] >= 1
     assert all(r == {"mean": 0.0, "low": 0.0, "high": 0.0} for r in same["difference"].values())
-    assert up["change"] == {"id": kw.id, "field": "bid", "before": kw.bid, "after": round(kw.bid * 2, 2),
-                            "name": kw.text}  # the result names what it changed
+    assert up["change"] == {
+        "id": kw.id,
+        "field": "bid",
+        "before": kw.bid,
+        "after": round(kw.bid * 2, 2),
+        "name": kw.text,
+    }  # the result names what it changed
     assert up["changed"] != up["status_quo"]  # (the campaign's budget may cap the extra spend)
     assert budget["change"]["field"] == "daily_budget"
     assert budget["difference"]["spend"]["mean"] >= -0.01  # more budget never spends less on the same days
@@ -231,8 +236,12 @@ async def test_recommend_bid_respects_the_campaign_budget_cap(tiny_world_path):
             if k not in acct.markets or not acct.live(k):
                 continue
             best_gain, _ = _best_bid(acct, k)
-            alone = optimal_bid([acct.markets[k]], "max_incremental_profit", acct.days, margin=acct.margins[k], n_sims=0)
-            alone_gain = change_gain(acct, Change(action="set_bid", entity=k, value=round(alone.bid, 2))) or 0.0
+            alone = optimal_bid(
+                [acct.markets[k]], "max_incremental_profit", acct.days, margin=acct.margins[k], n_sims=0
+            )
+            alone_gain = (
+                change_gain(acct, Change(action="set_bid", entity=k, value=round(alone.bid, 2))) or 0.0
+            )
             if worst is None or best_gain - alone_gain > worst[0]:
                 worst = (best_gain - alone_gain, best_gain, adv, k, acct)
     assert worst is not None
@@ -243,4 +252,6 @@ async def test_recommend_bid_respects_the_campaign_budget_cap(tiny_world_path):
     gain = change_gain(acct, Change(action="set_bid", entity=kw, value=round(rec["bid"], 2)))
     assert gain is not None and gain >= 0.95 * best_gain
     assert rec["gain"]["low"] <= rec["gain"]["mean"] <= rec["gain"]["high"]
-    assert rec["gain"]["mean"] == pytest.approx(gain, rel=0.15)  # Monte Carlo mean vs the judge's expected value
+    assert rec["gain"]["mean"] == pytest.approx(
+        gain, rel=0.15
+    )  # Monte Carlo mean vs the judge's expected value

@@ -52,7 +52,9 @@ async def test_a_new_tool_is_one_handler_and_one_spec(tiny_world_path: Path) -> 
     expected = len(adv.keywords(campaign_id=camp.id)), len(adv.keywords())
     store.close()
     registry = [*TOOLS, KEYWORD_COUNT]
-    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False), tools=registry) as session:
+    async with connect_in_memory(
+        tiny_world_path, ADV, cache=ToolCache(enabled=False), tools=registry
+    ) as session:
         listed = {t.name: t for t in (await session.list_tools()).tools}
         by_id = await call(session, "keyword_count", {"campaign_id": camp.id})
         by_name = await call(session, "keyword_count", {"campaign_id": camp.name})  # words, resolved in scope

@@ -43,9 +43,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def account(world: Path) -> dict[str, Any]:
     with MarketStore.open(world) as store:
         adv = store.scoped(ADV)
-        return {"campaigns": adv.campaigns(), "groups": adv.ad_groups(), "keywords": adv.keywords(),
-                "experiments": adv.experiments(), "other_keywords": store.scoped(OTHER).keywords(),
-                "other_campaigns": store.scoped(OTHER).campaigns()}
+        return {
+            "campaigns": adv.campaigns(),
+            "groups": adv.ad_groups(),
+            "keywords": adv.keywords(),
+            "experiments": adv.experiments(),
+            "other_keywords": store.scoped(OTHER).keywords(),
+            "other_campaigns": store.scoped(OTHER).campaigns(),
+        }
 
 
 def _session(world: Path, adv: str = ADV) -> Any:
@@ -64,15 +69,25 @@ def test_campaign_aliases_drop_the_scaffolding() -> None:
     assert normalize("The 'Yoga-Mat' campaign!") == "the yoga mat campaign"
 
 
-async def test_a_keyword_text_resolves_and_the_result_says_to_what(world: Path, account: dict[str, Any]) -> None:
+async def test_a_keyword_text_resolves_and_the_result_says_to_what(
+    world: Path, account: dict[str, Any]
+) -> None:
     kw = _unique_text_keyword(account)
     async with _session(world) as session:
         by_name = await call(session, "bid_landscape", {"keyword_id": kw.text.upper()})
         by_id = await call(session, "bid_landscape", {"keyword_id": kw.id})
     assert by_name["keyword_id"] == kw.id
-    assert by_name["resolved"] == [{"field": "keyword_id", "query": kw.text.upper(), "id": kw.id,
-                                    "kind": "keyword", "name": kw.text, "detail": by_name["resolved"][0]["detail"],
-                                    "how": "exact"}]
+    assert by_name["resolved"] == [
+        {
+            "field": "keyword_id",
+            "query": kw.text.upper(),
+            "id": kw.id,
+            "kind": "keyword",
+            "name": kw.text,
+            "detail": by_name["resolved"][0]["detail"],
+            "how": "exact",
+        }
+    ]
     assert "resolved" not in by_id
     assert by_name["points"] == by_id["points"]
 
@@ -83,7 +98,9 @@ async def test_a_campaign_by_its_distinctive_words_with_a_typo(world: Path, acco
     longest = max(words.split(), key=len)
     typo = words.replace(longest, longest[:2] + longest[3:])  # a letter dropped, as sellers type
     async with _session(world) as session:
-        exact = await call(session, "what_if", {"change": "budget", "id": f"my {words} campaign", "value": 30})
+        exact = await call(
+            session, "what_if", {"change": "budget", "id": f"my {words} campaign", "value": 30}
+        )
         fuzzy = await call(session, "what_if", {"change": "budget", "id": typo, "value": 30})
     assert exact["campaign_id"] == camp.id and exact["resolved"][0]["how"] == "alias"
     assert fuzzy["campaign_id"] == camp.id and fuzzy["resolved"][0]["how"] == "fuzzy"
@@ -152,12 +169,18 @@ async def test_relative_changes_and_last_days(world: Path, account: dict[str, An
     camp = next(c for c in account["campaigns"] if c.daily_budget >= 10)
     kw = _unique_text_keyword(account)
     async with _session(world) as session:
-        cut = await call(session, "propose_change", {"action": "set_budget", "id": camp.id, "relative_change": -0.2})
+        cut = await call(
+            session, "propose_change", {"action": "set_budget", "id": camp.id, "relative_change": -0.2}
+        )
         sim = await call(session, "what_if", {"change": "bid", "id": kw.id, "relative_change": 1.0})
-        both = await call(session, "what_if", {"change": "bid", "id": kw.id, "value": 1, "relative_change": 1.0})
+        both = await call(
+            session, "what_if", {"change": "bid", "id": kw.id, "value": 1, "relative_change": 1.0}
+        )
         lower = await call(session, "propose_change", {"action": "set_bid", "id": kw.text, "change_by": -0.2})
         more = await call(session, "what_if", {"change": "budget", "id": camp.id, "change_by": 50})
-        by_and = await call(session, "what_if", {"change": "budget", "id": camp.id, "change_by": 5, "value": 9})
+        by_and = await call(
+            session, "what_if", {"change": "budget", "id": camp.id, "change_by": 5, "value": 9}
+        )
         week = await call(session, "performance", {"level": "campaign", "last_days": 7})
         one = await call(session, "performance", {"level": "keyword", "keyword_id": kw.text})
         clash = await call(session, "account_overview", {"last_days": 7, "start": "2026-06-01"})
@@ -185,7 +208,8 @@ def _index(names: list[str]) -> EntityIndex:
     entries: dict[EntityKind, list[Entry]] = {k: [] for k in EntityKind}
     for i, name in enumerate(names):
         entries[EntityKind.AD_GROUP].append(
-            Entry(Candidate(id=f"ag_{i:06d}", kind=EntityKind.AD_GROUP, name=name), [normalize(name)]))
+            Entry(Candidate(id=f"ag_{i:06d}", kind=EntityKind.AD_GROUP, name=name), [normalize(name)])
+        )
     return EntityIndex("adv_test", entries)
 
 

@@ -152,7 +152,9 @@ async def test_propose_changes_nothing_and_apply_is_audited_and_idempotent(writa
     new_bid = round(kw.bid * 1.5, 2)
     async with connect_in_memory(writable_world_path, ADV, cache=no_cache(), actor="tester") as session:
         prop = await call(session, "propose_change", {"action": "set_bid", "id": kw.id, "value": new_bid})
-        assert prop["changes"] == [{"id": kw.id, "field": "bid", "before": kw.bid, "after": new_bid, "name": kw.text}]
+        assert prop["changes"] == [
+            {"id": kw.id, "field": "bid", "before": kw.bid, "after": new_bid, "name": kw.text}
+        ]
         assert prop["token"].startswith("cf_") and prop["expires_in_s"] > 0
         assert store.data_version == version
         assert store.scoped(ADV).keywords_by_id([kw.id])[0].bid == kw.bid

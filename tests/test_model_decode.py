@@ -14,23 +14,35 @@ from agent.model.decode import generate, grammar_for, make_vocab, matcher, promp
 from agent.model.text import CALL_OPEN, CONFIRM, REJECT, compact_call, load_tokenizer, render_calls
 from tools.mcp_server import openai_tools
 
-PROMPT = ("[account] adv_0001 [user] what should i bid on my bamboo cutting board? or kw_0000123, cmp_00004, "
-          "ag_000002, exp_0001_1")
+PROMPT = (
+    "[account] adv_0001 [user] what should i bid on my bamboo cutting board? or kw_0000123, cmp_00004, "
+    "ag_000002, exp_0001_1"
+)
 
 
 @pytest.fixture(scope="module")
 def setup() -> dict[str, Any]:
     tok = load_tokenizer()
     vocab = make_vocab(tok)
-    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in openai_tools()
-               if t["function"]["name"] != "apply_change"}
-    ids = [tok.token_to_id("[CLS]"), *tok.encode(PROMPT, add_special_tokens=False).ids, tok.token_to_id("[SEP]")]
+    schemas = {
+        t["function"]["name"]: t["function"]["parameters"]
+        for t in openai_tools()
+        if t["function"]["name"] != "apply_change"
+    }
+    ids = [
+        tok.token_to_id("[CLS]"),
+        *tok.encode(PROMPT, add_special_tokens=False).ids,
+        tok.token_to_id("[SEP]"),
+    ]
     return {"tok": tok, "vocab": vocab, "schemas": schemas, "ids": ids}
 
 
 def _accepts(setup: dict[str, Any], grammar: str, text: str) -> bool:
     m = matcher(setup["vocab"], grammar)
-    return all(m.consume_token(i) for i in setup["tok"].encode(text, add_special_tokens=False).ids) and m.is_accepting()
+    return (
+        all(m.consume_token(i) for i in setup["tok"].encode(text, add_special_tokens=False).ids)
+        and m.is_accepting()
+    )
 
 
 GOLD = {
@@ -47,8 +59,11 @@ GOLD = {
     "kpi_change": {"kpi": "acos", "campaign_id": "cmp_00004"},
     "keyword_ideas": {"ad_group_id": "ag_000002", "limit": 5},
     "negative_ideas": {"limit": 5},
-    "propose_change": {"action": "add_negatives", "id": "ag_000002",
-                       "keywords": [{"text": "bamboo", "match_type": "phrase"}]},
+    "propose_change": {
+        "action": "add_negatives",
+        "id": "ag_000002",
+        "keywords": [{"text": "bamboo", "match_type": "phrase"}],
+    },
 }
 
 
@@ -58,9 +73,13 @@ def test_every_tools_gold_call_is_admitted(setup: dict[str, Any]) -> None:
     for name, args in GOLD.items():
         assert _accepts(setup, grammar, compact_call(name, args, setup["schemas"][name])), name
     assert _accepts(setup, grammar, "The best bid is $1.20.")
-    assert not _accepts(setup, grammar, compact_call("what_if", {"change": "bid", "id": "garden hose", "value": 2}))
+    assert not _accepts(
+        setup, grammar, compact_call("what_if", {"change": "bid", "id": "garden hose", "value": 2})
+    )
     assert not _accepts(setup, grammar, compact_call("no_such_tool", {}))
-    assert not _accepts(setup, grammar, compact_call("what_if", {"id": "kw_0000123", "value": 2}))  # change missing
+    assert not _accepts(
+        setup, grammar, compact_call("what_if", {"id": "kw_0000123", "value": 2})
+    )  # change missing
     assert not _accepts(setup, grammar, CONFIRM)
 
 
@@ -73,7 +92,11 @@ def test_without_the_answer_option_only_calls_are_admitted(setup: dict[str, Any]
     """What the router asks for when it is sure a turn starts with a call: among the tools it names."""
     narrowed = {"account_overview": setup["schemas"]["account_overview"]}
     grammar = grammar_for(setup["vocab"], narrowed, setup["ids"], pending=False, answer=False)
-    assert _accepts(setup, grammar, compact_call("account_overview", GOLD["account_overview"], narrowed["account_overview"]))
+    assert _accepts(
+        setup,
+        grammar,
+        compact_call("account_overview", GOLD["account_overview"], narrowed["account_overview"]),
+    )
     assert not _accepts(setup, grammar, "The best bid is $1.20.")
     assert not _accepts(setup, grammar, compact_call("ab_test", GOLD["ab_test"], setup["schemas"]["ab_test"]))
 
@@ -87,7 +110,9 @@ def test_names_are_copied_as_contiguous_runs_of_the_prompts_words(setup: dict[st
     call = compact_call("recommend_bid", {"keyword_id": "{}"}, setup["schemas"]["recommend_bid"])
     assert _accepts(setup, grammar, call.replace("{}", "bamboo cutting board"))
     assert _accepts(setup, grammar, call.replace("{}", "cutting board"))
-    assert not _accepts(setup, grammar, call.replace("{}", "board cutting"))  # not in the prompt in this order
+    assert not _accepts(
+        setup, grammar, call.replace("{}", "board cutting")
+    )  # not in the prompt in this order
     assert not _accepts(setup, grammar, call.replace("{}", "bamboo bamboo"))
 
 
@@ -117,7 +142,9 @@ def test_random_scores_still_give_well_formed_schema_valid_calls(setup: dict[str
     open_id = tok.token_to_id(CALL_OPEN)
     checked = 0
     for seed in range(60):
-        gen = generate(_RandomModel(vocab.size, seed, open_id), vocab, grammar, setup["ids"], max_new_tokens=120)
+        gen = generate(
+            _RandomModel(vocab.size, seed, open_id), vocab, grammar, setup["ids"], max_new_tokens=120
+        )
         text = tok.decode([i for i in gen.ids if i != vocab.sep], skip_special_tokens=False)
         if not text.startswith(CALL_OPEN) or not text.rstrip().endswith("</tool_call>"):
             continue  # cut off by the token limit: the parser reports it as unfinished
@@ -135,8 +162,14 @@ def test_a_value_the_user_typed_is_copied_not_rewritten(setup: dict[str, Any]) -
     from agent.model.decode import user_numbers
 
     tok, vocab = setup["tok"], setup["vocab"]
-    ids = [tok.token_to_id("[CLS]"), *tok.encode("[account] adv_0001 [user] what if i bid 3.89 on dumbbells 2026, "
-                                                 "not kw_0000123", add_special_tokens=False).ids, tok.token_to_id("[SEP]")]
+    ids = [
+        tok.token_to_id("[CLS]"),
+        *tok.encode(
+            "[account] adv_0001 [user] what if i bid 3.89 on dumbbells 2026, not kw_0000123",
+            add_special_tokens=False,
+        ).ids,
+        tok.token_to_id("[SEP]"),
+    ]
     assert [tok.decode(list(n)).replace(" ", "") for n in user_numbers(vocab, ids)] == ["3.89"]
     what_if = {"what_if": setup["schemas"]["what_if"]}
     grammar = grammar_for(vocab, what_if, ids, pending=False)
@@ -144,5 +177,10 @@ def test_a_value_the_user_typed_is_copied_not_rewritten(setup: dict[str, Any]) -
     assert _accepts(setup, grammar, compact_call("what_if", call | {"value": 3.89}, what_if["what_if"]))
     assert not _accepts(setup, grammar, compact_call("what_if", call | {"value": 3.9}, what_if["what_if"]))
     free = grammar_for(vocab, what_if, setup["ids"], pending=False)  # the test prompt has no figures
-    assert _accepts(setup, free, compact_call("what_if", {"change": "bid", "id": "bamboo cutting board", "value": 3.9},
-                                              what_if["what_if"]))
+    assert _accepts(
+        setup,
+        free,
+        compact_call(
+            "what_if", {"change": "bid", "id": "bamboo cutting board", "value": 3.9}, what_if["what_if"]
+        ),
+    )

@@ -20,7 +20,9 @@ def test_reading_a_prompt_is_exactly_the_pretrained_encoder(model: AdguideForPre
     from transformers import BertModel
 
     tok = load_tokenizer()
-    ids = torch.tensor([tok.encode("what should i bid on my bamboo cutting board ?", add_special_tokens=False).ids])
+    ids = torch.tensor(
+        [tok.encode("what should i bid on my bamboo cutting board ?", add_special_tokens=False).ids]
+    )
     reference = BertModel.from_pretrained(str(minilm_dir())).eval()
     with torch.no_grad():
         assert torch.allclose(model.hidden(ids), reference(ids).last_hidden_state, atol=1e-4)
@@ -49,7 +51,9 @@ def test_prompt_tokens_never_see_the_output() -> None:
     assert types.tolist() == [[0, 0, 0, 0, 1, 1, 1]]
 
 
-def test_loss_is_on_output_positions_and_saving_round_trips(model: AdguideForPrefixLM, tmp_path: Path) -> None:
+def test_loss_is_on_output_positions_and_saving_round_trips(
+    model: AdguideForPrefixLM, tmp_path: Path
+) -> None:
     from transformers import AutoModelForCausalLM
 
     ids = torch.tensor([[101, 2054, 2323, 102, 1996, 2190, 102]])
@@ -64,8 +68,9 @@ def test_loss_is_on_output_positions_and_saving_round_trips(model: AdguideForPre
         assert torch.allclose(again(ids).logits, model(ids).logits, atol=1e-5)
 
 
-def test_a_shipped_model_dir_has_no_file_over_25_mb_and_loads_as_before(model: AdguideForPrefixLM,
-                                                                         tmp_path: Path) -> None:
+def test_a_shipped_model_dir_has_no_file_over_25_mb_and_loads_as_before(
+    model: AdguideForPrefixLM, tmp_path: Path
+) -> None:
     """What `adguide train export` writes: fp16 safetensors shards, read back as fp32 by the backend."""
     from training.stages import _ship_weights_in_fp16
 

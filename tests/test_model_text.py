@@ -28,14 +28,21 @@ def _round_trip(tok, text: str) -> str:  # type: ignore[no-untyped-def]
     return tok.decode(tok.encode(text, add_special_tokens=False).ids, skip_special_tokens=False)
 
 
-@pytest.mark.parametrize("args", [
-    {"change": "bid", "id": "kw_0000123", "value": 2.25},
-    {"change": "budget", "id": "sp - generic - yoga mat", "relative_change": -0.2, "days": 7},
-    {"action": "add_negatives", "id": "ag_000004", "keywords": [{"text": "refurbished", "match_type": "phrase"}]},
-    {"campaign_ids": ["cmp_00001", "cmp_00003"], "total_budget": 300},
-    {"start": "2026-07-01", "end": "2026-07-30", "level": "keyword"},
-    {},
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"change": "bid", "id": "kw_0000123", "value": 2.25},
+        {"change": "budget", "id": "sp - generic - yoga mat", "relative_change": -0.2, "days": 7},
+        {
+            "action": "add_negatives",
+            "id": "ag_000004",
+            "keywords": [{"text": "refurbished", "match_type": "phrase"}],
+        },
+        {"campaign_ids": ["cmp_00001", "cmp_00003"], "total_budget": 300},
+        {"start": "2026-07-01", "end": "2026-07-30", "level": "keyword"},
+        {},
+    ],
+)
 def test_a_compact_call_decodes_to_the_same_arguments(tok, args) -> None:  # type: ignore[no-untyped-def]
     text = render_calls(_round_trip(tok, compact_call("some_tool", args)))
     message = parse_tool_calls(text)
@@ -49,8 +56,10 @@ def test_special_tokens_are_single_tokens(tok) -> None:  # type: ignore[no-untyp
 
 
 def test_answers_get_their_spacing_and_casing_back(tok) -> None:  # type: ignore[no-untyped-def]
-    answer = ("Setting the bid of 'a5 label maker' (kw_0000025) from $0.57 to $0.48: incremental profit +$12.00 "
-              "(range -$50.48 to $160.20), ACoS 33.7% on 2026-07-24. It's SP - Generic - Label Maker's call.")
+    answer = (
+        "Setting the bid of 'a5 label maker' (kw_0000025) from $0.57 to $0.48: incremental profit +$12.00 "
+        "(range -$50.48 to $160.20), ACoS 33.7% on 2026-07-24. It's SP - Generic - Label Maker's call."
+    )
     back = recase(clean_spacing(_round_trip(tok, answer)), ["SP - Generic - Label Maker"])
     assert back == answer
 
@@ -62,6 +71,11 @@ def test_an_unfinished_call_is_left_for_the_parser_to_report(tok) -> None:  # ty
 
 
 def test_compact_json_reads_nested_lists() -> None:
-    parsed = compact_call_to_json("propose _ change : keywords = [ { text = a b , match _ type = exact , } ] ;")
-    assert parsed == {"name": "propose_change", "arguments": {"keywords": [{"text": "a b", "match_type": "exact"}]}}
+    parsed = compact_call_to_json(
+        "propose _ change : keywords = [ { text = a b , match _ type = exact , } ] ;"
+    )
+    assert parsed == {
+        "name": "propose_change",
+        "arguments": {"keywords": [{"text": "a b", "match_type": "exact"}]},
+    }
     assert json.dumps(parsed)

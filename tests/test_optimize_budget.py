@@ -29,7 +29,9 @@ def campaigns() -> list[CampaignInput]:
     return out
 
 
-def objective_by_brute_force(camps: list[CampaignInput], budget_rows: np.ndarray, objective: Objective) -> np.ndarray:
+def objective_by_brute_force(
+    camps: list[CampaignInput], budget_rows: np.ndarray, objective: Objective
+) -> np.ndarray:
     """The objective of each row of daily budgets [P, C], straight from simulate_days."""
     markets = [mk for c in camps for mk in c.markets]
     m = market_arrays(markets)
@@ -39,7 +41,11 @@ def objective_by_brute_force(camps: list[CampaignInput], budget_rows: np.ndarray
     out = []
     for row in budget_rows:
         r = simulate_days(m, bids, campaign_of, row, np.array(DAYS), seed=0, expected=True)
-        value = r.incremental_sales * margin - r.spend if objective is Objective.INCREMENTAL_PROFIT else r.incremental_sales
+        value = (
+            r.incremental_sales * margin - r.spend
+            if objective is Objective.INCREMENTAL_PROFIT
+            else r.incremental_sales
+        )
         out.append(value.sum())
     return np.array(out)
 
@@ -50,7 +56,9 @@ def test_within_one_percent_of_brute_force(objective: Objective) -> None:
     total = 30.0
     alloc = allocate_budget(camps, total, DAYS, objective=objective, resolution=60)
     steps = np.linspace(0, total, 41)
-    rows = np.array([(a, b, total - a - b) for a, b in itertools.product(steps, steps) if a + b <= total + 1e-9])
+    rows = np.array(
+        [(a, b, total - a - b) for a, b in itertools.product(steps, steps) if a + b <= total + 1e-9]
+    )
     brute = objective_by_brute_force(camps, rows, objective)
     assert alloc.objective_value >= brute.max() - 0.01 * abs(brute.max())
     assert alloc.allocated <= total + 1e-9
@@ -83,7 +91,10 @@ def test_unprofitable_campaign_gets_nothing_and_bounds_are_respected() -> None:
     best = max(range(1, 3), key=lambda i: alloc.campaigns[i].budget)
     camps[best] = camps[best].model_copy(update={"max_budget": 4.0})
     bounded = allocate_budget(camps, 40.0, DAYS)
-    assert bounded.campaigns[0].budget == pytest.approx(5.0) and bounded.campaigns[0].limit is CampaignLimit.MIN_BUDGET
+    assert (
+        bounded.campaigns[0].budget == pytest.approx(5.0)
+        and bounded.campaigns[0].limit is CampaignLimit.MIN_BUDGET
+    )
     assert bounded.campaigns[best].budget == pytest.approx(4.0)
     assert bounded.campaigns[best].limit is CampaignLimit.MAX_BUDGET
     assert any("max_budget" in line for line in bounded.binding)
@@ -108,7 +119,9 @@ def test_bad_input_names_the_field(change: dict[str, object], field: str) -> Non
     if "bids" in change:
         camps[0] = camps[0].model_copy(update={"bids": change.pop("bids")})
     if "min" in change or "max" in change:
-        camps[0] = camps[0].model_copy(update={"min_budget": change.pop("min", 0.0), "max_budget": change.pop("max", None)})
+        camps[0] = camps[0].model_copy(
+            update={"min_budget": change.pop("min", 0.0), "max_budget": change.pop("max", None)}
+        )
     kwargs: dict[str, object] = {"total_budget": 30.0, "days": DAYS} | change
     with pytest.raises(InvalidInputError) as err:
         allocate_budget(camps, **kwargs)  # type: ignore[arg-type]
@@ -117,7 +130,12 @@ def test_bad_input_names_the_field(change: dict[str, object], field: str) -> Non
 
 def test_absurd_size_is_refused() -> None:
     big = [
-        CampaignInput(campaign_id=f"c{c}", markets=[make_market(100 * c + i) for i in range(40)], bids=[1.0] * 40, margin=0.3)
+        CampaignInput(
+            campaign_id=f"c{c}",
+            markets=[make_market(100 * c + i) for i in range(40)],
+            bids=[1.0] * 40,
+            margin=0.3,
+        )
         for c in range(3)
     ]
     with pytest.raises(InvalidInputError, match="simulated keyword-days") as err:

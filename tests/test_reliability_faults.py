@@ -38,12 +38,27 @@ from tests.server_support import (
 from tools.market.store import MarketStore
 
 JSON = {"Accept": "application/json"}
-needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
+needs_redis_server = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs the redis-server binary"
+)
 
 
 def start_redis(port: int, workdir: Path, *args: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--dir", str(workdir), *args], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(workdir),
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     deadline = time.time() + 30
     while True:
         try:
@@ -92,7 +107,10 @@ def well_formed(history: dict[str, Any]) -> bool:
     """Every user message is followed, before the next one, by an assistant answer; nothing doubled."""
     r = [x for x in roles(history) if x in ("user", "assistant")]
     users = [i for i, x in enumerate(r) if x == "user"]
-    return all("assistant" in r[i + 1:(users[n + 1] if n + 1 < len(users) else len(r))] for n, i in enumerate(users))
+    return all(
+        "assistant" in r[i + 1 : (users[n + 1] if n + 1 < len(users) else len(r))]
+        for n, i in enumerate(users)
+    )
 
 
 @needs_redis_server
@@ -101,16 +119,27 @@ async def test_redis_restarted_mid_chat_loses_and_doubles_no_message(writable_wo
         s = unique_settings(writable_world_path, redis_url=f"redis://127.0.0.1:{red['port']}/0")
         try:
             async with api_client(s) as client:
-                threads = [(await client.post("/v1/threads", json={}, headers=h)).json()["thread_id"]
-                           for h in (ADV1, ADV2, ADV1)]
+                threads = [
+                    (await client.post("/v1/threads", json={}, headers=h)).json()["thread_id"]
+                    for h in (ADV1, ADV2, ADV1)
+                ]
                 heads = [ADV1, ADV2, ADV1]
                 for tid, h in zip(threads, heads, strict=True):
-                    r = await client.post(f"/v1/threads/{tid}/messages", json={"message": "How is my account doing?"},
-                                          headers={**h, **JSON})
+                    r = await client.post(
+                        f"/v1/threads/{tid}/messages",
+                        json={"message": "How is my account doing?"},
+                        headers={**h, **JSON},
+                    )
                     assert r.status_code == 200 and r.json()["text"]
                 # turns in flight on every thread while Redis is killed and comes back
-                sent = [client.post(f"/v1/threads/{tid}/messages", json={"message": "Which keywords waste spend?"},
-                                    headers={**h, **JSON}) for tid, h in zip(threads, heads, strict=True)]
+                sent = [
+                    client.post(
+                        f"/v1/threads/{tid}/messages",
+                        json={"message": "Which keywords waste spend?"},
+                        headers={**h, **JSON},
+                    )
+                    for tid, h in zip(threads, heads, strict=True)
+                ]
                 tasks = [asyncio.create_task(c) for c in sent]
                 await asyncio.sleep(0.02)
                 red["proc"].kill()
@@ -121,17 +150,26 @@ async def test_redis_restarted_mid_chat_loses_and_doubles_no_message(writable_wo
                 for r in outcomes:
                     if r.status_code == 503:  # refused before the turn: says so, and what to do
                         assert "Redis" in r.json()["error"]["message"] and r.headers["retry-after"]
-                r = await client.post(f"/v1/threads/{threads[0]}/messages", json={"message": "hi"}, headers=ADV1)
+                r = await client.post(
+                    f"/v1/threads/{threads[0]}/messages", json={"message": "hi"}, headers=ADV1
+                )
                 assert r.status_code == 503  # Redis still down
                 red["proc"] = start_redis(red["port"], tmp_path, "--appendonly", "no")
                 for tid, h in zip(threads, heads, strict=True):  # the same threads go on
-                    r = await client.post(f"/v1/threads/{tid}/messages", json={"message": "How are my campaigns?"},
-                                          headers={**h, **JSON})
+                    r = await client.post(
+                        f"/v1/threads/{tid}/messages",
+                        json={"message": "How are my campaigns?"},
+                        headers={**h, **JSON},
+                    )
                     assert r.status_code == 200 and r.json()["text"], r.text
                 for tid, h, first in zip(threads, heads, outcomes, strict=True):
                     history = (await client.get(f"/v1/threads/{tid}", headers=h)).json()
                     users = [m["content"] for m in history["messages"] if m["role"] == "user"]
-                    expected = ["How is my account doing?", "Which keywords waste spend?", "How are my campaigns?"]
+                    expected = [
+                        "How is my account doing?",
+                        "Which keywords waste spend?",
+                        "How are my campaigns?",
+                    ]
                     if first.status_code == 503:
                         expected.remove("Which keywords waste spend?")  # refused: never accepted
                     assert users == expected and well_formed(history), (tid, users, roles(history))
@@ -142,8 +180,9 @@ async def test_redis_restarted_mid_chat_loses_and_doubles_no_message(writable_wo
 
 async def test_model_server_down_then_back_the_thread_continues(writable_world_path):
     dead = free_port()
-    down = unique_settings(writable_world_path, backend="openai", llm_base_url=f"http://127.0.0.1:{dead}/v1",
-                           llm_model="adguide")
+    down = unique_settings(
+        writable_world_path, backend="openai", llm_base_url=f"http://127.0.0.1:{dead}/v1", llm_model="adguide"
+    )
     # the same deployment (Redis prefix, PostgreSQL schema) once the model answers again
     back = down.model_copy(update={"backend": "rules", "llm_base_url": None, "llm_model": None})
     try:
@@ -153,13 +192,19 @@ async def test_model_server_down_then_back_the_thread_continues(writable_world_p
             anonymous = (await client.get("/readyz")).json()  # status and what is down, no endpoints or paths
             assert anonymous == {"status": "not_ready", "message": ready["message"]}
             tid = (await client.post("/v1/threads", json={}, headers=ADV1)).json()["thread_id"]
-            r = await client.post(f"/v1/threads/{tid}/messages", json={"message": "How is my account doing?"},
-                                  headers={**ADV1, **JSON})
+            r = await client.post(
+                f"/v1/threads/{tid}/messages",
+                json={"message": "How is my account doing?"},
+                headers={**ADV1, **JSON},
+            )
             assert r.status_code == 200 and r.json()["stop_reason"] == "model_error" and r.json()["text"]
         async with api_client(back) as client:
             assert (await client.get("/readyz")).status_code == 200
-            r = await client.post(f"/v1/threads/{tid}/messages", json={"message": "How is my account doing?"},
-                                  headers={**ADV1, **JSON})
+            r = await client.post(
+                f"/v1/threads/{tid}/messages",
+                json={"message": "How is my account doing?"},
+                headers={**ADV1, **JSON},
+            )
             assert r.status_code == 200 and r.json()["stop_reason"] != "model_error" and r.json()["text"]
             history = (await client.get(f"/v1/threads/{tid}", headers=ADV1)).json()
         users = [m for m in history["messages"] if m["role"] == "user"]
@@ -175,8 +220,13 @@ async def test_a_hanging_then_crashing_tool_ends_the_turn_cleanly(writable_world
     monkeypatch.setenv("ADGUIDE_MCP_CACHE", "off")  # every call must reach the store
     with MarketStore.open(writable_world_path) as store:
         kw = next(k for k in store.scoped("adv_0001").keywords() if k.bid > 0.5)
-    config = AgentConfig(advertiser_id="adv_0001", backend="rules", store_path=writable_world_path,
-                         checkpointer="memory", limits=Limits(tool_timeout_s=2.0, max_seconds=60))
+    config = AgentConfig(
+        advertiser_id="adv_0001",
+        backend="rules",
+        store_path=writable_world_path,
+        checkpointer="memory",
+        limits=Limits(tool_timeout_s=2.0, max_seconds=60),
+    )
     async with Agent(config) as agent:
         locker = sqlite3.connect(writable_world_path, timeout=1, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")  # another writer holds the store: the tool's read waits
@@ -197,7 +247,9 @@ async def test_a_hanging_then_crashing_tool_ends_the_turn_cleanly(writable_world
         finally:
             with open(writable_world_path, "r+b") as f:
                 f.write(header)
-        assert crashed.text and "Traceback" not in crashed.text and not crashed.text.startswith("From "), crashed
+        assert crashed.text and "Traceback" not in crashed.text and not crashed.text.startswith("From "), (
+            crashed
+        )
         ok = await agent.ask("t", "How is my account doing?")
         assert ok.text.startswith("From "), ok.text
         messages = await agent.messages("t")

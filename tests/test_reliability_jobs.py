@@ -29,8 +29,9 @@ def assert_one_done_result_each(s, job_id: str) -> None:
     """Every advertiser of the six has exactly one result row, done (none lost, none twice); drops the schema."""
     try:
         with psycopg.connect(s.checkpoint_url) as conn:
-            rows = conn.execute("SELECT advertiser_id, status FROM job_results WHERE job_id = %s",
-                                (job_id,)).fetchall()
+            rows = conn.execute(
+                "SELECT advertiser_id, status FROM job_results WHERE job_id = %s", (job_id,)
+            ).fetchall()
         assert sorted(a for a, _ in rows) == [f"adv_{i:04d}" for i in range(1, 7)]
         assert all(status == "done" for _, status in rows), rows
     finally:
@@ -41,13 +42,21 @@ def assert_one_done_result_each(s, job_id: str) -> None:
 @needs_redis_server
 async def test_redis_restarted_mid_job_loses_and_duplicates_nothing(world6, tmp_path):
     with own_redis(tmp_path, "--appendonly", "yes", "--appendfsync", "always") as red:
-        s = unique_settings(world6, redis_url=f"redis://127.0.0.1:{red['port']}/0", guidance=GuidanceMode.OVERVIEW,
-                            job_timeout_s=20, worker_concurrency=1, job_retry_base_s=0.5)
+        s = unique_settings(
+            world6,
+            redis_url=f"redis://127.0.0.1:{red['port']}/0",
+            guidance=GuidanceMode.OVERVIEW,
+            job_timeout_s=20,
+            worker_concurrency=1,
+            job_retry_base_s=0.5,
+        )
         workers = [start_worker(s, tmp_path / "worker1.log")]
         restarts = refused = 0
         try:
             async with api_client(s) as client:
-                r = await asyncio.wait_for(client.post("/v1/jobs", json={"advertisers": "all"}, headers=ADMIN), 60)
+                r = await asyncio.wait_for(
+                    client.post("/v1/jobs", json={"advertisers": "all"}, headers=ADMIN), 60
+                )
                 job_id = r.json()["job_id"]
                 deadline = time.time() + 120
                 while (await client.get(f"/v1/jobs/{job_id}", headers=ADMIN)).json()["done"] < 1:
@@ -87,19 +96,29 @@ async def _wait_finished(client, job_id: str, log: Path, seconds: float = 180) -
 
 @pytest.mark.slow
 @needs_redis_server
-async def test_redis_restarted_without_persistence_then_requeue_loses_and_duplicates_nothing(world6, tmp_path):
+async def test_redis_restarted_without_persistence_then_requeue_loses_and_duplicates_nothing(
+    world6, tmp_path
+):
     """Redis as these machines run it (nothing on disk): a restart drops the queued arq entries. PostgreSQL still
     holds the job, so progress shows it stuck, and POST /v1/jobs/{id}/requeue queues exactly the advertisers
     without a result; the job then finishes with one result per advertiser."""
     with own_redis(tmp_path, "--appendonly", "no") as red:
-        s = unique_settings(world6, redis_url=f"redis://127.0.0.1:{red['port']}/0", guidance=GuidanceMode.OVERVIEW,
-                            job_timeout_s=20, worker_concurrency=1, job_retry_base_s=0.5)
+        s = unique_settings(
+            world6,
+            redis_url=f"redis://127.0.0.1:{red['port']}/0",
+            guidance=GuidanceMode.OVERVIEW,
+            job_timeout_s=20,
+            worker_concurrency=1,
+            job_retry_base_s=0.5,
+        )
         log = tmp_path / "worker.log"
         worker = None
         try:
             async with api_client(s) as client:
                 # submitted while no worker runs: all six entries wait in Redis
-                job_id = (await client.post("/v1/jobs", json={"advertisers": "all"}, headers=ADMIN)).json()["job_id"]
+                job_id = (await client.post("/v1/jobs", json={"advertisers": "all"}, headers=ADMIN)).json()[
+                    "job_id"
+                ]
                 red["restart"]()  # SIGKILL and a fresh, empty Redis on the same port
                 worker = start_worker(s, log)
                 stuck = None

@@ -29,16 +29,26 @@ def test_each_intent_starts_with_the_experts_first_tool():
     assert first_tool(K.OVERVIEW) == "account_overview"
     assert first_tool(K.WHAT_IF_BID) == "what_if"
     assert first_tool(K.SET_BID) == "propose_change"
-    assert first_tool(K.GREETING) is None and first_tool(K.REFUSE_HARMFUL) is None and first_tool(K.CONFIRM) is None
+    assert (
+        first_tool(K.GREETING) is None
+        and first_tool(K.REFUSE_HARMFUL) is None
+        and first_tool(K.CONFIRM) is None
+    )
 
 
 def test_the_first_step_is_narrowed_only_when_the_router_is_sure_of_tool_intents():
     assert first_step_tools({K.OVERVIEW: 0.95, K.KEYWORDS: 0.05}) == {"account_overview"}
     assert first_step_tools({K.WORST_ACOS: 0.5, K.KEYWORDS: 0.45, K.OVERVIEW: 0.05}) == {"performance"}
     assert first_step_tools({K.SEARCH_TERMS: 0.9, K.GREETING: 0.05, K.KPI_CHANGE: 0.05}) == {"search_terms"}
-    assert first_step_tools({K.OVERVIEW: 0.8, K.REFUSE_HARMFUL: 0.2}) is None  # a likely refusal: leave it open
-    assert first_step_tools({k: 1 / 6 for k in (K.OVERVIEW, K.KEYWORDS, K.WHAT_IF_BID, K.AB_TEST, K.ALLOCATE,
-                                                 K.BEST_BID)}) is None  # not confident
+    assert (
+        first_step_tools({K.OVERVIEW: 0.8, K.REFUSE_HARMFUL: 0.2}) is None
+    )  # a likely refusal: leave it open
+    assert (
+        first_step_tools(
+            {k: 1 / 6 for k in (K.OVERVIEW, K.KEYWORDS, K.WHAT_IF_BID, K.AB_TEST, K.ALLOCATE, K.BEST_BID)}
+        )
+        is None
+    )  # not confident
 
 
 async def _turn(path: Path, calls: list[tuple[str, dict]]) -> list[dict]:
@@ -46,8 +56,19 @@ async def _turn(path: Path, calls: list[tuple[str, dict]]) -> list[dict]:
     async with connect_in_memory(path, "adv_0001") as session:
         for i, (name, args) in enumerate(calls):
             result = await session.call_tool(name, args)
-            thread.append({"role": "assistant", "content": None, "tool_calls": [
-                {"id": f"c{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]})
+            thread.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": f"c{i}",
+                            "type": "function",
+                            "function": {"name": name, "arguments": json.dumps(args)},
+                        }
+                    ],
+                }
+            )
             thread.append({"role": "tool", "tool_call_id": f"c{i}", "content": result.content[0].text})
     return thread
 
@@ -61,15 +82,21 @@ async def test_a_written_answer_quotes_the_results_of_the_calls_the_model_made(w
     assert text and f"${spend:.2f}" in text
     # the most likely intent's plan does not match the calls (keywords start with `performance`): the next does
     assert written_answer({K.KEYWORDS: 0.8, K.OVERVIEW: 0.2}, done, "adv_0001") == text
-    assert written_answer({K.KEYWORDS: 1.0}, done, "adv_0001") is None  # nothing fits: the model's own text stands
+    assert (
+        written_answer({K.KEYWORDS: 1.0}, done, "adv_0001") is None
+    )  # nothing fits: the model's own text stands
     assert written_answer({K.OVERVIEW: 1.0}, [], "adv_0001") is None
 
 
 async def test_one_things_numbers_are_written_only_from_a_call_that_named_it(world):  # noqa: F811
-    table = turn_done(await _turn(world, [("performance", {"level": "campaign", "sort": "spend", "limit": 5})]))
+    table = turn_done(
+        await _turn(world, [("performance", {"level": "campaign", "sort": "spend", "limit": 5})])
+    )
     top = table[0].result["rows"][0]
     listed = written_answer({K.ENTITY_PERFORMANCE: 0.7, K.CAMPAIGNS: 0.3}, table, "adv_0001")
-    assert listed and listed.count("cmp_") > 1  # the table, not its top row passed off as the campaign asked about
+    assert (
+        listed and listed.count("cmp_") > 1
+    )  # the table, not its top row passed off as the campaign asked about
     assert written_answer({K.ENTITY_PERFORMANCE: 1.0}, table, "adv_0001") is None
     named = turn_done(await _turn(world, [("performance", {"level": "campaign", "campaign_id": top["id"]})]))
     one = written_answer({K.ENTITY_PERFORMANCE: 0.7, K.CAMPAIGNS: 0.3}, named, "adv_0001")
@@ -79,17 +106,27 @@ async def test_one_things_numbers_are_written_only_from_a_call_that_named_it(wor
 async def test_where_no_intent_the_router_reads_fits_the_calls_the_answer_is_still_the_experts_report(world):  # noqa: F811
     from agent.router import report_of_calls
 
-    table = turn_done(await _turn(world, [("performance", {"level": "keyword", "sort": "spend", "limit": 5})]))
-    assert written_answer({K.FIX_BUDGET: 0.6, K.APPLY_BEST_BID: 0.4}, table, "adv_0001") is None  # nothing fits
+    table = turn_done(
+        await _turn(world, [("performance", {"level": "keyword", "sort": "spend", "limit": 5})])
+    )
+    assert (
+        written_answer({K.FIX_BUDGET: 0.6, K.APPLY_BEST_BID: 0.4}, table, "adv_0001") is None
+    )  # nothing fits
     report = report_of_calls(table, "adv_0001")
     assert report is not None and report["intent"] == "keywords" and not report.get("tool_calls")
     rows, totals = table[0].result["rows"], table[0].result["totals"]
     for row in rows[:3]:  # each keyword's own spend beside its own name, then the totals of all of them
         assert f"'{row['name']}' ({row['id']}): spend ${row['spend']:.2f}" in report["content"]
     assert f"together: spend ${totals['spend']:.2f}" in report["content"]
-    named = turn_done(await _turn(world, [("performance", {"level": "keyword", "keyword_id": rows[0]["id"]})]))
-    assert report_of_calls(named, "adv_0001")["intent"] == "entity_performance"  # one thing's numbers, not a table
-    failed = turn_done(await _turn(world, [("what_if", {"change": "bid", "id": "zzqx no such thing", "value": 1.5})]))
+    named = turn_done(
+        await _turn(world, [("performance", {"level": "keyword", "keyword_id": rows[0]["id"]})])
+    )
+    assert (
+        report_of_calls(named, "adv_0001")["intent"] == "entity_performance"
+    )  # one thing's numbers, not a table
+    failed = turn_done(
+        await _turn(world, [("what_if", {"change": "bid", "id": "zzqx no such thing", "value": 1.5})])
+    )
     assert report_of_calls(failed, "adv_0001") is None and report_of_calls([], "adv_0001") is None
 
 
@@ -99,7 +136,9 @@ async def test_a_failed_call_is_answered_with_the_experts_question_back(world): 
     assert text and "zzqx no such thing" in text
     failed_change = await _turn(world, [("propose_change", {"action": "pause", "id": "zzqx no such thing"})])
     text = written_answer({K.PAUSE: 1.0}, turn_done(failed_change), "adv_0001")
-    assert text and "zzqx no such thing" in text  # a change that could not be proposed: the same question back
+    assert (
+        text and "zzqx no such thing" in text
+    )  # a change that could not be proposed: the same question back
 
 
 async def _more(path: Path, thread: list[dict], message: dict) -> list[dict]:
@@ -131,25 +170,33 @@ async def test_an_advice_plan_goes_on_from_the_models_first_call_to_a_proposal(w
     # a listing question whose plan starts the same way is answered from the same results, not continued; so is
     # advice the router reads as less likely than not
     # (keywords by spend are no answer to "the least efficient keyword": the table is)
-    for unsure in ({K.WORST_ACOS: 0.7, K.FIX_ACOS: 0.2, K.KEYWORDS: 0.1},
-                   {K.WORST_ACOS: 0.4, K.FIX_ACOS: 0.4, K.KEYWORDS: 0.05, K.OVERVIEW: 0.15}):
+    for unsure in (
+        {K.WORST_ACOS: 0.7, K.FIX_ACOS: 0.2, K.KEYWORDS: 0.1},
+        {K.WORST_ACOS: 0.4, K.FIX_ACOS: 0.4, K.KEYWORDS: 0.05, K.OVERVIEW: 0.15},
+    ):
         answer = next_step(unsure, turn_done(thread)[:1], "adv_0001")
         assert answer is not None and not answer.get("tool_calls") and "by spend" in answer["content"]
         assert "least efficient" not in answer["content"]
     # once the plan made its own calls, only the plan goes on (no other intent's answer cuts it short)
     going_on = next_step({K.BEST_BID: 0.6, K.FIX_ACOS: 0.4}, turn_done(thread), "adv_0001", planning=True)
     assert going_on is not None and _same(going_on, second)
-    assert not _same(next_step({K.BEST_BID: 0.6, K.FIX_ACOS: 0.4}, turn_done(thread), "adv_0001") or {}, second)
+    assert not _same(
+        next_step({K.BEST_BID: 0.6, K.FIX_ACOS: 0.4}, turn_done(thread), "adv_0001") or {}, second
+    )
 
 
 async def test_a_plan_whose_next_call_takes_the_users_words_is_handed_back_to_the_model(world):  # noqa: F811
-    """"take a fifth off the campaign with the worst acos": after the campaigns by ACoS, the model must write the
+    """ "take a fifth off the campaign with the worst acos": after the campaigns by ACoS, the model must write the
     proposal (the size of the cut is the user's), so its second decoding may only call propose_change."""
     thread = await _turn(world, [("performance", {"level": "campaign", "sort": "acos", "limit": 5})])
     done = turn_done(thread)
     assert model_next_tool({K.CUT_WORST: 0.8, K.CAMPAIGNS: 0.2}, done) == "propose_change"
-    assert model_next_tool({K.CUT_WORST: 0.4, K.CAMPAIGNS: 0.6}, done) is None  # not the likeliest: the answer stands
-    assert model_next_tool({K.FIX_ACOS: 0.9, K.CUT_WORST: 0.1}, done) is None  # the expert carries that plan on
+    assert (
+        model_next_tool({K.CUT_WORST: 0.4, K.CAMPAIGNS: 0.6}, done) is None
+    )  # not the likeliest: the answer stands
+    assert (
+        model_next_tool({K.FIX_ACOS: 0.9, K.CUT_WORST: 0.1}, done) is None
+    )  # the expert carries that plan on
     assert model_next_tool({K.CUT_WORST: 0.9}, []) is None
 
 
@@ -169,58 +216,101 @@ def test_a_request_for_another_accounts_data_the_router_is_sure_of_is_refused_wh
     sure = planned_start({K.REFUSE_OTHER_ACCOUNT: REFUSE_SURE + 0.05, K.BID_LANDSCAPE: 0.3}, "adv_0007")
     assert sure is not None and sure["intent"] == "refuse_other_account" and not sure.get("tool_calls")
     assert "adv_0007" in sure["content"] and "another advertiser" in sure["content"]
-    assert planned_start({K.REFUSE_OTHER_ACCOUNT: REFUSE_SURE - 0.05, K.BID_LANDSCAPE: 0.3}, "adv_0007") is None
+    assert (
+        planned_start({K.REFUSE_OTHER_ACCOUNT: REFUSE_SURE - 0.05, K.BID_LANDSCAPE: 0.3}, "adv_0007") is None
+    )
     assert planned_start({K.BEST_BID: 0.5, K.REFUSE_OTHER_ACCOUNT: 0.45}) is None  # not the likeliest
     assert planned_start({K.REFUSE_HARMFUL: 0.9, K.BEST_BID: 0.1}) is None  # the model refuses those itself
 
 
 def _earlier_turn(user: str, name: str, args: dict, result: dict) -> list[dict]:
-    return [{"role": "user", "content": user},
-            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
-                                                  "function": {"name": name, "arguments": json.dumps(args)}}]},
-            {"role": "tool", "tool_call_id": "c1", "content": json.dumps(result)},
-            {"role": "assistant", "content": "(the answer)"}]
+    return [
+        {"role": "user", "content": user},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": json.dumps(result)},
+        {"role": "assistant", "content": "(the answer)"},
+    ]
 
 
 def test_ok_do_that_proposes_what_the_previous_turn_simulated_or_recommended():
     from agent.router import planned_start
 
-    what_if = _earlier_turn("what if it got 172 a day?", "what_if", {"change": "budget", "id": "cmp_1", "value": 172},
-                    {"change": {"id": "cmp_00007", "field": "daily_budget", "before": 132.0, "after": 172.0}})
-    start = planned_start({K.CONFIRM: 0.7, K.SET_BUDGET: 0.3}, "adv_0001", [*what_if, {"role": "user", "content": "ok do that"}])
+    what_if = _earlier_turn(
+        "what if it got 172 a day?",
+        "what_if",
+        {"change": "budget", "id": "cmp_1", "value": 172},
+        {"change": {"id": "cmp_00007", "field": "daily_budget", "before": 132.0, "after": 172.0}},
+    )
+    start = planned_start(
+        {K.CONFIRM: 0.7, K.SET_BUDGET: 0.3}, "adv_0001", [*what_if, {"role": "user", "content": "ok do that"}]
+    )
     assert start is not None and start["intent"] == "confirm"
     assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in start["tool_calls"]] == [
-        ("propose_change", {"action": "set_budget", "id": "cmp_00007", "value": 172.0})]
-    best = _earlier_turn("best bid for rugs?", "recommend_bid", {"keyword_id": "rugs"},
-                 {"keyword_id": "kw_0000031", "bid": 0.8235, "current_bid": 3.24, "feasible": True})
+        ("propose_change", {"action": "set_budget", "id": "cmp_00007", "value": 172.0})
+    ]
+    best = _earlier_turn(
+        "best bid for rugs?",
+        "recommend_bid",
+        {"keyword_id": "rugs"},
+        {"keyword_id": "kw_0000031", "bid": 0.8235, "current_bid": 3.24, "feasible": True},
+    )
     start = planned_start({K.CONFIRM: 0.9}, "adv_0001", [*best, {"role": "user", "content": "do it"}])
     assert start is not None and json.loads(start["tool_calls"][0]["function"]["arguments"]) == {
-        "action": "set_bid", "id": "kw_0000031", "value": 0.82}
+        "action": "set_bid",
+        "id": "kw_0000031",
+        "value": 0.82,
+    }
     looked = _earlier_turn("how are my ads?", "account_overview", {}, {"totals": {"spend": 10.0}})
     for thread in ([*looked, {"role": "user", "content": "do it"}], [{"role": "user", "content": "do it"}]):
-        nothing = planned_start({K.CONFIRM: 0.9}, "adv_0001", thread)  # nothing simulated or recommended to do
-        assert nothing is not None and not nothing.get("tool_calls") and "no change waiting" in nothing["content"]
-    assert planned_start({K.CONFIRM: 0.45, K.REJECT: 0.4}, "adv_0001", [*looked, {"role": "user", "content": "k"}]) is None
+        nothing = planned_start(
+            {K.CONFIRM: 0.9}, "adv_0001", thread
+        )  # nothing simulated or recommended to do
+        assert (
+            nothing is not None
+            and not nothing.get("tool_calls")
+            and "no change waiting" in nothing["content"]
+        )
+    assert (
+        planned_start(
+            {K.CONFIRM: 0.45, K.REJECT: 0.4}, "adv_0001", [*looked, {"role": "user", "content": "k"}]
+        )
+        is None
+    )
 
 
 def _same(a: dict, b: dict) -> bool:
     """The same message up to call ids."""
-    calls = [[(c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []] for m in (a, b)]
+    calls = [
+        [(c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []]
+        for m in (a, b)
+    ]
     return calls[0] == calls[1] and a.get("content") == b.get("content")
 
 
-_FEW = [("how is my account doing", "overview"), ("give me an overview of my ads", "overview"),
-        ("summary of my advertising please", "overview"), ("what should i bid on dog beds", "best_bid"),
-        ("best bid for my yoga mat keyword", "best_bid"), ("which bid makes the most money on towels", "best_bid"),
-        ("write me a poem about cats", "refuse_off_topic"), ("what's the weather tomorrow", "refuse_off_topic")]
+_FEW = [
+    ("how is my account doing", "overview"),
+    ("give me an overview of my ads", "overview"),
+    ("summary of my advertising please", "overview"),
+    ("what should i bid on dog beds", "best_bid"),
+    ("best bid for my yoga mat keyword", "best_bid"),
+    ("which bid makes the most money on towels", "best_bid"),
+    ("write me a poem about cats", "refuse_off_topic"),
+    ("what's the weather tomorrow", "refuse_off_topic"),
+]
 
 
 def test_a_router_trained_on_a_few_phrasings_routes_new_words():
     from training.router import fit
 
     router = fit([t for t, _ in _FEW], [k for _, k in _FEW])
-    overview, bid, off = router.predict(["quick recap of how my ads went", "ideal bid for the bamboo cutting board?",
-                                         "tell me a joke"])
+    overview, bid, off = router.predict(
+        ["quick recap of how my ads went", "ideal bid for the bamboo cutting board?", "tell me a joke"]
+    )
     assert max(overview, key=overview.__getitem__) == K.OVERVIEW
     assert max(bid, key=bid.__getitem__) == K.BEST_BID
     assert max(off, key=off.__getitem__) == K.REFUSE_OFF_TOPIC
@@ -241,7 +331,9 @@ def test_a_fine_tuned_router_is_written_and_read_back_routing_the_same(tmp_path)
     assert loaded is not None and loaded.tuned_layers == 1
     for before, after in zip(router.predict(texts), loaded.predict(texts), strict=True):
         assert max(abs(before[k] - after[k]) for k in before) < 0.02  # fp16 on disk
-    save(router.model_copy(update={"tuned_layers": 0}), {}, tmp_path)  # a linear router leaves no tuned layers
+    save(
+        router.model_copy(update={"tuned_layers": 0}), {}, tmp_path
+    )  # a linear router leaves no tuned layers
     assert not (tmp_path / TUNED_FILE).exists()
 
 
@@ -253,10 +345,13 @@ async def test_the_embedded_model_calls_the_routed_tool_and_answers_from_its_res
     from agent.configuration import AgentConfig, BackendKind
     from agent.graph import Agent
 
-    sure = IntentRouter(classes=["overview", "greeting"], coef=[[0.0] * 384, [0.0] * 384], intercept=[12.0, 0.0])
+    sure = IntentRouter(
+        classes=["overview", "greeting"], coef=[[0.0] * 384, [0.0] * 384], intercept=[12.0, 0.0]
+    )
     model = EmbeddedChatModel.from_dir(_with_router(tmp_path, sure), advertiser_id="adv_0001")
-    config = AgentConfig(advertiser_id="adv_0001", backend=BackendKind.LOCAL, store_path=world,
-                         checkpointer="memory")
+    config = AgentConfig(
+        advertiser_id="adv_0001", backend=BackendKind.LOCAL, store_path=world, checkpointer="memory"
+    )
     async with Agent(config, model=model) as agent:
         result = await agent.ask("t", "purple elephants dancing")
         messages = await agent.messages("t")
@@ -288,8 +383,10 @@ def test_a_reply_the_router_reads_as_a_plain_no_never_applies(tmp_path):
 
     no = IntentRouter(classes=["confirm", "reject"], coef=[[0.0] * 384] * 2, intercept=[0.0, 9.0])
     model = EmbeddedChatModel.from_dir(_with_router(tmp_path, no), advertiser_id="adv_0001")
-    proposal = {"action": "pause", "changes": [{"id": "kw_0000001", "field": "status", "before": "enabled",
-                                                "after": "paused"}]}
+    proposal = {
+        "action": "pause",
+        "changes": [{"id": "kw_0000001", "field": "status", "before": "enabled", "after": "paused"}],
+    }
     history = [SystemMessage(content=system_prompt("adv_0001")), HumanMessage(content="pause kw_0000001")]
     assert model.decide(history, proposal, "yes go ahead, do it") == "reject"
 
@@ -302,13 +399,18 @@ def test_a_reply_the_router_reads_as_something_else_is_never_a_yes(tmp_path):
     from agent.backends.embedded import DECISION_AGREE, EmbeddedChatModel
     from agent.prompts import system_prompt
 
-    other = IntentRouter(classes=["confirm", "reject", "what_if_budget"], coef=[[0.0] * 384] * 3,
-                         intercept=[0.0, 0.0, 9.0])
+    other = IntentRouter(
+        classes=["confirm", "reject", "what_if_budget"], coef=[[0.0] * 384] * 3, intercept=[0.0, 0.0, 9.0]
+    )
     model = EmbeddedChatModel.from_dir(_with_router(tmp_path, other), advertiser_id="adv_0001")
-    proposal = {"action": "set_budget", "changes": [{"id": "cmp_00005", "field": "daily_budget", "before": 554.0,
-                                                     "after": 693.0}]}
-    history = [SystemMessage(content=system_prompt("adv_0001")),
-               HumanMessage(content="try auto dumbbells at 693 a day")]
+    proposal = {
+        "action": "set_budget",
+        "changes": [{"id": "cmp_00005", "field": "daily_budget", "before": 554.0, "after": 693.0}],
+    }
+    history = [
+        SystemMessage(content=system_prompt("adv_0001")),
+        HumanMessage(content="try auto dumbbells at 693 a day"),
+    ]
     assert other.predict(["x"])[0][K.CONFIRM] < DECISION_AGREE
     for reply in ("and what about double what it is now?", "yes go ahead, do it", "sounds good, apply it"):
         assert model.decide(history, proposal, reply) is None
@@ -320,18 +422,28 @@ def test_a_refusal_gets_a_second_look_only_where_the_router_reads_a_plain_reques
 
     assert all(refusal_kind(t.format(scope="adv_0001")) == kind for kind, t in REFUSAL_TEXTS.items())
     assert refusal_kind("From 2026-07-01 to 2026-07-30 you spent $120.00 on ads.") is None
-    assert refusal_kind("I can't show or change another advertiser's data.") == K.REFUSE_OTHER_ACCOUNT  # half of one
+    assert (
+        refusal_kind("I can't show or change another advertiser's data.") == K.REFUSE_OTHER_ACCOUNT
+    )  # half of one
     assert refusal_kind("data.") is None  # too short to tell
     ordinary = {K.GREETING: 0.41, K.OVERVIEW: 0.35, K.ENTITY_PERFORMANCE: 0.2, K.REFUSE_OTHER_ACCOUNT: 0.04}
     assert tools_instead_of_refusal(ordinary) == {"account_overview", "performance"}
-    assert tools_instead_of_refusal({K.OVERVIEW: 0.7, K.REFUSE_OFF_TOPIC: 0.3}) is None  # may well be off topic
+    assert (
+        tools_instead_of_refusal({K.OVERVIEW: 0.7, K.REFUSE_OFF_TOPIC: 0.3}) is None
+    )  # may well be off topic
     assert tools_instead_of_refusal({K.GREETING: 0.9, K.OVERVIEW: 0.1}) is None  # mostly a greeting
     # a refusal whose reason the router does not read: refused as another account's data at 0.10
     mixed = {K.CAMPAIGNS: 0.6, K.REFUSE_OTHER_ACCOUNT: 0.1, K.REFUSE_OFF_TOPIC: 0.05, K.KEYWORDS: 0.25}
-    assert tools_instead_of_refusal(mixed) is None  # refusals together at 0.15: no second look without the reason
+    assert (
+        tools_instead_of_refusal(mixed) is None
+    )  # refusals together at 0.15: no second look without the reason
     assert tools_instead_of_refusal(mixed, K.REFUSE_OTHER_ACCOUNT) == {"performance"}
-    assert tools_instead_of_refusal(mixed | {K.REFUSE_OTHER_ACCOUNT: 0.2}, K.REFUSE_OTHER_ACCOUNT) is None  # read
-    assert tools_instead_of_refusal(mixed | {K.REFUSE_HARMFUL: 0.2}, K.REFUSE_OTHER_ACCOUNT) is None  # too many
+    assert (
+        tools_instead_of_refusal(mixed | {K.REFUSE_OTHER_ACCOUNT: 0.2}, K.REFUSE_OTHER_ACCOUNT) is None
+    )  # read
+    assert (
+        tools_instead_of_refusal(mixed | {K.REFUSE_HARMFUL: 0.2}, K.REFUSE_OTHER_ACCOUNT) is None
+    )  # too many
 
 
 def test_a_made_up_amount_is_never_simulated_or_proposed():
@@ -340,32 +452,56 @@ def test_a_made_up_amount_is_never_simulated_or_proposed():
     from agent.backends.embedded import PLAN_CALL, _grounded
 
     def made(name: str, args: dict) -> AIMessage:
-        return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": "m1", "type": "tool_call"}])
+        return AIMessage(
+            content="", tool_calls=[{"name": name, "args": args, "id": "m1", "type": "tool_call"}]
+        )
 
-    earlier = _earlier_turn("if I raise the bid on 'rugs' by one fifth, what do I get?", "what_if",
-                    {"change": "bid", "id": "rugs", "relative_change": 0.2},
-                    {"change": {"id": "kw_0000031", "field": "bid", "before": 1.0, "after": 1.2}})
-    same = _grounded(made("what_if", {"change": "bid", "id": "mats", "value": 0.2}),
-                     [*earlier, {"role": "user", "content": "Could you run the same simulation for 'mats'?"}], "adv_0001")
+    earlier = _earlier_turn(
+        "if I raise the bid on 'rugs' by one fifth, what do I get?",
+        "what_if",
+        {"change": "bid", "id": "rugs", "relative_change": 0.2},
+        {"change": {"id": "kw_0000031", "field": "bid", "before": 1.0, "after": 1.2}},
+    )
+    same = _grounded(
+        made("what_if", {"change": "bid", "id": "mats", "value": 0.2}),
+        [*earlier, {"role": "user", "content": "Could you run the same simulation for 'mats'?"}],
+        "adv_0001",
+    )
     assert same.tool_calls[0]["args"] == {"change": "bid", "id": "mats", "relative_change": 0.2}
-    look = _grounded(made("what_if", {"change": "bid", "id": "mats", "value": 14}),
-                     [{"role": "user", "content": "is 'mats' selling anything?"}], "adv_0001")
+    look = _grounded(
+        made("what_if", {"change": "bid", "id": "mats", "value": 14}),
+        [{"role": "user", "content": "is 'mats' selling anything?"}],
+        "adv_0001",
+    )
     assert (look.tool_calls[0]["name"], look.tool_calls[0]["args"]) == (
-        "performance", {"level": "keyword", "keyword_id": "mats"})
-    named = _grounded(made("what_if", {"change": "bid", "id": "mats", "relative_change": -0.1}),
-                      [*earlier, {"role": "user", "content": "what about a bid of one dollars and ten cents instead?"}],
-                      "adv_0001")
+        "performance",
+        {"level": "keyword", "keyword_id": "mats"},
+    )
+    named = _grounded(
+        made("what_if", {"change": "bid", "id": "mats", "relative_change": -0.1}),
+        [*earlier, {"role": "user", "content": "what about a bid of one dollars and ten cents instead?"}],
+        "adv_0001",
+    )
     assert named.tool_calls[0]["args"] == {"change": "bid", "id": "mats", "value": 1.1}
-    guessed = _grounded(made("propose_change", {"action": "set_bid", "id": "mats", "value": 1.1}),
-                        [{"role": "user", "content": "should i bid more or less on mats? just line it up"}], "adv_0001")
+    guessed = _grounded(
+        made("propose_change", {"action": "set_bid", "id": "mats", "value": 1.1}),
+        [{"role": "user", "content": "should i bid more or less on mats? just line it up"}],
+        "adv_0001",
+    )
     assert [(c["name"], c["args"]) for c in guessed.tool_calls] == [("recommend_bid", {"keyword_id": "mats"})]
     assert guessed.tool_calls[0]["id"].startswith(PLAN_CALL + "apply_best_bid.")  # the best-bid plan goes on
-    budget = _grounded(made("propose_change", {"action": "set_budget", "id": "towels", "value": 40}),
-                       [{"role": "user", "content": "change the towels budget"}], "adv_0001")
+    budget = _grounded(
+        made("propose_change", {"action": "set_budget", "id": "towels", "value": 40}),
+        [{"role": "user", "content": "change the towels budget"}],
+        "adv_0001",
+    )
     assert not budget.tool_calls and "What daily budget" in str(budget.content)
-    advice = _grounded(made("propose_change", {"action": "set_budget", "id": "- one", "value": 40}),
-                       [{"role": "user", "content": "budgets feel off. move money to wherever it earns more"}],
-                       "adv_0001", {K.FIX_BUDGET: 0.4, K.SET_BUDGET: 0.1, K.APPLY_BEST_BID: 0.5})
+    advice = _grounded(
+        made("propose_change", {"action": "set_budget", "id": "- one", "value": 40}),
+        [{"role": "user", "content": "budgets feel off. move money to wherever it earns more"}],
+        "adv_0001",
+        {K.FIX_BUDGET: 0.4, K.SET_BUDGET: 0.1, K.APPLY_BEST_BID: 0.5},
+    )
     assert advice.tool_calls[0]["id"].startswith(PLAN_CALL + "fix_budget.")
 
 
@@ -374,10 +510,25 @@ def test_a_proposal_takes_the_action_the_router_is_sure_of_where_the_model_wrote
 
     from agent.backends.embedded import _grounded
 
-    added = AIMessage(content="", tool_calls=[{"name": "propose_change", "id": "m1", "type": "tool_call", "args": {
-        "action": "add_keywords", "id": "towels", "keywords": [{"text": "rug tattoo", "match_type": "exact"}]}}])
+    added = AIMessage(
+        content="",
+        tool_calls=[
+            {
+                "name": "propose_change",
+                "id": "m1",
+                "type": "tool_call",
+                "args": {
+                    "action": "add_keywords",
+                    "id": "towels",
+                    "keywords": [{"text": "rug tattoo", "match_type": "exact"}],
+                },
+            }
+        ],
+    )
     thread = [{"role": "user", "content": "towels keeps matching 'rug tattoo' and it's the wrong audience"}]
     out = _grounded(added, thread, "adv_0001", {K.ADD_NEGATIVE: 0.8, K.ADD_KEYWORD: 0.2})
     assert out.tool_calls[0]["args"]["action"] == "add_negatives"
-    kept = _grounded(added, thread, "adv_0001", {K.ADD_NEGATIVE: 0.45, K.ADD_KEYWORD: 0.4})  # not sure: the model's
+    kept = _grounded(
+        added, thread, "adv_0001", {K.ADD_NEGATIVE: 0.45, K.ADD_KEYWORD: 0.4}
+    )  # not sure: the model's
     assert kept.tool_calls[0]["args"]["action"] == "add_keywords"

@@ -33,9 +33,16 @@ def _operations(app: Any) -> list[Any]:
     return [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]  # Err raises here
 
 
-def _fuzz_operation(op: Any, headers: dict[str, str], tried: dict[str, int], statuses: set[int]) -> Callable[[], None]:
-    @settings(max_examples=API_EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+def _fuzz_operation(
+    op: Any, headers: dict[str, str], tried: dict[str, int], statuses: set[int]
+) -> Callable[[], None]:
+    @settings(
+        max_examples=API_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=op.as_strategy())
     def fuzz(case: Any) -> None:
         started = time.perf_counter()
@@ -78,10 +85,18 @@ def test_api_fuzzed_from_its_openapi_schema_never_5xx_nor_hangs(writable_world_p
 
 STRUCTURED = {"InvalidInputError", "UnknownIdError", "ScopeError", "ConfirmationError", "UnknownToolError"}
 
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                      st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40))
-json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4)
-                          | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _arguments(spec_schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -152,10 +167,16 @@ def _check_result(name: str, args: dict[str, Any], out: dict[str, Any]) -> None:
         assert err["message"] and "Traceback" not in json.dumps(out)
 
 
-def _fuzz_tool(tool_session: ToolSession, name: str, schema: dict[str, Any],
-               counts: dict[str, int]) -> Callable[[], None]:
-    @settings(max_examples=TOOL_EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+def _fuzz_tool(
+    tool_session: ToolSession, name: str, schema: dict[str, Any], counts: dict[str, int]
+) -> Callable[[], None]:
+    @settings(
+        max_examples=TOOL_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(args=_arguments(schema))
     def call(args: dict[str, Any]) -> None:
         out = tool_session.call(name, args)
@@ -178,7 +199,8 @@ def test_every_mcp_tool_answers_arbitrary_arguments_with_structured_errors(tool_
 
 
 def test_tool_arguments_that_name_another_advertiser_or_break_types_get_clear_errors(
-        tool_session: ToolSession) -> None:
+    tool_session: ToolSession,
+) -> None:
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("account_overview", {"advertiser_id": "adv_0002"}, "ScopeError"),
         ("performance", {"level": "keyword", "limit": -1}, "InvalidInputError"),

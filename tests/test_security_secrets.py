@@ -33,8 +33,23 @@ SECRETS = [REDIS_PW, PG_PW, LLM_KEY, GUESSED, *KEYS]
 def own_redis(workdir: Path, *args: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A throwaway redis-server on a free loopback port; killed at the end whatever happens."""
     port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir), *args], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 20
         while True:
@@ -76,13 +91,20 @@ def seen(r: httpx.Response) -> str:
 
 @pytest.mark.slow  # ~30 s: the openai client retries the dead model port before the turn ends
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
-async def test_no_secret_in_any_response_or_log_line_also_while_dependencies_fail(writable_world_path, tmp_path):
+async def test_no_secret_in_any_response_or_log_line_also_while_dependencies_fail(
+    writable_world_path, tmp_path
+):
     dead = free_port()
     with own_redis(tmp_path, "--requirepass", REDIS_PW) as (port, proc), captured_logs() as logs:
-        s = unique_settings(writable_world_path, redis_url=f"redis://:{REDIS_PW}@127.0.0.1:{port}/0",
-                            postgres_url=f"postgresql://postgres:{PG_PW}@127.0.0.1:5432/test",
-                            backend="openai", llm_base_url=f"http://127.0.0.1:{dead}/v1", llm_model="m",
-                            llm_api_key=LLM_KEY)
+        s = unique_settings(
+            writable_world_path,
+            redis_url=f"redis://:{REDIS_PW}@127.0.0.1:{port}/0",
+            postgres_url=f"postgresql://postgres:{PG_PW}@127.0.0.1:5432/test",
+            backend="openai",
+            llm_base_url=f"http://127.0.0.1:{dead}/v1",
+            llm_model="m",
+            llm_api_key=LLM_KEY,
+        )
         responses: list[httpx.Response] = []
         try:
             async with api_client(s) as client:
@@ -90,12 +112,18 @@ async def test_no_secret_in_any_response_or_log_line_also_while_dependencies_fai
                 assert r.status_code == 201, r.text  # the passwords work: this is a real, authenticated setup
                 tid = r.json()["thread_id"]
                 responses.append(r)
-                r = await client.post(f"/v1/threads/{tid}/messages", json={"message": "How is my account doing?"},
-                                      headers={**ADV1, "Accept": "application/json"})
+                r = await client.post(
+                    f"/v1/threads/{tid}/messages",
+                    json={"message": "How is my account doing?"},
+                    headers={**ADV1, "Accept": "application/json"},
+                )
                 assert r.status_code == 200 and r.json()["stop_reason"] == "model_error"  # the model is down
                 responses.append(r)
-                for headers in ({"Authorization": f"Bearer {GUESSED}"}, {"X-API-Key": GUESSED},
-                                {"Authorization": f"Basic {GUESSED}"}):
+                for headers in (
+                    {"Authorization": f"Bearer {GUESSED}"},
+                    {"X-API-Key": GUESSED},
+                    {"Authorization": f"Basic {GUESSED}"},
+                ):
                     r = await client.get("/v1/threads", headers=headers)
                     assert r.status_code == 401
                     responses.append(r)
@@ -110,7 +138,9 @@ async def test_no_secret_in_any_response_or_log_line_also_while_dependencies_fai
         finally:
             _drop_schema(s)  # its Redis is gone with the process
         # PostgreSQL unreachable, with a password in its URL
-        s2 = unique_settings(writable_world_path, postgres_url=f"postgresql://postgres:{PG_PW}@127.0.0.1:{dead}/x")
+        s2 = unique_settings(
+            writable_world_path, postgres_url=f"postgresql://postgres:{PG_PW}@127.0.0.1:{dead}/x"
+        )
         try:
             async with api_client(s2) as client:
                 r = await client.post("/v1/threads", json={}, headers=ADV1)

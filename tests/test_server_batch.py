@@ -32,7 +32,9 @@ def world8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def wait_finished(client: Any, job_id: str, timeout: float, seen: list[dict[str, Any]] | None = None) -> dict:
+async def wait_finished(
+    client: Any, job_id: str, timeout: float, seen: list[dict[str, Any]] | None = None
+) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = (await client.get(f"/v1/jobs/{job_id}", headers=ADMIN)).json()
@@ -62,25 +64,39 @@ async def test_job_runs_on_a_worker_with_progress_paged_results_and_inboxes(tiny
             seen: list[dict[str, Any]] = []
             done = await wait_finished(client, job["job_id"], 240, seen)
             assert done["done"] == 3 and done["failed"] == 0 and done["progress"] == 1.0
-            assert all(a["done"] <= b["done"] for a, b in zip(seen, seen[1:], strict=False))  # progress only grows
-            page1 = (await client.get(f"/v1/jobs/{job['job_id']}/results", params={"limit": 2}, headers=ADMIN)).json()
-            page2 = (await client.get(f"/v1/jobs/{job['job_id']}/results",
-                                      params={"limit": 2, "after": page1["next_cursor"]}, headers=ADMIN)).json()
+            assert all(
+                a["done"] <= b["done"] for a, b in zip(seen, seen[1:], strict=False)
+            )  # progress only grows
+            page1 = (
+                await client.get(f"/v1/jobs/{job['job_id']}/results", params={"limit": 2}, headers=ADMIN)
+            ).json()
+            page2 = (
+                await client.get(
+                    f"/v1/jobs/{job['job_id']}/results",
+                    params={"limit": 2, "after": page1["next_cursor"]},
+                    headers=ADMIN,
+                )
+            ).json()
             got = [r["advertiser_id"] for r in page1["results"] + page2["results"]]
             assert got == ["adv_0001", "adv_0002", "adv_0003"] and page2["next_cursor"] is None
             first = page1["results"][0]
             assert first["status"] == "done" and first["worker"]
             assert any(r["items"] for r in page1["results"] + page2["results"])
             for item in first["items"]:  # the agent's proactive mode: ranked changes with simulated impact
-                assert item["text"] and item["impact"]["mean"] is not None and item["confidence"] in (
-                    "high", "medium", "low") and item["propose"]
+                assert (
+                    item["text"]
+                    and item["impact"]["mean"] is not None
+                    and item["confidence"] in ("high", "medium", "low")
+                    and item["propose"]
+                )
             assert [i["rank"] for i in first["items"]] == sorted(i["rank"] for i in first["items"])
             inbox1 = (await client.get("/v1/inbox", headers=ADV1)).json()
             inbox2 = (await client.get("/v1/inbox", headers=ADV2)).json()
             assert [i["job_id"] for i in inbox1] == [job["job_id"]] == [i["job_id"] for i in inbox2]
             assert inbox1[0]["items"] == first["items"] and inbox2[0]["items"] != inbox1[0]["items"]
-            assert (await client.get("/v1/inbox", params={"advertiser_id": "adv_0002"}, headers=ADMIN)).json() \
-                == inbox2
+            assert (
+                await client.get("/v1/inbox", params={"advertiser_id": "adv_0002"}, headers=ADMIN)
+            ).json() == inbox2
             metrics = (await client.get("/metrics")).text
             assert "adguide_batch_queue_depth 0.0" in metrics
             assert "adguide_batch_advertisers_submitted_total 3.0" in metrics
@@ -95,16 +111,22 @@ async def test_failures_are_retried_with_backoff_then_recorded(tiny_world_path, 
     """The worker's data is missing at first: job 1 fails on every try and records why; job 2's data appears
     after its first failed try, and the retry succeeds."""
     worker_world = tmp_path / "late" / "world.sqlite"
-    s = unique_settings(tiny_world_path, guidance=GuidanceMode.OVERVIEW, job_max_tries=2, job_retry_base_s=0.5)
+    s = unique_settings(
+        tiny_world_path, guidance=GuidanceMode.OVERVIEW, job_max_tries=2, job_retry_base_s=0.5
+    )
     worker = start_worker(s.model_copy(update={"world_path": worker_world}), tmp_path / "worker.log")
     try:
         async with api_client(s) as client:
             job1 = (await client.post("/v1/jobs", json={"advertisers": ["adv_0001"]}, headers=ADMIN)).json()
             done = await wait_finished(client, job1["job_id"], 120)
             assert done["failed"] == 1 and done["done"] == 0
-            result = (await client.get(f"/v1/jobs/{job1['job_id']}/results", headers=ADMIN)).json()["results"][0]
+            result = (await client.get(f"/v1/jobs/{job1['job_id']}/results", headers=ADMIN)).json()[
+                "results"
+            ][0]
             assert result["attempts"] == 2 and "world" in result["error"].lower()
-            assert (await client.get("/v1/inbox", headers=ADV1)).json() == []  # failures don't reach the inbox
+            assert (
+                await client.get("/v1/inbox", headers=ADV1)
+            ).json() == []  # failures don't reach the inbox
 
             job2 = (await client.post("/v1/jobs", json={"advertisers": ["adv_0002"]}, headers=ADMIN)).json()
             r = aioredis.Redis.from_url(s.redis_url)
@@ -121,7 +143,9 @@ async def test_failures_are_retried_with_backoff_then_recorded(tiny_world_path, 
                 shutil.copy2(f, worker_world.parent / f.name)
             done = await wait_finished(client, job2["job_id"], 120)
             assert done["done"] == 1
-            result = (await client.get(f"/v1/jobs/{job2['job_id']}/results", headers=ADMIN)).json()["results"][0]
+            result = (await client.get(f"/v1/jobs/{job2['job_id']}/results", headers=ADMIN)).json()[
+                "results"
+            ][0]
             assert result["attempts"] == 2 and result["error"] is None
     finally:
         stop(worker)
@@ -146,7 +170,9 @@ async def test_sigkill_of_a_worker_mid_job_loses_and_duplicates_nothing(world8, 
                     break
                 await asyncio.sleep(0.05)
             else:
-                raise AssertionError(f"the worker never got going: {progress}; see {tmp_path / 'worker1.log'}")
+                raise AssertionError(
+                    f"the worker never got going: {progress}; see {tmp_path / 'worker1.log'}"
+                )
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             interrupted = {k.decode().rsplit(":", 1)[1] for k in running}
@@ -155,7 +181,9 @@ async def test_sigkill_of_a_worker_mid_job_loses_and_duplicates_nothing(world8, 
             await r.aclose()
             inboxes = {}
             for key, adv in [("key-adv1", "adv_0001"), ("key-adv2", "adv_0002")]:
-                inboxes[adv] = (await client.get("/v1/inbox", headers={"Authorization": f"Bearer {key}"})).json()
+                inboxes[adv] = (
+                    await client.get("/v1/inbox", headers={"Authorization": f"Bearer {key}"})
+                ).json()
     finally:
         stop(first)
         if second is not None:

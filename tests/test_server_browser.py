@@ -20,15 +20,20 @@ BROWSER_DIR = REPO / "tests" / "browser"
 
 
 def _browser_ready() -> bool:
-    return (shutil.which("node") is not None and Path("/usr/bin/chromium").exists()
-            and (BROWSER_DIR / "node_modules" / "playwright-core").is_dir())
+    return (
+        shutil.which("node") is not None
+        and Path("/usr/bin/chromium").exists()
+        and (BROWSER_DIR / "node_modules" / "playwright-core").is_dir()
+    )
 
 
 @pytest.fixture(scope="module")
 def browser_installed() -> None:
     if not _browser_ready():  # a fresh machine: install what the test needs (idempotent)
         subprocess.run(["bash", str(REPO / "scripts" / "setup_browser.sh")], check=True, timeout=900)
-    assert _browser_ready(), "scripts/setup_browser.sh did not provide node, /usr/bin/chromium and playwright-core"
+    assert _browser_ready(), (
+        "scripts/setup_browser.sh did not provide node, /usr/bin/chromium and playwright-core"
+    )
 
 
 @pytest.mark.slow
@@ -42,15 +47,29 @@ def test_chat_page_in_headless_chromium(browser_installed, writable_world_path, 
     api = start_api(s, port, tmp_path / "api.log")
     shot = tmp_path / "chat.png"
     try:
-        run = subprocess.run(["node", str(BROWSER_DIR / "chat_page.mjs"), f"http://127.0.0.1:{port}", "key-adv1",
-                              kw.id, f"{new_bid}", str(shot)], capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [
+                "node",
+                str(BROWSER_DIR / "chat_page.mjs"),
+                f"http://127.0.0.1:{port}",
+                "key-adv1",
+                kw.id,
+                f"{new_bid}",
+                str(shot),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         stop(api)
         cleanup(s)
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\nAPI log: {tmp_path / 'api.log'}"
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert seen["series"] >= 2 and "did not change" in seen["afterReject"]
-    with MarketStore.open(writable_world_path) as store:  # Confirm in the page applied the change, Reject didn't
+    with MarketStore.open(
+        writable_world_path
+    ) as store:  # Confirm in the page applied the change, Reject didn't
         assert next(k.bid for k in store.scoped("adv_0001").keywords() if k.id == kw.id) == new_bid
 
     # The screenshot shows a rendered page: full size, mostly light background, with ink, the accent

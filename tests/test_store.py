@@ -214,7 +214,9 @@ def test_add_keywords_creates_simulatable_keywords(wstore):
         ("new thing", MatchType.PHRASE, 1.1),
     ]
     assert len(adv.keywords()) == before + 2
-    with TruthStore.open(wstore.path) as truth:  # the truth derives the new keywords' markets from their siblings
+    with TruthStore.open(
+        wstore.path
+    ) as truth:  # the truth derives the new keywords' markets from their siblings
         markets = truth.keyword_markets(adv)
     assert all(markets[k.id].keyword_id == k.id for k in added)
     assert {q[0] for q in adv.query_texts().values()} >= {k.id for k in added}

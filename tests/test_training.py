@@ -61,20 +61,51 @@ def test_the_trainer_learns_checkpoints_and_resumes(dialogues: list, tmp_path: P
     data, _ = encoded(dialogues, tok, {}, seed=0, max_length=512)
     data = data[:24]
     model = AdguideForPrefixLM.from_minilm(tok.get_vocab_size())
-    cfg = TrainConfig(max_steps=6, minutes=10, warmup_steps=1, batch_tokens=1024, checkpoint_every=3, log_every=1,
-                      learning_rate=5e-4, threads=1)
+    cfg = TrainConfig(
+        max_steps=6,
+        minutes=10,
+        warmup_steps=1,
+        batch_tokens=1024,
+        checkpoint_every=3,
+        log_every=1,
+        learning_rate=5e-4,
+        threads=1,
+    )
     events: list[dict] = []  # type: ignore[type-arg]
-    first = train(model, data, tmp_path / "a", cfg.model_copy(update={"max_steps": 3}), pad=0, log=events.append,
-                  checkpoint_dir=tmp_path / "ckpt")
+    first = train(
+        model,
+        data,
+        tmp_path / "a",
+        cfg.model_copy(update={"max_steps": 3}),
+        pad=0,
+        log=events.append,
+        checkpoint_dir=tmp_path / "ckpt",
+    )
     losses = [e["loss"] for e in events if e.get("event") == "train"]
     assert first["steps"] == 3 and losses[-1] < losses[0]
-    assert not (tmp_path / "ckpt" / "state.pt").exists()  # checkpoint_every=3 is the last step: none is written
+    assert not (
+        tmp_path / "ckpt" / "state.pt"
+    ).exists()  # checkpoint_every=3 is the last step: none is written
     resumed_events: list[dict] = []  # type: ignore[type-arg]
-    train(AdguideForPrefixLM.from_minilm(tok.get_vocab_size()), data, tmp_path / "b",
-          cfg.model_copy(update={"checkpoint_every": 2}), pad=0, log=resumed_events.append, checkpoint_dir=tmp_path / "c")
+    train(
+        AdguideForPrefixLM.from_minilm(tok.get_vocab_size()),
+        data,
+        tmp_path / "b",
+        cfg.model_copy(update={"checkpoint_every": 2}),
+        pad=0,
+        log=resumed_events.append,
+        checkpoint_dir=tmp_path / "c",
+    )
     again: list[dict] = []  # type: ignore[type-arg]
-    summary = train(AdguideForPrefixLM.from_minilm(tok.get_vocab_size()), data, tmp_path / "b", cfg, pad=0,
-                    log=again.append, checkpoint_dir=tmp_path / "c")
+    summary = train(
+        AdguideForPrefixLM.from_minilm(tok.get_vocab_size()),
+        data,
+        tmp_path / "b",
+        cfg,
+        pad=0,
+        log=again.append,
+        checkpoint_dir=tmp_path / "c",
+    )
     assert again[0] == {"event": "resumed", "step": 4} and summary["steps"] == 6
     assert (tmp_path / "b" / "train_summary.json").is_file()
 
@@ -102,15 +133,27 @@ def test_check_data_names_the_bad_line(tmp_path: Path, dialogues: list) -> None:
 def test_the_routers_noisy_copies_keep_their_intent():
     from training.router import ACTIONS, OPENERS, augment
 
-    rows = [("how is my account doing?", "overview"), ("hi", "greeting"), ("what should I bid on red mugs?", "best_bid"),
-            ("yes go ahead", "confirm"), ("my acos is too high, fix it", "fix_acos")] * 20
+    rows = [
+        ("how is my account doing?", "overview"),
+        ("hi", "greeting"),
+        ("what should I bid on red mugs?", "best_bid"),
+        ("yes go ahead", "confirm"),
+        ("my acos is too high, fix it", "fix_acos"),
+    ] * 20
     noisy = augment(rows, 1.0, seed=0)
-    assert noisy and all(label in {"overview", "greeting", "best_bid", "confirm", "apply_best_bid", "fix_acos"}
-                         for _, label in noisy)
-    assert any(text.endswith(tuple(ACTIONS)) for text, label in noisy if label == "fix_acos")  # keeps its intent
-    assert not any(text.startswith(tuple(OPENERS)) for text, label in noisy if label in ("greeting", "confirm"))
+    assert noisy and all(
+        label in {"overview", "greeting", "best_bid", "confirm", "apply_best_bid", "fix_acos"}
+        for _, label in noisy
+    )
+    assert any(
+        text.endswith(tuple(ACTIONS)) for text, label in noisy if label == "fix_acos"
+    )  # keeps its intent
+    assert not any(
+        text.startswith(tuple(OPENERS)) for text, label in noisy if label in ("greeting", "confirm")
+    )
     assert any(text.startswith(tuple(OPENERS)) for text, label in noisy if label == "overview")
     acted = [text for text, label in noisy if label == "apply_best_bid"]
-    assert acted and all(text.startswith("what should I bid on red mugs") and text.endswith(tuple(ACTIONS))
-                         for text in acted)  # a best bid asked for with an action
+    assert acted and all(
+        text.startswith("what should I bid on red mugs") and text.endswith(tuple(ACTIONS)) for text in acted
+    )  # a best bid asked for with an action
     assert augment(rows, 0.0, seed=0) == []

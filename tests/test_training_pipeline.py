@@ -14,7 +14,9 @@ from adguide_cli import app
 pytestmark = pytest.mark.slow
 
 
-def test_tiny_pipeline_runs_every_stage_resumes_and_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_pipeline_runs_every_stage_resumes_and_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ADGUIDE_HOME", str(tmp_path / "home"))
     run_dir = tmp_path / "run"
     runner = CliRunner()
@@ -27,7 +29,9 @@ def test_tiny_pipeline_runs_every_stage_resumes_and_exports(tmp_path: Path, monk
     again = runner.invoke(app, ["train", "all", "--config", "tiny", "--run-dir", str(run_dir)])
     assert again.exit_code == 0 and again.output.count("skipped") == 6, again.output
     out = tmp_path / "exported"
-    exported = runner.invoke(app, ["train", "export", "--config", "tiny", "--run-dir", str(run_dir), "--out", str(out)])
+    exported = runner.invoke(
+        app, ["train", "export", "--config", "tiny", "--run-dir", str(run_dir), "--out", str(out)]
+    )
     assert exported.exit_code == 0, exported.output
     assert (out / "README.md").is_file() and (out / "comparison.json").is_file()
     check = runner.invoke(app, ["train", "check-model", str(out)])
@@ -57,7 +61,9 @@ def test_the_gpu_recipe_fine_tunes_a_tiny_qwen2_with_lora(tmp_path: Path, tiny_w
     assert all(dialogue_messages(d)[-1]["role"] == "assistant" for d in dialogues)
     cfg = GpuConfig(max_steps=2, batch_size=2, max_length=8192, dialogues=8)
     build_base(cfg, tmp_path / "base")
-    summary = train_sft_lora(cfg, tmp_path / "base", dialogues, tmp_path / "sft", threads=1, log=lambda *a, **k: None)
+    summary = train_sft_lora(
+        cfg, tmp_path / "base", dialogues, tmp_path / "sft", threads=1, log=lambda *a, **k: None
+    )
     assert summary["steps"] == 2
     from transformers import AutoModelForCausalLM
 

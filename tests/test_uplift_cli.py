@@ -56,6 +56,8 @@ def test_cli_reads_experiments_and_reports_from_a_generated_world(tmp_path: Path
     res = runner.invoke(app, ["uplift", "experiment", "--world", str(world)])
     assert res.exit_code == 0, res.output
     assert "A/B:" in res.output and "SRM: split" in res.output and "unreliable" not in res.output
-    res = runner.invoke(app, ["uplift", "plot", "waterfall", "--world", str(world), "--out", str(tmp_path / "w.png")])
+    res = runner.invoke(
+        app, ["uplift", "plot", "waterfall", "--world", str(world), "--out", str(tmp_path / "w.png")]
+    )
     assert res.exit_code == 0, res.output
     assert _is_png(tmp_path / "w.png")

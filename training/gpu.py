@@ -51,8 +51,10 @@ def build_base(cfg: Any, out: Path) -> dict[str, Any]:
     if cfg.base_model:
         source = Path(cfg.base_model)
         if not (source / "config.json").is_file():
-            raise FileNotFoundError(f"--base-model {source} is not a model dir (no config.json); point it at a local "
-                                    "Qwen2.5 instruct checkpoint")
+            raise FileNotFoundError(
+                f"--base-model {source} is not a model dir (no config.json); point it at a local "
+                "Qwen2.5 instruct checkpoint"
+            )
         shutil.copytree(source, out)
         return {"base": str(source)}
     from training.model import ModelConfig, build_model, save_model_dir
@@ -63,7 +65,9 @@ def build_base(cfg: Any, out: Path) -> dict[str, Any]:
     return {"base": "tiny random Qwen2 (CPU test of the gpu recipe)", "vocab": len(tokenizer)}
 
 
-def train_sft_lora(cfg: Any, base: Path, dialogues: list[Dialogue], out: Path, threads: int, log: Log) -> dict[str, Any]:
+def train_sft_lora(
+    cfg: Any, base: Path, dialogues: list[Dialogue], out: Path, threads: int, log: Log
+) -> dict[str, Any]:
     """LoRA SFT with TRL on the hermes-rendered dialogues (assistant tokens only); merged and saved to `out`."""
     import torch
     from datasets import Dataset
@@ -81,15 +85,36 @@ def train_sft_lora(cfg: Any, base: Path, dialogues: list[Dialogue], out: Path, t
         if len(messages) > 1:
             rows.append({"messages": [_arrow_safe(m) for m in messages], "tools": json.dumps(tools)})
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
-    args = SFTConfig(output_dir=str(out.parent / "_trainer"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-                     per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                     max_length=cfg.max_length, assistant_only_loss=True, packing=False, report_to="none",
-                     save_strategy="no", logging_steps=10, use_cpu=not torch.cuda.is_available(),
-                     bf16=torch.cuda.is_available(), activation_checkpointing=False, disable_tqdm=True)
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=lora)
+    model = AutoModelForCausalLM.from_pretrained(
+        base, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    )
+    args = SFTConfig(
+        output_dir=str(out.parent / "_trainer"),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        max_length=cfg.max_length,
+        assistant_only_loss=True,
+        packing=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available(),
+        activation_checkpointing=False,
+        disable_tqdm=True,
+    )
+    lora = LoraConfig(
+        r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     result = trainer.train()
@@ -101,16 +126,27 @@ def train_sft_lora(cfg: Any, base: Path, dialogues: list[Dialogue], out: Path, t
     import shutil
 
     shutil.rmtree(out.parent / "_trainer", ignore_errors=True)
-    return {"dialogues": len(rows), "steps": int(result.global_step), "train_loss": round(float(result.training_loss), 4),
-            "seconds": round(seconds, 1), "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    return {
+        "dialogues": len(rows),
+        "steps": int(result.global_step),
+        "train_loss": round(float(result.training_loss), 4),
+        "seconds": round(seconds, 1),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
 
 
 def _arrow_safe(message: dict[str, Any]) -> dict[str, Any]:
     """Arguments as JSON strings and every key present (Arrow fills missing keys with nulls otherwise)."""
     out = {"role": message["role"], "content": message.get("content") or ""}
     if message.get("tool_calls"):
-        out["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
-            "name": c["function"]["name"], "arguments": c["function"]["arguments"]}} for c in message["tool_calls"]]
+        out["tool_calls"] = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+            }
+            for c in message["tool_calls"]
+        ]
     if message.get("tool_call_id"):
         out["tool_call_id"] = message["tool_call_id"]
     return out

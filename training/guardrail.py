@@ -53,10 +53,13 @@ def scores(refused: list[bool], labels: list[str]) -> dict[str, float]:
     attack = [lab != OK for lab in labels]
     tp = sum(r and a for r, a in zip(refused, attack, strict=True))
     fp = sum(r and not a for r, a in zip(refused, attack, strict=True))
-    return {"precision": round(tp / (tp + fp) if tp + fp else 1.0, 4),
-            "recall": round(tp / max(1, sum(attack)), 4),
-            "false_refusals": round(fp / max(1, len(attack) - sum(attack)), 4),
-            "attacks": sum(attack), "benign": len(attack) - sum(attack)}
+    return {
+        "precision": round(tp / (tp + fp) if tp + fp else 1.0, 4),
+        "recall": round(tp / max(1, sum(attack)), 4),
+        "false_refusals": round(fp / max(1, len(attack) - sum(attack)), 4),
+        "attacks": sum(attack),
+        "benign": len(attack) - sum(attack),
+    }
 
 
 def train(c: float = 2.0) -> IntentScreen:
@@ -70,17 +73,31 @@ def train(c: float = 2.0) -> IntentScreen:
     labels = [r["label"] for r in rows]
     cut = threshold(x, labels, [r["family"] for r in rows], c)
     clf = _fit(x, labels, c)
-    screen = IntentScreen(classes=[str(k) for k in clf.classes_], coef=clf.coef_.round(5).tolist(),
-                          intercept=clf.intercept_.round(5).tolist(), threshold=round(cut, 4))
+    screen = IntentScreen(
+        classes=[str(k) for k in clf.classes_],
+        coef=clf.coef_.round(5).tolist(),
+        intercept=clf.intercept_.round(5).tolist(),
+        threshold=round(cut, 4),
+    )
     held_labels = [r["label"] for r in held]
     by_screen = [label != OK for label, _ in (screen.judge(r["text"]) for r in held)]
     by_rules = [not check_input(r["text"], scope="adv_0001").allowed for r in held]
     screen.summary = {
-        "train_rows": len(rows), "heldout_rows": len(held), "C": c, "false_refusal_budget": FALSE_REFUSALS,
-        "train_families": len({r["family"] for r in rows}), "heldout_families": len({r["family"] for r in held}),
-        "heldout": {"rules": scores(by_rules, held_labels), "screen": scores(by_screen, held_labels),
-                    "rules_then_screen": scores([a or b for a, b in zip(by_rules, by_screen, strict=True)], held_labels)},
-        "seconds": round(time.time() - t0, 1)}
+        "train_rows": len(rows),
+        "heldout_rows": len(held),
+        "C": c,
+        "false_refusal_budget": FALSE_REFUSALS,
+        "train_families": len({r["family"] for r in rows}),
+        "heldout_families": len({r["family"] for r in held}),
+        "heldout": {
+            "rules": scores(by_rules, held_labels),
+            "screen": scores(by_screen, held_labels),
+            "rules_then_screen": scores(
+                [a or b for a, b in zip(by_rules, by_screen, strict=True)], held_labels
+            ),
+        },
+        "seconds": round(time.time() - t0, 1),
+    }
     return screen
 
 

@@ -22,11 +22,14 @@ class ModelConfig(BaseModel):
     hidden_size: int = Field(64, ge=16)
     intermediate_size: int = Field(128, ge=16)
     num_hidden_layers: int = Field(1, ge=1)
-    num_attention_heads: int = Field(1, ge=1)  # head_dim 64: vLLM's CPU attention rejects small heads (16 fails)
+    num_attention_heads: int = Field(
+        1, ge=1
+    )  # head_dim 64: vLLM's CPU attention rejects small heads (16 fails)
     num_key_value_heads: int = Field(1, ge=1)
     max_position_embeddings: int = Field(8192, ge=128)
     rope_theta: float = 10_000.0
     seed: int = 0
+
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
@@ -65,7 +68,11 @@ def build_model(cfg: ModelConfig, tokenizer: Any) -> Any:
     # sdpa: 2.5x eager for a training step at ~3k tokens on CPU (evals/benchmarks/bench_training.py)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
     model.generation_config = GenerationConfig(
-        eos_token_id=[eos_id, pad_id], pad_token_id=pad_id, bos_token_id=None, do_sample=False, max_new_tokens=512
+        eos_token_id=[eos_id, pad_id],
+        pad_token_id=pad_id,
+        bos_token_id=None,
+        do_sample=False,
+        max_new_tokens=512,
     )
     return model
 
@@ -102,7 +109,9 @@ def validate_model_dir(model_dir: Path) -> dict[str, Any]:
     except Exception as err:  # safetensors raises its own types for truncated or garbled files
         raise CheckpointError(f"{model_dir}/model.safetensors is corrupt or truncated: {err}") from None
     if not any(name.endswith("embed_tokens.weight") for name in names):
-        raise CheckpointError(f"{model_dir}/model.safetensors has no embedding weights: not a causal LM checkpoint")
+        raise CheckpointError(
+            f"{model_dir}/model.safetensors has no embedding weights: not a causal LM checkpoint"
+        )
     try:
         tokenizer = load_tokenizer(model_dir)
     except Exception as err:
@@ -121,7 +130,9 @@ def load_model(model_dir: Path, threads: int = 1) -> tuple[Any, Any]:
 
     validate_model_dir(model_dir)
     torch.set_num_threads(threads)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.float32, attn_implementation="sdpa"
+    )
     model.eval()
     return model, load_tokenizer(model_dir)
 

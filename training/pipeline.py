@@ -103,7 +103,9 @@ class Run:
             run.log("run", "config_changed", old=existing.fingerprint(), new=config.fingerprint())
             return run
         if config is None:
-            raise FileNotFoundError(f"{root} is not a training run: start one with `adguide train all --config small`")
+            raise FileNotFoundError(
+                f"{root} is not a training run: start one with `adguide train all --config small`"
+            )
         root.mkdir(parents=True, exist_ok=True)
         config.save(saved)
         return cls(root, config)
@@ -189,7 +191,11 @@ class Run:
         self.log(stage, "done", **{**work.summary, "stage_seconds": round(seconds, 2)})
 
     def log(self, stage: Stage | str, event: str, **fields: Any) -> None:
-        entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "stage": str(stage), "event": event}
+        entry = {
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "stage": str(stage),
+            "event": event,
+        }
         entry.update(fields)
         with (self.root / "metrics.jsonl").open("a") as handle:
             handle.write(json.dumps(entry, default=str) + "\n")

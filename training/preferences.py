@@ -109,14 +109,25 @@ class Judge:
             return self._memo[key]
         if (world, advertiser) not in self._sessions:
             self._sessions[(world, advertiser)] = await self._stack.enter_async_context(
-                connect_in_memory(self.worlds[world], advertiser, cache=ToolCache(enabled=False), actor="judge"))
+                connect_in_memory(
+                    self.worlds[world], advertiser, cache=ToolCache(enabled=False), actor="judge"
+                )
+            )
         result = await self._sessions[(world, advertiser)].call_tool(name, args)
         self._memo[key] = "".join(getattr(b, "text", "") for b in result.content)
         return self._memo[key]
 
-    async def judge(self, example: Example, gold_calls: list[tuple[str, dict[str, Any], str]],
-                    tool_texts: list[str], user_texts: list[str], world: str, advertiser: str,
-                    output: str, message: Any) -> Judged:
+    async def judge(
+        self,
+        example: Example,
+        gold_calls: list[tuple[str, dict[str, Any], str]],
+        tool_texts: list[str],
+        user_texts: list[str],
+        world: str,
+        advertiser: str,
+        output: str,
+        message: Any,
+    ) -> Judged:
         if example.kind == "decision":
             ok = output.strip() == example.output.strip()
             return Judged(output=output, correct=ok, why="" if ok else "wrong decision")
@@ -132,8 +143,13 @@ class Judge:
                 return Judged(output=output, correct=True)
             gold_gain = [_profit(r) for n, _, r in gold_calls if n == "propose_change"]
             my_gain = [_profit(r) for n, _, r in mine if n == "propose_change"]
-            if gold_gain and my_gain and gold_gain[0] is not None and my_gain[0] is not None \
-                    and my_gain[0] >= gold_gain[0] - 1.0:
+            if (
+                gold_gain
+                and my_gain
+                and gold_gain[0] is not None
+                and my_gain[0] is not None
+                and my_gain[0] >= gold_gain[0] - 1.0
+            ):
                 return Judged(output=output, correct=True, why="another change, as profitable")
             return Judged(output=output, correct=False, why=f"calls {sorted(got)} != {sorted(want)}")
         from agent.guardrails.output import check_output
@@ -146,8 +162,11 @@ class Judge:
         check = check_output(text, tool_texts, user_texts)
         if any(i.kind.value == "ungrounded_number" for i in check.issues):
             return Judged(output=output, correct=False, why="ungrounded figure")
-        missing = [f.number for f in _key_facts(example_answer(example)) if f.number is not None
-                   and not _number_found(float(f.number), f.percent, f.rel_tol, text)]
+        missing = [
+            f.number
+            for f in _key_facts(example_answer(example))
+            if f.number is not None and not _number_found(float(f.number), f.percent, f.rel_tol, text)
+        ]
         return Judged(output=output, correct=not missing, why=f"missing {missing}" if missing else "")
 
 
@@ -155,22 +174,34 @@ def example_answer(example: Example) -> str:
     return example.output
 
 
-def _steps(d: Dialogue) -> dict[tuple[int, int], tuple[list[tuple[str, dict[str, Any], str]], list[str], list[str]]]:
+def _steps(
+    d: Dialogue,
+) -> dict[tuple[int, int], tuple[list[tuple[str, dict[str, Any], str]], list[str], list[str]]]:
     """Per (turn, step): the gold calls of that step with results, and the turn's tool texts / user texts so far."""
     out = {}
     for t, turn in enumerate(d.turns):
         texts: list[str] = []
         for s, step in enumerate(turn.steps):
-            calls = [(c["function"]["name"], json.loads(c["function"]["arguments"]), r)
-                     for c, r in zip(step.message.get("tool_calls") or [], step.results, strict=False)]
+            calls = [
+                (c["function"]["name"], json.loads(c["function"]["arguments"]), r)
+                for c, r in zip(step.message.get("tool_calls") or [], step.results, strict=False)
+            ]
             out[(t, s)] = (calls, list(texts), [turn.user])
             texts += step.results
     return out
 
 
-async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: dict[str, Path], n_prompts: int,
-                           samples: int, temperature: float, seed: int, schemas: dict[str, dict[str, Any]],
-                           progress: Progress | None = None) -> list[PromptSamples]:
+async def sample_and_judge(
+    model_dir: Path,
+    dialogues: list[Dialogue],
+    worlds: dict[str, Path],
+    n_prompts: int,
+    samples: int,
+    temperature: float,
+    seed: int,
+    schemas: dict[str, dict[str, Any]],
+    progress: Progress | None = None,
+) -> list[PromptSamples]:
     import torch
     from langchain_core.messages import AIMessage
 
@@ -199,23 +230,44 @@ async def sample_and_judge(model_dir: Path, dialogues: list[Dialogue], worlds: d
             prompt = [model._tok.token_to_id("[CLS]"), *ids, model._tok.token_to_id("[SEP]")]
             judged = []
             for _ in range(samples):
-                decoded, _ = model._decode(prompt, schemas if e.kind != "decision" else {},
-                                           pending="[pending]" in e.prompt, temperature=temperature, generator=generator)
+                decoded, _ = model._decode(
+                    prompt,
+                    schemas if e.kind != "decision" else {},
+                    pending="[pending]" in e.prompt,
+                    temperature=temperature,
+                    generator=generator,
+                )
                 if decoded.strip().startswith((CONFIRM, REJECT)):
                     message = AIMessage(content=decoded.strip())
                 else:
-                    message = model.text_message(decoded, [{"role": "tool", "content": t} for t in tool_texts],
-                                                 values_in(e.prompt), schemas)
-                judged.append(await judge.judge(e, gold_calls, tool_texts, user_texts, world, d.advertiser_id,
-                                                decoded, message))
-            out.append(PromptSamples(dialogue_id=d.id, kind=e.kind, intent=e.intent, prompt=e.prompt, gold=e.output,
-                                     samples=judged))
+                    message = model.text_message(
+                        decoded,
+                        [{"role": "tool", "content": t} for t in tool_texts],
+                        values_in(e.prompt),
+                        schemas,
+                    )
+                judged.append(
+                    await judge.judge(
+                        e, gold_calls, tool_texts, user_texts, world, d.advertiser_id, decoded, message
+                    )
+                )
+            out.append(
+                PromptSamples(
+                    dialogue_id=d.id,
+                    kind=e.kind,
+                    intent=e.intent,
+                    prompt=e.prompt,
+                    gold=e.output,
+                    samples=judged,
+                )
+            )
             say("sampling the SFT model", len(out), n_prompts)
     return out
 
 
-def pairs_and_rft(records: list[PromptSamples], seed: int, gold_when_none_right: bool = False
-                  ) -> tuple[list[Pair], list[Example]]:
+def pairs_and_rft(
+    records: list[PromptSamples], seed: int, gold_when_none_right: bool = False
+) -> tuple[list[Pair], list[Example]]:
     """DPO pairs (a correct and a wrong sample of the same prompt) and the correct samples as SFT examples."""
     rng = random.Random(seed)
     pairs, rft = [], []
@@ -225,10 +277,21 @@ def pairs_and_rft(records: list[PromptSamples], seed: int, gold_when_none_right:
         if not good and gold_when_none_right:
             good = [r.gold]
         for g in good:
-            rft.append(Example(dialogue_id=r.dialogue_id, turn=0, step=0, kind=r.kind, intent=r.intent,
-                               prompt=r.prompt, output=g))
+            rft.append(
+                Example(
+                    dialogue_id=r.dialogue_id,
+                    turn=0,
+                    step=0,
+                    kind=r.kind,
+                    intent=r.intent,
+                    prompt=r.prompt,
+                    output=g,
+                )
+            )
         if good and bad:
-            pairs.append(Pair(prompt=r.prompt, chosen=rng.choice(good), rejected=rng.choice(bad), kind=r.kind))
+            pairs.append(
+                Pair(prompt=r.prompt, chosen=rng.choice(good), rejected=rng.choice(bad), kind=r.kind)
+            )
     return pairs, rft
 
 
@@ -236,12 +299,25 @@ def summary(records: list[PromptSamples], pairs: list[Pair]) -> dict[str, Any]:
     by_kind: dict[str, list[float]] = {}
     for r in records:
         by_kind.setdefault(r.kind, []).extend(float(s.correct) for s in r.samples)
-    return {"prompts": len(records), "samples": sum(len(r.samples) for r in records),
-            "correct_rate": {k: round(sum(v) / len(v), 3) for k, v in by_kind.items()},
-            "pairs": len(pairs)}
+    return {
+        "prompts": len(records),
+        "samples": sum(len(r.samples) for r in records),
+        "correct_rate": {k: round(sum(v) / len(v), 3) for k, v in by_kind.items()},
+        "pairs": len(pairs),
+    }
 
 
-def run(model_dir: Path, dialogues: list[Dialogue], worlds: dict[str, Path], cfg: Any, seed: int,
-        schemas: dict[str, dict[str, Any]], progress: Progress | None = None) -> list[PromptSamples]:
-    return asyncio.run(sample_and_judge(model_dir, dialogues, worlds, cfg.n_prompts, cfg.samples, cfg.temperature,
-                                        seed, schemas, progress))
+def run(
+    model_dir: Path,
+    dialogues: list[Dialogue],
+    worlds: dict[str, Path],
+    cfg: Any,
+    seed: int,
+    schemas: dict[str, dict[str, Any]],
+    progress: Progress | None = None,
+) -> list[PromptSamples]:
+    return asyncio.run(
+        sample_and_judge(
+            model_dir, dialogues, worlds, cfg.n_prompts, cfg.samples, cfg.temperature, seed, schemas, progress
+        )
+    )

@@ -30,13 +30,18 @@ from agent.router import ROUTER_FILE, TUNED_FILE, IntentRouter
 from training.config import RouterConfig
 
 
-async def _messages(world: Path, advertiser: str, per_kind: int, seed: int, heldout: bool) -> list[tuple[str, str]]:
+async def _messages(
+    world: Path, advertiser: str, per_kind: int, seed: int, heldout: bool
+) -> list[tuple[str, str]]:
     from agent.curriculum.dialogues import account_context, render_pattern
     from tools.mcp_server import connect_in_memory
     from tools.mcp_server.cache import ToolCache
 
     out: list[tuple[str, str]] = []
-    async with connect_in_memory(world, advertiser, cache=ToolCache(enabled=False), actor="router") as session:
+    async with connect_in_memory(
+        world, advertiser, cache=ToolCache(enabled=False), actor="router"
+    ) as session:
+
         async def call_tool(name: str, args: dict[str, Any]) -> str:
             result = await session.call_tool(name, args)
             return "\n".join(getattr(b, "text", "") for b in result.content)
@@ -55,7 +60,9 @@ async def _messages(world: Path, advertiser: str, per_kind: int, seed: int, held
     return out
 
 
-def collect(worlds: list[Path], *, per_kind: int, seed: int, heldout: bool, advertisers: int) -> list[tuple[str, str]]:
+def collect(
+    worlds: list[Path], *, per_kind: int, seed: int, heldout: bool, advertisers: int
+) -> list[tuple[str, str]]:
     from tools.market.store import MarketStore
 
     rows: list[tuple[str, str]] = []
@@ -70,16 +77,59 @@ def collect(worlds: list[Path], *, per_kind: int, seed: int, heldout: bool, adve
 # Ways sellers wrap a request that no phrasing family is about: a greeting before it, a sign-off after it, typos.
 # Copies of train messages get them with their label kept (a "hey, how are my ads doing?" is an overview, not a
 # greeting); best-bid questions with an action asked for after them are apply-best-bid.
-OPENERS = ["hey, ", "hi! ", "hello, ", "hi there. ", "good morning, ", "morning! ", "hey there - ", "ok so ",
-           "quick question: ", "question: ", "thanks! now ", "hi again, ", "yo ", "one more thing: ", "sorry, ",
-           "hello hello. ", "hey quick one - ", "good afternoon! "]
-SIGN_OFFS = [" thanks", " thx", " pls", " please", " :)", " asap", " rn", " thank you!", " cheers", "??", "..."]
-ACTIONS = [", and set it up for me", " and put it in", ". then line up the change", ", go ahead and make the change",
-           " - and apply it", ". prepare it so I can approve", ", then queue it", " and just do it"]
+OPENERS = [
+    "hey, ",
+    "hi! ",
+    "hello, ",
+    "hi there. ",
+    "good morning, ",
+    "morning! ",
+    "hey there - ",
+    "ok so ",
+    "quick question: ",
+    "question: ",
+    "thanks! now ",
+    "hi again, ",
+    "yo ",
+    "one more thing: ",
+    "sorry, ",
+    "hello hello. ",
+    "hey quick one - ",
+    "good afternoon! ",
+]
+SIGN_OFFS = [
+    " thanks",
+    " thx",
+    " pls",
+    " please",
+    " :)",
+    " asap",
+    " rn",
+    " thank you!",
+    " cheers",
+    "??",
+    "...",
+]
+ACTIONS = [
+    ", and set it up for me",
+    " and put it in",
+    ". then line up the change",
+    ", go ahead and make the change",
+    " - and apply it",
+    ". prepare it so I can approve",
+    ", then queue it",
+    " and just do it",
+]
 _UNWRAPPED = {IntentKind.GREETING, IntentKind.CONFIRM, IntentKind.REJECT, IntentKind.CHOOSE}
 # intents an action may follow: the advice that ends in a proposal keeps its intent (so an action asked for is no
 # sign of one of them alone); a best bid asked for with an action is apply-best-bid
-_ACTED = {IntentKind.BEST_BID, IntentKind.APPLY_BEST_BID, IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET, IntentKind.CUT_WORST}
+_ACTED = {
+    IntentKind.BEST_BID,
+    IntentKind.APPLY_BEST_BID,
+    IntentKind.FIX_ACOS,
+    IntentKind.FIX_BUDGET,
+    IntentKind.CUT_WORST,
+}
 
 
 def _typo(text: str, rng: np.random.Generator) -> str:
@@ -90,7 +140,13 @@ def _typo(text: str, rng: np.random.Generator) -> str:
     i = long[int(rng.integers(len(long)))]
     w, j = words[i], int(rng.integers(1, len(words[i]) - 1))
     how = int(rng.integers(3))
-    words[i] = w[:j] + w[j + 1:] if how == 0 else w[:j] + w[j] + w[j:] if how == 1 else w[:j - 1] + w[j] + w[j - 1] + w[j + 1:]
+    words[i] = (
+        w[:j] + w[j + 1 :]
+        if how == 0
+        else w[:j] + w[j] + w[j:]
+        if how == 1
+        else w[: j - 1] + w[j] + w[j - 1] + w[j + 1 :]
+    )
     return " ".join(words)
 
 
@@ -130,12 +186,25 @@ def fit(texts: list[str], labels: list[str], c: float = 4.0) -> IntentRouter:
     x = default_embedder().encode(texts)
     clf = LogisticRegression(C=c, max_iter=2000)
     clf.fit(x, labels)
-    return IntentRouter(classes=[str(k) for k in clf.classes_], coef=clf.coef_.round(5).tolist(),
-                        intercept=clf.intercept_.round(5).tolist())
+    return IntentRouter(
+        classes=[str(k) for k in clf.classes_],
+        coef=clf.coef_.round(5).tolist(),
+        intercept=clf.intercept_.round(5).tolist(),
+    )
 
 
-def finetune(router: IntentRouter, texts: list[str], labels: list[str], *, layers: int = 2, epochs: int = 2,
-             lr: float = 5e-5, batch: int = 32, seed: int = 0, say: Any = print) -> dict[str, Any]:
+def finetune(
+    router: IntentRouter,
+    texts: list[str],
+    labels: list[str],
+    *,
+    layers: int = 2,
+    epochs: int = 2,
+    lr: float = 5e-5,
+    batch: int = 32,
+    seed: int = 0,
+    say: Any = print,
+) -> dict[str, Any]:
     """Fine-tune the encoder's top `layers` layers together with the head, starting from the linear router
     `router` (fitted on the frozen encoder, so the head starts calibrated); writes both back into `router`
     and returns the tuned layers' weights (for TUNED_FILE)."""
@@ -159,8 +228,9 @@ def finetune(router: IntentRouter, texts: list[str], labels: list[str], *, layer
         head.weight.copy_(torch.tensor(router.coef))
         head.bias.copy_(torch.tensor(router.intercept))
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": params, "lr": lr}, {"params": head.parameters(), "lr": lr * 20}],
-                            weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [{"params": params, "lr": lr}, {"params": head.parameters(), "lr": lr * 20}], weight_decay=0.01
+    )
     steps = epochs * ((len(texts) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.0, 1 - s / steps))
     rng = np.random.default_rng(seed)
@@ -169,7 +239,7 @@ def finetune(router: IntentRouter, texts: list[str], labels: list[str], *, layer
     for epoch in range(epochs):
         order = rng.permutation(len(texts))
         for start in range(0, len(order), batch):
-            idx = order[start:start + batch]
+            idx = order[start : start + batch]
             logits = head(encoder.forward([texts[i] for i in idx]))
             loss = torch.nn.functional.cross_entropy(logits, y[idx], label_smoothing=0.05)
             opt.zero_grad()
@@ -179,8 +249,10 @@ def finetune(router: IntentRouter, texts: list[str], labels: list[str], *, layer
             step += 1
             if step % 50 == 0 or step == steps:
                 rate = step / (time.time() - t0)
-                say(f"router: epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss.item():.3f} "
-                    f"({rate * batch:.0f} messages/s, ETA {(steps - step) / rate:.0f} s)")
+                say(
+                    f"router: epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss.item():.3f} "
+                    f"({rate * batch:.0f} messages/s, ETA {(steps - step) / rate:.0f} s)"
+                )
     model.eval()
     router.coef = head.weight.detach().numpy().round(6).tolist()
     router.intercept = head.bias.detach().numpy().round(6).tolist()
@@ -188,16 +260,21 @@ def finetune(router: IntentRouter, texts: list[str], labels: list[str], *, layer
     router._encoder = encoder
     # fp16 on disk (half the size; the router reads them back as fp32 and routes the same)
     prefixes = tuple(f"encoder.layer.{i}." for i in tuned)
-    return {k: v.detach().half().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    return {
+        k: v.detach().half().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)
+    }
 
 
 def accuracy(router: IntentRouter, rows: list[tuple[str, str]]) -> float:
     probs = router.predict([t for t, _ in rows])
-    return float(np.mean([max(p, key=p.__getitem__) == label for p, (_, label) in zip(probs, rows, strict=True)]))
+    return float(
+        np.mean([max(p, key=p.__getitem__) == label for p, (_, label) in zip(probs, rows, strict=True)])
+    )
 
 
-def train_router(model_dir: Path, work: Path, cfg: RouterConfig | None = None, *, c: float = 4.0,
-                 say: Any = print) -> dict[str, Any]:
+def train_router(
+    model_dir: Path, work: Path, cfg: RouterConfig | None = None, *, c: float = 4.0, say: Any = print
+) -> dict[str, Any]:
     """Train the router on the train families of two fresh training worlds (under `work`) and write it into
     `model_dir`: a linear head on the frozen encoder, then (cfg.tune_layers > 0) the encoder's top layers fine-tuned
     with it. Returns its summary (accuracy on the train messages and on the held-out families)."""
@@ -205,25 +282,46 @@ def train_router(model_dir: Path, work: Path, cfg: RouterConfig | None = None, *
 
     cfg = cfg or RouterConfig()
     t0 = time.time()
-    worlds = make_worlds(CurriculumConfig(n_worlds=2, advertisers_per_world=cfg.advertisers, days=30), work / "worlds")
+    worlds = make_worlds(
+        CurriculumConfig(n_worlds=2, advertisers_per_world=cfg.advertisers, days=30), work / "worlds"
+    )
     say(f"router: worlds ready ({time.time() - t0:.0f} s)")
     train = collect(worlds, per_kind=cfg.per_kind, seed=1, heldout=False, advertisers=cfg.advertisers)
-    held = collect(worlds[:1], per_kind=max(3, cfg.per_kind // 3), seed=2, heldout=True, advertisers=cfg.advertisers)
+    held = collect(
+        worlds[:1], per_kind=max(3, cfg.per_kind // 3), seed=2, heldout=True, advertisers=cfg.advertisers
+    )
     train = sorted(set(train + augment(train, cfg.augment, seed=3)))
-    say(f"router: {len(train)} train messages (with noisy copies), {len(held)} from held-out families "
-        f"({time.time() - t0:.0f} s)")
+    say(
+        f"router: {len(train)} train messages (with noisy copies), {len(held)} from held-out families "
+        f"({time.time() - t0:.0f} s)"
+    )
     router = fit([t for t, _ in train], [k for _, k in train], c=c)
-    summary: dict[str, Any] = {"train_messages": len(train), "heldout_messages": len(held), "C": c,
-                               "linear_heldout_family_accuracy": round(accuracy(router, held), 4)}
-    say(f"router: linear head on the frozen encoder: held-out family accuracy "
-        f"{summary['linear_heldout_family_accuracy']:.3f} ({time.time() - t0:.0f} s)")
+    summary: dict[str, Any] = {
+        "train_messages": len(train),
+        "heldout_messages": len(held),
+        "C": c,
+        "linear_heldout_family_accuracy": round(accuracy(router, held), 4),
+    }
+    say(
+        f"router: linear head on the frozen encoder: held-out family accuracy "
+        f"{summary['linear_heldout_family_accuracy']:.3f} ({time.time() - t0:.0f} s)"
+    )
     tuned: dict[str, Any] = {}
     if cfg.tune_layers:
-        tuned = finetune(router, [t for t, _ in train], [k for _, k in train], layers=cfg.tune_layers,
-                         epochs=cfg.epochs, say=say)
+        tuned = finetune(
+            router,
+            [t for t, _ in train],
+            [k for _, k in train],
+            layers=cfg.tune_layers,
+            epochs=cfg.epochs,
+            say=say,
+        )
         summary |= {"tuned_layers": cfg.tune_layers, "epochs": cfg.epochs}
-    summary |= {"train_accuracy": round(accuracy(router, train), 4),
-                "heldout_family_accuracy": round(accuracy(router, held), 4), "seconds": round(time.time() - t0, 1)}
+    summary |= {
+        "train_accuracy": round(accuracy(router, train), 4),
+        "heldout_family_accuracy": round(accuracy(router, held), 4),
+        "seconds": round(time.time() - t0, 1),
+    }
     router.summary = summary
     save(router, tuned, model_dir)
     return router.summary
@@ -244,19 +342,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="the model dir to write intent_router.json into")
     p.add_argument("--work", type=Path, default=Path("runs/router"), help="where the training worlds go")
     shipped = RouterConfig()  # the recipe's defaults (training/config.py)
-    p.add_argument("--per-kind", type=int, default=shipped.per_kind, help="messages per intent and advertiser")
+    p.add_argument(
+        "--per-kind", type=int, default=shipped.per_kind, help="messages per intent and advertiser"
+    )
     p.add_argument("--advertisers", type=int, default=shipped.advertisers, help="advertisers per world")
     p.add_argument("-C", type=float, default=4.0, help="inverse regularisation of the logistic regression")
-    p.add_argument("--tune-layers", type=int, default=shipped.tune_layers, choices=range(7),
-                   help="fine-tune the encoder's top N layers with the head (0: a linear head on the frozen encoder)")
+    p.add_argument(
+        "--tune-layers",
+        type=int,
+        default=shipped.tune_layers,
+        choices=range(7),
+        help="fine-tune the encoder's top N layers with the head (0: a linear head on the frozen encoder)",
+    )
     p.add_argument("--epochs", type=int, default=shipped.epochs, help="fine-tuning passes over the messages")
     p.add_argument("--augment", type=float, default=shipped.augment, help="noisy copies per train message")
     args = p.parse_args(argv)
     if not args.out.is_dir():
         print(f"error: {args.out} is not a model dir", file=sys.stderr)
         return 2
-    cfg = RouterConfig(per_kind=args.per_kind, advertisers=args.advertisers, tune_layers=args.tune_layers,
-                       epochs=args.epochs, augment=args.augment)
+    cfg = RouterConfig(
+        per_kind=args.per_kind,
+        advertisers=args.advertisers,
+        tune_layers=args.tune_layers,
+        epochs=args.epochs,
+        augment=args.augment,
+    )
     summary = train_router(args.out, args.work, cfg, c=args.C)
     print(json.dumps(summary, indent=2))
     return 0

@@ -29,8 +29,11 @@ def model_schemas() -> dict[str, dict[str, Any]]:
     """The tools' argument schemas the model writes calls for (apply_change is the graph's, never the model's)."""
     from tools.mcp_server import openai_tools
 
-    return {t["function"]["name"]: t["function"]["parameters"] for t in openai_tools()
-            if t["function"]["name"] != "apply_change"}
+    return {
+        t["function"]["name"]: t["function"]["parameters"]
+        for t in openai_tools()
+        if t["function"]["name"] != "apply_change"
+    }
 
 
 def read_dialogues(path: Path, limit: int | None = None) -> list[Dialogue]:
@@ -46,8 +49,9 @@ def read_dialogues(path: Path, limit: int | None = None) -> list[Dialogue]:
     return out
 
 
-def encoded(dialogues: list[Dialogue], tok: Any, keep: dict[str, float], seed: int, max_length: int
-            ) -> tuple[list[tuple[list[int], list[int]]], dict[str, int]]:
+def encoded(
+    dialogues: list[Dialogue], tok: Any, keep: dict[str, float], seed: int, max_length: int
+) -> tuple[list[tuple[list[int], list[int]]], dict[str, int]]:
     """The dialogues' steps as (ids, labels), answers sampled at keep["answer"]; counts per kind."""
     from training.examples import encode, examples
 
@@ -98,8 +102,11 @@ def stage_base(work: StageWork, config: PipelineConfig) -> None:
     model = AdguideForPrefixLM.from_minilm(tok.get_vocab_size())
     model.save_pretrained(work.out / "model")
     tok.save(str(work.out / "model" / "tokenizer.json"))
-    work.summary.update(parameters=sum(p.numel() for p in model.parameters()), vocab=tok.get_vocab_size(),
-                        encoder=str(minilm_dir()))
+    work.summary.update(
+        parameters=sum(p.numel() for p in model.parameters()),
+        vocab=tok.get_vocab_size(),
+        encoder=str(minilm_dir()),
+    )
 
 
 def stage_sft(work: StageWork, run: Run, progress: Progress) -> None:
@@ -109,7 +116,9 @@ def stage_sft(work: StageWork, run: Run, progress: Progress) -> None:
     if config.gpu is not None:
         from training.gpu import train_sft_lora
 
-        work.summary.update(train_sft_lora(config.gpu, base, dialogues, work.out / "model", config.threads, work.log))
+        work.summary.update(
+            train_sft_lora(config.gpu, base, dialogues, work.out / "model", config.threads, work.log)
+        )
         return
     from agent.model.network import AdguideForPrefixLM
     from agent.model.text import load_tokenizer
@@ -128,9 +137,17 @@ def stage_sft(work: StageWork, run: Run, progress: Progress) -> None:
         if event.get("event") == "train":
             progress("SFT steps", int(event["step"]), int(total or event["of"]))
 
-    summary = train(model, data, work.out, cfg, pad=tok.token_to_id("[PAD]"), val=val[:300], log=log,
-                    save=lambda m, out: _save_embedded(m, out, base),
-                    checkpoint_dir=run.root / "checkpoints" / "sft")
+    summary = train(
+        model,
+        data,
+        work.out,
+        cfg,
+        pad=tok.token_to_id("[PAD]"),
+        val=val[:300],
+        log=log,
+        save=lambda m, out: _save_embedded(m, out, base),
+        checkpoint_dir=run.root / "checkpoints" / "sft",
+    )
     shutil.rmtree(run.root / "checkpoints" / "sft", ignore_errors=True)
     work.summary.update(summary, dialogues=len(dialogues), example_kinds=kinds)
 
@@ -146,8 +163,9 @@ def stage_preferences(work: StageWork, run: Run, progress: Progress) -> None:
     config = run.config
     sft = run.path(Stage.SFT) / "model"
     dialogues = read_dialogues(run.path(Stage.DATA) / "train.jsonl")
-    records = preferences.run(sft, dialogues, _worlds(run), config.preferences, config.sft.seed + 1, model_schemas(),
-                              progress)
+    records = preferences.run(
+        sft, dialogues, _worlds(run), config.preferences, config.sft.seed + 1, model_schemas(), progress
+    )
     pairs, rft = preferences.pairs_and_rft(records, config.sft.seed, config.preferences.gold_when_none_right)
     (work.out / "samples.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
     (work.out / "pairs.jsonl").write_text("".join(p.model_dump_json() + "\n" for p in pairs))
@@ -157,12 +175,25 @@ def stage_preferences(work: StageWork, run: Run, progress: Progress) -> None:
     tok = load_tokenizer(sft)
     data = [x for x in (encode(e, tok, config.sft.max_length) for e in rft) if x is not None]
     data = data * max(1, int(config.preferences.rft_epochs))
-    cfg = config.sft.model_copy(update={"max_steps": -1, "minutes": 15, "warmup_steps": 5,
-                                        "learning_rate": config.sft.learning_rate / 4, "checkpoint_every": 10**6})
+    cfg = config.sft.model_copy(
+        update={
+            "max_steps": -1,
+            "minutes": 15,
+            "warmup_steps": 5,
+            "learning_rate": config.sft.learning_rate / 4,
+            "checkpoint_every": 10**6,
+        }
+    )
     model = AdguideForPrefixLM.from_pretrained(sft)
-    summary = train(model, data, work.out / "rft", cfg, pad=tok.token_to_id("[PAD]"),
-                    log=lambda e: work.log(f"rft_{e.get('event')}", **{k: v for k, v in e.items() if k != "event"}),
-                    save=lambda m, out: _save_embedded(m, out, sft))
+    summary = train(
+        model,
+        data,
+        work.out / "rft",
+        cfg,
+        pad=tok.token_to_id("[PAD]"),
+        log=lambda e: work.log(f"rft_{e.get('event')}", **{k: v for k, v in e.items() if k != "event"}),
+        save=lambda m, out: _save_embedded(m, out, sft),
+    )
     work.summary.update(rft_examples=len(rft), rft=summary)
 
 
@@ -173,13 +204,24 @@ def stage_dpo(work: StageWork, run: Run, progress: Progress) -> None:
     config = run.config
     prefs = run.path(Stage.PREFERENCES)
     start = prefs / "rft" / "model" if (prefs / "rft" / "model").is_dir() else run.path(Stage.SFT) / "model"
-    pairs = [Pair.model_validate_json(line) for line in (prefs / "pairs.jsonl").read_text().splitlines() if line]
+    pairs = [
+        Pair.model_validate_json(line) for line in (prefs / "pairs.jsonl").read_text().splitlines() if line
+    ]
     if not pairs:  # every prompt's samples were all right or all wrong: nothing to prefer, SFT/RFT ships
         work.summary.update(pairs=0, skipped="no preference pairs")
         return
-    work.summary.update(train_dpo(start, pairs, work.out, config.dpo, config.threads, config.sft.seed,
-                                  progress=lambda step, total: progress("DPO steps", step, total)),
-                        start=start.parent.name)
+    work.summary.update(
+        train_dpo(
+            start,
+            pairs,
+            work.out,
+            config.dpo,
+            config.threads,
+            config.sft.seed,
+            progress=lambda step, total: progress("DPO steps", step, total),
+        ),
+        start=start.parent.name,
+    )
 
 
 def stage_card(work: StageWork, run: Run) -> None:
@@ -195,15 +237,21 @@ def stage_card(work: StageWork, run: Run) -> None:
     records = {s.value: (record.summary if (record := run.record(s)) else {}) for s in Stage}
     write(work.out, config, records, comparison)
     (work.out / "shipped.txt").write_text(comparison["shipped"] + "\n")
-    work.summary.update(shipped=comparison["shipped"], vs_sft=comparison["vs_sft"],
-                        task_success={k: v.get("task_success") for k, v in comparison["metrics"].items()})
+    work.summary.update(
+        shipped=comparison["shipped"],
+        vs_sft=comparison["vs_sft"],
+        task_success={k: v.get("task_success") for k, v in comparison["metrics"].items()},
+    )
 
 
 def shipped_dir(run: Run) -> Path:
     run.require(Stage.CARD)
     shipped = (run.path(Stage.CARD) / "shipped.txt").read_text().strip()
-    return {"sft": run.path(Stage.SFT) / "model", "rft": run.path(Stage.PREFERENCES) / "rft" / "model",
-            "dpo": run.path(Stage.DPO) / "model"}[shipped]
+    return {
+        "sft": run.path(Stage.SFT) / "model",
+        "rft": run.path(Stage.PREFERENCES) / "rft" / "model",
+        "dpo": run.path(Stage.DPO) / "model",
+    }[shipped]
 
 
 def _ship_weights_in_fp16(model_dir: Path) -> None:
@@ -263,7 +311,11 @@ def run_one(run: Run, stage: Stage, force: bool = False, progress: Progress = _n
         Stage.CARD: lambda w: stage_card(w, run),
     }
     if config.gpu is not None and stage in (Stage.PREFERENCES, Stage.DPO):
-        run.log(stage, "skipped", reason="the gpu recipe ships its LoRA SFT model; preferences run on the embedded one")
+        run.log(
+            stage,
+            "skipped",
+            reason="the gpu recipe ships its LoRA SFT model; preferences run on the embedded one",
+        )
         return False
     return run_stage(run, stage, bodies[stage], force)
 
@@ -271,4 +323,3 @@ def run_one(run: Run, stage: Stage, force: bool = False, progress: Progress = _n
 def run_all(run: Run, force: bool = False, progress: Progress = _no_progress) -> dict[Stage, bool]:
     """Every stage in order; with `force`, all are redone."""
     return {stage: run_one(run, stage, force, progress) for stage in Stage}
-

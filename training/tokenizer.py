@@ -17,9 +17,7 @@ TOOL_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_respons
 EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-QWEN2_SPLIT_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+QWEN2_SPLIT_PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 _CORPUS_DIRS = ("agent", "tools", "training", "evals", "server", "docs")
 _CORPUS_SUFFIXES = {".py", ".md", ".json", ".jinja", ".yaml", ".toml", ".txt"}
 
@@ -43,13 +41,18 @@ def project_corpus(root: Path = REPO_ROOT, max_file_bytes: int = 200_000) -> Ite
             continue
         for path in sorted(base.rglob("*")):
             parts = set(path.relative_to(root).parts)
-            if not path.is_file() or path.suffix not in _CORPUS_SUFFIXES or parts & {"models", "runs", "__pycache__"}:
+            if (
+                not path.is_file()
+                or path.suffix not in _CORPUS_SUFFIXES
+                or parts & {"models", "runs", "__pycache__"}
+            ):
                 continue
             if path.stat().st_size <= max_file_bytes:
                 yield path.read_text(errors="replace")
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):  # -> PreTrainedTokenizerFast
+# -> PreTrainedTokenizerFast
+def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
     """Train byte-level BPE on `texts`; raise CorpusTooSmallError if the vocabulary falls short by > 10%."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

@@ -34,7 +34,9 @@ class TrainConfig(BaseModel):
     batch_tokens: int = Field(4096, ge=64, description="tokens per batch, padding included")
     max_steps: int = Field(-1, ge=-1, description="-1: until the examples are used once or the budget ends")
     minutes: float = Field(60.0, gt=0, description="wall-clock budget")
-    freeze_layers: int = Field(2, ge=0, description="bottom Transformer layers (and embeddings' positions) kept fixed")
+    freeze_layers: int = Field(
+        2, ge=0, description="bottom Transformer layers (and embeddings' positions) kept fixed"
+    )
     bf16: bool = True
     threads: int = Field(1, ge=1, le=64)
     checkpoint_every: int = Field(200, ge=1)
@@ -82,7 +84,7 @@ def batches(lengths: list[int], batch_tokens: int, seed: int) -> list[list[int]]
     out: list[list[int]] = []
     chunk = 2000  # sort within chunks: similar lengths together, yet every part of the data in every stretch
     for start in range(0, len(order), chunk):
-        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
         batch: list[int] = []
         longest = 0
         for i in part:
@@ -98,7 +100,9 @@ def batches(lengths: list[int], batch_tokens: int, seed: int) -> list[list[int]]
     return out
 
 
-def collate(items: list[tuple[list[int], list[int]]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate(
+    items: list[tuple[list[int], list[int]]], pad: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     width = padded(max(len(ids) for ids, _ in items))
     ids = torch.full((len(items), width), pad, dtype=torch.long)
     labels = torch.full((len(items), width), -100, dtype=torch.long)
@@ -116,7 +120,11 @@ def _freeze(model: Any, layers: int) -> None:
     if layers <= 0:
         return
     emb = model.model.embeddings
-    for p in (*emb.position_embeddings.parameters(), *emb.token_type_embeddings.parameters(), *emb.LayerNorm.parameters()):
+    for p in (
+        *emb.position_embeddings.parameters(),
+        *emb.token_type_embeddings.parameters(),
+        *emb.LayerNorm.parameters(),
+    ):
         p.requires_grad = False
     for layer in model.model.encoder.layer[:layers]:
         for p in layer.parameters():
@@ -131,7 +139,9 @@ def _lr(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate_loss(model: Any, data: list[tuple[list[int], list[int]]], pad: int, batch_tokens: int, bf16: bool) -> float:
+def evaluate_loss(
+    model: Any, data: list[tuple[list[int], list[int]]], pad: int, batch_tokens: int, bf16: bool
+) -> float:
     model.eval()
     total, n = 0.0, 0
     for batch in batches([len(x) for x, _ in data], batch_tokens, seed=0):
@@ -145,9 +155,18 @@ def evaluate_loss(model: Any, data: list[tuple[list[int], list[int]]], pad: int,
     return total / max(1, n)
 
 
-def train(model: Any, data: list[tuple[list[int], list[int]]], out: Path, cfg: TrainConfig, *, pad: int,
-          val: list[tuple[list[int], list[int]]] | None = None, log: Log | None = None,
-          save: Callable[[Any, Path], None] | None = None, checkpoint_dir: Path | None = None) -> dict[str, Any]:
+def train(
+    model: Any,
+    data: list[tuple[list[int], list[int]]],
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    pad: int,
+    val: list[tuple[list[int], list[int]]] | None = None,
+    log: Log | None = None,
+    save: Callable[[Any, Path], None] | None = None,
+    checkpoint_dir: Path | None = None,
+) -> dict[str, Any]:
     """Train `model` on (ids, labels) pairs; the final model under `out`. Checkpoints go to `checkpoint_dir`
     (default `out/checkpoint`) and a run resumes from there. Returns the run's figures."""
     emit = log or (lambda _e: None)
@@ -159,8 +178,10 @@ def train(model: Any, data: list[tuple[list[int], list[int]]], out: Path, cfg: T
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+    )
     plan = batches([len(x) for x, _ in data], cfg.batch_tokens, cfg.seed)
     total_steps = len(plan) if cfg.max_steps < 0 else min(cfg.max_steps, len(plan))
     ckpt = checkpoint_dir or out / "checkpoint"
@@ -200,10 +221,19 @@ def train(model: Any, data: list[tuple[list[int], list[int]]], out: Path, cfg: T
             elapsed = time.time() - started
             rate = seen_tokens / max(elapsed, 1e-6)
             eta = min((total_steps - step) * elapsed / max(1, step - first), budget - elapsed)
-            emit({"event": "train", "step": step, "of": total_steps, "loss": round(window_loss / window_n, 4),
-                  "lr": opt.param_groups[0]["lr"], "tokens_per_s": round(rate, 1),
-                  "examples_per_s": round(seen_examples / max(elapsed, 1e-6), 2), "elapsed_s": round(elapsed),
-                  "eta_s": round(max(0.0, eta))})
+            emit(
+                {
+                    "event": "train",
+                    "step": step,
+                    "of": total_steps,
+                    "loss": round(window_loss / window_n, 4),
+                    "lr": opt.param_groups[0]["lr"],
+                    "tokens_per_s": round(rate, 1),
+                    "examples_per_s": round(seen_examples / max(elapsed, 1e-6), 2),
+                    "elapsed_s": round(elapsed),
+                    "eta_s": round(max(0.0, eta)),
+                }
+            )
             window_loss, window_n = 0.0, 0
         if step % cfg.checkpoint_every == 0 and step < total_steps:
             ckpt.mkdir(parents=True, exist_ok=True)
@@ -211,12 +241,26 @@ def train(model: Any, data: list[tuple[list[int], list[int]]], out: Path, cfg: T
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
             tmp.replace(ckpt / "state.pt")
             if val:
-                emit({"event": "val", "step": step, "loss": round(evaluate_loss(model, val, pad, cfg.batch_tokens, bf16), 4)})
+                emit(
+                    {
+                        "event": "val",
+                        "step": step,
+                        "loss": round(evaluate_loss(model, val, pad, cfg.batch_tokens, bf16), 4),
+                    }
+                )
     elapsed = time.time() - started
-    summary = {"steps": step, "of": total_steps, "stopped": stopped, "seconds": round(elapsed, 1),
-               "tokens": seen_tokens, "examples": seen_examples, "bf16": bf16, "threads": cfg.threads,
-               "tokens_per_s": round(seen_tokens / max(elapsed, 1e-6), 1),
-               "examples_per_s": round(seen_examples / max(elapsed, 1e-6), 2)}
+    summary = {
+        "steps": step,
+        "of": total_steps,
+        "stopped": stopped,
+        "seconds": round(elapsed, 1),
+        "tokens": seen_tokens,
+        "examples": seen_examples,
+        "bf16": bf16,
+        "threads": cfg.threads,
+        "tokens_per_s": round(seen_tokens / max(elapsed, 1e-6), 1),
+        "examples_per_s": round(seen_examples / max(elapsed, 1e-6), 2),
+    }
     if val:
         summary["val_loss"] = round(evaluate_loss(model, val, pad, cfg.batch_tokens, bf16), 4)
     model.eval()

@@ -37,7 +37,9 @@ def make_model(config: AgentConfig, model_tools: list[dict[str, Any]] | None = N
         return make_openai_model(config)
     model_dir = config.model_dir or default_model_dir()
     if model_dir is None:
-        raise BackendUnavailableError("no model dir: train one (adguide train) or pass --model-dir / use --backend rules")
+        raise BackendUnavailableError(
+            "no model dir: train one (adguide train) or pass --model-dir / use --backend rules"
+        )
     from agent.backends.embedded import EmbeddedChatModel, is_embedded_dir
 
     if is_embedded_dir(model_dir):  # the project's own model (MiniLM prefix LM)

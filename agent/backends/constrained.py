@@ -26,8 +26,10 @@ def call_regex(schemas: dict[str, dict[str, Any]]) -> str:
     """The JSON body of one hermes call to any of `schemas`' tools: name and arguments decided together."""
     if not schemas:
         raise ValueError("constrained decoding needs at least one tool schema")
-    options = [r'\{"name": "' + re.escape(name) + r'", "arguments": ' + arguments_regex(schema) + r"\}"
-               for name, schema in schemas.items()]
+    options = [
+        r'\{"name": "' + re.escape(name) + r'", "arguments": ' + arguments_regex(schema) + r"\}"
+        for name, schema in schemas.items()
+    ]
     return "(" + "|".join(options) + ")"
 
 
@@ -74,8 +76,14 @@ def ll_tokenizer(hf_tokenizer: Any) -> Any:
     return llguidance.hf.from_tokenizer(hf_tokenizer)
 
 
-def decode_call(model: Any, hf_tokenizer: Any, lltok: Any, prefix: str, schemas: dict[str, dict[str, Any]],
-                max_new_tokens: int) -> tuple[dict[str, Any], int]:
+def decode_call(
+    model: Any,
+    hf_tokenizer: Any,
+    lltok: Any,
+    prefix: str,
+    schemas: dict[str, dict[str, Any]],
+    max_new_tokens: int,
+) -> tuple[dict[str, Any], int]:
     """Greedy-decode one call's JSON body after `prefix` (which ends with `<tool_call>\\n`) under the schemas.
     Returns the parsed {"name", "arguments"} and the number of tokens generated."""
     import llguidance
@@ -86,13 +94,19 @@ def decode_call(model: Any, hf_tokenizer: Any, lltok: Any, prefix: str, schemas:
         raise ValueError(f"tool schemas give no usable grammar: {matcher.get_error()}")
     inputs = hf_tokenizer(prefix, return_tensors="pt", add_special_tokens=False)
     n_prefix = int(inputs["input_ids"].shape[1])
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                         logits_processor=LogitsProcessorList([GrammarLogitsProcessor(matcher, n_prefix)]),
-                         eos_token_id=hf_tokenizer.eos_token_id)
+    out = model.generate(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([GrammarLogitsProcessor(matcher, n_prefix)]),
+        eos_token_id=hf_tokenizer.eos_token_id,
+    )
     new = out[0, n_prefix:]
     body = hf_tokenizer.decode(new, skip_special_tokens=True).strip()
     try:
         parsed = json.loads(body)
     except ValueError as exc:  # the token limit cut the call off before the grammar closed it
-        raise ValueError(f"constrained call did not finish within {max_new_tokens} tokens: {body[:80]!r}") from exc
+        raise ValueError(
+            f"constrained call did not finish within {max_new_tokens} tokens: {body[:80]!r}"
+        ) from exc
     return parsed, int(new.shape[0])

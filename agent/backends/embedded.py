@@ -66,38 +66,54 @@ def _names(thread: list[dict[str, Any]]) -> list[str]:
     return found
 
 
-PLAN_CALL = "plan_"  # the id prefix of calls an expert plan made (agent/router.py), then the plan's intent and "."
+PLAN_CALL = (
+    "plan_"  # the id prefix of calls an expert plan made (agent/router.py), then the plan's intent and "."
+)
 
 
 def _plan_message(planned: dict[str, Any], prompt_tokens: int = 0) -> AIMessage:
     """The expert plan's message as the graph's (its calls marked as the plan's, with its intent); the model wrote
     nothing."""
     mark = PLAN_CALL + str(planned.get("intent", "")) + "."
-    return AIMessage(content=planned.get("content") or "", tool_calls=[
-        {"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"]), "id": mark + c["id"],
-         "type": "tool_call"} for c in planned.get("tool_calls") or []],
-        usage_metadata={"input_tokens": prompt_tokens, "output_tokens": 0, "total_tokens": prompt_tokens})
+    return AIMessage(
+        content=planned.get("content") or "",
+        tool_calls=[
+            {
+                "name": c["function"]["name"],
+                "args": json.loads(c["function"]["arguments"]),
+                "id": mark + c["id"],
+                "type": "tool_call",
+            }
+            for c in planned.get("tool_calls") or []
+        ],
+        usage_metadata={"input_tokens": prompt_tokens, "output_tokens": 0, "total_tokens": prompt_tokens},
+    )
 
 
 def _plan(thread: list[dict[str, Any]]) -> str | None:
     """The intent of the expert plan this turn's calls belong to ("" where it is not named); None: no plan (the
     model goes on)."""
     last_user = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=len(thread))
-    ids = [str(c.get("id", "")) for m in thread[last_user + 1:] for c in m.get("tool_calls") or []]
-    return next((i[len(PLAN_CALL):].split(".", 1)[0] for i in ids if i.startswith(PLAN_CALL)), None)
+    ids = [str(c.get("id", "")) for m in thread[last_user + 1 :] for c in m.get("tool_calls") or []]
+    return next((i[len(PLAN_CALL) :].split(".", 1)[0] for i in ids if i.startswith(PLAN_CALL)), None)
 
 
 # a proposal's action and its twin: where the router is sure of the twin's write intent and the model wrote the
 # other ("keeps matching 'x', wrong audience" is a negative, not a new keyword), the router's stands
 _TWIN_ACTIONS = {  # the model's action -> (its twin, the twin's intent)
-    "add_keywords": ("add_negatives", "add_negative"), "add_negatives": ("add_keywords", "add_keyword"),
-    "pause": ("enable", "enable"), "enable": ("pause", "pause"),
-    "set_bid": ("set_budget", "set_budget"), "set_budget": ("set_bid", "set_bid")}
+    "add_keywords": ("add_negatives", "add_negative"),
+    "add_negatives": ("add_keywords", "add_keyword"),
+    "pause": ("enable", "enable"),
+    "enable": ("pause", "pause"),
+    "set_bid": ("set_budget", "set_budget"),
+    "set_budget": ("set_bid", "set_bid"),
+}
 ACTION_SURE = 0.5
 
 
-def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
-              probs: dict[Any, float] | None = None) -> AIMessage:
+def _grounded(
+    message: AIMessage, thread: list[dict[str, Any]], scope: str, probs: dict[Any, float] | None = None
+) -> AIMessage:
     """The model's proposals and what-ifs with the amount the user named (agent/amounts.py ground_change). Where the
     user named none and the model made one up: a proposed bid goes to the expert's best-bid plan (its proposal is
     the recommended bid, for the ACoS target the user named if any), a budget gets the budget-advice plan where the
@@ -113,7 +129,7 @@ def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
     said: set[float] = set()
     results: set[float] = set()
     last_what_if: dict[str, Any] = {}
-    for m in thread[:max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=0)]:
+    for m in thread[: max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=0)]:
         if m.get("role") == "tool":
             try:
                 results |= set(number_leaves(json.loads(m.get("content") or "")))
@@ -132,26 +148,49 @@ def _grounded(message: AIMessage, thread: list[dict[str, Any]], scope: str,
             made["action"] = twin
         args: dict[str, Any] | None = made
         if name in ("propose_change", "what_if"):
-            args = ground_change(made, last_user_text(thread) or "", said | results if name == "propose_change" else said)
+            args = ground_change(
+                made, last_user_text(thread) or "", said | results if name == "propose_change" else said
+            )
         if args is None and name == "what_if":
             same = {k: v for k, v in last_what_if.items() if k in AMOUNT_ARGS}
             if same and last_what_if.get("change") == c["args"].get("change"):
                 args = {k: v for k, v in c["args"].items() if k not in AMOUNT_ARGS} | same
             else:
                 bid = c["args"].get("change") == "bid"
-                name, args = "performance", {"level": "keyword" if bid else "campaign",
-                                             "keyword_id" if bid else "campaign_id": c["args"].get("id")}
+                name, args = (
+                    "performance",
+                    {
+                        "level": "keyword" if bid else "campaign",
+                        "keyword_id" if bid else "campaign_id": c["args"].get("id"),
+                    },
+                )
         if args is None and c["args"].get("action") == "set_bid":
             target = target_acos(normalize_amounts(last_user_text(thread) or ""))
-            planned = step(Intent(kind=IntentKind.APPLY_BEST_BID, keyword=str(c["args"].get("id")), target=target,
-                                  goal=Goal.TARGET_ACOS if target else None), [], scope)
+            planned = step(
+                Intent(
+                    kind=IntentKind.APPLY_BEST_BID,
+                    keyword=str(c["args"].get("id")),
+                    target=target,
+                    goal=Goal.TARGET_ACOS if target else None,
+                ),
+                [],
+                scope,
+            )
             return _plan_message({**planned, "intent": IntentKind.APPLY_BEST_BID.value})
-        if args is None and probs and probs.get(IntentKind.FIX_BUDGET, 0.0) >= probs.get(IntentKind.SET_BUDGET, 0.0):
-            planned = step(Intent(kind=IntentKind.FIX_BUDGET), [], scope)  # budget advice: find the change first
+        if (
+            args is None
+            and probs
+            and probs.get(IntentKind.FIX_BUDGET, 0.0) >= probs.get(IntentKind.SET_BUDGET, 0.0)
+        ):
+            planned = step(
+                Intent(kind=IntentKind.FIX_BUDGET), [], scope
+            )  # budget advice: find the change first
             return _plan_message({**planned, "intent": IntentKind.FIX_BUDGET.value})
         if args is None:  # (no figure in the question: the output guardrail would take any out)
-            return AIMessage(content="What daily budget should that campaign get? Tell me an amount or a change "
-                                     "by a share of today's, and I'll simulate it before anything changes.")
+            return AIMessage(
+                content="What daily budget should that campaign get? Tell me an amount or a change "
+                "by a share of today's, and I'll simulate it before anything changes."
+            )
         calls.append({**c, "name": name, "args": args})
     return AIMessage(content=message.content, tool_calls=calls)
 
@@ -170,8 +209,12 @@ class EmbeddedChatModel(BaseChatModel):
     threads: int = 1
     advertiser_id: str | None = None
     argument_schemas: dict[str, dict[str, Any]] | None = None  # set by Agent; ids as enums are not used here
-    route_tools: bool = True  # the intent router narrows a turn's first step to the likely tools (agent/router.py)
-    write_answers: bool = True  # answers written from the results by the expert's answer for the routed intent
+    route_tools: bool = (
+        True  # the intent router narrows a turn's first step to the likely tools (agent/router.py)
+    )
+    write_answers: bool = (
+        True  # answers written from the results by the expert's answer for the routed intent
+    )
     _model: Any = PrivateAttr(default=None)
     _router: Any = PrivateAttr(default=None)
     _tok: Any = PrivateAttr(default=None)
@@ -223,8 +266,9 @@ class EmbeddedChatModel(BaseChatModel):
         found = _SCOPE.search(str(system.content)) if system is not None else None
         return found.group(0) if found else self.advertiser_id or "adv_unknown"
 
-    def prompt_ids(self, thread: list[dict[str, Any]], scope: str, pending: dict[str, Any] | None = None
-                   ) -> tuple[list[int], dict[str, str]]:
+    def prompt_ids(
+        self, thread: list[dict[str, Any]], scope: str, pending: dict[str, Any] | None = None
+    ) -> tuple[list[int], dict[str, str]]:
         """[CLS] prompt [SEP] (the earlier turn left out when the prompt would not fit), and what each value
         reference in it stands for (reference -> value)."""
         from agent.model.prompt import build_prompt_values
@@ -232,7 +276,11 @@ class EmbeddedChatModel(BaseChatModel):
         self.load()
         cls, sep = self._tok.token_to_id("[CLS]"), self._tok.token_to_id("[SEP]")
         for keep_prev in (True, False):
-            visible = thread if keep_prev else thread[max(i for i, m in enumerate(thread) if m.get("role") == "user"):]
+            visible = (
+                thread
+                if keep_prev
+                else thread[max(i for i, m in enumerate(thread) if m.get("role") == "user") :]
+            )
             text, refs = build_prompt_values(visible, scope, pending)
             ids = self._tok.encode(text, add_special_tokens=False).ids
             values = {ref: value for value, ref in refs.items()}
@@ -242,9 +290,18 @@ class EmbeddedChatModel(BaseChatModel):
 
     # --- generation -------------------------------------------------------------------------------------------
 
-    def _decode(self, prompt: list[int], schemas: dict[str, dict[str, Any]], *, pending: bool, temperature: float = 0.0,
-                generator: Any = None, deadline: float | None = None, answer: bool = True,
-                limit: int | None = None) -> tuple[str, int]:
+    def _decode(
+        self,
+        prompt: list[int],
+        schemas: dict[str, dict[str, Any]],
+        *,
+        pending: bool,
+        temperature: float = 0.0,
+        generator: Any = None,
+        deadline: float | None = None,
+        answer: bool = True,
+        limit: int | None = None,
+    ) -> tuple[str, int]:
         from agent.model.decode import generate, grammar_for
         from agent.model.text import VALUE_REFS
 
@@ -256,15 +313,29 @@ class EmbeddedChatModel(BaseChatModel):
         if not self._lock.acquire(timeout=wait):
             raise TimeoutError("the model stayed busy with other conversations past this turn's time budget")
         try:
-            gen = generate(self._model, self._vocab, grammar, prompt, max_new_tokens=limit or self.max_new_tokens,
-                           temperature=temperature, generator=generator, deadline=deadline, banned=banned)
+            gen = generate(
+                self._model,
+                self._vocab,
+                grammar,
+                prompt,
+                max_new_tokens=limit or self.max_new_tokens,
+                temperature=temperature,
+                generator=generator,
+                deadline=deadline,
+                banned=banned,
+            )
         finally:
             self._lock.release()
         ids = [i for i in gen.ids if i != self._vocab.sep]
         return self._tok.decode(ids, skip_special_tokens=False), len(gen.ids)
 
-    def text_message(self, decoded: str, thread: list[dict[str, Any]], values: dict[str, str] | None = None,
-                     schemas: dict[str, dict[str, Any]] | None = None) -> AIMessage:
+    def text_message(
+        self,
+        decoded: str,
+        thread: list[dict[str, Any]],
+        values: dict[str, str] | None = None,
+        schemas: dict[str, dict[str, Any]] | None = None,
+    ) -> AIMessage:
         """The decoded output as the graph's message: calls parsed by the shared hermes parser, or an answer with
         spacing and casing back and each value reference replaced by the value it stands for."""
         from agent.model.prompt import resolve_refs
@@ -275,13 +346,22 @@ class EmbeddedChatModel(BaseChatModel):
         text = recase(clean_spacing(decoded), _names(thread))
         return AIMessage(content=resolve_refs(text, values or {}))
 
-    def run(self, messages: list[BaseMessage], tools: list[dict[str, Any]] | None, *, deadline: float | None = None,
-            temperature: float = 0.0, generator: Any = None) -> AIMessage:
+    def run(
+        self,
+        messages: list[BaseMessage],
+        tools: list[dict[str, Any]] | None,
+        *,
+        deadline: float | None = None,
+        temperature: float = 0.0,
+        generator: Any = None,
+    ) -> AIMessage:
         self.load()
         thread = to_openai_messages(messages)
         scope = self._scope(messages)
-        schemas = {t["function"]["name"]: t["function"].get("parameters") or {"type": "object", "properties": {}}
-                   for t in tools or []}
+        schemas = {
+            t["function"]["name"]: t["function"].get("parameters") or {"type": "object", "properties": {}}
+            for t in tools or []
+        }
         prompt, values = self.prompt_ids(thread, scope)
         probs = self._route(thread)
         plan = _plan(thread)
@@ -291,7 +371,9 @@ class EmbeddedChatModel(BaseChatModel):
             from agent.router import next_step
 
             started = IntentKind(plan) if plan in IntentKind.__members__.values() else None
-            planned = next_step(probs, turn_done(thread), scope, planning=True, plan=started)  # the plan goes on
+            planned = next_step(
+                probs, turn_done(thread), scope, planning=True, plan=started
+            )  # the plan goes on
             if planned is not None:
                 return _plan_message(planned, len(prompt))
         if probs is not None and self.write_answers and thread and thread[-1].get("role") == "user":
@@ -307,24 +389,50 @@ class EmbeddedChatModel(BaseChatModel):
             narrowed = first_step_tools(probs)
             if narrowed and narrowed <= schemas.keys():
                 schemas, answer = {n: s for n, s in schemas.items() if n in narrowed}, False
-        if probs is not None and self.write_answers and answer and temperature == 0 and thread \
-                and thread[-1].get("role") == "tool":
+        if (
+            probs is not None
+            and self.write_answers
+            and answer
+            and temperature == 0
+            and thread
+            and thread[-1].get("role") == "tool"
+        ):
             written = self._answer_instead(prompt, schemas, probs, thread, scope, deadline)
             if written is not None:
                 return written
-        decoded, n_out = self._decode(prompt, schemas, pending=False, temperature=temperature, generator=generator,
-                                      deadline=deadline, answer=answer)
+        decoded, n_out = self._decode(
+            prompt,
+            schemas,
+            pending=False,
+            temperature=temperature,
+            generator=generator,
+            deadline=deadline,
+            answer=answer,
+        )
         message = self.text_message(decoded, thread, values, schemas)
-        if probs is not None and self.route_tools and answer and not message.tool_calls \
-                and thread and thread[-1].get("role") == "user":
+        if (
+            probs is not None
+            and self.route_tools
+            and answer
+            and not message.tool_calls
+            and thread
+            and thread[-1].get("role") == "user"
+        ):
             from agent.router import refusal_kind, tools_instead_of_refusal
 
             refused_as = refusal_kind(str(message.content))
             instead = tools_instead_of_refusal(probs, refused_as) if refused_as is not None else None
             if instead and instead <= schemas.keys():  # a refusal of what the router reads as a plain request
                 retry = {n: s for n, s in schemas.items() if n in instead}
-                decoded, more = self._decode(prompt, retry, pending=False, temperature=temperature,
-                                             generator=generator, deadline=deadline, answer=False)
+                decoded, more = self._decode(
+                    prompt,
+                    retry,
+                    pending=False,
+                    temperature=temperature,
+                    generator=generator,
+                    deadline=deadline,
+                    answer=False,
+                )
                 message, n_out = self.text_message(decoded, thread, values, retry), n_out + more
         if probs is not None and self.write_answers and not message.tool_calls:
             from agent.expert import turn_done
@@ -332,10 +440,18 @@ class EmbeddedChatModel(BaseChatModel):
 
             done = turn_done(thread)
             tool = model_next_tool(probs, done)
-            if tool is not None and tool in schemas:  # the plan's next call takes the user's words: the model's
+            # the plan's next call takes the user's words: the model's
+            if tool is not None and tool in schemas:
                 forced = {tool: schemas[tool]}
-                decoded, more = self._decode(prompt, forced, pending=False, temperature=temperature,
-                                             generator=generator, deadline=deadline, answer=False)
+                decoded, more = self._decode(
+                    prompt,
+                    forced,
+                    pending=False,
+                    temperature=temperature,
+                    generator=generator,
+                    deadline=deadline,
+                    answer=False,
+                )
                 message, n_out = self.text_message(decoded, thread, values, forced), n_out + more
             if not message.tool_calls:
                 planned = next_step(probs, done, scope)
@@ -345,12 +461,22 @@ class EmbeddedChatModel(BaseChatModel):
                     message = _plan_message(planned)
         if message.tool_calls and not str(message.tool_calls[0].get("id", "")).startswith(PLAN_CALL):
             message = _grounded(message, thread, scope, probs)
-        message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": n_out,
-                                  "total_tokens": len(prompt) + n_out}
+        message.usage_metadata = {
+            "input_tokens": len(prompt),
+            "output_tokens": n_out,
+            "total_tokens": len(prompt) + n_out,
+        }
         return message
 
-    def _answer_instead(self, prompt: list[int], schemas: dict[str, dict[str, Any]], probs: dict[Any, float],
-                        thread: list[dict[str, Any]], scope: str, deadline: float | None) -> AIMessage | None:
+    def _answer_instead(
+        self,
+        prompt: list[int],
+        schemas: dict[str, dict[str, Any]],
+        probs: dict[Any, float],
+        thread: list[dict[str, Any]],
+        scope: str,
+        deadline: float | None,
+    ) -> AIMessage | None:
         """After tool results: where the model's first token starts an answer (not another call) and the expert
         writes that answer from the results (agent/router.py next_step), the expert's answer, without decoding the
         model's whole answer only to replace it. None: decode as usual."""
@@ -368,7 +494,11 @@ class EmbeddedChatModel(BaseChatModel):
         if planned is None:
             return None
         message = _plan_message(planned, len(prompt))
-        message.usage_metadata = {"input_tokens": len(prompt), "output_tokens": 1, "total_tokens": len(prompt) + 1}
+        message.usage_metadata = {
+            "input_tokens": len(prompt),
+            "output_tokens": 1,
+            "total_tokens": len(prompt) + 1,
+        }
         return message
 
     def _route(self, thread: list[dict[str, Any]]) -> dict[Any, float] | None:
@@ -380,7 +510,9 @@ class EmbeddedChatModel(BaseChatModel):
             return None
         return self._router.predict([text])[0]  # type: ignore[no-any-return]
 
-    def decide(self, messages: list[BaseMessage], pending: dict[str, Any], reply: str) -> Literal["confirm", "reject"] | None:
+    def decide(
+        self, messages: list[BaseMessage], pending: dict[str, Any], reply: str
+    ) -> Literal["confirm", "reject"] | None:
         """A typed reply to a waiting proposal: confirm, reject, or None (the user moved on)."""
         from agent.model.text import CONFIRM, REJECT
 
@@ -390,7 +522,8 @@ class EmbeddedChatModel(BaseChatModel):
         decoded, _ = self._decode(prompt, {}, pending=True)
         head = decoded.strip()
         said: Literal["confirm", "reject"] | None = (
-            "confirm" if head.startswith(CONFIRM) else "reject" if head.startswith(REJECT) else None)
+            "confirm" if head.startswith(CONFIRM) else "reject" if head.startswith(REJECT) else None
+        )
         probs = self._route([{"role": "user", "content": reply}])
         if probs is None:
             return said
@@ -403,23 +536,50 @@ class EmbeddedChatModel(BaseChatModel):
             return None  # reply that may be a no, or that the router does not read as a yes
         return said
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         message = self.run(messages, kwargs.get("tools"), deadline=kwargs.get("deadline"))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         """The answer arrives whole (its spacing and casing are set once it is complete), calls as one chunk."""
         message = self.run(messages, kwargs.get("tools"), deadline=kwargs.get("deadline"))
-        chunk = ChatGenerationChunk(message=AIMessageChunk(
-            content=message.content, usage_metadata=message.usage_metadata,
-            tool_call_chunks=[{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i,
-                               "type": "tool_call_chunk"} for i, c in enumerate(message.tool_calls)]))
+        chunk = ChatGenerationChunk(
+            message=AIMessageChunk(
+                content=message.content,
+                usage_metadata=message.usage_metadata,
+                tool_call_chunks=[
+                    {
+                        "name": c["name"],
+                        "args": json.dumps(c["args"]),
+                        "id": c["id"],
+                        "index": i,
+                        "type": "tool_call_chunk",
+                    }
+                    for i, c in enumerate(message.tool_calls)
+                ],
+            )
+        )
         if run_manager and message.content:
             run_manager.on_llm_new_token(str(message.content), chunk=chunk)
         yield chunk
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         return await asyncio.to_thread(self._generate, messages, stop, None, **kwargs)

@@ -37,8 +37,15 @@ def parse_tool_calls(text: str) -> AIMessage:
                 raise TypeError("name must be a string and arguments an object")
             calls.append({"name": name, "args": args, "id": call_id, "type": "tool_call"})
         except (ValueError, KeyError, TypeError) as exc:
-            invalid.append({"name": None, "args": block[:500], "id": call_id, "error": str(exc),
-                            "type": "invalid_tool_call"})
+            invalid.append(
+                {
+                    "name": None,
+                    "args": block[:500],
+                    "id": call_id,
+                    "error": str(exc),
+                    "type": "invalid_tool_call",
+                }
+            )
     return AIMessage(content=rest.strip(), tool_calls=calls, invalid_tool_calls=invalid)
 
 
@@ -46,8 +53,11 @@ def to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, Any]]:
     """LangChain messages as contract-E dicts (what the chat template renders)."""
     out: list[dict[str, Any]] = []
     for m in messages:
-        text = m.content if isinstance(m.content, str) else "".join(
-            b.get("text", "") if isinstance(b, dict) else str(b) for b in m.content)
+        text = (
+            m.content
+            if isinstance(m.content, str)
+            else "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in m.content)
+        )
         if isinstance(m, SystemMessage):
             out.append({"role": "system", "content": text})
         elif isinstance(m, HumanMessage):
@@ -57,8 +67,13 @@ def to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, Any]]:
         elif isinstance(m, AIMessage):
             msg: dict[str, Any] = {"role": "assistant", "content": text}
             if m.tool_calls:
-                msg["tool_calls"] = [{"id": c["id"], "type": "function",
-                                      "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
-                                     for c in m.tool_calls]
+                msg["tool_calls"] = [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": json.dumps(c["args"])},
+                    }
+                    for c in m.tool_calls
+                ]
             out.append(msg)
     return out

@@ -53,7 +53,9 @@ class LocalChatModel(BaseChatModel):
     @classmethod
     def from_dir(cls, model_dir: Path | str, **kw: Any) -> LocalChatModel:
         path = Path(model_dir)
-        missing = [f for f in ("config.json", "tokenizer.json", "tokenizer_config.json") if not (path / f).is_file()]
+        missing = [
+            f for f in ("config.json", "tokenizer.json", "tokenizer_config.json") if not (path / f).is_file()
+        ]
         if missing:
             raise FileNotFoundError(f"model dir {path} is incomplete (missing {', '.join(missing)})")
         return cls(model_dir=str(path), **kw)
@@ -73,7 +75,9 @@ class LocalChatModel(BaseChatModel):
         self._tokenizer = PreTrainedTokenizerFast.from_pretrained(self.model_dir)
         # sdpa: 2.6x faster than eager at the agent's ~2k-token prompts, 5.5x at 5.6k, with flat memory
         # (evals/benchmarks/bench_local_attention.py)
-        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(
+            self.model_dir, dtype=torch.float32, attn_implementation="sdpa"
+        )
         self._model = model.eval()
 
     def bind_tools(self, tools: Any, *, tool_choice: str | None = None, **kwargs: Any) -> Runnable:
@@ -81,8 +85,11 @@ class LocalChatModel(BaseChatModel):
 
     def render(self, messages: list[BaseMessage], tools: list[dict[str, Any]] | None) -> str:
         self._load()
-        return str(self._tokenizer.apply_chat_template(to_openai_messages(messages), tools=tools or None,
-                                                       add_generation_prompt=True, tokenize=False))
+        return str(
+            self._tokenizer.apply_chat_template(
+                to_openai_messages(messages), tools=tools or None, add_generation_prompt=True, tokenize=False
+            )
+        )
 
     @property
     def context_window(self) -> int:
@@ -97,14 +104,21 @@ class LocalChatModel(BaseChatModel):
     def argument_schemas_for(self, tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
         """The schemas a call is checked and re-decoded against: `argument_schemas` (the advertiser's own ids as
         enums, from agent.graph.constrain_schemas) where given, else the bound tools' own parameters."""
-        bound = {t["function"]["name"]: t["function"].get("parameters") or {"type": "object", "properties": {}}
-                 for t in tools or []}
+        bound = {
+            t["function"]["name"]: t["function"].get("parameters") or {"type": "object", "properties": {}}
+            for t in tools or []
+        }
         if self.argument_schemas:
             bound.update({n: s for n, s in self.argument_schemas.items() if n in bound})
         return bound
 
-    def _run(self, messages: list[BaseMessage], tools: list[dict[str, Any]] | None,
-             on_text: Callable[[str], None] | None = None, deadline: float | None = None) -> AIMessage:
+    def _run(
+        self,
+        messages: list[BaseMessage],
+        tools: list[dict[str, Any]] | None,
+        on_text: Callable[[str], None] | None = None,
+        deadline: float | None = None,
+    ) -> AIMessage:
         """One generation: free greedy decoding (text pieces to `on_text` as they come), then the first call that
         breaks its schema is decoded again under it (constrained.py) and the message ends with that call.
 
@@ -120,8 +134,13 @@ class LocalChatModel(BaseChatModel):
         finally:
             self._lock.release()
 
-    def _generate_locked(self, prompt: str, tools: list[dict[str, Any]] | None, on_text: Callable[[str], None] | None,
-                         deadline: float | None) -> AIMessage:
+    def _generate_locked(
+        self,
+        prompt: str,
+        tools: list[dict[str, Any]] | None,
+        on_text: Callable[[str], None] | None,
+        deadline: float | None,
+    ) -> AIMessage:
         import torch
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
@@ -167,15 +186,24 @@ class LocalChatModel(BaseChatModel):
                 text, n_extra = self._redecode_broken_call(prompt, text, tools, budget - n_out)
                 if n_extra:
                     message, n_out = parse_tool_calls(text), n_out + n_extra
-        message.usage_metadata = {"input_tokens": n_prompt, "output_tokens": n_out, "total_tokens": n_prompt + n_out}
+        message.usage_metadata = {
+            "input_tokens": n_prompt,
+            "output_tokens": n_out,
+            "total_tokens": n_prompt + n_out,
+        }
         return message
 
-    def _redecode_broken_call(self, prompt: str, text: str, tools: list[dict[str, Any]],
-                              budget: int) -> tuple[str, int]:
+    def _redecode_broken_call(
+        self, prompt: str, text: str, tools: list[dict[str, Any]], budget: int
+    ) -> tuple[str, int]:
         schemas = self.argument_schemas_for(tools)
         for match in _CALL_START.finditer(text):
             close = text.find(CALL_CLOSE, match.start())
-            parsed = parse_tool_calls(text[match.start(): close + len(CALL_CLOSE)]).tool_calls if close >= 0 else []
+            parsed = (
+                parse_tool_calls(text[match.start() : close + len(CALL_CLOSE)]).tool_calls
+                if close >= 0
+                else []
+            )
             first = parsed[0] if parsed else None  # None: cut off, or JSON that did not parse
             if not breaks_schema(dict(first) if first else None, schemas):
                 continue
@@ -183,30 +211,52 @@ class LocalChatModel(BaseChatModel):
             if self._lltok is None:
                 self._lltok = ll_tokenizer(self._tokenizer)
             try:
-                call, n_new = decode_call(self._model, self._tokenizer, self._lltok, prompt + head, schemas,
-                                          max(budget, 64))
-            except ValueError as exc:  # keep what the model wrote; the tool guardrail rejects it with a reason
+                call, n_new = decode_call(
+                    self._model, self._tokenizer, self._lltok, prompt + head, schemas, max(budget, 64)
+                )
+            except (
+                ValueError
+            ) as exc:  # keep what the model wrote; the tool guardrail rejects it with a reason
                 log.warning("constrained decoding failed: %s", exc)
                 return text, 0
             log.info("constrained decoding replaced a call that broke its schema: %s", call.get("name"))
             return head + json.dumps(call) + "\n" + CALL_CLOSE, n_new
         return text, 0
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         message = self._run(messages, kwargs.get("tools"), deadline=kwargs.get("deadline"))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         """Text tokens as they are generated (the part before any `<tool_call>`), then one last chunk with the
         tool calls and token counts. Generation runs in a thread; the chunks cross over through a queue."""
         pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
 
         def work() -> None:
             try:
-                pieces.put(("done", self._run(messages, kwargs.get("tools"), on_text=lambda p: pieces.put(("text", p)),
-                                              deadline=kwargs.get("deadline"))))
+                pieces.put(
+                    (
+                        "done",
+                        self._run(
+                            messages,
+                            kwargs.get("tools"),
+                            on_text=lambda p: pieces.put(("text", p)),
+                            deadline=kwargs.get("deadline"),
+                        ),
+                    )
+                )
             except BaseException as exc:
                 pieces.put(("error", exc))
 
@@ -225,16 +275,41 @@ class LocalChatModel(BaseChatModel):
                 yield chunk
         final: AIMessage = value
         content = final.content if isinstance(final.content, str) else ""
-        rest = content[len(visible.shown):] if content.startswith(visible.shown) else ""
-        yield ChatGenerationChunk(message=AIMessageChunk(
-            content=rest, usage_metadata=final.usage_metadata,
-            tool_call_chunks=[{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i,
-                               "type": "tool_call_chunk"} for i, c in enumerate(final.tool_calls)]
-            + [{"name": c.get("name"), "args": c.get("args"), "id": c.get("id"), "index": len(final.tool_calls) + i,
-                "type": "tool_call_chunk"} for i, c in enumerate(final.invalid_tool_calls)]))
+        rest = content[len(visible.shown) :] if content.startswith(visible.shown) else ""
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content=rest,
+                usage_metadata=final.usage_metadata,
+                tool_call_chunks=[
+                    {
+                        "name": c["name"],
+                        "args": json.dumps(c["args"]),
+                        "id": c["id"],
+                        "index": i,
+                        "type": "tool_call_chunk",
+                    }
+                    for i, c in enumerate(final.tool_calls)
+                ]
+                + [
+                    {
+                        "name": c.get("name"),
+                        "args": c.get("args"),
+                        "id": c.get("id"),
+                        "index": len(final.tool_calls) + i,
+                        "type": "tool_call_chunk",
+                    }
+                    for i, c in enumerate(final.invalid_tool_calls)
+                ],
+            )
+        )
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         # Generation is CPU-bound: run it off the event loop so streaming and timeouts keep working.
         return await asyncio.to_thread(self._generate, messages, stop, None, **kwargs)
 
@@ -251,8 +326,9 @@ class _PastDeadline:
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        return torch.full((input_ids.shape[0],), time.time() >= self.deadline, dtype=torch.bool,
-                          device=input_ids.device)
+        return torch.full(
+            (input_ids.shape[0],), time.time() >= self.deadline, dtype=torch.bool, device=input_ids.device
+        )
 
 
 class _VisibleText:
@@ -272,9 +348,11 @@ class _VisibleText:
             self.closed = True
             out = self.buffer[:at]
         else:
-            keep = next((k for k in range(len(CALL_OPEN) - 1, 0, -1) if self.buffer.endswith(CALL_OPEN[:k])), 0)
+            keep = next(
+                (k for k in range(len(CALL_OPEN) - 1, 0, -1) if self.buffer.endswith(CALL_OPEN[:k])), 0
+            )
             out = self.buffer[: len(self.buffer) - keep]
-        self.buffer = self.buffer[len(out):]
+        self.buffer = self.buffer[len(out) :]
         if not self.shown:
             out = out.lstrip()
         self.shown += out

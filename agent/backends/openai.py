@@ -19,7 +19,9 @@ from agent.configuration import AgentConfig
 
 def served_model(base_url: str, api_key: str = "EMPTY", timeout: float = 5.0) -> str:
     """The first model id the server lists (vLLM serves one; its id is the path or --served-model-name)."""
-    req = urllib.request.Request(base_url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {api_key}"})
+    req = urllib.request.Request(
+        base_url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {api_key}"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - a configured local URL
         data = json.load(resp)
     return str(data["data"][0]["id"])
@@ -90,8 +92,11 @@ async def constrained_arguments(model: Any, messages: Any, schema: dict[str, Any
     own ids as an enum): the second step when the planner already knows which tool it calls."""
     # Greedy, with room for the longest object the regex admits (a turn's own max_tokens can cut it off, and a
     # cut-off object is no JSON): the regex already bounds the length.
-    out = await model.bind(max_tokens=CONSTRAINED_MAX_TOKENS, temperature=0,
-                           extra_body={"structured_outputs": {"regex": arguments_regex(schema)}}).ainvoke(messages)
+    out = await model.bind(
+        max_tokens=CONSTRAINED_MAX_TOKENS,
+        temperature=0,
+        extra_body={"structured_outputs": {"regex": arguments_regex(schema)}},
+    ).ainvoke(messages)
     args = json.loads(out.content if isinstance(out.content, str) else json.dumps(out.content))
     if not isinstance(args, dict):
         raise ValueError("constrained decoding returned no JSON object")

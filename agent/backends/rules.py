@@ -62,9 +62,17 @@ def plan_call(question: str, available: set[str]) -> tuple[str, dict[str, Any]] 
     value = _MONEY.search(q)
     if "propose_change" in available:
         if ids["keyword"] and "bid" in q and value:
-            return "propose_change", {"action": "set_bid", "id": ids["keyword"][0], "value": float(value.group(1))}
+            return "propose_change", {
+                "action": "set_bid",
+                "id": ids["keyword"][0],
+                "value": float(value.group(1)),
+            }
         if ids["campaign"] and "budget" in q and value:
-            return "propose_change", {"action": "set_budget", "id": ids["campaign"][0], "value": float(value.group(1))}
+            return "propose_change", {
+                "action": "set_budget",
+                "id": ids["campaign"][0],
+                "value": float(value.group(1)),
+            }
         target = (ids["keyword"] or ids["campaign"] or [None])[0]
         if target and re.search(r"\b(pause|stop)\b", q):
             return "propose_change", {"action": "pause", "id": target}
@@ -87,12 +95,20 @@ def plan_call(question: str, available: set[str]) -> tuple[str, dict[str, Any]] 
     return None
 
 
-def follow_up(question: str, name: str, result: Any, available: set[str]) -> tuple[str, dict[str, Any]] | None:
+def follow_up(
+    question: str, name: str, result: Any, available: set[str]
+) -> tuple[str, dict[str, Any]] | None:
     """A second call that depends on the first result (a relative bid change needs the current bid)."""
     q = question.lower()
     pct = _PERCENT.search(q)
     ids = _ID["keyword"].findall(question)
-    if name != "performance" or not pct or not ids or "propose_change" not in available or not isinstance(result, dict):
+    if (
+        name != "performance"
+        or not pct
+        or not ids
+        or "propose_change" not in available
+        or not isinstance(result, dict)
+    ):
         return None
     row = next((r for r in result.get("rows", []) if r.get("id") == ids[0]), None)
     if not row or row.get("bid") is None:
@@ -116,26 +132,37 @@ def describe(name: str, result: Any) -> str:
             f"ad-attributed sales (ACoS {_pct(t['acos'])}, {t['orders']} orders from {t['clicks']} clicks)."
         ]
         for c in result.get("campaigns", [])[:5]:
-            capped = f"; budget ran out on {c['budget_capped_days']} days" if c.get("budget_capped_days") else ""
-            lines.append(f"- {c['name']} ({c['id']}): spend {_money(c['spend'])}, sales {_money(c['sales'])}, "
-                         f"ACoS {_pct(c['acos'])}, budget {_money(c['daily_budget'])}/day{capped}")
+            capped = (
+                f"; budget ran out on {c['budget_capped_days']} days" if c.get("budget_capped_days") else ""
+            )
+            lines.append(
+                f"- {c['name']} ({c['id']}): spend {_money(c['spend'])}, sales {_money(c['sales'])}, "
+                f"ACoS {_pct(c['acos'])}, budget {_money(c['daily_budget'])}/day{capped}"
+            )
         return "\n".join(lines)
     if name in ("performance", "search_terms"):
         rows = result.get("rows", [])
         if not rows:
             return "There is no activity to report for that selection and period."
-        head = f"Totals: spend {_money(result['totals']['spend'])}, sales {_money(result['totals']['sales'])}."
+        head = (
+            f"Totals: spend {_money(result['totals']['spend'])}, sales {_money(result['totals']['sales'])}."
+        )
         lines = [head]
         for r in rows[:5]:
             label = f"'{r['term']}'" if name == "search_terms" else f"{r.get('name', r['id'])} ({r['id']})"
             bid = f", bid {_money(r['bid'])}" if r.get("bid") is not None else ""
-            lines.append(f"- {label}: spend {_money(r['spend'])}, sales {_money(r['sales'])}, "
-                         f"{r['orders']} orders, ACoS {_pct(r['acos'])}{bid}")
+            lines.append(
+                f"- {label}: spend {_money(r['spend'])}, sales {_money(r['sales'])}, "
+                f"{r['orders']} orders, ACoS {_pct(r['acos'])}{bid}"
+            )
         if name == "search_terms":
             wasted = [r for r in rows if r["orders"] == 0 and r["spend"] > 0]
             if wasted:
-                lines.append("Terms with spend and no orders are candidates for negative keywords: "
-                             + ", ".join(f"'{r['term']}'" for r in wasted[:3]) + ".")
+                lines.append(
+                    "Terms with spend and no orders are candidates for negative keywords: "
+                    + ", ".join(f"'{r['term']}'" for r in wasted[:3])
+                    + "."
+                )
         return "\n".join(lines)
     return "Done."
 
@@ -167,11 +194,18 @@ class RulesChatModel(BaseChatModel):
             return AIMessage(content="Ask me about your campaigns, keywords, bids or budgets.")
         question = str(messages[last_user].content)
         results = [m for m in messages[last_user + 1 :] if isinstance(m, ToolMessage)]
-        calls = {c["id"]: c["name"] for m in messages[last_user + 1 :] if isinstance(m, AIMessage) for c in m.tool_calls}
+        calls = {
+            c["id"]: c["name"]
+            for m in messages[last_user + 1 :]
+            if isinstance(m, AIMessage)
+            for c in m.tool_calls
+        }
         if not results:
             call = plan_call(question, available)
             if call is None:
-                return AIMessage(content="I can answer questions about your account once my tools are available.")
+                return AIMessage(
+                    content="I can answer questions about your account once my tools are available."
+                )
             return _call(*call)
         last = results[-1]
         name = calls.get(last.tool_call_id, last.name or "")
@@ -182,5 +216,7 @@ class RulesChatModel(BaseChatModel):
 
 
 def _call(name: str, args: dict[str, Any]) -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:10]}",
-                                              "type": "tool_call"}])
+    return AIMessage(
+        content="",
+        tool_calls=[{"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:10]}", "type": "tool_call"}],
+    )

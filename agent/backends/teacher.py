@@ -27,36 +27,72 @@ _CMP = re.compile(r"\bcmp_\d+\b")
 _AG = re.compile(r"\bag_\d+\b")
 _EXP = re.compile(r"\bexp_[\d_]+\b")
 _ADV = re.compile(r"\badv_\d+\b")
-_MONEY = re.compile(r"(?:\$\s*(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:dollars|bucks|usd|a day|/day|per day|daily|a click)|"
-                    r"(?:to|at|=|of|be)\s+\$?(\d+(?:\.\d+)?))", re.I)
+_MONEY = re.compile(
+    r"(?:\$\s*(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:dollars|bucks|usd|a day|/day|per day|daily|a click)|"
+    r"(?:to|at|=|of|be)\s+\$?(\d+(?:\.\d+)?))",
+    re.I,
+)
 _PCT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent)", re.I)
 _FRACTION_WORDS = {"half": 0.5, "a third": 0.33, "a quarter": 0.25, "a fifth": 0.2, "a tenth": 0.1}
 _DOWN = re.compile(r"\b(cut|lower|reduce|drop|trim|decrease|less|down|take .* off|shave|slash)\b", re.I)
-_OFF_TOPIC = re.compile(r"\b(poem|joke|weather|recipe|song|horoscope|lottery|stock tips?|bitcoin|homework|essay|"
-                        r"translate|movie|football|vacation|girlfriend|boyfriend|wife|husband)\b", re.I)
-_HARMFUL = re.compile(r"\b(fake reviews?|click (on )?(my |our )?competitors?'? ads|click fraud|bot clicks|buy reviews|"
-                      r"mislead(ing)? claims?|fake discount|write (me )?(some |several )?reviews)\b", re.I)
+_OFF_TOPIC = re.compile(
+    r"\b(poem|joke|weather|recipe|song|horoscope|lottery|stock tips?|bitcoin|homework|essay|"
+    r"translate|movie|football|vacation|girlfriend|boyfriend|wife|husband)\b",
+    re.I,
+)
+_HARMFUL = re.compile(
+    r"\b(fake reviews?|click (on )?(my |our )?competitors?'? ads|click fraud|bot clicks|buy reviews|"
+    r"mislead(ing)? claims?|fake discount|write (me )?(some |several )?reviews)\b",
+    re.I,
+)
 
 RULES: list[tuple[IntentKind, re.Pattern[str]]] = [
     (IntentKind.GREETING, re.compile(r"^\W*(hi|hello|hey|what can you do|help)\W*$", re.I)),
-    (IntentKind.ADD_NEGATIVE, re.compile(r"\b(block|negative|exclude|stop showing)\b.*\b(search|term|for|on)\b", re.I)),
+    (
+        IntentKind.ADD_NEGATIVE,
+        re.compile(r"\b(block|negative|exclude|stop showing)\b.*\b(search|term|for|on)\b", re.I),
+    ),
     (IntentKind.NEGATIVE_IDEAS, re.compile(r"\bnegatives?\b|\bexclude\b|\bwasted? (spend|search)", re.I)),
     (IntentKind.ADD_KEYWORD, re.compile(r"\b(add|start targeting|bid on the term)\b.*\bkeyword\b", re.I)),
-    (IntentKind.KEYWORD_IDEAS, re.compile(r"\b(new|more|other|additional)\b.{0,15}\bkeywords?\b|keyword ideas", re.I)),
+    (
+        IntentKind.KEYWORD_IDEAS,
+        re.compile(r"\b(new|more|other|additional)\b.{0,15}\bkeywords?\b|keyword ideas", re.I),
+    ),
     (IntentKind.AB_TEST, re.compile(r"\b(significant|conclusive|a/b|ab test|winner|p-?value)\b", re.I)),
-    (IntentKind.EXPERIMENT_EFFECT, re.compile(r"\b(experiment|holdout|promo|coupon|incremental|lift|test)\b", re.I)),
-    (IntentKind.KPI_CHANGE, re.compile(r"\bwhy\b.{0,40}\b(acos|sales|orders|clicks|spend|roas|revenue)\b", re.I)),
+    (
+        IntentKind.EXPERIMENT_EFFECT,
+        re.compile(r"\b(experiment|holdout|promo|coupon|incremental|lift|test)\b", re.I),
+    ),
+    (
+        IntentKind.KPI_CHANGE,
+        re.compile(r"\bwhy\b.{0,40}\b(acos|sales|orders|clicks|spend|roas|revenue)\b", re.I),
+    ),
     (IntentKind.CUT_WORST, re.compile(r"\b(worst|highest) acos\b.*\b(budget|cut|trim|lower|reduce)", re.I)),
     (IntentKind.PAUSE, re.compile(r"\b(pause|stop|kill|turn off|shut off)\b", re.I)),
     (IntentKind.ENABLE, re.compile(r"\b(enable|resume|unpause|reactivate|turn (it )?back on)\b", re.I)),
-    (IntentKind.APPLY_BEST_BID, re.compile(r"\b(best|optimal|right|ideal|should)\b.{0,30}\bbid\b.*\b(set it|set that|"
-                                           r"apply it|line it up|put it in|queue)", re.I)),
+    (
+        IntentKind.APPLY_BEST_BID,
+        re.compile(
+            r"\b(best|optimal|right|ideal|should)\b.{0,30}\bbid\b.*\b(set it|set that|"
+            r"apply it|line it up|put it in|queue)",
+            re.I,
+        ),
+    ),
     (IntentKind.WHAT_IF_BID, re.compile(r"\b(what if|what happens|what would|simulate|try)\b.*\bbid", re.I)),
     (IntentKind.WHAT_IF_BUDGET, re.compile(r"\b(what if|what happens|what would|simulate|try)\b", re.I)),
-    (IntentKind.BID_LANDSCAPE, re.compile(r"\b(landscape|different bids|range of bids|several bids)\b", re.I)),
-    (IntentKind.BEST_BID, re.compile(r"\b(best|optimal|right|ideal|what should i|what do i)\b.{0,15}\bbid", re.I)),
+    (
+        IntentKind.BID_LANDSCAPE,
+        re.compile(r"\b(landscape|different bids|range of bids|several bids)\b", re.I),
+    ),
+    (
+        IntentKind.BEST_BID,
+        re.compile(r"\b(best|optimal|right|ideal|what should i|what do i)\b.{0,15}\bbid", re.I),
+    ),
     (IntentKind.ALLOCATE, re.compile(r"\b(split|divide|allocate|spread|distribute)\b", re.I)),
-    (IntentKind.BUDGET_CAPPED, re.compile(r"\b(run(s|ning)? out of budget|capped|budget.limited|out of budget)", re.I)),
+    (
+        IntentKind.BUDGET_CAPPED,
+        re.compile(r"\b(run(s|ning)? out of budget|capped|budget.limited|out of budget)", re.I),
+    ),
     (IntentKind.FIX_BUDGET, re.compile(r"\b(should|recommend|suggest|improve)\b.*\bbudgets?\b", re.I)),
     (IntentKind.FIX_ACOS, re.compile(r"\b(lower|reduce|cut|improve|fix|bring down)\b.*\bacos\b", re.I)),
     (IntentKind.SET_BID, re.compile(r"\bbid\b", re.I)),
@@ -94,8 +130,12 @@ def _relative(text: str) -> float | None:
 def _words_after(text: str, *markers: str) -> str | None:
     """The words after a marker ("bid on X", "the X campaign"), up to a value or a punctuation mark."""
     for marker in markers:
-        m = re.search(marker + r"\s+(?:my |the |our )?([a-z0-9][\w\s&+'-]{1,60}?)(?=\s+(?:to|at|by|from|for|campaign|"
-                      r"keyword|bid|budget|is|was|a day|\$)\b|[?.!,;]|$)", text, re.I)
+        m = re.search(
+            marker + r"\s+(?:my |the |our )?([a-z0-9][\w\s&+'-]{1,60}?)(?=\s+(?:to|at|by|from|for|campaign|"
+            r"keyword|bid|budget|is|was|a day|\$)\b|[?.!,;]|$)",
+            text,
+            re.I,
+        )
         if m:
             words = m.group(1).strip()
             if words and words.lower() not in {"it", "this", "that", "them", "my", "the"}:
@@ -136,31 +176,47 @@ def parse(messages: Sequence[dict[str, Any]], scope: str | None) -> Intent:
         return Intent(kind=IntentKind.REFUSE_OTHER_ACCOUNT, other_advertiser=others[0])
     verdict = check_input(text, scope=scope)
     if not verdict.allowed:
-        return Intent(kind={InputCategory.OFF_TOPIC: IntentKind.REFUSE_OFF_TOPIC,
-                            InputCategory.CROSS_ACCOUNT: IntentKind.REFUSE_OTHER_ACCOUNT}.get(
-            verdict.category, IntentKind.REFUSE_INJECTION))
+        return Intent(
+            kind={
+                InputCategory.OFF_TOPIC: IntentKind.REFUSE_OFF_TOPIC,
+                InputCategory.CROSS_ACCOUNT: IntentKind.REFUSE_OTHER_ACCOUNT,
+            }.get(verdict.category, IntentKind.REFUSE_INJECTION)
+        )
     if _HARMFUL.search(text):
         return Intent(kind=IntentKind.REFUSE_HARMFUL)
     if _OFF_TOPIC.search(text) and not about_advertising(text):
         return Intent(kind=IntentKind.REFUSE_OFF_TOPIC)
     kind = next((k for k, rx in RULES if rx.search(text)), IntentKind.OVERVIEW)
-    if kind in _NEEDS_VALUE and _value(text) is None and _relative(text) is None and kind in (IntentKind.SET_BID,
-                                                                                              IntentKind.SET_BUDGET):
+    if (
+        kind in _NEEDS_VALUE
+        and _value(text) is None
+        and _relative(text) is None
+        and kind in (IntentKind.SET_BID, IntentKind.SET_BUDGET)
+    ):
         kind = IntentKind.BEST_BID if kind == IntentKind.SET_BID else IntentKind.FIX_BUDGET
     fields: dict[str, Any] = {}
     kw, cmp, ag, exp = _KW.findall(text), _CMP.findall(text), _AG.findall(text), _EXP.findall(text)
     prev_id, _ = _previous_entity(messages[: last + 1])
     keyword = kw[0] if kw else _words_after(text, r"\bon", r"\bfor", r"\bkeyword")
     campaign = cmp[0] if cmp else _words_after(text, r"\bthe", r"\bmy", r"\bcampaign")
-    if kind in (IntentKind.WHAT_IF_BID, IntentKind.SET_BID, IntentKind.BEST_BID, IntentKind.BID_LANDSCAPE,
-                IntentKind.APPLY_BEST_BID):
+    if kind in (
+        IntentKind.WHAT_IF_BID,
+        IntentKind.SET_BID,
+        IntentKind.BEST_BID,
+        IntentKind.BID_LANDSCAPE,
+        IntentKind.APPLY_BEST_BID,
+    ):
         fields["keyword"] = keyword or prev_id
     if kind in (IntentKind.WHAT_IF_BUDGET, IntentKind.SET_BUDGET):
         fields["campaign"] = campaign or prev_id
     if kind in (IntentKind.EXPERIMENT_EFFECT, IntentKind.AB_TEST):
-        fields["experiment"] = exp[0] if exp else (text if re.search(r"\b(test|experiment|promo|holdout)\b", q) else prev_id)
+        fields["experiment"] = (
+            exp[0] if exp else (text if re.search(r"\b(test|experiment|promo|holdout)\b", q) else prev_id)
+        )
     if kind in (IntentKind.PAUSE, IntentKind.ENABLE):
-        entity = (kw or cmp or [None])[0] or _words_after(text, r"\b(?:pause|stop|kill|enable|resume)") or prev_id
+        entity = (
+            (kw or cmp or [None])[0] or _words_after(text, r"\b(?:pause|stop|kill|enable|resume)") or prev_id
+        )
         fields |= {"entity": entity, "entity_kind": EntityKind.KEYWORD if kw else EntityKind.CAMPAIGN}
     if kind in (IntentKind.ADD_NEGATIVE, IntentKind.ADD_KEYWORD):
         term = re.search(r"['\"]([^'\"]+)['\"]", text)
@@ -170,11 +226,15 @@ def parse(messages: Sequence[dict[str, Any]], scope: str | None) -> Intent:
         fields["ad_group"] = ag[0]
     if kind in _NEEDS_VALUE or kind == IntentKind.CUT_WORST:
         value, rel = _value(text), _relative(text)
-        fields |= {"value": value} if value is not None and kind != IntentKind.CUT_WORST else {"relative": rel}
+        fields |= (
+            {"value": value} if value is not None and kind != IntentKind.CUT_WORST else {"relative": rel}
+        )
     if kind == IntentKind.CUT_WORST and fields.get("relative") is None:
         fields["relative"] = -0.2
     if kind == IntentKind.KPI_CHANGE:
-        fields["kpi"] = next((Kpi(k) for k in ("acos", "roas", "sales", "orders", "clicks", "spend") if k in q), Kpi.SALES)
+        fields["kpi"] = next(
+            (Kpi(k) for k in ("acos", "roas", "sales", "orders", "clicks", "spend") if k in q), Kpi.SALES
+        )
     if kind in (IntentKind.CAMPAIGNS, IntentKind.KEYWORDS):
         fields["metric"] = next((Metric(m) for m in ("sales", "orders", "clicks", "acos") if m in q), None)
     if kind == IntentKind.BEST_BID and "acos" in q and (m := _PCT.search(text)):
@@ -209,14 +269,25 @@ class TeacherChatModel(BaseChatModel):
     def bind_tools(self, tools: Any, *, tool_choice: str | None = None, **kwargs: Any) -> Any:
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         thread = list(convert_to_openai_messages(messages))
         # The system prompt names the advertiser of this conversation; a model shared by many agents (the evals,
         # the server's pool) must not answer with the advertiser it was built for.
         scope = next((m for m in _ADV.findall(str(messages[0].content))), None) or self.advertiser_id
         decided = decide(thread, scope)
-        calls = [{"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"]), "id": c["id"],
-                  "type": "tool_call"} for c in decided.get("tool_calls") or []]
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=decided.get("content") or "",
-                                                                        tool_calls=calls))])
+        calls = [
+            {
+                "name": c["function"]["name"],
+                "args": json.loads(c["function"]["arguments"]),
+                "id": c["id"],
+                "type": "tool_call",
+            }
+            for c in decided.get("tool_calls") or []
+        ]
+        return ChatResult(
+            generations=[
+                ChatGeneration(message=AIMessage(content=decided.get("content") or "", tool_calls=calls))
+            ]
+        )

@@ -35,29 +35,71 @@ Rng = np.random.Generator
 
 # How often each kind of first turn is drawn (entity-heavy and advice intents more often).
 WEIGHTS: dict[IntentKind, float] = {
-    IntentKind.GREETING: 0.5, IntentKind.OVERVIEW: 1.0, IntentKind.CAMPAIGNS: 1.0, IntentKind.KEYWORDS: 1.0,
-    IntentKind.ENTITY_PERFORMANCE: 2.0, IntentKind.WORST_ACOS: 0.8, IntentKind.BUDGET_CAPPED: 0.8,
-    IntentKind.SEARCH_TERMS: 1.2, IntentKind.KPI_CHANGE: 1.5, IntentKind.WHAT_IF_BID: 2.5,
-    IntentKind.WHAT_IF_BUDGET: 2.0, IntentKind.BID_LANDSCAPE: 1.0, IntentKind.BEST_BID: 2.5, IntentKind.ALLOCATE: 1.2,
+    IntentKind.GREETING: 0.5,
+    IntentKind.OVERVIEW: 1.0,
+    IntentKind.CAMPAIGNS: 1.0,
+    IntentKind.KEYWORDS: 1.0,
+    IntentKind.ENTITY_PERFORMANCE: 2.0,
+    IntentKind.WORST_ACOS: 0.8,
+    IntentKind.BUDGET_CAPPED: 0.8,
+    IntentKind.SEARCH_TERMS: 1.2,
+    IntentKind.KPI_CHANGE: 1.5,
+    IntentKind.WHAT_IF_BID: 2.5,
+    IntentKind.WHAT_IF_BUDGET: 2.0,
+    IntentKind.BID_LANDSCAPE: 1.0,
+    IntentKind.BEST_BID: 2.5,
+    IntentKind.ALLOCATE: 1.2,
     IntentKind.APPLY_BEST_BID: 1.0,
-    IntentKind.FIX_ACOS: 1.0, IntentKind.FIX_BUDGET: 1.0, IntentKind.CUT_WORST: 1.0,
-    IntentKind.EXPERIMENT_EFFECT: 1.5, IntentKind.AB_TEST: 1.2, IntentKind.KEYWORD_IDEAS: 1.0,
-    IntentKind.NEGATIVE_IDEAS: 1.0, IntentKind.SET_BID: 2.0, IntentKind.SET_BUDGET: 2.0, IntentKind.PAUSE: 1.5,
-    IntentKind.ENABLE: 0.8, IntentKind.ADD_NEGATIVE: 1.2, IntentKind.ADD_KEYWORD: 1.0,
-    IntentKind.REFUSE_OFF_TOPIC: 0.8, IntentKind.REFUSE_HARMFUL: 0.6, IntentKind.REFUSE_OTHER_ACCOUNT: 0.6,
+    IntentKind.FIX_ACOS: 1.0,
+    IntentKind.FIX_BUDGET: 1.0,
+    IntentKind.CUT_WORST: 1.0,
+    IntentKind.EXPERIMENT_EFFECT: 1.5,
+    IntentKind.AB_TEST: 1.2,
+    IntentKind.KEYWORD_IDEAS: 1.0,
+    IntentKind.NEGATIVE_IDEAS: 1.0,
+    IntentKind.SET_BID: 2.0,
+    IntentKind.SET_BUDGET: 2.0,
+    IntentKind.PAUSE: 1.5,
+    IntentKind.ENABLE: 0.8,
+    IntentKind.ADD_NEGATIVE: 1.2,
+    IntentKind.ADD_KEYWORD: 1.0,
+    IntentKind.REFUSE_OFF_TOPIC: 0.8,
+    IntentKind.REFUSE_HARMFUL: 0.6,
+    IntentKind.REFUSE_OTHER_ACCOUNT: 0.6,
     IntentKind.REFUSE_INJECTION: 0.6,
 }
 PROPOSING = WRITE_INTENTS | {IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET, IntentKind.APPLY_BEST_BID}
 ENTITY_OF: dict[IntentKind, str] = {
-    IntentKind.WHAT_IF_BID: "keyword", IntentKind.SET_BID: "keyword", IntentKind.BEST_BID: "keyword",
+    IntentKind.WHAT_IF_BID: "keyword",
+    IntentKind.SET_BID: "keyword",
+    IntentKind.BEST_BID: "keyword",
     IntentKind.APPLY_BEST_BID: "keyword",
-    IntentKind.BID_LANDSCAPE: "keyword", IntentKind.WHAT_IF_BUDGET: "campaign", IntentKind.SET_BUDGET: "campaign",
-    IntentKind.EXPERIMENT_EFFECT: "experiment", IntentKind.AB_TEST: "experiment", IntentKind.KPI_CHANGE: "campaign",
-    IntentKind.KEYWORDS: "campaign", IntentKind.KEYWORD_IDEAS: "ad_group", IntentKind.NEGATIVE_IDEAS: "ad_group",
-    IntentKind.ADD_NEGATIVE: "ad_group", IntentKind.ADD_KEYWORD: "ad_group",
+    IntentKind.BID_LANDSCAPE: "keyword",
+    IntentKind.WHAT_IF_BUDGET: "campaign",
+    IntentKind.SET_BUDGET: "campaign",
+    IntentKind.EXPERIMENT_EFFECT: "experiment",
+    IntentKind.AB_TEST: "experiment",
+    IntentKind.KPI_CHANGE: "campaign",
+    IntentKind.KEYWORDS: "campaign",
+    IntentKind.KEYWORD_IDEAS: "ad_group",
+    IntentKind.NEGATIVE_IDEAS: "ad_group",
+    IntentKind.ADD_NEGATIVE: "ad_group",
+    IntentKind.ADD_KEYWORD: "ad_group",
 }
-JUNK_TERMS = ["refurbished", "used", "free", "diy", "replacement parts", "manual pdf", "repair", "cheap knockoff",
-              "wholesale", "rental", "broken", "recall"]
+JUNK_TERMS = [
+    "refurbished",
+    "used",
+    "free",
+    "diy",
+    "replacement parts",
+    "manual pdf",
+    "repair",
+    "cheap knockoff",
+    "wholesale",
+    "rental",
+    "broken",
+    "recall",
+]
 
 
 class Step(BaseModel):
@@ -73,7 +115,9 @@ class Turn(BaseModel):
     section: Section
     family: Family | None = None
     styles: list[str] = Field(default_factory=list, description="renderer styles of the slots")
-    decision: Literal["confirm", "reject"] | None = Field(None, description="a typed answer to a pending proposal")
+    decision: Literal["confirm", "reject"] | None = Field(
+        None, description="a typed answer to a pending proposal"
+    )
     steps: list[Step] = Field(default_factory=list)
 
 
@@ -104,9 +148,19 @@ async def account_context(call_tool: CallTool) -> dict[str, Any]:
         "campaigns": [c for c in overview["campaigns"]],
         "experiments": overview["experiments"],
         "ad_groups": groups.get("rows", []),
-        "keywords": [{"id": k["id"], "text": k["name"], "match_type": k.get("match_type") or "exact",
-                      "bid": k["bid"], "status": k.get("status"), "spend": k.get("spend") or 0.0,
-                      "campaign_id": k.get("campaign_id"), "shared_text": texts.count(k["name"]) > 1} for k in kws],
+        "keywords": [
+            {
+                "id": k["id"],
+                "text": k["name"],
+                "match_type": k.get("match_type") or "exact",
+                "bid": k["bid"],
+                "status": k.get("status"),
+                "spend": k.get("spend") or 0.0,
+                "campaign_id": k.get("campaign_id"),
+                "shared_text": texts.count(k["name"]) > 1,
+            }
+            for k in kws
+        ],
         "terms": terms.get("rows", []),
     }
 
@@ -124,7 +178,9 @@ def _pick(rng: Rng, items: list[Any], weights: list[float] | None = None) -> Any
 class Slots:
     """Fills one pattern's slots from the account: the text for each slot and the intent's values."""
 
-    def __init__(self, ctx: dict[str, Any], rng: Rng, heldout: bool, messy: bool, status: str | None = None) -> None:
+    def __init__(
+        self, ctx: dict[str, Any], rng: Rng, heldout: bool, messy: bool, status: str | None = None
+    ) -> None:
         self.ctx, self.rng, self.heldout, self.messy = ctx, rng, heldout, messy
         self.status = status  # pause picks enabled things, enable paused ones
         self.values: dict[str, Any] = {}
@@ -205,8 +261,14 @@ class Slots:
         if name in ("pct_up", "pct_down"):
             return self.pct(1 if name == "pct_up" else -1)
         if name == "total":
-            current = sum(float(c.get("daily_budget") or 0) for c in self.ctx["campaigns"] if c.get("status") == "enabled")
-            amount = float(max(10, round(current * float(self.rng.choice([0.7, 0.8, 1.0, 1.2, 1.5])) / 10) * 10))
+            current = sum(
+                float(c.get("daily_budget") or 0)
+                for c in self.ctx["campaigns"]
+                if c.get("status") == "enabled"
+            )
+            amount = float(
+                max(10, round(current * float(self.rng.choice([0.7, 0.8, 1.0, 1.2, 1.5])) / 10) * 10)
+            )
             self.values["total"] = amount
             return self._style(render.money(amount, self.rng, self.heldout))
         if name == "target_acos":
@@ -233,11 +295,17 @@ class Slots:
             return str(_pick(self.rng, words))
         if name == "term":
             wasted = [t["term"] for t in self.ctx["terms"] if t.get("orders") == 0 and t.get("spend", 0) > 0]
-            term = str(_pick(self.rng, wasted)) if wasted and self.rng.random() < 0.6 else str(_pick(self.rng, JUNK_TERMS))
+            term = (
+                str(_pick(self.rng, wasted))
+                if wasted and self.rng.random() < 0.6
+                else str(_pick(self.rng, JUNK_TERMS))
+            )
             self.values["term"] = term
             return term
         if name == "other_advertiser":
-            other, text, style = render.other_account_mention(str(self.ctx["advertiser"]["id"]), self.rng, self.heldout)
+            other, text, style = render.other_account_mention(
+                str(self.ctx["advertiser"]["id"]), self.rng, self.heldout
+            )
             self.values["other_advertiser"] = other
             self.styles.append(style)
             return text
@@ -262,9 +330,24 @@ def _intent(kind: IntentKind, values: dict[str, Any], fixed: dict[str, Any]) -> 
     v = {**values, **fixed}
     if "relative" in fixed:
         v.pop("value", None)
-    fields: dict[str, Any] = {k: v[k] for k in ("keyword", "campaign", "ad_group", "experiment", "value", "relative",
-                                                 "total", "target", "goal", "term", "last_days", "other_advertiser")
-                              if k in v}
+    fields: dict[str, Any] = {
+        k: v[k]
+        for k in (
+            "keyword",
+            "campaign",
+            "ad_group",
+            "experiment",
+            "value",
+            "relative",
+            "total",
+            "target",
+            "goal",
+            "term",
+            "last_days",
+            "other_advertiser",
+        )
+        if k in v
+    }
     if "kpi" in v:
         fields["kpi"] = Kpi(v["kpi"])
     if "metric" in v:
@@ -278,8 +361,15 @@ def _intent(kind: IntentKind, values: dict[str, Any], fixed: dict[str, Any]) -> 
     return Intent(kind=kind, **fields)
 
 
-def render_pattern(kind: IntentKind, section: Section, ctx: dict[str, Any], rng: Rng, heldout: bool,
-                   *, want_shared: bool = False) -> tuple[str, Intent, Family, list[str], Slots] | None:
+def render_pattern(
+    kind: IntentKind,
+    section: Section,
+    ctx: dict[str, Any],
+    rng: Rng,
+    heldout: bool,
+    *,
+    want_shared: bool = False,
+) -> tuple[str, Intent, Family, list[str], Slots] | None:
     """A message of `kind` from one of its patterns, with the intent it means."""
     options = [(f, p) for f, p in patterns(kind, section, heldout=heldout) if _usable(kind, p, ctx)]
     if not options:
@@ -315,7 +405,9 @@ async def _play(intent: Intent, call_tool: CallTool, scope: str) -> list[Step]:
     return steps
 
 
-def _resolved_entity(steps: list[Step], field_names: tuple[str, ...]) -> tuple[str | None, list[dict[str, Any]]]:
+def _resolved_entity(
+    steps: list[Step], field_names: tuple[str, ...]
+) -> tuple[str | None, list[dict[str, Any]]]:
     """The id the turn's first call resolved its entity to, and an ambiguity's candidates (if it had one)."""
     for s in steps:
         for call, result in zip(s.message.get("tool_calls") or [], s.results, strict=False):
@@ -335,8 +427,13 @@ def _resolved_entity(steps: list[Step], field_names: tuple[str, ...]) -> tuple[s
     return None, []
 
 
-_FIELDS = {"keyword": ("keyword_id", "id"), "campaign": ("campaign_id", "id"), "ad_group": ("ad_group_id", "id"),
-           "experiment": ("experiment_id",), "entity": ("id", "campaign_id", "keyword_id", "ad_group_id")}
+_FIELDS = {
+    "keyword": ("keyword_id", "id"),
+    "campaign": ("campaign_id", "id"),
+    "ad_group": ("ad_group_id", "id"),
+    "experiment": ("experiment_id",),
+    "entity": ("id", "campaign_id", "keyword_id", "ad_group_id"),
+}
 
 
 def _entity_slot(intent: Intent) -> str | None:
@@ -360,19 +457,32 @@ def _choice_words(candidate: dict[str, Any], rng: Rng) -> str:
     return str(_pick(rng, [candidate["name"], candidate["id"]]))
 
 
-async def write_dialogue(call_tool: CallTool, ctx: dict[str, Any], rng: Rng, *, heldout: bool, dialogue_id: str,
-                         max_turns: int = 3) -> Dialogue | None:
+async def write_dialogue(
+    call_tool: CallTool, ctx: dict[str, Any], rng: Rng, *, heldout: bool, dialogue_id: str, max_turns: int = 3
+) -> Dialogue | None:
     """One conversation of 1-3 turns (see the module docstring), played by the expert over the tools."""
     scope = str(ctx["advertiser"]["id"])
-    kinds = [k for k in WEIGHTS if k not in (IntentKind.EXPERIMENT_EFFECT, IntentKind.AB_TEST) or ctx["experiments"]]
+    kinds = [
+        k
+        for k in WEIGHTS
+        if k not in (IntentKind.EXPERIMENT_EFFECT, IntentKind.AB_TEST) or ctx["experiments"]
+    ]
     first_kind = _pick(rng, kinds, [WEIGHTS[k] for k in kinds])
     want_shared = rng.random() < 0.15  # a name two keywords share: the turn must end in a question back
     made = render_pattern(first_kind, Section.FIRST, ctx, rng, heldout, want_shared=want_shared)
     if made is None:
         return None
     text, intent, family, styles, _ = made
-    turns = [Turn(user=text, intent=intent, section=Section.FIRST, family=family, styles=styles,
-                  steps=await _play(intent, call_tool, scope))]
+    turns = [
+        Turn(
+            user=text,
+            intent=intent,
+            section=Section.FIRST,
+            family=family,
+            styles=styles,
+            steps=await _play(intent, call_tool, scope),
+        )
+    ]
     n_turns = 1 + int(rng.choice([0, 1, 2], p=[0.55, 0.33, 0.12]))
     while len(turns) < min(n_turns, max_turns) and turns[-1].decision is None:
         nxt = await _next_turn(turns[-1], call_tool, ctx, rng, heldout, scope)
@@ -395,9 +505,18 @@ def _proposed(turn: Turn) -> bool:
     return bool(turn.steps) and "Proposed:" in str(turn.steps[-1].message.get("content") or "")
 
 
-async def _turn(kind: IntentKind, section: Section, ctx: dict[str, Any], rng: Rng, heldout: bool, scope: str,
-                call_tool: CallTool, base: Intent | None = None, slot: str | None = None,
-                entity: str | None = None) -> Turn | None:
+async def _turn(
+    kind: IntentKind,
+    section: Section,
+    ctx: dict[str, Any],
+    rng: Rng,
+    heldout: bool,
+    scope: str,
+    call_tool: CallTool,
+    base: Intent | None = None,
+    slot: str | None = None,
+    entity: str | None = None,
+) -> Turn | None:
     """A turn from one of `kind`'s patterns; with `base`, the earlier turn's intent supplies what the words
     leave out (its entity as the id it resolved to)."""
     made = render_pattern(kind, section, ctx, rng, heldout)
@@ -413,21 +532,37 @@ async def _turn(kind: IntentKind, section: Section, ctx: dict[str, Any], rng: Rn
             fields["relative"] = None
         target_slot = slot
         if kind != base.kind:  # acting on the entity with another intent: only its entity carries over
-            target_slot = "entity" if kind in (IntentKind.PAUSE, IntentKind.ENABLE) else ENTITY_OF.get(kind, slot)
-            base = Intent(kind=kind, entity_kind=EntityKind.KEYWORD if target_slot == "entity" else None,
-                          value=None if "value" in fields or "relative" in fields else base.value,
-                          relative=None if "value" in fields or "relative" in fields else base.relative)
+            target_slot = (
+                "entity" if kind in (IntentKind.PAUSE, IntentKind.ENABLE) else ENTITY_OF.get(kind, slot)
+            )
+            base = Intent(
+                kind=kind,
+                entity_kind=EntityKind.KEYWORD if target_slot == "entity" else None,
+                value=None if "value" in fields or "relative" in fields else base.value,
+                relative=None if "value" in fields or "relative" in fields else base.relative,
+            )
         intent = base.model_copy(update={**fields, "kind": kind})
         if entity is not None:
             intent = _with_entity(intent, target_slot, entity)
-        if intent.kind in (IntentKind.SET_BID, IntentKind.SET_BUDGET) and intent.value is None and intent.relative is None:
+        if (
+            intent.kind in (IntentKind.SET_BID, IntentKind.SET_BUDGET)
+            and intent.value is None
+            and intent.relative is None
+        ):
             return None
-    return Turn(user=text, intent=intent, section=section, family=family, styles=styles,
-                steps=await _play(intent, call_tool, scope))
+    return Turn(
+        user=text,
+        intent=intent,
+        section=section,
+        family=family,
+        styles=styles,
+        steps=await _play(intent, call_tool, scope),
+    )
 
 
-async def _next_turn(prev: Turn, call_tool: CallTool, ctx: dict[str, Any], rng: Rng, heldout: bool,
-                     scope: str) -> Turn | None:
+async def _next_turn(
+    prev: Turn, call_tool: CallTool, ctx: dict[str, Any], rng: Rng, heldout: bool, scope: str
+) -> Turn | None:
     slot = _entity_slot(prev.intent)
     resolved, candidates = _resolved_entity(prev.steps, _FIELDS.get(slot or "", ())) if slot else (None, [])
     if candidates and slot:  # the agent asked which one: the user picks
@@ -437,42 +572,93 @@ async def _next_turn(prev: Turn, call_tool: CallTool, ctx: dict[str, Any], rng: 
             return None
         family, pattern = _pick(rng, options)
         intent = _with_entity(prev.intent, slot, chosen["id"])
-        return Turn(user=pattern.text.format(choice=_choice_words(chosen, rng)), intent=intent, section=Section.FIRST,
-                    family=family, steps=await _play(intent, call_tool, scope))
+        return Turn(
+            user=pattern.text.format(choice=_choice_words(chosen, rng)),
+            intent=intent,
+            section=Section.FIRST,
+            family=family,
+            steps=await _play(intent, call_tool, scope),
+        )
     if _proposed(prev) and rng.random() < 0.75:  # a typed yes / no to the proposal waiting for it
         kind = IntentKind.CONFIRM if rng.random() < 0.6 else IntentKind.REJECT
         made = render_pattern(kind, Section.FIRST, ctx, rng, heldout)
         if made is None:
             return None
         text, intent, family, styles, _ = made
-        return Turn(user=text, intent=intent, section=Section.FIRST, family=family, styles=styles,
-                    decision="confirm" if kind == IntentKind.CONFIRM else "reject")
+        return Turn(
+            user=text,
+            intent=intent,
+            section=Section.FIRST,
+            family=family,
+            styles=styles,
+            decision="confirm" if kind == IntentKind.CONFIRM else "reject",
+        )
     r = rng.random()
     if slot and resolved and not _proposed(prev):
         act = ACT_ON.get(prev.intent.kind, [])
         if act and r < 0.3:
-            turn = await _turn(_pick(rng, act), Section.FOLLOWUP, ctx, rng, heldout, scope, call_tool, prev.intent,
-                               slot, resolved)
+            turn = await _turn(
+                _pick(rng, act),
+                Section.FOLLOWUP,
+                ctx,
+                rng,
+                heldout,
+                scope,
+                call_tool,
+                prev.intent,
+                slot,
+                resolved,
+            )
             if turn is not None:
                 return turn
         elif r < 0.5:
-            turn = await _turn(prev.intent.kind, Section.FOLLOWUP, ctx, rng, heldout, scope, call_tool, prev.intent,
-                               slot, resolved)
+            turn = await _turn(
+                prev.intent.kind,
+                Section.FOLLOWUP,
+                ctx,
+                rng,
+                heldout,
+                scope,
+                call_tool,
+                prev.intent,
+                slot,
+                resolved,
+            )
             if turn is not None:
                 return turn
     if slot and r < 0.75 and not prev.intent.writes:  # the same question about another entity
         made = render_pattern(prev.intent.kind, Section.SWITCH, ctx, rng, heldout)
         if made is not None:
             text, new, family, styles, _ = made
-            kind_slot = slot if slot != "entity" else (new.entity_kind.value if new.entity_kind else "campaign")
+            kind_slot = (
+                slot if slot != "entity" else (new.entity_kind.value if new.entity_kind else "campaign")
+            )
             words = getattr(new, kind_slot, None) or new.entity
             if words:
                 intent = _with_entity(prev.intent, slot, words)
                 if slot == "entity" and new.entity_kind is not None:
-                    intent = intent.model_copy(update={"entity_kind": new.entity_kind, "keyword": None, "campaign": None,
-                                                       "ad_group": None, new.entity_kind.value: words})
-                return Turn(user=text, intent=intent, section=Section.SWITCH, family=family, styles=styles,
-                            steps=await _play(intent, call_tool, scope))
-    kinds = [k for k in WEIGHTS if k not in (IntentKind.EXPERIMENT_EFFECT, IntentKind.AB_TEST) or ctx["experiments"]]
-    return await _turn(_pick(rng, kinds, [WEIGHTS[k] for k in kinds]), Section.FIRST, ctx, rng, heldout, scope,
-                       call_tool)
+                    intent = intent.model_copy(
+                        update={
+                            "entity_kind": new.entity_kind,
+                            "keyword": None,
+                            "campaign": None,
+                            "ad_group": None,
+                            new.entity_kind.value: words,
+                        }
+                    )
+                return Turn(
+                    user=text,
+                    intent=intent,
+                    section=Section.SWITCH,
+                    family=family,
+                    styles=styles,
+                    steps=await _play(intent, call_tool, scope),
+                )
+    kinds = [
+        k
+        for k in WEIGHTS
+        if k not in (IntentKind.EXPERIMENT_EFFECT, IntentKind.AB_TEST) or ctx["experiments"]
+    ]
+    return await _turn(
+        _pick(rng, kinds, [WEIGHTS[k] for k in kinds]), Section.FIRST, ctx, rng, heldout, scope, call_tool
+    )

@@ -54,20 +54,28 @@ SLOTS: dict[IntentKind, dict[str, Any]] = {
     IntentKind.OVERVIEW: {"allowed": ["period"], "required": [[]]},
     IntentKind.CAMPAIGNS: {"allowed": ["metric", "period"], "required": [[]]},
     IntentKind.KEYWORDS: {"allowed": ["metric", "campaign", "period"], "required": [[]]},
-    IntentKind.ENTITY_PERFORMANCE: {"allowed": ["keyword", "campaign", "ad_group", "period"],
-                                    "required": [["keyword"], ["campaign"], ["ad_group"]]},
+    IntentKind.ENTITY_PERFORMANCE: {
+        "allowed": ["keyword", "campaign", "ad_group", "period"],
+        "required": [["keyword"], ["campaign"], ["ad_group"]],
+    },
     IntentKind.WORST_ACOS: {"allowed": ["period"], "required": [[]]},
     IntentKind.BUDGET_CAPPED: {"allowed": ["period"], "required": [[]]},
     IntentKind.SEARCH_TERMS: {"allowed": ["keyword", "campaign", "ad_group", "period"], "required": [[]]},
     IntentKind.KPI_CHANGE: {"allowed": ["kpi", "campaign"], "required": [["kpi"]]},
-    IntentKind.WHAT_IF_BID: {"allowed": ["keyword", "value", "pct_up", "pct_down"],
-                             "required": [["keyword", "value"], ["keyword", "pct_up"], ["keyword", "pct_down"]]},
-    IntentKind.WHAT_IF_BUDGET: {"allowed": ["campaign", "value", "pct_up", "pct_down"],
-                                "required": [["campaign", "value"], ["campaign", "pct_up"],
-                                             ["campaign", "pct_down"]]},
+    IntentKind.WHAT_IF_BID: {
+        "allowed": ["keyword", "value", "pct_up", "pct_down"],
+        "required": [["keyword", "value"], ["keyword", "pct_up"], ["keyword", "pct_down"]],
+    },
+    IntentKind.WHAT_IF_BUDGET: {
+        "allowed": ["campaign", "value", "pct_up", "pct_down"],
+        "required": [["campaign", "value"], ["campaign", "pct_up"], ["campaign", "pct_down"]],
+    },
     IntentKind.BID_LANDSCAPE: {"allowed": ["keyword"], "required": [["keyword"]]},
     IntentKind.BEST_BID: {"allowed": ["keyword", "target_acos", "target_roas"], "required": [["keyword"]]},
-    IntentKind.APPLY_BEST_BID: {"allowed": ["keyword", "target_acos", "target_roas"], "required": [["keyword"]]},
+    IntentKind.APPLY_BEST_BID: {
+        "allowed": ["keyword", "target_acos", "target_roas"],
+        "required": [["keyword"]],
+    },
     IntentKind.ALLOCATE: {"allowed": ["total"], "required": [[]]},
     IntentKind.FIX_ACOS: {"allowed": [], "required": [[]]},
     IntentKind.FIX_BUDGET: {"allowed": [], "required": [[]]},
@@ -76,10 +84,14 @@ SLOTS: dict[IntentKind, dict[str, Any]] = {
     IntentKind.AB_TEST: {"allowed": ["experiment"], "required": [["experiment"]]},
     IntentKind.KEYWORD_IDEAS: {"allowed": ["ad_group"], "required": [[]]},
     IntentKind.NEGATIVE_IDEAS: {"allowed": ["ad_group"], "required": [[]]},
-    IntentKind.SET_BID: {"allowed": ["keyword", "value", "pct_up", "pct_down"],
-                         "required": [["keyword", "value"], ["keyword", "pct_up"], ["keyword", "pct_down"]]},
-    IntentKind.SET_BUDGET: {"allowed": ["campaign", "value", "pct_up", "pct_down"],
-                            "required": [["campaign", "value"], ["campaign", "pct_up"], ["campaign", "pct_down"]]},
+    IntentKind.SET_BID: {
+        "allowed": ["keyword", "value", "pct_up", "pct_down"],
+        "required": [["keyword", "value"], ["keyword", "pct_up"], ["keyword", "pct_down"]],
+    },
+    IntentKind.SET_BUDGET: {
+        "allowed": ["campaign", "value", "pct_up", "pct_down"],
+        "required": [["campaign", "value"], ["campaign", "pct_up"], ["campaign", "pct_down"]],
+    },
     IntentKind.PAUSE: {"allowed": ["keyword", "campaign"], "required": [["keyword"], ["campaign"]]},
     IntentKind.ENABLE: {"allowed": ["keyword", "campaign"], "required": [["keyword"], ["campaign"]]},
     IntentKind.ADD_NEGATIVE: {"allowed": ["term", "ad_group"], "required": [["term", "ad_group"]]},
@@ -89,7 +101,10 @@ SLOTS: dict[IntentKind, dict[str, Any]] = {
     IntentKind.CHOOSE: {"allowed": ["choice"], "required": [["choice"]]},
     IntentKind.REFUSE_OFF_TOPIC: {"allowed": [], "required": [[]]},
     IntentKind.REFUSE_HARMFUL: {"allowed": [], "required": [[]]},
-    IntentKind.REFUSE_OTHER_ACCOUNT: {"allowed": ["other_advertiser"], "required": [["other_advertiser"], []]},
+    IntentKind.REFUSE_OTHER_ACCOUNT: {
+        "allowed": ["other_advertiser"],
+        "required": [["other_advertiser"], []],
+    },
     IntentKind.REFUSE_INJECTION: {"allowed": [], "required": [[]]},
 }
 ENTITY_SLOTS = frozenset({"keyword", "campaign", "ad_group", "experiment"})
@@ -130,7 +145,11 @@ class PhrasingSet(BaseModel):
         if total < MIN_PATTERNS:
             problems.append(f"first: {total} patterns, at least {MIN_PATTERNS} needed")
         seen: set[str] = set()
-        for section, families in (("first", self.first), ("followup", self.followup), ("switch", self.switch)):
+        for section, families in (
+            ("first", self.first),
+            ("followup", self.followup),
+            ("switch", self.switch),
+        ):
             for family, patterns in families.items():
                 for p in patterns:
                     where = f"{section}.{family.value}: {p.text!r}"
@@ -140,7 +159,9 @@ class PhrasingSet(BaseModel):
                     seen.add(key)
                     unknown = sorted(p.slots - allowed)
                     if unknown:
-                        problems.append(f"{where} uses slots {unknown}; {self.intent.value} allows {sorted(allowed)}")
+                        problems.append(
+                            f"{where} uses slots {unknown}; {self.intent.value} allows {sorted(allowed)}"
+                        )
                     bad_set = sorted(set(p.set) - set(SETTABLE))
                     if bad_set:
                         problems.append(f"{where} sets {bad_set}; settable: {sorted(SETTABLE)}")
@@ -150,11 +171,15 @@ class PhrasingSet(BaseModel):
                     if section == "first" and not any(set(req) <= present for req in spec["required"]):
                         problems.append(f"{where} lacks the required slots (one of {spec['required']})")
                     if section == "followup" and p.slots & ENTITY_SLOTS:
-                        problems.append(f"{where}: a follow-up leaves the entity out (it comes from the thread)")
+                        problems.append(
+                            f"{where}: a follow-up leaves the entity out (it comes from the thread)"
+                        )
                     if section == "switch" and (len(p.slots & ENTITY_SLOTS) != 1 or p.slots - ENTITY_SLOTS):
                         problems.append(f"{where}: a switch names exactly one entity slot and nothing else")
         if problems:
-            raise ValueError("; ".join(problems[:8]) + (f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""))
+            raise ValueError(
+                "; ".join(problems[:8]) + (f" (and {len(problems) - 8} more)" if len(problems) > 8 else "")
+            )
         return self
 
 

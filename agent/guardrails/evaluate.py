@@ -40,10 +40,15 @@ def _scores(name: str, rows: list[tuple[bool, bool, bool, str]]) -> Scores:
     fn = sum(e and not p for e, p, _, _ in rows)
     neg = sum(not e for e, _, _, _ in rows)
     return Scores(
-        guardrail=name, cases=len(rows), positives=tp + fn, negatives=neg,
-        precision=tp / (tp + fp) if tp + fp else 1.0, recall=tp / (tp + fn) if tp + fn else 1.0,
+        guardrail=name,
+        cases=len(rows),
+        positives=tp + fn,
+        negatives=neg,
+        precision=tp / (tp + fp) if tp + fp else 1.0,
+        recall=tp / (tp + fn) if tp + fn else 1.0,
         false_positive_rate=fp / neg if neg else 0.0,
-        exact=sum(x for _, _, x, _ in rows) / len(rows), mismatches=[label for _, _, x, label in rows if not x],
+        exact=sum(x for _, _, x, _ in rows) / len(rows),
+        mismatches=[label for _, _, x, label in rows if not x],
     )
 
 
@@ -63,7 +68,12 @@ def intent_case(row: dict[str, Any], screen: bool) -> tuple[bool, bool, bool, st
     from agent.guardrails.input import check_input
 
     check = check_input(row["text"], scope="adv_0001", screen=screen)
-    return row["label"] != "ok", not check.allowed, check.category == row["label"], f"{row['text'][:60]!r}: {check.category}"
+    return (
+        row["label"] != "ok",
+        not check.allowed,
+        check.category == row["label"],
+        f"{row['text'][:60]!r}: {check.category}",
+    )
 
 
 def pii_case(row: dict[str, Any]) -> tuple[bool, bool, bool, str]:
@@ -80,17 +90,32 @@ def tool_args_case(row: dict[str, Any], fixture: dict[str, Any]) -> tuple[bool, 
         check = check_change(ProposedChange(**row["change"]))
         label = str(row["change"])
     else:
-        scope = Scope(advertiser_id=fixture["scope"]["advertiser_id"], known_ids=frozenset(fixture["scope"]["known_ids"]))
-        check = check_tool_args(row["tool"], row["args"], schema=fixture["tools"].get(row["tool"]), scope=scope)
+        scope = Scope(
+            advertiser_id=fixture["scope"]["advertiser_id"],
+            known_ids=frozenset(fixture["scope"]["known_ids"]),
+        )
+        check = check_tool_args(
+            row["tool"], row["args"], schema=fixture["tools"].get(row["tool"]), scope=scope
+        )
         label = f"{row['tool']}({row['args']})"
-    return row["expect"] != "ok", check.verdict != Verdict.OK, check.verdict == row["expect"], f"{label}: {check.verdict}"
+    return (
+        row["expect"] != "ok",
+        check.verdict != Verdict.OK,
+        check.verdict == row["expect"],
+        f"{label}: {check.verdict}",
+    )
 
 
 def output_case(row: dict[str, Any]) -> tuple[bool, bool, bool, str]:
     from agent.guardrails.output import check_output
 
     check = check_output(row["answer"], row["tool_results"], row.get("user", []))
-    return row["expect"] != "pass", not check.ok, check.action == row["expect"], f"{row['answer'][:60]!r}: {check.action}"
+    return (
+        row["expect"] != "pass",
+        not check.ok,
+        check.action == row["expect"],
+        f"{row['answer'][:60]!r}: {check.action}",
+    )
 
 
 def fabrication_pass_rate(seed: int = 0, n: int = 300) -> dict[str, float]:
@@ -100,15 +125,25 @@ def fabrication_pass_rate(seed: int = 0, n: int = 300) -> dict[str, float]:
 
     rng = np.random.default_rng(seed)
     rows = [
-        {"date": f"2026-06-{d + 1:02d}", "impressions": int(rng.integers(500, 5000)),
-         "clicks": int(rng.integers(10, 200)), "spend": round(float(rng.uniform(20, 300)), 2),
-         "orders": int(rng.integers(0, 20)), "sales": round(float(rng.uniform(0, 900)), 2)}
+        {
+            "date": f"2026-06-{d + 1:02d}",
+            "impressions": int(rng.integers(500, 5000)),
+            "clicks": int(rng.integers(10, 200)),
+            "spend": round(float(rng.uniform(20, 300)), 2),
+            "orders": int(rng.integers(0, 20)),
+            "sales": round(float(rng.uniform(0, 900)), 2),
+        }
         for d in range(30)
     ]
     sources = source_numbers([json.dumps({"rows": rows})])
     out = {}
-    for fmt, lo, hi in [("${:,.2f}", 1, 5000), ("${:,.0f}", 11, 5000), ("{:,.0f} clicks", 11, 5000),
-                        ("{:.1f}%", 1, 99), ("{:.0f}%", 1, 99)]:
+    for fmt, lo, hi in [
+        ("${:,.2f}", 1, 5000),
+        ("${:,.0f}", 11, 5000),
+        ("{:,.0f} clicks", 11, 5000),
+        ("{:.1f}%", 1, 99),
+        ("{:.0f}%", 1, 99),
+    ]:
         hits = 0
         for _ in range(n):
             mention = extract_numbers(fmt.format(rng.uniform(lo, hi)))[0]
@@ -130,16 +165,22 @@ def evaluate_all() -> list[Scores]:
             _scores(f"output/{label}", [output_case(r) for r in load(f"output{suffix}.jsonl")]),
         ]
     out.append(_scores("tool_args/dev", [tool_args_case(r, fixture) for r in load("tool_args.jsonl")]))
-    intents = load("intent_holdout.jsonl")  # attacks and benign look-alikes of phrasing families never trained on
-    out += [_scores("intent/rules", [intent_case(r, False) for r in intents]),
-            _scores("intent/+screen", [intent_case(r, True) for r in intents])]
+    intents = load(
+        "intent_holdout.jsonl"
+    )  # attacks and benign look-alikes of phrasing families never trained on
+    out += [
+        _scores("intent/rules", [intent_case(r, False) for r in intents]),
+        _scores("intent/+screen", [intent_case(r, True) for r in intents]),
+    ]
     return out
 
 
 if __name__ == "__main__":
     for s in evaluate_all():
-        print(f"{s.guardrail:16s} n={s.cases:3d} (+{s.positives}/-{s.negatives})  precision={s.precision:.3f} "
-              f"recall={s.recall:.3f}  FPR(benign)={s.false_positive_rate:.3f}  exact={s.exact:.3f}")
+        print(
+            f"{s.guardrail:16s} n={s.cases:3d} (+{s.positives}/-{s.negatives})  precision={s.precision:.3f} "
+            f"recall={s.recall:.3f}  FPR(benign)={s.false_positive_rate:.3f}  exact={s.exact:.3f}"
+        )
         for m in s.mismatches:
             print("   mismatch:", m)
     print("grounding: share of fabricated numbers accepted over a 30-day report:", fabrication_pass_rate())

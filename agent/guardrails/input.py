@@ -107,6 +107,7 @@ _DOMAIN = re.compile(
     re.IGNORECASE,
 )
 
+
 def about_advertising(text: str) -> bool:
     """Whether a message uses the advertising vocabulary (then it is on topic, whatever else it says)."""
     return bool(_DOMAIN.search(normalize_for_screening(text)))
@@ -171,7 +172,9 @@ def _recognizers() -> list[Any]:
         UsSsnRecognizer,
     )
 
-    offline_tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)  # bundled suffix list, no network
+    offline_tld = tldextract.TLDExtract(
+        suffix_list_urls=(), cache_dir=None
+    )  # bundled suffix list, no network
 
     class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
         def validate_result(self, pattern_text: str) -> bool:
@@ -223,7 +226,10 @@ def redact_pii(text: str) -> tuple[str, list[Redaction]]:
 
 
 # Cyrillic and Greek letters that look like Latin ones: "аdv_0002" with a Cyrillic "а" must not slip past.
-_CONFUSABLES = str.maketrans("аеорсухкмтвнАЕОРСУХКМТВНіІјЈѕЅԁαοερτυνκΑΕΟΡΤΥΝΚΒΗΙΖΜ", "aeopcyxkmtbhAEOPCYXKMTBHiIjJsSdaoeptuvkAEOPTYNKBHIZM")
+_CONFUSABLES = str.maketrans(
+    "аеорсухкмтвнАЕОРСУХКМТВНіІјЈѕЅԁαοερτυνκΑΕΟΡΤΥΝΚΒΗΙΖΜ",
+    "aeopcyxkmtbhAEOPCYXKMTBHiIjJsSdaoeptuvkAEOPTYNKBHIZM",
+)
 
 
 def normalize_for_screening(text: str) -> str:
@@ -234,8 +240,9 @@ def normalize_for_screening(text: str) -> str:
     return folded.translate(_CONFUSABLES)
 
 
-def check_input(text: str, *, scope: str | None = None, max_chars: int = MAX_INPUT_CHARS,
-                screen: bool = False) -> InputCheck:
+def check_input(
+    text: str, *, scope: str | None = None, max_chars: int = MAX_INPUT_CHARS, screen: bool = False
+) -> InputCheck:
     """Screen one user message. `scope` is the caller's advertiser id (from auth/config, never the message). The
     rules run first; with `screen`, what they let through is judged by the intent screen (agent/guardrails/intent.py).
     It is off by default: on held-out phrasing families it refuses more benign look-alikes than the rules' budget
@@ -243,7 +250,10 @@ def check_input(text: str, *, scope: str | None = None, max_chars: int = MAX_INP
 
     def refuse(category: InputCategory, matched: str = "", **fmt: Any) -> InputCheck:
         return InputCheck(
-            allowed=False, category=category, text="", matched=matched,
+            allowed=False,
+            category=category,
+            text="",
+            matched=matched,
             message=_REFUSALS[category].format(**fmt),
         )
 
@@ -271,6 +281,8 @@ def check_input(text: str, *, scope: str | None = None, max_chars: int = MAX_INP
         judged = shipped_screen()
         label, attack = judged.judge(probe) if judged is not None else (OK, 0.0)
         if label != OK:
-            return refuse(InputCategory(label), f"intent screen: {label} {attack:.2f}", scope=scope or "your account")
+            return refuse(
+                InputCategory(label), f"intent screen: {label} {attack:.2f}", scope=scope or "your account"
+            )
     redacted, spans = redact_pii(stripped)
     return InputCheck(allowed=True, category=InputCategory.OK, text=redacted, redactions=spans)

@@ -24,7 +24,9 @@ OK = "ok"
 
 
 class IntentScreen(BaseModel):
-    classes: list[str] = Field(description="labels in the order of the rows of coef ('ok' and the attack kinds)")
+    classes: list[str] = Field(
+        description="labels in the order of the rows of coef ('ok' and the attack kinds)"
+    )
     coef: list[list[float]]
     intercept: list[float]
     threshold: float = Field(ge=0, le=1, description="the attack classes' total probability that refuses")

@@ -68,13 +68,17 @@ _EXEMPT = [
     re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?\b"),  # ISO dates/times
     re.compile(rf"\b{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?\b", re.IGNORECASE),
     re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTHS}(?:\s+\d{{4}})?\b", re.IGNORECASE),
-    re.compile(r"\b(?:last|past|next|previous|over|for|within|in)\s+(?:the\s+)?\d{1,3}\s+(?:days?|weeks?|months?)\b",
-               re.IGNORECASE),
+    re.compile(
+        r"\b(?:last|past|next|previous|over|for|within|in)\s+(?:the\s+)?\d{1,3}\s+(?:days?|weeks?|months?)\b",
+        re.IGNORECASE,
+    ),
     re.compile(r"\b\d{1,3}(?:-day|-week|-month)\b", re.IGNORECASE),
     re.compile(r"\b(?:19|20)\d{2}\b(?![.,]\d)"),  # years
     re.compile(r"(?m)^\s*\d{1,2}[.)]\s"),  # list markers
     re.compile(r"\b[A-Za-z]+_[A-Za-z0-9_]*\d[A-Za-z0-9_]*\b"),  # ids: kw_0000012, cmp_00003
-    re.compile(r"\b\d{1,3}\s*%\s+(?:confidence|credible|prediction)?\s*interval", re.IGNORECASE),  # "90% interval"
+    re.compile(
+        r"\b\d{1,3}\s*%\s+(?:confidence|credible|prediction)?\s*interval", re.IGNORECASE
+    ),  # "90% interval"
 ]
 # A number as written: optional sign and currency, digits with thousands separators, decimals, a k/m
 # suffix or a percent sign.
@@ -121,7 +125,9 @@ def extract_numbers(text: str) -> list[NumberMention]:
         if not percent and not m.group("cur") and decimals == 0 and abs(value) <= FREE_INTEGER_MAX:
             continue  # small counts: "3 keywords", "top 5"
         out.append(
-            NumberMention(raw=m.group(0).strip(), value=value, tolerance=tolerance, percent=percent, start=m.start())
+            NumberMention(
+                raw=m.group(0).strip(), value=value, tolerance=tolerance, percent=percent, start=m.start()
+            )
         )
     return out
 
@@ -138,11 +144,20 @@ _ROLES = {
     "impressions": re.compile(r"impressions", re.IGNORECASE),
     "orders": re.compile(r"orders|conversions|purchases", re.IGNORECASE),
 }
-_KPI_RATIOS = [("spend", "sales"), ("sales", "spend"), ("spend", "clicks"), ("clicks", "impressions"),
-               ("orders", "clicks"), ("sales", "orders"), ("spend", "orders")]
+_KPI_RATIOS = [
+    ("spend", "sales"),
+    ("sales", "spend"),
+    ("spend", "clicks"),
+    ("clicks", "impressions"),
+    ("orders", "clicks"),
+    ("sales", "orders"),
+    ("spend", "orders"),
+]
 _PAIR_TOKENS = re.compile(
     r"(^|_)(before|after|current|proposed|new|old|baseline|base|scenario|treatment|control|prev|previous|"
-    r"last|this|from|to|then|now|pre|post)(_|$)", re.IGNORECASE)
+    r"last|this|from|to|then|now|pre|post)(_|$)",
+    re.IGNORECASE,
+)
 SHORT_LIST = 8
 
 
@@ -199,9 +214,14 @@ def _derived(value: Any, out: list[float], in_long_list: bool = False) -> None:
         subs = {k: v for k, v in value.items() if isinstance(v, dict)}  # {"before": {...}, "after": {...}}
         if len(subs) >= 2:
             for key in {k for d in subs.values() for k, v in d.items() if _is_number(v)}:
-                stems.setdefault(f"sub:{key}", []).extend(float(d[key]) for d in subs.values() if _is_number(d.get(key)))
-        ranges = [v for k, v in value.items() if isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))]
-        for vals in list(stems.values()) + ranges:  # an interval [lo, hi]: its width, its ends vs the estimate
+                stems.setdefault(f"sub:{key}", []).extend(
+                    float(d[key]) for d in subs.values() if _is_number(d.get(key))
+                )
+        ranges = [
+            v for k, v in value.items() if isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))
+        ]
+        # an interval [lo, hi]: its width, its ends vs the estimate
+        for vals in list(stems.values()) + ranges:
             for i, a in enumerate(vals):
                 for b in vals[i + 1 :]:
                     out += _pair_ops(a, b)
@@ -284,18 +304,27 @@ _OUTCOMES = (
     r"(sales|revenue|profits?|orders|conversions|roas|return|traffic|clicks|impressions|rank(ing)?|results|"
     r"performance|growth|business)"
 )
-_GAIN_VERBS = r"(double|triple|quadruple|skyrocket|explode|boost|increase|grow|improve|raise|lift|maximi[sz]e)"
-_NEGATED = re.compile(r"\b(no|not|never|cannot|can't|can ?not|isn't|aren't|without|nothing|don't|do not)\b[^.!?]{0,25}$",
-                      re.IGNORECASE)
+_GAIN_VERBS = (
+    r"(double|triple|quadruple|skyrocket|explode|boost|increase|grow|improve|raise|lift|maximi[sz]e)"
+)
+_NEGATED = re.compile(
+    r"\b(no|not|never|cannot|can't|can ?not|isn't|aren't|without|nothing|don't|do not)\b[^.!?]{0,25}$",
+    re.IGNORECASE,
+)
 
 _PROMISES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bguarantee[sd]?\s+to\b", re.IGNORECASE), "expected to"),
     (re.compile(r"\b(is|are|it's)\s+guaranteed\b", re.IGNORECASE), r"\1 expected"),
     (re.compile(r"\bguaranteed\b", re.IGNORECASE), "expected"),
     (re.compile(r"\b(I|we)\s+(can\s+)?(guarantee|promise)\b", re.IGNORECASE), r"\1 expect"),
-    (re.compile(rf"\bwill\s+(definitely|certainly|surely|absolutely)\s+{_GAIN_VERBS}\b", re.IGNORECASE),
-     r"would likely \2"),
-    (re.compile(rf"\bwill\s+{_GAIN_VERBS}\s+(your\s+)?{_OUTCOMES}\b", re.IGNORECASE), r"would likely \1 \2\3"),
+    (
+        re.compile(rf"\bwill\s+(definitely|certainly|surely|absolutely)\s+{_GAIN_VERBS}\b", re.IGNORECASE),
+        r"would likely \2",
+    ),
+    (
+        re.compile(rf"\bwill\s+{_GAIN_VERBS}\s+(your\s+)?{_OUTCOMES}\b", re.IGNORECASE),
+        r"would likely \1 \2\3",
+    ),
     (re.compile(rf"\b{_OUTCOMES}\s+will\s+{_GAIN_VERBS}\b", re.IGNORECASE), r"\1 would likely \3"),
     (re.compile(r"\brisk[- ]free\b", re.IGNORECASE), "lower-risk"),
     (re.compile(r"\b(100\s?%|completely|totally)\s+(sure|certain)\b", re.IGNORECASE), "fairly confident"),
@@ -304,27 +333,66 @@ _PROMISES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 _POLICY: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b(buy|purchase|post|write|get|generate|use|add|create|solicit)\b[^.!?]{0,25}\b(fake|paid|incentivi[sz]ed|bogus)\s+"
-                r"(reviews?|ratings?|clicks?|orders?)\b", re.IGNORECASE), "fake or paid reviews, ratings or clicks"),
-    (re.compile(r"\b(click|clicking)\s+(on\s+)?(your\s+)?(competitors?|rivals?)'?s?'?\s+ads\b", re.IGNORECASE),
-     "clicking competitors' ads (click fraud)"),
+    (
+        re.compile(
+            r"\b(buy|purchase|post|write|get|generate|use|add|create|solicit)\b[^.!?]{0,25}\b(fake|paid|incentivi[sz]ed|bogus)\s+"
+            r"(reviews?|ratings?|clicks?|orders?)\b",
+            re.IGNORECASE,
+        ),
+        "fake or paid reviews, ratings or clicks",
+    ),
+    (
+        re.compile(
+            r"\b(click|clicking)\s+(on\s+)?(your\s+)?(competitors?|rivals?)'?s?'?\s+ads\b", re.IGNORECASE
+        ),
+        "clicking competitors' ads (click fraud)",
+    ),
     (re.compile(r"\b(click|clicking)\s+(on\s+)?your\s+own\s+ads\b", re.IGNORECASE), "clicking your own ads"),
-    (re.compile(r"\b(bots?|click farms?|scripts?)\s+(to|that)\s+(click|generate|inflate|drain)", re.IGNORECASE),
-     "automated clicks"),
-    (re.compile(r"\b(drain|exhaust|burn through)\s+(your\s+)?(competitors?|rivals?)'?s?'?\s+budgets?\b", re.IGNORECASE),
-     "draining competitors' budgets"),
+    (
+        re.compile(
+            r"\b(bots?|click farms?|scripts?)\s+(to|that)\s+(click|generate|inflate|drain)", re.IGNORECASE
+        ),
+        "automated clicks",
+    ),
+    (
+        re.compile(
+            r"\b(drain|exhaust|burn through)\s+(your\s+)?(competitors?|rivals?)'?s?'?\s+budgets?\b",
+            re.IGNORECASE,
+        ),
+        "draining competitors' budgets",
+    ),
     (re.compile(r"\bcloak(ing)?\b", re.IGNORECASE), "cloaking"),
-    (re.compile(r"\b(exclude|target|excluding|targeting)\b[^.!?]{0,30}\b(by|based on|people of( a)?)\s+(race|religion|"
-                r"ethnicity|sexual orientation|disability|national origin)", re.IGNORECASE),
-     "discriminatory targeting"),
-    (re.compile(r"\b(use|put|include|insert)\s+(a\s+|your\s+)?(competitors?|rivals?)'?s?'?\s+(trademark|brand name|"
-                r"logo)s?\s+in\s+(your\s+)?(ad|title|headline|copy)", re.IGNORECASE),
-     "using competitors' trademarks in ad copy"),
-    (re.compile(r"\b(claim|say|write|advertise)\b[^.!?]{0,30}\b(cures?|FDA[- ]approved|clinically proven)\b",
-                re.IGNORECASE), "unsupported health claims"),
-    (re.compile(r"\b(misleading|fake|false)\s+(discounts?|prices?|claims?|strike-?through prices?)\b"
-                r"(?![^.!?]{0,30}\b(violate|against|not allowed|prohibited))", re.IGNORECASE),
-     "misleading prices or claims"),
+    (
+        re.compile(
+            r"\b(exclude|target|excluding|targeting)\b[^.!?]{0,30}\b(by|based on|people of( a)?)\s+(race|religion|"
+            r"ethnicity|sexual orientation|disability|national origin)",
+            re.IGNORECASE,
+        ),
+        "discriminatory targeting",
+    ),
+    (
+        re.compile(
+            r"\b(use|put|include|insert)\s+(a\s+|your\s+)?(competitors?|rivals?)'?s?'?\s+(trademark|brand name|"
+            r"logo)s?\s+in\s+(your\s+)?(ad|title|headline|copy)",
+            re.IGNORECASE,
+        ),
+        "using competitors' trademarks in ad copy",
+    ),
+    (
+        re.compile(
+            r"\b(claim|say|write|advertise)\b[^.!?]{0,30}\b(cures?|FDA[- ]approved|clinically proven)\b",
+            re.IGNORECASE,
+        ),
+        "unsupported health claims",
+    ),
+    (
+        re.compile(
+            r"\b(misleading|fake|false)\s+(discounts?|prices?|claims?|strike-?through prices?)\b"
+            r"(?![^.!?]{0,30}\b(violate|against|not allowed|prohibited))",
+            re.IGNORECASE,
+        ),
+        "misleading prices or claims",
+    ),
 ]
 
 SAFE_UNGROUNDED = (
@@ -401,7 +469,9 @@ def check_output(answer: str, tool_texts: Iterable[Any], user_texts: Iterable[st
     policy = _policy_hits(answer)
     if policy:
         issues = [OutputIssue(kind=IssueKind.POLICY, detail=p) for p in policy]
-        result = OutputCheck(action=OutputAction.REPLACED, text=SAFE_POLICY.format(what=", ".join(policy)), issues=issues)
+        result = OutputCheck(
+            action=OutputAction.REPLACED, text=SAFE_POLICY.format(what=", ".join(policy)), issues=issues
+        )
         log.warning("output guardrail replaced an answer: %s", [i.detail for i in issues])
         return result
 

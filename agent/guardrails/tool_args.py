@@ -32,10 +32,18 @@ class Verdict(StrEnum):
 
 
 class Policy(BaseModel):
-    max_bid_change: float = Field(default=0.5, gt=0, description="relative bid change that needs extra confirmation")
-    max_budget_change: float = Field(default=0.5, gt=0, description="relative budget change needing extra confirmation")
-    budget_cap: float = Field(default=1000.0, gt=0, description="daily budget above which extra confirmation is needed")
-    min_bid: float = Field(default=0.05, ge=0, description="marketplace reserve price; bids below are refused")
+    max_bid_change: float = Field(
+        default=0.5, gt=0, description="relative bid change that needs extra confirmation"
+    )
+    max_budget_change: float = Field(
+        default=0.5, gt=0, description="relative budget change needing extra confirmation"
+    )
+    budget_cap: float = Field(
+        default=1000.0, gt=0, description="daily budget above which extra confirmation is needed"
+    )
+    min_bid: float = Field(
+        default=0.05, ge=0, description="marketplace reserve price; bids below are refused"
+    )
     max_bid: float = Field(default=100.0, gt=0)
 
 
@@ -118,7 +126,9 @@ def check_tool_args(
             issues.append(f"{path}: {value} is not one of {scope.advertiser_id}'s ids")
     for key, number in _walk_numbers(args):
         if key in BID_FIELDS and not policy.min_bid <= number <= policy.max_bid:
-            issues.append(f"{key} must be >= {policy.min_bid} (the reserve) and <= {policy.max_bid} (got {number:g})")
+            issues.append(
+                f"{key} must be >= {policy.min_bid} (the reserve) and <= {policy.max_bid} (got {number:g})"
+            )
         if key in BUDGET_FIELDS and number <= 0:
             issues.append(f"{key} must be > 0 (got {number:g})")
     if name.startswith("propose_") and not scope.allow_writes:
@@ -154,7 +164,9 @@ def check_change(change: ProposedChange, policy: Policy | None = None) -> ToolAr
             return ToolArgCheck(verdict=Verdict.REJECT, issues=[f"{change.entity_id}: a budget must be > 0"])
         issues = []
         if after > policy.budget_cap:
-            issues.append(f"{change.entity_id}: daily budget {after:g} is above the cap {policy.budget_cap:g}")
+            issues.append(
+                f"{change.entity_id}: daily budget {after:g} is above the cap {policy.budget_cap:g}"
+            )
         if before and abs(after / before - 1) > policy.max_budget_change + 1e-9:
             issues.append(
                 f"{change.entity_id}: budget {before:g} → {after:g} is a {100 * (after / before - 1):+.0f}% change "

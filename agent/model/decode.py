@@ -30,9 +30,12 @@ import torch
 from agent.model.text import CALL_CLOSE, CALL_OPEN, CONFIRM, REJECT, SPECIAL, USER
 
 MAX_SPAN_WORDS = 12  # words a name-valued argument may copy
-USER_NUMBER_FIELDS = frozenset({"value", "total_budget"})  # copied from the user's figures when they typed any
-SPAN_FIELDS = frozenset({"id", "keyword_id", "campaign_id", "ad_group_id", "experiment_id", "query", "text",
-                         "campaign_ids"})
+USER_NUMBER_FIELDS = frozenset(
+    {"value", "total_budget"}
+)  # copied from the user's figures when they typed any
+SPAN_FIELDS = frozenset(
+    {"id", "keyword_id", "campaign_id", "ad_group_id", "experiment_id", "query", "text", "campaign_ids"}
+)
 _HARD = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
 _SEPARATORS = {";", "=", "[", "]", "{", "}", ",", "<", ">", "|"}
 
@@ -82,7 +85,11 @@ def make_vocab(tok: Any) -> Vocab:
     for i in range(size):
         t = inverse.get(i, "[UNK]")
         continues.append(t.startswith("##"))
-        if t in _HARD or t.startswith("[unused") or (t.startswith("[") and t.endswith("]") and t not in SPECIAL):
+        if (
+            t in _HARD
+            or t.startswith("[unused")
+            or (t.startswith("[") and t.endswith("]") and t not in SPECIAL)
+        ):
             token_bytes.append(f"<{t}>".encode())
             special.append(i)
         elif t.startswith("##"):
@@ -125,7 +132,8 @@ def _kind(prop: dict[str, Any], key: str) -> str:
 
 def _int_pattern(lo: int, hi: int | None) -> str:
     """A regex (bytes of the number's tokens: an optional leading space) for the integers lo..hi."""
-    if hi is None or hi - lo > 2000:  # too many to list: fewer digits than the maximum has (10000 -> up to 9999)
+    # too many to list: fewer digits than the maximum has (10000 -> up to 9999)
+    if hi is None or hi - lo > 2000:
         more = 8 if hi is None else max(0, len(str(hi)) - 2)
         first = f"[1-9][0-9]{{0,{more}}}" if lo >= 1 else f"0|[1-9][0-9]{{0,{more}}}"
         return f"/ ?({first})/"
@@ -228,7 +236,7 @@ def span_rule(v: Vocab, prompt_ids: list[int]) -> str:
     for run in prompt_words(v, prompt_ids):
         for start in range(len(run)):
             node = trie
-            for word in run[start: start + MAX_SPAN_WORDS]:
+            for word in run[start : start + MAX_SPAN_WORDS]:
                 node = node.setdefault(word, {})
     if not trie:
         trie = {tuple(v.tok.encode("none", add_special_tokens=False).ids): {}}
@@ -253,7 +261,7 @@ def user_numbers(v: Vocab, prompt_ids: list[int]) -> list[tuple[int, ...]]:
         return []
     specials = {v.tok.token_to_id(s) for s in SPECIAL} | {v.sep}
     segment: list[int] = []
-    for t in prompt_ids[starts[-1] + 1:]:
+    for t in prompt_ids[starts[-1] + 1 :]:
         if t in specials:
             break
         segment.append(t)
@@ -269,14 +277,24 @@ def user_numbers(v: Vocab, prompt_ids: list[int]) -> list[tuple[int, ...]]:
             j = i + 1
             while j < len(segment) and v.continues[segment[j]] and digits(segment[j]):
                 j += 1
-            if j + 1 < len(segment) and segment[j] == dot and digits(segment[j + 1]) and not v.continues[segment[j + 1]]:
+            if (
+                j + 1 < len(segment)
+                and segment[j] == dot
+                and digits(segment[j + 1])
+                and not v.continues[segment[j + 1]]
+            ):
                 j += 2
                 while j < len(segment) and v.continues[segment[j]] and digits(segment[j]):
                     j += 1
             number = tuple(segment[i:j])
             text = b"".join(v.token_bytes[t].strip() for t in number).decode()
             year = text.isdigit() and 1900 <= int(text) <= 2099
-            if not year and not (text.startswith("0") and text.isdigit()) and float(text) > 0 and number not in found:
+            if (
+                not year
+                and not (text.startswith("0") and text.isdigit())
+                and float(text) > 0
+                and number not in found
+            ):
                 found.append(number)
             i = j
         else:
@@ -284,18 +302,25 @@ def user_numbers(v: Vocab, prompt_ids: list[int]) -> list[tuple[int, ...]]:
     return found
 
 
-def grammar_for(v: Vocab, schemas: dict[str, dict[str, Any]], prompt_ids: list[int], *, pending: bool,
-                answer: bool = True) -> str:
+def grammar_for(
+    v: Vocab, schemas: dict[str, dict[str, Any]], prompt_ids: list[int], *, pending: bool, answer: bool = True
+) -> str:
     """The output grammar; `answer=False` leaves only calls (the router is sure the turn starts with one)."""
     tools, rules = _tool_rules(v, json.dumps(schemas, sort_keys=False))
-    start = " | ".join([*(["answer"] if answer or not schemas else []), "calls",
-                        *([_toks(v, CONFIRM), _toks(v, REJECT)] if pending else [])])
+    start = " | ".join(
+        [
+            *(["answer"] if answer or not schemas else []),
+            "calls",
+            *([_toks(v, CONFIRM), _toks(v, REJECT)] if pending else []),
+        ]
+    )
     dash = _toks(v, "-")
     numbers = user_numbers(v, prompt_ids)
     any_number: dict[str, str] = {}
     fallback = _number(v, {"exclusiveMinimum": 0}, any_number, "anynumber")
-    usernumber = (" | ".join("(" + " ".join(f"<[{i}]>" for i in n) + ")" for n in numbers) if numbers
-                  else fallback)
+    usernumber = (
+        " | ".join("(" + " ".join(f"<[{i}]>" for i in n) + ")" for n in numbers) if numbers else fallback
+    )
     return f"""%llguidance {{}}
 start: {start}
 answer: /[^<]+/
@@ -344,9 +369,18 @@ def _allowed(m: Any, size: int) -> torch.Tensor:
     return torch.from_numpy(np.pad(bits, (0, max(0, size - bits.shape[0]))))
 
 
-def generate(model: Any, v: Vocab, grammar: str, prompt_ids: list[int], *, max_new_tokens: int = 200,
-             temperature: float = 0.0, generator: torch.Generator | None = None, deadline: float | None = None,
-             banned: list[int] | None = None) -> Generation:
+def generate(
+    model: Any,
+    v: Vocab,
+    grammar: str,
+    prompt_ids: list[int],
+    *,
+    max_new_tokens: int = 200,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+    deadline: float | None = None,
+    banned: list[int] | None = None,
+) -> Generation:
     """Decode one output under the grammar (greedy, or sampled at `temperature`); `banned` tokens never (value
     references the prompt does not carry). Tokens the grammar forces (the only one it allows next) are fed to the
     model together, without asking it. (llguidance's own
@@ -365,7 +399,11 @@ def generate(model: Any, v: Vocab, grammar: str, prompt_ids: list[int], *, max_n
             mask[banned] = False
         scores = logits[0].float().masked_fill(~mask, float("-inf"))
         logp = torch.log_softmax(scores / temperature if temperature > 0 else scores, dim=-1)
-        token = int(torch.multinomial(logp.exp(), 1, generator=generator)) if temperature > 0 else int(torch.argmax(scores))
+        token = (
+            int(torch.multinomial(logp.exp(), 1, generator=generator))
+            if temperature > 0
+            else int(torch.argmax(scores))
+        )
         total += float(logp[token])
         if token == v.sep:
             out.append(token)

@@ -30,11 +30,23 @@ Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, h
 class AdguideConfig(PretrainedConfig):
     model_type = "adguide_prefix_lm"
 
-    def __init__(self, vocab_size: int = 30533, hidden_size: int = 384, num_hidden_layers: int = 6,
-                 num_attention_heads: int = 12, intermediate_size: int = 1536, max_position_embeddings: int = 512,
-                 type_vocab_size: int = 2, layer_norm_eps: float = 1e-12, hidden_dropout_prob: float = 0.1,
-                 attention_probs_dropout_prob: float = 0.1, pad_token_id: int = 0, sep_token_id: int = 102,
-                 cls_token_id: int = 101, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        vocab_size: int = 30533,
+        hidden_size: int = 384,
+        num_hidden_layers: int = 6,
+        num_attention_heads: int = 12,
+        intermediate_size: int = 1536,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 2,
+        layer_norm_eps: float = 1e-12,
+        hidden_dropout_prob: float = 0.1,
+        attention_probs_dropout_prob: float = 0.1,
+        pad_token_id: int = 0,
+        sep_token_id: int = 102,
+        cls_token_id: int = 101,
+        **kwargs: Any,
+    ) -> None:
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
@@ -66,7 +78,11 @@ class _Embeddings(nn.Module):
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
-        x = self.word_embeddings(ids) + self.position_embeddings(positions) + self.token_type_embeddings(types)
+        x = (
+            self.word_embeddings(ids)
+            + self.position_embeddings(positions)
+            + self.token_type_embeddings(types)
+        )
         return self.dropout(self.LayerNorm(x))
 
 
@@ -116,14 +132,19 @@ class _Layer(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
-                past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         sa = self.attention.self
         q, k, v = self._split(sa.query(x)), self._split(sa.key(x)), self._split(sa.value(x))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                             dropout_p=self.attn_dropout if self.training else 0.0)
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )
         ctx = ctx.transpose(1, 2).reshape(x.shape)
         h = self.attention.output(ctx, x)
         out = self.output(F.gelu(self.intermediate.dense(h)), h)
@@ -159,8 +180,9 @@ class _Backbone(nn.Module):
         self.encoder = _Encoder(c)
         self.transform = _Transform(c)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs: Any) -> BaseModelOutput:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> BaseModelOutput:
         mask, types = prefix_mask(input_ids, attention_mask, self.config.sep_token_id)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
         x = self.embeddings(input_ids, positions, types)
@@ -169,7 +191,9 @@ class _Backbone(nn.Module):
         return BaseModelOutput(last_hidden_state=self.transform(x))
 
 
-def prefix_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, sep_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def prefix_mask(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, sep_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(boolean attention mask [B, 1, T, T], token types [B, T]). The prompt runs to its first [SEP]: prompt
     tokens see the prompt; output tokens see the prompt and the outputs up to themselves; padding is seen by
     nobody (and sees itself, so no row is empty)."""
@@ -183,7 +207,9 @@ def prefix_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, se
     is_prompt = pos[None, :] < boundary[:, None]  # [B, T]
     causal = pos[None, :] <= pos[:, None]  # [T(i), T(j)]
     allowed = is_prompt[:, None, :] & is_prompt[:, :, None]  # prompt -> prompt
-    allowed = allowed | (~is_prompt[:, :, None] & (is_prompt[:, None, :] | causal[None]))  # output -> prompt + past
+    allowed = allowed | (
+        ~is_prompt[:, :, None] & (is_prompt[:, None, :] | causal[None])
+    )  # output -> prompt + past
     if attention_mask is not None:
         keep = attention_mask.bool()
         allowed = allowed & keep[:, None, :]
@@ -200,8 +226,13 @@ class AdguideForPrefixLM(PreTrainedModel):
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.word_embeddings.weight"}
     _supports_sdpa = True
 
-    def save_pretrained(self, save_directory: Any, *, max_shard_size: int | str = MAX_SHARD_SIZE,  # type: ignore[override]
-                        **kwargs: Any) -> Any:
+    def save_pretrained(  # type: ignore[override]
+        self,
+        save_directory: Any,
+        *,
+        max_shard_size: int | str = MAX_SHARD_SIZE,
+        **kwargs: Any,
+    ) -> Any:
         """Weights in safetensors shards of at most MAX_SHARD_SIZE (with transformers' index file): a model dir
         the repository ships has no file over its size limit; from_pretrained reads shards as it reads one file."""
         return super().save_pretrained(save_directory, max_shard_size=max_shard_size, **kwargs)
@@ -211,10 +242,13 @@ class AdguideForPrefixLM(PreTrainedModel):
         self.model = _Backbone(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
         self.post_init()
-        if getattr(self, "generation_config", None) is None:  # trainers read it; decoding is agent/model/decode.py
+        # trainers read it; decoding is agent/model/decode.py
+        if getattr(self, "generation_config", None) is None:
             from transformers import GenerationConfig
 
-            self.generation_config = GenerationConfig(eos_token_id=config.sep_token_id, pad_token_id=config.pad_token_id)
+            self.generation_config = GenerationConfig(
+                eos_token_id=config.sep_token_id, pad_token_id=config.pad_token_id
+            )
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -254,8 +288,13 @@ class AdguideForPrefixLM(PreTrainedModel):
             x, _ = layer(x, mask)
         return x
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs: Any) -> CausalLMOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> CausalLMOutput:
         """Logits of the next token at every position; with `labels` (-100 where not scored) the loss is computed
         on the scored positions only, and only their logits are materialized (the prompt is most of a sequence)."""
         h = self.model(input_ids, attention_mask).last_hidden_state
@@ -268,7 +307,7 @@ class AdguideForPrefixLM(PreTrainedModel):
         pad = (-where.numel()) % 128
         where = torch.cat([where, where.new_zeros(pad)])
         picked = target[where].clone()
-        picked[picked.numel() - pad:] = -100
+        picked[picked.numel() - pad :] = -100
         logits = self.lm_head(h[:, :-1].reshape(-1, h.shape[-1])[where])
         loss = F.cross_entropy(logits.float(), picked, ignore_index=-100)
         return CausalLMOutput(loss=loss, logits=logits)
@@ -278,7 +317,9 @@ class AdguideForPrefixLM(PreTrainedModel):
         """Run a prompt (ending with [SEP]) once: the next-token logits and the cache of keys and values."""
         t = prompt_ids.shape[1]
         if t >= self.config.max_position_embeddings:
-            raise ValueError(f"the prompt is {t} tokens; this model reads at most {self.config.max_position_embeddings}")
+            raise ValueError(
+                f"the prompt is {t} tokens; this model reads at most {self.config.max_position_embeddings}"
+            )
         positions = torch.arange(t, device=prompt_ids.device)[None]
         x = self.model.embeddings(prompt_ids, positions, torch.zeros_like(prompt_ids))
         cache: Cache = []
@@ -295,7 +336,9 @@ class AdguideForPrefixLM(PreTrainedModel):
         n = ids.shape[1]
         positions = torch.arange(past, past + n, device=ids.device)[None]
         if past + n > self.config.max_position_embeddings:
-            raise ValueError(f"the output would pass the model's {self.config.max_position_embeddings} positions")
+            raise ValueError(
+                f"the output would pass the model's {self.config.max_position_embeddings} positions"
+            )
         x = self.model.embeddings(ids, positions, torch.ones_like(ids))
         mask = None
         if n > 1:
@@ -318,13 +361,18 @@ class AdguideForPrefixLM(PreTrainedModel):
         from agent.model.text import minilm_dir
 
         state = load_file(str(minilm_dir() / "model.safetensors"))
-        state = {"model." + k.removeprefix("bert."): v for k, v in state.items()
-                 if not k.startswith(("pooler", "bert.pooler")) and not k.endswith("position_ids")}
+        state = {
+            "model." + k.removeprefix("bert."): v
+            for k, v in state.items()
+            if not k.startswith(("pooler", "bert.pooler")) and not k.endswith("position_ids")
+        }
         model = cls(AdguideConfig(vocab_size=vocab_size, **overrides))
         words = state["model.embeddings.word_embeddings.weight"]
         grown = model.model.embeddings.word_embeddings.weight.data
         grown[: words.shape[0]] = words
-        grown[words.shape[0]:] = words.mean(dim=0) + 0.02 * torch.randn(grown.shape[0] - words.shape[0], words.shape[1])
+        grown[words.shape[0] :] = words.mean(dim=0) + 0.02 * torch.randn(
+            grown.shape[0] - words.shape[0], words.shape[1]
+        )
         state["model.embeddings.word_embeddings.weight"] = grown
         missing, unexpected = model.load_state_dict(state, strict=False)
         unknown = [k for k in missing if not k.startswith(("lm_head.", "model.transform."))]

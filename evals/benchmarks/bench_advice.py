@@ -69,7 +69,9 @@ def _acos_rule(adv: AdvertiserStore) -> dict[str, float]:
     return out
 
 
-def _setting(acct: Account, change: Change) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[float]]:
+def _setting(
+    acct: Account, change: Change
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[float]]:
     """The change's campaign: its keywords, bids today and after the change, margins and daily budget."""
     cmp = acct.campaign_of[change.entity]
     kws = acct.by_campaign[cmp]
@@ -79,20 +81,33 @@ def _setting(acct: Account, change: Change) -> tuple[list[str], np.ndarray, np.n
     return kws, bids, new, np.array([acct.margins[k] for k in kws]), [acct.campaigns[cmp].daily_budget]
 
 
-def _interval(model: MarketModel, est: Account, adv: AdvertiserStore, change: Change) -> tuple[float, float, float]:
+def _interval(
+    model: MarketModel, est: Account, adv: AdvertiserStore, change: Change
+) -> tuple[float, float, float]:
     """Predicted gain and its 90% interval over HORIZON_DAYS random days (model draws widen it)."""
     from tools.mcp_server.engines import _widened
     from tools.mcp_server.schemas import Range
 
     kws, bids, new, margins, budget = _setting(est, change)
-    res = what_if([est.markets[k] for k in kws], [0] * len(kws), bids, budget, est.days, new_bids=new.tolist(),
-                  margin=margins, n_sims=200, seed=0)
+    res = what_if(
+        [est.markets[k] for k in kws],
+        [0] * len(kws),
+        bids,
+        budget,
+        est.days,
+        new_bids=new.tolist(),
+        margin=margins,
+        n_sims=200,
+        seed=0,
+    )
     noise = res.difference.incremental_profit
     keywords = {k.id: k for k in adv.keywords()}
     spread = []
     for d in range(len(model.draws)):
         ms = model.for_keywords([keywords[k] for k in kws], adv.negatives(), d)
-        r = what_if(ms, [0] * len(kws), bids, budget, est.days, new_bids=new.tolist(), margin=margins, n_sims=0)
+        r = what_if(
+            ms, [0] * len(kws), bids, budget, est.days, new_bids=new.tolist(), margin=margins, n_sims=0
+        )
         spread.append(r.difference.incremental_profit.mean)
     rng = _widened(Range(mean=noise.mean, low=noise.low, high=noise.high), np.asarray(spread))
     return rng.mean, rng.low, rng.high
@@ -101,8 +116,17 @@ def _interval(model: MarketModel, est: Account, adv: AdvertiserStore, change: Ch
 def _realized(truth: Account, change: Change, seed: int) -> float:
     """One random draw of the true market over the horizon: the change's realized gain."""
     kws, bids, new, margins, budget = _setting(truth, change)
-    res = what_if([truth.markets[k] for k in kws], [0] * len(kws), bids, budget, truth.days, new_bids=new.tolist(),
-                  margin=margins, n_sims=1, seed=seed)
+    res = what_if(
+        [truth.markets[k] for k in kws],
+        [0] * len(kws),
+        bids,
+        budget,
+        truth.days,
+        new_bids=new.tolist(),
+        margin=margins,
+        n_sims=1,
+        seed=seed,
+    )
     return float(res.difference.incremental_profit.mean)
 
 
@@ -127,13 +151,17 @@ def evaluate_world(path: Path, view: View, n_adv: int, calibrate: bool) -> dict[
                 gain = 0.0 if pick is None else float(change_gain(truth, pick) or 0.0)
                 acos_gain = 0.0
                 if kw_id in rule:
-                    acos_gain = float(change_gain(truth, Change(action="set_bid", entity=kw_id, value=rule[kw_id]))
-                                      or 0.0)
+                    acos_gain = float(
+                        change_gain(truth, Change(action="set_bid", entity=kw_id, value=rule[kw_id])) or 0.0
+                    )
                 row = {"oracle": best, "model": gain, "acos_rule": acos_gain, "predicted": predicted}
                 if calibrate and pick is not None:
                     _, lo, hi = _interval(model, est, adv, pick)
-                    row |= {"low": lo, "high": hi,
-                            "realized": _realized(truth, pick, seed=hash(kw_id) % 1000 + 7)}
+                    row |= {
+                        "low": lo,
+                        "high": hi,
+                        "realized": _realized(truth, pick, seed=hash(kw_id) % 1000 + 7),
+                    }
                 rows.append(row)
     return summarize(rows)
 
@@ -147,18 +175,27 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, object]:
     for name in ("model", "acos_rule"):
         g = np.array([r[name] for r in rows])
         fractions[name] = np.clip(g / oracle, -1, 1)
-        out[name] = {"share_of_oracle_gain": float(g.sum() / oracle.sum()),
-                     "mean_fraction": float(fractions[name].mean())}
+        out[name] = {
+            "share_of_oracle_gain": float(g.sum() / oracle.sum()),
+            "mean_fraction": float(fractions[name].mean()),
+        }
     diff = fractions["model"] - fractions["acos_rule"]
-    out["model_minus_acos_rule"] = {"mean": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(diff.size))}
+    out["model_minus_acos_rule"] = {
+        "mean": float(diff.mean()),
+        "se": float(diff.std(ddof=1) / np.sqrt(diff.size)),
+    }
     cal = [r for r in rows if "low" in r]
     if cal:
         pred = np.array([r["predicted"] for r in rows])
         true = np.array([r["model"] for r in rows])
         inside = [r["low"] <= r["realized"] <= r["high"] for r in cal]
-        out["calibration"] = {"predicted_gain_sum": float(pred.sum()), "true_gain_sum": float(true.sum()),
-                              "corr": float(np.corrcoef(pred, true)[0, 1]) if pred.size > 2 else None,
-                              "interval_coverage_90": float(np.mean(inside)), "n_intervals": len(cal)}
+        out["calibration"] = {
+            "predicted_gain_sum": float(pred.sum()),
+            "true_gain_sum": float(true.sum()),
+            "corr": float(np.corrcoef(pred, true)[0, 1]) if pred.size > 2 else None,
+            "interval_coverage_90": float(np.mean(inside)),
+            "n_intervals": len(cal),
+        }
     return out
 
 
@@ -179,12 +216,17 @@ def naive_bias(path: Path, n_adv: int) -> dict[str, object]:
                 inc_err_model.append(abs((1 - est.cannibalization) - true_share))
     t, n, d = (np.array(x) for x in (decay_true, decay_naive, decay_model))
     return {
-        "position_decay": {"true_mean": float(t.mean()), "naive_pooled_bias": float((n - t).mean()),
-                           "naive_pooled_mae": float(np.abs(n - t).mean()),
-                           "within_keyword_bias": float((d - t).mean()),
-                           "within_keyword_mae": float(np.abs(d - t).mean())},
-        "incremental_share_mae": {"naive_all_attributed": float(np.mean(inc_err_naive)),
-                                  "model": float(np.mean(inc_err_model))},
+        "position_decay": {
+            "true_mean": float(t.mean()),
+            "naive_pooled_bias": float((n - t).mean()),
+            "naive_pooled_mae": float(np.abs(n - t).mean()),
+            "within_keyword_bias": float((d - t).mean()),
+            "within_keyword_mae": float(np.abs(d - t).mean()),
+        },
+        "incremental_share_mae": {
+            "naive_all_attributed": float(np.mean(inc_err_naive)),
+            "model": float(np.mean(inc_err_model)),
+        },
     }
 
 
@@ -213,14 +255,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write results.json here")
     args = ap.parse_args()
     t0 = time.time()
-    results: dict[str, object] = {"advertisers": args.advertisers, "seed": args.seed, "horizon_days": HORIZON_DAYS}
+    results: dict[str, object] = {
+        "advertisers": args.advertisers,
+        "seed": args.seed,
+        "horizon_days": HORIZON_DAYS,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_worlds(Path(tmp), args.advertisers, args.seed)
         print(f"worlds built in {time.time() - t0:.0f} s", flush=True)
         for view in (View.PLATFORM, View.SELLER):
             for split in SPLITS:
-                res = evaluate_world(paths[split], view, args.advertisers, calibrate=split == Split.ID
-                                     or view == View.PLATFORM)
+                res = evaluate_world(
+                    paths[split], view, args.advertisers, calibrate=split == Split.ID or view == View.PLATFORM
+                )
                 results[f"{view.value}/{split.value}"] = res
                 print(f"{view.value:9s} {split.value:17s} {json.dumps(res)}", flush=True)
         results["naive_bias"] = naive_bias(paths[Split.ID], args.advertisers)

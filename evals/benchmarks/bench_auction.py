@@ -89,7 +89,9 @@ def main() -> None:
     print(f"  vectorized core, values given      {args.auctions / core_only:>14,.0f} auctions/s")
     print(f"  vectorized core, drawing values    {args.auctions / with_draws:>14,.0f} auctions/s")
     print(f"  per-auction loop (AuctionGym style) {args.loop_auctions / loop:>13,.0f} auctions/s")
-    print(f"  speed-up, core with draws vs loop  {(args.auctions / with_draws) / (args.loop_auctions / loop):>14,.0f} x")
+    print(
+        f"  speed-up, core with draws vs loop  {(args.auctions / with_draws) / (args.loop_auctions / loop):>14,.0f} x"
+    )
 
     markets = market_arrays(campaign_markets(50, rng))
     bids = np.full(50, 1.0)
@@ -101,13 +103,16 @@ def main() -> None:
         t = time.perf_counter()
         res = simulate_days(markets, bids, campaign_of, budget, days, seed=1, expected=expected)
         first = time.perf_counter() - t
+
         def run(e: bool = expected) -> object:
             return simulate_days(markets, bids, campaign_of, budget, days, seed=1, expected=e)
 
         best = best_time(run)
         hit = np.mean(~np.isnan(res.budget_exhausted_at))
         kind = "expected" if expected else "sampled "
-        print(f"  {kind}  {best * 1000:8.1f} ms (first call {first * 1000:.1f} ms); budget hit on {hit:.0%} of days")
+        print(
+            f"  {kind}  {best * 1000:8.1f} ms (first call {first * 1000:.1f} ms); budget hit on {hit:.0%} of days"
+        )
 
     if args.history:
         n_kw, n_days = 5000, 120
@@ -117,8 +122,10 @@ def main() -> None:
         t = time.perf_counter()
         simulate_days(hist, np.full(n_kw, 1.0), camp, budgets, np.arange(n_days), seed=2)
         elapsed = time.perf_counter() - t
-        print(f"history: {n_days} days x {n_kw:,} keywords sampled in {elapsed:.1f} s "
-              f"({n_days * n_kw / elapsed:,.0f} keyword-days/s)")
+        print(
+            f"history: {n_days} days x {n_kw:,} keywords sampled in {elapsed:.1f} s "
+            f"({n_days * n_kw / elapsed:,.0f} keyword-days/s)"
+        )
 
 
 if __name__ == "__main__":

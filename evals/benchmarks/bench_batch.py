@@ -27,8 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(settings: Any) -> dict[str, str]:
-    return {**os.environ, **settings.to_env(), "ADGUIDE_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false", "ADGUIDE_MCP_CACHE": _CACHE[0]}
+    return {
+        **os.environ,
+        **settings.to_env(),
+        "ADGUIDE_LOG_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "ADGUIDE_MCP_CACHE": _CACHE[0],
+    }
 
 
 _CACHE = ["off"]  # the MCP tool-result cache (Redis) of the worker processes: off = every run computes
@@ -40,9 +46,16 @@ async def _run(settings: Any, n_workers: int, log_dir: Path) -> dict[str, Any]:
 
     from server.app import create_app
 
-    procs = [subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "worker"], cwd=REPO,
-                              env=_env(settings), stdout=open(log_dir / f"worker{n_workers}_{i}.log", "wb"),  # noqa: SIM115
-                              stderr=subprocess.STDOUT) for i in range(n_workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "adguide_cli", "serve", "worker"],
+            cwd=REPO,
+            env=_env(settings),
+            stdout=open(log_dir / f"worker{n_workers}_{i}.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(n_workers)
+    ]
     r = aioredis.Redis.from_url(settings.redis_url)
     try:
         deadline = time.time() + 180
@@ -53,8 +66,12 @@ async def _run(settings: Any, n_workers: int, log_dir: Path) -> dict[str, Any]:
         await asyncio.sleep(2.0 * n_workers)  # let every process finish its warm-up too
         app = create_app(settings)
         admin = {"Authorization": "Bearer bench-admin"}
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=60) as client:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=60
+            ) as client,
+        ):
             started = time.perf_counter()
             job = (await client.post("/v1/jobs", json={"advertisers": "all"}, headers=admin)).json()
             while True:
@@ -69,8 +86,13 @@ async def _run(settings: Any, n_workers: int, log_dir: Path) -> dict[str, Any]:
             results = []
             after = None
             while True:
-                page = (await client.get(f"/v1/jobs/{job['job_id']}/results", params={"limit": 500, "after": after},
-                                         headers=admin)).json()
+                page = (
+                    await client.get(
+                        f"/v1/jobs/{job['job_id']}/results",
+                        params={"limit": 500, "after": after},
+                        headers=admin,
+                    )
+                ).json()
                 results += page["results"]
                 if not page["next_cursor"]:
                     break
@@ -85,21 +107,34 @@ async def _run(settings: Any, n_workers: int, log_dir: Path) -> dict[str, Any]:
                 p.kill()
         await r.aclose()
     items = sum(len(x["items"]) for x in results)
-    return {"workers": n_workers, "advertisers": status["total"], "done": status["done"], "failed": status["failed"],
-            "seconds": elapsed, "per_minute": 60 * status["total"] / elapsed,
-            "mean_advertiser_s": sum(x["seconds"] for x in results) / max(1, len(results)),
-            "items": items, "retries": sum(x["attempts"] - 1 for x in results)}
+    return {
+        "workers": n_workers,
+        "advertisers": status["total"],
+        "done": status["done"],
+        "failed": status["failed"],
+        "seconds": elapsed,
+        "per_minute": 60 * status["total"] / elapsed,
+        "mean_advertiser_s": sum(x["seconds"] for x in results) / max(1, len(results)),
+        "items": items,
+        "retries": sum(x["attempts"] - 1 for x in results),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--advertisers", type=int, default=12)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts to compare")
     parser.add_argument("--guidance", choices=["proactive", "overview"], default="proactive")
     parser.add_argument("--backend", default="rules", help="rules | teacher (no model server needed)")
-    parser.add_argument("--tool-cache", choices=["off", "on"], default="off",
-                        help="the MCP tool-result cache; on: runs after the first reuse its simulations")
+    parser.add_argument(
+        "--tool-cache",
+        choices=["off", "on"],
+        default="off",
+        help="the MCP tool-result cache; on: runs after the first reuse its simulations",
+    )
     args = parser.parse_args()
     _CACHE[0] = args.tool_cache
 
@@ -118,26 +153,56 @@ def main() -> None:
         rows = []
         for n in [int(x) for x in args.workers.split(",")]:
             tag = uuid.uuid4().hex[:8]
-            settings = Settings(world_path=world, backend=args.backend, guidance=GuidanceMode(args.guidance),
-                                redis_prefix=f"bench-{tag}", pg_schema=f"adguide_bench_{tag}", worker_concurrency=1,
-                                job_timeout_s=600, api_keys={"bench-admin": "admin"},
-                                rate_limit_per_minute=1_000_000)  # the progress poll is not what we measure
+            settings = Settings(
+                world_path=world,
+                backend=args.backend,
+                guidance=GuidanceMode(args.guidance),
+                redis_prefix=f"bench-{tag}",
+                pg_schema=f"adguide_bench_{tag}",
+                worker_concurrency=1,
+                job_timeout_s=600,
+                api_keys={"bench-admin": "admin"},
+                rate_limit_per_minute=1_000_000,
+            )  # the progress poll is not what we measure
             try:
-                console.print(f"[bold]{n} worker(s)[/]: {args.advertisers} advertisers, {args.guidance} guidance, "
-                              f"{args.backend} backend …")
+                console.print(
+                    f"[bold]{n} worker(s)[/]: {args.advertisers} advertisers, {args.guidance} guidance, "
+                    f"{args.backend} backend …"
+                )
                 rows.append(asyncio.run(_run(settings, n, Path(tmp))))
             finally:
                 purge(settings)
-    table = Table(title=f"batch guidance throughput (CPU cores: {os.cpu_count()}; one advertiser at a time per "
-                        f"worker; tool cache {args.tool_cache})")
-    for col in ["workers", "advertisers", "done", "failed", "seconds", "adv/min", "s/adv", "items", "retries",
-                "speed-up"]:
+    table = Table(
+        title=f"batch guidance throughput (CPU cores: {os.cpu_count()}; one advertiser at a time per "
+        f"worker; tool cache {args.tool_cache})"
+    )
+    for col in [
+        "workers",
+        "advertisers",
+        "done",
+        "failed",
+        "seconds",
+        "adv/min",
+        "s/adv",
+        "items",
+        "retries",
+        "speed-up",
+    ]:
         table.add_column(col, justify="right", no_wrap=True)
     base = rows[0]["per_minute"] if rows else 1.0
     for r in rows:
-        table.add_row(str(r["workers"]), str(r["advertisers"]), str(r["done"]), str(r["failed"]), f"{r['seconds']:.1f}",
-                      f"{r['per_minute']:.1f}", f"{r['mean_advertiser_s']:.2f}", str(r["items"]), str(r["retries"]),
-                      f"{r['per_minute'] / base:.2f}x")
+        table.add_row(
+            str(r["workers"]),
+            str(r["advertisers"]),
+            str(r["done"]),
+            str(r["failed"]),
+            f"{r['seconds']:.1f}",
+            f"{r['per_minute']:.1f}",
+            f"{r['mean_advertiser_s']:.2f}",
+            str(r["items"]),
+            str(r["retries"]),
+            f"{r['per_minute'] / base:.2f}x",
+        )
     console.print(table)
 
 

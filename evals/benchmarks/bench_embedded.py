@@ -66,7 +66,9 @@ asyncio.run(main())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--world", type=Path, required=True)
     parser.add_argument("--model-dir", type=Path, action="append", required=True)
     parser.add_argument("--advertiser", default="adv_0001")
@@ -75,14 +77,29 @@ def main() -> None:
     load = Path("/proc/loadavg").read_text().split()[0]
     print(f"{len(QUESTIONS)} questions x {args.repeats}, one torch thread, load average {load}")
     for model_dir in args.model_dir:
-        out = subprocess.run([sys.executable, "-c", ONE, str(args.world), str(model_dir), args.advertiser,
-                              str(args.repeats), json.dumps(QUESTIONS)], capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                ONE,
+                str(args.world),
+                str(model_dir),
+                args.advertiser,
+                str(args.repeats),
+                json.dumps(QUESTIONS),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if out.returncode != 0:
             print(f"{model_dir}: failed\n{out.stderr[-2000:]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{model_dir}: turn p50 {r['p50_s']:.2f} s, p95 {r['p95_s']:.2f} s, {r['mean_model_calls']:.1f} model "
-              f"calls a turn, peak RSS {r['peak_rss_mb']:.0f} MB ({r['turns']} turns)")
+        print(
+            f"{model_dir}: turn p50 {r['p50_s']:.2f} s, p95 {r['p95_s']:.2f} s, {r['mean_model_calls']:.1f} model "
+            f"calls a turn, peak RSS {r['peak_rss_mb']:.0f} MB ({r['turns']} turns)"
+        )
 
 
 if __name__ == "__main__":

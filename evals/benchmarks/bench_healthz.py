@@ -42,6 +42,7 @@ async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
     polling = True
 
     async with httpx.AsyncClient(base_url=base, timeout=args.request_timeout) as client:
+
         async def poll() -> None:
             while polling:
                 t = time.perf_counter()
@@ -52,7 +53,9 @@ async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(args.poll_ms / 1000)
 
         warm = (await client.post("/v1/threads", json={}, headers=headers)).json()["thread_id"]
-        await client.post(f"/v1/threads/{warm}/messages", json={"message": "how is my account doing?"}, headers=headers)
+        await client.post(
+            f"/v1/threads/{warm}/messages", json={"message": "how is my account doing?"}, headers=headers
+        )
         rss_start = _rss_mb(pid)
         tid = (await client.post("/v1/threads", json={}, headers=headers)).json()["thread_id"]
         poller = asyncio.create_task(poll())
@@ -61,25 +64,40 @@ async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
         for i in range(args.turns):
             in_turn = True
             t = time.perf_counter()
-            r = await client.post(f"/v1/threads/{tid}/messages", json={"message": _message(i, args.figures)},
-                                  headers=headers)
+            r = await client.post(
+                f"/v1/threads/{tid}/messages", json={"message": _message(i, args.figures)}, headers=headers
+            )
             turns.append(time.perf_counter() - t)
             in_turn = False
-            failed = [str(e.get("code")) for e in r.json().get("events", []) if e.get("type") == "error"] \
-                if r.status_code == 200 else [str(r.status_code)]
+            failed = (
+                [str(e.get("code")) for e in r.json().get("events", []) if e.get("type") == "error"]
+                if r.status_code == 200
+                else [str(r.status_code)]
+            )
             errors += failed
-            print(f"  turn {i + 1:2d}: {turns[-1]:.2f} s{'  ' + ' '.join(failed) if failed else ''}", flush=True)
+            print(
+                f"  turn {i + 1:2d}: {turns[-1]:.2f} s{'  ' + ' '.join(failed) if failed else ''}", flush=True
+            )
             await asyncio.sleep(0.2)
         polling = False
         await poller
     during = [s for s, busy in polls if busy]
     first, last = statistics.mean(turns[:3]), statistics.mean(turns[-3:])
-    return {"healthz_polls_during_turns": len(during), "healthz_p50_ms": round(1000 * _pct(during, 0.5), 1),
-            "healthz_p99_ms": round(1000 * _pct(during, 0.99), 1), "healthz_max_ms": round(1000 * max(during), 1),
-            "turn_s": [round(x, 2) for x in turns], "first3_s": round(first, 2), "last3_s": round(last, 2),
-            "turn_growth": round(last / first - 1, 3), "rss_start_mb": round(rss_start), "rss_peak_mb": round(max(rss)),
-            "rss_growth": round(max(rss) / rss_start - 1, 3), "errors": errors,
-            "message_chars": len(_message(0, args.figures))}
+    return {
+        "healthz_polls_during_turns": len(during),
+        "healthz_p50_ms": round(1000 * _pct(during, 0.5), 1),
+        "healthz_p99_ms": round(1000 * _pct(during, 0.99), 1),
+        "healthz_max_ms": round(1000 * max(during), 1),
+        "turn_s": [round(x, 2) for x in turns],
+        "first3_s": round(first, 2),
+        "last3_s": round(last, 2),
+        "turn_growth": round(last / first - 1, 3),
+        "rss_start_mb": round(rss_start),
+        "rss_peak_mb": round(max(rss)),
+        "rss_growth": round(max(rss) / rss_start - 1, 3),
+        "errors": errors,
+        "message_chars": len(_message(0, args.figures)),
+    }
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,23 +105,38 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     from tools.market.data_model import WorldConfig
     from tools.market.generate import generate_world_file
 
-    out: dict[str, Any] = {"load_average_at_start": round(os.getloadavg()[0], 2), "args": vars(args) | {"out": None}}
+    out: dict[str, Any] = {
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+        "args": vars(args) | {"out": None},
+    }
     with tempfile.TemporaryDirectory(prefix="bench_healthz_") as tmp:
         world = Path(tmp) / "world.sqlite"
         generate_world_file(WorldConfig(n_advertisers=3, days=30, seed=3), world)
         for backend in args.backend:
-            ns = argparse.Namespace(chat_advertisers=3, backend=backend, llm_base_url=None, llm_model=None,
-                                    guidance="overview", worker_concurrency=1)
+            ns = argparse.Namespace(
+                chat_advertisers=3,
+                backend=backend,
+                llm_base_url=None,
+                llm_model=None,
+                guidance="overview",
+                worker_concurrency=1,
+            )
             s = _settings(world, ns)
             api, base = start_api(s, Path(tmp) / f"api-{backend}.log")
             try:
-                print(f"{backend} backend: {args.turns} turns of {len(_message(0, args.figures))} characters, "
-                      f"/healthz every {args.poll_ms} ms", flush=True)
+                print(
+                    f"{backend} backend: {args.turns} turns of {len(_message(0, args.figures))} characters, "
+                    f"/healthz every {args.poll_ms} ms",
+                    flush=True,
+                )
                 r = out[backend] = await _run(base, api.pid, args)
-                print(f"  /healthz during turns: p50 {r['healthz_p50_ms']} ms, p99 {r['healthz_p99_ms']} ms, max "
-                      f"{r['healthz_max_ms']} ms ({r['healthz_polls_during_turns']} polls); turn time first 3 "
-                      f"{r['first3_s']} s, last 3 {r['last3_s']} s ({100 * r['turn_growth']:+.0f}%); RSS "
-                      f"{r['rss_start_mb']} -> peak {r['rss_peak_mb']} MB ({100 * r['rss_growth']:+.0f}%)", flush=True)
+                print(
+                    f"  /healthz during turns: p50 {r['healthz_p50_ms']} ms, p99 {r['healthz_p99_ms']} ms, max "
+                    f"{r['healthz_max_ms']} ms ({r['healthz_polls_during_turns']} polls); turn time first 3 "
+                    f"{r['first3_s']} s, last 3 {r['last3_s']} s ({100 * r['turn_growth']:+.0f}%); RSS "
+                    f"{r['rss_start_mb']} -> peak {r['rss_peak_mb']} MB ({100 * r['rss_growth']:+.0f}%)",
+                    flush=True,
+                )
             finally:
                 _stop(api)
                 purge(s)
@@ -111,13 +144,21 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", action="append", help="local (the embedded model) | rules; repeat for both")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--backend", action="append", help="local (the embedded model) | rules; repeat for both"
+    )
     parser.add_argument("--turns", type=int, default=12)
-    parser.add_argument("--figures", type=int, default=300, help="figures in each message (about 6 characters each)")
+    parser.add_argument(
+        "--figures", type=int, default=300, help="figures in each message (about 6 characters each)"
+    )
     parser.add_argument("--poll-ms", type=int, default=25)
     parser.add_argument("--request-timeout", type=float, default=120.0)
-    parser.add_argument("--out", type=Path, default=REPO / "evals" / "benchmarks" / "results" / "bench_healthz.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "evals" / "benchmarks" / "results" / "bench_healthz.json"
+    )
     args = parser.parse_args()
     args.backend = args.backend or ["local", "rules"]
     if args.turns < 6 or args.figures < 1 or args.poll_ms < 1:

@@ -34,8 +34,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-MESSAGES = ["How is my account doing?", "Which keywords waste spend?", "How are my campaigns doing?",
-            "What should I do this week?"]
+MESSAGES = [
+    "How is my account doing?",
+    "Which keywords waste spend?",
+    "How are my campaigns doing?",
+    "What should I do this week?",
+]
 KEYS = {"bench-admin": "admin"}
 
 
@@ -43,16 +47,31 @@ def _settings(world: Path, args: argparse.Namespace) -> Any:
     from server.config import GuidanceMode, Settings
 
     tag = uuid.uuid4().hex[:8]
-    keys = dict(KEYS) | {f"bench-adv{i}": f"advertiser:adv_{i:04d}" for i in range(1, args.chat_advertisers + 1)}
-    return Settings(world_path=world, backend=args.backend, llm_base_url=args.llm_base_url,
-                    llm_model=args.llm_model, redis_prefix=f"adguide-bench-{tag}", pg_schema=f"adguide_bench_{tag}",
-                    api_keys=keys, rate_limit_per_minute=1_000_000, guidance=GuidanceMode(args.guidance),
-                    worker_concurrency=args.worker_concurrency)
+    keys = dict(KEYS) | {
+        f"bench-adv{i}": f"advertiser:adv_{i:04d}" for i in range(1, args.chat_advertisers + 1)
+    }
+    return Settings(
+        world_path=world,
+        backend=args.backend,
+        llm_base_url=args.llm_base_url,
+        llm_model=args.llm_model,
+        redis_prefix=f"adguide-bench-{tag}",
+        pg_schema=f"adguide_bench_{tag}",
+        api_keys=keys,
+        rate_limit_per_minute=1_000_000,
+        guidance=GuidanceMode(args.guidance),
+        worker_concurrency=args.worker_concurrency,
+    )
 
 
 def _env(s: Any) -> dict[str, str]:
-    return {**os.environ, **s.to_env(), "ADGUIDE_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false"}
+    return {
+        **os.environ,
+        **s.to_env(),
+        "ADGUIDE_LOG_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 def _free_port() -> int:
@@ -69,8 +88,13 @@ def start_api(s: Any, log: Path, wait_s: float = 180) -> tuple[subprocess.Popen[
     import httpx
 
     port = _free_port()
-    api = subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "api", "--port", str(port)], cwd=REPO,
-                           env=_env(s), stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    api = subprocess.Popen(
+        [sys.executable, "-m", "adguide_cli", "serve", "api", "--port", str(port)],
+        cwd=REPO,
+        env=_env(s),
+        stdout=open(log, "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + wait_s
     while True:
@@ -100,7 +124,9 @@ def _rss_mb(pid: int) -> float:
 
     try:
         proc = psutil.Process(pid)
-        return (proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))) / 2**20
+        return (
+            proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        ) / 2**20
     except psutil.Error:
         return 0.0
 
@@ -123,8 +149,9 @@ async def _user(client: Any, key: str, stop_at: float, latencies: list[float], e
     while time.perf_counter() < stop_at:
         started = time.perf_counter()
         try:
-            r = await client.post(f"/v1/threads/{tid}/messages", json={"message": MESSAGES[n % len(MESSAGES)]},
-                                  headers=headers)
+            r = await client.post(
+                f"/v1/threads/{tid}/messages", json={"message": MESSAGES[n % len(MESSAGES)]}, headers=headers
+            )
         except Exception as exc:  # a timeout or a dropped connection is an error sample, not a crash
             errors.append(type(exc).__name__)
             continue
@@ -155,8 +182,12 @@ async def _chat_ramp(base: str, pid: int, args: argparse.Namespace) -> dict[str,
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
     async with httpx.AsyncClient(base_url=base, timeout=args.request_timeout, limits=limits) as client:
         warm: list[float] = []  # one unmeasured turn per advertiser: the API opens its agents (MCP sessions)
-        await asyncio.gather(*(_user(client, f"bench-adv{i}", time.perf_counter() + 0.1, warm, [])
-                               for i in range(1, args.chat_advertisers + 1)))
+        await asyncio.gather(
+            *(
+                _user(client, f"bench-adv{i}", time.perf_counter() + 0.1, warm, [])
+                for i in range(1, args.chat_advertisers + 1)
+            )
+        )
         for users in args.users:
             latencies: list[float] = []
             errors: list[str] = []
@@ -165,19 +196,36 @@ async def _chat_ramp(base: str, pid: int, args: argparse.Namespace) -> dict[str,
             keys = [f"bench-adv{1 + i % args.chat_advertisers}" for i in range(users)]
             await asyncio.gather(*(_user(client, k, stop_at, latencies, errors) for k in keys))
             elapsed = time.perf_counter() - started
-            level = {"users": users, "seconds": round(elapsed, 1), "turns": len(latencies), "errors": len(errors),
-                     "error_kinds": sorted(set(errors))[:5], "throughput": len(latencies) / elapsed,
-                     "p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95), "p99": _pct(latencies, 0.99),
-                     "mean": statistics.fmean(latencies) if latencies else float("nan"),
-                     "rss_mb_end": _rss_mb(pid)}
+            level = {
+                "users": users,
+                "seconds": round(elapsed, 1),
+                "turns": len(latencies),
+                "errors": len(errors),
+                "error_kinds": sorted(set(errors))[:5],
+                "throughput": len(latencies) / elapsed,
+                "p50": _pct(latencies, 0.5),
+                "p95": _pct(latencies, 0.95),
+                "p99": _pct(latencies, 0.99),
+                "mean": statistics.fmean(latencies) if latencies else float("nan"),
+                "rss_mb_end": _rss_mb(pid),
+            }
             levels.append(level)
-            print(f"  {users:>4} users: {level['throughput']:6.2f} turns/s  p50 {level['p50']:.3f} s  "
-                  f"p95 {level['p95']:.3f} s  p99 {level['p99']:.3f} s  errors {level['errors']}  "
-                  f"RSS {level['rss_mb_end']:.0f} MB", flush=True)
+            print(
+                f"  {users:>4} users: {level['throughput']:6.2f} turns/s  p50 {level['p50']:.3f} s  "
+                f"p95 {level['p95']:.3f} s  p99 {level['p99']:.3f} s  errors {level['errors']}  "
+                f"RSS {level['rss_mb_end']:.0f} MB",
+                flush=True,
+            )
     sampling = False
     await sampler
-    saturation = next((b["users"] for a, b in zip(levels, levels[1:], strict=False)
-                       if b["throughput"] < 1.10 * a["throughput"]), None)
+    saturation = next(
+        (
+            b["users"]
+            for a, b in zip(levels, levels[1:], strict=False)
+            if b["throughput"] < 1.10 * a["throughput"]
+        ),
+        None,
+    )
     return {"levels": levels, "saturates_at_users": saturation, "rss_mb": _rss_summary(rss)}
 
 
@@ -187,16 +235,21 @@ def _rss_summary(rss: list[tuple[float, float]]) -> dict[str, Any]:
     points = [(t, m) for t, m in rss if m > 0]
     mbs = [m for _, m in points]
     step = max(1, len(points) // 60)
-    half = points[len(points) // 2:]
+    half = points[len(points) // 2 :]
     drift = 0.0
     if len(half) >= 2 and half[-1][0] > half[0][0]:
         ts, ms = [t for t, _ in half], [m for _, m in half]
         tm, mm = statistics.fmean(ts), statistics.fmean(ms)
         var = sum((t - tm) ** 2 for t in ts)
         drift = sum((t - tm) * (m - mm) for t, m in half) / var * 3600 if var else 0.0
-    return {"start": mbs[0] if mbs else 0, "peak": max(mbs, default=0), "end": mbs[-1] if mbs else 0,
-            "samples": len(mbs), "second_half_drift_mb_per_hour": round(drift, 1),
-            "trace": [[round(t, 1), round(m, 1)] for t, m in points[::step]]}
+    return {
+        "start": mbs[0] if mbs else 0,
+        "peak": max(mbs, default=0),
+        "end": mbs[-1] if mbs else 0,
+        "samples": len(mbs),
+        "second_half_drift_mb_per_hour": round(drift, 1),
+        "trace": [[round(t, 1), round(m, 1)] for t, m in points[::step]],
+    }
 
 
 async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
@@ -204,9 +257,16 @@ async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> 
     import psycopg
     import redis.asyncio as aioredis
 
-    procs = [subprocess.Popen([sys.executable, "-m", "adguide_cli", "serve", "worker"], cwd=REPO, env=_env(s),
-                              stdout=open(log_dir / f"worker{i}.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-             for i in range(args.workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "adguide_cli", "serve", "worker"],
+            cwd=REPO,
+            env=_env(s),
+            stdout=open(log_dir / f"worker{i}.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(args.workers)
+    ]
     r = aioredis.Redis.from_url(s.redis_url)
     admin = {"Authorization": "Bearer bench-admin"}
     try:
@@ -231,8 +291,9 @@ async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> 
             _stop(p)
         await r.aclose()
     with psycopg.connect(s.checkpoint_url) as conn:
-        rows = conn.execute("SELECT advertiser_id, status, attempts FROM job_results WHERE job_id = %s",
-                            (job["job_id"],)).fetchall()
+        rows = conn.execute(
+            "SELECT advertiser_id, status, attempts FROM job_results WHERE job_id = %s", (job["job_id"],)
+        ).fetchall()
     seen: dict[str, int] = {}
     for adv, _, _ in rows:
         seen[adv] = seen.get(adv, 0) + 1
@@ -241,12 +302,21 @@ async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> 
     with MarketStore.open(s.world_path) as store:
         advertisers = list(store.advertiser_ids())
         writes = sum(len(store.scoped(a).audit_log()) for a in advertisers)
-    return {"advertisers": len(advertisers), "workers": args.workers, "worker_concurrency": s.worker_concurrency,
-            "guidance": s.guidance.value, "seconds": round(elapsed, 1), "finished": status["status"] == "finished",
-            "per_minute": 60 * len(rows) / elapsed, "done": sum(1 for _, st, _ in rows if st == "done"),
-            "failed": sum(1 for _, st, _ in rows if st != "done"), "lost": len(set(advertisers) - set(seen)),
-            "duplicated": sum(n - 1 for n in seen.values()), "retries": sum(a - 1 for _, _, a in rows),
-            "audit_writes": writes}
+    return {
+        "advertisers": len(advertisers),
+        "workers": args.workers,
+        "worker_concurrency": s.worker_concurrency,
+        "guidance": s.guidance.value,
+        "seconds": round(elapsed, 1),
+        "finished": status["status"] == "finished",
+        "per_minute": 60 * len(rows) / elapsed,
+        "done": sum(1 for _, st, _ in rows if st == "done"),
+        "failed": sum(1 for _, st, _ in rows if st != "done"),
+        "lost": len(set(advertisers) - set(seen)),
+        "duplicated": sum(n - 1 for n in seen.values()),
+        "retries": sum(a - 1 for _, _, a in rows),
+        "audit_writes": writes,
+    }
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
@@ -254,17 +324,25 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     from tools.market.data_model import WorldConfig
     from tools.market.generate import generate_world_file
 
-    out: dict[str, Any] = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                           "machine": {"cpus": os.cpu_count(), "note": "shared development machine",
-                                       "load_average_at_start": round(os.getloadavg()[0], 2)},
-                           "backend": args.backend, "args": {k: v for k, v in vars(args).items() if k != "out"}}
+    out: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "note": "shared development machine",
+            "load_average_at_start": round(os.getloadavg()[0], 2),
+        },
+        "backend": args.backend,
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
+    }
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
         tmpdir = Path(tmp)
         n_world = max(args.chat_advertisers, args.batch_advertisers)
         world = tmpdir / "world.sqlite"
         t = time.perf_counter()
         generate_world_file(WorldConfig(n_advertisers=n_world, days=args.days, seed=3), world)
-        print(f"world: {n_world} advertisers x {args.days} days in {time.perf_counter() - t:.1f} s", flush=True)
+        print(
+            f"world: {n_world} advertisers x {args.days} days in {time.perf_counter() - t:.1f} s", flush=True
+        )
         s = _settings(world, args)
         api, base = start_api(s, tmpdir / "api.log")
         try:
@@ -272,11 +350,16 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"chat ramp ({args.backend} backend, {args.seconds:g} s per level):", flush=True)
                 out["chat"] = await _chat_ramp(base, api.pid, args)
             if args.batch_advertisers:
-                print(f"batch: {args.batch_advertisers} advertisers, {args.workers} worker(s) ...", flush=True)
+                print(
+                    f"batch: {args.batch_advertisers} advertisers, {args.workers} worker(s) ...", flush=True
+                )
                 out["batch"] = await _batch(s, base, args, tmpdir)
                 b = out["batch"]
-                print(f"  {b['per_minute']:.1f} advertisers/min  done {b['done']}  failed {b['failed']}  "
-                      f"lost {b['lost']}  duplicated {b['duplicated']}  audit writes {b['audit_writes']}", flush=True)
+                print(
+                    f"  {b['per_minute']:.1f} advertisers/min  done {b['done']}  failed {b['failed']}  "
+                    f"lost {b['lost']}  duplicated {b['duplicated']}  audit writes {b['audit_writes']}",
+                    flush=True,
+                )
         finally:
             _stop(api)
             purge(s)
@@ -284,21 +367,33 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", default="1,2,4,8", help="concurrent users per level, comma separated ('' = no chat)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--users", default="1,2,4,8", help="concurrent users per level, comma separated ('' = no chat)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each level")
-    parser.add_argument("--chat-advertisers", type=int, default=3, help="advertisers the users are spread over")
-    parser.add_argument("--batch-advertisers", type=int, default=20, help="advertisers in the batch job (0 = none)")
+    parser.add_argument(
+        "--chat-advertisers", type=int, default=3, help="advertisers the users are spread over"
+    )
+    parser.add_argument(
+        "--batch-advertisers", type=int, default=20, help="advertisers in the batch job (0 = none)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes for the batch job")
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument("--guidance", default="overview", choices=["overview", "proactive"])
     parser.add_argument("--days", type=int, default=30, help="days of history in the generated world")
-    parser.add_argument("--backend", default="rules", help="rules | openai (with --llm-base-url) | local | teacher")
+    parser.add_argument(
+        "--backend", default="rules", help="rules | openai (with --llm-base-url) | local | teacher"
+    )
     parser.add_argument("--llm-base-url", default=None)
     parser.add_argument("--llm-model", default=None)
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument("--batch-timeout", type=float, default=1800.0)
-    parser.add_argument("--out", type=Path, default=REPO / "evals" / "benchmarks" / "results" / "bench_load.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "evals" / "benchmarks" / "results" / "bench_load.json"
+    )
     args = parser.parse_args()
     args.users = [int(x) for x in args.users.split(",") if x.strip()]
     if any(u < 1 or u > 1000 for u in args.users):

@@ -36,20 +36,31 @@ print(json.dumps({"seconds": best, "peak_rss_mb": resource.getrusage(resource.RU
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lengths", default="1024,2048,4096,5600")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    print(f"{'prompt tokens':>13} | {'eager s':>8} {'sdpa s':>8} {'speed-up':>8} | {'eager MB':>8} {'sdpa MB':>8}")
+    print(
+        f"{'prompt tokens':>13} | {'eager s':>8} {'sdpa s':>8} {'speed-up':>8} | {'eager MB':>8} {'sdpa MB':>8}"
+    )
     for n in [int(x) for x in args.lengths.split(",")]:
         row = {}
         for impl in ("eager", "sdpa"):
-            out = subprocess.run([sys.executable, "-c", ONE, impl, str(n), str(args.repeats)], capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", ONE, impl, str(n), str(args.repeats)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row[impl] = json.loads(out.stdout.strip().splitlines()[-1])
         e, s = row["eager"], row["sdpa"]
-        print(f"{n:>13} | {e['seconds']:>8.2f} {s['seconds']:>8.2f} {e['seconds'] / s['seconds']:>7.1f}x | "
-              f"{e['peak_rss_mb']:>8.0f} {s['peak_rss_mb']:>8.0f}", flush=True)
+        print(
+            f"{n:>13} | {e['seconds']:>8.2f} {s['seconds']:>8.2f} {e['seconds'] / s['seconds']:>7.1f}x | "
+            f"{e['peak_rss_mb']:>8.0f} {s['peak_rss_mb']:>8.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ async def _what_if_latency(path: Path, advertiser_ids: list[str]) -> tuple[list[
         async with connect_in_memory(path, aid, cache=ToolCache(enabled=False)) as session:
             for bucket, factor in ((first, 1.2), (cached, 1.3)):
                 t = time.perf_counter()
-                out = await call(session, "what_if", {"change": "bid", "id": kw.id, "value": round(kw.bid * factor, 2)})
+                out = await call(
+                    session, "what_if", {"change": "bid", "id": kw.id, "value": round(kw.bid * factor, 2)}
+                )
                 bucket.append(time.perf_counter() - t)
                 assert "error" not in out, out
     return first, cached
@@ -53,8 +55,9 @@ def main() -> None:
     ap.add_argument("--advertisers", type=int, default=20)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = generate_world_file(WorldConfig(n_advertisers=args.advertisers, days=120, seed=2028),
-                                   Path(tmp) / "world.sqlite").path
+        path = generate_world_file(
+            WorldConfig(n_advertisers=args.advertisers, days=120, seed=2028), Path(tmp) / "world.sqlite"
+        ).path
         with MarketStore.open(path) as store:
             ids = store.advertiser_ids()
             keywords = [len(store.scoped(a).keywords()) for a in ids]
@@ -64,8 +67,10 @@ def main() -> None:
                     t = time.perf_counter()
                     fit_market_model(store.scoped(aid), view)
                     times.append(time.perf_counter() - t)
-                print(f"fit, {view.value:8s} view: {_ms(times)} per advertiser "
-                      f"({np.mean(keywords):.0f} keywords, 120 days each)")
+                print(
+                    f"fit, {view.value:8s} view: {_ms(times)} per advertiser "
+                    f"({np.mean(keywords):.0f} keywords, 120 days each)"
+                )
         first, cached = asyncio.run(_what_if_latency(path, ids))
         print(f"what_if over MCP, first call (fits the model): {_ms(first)}")
         print(f"what_if over MCP, model cached:               {_ms(cached)}")

@@ -20,8 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = "tools.mcp_server.schemas"
 # what schemas.py imported before the result types moved to numpy-free modules
 OLD_ENGINE_IMPORTS = [
-    "tools.uplift.ab", "tools.uplift.attribution", "tools.uplift.cate", "tools.uplift.effects",
-    "tools.uplift.incrementality", "tools.optimize.budget", "tools.mcp_server.resolve",
+    "tools.uplift.ab",
+    "tools.uplift.attribution",
+    "tools.uplift.cate",
+    "tools.uplift.effects",
+    "tools.uplift.incrementality",
+    "tools.optimize.budget",
+    "tools.mcp_server.resolve",
 ]
 
 
@@ -53,7 +58,9 @@ def main(runs: int) -> None:
     print(f"import time, s ({runs} fresh interpreters each; {os.cpu_count()} CPUs, load average {load:.1f})")
     for label, modules in rows.items():
         times = [import_seconds(modules) for _ in range(runs)]
-        print(f"{label:<42} median {statistics.median(times):.3f}  min {min(times):.3f}  max {max(times):.3f}")
+        print(
+            f"{label:<42} median {statistics.median(times):.3f}  min {min(times):.3f}  max {max(times):.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ class AuctionResult:
     winner: np.ndarray  # [A, S] int64 bidder index in each slot, -1 if the slot is empty
     price: np.ndarray  # [A, S] price per click, 0 for an empty slot
     slot_of: np.ndarray  # [A, B] int64 slot (0 = top) of each bidder, -1 if it got none
-    ranked_scores: np.ndarray  # [A, S+1] bid x quality in rank order (the last one sets the lowest price); 0 if none
+    ranked_scores: (
+        np.ndarray
+    )  # [A, S+1] bid x quality in rank order (the last one sets the lowest price); 0 if none
     clicks: np.ndarray  # [A, S] expected clicks (probabilities) or sampled 0/1
     conversions: np.ndarray  # [A, S]
     cost: np.ndarray  # [A, S] price x clicks (what the advertisers pay)
@@ -61,7 +63,9 @@ def _matrix(name: str, value: object, shape: tuple[int, ...] | None = None) -> n
             allowed="shape (auctions, bidders)",
         )
     if shape is not None and arr.shape != shape:
-        raise InvalidInputError(f"{name} has shape {arr.shape}; expected {shape}", field=name, allowed=f"shape {shape}")
+        raise InvalidInputError(
+            f"{name} has shape {arr.shape}; expected {shape}", field=name, allowed=f"shape {shape}"
+        )
     return arr
 
 
@@ -74,7 +78,9 @@ def _in_range(name: str, arr: np.ndarray, low: float, high: float, low_open: boo
         return
     bad = ~np.isfinite(arr) | (arr <= low if low_open else arr < low) | (arr > high)
     allowed = f"{'>' if low_open else '>='} {low:g} and <= {high:g}"
-    raise InvalidInputError(f"{name} must be {allowed} (got {arr[bad].ravel()[0]!r})", field=name, allowed=allowed)
+    raise InvalidInputError(
+        f"{name} must be {allowed} (got {arr[bad].ravel()[0]!r})", field=name, allowed=allowed
+    )
 
 
 def parse_mechanism(mechanism: object) -> Mechanism:
@@ -106,11 +112,19 @@ def clear_auctions(
     n_auctions, n_bidders = bid.shape
     if bid.size > MAX_ELEMENTS:
         allowed = f"auctions x bidders <= {MAX_ELEMENTS:,}"
-        raise InvalidInputError(f"{n_auctions} x {n_bidders} auctions is too large; {allowed}", field="bids", allowed=allowed)
+        raise InvalidInputError(
+            f"{n_auctions} x {n_bidders} auctions is too large; {allowed}", field="bids", allowed=allowed
+        )
     _in_range("bids", bid, 0.0, MAX_BID)
-    if not isinstance(n_slots, int | np.integer) or isinstance(n_slots, bool) or not 1 <= n_slots <= MAX_SLOTS:
+    if (
+        not isinstance(n_slots, int | np.integer)
+        or isinstance(n_slots, bool)
+        or not 1 <= n_slots <= MAX_SLOTS
+    ):
         allowed = f">= 1 and <= {MAX_SLOTS}"
-        raise InvalidInputError(f"n_slots must be an integer {allowed} (got {n_slots!r})", field="n_slots", allowed=allowed)
+        raise InvalidInputError(
+            f"n_slots must be an integer {allowed} (got {n_slots!r})", field="n_slots", allowed=allowed
+        )
     n_slots = int(n_slots)
     if mech is Mechanism.SECOND_PRICE and n_slots != 1:
         raise InvalidInputError(
@@ -123,12 +137,16 @@ def clear_auctions(
     res_arr = np.asarray(reserve, dtype=np.float64)
     if res_arr.shape not in ((), (n_auctions,)):
         allowed = f"a number or shape ({n_auctions},)"
-        raise InvalidInputError(f"reserve has shape {res_arr.shape}; expected {allowed}", field="reserve", allowed=allowed)
+        raise InvalidInputError(
+            f"reserve has shape {res_arr.shape}; expected {allowed}", field="reserve", allowed=allowed
+        )
     _in_range("reserve", res_arr, 0.0, MAX_BID)
     alpha = np.ones(n_slots) if position_ctr is None else np.asarray(position_ctr, dtype=np.float64)
     if alpha.shape != (n_slots,):
         raise InvalidInputError(
-            f"position_ctr has shape {alpha.shape}; expected ({n_slots},)", field="position_ctr", allowed=f"shape ({n_slots},)"
+            f"position_ctr has shape {alpha.shape}; expected ({n_slots},)",
+            field="position_ctr",
+            allowed=f"shape ({n_slots},)",
         )
     _in_range("position_ctr", alpha, 0.0, 1.0)
     base_ctr = None if ctr is None else _matrix("ctr", ctr, bid.shape)
@@ -210,7 +228,11 @@ def _clear_block(
         p_click = p_click * np.take_along_axis(base_ctr, safe, axis=1)
     if rng is None:
         clicks = p_click
-        conversions = np.zeros_like(p_click) if base_cvr is None else p_click * np.take_along_axis(base_cvr, safe, axis=1)
+        conversions = (
+            np.zeros_like(p_click)
+            if base_cvr is None
+            else p_click * np.take_along_axis(base_cvr, safe, axis=1)
+        )
     else:
         clicks = (rng.random(p_click.shape) < p_click).astype(np.float64)
         conversions = np.zeros_like(p_click)
@@ -274,12 +296,16 @@ def vcg_prices(result: AuctionResult, quality: np.ndarray | None, position_ctr: 
     n_slots = alpha.size
     if np.any(alpha <= 0) or np.any(np.diff(alpha) > 0):
         raise InvalidInputError(
-            "position_ctr must be positive and non-increasing for VCG", field="position_ctr", allowed="alpha_1 >= alpha_2 >= ... > 0"
+            "position_ctr must be positive and non-increasing for VCG",
+            field="position_ctr",
+            allowed="alpha_1 >= alpha_2 >= ... > 0",
         )
     gaps = alpha - np.append(alpha[1:], 0.0)  # alpha_i - alpha_{i+1}
     below = result.ranked_scores[:, 1:]  # score of the ad ranked i+1, for i = 0..S-1
     externality = np.cumsum((gaps * below)[:, ::-1], axis=1)[:, ::-1]  # sum over i >= j
     safe = np.maximum(result.winner, 0)
-    own_q = 1.0 if quality is None else np.take_along_axis(np.asarray(quality, dtype=np.float64), safe, axis=1)
+    own_q = (
+        1.0 if quality is None else np.take_along_axis(np.asarray(quality, dtype=np.float64), safe, axis=1)
+    )
     price = externality / alpha[None, :n_slots] / own_q
     return np.where(result.winner >= 0, price, 0.0)

@@ -118,7 +118,9 @@ class OptimalBid(_Result):
 # --- helpers ----------------------------------------------------------------------------------------------
 
 
-def _check(name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
+def _check(
+    name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> float:
     v = float(value)
     ok = v == v and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
     if not ok:
@@ -130,12 +132,16 @@ def _check(name: str, value: float, low: float, high: float, *, low_open: bool =
 def _check_int(name: str, value: int, low: int, high: int) -> int:
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or not low <= value <= high:
         allowed = f">= {low} and <= {high}"
-        raise InvalidInputError(f"{name} must be an integer {allowed} (got {value!r})", field=name, allowed=allowed)
+        raise InvalidInputError(
+            f"{name} must be an integer {allowed} (got {value!r})", field=name, allowed=allowed
+        )
     return int(value)
 
 
 def _days(days: Sequence[int] | np.ndarray) -> np.ndarray:
-    arr = np.asarray(list(days), dtype=np.int64) if not isinstance(days, np.ndarray) else days.astype(np.int64)
+    arr = (
+        np.asarray(list(days), dtype=np.int64) if not isinstance(days, np.ndarray) else days.astype(np.int64)
+    )
     if arr.ndim != 1 or not 1 <= arr.size <= MAX_DAYS:
         allowed = f"1 to {MAX_DAYS} day indices"
         raise InvalidInputError(f"days must hold {allowed} (got {arr.size})", field="days", allowed=allowed)
@@ -143,10 +149,16 @@ def _days(days: Sequence[int] | np.ndarray) -> np.ndarray:
 
 
 def _margins(margin: float | Sequence[float] | np.ndarray, k: int) -> np.ndarray:
-    arr = np.broadcast_to(np.asarray(margin, dtype=np.float64), (k,)) if np.ndim(margin) == 0 else np.asarray(margin, dtype=np.float64)
+    arr = (
+        np.broadcast_to(np.asarray(margin, dtype=np.float64), (k,))
+        if np.ndim(margin) == 0
+        else np.asarray(margin, dtype=np.float64)
+    )
     if arr.shape != (k,):
         raise InvalidInputError(
-            f"margin must be one number or one per keyword ({k}), got {arr.shape}", field="margin", allowed=f"number or ({k},)"
+            f"margin must be one number or one per keyword ({k}), got {arr.shape}",
+            field="margin",
+            allowed=f"number or ({k},)",
         )
     for v in arr:
         _check("margin", v, 0.0, 1.0, low_open=True, high_open=True)
@@ -169,7 +181,9 @@ def _estimate(samples: np.ndarray, level: float) -> Estimate:
     return Estimate(mean=float(samples.mean()), low=float(lo), high=float(hi))
 
 
-def _totals(res: DaySimResult, margin: np.ndarray, n_groups: int, k: int | None = None) -> dict[str, np.ndarray]:
+def _totals(
+    res: DaySimResult, margin: np.ndarray, n_groups: int, k: int | None = None
+) -> dict[str, np.ndarray]:
     """Totals per group of rows: rows are laid out as [group, day] with n_groups groups; over the first ``k``
     keyword columns (None: all of them)."""
     cols = slice(None) if k is None else slice(0, k)
@@ -198,10 +212,14 @@ def _with_others(
     """The keywords given followed by the ones sharing their budget: all markets, all margins, and the
     fixed bids of the others."""
     n = len(others)
-    fixed = np.zeros(0) if n == 0 else np.asarray(other_bids if other_bids is not None else [], dtype=np.float64)
+    fixed = (
+        np.zeros(0) if n == 0 else np.asarray(other_bids if other_bids is not None else [], dtype=np.float64)
+    )
     if fixed.shape != (n,):
         raise InvalidInputError(
-            f"other_bids must hold one bid per other keyword ({n})", field="other_bids", allowed=f"shape ({n},)"
+            f"other_bids must hold one bid per other keyword ({n})",
+            field="other_bids",
+            allowed=f"shape ({n},)",
         )
     for v in fixed:
         _check("other_bids", v, 0.0, MAX_BID)
@@ -247,7 +265,9 @@ def _simulate_grid(
 
 def _check_common(markets: Sequence[KeywordMarket], n_sims: int, seed: int, level: float) -> None:
     if len(markets) == 0:
-        raise InvalidInputError("markets must hold at least one keyword market", field="markets", allowed=">= 1")
+        raise InvalidInputError(
+            "markets must hold at least one keyword market", field="markets", allowed=">= 1"
+        )
     _check_int("n_sims", n_sims, 0, MAX_SIMS)
     _check_int("seed", seed, 0, 2**63 - 1)
     _check("level", level, 0.0, 1.0, low_open=True, high_open=True)
@@ -293,7 +313,9 @@ def bid_landscape(
     totals = _totals(res, all_margins, groups, k)
     reps = max(n_sims, 1)
     points = [
-        LandscapePoint(bid=float(b), **_outcome({n: v[i * reps : (i + 1) * reps] for n, v in totals.items()}, level))  # type: ignore[arg-type]
+        LandscapePoint(
+            bid=float(b), **_outcome({n: v[i * reps : (i + 1) * reps] for n, v in totals.items()}, level)
+        )  # type: ignore[arg-type]
         for i, b in enumerate(grid)
     ]
     return BidLandscape(
@@ -336,12 +358,16 @@ def what_if(
     after_budgets = before_budgets if new_budgets is None else np.asarray(new_budgets, dtype=np.float64)
     for name, b in (("bids", before_bids), ("new_bids", after_bids)):
         if b.shape != (k,):
-            raise InvalidInputError(f"{name} must hold one bid per keyword ({k})", field=name, allowed=f"shape ({k},)")
+            raise InvalidInputError(
+                f"{name} must hold one bid per keyword ({k})", field=name, allowed=f"shape ({k},)"
+            )
         for v in b:
             _check(name, v, 0.0, MAX_BID)
     for name, b in (("budgets", before_budgets), ("new_budgets", after_budgets)):
         if b.ndim != 1 or b.shape != before_budgets.shape or b.size == 0:
-            raise InvalidInputError(f"{name} must hold one budget per campaign", field=name, allowed="shape (C,)")
+            raise InvalidInputError(
+                f"{name} must hold one budget per campaign", field=name, allowed="shape (C,)"
+            )
         for v in b:
             _check(name, v, 0.0, MAX_BUDGET)
     reps = max(n_sims, 1)
@@ -404,7 +430,9 @@ def optimal_bid(
         goal = BidGoal(str(goal))
     except ValueError:
         allowed = ", ".join(g.value for g in BidGoal)
-        raise InvalidInputError(f"unknown goal {goal!r}; one of {allowed}", field="goal", allowed=allowed) from None
+        raise InvalidInputError(
+            f"unknown goal {goal!r}; one of {allowed}", field="goal", allowed=allowed
+        ) from None
     if goal is not BidGoal.MAX_PROFIT:
         if target is None:
             raise InvalidInputError(f"{goal.value} needs a target", field="target", allowed="> 0")
@@ -424,7 +452,9 @@ def optimal_bid(
     all_markets, all_margins, fixed = _with_others(markets, margins, others, other_bids, other_margin)
 
     def simulate(grid: np.ndarray, sims: int) -> tuple[DaySimResult, int]:
-        return _simulate_grid(all_markets, _rows(np.repeat(grid[:, None], k, axis=1), fixed), day_arr, budget, sims, seed)
+        return _simulate_grid(
+            all_markets, _rows(np.repeat(grid[:, None], k, axis=1), fixed), day_arr, budget, sims, seed
+        )
 
     def expected_totals(grid: np.ndarray) -> dict[str, np.ndarray]:
         res, groups = simulate(grid, 0)
@@ -456,7 +486,9 @@ def optimal_bid(
     own = _totals(res, all_margins, groups, k)
     reps = max(n_sims, 1)
     at = [
-        LandscapePoint(bid=float(b), **_outcome({n: v[i * reps : (i + 1) * reps] for n, v in own.items()}, level))  # type: ignore[arg-type]
+        LandscapePoint(
+            bid=float(b), **_outcome({n: v[i * reps : (i + 1) * reps] for n, v in own.items()}, level)
+        )  # type: ignore[arg-type]
         for i, b in enumerate(points)
     ]
     gain = None
@@ -465,8 +497,11 @@ def optimal_bid(
         gain = _estimate(campaign[:reps] - campaign[reps:], level)
     if not feasible:
         note = (
-            ("no bid adds incremental profit to the keywords sharing the budget: the budget earns more on the others"
-             if others else "no bid makes incremental profit positive: the ads mostly buy sales that would happen anyway")
+            (
+                "no bid adds incremental profit to the keywords sharing the budget: the budget earns more on the others"
+                if others
+                else "no bid makes incremental profit positive: the ads mostly buy sales that would happen anyway"
+            )
             if goal is BidGoal.MAX_PROFIT
             else f"no bid between {min_bid:g} and {max_bid:g} meets {goal.value} {target:g}"
         )

@@ -143,11 +143,15 @@ class MarketArrays:
 def market_arrays(markets: Sequence[KeywordMarket]) -> MarketArrays:
     """Stack KeywordMarkets into arrays (validated by their pydantic model; ids must be unique)."""
     if len(markets) == 0:
-        raise InvalidInputError("markets must hold at least one keyword market", field="markets", allowed=">= 1")
+        raise InvalidInputError(
+            "markets must hold at least one keyword market", field="markets", allowed=">= 1"
+        )
     ids = [m.keyword_id for m in markets]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
-        raise InvalidInputError(f"keyword {dup} appears twice in markets", field="markets", allowed="unique keyword ids")
+        raise InvalidInputError(
+            f"keyword {dup} appears twice in markets", field="markets", allowed="unique keyword ids"
+        )
 
     def col(name: str) -> np.ndarray:
         return np.array([float(getattr(m, name)) for m in markets], dtype=np.float64)
@@ -242,13 +246,17 @@ def validate_inputs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Check simulate_days' arguments; returns bids [D,K], campaign_of [K], budgets [D,C], days [D]."""
     if not isinstance(markets, MarketArrays):
-        raise InvalidInputError("markets must be a MarketArrays (use market_arrays)", field="markets", allowed="MarketArrays")
+        raise InvalidInputError(
+            "markets must be a MarketArrays (use market_arrays)", field="markets", allowed="MarketArrays"
+        )
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or not 0 <= int(seed) < 2**63:
         raise InvalidInputError(f"seed must be an integer >= 0 (got {seed!r})", field="seed", allowed=">= 0")
     k = markets.size
     days_arr = _array("days", days)
     if days_arr.ndim != 1 or days_arr.size == 0:
-        raise InvalidInputError("days must be a non-empty 1-d array of day indices", field="days", allowed="[D], D >= 1")
+        raise InvalidInputError(
+            "days must be a non-empty 1-d array of day indices", field="days", allowed="[D], D >= 1"
+        )
     _check_values("days", days_arr, 0, MAX_DAY)
     if np.any(days_arr != np.round(days_arr)):
         raise InvalidInputError("days must be whole day indices", field="days", allowed="integers")
@@ -271,11 +279,15 @@ def validate_inputs(
     n_campaigns = budget_arr.shape[-1] if budget_arr.ndim in (1, 2) else 0
     if n_campaigns == 0:
         raise InvalidInputError(
-            "budgets must be [C] or [D, C] with at least one campaign", field="budgets", allowed="[C] or [D, C]"
+            "budgets must be [C] or [D, C] with at least one campaign",
+            field="budgets",
+            allowed="[C] or [D, C]",
         )
     _check_values("campaign_of", camp, 0, n_campaigns - 1)
     if np.any(camp != np.round(camp)):
-        raise InvalidInputError("campaign_of must hold integer indices", field="campaign_of", allowed="integers")
+        raise InvalidInputError(
+            "campaign_of must hold integer indices", field="campaign_of", allowed="integers"
+        )
     budget_arr = _per_day("budgets", budget_arr, d, n_campaigns, "campaign")
     _check_values("budgets", budget_arr, 0.0, MAX_BUDGET)
     bid_arr = _per_day("bids", _array("bids", bids), d, k, "keyword")
@@ -369,7 +381,11 @@ def _auction_terms_block(
     s_max = int(n_slots.max())
     slots = np.arange(s_max)
     # P(exactly s rivals above us) = Poisson pmf, for s < n_slots
-    log_pmf = slots[None, :] * np.log(np.maximum(above, 1e-300))[:, None] - above[:, None] - special.gammaln(slots + 1)[None, :]
+    log_pmf = (
+        slots[None, :] * np.log(np.maximum(above, 1e-300))[:, None]
+        - above[:, None]
+        - special.gammaln(slots + 1)[None, :]
+    )
     pmf = np.where((slots[None, :] < n_slots[:, None]) & takes_part[:, None], np.exp(log_pmf), 0.0)
     pmf[:, 0] = np.where(takes_part, np.exp(-above), 0.0)
     p_imp = pmf.sum(axis=1)
@@ -462,7 +478,9 @@ def simulate_rows(
     per_block = max(1, _BLOCK_ROWS // k)
     for d0 in range(0, n_days, per_block):
         d1 = min(n_days, d0 + per_block)
-        _simulate_block(m, bids[d0:d1], campaign_of, budgets[d0:d1], days[d0:d1], rep[d0:d1], seed, expected, res, d0)
+        _simulate_block(
+            m, bids[d0:d1], campaign_of, budgets[d0:d1], days[d0:d1], rep[d0:d1], seed, expected, res, d0
+        )
     return res
 
 
@@ -470,7 +488,9 @@ def _regimes(bids: np.ndarray, bid_mult: np.ndarray, count_mult: np.ndarray) -> 
     """Rows where a keyword's auction changes from the previous row (bid or rival field), and each
     row's regime number. Returns (start rows as flat indices, regime of every flat row)."""
     changed = np.ones(bids.shape, dtype=bool)
-    changed[1:] = (bids[1:] != bids[:-1]) | (bid_mult[1:] != bid_mult[:-1]) | (count_mult[1:] != count_mult[:-1])
+    changed[1:] = (
+        (bids[1:] != bids[:-1]) | (bid_mult[1:] != bid_mult[:-1]) | (count_mult[1:] != count_mult[:-1])
+    )
     flat = changed.ravel()
     number = np.cumsum(flat) - 1
     start = np.where(changed, np.arange(changed.size).reshape(changed.shape), -1)
@@ -516,7 +536,9 @@ def _simulate_block(
     volume, bid_mult, count_mult = day_factors(m, days)
     starts, regime = _regimes(bids, bid_mult, count_mult)
     kw = np.tile(np.arange(k), n_days)  # keyword of each flat row
-    terms = auction_terms(m, kw[starts], bids.ravel()[starts], bid_mult.ravel()[starts], count_mult.ravel()[starts])
+    terms = auction_terms(
+        m, kw[starts], bids.ravel()[starts], bid_mult.ravel()[starts], count_mult.ravel()[starts]
+    )
 
     v = volume.ravel()
     m_imp = v * terms.p_impression[regime]

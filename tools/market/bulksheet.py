@@ -168,8 +168,9 @@ def export_bulksheet(
             try:
                 value, field_name = Status(str(r.after)).value, "state"
             except ValueError:
-                raise BulksheetError(f"{where}: status {r.after!r} is not one of enabled, paused",
-                                     field="status") from None
+                raise BulksheetError(
+                    f"{where}: status {r.after!r} is not one of enabled, paused", field="status"
+                ) from None
         elif r.action in ("add_keyword", "add_keywords"):
             if r.entity not in keywords:
                 raise missing("keyword")
@@ -194,8 +195,11 @@ def export_bulksheet(
     def in_account(what: str, ad_group_id: str) -> AdGroup:
         group = groups.get(ad_group_id)
         if group is None or group.campaign_id not in campaigns:
-            raise BulksheetError(f"{what}'s ad group {ad_group_id} (or its campaign) is not in "
-                                 f"{adv.advertiser_id}'s account in {path}; nothing exported", field="entity_id")
+            raise BulksheetError(
+                f"{what}'s ad group {ad_group_id} (or its campaign) is not in "
+                f"{adv.advertiser_id}'s account in {path}; nothing exported",
+                field="entity_id",
+            )
         return group
 
     rows: list[tuple[int, int, Row]] = []  # (section, first record, row)
@@ -219,8 +223,14 @@ def export_bulksheet(
         elif entity_id in keywords:
             kw = keywords[entity_id]
             group = in_account(f"keyword {entity_id}", kw.ad_group_id)
-            named = _parents(row, ext, campaigns[group.campaign_id].id, campaigns[group.campaign_id].name,
-                             group.id, group.name)
+            named = _parents(
+                row,
+                ext,
+                campaigns[group.campaign_id].id,
+                campaigns[group.campaign_id].name,
+                group.id,
+                group.name,
+            )
             target = is_target_expression(kw.text) and not change.created
             row["Entity"] = "Product Targeting" if target else "Keyword"
             id_column = "Product Targeting ID" if target else "Keyword ID"
@@ -246,14 +256,18 @@ def export_bulksheet(
         else:
             neg = negatives[entity_id]
             group = in_account(f"negative keyword {entity_id}", neg.ad_group_id)
-            named = _parents(row, ext, group.campaign_id, campaigns[group.campaign_id].name, group.id, group.name)
-            row.update({
-                "Entity": "Negative Keyword",
-                "Operation": "Create",
-                "Keyword Text": neg.text,
-                "Match Type": NEGATIVE_MATCH[neg.match_type],
-                "State": Status.ENABLED.value,
-            })
+            named = _parents(
+                row, ext, group.campaign_id, campaigns[group.campaign_id].name, group.id, group.name
+            )
+            row.update(
+                {
+                    "Entity": "Negative Keyword",
+                    "Operation": "Create",
+                    "Keyword Text": neg.text,
+                    "Match Type": NEGATIVE_MATCH[neg.match_type],
+                    "State": Status.ENABLED.value,
+                }
+            )
             section = 3
         by_name += named
         rows.append((section, change.first, row))
@@ -264,18 +278,27 @@ def export_bulksheet(
     if not records:
         notes.append(f"no accepted changes{when}: the bulksheet has a header and no rows")
     elif len(records) > len(rows):
-        notes.append(f"{len(records)} accepted change(s){when} in {len(rows)} row(s): only the latest value of "
-                     "each entity's field is exported")
+        notes.append(
+            f"{len(records)} accepted change(s){when} in {len(rows)} row(s): only the latest value of "
+            "each entity's field is exported"
+        )
     if by_name:
-        why = ("the imported reports carried no campaignId / adGroupId / keywordId columns" if not ext else
-               "the reports carried no console id for them, or this tool created them")
-        notes.append(f"{by_name} row(s) name their entity (Campaign Name, Ad Group Name, Keyword Text + Match "
-                     f"Type) instead of the console's id: {why}. Bulksheets 2.0 match Update rows by id, so the "
-                     "console may refuse these until a report with id columns is imported")
+        why = (
+            "the imported reports carried no campaignId / adGroupId / keywordId columns"
+            if not ext
+            else "the reports carried no console id for them, or this tool created them"
+        )
+        notes.append(
+            f"{by_name} row(s) name their entity (Campaign Name, Ad Group Name, Keyword Text + Match "
+            f"Type) instead of the console's id: {why}. Bulksheets 2.0 match Update rows by id, so the "
+            "console may refuse these until a report with id columns is imported"
+        )
     n_created = sum(1 for _, _, r in rows if r["Operation"] == "Create")
     if n_created:
-        notes.append(f"{n_created} Create row(s): the console assigns the new ids; import a report after the "
-                     "upload so later exports address them by id")
+        notes.append(
+            f"{n_created} Create row(s): the console assigns the new ids; import a report after the "
+            "upload so later exports address them by id"
+        )
     return BulksheetExport(
         advertiser_id=adv.advertiser_id,
         store_path=str(path),
@@ -287,8 +310,9 @@ def export_bulksheet(
     )
 
 
-def _parents(row: Row, ext: dict[str, str], campaign_id: str, campaign_name: str, group_id: str,
-             group_name: str) -> bool:
+def _parents(
+    row: Row, ext: dict[str, str], campaign_id: str, campaign_name: str, group_id: str, group_name: str
+) -> bool:
     """Fill the campaign and ad group columns (ids where known, else names); True if a name was used."""
     named = False
     if campaign_id in ext:
@@ -351,13 +375,19 @@ def write_bulksheet(rows: list[Row], path: Path | str) -> Path:
     if suffix not in (".csv", ".xlsx"):
         raise BulksheetError(f"-o {path}: name a .csv (or .xlsx) file", field="out", allowed=".csv, .xlsx")
     if suffix == ".xlsx" and not _xlsx_available():
-        raise BulksheetError(f"-o {path}: writing XLSX needs openpyxl, which is not installed; write a .csv",
-                             field="out", allowed=".csv")
+        raise BulksheetError(
+            f"-o {path}: writing XLSX needs openpyxl, which is not installed; write a .csv",
+            field="out",
+            allowed=".csv",
+        )
     if path.is_dir():
         raise BulksheetError(f"-o {path} is a directory", field="out", allowed="a file path")
     if not path.parent.is_dir():
-        raise BulksheetError(f"-o {path}: {path.parent} is not a directory", field="out",
-                             allowed="a path in an existing directory")
+        raise BulksheetError(
+            f"-o {path}: {path.parent} is not a directory",
+            field="out",
+            allowed="a path in an existing directory",
+        )
     columns = _columns(rows)
     tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
     try:
@@ -406,15 +436,17 @@ def read_bulksheet(path: Path | str) -> list[Row]:
     header = [h.strip() for h in table[0]]
     for col in REQUIRED_COLUMNS:
         if col not in header:
-            raise BulksheetError(f"{path} row 1: no {col!r} column; not a Sponsored Products bulksheet",
-                                 field="file")
+            raise BulksheetError(
+                f"{path} row 1: no {col!r} column; not a Sponsored Products bulksheet", field="file"
+            )
     rows: list[Row] = []
     for n, values in enumerate(table[1:], start=2):
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
-            raise BulksheetError(f"{path} row {n}: {len(values)} fields, the header has {len(header)}",
-                                 field="file")
+            raise BulksheetError(
+                f"{path} row {n}: {len(values)} fields, the header has {len(header)}", field="file"
+            )
         row = {c: "" for c in COLUMNS}
         row.update({h: v.strip() for h, v in zip(header, values, strict=True)})
         rows.append(row)

@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 
 market_app = typer.Typer(
-    help="The marketplace: generate a world, import a seller's reports, look at an advertiser's account.", no_args_is_help=True
+    help="The marketplace: generate a world, import a seller's reports, look at an advertiser's account.",
+    no_args_is_help=True,
 )
 _err = Console(stderr=True)
 _out = Console()
@@ -37,9 +38,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _config(
-    advertisers: int, days: int, seed: int, start: str, categories: str | None = None
-):  # -> WorldConfig
+# -> WorldConfig
+def _config(advertisers: int, days: int, seed: int, start: str, categories: str | None = None):
     from pydantic import ValidationError
 
     from tools.market.data_model import WorldConfig
@@ -233,8 +233,9 @@ def show(
 @market_app.command("import")
 def import_(
     files: list[Path] = typer.Argument(
-        ..., help="report files: Ads API v3 spSearchTerm / spTargeting / spCampaigns (GZIP_JSON or JSON), "
-        "or console CSV downloads of them (daily rows)"
+        ...,
+        help="report files: Ads API v3 spSearchTerm / spTargeting / spCampaigns (GZIP_JSON or JSON), "
+        "or console CSV downloads of them (daily rows)",
     ),
     advertiser_name: str = typer.Option(
         "My account", "--advertiser-name", help="the account's name: created, or updated if it exists"
@@ -258,8 +259,10 @@ def import_(
     except KeyboardInterrupt:
         _fail("interrupted; nothing was written", code=130)
     except (OSError, sqlite3.Error) as err:
-        _fail(f"could not write the accounts file: {getattr(err, 'strerror', None) or err}; nothing was written",
-              code=1)
+        _fail(
+            f"could not write the accounts file: {getattr(err, 'strerror', None) or err}; nothing was written",
+            code=1,
+        )
     for line in summary_lines(summary):
         if as_json:
             print(line)
@@ -271,13 +274,20 @@ def import_(
 
 @market_app.command("export-bulksheet")
 def export_bulksheet_(
-    advertiser: str = typer.Option(..., "--advertiser", "-a", help="the advertiser whose changes to export, e.g. adv_0001"),
+    advertiser: str = typer.Option(
+        ..., "--advertiser", "-a", help="the advertiser whose changes to export, e.g. adv_0001"
+    ),
     world: Path | None = typer.Option(
-        None, "--world", "-w", help="accounts or world file (default: $ADGUIDE_HOME/accounts.sqlite, where "
-        "`adguide market import` writes)"
+        None,
+        "--world",
+        "-w",
+        help="accounts or world file (default: $ADGUIDE_HOME/accounts.sqlite, where "
+        "`adguide market import` writes)",
     ),
     since: str | None = typer.Option(
-        None, "--since", help="only changes made at or after this time (ISO date or date-time; UTC if no zone)"
+        None,
+        "--since",
+        help="only changes made at or after this time (ISO date or date-time; UTC if no zone)",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="the bulksheet to write: a .csv file"),
     as_json: bool = typer.Option(False, "--json", help="end with a summary as one JSON line"),
@@ -294,7 +304,9 @@ def export_bulksheet_(
         try:
             start = dt.datetime.fromisoformat(since.strip())
         except ValueError:
-            _fail(f"--since must be an ISO date or date-time, e.g. 2026-03-29 or 2026-03-29T12:00:00Z (got {since!r})")
+            _fail(
+                f"--since must be an ISO date or date-time, e.g. 2026-03-29 or 2026-03-29T12:00:00Z (got {since!r})"
+            )
     path = (world or default_accounts_path()).expanduser()
     try:
         export = export_bulksheet(path, advertiser, start)
@@ -302,11 +314,14 @@ def export_bulksheet_(
     except AdguideError as err:
         _fail(str(err))
     except (OSError, sqlite3.Error) as err:
-        _fail(f"could not export to {out}: {getattr(err, 'strerror', None) or err}; nothing was written", code=1)
+        _fail(
+            f"could not export to {out}: {getattr(err, 'strerror', None) or err}; nothing was written", code=1
+        )
     counts = export.counts()
     lines = [
         f"{export.advertiser_id}: {len(export.rows)} bulksheet row(s) from {export.changes} accepted change(s) "
-        f"written to {written}" + (f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if counts else ""),
+        f"written to {written}"
+        + (f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if counts else ""),
         *(f"  note: {n}" for n in export.notes),
     ]
     for line in lines:
@@ -315,13 +330,18 @@ def export_bulksheet_(
         else:
             _out.print(line, highlight=False, soft_wrap=True)
     if as_json:
-        print(json.dumps({
-            "advertiser_id": export.advertiser_id,
-            "path": str(written),
-            "rows": len(export.rows),
-            "changes": export.changes,
-            "counts": counts,
-            "by_name": export.by_name,
-            "since": export.since.isoformat() if export.since else None,
-            "notes": export.notes,
-        }, separators=(",", ":")))
+        print(
+            json.dumps(
+                {
+                    "advertiser_id": export.advertiser_id,
+                    "path": str(written),
+                    "rows": len(export.rows),
+                    "changes": export.changes,
+                    "counts": counts,
+                    "by_name": export.by_name,
+                    "since": export.since.isoformat() if export.since else None,
+                    "notes": export.notes,
+                },
+                separators=(",", ":"),
+            )
+        )

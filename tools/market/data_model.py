@@ -28,7 +28,9 @@ class Advertiser(_Model):
     id: str  # "adv_0001"
     name: str
     category: str  # e.g. "kitchen", "outdoor"
-    target_acos: float | None = Field(default=None, gt=0, lt=1, description="the advertiser's stated ACoS goal")
+    target_acos: float | None = Field(
+        default=None, gt=0, lt=1, description="the advertiser's stated ACoS goal"
+    )
 
 
 class Product(_Model):
@@ -79,7 +81,9 @@ class NegativeKeyword(_Model):
 class MarketEvent(_Model):
     """A dated multiplier on demand (a sales event) or on competition (a competitor surge)."""
 
-    name: str = Field(default="", description="e.g. 'prime_day', 'competitor_surge' (for explanations and evals)")
+    name: str = Field(
+        default="", description="e.g. 'prime_day', 'competitor_surge' (for explanations and evals)"
+    )
     start: int = Field(ge=0, description="day index from the world's start date")
     end: int = Field(ge=0, description="inclusive")
     demand_mult: float = Field(default=1.0, gt=0)
@@ -154,7 +158,9 @@ class KeywordDay(PerformanceRow):
 class CampaignDay(PerformanceRow):
     campaign_id: str
     budget: float
-    budget_exhausted_at: float | None = Field(default=None, description="fraction of day when spend hit budget")
+    budget_exhausted_at: float | None = Field(
+        default=None, description="fraction of day when spend hit budget"
+    )
 
 
 class SearchTermDay(PerformanceRow):

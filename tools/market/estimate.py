@@ -108,7 +108,9 @@ class MarketModel:
     terms: dict[str, list[SearchTerm]]
     history_days: int
     fit: dict[str, float] = field(default_factory=dict)
-    keywords_by_group: dict[str, list[Keyword]] = field(default_factory=dict)  # siblings of keywords added later
+    keywords_by_group: dict[str, list[Keyword]] = field(
+        default_factory=dict
+    )  # siblings of keywords added later
 
     @property
     def note(self) -> str:
@@ -162,8 +164,20 @@ def load_history(adv: AdvertiserStore) -> History:
     default_price = float(np.mean(list(prices.values()))) if prices else 30.0
     index = {k.id: i for i, k in enumerate(keywords)}
     shape = (len(keywords), n_days)
-    cols = {name: np.full(shape, np.nan) for name in
-            ("bid", "impressions", "clicks", "spend", "orders", "sales", "organic", "position", "share")}
+    cols = {
+        name: np.full(shape, np.nan)
+        for name in (
+            "bid",
+            "impressions",
+            "clicks",
+            "spend",
+            "orders",
+            "sales",
+            "organic",
+            "position",
+            "share",
+        )
+    }
     for r in adv.keyword_days(start, end):
         i, d = index[r.keyword_id], (r.date - start).days
         cols["bid"][i, d] = r.bid
@@ -183,19 +197,27 @@ def load_history(adv: AdvertiserStore) -> History:
     for c in adv.campaign_days(start, end):
         if c.campaign_id in camp_index and c.budget_exhausted_at is not None:
             served_c[camp_index[c.campaign_id], (c.date - start).days] = float(
-                traffic_share_before(c.budget_exhausted_at))
+                traffic_share_before(c.budget_exhausted_at)
+            )
     served = served_c[[camp_index[c] for c in campaign_of]] if keywords else np.ones(shape)
     first_day = (start - adv.world_start).days
     days = np.arange(first_day, first_day + n_days)
     event_day = np.zeros(n_days, dtype=bool)
     for ev in _public_events(adv, start, end):
-        event_day[max(0, (ev.start - start).days): (ev.end - start).days + 1] = True
+        event_day[max(0, (ev.start - start).days) : (ev.end - start).days + 1] = True
     price = []
     for k in keywords:
         ps = [prices[p] for p in groups[k.ad_group_id].product_ids if p in prices]
         price.append(float(np.mean(ps)) if ps else default_price)
-    return History(keywords, campaign_of, days, served=served, event_day=event_day,
-                   product_price=np.asarray(price), **cols)
+    return History(
+        keywords,
+        campaign_of,
+        days,
+        served=served,
+        event_day=event_day,
+        product_price=np.asarray(price),
+        **cols,
+    )
 
 
 def _public_events(adv: AdvertiserStore, first: dt.date, last: dt.date) -> list:
@@ -218,8 +240,11 @@ class Demand:
 
     def expected(self, days: np.ndarray) -> np.ndarray:
         d = days.astype(float)[None, :]
-        return (self.base_volume[:, None] * (1 + self.weekly_amp * np.sin(2 * np.pi * d / 7 + self.weekly_phase))
-                * (1 + self.yearly_amp * np.sin(2 * np.pi * d / 365.25 + self.yearly_phase)))
+        return (
+            self.base_volume[:, None]
+            * (1 + self.weekly_amp * np.sin(2 * np.pi * d / 7 + self.weekly_phase))
+            * (1 + self.yearly_amp * np.sin(2 * np.pi * d / 365.25 + self.yearly_phase))
+        )
 
 
 def fit_demand(h: History) -> Demand:
@@ -247,8 +272,11 @@ def fit_demand(h: History) -> Demand:
     x0 = np.concatenate([np.log(level), [wa, wp, ya, yp]])
 
     def predict(x: np.ndarray) -> np.ndarray:
-        return (np.exp(x[:k_n])[ki] * (1 + x[k_n] * np.sin(wk + x[k_n + 1]))
-                * (1 + x[k_n + 2] * np.sin(yr + x[k_n + 3])))
+        return (
+            np.exp(x[:k_n])[ki]
+            * (1 + x[k_n] * np.sin(wk + x[k_n + 1]))
+            * (1 + x[k_n + 2] * np.sin(yr + x[k_n + 3]))
+        )
 
     def residuals(x: np.ndarray) -> np.ndarray:
         p = predict(x)
@@ -256,8 +284,14 @@ def fit_demand(h: History) -> Demand:
 
     lo = np.concatenate([np.full(k_n, -10.0), [0.0, -10.0, 0.0, -10.0]])
     hi = np.concatenate([np.full(k_n, 15.0), [0.6, 10.0, 0.9, 10.0]])
-    fit = optimize.least_squares(residuals, np.clip(x0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), loss="soft_l1",
-                                 f_scale=2.0, max_nfev=200)
+    fit = optimize.least_squares(
+        residuals,
+        np.clip(x0, lo + 1e-9, hi - 1e-9),
+        bounds=(lo, hi),
+        loss="soft_l1",
+        f_scale=2.0,
+        max_nfev=200,
+    )
     x = fit.x
     base = np.exp(x[:k_n])
     # the level's standard error: the recent days' scatter around the fit (markets drift), per keyword
@@ -303,14 +337,17 @@ def _rows(n: int, **columns: np.ndarray | float) -> MarketArrays:
         elif f.name == "key":
             values[f.name] = np.zeros(n, dtype=np.uint64)
         elif f.name.startswith("event_"):
-            values[f.name] = np.zeros(0, dtype=np.int64 if f.name in ("event_keyword", "event_start",
-                                                                          "event_end") else np.float64)
+            values[f.name] = np.zeros(
+                0, dtype=np.int64 if f.name in ("event_keyword", "event_start", "event_end") else np.float64
+            )
         elif f.name == "n_slots":
             values[f.name] = np.full(n, N_SLOTS, dtype=np.int64)
         elif f.name in columns:
             v = columns[f.name]
-            values[f.name] = np.broadcast_to(np.asarray(v, dtype=np.float64), (n, N_QUALITY_NODES) if
-                                             f.name == "rival_quality_nodes" else (n,)).copy()
+            values[f.name] = np.broadcast_to(
+                np.asarray(v, dtype=np.float64),
+                (n, N_QUALITY_NODES) if f.name == "rival_quality_nodes" else (n,),
+            ).copy()
         else:
             values[f.name] = np.zeros(n)
     values["reserve"] = np.full(n, RESERVE)
@@ -356,10 +393,16 @@ def auction_observations(h: History) -> AuctionObservations:
             rows["share"].append(_weighted(share, w))
             rows["position"].append(_weighted(h.position[k, sel], w))
             c = float((clicks * w).sum())
-            rows["log_cpc"].append(math.log(float((spend * w).sum()) / c) if c > 0 and spend.sum() > 0 else math.nan)
+            rows["log_cpc"].append(
+                math.log(float((spend * w).sum()) / c) if c > 0 and spend.sum() > 0 else math.nan
+            )
             rows["weight"].append(float(w.sum()))
-    return AuctionObservations(**{name: np.asarray(rows[name], dtype=np.int64 if name == "keyword" else float)
-                                  for name in ("keyword", "bid", "share", "position", "log_cpc", "weight")})
+    return AuctionObservations(
+        **{
+            name: np.asarray(rows[name], dtype=np.int64 if name == "keyword" else float)
+            for name in ("keyword", "bid", "share", "position", "log_cpc", "weight")
+        }
+    )
 
 
 def _weighted(x: np.ndarray, w: np.ndarray) -> float:
@@ -383,13 +426,22 @@ class Rivals:
     def best(self) -> np.ndarray:
         return np.argmax(self.prob, axis=1)
 
-    def terms_at(self, keywords: np.ndarray, bids: np.ndarray, decay: np.ndarray | float = 1.0) -> AuctionTerms:
+    def terms_at(
+        self, keywords: np.ndarray, bids: np.ndarray, decay: np.ndarray | float = 1.0
+    ) -> AuctionTerms:
         """Our slot and price at `bids` for `keywords` (both [R]) under each one's most likely rival field,
         with clicks per search at a top-slot CTR of 1 and the given decay per slot (no event multipliers)."""
         g = self.best()[keywords]
-        m = _rows(keywords.size, n_rivals=self.n_rivals[keywords, g], rival_bid_mu=self.mu[keywords, g],
-                  rival_bid_sigma=self.sigma[keywords, g], quality=self.quality[keywords, g], ctr_top=1.0,
-                  position_decay=decay, rival_quality_nodes=0.0)
+        m = _rows(
+            keywords.size,
+            n_rivals=self.n_rivals[keywords, g],
+            rival_bid_mu=self.mu[keywords, g],
+            rival_bid_sigma=self.sigma[keywords, g],
+            quality=self.quality[keywords, g],
+            ctr_top=1.0,
+            position_decay=decay,
+            rival_quality_nodes=0.0,
+        )
         m.rival_quality_nodes[:] = quality_nodes(self.qa[keywords, g], self.qb[keywords, g])
         ones = np.ones(keywords.size)
         return auction_terms(m, np.arange(keywords.size), bids, ones, ones)
@@ -404,19 +456,30 @@ def _grid_loss(obs: AuctionObservations, cand: dict[str, np.ndarray]) -> np.ndar
     li = np.repeat(np.arange(obs.keyword.size), g_n)
     gi = np.tile(np.arange(g_n), obs.keyword.size)
     ki = obs.keyword[li]
-    m = _rows(li.size, n_rivals=cand["n_rivals"][ki, gi], rival_bid_mu=cand["mu"][ki, gi],
-              rival_bid_sigma=cand["sigma"][ki, gi], quality=cand["quality"][ki, gi], ctr_top=1.0,
-              position_decay=1.0, rival_quality_nodes=0.0)
+    m = _rows(
+        li.size,
+        n_rivals=cand["n_rivals"][ki, gi],
+        rival_bid_mu=cand["mu"][ki, gi],
+        rival_bid_sigma=cand["sigma"][ki, gi],
+        quality=cand["quality"][ki, gi],
+        ctr_top=1.0,
+        position_decay=1.0,
+        rival_quality_nodes=0.0,
+    )
     m.rival_quality_nodes[:] = quality_nodes(cand["qa"][ki, gi], cand["qb"][ki, gi])
     t = auction_terms(m, np.arange(li.size), obs.bid[li], np.ones(li.size), np.ones(li.size))
     pos = np.nan_to_num(t.mean_position, nan=float(N_SLOTS + 1))
     with np.errstate(divide="ignore"):
         log_price = np.log(np.maximum(t.mean_price, 1e-6))
+
     def term(observed: np.ndarray, predicted: np.ndarray, sd: float) -> np.ndarray:
         return np.where(np.isfinite(observed), ((predicted - np.nan_to_num(observed)) / sd) ** 2, 0.0)
 
-    per = obs.weight[li] * (term(obs.share[li], t.p_impression, SD_SHARE) + term(obs.position[li], pos, SD_POSITION)
-                            + term(obs.log_cpc[li], log_price, SD_LOG_CPC))
+    per = obs.weight[li] * (
+        term(obs.share[li], t.p_impression, SD_SHARE)
+        + term(obs.position[li], pos, SD_POSITION)
+        + term(obs.log_cpc[li], log_price, SD_LOG_CPC)
+    )
     np.add.at(loss, (ki, gi), 0.5 * per)
     return loss
 
@@ -439,16 +502,25 @@ def fit_rivals(h: History, obs: AuctionObservations, view: View, log: dict[str, 
         for k, kw in enumerate(h.keywords):
             n_r[k], mu[k], sig[k], qa[k], qb[k] = _rivals_from_log(log.get(kw.id), cpc_level[k])
         g_n = QUALITY_GRID.size
-        cand = {"n_rivals": np.repeat(n_r[:, None], g_n, 1), "mu": np.repeat(mu[:, None], g_n, 1),
-                "sigma": np.repeat(sig[:, None], g_n, 1), "qa": np.repeat(qa[:, None], g_n, 1),
-                "qb": np.repeat(qb[:, None], g_n, 1), "quality": np.tile(QUALITY_GRID, (k_n, 1))}
+        cand = {
+            "n_rivals": np.repeat(n_r[:, None], g_n, 1),
+            "mu": np.repeat(mu[:, None], g_n, 1),
+            "sigma": np.repeat(sig[:, None], g_n, 1),
+            "qa": np.repeat(qa[:, None], g_n, 1),
+            "qb": np.repeat(qb[:, None], g_n, 1),
+            "quality": np.tile(QUALITY_GRID, (k_n, 1)),
+        }
     else:
         n_grid, mu_grid = np.meshgrid(SELLER_RIVALS, MU_STEPS, indexing="ij")
         g_n = n_grid.size
-        cand = {"n_rivals": np.tile(n_grid.ravel(), (k_n, 1)),
-                "mu": cpc_level[:, None] + np.tile(mu_grid.ravel(), (k_n, 1)),
-                "sigma": np.full((k_n, g_n), SELLER_RIVAL_SIGMA), "qa": np.full((k_n, g_n), SELLER_RIVAL_QUALITY[0]),
-                "qb": np.full((k_n, g_n), SELLER_RIVAL_QUALITY[1]), "quality": np.full((k_n, g_n), SELLER_QUALITY)}
+        cand = {
+            "n_rivals": np.tile(n_grid.ravel(), (k_n, 1)),
+            "mu": cpc_level[:, None] + np.tile(mu_grid.ravel(), (k_n, 1)),
+            "sigma": np.full((k_n, g_n), SELLER_RIVAL_SIGMA),
+            "qa": np.full((k_n, g_n), SELLER_RIVAL_QUALITY[0]),
+            "qb": np.full((k_n, g_n), SELLER_RIVAL_QUALITY[1]),
+            "quality": np.full((k_n, g_n), SELLER_QUALITY),
+        }
     loss = _grid_loss(obs, cand)
     prob = np.exp(-(loss - loss.min(axis=1, keepdims=True)))
     prob /= prob.sum(axis=1, keepdims=True)
@@ -537,7 +609,7 @@ def fit_response(h: History, rivals: Rivals) -> Response:
     ctr, ctr_clicks = np.zeros(k_n), np.zeros(k_n)
     factor = _slot_factor(h, rivals, decay)
     for k in range(k_n):
-        ok = (np.nan_to_num(h.impressions[k]) > 0)
+        ok = np.nan_to_num(h.impressions[k]) > 0
         use = ok & recent if (ok & recent).any() else ok
         clicks = float(np.nansum(h.clicks[k, use]))
         exposure = float(np.nansum(h.impressions[k, use] * factor[k, use]))
@@ -565,7 +637,9 @@ def _jensen_ratio(h: History, rivals: Rivals) -> np.ndarray:
     """[K, G] mean of decay^(slot - 1) over decay^(mean slot - 1), at each keyword's latest bid under its
     fitted rival field, for every decay of DECAY_GRID."""
     k_n, g_n = len(h.keywords), DECAY_GRID.size
-    bids = np.array([float(b[np.nan_to_num(b) > 0][-1]) if (np.nan_to_num(b) > 0).any() else 0.0 for b in h.bid])
+    bids = np.array(
+        [float(b[np.nan_to_num(b) > 0][-1]) if (np.nan_to_num(b) > 0).any() else 0.0 for b in h.bid]
+    )
     kk = np.repeat(np.arange(k_n), g_n)
     decay = np.tile(DECAY_GRID, k_n)
     t = rivals.terms_at(kk, bids[kk], decay)
@@ -613,7 +687,12 @@ def _incrementality(h: History, aov: np.ndarray) -> tuple[np.ndarray, np.ndarray
     c_hat, c_se = np.full(k_n, np.nan), np.full(k_n, np.inf)
     rows_by_campaign: dict[str, list[tuple[np.ndarray, np.ndarray, int]]] = defaultdict(list)
     for k in range(k_n):
-        ok = np.isfinite(s[k]) & np.isfinite(h.organic[k]) & np.isfinite(h.orders[k]) & (np.nan_to_num(h.bid[k]) > 0)
+        ok = (
+            np.isfinite(s[k])
+            & np.isfinite(h.organic[k])
+            & np.isfinite(h.orders[k])
+            & (np.nan_to_num(h.bid[k]) > 0)
+        )
         if ok.sum() < 10:
             continue
         o = h.organic[k, ok] / aov[k]
@@ -631,8 +710,8 @@ def _incrementality(h: History, aov: np.ndarray) -> tuple[np.ndarray, np.ndarray
         y = np.concatenate([i[1] for i in items])
         r = 0
         for j, (xi, _, _) in enumerate(items):
-            x[r:r + xi.shape[0], j] = xi[:, 0]
-            x[r:r + xi.shape[0], n_k] = xi[:, 1]
+            x[r : r + xi.shape[0], j] = xi[:, 0]
+            x[r : r + xi.shape[0], n_k] = xi[:, 1]
             r += xi.shape[0]
         beta, se = _wls(x, y)
         if beta is not None:
@@ -641,10 +720,12 @@ def _incrementality(h: History, aov: np.ndarray) -> tuple[np.ndarray, np.ndarray
     # the campaign's fit is itself shrunk toward the advertiser's (precision-weighted) mean
     ok_c = np.isfinite(pooled_c) & np.isfinite(pooled_se)
     camps = {h.campaign_of[k]: (pooled_c[k], pooled_se[k]) for k in np.flatnonzero(ok_c)}
-    hyper = 1 / CANNIBALIZATION_PRIOR_SD ** 2
-    overall = float((sum(c / se ** 2 for c, se in camps.values()) + CANNIBALIZATION_PRIOR * hyper)
-                    / (sum(1 / se ** 2 for _, se in camps.values()) + hyper))
-    tau = 1 / CANNIBALIZATION_TAU ** 2
+    hyper = 1 / CANNIBALIZATION_PRIOR_SD**2
+    overall = float(
+        (sum(c / se**2 for c, se in camps.values()) + CANNIBALIZATION_PRIOR * hyper)
+        / (sum(1 / se**2 for _, se in camps.values()) + hyper)
+    )
+    tau = 1 / CANNIBALIZATION_TAU**2
     camp_prec = np.where(ok_c, 1 / np.maximum(pooled_se, 1e-6) ** 2, 0.0)
     prior = np.clip((np.nan_to_num(pooled_c) * camp_prec + overall * tau) / (camp_prec + tau), 0.0, 1.0)
     precision = np.where(np.isfinite(c_hat), 1 / np.maximum(c_se, 1e-6) ** 2, 0.0)
@@ -693,7 +774,9 @@ def fit_terms(adv: AdvertiserStore, h: History, cvr: np.ndarray) -> dict[str, li
     out = {}
     for kw, items in by_kw.items():
         total = sum(c for _, c, _ in items)
-        out[kw] = [SearchTerm(keyword_id=kw, term=t, share=max(c / total, 1e-6), relevance=r) for t, c, r in items]
+        out[kw] = [
+            SearchTerm(keyword_id=kw, term=t, share=max(c / total, 1e-6), relevance=r) for t, c, r in items
+        ]
     return out
 
 
@@ -705,8 +788,9 @@ def default_view(adv: AdvertiserStore) -> View:
     return View.PLATFORM if adv.has_auction_log() else View.SELLER
 
 
-def fit_market_model(adv: AdvertiserStore, view: View | str | None = None, *, seed: int = 0,
-                     n_draws: int = N_DRAWS) -> MarketModel:
+def fit_market_model(
+    adv: AdvertiserStore, view: View | str | None = None, *, seed: int = 0, n_draws: int = N_DRAWS
+) -> MarketModel:
     """Estimate every keyword's market from what `view` can observe (see the module doc)."""
     view = default_view(adv) if view is None else View(view)
     h = load_history(adv)
@@ -722,32 +806,69 @@ def fit_market_model(adv: AdvertiserStore, view: View | str | None = None, *, se
     demand = fit_demand(h)
     _fill_unseen_by_group(h, demand)
     first_day = int(h.days[0])
-    public_past = [(first_day + (e.start - start).days, first_day + (e.end - start).days, e.name)
-                   for e in _public_events(adv, start, end)]
+    public_past = [
+        (first_day + (e.start - start).days, first_day + (e.end - start).days, e.name)
+        for e in _public_events(adv, start, end)
+    ]
     demand.event_lift = event_lifts(h, demand, public_past)
     resp = fit_response(h, rivals)
-    decay = float(DECAY_GRID @ resp.decay_grid_prob)  # posterior mean (flat without positions: the grid's middle)
+    decay = float(
+        DECAY_GRID @ resp.decay_grid_prob
+    )  # posterior mean (flat without positions: the grid's middle)
     drift = _drift(h, demand)
     future = _future_events(adv, demand, end)
     best = rivals.best()
 
-    def market(k: int, g: int, decay_k: float, volume: float, ctr: float, cvr: float, aov: float,
-               cann: float, mu_shift: float = 0.0) -> KeywordMarket:
+    def market(
+        k: int,
+        g: int,
+        decay_k: float,
+        volume: float,
+        ctr: float,
+        cvr: float,
+        aov: float,
+        cann: float,
+        mu_shift: float = 0.0,
+    ) -> KeywordMarket:
         organic = max(float(resp.organic_rate[k]), 1.5 * cann * ctr * cvr)
         return KeywordMarket.model_construct(
-            keyword_id=h.keywords[k].id, base_volume=max(volume, 0.0), weekly_amp=demand.weekly_amp,
-            weekly_phase=demand.weekly_phase, yearly_amp=demand.yearly_amp, yearly_phase=demand.yearly_phase,
-            n_rivals=float(rivals.n_rivals[k, g]), rival_bid_mu=float(rivals.mu[k, g] + mu_shift),
-            rival_bid_sigma=float(rivals.sigma[k, g]), rival_quality_a=float(rivals.qa[k, g]),
-            rival_quality_b=float(rivals.qb[k, g]), quality=float(rivals.quality[k, g]),
-            ctr_top=float(np.clip(ctr, 1e-5, 0.95)), position_decay=decay_k, cvr=float(np.clip(cvr, 1e-5, 0.95)),
-            aov=max(aov, 0.01), organic_rate=min(organic, 0.95), cannibalization=float(np.clip(cann, 0, 1)),
-            n_slots=N_SLOTS, reserve=RESERVE, events=future)
+            keyword_id=h.keywords[k].id,
+            base_volume=max(volume, 0.0),
+            weekly_amp=demand.weekly_amp,
+            weekly_phase=demand.weekly_phase,
+            yearly_amp=demand.yearly_amp,
+            yearly_phase=demand.yearly_phase,
+            n_rivals=float(rivals.n_rivals[k, g]),
+            rival_bid_mu=float(rivals.mu[k, g] + mu_shift),
+            rival_bid_sigma=float(rivals.sigma[k, g]),
+            rival_quality_a=float(rivals.qa[k, g]),
+            rival_quality_b=float(rivals.qb[k, g]),
+            quality=float(rivals.quality[k, g]),
+            ctr_top=float(np.clip(ctr, 1e-5, 0.95)),
+            position_decay=decay_k,
+            cvr=float(np.clip(cvr, 1e-5, 0.95)),
+            aov=max(aov, 0.01),
+            organic_rate=min(organic, 0.95),
+            cannibalization=float(np.clip(cann, 0, 1)),
+            n_slots=N_SLOTS,
+            reserve=RESERVE,
+            events=future,
+        )
 
     cvr_mean = resp.cvr_a / (resp.cvr_a + resp.cvr_b)
-    markets = {kw.id: market(k, int(best[k]), decay, float(demand.base_volume[k]), float(resp.ctr_top[k]),
-                             float(cvr_mean[k]), float(resp.aov[k]), float(resp.cannibalization[k]))
-               for k, kw in enumerate(h.keywords)}
+    markets = {
+        kw.id: market(
+            k,
+            int(best[k]),
+            decay,
+            float(demand.base_volume[k]),
+            float(resp.ctr_top[k]),
+            float(cvr_mean[k]),
+            float(resp.aov[k]),
+            float(resp.cannibalization[k]),
+        )
+        for k, kw in enumerate(h.keywords)
+    }
     rng = np.random.default_rng([seed, 11])
     draws = []
     for _ in range(n_draws):
@@ -760,17 +881,39 @@ def fit_market_model(adv: AdvertiserStore, view: View | str | None = None, *, se
                 continue
             g = int(rng.choice(rivals.prob.shape[1], p=rivals.prob[k]))
             own = (common + rng.normal(0, 1, 2)) / math.sqrt(2)
-            volume = float(demand.base_volume[k] * math.exp(rng.normal(0, demand.log_se[k]) + own[0] * drift[0]))
+            volume = float(
+                demand.base_volume[k] * math.exp(rng.normal(0, demand.log_se[k]) + own[0] * drift[0])
+            )
             ctr = float(resp.ctr_top[k] * rng.gamma(resp.ctr_clicks[k] + 1) / (resp.ctr_clicks[k] + 1))
-            draw[kw.id] = market(k, g, decay_d, volume, ctr, float(rng.beta(resp.cvr_a[k], resp.cvr_b[k])),
-                                 float(resp.aov[k] + rng.normal(0, resp.aov_se[k])),
-                                 float(resp.cannibalization[k] + rng.normal(0, resp.cann_se[k])), float(own[1] * drift[1]))
+            draw[kw.id] = market(
+                k,
+                g,
+                decay_d,
+                volume,
+                ctr,
+                float(rng.beta(resp.cvr_a[k], resp.cvr_b[k])),
+                float(resp.aov[k] + rng.normal(0, resp.aov_se[k])),
+                float(resp.cannibalization[k] + rng.normal(0, resp.cann_se[k])),
+                float(own[1] * drift[1]),
+            )
         draws.append(draw)
     terms = fit_terms(adv, h, cvr_mean)
-    model = MarketModel(view, markets, draws, terms, int(h.days.size), fit={
-        "position_decay": decay, "naive_position_decay": naive_position_decay(h),
-        "weekly_amp": demand.weekly_amp, "yearly_amp": demand.yearly_amp, "drift_volume": drift[0],
-        "drift_cpc": drift[1], "impression_share_reported": float(share_reported)})
+    model = MarketModel(
+        view,
+        markets,
+        draws,
+        terms,
+        int(h.days.size),
+        fit={
+            "position_decay": decay,
+            "naive_position_decay": naive_position_decay(h),
+            "weekly_amp": demand.weekly_amp,
+            "yearly_amp": demand.yearly_amp,
+            "drift_volume": drift[0],
+            "drift_cpc": drift[1],
+            "impression_share_reported": float(share_reported),
+        },
+    )
     by_group: dict[str, list[Keyword]] = defaultdict(list)
     for kw in adv.keywords():
         by_group[kw.ad_group_id].append(kw)
@@ -802,13 +945,20 @@ def _drift(h: History, demand: Demand) -> tuple[float, float]:
         a, b = s[k, last], s[k, prev]
         if np.isfinite(a).sum() >= 10 and np.isfinite(b).sum() >= 10:
             vol.append(math.log(np.nanmean(a / expected[k, last]) / np.nanmean(b / expected[k, prev])))
-        bids = h.bid[k, prev.start:]
+        bids = h.bid[k, prev.start :]
         clicks_a, clicks_b = np.nansum(h.clicks[k, last]), np.nansum(h.clicks[k, prev])
         if np.all(bids == bids[0]) and bids[0] > 0 and clicks_a >= 20 and clicks_b >= 20:
-            cpc.append(math.log(np.nansum(h.spend[k, last]) / clicks_a) - math.log(np.nansum(h.spend[k, prev]) / clicks_b))
+            cpc.append(
+                math.log(np.nansum(h.spend[k, last]) / clicks_a)
+                - math.log(np.nansum(h.spend[k, prev]) / clicks_b)
+            )
 
     def spread(x: list[float]) -> float:
-        return float(np.clip(1.4826 * np.median(np.abs(np.asarray(x) - np.median(x))), 0.02, 0.5)) if len(x) >= 3 else 0.1
+        return (
+            float(np.clip(1.4826 * np.median(np.abs(np.asarray(x) - np.median(x))), 0.02, 0.5))
+            if len(x) >= 3
+            else 0.1
+        )
 
     return spread(vol), spread(cpc)
 
@@ -830,7 +980,12 @@ def _future_events(adv: AdvertiserStore, demand: Demand, end: dt.date) -> list[M
     first = adv.world_start
     ahead = [e for e in _public_events(adv, end + dt.timedelta(days=1), end + dt.timedelta(days=120))]
     mean_lift = float(np.mean(list(demand.event_lift.values()))) if demand.event_lift else 1.0
-    return [MarketEvent(name=e.name, start=(e.start - first).days, end=(e.end - first).days,
-                        demand_mult=float(np.clip(demand.event_lift.get(e.name, mean_lift), 0.2, 5.0)))
-            for e in ahead]
-
+    return [
+        MarketEvent(
+            name=e.name,
+            start=(e.start - first).days,
+            end=(e.end - first).days,
+            demand_mult=float(np.clip(demand.event_lift.get(e.name, mean_lift), 0.2, 5.0)),
+        )
+        for e in ahead
+    ]

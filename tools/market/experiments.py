@@ -88,7 +88,9 @@ class ExperimentUnits:
     @classmethod
     def from_bytes(cls, data: bytes) -> ExperimentUnits:
         meta, arrays = _unpack(data)
-        return cls(experiment_id=str(meta["experiment_id"]), covariate_names=list(meta["covariate_names"]), **arrays)
+        return cls(
+            experiment_id=str(meta["experiment_id"]), covariate_names=list(meta["covariate_names"]), **arrays
+        )
 
 
 @dataclass
@@ -262,7 +264,9 @@ def simulate_units(
     price_sens = rng.beta(2.0, 3.0, n)
     account_age = rng.uniform(30, 2000, n)
     weekday = rng.integers(0, 7, n).astype(float)
-    X = np.column_stack([past, recency, sessions, mobile, loyal, price_sens, account_age, weekday]).astype(float)
+    X = np.column_stack([past, recency, sessions, mobile, loyal, price_sens, account_age, weekday]).astype(
+        float
+    )
     intent = rng.normal(0.0, 1.0, n)  # unobserved: drives both periods (what CUPED uses)
 
     base_logit = (

@@ -376,10 +376,16 @@ def auction_log(world: World, first: int, last: int) -> list[tuple[int, int, str
             _, bid_mult, count_mult = day_factors(m.take([j]), days[j])
             counts = rng.poisson(m.n_rivals[j] * count_mult[:, 0])
             total = int(counts.sum())
-            bids = np.exp(rng.normal(m.rival_bid_mu[j], m.rival_bid_sigma[j], total)) * np.repeat(bid_mult[:, 0], counts)
+            bids = np.exp(rng.normal(m.rival_bid_mu[j], m.rival_bid_sigma[j], total)) * np.repeat(
+                bid_mult[:, 0], counts
+            )
             mk = world.markets[k]
             quality = rng.beta(mk.rival_quality_a, mk.rival_quality_b, total)
-            log = {"days": days[j].tolist(), "counts": counts.tolist(), "bids": np.round(bids, 3).tolist(),
-                   "quality": np.round(quality, 3).tolist()}
+            log = {
+                "days": days[j].tolist(),
+                "counts": counts.tolist(),
+                "bids": np.round(bids, 3).tolist(),
+                "quality": np.round(quality, 3).tolist(),
+            }
             out.append((int(k), int(a), json.dumps(log, separators=(",", ":"))))
     return out

@@ -285,7 +285,9 @@ def _read_raw(path: Path) -> tuple[str, list[dict[str, Any]], dict[str, str]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ReportImportError(f"{path}: not UTF-8 text (a report is JSON, gzipped JSON or CSV)", field="file") from None
+        raise ReportImportError(
+            f"{path}: not UTF-8 text (a report is JSON, gzipped JSON or CSV)", field="file"
+        ) from None
     stripped = text.lstrip()
     if fmt == "GZIP_JSON" or stripped[:1] in ("[", "{"):
         return fmt, *_json_rows(path, text)
@@ -296,7 +298,9 @@ def _json_rows(path: Path, text: str) -> tuple[list[dict[str, Any]], dict[str, s
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ReportImportError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})", field="file") from None
+        raise ReportImportError(
+            f"{path}: not valid JSON (line {err.lineno}: {err.msg})", field="file"
+        ) from None
     if not isinstance(doc, list):
         raise ReportImportError(f"{path}: a report must be a JSON array of row objects", field="file")
     rows: list[dict[str, Any]] = []
@@ -340,7 +344,9 @@ def _csv_rows(path: Path, text: str) -> tuple[list[dict[str, Any]], dict[str, st
                 raise _fail(f"{path} row {line}", None, f"{len(values)} fields, the header has {len(header)}")
             rows.append({n: v for n, v in zip(names, values, strict=True) if n is not None})
     except csv.Error as err:
-        raise ReportImportError(f"{path} row {reader.line_num}: malformed CSV ({err})", field="file") from None
+        raise ReportImportError(
+            f"{path} row {reader.line_num}: malformed CSV ({err})", field="file"
+        ) from None
     return rows, headers
 
 
@@ -385,7 +391,9 @@ def read_report(path: Path | str) -> _FileRows:
         if kind != ReportType.CAMPAIGNS and not columns & set(KEYWORD_TEXT):
             raise _fail(f"{path} row 1 (header)", "keyword", _missing("keyword", kind))
     if len(raw) > MAX_ROWS:
-        raise ReportImportError(f"{path}: {len(raw):,} rows, more than the {MAX_ROWS:,} one file may hold", field="file")
+        raise ReportImportError(
+            f"{path}: {len(raw):,} rows, more than the {MAX_ROWS:,} one file may hold", field="file"
+        )
     rows: list[ReportRow] = []
     for n, values in enumerate(raw, start=first_row):
         if csv_file and not values:
@@ -436,7 +444,9 @@ def _row(kind: ReportType, where: str, values: dict[str, Any], headers: dict[str
             raise _fail(where, col(name), "empty")
         return s
 
-    def number(name: str, *, count: bool = False, positive: bool = False, optional: bool = False) -> float | None:
+    def number(
+        name: str, *, count: bool = False, positive: bool = False, optional: bool = False
+    ) -> float | None:
         if optional and not present(name):
             return None
         v = need(name)
@@ -473,9 +483,13 @@ def _row(kind: ReportType, where: str, values: dict[str, Any], headers: dict[str
     if present("campaignStatus"):
         raw_status = str(values["campaignStatus"]).strip().upper()
         if raw_status not in CAMPAIGN_STATUS:
-            raise _fail(where, col("campaignStatus"), f"unknown campaign status {values['campaignStatus']!r} "
-                        f"(one of {', '.join(CAMPAIGN_STATUS)})")
+            raise _fail(
+                where,
+                col("campaignStatus"),
+                f"unknown campaign status {values['campaignStatus']!r} (one of {', '.join(CAMPAIGN_STATUS)})",
+            )
         status = CAMPAIGN_STATUS[raw_status]
+
     def external_id(name: str) -> str | None:
         if not present(name):
             return None
@@ -518,21 +532,29 @@ def _keyword(where: str, values: dict[str, Any], col: Any, present: Any) -> dict
     looks_target = expression.lower() in AUTO_TARGETS or expression.lower().startswith(
         ("asin=", "asin-expanded=", "category=")
     )
-    if raw_match in TARGET_TYPES or (raw_match in ("", "-", "--") and (raw_type in TARGET_TYPES or looks_target)):
+    if raw_match in TARGET_TYPES or (
+        raw_match in ("", "-", "--") and (raw_type in TARGET_TYPES or looks_target)
+    ):
         if not expression:
             raise _fail(where, col("targeting"), "empty (a target row needs its expression)")
         if len(expression) > MAX_KEYWORD_CHARS:
             raise _fail(where, col("targeting"), f"longer than {MAX_KEYWORD_CHARS} characters")
-        auto = raw_match == "TARGETING_EXPRESSION_PREDEFINED" or raw_type == "TARGETING_EXPRESSION_PREDEFINED" \
+        auto = (
+            raw_match == "TARGETING_EXPRESSION_PREDEFINED"
+            or raw_type == "TARGETING_EXPRESSION_PREDEFINED"
             or expression.lower() in AUTO_TARGETS
+        )
         return {"text": expression, "match_type": MatchType.BROAD, "is_target": True, "auto_target": auto}
     try:
         match_type = MatchType(raw_match.lower())
     except ValueError:
         got = values.get("matchType")
         problem = "empty" if raw_match in ("", "-", "--") else f"unknown match type {got!r}"
-        raise _fail(where, col("matchType"), f"{problem} (one of EXACT, PHRASE, BROAD, "
-                    "TARGETING_EXPRESSION, TARGETING_EXPRESSION_PREDEFINED)") from None
+        raise _fail(
+            where,
+            col("matchType"),
+            f"{problem} (one of EXACT, PHRASE, BROAD, TARGETING_EXPRESSION, TARGETING_EXPRESSION_PREDEFINED)",
+        ) from None
     word = (keyword or targeting).lower()
     name = "keyword" if keyword or "keyword" in values else "targeting"
     if not word:
@@ -592,14 +614,19 @@ def plan_import(paths: Sequence[Path | str]) -> _Plan:
     rows = [r for f in read for r in f.rows]
     if not rows:
         raise ReportImportError("the reports hold no rows; nothing to import", field="file")
-    plan = _Plan(files=[f.report for f in read], start=min(r.date for r in rows), end=max(r.date for r in rows))
+    plan = _Plan(
+        files=[f.report for f in read], start=min(r.date for r in rows), end=max(r.date for r in rows)
+    )
 
     seen: dict[tuple[Any, ...], str] = {}
 
     def once(key: tuple[Any, ...], r: ReportRow) -> None:
         if key in seen:
-            raise ReportImportError(f"{r.where}: the same row is also at {seen[key]} (a report imported twice in "
-                               "one command, or two overlapping reports of one type)", field="file")
+            raise ReportImportError(
+                f"{r.where}: the same row is also at {seen[key]} (a report imported twice in "
+                "one command, or two overlapping reports of one type)",
+                field="file",
+            )
         seen[key] = r.where
 
     latest: dict[str, dict[str, tuple[dt.date, Any]]] = defaultdict(dict)
@@ -673,11 +700,15 @@ def plan_import(paths: Sequence[Path | str]) -> _Plan:
         else:
             n_default += 1
     if n_cpc:
-        plan.assumptions.append(f"{n_cpc} keyword bid(s) not in the reports (no keywordBid column): set to the "
-                                "mean cost per click")
+        plan.assumptions.append(
+            f"{n_cpc} keyword bid(s) not in the reports (no keywordBid column): set to the "
+            "mean cost per click"
+        )
     if n_default:
-        plan.assumptions.append(f"{n_default} keyword bid(s) with neither a keywordBid nor a click: "
-                                f"kept as stored, or ${FALLBACK_BID:.2f} for new keywords")
+        plan.assumptions.append(
+            f"{n_default} keyword bid(s) with neither a keywordBid nor a click: "
+            f"kept as stored, or ${FALLBACK_BID:.2f} for new keywords"
+        )
 
     # campaign-days: spCampaigns rows where given, else the sum of the campaign's keyword-days
     derived: dict[tuple[str, dt.date], Funnel] = defaultdict(Funnel)
@@ -695,20 +726,29 @@ def plan_import(paths: Sequence[Path | str]) -> _Plan:
         info["budget_guess"] = max(1.0, math.ceil(max_spend[name] / 100 * BUDGET_HEADROOM))
     n_auto = sum(1 for k in plan.keywords if k[3] == MatchType.BROAD.value and _is_expression(k[2]))
     if n_auto:
-        plan.assumptions.append(f"{n_auto} product/auto target(s) stored as broad keywords whose text is the "
-                                "targeting expression")
-    n_without = sum(1 for c in plan.campaigns if c not in plan.campaign_ext) \
-        + sum(1 for g in plan.ad_groups if g not in plan.ad_group_ext) \
+        plan.assumptions.append(
+            f"{n_auto} product/auto target(s) stored as broad keywords whose text is the targeting expression"
+        )
+    n_without = (
+        sum(1 for c in plan.campaigns if c not in plan.campaign_ext)
+        + sum(1 for g in plan.ad_groups if g not in plan.ad_group_ext)
         + sum(1 for k in plan.keywords if k not in plan.keyword_ext)
+    )
     if n_without:
-        plan.assumptions.append(f"{n_without} campaign(s) / ad group(s) / keyword(s) without a console id in the "
-                                "reports (no campaignId / adGroupId / keywordId): a bulksheet export names them "
-                                "instead")
+        plan.assumptions.append(
+            f"{n_without} campaign(s) / ad group(s) / keyword(s) without a console id in the "
+            "reports (no campaignId / adGroupId / keywordId): a bulksheet export names them "
+            "instead"
+        )
     if ext_conflicts:
-        plan.assumptions.append(f"a {' / '.join(sorted(ext_conflicts))} name with several console ids in the "
-                                "reports (merged by name): the latest row's id is kept")
-    plan.assumptions.append("reports carry no organic sales, average position or impression share: organic "
-                            "sales are 0 and the other two unknown")
+        plan.assumptions.append(
+            f"a {' / '.join(sorted(ext_conflicts))} name with several console ids in the "
+            "reports (merged by name): the latest row's id is kept"
+        )
+    plan.assumptions.append(
+        "reports carry no organic sales, average position or impression share: organic "
+        "sales are 0 and the other two unknown"
+    )
     return plan
 
 
@@ -732,8 +772,9 @@ def import_reports(
     All or nothing: any error leaves the store as it was."""
     name = " ".join(str(advertiser_name).split())
     if not name or len(name) > 200:
-        raise InvalidInputError("--advertiser-name must be 1-200 characters", field="advertiser_name",
-                                allowed="1-200 characters")
+        raise InvalidInputError(
+            "--advertiser-name must be 1-200 characters", field="advertiser_name", allowed="1-200 characters"
+        )
     path = Path(out).expanduser() if out is not None else default_accounts_path()
     plan = plan_import(paths)
     if path.is_dir():
@@ -745,20 +786,24 @@ def import_reports(
         finally:
             conn.close()
     if not path.parent.is_dir():
-        raise InvalidInputError(f"--out: {path.parent} is not a directory", field="out",
-                                allowed="a path in an existing directory")
+        raise InvalidInputError(
+            f"--out: {path.parent} is not a directory", field="out", allowed="a path in an existing directory"
+        )
     tmp = path.with_name(f".{path.name}.importing-{os.getpid()}")
     try:
         conn = connect(tmp)
         try:
             conn.executescript(SCHEMA)
-            write_meta(conn, {
-                "generation_id": _new_generation_id(),
-                "start_date": plan.start.isoformat(),
-                "end_date": plan.end.isoformat(),
-                "source": "import",
-                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            })
+            write_meta(
+                conn,
+                {
+                    "generation_id": _new_generation_id(),
+                    "start_date": plan.start.isoformat(),
+                    "end_date": plan.end.isoformat(),
+                    "source": "import",
+                    "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                },
+            )
             summary = _write(conn, path, plan, name)
         finally:
             conn.close()
@@ -859,7 +904,9 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
     start, end = dt.date.fromisoformat(meta["start_date"]), dt.date.fromisoformat(meta["end_date"])
     found = conn.execute("SELECT idx, id FROM advertisers WHERE name = ? ORDER BY idx", (name,)).fetchall()
     if len(found) > 1:
-        raise InvalidInputError(f"{path} has {len(found)} advertisers named {name!r}", field="advertiser_name")
+        raise InvalidInputError(
+            f"{path} has {len(found)} advertisers named {name!r}", field="advertiser_name"
+        )
     created = not found
     before = _digest(conn, found[0][0] if found else None)
     if found:
@@ -867,13 +914,17 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
     else:
         adv = _next_number(conn, "advertisers", "adv_", idx=True)
         adv_id = f"adv_{adv:04d}"
-        conn.execute("INSERT INTO advertisers (idx, id, name, category, target_acos) VALUES (?, ?, ?, ?, NULL)",
-                     (adv, adv_id, name, IMPORTED_CATEGORY))
+        conn.execute(
+            "INSERT INTO advertisers (idx, id, name, category, target_acos) VALUES (?, ?, ?, ?, NULL)",
+            (adv, adv_id, name, IMPORTED_CATEGORY),
+        )
     (category,) = conn.execute("SELECT category FROM advertisers WHERE idx = ?", (adv,)).fetchone()
 
     # the file's day 0 moves back if this import starts earlier: shift every advertiser's day indices
-    has_days = any(conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in
-                   ("keyword_days", "campaign_days", "search_term_days"))
+    has_days = any(
+        conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
+        for t in ("keyword_days", "campaign_days", "search_term_days")
+    )
     new_start = min(start, plan.start) if has_days else plan.start
     new_end = max(end, plan.end) if has_days else plan.end
     shift = (start - new_start).days
@@ -893,8 +944,11 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
     camp_idx: dict[str, tuple[int, str]] = {}
     n_budget_guess = 0
     for cname, info in plan.campaigns.items():
-        row = conn.execute("SELECT idx, id, daily_budget, status, targeting FROM campaigns WHERE adv = ? AND name = ?"
-                           " ORDER BY idx LIMIT 1", (adv, cname)).fetchone()
+        row = conn.execute(
+            "SELECT idx, id, daily_budget, status, targeting FROM campaigns WHERE adv = ? AND name = ?"
+            " ORDER BY idx LIMIT 1",
+            (adv, cname),
+        ).fetchone()
         targeting = Targeting.AUTO.value if info["auto"] else None
         if row is None:
             n = _next_number(conn, "campaigns", "cmp_", idx=True)
@@ -904,40 +958,66 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
                 n_budget_guess += 1
             conn.execute(
                 "INSERT INTO campaigns (idx, id, adv, name, daily_budget, status, targeting) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (n, f"cmp_{n:05d}", adv, cname, round(float(budget), 2),
-                 (info["status"] or Status.ENABLED).value, targeting or Targeting.MANUAL.value))
+                (
+                    n,
+                    f"cmp_{n:05d}",
+                    adv,
+                    cname,
+                    round(float(budget), 2),
+                    (info["status"] or Status.ENABLED).value,
+                    targeting or Targeting.MANUAL.value,
+                ),
+            )
             camp_idx[cname] = (n, f"cmp_{n:05d}")
             new["campaigns"] += 1
         else:
             camp_idx[cname] = (row[0], row[1])
             conn.execute(
                 "UPDATE campaigns SET daily_budget = ?, status = ?, targeting = ? WHERE idx = ?",
-                (round(float(info["budget"]), 2) if info["budget"] is not None else row[2],
-                 info["status"].value if info["status"] is not None else row[3], targeting or row[4], row[0]))
+                (
+                    round(float(info["budget"]), 2) if info["budget"] is not None else row[2],
+                    info["status"].value if info["status"] is not None else row[3],
+                    targeting or row[4],
+                    row[0],
+                ),
+            )
     if n_budget_guess:
-        assumptions.append(f"{n_budget_guess} campaign budget(s) not in the reports (no campaignBudgetAmount): "
-                           f"set to {BUDGET_HEADROOM:g}x the campaign's highest daily spend")
-    budgets = {cname: conn.execute("SELECT daily_budget FROM campaigns WHERE idx = ?", (camp_idx[cname][0],))
-               .fetchone()[0] for cname in plan.campaigns}
+        assumptions.append(
+            f"{n_budget_guess} campaign budget(s) not in the reports (no campaignBudgetAmount): "
+            f"set to {BUDGET_HEADROOM:g}x the campaign's highest daily spend"
+        )
+    budgets = {
+        cname: conn.execute(
+            "SELECT daily_budget FROM campaigns WHERE idx = ?", (camp_idx[cname][0],)
+        ).fetchone()[0]
+        for cname in plan.campaigns
+    }
 
     # ad groups (matched by campaign and name), each with a placeholder product
     group_id: dict[tuple[str, str], str] = {}
     for cname, gname in plan.ad_groups:
         cmp_id = camp_idx[cname][1]
-        row = conn.execute("SELECT id FROM ad_groups WHERE adv = ? AND campaign_id = ? AND name = ? ORDER BY id LIMIT 1",
-                           (adv, cmp_id, gname)).fetchone()
+        row = conn.execute(
+            "SELECT id FROM ad_groups WHERE adv = ? AND campaign_id = ? AND name = ? ORDER BY id LIMIT 1",
+            (adv, cmp_id, gname),
+        ).fetchone()
         if row is not None:
             group_id[(cname, gname)] = row[0]
             continue
         g = _next_number(conn, "ad_groups", "ag_", idx=False)
         p = _next_number(conn, "products", "prd_", idx=False)
         ag_id, prd_id = f"ag_{g:06d}", f"prd_{p:06d}"
-        conn.execute("INSERT INTO products (id, adv, name, category, price, margin) VALUES (?, ?, ?, ?, ?, ?)",
-                     (prd_id, adv, f"{gname} (placeholder product)", category, FALLBACK_PRICE, PLACEHOLDER_MARGIN))
+        conn.execute(
+            "INSERT INTO products (id, adv, name, category, price, margin) VALUES (?, ?, ?, ?, ?, ?)",
+            (prd_id, adv, f"{gname} (placeholder product)", category, FALLBACK_PRICE, PLACEHOLDER_MARGIN),
+        )
         group_bids = [b for k, b in plan.keywords.items() if k[:2] == (cname, gname) and b is not None]
         default_bid = round(sorted(group_bids)[len(group_bids) // 2], 2) if group_bids else FALLBACK_BID
-        conn.execute("INSERT INTO ad_groups (id, adv, campaign_id, name, product_ids, default_bid)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", (ag_id, adv, cmp_id, gname, json.dumps([prd_id]), default_bid))
+        conn.execute(
+            "INSERT INTO ad_groups (id, adv, campaign_id, name, product_ids, default_bid)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ag_id, adv, cmp_id, gname, json.dumps([prd_id]), default_bid),
+        )
         group_id[(cname, gname)] = ag_id
         new["ad_groups"] += 1
         new["products"] += 1
@@ -948,15 +1028,29 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
     kw_id: dict[_KwKey, str] = {}
     for key, bid in plan.keywords.items():
         ag_id = group_id[key[:2]]
-        row = conn.execute("SELECT idx, bid, id FROM keywords WHERE adv = ? AND ad_group_id = ? AND text = ? AND "
-                           "match_type = ? ORDER BY idx LIMIT 1", (adv, ag_id, key[2], key[3])).fetchone()
+        row = conn.execute(
+            "SELECT idx, bid, id FROM keywords WHERE adv = ? AND ad_group_id = ? AND text = ? AND "
+            "match_type = ? ORDER BY idx LIMIT 1",
+            (adv, ag_id, key[2], key[3]),
+        ).fetchone()
         if row is None:
             n = _next_number(conn, "keywords", "kw_", idx=True)
             value = bid if bid is not None else FALLBACK_BID
-            conn.execute("INSERT INTO keywords (idx, id, adv, campaign_id, ad_group_id, text, match_type, bid, status)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (n, f"kw_{n:07d}", adv, camp_idx[key[0]][1], ag_id, key[2], key[3], value,
-                          Status.ENABLED.value))
+            conn.execute(
+                "INSERT INTO keywords (idx, id, adv, campaign_id, ad_group_id, text, match_type, bid, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    n,
+                    f"kw_{n:07d}",
+                    adv,
+                    camp_idx[key[0]][1],
+                    ag_id,
+                    key[2],
+                    key[3],
+                    value,
+                    Status.ENABLED.value,
+                ),
+            )
             kw_idx[key], kw_bid[key], kw_id[key] = n, value, f"kw_{n:07d}"
             new["keywords"] += 1
         else:
@@ -965,21 +1059,30 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
             kw_idx[key], kw_bid[key], kw_id[key] = row[0], value, row[2]
 
     # the console's ids of the campaigns, ad groups and keywords
-    _write_external_ids(conn, adv, [
-        *((camp_idx[c][1], x) for c, x in plan.campaign_ext.items()),
-        *((group_id[g], x) for g, x in plan.ad_group_ext.items()),
-        *((kw_id[k], x) for k, x in plan.keyword_ext.items()),
-    ])
+    _write_external_ids(
+        conn,
+        adv,
+        [
+            *((camp_idx[c][1], x) for c, x in plan.campaign_ext.items()),
+            *((group_id[g], x) for g, x in plan.ad_group_ext.items()),
+            *((kw_id[k], x) for k, x in plan.keyword_ext.items()),
+        ],
+    )
 
     # search terms (matched by keyword and text)
     term_idx: dict[tuple[_KwKey, str], int] = {}
     for key, term in plan.terms:
-        row = conn.execute("SELECT idx FROM search_terms WHERE adv = ? AND keyword_idx = ? AND term = ? "
-                           "ORDER BY idx LIMIT 1", (adv, kw_idx[key], term)).fetchone()
+        row = conn.execute(
+            "SELECT idx FROM search_terms WHERE adv = ? AND keyword_idx = ? AND term = ? "
+            "ORDER BY idx LIMIT 1",
+            (adv, kw_idx[key], term),
+        ).fetchone()
         if row is None:
             (n,) = conn.execute("SELECT COALESCE(MAX(idx), 0) + 1 FROM search_terms").fetchone()
-            conn.execute("INSERT INTO search_terms (idx, adv, keyword_idx, term) VALUES (?, ?, ?, ?)",
-                         (n, adv, kw_idx[key], term))
+            conn.execute(
+                "INSERT INTO search_terms (idx, adv, keyword_idx, term) VALUES (?, ?, ?, ?)",
+                (n, adv, kw_idx[key], term),
+            )
             term_idx[(key, term)] = n
             new["search_terms"] += 1
         else:
@@ -992,20 +1095,28 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
     conn.executemany(
         "INSERT INTO keyword_days (adv, day, keyword_idx, impressions, clicks, spend_cents, orders, sales_cents,"
         " organic_cents, avg_position, impression_share, bid_cents) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?)",
-        [(adv, day(d), kw_idx[key], *_funnel(f), round((bid if bid is not None else kw_bid[key]) * 100))
-         for (key, d), (f, bid) in sorted(plan.keyword_days.items(), key=_by_day)],
+        [
+            (adv, day(d), kw_idx[key], *_funnel(f), round((bid if bid is not None else kw_bid[key]) * 100))
+            for (key, d), (f, bid) in sorted(plan.keyword_days.items(), key=_by_day)
+        ],
     )
     conn.executemany(
         "INSERT INTO campaign_days (adv, day, campaign_idx, impressions, clicks, spend_cents, orders, sales_cents,"
         " organic_cents, budget_cents, budget_exhausted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, NULL)",
-        [(adv, day(d), camp_idx[c][0], *_funnel(f), round((b if b is not None else budgets[c]) * 100))
-         for (c, d), (f, b) in sorted(plan.campaign_days.items(), key=_by_day)],
+        [
+            (adv, day(d), camp_idx[c][0], *_funnel(f), round((b if b is not None else budgets[c]) * 100))
+            for (c, d), (f, b) in sorted(plan.campaign_days.items(), key=_by_day)
+        ],
     )
     conn.executemany(
         "INSERT INTO search_term_days (adv, day, term_idx, impressions, clicks, spend_cents, orders, sales_cents,"
         " organic_cents) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-        [(adv, day(d), term_idx[(key, term)], *_funnel(f))
-         for (key, term, d), f in sorted(plan.term_days.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1]))],
+        [
+            (adv, day(d), term_idx[(key, term)], *_funnel(f))
+            for (key, term, d), f in sorted(
+                plan.term_days.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])
+            )
+        ],
     )
 
     # placeholder prices: each ad group's sales per order over its whole stored history
@@ -1013,9 +1124,11 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
         assumptions.append(f"the account has no orders: placeholder products priced ${FALLBACK_PRICE:.2f}")
     n_products = conn.execute("SELECT COUNT(*) FROM products WHERE adv = ?", (adv,)).fetchone()[0]
     if n_products:
-        assumptions.append(f"reports name no products: {n_products} placeholder product(s), one per ad group, "
-                           f"priced at the ad group's sales per order (the account's where it has none), "
-                           f"margin {PLACEHOLDER_MARGIN:g}")
+        assumptions.append(
+            f"reports name no products: {n_products} placeholder product(s), one per ad group, "
+            f"priced at the ad group's sales per order (the account's where it has none), "
+            f"margin {PLACEHOLDER_MARGIN:g}"
+        )
 
     unchanged = not created and _digest(conn, adv) == before
     if not unchanged:
@@ -1036,8 +1149,11 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
         start=plan.start,
         end=plan.end,
         history={"start": new_start, "end": new_end},
-        rows={"keyword_days": len(plan.keyword_days), "campaign_days": len(plan.campaign_days),
-              "search_term_days": len(plan.term_days)},
+        rows={
+            "keyword_days": len(plan.keyword_days),
+            "campaign_days": len(plan.campaign_days),
+            "search_term_days": len(plan.term_days),
+        },
         new=new,
         counts=counts,
         totals=sum((f for f, _ in plan.campaign_days.values()), Funnel()).totals(),
@@ -1054,18 +1170,22 @@ def _write_external_ids(conn: sqlite3.Connection, adv: int, pairs: Sequence[tupl
         prefix = entity_id.split("_", 1)[0] + "_"
         conn.execute(
             f"DELETE FROM {EXTERNAL_IDS_TABLE} WHERE adv = ? AND external_id = ? AND entity_id != ? "
-            "AND substr(entity_id, 1, ?) = ?", (adv, external_id, entity_id, len(prefix), prefix))
+            "AND substr(entity_id, 1, ?) = ?",
+            (adv, external_id, entity_id, len(prefix), prefix),
+        )
         conn.execute(
             f"INSERT INTO {EXTERNAL_IDS_TABLE} (adv, entity_id, external_id) VALUES (?, ?, ?) "
             "ON CONFLICT (entity_id) DO UPDATE SET adv = excluded.adv, external_id = excluded.external_id",
-            (adv, entity_id, external_id))
+            (adv, entity_id, external_id),
+        )
 
 
 def external_ids(conn: sqlite3.Connection, adv: int) -> dict[str, str]:
     """The console's ids of one advertiser's entities (store id -> Amazon id); empty where none were imported
     (and in a generated world, which has no such table)."""
-    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                       (EXTERNAL_IDS_TABLE,)).fetchone()
+    has = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EXTERNAL_IDS_TABLE,)
+    ).fetchone()
     if not has:
         return {}
     rows = conn.execute(f"SELECT entity_id, external_id FROM {EXTERNAL_IDS_TABLE} WHERE adv = ?", (adv,))
@@ -1087,16 +1207,21 @@ def _set_prices(conn: sqlite3.Connection, adv: int) -> bool:
         (g, (orders, sales))
         for g, orders, sales in conn.execute(
             "SELECT k.ad_group_id, SUM(d.orders), SUM(d.sales_cents) FROM keyword_days d JOIN keywords k "
-            "ON k.idx = d.keyword_idx WHERE d.adv = ? GROUP BY k.ad_group_id", (adv,))
+            "ON k.idx = d.keyword_idx WHERE d.adv = ? GROUP BY k.ad_group_id",
+            (adv,),
+        )
     )
     orders = sum(o for o, _ in by_group.values())
     sales = sum(s for _, s in by_group.values())
     if not orders:
         orders, sales = conn.execute(
-            "SELECT COALESCE(SUM(orders), 0), COALESCE(SUM(sales_cents), 0) FROM campaign_days WHERE adv = ?", (adv,)
+            "SELECT COALESCE(SUM(orders), 0), COALESCE(SUM(sales_cents), 0) FROM campaign_days WHERE adv = ?",
+            (adv,),
         ).fetchone()
     account = sales / orders / 100 if orders and sales else None
-    for g, product_ids in conn.execute("SELECT id, product_ids FROM ad_groups WHERE adv = ?", (adv,)).fetchall():
+    for g, product_ids in conn.execute(
+        "SELECT id, product_ids FROM ad_groups WHERE adv = ?", (adv,)
+    ).fetchall():
         o, s = by_group.get(g, (0, 0))
         price = s / o / 100 if o and s else account if account is not None else FALLBACK_PRICE
         for p in json.loads(product_ids):
@@ -1112,13 +1237,17 @@ def describe(summary: ImportSummary) -> dict[str, Any]:
 def summary_lines(summary: ImportSummary) -> Iterator[str]:
     """A few lines for people."""
     verb = "created" if summary.created else ("unchanged" if summary.unchanged else "updated")
-    yield (f"{summary.advertiser_id} {summary.advertiser_name!r} {verb} in {summary.path}: "
-           f"{summary.start} .. {summary.end} (history {summary.history['start']} .. {summary.history['end']})")
+    yield (
+        f"{summary.advertiser_id} {summary.advertiser_name!r} {verb} in {summary.path}: "
+        f"{summary.start} .. {summary.end} (history {summary.history['start']} .. {summary.history['end']})"
+    )
     for f in summary.files:
         yield f"  {f.path}: {f.report_type.value} ({f.format}), {f.rows:,} rows, {f.start} .. {f.end}"
     t = summary.totals
-    yield (f"  totals: {t['impressions']:,} impressions, {t['clicks']:,} clicks, spend ${t['spend']:,.2f}, "
-           f"{t['orders']:,} orders, sales ${t['sales']:,.2f}")
+    yield (
+        f"  totals: {t['impressions']:,} impressions, {t['clicks']:,} clicks, spend ${t['spend']:,.2f}, "
+        f"{t['orders']:,} orders, sales ${t['sales']:,.2f}"
+    )
     yield "  rows: " + ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
     yield "  account: " + ", ".join(f"{k} {v:,} ({summary.new[k]:,} new)" for k, v in summary.counts.items())
     for a in summary.assumptions:

@@ -586,7 +586,9 @@ class AdvertiserStore:
     def has_auction_log(self) -> bool:
         """Whether the platform's auction log is here (a generated marketplace; not an imported account)."""
         rows = self._rows("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'auction_log'")
-        return bool(rows) and bool(self._rows("SELECT 1 FROM auction_log WHERE adv = ? LIMIT 1", (self._adv,)))
+        return bool(rows) and bool(
+            self._rows("SELECT 1 FROM auction_log WHERE adv = ? LIMIT 1", (self._adv,))
+        )
 
     def auction_log(self) -> dict[str, dict[str, Any]]:
         """The platform's logged auctions per keyword id: rival counts, bids and quality scores."""
@@ -907,7 +909,10 @@ def write_entities(conn: sqlite3.Connection, world: Any, interventions: Sequence
     kw_adv = {k.id: group_adv[k.ad_group_id] for k in world.keywords}
     conn.executemany(
         "INSERT INTO search_terms (idx, adv, keyword_idx, term) VALUES (?, ?, ?, ?)",
-        [(i + 1, kw_adv[t.keyword_id], kw_pos[t.keyword_id], t.term) for i, t in enumerate(world.search_terms)],
+        [
+            (i + 1, kw_adv[t.keyword_id], kw_pos[t.keyword_id], t.term)
+            for i, t in enumerate(world.search_terms)
+        ],
     )
     conn.executemany(
         "INSERT INTO interventions (id, adv, date, kind, entity_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -928,8 +933,10 @@ def write_entities(conn: sqlite3.Connection, world: Any, interventions: Sequence
 
 def write_auction_log(conn: sqlite3.Connection, rows: Sequence[tuple[int, int, str]]) -> None:
     """The platform's auction log rows (keyword position, advertiser position, JSON), zero-based positions."""
-    conn.executemany("INSERT INTO auction_log (keyword_idx, adv, log) VALUES (?, ?, ?)",
-                     [(k + 1, a + 1, log) for k, a, log in rows])
+    conn.executemany(
+        "INSERT INTO auction_log (keyword_idx, adv, log) VALUES (?, ?, ?)",
+        [(k + 1, a + 1, log) for k, a, log in rows],
+    )
 
 
 def write_experiment(

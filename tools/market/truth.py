@@ -133,16 +133,28 @@ class TruthStore:
     def search_term_truth(self, account: AdvertiserStore) -> list[SearchTerm]:
         """The account's generated queries (in row order) with their hidden share of the keyword's volume and
         relevance; queries added since generation have none."""
-        hidden = {r[0]: (r[1], r[2]) for r in self._conn.execute(
-            "SELECT t.idx, t.share, t.relevance FROM search_terms t JOIN keywords k ON k.idx = t.keyword_idx"
-            " WHERE k.adv = ?", (self._advertiser_idx(account),))}
-        return [SearchTerm(keyword_id=kw_id, term=text, share=hidden[row][0], relevance=hidden[row][1])
-                for row, (kw_id, text) in sorted(account.query_texts().items()) if row in hidden]
+        hidden = {
+            r[0]: (r[1], r[2])
+            for r in self._conn.execute(
+                "SELECT t.idx, t.share, t.relevance FROM search_terms t JOIN keywords k ON k.idx = t.keyword_idx"
+                " WHERE k.adv = ?",
+                (self._advertiser_idx(account),),
+            )
+        }
+        return [
+            SearchTerm(keyword_id=kw_id, term=text, share=hidden[row][0], relevance=hidden[row][1])
+            for row, (kw_id, text) in sorted(account.query_texts().items())
+            if row in hidden
+        ]
 
     def _advertiser_idx(self, account: AdvertiserStore) -> int:
-        row = self._conn.execute("SELECT idx FROM advertisers WHERE id = ?", (account.advertiser_id,)).fetchone()
+        row = self._conn.execute(
+            "SELECT idx FROM advertisers WHERE id = ?", (account.advertiser_id,)
+        ).fetchone()
         if row is None:
-            raise UnknownIdError(f"advertiser {account.advertiser_id} is not in this truth", field="advertiser_id")
+            raise UnknownIdError(
+                f"advertiser {account.advertiser_id} is not in this truth", field="advertiser_id"
+            )
         return int(row[0])
 
     def events(self, advertiser_id: str | None = None) -> list[WorldEvent]:
@@ -214,7 +226,10 @@ def write_truth_entities(conn: sqlite3.Connection, world: World) -> None:
     kw_pos = {k.id: i + 1 for i, k in enumerate(world.keywords)}
     conn.executemany(
         "INSERT INTO keyword_markets (keyword_idx, adv, market) VALUES (?, ?, ?)",
-        [(kw_pos[m.keyword_id], int(kw_adv[kw_pos[m.keyword_id] - 1]), m.model_dump_json()) for m in world.markets],
+        [
+            (kw_pos[m.keyword_id], int(kw_adv[kw_pos[m.keyword_id] - 1]), m.model_dump_json())
+            for m in world.markets
+        ],
     )
     conn.executemany(  # rows line up with the world's search_terms rows
         "INSERT INTO search_terms (idx, keyword_idx, share, relevance) VALUES (?, ?, ?, ?)",

@@ -876,11 +876,15 @@ def markets_today(
     for kw in keywords:
         market, kw_terms = markets.get(kw.id), terms.get(kw.id, [])
         if market is None:
-            siblings = [(k, markets[k.id]) for k in ad_group_keywords.get(kw.ad_group_id, []) if k.id in markets]
+            siblings = [
+                (k, markets[k.id]) for k in ad_group_keywords.get(kw.ad_group_id, []) if k.id in markets
+            ]
             if not siblings:
                 continue
             if known is None:
-                known = [(t, markets[t.keyword_id]) for ts in terms.values() for t in ts if t.keyword_id in markets]
+                known = [
+                    (t, markets[t.keyword_id]) for ts in terms.values() for t in ts if t.keyword_id in markets
+                ]
             market, kw_terms = market_for_new_keyword(kw.id, kw.text, kw.match_type, siblings, known)
         negs = negatives_by_group.get(kw.ad_group_id)
         out[kw.id] = apply_negatives(market, kw_terms, negs)[0] if negs else market

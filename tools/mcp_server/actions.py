@@ -83,7 +83,9 @@ def with_absolute_value(ctx: ToolContext, args: ProposeIn) -> ProposeIn:
         current = {c.id: c.daily_budget for c in ctx.adv.campaigns()}.get(args.id)
     if current is None:
         return args  # plan_changes reports the unknown id
-    return args.model_copy(update={"relative_change": None, "change_by": None, "value": new_value(current, args)})
+    return args.model_copy(
+        update={"relative_change": None, "change_by": None, "value": new_value(current, args)}
+    )
 
 
 def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
@@ -92,12 +94,19 @@ def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
     value = 0.0
     if args.action in (Action.SET_BID, Action.SET_BUDGET):
         if args.relative_change is not None or args.change_by is not None:
-            own = {k.id for k in adv.keywords()} if args.action == Action.SET_BID else {c.id for c in adv.campaigns()}
+            own = (
+                {k.id for k in adv.keywords()}
+                if args.action == Action.SET_BID
+                else {c.id for c in adv.campaigns()}
+            )
             check_member("keyword" if args.action == Action.SET_BID else "campaign", args.id, own, me, "id")
             args = with_absolute_value(ctx, args)
         if args.value is None:
-            raise InvalidInputError(f"{args.action.value} needs value", field="value",
-                                    allowed="a number > 0, or relative_change or change_by")
+            raise InvalidInputError(
+                f"{args.action.value} needs value",
+                field="value",
+                allowed="a number > 0, or relative_change or change_by",
+            )
         if args.keywords:
             raise InvalidInputError("keywords are only for add_*", field="keywords", allowed="leave out")
         value = float(args.value)
@@ -107,15 +116,25 @@ def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
         kws = {k.id: k for k in adv.keywords()}
         check_member("keyword", args.id, set(kws), me, "id")
         check_range("value", value, gt=0, le=MAX_BID)
-        return [Change(id=args.id, field="bid", before=kws[args.id].bid, after=round(value, 2),
-                       name=kws[args.id].text)]
+        return [
+            Change(
+                id=args.id,
+                field="bid",
+                before=kws[args.id].bid,
+                after=round(value, 2),
+                name=kws[args.id].text,
+            )
+        ]
     if args.action == Action.SET_BUDGET:
         camps = {c.id: c for c in adv.campaigns()}
         check_member("campaign", args.id, set(camps), me, "id")
         check_range("value", value, gt=0, le=MAX_BUDGET)
         return [
             Change(
-                id=args.id, field="daily_budget", before=camps[args.id].daily_budget, after=round(value, 2),
+                id=args.id,
+                field="daily_budget",
+                before=camps[args.id].daily_budget,
+                after=round(value, 2),
                 name=camps[args.id].name,
             )
         ]
@@ -131,8 +150,15 @@ def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
                 f"{args.id} is already {status.value}", field="action", allowed="the other status"
             )
         entity = entities[args.id]
-        return [Change(id=args.id, field="status", before=current.value, after=status.value,
-                       name=getattr(entity, "name", None) or getattr(entity, "text", None))]
+        return [
+            Change(
+                id=args.id,
+                field="status",
+                before=current.value,
+                after=status.value,
+                name=getattr(entity, "name", None) or getattr(entity, "text", None),
+            )
+        ]
     # add_keywords / add_negatives
     wanted = _need_keywords(args)
     groups = {g.id: g for g in adv.ad_groups()}
@@ -162,7 +188,10 @@ def plan_changes(ctx: ToolContext, args: ProposeIn) -> list[Change]:
         raise InvalidInputError(
             f"every keyword given is already in ad group {args.id}", field="keywords", allowed="new keywords"
         )
-    return [Change(id=args.id, field=field_name, before=None, after=item, name=groups[args.id].name) for item in new]
+    return [
+        Change(id=args.id, field=field_name, before=None, after=item, name=groups[args.id].name)
+        for item in new
+    ]
 
 
 def propose(ctx: ToolContext, args: ProposeIn, store_key: str, impact: Impact | None) -> ProposeOut:

@@ -106,8 +106,11 @@ def performance(ctx: ToolContext, args: PerformanceIn) -> PerformanceOut:
 
     if args.level == Level.CAMPAIGN:
         if args.keyword_id is not None:
-            raise InvalidInputError("keyword_id filters level keyword", field="keyword_id",
-                                    allowed="level keyword, or leave keyword_id out")
+            raise InvalidInputError(
+                "keyword_id filters level keyword",
+                field="keyword_id",
+                allowed="level keyword, or leave keyword_id out",
+            )
         if args.ad_group_id is not None:
             raise InvalidInputError(
                 "ad_group_id filters ad_group or keyword levels, not campaigns",
@@ -124,9 +127,14 @@ def performance(ctx: ToolContext, args: PerformanceIn) -> PerformanceOut:
         keywords = adv.keywords(ad_group_id=args.ad_group_id, campaign_id=args.campaign_id)
         if args.keyword_id is not None:
             if args.level != Level.KEYWORD:
-                raise InvalidInputError("keyword_id filters level keyword", field="keyword_id",
-                                        allowed="level keyword, or leave keyword_id out")
-            check_member("keyword", args.keyword_id, {k.id for k in keywords}, ctx.advertiser_id, "keyword_id")
+                raise InvalidInputError(
+                    "keyword_id filters level keyword",
+                    field="keyword_id",
+                    allowed="level keyword, or leave keyword_id out",
+                )
+            check_member(
+                "keyword", args.keyword_id, {k.id for k in keywords}, ctx.advertiser_id, "keyword_id"
+            )
             keywords = [k for k in keywords if k.id == args.keyword_id]
         ad_groups = {g.id: g for g in adv.ad_groups(campaign_id=args.campaign_id)}
         kw_by_id = {k.id: k for k in keywords}
@@ -217,6 +225,10 @@ def find(ctx: ToolContext, args: FindIn) -> FindOut:
     if ctx.resolver is None:
         raise InvalidInputError("find needs the server's name index", field="query")
     kinds = [args.kind] if args.kind is not None else None
-    return FindOut(query=args.query, matches=[
-        FindMatch(**c.model_dump(), score=round(score, 1))
-        for c, score in ctx.resolver.find(args.query, kinds, args.limit)])
+    return FindOut(
+        query=args.query,
+        matches=[
+            FindMatch(**c.model_dump(), score=round(score, 1))
+            for c, score in ctx.resolver.find(args.query, kinds, args.limit)
+        ],
+    )

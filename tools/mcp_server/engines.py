@@ -228,7 +228,9 @@ def _model_spread(
     from tools.auction.landscape import what_if
 
     model = market_model(ctx)
-    out: dict[str, list[float]] = {name: [] for name in ("spend", "sales", "incremental_sales", "incremental_profit")}
+    out: dict[str, list[float]] = {
+        name: [] for name in ("spend", "sales", "incremental_sales", "incremental_profit")
+    }
     if not sim.keywords:
         return {}
     negatives = ctx.adv.negatives()  # read once for all the draws
@@ -236,8 +238,18 @@ def _model_spread(
         markets = model.for_keywords(sim.keywords, negatives, d)
         if len(markets) != len(sim.keywords):
             continue
-        res = what_if(markets, [0] * len(markets), sim.bids, [sim.campaign.daily_budget], _future_days(ctx, days),
-                      new_bids=new_bids.tolist(), new_budgets=[new_budget], margin=sim.margins, n_sims=0, seed=SEED)
+        res = what_if(
+            markets,
+            [0] * len(markets),
+            sim.bids,
+            [sim.campaign.daily_budget],
+            _future_days(ctx, days),
+            new_bids=new_bids.tolist(),
+            new_budgets=[new_budget],
+            margin=sim.margins,
+            n_sims=0,
+            seed=SEED,
+        )
         for name in out:
             out[name].append(getattr(res.difference, name).mean)
     return {name: np.asarray(v) for name, v in out.items() if v}
@@ -263,8 +275,9 @@ def what_if_tool(ctx: ToolContext, args: WhatIfIn) -> WhatIfOut:
         new_bids = sim.bids.copy()
         ids = [k.id for k in sim.keywords]
         if kw.id not in ids:
-            raise InvalidInputError(f"keyword {kw.id} has no market to simulate", field="id",
-                                    allowed="a keyword with history")
+            raise InvalidInputError(
+                f"keyword {kw.id} has no market to simulate", field="id", allowed="a keyword with history"
+            )
         new_bids[ids.index(kw.id)] = value
         change = Change(id=kw.id, field="bid", before=kw.bid, after=value, name=kw.text)
         new_budget = sim.campaign.daily_budget
@@ -314,7 +327,12 @@ def bid_landscape_tool(ctx: ToolContext, args: LandscapeIn) -> LandscapeOut:
     markets = _markets(ctx, [kw])
     sim, i = _in_campaign(ctx, kw)
     res = bid_landscape(
-        markets, bids, _future_days(ctx, args.days), margin=_margins(ctx, [kw]), n_sims=N_SIMS, seed=SEED,
+        markets,
+        bids,
+        _future_days(ctx, args.days),
+        margin=_margins(ctx, [kw]),
+        n_sims=N_SIMS,
+        seed=SEED,
         **_others(sim, i),
     )
     return LandscapeOut(

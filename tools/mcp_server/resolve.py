@@ -64,8 +64,32 @@ class NoMatchError(UnknownIdError):
 
 # --- the advertiser's names ---------------------------------------------------------------------------------
 
-_STOP = {"the", "my", "our", "a", "an", "that", "this", "those", "these", "one", "on", "for", "of", "in", "from",
-         "i", "we", "me", "us", "to", "with", "its", "it", "please"}
+_STOP = {
+    "the",
+    "my",
+    "our",
+    "a",
+    "an",
+    "that",
+    "this",
+    "those",
+    "these",
+    "one",
+    "on",
+    "for",
+    "of",
+    "in",
+    "from",
+    "i",
+    "we",
+    "me",
+    "us",
+    "to",
+    "with",
+    "its",
+    "it",
+    "please",
+}
 _KIND_WORDS = {
     EntityKind.CAMPAIGN: {"campaign", "campaigns", "camp", "cmp", "sp", "sponsored", "products"},
     EntityKind.KEYWORD: {"keyword", "keywords", "kw", "kws", "term", "search"},
@@ -73,17 +97,62 @@ _KIND_WORDS = {
     EntityKind.EXPERIMENT: {"test", "tests", "experiment", "experiments", "exp", "run", "ran", "did", "we"},
 }
 _MATCH_WORDS = {"exact": "exact", "phrase": "phrase", "broad": "broad"}
-_MONTHS = {m.lower(): i for i, m in enumerate(
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-     "November", "December"], start=1)}
+_MONTHS = {
+    m.lower(): i
+    for i, m in enumerate(
+        [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ],
+        start=1,
+    )
+}
 _MONTHS |= {k[:3]: v for k, v in list(_MONTHS.items())} | {"sept": 9}
-_SEASONS = {"spring": {3, 4, 5}, "summer": {6, 7, 8}, "fall": {9, 10, 11}, "autumn": {9, 10, 11},
-            "winter": {12, 1, 2}}
+_SEASONS = {
+    "spring": {3, 4, 5},
+    "summer": {6, 7, 8},
+    "fall": {9, 10, 11},
+    "autumn": {9, 10, 11},
+    "winter": {12, 1, 2},
+}
 _EXPERIMENT_KINDS = {
-    "promotion": {"promotion", "promo", "promos", "coupon", "coupons", "discount", "discounts", "price", "deal",
-                  "sale", "offer"},
-    "ad_exposure": {"holdout", "hold", "out", "holdouts", "ads", "ad", "exposure", "ghost", "incrementality",
-                    "incremental", "lift", "brand"},
+    "promotion": {
+        "promotion",
+        "promo",
+        "promos",
+        "coupon",
+        "coupons",
+        "discount",
+        "discounts",
+        "price",
+        "deal",
+        "sale",
+        "offer",
+    },
+    "ad_exposure": {
+        "holdout",
+        "hold",
+        "out",
+        "holdouts",
+        "ads",
+        "ad",
+        "exposure",
+        "ghost",
+        "incrementality",
+        "incremental",
+        "lift",
+        "brand",
+    },
 }
 
 
@@ -164,10 +233,18 @@ def build_index(adv: Any) -> EntityIndex:
     brand = normalize(adv.advertiser.name)
     entries: dict[EntityKind, list[Entry]] = {k: [] for k in EntityKind}
     for c in campaigns:
-        entries[EntityKind.CAMPAIGN].append(Entry(
-            Candidate(id=c.id, kind=EntityKind.CAMPAIGN, name=c.name,
-                      detail=f"{c.targeting.value} targeting, ${c.daily_budget:.2f}/day, {c.status.value}"),
-            [normalize(c.name), *campaign_aliases(c.name)], live=c.status == Status.ENABLED))
+        entries[EntityKind.CAMPAIGN].append(
+            Entry(
+                Candidate(
+                    id=c.id,
+                    kind=EntityKind.CAMPAIGN,
+                    name=c.name,
+                    detail=f"{c.targeting.value} targeting, ${c.daily_budget:.2f}/day, {c.status.value}",
+                ),
+                [normalize(c.name), *campaign_aliases(c.name)],
+                live=c.status == Status.ENABLED,
+            )
+        )
     for g in groups:
         names = [normalize(g.name)]
         names += [normalize(p) for p in g.name.split("+") if "+" in g.name]
@@ -175,24 +252,50 @@ def build_index(adv: Any) -> EntityIndex:
             if pid in products:  # "Zenwise Video Bottle Warmer" and "video bottle warmer"
                 full = normalize(products[pid].name)
                 names += [full, " ".join(w for w in full.split() if w not in brand.split())]
-        entries[EntityKind.AD_GROUP].append(Entry(
-            Candidate(id=g.id, kind=EntityKind.AD_GROUP, name=g.name, detail=f"in {cmp_name.get(g.campaign_id, '')}"),
-            list(dict.fromkeys(n for n in names if n))))
+        entries[EntityKind.AD_GROUP].append(
+            Entry(
+                Candidate(
+                    id=g.id,
+                    kind=EntityKind.AD_GROUP,
+                    name=g.name,
+                    detail=f"in {cmp_name.get(g.campaign_id, '')}",
+                ),
+                list(dict.fromkeys(n for n in names if n)),
+            )
+        )
     for k in adv.keywords():
         g = group_of.get(k.ad_group_id)
         where = cmp_name.get(g.campaign_id, "") if g else ""
-        entries[EntityKind.KEYWORD].append(Entry(
-            Candidate(id=k.id, kind=EntityKind.KEYWORD, name=k.text,
-                      detail=f"{k.match_type.value}, bid ${k.bid:.2f}, {k.status.value}, in {where}"),
-            [normalize(k.text)], live=k.status == Status.ENABLED, match_type=k.match_type.value))
+        entries[EntityKind.KEYWORD].append(
+            Entry(
+                Candidate(
+                    id=k.id,
+                    kind=EntityKind.KEYWORD,
+                    name=k.text,
+                    detail=f"{k.match_type.value}, bid ${k.bid:.2f}, {k.status.value}, in {where}",
+                ),
+                [normalize(k.text)],
+                live=k.status == Status.ENABLED,
+                match_type=k.match_type.value,
+            )
+        )
     for e in adv.experiments():
         months = {e.start.month, e.end.month}
         label = "ads holdout" if e.kind == "ad_exposure" else "promotion"
-        entries[EntityKind.EXPERIMENT].append(Entry(
-            Candidate(id=e.id, kind=EntityKind.EXPERIMENT, name=f"{label} test",
-                      detail=f"{e.start.isoformat()} to {e.end.isoformat()}, outcome {e.outcome}"),
-            [normalize(e.id), normalize(f"{label} {e.start.strftime('%B')}")], months=months,
-            experiment_kind=e.kind, start=e.start))
+        entries[EntityKind.EXPERIMENT].append(
+            Entry(
+                Candidate(
+                    id=e.id,
+                    kind=EntityKind.EXPERIMENT,
+                    name=f"{label} test",
+                    detail=f"{e.start.isoformat()} to {e.end.isoformat()}, outcome {e.outcome}",
+                ),
+                [normalize(e.id), normalize(f"{label} {e.start.strftime('%B')}")],
+                months=months,
+                experiment_kind=e.kind,
+                start=e.start,
+            )
+        )
     return EntityIndex(adv.advertiser.id, entries)
 
 
@@ -210,14 +313,19 @@ def _label(kinds: Sequence[EntityKind]) -> str:
     return " or ".join(k.value.replace("_", " ") for k in kinds)
 
 
-def _ambiguous(query: str, field_name: str, matches: list[Entry], advertiser_id: str) -> AmbiguousReferenceError:
+def _ambiguous(
+    query: str, field_name: str, matches: list[Entry], advertiser_id: str
+) -> AmbiguousReferenceError:
     cands = [m.candidate for m in matches[:MAX_CANDIDATES]]
     listed = "; ".join(f"{c.name!r} ({c.id}: {c.detail})" for c in cands)
     more = f" and {len(matches) - len(cands)} more" if len(matches) > len(cands) else ""
-    kinds = sorted({c.kind.value.replace('_', ' ') for c in cands})
+    kinds = sorted({c.kind.value.replace("_", " ") for c in cands})
     return AmbiguousReferenceError(
         f"{query!r} matches {len(matches)} {'/'.join(kinds)}s of {advertiser_id}: {listed}{more}. "
-        "Ask which one is meant, then call again with its id.", field=field_name, candidates=cands)
+        "Ask which one is meant, then call again with its id.",
+        field=field_name,
+        candidates=cands,
+    )
 
 
 def _narrow(matches: list[Entry], query_words: set[str]) -> list[Entry]:
@@ -236,7 +344,9 @@ def _experiments(query: str, entries: list[Entry]) -> list[Entry]:
     months: set[int] = set()
     for w in words:
         months |= {_MONTHS[w]} if w in _MONTHS else _SEASONS.get(w, set())
-    found = [e for e in entries if (not kinds or e.experiment_kind in kinds) and (not months or e.months & months)]
+    found = [
+        e for e in entries if (not kinds or e.experiment_kind in kinds) and (not months or e.months & months)
+    ]
     if found and words & {"last", "latest", "recent", "newest", "most"}:
         found = [max(found, key=lambda e: e.start or dt.date.min)]
     elif found and words & {"first", "earliest", "oldest"}:
@@ -251,22 +361,29 @@ class Resolver:
         self.index = index
         self.embed = embed
 
-    def resolve(self, value: str, kinds: Sequence[EntityKind], field_name: str) -> tuple[str, Resolved | None]:
+    def resolve(
+        self, value: str, kinds: Sequence[EntityKind], field_name: str
+    ) -> tuple[str, Resolved | None]:
         """(id, how it was resolved or None when `value` already was an id of one of `kinds`)."""
         query = str(value).strip()
         if not query:
-            raise NoMatchError(f"{field_name} is empty: give an id or the {_label(kinds)}'s name", field=field_name)
+            raise NoMatchError(
+                f"{field_name} is empty: give an id or the {_label(kinds)}'s name", field=field_name
+            )
         id_kind = _id_kind(query)
         if id_kind is not None and id_kind in kinds:
             return query, None  # the handler checks it belongs to the advertiser, as before
         if ANY_ID.match(query):  # an id of another kind (or another advertiser's): the old, leak-free message
             raise UnknownIdError(
-                f"{query} is not one of {self.index.advertiser_id}'s {_label(kinds)}s", field=field_name,
-                allowed=f"a {_label(kinds)} id or name")
+                f"{query} is not one of {self.index.advertiser_id}'s {_label(kinds)}s",
+                field=field_name,
+                allowed=f"a {_label(kinds)} id or name",
+            )
         entry, how = self._match(query, kinds, field_name)
         c = entry.candidate
-        return c.id, Resolved(field=field_name, query=query, id=c.id, kind=c.kind, name=c.name, detail=c.detail,
-                              how=how)
+        return c.id, Resolved(
+            field=field_name, query=query, id=c.id, kind=c.kind, name=c.name, detail=c.detail, how=how
+        )
 
     def _match(self, query: str, kinds: Sequence[EntityKind], field_name: str) -> tuple[Entry, str]:
         pool = [e for k in kinds for e in self.index.entries[k]]
@@ -303,9 +420,13 @@ class Resolver:
         raise NoMatchError(
             f"no {_label(kinds)} of {self.index.advertiser_id} matches {query!r}"
             + (f"; the closest names are {closest}" if closest else f"; the account has no {_label(kinds)}s"),
-            field=field_name, allowed=f"a {_label(kinds)} id or name")
+            field=field_name,
+            allowed=f"a {_label(kinds)} id or name",
+        )
 
-    def find(self, query: str, kinds: Sequence[EntityKind] | None, limit: int) -> list[tuple[Candidate, float]]:
+    def find(
+        self, query: str, kinds: Sequence[EntityKind] | None, limit: int
+    ) -> list[tuple[Candidate, float]]:
         """The best-matching things of `kinds` (all kinds by default), best first, with a 0-100 score."""
         kinds = list(kinds or EntityKind)
         query = query.strip()

@@ -61,7 +61,9 @@ def build_models() -> None:
 class Period(ToolInput):
     start: dt.date | None = Field(None, description="default: end - 29 days")
     end: dt.date | None = Field(None, description="default: last data day")
-    last_days: int | None = Field(None, ge=1, le=365, description="instead of start/end: the last N days of data")
+    last_days: int | None = Field(
+        None, ge=1, le=365, description="instead of start/end: the last N days of data"
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> Period:
@@ -229,12 +231,20 @@ class SimOutcome(_SimFigures):
     """Totals over the simulated days."""
 
 
-RELATIVE = Field(None, gt=-1, le=10, description="instead of value: change by a fraction of today's, -0.2 = a fifth less")
-CHANGE_BY = Field(None, ge=-10_000, le=10_000, description="instead of value: change by an amount, -0.2 = 20 cents "
-                                                          "less, 50 = 50 more a day")
+RELATIVE = Field(
+    None, gt=-1, le=10, description="instead of value: change by a fraction of today's, -0.2 = a fifth less"
+)
+CHANGE_BY = Field(
+    None,
+    ge=-10_000,
+    le=10_000,
+    description="instead of value: change by an amount, -0.2 = 20 cents less, 50 = 50 more a day",
+)
 
 
-def _value_or_relative(value: float | None, relative: float | None, needed: bool, by: float | None = None) -> None:
+def _value_or_relative(
+    value: float | None, relative: float | None, needed: bool, by: float | None = None
+) -> None:
     given = sum(x is not None for x in (value, relative, by))
     if needed and given != 1:
         raise ValueError("give exactly one of value, relative_change and change_by")
@@ -264,7 +274,9 @@ class WhatIfOut(ToolOutput):
     status_quo: SimOutcome
     changed: SimOutcome
     difference: dict[str, Range] = Field(description="changed - status quo on the same simulated days")
-    market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
+    market: str | None = Field(
+        None, description="the market model the simulation ran on: information view and history"
+    )
 
 
 class LandscapeIn(ToolInput):
@@ -290,7 +302,9 @@ class LandscapeOut(ToolOutput):
     days: int
     points: list[LandscapeRow]
     note: str
-    market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
+    market: str | None = Field(
+        None, description="the market model the simulation ran on: information view and history"
+    )
 
 
 class BidGoal(StrEnum):
@@ -319,10 +333,13 @@ class RecommendBidOut(ToolOutput):
     at_bid: LandscapeRow
     at_current: LandscapeRow | None
     gain: Range | None = Field(
-        None, description="campaign's incremental profit at bid minus at current bid (its keywords share the budget)"
+        None,
+        description="campaign's incremental profit at bid minus at current bid (its keywords share the budget)",
     )
     note: str
-    market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
+    market: str | None = Field(
+        None, description="the market model the simulation ran on: information view and history"
+    )
 
 
 # --- optimizer and causal tools --------------------------------------------------------------------------
@@ -419,7 +436,9 @@ class Resolved(BaseModel):
 
 
 class FindIn(ToolInput):
-    query: str = Field(min_length=1, max_length=200, description="words: a name, part of one, a product, a month")
+    query: str = Field(
+        min_length=1, max_length=200, description="words: a name, part of one, a product, a month"
+    )
     kind: EntityKind | None = Field(None, description="default: every kind")
     limit: int = Field(5, ge=1, le=20)
 
@@ -465,8 +484,12 @@ class ProposeIn(ToolInput):
     @model_validator(mode="after")
     def _value(self) -> ProposeIn:
         if self.relative_change is not None or self.change_by is not None:
-            _value_or_relative(self.value, self.relative_change, self.action in (Action.SET_BID, Action.SET_BUDGET),
-                               self.change_by)
+            _value_or_relative(
+                self.value,
+                self.relative_change,
+                self.action in (Action.SET_BID, Action.SET_BUDGET),
+                self.change_by,
+            )
         return self
 
 
@@ -478,7 +501,9 @@ class Impact(ToolOutput):
     status_quo: SimOutcome
     changed: SimOutcome
     difference: dict[str, Range]
-    market: str | None = Field(None, description="the market model the simulation ran on: information view and history")
+    market: str | None = Field(
+        None, description="the market model the simulation ran on: information view and history"
+    )
 
 
 class ProposeOut(ToolOutput):
@@ -520,7 +545,12 @@ class Reference(BaseModel):
         return self.kinds_by.get(str(getattr(value, "value", value)), ())
 
 
-_KW, _CMP, _AG, _EXP = (EntityKind.KEYWORD,), (EntityKind.CAMPAIGN,), (EntityKind.AD_GROUP,), (EntityKind.EXPERIMENT,)
+_KW, _CMP, _AG, _EXP = (
+    (EntityKind.KEYWORD,),
+    (EntityKind.CAMPAIGN,),
+    (EntityKind.AD_GROUP,),
+    (EntityKind.EXPERIMENT,),
+)
 _FILTERS = {"campaign_id": Reference(kinds=_CMP), "ad_group_id": Reference(kinds=_AG)}
 
 
@@ -531,8 +561,10 @@ class ToolSpec(BaseModel):
 
     name: str
     description: str
-    handler: str = Field(description="module:function that runs it, (ToolContext, input) -> output; imported by "
-                         "the server only, so reading the specs loads no engine")
+    handler: str = Field(
+        description="module:function that runs it, (ToolContext, input) -> output; imported by "
+        "the server only, so reading the specs loads no engine"
+    )
     input: type[ToolInput]
     output: type[BaseModel]
     read_only: bool = True
@@ -541,7 +573,8 @@ class ToolSpec(BaseModel):
     cached: bool = Field(False, description="results kept in the Redis cache (expensive, deterministic)")
     heavy: bool = Field(False, description="runs in a worker thread so the event loop keeps serving")
     references: dict[str, Reference] = Field(
-        default_factory=dict, description="arguments that name an entity: an id, or words the tool resolves")
+        default_factory=dict, description="arguments that name an entity: an id, or words the tool resolves"
+    )
 
     def load_handler(self) -> Callable[[Any, Any], BaseModel]:
         module, _, function = self.handler.partition(":")
@@ -679,9 +712,19 @@ TOOLS: list[ToolSpec] = [
         "simulated impact and a token for apply_change. Changes nothing.",
         input=ProposeIn,
         output=ProposeOut,
-        references={"id": Reference(by="action", kinds_by={
-            "set_bid": _KW, "set_budget": _CMP, "pause": _CMP + _KW, "enable": _CMP + _KW,
-            "add_keywords": _AG, "add_negatives": _AG})},
+        references={
+            "id": Reference(
+                by="action",
+                kinds_by={
+                    "set_bid": _KW,
+                    "set_budget": _CMP,
+                    "pause": _CMP + _KW,
+                    "enable": _CMP + _KW,
+                    "add_keywords": _AG,
+                    "add_negatives": _AG,
+                },
+            )
+        },
         idempotent=False,
         heavy=True,
     ),

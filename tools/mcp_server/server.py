@@ -48,7 +48,10 @@ HANDLERS: dict[str, Handler] = {spec.name: spec.load_handler() for spec in TOOLS
 
 
 def error_result(
-    err_type: str, message: str, field: str | None = None, allowed: str | None = None,
+    err_type: str,
+    message: str,
+    field: str | None = None,
+    allowed: str | None = None,
     candidates: list[dict[str, Any]] | None = None,
 ) -> types.CallToolResult:
     error: dict[str, Any] = {"type": err_type, "message": message, "field": field, "allowed": allowed}
@@ -203,8 +206,13 @@ class AdguideMCP(FastMCP):
         try:
             return await self._run(spec, dict(arguments or {}))
         except AmbiguousReferenceError as err:
-            return error_result(type(err).__name__, err.message, err.field, err.allowed,
-                                [c.model_dump(mode="json") for c in err.candidates])
+            return error_result(
+                type(err).__name__,
+                err.message,
+                err.field,
+                err.allowed,
+                [c.model_dump(mode="json") for c in err.candidates],
+            )
         except AdguideError as err:
             return error_result(type(err).__name__, err.message, err.field, err.allowed)
         except ValidationError as err:
@@ -287,7 +295,13 @@ def build_server(
     """A server over the world store at `store_path`, bound to `scope` (or to per-request bearer tokens),
     serving the tools of `tools` (the registry, schemas.TOOLS, unless a caller adds its own)."""
     return AdguideMCP(
-        store_path, scope, tokens=tokens, cache=cache, actor=actor, output_schemas=output_schemas, tools=tools,
+        store_path,
+        scope,
+        tokens=tokens,
+        cache=cache,
+        actor=actor,
+        output_schemas=output_schemas,
+        tools=tools,
         **settings,
     )
 

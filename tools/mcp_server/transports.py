@@ -62,7 +62,11 @@ async def connect_in_memory(
     `actor` names the caller in audit records; `output_schemas=True` advertises result schemas (the
     client then validates every result: slower, see server.py); `tools` is the registry to serve."""
     server = build_server(
-        _store_path(store_path), _scope(scope), cache=cache, actor=actor, output_schemas=output_schemas,
+        _store_path(store_path),
+        _scope(scope),
+        cache=cache,
+        actor=actor,
+        output_schemas=output_schemas,
         tools=tools,
     )
     try:

@@ -56,33 +56,66 @@ def _bad(field: str, message: str, allowed: str) -> InvalidInputError:
     return InvalidInputError(message, field=field, allowed=allowed)
 
 
-def _validate(campaigns: Sequence[CampaignInput], total_budget: float, days: np.ndarray, resolution: int) -> None:
+def _validate(
+    campaigns: Sequence[CampaignInput], total_budget: float, days: np.ndarray, resolution: int
+) -> None:
     if not 1 <= len(campaigns) <= MAX_CAMPAIGNS:
-        raise _bad("campaigns", f"campaigns must hold 1 to {MAX_CAMPAIGNS} campaigns (got {len(campaigns)})", f"1 to {MAX_CAMPAIGNS}")
+        raise _bad(
+            "campaigns",
+            f"campaigns must hold 1 to {MAX_CAMPAIGNS} campaigns (got {len(campaigns)})",
+            f"1 to {MAX_CAMPAIGNS}",
+        )
     ids = [c.campaign_id for c in campaigns]
     if len(set(ids)) != len(ids):
         raise _bad("campaigns", "campaign ids must be unique", "unique campaign ids")
     tb = float(total_budget)
     if not (tb == tb and 0 <= tb <= MAX_BUDGET):
-        raise _bad("total_budget", f"total_budget must be >= 0 and <= {MAX_BUDGET:g} (got {total_budget!r})", f">= 0 and <= {MAX_BUDGET:g}")
+        raise _bad(
+            "total_budget",
+            f"total_budget must be >= 0 and <= {MAX_BUDGET:g} (got {total_budget!r})",
+            f">= 0 and <= {MAX_BUDGET:g}",
+        )
     for c in campaigns:
         if len(c.bids) != len(c.markets):
-            raise _bad("bids", f"campaign {c.campaign_id} has {len(c.markets)} keywords but {len(c.bids)} bids", "one bid per keyword")
+            raise _bad(
+                "bids",
+                f"campaign {c.campaign_id} has {len(c.markets)} keywords but {len(c.bids)} bids",
+                "one bid per keyword",
+            )
         if any(not (b == b and 0 <= b <= MAX_BID) for b in c.bids):
-            raise _bad("bids", f"bids of campaign {c.campaign_id} must be >= 0 and <= {MAX_BID:g}", f">= 0 and <= {MAX_BID:g}")
+            raise _bad(
+                "bids",
+                f"bids of campaign {c.campaign_id} must be >= 0 and <= {MAX_BID:g}",
+                f">= 0 and <= {MAX_BID:g}",
+            )
         if c.keyword_margins is not None and (
             len(c.keyword_margins) != len(c.markets) or any(not 0 < m < 1 for m in c.keyword_margins)
         ):
-            raise _bad("keyword_margins", f"campaign {c.campaign_id} needs one margin in (0, 1) per keyword",
-                       "one margin in (0, 1) per keyword")
+            raise _bad(
+                "keyword_margins",
+                f"campaign {c.campaign_id} needs one margin in (0, 1) per keyword",
+                "one margin in (0, 1) per keyword",
+            )
         if c.max_budget is not None and c.max_budget < c.min_budget:
-            raise _bad("max_budget", f"campaign {c.campaign_id}: max_budget {c.max_budget:g} < min_budget {c.min_budget:g}", ">= min_budget")
+            raise _bad(
+                "max_budget",
+                f"campaign {c.campaign_id}: max_budget {c.max_budget:g} < min_budget {c.min_budget:g}",
+                ">= min_budget",
+            )
     if sum(c.min_budget for c in campaigns) > tb:
-        raise _bad("total_budget", f"total_budget {tb:g} is below the sum of the campaigns' min_budget", ">= sum of min_budget")
+        raise _bad(
+            "total_budget",
+            f"total_budget {tb:g} is below the sum of the campaigns' min_budget",
+            ">= sum of min_budget",
+        )
     if days.ndim != 1 or not 1 <= days.size <= 366 or np.any(days < 0):
         raise _bad("days", "days must hold 1 to 366 day indices >= 0", "1 to 366 day indices")
     if not isinstance(resolution, int) or not 2 <= resolution <= MAX_RESOLUTION:
-        raise _bad("resolution", f"resolution must be an integer >= 2 and <= {MAX_RESOLUTION}", f"2 to {MAX_RESOLUTION}")
+        raise _bad(
+            "resolution",
+            f"resolution must be an integer >= 2 and <= {MAX_RESOLUTION}",
+            f"2 to {MAX_RESOLUTION}",
+        )
 
 
 def allocate_budget(
@@ -108,10 +141,15 @@ def allocate_budget(
     m = market_arrays(markets)
     campaign_of = np.concatenate([np.full(len(c.markets), i) for i, c in enumerate(campaigns)])
     bids = np.concatenate([np.asarray(c.bids, dtype=np.float64) for c in campaigns])
-    margin = np.concatenate([
-        np.asarray(c.keyword_margins if c.keyword_margins is not None else [c.margin] * len(c.markets), dtype=np.float64)
-        for c in campaigns
-    ])
+    margin = np.concatenate(
+        [
+            np.asarray(
+                c.keyword_margins if c.keyword_margins is not None else [c.margin] * len(c.markets),
+                dtype=np.float64,
+            )
+            for c in campaigns
+        ]
+    )
 
     def evaluate(budget_rows: np.ndarray) -> dict[str, np.ndarray]:
         """Expected totals over the days per (budget row, campaign): budget_rows [P, C] -> [P, C]."""
@@ -139,8 +177,13 @@ def allocate_budget(
 
     # Saturation: the most a campaign can spend on any of the days with an unlimited budget.
     free = simulate_rows(
-        m, np.broadcast_to(bids, (day_arr.size, bids.size)), campaign_of, np.full((day_arr.size, n_c), MAX_BUDGET),
-        day_arr, seed, expected=True,
+        m,
+        np.broadcast_to(bids, (day_arr.size, bids.size)),
+        campaign_of,
+        np.full((day_arr.size, n_c), MAX_BUDGET),
+        day_arr,
+        seed,
+        expected=True,
     )
     saturation = np.array([free.spend[:, campaign_of == c].sum(axis=1).max() for c in range(n_c)])
     low = np.array([c.min_budget for c in campaigns])
@@ -188,7 +231,11 @@ def allocate_budget(
         elif budgets[c] >= high[c] - eps and marginal[c] > 0:
             limit = CampaignLimit.MAX_BUDGET
         elif marginal[c] <= 0:
-            limit = CampaignLimit.MIN_BUDGET if budgets[c] <= low[c] + eps and low[c] > 0 else CampaignLimit.UNPROFITABLE
+            limit = (
+                CampaignLimit.MIN_BUDGET
+                if budgets[c] <= low[c] + eps and low[c] > 0
+                else CampaignLimit.UNPROFITABLE
+            )
         else:
             limit = CampaignLimit.TOTAL_BUDGET
         limits.append(limit)
@@ -316,11 +363,15 @@ def _describe(
         lines.append("the total budget does not bind: spending more would not raise " + objective.value)
     for c, lim, b in zip(campaigns, limits, budgets, strict=True):
         if lim is CampaignLimit.SATURATED:
-            lines.append(f"{c.campaign_id} is saturated at {b:.2f}: more budget buys nothing at its current bids")
+            lines.append(
+                f"{c.campaign_id} is saturated at {b:.2f}: more budget buys nothing at its current bids"
+            )
         elif lim is CampaignLimit.MAX_BUDGET:
             lines.append(f"{c.campaign_id} is held at its max_budget {b:.2f}")
         elif lim is CampaignLimit.MIN_BUDGET:
-            lines.append(f"{c.campaign_id} is held at its min_budget {b:.2f} (more would lower {objective.value})")
+            lines.append(
+                f"{c.campaign_id} is held at its min_budget {b:.2f} (more would lower {objective.value})"
+            )
         elif lim is CampaignLimit.UNPROFITABLE:
             lines.append(f"{c.campaign_id} stops at {b:.2f}: more budget would lower {objective.value}")
     return lines

@@ -55,4 +55,6 @@ class BudgetAllocation(BaseModel):
     total_budget_binds: bool
     binding: list[str] = Field(description="which constraints bind, in words")
     campaigns: list[CampaignAllocation]
-    market: str | None = Field(None, description="the market model the simulation ran on (set by the tool server)")
+    market: str | None = Field(
+        None, description="the market model the simulation ran on (set by the tool server)"
+    )
