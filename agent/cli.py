@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,10 +43,15 @@ def _config(
 ) -> Any:
     from agent.configuration import AgentConfig
 
-    advertiser = advertiser or os.environ.get("ADGUIDE_ADVERTISER", "adv_0001")
-    try:
+    try:  # the scope: --advertiser, else ADGUIDE_ADVERTISER (environment or settings file), else the demo's
         return AgentConfig.from_env(
-            advertiser, backend=backend, model_dir=model_dir, base_url=base_url, store_path=world, **kw
+            advertiser,
+            defaults={"advertiser_id": "adv_0001"},
+            backend=backend,
+            model_dir=model_dir,
+            base_url=base_url,
+            store_path=world,
+            **kw,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -4,18 +4,26 @@ Everything has an embedded default that works on a laptop with nothing running: 
 model dir exists (else "rules"), the in-memory MCP session over `$ADGUIDE_HOME/world.sqlite`, SQLite
 checkpoints in `$ADGUIDE_HOME/threads.sqlite`. Environment variables (ADGUIDE_*) override the defaults;
 the server passes explicit values. The advertiser scope is *never* read from a message: callers set it.
+
+`AgentConfig.from_env` reads every field from ADGUIDE_* (tools/settings.py: the environment, then the
+settings file): the names the server shares (ADGUIDE_BACKEND, ADGUIDE_LLM_BASE_URL, ADGUIDE_LLM_MODEL,
+ADGUIDE_LLM_API_KEY, ADGUIDE_WORLD), ADGUIDE_ADVERTISER for the scope, ADGUIDE_<FIELD> for the rest, and
+the bounds as ADGUIDE_LIMITS__<FIELD> / ADGUIDE_POLICY__<FIELD> (or JSON in ADGUIDE_LIMITS / ADGUIDE_POLICY).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, Self
 
 from pydantic import BaseModel, Field
 
 from agent.guardrails.input import MAX_INPUT_CHARS
 from agent.guardrails.tool_args import Policy
+from tools.settings import EnvSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "training" / "models"
@@ -55,14 +63,26 @@ class Limits(BaseModel):
     )
 
 
+class AgentEnvironment(EnvSettings):
+    """What the agent reads from ADGUIDE_* outside one AgentConfig: defaults that a config left unset."""
+
+    model_dir: Path | None = Field(default=None, description="the model dir when a config names none")
+    postgres_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        description="postgres checkpoints when a config names no URL (the server's database)",
+    )
+
+
 def adguide_home() -> Path:
+    # The environment only, not the settings file: the store (tools/market/store.py) and the training pipeline
+    # read ADGUIDE_HOME the same way, and all three must agree on where the data lives.
     return Path(os.environ.get("ADGUIDE_HOME", Path.home() / ".adguide"))
 
 
 def default_model_dir() -> Path | None:
     """The newest trained model dir (DPO, else SFT, else any) under training/models, or $ADGUIDE_MODEL_DIR."""
-    if env := os.environ.get("ADGUIDE_MODEL_DIR"):
-        return Path(env)
+    if named := AgentEnvironment.from_env().model_dir:
+        return named
     if not MODELS_DIR.is_dir():
         return None
     dirs = [p.parent for p in MODELS_DIR.glob("**/config.json") if (p.parent / "tokenizer.json").exists()]
@@ -74,22 +94,29 @@ def default_model_dir() -> Path | None:
     )[0]
 
 
-class AgentConfig(BaseModel):
-    advertiser_id: str = Field(description="the caller's scope: set by auth or the CLI, never by the model")
+class AgentConfig(EnvSettings):
+    advertiser_id: str = Field(
+        validation_alias="ADGUIDE_ADVERTISER",
+        description="the caller's scope: set by auth or the CLI, never by the model",
+    )
     backend: BackendKind | None = Field(
         default=None, description="None: local if a model dir exists, else rules"
     )
     model_dir: Path | None = None
     base_url: str | None = Field(
-        default=None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1"
+        default=None,
+        validation_alias="ADGUIDE_LLM_BASE_URL",
+        description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
     )
-    model_name: str | None = None
-    api_key: str = "EMPTY"
+    model_name: str | None = Field(default=None, validation_alias="ADGUIDE_LLM_MODEL")
+    api_key: str = Field(default="EMPTY", validation_alias="ADGUIDE_LLM_API_KEY")
     constrain_arguments: bool = Field(
         default=True, description="enum of the advertiser's own ids in tool schemas"
     )
     store_path: Path | None = Field(
-        default=None, description="world.sqlite; None: $ADGUIDE_HOME/world.sqlite"
+        default=None,
+        validation_alias="ADGUIDE_WORLD",
+        description="world.sqlite; None: $ADGUIDE_HOME/world.sqlite",
     )
     checkpointer: CheckpointerKind = CheckpointerKind.SQLITE
     checkpoint_url: str | None = Field(default=None, description="sqlite file or postgres URL")
@@ -108,23 +135,19 @@ class AgentConfig(BaseModel):
         if self.checkpoint_url:
             return self.checkpoint_url
         if self.checkpointer == CheckpointerKind.POSTGRES:
-            return os.environ.get("ADGUIDE_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+            return AgentEnvironment.from_env().postgres_url
         return str(adguide_home() / "threads.sqlite")
 
     @classmethod
-    def from_env(cls, advertiser_id: str, **overrides: object) -> AgentConfig:
-        env: dict[str, object] = {}
-        for key, var in [
-            ("backend", "ADGUIDE_BACKEND"),
-            ("model_dir", "ADGUIDE_MODEL_DIR"),
-            ("base_url", "ADGUIDE_LLM_BASE_URL"),
-            ("model_name", "ADGUIDE_LLM_MODEL"),
-            ("api_key", "ADGUIDE_LLM_API_KEY"),
-            ("store_path", "ADGUIDE_WORLD"),
-            ("checkpointer", "ADGUIDE_CHECKPOINTER"),
-            ("checkpoint_url", "ADGUIDE_CHECKPOINT_URL"),
-        ]:
-            if os.environ.get(var):
-                env[key] = os.environ[var]
-        env.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate({"advertiser_id": advertiser_id, **env})
+    def from_env(
+        cls,
+        advertiser_id: str | None = None,
+        *,
+        env_file: Path | None | bool = True,
+        defaults: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Self:
+        """ADGUIDE_* settings with `overrides` on top; the scope is `advertiser_id`, else ADGUIDE_ADVERTISER."""
+        return super().from_env(
+            env_file=env_file, defaults=defaults, advertiser_id=advertiser_id, **overrides
+        )

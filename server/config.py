@@ -1,6 +1,8 @@
-"""Server settings: one pydantic model, read from ADGUIDE_* environment variables (tests pass values).
+"""Server settings: one pydantic-settings model, read from ADGUIDE_* environment variables or the settings
+file (tools/settings.py: `$ADGUIDE_ENV_FILE`, else `./.env`); tests pass values.
 
 The API and the workers read the same settings, so a deployment sets them once (docker/compose.yaml).
+Every field is `ADGUIDE_<FIELD>` but `world_path` (ADGUIDE_WORLD); `api_keys` is a JSON object.
 Redis keys all start with `redis_prefix` and PostgreSQL tables live in `pg_schema`: two deployments
 (or two test sessions) can share one Redis and one database without seeing each other.
 """
@@ -8,13 +10,13 @@ Redis keys all start with `redis_prefix` and PostgreSQL tables live in `pg_schem
 from __future__ import annotations
 
 import json
-import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
+
+from tools.settings import EnvSettings
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -24,7 +26,7 @@ class GuidanceMode(StrEnum):
     OVERVIEW = "overview"  # one grounded chat turn ("How is my account doing?"): a fast digest
 
 
-class Settings(BaseModel):
+class Settings(EnvSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
     redis_prefix: str = Field(default="adguide", min_length=1, max_length=64)
@@ -32,7 +34,9 @@ class Settings(BaseModel):
         default="adguide_server", description="schema for threads, jobs, results, checkpoints"
     )
     world_path: Path | None = Field(
-        default=None, description="world.sqlite; None: $ADGUIDE_HOME/world.sqlite"
+        default=None,
+        validation_alias="ADGUIDE_WORLD",  # the name deployments use (docker/compose.yaml)
+        description="world.sqlite; None: $ADGUIDE_HOME/world.sqlite",
     )
     backend: str | None = Field(default=None, description="agent backend: rules | teacher | local | openai")
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible model server (vLLM)")
@@ -100,32 +104,19 @@ class Settings(BaseModel):
             keys.update(_read_keys(self.api_keys_file.read_text(), str(self.api_keys_file)))
         return keys
 
+    @field_validator("api_keys", mode="before")
     @classmethod
-    def from_env(cls, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {k: os.environ[v] for k, v in ENV.items() if os.environ.get(v)}
-        if raw := os.environ.get("ADGUIDE_API_KEYS"):
-            values["api_keys"] = _read_keys(raw, "ADGUIDE_API_KEYS")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(values)
-
-    def to_env(self) -> dict[str, str]:
-        """The ADGUIDE_* variables that make a child process (`adguide serve api|worker`) read these settings
-        back with `from_env`; unset (None) fields are left out."""
-        env = {
-            name: str(getattr(self, field)) for field, name in ENV.items() if getattr(self, field) is not None
-        }
-        if self.api_keys:
-            env["ADGUIDE_API_KEYS"] = json.dumps(self.api_keys)
-        return env
+    def _keys(cls, v: object) -> object:
+        # ADGUIDE_API_KEYS arrives parsed; say what shape it must have, and keep labels as strings
+        if isinstance(v, str):
+            return _read_keys(v, "ADGUIDE_API_KEYS")
+        if not isinstance(v, dict):
+            raise ValueError("must be a JSON object of API key -> 'advertiser:<id>' or 'admin'")
+        return {str(k): str(val) for k, val in v.items()}
 
 
-# Field -> environment variable: every field but the inline API keys (ADGUIDE_API_KEYS, JSON) is ADGUIDE_<FIELD>,
-# derived from the model so that a new field is settable from the environment and survives `to_env`.
-ENV = {
-    name: "ADGUIDE_WORLD" if name == "world_path" else f"ADGUIDE_{name.upper()}"
-    for name in Settings.model_fields
-    if name != "api_keys"
-}
+# Field -> environment variable (kept for callers that read it): every field, `api_keys` included.
+ENV = Settings.env_names()
 
 
 def _read_keys(raw: str, source: str) -> dict[str, str]:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tools.settings import ToolSettings
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -191,5 +193,5 @@ def default_embedder() -> Embedder:
     global _default
     with _default_lock:
         if _default is None:
-            _default = Embedder(cache_path=os.environ.get("ADGUIDE_EMBEDDING_CACHE") or None)
+            _default = Embedder(cache_path=ToolSettings.from_env().embedding_cache)
         return _default

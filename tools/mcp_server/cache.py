@@ -14,14 +14,14 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from tools.settings import ToolSettings
+
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 RETRY_AFTER_S = 30.0
 
 
@@ -40,7 +40,7 @@ def code_version() -> str:
 
 
 def cache_enabled_by_env() -> bool:
-    return os.environ.get("ADGUIDE_MCP_CACHE", "on").lower() not in {"off", "0", "false", "no"}
+    return ToolSettings.from_env().mcp_cache
 
 
 class ToolCache:
@@ -52,7 +52,7 @@ class ToolCache:
         ttl_s: int = 3600,
         prefix: str = "adguide:mcp:v1",
     ) -> None:
-        self.url = url or os.environ.get("ADGUIDE_REDIS_URL", DEFAULT_URL)
+        self.url = url or ToolSettings.from_env().redis_url
         self.enabled = cache_enabled_by_env() if enabled is None else enabled
         self.ttl_s = ttl_s
         self.prefix = prefix

@@ -8,7 +8,6 @@ those into structured tool errors. Engines are imported inside handlers so the s
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -47,11 +46,12 @@ from tools.mcp_server.schemas import (
     WhatIfIn,
     WhatIfOut,
 )
+from tools.settings import ToolSettings
 
 SEED = 0  # fixed: the same question gets the same simulated answer (and a cache hit)
 # Monte Carlo draws per simulation (its 90% ranges). ADGUIDE_SIM_DRAWS lowers it where only plausible figures
 # matter and speed does (the training curriculum's data stage uses 50).
-N_SIMS = int(os.environ.get("ADGUIDE_SIM_DRAWS", "200"))
+N_SIMS = ToolSettings.from_env().sim_draws
 IMPACT_DAYS = 7
 LANDSCAPE_STEPS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 
@@ -106,8 +106,8 @@ _models_lock = threading.Lock()
 
 
 def market_view() -> View | None:
-    name = os.environ.get("ADGUIDE_MARKET_VIEW", "").strip().lower()
-    return View(name) if name in {v.value for v in View} else None
+    name = ToolSettings.from_env().market_view
+    return View(name) if name else None
 
 
 def market_model(ctx: ToolContext) -> MarketModel:

@@ -8,12 +8,12 @@ can only *name* the advertiser, and it must match the scope.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from tools.errors import AdguideError
+from tools.settings import ToolSettings
 
 
 class ScopeError(AdguideError):
@@ -80,11 +80,12 @@ def load_token_map(source: str | Path | None = None) -> dict[str, Scope]:
     From a JSON file `{"<token>": "advertiser:adv_0001" | "admin", ...}` (path given, or
     $ADGUIDE_MCP_TOKENS_FILE), or from $ADGUIDE_MCP_TOKENS holding the same JSON inline.
     """
-    path = source or os.environ.get("ADGUIDE_MCP_TOKENS_FILE")
-    raw = Path(path).read_text() if path else os.environ.get("ADGUIDE_MCP_TOKENS")
-    if not raw:
-        return {}
-    data = json.loads(raw)
+    path = source
+    if not path:
+        settings = ToolSettings.from_env()
+        if not (path := settings.mcp_tokens_file):
+            return {token: Scope.parse(label) for token, label in settings.mcp_tokens.items()}
+    data = json.loads(Path(path).read_text())
     if not isinstance(data, dict):
         raise ValueError("the token map must be a JSON object of token → scope label")
     return {str(token): Scope.parse(str(label)) for token, label in data.items()}

@@ -26,16 +26,19 @@ from tools.mcp_server.cache import ToolCache
 from tools.mcp_server.schemas import TOOLS, ToolSpec
 from tools.mcp_server.scope import Scope
 from tools.mcp_server.server import build_server
+from tools.settings import settings_file
 
 DEFAULT_HTTP_PORT = 8765
 
 
 def _store_path(store_path: str | Path | None) -> Path:
+    """The store to open: the one given, else $ADGUIDE_STORE_URL (PostgreSQL), else the default world file.
+    A URL rides as a Path ("postgresql:/user@host/db"); MarketStore.open reads it back as the URL."""
     if store_path is not None:
         return Path(store_path)
-    from tools.market.store import default_world_path
+    from tools.market.store import default_store
 
-    return default_world_path()
+    return Path(default_store())
 
 
 def _scope(scope: Scope | str) -> Scope:
@@ -84,6 +87,8 @@ def stdio_params(
     args = ["-m", "tools.mcp_server", "--transport", "stdio", "--store", str(_store_path(store_path))]
     args += ["--admin"] if sc.admin else ["--advertiser", str(sc.advertiser_id)]
     env = {**os.environ, "ADGUIDE_MCP_CACHE": "on" if cache else "off"}
+    if (file := settings_file()) is not None:  # the server runs in the repo root: name the caller's file
+        env["ADGUIDE_ENV_FILE"] = str(file.resolve())
     return StdioServerParameters(
         command=sys.executable, args=args, env=env, cwd=str(Path(__file__).parents[2])
     )
