@@ -307,9 +307,20 @@ async def _check_model(settings: Settings) -> dict[str, Any]:
 
 def _check_world(settings: Settings) -> dict[str, Any]:
     from agent.configuration import adguide_home
+    from tools.market.db import parse_location
 
-    path = settings.world_path or adguide_home() / "world.sqlite"
-    return {"ok": path.exists(), "path": str(path)}
+    location = parse_location(settings.world_path, adguide_home() / "world.sqlite")
+    if location.url is not None:  # a PostgreSQL store: reachable and filled (one pooled connection)
+        from tools.errors import AdguideError
+        from tools.market.store import MarketStore
+
+        try:
+            MarketStore.open(location.url).close()
+        except (AdguideError, FileNotFoundError):
+            return {"ok": False, "path": str(location)}
+        return {"ok": True, "path": str(location)}
+    assert location.path is not None
+    return {"ok": location.path.exists(), "path": str(location.path)}
 
 
 def app_from_env() -> FastAPI:

@@ -76,9 +76,12 @@ def arq_job_id(prefix: str, job_id: str, advertiser_id: str) -> str:
 
 
 def world_advertisers(svc: Services) -> list[str]:
-    from tools.market.store import MarketStore, default_world_path
+    from tools.errors import AdguideError
+    from tools.market.db import redact
+    from tools.market.store import MarketStore, default_store
 
-    path = svc.settings.world_path or default_world_path()
+    # a file, or one PostgreSQL store that workers on every machine read (ADGUIDE_STORE_URL / ADGUIDE_WORLD)
+    path = svc.settings.world_path or default_store()
     try:
         with MarketStore.open(path) as store:
             return list(store.advertiser_ids())
@@ -86,8 +89,11 @@ def world_advertisers(svc: Services) -> list[str]:
         raise ApiError(
             503,
             "world_missing",
-            f"no advertiser data at {path}; generate it with `adguide market generate` or set ADGUIDE_WORLD",
+            f"no advertiser data at {redact(str(path))}; generate it with `adguide market generate` or set "
+            "ADGUIDE_WORLD / ADGUIDE_STORE_URL",
         ) from exc
+    except AdguideError as exc:  # an unreachable or unmigrated database store
+        raise ApiError(503, "store_unavailable", str(exc), headers={"Retry-After": "5"}) from exc
 
 
 async def _enqueue(svc: Services, job_id: str, advertisers: list[str]) -> int:

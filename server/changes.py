@@ -32,10 +32,10 @@ async def bulksheet(
 ) -> Response:
     from tools.errors import AdguideError, UnknownIdError
     from tools.market.bulksheet import bulksheet_csv, export_bulksheet
-    from tools.market.store import default_world_path
+    from tools.market.store import default_store
 
     advertiser_id = require_advertiser(principal)
-    path = svc.settings.world_path or default_world_path()
+    path = svc.settings.world_path or default_store()
     try:
         export = await asyncio.to_thread(export_bulksheet, path, advertiser_id, since)
     except UnknownIdError as exc:

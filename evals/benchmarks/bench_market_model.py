@@ -55,9 +55,8 @@ def main() -> None:
     ap.add_argument("--advertisers", type=int, default=20)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = generate_world_file(
-            WorldConfig(n_advertisers=args.advertisers, days=120, seed=2028), Path(tmp) / "world.sqlite"
-        ).path
+        path = Path(tmp) / "world.sqlite"
+        generate_world_file(WorldConfig(n_advertisers=args.advertisers, days=120, seed=2028), path)
         with MarketStore.open(path) as store:
             ids = store.advertiser_ids()
             keywords = [len(store.scoped(a).keywords()) for a in ids]

@@ -35,7 +35,6 @@ import datetime as dt
 import io
 import os
 import re
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tools.errors import AdguideError
 from tools.market.data_model import AdGroup, MatchType, Status
+from tools.market.db import parse_location
 from tools.market.store import MarketStore
 
 PRODUCT = "Sponsored Products"
@@ -126,10 +126,12 @@ def export_bulksheet(
 ) -> BulksheetExport:
     """The advertiser's accepted changes (audit records at or after `since`, all when None; a naive time is UTC)
     as bulksheet rows. Raises BulksheetError / UnknownIdError with a message naming what is wrong."""
-    path = Path(store_path).expanduser()
-    if not path.is_file():
+    location = parse_location(store_path)
+    path = location.url if location.url is not None else location.path
+    if location.path is not None and not location.path.is_file():
         raise BulksheetError(
-            f"no accounts file at {path}; import reports with `adguide market import` (or name one with --world)",
+            f"no accounts file at {location.path}; import reports with `adguide market import` "
+            "(or name one with --world)",
             field="world",
         )
     since_utc = _as_utc(since) if since is not None else None
@@ -140,7 +142,7 @@ def export_bulksheet(
         groups = {g.id: g for g in adv.ad_groups()}
         keywords = {k.id: k for k in adv.keywords()}
         negatives = {n.id: n for n in adv.negatives()}
-    ext = _external_ids(path, adv.advertiser_id)
+        ext = adv.external_ids()
 
     changes: dict[str, _Change] = {}
     for r in records:
@@ -330,17 +332,6 @@ def _number(value: Any, where: str) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     raise BulksheetError(f"{where}: the new value {value!r} is not a number; nothing exported", field="value")
-
-
-def _external_ids(path: Path, advertiser_id: str) -> dict[str, str]:
-    from tools.market.importer import external_ids
-
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        (adv,) = conn.execute("SELECT idx FROM advertisers WHERE id = ?", (advertiser_id,)).fetchone()
-        return external_ids(conn, int(adv))
-    finally:
-        conn.close()
 
 
 # --- files -------------------------------------------------------------------------------------------------

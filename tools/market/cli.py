@@ -33,6 +33,24 @@ _OPTION_OF = {
 }
 
 
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """What a store's driver raises when the disk or the database fails (psycopg only where installed)."""
+    try:
+        import psycopg
+    except ImportError:
+        return (OSError, sqlite3.Error)
+    return (OSError, sqlite3.Error, psycopg.Error)
+
+
+def _store_arg(value: str | None, default: Path) -> Path | str:
+    """A --world / --out value: a PostgreSQL URL as given, a path with ~ expanded; None: $ADGUIDE_STORE_URL,
+    else `default`."""
+    from tools.market.db import parse_location
+
+    location = parse_location(value.strip() if value else None, default)
+    return location.url if location.url is not None else location.path or default
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -77,8 +95,11 @@ def generate(
     days: int = typer.Option(120, "--days", "-d", help="days of history (1-3,650)"),
     seed: int = typer.Option(7, "--seed", help="random seed; the same seed gives the same world"),
     start: str = typer.Option("2026-06-01", "--start", help="first day of the history (YYYY-MM-DD)"),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="world file (default: $ADGUIDE_HOME/world.sqlite)"
+    out: str | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="world file, or a PostgreSQL URL (default: $ADGUIDE_STORE_URL, else $ADGUIDE_HOME/world.sqlite)",
     ),
     categories: str | None = typer.Option(
         None,
@@ -98,8 +119,8 @@ def generate(
     from tools.market.store import default_world_path
 
     config = _config(advertisers, days, seed, start, categories)
-    path = (out or default_world_path()).expanduser()
     try:
+        path = _store_arg(out, default_world_path())
         check_generation_inputs(config, path, force)
     except AdguideError as err:
         _fail(str(err))
@@ -130,8 +151,9 @@ def generate(
             _fail(str(err))
         except KeyboardInterrupt:
             _fail("interrupted; nothing was written", code=130)
-        except OSError as err:
-            _fail(f"could not write {path}: {err.strerror or err}; nothing was written", code=1)
+        except _db_errors() as err:
+            reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+            _fail(f"could not write {summary_where(path)}: {reason}; nothing was written", code=1)
 
     if as_json:
         print(json.dumps(describe(summary), indent=2))
@@ -153,8 +175,11 @@ def generate(
 @market_app.command()
 def show(
     advertiser_id: str = typer.Argument(..., help="e.g. adv_0001"),
-    world: Path | None = typer.Option(
-        None, "--world", "-w", help="world file (default: $ADGUIDE_HOME/world.sqlite)"
+    world: str | None = typer.Option(
+        None,
+        "--world",
+        "-w",
+        help="world file or PostgreSQL URL (default: $ADGUIDE_STORE_URL, else $ADGUIDE_HOME/world.sqlite)",
     ),
     last: int = typer.Option(7, "--last", help="report on the last N days of the history (1-3,650)"),
 ) -> None:
@@ -168,7 +193,7 @@ def show(
 
     with ExitStack() as stack:
         try:
-            path = (world or default_world_path()).expanduser()
+            path = _store_arg(world, default_world_path())
             store, adv, start = stack.enter_context(open_scoped(path, advertiser_id, last))
         except (FileNotFoundError, AdguideError) as err:
             _fail(str(err))
@@ -240,8 +265,12 @@ def import_(
     advertiser_name: str = typer.Option(
         "My account", "--advertiser-name", help="the account's name: created, or updated if it exists"
     ),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="accounts file (default: $ADGUIDE_HOME/accounts.sqlite; created if absent)"
+    out: str | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="accounts file (created if absent) or PostgreSQL URL (default: $ADGUIDE_STORE_URL, else "
+        "$ADGUIDE_HOME/accounts.sqlite)",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="end with the summary as one JSON line (advertiser_id, row counts, totals)"
@@ -258,11 +287,9 @@ def import_(
         _fail(str(err))
     except KeyboardInterrupt:
         _fail("interrupted; nothing was written", code=130)
-    except (OSError, sqlite3.Error) as err:
-        _fail(
-            f"could not write the accounts file: {getattr(err, 'strerror', None) or err}; nothing was written",
-            code=1,
-        )
+    except _db_errors() as err:
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+        _fail(f"could not write the accounts store: {reason}; nothing was written", code=1)
     for line in summary_lines(summary):
         if as_json:
             print(line)
@@ -277,12 +304,12 @@ def export_bulksheet_(
     advertiser: str = typer.Option(
         ..., "--advertiser", "-a", help="the advertiser whose changes to export, e.g. adv_0001"
     ),
-    world: Path | None = typer.Option(
+    world: str | None = typer.Option(
         None,
         "--world",
         "-w",
-        help="accounts or world file (default: $ADGUIDE_HOME/accounts.sqlite, where "
-        "`adguide market import` writes)",
+        help="accounts or world file, or PostgreSQL URL (default: $ADGUIDE_STORE_URL, else "
+        "$ADGUIDE_HOME/accounts.sqlite, where `adguide market import` writes)",
     ),
     since: str | None = typer.Option(
         None,
@@ -307,13 +334,13 @@ def export_bulksheet_(
             _fail(
                 f"--since must be an ISO date or date-time, e.g. 2026-03-29 or 2026-03-29T12:00:00Z (got {since!r})"
             )
-    path = (world or default_accounts_path()).expanduser()
     try:
+        path = _store_arg(world, default_accounts_path())
         export = export_bulksheet(path, advertiser, start)
         written = write_bulksheet(export.rows, out)
     except AdguideError as err:
         _fail(str(err))
-    except (OSError, sqlite3.Error) as err:
+    except _db_errors() as err:
         _fail(
             f"could not export to {out}: {getattr(err, 'strerror', None) or err}; nothing was written", code=1
         )
@@ -345,3 +372,40 @@ def export_bulksheet_(
                 separators=(",", ":"),
             )
         )
+
+
+@market_app.command()
+def migrate(
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        "-s",
+        help="the store: a PostgreSQL URL or a .sqlite file (default: $ADGUIDE_STORE_URL, else "
+        "$ADGUIDE_HOME/world.sqlite)",
+    ),
+    revision: str = typer.Option("head", "--revision", help="the Alembic revision to upgrade to"),
+) -> None:
+    """Create or upgrade the store's schema (Alembic). Safe to repeat; several workers may run it at once."""
+    from tools.errors import AdguideError
+    from tools.market.db import current_revision, parse_location
+    from tools.market.db import migrate as run_migrations
+    from tools.market.store import default_world_path
+
+    try:
+        location = parse_location(store.strip() if store else None, default_world_path())
+        if location.path is not None and not location.path.parent.is_dir():
+            _fail(f"--store: {location.path.parent} is not a directory")
+        run_migrations(location, revision)
+        now = current_revision(location)
+    except AdguideError as err:
+        _fail(str(err))
+    except _db_errors() as err:
+        _fail(f"could not migrate {summary_where(store or '')}: {str(err).strip().splitlines()[0]}", code=1)
+    _out.print(f"{location}: schema at revision {now}", highlight=False)
+
+
+def summary_where(value: Path | str) -> str:
+    """A store's address for a message (a URL without its password)."""
+    from tools.market.db import redact
+
+    return redact(str(value))

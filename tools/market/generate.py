@@ -3,6 +3,11 @@
 Everything is written to temporary files in the target directory and renamed into place only at the end
 (truth first, the world last), so a failed or interrupted run never leaves a half-written world where a
 reader would find it; the temporary files are removed on any error, Ctrl-C included.
+
+Into a PostgreSQL store (`--out postgresql://...`) the world is one transaction: its tables are emptied
+(with --force) and filled, and readers see the old world or the new one, never a mix. The truth still goes
+to an SQLite file (tools.market.truth.truth_path_for), written to a temporary file and renamed after the
+commit.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 
 from tools.errors import InvalidInputError
 from tools.market.data_model import Campaign, Product, WorldConfig
+from tools.market.db import Db, StoreLocation, migrate, parse_location
 from tools.market.experiments import plan_experiments, simulate_experiment
 from tools.market.history import (
     apply_final_state,
@@ -32,8 +38,11 @@ from tools.market.history import (
     term_table,
 )
 from tools.market.store import (
+    ALL_TABLES,
     create_world_db,
+    default_world_path,
     insert_columns,
+    open_db,
     write_auction_log,
     write_entities,
     write_experiment,
@@ -59,7 +68,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 @dataclass
 class GenerationSummary:
-    path: Path
+    path: Path | str  # the file, or the database URL without its password
     truth_path: Path
     config: WorldConfig
     rows: dict[str, int] = field(default_factory=dict)
@@ -79,7 +88,7 @@ def _can_write_in(directory: Path) -> bool:
         return False
 
 
-def check_generation_inputs(config: WorldConfig, out: Path, force: bool = False) -> None:
+def check_generation_inputs(config: WorldConfig, out: Path | str, force: bool = False) -> None:
     """Refuse what would fail late or write where it must not, before any work starts."""
     if not 0 <= config.seed < 2**63:
         raise InvalidInputError(
@@ -93,6 +102,10 @@ def check_generation_inputs(config: WorldConfig, out: Path, force: bool = False)
             field="advertisers",
             allowed=f"advertisers x days <= {MAX_ADVERTISER_DAYS:,}",
         )
+    location = parse_location(out)
+    if location.url is not None:
+        return  # a database: whether it already holds a store is checked inside the transaction
+    out = Path(out)
     if out.exists() and out.is_dir():
         raise InvalidInputError(
             f"--out {out} is a directory; give a file path such as {out / 'world.sqlite'}",
@@ -131,7 +144,11 @@ def check_generation_inputs(config: WorldConfig, out: Path, force: bool = False)
 def generate_world_file(
     config: WorldConfig, out: Path | str, *, force: bool = False, progress: Progress | None = None
 ) -> GenerationSummary:
-    """Generate the world for `config` into `out` (and its truth beside it); atomic, see module doc."""
+    """Generate the world for `config` into `out` (a .sqlite path or a PostgreSQL URL; its truth beside it);
+    atomic, see module doc."""
+    location = parse_location(out, default_world_path())
+    if location.url is not None:
+        return _generate_into_database(config, location, force, progress)
     out = Path(out).expanduser()
     check_generation_inputs(config, out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -168,12 +185,60 @@ def generate_world_file(
     )
 
 
+def _generate_into_database(
+    config: WorldConfig, location: StoreLocation, force: bool, progress: Progress | None
+) -> GenerationSummary:
+    where = str(location)
+    check_generation_inputs(config, where, force)
+    truth_out = truth_path_for(where)
+    truth_out.parent.mkdir(parents=True, exist_ok=True)
+    report = progress or (lambda stage, done, total: None)
+    began = time.perf_counter()
+    token = uuid.uuid4().hex
+    tmp_truth = truth_out.with_name(f".{truth_out.name}.{token}.tmp")
+    migrate(location)
+    world_db = open_db(location)
+    truth_db = None
+    try:
+        world_db.begin_write()
+        if world_db.execute("SELECT 1 FROM meta LIMIT 1").fetchone() and not force:
+            raise InvalidInputError(
+                f"the store at {where} already holds a world or accounts; pass --force to replace it",
+                field="out",
+                allowed="an empty store, or --force",
+            )
+        # emptied inside the same transaction: readers keep the old world until the commit
+        world_db.execute(f"TRUNCATE {', '.join(ALL_TABLES)}")
+        truth_db = create_truth_db(tmp_truth)
+        rows = _fill(config, world_db, truth_db, token, report, begin=False)
+        truth_db.close()
+        truth_db = None
+        os.replace(tmp_truth, truth_out)
+    except BaseException:
+        world_db.close()  # rolls the open transaction back
+        if truth_db is not None:
+            truth_db.close()
+        tmp_truth.unlink(missing_ok=True)
+        raise
+    world_db.close()
+    return GenerationSummary(
+        path=where,
+        truth_path=truth_out,
+        config=config,
+        rows=rows,
+        world_bytes=0,
+        truth_bytes=truth_out.stat().st_size,
+        seconds=time.perf_counter() - began,
+    )
+
+
 def _fill(
     config: WorldConfig,
-    world_db: sqlite3.Connection,
+    world_db: Db,
     truth_db: sqlite3.Connection,
     token: str,
     report: Progress,
+    begin: bool = True,
 ) -> dict[str, int]:
     n_adv = config.n_advertisers
     report("world", 0, 1)
@@ -182,7 +247,8 @@ def _fill(
     apply_final_state(world, plan)
     report("world", 1, 1)
 
-    world_db.execute("BEGIN")
+    if begin:
+        world_db.execute("BEGIN")
     truth_db.execute("BEGIN")
     write_entities(world_db, world, plan.interventions)
     write_truth_entities(truth_db, world)

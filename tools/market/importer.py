@@ -7,7 +7,8 @@ defines the mapping). The report type is told from the columns. Rows must be dai
 
 Every row is validated before anything is written; a malformed one stops the import with an error naming the
 file, the row (1-based element of a JSON array; the line of a CSV file, the header being row 1) and the column.
-The whole import is one SQLite transaction, so the store is either fully updated or unchanged.
+The whole import is one transaction (SQLite or PostgreSQL, tools.market.db), so the store is either fully
+updated or unchanged.
 
 What is written, for one advertiser (found by name, or created):
 - campaigns, ad groups, keywords (text, match type; bid = the latest `keywordBid`, else the mean cost per click)
@@ -55,13 +56,15 @@ from pydantic import BaseModel, ConfigDict
 
 from tools.errors import AdguideError, InvalidInputError
 from tools.market.data_model import MatchType, Status, Targeting
+from tools.market.db import Db, StoreLocation, migrate, parse_location
 from tools.market.store import (
+    BUMP_WRITE_COUNT,
     MAX_BID,
     MAX_KEYWORD_CHARS,
-    SCHEMA,
     SCHEMA_VERSION,
     connect,
     default_world_path,
+    open_db,
     write_meta,
 )
 from tools.market.truth import truth_path_for
@@ -768,21 +771,26 @@ def default_accounts_path() -> Path:
 def import_reports(
     paths: Sequence[Path | str], advertiser_name: str, out: Path | str | None = None
 ) -> ImportSummary:
-    """Import report files as one advertiser's account into the accounts store at `out` (created if absent).
-    All or nothing: any error leaves the store as it was."""
+    """Import report files as one advertiser's account into the accounts store at `out`: an SQLite file
+    (created if absent) or a PostgreSQL URL (its schema is migrated first). None: $ADGUIDE_STORE_URL, else
+    $ADGUIDE_HOME/accounts.sqlite. All or nothing: any error leaves the store as it was."""
     name = " ".join(str(advertiser_name).split())
     if not name or len(name) > 200:
         raise InvalidInputError(
             "--advertiser-name must be 1-200 characters", field="advertiser_name", allowed="1-200 characters"
         )
-    path = Path(out).expanduser() if out is not None else default_accounts_path()
+    location = parse_location(out, default_accounts_path())
     plan = plan_import(paths)
+    if location.url is not None:
+        return _import_into_database(location, plan, name)
+    path = location.path
+    assert path is not None
     if path.is_dir():
         raise InvalidInputError(f"--out {path} is a directory", field="out", allowed="a .sqlite file path")
     if path.exists():
         conn = _open_existing(path)
         try:
-            return _write(conn, path, plan, name)
+            return _write(conn, str(path), plan, name)
         finally:
             conn.close()
     if not path.parent.is_dir():
@@ -791,20 +799,10 @@ def import_reports(
         )
     tmp = path.with_name(f".{path.name}.importing-{os.getpid()}")
     try:
-        conn = connect(tmp)
+        migrate(StoreLocation(path=tmp))
+        conn = Db(connect(tmp), "sqlite")
         try:
-            conn.executescript(SCHEMA)
-            write_meta(
-                conn,
-                {
-                    "generation_id": _new_generation_id(),
-                    "start_date": plan.start.isoformat(),
-                    "end_date": plan.end.isoformat(),
-                    "source": "import",
-                    "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                },
-            )
-            summary = _write(conn, path, plan, name)
+            summary = _write(conn, str(path), plan, name)
         finally:
             conn.close()
         os.replace(tmp, path)
@@ -813,11 +811,35 @@ def import_reports(
         tmp.unlink(missing_ok=True)
 
 
+def _import_into_database(location: StoreLocation, plan: _Plan, name: str) -> ImportSummary:
+    """PostgreSQL: the schema is brought to head (its own transaction, idempotent), then the import is one
+    transaction that also writes the meta rows of a store that has none yet."""
+    migrate(location)
+    conn = open_db(location)
+    try:
+        _check_meta(
+            str(location), dict(conn.execute("SELECT key, value FROM meta").fetchall()), empty_ok=True
+        )
+        return _write(conn, str(location), plan, name)
+    finally:
+        conn.close()
+
+
+def _new_meta(plan: _Plan) -> dict[str, str]:
+    return {
+        "generation_id": _new_generation_id(),
+        "start_date": plan.start.isoformat(),
+        "end_date": plan.end.isoformat(),
+        "source": "import",
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
 def _new_generation_id() -> str:
     return f"imp-{uuid.uuid4().hex[:8]}"
 
 
-def _open_existing(path: Path) -> sqlite3.Connection:
+def _open_existing(path: Path) -> Db:
     if truth_path_for(path).exists():
         raise InvalidInputError(
             f"{path} is a generated world (it has a truth file); import into an accounts file, e.g. "
@@ -831,6 +853,17 @@ def _open_existing(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError:
         conn.close()
         raise InvalidInputError(f"{path} is not an adguide store", field="out") from None
+    try:
+        _check_meta(str(path), meta)
+    except InvalidInputError:
+        conn.close()
+        raise
+    return Db(conn, "sqlite")
+
+
+def _check_meta(where: str, meta: dict[str, str], empty_ok: bool = False) -> None:
+    if not meta and empty_ok:
+        return  # a new database store: the import writes its meta
     problem = None
     if meta.get("schema_version") != SCHEMA_VERSION:
         problem = f"has schema version {meta.get('schema_version')!r}, this adguide writes {SCHEMA_VERSION!r}"
@@ -839,9 +872,7 @@ def _open_existing(path: Path) -> sqlite3.Connection:
     elif not {"start_date", "end_date", "generation_id", "write_count"} <= meta.keys():
         problem = "lacks its meta keys"
     if problem:
-        conn.close()
-        raise InvalidInputError(f"{path} {problem}; import into an accounts file", field="out")
-    return conn
+        raise InvalidInputError(f"{where} {problem}; import into an accounts store", field="out")
 
 
 _ADV_TABLES = {  # table -> its ordering for the advertiser's digest
@@ -859,7 +890,7 @@ _ADV_TABLES = {  # table -> its ordering for the advertiser's digest
 }
 
 
-def _digest(conn: sqlite3.Connection, adv: int | None) -> str:
+def _digest(conn: Db, adv: int | None) -> str:
     h = hashlib.sha256()
     for key in ("start_date", "end_date"):
         h.update(repr(conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()).encode())
@@ -873,7 +904,7 @@ def _digest(conn: sqlite3.Connection, adv: int | None) -> str:
     return h.hexdigest()
 
 
-def _next_number(conn: sqlite3.Connection, table: str, prefix: str, idx: bool) -> int:
+def _next_number(conn: Db, table: str, prefix: str, idx: bool) -> int:
     (n,) = conn.execute(
         f"SELECT COALESCE(MAX(CAST(SUBSTR(id, {len(prefix) + 1}) AS INTEGER)), 0) FROM {table}"
     ).fetchone()
@@ -883,23 +914,26 @@ def _next_number(conn: sqlite3.Connection, table: str, prefix: str, idx: bool) -
     return int(n) + 1
 
 
-def _write(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> ImportSummary:
-    conn.execute("BEGIN IMMEDIATE")
+def _write(conn: Db, path: str, plan: _Plan, name: str) -> ImportSummary:
+    conn.begin_write()
     try:
+        if not conn.execute("SELECT 1 FROM meta LIMIT 1").fetchone():
+            write_meta(conn, _new_meta(plan))  # a new store: its meta is part of the same transaction
         summary = _apply(conn, path, plan, name)
         if summary.unchanged:
-            conn.execute("ROLLBACK")
+            conn.rollback()
         else:
-            conn.execute("COMMIT")
+            conn.commit()
         return summary
     except BaseException:
-        conn.execute("ROLLBACK")
+        conn.rollback()
         raise
 
 
-def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> ImportSummary:
+def _apply(conn: Db, path: str, plan: _Plan, name: str) -> ImportSummary:
     assumptions = list(plan.assumptions)
-    conn.execute(EXTERNAL_IDS_SCHEMA)
+    if not conn.is_pg:
+        conn.execute(EXTERNAL_IDS_SCHEMA)  # a file made before the migrations lacks it
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     start, end = dt.date.fromisoformat(meta["start_date"]), dt.date.fromisoformat(meta["end_date"])
     found = conn.execute("SELECT idx, id FROM advertisers WHERE name = ? ORDER BY idx", (name,)).fetchall()
@@ -1132,7 +1166,7 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
 
     unchanged = not created and _digest(conn, adv) == before
     if not unchanged:
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'write_count'")
+        conn.execute(BUMP_WRITE_COUNT)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'generation_id'", (_new_generation_id(),))
 
     counts = {
@@ -1163,7 +1197,7 @@ def _apply(conn: sqlite3.Connection, path: Path, plan: _Plan, name: str) -> Impo
     )
 
 
-def _write_external_ids(conn: sqlite3.Connection, adv: int, pairs: Sequence[tuple[str, str]]) -> None:
+def _write_external_ids(conn: Db, adv: int, pairs: Sequence[tuple[str, str]]) -> None:
     """Record (store id, console id) pairs. An Amazon id names one entity of a kind (cmp_, ag_, kw_) per
     advertiser, so the entity that held it before (a renamed campaign, say) loses it."""
     for entity_id, external_id in pairs:
@@ -1180,15 +1214,13 @@ def _write_external_ids(conn: sqlite3.Connection, adv: int, pairs: Sequence[tupl
         )
 
 
-def external_ids(conn: sqlite3.Connection, adv: int) -> dict[str, str]:
+def external_ids(conn: Db | sqlite3.Connection, adv: int) -> dict[str, str]:
     """The console's ids of one advertiser's entities (store id -> Amazon id); empty where none were imported
-    (and in a generated world, which has no such table)."""
-    has = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EXTERNAL_IDS_TABLE,)
-    ).fetchone()
-    if not has:
+    (and in a world file made before the migrations, which has no such table)."""
+    db = conn if isinstance(conn, Db) else Db(conn, "sqlite")
+    if EXTERNAL_IDS_TABLE not in db.tables():
         return {}
-    rows = conn.execute(f"SELECT entity_id, external_id FROM {EXTERNAL_IDS_TABLE} WHERE adv = ?", (adv,))
+    rows = db.execute(f"SELECT entity_id, external_id FROM {EXTERNAL_IDS_TABLE} WHERE adv = ?", (adv,))
     return {str(e): str(x) for e, x in rows}
 
 
@@ -1200,7 +1232,7 @@ def _funnel(f: Funnel) -> tuple[int, int, int, int, int]:
     return f.impressions, f.clicks, f.spend_cents, f.orders, f.sales_cents
 
 
-def _set_prices(conn: sqlite3.Connection, adv: int) -> bool:
+def _set_prices(conn: Db, adv: int) -> bool:
     """Price every product of the advertiser's ad groups at the group's sales per order; True if the account
     has no orders at all (the fallback price is used)."""
     by_group = dict(

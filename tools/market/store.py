@@ -1,4 +1,5 @@
-"""The marketplace store: one SQLite file per world, read and written only through an advertiser scope.
+"""The marketplace store: one SQLite file per world (the embedded default) or a PostgreSQL database
+(tools.market.db), read and written only through an advertiser scope.
 
 `MarketStore.open(path)` gives the whole file; `store.scoped(advertiser_id)` gives the only view that
 reads entities and reports, and every method of it refuses an id of another advertiser with
@@ -11,6 +12,9 @@ scan. Money in daily tables is integer cents (exact, and small integers take 1-4
 Ground truth is not here: the true markets behind every keyword (shopper response, relevance of search terms,
 rivals) and the experiments' true effects live in truth.sqlite (tools.market.truth), which nothing that serves
 an advertiser opens. The platform's auction log (sampled auctions per keyword) is here: a platform observes it.
+
+The schema is defined once, in tools.market.schema (SQLAlchemy Core), and built by Alembic migrations
+(tools.market.migrations); the SQL below is the portable subset SQLite and PostgreSQL both run.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import datetime as dt
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +45,7 @@ from tools.market.data_model import (
     SearchTermDay,
     Status,
 )
+from tools.market.db import Db, StoreLocation, connect_sqlite, migrate, parse_location
 from tools.market.experiments import ExperimentUnits
 
 SCHEMA_VERSION = "2"  # 2: the true markets and search-term relevance moved to truth.sqlite
@@ -50,57 +54,31 @@ MAX_BUDGET = 1_000_000.0
 MAX_KEYWORD_CHARS = 80
 MAX_ITEMS_PER_WRITE = 1000
 
-SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE advertisers (idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
-    category TEXT NOT NULL, target_acos REAL);
-CREATE TABLE products (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, name TEXT NOT NULL, category TEXT NOT NULL,
-    price REAL NOT NULL, margin REAL NOT NULL);
-CREATE INDEX products_adv ON products (adv);
-CREATE TABLE campaigns (idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, adv INTEGER NOT NULL,
-    name TEXT NOT NULL, daily_budget REAL NOT NULL, status TEXT NOT NULL, targeting TEXT NOT NULL);
-CREATE INDEX campaigns_adv ON campaigns (adv);
-CREATE TABLE ad_groups (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, campaign_id TEXT NOT NULL,
-    name TEXT NOT NULL, product_ids TEXT NOT NULL, default_bid REAL NOT NULL);
-CREATE INDEX ad_groups_adv ON ad_groups (adv, campaign_id);
-CREATE TABLE keywords (idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, adv INTEGER NOT NULL,
-    campaign_id TEXT NOT NULL, ad_group_id TEXT NOT NULL, text TEXT NOT NULL, match_type TEXT NOT NULL,
-    bid REAL NOT NULL, status TEXT NOT NULL);
-CREATE INDEX keywords_adv ON keywords (adv, ad_group_id);
-CREATE TABLE negatives (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, ad_group_id TEXT NOT NULL,
-    text TEXT NOT NULL, match_type TEXT NOT NULL);
-CREATE INDEX negatives_adv ON negatives (adv, ad_group_id);
-CREATE TABLE auction_log (keyword_idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, log TEXT NOT NULL);
-CREATE INDEX auction_log_adv ON auction_log (adv);
-CREATE TABLE search_terms (idx INTEGER PRIMARY KEY, adv INTEGER NOT NULL, keyword_idx INTEGER NOT NULL,
-    term TEXT NOT NULL);
-CREATE INDEX search_terms_adv ON search_terms (adv, keyword_idx);
-CREATE TABLE keyword_days (adv INTEGER NOT NULL, day INTEGER NOT NULL, keyword_idx INTEGER NOT NULL,
-    impressions INTEGER NOT NULL, clicks INTEGER NOT NULL, spend_cents INTEGER NOT NULL, orders INTEGER NOT NULL,
-    sales_cents INTEGER NOT NULL, organic_cents INTEGER NOT NULL, avg_position REAL, impression_share REAL,
-    bid_cents INTEGER NOT NULL, PRIMARY KEY (adv, day, keyword_idx)) WITHOUT ROWID;
-CREATE TABLE campaign_days (adv INTEGER NOT NULL, day INTEGER NOT NULL, campaign_idx INTEGER NOT NULL,
-    impressions INTEGER NOT NULL, clicks INTEGER NOT NULL, spend_cents INTEGER NOT NULL, orders INTEGER NOT NULL,
-    sales_cents INTEGER NOT NULL, organic_cents INTEGER NOT NULL, budget_cents INTEGER NOT NULL,
-    budget_exhausted_at REAL, PRIMARY KEY (adv, day, campaign_idx)) WITHOUT ROWID;
-CREATE TABLE search_term_days (adv INTEGER NOT NULL, day INTEGER NOT NULL, term_idx INTEGER NOT NULL,
-    impressions INTEGER NOT NULL, clicks INTEGER NOT NULL, spend_cents INTEGER NOT NULL, orders INTEGER NOT NULL,
-    sales_cents INTEGER NOT NULL, organic_cents INTEGER NOT NULL,
-    PRIMARY KEY (adv, day, term_idx)) WITHOUT ROWID;
-CREATE TABLE interventions (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, date TEXT NOT NULL, kind TEXT NOT NULL,
-    entity_id TEXT NOT NULL, before TEXT, after TEXT);
-CREATE INDEX interventions_adv ON interventions (adv, date);
-CREATE TABLE experiments (id TEXT PRIMARY KEY, adv INTEGER NOT NULL, experiment TEXT NOT NULL);
-CREATE INDEX experiments_adv ON experiments (adv);
-CREATE TABLE experiment_units (experiment_id TEXT PRIMARY KEY, adv INTEGER NOT NULL, units BLOB NOT NULL);
-CREATE TABLE audit (id INTEGER PRIMARY KEY, adv INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-    entity TEXT NOT NULL, before TEXT, after TEXT, at TEXT NOT NULL);
-CREATE INDEX audit_adv ON audit (adv, id);
-"""
 
 DAILY_TABLES = ("keyword_days", "campaign_days", "search_term_days")
+ALL_TABLES = (  # every table of the schema (tools.market.schema), in a fixed order
+    "meta",
+    "advertisers",
+    "products",
+    "campaigns",
+    "ad_groups",
+    "keywords",
+    "negatives",
+    "auction_log",
+    "search_terms",
+    *DAILY_TABLES,
+    "interventions",
+    "experiments",
+    "experiment_units",
+    "audit",
+    "external_ids",
+)
 
 _AuditItem = tuple[str, str, Any, Any]  # (action, entity, before, after)
+# meta values are text on both backends
+BUMP_WRITE_COUNT = (
+    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'write_count'"
+)
 
 
 def default_world_path() -> Path:
@@ -109,9 +87,16 @@ def default_world_path() -> Path:
     return Path(home).expanduser() / "world.sqlite"
 
 
+def default_store() -> Path | str:
+    """The store the tools open when none is named: $ADGUIDE_STORE_URL (PostgreSQL) when set, else
+    $ADGUIDE_HOME/world.sqlite."""
+    url = os.environ.get("ADGUIDE_STORE_URL", "").strip()
+    return url or default_world_path()
+
+
 @contextmanager
 def open_scoped(
-    path: Path, advertiser_id: str, last: int
+    path: Path | str, advertiser_id: str, last: int
 ) -> Iterator[tuple[MarketStore, AdvertiserStore, dt.date]]:
     """The world at `path` opened, one advertiser's view of it, and the first day of its last `last` days
     (what the CLIs report on). Raises AdguideError or FileNotFoundError with a message for the user."""
@@ -128,11 +113,20 @@ def open_scoped(
         yield store, adv, max(store.start_date, store.end_date - dt.timedelta(days=last - 1))
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), usable from several threads."""
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
-    conn.execute("PRAGMA foreign_keys = OFF")
-    return conn
+connect = connect_sqlite  # an SQLite store file's connection (autocommit; transactions are explicit)
+
+
+def open_db(location: StoreLocation) -> Db:
+    """A connection to the store at `location`; an unreachable database is a clear AdguideError."""
+    try:
+        return Db.open(location)
+    except AdguideError:
+        raise
+    except Exception as exc:  # the driver's or the pool's own error: say where and what, without the password
+        if location.url is None:
+            raise
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise AdguideError(f"cannot connect to the store at {location}: {reason}", field="store") from None
 
 
 def _cents(x: float) -> int:
@@ -213,43 +207,79 @@ def _match_type(value: MatchType | str, allowed: Sequence[MatchType] = tuple(Mat
 
 
 class MarketStore:
-    """A world file. Read and write advertiser data only through `scoped(advertiser_id)`."""
+    """A world (or accounts) store. Read and write advertiser data only through `scoped(advertiser_id)`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
-        self.path = path
-        self._lock = threading.RLock()
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    def __init__(self, db: Db, path: Path | str, location: StoreLocation | None = None) -> None:
+        self._conn = db
+        self.path = path  # the file, or the database URL without its password
+        self.location = location or StoreLocation(path=Path(path))
+        self.backend = db.dialect  # "sqlite" | "postgresql"
+        self._lock = db.lock
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         self.start_date = dt.date.fromisoformat(meta["start_date"])
         self.end_date = dt.date.fromisoformat(meta["end_date"])
         self.generation_id = meta["generation_id"]
         self.config: dict[str, Any] = json.loads(meta.get("config", "{}"))
+        self._tables: set[str] | None = None
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> MarketStore:
-        """Open a generated world; a missing file names the command that creates one."""
-        path = Path(path) if path is not None else default_world_path()
+        """Open a store: an SQLite file path, or a PostgreSQL URL (None: $ADGUIDE_STORE_URL, else
+        $ADGUIDE_HOME/world.sqlite). A missing store names the command that creates one."""
+        location = parse_location(path, default_world_path())
+        if location.url is not None:
+            return cls._open_database(location)
+        path = location.path
+        assert path is not None
         if not path.is_file():
             raise FileNotFoundError(
                 f"no adguide world at {path}; create one with `adguide market generate --out {path}`"
             )
-        conn = connect(path)
+        db = Db(connect(path), "sqlite")
         try:
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError:
-            conn.close()
+            db.close()
             raise AdguideError(
                 f"{path} is not an adguide world; recreate it with `adguide market generate --out {path}`",
                 field="path",
             ) from None
         if meta.get("schema_version") != SCHEMA_VERSION:
-            conn.close()
+            db.close()
             raise AdguideError(
                 f"{path} has schema version {meta.get('schema_version')!r}, this adguide reads {SCHEMA_VERSION!r};"
                 f" regenerate it with `adguide market generate --out {path}`",
                 field="path",
             )
-        return cls(conn, path)
+        return cls(db, path, location)
+
+    @classmethod
+    def _open_database(cls, location: StoreLocation) -> MarketStore:
+        where = str(location)
+        db = open_db(location)
+        try:
+            if "meta" not in db.tables():
+                raise AdguideError(
+                    f"{where} has no adguide store schema; create it with `adguide market migrate --store URL`, "
+                    "then fill it with `adguide market generate --out URL` or `adguide market import --out URL`",
+                    field="store",
+                )
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if not meta:
+                raise FileNotFoundError(
+                    f"the store at {where} is empty; fill it with `adguide market generate --out URL` or "
+                    "`adguide market import --out URL`"
+                )
+            if meta.get("schema_version") != SCHEMA_VERSION:
+                raise AdguideError(
+                    f"{where} has schema version {meta.get('schema_version')!r}, this adguide reads "
+                    f"{SCHEMA_VERSION!r}",
+                    field="store",
+                )
+            return cls(db, where, location)
+        except BaseException:
+            db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -289,11 +319,20 @@ class MarketStore:
         adv = Advertiser(id=row[1], name=row[2], category=row[3], target_acos=row[4])
         return AdvertiserStore(self, row[0], adv)
 
+    def tables(self) -> set[str]:
+        """The store's tables (read once: a file made before the migrations may lack `external_ids`)."""
+        if self._tables is None:
+            with self._lock:
+                self._tables = self._conn.tables()
+        return self._tables
+
     def row_counts(self) -> dict[str, int]:
-        """Rows per table (for the generation summary)."""
+        """Rows per table of the store's schema (for the generation summary)."""
         with self._lock:
-            tables = [r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            return {t: self._conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in sorted(tables)}
+            return {
+                t: self._conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in sorted(self.tables() & set(ALL_TABLES))
+            }
 
 
 # The funnel columns every daily report shares (money stored in cents), and their PerformanceRow fields.
@@ -372,7 +411,7 @@ class AdvertiserStore:
 
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         if not values:
-            return " AND 0", []
+            return " AND 1 = 0", []
         return f" AND {column} IN ({','.join('?' * len(values))})", list(values)
 
     # --- entities ----------------------------------------------------------------------------------------
@@ -585,8 +624,7 @@ class AdvertiserStore:
 
     def has_auction_log(self) -> bool:
         """Whether the platform's auction log is here (a generated marketplace; not an imported account)."""
-        rows = self._rows("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'auction_log'")
-        return bool(rows) and bool(
+        return "auction_log" in self._store.tables() and bool(
             self._rows("SELECT 1 FROM auction_log WHERE adv = ? LIMIT 1", (self._adv,))
         )
 
@@ -600,6 +638,14 @@ class AdvertiserStore:
         )
         return {r[0]: json.loads(r[1]) for r in rows}
 
+    def external_ids(self) -> dict[str, str]:
+        """The console's ids of this advertiser's imported entities (store id -> Amazon id); empty for a
+        generated world."""
+        if "external_ids" not in self._store.tables():
+            return {}
+        rows = self._rows("SELECT entity_id, external_id FROM external_ids WHERE adv = ?", (self._adv,))
+        return {str(e): str(x) for e, x in rows}
+
     def query_texts(self) -> dict[int, tuple[str, str]]:
         """Every query the advertiser's keywords match, by its row: (keyword id, text). The truth store keys
         each query's hidden share and relevance by the same row."""
@@ -611,7 +657,7 @@ class AdvertiserStore:
 
     # --- writes ------------------------------------------------------------------------------------------
 
-    def _transaction(self, actor: str, body: Callable[[sqlite3.Connection], list[_AuditItem]]) -> None:
+    def _transaction(self, actor: str, body: Callable[[Db], list[_AuditItem]]) -> None:
         """Run `body` and write its audit rows (action, entity, before, after) in one transaction.
 
         `body` reads what it needs inside the transaction (BEGIN IMMEDIATE holds the write lock), so two
@@ -620,7 +666,7 @@ class AdvertiserStore:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         with self._lock:
             conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
+            conn.begin_write()
             try:
                 records = body(conn)
                 conn.executemany(
@@ -630,10 +676,10 @@ class AdvertiserStore:
                         for a, e, b, af in records
                     ],
                 )
-                conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'write_count'")
-                conn.execute("COMMIT")
+                conn.execute(BUMP_WRITE_COUNT)
+                conn.commit()
             except BaseException:
-                conn.execute("ROLLBACK")
+                conn.rollback()
                 raise
 
     def _set_field(
@@ -641,7 +687,7 @@ class AdvertiserStore:
     ) -> None:
         self._own(table, label, [entity_id])
 
-        def body(conn: sqlite3.Connection) -> list[_AuditItem]:
+        def body(conn: Db) -> list[_AuditItem]:
             (before,) = conn.execute(
                 f"SELECT {column} FROM {table} WHERE id = ? AND adv = ?", (entity_id, self._adv)
             ).fetchone()
@@ -727,7 +773,7 @@ class AdvertiserStore:
 
         new_ids: list[str] = []
 
-        def body(conn: sqlite3.Connection) -> list[_AuditItem]:
+        def body(conn: Db) -> list[_AuditItem]:
             (max_idx,) = conn.execute("SELECT COALESCE(MAX(idx), 0) FROM keywords").fetchone()
             (max_term,) = conn.execute("SELECT COALESCE(MAX(idx), 0) FROM search_terms").fetchone()
             records: list[_AuditItem] = []
@@ -788,7 +834,7 @@ class AdvertiserStore:
             wanted.append((text, mt))
         new_ids: list[str] = []
 
-        def body(conn: sqlite3.Connection) -> list[_AuditItem]:
+        def body(conn: Db) -> list[_AuditItem]:
             (last,) = conn.execute(
                 "SELECT COALESCE(MAX(CAST(SUBSTR(id, 5) AS INTEGER)), 0) FROM negatives"
             ).fetchone()
@@ -832,58 +878,80 @@ class AdvertiserStore:
 # --- writing a new world file (generation only; see tools.market.generate) -------------------------------
 
 
-def create_world_db(path: Path) -> sqlite3.Connection:
-    """A new, empty world file with the schema. Fast, unsafe pragmas: a failed generation deletes the file."""
+def create_world_db(path: Path) -> Db:
+    """A new, empty world file with the schema (Alembic, so it carries its revision). Fast, unsafe pragmas:
+    a failed generation deletes the file."""
+    migrate(StoreLocation(path=path))
     conn = connect(path)
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
-    conn.executescript(SCHEMA)
-    return conn
+    return Db(conn, "sqlite")
 
 
-def insert_columns(conn: sqlite3.Connection, table: str, columns: dict[str, Any]) -> int:
+def insert_columns(conn: Db | sqlite3.Connection, table: str, columns: dict[str, Any]) -> int:
     """Insert rows given as equal-length columns (numpy arrays or lists); NaN floats become NULL."""
     names = list(columns)
-    lists = [c.tolist() if hasattr(c, "tolist") else list(c) for c in columns.values()]
+    is_pg = isinstance(conn, Db) and conn.is_pg
+    lists = [
+        _nan_to_none(c) if is_pg else c.tolist() if hasattr(c, "tolist") else list(c)
+        for c in columns.values()
+    ]
     if not lists or not lists[0]:
         return 0
-    marks = ",".join("?" * len(names))
-    conn.executemany(f"INSERT INTO {table} ({','.join(names)}) VALUES ({marks})", zip(*lists, strict=True))
+    if isinstance(conn, Db):
+        conn.copy_rows(table, names, zip(*lists, strict=True))
+    else:
+        marks = ",".join("?" * len(names))
+        conn.executemany(
+            f"INSERT INTO {table} ({','.join(names)}) VALUES ({marks})", zip(*lists, strict=True)
+        )
     return len(lists[0])
 
 
-def write_entities(conn: sqlite3.Connection, world: Any, interventions: Sequence[Intervention]) -> None:
+def _nan_to_none(column: Any) -> list[Any]:
+    """SQLite stores a NaN as NULL by itself; PostgreSQL would keep it as a NaN."""
+    values = column.tolist() if hasattr(column, "tolist") else list(column)
+    if getattr(getattr(column, "dtype", None), "kind", "") != "f":
+        return values
+    return [None if v != v else v for v in values]
+
+
+def write_entities(conn: Db, world: Any, interventions: Sequence[Intervention]) -> None:
     """Advertisers, their accounts, markets and search terms. Integer keys are list positions + 1."""
     adv_idx = {a.id: i + 1 for i, a in enumerate(world.advertisers)}
     camp_adv = {c.id: adv_idx[c.advertiser_id] for c in world.campaigns}
     group_campaign = {g.id: g.campaign_id for g in world.ad_groups}
     group_adv = {g.id: camp_adv[g.campaign_id] for g in world.ad_groups}
     kw_pos = {k.id: i + 1 for i, k in enumerate(world.keywords)}
-    conn.executemany(
-        "INSERT INTO advertisers (idx, id, name, category, target_acos) VALUES (?, ?, ?, ?, ?)",
+    conn.copy_rows(
+        "advertisers",
+        ("idx", "id", "name", "category", "target_acos"),
         [(adv_idx[a.id], a.id, a.name, a.category, a.target_acos) for a in world.advertisers],
     )
-    conn.executemany(
-        "INSERT INTO products (id, adv, name, category, price, margin) VALUES (?, ?, ?, ?, ?, ?)",
+    conn.copy_rows(
+        "products",
+        ("id", "adv", "name", "category", "price", "margin"),
         [(p.id, adv_idx[p.advertiser_id], p.name, p.category, p.price, p.margin) for p in world.products],
     )
-    conn.executemany(
-        "INSERT INTO campaigns (idx, id, adv, name, daily_budget, status, targeting) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    conn.copy_rows(
+        "campaigns",
+        ("idx", "id", "adv", "name", "daily_budget", "status", "targeting"),
         [
             (i + 1, c.id, camp_adv[c.id], c.name, c.daily_budget, c.status.value, c.targeting.value)
             for i, c in enumerate(world.campaigns)
         ],
     )
-    conn.executemany(
-        "INSERT INTO ad_groups (id, adv, campaign_id, name, product_ids, default_bid) VALUES (?, ?, ?, ?, ?, ?)",
+    conn.copy_rows(
+        "ad_groups",
+        ("id", "adv", "campaign_id", "name", "product_ids", "default_bid"),
         [
             (g.id, group_adv[g.id], g.campaign_id, g.name, json.dumps(g.product_ids), g.default_bid)
             for g in world.ad_groups
         ],
     )
-    conn.executemany(
-        "INSERT INTO keywords (idx, id, adv, campaign_id, ad_group_id, text, match_type, bid, status)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.copy_rows(
+        "keywords",
+        ("idx", "id", "adv", "campaign_id", "ad_group_id", "text", "match_type", "bid", "status"),
         [
             (
                 kw_pos[k.id],
@@ -899,23 +967,26 @@ def write_entities(conn: sqlite3.Connection, world: Any, interventions: Sequence
             for k in world.keywords
         ],
     )
-    conn.executemany(
-        "INSERT INTO negatives (id, adv, ad_group_id, text, match_type) VALUES (?, ?, ?, ?, ?)",
+    conn.copy_rows(
+        "negatives",
+        ("id", "adv", "ad_group_id", "text", "match_type"),
         [
             (n.id, group_adv[n.ad_group_id], n.ad_group_id, n.text, n.match_type.value)
             for n in world.negatives
         ],
     )
     kw_adv = {k.id: group_adv[k.ad_group_id] for k in world.keywords}
-    conn.executemany(
-        "INSERT INTO search_terms (idx, adv, keyword_idx, term) VALUES (?, ?, ?, ?)",
+    conn.copy_rows(
+        "search_terms",
+        ("idx", "adv", "keyword_idx", "term"),
         [
             (i + 1, kw_adv[t.keyword_id], kw_pos[t.keyword_id], t.term)
             for i, t in enumerate(world.search_terms)
         ],
     )
-    conn.executemany(
-        "INSERT INTO interventions (id, adv, date, kind, entity_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    conn.copy_rows(
+        "interventions",
+        ("id", "adv", "date", "kind", "entity_id", "before", "after"),
         [
             (
                 i.id,
@@ -931,17 +1002,16 @@ def write_entities(conn: sqlite3.Connection, world: Any, interventions: Sequence
     )
 
 
-def write_auction_log(conn: sqlite3.Connection, rows: Sequence[tuple[int, int, str]]) -> None:
+def write_auction_log(conn: Db, rows: Sequence[tuple[int, int, str]]) -> None:
     """The platform's auction log rows (keyword position, advertiser position, JSON), zero-based positions."""
-    conn.executemany(
-        "INSERT INTO auction_log (keyword_idx, adv, log) VALUES (?, ?, ?)",
+    conn.copy_rows(
+        "auction_log",
+        ("keyword_idx", "adv", "log"),
         [(k + 1, a + 1, log) for k, a, log in rows],
     )
 
 
-def write_experiment(
-    conn: sqlite3.Connection, adv_idx: int, experiment: Experiment, units: ExperimentUnits
-) -> None:
+def write_experiment(conn: Db, adv_idx: int, experiment: Experiment, units: ExperimentUnits) -> None:
     conn.execute(
         "INSERT INTO experiments (id, adv, experiment) VALUES (?, ?, ?)",
         (experiment.id, adv_idx, experiment.model_dump_json()),
@@ -952,8 +1022,9 @@ def write_experiment(
     )
 
 
-def write_meta(conn: sqlite3.Connection, meta: dict[str, str]) -> None:
-    conn.executemany(
-        "INSERT INTO meta (key, value) VALUES (?, ?)",
+def write_meta(conn: Db, meta: dict[str, str]) -> None:
+    conn.copy_rows(
+        "meta",
+        ("key", "value"),
         [("schema_version", SCHEMA_VERSION), ("write_count", "0"), *meta.items()],
     )

@@ -11,6 +11,7 @@ module: the tools run on a market model estimated from the reports (tools.market
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -19,8 +20,9 @@ from pydantic import BaseModel, ConfigDict
 
 from tools.errors import AdguideError, UnknownIdError
 from tools.market.data_model import Experiment, ExperimentTruth, Keyword, KeywordMarket, SearchTerm
+from tools.market.db import parse_location, redact
 from tools.market.experiments import ExperimentUnitTruth
-from tools.market.store import AdvertiserStore, connect, parse_date
+from tools.market.store import AdvertiserStore, connect, default_world_path, parse_date
 from tools.market.world import World, WorldEvent
 
 TRUTH_SCHEMA = """
@@ -44,7 +46,13 @@ CREATE TABLE keyword_days (adv INTEGER NOT NULL, day INTEGER NOT NULL, keyword_i
 
 
 def truth_path_for(world_path: Path | str) -> Path:
-    """truth.sqlite beside the world file (world.sqlite -> truth.sqlite, x.sqlite -> x.truth.sqlite)."""
+    """truth.sqlite beside the world file (world.sqlite -> truth.sqlite, x.sqlite -> x.truth.sqlite). A world in
+    PostgreSQL keeps its truth in a file too (only the generator and the judge read it), in $ADGUIDE_HOME,
+    named by the database's URL: truth-<hash>.sqlite."""
+    location = parse_location(world_path)
+    if location.url is not None:
+        digest = hashlib.sha256(redact(location.url).encode()).hexdigest()[:12]
+        return default_world_path().with_name(f"truth-{digest}.sqlite")
     p = Path(world_path)
     return p.with_name("truth.sqlite") if p.name == "world.sqlite" else p.with_name(f"{p.stem}.truth.sqlite")
 
@@ -71,7 +79,9 @@ class TruthStore:
     def open(cls, path: Path | str) -> TruthStore:
         """Open truth.sqlite, or the truth beside a world file when given the world's path."""
         p = Path(path)
-        if p.suffix == ".sqlite" and not p.name.endswith("truth.sqlite"):
+        if parse_location(path).url is not None or (
+            p.suffix == ".sqlite" and not p.name.endswith("truth.sqlite")
+        ):
             p = truth_path_for(p)
         if not p.is_file():
             raise FileNotFoundError(f"no truth file at {p}; it is written by `adguide market generate`")
