@@ -4,7 +4,7 @@ Public entry points (the agent imports only these, never the engines):
 
     connect_in_memory(store_path, scope)  -> async context manager yielding an MCP ClientSession
     call(session, name, args)             -> the tool's JSON result, or {"error": {...}}
-    build_server(store_path, scope)       -> FastMCP server (or tokens={...} for HTTP)
+    build_server(store_path, scope)       -> MCP server (or tokens={...} for HTTP)
     stdio_params(store_path, scope), langchain_connection(...), http_app(store_path, tokens)
     Scope.advertiser("adv_0001") / Scope.admin_scope()
     openai_tools(admin=False)             -> the tools as OpenAI function specs (prompts, training, evals)

@@ -1,8 +1,10 @@
 """The adguide MCP server: the tools of `schemas.TOOLS`, bound to a scope, with errors the model can act on.
 
-`build_server(store_path, scope)` gives a FastMCP server for one session scope (in-memory, stdio).
+`build_server(store_path, scope)` gives a server for one session scope (in-memory, stdio).
 `build_server(store_path, tokens={...})` gives one for streamable HTTP where each request's bearer
-token selects the scope. Output schemas (schemas.py) are not advertised by default: the mcp 1.x client
+token selects the scope. The protocol side is the MCP SDK's low-level `Server`, with the tool handlers
+registered through its public decorators (`list_tools`, `call_tool`); the HTTP app is assembled from the
+SDK's public session manager and bearer-auth middleware, the way FastMCP assembles its own. Output schemas (schemas.py) are not advertised by default: the mcp 1.x client
 validates every structured result against them with jsonschema, ~40 ms a call (bench_mcp.py); pass
 `output_schemas=True` for clients that want them. Tool specs, handlers included, come from `schemas.TOOLS`
 (not from handler signatures), inputs are validated with the pydantic models, every call resolves the
@@ -20,10 +22,20 @@ from typing import Any
 
 import anyio
 import mcp.types as types
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
-from mcp.server.fastmcp import FastMCP
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.routing import Route
+from starlette.types import Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from tools.errors import AdguideError
 from tools.mcp_server.cache import ToolCache
@@ -91,8 +103,18 @@ class StaticTokens:
         return AccessToken(token=token, client_id=scope.label, scopes=[scope.label])
 
 
-class AdguideMCP(FastMCP):
-    """FastMCP whose tools are a registry of specs (schemas.TOOLS by default) instead of decorated functions."""
+# What FastMCP (which this server was built on before) applies to an app on its default host: requests must
+# name a loopback host, so a web page cannot reach a local server through DNS rebinding.
+LOOPBACK_ONLY = TransportSecuritySettings(
+    enable_dns_rebinding_protection=True,
+    allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+    allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+)
+
+
+class AdguideMCP:
+    """An MCP server whose tools are a registry of specs (schemas.TOOLS by default), on the SDK's low-level
+    `Server` (`self.server`): list_tools and call_tool are its registered handlers."""
 
     def __init__(
         self,
@@ -104,26 +126,20 @@ class AdguideMCP(FastMCP):
         actor: str = "agent",
         output_schemas: bool = False,
         tools: Sequence[ToolSpec] = TOOLS,
-        **settings: Any,
     ) -> None:
         from tools.market.store import MarketStore
 
         if (scope is None) == (tokens is None):
             raise ValueError("give either a fixed scope or a bearer-token map (HTTP), not both or neither")
-        auth_kwargs: dict[str, Any] = {}
-        if tokens is not None:
-            auth_kwargs = {
-                "token_verifier": StaticTokens(tokens),
-                "auth": AuthSettings(
-                    issuer_url="http://127.0.0.1/",  # type: ignore[arg-type]
-                    resource_server_url=None,
-                    validate_token_resource=False,
-                ),
-            }
-        settings.setdefault(
-            "log_level", "WARNING"
-        )  # per-request INFO lines would flood stdio clients' stderr
-        super().__init__(name="adguide", instructions=INSTRUCTIONS, **auth_kwargs, **settings)
+        self.tokens = StaticTokens(tokens) if tokens is not None else None
+        self.server: Server[Any, Any] = Server("adguide", instructions=INSTRUCTIONS)
+        self.server.list_tools()(self.list_tools)
+        # the specs' pydantic models validate inputs, with errors in the form the model can act on
+        self.server.call_tool(validate_input=False)(self.call_tool)
+        # empty, as FastMCP served them: clients see the same capabilities as before
+        self.server.list_resources()(_none)
+        self.server.list_resource_templates()(_none)
+        self.server.list_prompts()(_none)
         self.store_path = Path(store_path)
         self.store_key = str(self.store_path.resolve())
         self.store = MarketStore.open(self.store_path)
@@ -137,12 +153,42 @@ class AdguideMCP(FastMCP):
         self.handlers = {name: spec.load_handler() for name, spec in self.specs.items()}
         self._tool_lists = {admin: self._tool_list(tools, admin, output_schemas) for admin in (False, True)}
 
+    # --- transports ----------------------------------------------------------------------------------
+
+    async def run_stdio_async(self) -> None:
+        async with stdio_server() as (read, write):
+            await self.server.run(read, write, self.server.create_initialization_options())
+
+    def streamable_http_app(
+        self, *, path: str = "/mcp", stateless: bool = False, json_response: bool = False
+    ) -> Starlette:
+        """The streamable-HTTP app at `path`; with a token map, every request needs a known bearer token."""
+        manager = StreamableHTTPSessionManager(
+            app=self.server, json_response=json_response, stateless=stateless, security_settings=LOOPBACK_ONLY
+        )
+        endpoint: Any = _SessionEndpoint(manager)
+        middleware: list[Middleware] = []
+        if self.tokens is not None:
+            middleware = [
+                Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(self.tokens)),
+                Middleware(AuthContextMiddleware),
+            ]
+            endpoint = RequireAuthMiddleware(endpoint, required_scopes=[], resource_metadata_url=None)
+        return Starlette(
+            routes=[Route(path, endpoint=endpoint)],
+            middleware=middleware,
+            lifespan=lambda app: manager.run(),
+        )
+
     # --- scope -------------------------------------------------------------------------------------
 
     def _session_scope(self) -> Scope:
         if self.fixed_scope is not None:
             return self.fixed_scope
-        request = self.get_context().request_context.request  # raises ValueError outside a request
+        try:
+            request = self.server.request_context.request
+        except LookupError as exc:
+            raise ValueError("no scope outside a request") from exc
         user = request.scope.get("user") if request is not None else None
         token = getattr(user, "access_token", None)
         if token is None:
@@ -184,20 +230,16 @@ class AdguideMCP(FastMCP):
             for spec in tools
         ]
 
-    # FastMCP 1.x's public tool API (add_tool, Tool.from_function) derives each input schema from a function
-    # signature and lists one schema for every session; ours come from the specs and differ per session (admin
-    # sessions name the advertiser), and an unknown tool must answer in the structured error form. So these two
-    # public methods are overridden; FastMCP calls them from its own handlers.
-    async def list_tools(self) -> list[types.Tool]:  # type: ignore[override]
+    # Input schemas come from the specs and differ per session (admin sessions name the advertiser), and an
+    # unknown tool answers in the structured error form: FastMCP's function-derived tools could do neither.
+    async def list_tools(self) -> list[types.Tool]:
         try:
             admin = self._session_scope().admin
         except (ScopeError, ValueError):  # listed outside a request or without a token: the plain list
             admin = False
         return self._tool_lists[admin]
 
-    async def call_tool(  # type: ignore[override]
-        self, name: str, arguments: dict[str, Any]
-    ) -> Sequence[types.ContentBlock] | dict[str, Any] | types.CallToolResult:
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         spec = self.specs.get(name)
         if spec is None:
             return error_result(
@@ -281,6 +323,20 @@ def _ok(text: str, payload: dict[str, Any], resolved: list[Resolved] | None = No
     )
 
 
+async def _none() -> list[Any]:
+    return []
+
+
+class _SessionEndpoint:
+    """The ASGI endpoint that hands each request to the streamable-HTTP session manager."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+        self.manager = manager
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        await self.manager.handle_request(scope, receive, send)
+
+
 def build_server(
     store_path: str | Path,
     scope: Scope | None = None,
@@ -290,7 +346,6 @@ def build_server(
     actor: str = "agent",
     output_schemas: bool = False,
     tools: Sequence[ToolSpec] = TOOLS,
-    **settings: Any,
 ) -> AdguideMCP:
     """A server over the world store at `store_path`, bound to `scope` (or to per-request bearer tokens),
     serving the tools of `tools` (the registry, schemas.TOOLS, unless a caller adds its own)."""
@@ -302,7 +357,6 @@ def build_server(
         actor=actor,
         output_schemas=output_schemas,
         tools=tools,
-        **settings,
     )
 
 

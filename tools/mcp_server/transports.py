@@ -73,7 +73,7 @@ async def connect_in_memory(
         tools=tools,
     )
     try:
-        async with create_connected_server_and_client_session(server) as session:
+        async with create_connected_server_and_client_session(server.server) as session:
             yield session
     finally:
         await server.cache.aclose()
@@ -119,15 +119,8 @@ def http_app(
     """The streamable-HTTP Starlette app; each request's bearer token must map to a scope."""
     if not tokens:
         raise ValueError("HTTP needs at least one bearer token (ADGUIDE_MCP_TOKENS or --tokens FILE)")
-    server = build_server(
-        _store_path(store_path),
-        tokens=tokens,
-        cache=cache,
-        streamable_http_path=path,
-        stateless_http=stateless,
-        json_response=True,
-    )
-    return server.streamable_http_app()
+    server = build_server(_store_path(store_path), tokens=tokens, cache=cache)
+    return server.streamable_http_app(path=path, stateless=stateless, json_response=True)
 
 
 def serve_stdio(store_path: str | Path | None, scope: Scope | str) -> None:
