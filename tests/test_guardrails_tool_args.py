@@ -5,7 +5,16 @@ import json
 import pytest
 
 from agent.guardrails.evaluate import DATA, load, tool_args_case
-from agent.guardrails.tool_args import Policy, ProposedChange, Scope, Verdict, check_changes, check_tool_args
+from agent.guardrails.tool_args import (
+    Policy,
+    ProposedChange,
+    Scope,
+    Verdict,
+    approval,
+    check_changes,
+    check_tool_args,
+)
+from tools.mcp_server.schemas import TOOLS, Approval
 
 FIXTURE = json.loads((DATA / "tool_fixture.json").read_text())
 ROWS = load("tool_args.jsonl")
@@ -51,3 +60,17 @@ def test_strictest_verdict_over_a_proposal_and_configurable_bounds():
     rows.append(ProposedChange(entity_id="kw_3", field="bid", before=1.0, after=0.01))
     check = check_changes(rows)
     assert check.verdict == Verdict.REJECT and "kw_3" in check.message
+
+
+def test_the_guardrail_reads_approval_from_the_registry():
+    """Which tools apply and which propose comes from each ToolSpec's `approval`, not a list of names here."""
+    for spec in TOOLS:
+        assert approval(spec.name) == spec.approval
+        check = check_tool_args(
+            spec.name, {}, schema=None, scope=Scope(advertiser_id="adv_0001", allow_writes=False)
+        )
+        refused = check.verdict == Verdict.REJECT
+        assert refused == (spec.approval != Approval.NONE), (spec.name, check.message)
+    # a tool another server adds, outside the registry: its name's prefix stands in for the hint
+    assert approval("apply_coupon") == Approval.APPLY and approval("propose_coupon") == Approval.PROPOSE
+    assert approval("coupon_report") == Approval.NONE

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+import pytest
+from pydantic import Field, ValidationError
 
 from tools.market.store import MarketStore
 from tools.mcp_server import call, connect_in_memory
 from tools.mcp_server.cache import ToolCache
 from tools.mcp_server.context import ToolContext
-from tools.mcp_server.schemas import TOOLS, EntityKind, Reference, ToolInput, ToolOutput, ToolSpec
+from tools.mcp_server.schemas import (
+    TOOLS,
+    Approval,
+    EntityKind,
+    Reference,
+    ToolInput,
+    ToolOutput,
+    ToolSpec,
+    entity_arguments,
+)
 
 ADV = "adv_0001"
 
@@ -76,3 +86,22 @@ async def test_the_default_registry_is_left_alone(tiny_world_path: Path) -> None
         err = (await call(session, "keyword_count"))["error"]
     assert "keyword_count" not in listed and listed == {spec.name for spec in TOOLS}
     assert err["type"] == "UnknownToolError"
+
+
+def test_a_tool_that_writes_must_wait_for_approval() -> None:
+    """The spec's hints: a writing tool is approval=apply (run by the graph after the user's yes), and only it."""
+    writes = {"read_only": False, "destructive": True}
+    with pytest.raises(ValidationError, match="approval=apply"):
+        KEYWORD_COUNT.model_validate({**KEYWORD_COUNT.model_dump(), **writes})
+    with pytest.raises(ValidationError, match="approval=apply"):
+        KEYWORD_COUNT.model_validate({**KEYWORD_COUNT.model_dump(), "approval": Approval.APPLY})
+    applies = KEYWORD_COUNT.model_validate(
+        {**KEYWORD_COUNT.model_dump(), **writes, "approval": Approval.APPLY}
+    )
+    assert applies.approval == Approval.APPLY
+    assert {s.name for s in TOOLS if s.approval == Approval.APPLY} == {
+        s.name for s in TOOLS if not s.read_only
+    }
+    assert KEYWORD_COUNT.entity_arguments == ("campaign_id",)
+    assert {a for s in TOOLS for a in s.references} == entity_arguments()
+    assert "campaign_ids" in entity_arguments() and "campaign_ids" not in entity_arguments(lists=False)

@@ -5,7 +5,8 @@ Three layers:
   input model, so there is one definition of each schema);
 - scope: the caller's advertiser id comes from auth/config (`Scope`), never from the model; any id the model
   names must belong to that advertiser, and the apply tools are never the model's to call (only the graph
-  applies a proposal, after the user confirms);
+  applies a proposal, after the user confirms). Which tools apply and which propose is the registry's
+  `approval` hint (tools/mcp_server/schemas.py); a name outside the registry is judged by its prefix;
 - policy bounds on proposed changes (`check_change`): a bid change beyond ±50% or a budget above a cap needs
   an extra, explicit confirmation; a bid below the reserve price is refused outright.
 """
@@ -19,10 +20,23 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel, Field
 
+from tools.mcp_server.schemas import Approval, approval_of
+
 ID_PATTERN = re.compile(r"^(adv|cmp|ag|kw|prd|exp|nkw)_[A-Za-z0-9]+$")
 BID_FIELDS = frozenset({"bid", "new_bid", "max_bid", "default_bid"})
 BUDGET_FIELDS = frozenset({"budget", "daily_budget", "new_budget", "total_budget"})
-APPLY_PREFIXES = ("apply_",)
+APPLY_PREFIXES = ("apply_",)  # for names outside the registry (a tool another server adds): its approval
+PROPOSE_PREFIXES = ("propose_",)
+
+
+def approval(name: str) -> Approval:
+    """The registry's approval hint for a tool; by name prefix for a tool it does not hold."""
+    known = approval_of(name)
+    if known is not None:
+        return known
+    if name.startswith(APPLY_PREFIXES):
+        return Approval.APPLY
+    return Approval.PROPOSE if name.startswith(PROPOSE_PREFIXES) else Approval.NONE
 
 
 class Verdict(StrEnum):
@@ -103,7 +117,8 @@ def check_tool_args(
 ) -> ToolArgCheck:
     """Schema, scope and hard bounds for one tool call, before it runs."""
     policy = policy or Policy()
-    if name.startswith(APPLY_PREFIXES):
+    needs = approval(name)
+    if needs == Approval.APPLY:
         return ToolArgCheck(
             verdict=Verdict.REJECT,
             issues=[f"{name} can only run after the user confirms a proposal; call the propose tool instead"],
@@ -131,7 +146,7 @@ def check_tool_args(
             )
         if key in BUDGET_FIELDS and number <= 0:
             issues.append(f"{key} must be > 0 (got {number:g})")
-    if name.startswith("propose_") and not scope.allow_writes:
+    if needs == Approval.PROPOSE and not scope.allow_writes:
         issues.append("this session is read-only: changes cannot be proposed")
     return ToolArgCheck(verdict=Verdict.REJECT if issues else Verdict.OK, issues=issues)
 

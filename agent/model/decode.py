@@ -28,14 +28,15 @@ from typing import Any
 import torch
 
 from agent.model.text import CALL_CLOSE, CALL_OPEN, CONFIRM, REJECT, SPECIAL, USER
+from tools.mcp_server.schemas import entity_arguments
 
 MAX_SPAN_WORDS = 12  # words a name-valued argument may copy
 USER_NUMBER_FIELDS = frozenset(
     {"value", "total_budget"}
 )  # copied from the user's figures when they typed any
-SPAN_FIELDS = frozenset(
-    {"id", "keyword_id", "campaign_id", "ad_group_id", "experiment_id", "query", "text", "campaign_ids"}
-)
+# copied from the prompt's words: the registry's entity arguments (ids, or the seller's words for them) and the
+# free-text ones
+SPAN_FIELDS = entity_arguments() | {"query", "text"}
 _HARD = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
 _SEPARATORS = {";", "=", "[", "]", "{", "}", ",", "<", ">", "|"}
 

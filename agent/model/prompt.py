@@ -24,8 +24,11 @@ from typing import Any
 from agent.amounts import normalize_amounts
 from agent.expert import mean, money, pct, signed_money
 from agent.model.text import ACCOUNT, ANSWER, CALL, PENDING, PREV, RESULT, USER, VALUE_REFS, compact_call
+from tools.mcp_server.schemas import entity_arguments
 
 MAX_ROWS = 5
+# the registry's arguments that name one campaign, ad group, keyword or experiment
+ONE_ENTITY_ARGS = entity_arguments(lists=False)
 MAX_PREV_ANSWER_WORDS = 70
 MAX_USER_WORDS = 120
 
@@ -336,11 +339,7 @@ def _resolution(name: str, args: dict[str, Any], text: str) -> str:
     if "error" in result:
         return _error(result["error"])
     found = [f"{r['id']} = {r['name']}" for r in result.get("resolved", [])]
-    ids = [
-        str(v)
-        for k, v in args.items()
-        if k in ("id", "keyword_id", "campaign_id", "ad_group_id", "experiment_id")
-    ]
+    ids = [str(v) for k, v in args.items() if k in ONE_ENTITY_ARGS]
     return " ; ".join(found or ids)
 
 

@@ -13,7 +13,8 @@ import datetime as dt
 import importlib
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Literal, cast
+from types import UnionType
+from typing import Any, Literal, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -554,8 +555,19 @@ _KW, _CMP, _AG, _EXP = (
 _FILTERS = {"campaign_id": Reference(kinds=_CMP), "ad_group_id": Reference(kinds=_AG)}
 
 
+class Approval(StrEnum):
+    """Who must agree before a call changes the account (the guardrails and the graph read it)."""
+
+    NONE = "none"  # reads or simulates: runs when the model calls it
+    PROPOSE = (
+        "propose"  # drafts a change and changes nothing; refused in read-only sessions, the user confirms
+    )
+    APPLY = "apply"  # applies a change the user confirmed: run by the graph after a yes, never by the model
+
+
 class ToolSpec(BaseModel):
-    """One tool: what the model reads (name, description, input schema) and how the server runs it."""
+    """One tool: what the model reads (name, description, input schema), how the server runs it, and the hints
+    the agent's guardrails read (approval; the entity arguments, each checked against the caller's scope)."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -575,6 +587,21 @@ class ToolSpec(BaseModel):
     references: dict[str, Reference] = Field(
         default_factory=dict, description="arguments that name an entity: an id, or words the tool resolves"
     )
+    approval: Approval = Field(Approval.NONE, description="who must agree before a call changes anything")
+
+    @model_validator(mode="after")
+    def _writes_need_approval(self) -> ToolSpec:
+        # the design's rule: nothing changes the account without a proposal the user confirmed
+        if (not self.read_only) != (self.approval == Approval.APPLY):
+            raise ValueError(
+                f"{self.name}: a tool that writes (read_only=False) is approval=apply, and only it"
+            )
+        return self
+
+    @property
+    def entity_arguments(self) -> tuple[str, ...]:
+        """The arguments that name the caller's campaigns, ad groups, keywords or experiments."""
+        return tuple(self.references)
 
     def load_handler(self) -> Callable[[Any, Any], BaseModel]:
         module, _, function = self.handler.partition(":")
@@ -727,6 +754,7 @@ TOOLS: list[ToolSpec] = [
         },
         idempotent=False,
         heavy=True,
+        approval=Approval.PROPOSE,
     ),
     ToolSpec(
         name="apply_change",
@@ -737,10 +765,32 @@ TOOLS: list[ToolSpec] = [
         read_only=False,
         destructive=True,
         idempotent=True,
+        approval=Approval.APPLY,
     ),
 ]
 
 TOOLS_BY_NAME: dict[str, ToolSpec] = {t.name: t for t in TOOLS}
+
+
+def approval_of(name: str) -> Approval | None:
+    """A registry tool's approval; None for a name the registry does not hold."""
+    spec = TOOLS_BY_NAME.get(name)
+    return spec.approval if spec is not None else None
+
+
+def entity_arguments(*, lists: bool = True) -> frozenset[str]:
+    """Every registry tool's entity arguments (`lists=False`: only those that name one entity, not a list)."""
+    return frozenset(
+        name
+        for spec in TOOLS
+        for name in spec.entity_arguments
+        if lists or get_origin(_strip_none(spec.input.model_fields[name].annotation)) is not list
+    )
+
+
+def _strip_none(annotation: Any) -> Any:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return args[0] if get_origin(annotation) in (Union, UnionType) and len(args) == 1 else annotation
 
 
 # --- JSON schemas as the model sees them ----------------------------------------------------------------
