@@ -381,3 +381,36 @@ def test_an_unreachable_or_empty_database_says_what_to_do(pg_url):
     migrate(parse_location(pg_url))
     with pytest.raises(FileNotFoundError, match="adguide market import"):
         MarketStore.open(pg_url)
+
+
+# --- copying a store to the other backend ---------------------------------------------------------------------
+
+
+def test_a_world_file_copies_into_postgresql_and_back_unchanged(
+    tiny_world_path, pg_url, tmp_path, monkeypatch
+):
+    from tools.market.transfer import copy_store
+
+    monkeypatch.setenv("ADGUIDE_HOME", str(tmp_path))
+    source = tmp_path / "src.sqlite"
+    shutil.copy(tiny_world_path, source)
+    shutil.copy(truth_path_for(tiny_world_path), truth_path_for(source))
+    with MarketStore.open(source) as s:
+        s.scoped("adv_0001").set_bid(s.scoped("adv_0001").keywords()[0].id, 2.5, actor="before the copy")
+    copied = copy_store(source, pg_url)
+    assert copied.advertisers == 3 and copied.truth_path and Path(copied.truth_path).is_file()
+    back = tmp_path / "back.sqlite"
+    copy_store(pg_url, back)
+    with MarketStore.open(source) as a, MarketStore.open(pg_url) as b, MarketStore.open(back) as c:
+        assert a.row_counts() == b.row_counts() == c.row_counts()
+        for adv_id in a.advertiser_ids():
+            ra = _tool_reads(a, adv_id)
+            assert ra == _tool_reads(b, adv_id) == _tool_reads(c, adv_id)
+        # the audit ids go on after the copied ones
+        adv = b.scoped("adv_0001")
+        adv.set_bid(adv.keywords()[1].id, 1.5, actor="after the copy")
+        assert [r.id for r in adv.audit_log()] == [1, 2]
+    with pytest.raises(AdguideError, match="--force"):
+        copy_store(source, pg_url)  # a filled target is replaced only when asked
+    with pytest.raises(AdguideError, match="--force"):
+        copy_store(pg_url, back)

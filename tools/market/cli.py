@@ -375,6 +375,38 @@ def export_bulksheet_(
 
 
 @market_app.command()
+def copy(
+    source: str = typer.Argument(..., help="the store to copy: a .sqlite file or a PostgreSQL URL"),
+    target: str = typer.Argument(..., help="where to: a PostgreSQL URL or a .sqlite file"),
+    force: bool = typer.Option(False, "--force", help="replace what the target holds"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON line"),
+) -> None:
+    """Copy a whole store to another backend, e.g. world.sqlite into PostgreSQL for workers on several
+    machines. One transaction (or a file renamed into place): a failed copy leaves the target as it was."""
+    from tools.errors import AdguideError
+    from tools.market.transfer import copy_store
+
+    try:
+        summary = copy_store(source.strip(), target.strip(), force=force)
+    except (AdguideError, FileNotFoundError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written", code=130)
+    except _db_errors() as err:
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+        _fail(f"could not copy to {summary_where(target)}: {reason}; nothing was written", code=1)
+    total = sum(summary.rows.values())
+    if as_json:
+        print(json.dumps({**summary.__dict__, "total_rows": total}, separators=(",", ":")))
+        return
+    _out.print(
+        f"{summary.source} -> {summary.target}: {summary.advertisers:,} advertisers, {total:,} rows in "
+        f"{summary.seconds:.1f} s" + (f"; truth {summary.truth_path}" if summary.truth_path else ""),
+        highlight=False,
+    )
+
+
+@market_app.command()
 def migrate(
     store: str | None = typer.Option(
         None,

@@ -15,6 +15,7 @@ import os
 import re
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -122,6 +123,15 @@ class Db:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """A cursor (fetchone / fetchall / iteration) on either driver."""
         return self.conn.execute(self._q(sql), tuple(params))
+
+    def stream(self, sql: str) -> Any:
+        """A cursor that fetches as it goes (fetchmany): a PostgreSQL server-side cursor, which the caller
+        closes; SQLite's cursors stream anyway."""
+        if not self.is_pg:
+            return self.conn.execute(sql)
+        cur = self.conn.cursor(name=f"adguide_{uuid.uuid4().hex[:8]}", withhold=True)
+        cur.execute(sql)
+        return cur
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         if not self.is_pg:
