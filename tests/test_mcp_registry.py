@@ -3,17 +3,23 @@ served and called through a real MCP session, with the registry's scope and name
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from pydantic import Field, ValidationError
+from typer.testing import CliRunner
 
+from agent.guardrails.tool_args import Scope, Verdict, approval, check_tool_args
 from tools.market.store import MarketStore
 from tools.mcp_server import call, connect_in_memory
 from tools.mcp_server.cache import ToolCache
+from tools.mcp_server.cli import tools_app
 from tools.mcp_server.context import ToolContext
 from tools.mcp_server.schemas import (
     TOOLS,
+    TOOLS_BY_NAME,
     Approval,
     EntityKind,
     Reference,
@@ -21,6 +27,7 @@ from tools.mcp_server.schemas import (
     ToolOutput,
     ToolSpec,
     entity_arguments,
+    openai_tools,
 )
 
 ADV = "adv_0001"
@@ -105,3 +112,34 @@ def test_a_tool_that_writes_must_wait_for_approval() -> None:
     assert KEYWORD_COUNT.entity_arguments == ("campaign_id",)
     assert {a for s in TOOLS for a in s.references} == entity_arguments()
     assert "campaign_ids" in entity_arguments() and "campaign_ids" not in entity_arguments(lists=False)
+
+
+@contextmanager
+def registered(spec: ToolSpec) -> Iterator[None]:
+    """What one more line in `TOOLS` (schemas.py) does, undone after the test."""
+    TOOLS.append(spec)
+    TOOLS_BY_NAME[spec.name] = spec
+    try:
+        yield
+    finally:
+        TOOLS.remove(spec)
+        del TOOLS_BY_NAME[spec.name]
+
+
+async def test_one_registry_line_reaches_every_reader(tiny_world_path: Path) -> None:
+    """With the spec in the registry and nothing else edited: the default server serves it over MCP, the
+    model's specs list it, the CLI's table shows it and the guardrails read its hints."""
+    with registered(KEYWORD_COUNT):
+        async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+            listed = {t.name for t in (await session.list_tools()).tools}
+            counted = await call(session, "keyword_count")
+        specs = {t["function"]["name"]: t["function"] for t in openai_tools()}
+        table = CliRunner().invoke(tools_app, ["list", "--json"])
+        read_only = Scope(advertiser_id=ADV, allow_writes=False)
+        check = check_tool_args("keyword_count", {"campaign_id": "cmp_nope"}, schema=None, scope=read_only)
+        hint = approval("keyword_count")
+    assert "keyword_count" in listed and counted["advertiser_id"] == ADV and counted["keywords"] > 0
+    assert specs["keyword_count"]["parameters"]["properties"]["campaign_id"]["type"] == "string"
+    assert '"keyword_count"' in table.output
+    assert hint == Approval.NONE and check.verdict == Verdict.OK  # a read: allowed in a read-only session
+    assert "keyword_count" not in TOOLS_BY_NAME  # and gone again for the other tests

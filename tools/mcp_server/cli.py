@@ -71,7 +71,7 @@ def list_tools(
     from rich.console import Console
     from rich.table import Table
 
-    from tools.mcp_server.schemas import TOOLS, openai_tools, rough_tokens
+    from tools.mcp_server.schemas import TOOLS, Approval, openai_tools, rough_tokens
 
     specs = openai_tools(admin=admin)
     if as_json:
@@ -85,6 +85,8 @@ def list_tools(
         cost = rough_tokens(json.dumps(oa, separators=(",", ":")))
         total += cost
         hints = "read-only" if spec.read_only else ("destructive" if spec.destructive else "write")
+        if spec.approval != Approval.NONE:  # what the guardrails hold it to
+            hints += ", user confirms" if spec.approval == Approval.PROPOSE else ", after confirmation only"
         if spec.cached:
             hints += ", cached"
         table.add_row(spec.name, hints, str(cost), spec.description)
