@@ -28,6 +28,7 @@ from tools.market.store import MarketStore
 from tools.market.truth import truth_path_for
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+pytestmark = pytest.mark.integration  # real PostgreSQL on loopback
 
 
 def _admin():
@@ -350,6 +351,7 @@ def test_a_file_written_before_the_migrations_upgrades_in_place(tiny_world_path,
     assert _snapshot(MarketStore.open(old)) == {**before, "counts": {**before["counts"], "external_ids": 0}}
 
 
+@pytest.mark.slow  # two fresh interpreters running alembic
 def test_the_alembic_command_line_reads_the_url_argument(pg_url):
     import subprocess
     import sys
@@ -414,3 +416,47 @@ def test_a_world_file_copies_into_postgresql_and_back_unchanged(
         copy_store(source, pg_url)  # a filled target is replaced only when asked
     with pytest.raises(AdguideError, match="--force"):
         copy_store(pg_url, back)
+
+
+# --- the command line and the servers' default store -----------------------------------------------------------
+
+
+def test_the_cli_migrates_imports_and_shows_through_a_postgresql_url(pg_url, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tools.market.cli import market_app
+
+    runner = CliRunner()
+    done = runner.invoke(market_app, ["migrate", "--store", pg_url])
+    assert done.exit_code == 0 and "revision 0001" in done.output, done.output
+    report = _report(tmp_path / "r.csv")
+    done = runner.invoke(market_app, ["import", str(report), "--out", pg_url, "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output.strip().splitlines()[-1])
+    assert summary["advertiser_id"] == "adv_0001" and summary["path"].startswith("postgresql")
+    shown = runner.invoke(market_app, ["show", "adv_0001", "--world", pg_url])
+    assert shown.exit_code == 0 and "Widgets - Manual" in shown.output, shown.output
+    bad = runner.invoke(market_app, ["show", "adv_0001", "--world", "postgresql://postgres:pw@127.0.0.1:1/x"])
+    assert bad.exit_code == 2 and "cannot connect" in bad.output and "pw" not in bad.output
+
+
+def test_the_tool_servers_default_to_adguide_store_url(both_worlds, monkeypatch):
+    """What batch workers on other machines do: no world path, ADGUIDE_STORE_URL names the shared database."""
+    from tools.mcp_server.transports import _store_path
+
+    _, url = both_worlds
+    monkeypatch.setenv("ADGUIDE_STORE_URL", url)
+    with MarketStore.open(_store_path(None)) as store:
+        assert store.backend == "postgresql" and len(store.advertiser_ids()) == 3
+
+
+def test_many_stores_open_at_once_on_postgresql(both_worlds):
+    """An API process holds one store per open agent (dozens): the pool must not make the next one wait."""
+    from contextlib import ExitStack
+
+    _, url = both_worlds
+    with ExitStack() as stack:
+        stores = [stack.enter_context(MarketStore.open(url)) for _ in range(30)]
+        assert {s.advertiser_ids()[0] for s in stores} == {"adv_0001"}

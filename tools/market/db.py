@@ -80,10 +80,14 @@ def parse_location(value: Path | str | None, default: Path | None = None) -> Sto
 
 @lru_cache(maxsize=16)
 def engine(url: str) -> Any:
-    """One pooled SQLAlchemy engine per PostgreSQL URL in this process (autocommit: `Db` runs BEGIN itself)."""
+    """One pooled SQLAlchemy engine per PostgreSQL URL in this process (autocommit: `Db` runs BEGIN itself).
+    A store holds its connection while open (an API process keeps dozens of agents open), so the pool never
+    makes an opener wait: 8 idle connections are kept, any more are closed when their store closes."""
     import sqlalchemy as sa
 
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True, pool_size=8)
+    return sa.create_engine(
+        url, isolation_level="AUTOCOMMIT", pool_pre_ping=True, pool_size=8, max_overflow=-1
+    )
 
 
 def connect_sqlite(path: Path | str) -> sqlite3.Connection:
