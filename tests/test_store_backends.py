@@ -460,3 +460,17 @@ def test_many_stores_open_at_once_on_postgresql(both_worlds):
     with ExitStack() as stack:
         stores = [stack.enter_context(MarketStore.open(url)) for _ in range(30)]
         assert {s.advertiser_ids()[0] for s in stores} == {"adv_0001"}
+
+
+def test_concurrent_imports_into_one_database_never_share_an_id(pg_url, tmp_path):
+    """Writers on several machines, into a database none has migrated yet: the migrations run once (an
+    advisory lock), the store's write lock serializes the imports, each gets its own ids."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    reports = [_report(tmp_path / f"r{i}.csv", days=5) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(lambda i: import_reports([reports[i]], f"Shop {i}", pg_url), range(4)))
+    assert len({d.advertiser_id for d in done}) == 4
+    with MarketStore.open(pg_url) as store:
+        keywords = [k.id for a in store.advertiser_ids() for k in store.scoped(a).keywords()]
+        assert len(keywords) == len(set(keywords)) == 4 * done[0].counts["keywords"]
