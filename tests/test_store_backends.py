@@ -337,6 +337,19 @@ def test_migrations_build_the_schema_from_empty_with_no_drift(pg_url, tmp_path):
         assert _drift(where) == [], f"the migrations and tools.market.schema differ on {loc}"
 
 
+def test_the_store_names_every_table_of_the_schema_and_reads_sqlite_without_sqlalchemy():
+    import subprocess
+    import sys
+
+    from tools.market.schema import metadata
+    from tools.market.store import ALL_TABLES
+
+    assert sorted(ALL_TABLES) == sorted(metadata.tables)
+    code = "import sys, tools.market.store, tools.mcp_server.data; print('sqlalchemy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
 def test_a_file_written_before_the_migrations_upgrades_in_place(tiny_world_path, tmp_path):
     """The SQLite layout of schema version 2 as it was written before Alembic (no external_ids, no version
     table) keeps working: it opens as it is, and `migrate` adds only what it lacks."""
