@@ -41,8 +41,10 @@ def copy_store(
     *,
     force: bool = False,
     progress: Callable[[str, int], None] | None = None,
+    truth: bool = True,
 ) -> CopySummary:
-    """Copy every table of the store at `source` into `target` (a .sqlite path or a PostgreSQL URL)."""
+    """Copy every table of the store at `source` into `target` (a .sqlite path or a PostgreSQL URL), and
+    its truth file where it has one (unless `truth` is False). `seconds` is the store's copy alone."""
     began = time.perf_counter()
     dst = parse_location(target)
     with MarketStore.open(source) as store:  # validates the source: schema version, meta
@@ -57,8 +59,11 @@ def copy_store(
             else:
                 rows = _into_file(src_db, tables, dst, force, progress)
         src_truth = truth_path_for(source)
-    truth = None
-    if src_truth.is_file():  # a generated world's truth goes with it (tmp + rename: never half a file)
+    seconds = time.perf_counter() - began
+    truth_path = None
+    if (
+        truth and src_truth.is_file()
+    ):  # a generated world's truth goes with it (tmp + rename: never half a file)
         dst_truth = truth_path_for(dst.url if dst.url is not None else str(dst.path))
         tmp = dst_truth.with_name(f".{dst_truth.name}.copying-{os.getpid()}")
         try:
@@ -66,14 +71,14 @@ def copy_store(
             os.replace(tmp, dst_truth)
         finally:
             tmp.unlink(missing_ok=True)
-        truth = str(dst_truth)
+        truth_path = str(dst_truth)
     return CopySummary(
         source=src_where,
         target=str(dst),
         rows=rows,
         advertisers=rows.get("advertisers", 0),
-        seconds=time.perf_counter() - began,
-        truth_path=truth,
+        seconds=seconds,
+        truth_path=truth_path,
     )
 
 
