@@ -17,6 +17,7 @@ The embedded model uses it in two places, both optional and both measured (READM
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from agent.expert import REFUSALS as REFUSAL_TEXTS
 from agent.expert import Done, previous_change, step
 from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKind, Kpi, Metric
+from agent.spelling import mend
 
 ROUTER_FILE = "intent_router.json"
 TUNED_FILE = (
@@ -70,6 +72,7 @@ class IntentRouter(BaseModel):
         return router
 
     def predict(self, texts: Sequence[str]) -> list[dict[IntentKind, float]]:
+        texts = [mend(t) for t in texts]  # typos cost the encoder the word's meaning (agent/spelling.py)
         if self._encoder is not None:
             x = self._encoder.encode(list(texts))
         else:
@@ -281,6 +284,9 @@ CONTINUE_SURE = 0.5  # a plan is carried on for the router's most likely intent,
 # advice without slots (nothing of the user's words goes into any call): the router's most likely intent starts
 # the expert's plan itself, so the model cannot start it with a stray call
 SLOTLESS_PLANS = frozenset({IntentKind.FIX_ACOS, IntentKind.FIX_BUDGET})
+# plans whose first call takes none of the user's words (cut_worst: find the worst campaign): the expert starts them
+# where the router is sure (the model proposed a cut of "the least efficient campaign" with id "efficient")
+SLOTLESS_STARTS = frozenset({IntentKind.CUT_WORST})
 
 
 def _likeliest(probs: dict[IntentKind, float]) -> IntentKind | None:
@@ -306,7 +312,7 @@ def planned_start(
         message = previous_change(thread)
         if message is None and probs[kind] >= CONTINUE_SURE:  # a yes with nothing to do: say so, don't guess
             return {**step(Intent(kind=kind), [], scope), "intent": kind.value}
-    elif kind in SLOTLESS_PLANS:
+    elif kind in SLOTLESS_PLANS or (kind in SLOTLESS_STARTS and probs[kind] >= CONTINUE_SURE):
         message = step(Intent(kind=kind), [], scope)
     else:
         return None
@@ -394,6 +400,21 @@ def report_of_calls(done: Sequence[Done], scope: str | None = None) -> dict[str,
 
 # plans whose next call takes the user's words (cut_worst: the size of the cut), so the model writes it
 MODEL_CONTINUED = frozenset({IntentKind.CUT_WORST})
+
+
+def plan_choice(probs: dict[IntentKind, float], done: Sequence[Done], name: str) -> dict[str, Any] | None:
+    """The arguments of the call `name` that the plan of the router's most likely intent makes next from these
+    results, where that plan takes the user's words (MODEL_CONTINUED): the model writes the size of a cut, the plan
+    says which campaign is the worst (the model copied another row's id). None where the plan makes no such call."""
+    kind = _likeliest(probs)
+    if kind not in MODEL_CONTINUED or not done or any(d.error is not None for d in done):
+        return None
+    try:
+        message = step(Intent(kind=kind, relative=-0.1), done)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+    calls = [c["function"] for c in message.get("tool_calls") or []]
+    return json.loads(calls[0]["arguments"]) if calls and calls[0]["name"] == name else None
 
 
 def model_next_tool(probs: dict[IntentKind, float], done: Sequence[Done]) -> str | None:

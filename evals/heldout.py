@@ -116,7 +116,11 @@ def scenario_from_dialogue(d: Any, split: Split) -> Scenario:
     last_answer = ""
     for t in d.turns:
         kinds.append(t.intent.kind)
-        turns.append(Turn(user=_escape(t.user), decision=Decision.NONE))
+        # a seller who typed a yes to a change they asked for says yes again when it is beyond the usual bounds
+        # (the dialogue applied it): the runner answers that second question with acknowledge_risk
+        turns.append(
+            Turn(user=_escape(t.user), decision=Decision.NONE, acknowledge_risk=t.decision == "confirm")
+        )
         if t.decision == "confirm" and proposal is not None:
             changes = [proposal]
         for step in t.steps:

@@ -64,7 +64,11 @@ def test_a_dialogue_becomes_a_scenario_with_the_golds_expectations(heldout_dialo
             assert (
                 s.expect.changes and s.writes
             )  # a typed confirmation must apply the proposal: a private world
+            # and its seller says yes again where the change is beyond the usual bounds (the dialogue applied it)
+            assert s.turns[-1].acknowledge_risk is True
         else:
             assert s.expect.changes == [] and "apply_change" in s.expect.forbid_tools
+        for turn, gold in zip(s.turns, d.turns, strict=True):
+            assert turn.acknowledge_risk == (gold.decision == "confirm")
         asked = final.steps and "Which one do you mean?" in str(final.steps[-1].message.get("content"))
         assert (s.expect.clarify is True) == bool(asked)

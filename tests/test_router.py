@@ -200,6 +200,59 @@ async def test_a_plan_whose_next_call_takes_the_users_words_is_handed_back_to_th
     assert model_next_tool({K.CUT_WORST: 0.9}, []) is None
 
 
+async def test_the_worst_campaign_of_a_cut_is_the_plans_whichever_row_the_model_copied(world):  # noqa: F811
+    """ "take a quarter off the worst campaign": the model writes the size of the cut; which campaign is the worst
+    comes from the results (the model once copied another row's id)."""
+    from langchain_core.messages import AIMessage
+
+    from agent.backends.embedded import _grounded
+    from agent.router import plan_choice
+
+    thread = await _turn(world, [("performance", {"level": "campaign", "sort": "acos", "limit": 5})])
+    thread[0]["content"] = "take a quarter off the worst campaign"
+    rows = json.loads(thread[-1]["content"])["rows"]
+    worst = max(
+        (r for r in rows if r.get("acos") is not None and r.get("daily_budget")), key=lambda r: r["acos"]
+    )
+    other = next(r["id"] for r in rows if r["id"] != worst["id"])
+    probs = {K.CUT_WORST: 0.7, K.SET_BUDGET: 0.3}
+    assert plan_choice(probs, turn_done(thread), "propose_change") == {
+        "action": "set_budget",
+        "id": worst["id"],
+        "relative_change": -0.1,
+    }
+    assert plan_choice({K.SET_BUDGET: 0.7, K.CUT_WORST: 0.3}, turn_done(thread), "propose_change") is None
+    made = AIMessage(
+        content="",
+        tool_calls=[
+            {
+                "name": "propose_change",
+                "args": {"action": "set_budget", "id": other, "relative_change": -0.25},
+                "id": "m1",
+            }
+        ],
+    )
+    fixed = _grounded(made, thread, "adv_0001", probs)
+    assert fixed.tool_calls[0]["args"] == {
+        "action": "set_budget",
+        "id": worst["id"],
+        "relative_change": -0.25,
+    }
+    kept = _grounded(made, thread, "adv_0001", {K.SET_BUDGET: 0.9, K.CUT_WORST: 0.1})
+    assert kept.tool_calls[0]["args"]["id"] == other  # a budget the seller named by name is not the plan's
+
+
+def test_a_cut_of_the_worst_campaign_the_router_is_sure_of_starts_by_finding_it():
+    from agent.router import CONTINUE_SURE, planned_start
+
+    start = planned_start({K.CUT_WORST: CONTINUE_SURE + 0.1, K.SET_BUDGET: 0.4 - 0.1})
+    assert start is not None and start["intent"] == "cut_worst"
+    assert [json.loads(c["function"]["arguments"]) for c in start["tool_calls"]] == [
+        {"level": "campaign", "sort": "acos", "limit": 5}
+    ]
+    assert planned_start({K.CUT_WORST: 0.4, K.SET_BUDGET: 0.3, K.PAUSE: 0.3}) is None  # likeliest, not sure
+
+
 def test_slotless_advice_the_router_reads_as_likeliest_starts_the_experts_plan():
     from agent.router import planned_start
 
@@ -389,6 +442,23 @@ def test_a_reply_the_router_reads_as_a_plain_no_never_applies(tmp_path):
     }
     history = [SystemMessage(content=system_prompt("adv_0001")), HumanMessage(content="pause kw_0000001")]
     assert model.decide(history, proposal, "yes go ahead, do it") == "reject"
+
+
+def test_a_no_the_router_reads_in_doubt_turns_the_proposal_down():
+    """ "that looks worse than I hoped, so no, don't do it": a no the router reads at 0.4 beside a yes at 0.45, nothing
+    else near, is turned down whatever the model said (read as a new message, the model refused it); a reply the
+    router reads as another request more likely than a no is left to the model, and its yes still needs the router's."""
+    from agent.backends.embedded import reply_decision
+
+    doubt = {K.CONFIRM: 0.45, K.REJECT: 0.4, K.SET_BID: 0.15}
+    for said in ("confirm", "reject", None):
+        assert reply_decision(said, doubt) == "reject"  # type: ignore[arg-type]
+    other = {K.CONFIRM: 0.3, K.REJECT: 0.3, K.SET_BID: 0.4}
+    assert reply_decision(None, other) is None
+    assert reply_decision("reject", other) == "reject"
+    assert reply_decision("confirm", other) is None  # a no this likely: never applied
+    assert reply_decision("confirm", {K.CONFIRM: 0.5, K.REJECT: 0.1, K.SET_BID: 0.4}) == "confirm"
+    assert reply_decision("reject", {K.CONFIRM: 0.7, K.REJECT: 0.2, K.SET_BID: 0.1}) == "confirm"  # sure
 
 
 @pytest.mark.slow

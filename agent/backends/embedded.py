@@ -121,10 +121,10 @@ def _grounded(
     for X") or, with none, becomes a look at the thing's numbers. A number nobody said is never simulated or
     proposed. A proposal's action is its twin's where the router is sure of the twin (_TWIN_ACTIONS)."""
     from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts, target_acos
-    from agent.expert import step
+    from agent.expert import step, turn_done
     from agent.guardrails.output import number_leaves
     from agent.intents import Goal, Intent, IntentKind
-    from agent.router import last_user_text
+    from agent.router import last_user_text, plan_choice
 
     said: set[float] = set()
     results: set[float] = set()
@@ -146,6 +146,9 @@ def _grounded(
         twin, wants = _TWIN_ACTIONS.get(str(made.get("action")), ("", ""))
         if name == "propose_change" and twin and probs and probs.get(IntentKind(wants), 0.0) >= ACTION_SURE:
             made["action"] = twin
+        chosen = plan_choice(probs, turn_done(thread), name) if probs and name == "propose_change" else None
+        if chosen and chosen.get("action") == made.get("action"):  # which campaign: the plan's, from results
+            made["id"] = chosen["id"]
         args: dict[str, Any] | None = made
         if name in ("propose_change", "what_if"):
             args = ground_change(
@@ -198,6 +201,24 @@ def _grounded(
 DECISION_SURE = 0.6  # the router's probability of confirm (or reject) that decides a reply by itself
 DECISION_DOUBT = 0.25  # a model's "confirm" is dropped when the router gives "reject" this much ...
 DECISION_AGREE = 0.25  # ... or "confirm" less than this (a question about something else is no yes)
+
+
+def reply_decision(
+    said: Literal["confirm", "reject"] | None, probs: dict[Any, float]
+) -> Literal["confirm", "reject"] | None:
+    """A reply to a waiting proposal, from what the model said of it (`said`) and the router's reading (`probs`)."""
+    from agent.intents import IntentKind
+
+    yes, no = probs.get(IntentKind.CONFIRM, 0.0), probs.get(IntentKind.REJECT, 0.0)
+    if max(yes, no) >= DECISION_SURE:  # the router read a plain yes or no
+        return "confirm" if yes > no else "reject"
+    # a no the router reads in doubt, and nothing but a yes more likely ("that looks worse than I hoped, so no,
+    # don't do it"): turned down, which applies nothing (read as a new message, the model refused it)
+    if no >= DECISION_DOUBT and no >= max(p for k, p in probs.items() if k != IntentKind.CONFIRM):
+        return "reject"
+    if said == "confirm" and (no >= DECISION_DOUBT or yes < DECISION_AGREE):  # never apply a change on a
+        return None  # reply that may be a no, or that the router does not read as a yes
+    return said
 
 
 class EmbeddedChatModel(BaseChatModel):
@@ -525,16 +546,7 @@ class EmbeddedChatModel(BaseChatModel):
             "confirm" if head.startswith(CONFIRM) else "reject" if head.startswith(REJECT) else None
         )
         probs = self._route([{"role": "user", "content": reply}])
-        if probs is None:
-            return said
-        from agent.intents import IntentKind
-
-        yes, no = probs.get(IntentKind.CONFIRM, 0.0), probs.get(IntentKind.REJECT, 0.0)
-        if max(yes, no) >= DECISION_SURE:  # the router read a plain yes or no
-            return "confirm" if yes > no else "reject"
-        if said == "confirm" and (no >= DECISION_DOUBT or yes < DECISION_AGREE):  # never apply a change on a
-            return None  # reply that may be a no, or that the router does not read as a yes
-        return said
+        return said if probs is None else reply_decision(said, probs)
 
     def _generate(
         self,

@@ -1,0 +1,35 @@
+"""Typos mended before the router reads a message (agent/spelling.py)."""
+
+from __future__ import annotations
+
+from agent.spelling import MIN_LEN, mend, mend_word, vocabulary
+
+
+def test_a_misspelt_word_one_edit_from_a_phrasing_word_is_mended():
+    assert "summary" in vocabulary() and "budget" in vocabulary()
+    assert mend("quick sumary pls") == "quick summary pls"  # a letter dropped
+    assert mend("what is my buget") == "what is my budget"
+    assert mend("Sumary please") == "summary please"
+
+
+def test_names_quotes_short_words_and_known_words_stay_as_typed():
+    assert mend("is 'sumary boards' (exact) selling?") == "is 'sumary boards' (exact) selling?"  # quoted
+    assert mend_word("rn") == "rn" and mend_word("yday") == "yday"  # under MIN_LEN letters
+    assert len("yday") < MIN_LEN
+    assert mend_word("zenware") == "zenware"  # nothing one edit away: a brand stays
+    assert mend_word("budge") == "budge"  # an English word the encoder knows is not a typo of "budget"
+    assert mend("bid 1.50 on kw_0000012") == "bid 1.50 on kw_0000012"
+
+
+def test_the_router_reads_a_misspelt_request_as_it_reads_the_mended_one():
+    from agent.configuration import default_model_dir
+    from agent.intents import IntentKind
+    from agent.router import IntentRouter
+
+    model_dir = default_model_dir()
+    assert model_dir is not None
+    router = IntentRouter.load(model_dir)
+    assert router is not None
+    typo, mended = router.predict(["quick sumary pls", "quick summary pls"])
+    assert typo == mended
+    assert max(typo, key=lambda k: typo[k]) == IntentKind.OVERVIEW
