@@ -182,7 +182,7 @@ def test_writes_are_audited_the_same_way_on_postgresql(pg_url, tmp_path, monkeyp
 
 def test_generating_into_a_filled_database_needs_force(pg_url, tmp_path, monkeypatch):
     monkeypatch.setenv("ADGUIDE_HOME", str(tmp_path))
-    generate_world_file(WorldConfig(n_advertisers=2, days=5, seed=1), pg_url)
+    assert generate_world_file(WorldConfig(n_advertisers=2, days=5, seed=1), pg_url).world_bytes > 0
     with pytest.raises(AdguideError, match="--force"):
         generate_world_file(WorldConfig(n_advertisers=3, days=5, seed=2), pg_url)
     with MarketStore.open(pg_url) as store:

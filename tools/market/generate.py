@@ -220,13 +220,19 @@ def _generate_into_database(
             truth_db.close()
         tmp_truth.unlink(missing_ok=True)
         raise
-    world_db.close()
+    try:
+        (size,) = world_db.execute(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+        ).fetchone()
+    finally:
+        world_db.close()
     return GenerationSummary(
         path=where,
         truth_path=truth_out,
         config=config,
         rows=rows,
-        world_bytes=0,
+        world_bytes=int(size),
         truth_bytes=truth_out.stat().st_size,
         seconds=time.perf_counter() - began,
     )
