@@ -90,6 +90,7 @@ TOOLS = ToolSettings(
     embedding_cache=Path("/data/emb.sqlite"),
     mcp_tokens={"t1": "advertiser:adv_0001", "t2": "admin"},
     mcp_tokens_file=Path("/run/secrets/mcp_tokens"),
+    store_url="postgresql://u@db:5432/x?options=-csearch_path%3Dadguide_store",
 )
 
 AGENT_ENV = AgentEnvironment(model_dir=Path("/models/dpo"), postgres_url="postgresql://u@db/y")

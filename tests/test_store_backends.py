@@ -455,7 +455,7 @@ def test_the_cli_migrates_imports_and_shows_through_a_postgresql_url(pg_url, tmp
     assert bad.exit_code == 2 and "cannot connect" in bad.output and "pw" not in bad.output
 
 
-def test_the_tool_servers_default_to_adguide_store_url(both_worlds, monkeypatch):
+def test_the_tool_servers_default_to_adguide_store_url(both_worlds, monkeypatch, tmp_path):
     """What batch workers on other machines do: no world path, ADGUIDE_STORE_URL names the shared database."""
     from tools.mcp_server.transports import _store_path
 
@@ -463,6 +463,13 @@ def test_the_tool_servers_default_to_adguide_store_url(both_worlds, monkeypatch)
     monkeypatch.setenv("ADGUIDE_STORE_URL", url)
     with MarketStore.open(_store_path(None)) as store:
         assert store.backend == "postgresql" and len(store.advertiser_ids()) == 3
+    # or from the settings file (tools/settings.py), like every ADGUIDE_* variable
+    monkeypatch.delenv("ADGUIDE_STORE_URL")
+    env_file = tmp_path / "adguide.env"
+    env_file.write_text(f"ADGUIDE_STORE_URL={url}\n")
+    monkeypatch.setenv("ADGUIDE_ENV_FILE", str(env_file))
+    with MarketStore.open() as store:
+        assert store.backend == "postgresql"
 
 
 def test_many_stores_open_at_once_on_postgresql(both_worlds):

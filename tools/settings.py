@@ -196,6 +196,11 @@ class ToolSettings(EnvSettings):
         default_factory=dict, description="HTTP bearer token -> 'advertiser:<id>' | 'admin'"
     )
     mcp_tokens_file: Path | None = Field(default=None, description="the same map as a JSON file")
+    store_url: str | None = Field(
+        default=None,
+        description="the advertiser store in PostgreSQL (postgresql://...), opened where no store is named; "
+        "None: $ADGUIDE_HOME/world.sqlite (tools/market/db.py)",
+    )
 
     @field_validator("market_view", mode="before")
     @classmethod

@@ -11,7 +11,6 @@ the PostgreSQL engine (URL, pool), the schema (tools.market.schema) and, through
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import threading
@@ -56,7 +55,7 @@ def parse_location(value: Path | str | None, default: Path | None = None) -> Sto
     A URL that passed through pathlib.Path ("postgresql:/user@host/db": the agent's config carries the store
     as a path) is taken back as the URL it was; write URLs with a host (`@127.0.0.1`), which survive that."""
     if value is None:
-        env = os.environ.get(STORE_URL_ENV, "").strip()
+        env = store_url_setting()
         if env:
             value = env
         elif default is not None:
@@ -76,6 +75,14 @@ def parse_location(value: Path | str | None, default: Path | None = None) -> Sto
             field="store",
         )
     return StoreLocation(url=f"postgresql+psycopg://{m['rest']}")
+
+
+def store_url_setting() -> str | None:
+    """$ADGUIDE_STORE_URL, from the environment or the settings file (tools/settings.py)."""
+    from tools.settings import ToolSettings
+
+    url = ToolSettings.from_env().store_url
+    return url.strip() or None if url else None
 
 
 @lru_cache(maxsize=16)

@@ -45,7 +45,7 @@ from tools.market.data_model import (
     SearchTermDay,
     Status,
 )
-from tools.market.db import Db, StoreLocation, connect_sqlite, migrate, parse_location
+from tools.market.db import Db, StoreLocation, connect_sqlite, migrate, parse_location, store_url_setting
 from tools.market.experiments import ExperimentUnits
 
 SCHEMA_VERSION = "2"  # 2: the true markets and search-term relevance moved to truth.sqlite
@@ -92,8 +92,7 @@ def default_world_path() -> Path:
 def default_store() -> Path | str:
     """The store the tools open when none is named: $ADGUIDE_STORE_URL (PostgreSQL) when set, else
     $ADGUIDE_HOME/world.sqlite."""
-    url = os.environ.get("ADGUIDE_STORE_URL", "").strip()
-    return url or default_world_path()
+    return store_url_setting() or default_world_path()
 
 
 @contextmanager
