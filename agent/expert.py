@@ -267,6 +267,10 @@ def recover(done: Sequence[Done]) -> dict[str, Any]:
             f"'{query}' matches more than one {' or '.join(kinds)} in your account: {listed}. "
             "Which one do you mean?"
         )
+    if kind == "OtherKindError":  # the words name a thing of another kind, and no call of that kind fits
+        cands = [_candidate(c) for c in error.get("candidates") or []]
+        listed = ", ".join(cands[:-1]) + f" or {cands[-1]}" if len(cands) > 1 else "".join(cands)
+        return say(f"'{query}' is {listed} in your account. What would you like to change about it?")
     if kind == "NoMatchError":
         return say(
             f"I couldn't find anything in your account matching '{query}'. Could you give me its exact "

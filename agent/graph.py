@@ -489,6 +489,79 @@ def generic_name_dropped(
     return {k: v for k, v in args.items() if k != field}
 
 
+# a change the words would make to the thing they name when it is of the other kind: a proposed budget for a keyword
+# is its bid ("set 'adjustable kettlebell' to 1.70" was proposed as the Kettlebell campaign's budget)
+_OTHER_KIND_TWIN = {
+    (PROPOSE_TOOL, "set_budget", "keyword"): "set_bid",
+    (PROPOSE_TOOL, "set_bid", "campaign"): "set_budget",
+    ("what_if", "budget", "keyword"): "bid",
+    ("what_if", "bid", "campaign"): "budget",
+}
+
+
+def other_kind_twin(name: str, args: dict[str, Any], parsed: Any) -> dict[str, Any] | None:
+    """A bid or budget change whose words name a thing of the other kind (the tools' OtherKindError): the same
+    change for that thing (its id where the words name one thing, else the words); None otherwise."""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if not isinstance(error, dict) or error.get("type") != "OtherKindError":
+        return None
+    cands = error.get("candidates") or []
+    kinds = {c.get("kind") for c in cands}
+    field = "action" if name == PROPOSE_TOOL else "change"
+    twin = _OTHER_KIND_TWIN.get((name, str(args.get(field)), kinds.pop())) if len(kinds) == 1 else None
+    if twin is None or not isinstance(error.get("field"), str):
+        return None
+    return {**args, field: twin, error["field"]: cands[0]["id"] if len(cands) == 1 else args[error["field"]]}
+
+
+async def _retried(ctx: AgentContext, name: str, args: dict[str, Any]) -> tuple[str, Any] | None:
+    """The call run again with other arguments: (result text, parsed) where it succeeds, else None (the first
+    error stands)."""
+    try:
+        text = await run_tool(ctx, name, args)
+    except Exception:  # noqa: BLE001
+        return None
+    parsed = _parse_json(text)
+    return None if isinstance(parsed, dict) and "error" in parsed else (text, parsed)
+
+
+WHOLE_NAME_ACCEPT = 80.0  # find's score (0-100) a phrase needs to name a thing (the resolver's FUZZY_ACCEPT)
+WHOLE_NAME_LEAD = 15.0  # ... and its lead over the next thing
+
+
+async def _with_the_users_whole_name(
+    ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any, user_text: str
+) -> tuple[dict[str, Any], tuple[str, Any]] | None:
+    """A name the model cut short that resolved to another thing: "bath towels" copied from "... bath towels and
+    storage bins keeps matching ..." is the Bath Towels ad group, the user's whole phrase the Bath Towels + Storage
+    Bins one. The user's longest phrase that `find` reads as one thing of the kind (WHOLE_NAME_ACCEPT), clearly
+    (WHOLE_NAME_LEAD), is used instead where that is another thing: (args, (result text, parsed)); None otherwise."""
+    resolved = parsed.get("resolved") if isinstance(parsed, dict) else None
+    if not isinstance(resolved, list) or "find" not in ctx.tool_schemas:
+        return None
+    for r in resolved:
+        field, short = r.get("field"), r.get("query")
+        if not isinstance(field, str) or args.get(field) != short or not isinstance(short, str):
+            continue
+        for phrase in reversed([p for p in longer_names(short, user_text) if len(p) > len(short)]):
+            found = _parse_json(
+                await run_tool(ctx, "find", {"query": phrase, "kind": r.get("kind"), "limit": 2})
+            )
+            matches = found.get("matches") if isinstance(found, dict) else None
+            if not matches or matches[0]["score"] < WHOLE_NAME_ACCEPT:
+                continue
+            best, runner_up = matches[0], (matches[1]["score"] if len(matches) > 1 else 0.0)
+            if best["id"] == r.get("id") or best["score"] - runner_up < WHOLE_NAME_LEAD:
+                break  # the longest phrase that names anything names this thing, or nothing clearly
+            grown = {**args, field: phrase}
+            again = await _retried(ctx, name, grown)
+            if again is not None:
+                log.info("%s: %s=%r grown to the user's %r", name, field, short, phrase)
+                return grown, again
+            break
+    return None
+
+
 async def _with_the_users_longer_name(
     ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any, user_text: str
 ) -> tuple[dict[str, Any], str] | None:
@@ -574,14 +647,18 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                 args, text = grown
                 parsed, failed = _parse_json(text), False
                 regrown[call_id] = args
-            elif (wider := generic_name_dropped(ctx, name, args, parsed)) is not None:
-                try:
-                    retried = await run_tool(ctx, name, wider)
-                except Exception:  # noqa: BLE001  (the original error stands)
-                    retried = text
-                if not (isinstance(again := _parse_json(retried), dict) and "error" in again):
-                    args, text, parsed, failed = wider, retried, again, False
+            else:
+                again_args = other_kind_twin(name, args, parsed) or generic_name_dropped(
+                    ctx, name, args, parsed
+                )
+                again = await _retried(ctx, name, again_args) if again_args is not None else None
+                if again is not None and again_args is not None:
+                    log.info("%s: %s ran as %s", name, args, again_args)
+                    args, (text, parsed), failed = again_args, again, False
                     regrown[call_id] = args
+        elif user_text and (whole := await _with_the_users_whole_name(ctx, name, args, parsed, user_text)):
+            args, (text, parsed) = whole
+            regrown[call_id] = args
         if name == PROPOSE_TOOL and not failed and isinstance(parsed, dict) and parsed.get("token"):
             changes = [
                 ProposedChange(
@@ -849,7 +926,13 @@ _NO = re.compile(rf"^\W*({_NO_WORDS})\b[\w\s,!.']{{0,40}}$", re.I)
 _LEAD_IN = re.compile(r"^\W*(please|pls|plz|kindly|actually|hmm+|um+|well)\b[\s,]*", re.I)
 # Words that make a reply anything but a plain yes (the no-words, and a few that only hold it back): a model's
 # "confirm" of a reply holding one is not acted on
-_VETO = re.compile(rf"\b({_NO_WORDS}|cancel\w*|reject\w*|scrap|not now|wait|undo|revert|instead)\b", re.I)
+# ("I decline this change for now" was once applied: the model and the router both read it as a yes)
+_VETO = re.compile(
+    rf"\b({_NO_WORDS}|cancel\w*|reject\w*|declin\w*|refus\w*|den(y|ied)|pass(ing)? on|skip\w*|scrap|rather not|"
+    r"not (now|yet|today|sure|convinced|right now)|won'?t|shouldn'?t|wait|hold on|undo|revert|instead|"
+    r"forget it|second thoughts?|changed? my mind)\b",
+    re.I,
+)
 
 
 # Words of assent: a reply that starts with a yes is a plain yes only when nothing else follows

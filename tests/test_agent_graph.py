@@ -283,6 +283,40 @@ async def test_an_ambiguous_name_is_tried_again_as_the_users_longer_phrase(world
     assert "error" not in _json.loads(result)
 
 
+async def test_a_name_cut_short_to_another_things_name_is_the_users_whole_phrase(world):
+    """ "is High Chair and Baby Carrier doing ok?": the model copied "high chair", which is an ad group of its own;
+    the user's whole phrase names the High Chair + Baby Carrier one, and the call runs for that. A phrase that names
+    nothing more (or the same thing) leaves the call as it was."""
+    import json as _json
+
+    from agent.graph import _with_the_users_whole_name
+    from agent.tool_call import run_tool
+
+    with MarketStore.open(world) as store:
+        groups = {g.name: g.id for g in store.scoped("adv_0001").ad_groups()}
+    whole = next((n for n in groups if " + " in n and n.split(" + ")[0] in groups), None)
+    assert whole is not None, groups  # the generator names ad groups "A" and "A + B"
+    short, rest = whole.split(" + ")
+    args = {"level": "ad_group", "ad_group_id": short.lower()}
+    async with Agent(config(world)) as agent:
+        ctx = agent.context
+        first = _json.loads(await run_tool(ctx, "performance", args))
+        assert first["resolved"][0]["id"] == groups[short]
+        grown = await _with_the_users_whole_name(
+            ctx, "performance", args, first, f"is {short.lower()} and {rest.lower()} doing ok?"
+        )
+        kept = await _with_the_users_whole_name(
+            ctx, "performance", args, first, f"is {short.lower()} doing ok?"
+        )
+        unrelated = await _with_the_users_whole_name(
+            ctx, "performance", args, first, f"is {short.lower()} and my weather station doing ok?"
+        )
+    assert grown is not None
+    assert grown[0] == {"level": "ad_group", "ad_group_id": f"{short.lower()} and {rest.lower()}"}
+    assert _json.loads(grown[1][0])["resolved"][0]["id"] == groups[whole]
+    assert kept is None and unrelated is None
+
+
 async def test_a_filter_that_names_a_kind_of_thing_is_dropped_not_asked_about(world):
     """ "ad group breakdown plz" -> performance(level=ad_group, ad_group_id="ad group"): the tools find no ad group
     of that name; the call runs again without the optional filter (a required one stays)."""
@@ -358,6 +392,19 @@ def test_a_reply_that_may_say_no_is_never_a_confirmation():
         and vetoed("don't do that")
     )
     assert not vetoed("yep that's fine, go ahead") and not vetoed("sounds good, apply it")
+    # no's in other words (the first was applied once: the model and the router read it as a yes)
+    for no in (
+        "I decline this change for now.",
+        "I'll pass on this one",
+        "let's skip it",
+        "I'd rather not",
+        "not yet, I want to think",
+        "on second thought, forget it",
+        "I changed my mind",
+        "we won't be doing that",
+    ):
+        assert vetoed(no), no
+    assert not vetoed("yes, apply it now") and not vetoed("passed the numbers to my boss, he says go")
 
 
 def test_a_name_the_model_cut_short_is_the_users_whole_quoted_name():

@@ -227,3 +227,27 @@ def test_meaning_fallback_uses_the_encoder() -> None:
     no_encoder = Resolver(_index(["Bottle Warmer", "High Chair"]))
     with pytest.raises(NoMatchError):
         no_encoder.resolve("baby bottle heater", [EntityKind.AD_GROUP], "ad_group_id")
+
+
+async def test_words_naming_a_thing_of_another_kind_say_what_they_name(
+    world: Path, account: dict[str, Any]
+) -> None:
+    """ "set kw 'adjustable kettlebell' to 1.70" proposed as a budget: the words name a keyword, not a campaign. The
+    error names the keyword (a candidate) instead of a campaign that merely shares a word; the agent then proposes
+    the keyword's bid (agent/graph.py other_kind_twin)."""
+    from agent.graph import other_kind_twin
+
+    counts = Counter(k.text for k in account["keywords"])
+    kw = next(k for k in account["keywords"] if counts[k.text] == 1 and len(k.text.split()) >= 3)
+    args = {"action": "set_budget", "id": f"kw '{kw.text}'", "value": 1.7}
+    async with _session(world) as session:
+        out = await call(session, "propose_change", args)
+        twin = other_kind_twin("propose_change", args, out)
+        assert twin == {"action": "set_bid", "id": kw.id, "value": 1.7}
+        proposed = await call(session, "propose_change", twin)
+    assert out["error"]["type"] == "OtherKindError" and out["error"]["field"] == "id"
+    assert [(c["id"], c["kind"]) for c in out["error"]["candidates"]] == [(kw.id, "keyword")]
+    assert kw.text in out["error"]["message"]
+    assert proposed["action"] == "set_bid" and proposed["changes"][0]["id"] == kw.id
+    # a budget for a campaign named by its words is untouched; other errors have no twin
+    assert other_kind_twin("propose_change", args, {"error": {"type": "NoMatchError", "field": "id"}}) is None

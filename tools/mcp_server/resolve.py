@@ -62,6 +62,11 @@ class NoMatchError(UnknownIdError):
     """Nothing of the advertiser's matches the words; the message names what was searched."""
 
 
+class OtherKindError(AmbiguousReferenceError):
+    """The words name a thing of another kind exactly ("set 'adjustable kettlebell' to 1.70" as a budget: a keyword,
+    not a campaign); its candidates are those things, for a call of the right kind or a question back."""
+
+
 # --- the advertiser's names ---------------------------------------------------------------------------------
 
 _STOP = {
@@ -413,6 +418,7 @@ class Resolver:
             if len(close) == 1:
                 return close[0], "fuzzy"
             raise _ambiguous(query, field_name, close, self.index.advertiser_id)
+        self._check_other_kinds(query, kinds, field_name)
         meaning = self._by_meaning(query, pool, field_name)
         if meaning is not None:
             return meaning, "meaning"
@@ -422,6 +428,32 @@ class Resolver:
             + (f"; the closest names are {closest}" if closest else f"; the account has no {_label(kinds)}s"),
             field=field_name,
             allowed=f"a {_label(kinds)} id or name",
+        )
+
+    def _check_other_kinds(self, query: str, kinds: Sequence[EntityKind], field_name: str) -> None:
+        """Raise OtherKindError where the words, matching nothing of `kinds` by name, say the whole name of a
+        keyword, campaign or ad group (before a match by meaning would pick a thing of `kinds` that merely shares a
+        word: "kw 'adjustable kettlebell'" as the Kettlebell campaign)."""
+        words = set(normalize(query).split())
+        named = _narrow(
+            [
+                e
+                for k in (EntityKind.KEYWORD, EntityKind.CAMPAIGN, EntityKind.AD_GROUP)
+                if k not in kinds
+                for e in self.index.entries[k]
+                if e.names[0] in (_content_words(query, k), normalize(query))
+            ],
+            words,
+        )
+        if not named:
+            return
+        cands = [e.candidate for e in named[:MAX_CANDIDATES]]
+        listed = "; ".join(f"{c.name!r} ({c.id}: {c.kind.value.replace('_', ' ')})" for c in cands)
+        raise OtherKindError(
+            f"{query!r} names no {_label(kinds)} of {self.index.advertiser_id} but {listed}: "
+            f"call again for that kind of thing, or ask which {_label(kinds)} is meant.",
+            field=field_name,
+            candidates=cands,
         )
 
     def find(
