@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
 from agent import tracing
 from agent.guardrails.output import check_output
 from agent.tool_call import run_tool
+from tools.mcp_server.outputs import failure, payload, try_read
+from tools.mcp_server.schemas import (
+    BudgetAllocation,
+    NegativeSuggestions,
+    PerformanceOut,
+    RecommendBidOut,
+    WhatIfOut,
+)
+
+M = TypeVar("M", bound=BaseModel)
 
 TOP_KEYWORDS = 5
 MIN_RELATIVE_CHANGE = 0.10
@@ -97,16 +107,17 @@ async def _guide(agent: Any, max_items: int) -> GuidanceReport:
     ctx = agent.context
     calls: list[dict[str, Any]] = []
 
-    async def call(name: str, args: dict[str, Any]) -> Any:
+    async def call(name: str, args: dict[str, Any], model: type[M]) -> M | None:
+        """The tool's output as its model; None where the tool is missing, failed or answered out of shape.
+        The raw result is kept as evidence (and for the grounding check)."""
         if name not in ctx.tools:
             return None
         text = await run_tool(ctx, name, args)
-        try:
-            result = json.loads(text)
-        except ValueError:
+        result = payload(text)
+        if result is None:
             return None
         calls.append({"tool": name, "args": args, "result": result})
-        return None if isinstance(result, dict) and "error" in result else result
+        return None if failure(result) else try_read(model, result)
 
     items: list[GuidanceItem] = []
     notes: list[str] = []
@@ -120,82 +131,79 @@ async def _guide(agent: Any, max_items: int) -> GuidanceReport:
         evidence: list[dict[str, Any]],
         propose: dict[str, Any],
     ) -> None:
-        sim = await call("what_if", {"change": change, "id": entity, "value": value})
-        if not sim:
+        sim = await call("what_if", {"change": change, "id": entity, "value": value}, WhatIfOut)
+        diff = sim.difference.get("incremental_profit") if sim else None
+        if sim is None or diff is None:
             notes.append(f"{entity}: the simulation failed")
             return
-        diff = sim["difference"]["incremental_profit"]
-        if diff["mean"] <= 0:
+        if diff.mean <= 0:
             notes.append(f"{entity}: no expected gain in simulation")
             return
         items.append(
             GuidanceItem(
                 title=title,
                 why=why,
-                confidence=_confidence(diff.get("low"), diff["mean"]),
+                confidence=_confidence(diff.low, diff.mean),
                 propose=propose,
                 impact=Impact(
-                    mean=diff["mean"],
-                    low=diff.get("low"),
-                    high=diff.get("high"),
-                    days=sim.get("days"),
-                    basis="simulation",
+                    mean=diff.mean, low=diff.low, high=diff.high, days=sim.days, basis="simulation"
                 ),
                 evidence=[*evidence, calls[-1]],
             )
         )
 
-    top = await call("performance", {"level": "keyword", "sort": "spend", "limit": TOP_KEYWORDS})
-    for row in (top or {}).get("rows", []):
-        if row.get("status") != "enabled" or row.get("bid") is None:
+    top = await call(
+        "performance", {"level": "keyword", "sort": "spend", "limit": TOP_KEYWORDS}, PerformanceOut
+    )
+    for row in top.rows if top else []:
+        if row.status != "enabled" or row.bid is None:
             continue
-        rec = await call("recommend_bid", {"keyword_id": row["id"]})
-        if not rec or not rec.get("feasible") or not rec.get("current_bid"):
+        rec = await call("recommend_bid", {"keyword_id": row.id}, RecommendBidOut)
+        if not rec or not rec.feasible or not rec.current_bid:
             continue
-        if abs(rec["bid"] / rec["current_bid"] - 1) < MIN_RELATIVE_CHANGE:
+        if abs(rec.bid / rec.current_bid - 1) < MIN_RELATIVE_CHANGE:
             continue
-        verb = "Raise" if rec["bid"] > rec["current_bid"] else "Lower"
+        verb = "Raise" if rec.bid > rec.current_bid else "Lower"
         await simulate(
             "bid",
-            row["id"],
-            rec["bid"],
-            f"{verb} the bid on '{row['name']}' ({row['id']}) from ${rec['current_bid']:.2f} to ${rec['bid']:.2f}",
+            row.id,
+            rec.bid,
+            f"{verb} the bid on '{row.name}' ({row.id}) from ${rec.current_bid:.2f} to ${rec.bid:.2f}",
             "The bid optimizer finds this bid maximizes incremental profit.",
             [calls[-1]],
-            {"action": "set_bid", "id": row["id"], "value": rec["bid"]},
+            {"action": "set_bid", "id": row.id, "value": rec.bid},
         )
 
-    alloc = await call("allocate_budget", {})
-    for camp in (alloc or {}).get("campaigns", []):
-        new, cur = camp.get("budget") or 0.0, camp.get("current_budget") or 0.0
+    alloc = await call("allocate_budget", {}, BudgetAllocation)
+    for camp in alloc.campaigns if alloc else []:
+        new, cur = camp.budget or 0.0, camp.current_budget or 0.0
         if new <= 0 or cur <= 0 or abs(new / cur - 1) < MIN_RELATIVE_CHANGE:
             continue
         await simulate(
             "budget",
-            camp["campaign_id"],
+            camp.campaign_id,
             new,
-            f"Set the daily budget of {camp['campaign_id']} from ${cur:.2f} to ${new:.2f}",
-            f"The budget allocator's split across campaigns puts it there (limit: {camp.get('limit')}).",
+            f"Set the daily budget of {camp.campaign_id} from ${cur:.2f} to ${new:.2f}",
+            f"The budget allocator's split across campaigns puts it there (limit: {camp.limit.value}).",
             [calls[-1]],
-            {"action": "set_budget", "id": camp["campaign_id"], "value": new},
+            {"action": "set_budget", "id": camp.campaign_id, "value": new},
         )
 
-    negatives = await call("negative_ideas", {})
-    for s in (negatives or {}).get("suggestions", [])[:3]:
-        saved, lost = float(s.get("spend", 0.0)), float(s.get("sales", 0.0))
+    negatives = await call("negative_ideas", {}, NegativeSuggestions)
+    for s in negatives.suggestions[:3] if negatives else []:
+        saved, lost = float(s.spend), float(s.sales)
         if saved <= 0 or lost > 0:
             continue
-        p = s.get("p_below")
         items.append(
             GuidanceItem(
-                title=f"Add '{s['text']}' as a negative keyword in {s['ad_group_id']}",
-                why=f"It cost ${saved:,.2f} with {s.get('orders', 0)} orders from {s.get('clicks', 0)} clicks.",
-                confidence=Confidence.HIGH if p is not None and p >= 0.95 else Confidence.MEDIUM,
+                title=f"Add '{s.text}' as a negative keyword in {s.ad_group_id}",
+                why=f"It cost ${saved:,.2f} with {s.orders} orders from {s.clicks} clicks.",
+                confidence=Confidence.HIGH if s.p_below >= 0.95 else Confidence.MEDIUM,
                 impact=Impact(mean=saved, basis="history (spend it cost over the report period)"),
                 propose={
                     "action": "add_negatives",
-                    "id": s["ad_group_id"],
-                    "keywords": [{"text": s["text"], "match_type": s.get("match_type", "exact")}],
+                    "id": s.ad_group_id,
+                    "keywords": [{"text": s.text, "match_type": s.match_type.value}],
                 },
                 evidence=[calls[-1]],
             )

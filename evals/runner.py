@@ -25,7 +25,9 @@ from evals.data_model import BackendKindName, Case, Row, ToolCallRecord, Transcr
 from evals.outcomes import OutcomeJudge
 from evals.scenario import Decision, Scenario, Split, Suite, fill
 from evals.world import EvalWorld, account_slots, audit_entries, private_copy
+from tools.mcp_server.outputs import failure, try_read
 from tools.mcp_server.resolve import canonical_args
+from tools.mcp_server.schemas import ProposeOut
 
 log = logging.getLogger("adguide.evals")
 
@@ -112,13 +114,6 @@ def _turn_slices(messages: list[Any]) -> list[tuple[int, int]]:
     return [(s, starts[j + 1] if j + 1 < len(starts) else len(messages)) for j, s in enumerate(starts)]
 
 
-def _parse(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 def digest_messages(transcript: Transcript, messages: list[Any]) -> None:
     """Tool calls (with whether they succeeded), proposals, token counts and the OpenAI-format thread."""
     from langchain_core.messages import AIMessage, ToolMessage, convert_to_openai_messages
@@ -142,12 +137,7 @@ def digest_messages(transcript: Transcript, messages: list[Any]) -> None:
                 calls += 1
                 result = results.get(call["id"] or "")
                 text = _content(result) if result is not None else ""
-                parsed = _parse(text)
-                ok = (
-                    result is not None
-                    and result.status != "error"
-                    and not (isinstance(parsed, dict) and "error" in parsed)
-                )
+                ok = result is not None and result.status != "error" and failure(text) is None
                 transcript.tool_calls.append(
                     ToolCallRecord(
                         name=call["name"],
@@ -157,9 +147,11 @@ def digest_messages(transcript: Transcript, messages: list[Any]) -> None:
                         turn=turn_index,
                     )
                 )
-                if call["name"] == "propose_change" and ok and isinstance(parsed, dict):
+                proposal = try_read(ProposeOut, text) if call["name"] == "propose_change" and ok else None
+                if proposal is not None:
+                    changes = [c.model_dump(mode="json") for c in proposal.changes]
                     transcript.proposals.append(
-                        {"args": dict(call["args"]), "changes": parsed.get("changes", []), "turn": turn_index}
+                        {"args": dict(call["args"]), "changes": changes, "turn": turn_index}
                     )
         if turn_index < len(transcript.turns):
             transcript.turns[turn_index].tool_calls = calls

@@ -32,6 +32,7 @@ from server.deps import Services, ThreadId, caller, services
 from server.errors import ApiError, DependencyDown
 from server.limits import acquire_thread, release_thread
 from server.logs import request_id_var
+from tools.mcp_server.outputs import failure, payload
 
 log = logging.getLogger("adguide.server.chat")
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -400,13 +401,11 @@ async def bid_landscape(
             for b in (raw if isinstance(raw, list) else [raw])
         )
     )
-    try:
-        result = json.loads(text)
-    except ValueError as exc:
-        raise ApiError(502, "tool_failed", "the simulator returned something unreadable; try again") from exc
-    if isinstance(result, dict) and "error" in result:
-        err = result["error"] if isinstance(result["error"], dict) else {"message": str(result["error"])}
-        if err.get("type") in ("UnknownIdError", "ScopeError"):
+    result = payload(text)
+    if result is None:
+        raise ApiError(502, "tool_failed", "the simulator returned something unreadable; try again")
+    if (err := failure(result)) is not None:
+        if err.type in ("UnknownIdError", "ScopeError"):
             raise ApiError(404, "keyword_not_found", f"no keyword {keyword_id!r} in your account")
-        raise ApiError(422, "invalid_input", str(err.get("message", "the simulator refused the request")))
-    return dict(result)
+        raise ApiError(422, "invalid_input", err.message or "the simulator refused the request")
+    return result  # the tool's JSON as it came (LandscapeOut's fields), the API's response body

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from tools.market.store import MarketStore
 from tools.mcp_server import connect_in_memory
 from tools.mcp_server.cache import ToolCache
+from tools.mcp_server.outputs import read_tool
 from tools.mcp_server.results import compact
 from tools.mcp_server.schemas import TOOLS, TOOLS_BY_NAME, Resolved, input_schema, output_schema
 
@@ -106,6 +107,7 @@ async def test_every_tool_returns_its_output_model(writable_world_path: Path) ->
         listed = {t.name for t in (await session.list_tools()).tools}
         assert listed == set(cases), "each listed tool needs a case in _cases (and each case a tool)"
         results: dict[str, dict[str, Any]] = {}
+        texts: dict[str, str] = {}
         for name, args in cases.items():
             if name == "apply_change":
                 args = {"token": results["propose_change"]["token"]}
@@ -115,11 +117,14 @@ async def test_every_tool_returns_its_output_model(writable_world_path: Path) ->
             text = "".join(getattr(block, "text", "") for block in res.content)
             assert json.loads(text) == res.structuredContent, name  # the text block says the same
             results[name] = dict(res.structuredContent)
+            texts[name] = text
     for name, payload in results.items():
         resolved = payload.pop("resolved", [])  # names given in words: listed after the result itself
         for item in resolved:
             _conforms(Resolved, item)
         _conforms(TOOLS_BY_NAME[name].output, payload)
+        # and the typed accessor reads the text a client gets into the same model
+        assert read_tool(name, texts[name]) == TOOLS_BY_NAME[name].output.model_validate(payload), name
     assert results["apply_change"]["applied"] is True
 
 
