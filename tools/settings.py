@@ -1,4 +1,4 @@
-"""ADGUIDE_* settings: the one reader and writer of the environment for every layer (pydantic-settings).
+"""ADGUIDE_* settings, read from the environment and a settings file, for every layer (pydantic-settings).
 
 A settings model subclasses `EnvSettings`. Each field is read from `ADGUIDE_<FIELD>` (a field may name
 another variable with `validation_alias`, e.g. `ADGUIDE_WORLD`), nested models also from
@@ -55,7 +55,7 @@ class EnvSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=PREFIX,
         env_nested_delimiter=NESTED,
-        env_ignore_empty=True,  # an empty variable is unset (compose files write `X: ""` for "default")
+        env_ignore_empty=True,  # an empty variable is unset, as the hand-parsed settings had it
         extra="ignore",
         validate_by_name=True,
         validate_by_alias=True,
