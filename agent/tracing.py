@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from agent import events as ev
+from tools.mcp_server.outputs import failure
 
 if TYPE_CHECKING:  # the SDK is imported only when tracing is turned on
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -232,19 +233,14 @@ def tool_result(current: Span | None, text: str) -> None:
     """Whether a tool call succeeded (its result is not an error object), on its span."""
     if current is None:
         return
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        parsed = None
-    error = parsed.get("error") if isinstance(parsed, dict) else None
+    error = failure(text)
     current.set_attribute("adguide.tool.ok", error is None)
     if error is not None:
         from opentelemetry.trace import StatusCode
 
-        message = error.get("message") if isinstance(error, dict) else error
-        current.set_status(StatusCode.ERROR, str(message)[:MAX_ATTRIBUTE_CHARS])
-        if isinstance(error, dict) and error.get("type"):
-            current.set_attribute("error.type", str(error["type"]))
+        current.set_status(StatusCode.ERROR, error.message[:MAX_ATTRIBUTE_CHARS])
+        if error.type:
+            current.set_attribute("error.type", error.type)
 
 
 def verdict(current: Span | None, action: str, detail: str = "") -> None:

@@ -28,7 +28,7 @@ Raw = str | Mapping[str, Any] | None
 class ToolFailure(BaseModel):
     """A failed call's `{"error": {...}}`: what went wrong, and what the tool would accept."""
 
-    type: str = "Error"
+    type: str | None = None  # the error's class (ScopeError, NoMatchError, ...); None for a plain-text error
     message: str = ""
     field: str | None = None
     allowed: str | None = None
@@ -67,7 +67,8 @@ def failure(result: Raw) -> ToolFailure | None:
     try:
         return ToolFailure.model_validate(err)
     except ValidationError:
-        return ToolFailure(type=str(err.get("type", "Error")), message=str(err.get("message", "")))
+        kind = err.get("type")
+        return ToolFailure(type=str(kind) if kind else None, message=str(err.get("message", "")))
 
 
 def read(model: type[M], result: Raw) -> M:
