@@ -499,19 +499,30 @@ _OTHER_KIND_TWIN = {
 }
 
 
+_ID_KIND = {"kw": "keyword", "cmp": "campaign"}
+
+
 def other_kind_twin(name: str, args: dict[str, Any], parsed: Any) -> dict[str, Any] | None:
-    """A bid or budget change whose words name a thing of the other kind (the tools' OtherKindError): the same
-    change for that thing (its id where the words name one thing, else the words); None otherwise."""
+    """A bid or budget change whose words or id name a thing of the other kind (the tools' OtherKindError, or an id
+    of the other kind: "bump it 30 percent" proposed as cmp_00001's bid): the same change for that thing (its id
+    where the words name one thing, else the words); None otherwise."""
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    if not isinstance(error, dict) or error.get("type") != "OtherKindError":
+    field = error.get("field") if isinstance(error, dict) else None
+    if not isinstance(error, dict) or not isinstance(field, str):
         return None
-    cands = error.get("candidates") or []
-    kinds = {c.get("kind") for c in cands}
-    field = "action" if name == PROPOSE_TOOL else "change"
-    twin = _OTHER_KIND_TWIN.get((name, str(args.get(field)), kinds.pop())) if len(kinds) == 1 else None
-    if twin is None or not isinstance(error.get("field"), str):
+    value = str(args.get(field, ""))
+    if error.get("type") == "OtherKindError":
+        cands = error.get("candidates") or []
+        kinds = {c.get("kind") for c in cands}
+        kind = kinds.pop() if len(kinds) == 1 else None
+        named = cands[0]["id"] if len(cands) == 1 else value
+    elif error.get("type") == "UnknownIdError" and (m := re.match(r"^(kw|cmp)_\d+$", value)):
+        kind, named = _ID_KIND[m.group(1)], value
+    else:
         return None
-    return {**args, field: twin, error["field"]: cands[0]["id"] if len(cands) == 1 else args[error["field"]]}
+    change = "action" if name == PROPOSE_TOOL else "change"
+    twin = _OTHER_KIND_TWIN.get((name, str(args.get(change)), str(kind)))
+    return None if twin is None else {**args, change: twin, field: named}
 
 
 async def _retried(ctx: AgentContext, name: str, args: dict[str, Any]) -> tuple[str, Any] | None:
@@ -582,6 +593,12 @@ async def _with_the_users_longer_name(
         if not (isinstance(result, dict) and "error" in result):
             log.info("%s: %s=%r resolved as the user's %r", name, field, value, longer)
             return retry, text
+        twin = other_kind_twin(
+            name, retry, result
+        )  # "boho storage bins" names a keyword: its bid, not a budget
+        if twin is not None and (again := await _retried(ctx, name, twin)) is not None:
+            log.info("%s: %s=%r resolved as the user's %r, read as %s", name, field, value, longer, twin)
+            return twin, again[0]
         if (result.get("error") or {}).get("type") not in _NAME_ERRORS:
             return None
     return None

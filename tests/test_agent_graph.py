@@ -283,6 +283,36 @@ async def test_an_ambiguous_name_is_tried_again_as_the_users_longer_phrase(world
     assert "error" not in _json.loads(result)
 
 
+async def test_a_budget_for_a_keyword_the_user_named_in_full_is_its_bid(world):
+    """ "set boho storage bins to a buck fifty" proposed as the budget of campaign "boho": the user's longer phrase
+    names a keyword, so the proposal is that keyword's bid."""
+    import json as _json
+
+    from agent.graph import _with_the_users_longer_name
+    from agent.tool_call import run_tool
+
+    with MarketStore.open(world) as store:
+        kws = store.scoped("adv_0001").keywords()
+    texts = [k.text for k in kws]
+    async with Agent(config(world)) as agent:
+        ctx = agent.context
+        for kw in kws:
+            if texts.count(kw.text) != 1 or len(kw.text.split()) < 2 or ":" in kw.text:
+                continue
+            args = {"action": "set_budget", "id": kw.text.split()[0], "value": 1.5}
+            first = _json.loads(await run_tool(ctx, "propose_change", args))
+            if first.get("error", {}).get("type") in ("AmbiguousReferenceError", "NoMatchError"):
+                break
+        else:
+            raise AssertionError("no keyword whose first word names no single campaign")
+        grown = await _with_the_users_longer_name(
+            ctx, "propose_change", args, first, f"set {kw.text} to 1.50"
+        )
+    assert grown is not None
+    assert grown[0] == {"action": "set_bid", "id": kw.id, "value": 1.5}
+    assert _json.loads(grown[1])["changes"][0]["id"] == kw.id
+
+
 async def test_a_name_cut_short_to_another_things_name_is_the_users_whole_phrase(world):
     """ "is High Chair and Baby Carrier doing ok?": the model copied "high chair", which is an ad group of its own;
     the user's whole phrase names the High Chair + Baby Carrier one, and the call runs for that. A phrase that names

@@ -251,3 +251,16 @@ async def test_words_naming_a_thing_of_another_kind_say_what_they_name(
     assert proposed["action"] == "set_bid" and proposed["changes"][0]["id"] == kw.id
     # a budget for a campaign named by its words is untouched; other errors have no twin
     assert other_kind_twin("propose_change", args, {"error": {"type": "NoMatchError", "field": "id"}}) is None
+    # an id of the other kind ("bump it 30 percent" proposed as a campaign's bid): that campaign's budget
+    camp = account["campaigns"][0]
+    as_bid = {"action": "set_bid", "id": camp.id, "relative_change": 0.3}
+    async with _session(world) as session:
+        wrong = await call(session, "propose_change", as_bid)
+        twin = other_kind_twin("propose_change", as_bid, wrong)
+        assert twin == {"action": "set_budget", "id": camp.id, "relative_change": 0.3}
+        assert (await call(session, "propose_change", twin))["changes"][0]["id"] == camp.id
+        what_if = {"change": "bid", "id": camp.id, "value": 2.0}
+        assert other_kind_twin("what_if", what_if, await call(session, "what_if", what_if)) == {
+            **what_if,
+            "change": "budget",
+        }

@@ -602,3 +602,25 @@ def test_a_proposal_takes_the_action_the_router_is_sure_of_where_the_model_wrote
         added, thread, "adv_0001", {K.ADD_NEGATIVE: 0.45, K.ADD_KEYWORD: 0.4}
     )  # not sure: the model's
     assert kept.tool_calls[0]["args"]["action"] == "add_keywords"
+
+
+def test_a_report_is_sorted_by_the_one_measure_the_user_named():
+    """ "Which keywords spend the most?" was answered with keywords by ACoS: the model's sort key gives way to the
+    one measure the user's words name; with none or several named, the model's stands."""
+    from langchain_core.messages import AIMessage
+
+    from agent.backends.embedded import _grounded, metric_said
+
+    assert metric_said("Which keywords spend the most?") == "spend"
+    assert metric_said("what sold best last week") == "sales"
+    assert metric_said("least efficient keywords") == "acos"
+    assert metric_said("top keywords") is None
+    assert metric_said("which keywords cost me the most") == "spend"
+    assert metric_said("top search terms by clicks") == "clicks"
+    assert metric_said("what are ppl actually typing in when they click my ads") is None  # ranks by nothing
+    assert metric_said("which keywords spend a lot but sell nothing") is None  # two measures: the model's
+    call = {"name": "performance", "args": {"level": "keyword", "sort": "acos", "limit": 5}, "id": "m1"}
+    for text, sort in (("Which keywords spend the most?", "spend"), ("show my top keywords", "acos")):
+        thread = [{"role": "user", "content": text}]
+        out = _grounded(AIMessage(content="", tool_calls=[call]), thread, "adv_0001")
+        assert out.tool_calls[0]["args"] == {"level": "keyword", "sort": sort, "limit": 5}

@@ -111,6 +111,33 @@ _TWIN_ACTIONS = {  # the model's action -> (its twin, the twin's intent)
 ACTION_SURE = 0.5
 
 
+# the words that name each sort key of the performance and search-term reports
+_METRIC_WORDS = {
+    "spend": r"spend\w*|spent|cost(s|ing)?|pricie(r|st)|expensive",
+    "sales": r"sales|sell\w*|sold|revenue",
+    "orders": r"orders?|ordered|purchases?|conversions?",
+    "clicks": r"clicks?|clicked",
+    "impressions": r"impressions?|views",
+    "acos": r"acos|efficien\w*|inefficien\w*",
+}
+
+
+_RANKING = r"most|least|highest|lowest|top|biggest|smallest|best|worst|fewest|by|sort\w*|rank\w*"
+
+
+def metric_said(text: str) -> str | None:
+    """The one sort key the user ranks by ("which keywords spend the most?", "top terms by clicks" -> spend,
+    clicks): a measure's word within three words of a ranking word ("what do people type when they click my ads"
+    ranks by nothing). None for none or several."""
+    near = r"\W+(?:\w+\W+){0,2}"
+    said = [
+        m
+        for m, words in _METRIC_WORDS.items()
+        if re.search(rf"\b({words}){near}({_RANKING})\b|\b({_RANKING}){near}({words})\b", text, re.I)
+    ]
+    return said[0] if len(said) == 1 else None
+
+
 def _grounded(
     message: AIMessage, thread: list[dict[str, Any]], scope: str, probs: dict[Any, float] | None = None
 ) -> AIMessage:
@@ -149,6 +176,9 @@ def _grounded(
         chosen = plan_choice(probs, turn_done(thread), name) if probs and name == "propose_change" else None
         if chosen and chosen.get("action") == made.get("action"):  # which campaign: the plan's, from results
             made["id"] = chosen["id"]
+        sort = metric_said(last_user_text(thread) or "") if "sort" in made else None
+        if sort is not None:  # the report sorted by what the user asked about (the model sorted by ACoS)
+            made["sort"] = sort
         args: dict[str, Any] | None = made
         if name in ("propose_change", "what_if"):
             args = ground_change(
