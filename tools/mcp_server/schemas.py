@@ -559,9 +559,8 @@ class Approval(StrEnum):
     """Who must agree before a call changes the account (the guardrails and the graph read it)."""
 
     NONE = "none"  # reads or simulates: runs when the model calls it
-    PROPOSE = (
-        "propose"  # drafts a change and changes nothing; refused in read-only sessions, the user confirms
-    )
+    # drafts a change and changes nothing; refused in read-only sessions, the user confirms
+    PROPOSE = "propose"
     APPLY = "apply"  # applies a change the user confirmed: run by the graph after a yes, never by the model
 
 
