@@ -230,3 +230,27 @@ def test_advice_from_the_learned_market_earns_most_of_the_truth_oracles_gain(tmp
         assert isinstance(model, dict) and isinstance(margin, dict)
         assert model["share_of_oracle_gain"] >= floor, (split, res)
         assert margin["mean"] > 2 * margin["se"], (split, res)
+
+
+def test_a_campaigns_incrementality_is_as_uncertain_as_its_pooled_fit(world: Path) -> None:
+    """A keyword's cannibalization estimate leans on its campaign's pooled fit, so the posterior draws move a
+    campaign's keywords together: the spread of the campaign's mean cannibalization over the draws is about a
+    keyword's own (independent draws would shrink it by sqrt(keywords) and make budget moves look sure)."""
+    ratios = []
+    with MarketStore.open(world) as store:
+        for aid in store.advertiser_ids():
+            adv = store.scoped(aid)
+            model = fit_market_model(adv)
+            groups = {g.id: g.campaign_id for g in adv.ad_groups()}
+            by_campaign: dict[str, list[str]] = {}
+            for kw in adv.keywords():
+                if kw.id in model.markets:
+                    by_campaign.setdefault(groups[kw.ad_group_id], []).append(kw.id)
+            for ids in by_campaign.values():
+                if len(ids) < 4:
+                    continue
+                per_draw = np.array([[d[k].cannibalization for k in ids] for d in model.draws])
+                keyword_sd = float(np.median(per_draw.std(axis=0)))
+                ratios.append(float(per_draw.mean(axis=1).std()) / keyword_sd)
+    assert len(ratios) >= 4
+    assert np.median(ratios) > 0.7  # independent draws: about 1 / sqrt(keywords), under 0.5 here

@@ -145,6 +145,22 @@ async def test_budget_allocation_respects_the_total(tiny_world_path):
     assert err["type"] == "UnknownIdError" and err["field"] == "campaign_ids"
 
 
+async def test_budget_moves_are_bounded_by_the_market_models_uncertainty(tiny_world_path):
+    """Each campaign's best budget on its own comes with its gain's 90% range over the model's draws; a move
+    whose range includes a loss is never the one offered: doing nothing is, and the result says so."""
+    async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
+        out = await call(session, "allocate_budget", {"days": 14})
+    assert "market estimated from" in out["market"]
+    for c in out["campaigns"]:
+        assert c["best_gain_low"] is not None and c["best_gain_low"] <= c["best_gain"] + 1e-6
+        assert c["best_gain_low"] >= 0.0  # never a move that risks a loss
+        assert c["point_best_budget"] is not None
+        assert c["point_best_gain"] >= c["best_gain"] - 0.01 * abs(c["best_gain"]) - 1e-6
+        if c["held_for_uncertainty"]:
+            assert c["best_budget"] == pytest.approx(c["current_budget"]) and c["best_gain"] == 0.0
+            assert any(line.startswith(c["campaign_id"] + ":") for line in out["binding"])
+
+
 async def test_ab_test_and_kpi_change(tiny_world_path):
     store = MarketStore.open(tiny_world_path)
     exp = store.scoped(ADV).experiments()[0]

@@ -10,6 +10,7 @@ import pytest
 from tests.test_auction_simulate import make_market
 from tools.auction.simulate import market_arrays, simulate_days
 from tools.errors import InvalidInputError
+from tools.market.data_model import KeywordMarket
 from tools.optimize.budget import CampaignInput, CampaignLimit, Objective, allocate_budget
 
 DAYS = list(range(120, 134))
@@ -177,3 +178,62 @@ def test_keyword_margins_override_the_campaign_margin() -> None:
     with pytest.raises(InvalidInputError) as err:
         allocate_budget([base[0].model_copy(update={"keyword_margins": [0.3]})], 8.0, DAYS)
     assert err.value.field == "keyword_margins"
+
+
+def _draws_with(camps: list[CampaignInput], n: int, **overrides: object) -> list[list[list[KeywordMarket]]]:
+    """n posterior draws equal to the point estimate but for `overrides` on every keyword."""
+    return [[[m.model_copy(update=overrides) for m in c.markets] for c in camps] for _ in range(n)]
+
+
+def test_draws_that_agree_with_the_point_estimate_change_nothing() -> None:
+    camps = campaigns()
+    total = sum(c.current_budget or 0.0 for c in camps)
+    plain = allocate_budget(camps, total, DAYS)
+    sure = allocate_budget(camps, total, DAYS, draws=_draws_with(camps, 10))
+    for a, b in zip(plain.campaigns, sure.campaigns, strict=True):
+        assert a.best_gain_low is None and a.point_best_budget is None and not a.held_for_uncertainty
+        assert b.point_best_budget == pytest.approx(a.best_budget)
+        assert b.best_gain == pytest.approx(a.best_gain)
+        # a move that gains nothing (a saturated campaign's cut to its saturation) may stay at today's budget
+        assert b.best_budget == pytest.approx(a.best_budget if (a.best_gain or 0.0) > 0 else b.best_budget)
+        assert b.best_gain_low == pytest.approx(a.best_gain, abs=1e-6)
+        assert b.best_gain_high == pytest.approx(a.best_gain, abs=1e-6)
+        assert not b.held_for_uncertainty
+
+
+def test_a_move_whose_range_includes_a_loss_is_held_back() -> None:
+    """Where a quarter of the model's draws say the ads' sales would have happened anyway, raising a capped
+    campaign loses money in those draws: its 90% range includes a loss, so the tool keeps today's budget
+    (doing nothing) rather than the point estimate's raise, and says so."""
+    camps = campaigns()
+    total = sum(c.current_budget or 0.0 for c in camps)
+    point = allocate_budget(camps, total, DAYS)
+    raised = [
+        c for c in point.campaigns if (c.best_gain or 0.0) > 1.0 and c.best_budget > (c.current_budget or 0.0)
+    ]
+    assert raised, "the fixture has a capped campaign whose raise pays on the point estimate"
+    draws = _draws_with(camps, 9) + _draws_with(camps, 3, cannibalization=1.0)
+    robust = allocate_budget(camps, total, DAYS, draws=draws)
+    for c in robust.campaigns:
+        p = next(x for x in point.campaigns if x.campaign_id == c.campaign_id)
+        assert c.point_best_budget == pytest.approx(p.best_budget)
+        assert c.best_gain_low is not None and c.best_gain_low >= 0.0  # what is proposed never risks a loss
+    held = [c for c in robust.campaigns if c.campaign_id in {r.campaign_id for r in raised}]
+    for c in held:
+        assert c.held_for_uncertainty
+        assert c.best_budget == pytest.approx(c.current_budget) and c.best_gain == 0.0
+        assert (c.point_best_gain or 0.0) > 1.0
+        assert any(
+            line.startswith(f"{c.campaign_id}:") and "doing nothing" in line for line in robust.binding
+        )
+    # the reallocation of the total itself is unchanged (the draws only bound the moves proposed alone)
+    assert [c.budget for c in robust.campaigns] == pytest.approx([c.budget for c in point.campaigns])
+
+
+def test_draws_must_match_the_campaigns() -> None:
+    camps = campaigns()
+    bad = _draws_with(camps, 2)
+    bad[1] = bad[1][:2]
+    with pytest.raises(InvalidInputError) as err:
+        allocate_budget(camps, 24.0, DAYS, draws=bad)
+    assert err.value.field == "draws"

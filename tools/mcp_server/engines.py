@@ -400,9 +400,11 @@ def allocate_budget_tool(ctx: ToolContext, args: AllocateIn) -> BaseModel:
         for cid in ids:
             check_member("campaign", cid, set(camps), ctx.advertiser_id, "campaign_ids")
     inputs = []
+    sims = []
     for cid in ids:
         sim = _campaign_sim(ctx, cid)
         if sim.keywords:
+            sims.append(sim)
             inputs.append(
                 CampaignInput(
                     campaign_id=cid,
@@ -416,8 +418,33 @@ def allocate_budget_tool(ctx: ToolContext, args: AllocateIn) -> BaseModel:
     if not inputs:
         raise InvalidInputError("none of these campaigns has keywords to simulate", field="campaign_ids")
     total = args.total_budget if args.total_budget is not None else sum(c.current_budget or 0 for c in inputs)
-    result = allocate_budget(inputs, total, _future_days(ctx, args.days), objective=args.objective, seed=SEED)
+    result = allocate_budget(
+        inputs,
+        total,
+        _future_days(ctx, args.days),
+        objective=args.objective,
+        seed=SEED,
+        draws=_campaign_draws(ctx, sims),
+    )
     return result.model_copy(update={"market": market_model(ctx).note})
+
+
+def _campaign_draws(ctx: ToolContext, sims: list[_CampaignSim]) -> list[list[list[KeywordMarket]]]:
+    """The market model's posterior draws of these campaigns' markets (a draw that lacks a keyword is left
+    out): the optimizer holds back a budget move whose gain is below zero in too many of them."""
+    model = market_model(ctx)
+    negatives = ctx.adv.negatives()
+    out = []
+    for d in range(len(model.draws)):
+        draw = []
+        for sim in sims:
+            by_id = {m.keyword_id: m for m in model.for_keywords(sim.keywords, negatives, d)}
+            if any(k.id not in by_id for k in sim.keywords):
+                break
+            draw.append([by_id[k.id] for k in sim.keywords])
+        else:
+            out.append(draw)
+    return out
 
 
 # --- causal tools -------------------------------------------------------------------------------------------

@@ -11,6 +11,13 @@ Each campaign is also optimized on its own, the total aside (``best_budget``, ``
 current budget): where a budget-capped campaign earns more with more budget, this says how much more, which
 a reallocation of today's total cannot.
 
+Given the market model's posterior draws (``draws``), each campaign's best budget on its own must also hold up
+under the model's uncertainty: a move whose gain falls below zero in more than 5% of the draws (its 90% range
+includes a loss) is not proposed. ``best_budget`` is then the most profitable budget (on the point estimate)
+whose range stays at or above zero, or today's budget where none does (``held_for_uncertainty``: doing nothing
+beats a move the history cannot tell from a loss); ``point_best_budget`` keeps what the point estimate alone
+would pick, and ``binding`` says which campaigns were held and why.
+
 Each campaign's ``limit`` says what stops it from getting more:
 ``saturated`` (its keywords cannot spend more: more budget buys nothing), ``max_budget`` (its upper
 bound), ``min_budget`` (held at its lower bound), ``unprofitable`` (more budget would lower
@@ -20,11 +27,12 @@ incremental profit) or ``total_budget`` (it would use more, the total is spent).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.auction.simulate import MAX_BID, MAX_BUDGET, market_arrays, simulate_rows
+from tools.auction.simulate import MAX_BID, MAX_BUDGET, MarketArrays, market_arrays, simulate_rows
 from tools.errors import InvalidInputError
 from tools.market.data_model import KeywordMarket
 from tools.optimize.models import BudgetAllocation, CampaignAllocation, CampaignLimit, Objective
@@ -33,6 +41,8 @@ MAX_CAMPAIGNS = 200
 MAX_RESOLUTION = 1000
 MAX_ROWS = 20_000_000
 _REFINE = 21  # points of the refinement between the neighbours of each campaign's best budget on its own
+_ROBUST_POINTS = 41  # budgets per campaign tried under every posterior draw
+LOSS_QUANTILE = 0.05  # a move is held back where its gain is below zero in more than this share of the draws
 
 
 class CampaignInput(BaseModel):
@@ -126,8 +136,12 @@ def allocate_budget(
     objective: Objective | str = Objective.INCREMENTAL_PROFIT,
     resolution: int = 100,
     seed: int = 0,
+    draws: Sequence[Sequence[Sequence[KeywordMarket]]] | None = None,
 ) -> BudgetAllocation:
-    """Daily budgets per campaign maximizing the objective over ``days`` (see the module docstring)."""
+    """Daily budgets per campaign maximizing the objective over ``days`` (see the module docstring).
+
+    ``draws``: the market model's posterior draws, each one list of markets per campaign (in the order and
+    of the length of each campaign's ``markets``); they bound each campaign's best budget on its own."""
     try:
         objective = Objective(str(objective))
     except ValueError:
@@ -135,10 +149,17 @@ def allocate_budget(
         raise _bad("objective", f"unknown objective {objective!r}; one of {allowed}", allowed) from None
     day_arr = np.asarray(list(days) if not isinstance(days, np.ndarray) else days, dtype=np.int64)
     _validate(campaigns, total_budget, day_arr, resolution)
+    draws = list(draws or [])
+    for draw in draws:
+        if len(draw) != len(campaigns) or any(
+            len(ms) != len(c.markets) for ms, c in zip(draw, campaigns, strict=True)
+        ):
+            raise _bad("draws", "each draw needs one market per keyword of every campaign", "matching draws")
     n_c = len(campaigns)
     markets = [mk for c in campaigns for mk in c.markets]
-    _check_rows((2 * resolution + _REFINE + 4) * day_arr.size * len(markets))
-    m = market_arrays(markets)
+    _check_rows(
+        (2 * resolution + _REFINE + 4 + (_ROBUST_POINTS + 3) * (1 + len(draws))) * day_arr.size * len(markets)
+    )
     campaign_of = np.concatenate([np.full(len(c.markets), i) for i, c in enumerate(campaigns)])
     bids = np.concatenate([np.asarray(c.bids, dtype=np.float64) for c in campaigns])
     margin = np.concatenate(
@@ -151,11 +172,15 @@ def allocate_budget(
         ]
     )
 
-    def evaluate(budget_rows: np.ndarray) -> dict[str, np.ndarray]:
+    def evaluator(keyword_markets: Sequence[KeywordMarket]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        m_arr = market_arrays(list(keyword_markets))
+        return lambda budget_rows: evaluate_on(m_arr, budget_rows)
+
+    def evaluate_on(m_arr: MarketArrays, budget_rows: np.ndarray) -> dict[str, np.ndarray]:
         """Expected totals over the days per (budget row, campaign): budget_rows [P, C] -> [P, C]."""
         p = budget_rows.shape[0]
         res = simulate_rows(
-            m,
+            m_arr,
             np.broadcast_to(bids, (p * day_arr.size, bids.size)),
             campaign_of,
             np.repeat(budget_rows, day_arr.size, axis=0),
@@ -174,6 +199,11 @@ def allocate_budget(
                 by_row[:, c] = per_kw[:, campaign_of == c].sum(axis=1)
             out[name] = by_row.reshape(p, day_arr.size, n_c).sum(axis=1)
         return out
+
+    m = market_arrays(markets)
+
+    def evaluate(budget_rows: np.ndarray) -> dict[str, np.ndarray]:
+        return evaluate_on(m, budget_rows)
 
     # Saturation: the most a campaign can spend on any of the days with an unlimited budget.
     free = simulate_rows(
@@ -247,6 +277,19 @@ def allocate_budget(
     if all(c.current_budget is not None for c in campaigns):
         current_value = float(at_now.sum())
     best_alone, best_value = _each_alone(evaluate, objective, low, cap, resolution)
+    point_alone, point_gain = best_alone.copy(), best_value - at_now
+    robust: _Robust | None = None
+    if draws and all(c.current_budget is not None for c in campaigns):
+        robust = _robust_alone(
+            evaluate,
+            [evaluator([mk for ms in draw for mk in ms]) for draw in draws],
+            objective,
+            low,
+            cap,
+            now[0],
+            best_alone,
+        )
+        best_alone, best_value = robust.budget, robust.gain + at_now
 
     return BudgetAllocation(
         objective=objective,
@@ -256,7 +299,8 @@ def allocate_budget(
         objective_value=float(here.sum()),
         current_value=current_value,
         total_budget_binds=bool(total_binds),
-        binding=_describe(campaigns, limits, budgets, marginal, total_binds, objective),
+        binding=_describe(campaigns, limits, budgets, marginal, total_binds, objective)
+        + (_describe_robust(campaigns, robust, point_alone, point_gain) if robust is not None else []),
         campaigns=[
             CampaignAllocation(
                 campaign_id=c.campaign_id,
@@ -270,10 +314,78 @@ def allocate_budget(
                 limit=limits[i],
                 best_budget=float(best_alone[i]),
                 best_gain=float(best_value[i] - at_now[i]) if c.current_budget is not None else None,
+                best_gain_low=float(robust.low[i]) if robust is not None else None,
+                best_gain_high=float(robust.high[i]) if robust is not None else None,
+                point_best_budget=float(point_alone[i]) if robust is not None else None,
+                point_best_gain=float(point_gain[i]) if robust is not None else None,
+                held_for_uncertainty=bool(robust.held[i]) if robust is not None else False,
             )
             for i, c in enumerate(campaigns)
         ],
     )
+
+
+@dataclass
+class _Robust:
+    budget: np.ndarray  # [C] best budget whose gain's 90% range over the draws stays >= 0 (else today's)
+    gain: np.ndarray  # [C] its gain on the point estimate
+    low: np.ndarray  # [C] 5th / 95th percentile of its gain over the draws
+    high: np.ndarray
+    held: np.ndarray  # [C] bool: the point estimate's move was held back, nothing else held up
+
+
+def _robust_alone(
+    evaluate: Callable[[np.ndarray], dict[str, np.ndarray]],
+    draw_evaluates: list[Callable[[np.ndarray], dict[str, np.ndarray]]],
+    objective: Objective,
+    low: np.ndarray,
+    cap: np.ndarray,
+    now: np.ndarray,
+    best: np.ndarray,
+) -> _Robust:
+    """Each campaign's most profitable budget on its own (point estimate) among those whose gain over today's
+    budget stays >= 0 in all but LOSS_QUANTILE of the posterior draws; today's budget where none does."""
+    n_c = low.size
+    cols = np.arange(n_c)
+    grid = low[None, :] + (cap - low)[None, :] * np.linspace(0.0, 1.0, _ROBUST_POINTS)[:, None]
+    cand = np.vstack([grid, best[None, :], now[None, :]])  # the last row: doing nothing (gain 0)
+    rows = np.vstack([cand, now[None, :]])
+    point = evaluate(rows)[objective.value]
+    gain = point[:-1] - point[-1]  # [J, C]
+    per_draw = []
+    for ev in draw_evaluates:
+        v = ev(rows)[objective.value]
+        per_draw.append(v[:-1] - v[-1])
+    g = np.asarray(per_draw)  # [N, J, C]
+    lo, hi = np.quantile(g, LOSS_QUANTILE, axis=0), np.quantile(g, 1 - LOSS_QUANTILE, axis=0)
+    stay = cand.shape[0] - 1
+    lo[stay], hi[stay], gain[stay] = 0.0, 0.0, 0.0
+    ok = (lo >= 0) & (gain > 0)
+    ok[stay] = True
+    j = np.argmax(np.where(ok, gain, -np.inf), axis=0)
+    j_point = cand.shape[0] - 2
+    held = (j == stay) & (gain[j_point, cols] > 1e-9)
+    return _Robust(cand[j, cols], gain[j, cols], lo[j, cols], hi[j, cols], held)
+
+
+def _describe_robust(
+    campaigns: Sequence[CampaignInput], robust: _Robust, point: np.ndarray, point_gain: np.ndarray
+) -> list[str]:
+    lines = []
+    for i, c in enumerate(campaigns):
+        if robust.held[i]:
+            lines.append(
+                f"{c.campaign_id}: the point estimate's best budget alone, {point[i]:.2f}, would add "
+                f"{point_gain[i]:.3g} but every budget move's 90% range over the market model's draws "
+                "includes a loss: keep today's budget (doing nothing)"
+            )
+        elif abs(robust.budget[i] - point[i]) > 1e-6 and point_gain[i] > 1e-9:
+            lines.append(
+                f"{c.campaign_id}: the point estimate's best budget alone, {point[i]:.2f}, has a 90% range "
+                f"that includes a loss; {robust.budget[i]:.2f} is the best budget whose range stays above "
+                f"zero ({robust.low[i]:.3g} to {robust.high[i]:.3g})"
+            )
+    return lines
 
 
 def _each_alone(

@@ -43,6 +43,22 @@ class CampaignAllocation(BaseModel):
     best_gain: float | None = Field(
         description="objective over the planning days at best_budget minus at current_budget"
     )
+    best_gain_low: float | None = Field(
+        None,
+        description="5th percentile of best_gain over the market model's posterior draws (None without draws)",
+    )
+    best_gain_high: float | None = Field(None, description="95th percentile of the same")
+    point_best_budget: float | None = Field(
+        None,
+        description="the budget the model's point estimate alone would pick; differs from best_budget where "
+        "that move's 90% range includes a loss",
+    )
+    point_best_gain: float | None = Field(None, description="its gain on the point estimate")
+    held_for_uncertainty: bool = Field(
+        False,
+        description="true where every budget move's 90% range includes a loss: best_budget is then today's "
+        "budget (doing nothing) and best_gain 0",
+    )
 
 
 class BudgetAllocation(BaseModel):
