@@ -624,3 +624,26 @@ def test_a_report_is_sorted_by_the_one_measure_the_user_named():
         thread = [{"role": "user", "content": text}]
         out = _grounded(AIMessage(content="", tool_calls=[call]), thread, "adv_0001")
         assert out.tool_calls[0]["args"] == {"level": "keyword", "sort": sort, "limit": 5}
+
+
+def test_a_report_covers_the_one_period_the_user_named():
+    """ "budget ran out yday on anything??" read the whole month: a report takes the period the user's words name;
+    with none (or two, a comparison) the model's stands, and start/end it wrote stay."""
+    from langchain_core.messages import AIMessage
+
+    from agent.backends.embedded import _grounded, period_said
+
+    assert period_said("budget ran out yday on anything??") == 1
+    assert period_said("top search queries the past three days") == 3
+    assert period_said("how did we do over the last 2 weeks") == 14
+    assert period_said("spend this week") == 7
+    assert period_said("how's my account") is None
+    assert period_said("this week vs last month") is None  # two periods: the model's
+    thread = [{"role": "user", "content": "budget ran out yday on anything??"}]
+    for args, want in (({}, {"last_days": 1}), ({"start": "2026-07-01"}, {"start": "2026-07-01"})):
+        call = {"name": "account_overview", "args": args, "id": "m1"}
+        out = _grounded(AIMessage(content="", tool_calls=[call]), thread, "adv_0001")
+        assert out.tool_calls[0]["args"] == want
+    what_if = {"name": "what_if", "args": {"change": "bid", "id": "kw_0000001", "value": 1.5}, "id": "m2"}
+    out = _grounded(AIMessage(content="", tool_calls=[what_if]), thread, "adv_0001")
+    assert "last_days" not in out.tool_calls[0]["args"]  # a tool without a period

@@ -122,6 +122,29 @@ _METRIC_WORDS = {
 }
 
 
+# the tools that read a period (their input is a Period), and the periods sellers name
+_PERIOD_TOOLS = frozenset(
+    {"account_overview", "performance", "search_terms", "keyword_ideas", "negative_ideas"}
+)
+_PERIODS = (
+    (r"\b(yesterday|yday|ystrdy|yest)\b", lambda m: 1),
+    (r"\b(?:last|past|previous)\s+(\d{1,3})\s+days?\b", lambda m: int(m.group(1))),
+    (r"\b(?:last|past|previous)\s+(\d{1,2})\s+weeks?\b", lambda m: 7 * int(m.group(1))),
+    (r"\b(?:last|past|this)\s+week\b", lambda m: 7),
+    (r"\b(?:last|past|this)\s+month\b", lambda m: 30),
+)
+
+
+def period_said(text: str) -> int | None:
+    """The one period the user named, in days ("budget ran out yday on anything?" -> 1, "the past three days" -> 3);
+    None for none, or several (a comparison of two periods)."""
+    from agent.amounts import normalize_amounts
+
+    flat = normalize_amounts(text)
+    said = {days(m) for pattern, days in _PERIODS for m in re.finditer(pattern, flat, re.I)}
+    return said.pop() if len(said) == 1 and 1 <= min(said) <= 365 else None
+
+
 _RANKING = r"most|least|highest|lowest|top|biggest|smallest|best|worst|fewest|by|sort\w*|rank\w*"
 
 
@@ -176,6 +199,9 @@ def _grounded(
         chosen = plan_choice(probs, turn_done(thread), name) if probs and name == "propose_change" else None
         if chosen and chosen.get("action") == made.get("action"):  # which campaign: the plan's, from results
             made["id"] = chosen["id"]
+        days = period_said(last_user_text(thread) or "") if name in _PERIOD_TOOLS else None
+        if days is not None and "start" not in made and "end" not in made:  # the period the user named
+            made["last_days"] = days
         sort = metric_said(last_user_text(thread) or "") if "sort" in made else None
         if sort is not None:  # the report sorted by what the user asked about (the model sorted by ACoS)
             made["sort"] = sort
