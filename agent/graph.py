@@ -58,11 +58,15 @@ from agent.proactive import GuidanceReport, guide
 from agent.prompts import CONFIRMATION, EMPTY_ANSWER, STOPPED, system_prompt
 from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
 from agent.tool_call import run_tool
+from tools.mcp_server.schemas import TOOLS, Approval, entity_arguments
 
 log = logging.getLogger("adguide.agent")
 
 PROPOSE_TOOL = "propose_change"
 APPLY_TOOL = "apply_change"
+# tools the model is never offered: those that change the account run only on a confirmed proposal (the registry's
+# approval hint)
+APPLY_TOOLS = frozenset(spec.name for spec in TOOLS if spec.approval == Approval.APPLY)
 INVALID_CALL = "__invalid_tool_call__"
 
 
@@ -112,7 +116,7 @@ def _ctx(runtime: Runtime[AgentContext]) -> AgentContext:
         from tools.mcp_server import openai_tools
 
         config = AgentConfig.from_env(os.environ.get("ADGUIDE_ADVERTISER", "adv_0001"))
-        specs = [t for t in openai_tools() if t["function"]["name"] != APPLY_TOOL]
+        specs = [t for t in openai_tools() if t["function"]["name"] not in APPLY_TOOLS]
         _default_context = AgentContext(
             config=config,
             model=make_model(config, specs),
@@ -407,7 +411,7 @@ def longer_names(value: str, user_text: str) -> list[str]:
 _QUOTED = re.compile(
     r"""(?<!\w)['"‘“]([^'"‘’“”]{2,80}?)['"’”](?!\w)\s*(?:\(?\s*(exact|phrase|broad)\b)?""", re.I
 )
-_NAME_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "experiment_id", "id")
+_NAME_ARGS = tuple(sorted(entity_arguments(lists=False)))  # arguments that name one of the caller's things
 
 
 def _quoted_holding(words: str, user_text: str) -> set[tuple[str, str]]:
@@ -1116,13 +1120,13 @@ class Agent:
             ctx.model_tools = [
                 _openai_tool(n, tools_by_name[n].description or n, s)
                 for n, s in schemas.items()
-                if n != APPLY_TOOL
+                if n not in APPLY_TOOLS
             ]
             if self.config.constrain_arguments:
                 ids = await self._account_ids(ctx)
                 ctx.known_ids = frozenset(i for v in ids.values() for i in v) or None
                 schemas = constrain_schemas(schemas, ids)
-            ctx.tool_schemas = {n: s for n, s in schemas.items() if n != APPLY_TOOL}
+            ctx.tool_schemas = {n: s for n, s in schemas.items() if n not in APPLY_TOOLS}
             ctx.model = self._model or make_model(self.config, ctx.model_tools)
             # the in-process backend decodes under the id enums too
             if hasattr(ctx.model, "argument_schemas"):

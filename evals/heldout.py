@@ -34,6 +34,7 @@ from evals.scenario import (
 )
 from evals.world import EvalWorld
 from tools.mcp_server.resolve import canonical_args
+from tools.mcp_server.schemas import entity_arguments
 
 DIAGNOSE = {
     IntentKind.GREETING,
@@ -68,7 +69,7 @@ _FIELD_ACTION = {
     "keyword": "add_keyword",
     "negative": "add_negative",
 }
-_ID_ARGS = ("id", "keyword_id", "campaign_id", "ad_group_id", "experiment_id")
+_ID_ARGS = tuple(sorted(entity_arguments(lists=False)))  # the registry's arguments that name one thing
 
 
 def _escape(text: str) -> str:

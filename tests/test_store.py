@@ -221,6 +221,11 @@ def test_add_keywords_creates_simulatable_keywords(wstore):
     assert all(markets[k.id].keyword_id == k.id for k in added)
     assert {q[0] for q in adv.query_texts().values()} >= {k.id for k in added}
     assert [r.entity for r in adv.audit_log()] == [k.id for k in added]
+    # each is audited with the ad group it went into, as negatives are (the evals read the ad group there)
+    assert [r.after for r in adv.audit_log()] == [
+        f"best yoga mat [exact] bid 0.80 in {group.id}",
+        f"new thing [phrase] bid 1.10 in {group.id}",
+    ]
     # another advertiser's next keyword gets a fresh id
     other = wstore.scoped("adv_0002")
     (theirs,) = other.add_keywords(other.ad_groups()[0].id, [("x y z", "broad", 1.0)], actor="t")

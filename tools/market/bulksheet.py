@@ -70,7 +70,7 @@ REQUIRED_COLUMNS = ("Product", "Entity", "Operation")
 
 NEGATIVE_MATCH = {MatchType.EXACT: "negativeExact", MatchType.PHRASE: "negativePhrase"}
 _AUTO_TARGETS = {"close-match", "loose-match", "substitutes", "complements"}
-_ADDED_BID = re.compile(r"\bbid (\d+(?:\.\d+)?)\s*$")
+_ADDED_BID = re.compile(r"\bbid (\d+(?:\.\d+)?)(?:\s+in\s+ag_\d+)?\s*$")  # "... bid 1.20 in ag_000003"
 
 Row = dict[str, str]
 

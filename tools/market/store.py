@@ -801,7 +801,9 @@ class AdvertiserStore:
                     "INSERT INTO search_terms (idx, adv, keyword_idx, term) VALUES (?, ?, ?, ?)",
                     (max_term, self._adv, idx, text),
                 )
-                records.append(("add_keyword", kw_id, None, f"{text} [{mt.value}] bid {bid:.2f}"))
+                records.append(
+                    ("add_keyword", kw_id, None, f"{text} [{mt.value}] bid {bid:.2f} in {ad_group_id}")
+                )
             return records
 
         self._transaction(actor, body)
