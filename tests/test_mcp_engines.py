@@ -93,6 +93,12 @@ async def test_propose_shows_simulated_impact(tiny_world_path, entities):
     assert prop["impact"]["changed"]["spend"] == 0.0 and prop["impact"]["status_quo"]["spend"] > 0
     assert bid["impact"]["campaign_id"] == camp.id and bid["impact"]["days"] == 7
     assert neg["impact"] is None
+    # a proposal whose simulated gain may as well be a loss says so; one that is clearly either does not
+    for p in (prop, bid):
+        profit = p["impact"]["difference"]["incremental_profit"]
+        risky = profit["low"] < 0 < profit["high"]
+        assert ("includes a loss" in p["note"]) == risky, p
+        assert p["note"].startswith("Nothing changed yet.")
 
 
 async def test_keyword_tools_return_reasons(tiny_world_path):

@@ -601,4 +601,17 @@ def change_impact(ctx: ToolContext, args: ProposeIn) -> Impact | None:
 def propose_change(ctx: ToolContext, args: ProposeIn) -> ProposeOut:
     """The propose_change tool: the diff, its simulated impact and a confirmation token."""
     args = actions.with_absolute_value(ctx, args)  # "a fifth less" -> the value, so the impact simulates it
-    return actions.propose(ctx, args, str(ctx.store_key), change_impact(ctx, args))
+    impact = change_impact(ctx, args)
+    out = actions.propose(ctx, args, str(ctx.store_key), impact)
+    profit = impact.difference.get("incremental_profit") if impact is not None else None
+    if profit is not None and profit.low < 0 < profit.high:
+        out = out.model_copy(update={"note": f"{out.note or ''} {RISKY_NOTE}".strip()})
+    return out
+
+
+# Said with a proposal whose simulated gain may as well be a loss (its range, the market model's uncertainty
+# included, straddles zero): the history cannot tell this change from one that loses money.
+RISKY_NOTE = (
+    "The simulated incremental profit's 90% range includes a loss: the history cannot tell this change from one "
+    "that loses money, and keeping things as they are may be the better choice."
+)
