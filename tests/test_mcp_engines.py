@@ -74,6 +74,10 @@ async def test_landscape_and_recommended_bid(tiny_world_path, entities):
             best["at_bid"]["incremental_profit"]["mean"]
             >= best["at_current"]["incremental_profit"]["mean"] * 0.9
         )
+    for rec in (best, acos):  # the gain's range holds the model's uncertainty, and a possible loss is said
+        g = rec["gain"]
+        assert g is not None and g["low"] <= g["mean"] <= g["high"]
+        assert ("includes a loss" in rec["note"]) == (rec["feasible"] and g["low"] < 0 < g["high"]), rec
     assert acos["target"] == 0.2
     if acos["feasible"] and acos["at_bid"]["acos"] is not None:
         assert acos["at_bid"]["acos"] <= 0.2 * 1.15

@@ -370,6 +370,16 @@ def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOu
         seed=SEED,
         **_others(sim, i),
     )
+    gain = Range(**res.gain.model_dump()) if res.gain is not None else None
+    note = res.note
+    if gain is not None and i is not None:
+        # the gain's range carries the market model's uncertainty too, as what_if's do
+        new_bids = sim.bids.copy()
+        new_bids[i] = res.bid
+        spread = _model_spread(ctx, sim, new_bids, sim.campaign.daily_budget, args.days)
+        gain = _widened(gain, spread.get("incremental_profit"))
+        if res.feasible and gain.low < 0 < gain.high:
+            note = f"{note}. {RISKY_BID_NOTE}"
     return RecommendBidOut(
         keyword_id=kw.id,
         keyword=kw.text,
@@ -380,10 +390,16 @@ def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOu
         feasible=res.feasible,
         at_bid=_row(res.at_bid),
         at_current=_row(res.current) if res.current is not None else None,
-        gain=Range(**res.gain.model_dump()) if res.gain is not None else None,
-        note=res.note,
+        gain=gain,
+        note=note,
         market=market_model(ctx).note,
     )
+
+
+RISKY_BID_NOTE = (
+    "The gain's 90% range (the market model's uncertainty included) includes a loss: the history cannot tell "
+    "this bid from one that loses money, and keeping today's bid may be the better choice."
+)
 
 
 # --- optimizer ---------------------------------------------------------------------------------------------
