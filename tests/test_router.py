@@ -459,6 +459,15 @@ def test_a_no_the_router_reads_in_doubt_turns_the_proposal_down():
     assert reply_decision("confirm", other) is None  # a no this likely: never applied
     assert reply_decision("confirm", {K.CONFIRM: 0.5, K.REJECT: 0.1, K.SET_BID: 0.4}) == "confirm"
     assert reply_decision("reject", {K.CONFIRM: 0.7, K.REJECT: 0.2, K.SET_BID: 0.1}) == "confirm"  # sure
+    # a word of no: never a yes. "I decline this change for now" (yes 0.55, no 0.12) is a no; "no wait, make it
+    # 2.50 instead" (a bid 0.86) is a new request
+    decline = {K.CONFIRM: 0.55, K.REJECT: 0.12, K.SET_BID: 0.33}
+    for said in ("confirm", None):
+        assert reply_decision(said, decline, vetoed=True) == "reject"  # type: ignore[arg-type]
+    instead = {K.CONFIRM: 0.05, K.REJECT: 0.09, K.SET_BID: 0.86}
+    assert reply_decision("confirm", instead, vetoed=True) is None
+    assert reply_decision("reject", instead, vetoed=True) == "reject"
+    assert reply_decision("confirm", {K.CONFIRM: 0.9, K.REJECT: 0.1}, vetoed=True) == "reject"
 
 
 @pytest.mark.slow

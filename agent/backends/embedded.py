@@ -256,16 +256,23 @@ def _grounded(
 
 DECISION_SURE = 0.6  # the router's probability of confirm (or reject) that decides a reply by itself
 DECISION_DOUBT = 0.25  # a model's "confirm" is dropped when the router gives "reject" this much ...
+DECISION_MASS = 0.5  # the router's confirm + reject above which a reply with a word of no is read as a no
 DECISION_AGREE = 0.25  # ... or "confirm" less than this (a question about something else is no yes)
 
 
 def reply_decision(
-    said: Literal["confirm", "reject"] | None, probs: dict[Any, float]
+    said: Literal["confirm", "reject"] | None, probs: dict[Any, float], vetoed: bool = False
 ) -> Literal["confirm", "reject"] | None:
-    """A reply to a waiting proposal, from what the model said of it (`said`) and the router's reading (`probs`)."""
+    """A reply to a waiting proposal, from what the model said of it (`said`), the router's reading (`probs`) and
+    whether it holds a word of no (`vetoed`, agent/replies.py)."""
     from agent.intents import IntentKind
 
     yes, no = probs.get(IntentKind.CONFIRM, 0.0), probs.get(IntentKind.REJECT, 0.0)
+    if (
+        vetoed
+    ):  # never a yes; a no where the router reads a reply to the proposal at all ("I decline this change
+        # for now": yes 0.55, no 0.12), else a new request ("no wait, make it 2.50 instead": set a bid 0.86)
+        return "reject" if said == "reject" or yes + no >= DECISION_MASS else None
     if max(yes, no) >= DECISION_SURE:  # the router read a plain yes or no
         return "confirm" if yes > no else "reject"
     # a no the router reads in doubt, and nothing but a yes more likely ("that looks worse than I hoped, so no,
@@ -602,7 +609,9 @@ class EmbeddedChatModel(BaseChatModel):
             "confirm" if head.startswith(CONFIRM) else "reject" if head.startswith(REJECT) else None
         )
         probs = self._route([{"role": "user", "content": reply}])
-        return said if probs is None else reply_decision(said, probs)
+        from agent.replies import vetoed
+
+        return said if probs is None else reply_decision(said, probs, vetoed(reply))
 
     def _generate(
         self,
