@@ -16,6 +16,7 @@ incremental profit, the advertiser's objective, whatever merely correlated in th
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -271,6 +272,12 @@ def recover(done: Sequence[Done]) -> dict[str, Any]:
         cands = [_candidate(c) for c in error.get("candidates") or []]
         listed = ", ".join(cands[:-1]) + f" or {cands[-1]}" if len(cands) > 1 else "".join(cands)
         return say(f"'{query}' is {listed} in your account. What would you like to change about it?")
+    if kind == "NoMatchError" and (
+        none := re.search(r"the account has no (\w[\w ]*?)s?$", str(error.get("message")))
+    ):
+        return say(
+            f"Your account has no {none.group(1).replace('_', ' ')}s yet, so there is nothing to match '{query}' to."
+        )
     if kind == "NoMatchError":
         return say(
             f"I couldn't find anything in your account matching '{query}'. Could you give me its exact "

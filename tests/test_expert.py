@@ -98,3 +98,36 @@ async def test_apply_best_bid_proposes_the_recommended_bid_and_waits(tiny_world_
         break
     else:
         pytest.fail("no keyword of the tiny world has a best bid away from its current one")
+
+
+def test_a_name_in_an_account_with_nothing_of_its_kind_is_answered_so():
+    """ "was the spring coupon worth it?" in an account without experiments: said plainly, not "give me its exact
+    name"; an unknown name in an account that has things of its kind still gets the question back."""
+    from agent.expert import Done, recover
+
+    none = Done(
+        "experiment_uplift",
+        {"experiment_id": "the spring coupon"},
+        {
+            "error": {
+                "type": "NoMatchError",
+                "message": "no experiment of adv_0002 matches 'the spring coupon'; the account has no experiments",
+                "field": "experiment_id",
+            }
+        },
+    )
+    assert recover([none])["content"] == (
+        "Your account has no experiments yet, so there is nothing to match 'the spring coupon' to."
+    )
+    unknown = Done(
+        "recommend_bid",
+        {"keyword_id": "quantum"},
+        {
+            "error": {
+                "type": "NoMatchError",
+                "message": "no keyword of adv_0002 matches 'quantum'; the closest names are 'yoga mat' (kw_0000001)",
+                "field": "keyword_id",
+            }
+        },
+    )
+    assert "Could you give me its exact name" in recover([unknown])["content"]
