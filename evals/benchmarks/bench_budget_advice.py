@@ -302,7 +302,12 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     old = estimate_module_at(args.before)
-    results: dict[str, Any] = {"advertisers": args.advertisers, "seed": args.seed, "before": args.before}
+    results: dict[str, Any] = {
+        "advertisers": args.advertisers,
+        "seed": args.seed,
+        "before": args.before,
+        "view": args.view,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_worlds(Path(tmp), args.advertisers, args.seed)
         print(f"worlds built in {time.time() - t0:.0f} s", flush=True)
