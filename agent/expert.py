@@ -48,6 +48,10 @@ class Done:
 # --- formatting (every figure copied from a result) ------------------------------------------------------
 
 
+def _days(n: Any) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
 def money(x: Any) -> str:
     if x is None:
         return "n/a"
@@ -317,7 +321,7 @@ def _overview(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     if capped:
         c = max(capped, key=lambda c: c["budget_capped_days"])
         text += (
-            f" {c['name']} ({c['id']}) ran out of budget on {c['budget_capped_days']} days at "
+            f" {c['name']} ({c['id']}) ran out of budget on {_days(c['budget_capped_days'])} at "
             f"{money(c['daily_budget'])}/day."
         )
     return say(text)
@@ -394,7 +398,7 @@ def _budget_capped(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     return say(
         "; ".join(
             f"{c['name']} ({c['id']}) hit its {money(c['daily_budget'])} budget on "
-            f"{c['budget_capped_days']} days (ACoS {pct(c['acos'])})"
+            f"{_days(c['budget_capped_days'])} (ACoS {pct(c['acos'])})"
             for c in capped[:MAX_ROWS]
         )
         + "."
@@ -747,7 +751,11 @@ def _fix_budget(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     elif new_budget > now:
         lead = (
             f"{name}"
-            + (f" ran out of budget on {capped[cid]['budget_capped_days']} days and" if cid in capped else "")
+            + (
+                f" ran out of budget on {_days(capped[cid]['budget_capped_days'])} and"
+                if cid in capped
+                else ""
+            )
             + f" earns the most with more budget: at {money(new_budget)} a day (now {money(now)}) the simulator "
             f"adds {money(gain)} of incremental profit over the simulated days."
         )

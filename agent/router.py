@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -317,6 +318,44 @@ def planned_start(
     else:
         return None
     return {**message, "intent": kind.value} if message and message.get("tool_calls") else None
+
+
+# account-level questions: a call the model aims at one thing the message does not name (carried over from an earlier
+# turn: "how did we do yday" after a keyword table was answered with that keyword's numbers) gives way to the plan
+ACCOUNT_PLANS = frozenset({IntentKind.OVERVIEW, IntentKind.BUDGET_CAPPED})
+_ONE_THING_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "id")
+
+
+def carried_over(call_args: dict[str, Any], text: str) -> bool:
+    """Whether a call names one thing the user's message does not: by an id it does not hold, or by words none of
+    which it holds (the model took the thing from the thread, or made the name up)."""
+    lowered = text.lower()
+    values = [v.strip() for k in _ONE_THING_ARGS if isinstance(v := call_args.get(k), str) and v.strip()]
+
+    def named(value: str) -> bool:
+        if re.match(r"^[a-z]+_\d+$", value):
+            return value in text
+        return any(w in lowered for w in re.findall(r"[a-z0-9]{3,}", value.lower()))
+
+    return bool(values) and not any(named(v) for v in values)
+
+
+def account_plan_instead(
+    probs: dict[IntentKind, float],
+    calls: Sequence[dict[str, Any]],
+    text: str,
+    last_days: int | None,
+    scope: str | None,
+) -> dict[str, Any] | None:
+    """The expert's first call for an account-level question the router is sure of (ACCOUNT_PLANS, CONTINUE_SURE)
+    where the model's first call names a thing carried over from the thread; None otherwise."""
+    kind = _likeliest(probs)
+    if kind not in ACCOUNT_PLANS or probs[kind] < CONTINUE_SURE or not calls:
+        return None
+    if not any(carried_over(dict(c.get("args") or {}), text) for c in calls):
+        return None
+    message = step(Intent(kind=kind, last_days=last_days), [], scope)
+    return {**message, "intent": kind.value} if message.get("tool_calls") else None
 
 
 def next_step(

@@ -656,3 +656,30 @@ def test_a_report_covers_the_one_period_the_user_named():
     what_if = {"name": "what_if", "args": {"change": "bid", "id": "kw_0000001", "value": 1.5}, "id": "m2"}
     out = _grounded(AIMessage(content="", tool_calls=[what_if]), thread, "adv_0001")
     assert "last_days" not in out.tool_calls[0]["args"]  # a tool without a period
+
+
+def test_an_account_question_is_not_answered_with_a_thing_from_an_earlier_turn():
+    """ "how did we do yday" after a keyword table: the model looked at that keyword; the router is sure of an
+    account overview, so the plan's overview (for the period said) runs instead. A thing the message names, a
+    question the router is unsure of, or a call naming nothing, stays the model's."""
+    from agent.router import account_plan_instead, carried_over
+
+    carried = [
+        {"name": "performance", "args": {"level": "keyword", "keyword_id": "kw_0000041", "last_days": 1}}
+    ]
+    sure = {K.OVERVIEW: 0.66, K.ENTITY_PERFORMANCE: 0.14, K.WORST_ACOS: 0.2}
+    plan = account_plan_instead(sure, carried, "how did we do yday", 1, "adv_0002")
+    assert plan is not None and plan["intent"] == "overview"
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in plan["tool_calls"]] == [
+        ("account_overview", {"last_days": 1})
+    ]
+    assert carried_over({"keyword_id": "kw_0000041"}, "and kw_0000041 yday?") is False  # named: the user's
+    assert (
+        carried_over({"keyword_id": "exact"}, "how did we do yday") is True
+    )  # words the message does not hold
+    assert carried_over({"campaign_id": "bath towels"}, "how did bath towels do yday") is False
+    assert account_plan_instead(sure, carried, "how did kw_0000041 do yday", 1, "adv_0002") is None
+    unsure = {K.OVERVIEW: 0.4, K.ENTITY_PERFORMANCE: 0.35, K.WORST_ACOS: 0.25}
+    assert account_plan_instead(unsure, carried, "how did we do yday", 1, "adv_0002") is None
+    table = [{"name": "performance", "args": {"level": "campaign", "sort": "spend"}}]
+    assert account_plan_instead(sure, table, "how did we do yday", 1, "adv_0002") is None

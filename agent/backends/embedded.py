@@ -543,6 +543,20 @@ class EmbeddedChatModel(BaseChatModel):
                     planned = report_of_calls(done, scope)
                 if planned is not None:
                     message = _plan_message(planned)
+        if (
+            probs is not None
+            and self.write_answers
+            and message.tool_calls
+            and thread
+            and thread[-1].get("role") == "user"
+        ):
+            from agent.router import account_plan_instead, last_user_text
+
+            text = last_user_text(thread) or ""
+            calls = [dict(c) for c in message.tool_calls]
+            account = account_plan_instead(probs, calls, text, period_said(text), scope)
+            if account is not None:  # an account-level question, not the thing of an earlier turn
+                message = _plan_message(account)
         if message.tool_calls and not str(message.tool_calls[0].get("id", "")).startswith(PLAN_CALL):
             message = _grounded(message, thread, scope, probs)
         message.usage_metadata = {
