@@ -734,6 +734,17 @@ def _fix_budget(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         and (c.get("best_gain") or 0) > MIN_GAIN
         and abs(round(c["best_budget"]) - c["current_budget"]) >= 1
     ]
+    held = [
+        c for c in alloc.get("campaigns") or [] if c.get("held_for_uncertainty") and c.get("point_best_gain")
+    ]
+    if not moves and held:  # a move the point estimate likes, whose range includes a loss: said as such
+        top = max(held, key=lambda c: c["point_best_gain"])
+        return say(
+            f"I would keep your budgets for now: the best-looking move, {_named(names.get(top['campaign_id']), top['campaign_id'])} "
+            f"at {money(top['point_best_budget'])} a day (now {money(top['current_budget'])}), adds "
+            f"{money(top['point_best_gain'])} of incremental profit on the estimate, but your history cannot tell it "
+            "from a loss, so changing it is a gamble."
+        )
     if not moves:
         return say(
             "I would keep your budgets: the simulator finds no campaign whose budget, raised or cut, would "

@@ -131,3 +131,32 @@ def test_a_name_in_an_account_with_nothing_of_its_kind_is_answered_so():
         },
     )
     assert "Could you give me its exact name" in recover([unknown])["content"]
+
+
+def test_budget_advice_held_for_uncertainty_says_so():
+    """allocate_budget keeps a budget whose best move's range includes a loss (held_for_uncertainty): the answer
+    says the estimate likes the move but the history cannot tell it from a loss, with the figures of the result."""
+    from agent.expert import Done, step
+    from agent.intents import Intent, IntentKind
+
+    overview = {"campaigns": [{"id": "cmp_00005", "name": "SP - Auto - Dumbbells", "budget_capped_days": 0}]}
+    alloc = {
+        "campaigns": [
+            {
+                "campaign_id": "cmp_00005",
+                "current_budget": 554.0,
+                "best_budget": 554.0,
+                "best_gain": 0.0,
+                "point_best_budget": 0.0,
+                "point_best_gain": 397.2,
+                "held_for_uncertainty": True,
+            }
+        ]
+    }
+    done = [Done("account_overview", {}, overview), Done("allocate_budget", {}, alloc)]
+    text = step(Intent(kind=IntentKind.FIX_BUDGET), done)["content"]
+    assert "keep your budgets" in text and "$397.20" in text and "cannot tell it from a loss" in text
+    assert "SP - Auto - Dumbbells" in text and "$554.00" in text
+    alloc["campaigns"][0]["held_for_uncertainty"] = False
+    alloc["campaigns"][0]["point_best_gain"] = None
+    assert "the simulator finds no campaign" in step(Intent(kind=IntentKind.FIX_BUDGET), done)["content"]
