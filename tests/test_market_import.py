@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from tools.errors import AdguideError
 from tools.market.cli import market_app
-from tools.market.importer import ReportType, canonical_column, import_reports
+from tools.market.importer import ReportImportError, ReportType, canonical_column, import_reports
 from tools.market.store import MarketStore
 
 START = dt.date(2026, 3, 1)
@@ -306,6 +306,44 @@ def test_console_csv_with_display_headers(tmp_path: Path, st_rows):
     assert summary.counts["keywords"] == len(ACCOUNT)
     assert canonical_column("7 Day Total Sales ($)") == "sales7d"
     assert canonical_column(" Customer Search Term ") == "searchTerm"
+
+
+def write_console_xlsx(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """The console's XLSX download: display headers, dates as dates, money as numbers, trailing empty rows."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(list(CONSOLE_HEADERS.values()))
+    for r in rows:
+        values = {**r, "date": dt.date.fromisoformat(r["date"]), "matchType": r["matchType"].title()}
+        sheet.append([values[k] for k in CONSOLE_HEADERS])
+    sheet.append([None] * len(CONSOLE_HEADERS))
+    book.save(path)
+    return path
+
+
+def test_console_xlsx_is_read_as_its_csv_twin(tmp_path: Path, st_rows):
+    rows = [r for r in st_rows if not r["matchType"].startswith("TARGETING")]
+    report = write_console_xlsx(tmp_path / "Sponsored Products Search term report.xlsx", rows)
+    summary = import_reports([report], "Acme Outdoor", tmp_path / "accounts.sqlite")
+    assert summary.files[0].format == "XLSX" and summary.files[0].report_type == ReportType.SEARCH_TERM
+    assert summary.files[0].rows == len(rows)
+    assert read_back(tmp_path / "accounts.sqlite", summary.advertiser_id)["search_term_days"] == totals(rows)
+    twin = write_console_csv(tmp_path / "twin.csv", rows)
+    again = import_reports([twin], "Acme Outdoor", tmp_path / "csv.sqlite")
+    assert read_back(tmp_path / "csv.sqlite", again.advertiser_id) == read_back(
+        tmp_path / "accounts.sqlite", summary.advertiser_id
+    )
+
+
+def test_a_damaged_workbook_is_a_clear_error_and_writes_nothing(tmp_path: Path):
+    bad = tmp_path / "report.xlsx"
+    bad.write_bytes(b"PK\x03\x04 not really a workbook")
+    with pytest.raises(ReportImportError, match="not a readable XLSX workbook"):
+        import_reports([bad], "Acme Outdoor", tmp_path / "accounts.sqlite")
+    assert not (tmp_path / "accounts.sqlite").exists()
 
 
 def test_targeting_json_and_search_terms_together(tmp_path: Path, st_rows):

@@ -231,7 +231,7 @@ class ReportRow(_Model):
 
 class FileReport(_Model):
     path: str
-    format: str  # "GZIP_JSON" | "JSON" | "CSV"
+    format: str  # "GZIP_JSON" | "JSON" | "CSV" | "XLSX"
     report_type: ReportType
     rows: int
     start: dt.date | None
@@ -280,11 +280,8 @@ def _read_raw(path: Path) -> tuple[str, list[dict[str, Any]], dict[str, str]]:
         except (OSError, EOFError) as err:
             raise ReportImportError(f"{path}: not a readable gzip file ({err})", field="file") from None
         fmt = "GZIP_JSON"
-    if data[:2] == b"PK":
-        raise ReportImportError(
-            f"{path}: XLSX workbooks are not read (openpyxl is not installed); save the sheet as CSV",
-            field="file",
-        )
+    if data[:2] == b"PK":  # a zip: the console's XLSX download
+        return "XLSX", *_xlsx_rows(path, data)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -321,14 +318,66 @@ def _json_rows(path: Path, text: str) -> tuple[list[dict[str, Any]], dict[str, s
     return rows, headers
 
 
+def _cell(value: Any) -> str:
+    """A worksheet cell as the CSV download writes it: dates as ISO days, whole numbers without ".0"."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _xlsx_rows(path: Path, data: bytes) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The first worksheet of a console XLSX download, read as its CSV twin (header row, then one row a line)."""
+    try:
+        from openpyxl import load_workbook
+    except ImportError:
+        raise ReportImportError(
+            f"{path}: XLSX workbooks need openpyxl (pip install openpyxl); or save the sheet as CSV", field="file"
+        ) from None
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as err:  # openpyxl raises zipfile, KeyError and its own errors for a damaged workbook
+        raise ReportImportError(f"{path}: not a readable XLSX workbook ({type(err).__name__})", field="file") from None
+    try:
+        sheet = book.worksheets[0] if book.worksheets else None
+        if sheet is None:
+            raise ReportImportError(f"{path}: the workbook has no worksheet", field="file")
+        lines = [[_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+    finally:
+        book.close()
+    while lines and not any(lines[-1]):  # trailing empty rows a spreadsheet keeps
+        lines.pop()
+    if lines:
+        width = len(lines[0])
+        while width and not lines[0][width - 1]:  # empty columns right of the header
+            width -= 1
+        lines = [line[:width] + [""] * (width - len(line)) for line in lines]
+    return _table_rows(path, iter(enumerate(lines, start=1)))
+
+
 def _csv_rows(path: Path, text: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = next(reader)
+        return _table_rows(path, ((reader.line_num, values) for values in reader))
+    except csv.Error as err:
+        raise ReportImportError(
+            f"{path} row {reader.line_num}: malformed CSV ({err})", field="file"
+        ) from None
+
+
+def _table_rows(
+    path: Path, lines: Iterator[tuple[int, list[str]]]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Rows of a header-then-values table (CSV or a worksheet) as {API name: raw value}, with the headers."""
+    try:
+        _, header = next(lines)
     except StopIteration:
         raise ReportImportError(f"{path}: empty file", field="file") from None
-    except csv.Error as err:
-        raise ReportImportError(f"{path} row 1: not a CSV header ({err})", field="file") from None
     names = [canonical_column(h) for h in header]
     headers: dict[str, str] = {}
     for name, h in zip(names, header, strict=True):
@@ -337,19 +386,13 @@ def _csv_rows(path: Path, text: str) -> tuple[list[dict[str, Any]], dict[str, st
                 raise _fail(f"{path} row 1", h, f"a second column for {name} (also {headers[name]!r})")
             headers[name] = h.strip().lstrip("\ufeff")
     rows: list[dict[str, Any]] = []
-    try:
-        for values in reader:
-            if not any(v.strip() for v in values):
-                rows.append({})  # a blank line keeps its row number; skipped below
-                continue
-            line = reader.line_num
-            if len(values) != len(header):
-                raise _fail(f"{path} row {line}", None, f"{len(values)} fields, the header has {len(header)}")
-            rows.append({n: v for n, v in zip(names, values, strict=True) if n is not None})
-    except csv.Error as err:
-        raise ReportImportError(
-            f"{path} row {reader.line_num}: malformed CSV ({err})", field="file"
-        ) from None
+    for line, values in lines:
+        if not any(v.strip() for v in values):
+            rows.append({})  # a blank line keeps its row number; skipped below
+            continue
+        if len(values) != len(header):
+            raise _fail(f"{path} row {line}", None, f"{len(values)} fields, the header has {len(header)}")
+        rows.append({n: v for n, v in zip(names, values, strict=True) if n is not None})
     return rows, headers
 
 
@@ -385,7 +428,7 @@ def read_report(path: Path | str) -> _FileRows:
             "(with searchTerm), spTargeting (adGroupName and keyword/targeting) or spCampaigns report",
             field="file",
         )
-    csv_file = fmt == "CSV"
+    csv_file = fmt in ("CSV", "XLSX")  # a header row, then rows: a blank one is skipped
     first_row = 2 if csv_file else 1
     if csv_file or not raw:  # a CSV header names every column once; check it before the rows
         for col in REQUIRED[kind]:
