@@ -147,7 +147,9 @@ def chat(
     base_url: str | None = BASE_URL,
     world: Path | None = WORLD,
 ) -> None:
-    """Interactive chat with the agent (confirmations are asked as prompts). Ctrl-D or 'exit' to leave."""
+    """Interactive chat with the agent (confirmations are asked as prompts). 'export FILE' writes the changes you
+    confirmed in this chat as a Sponsored Products bulksheet (.csv or .xlsx) to upload in the console. Ctrl-D or
+    'exit' to leave."""
     from rich.console import Console
     from rich.prompt import Prompt
 
@@ -164,6 +166,7 @@ def chat(
                 f"[bold]adguide[/bold] · {config.advertiser_id} · backend {config.resolved_backend().value} "
                 f"· thread {thread_id}"
             )
+            first_record = _last_audit_record(config)  # what this chat confirms comes after it
             if pending := await agent.pending(thread_id):  # a resumed thread waiting for a confirmation
                 _render_confirmation(console, pending)
                 yes = Prompt.ask("Apply this change?", choices=["y", "n"], default="n") == "y"
@@ -175,6 +178,9 @@ def chat(
                     break
                 if message.strip().lower() in ("exit", "quit"):
                     break
+                if message.strip().lower().startswith("export "):
+                    _export_confirmed(console, config, first_record, Path(message.strip()[7:].strip()))
+                    continue
                 await _turn(agent, console, thread_id, message)
 
     _run(main())
@@ -241,6 +247,12 @@ def guide(
     world: Path | None = WORLD,
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     max_items: int = typer.Option(5, min=1, max=20, help="how many guidance items"),
+    export_bulksheet: Path | None = typer.Option(
+        None,
+        "--export-bulksheet",
+        help="also write the proposed changes as a Sponsored Products bulksheet (.csv or .xlsx) to upload in "
+        "the console (nothing in the account changes)",
+    ),
 ) -> None:
     """Proactive guidance: a ranked list of changes with expected impact, interval and confidence."""
     from rich.console import Console
@@ -252,6 +264,9 @@ def guide(
     console = Console()
     config = _config(advertiser, backend or "rules", None, None, world, checkpointer="memory")
 
+    if export_bulksheet is not None and export_bulksheet.suffix.lower() not in (".csv", ".xlsx"):
+        raise typer.BadParameter("name a .csv (or .xlsx) file", param_hint="--export-bulksheet")
+
     async def main() -> Any:
         async with Agent(config) as agent:
             with console.status("Analysing the account (optimizers and simulations)..."):
@@ -260,11 +275,69 @@ def guide(
     report = _run(main())
     if as_json:
         print(report.model_dump_json(indent=2))
+    else:
+        console.print(f"[bold]Guidance for {report.advertiser_id}[/bold]")
+        console.print(report.text())
+        if not report.grounded:
+            console.print("[yellow]Some figures could not be verified against the tool results.[/yellow]")
+    if export_bulksheet is not None:
+        _write_guidance_bulksheet(report, _store(config), export_bulksheet)
+
+
+def _store(config: Any) -> str:
+    from tools.market.store import default_store
+
+    return str(config.store_path or default_store())
+
+
+def _last_audit_record(config: Any) -> int:
+    """The id of the advertiser's latest audit record (0 for none): changes confirmed later are this session's."""
+    from tools.market.store import MarketStore
+
+    with MarketStore.open(_store(config)) as store:
+        return max((r.id for r in store.scoped(config.advertiser_id).audit_log()), default=0)
+
+
+def _export_confirmed(console: Any, config: Any, after_record: int, out: Path) -> None:
+    """The changes confirmed in this chat as a bulksheet at `out`; an error is said, and the chat goes on."""
+    from tools.errors import AdguideError
+    from tools.market.bulksheet import export_bulksheet, write_bulksheet
+
+    try:
+        export = export_bulksheet(_store(config), config.advertiser_id, after_record=after_record)
+        write_bulksheet(export.rows, out)
+    except (AdguideError, OSError) as exc:
+        console.print(f"[red]bulksheet not written: {exc}[/red]")
         return
-    console.print(f"[bold]Guidance for {report.advertiser_id}[/bold]")
-    console.print(report.text())
-    if not report.grounded:
-        console.print("[yellow]Some figures could not be verified against the tool results.[/yellow]")
+    console.print(
+        f"Bulksheet with {len(export.rows)} row(s) of the changes confirmed in this chat written to {out}"
+    )
+    for note in export.notes:
+        console.print(f"  note: {note}")
+
+
+def _write_guidance_bulksheet(report: Any, store: str, out: Path) -> None:
+    """The report's proposals as a bulksheet at `out`; what happened goes to stderr (stdout may hold --json)."""
+    import tempfile
+
+    from rich.console import Console
+
+    from agent.proactive import guidance_bulksheet
+    from tools.errors import AdguideError
+    from tools.market.bulksheet import write_bulksheet
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="adguide-guidance-") as tmp:
+            export = _run(guidance_bulksheet(report, store, Path(tmp)))
+        write_bulksheet(export.rows, out)
+    except (AdguideError, OSError) as exc:
+        Console(stderr=True).print(f"[red]bulksheet not written: {exc}[/red]")
+        raise typer.Exit(1) from None
+    Console(stderr=True).print(
+        f"Bulksheet with {len(export.rows)} row(s) for {len(report.items)} guidance item(s) written to {out}"
+    )
+    for note in export.notes:
+        Console(stderr=True).print(f"  note: {note}")
 
 
 @agent_app.command()

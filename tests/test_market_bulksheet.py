@@ -348,7 +348,7 @@ def test_cli_export_json_and_errors(account, tmp_path: Path):
     for args, message in (
         (["--advertiser", "adv_9999"], "advertiser adv_9999 does not exist"),
         (["--advertiser", adv_id, "--since", "yesterday"], "--since must be an ISO date"),
-        (["--advertiser", adv_id, "-o", str(tmp_path / "b.xlsx")], "openpyxl"),
+        (["--advertiser", adv_id, "-o", str(tmp_path / "b.txt")], "name a .csv (or .xlsx) file"),
     ):
         argv = ["export-bulksheet", "--world", str(out), *args]
         argv += [] if "-o" in args else ["-o", str(tmp_path / "b.csv")]

@@ -101,8 +101,9 @@ class BulksheetExport(BaseModel):
 
 
 def is_target_expression(text: str) -> bool:
-    """A product / auto target stored as a broad keyword whose text is its expression (see the importer)."""
-    t = text.lower()
+    """A product / auto target stored as a broad keyword whose text is its expression (see the importer; a
+    generated world writes auto targets as "auto:close-match")."""
+    t = text.lower().removeprefix("auto:")
     return t in _AUTO_TARGETS or t.startswith(("asin=", "asin-expanded=", "category="))
 
 
@@ -122,10 +123,14 @@ def _money(x: Any) -> str:
 
 
 def export_bulksheet(
-    store_path: Path | str, advertiser_id: str, since: dt.datetime | None = None
+    store_path: Path | str,
+    advertiser_id: str,
+    since: dt.datetime | None = None,
+    after_record: int | None = None,
 ) -> BulksheetExport:
-    """The advertiser's accepted changes (audit records at or after `since`, all when None; a naive time is UTC)
-    as bulksheet rows. Raises BulksheetError / UnknownIdError with a message naming what is wrong."""
+    """The advertiser's accepted changes (audit records at or after `since`, all when None; a naive time is UTC;
+    and after the audit record `after_record` where given) as bulksheet rows. Raises BulksheetError /
+    UnknownIdError with a message naming what is wrong."""
     location = parse_location(store_path)
     path = location.url if location.url is not None else location.path
     if location.path is not None and not location.path.is_file():
@@ -137,7 +142,12 @@ def export_bulksheet(
     since_utc = _as_utc(since) if since is not None else None
     with MarketStore.open(path) as store:
         adv = store.scoped(advertiser_id)  # UnknownIdError: "advertiser ... does not exist"
-        records = [r for r in adv.audit_log() if since_utc is None or _as_utc(r.at) >= since_utc]
+        records = [
+            r
+            for r in adv.audit_log()
+            if (since_utc is None or _as_utc(r.at) >= since_utc)
+            and (after_record is None or r.id > after_record)
+        ]
         campaigns = {c.id: c for c in adv.campaigns()}
         groups = {g.id: g for g in adv.ad_groups()}
         keywords = {k.id: k for k in adv.keywords()}
@@ -247,7 +257,7 @@ def export_bulksheet(
                 if entity_id in ext:
                     row[id_column] = ext[entity_id]
                 elif target:
-                    row["Product Targeting Expression"], named = kw.text, True
+                    row["Product Targeting Expression"], named = kw.text.removeprefix("auto:"), True
                 else:
                     row["Keyword Text"], row["Match Type"], named = kw.text, kw.match_type.value, True
                 if "bid" in change.values:
