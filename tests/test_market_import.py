@@ -615,3 +615,47 @@ async def test_recommend_bid_on_an_imported_keyword(imported):
     assert "error" not in best, best
     assert best["current_bid"] == kw.bid
     assert "seller" in json.dumps(best.get("market"))
+
+
+def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same report requested with timeUnit SUMMARY: one row per keyword and search term over the period."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["campaignName"], r["adGroupName"], r.get("keyword"), r["matchType"], r["searchTerm"])
+        s = out.setdefault(
+            key,
+            {
+                **{k: v for k, v in r.items() if k != "date"},
+                **dict.fromkeys(("impressions", "clicks", "purchases7d"), 0),
+            }
+            | {"cost": 0.0, "sales7d": 0.0, "startDate": START.isoformat()},
+        )
+        s["endDate"] = (START + dt.timedelta(days=DAYS - 1)).isoformat()
+        for k in ("impressions", "clicks", "purchases7d", "cost", "sales7d"):
+            s[k] = round(s[k] + r[k], 2)
+    return list(out.values())
+
+
+def test_a_summary_report_is_spread_over_its_period_and_says_so(tmp_path: Path, st_rows):
+    """An spSearchTerm SUMMARY report (startDate/endDate, no date): the totals are exactly the daily report's,
+    spread evenly over its days, and the import says day-to-day figures are not known."""
+    report = write_json(tmp_path / "summary.json", summary_rows(st_rows))
+    summary = import_reports([report], "Acme Outdoor", tmp_path / "accounts.sqlite")
+    assert summary.files[0].summary and summary.files[0].rows == len(summary_rows(st_rows)) * DAYS
+    assert (summary.files[0].start, summary.files[0].end) == (START, START + dt.timedelta(days=DAYS - 1))
+    back = read_back(tmp_path / "accounts.sqlite", summary.advertiser_id)
+    assert back["search_term_days"] == totals(st_rows)
+    assert any("summary report" in a and "spread evenly" in a for a in summary.assumptions)
+    with MarketStore.open(tmp_path / "accounts.sqlite") as store:
+        days = store.scoped(summary.advertiser_id).campaign_days(store.start_date, store.end_date)
+    per_day = {d.date for d in days}
+    assert len(per_day) == DAYS
+
+
+def test_a_summary_row_that_ends_before_it_starts_is_a_clear_error(tmp_path: Path, st_rows):
+    rows = summary_rows(st_rows)
+    rows[3]["endDate"] = (START - dt.timedelta(days=2)).isoformat()
+    report = write_json(tmp_path / "summary.json", rows)
+    with pytest.raises(ReportImportError, match=r"row 4.*endDate.*ends \(.*\) before it starts"):
+        import_reports([report], "Acme Outdoor", tmp_path / "accounts.sqlite")
+    assert not (tmp_path / "accounts.sqlite").exists()

@@ -99,6 +99,8 @@ class ReportType(StrEnum):
 # API v3 column names the importer reads. Everything else in a report is ignored.
 API_COLUMNS = (
     "date",
+    "startDate",  # a summary report (timeUnit SUMMARY) has a period instead of a date
+    "endDate",
     "campaignId",
     "campaignName",
     "campaignStatus",
@@ -124,6 +126,8 @@ COLUMN_ALIASES: dict[str, str] = {
     **{name.lower(): name for name in API_COLUMNS},
     "date": "date",
     "day": "date",
+    "start date": "startDate",
+    "end date": "endDate",
     "campaign name": "campaignName",
     "campaign id": "campaignId",
     "campaign status": "campaignStatus",
@@ -232,6 +236,7 @@ class ReportRow(_Model):
 class FileReport(_Model):
     path: str
     format: str  # "GZIP_JSON" | "JSON" | "CSV" | "XLSX"
+    summary: bool = False  # a period's totals (startDate, endDate), spread evenly over its days
     report_type: ReportType
     rows: int
     start: dt.date | None
@@ -337,12 +342,15 @@ def _xlsx_rows(path: Path, data: bytes) -> tuple[list[dict[str, Any]], dict[str,
         from openpyxl import load_workbook
     except ImportError:
         raise ReportImportError(
-            f"{path}: XLSX workbooks need openpyxl (pip install openpyxl); or save the sheet as CSV", field="file"
+            f"{path}: XLSX workbooks need openpyxl (pip install openpyxl); or save the sheet as CSV",
+            field="file",
         ) from None
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as err:  # openpyxl raises zipfile, KeyError and its own errors for a damaged workbook
-        raise ReportImportError(f"{path}: not a readable XLSX workbook ({type(err).__name__})", field="file") from None
+        raise ReportImportError(
+            f"{path}: not a readable XLSX workbook ({type(err).__name__})", field="file"
+        ) from None
     try:
         sheet = book.worksheets[0] if book.worksheets else None
         if sheet is None:
@@ -419,6 +427,12 @@ def read_report(path: Path | str) -> _FileRows:
     """Read and validate one report file; raises ReportImportError naming the file, row and column."""
     path = Path(path)
     fmt, raw, headers = _read_raw(path)
+    summary = "date" not in headers and {"startDate", "endDate"} <= headers.keys()
+    if summary:  # each row is validated as of its first day, then spread over its period (_spread)
+        headers["date"] = headers["startDate"]
+        for values in raw:
+            if values:
+                values["date"] = values.get("startDate")
     columns = set(headers)
     kind = detect_report_type(columns)
     if kind is None:
@@ -444,7 +458,14 @@ def read_report(path: Path | str) -> _FileRows:
     for n, values in enumerate(raw, start=first_row):
         if csv_file and not values:
             continue
-        rows.append(_row(kind, f"{path} row {n}", values, headers))
+        row = _row(kind, f"{path} row {n}", values, headers)
+        if not summary:
+            rows.append(row)
+            continue
+        end = _date(row.where, headers["endDate"], values.get("endDate") or "")
+        if end < row.date:
+            raise _fail(row.where, headers["endDate"], f"ends ({end}) before it starts ({row.date})")
+        rows += _spread(row, end)
     dates = [r.date for r in rows]
     report = FileReport(
         path=str(path),
@@ -453,8 +474,28 @@ def read_report(path: Path | str) -> _FileRows:
         rows=len(rows),
         start=min(dates) if dates else None,
         end=max(dates) if dates else None,
+        summary=summary,
     )
     return _FileRows(report, rows)
+
+
+def _spread(row: ReportRow, end: dt.date) -> list[ReportRow]:
+    """A summary row's totals over the days of its period, evenly: whole counts and cents, the remainder on the
+    first days, so the days add up to the row exactly."""
+    n = (end - row.date).days + 1
+    split = {}
+    for name, total in row.funnel.model_dump().items():
+        base, extra = divmod(int(total), n)
+        split[name] = [base + (1 if i < extra else 0) for i in range(n)]
+    return [
+        row.model_copy(
+            update={
+                "date": row.date + dt.timedelta(days=i),
+                "funnel": Funnel(**{name: values[i] for name, values in split.items()}),
+            }
+        )
+        for i in range(n)
+    ]
 
 
 def _missing(col: str, kind: ReportType) -> str:
@@ -791,6 +832,12 @@ def plan_import(paths: Sequence[Path | str]) -> _Plan:
             f"a {' / '.join(sorted(ext_conflicts))} name with several console ids in the "
             "reports (merged by name): the latest row's id is kept"
         )
+    for report in plan.files:
+        if report.summary:
+            plan.assumptions.append(
+                f"{Path(report.path).name} is a summary report ({report.start} to {report.end}): its totals are spread evenly "
+                "over its days, so day-to-day figures are not known (request timeUnit DAILY for them)"
+            )
     plan.assumptions.append(
         "reports carry no organic sales, average position or impression share: organic "
         "sales are 0 and the other two unknown"
