@@ -598,9 +598,8 @@ async def _with_the_users_longer_name(
         if not (isinstance(result, dict) and "error" in result):
             log.info("%s: %s=%r resolved as the user's %r", name, field, value, longer)
             return retry, text
-        twin = other_kind_twin(
-            name, retry, result
-        )  # "boho storage bins" names a keyword: its bid, not a budget
+        # "boho storage bins" names a keyword: its bid, not a budget
+        twin = other_kind_twin(name, retry, result)
         if twin is not None and (again := await _retried(ctx, name, twin)) is not None:
             log.info("%s: %s=%r resolved as the user's %r, read as %s", name, field, value, longer, twin)
             return twin, again[0]
