@@ -99,7 +99,9 @@ def demo(
         console.rule("3b. The same question, answered by the expert policy (the eval suite's teacher row)")
         ask_with(backend="teacher")
     console.rule("4. Proactive guidance (what the batch job lands in the inbox)")
-    guide(advertiser=advertiser, backend=backend, world=None, as_json=False, max_items=5)
+    guide(
+        advertiser=advertiser, backend=backend, world=None, as_json=False, max_items=5, export_bulksheet=None
+    )
     console.print(
         "\nNext: [bold]adguide chat -a " + advertiser + "[/bold] to talk to the agent, "
         "[bold]adguide serve api[/bold] for the web chat."

@@ -263,7 +263,8 @@ async def test_one_advertiser_never_sees_another_on_any_endpoint(settings):
         assert bid_of(world, kw1.id) == new_bid
         mine = await client.get("/v1/changes/bulksheet", headers=ADV1)
         theirs = await client.get("/v1/changes/bulksheet", headers=ADV2)
-        assert mine.headers["x-bulksheet-rows"] == "1" and kw1.text in mine.text
+        # (a generated world's auto target "auto:close-match" exports as the expression "close-match")
+        assert mine.headers["x-bulksheet-rows"] == "1" and kw1.text.removeprefix("auto:") in mine.text
         assert theirs.headers["x-bulksheet-rows"] == "0" and kw1.text not in theirs.text
         assert (await client.get("/v1/changes/bulksheet", headers=ADMIN)).status_code == 403
         # batch endpoints are admin-only; the inbox is one's own
@@ -578,7 +579,7 @@ def test_serve_commands_refuse_bad_settings():
 
 
 async def test_applied_changes_export_as_a_bulksheet_for_the_caller_only(settings):
-    from tools.market.bulksheet import read_bulksheet
+    from tools.market.bulksheet import is_target_expression, read_bulksheet
 
     world = settings.world_path
     assert world is not None
@@ -596,12 +597,14 @@ async def test_applied_changes_export_as_a_bulksheet_for_the_caller_only(setting
         path = Path(settings.world_path).with_name("export.csv")
         path.write_text(sheet.text, encoding="utf-8", newline="")
         (row,) = read_bulksheet(path)
-        assert (row["Entity"], row["Operation"], row["Bid"], row["Keyword Text"]) == (
-            "Keyword",
+        target = is_target_expression(kw.text)  # an auto target is a Product Targeting row, by its expression
+        assert (row["Entity"], row["Operation"], row["Bid"]) == (
+            "Product Targeting" if target else "Keyword",
             "Update",
             f"{new_bid:.2f}",
-            kw.text,
         )
+        named = row["Product Targeting Expression"] if target else row["Keyword Text"]
+        assert named == (kw.text.removeprefix("auto:") if target else kw.text)
         # another advertiser sees none of it; a later `since` excludes it; a bad `since` is a clear 422
         other = await client.get("/v1/changes/bulksheet", headers=ADV2)
         assert other.status_code == 200 and other.headers["x-bulksheet-rows"] == "0"
