@@ -31,6 +31,7 @@ from agent.expert import REFUSALS as REFUSAL_TEXTS
 from agent.expert import Done, previous_change, step
 from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKind, Kpi, Metric
 from agent.spelling import mend
+from tools.mcp_server.resolve import ANY_ID
 
 ROUTER_FILE = "intent_router.json"
 TUNED_FILE = (
@@ -333,7 +334,7 @@ def carried_over(call_args: dict[str, Any], text: str) -> bool:
     values = [v.strip() for k in _ONE_THING_ARGS if isinstance(v := call_args.get(k), str) and v.strip()]
 
     def named(value: str) -> bool:
-        if re.match(r"^[a-z]+_\d+$", value):
+        if ANY_ID.match(value):  # the tools' own id shape
             return value in text
         return any(w in lowered for w in re.findall(r"[a-z0-9]{3,}", value.lower()))
 
