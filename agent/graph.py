@@ -59,7 +59,16 @@ from agent.prompts import CONFIRMATION, EMPTY_ANSWER, STOPPED, system_prompt
 from agent.replies import phrase_decision, vetoed
 from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
 from agent.tool_call import run_tool
-from tools.mcp_server.schemas import TOOLS, Approval, entity_arguments
+from tools.mcp_server.outputs import Raw, failure, payload, resolved, try_read
+from tools.mcp_server.schemas import (
+    TOOLS,
+    ApplyOut,
+    Approval,
+    FindOut,
+    PerformanceOut,
+    ProposeOut,
+    entity_arguments,
+)
 
 log = logging.getLogger("adguide.agent")
 
@@ -137,13 +146,6 @@ def _tool_error(call_id: str, name: str, message: str) -> ToolMessage:
     return ToolMessage(
         content=json.dumps({"error": {"message": message}}), tool_call_id=call_id, name=name, status="error"
     )
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 # --- nodes -------------------------------------------------------------------------------------------
@@ -481,12 +483,12 @@ _GENERIC_NAME = re.compile(
 
 
 def generic_name_dropped(
-    ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any
+    ctx: AgentContext, name: str, args: dict[str, Any], parsed: Raw
 ) -> dict[str, Any] | None:
     """A filter the tools could not resolve because it names a kind of thing, not a thing ("ad group breakdown" ->
     ad_group_id="ad group"): the call without it, where the filter is optional; None otherwise."""
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    field = error.get("field") if isinstance(error, dict) and error.get("type") == "NoMatchError" else None
+    error = failure(parsed)
+    field = error.field if error is not None and error.type == "NoMatchError" else None
     value = args.get(field) if isinstance(field, str) else None
     required = (ctx.tool_schemas.get(name) or {}).get("required") or []
     if not isinstance(value, str) or field in required or not _GENERIC_NAME.match(value.strip()):
@@ -507,21 +509,22 @@ _OTHER_KIND_TWIN = {
 _ID_KIND = {"kw": "keyword", "cmp": "campaign"}
 
 
-def other_kind_twin(name: str, args: dict[str, Any], parsed: Any) -> dict[str, Any] | None:
+def other_kind_twin(name: str, args: dict[str, Any], parsed: Raw) -> dict[str, Any] | None:
     """A bid or budget change whose words or id name a thing of the other kind (the tools' OtherKindError, or an id
     of the other kind: "bump it 30 percent" proposed as cmp_00001's bid): the same change for that thing (its id
     where the words name one thing, else the words); None otherwise."""
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    field = error.get("field") if isinstance(error, dict) else None
-    if not isinstance(error, dict) or not isinstance(field, str):
+    error = failure(parsed)
+    field = error.field if error is not None else None
+    if error is None or not isinstance(field, str):
         return None
     value = str(args.get(field, ""))
-    if error.get("type") == "OtherKindError":
-        cands = error.get("candidates") or []
-        kinds = {c.get("kind") for c in cands}
+    kind: str | None
+    if error.type == "OtherKindError":
+        cands = error.candidates or []
+        kinds = {c.kind.value for c in cands}
         kind = kinds.pop() if len(kinds) == 1 else None
-        named = cands[0]["id"] if len(cands) == 1 else value
-    elif error.get("type") == "UnknownIdError" and (m := re.match(r"^(kw|cmp)_\d+$", value)):
+        named = cands[0].id if len(cands) == 1 else value
+    elif error.type == "UnknownIdError" and (m := re.match(r"^(kw|cmp)_\d+$", value)):
         kind, named = _ID_KIND[m.group(1)], value
     else:
         return None
@@ -537,8 +540,7 @@ async def _retried(ctx: AgentContext, name: str, args: dict[str, Any]) -> tuple[
         text = await run_tool(ctx, name, args)
     except Exception:  # noqa: BLE001
         return None
-    parsed = _parse_json(text)
-    return None if isinstance(parsed, dict) and "error" in parsed else (text, parsed)
+    return None if failure(text) is not None else (text, payload(text))
 
 
 WHOLE_NAME_ACCEPT = 80.0  # find's score (0-100) a phrase needs to name a thing (the resolver's FUZZY_ACCEPT)
@@ -546,28 +548,27 @@ WHOLE_NAME_LEAD = 15.0  # ... and its lead over the next thing
 
 
 async def _with_the_users_whole_name(
-    ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any, user_text: str
+    ctx: AgentContext, name: str, args: dict[str, Any], parsed: Raw, user_text: str
 ) -> tuple[dict[str, Any], tuple[str, Any]] | None:
     """A name the model cut short that resolved to another thing: "bath towels" copied from "... bath towels and
     storage bins keeps matching ..." is the Bath Towels ad group, the user's whole phrase the Bath Towels + Storage
     Bins one. The user's longest phrase that `find` reads as one thing of the kind (WHOLE_NAME_ACCEPT), clearly
     (WHOLE_NAME_LEAD), is used instead where that is another thing: (args, (result text, parsed)); None otherwise."""
-    resolved = parsed.get("resolved") if isinstance(parsed, dict) else None
-    if not isinstance(resolved, list) or "find" not in ctx.tool_schemas:
+    if "find" not in ctx.tool_schemas:
         return None
-    for r in resolved:
-        field, short = r.get("field"), r.get("query")
-        if not isinstance(field, str) or args.get(field) != short or not isinstance(short, str):
+    for r in resolved(parsed):
+        field, short = r.field, r.query
+        if args.get(field) != short:
             continue
         for phrase in reversed([p for p in longer_names(short, user_text) if len(p) > len(short)]):
-            found = _parse_json(
-                await run_tool(ctx, "find", {"query": phrase, "kind": r.get("kind"), "limit": 2})
+            found = try_read(
+                FindOut, await run_tool(ctx, "find", {"query": phrase, "kind": r.kind.value, "limit": 2})
             )
-            matches = found.get("matches") if isinstance(found, dict) else None
-            if not matches or matches[0]["score"] < WHOLE_NAME_ACCEPT:
+            matches = found.matches if found is not None else None
+            if not matches or matches[0].score < WHOLE_NAME_ACCEPT:
                 continue
-            best, runner_up = matches[0], (matches[1]["score"] if len(matches) > 1 else 0.0)
-            if best["id"] == r.get("id") or best["score"] - runner_up < WHOLE_NAME_LEAD:
+            best, runner_up = matches[0], (matches[1].score if len(matches) > 1 else 0.0)
+            if best.id == r.id or best.score - runner_up < WHOLE_NAME_LEAD:
                 break  # the longest phrase that names anything names this thing, or nothing clearly
             grown = {**args, field: phrase}
             again = await _retried(ctx, name, grown)
@@ -579,12 +580,12 @@ async def _with_the_users_whole_name(
 
 
 async def _with_the_users_longer_name(
-    ctx: AgentContext, name: str, args: dict[str, Any], parsed: Any, user_text: str
+    ctx: AgentContext, name: str, args: dict[str, Any], parsed: Raw, user_text: str
 ) -> tuple[dict[str, Any], str] | None:
     """A name argument the tools found ambiguous or unknown, tried again as the user's own longer phrase
     ("boho" -> "boho storage bins"): the first that resolves is kept (args, result text); None if none does."""
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    field = error.get("field") if isinstance(error, dict) and error.get("type") in _NAME_ERRORS else None
+    error = failure(parsed)
+    field = error.field if error is not None and error.type in _NAME_ERRORS else None
     value = args.get(field) if isinstance(field, str) else None
     if not isinstance(field, str) or not isinstance(value, str):
         return None
@@ -594,16 +595,16 @@ async def _with_the_users_longer_name(
             text = await run_tool(ctx, name, retry)
         except Exception:  # noqa: BLE001  (the original error stands)
             return None
-        result = _parse_json(text)
-        if not (isinstance(result, dict) and "error" in result):
+        error = failure(text)
+        if error is None:
             log.info("%s: %s=%r resolved as the user's %r", name, field, value, longer)
             return retry, text
         # "boho storage bins" names a keyword: its bid, not a budget
-        twin = other_kind_twin(name, retry, result)
+        twin = other_kind_twin(name, retry, text)
         if twin is not None and (again := await _retried(ctx, name, twin)) is not None:
             log.info("%s: %s=%r resolved as the user's %r, read as %s", name, field, value, longer, twin)
             return twin, again[0]
-        if (result.get("error") or {}).get("type") not in _NAME_ERRORS:
+        if error.type not in _NAME_ERRORS:
             return None
     return None
 
@@ -660,13 +661,13 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
         except Exception as exc:  # a tool server failure must not end the conversation
             log.warning("tool %s failed: %r", name, exc)
             text = json.dumps({"error": {"message": f"{name} failed: {type(exc).__name__}: {exc}"[:300]}})
-        parsed = _parse_json(text)
-        failed = isinstance(parsed, dict) and "error" in parsed
+        parsed = payload(text)
+        failed = failure(parsed) is not None
         if failed and user_text:
             grown = await _with_the_users_longer_name(ctx, name, args, parsed, user_text)
             if grown is not None:
                 args, text = grown
-                parsed, failed = _parse_json(text), False
+                parsed, failed = payload(text), False
                 regrown[call_id] = args
             else:
                 again_args = other_kind_twin(name, args, parsed) or generic_name_dropped(
@@ -680,15 +681,16 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
         elif user_text and (whole := await _with_the_users_whole_name(ctx, name, args, parsed, user_text)):
             args, (text, parsed) = whole
             regrown[call_id] = args
-        if name == PROPOSE_TOOL and not failed and isinstance(parsed, dict) and parsed.get("token"):
+        proposal = try_read(ProposeOut, parsed) if name == PROPOSE_TOOL and not failed else None
+        if proposal is not None and parsed is not None and proposal.token:
             changes = [
                 ProposedChange(
-                    entity_id=c["id"],
-                    field=c["field"],
-                    before=c["before"] if isinstance(c["before"], int | float | str) else None,
-                    after=c["after"] if isinstance(c["after"], int | float | str) else None,
+                    entity_id=c.id,
+                    field=c.field,
+                    before=c.before if isinstance(c.before, int | float | str) else None,
+                    after=c.after if isinstance(c.after, int | float | str) else None,
                 )
-                for c in parsed.get("changes", [])
+                for c in proposal.changes
             ]
             with tracing.guardrail("policy", tool=name) as span:
                 policy = check_changes(changes, ctx.config.policy)
@@ -699,11 +701,11 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                 failed = True
             else:
                 pending = {
-                    "token": parsed["token"],
+                    "token": proposal.token,
                     "tool_call_id": call_id,
-                    "proposal": parsed,
+                    "proposal": parsed,  # as the tool wrote it: the checkpointed thread holds plain JSON
                     "args": args,
-                    "expires_at": time.time() + float(parsed.get("expires_in_s", 600)),
+                    "expires_at": time.time() + float(proposal.expires_in_s),
                     "extra_confirmation": policy.issues if policy.verdict == Verdict.CONFIRM_EXTRA else [],
                 }
                 if pending["extra_confirmation"]:
@@ -774,35 +776,34 @@ def confirmation_payload(pending: PendingProposal) -> dict[str, Any]:
     ).model_dump()
 
 
-def _applied_text(result: dict[str, Any]) -> str:
+def _applied_text(result: ApplyOut) -> str:
     rows = [
-        f"{c['id']} {c['field']}: {c['before']} → {c['after']}"
-        if c.get("before") is not None
-        else f"{c['id']}: added {c['field']} {c['after']}"
-        for c in result.get("changes", [])
+        f"{c.id} {c.field}: {c.before} → {c.after}"
+        if c.before is not None
+        else f"{c.id}: added {c.field} {c.after}"
+        for c in result.changes
     ]
-    head = (
-        "Already applied earlier; nothing changed now." if result.get("already_applied") else "Done. Applied:"
-    )
+    head = "Already applied earlier; nothing changed now." if result.already_applied else "Done. Applied:"
     return head + ("\n- " + "\n- ".join(rows) if rows else "")
 
 
-async def _apply(ctx: AgentContext, pending: PendingProposal) -> Any:
-    """Apply a confirmed proposal. The tool server keeps tokens in its process; after a restart (the thread
-    resumed from its checkpoint in a new process) the token is unknown there, so the same change is proposed
-    again and applied only if its diff is exactly the one the user confirmed."""
-    result = _parse_json(await run_tool(ctx, APPLY_TOOL, {"token": pending["token"]}))
-    error = result.get("error") if isinstance(result, dict) else None
-    if not (isinstance(error, dict) and error.get("type") == "ConfirmationError" and pending.get("args")):
+async def _apply(ctx: AgentContext, pending: PendingProposal) -> str:
+    """Apply a confirmed proposal: the apply tool's result text. The tool server keeps tokens in its process;
+    after a restart (the thread resumed from its checkpoint in a new process) the token is unknown there, so the
+    same change is proposed again and applied only if its diff is exactly the one the user confirmed."""
+    result = await run_tool(ctx, APPLY_TOOL, {"token": pending["token"]})
+    error = failure(result)
+    if not (error is not None and error.type == "ConfirmationError" and pending.get("args")):
         return result
-    again = _parse_json(await run_tool(ctx, PROPOSE_TOOL, pending["args"]))
-    if not isinstance(again, dict) or "token" not in again:
-        return again
-    if again.get("changes") != pending["proposal"].get("changes"):
-        return {
-            "error": {"message": "the account changed since you confirmed; ask again for a fresh proposal"}
-        }
-    return _parse_json(await run_tool(ctx, APPLY_TOOL, {"token": again["token"]}))
+    again_text = await run_tool(ctx, PROPOSE_TOOL, pending["args"])
+    again = try_read(ProposeOut, again_text)
+    if again is None:
+        return again_text
+    if (payload(again_text) or {}).get("changes") != pending["proposal"].get("changes"):
+        return json.dumps(
+            {"error": {"message": "the account changed since you confirmed; ask again for a fresh proposal"}}
+        )
+    return await run_tool(ctx, APPLY_TOOL, {"token": again.token})
 
 
 async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -832,13 +833,15 @@ async def approval(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
         try:
             result = await _apply(ctx, pending)
         except Exception as exc:
-            result = {"error": {"message": f"{type(exc).__name__}: {exc}"}}
-        if isinstance(result, dict) and "error" not in result:
-            text = _applied_text(result)
+            result = json.dumps({"error": {"message": f"{type(exc).__name__}: {exc}"}})
+        applied = try_read(ApplyOut, result)
+        if applied is not None:
+            text = _applied_text(applied)
             events.append(_event("confirmation", "applied", pending["token"]))
         else:
-            err = result.get("error", {}) if isinstance(result, dict) else {}
-            text = CONFIRMATION["failed"].format(reason=err.get("message", "the tool gave no reason"))
+            err = failure(result)
+            reason = err.message if err is not None and err.message else "the tool gave no reason"
+            text = CONFIRMATION["failed"].format(reason=reason)
             events.append(_event("confirmation", "failed", text))
     return {"messages": [AIMessage(content=text)], "pending": None, "guardrail_events": events}
 
@@ -1050,14 +1053,14 @@ class Agent:
                 if cursor:
                     args["cursor"] = cursor
                 try:
-                    page = _parse_json(await run_tool(ctx, "performance", args))
+                    page = try_read(PerformanceOut, await run_tool(ctx, "performance", args))
                 except Exception as exc:  # no enums then; the tool server still enforces the scope
                     log.warning("could not list the account's ids: %r", exc)
                     return {k: [] for k in ids}
-                if not isinstance(page, dict) or "rows" not in page:
+                if page is None:
                     break
-                ids[level] += [r["id"] for r in page["rows"]]
-                cursor = page.get("next_cursor")
+                ids[level] += [r.id for r in page.rows]
+                cursor = page.next_cursor
                 if not cursor:
                     break
         return ids

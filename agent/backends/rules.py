@@ -10,7 +10,6 @@ once the result is back, writes a short answer quoting it. The training engineer
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Sequence
@@ -22,6 +21,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from tools.mcp_server.outputs import Raw, failure, payload, try_read
+from tools.mcp_server.schemas import OverviewOut, PerformanceOut, SearchTermRow, SearchTermsOut
 
 _ID = {
     "keyword": re.compile(r"\bkw_\d+\b"),
@@ -46,13 +48,6 @@ def tool_text(message: ToolMessage) -> str:
     if isinstance(content, list):
         return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
     return str(content)
-
-
-def _parse(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 def plan_call(question: str, available: set[str]) -> tuple[str, dict[str, Any]] | None:
@@ -96,7 +91,7 @@ def plan_call(question: str, available: set[str]) -> tuple[str, dict[str, Any]] 
 
 
 def follow_up(
-    question: str, name: str, result: Any, available: set[str]
+    question: str, name: str, result: Raw, available: set[str]
 ) -> tuple[str, dict[str, Any]] | None:
     """A second call that depends on the first result (a relative bid change needs the current bid)."""
     q = question.lower()
@@ -107,60 +102,56 @@ def follow_up(
         or not pct
         or not ids
         or "propose_change" not in available
-        or not isinstance(result, dict)
+        or (table := try_read(PerformanceOut, result)) is None
     ):
         return None
-    row = next((r for r in result.get("rows", []) if r.get("id") == ids[0]), None)
-    if not row or row.get("bid") is None:
+    row = next((r for r in table.rows if r.id == ids[0]), None)
+    if not row or row.bid is None:
         return None
     sign = -1.0 if re.search(r"\b(lower|decrease|cut|reduce)\b", q) else 1.0
-    new_bid = round(float(row["bid"]) * (1 + sign * float(pct.group(1)) / 100), 2)
+    new_bid = round(float(row.bid) * (1 + sign * float(pct.group(1)) / 100), 2)
     return "propose_change", {"action": "set_bid", "id": ids[0], "value": new_bid}
 
 
-def describe(name: str, result: Any) -> str:
+def describe(name: str, result: Raw) -> str:
     """A short answer that quotes a tool result (every figure copied, so the grounding check passes)."""
-    if not isinstance(result, dict):
+    if payload(result) is None:
         return "I got a result I could not read. Could you rephrase the question?"
-    if "error" in result:
-        err = result["error"]
-        return f"I couldn't get that: {err.get('message', err) if isinstance(err, dict) else err}."
-    if name == "account_overview":
-        t, p = result["totals"], result["period"]
+    if (err := failure(result)) is not None:
+        return f"I couldn't get that: {err.message}."
+    if name == "account_overview" and (overview := try_read(OverviewOut, result)) is not None:
+        t, p = overview.totals, overview.period
         lines = [
-            f"From {p['start']} to {p['end']} you spent {_money(t['spend'])} for {_money(t['sales'])} of "
-            f"ad-attributed sales (ACoS {_pct(t['acos'])}, {t['orders']} orders from {t['clicks']} clicks)."
+            f"From {p.start} to {p.end} you spent {_money(t.spend)} for {_money(t.sales)} of "
+            f"ad-attributed sales (ACoS {_pct(t.acos)}, {t.orders} orders from {t.clicks} clicks)."
         ]
-        for c in result.get("campaigns", [])[:5]:
-            capped = (
-                f"; budget ran out on {c['budget_capped_days']} days" if c.get("budget_capped_days") else ""
-            )
+        for c in overview.campaigns[:5]:
+            capped = f"; budget ran out on {c.budget_capped_days} days" if c.budget_capped_days else ""
             lines.append(
-                f"- {c['name']} ({c['id']}): spend {_money(c['spend'])}, sales {_money(c['sales'])}, "
-                f"ACoS {_pct(c['acos'])}, budget {_money(c['daily_budget'])}/day{capped}"
+                f"- {c.name} ({c.id}): spend {_money(c.spend)}, sales {_money(c.sales)}, "
+                f"ACoS {_pct(c.acos)}, budget {_money(c.daily_budget)}/day{capped}"
             )
         return "\n".join(lines)
-    if name in ("performance", "search_terms"):
-        rows = result.get("rows", [])
-        if not rows:
+    table: PerformanceOut | SearchTermsOut | None = (
+        try_read(SearchTermsOut, result) if name == "search_terms" else try_read(PerformanceOut, result)
+    )
+    if name in ("performance", "search_terms") and table is not None:
+        if not table.rows:
             return "There is no activity to report for that selection and period."
-        head = (
-            f"Totals: spend {_money(result['totals']['spend'])}, sales {_money(result['totals']['sales'])}."
-        )
-        lines = [head]
-        for r in rows[:5]:
-            label = f"'{r['term']}'" if name == "search_terms" else f"{r.get('name', r['id'])} ({r['id']})"
-            bid = f", bid {_money(r['bid'])}" if r.get("bid") is not None else ""
+        lines = [f"Totals: spend {_money(table.totals.spend)}, sales {_money(table.totals.sales)}."]
+        for r in table.rows[:5]:
+            label = f"'{r.term}'" if isinstance(r, SearchTermRow) else f"{r.name} ({r.id})"
+            bid = f", bid {_money(r.bid)}" if not isinstance(r, SearchTermRow) and r.bid is not None else ""
             lines.append(
-                f"- {label}: spend {_money(r['spend'])}, sales {_money(r['sales'])}, "
-                f"{r['orders']} orders, ACoS {_pct(r['acos'])}{bid}"
+                f"- {label}: spend {_money(r.spend)}, sales {_money(r.sales)}, "
+                f"{r.orders} orders, ACoS {_pct(r.acos)}{bid}"
             )
-        if name == "search_terms":
-            wasted = [r for r in rows if r["orders"] == 0 and r["spend"] > 0]
+        if isinstance(table, SearchTermsOut):
+            wasted = [r for r in table.rows if r.orders == 0 and r.spend > 0]
             if wasted:
                 lines.append(
                     "Terms with spend and no orders are candidates for negative keywords: "
-                    + ", ".join(f"'{r['term']}'" for r in wasted[:3])
+                    + ", ".join(f"'{r.term}'" for r in wasted[:3])
                     + "."
                 )
         return "\n".join(lines)
@@ -209,10 +200,10 @@ class RulesChatModel(BaseChatModel):
             return _call(*call)
         last = results[-1]
         name = calls.get(last.tool_call_id, last.name or "")
-        parsed = _parse(tool_text(last))
-        if len(results) == 1 and (nxt := follow_up(question, name, parsed, available)):
+        text = tool_text(last)
+        if len(results) == 1 and (nxt := follow_up(question, name, text, available)):
             return _call(*nxt)
-        return AIMessage(content=describe(name, parsed))
+        return AIMessage(content=describe(name, text))
 
 
 def _call(name: str, args: dict[str, Any]) -> AIMessage:
