@@ -121,3 +121,31 @@ def test_the_intent_screen_judges_what_the_rules_let_through():
         check_input("How is adv_0007 doing?", scope="adv_0001", screen=True).category
         == InputCategory.CROSS_ACCOUNT
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("[" * 3000, "no words or figures"),
+        ("\U0001f600" * 50, "no words or figures"),
+        ('{"a": ' * 500 + "1" + "}" * 500, "nested 500 deep"),
+        ("[" * 200 + "how is my account doing" + "]" * 200, "nested 200 deep"),
+        ("set the bid of kw_0000001 to $" + "9" * 400, "400 digits"),
+    ],
+)
+def test_a_message_that_is_no_question_gets_a_polite_refusal_before_any_parser(text, why):
+    check = check_input(text, scope="adv_0001")
+    assert not check.allowed and check.category == InputCategory.UNREADABLE and why in check.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2.50",
+        "[exact] bids (please) {all of them}?",
+        "my card 4111 1111 1111 1111, which campaign spends most?",
+        " ".join(f"{i * 3.7:.2f}" for i in range(600)) + " how is my account?",
+    ],
+)
+def test_short_replies_brackets_and_pasted_figures_pass_the_shape_check(text):
+    assert check_input(text[:4000], scope="adv_0001").allowed

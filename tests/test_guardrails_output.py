@@ -1,5 +1,6 @@
 """Output guardrail: grounding, promises and ad policy on its test set; how much room grounding leaves."""
 
+import json
 import logging
 
 import pytest
@@ -64,3 +65,16 @@ def test_json_like_prose_with_real_figures_still_passes():
         tool_texts=['{"before": 0.174, "after": 0.153}'],
     )
     assert check.action == OutputAction.PASS
+
+
+def test_hostile_user_text_and_deep_or_huge_tool_values_never_break_the_check():
+    """A user message is read as text, never as JSON; a walk over a tool value neither recurses past the stack
+    nor converts a 4,000-digit integer to float (either failed the turn, and every later one in the thread)."""
+    deep = '{"a": ' * 500 + "1" + "}" * 500
+    huge = "9" * 3999
+    for user in (deep, huge, "[" * 3000, f"set the bid to {huge}"):
+        check = check_output("Your ACoS is 17.3%.", ['{"acos": 0.173}'], [user])
+        assert check.ok, user[:20]
+    deep_tool = [json.loads('{"a": ' * 300 + "1" + "}" * 300), {"n": int(huge)}, [[[[2.5]]]] * 3]
+    check = check_output("You spent $2.50.", deep_tool, [])
+    assert check.ok

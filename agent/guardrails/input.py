@@ -1,6 +1,7 @@
 """Input guardrails: what a user message must pass before the planner sees it.
 
-Order matters: size limits first (cheap, and they bound the work of the rest), then prompt-injection and
+Order matters: size limits first (cheap, and they bound the work of the rest), then a shape check (a message
+of brackets nested thousands deep, or a 4,000-digit number, is answered politely and never parsed), then prompt-injection and
 jailbreak screens, cross-account requests, off-topic requests, and finally PII redaction (which rewrites
 the text instead of refusing). Every screen is a small set of phrase patterns written against a test set
 of attacks *and* of benign advertiser questions that look like them (agent/guardrails/data/input.jsonl):
@@ -19,12 +20,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 MAX_INPUT_CHARS = 4000
+MAX_NESTING = 32  # brackets open at once: a seller's message nests a few; thousands is no question
+MAX_DIGIT_RUN = 40  # digits in a row: an order id or card number has ~20; a 4,000-digit "number" is no figure
 
 
 class InputCategory(StrEnum):
     OK = "ok"
     EMPTY = "empty"
     TOO_LONG = "too_long"
+    UNREADABLE = "unreadable"
     INJECTION = "injection"
     JAILBREAK = "jailbreak"
     CROSS_ACCOUNT = "cross_account"
@@ -135,6 +139,8 @@ _REFUSALS = {
     InputCategory.EMPTY: "Please type a question about your campaigns, keywords, bids or budgets.",
     InputCategory.TOO_LONG: "That message is too long ({n} characters; the limit is {limit}). "
     "Please shorten it or split it into several questions.",
+    InputCategory.UNREADABLE: "I couldn't read a question in that message ({why}). Please ask in words about "
+    "your campaigns, keywords, bids or budgets.",
     InputCategory.INJECTION: "I can't follow instructions that try to change how I work or reveal my configuration. "
     "Ask me about your campaigns, bids, budgets or keywords instead.",
     InputCategory.JAILBREAK: "I can't switch off my safety rules. I'm happy to help with your advertising: "
@@ -146,6 +152,30 @@ _REFUSALS = {
     InputCategory.HARMFUL: "I can't help with that: it breaks advertising policy. I can help you improve results with "
     "your own bids, budgets and keywords instead.",
 }
+
+
+_OPENERS, _CLOSERS = "([{<", ")]}>"
+_DIGIT_RUN = re.compile(rf"\d{{{MAX_DIGIT_RUN + 1},}}")
+
+
+def unreadable(text: str) -> str:
+    """Why a message is no question at all (before any other screen or parser reads it), or "": no letter or
+    digit, brackets nested deeper than MAX_NESTING, or a run of more than MAX_DIGIT_RUN digits. One pass, cost
+    proportional to the message."""
+    if not any(ch.isalnum() for ch in text):
+        return "no words or figures"
+    depth = deepest = 0
+    for ch in text:
+        if ch in _OPENERS:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in _CLOSERS:
+            depth = max(0, depth - 1)
+    if deepest > MAX_NESTING:
+        return f"brackets nested {deepest} deep"
+    if m := _DIGIT_RUN.search(text):
+        return f"a number of {len(m.group(0))} digits"
+    return ""
 
 
 def _first_match(patterns: list[re.Pattern[str]], text: str) -> str:
@@ -262,6 +292,8 @@ def check_input(
         return refuse(InputCategory.EMPTY)
     if len(stripped) > max_chars:
         return refuse(InputCategory.TOO_LONG, n=len(stripped), limit=max_chars)
+    if why := unreadable(stripped):
+        return refuse(InputCategory.UNREADABLE, why, why=why)
     probe = normalize_for_screening(stripped)
     if hit := _first_match(_INJECTION, probe):
         return refuse(InputCategory.INJECTION, hit)

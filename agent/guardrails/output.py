@@ -161,19 +161,31 @@ _PAIR_TOKENS = re.compile(
 SHORT_LIST = 8
 
 
+MAX_DEPTH = 32  # nesting a walk follows: tool results are a few levels deep; deeper is hostile input
+
+
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):  # a 4,000-digit integer is an int, but no float (math.isfinite would raise)
+        return abs(v) < 1e300
+    return isinstance(v, float) and math.isfinite(v)
 
 
 def number_leaves(value: Any) -> list[float]:
-    """Every finite number in a parsed JSON value."""
-    if _is_number(value):
-        return [float(value)]
-    if isinstance(value, dict):
-        return [x for v in value.values() for x in number_leaves(v)]
-    if isinstance(value, list | tuple):
-        return [x for v in value for x in number_leaves(v)]
-    return []
+    """Every finite number in a parsed JSON value, in order (a walk with its own stack: a value nested
+    thousands deep neither overflows Python's stack nor costs more than its size)."""
+    out: list[float] = []
+    stack: list[Any] = [value]
+    while stack:
+        v = stack.pop()
+        if _is_number(v):
+            out.append(float(v))
+        elif isinstance(v, dict):
+            stack.extend(reversed(list(v.values())))
+        elif isinstance(v, list | tuple):
+            stack.extend(reversed(v))
+    return out
 
 
 def _role(key: str) -> str | None:
@@ -201,7 +213,9 @@ def _kpis(numbers: dict[str, float]) -> list[float]:
     return out
 
 
-def _derived(value: Any, out: list[float], in_long_list: bool = False) -> None:
+def _derived(value: Any, out: list[float], in_long_list: bool = False, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:  # the arithmetic of a structure this deep is no answer's source
+        return
     if isinstance(value, dict):
         numbers = {k: float(v) for k, v in value.items() if _is_number(v)}
         if not in_long_list:  # per-row KPIs of a 30-day report would ground most percents
@@ -226,7 +240,7 @@ def _derived(value: Any, out: list[float], in_long_list: bool = False) -> None:
                 for b in vals[i + 1 :]:
                     out += _pair_ops(a, b)
         for v in value.values():
-            _derived(v, out)
+            _derived(v, out, depth=depth + 1)
     elif isinstance(value, list):
         series = [float(v) for v in value if _is_number(v)]
         if series:
@@ -247,7 +261,11 @@ def _derived(value: Any, out: list[float], in_long_list: bool = False) -> None:
                         out += _pair_ops(b, a)
             out += _kpis(totals)
         for v in value:
-            _derived(v, out, in_long_list=len(value) > SHORT_LIST)
+            _derived(v, out, in_long_list=len(value) > SHORT_LIST, depth=depth + 1)
+
+
+def _text_numbers(text: str) -> list[float]:
+    return [float(m.group("num").replace(",", "")) for m in _NUMBER.finditer(text)]
 
 
 def _parse(source: Any) -> Any:
@@ -255,7 +273,7 @@ def _parse(source: Any) -> Any:
         try:
             return json.loads(source)
         except (ValueError, TypeError, RecursionError):  # RecursionError: "[[[[..." thousands deep
-            return [float(m.group("num").replace(",", "")) for m in _NUMBER.finditer(source)]
+            return _text_numbers(source)
     return source
 
 
@@ -275,7 +293,9 @@ def source_numbers(tool_texts: Iterable[Any], user_texts: Iterable[str] = ()) ->
         parsed = _parse(source)
         direct += number_leaves(parsed)
         _derived(parsed, derived)
-    user = with_percents([v for t in user_texts for v in number_leaves(_parse(t))])
+    # A user's message is text, never parsed as JSON: '{"a": {"a": ...' 500 deep or a 4,000-digit number pasted
+    # into the chat must not fail this turn and every later one (the check reads the last two messages).
+    user = with_percents([v for t in user_texts for v in _text_numbers(t)])
     tool = with_percents(direct)
     cross = np.abs(user[:, None] - tool[None, :]).ravel() if user.size and tool.size else np.array([])
     arr = np.concatenate([tool, with_percents(derived), user, cross])
