@@ -33,8 +33,9 @@ from evals.scenario import (
     Turn,
 )
 from evals.world import EvalWorld
+from tools.mcp_server.outputs import try_read
 from tools.mcp_server.resolve import canonical_args
-from tools.mcp_server.schemas import entity_arguments
+from tools.mcp_server.schemas import ProposeOut, entity_arguments
 
 DIAGNOSE = {
     IntentKind.GREETING,
@@ -138,12 +139,12 @@ def scenario_from_dialogue(d: Any, split: Split) -> Scenario:
                         },
                     )
                 )
-                parsed = json.loads(result)
-                if name == "propose_change" and isinstance(parsed, dict) and "error" not in parsed:
-                    c = parsed["changes"][0]
-                    after = c["after"].get("text") if isinstance(c["after"], dict) else c["after"]
+                proposed = try_read(ProposeOut, result) if name == "propose_change" else None
+                if proposed is not None:
+                    c = proposed.changes[0]
+                    after = c.after.get("text") if isinstance(c.after, dict) else c.after
                     proposal = ExpectedChange(
-                        action=_FIELD_ACTION.get(c["field"], c["field"]), entity=c["id"], after=after
+                        action=_FIELD_ACTION.get(c.field, c.field), entity=c.id, after=after
                     )  # type: ignore[arg-type]
             if step.message.get("content"):
                 last_answer = str(step.message["content"])

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from agent.curriculum.dialogues import Dialogue
 from agent.model.prompt import build_prompt, build_prompt_values, refer
 from agent.model.text import CONFIRM, REJECT, compact_call
+from tools.mcp_server.outputs import failure, payload
 
 MAX_LENGTH = 512
 
@@ -52,9 +53,9 @@ def _proposal(steps: list[Any]) -> dict[str, Any] | None:
     """The last successful proposal of a turn (what waits for confirmation after it)."""
     for step in reversed(steps):
         for call, result in zip(step.message.get("tool_calls") or [], step.results, strict=False):
-            if call["function"]["name"] == "propose_change":
-                parsed = json.loads(result)
-                if isinstance(parsed, dict) and "error" not in parsed:
+            if call["function"]["name"] == "propose_change" and failure(result) is None:
+                parsed = payload(result)
+                if parsed is not None:
                     return parsed
     return None
 

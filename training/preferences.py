@@ -26,6 +26,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.curriculum.dialogues import Dialogue
+from tools.mcp_server.outputs import try_read
+from tools.mcp_server.schemas import ProposeOut
 from training.examples import Example, examples
 
 Progress = Callable[[str, int, int], None]
@@ -71,13 +73,12 @@ def canonical_call(name: str, args: dict[str, Any], result_text: str) -> tuple[s
 
 
 def _profit(result_text: str) -> float | None:
-    from agent.expert import impact_profit
-
-    try:
-        result = json.loads(result_text)
-    except ValueError:
+    """A proposal's mean simulated incremental profit; None for a failed call or one without a simulation."""
+    proposal = try_read(ProposeOut, result_text)
+    if proposal is None or proposal.impact is None:
         return None
-    return impact_profit(result.get("impact")) if isinstance(result, dict) else None
+    profit = proposal.impact.difference.get("incremental_profit")
+    return None if profit is None else profit.mean
 
 
 class Judge:

@@ -21,6 +21,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from agent import expert
 from agent.guardrails.input import InputCategory, about_advertising, check_input
 from agent.intents import EntityKind, Goal, Intent, IntentKind, Kpi, Metric
+from tools.mcp_server.outputs import resolved
 
 _KW = re.compile(r"\bkw_\d+\b")
 _CMP = re.compile(r"\bcmp_\d+\b")
@@ -148,12 +149,8 @@ def _previous_entity(messages: Sequence[dict[str, Any]]) -> tuple[str | None, st
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     for m in reversed(list(messages[:last_user])):
         if m.get("role") == "tool":
-            try:
-                result = json.loads(m.get("content") or "")
-            except ValueError:
-                continue
-            for r in result.get("resolved", []) if isinstance(result, dict) else []:
-                return r["id"], r["kind"]
+            for r in resolved(m.get("content") or ""):
+                return r.id, r.kind.value
         for c in m.get("tool_calls") or []:
             args = json.loads(c["function"]["arguments"])
             for key in ("id", "keyword_id", "campaign_id", "experiment_id"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import string
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +29,8 @@ from agent import expert
 from agent.curriculum import render
 from agent.curriculum.phrasings import Family, Pattern, Section, patterns
 from agent.intents import WRITE_INTENTS, EntityKind, Goal, Intent, IntentKind, Kpi, Metric
+from tools.mcp_server.outputs import failure, read, resolved
+from tools.mcp_server.schemas import OverviewOut, PerformanceOut, SearchTermsOut
 
 CallTool = Callable[[str, dict[str, Any]], Awaitable[str]]
 Rng = np.random.Generator
@@ -131,23 +133,24 @@ class Dialogue(BaseModel):
 # --- the account -------------------------------------------------------------------------------------------
 
 
-async def _json(call_tool: CallTool, name: str, args: dict[str, Any]) -> Any:
-    return json.loads(await call_tool(name, args))
+def _rows(rows: Sequence[BaseModel]) -> list[dict[str, Any]]:
+    return [r.model_dump(mode="json") for r in rows]
 
 
 async def account_context(call_tool: CallTool) -> dict[str, Any]:
-    """The names and values questions are phrased with, read through the same tools the dialogues use."""
-    overview = await _json(call_tool, "account_overview", {})
-    groups = await _json(call_tool, "performance", {"level": "ad_group", "limit": 100})
-    keywords = await _json(call_tool, "performance", {"level": "keyword", "limit": 100})
-    terms = await _json(call_tool, "search_terms", {"limit": 100})
-    kws = [r for r in keywords.get("rows", []) if r.get("bid")]
+    """The names and values questions are phrased with, read through the same tools the dialogues use (each
+    result read into its output model; the context holds them as plain JSON, as the tools wrote them)."""
+    overview = read(OverviewOut, await call_tool("account_overview", {}))
+    groups = read(PerformanceOut, await call_tool("performance", {"level": "ad_group", "limit": 100}))
+    keywords = read(PerformanceOut, await call_tool("performance", {"level": "keyword", "limit": 100}))
+    terms = read(SearchTermsOut, await call_tool("search_terms", {"limit": 100}))
+    kws = [r for r in _rows(keywords.rows) if r.get("bid")]
     texts = [k["name"] for k in kws]
     return {
-        "advertiser": overview["advertiser"],
-        "campaigns": [c for c in overview["campaigns"]],
-        "experiments": overview["experiments"],
-        "ad_groups": groups.get("rows", []),
+        "advertiser": overview.advertiser.model_dump(mode="json"),
+        "campaigns": _rows(overview.campaigns),
+        "experiments": _rows(overview.experiments),
+        "ad_groups": _rows(groups.rows),
         "keywords": [
             {
                 "id": k["id"],
@@ -161,7 +164,7 @@ async def account_context(call_tool: CallTool) -> dict[str, Any]:
             }
             for k in kws
         ],
-        "terms": terms.get("rows", []),
+        "terms": _rows(terms.rows),
     }
 
 
@@ -411,16 +414,15 @@ def _resolved_entity(
     """The id the turn's first call resolved its entity to, and an ambiguity's candidates (if it had one)."""
     for s in steps:
         for call, result in zip(s.message.get("tool_calls") or [], s.results, strict=False):
-            parsed = json.loads(result)
             args = json.loads(call["function"]["arguments"])
-            err = parsed.get("error") if isinstance(parsed, dict) else None
-            if err and err.get("candidates"):
-                return None, err["candidates"]
+            err = failure(result)
+            if err and err.candidates:
+                return None, [c.model_dump(mode="json") for c in err.candidates]
             if err:
                 return None, []
-            for r in parsed.get("resolved", []) if isinstance(parsed, dict) else []:
-                if r["field"] in field_names:
-                    return r["id"], []
+            for r in resolved(result):
+                if r.field in field_names:
+                    return r.id, []
             for f in field_names:
                 if isinstance(args.get(f), str):
                     return args[f], []
