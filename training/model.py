@@ -65,7 +65,7 @@ def build_model(cfg: ModelConfig, tokenizer: Any) -> Any:
         use_cache=True,
     )
     torch.manual_seed(cfg.seed)
-    # sdpa: 2.5x eager for a training step at ~3k tokens on CPU (evals/benchmarks/bench_training.py)
+    # sdpa: 2.5x eager for a training step at ~3k tokens on CPU (training/bench_training.py)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
     model.generation_config = GenerationConfig(
         eos_token_id=[eos_id, pad_id],

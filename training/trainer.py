@@ -4,7 +4,7 @@ Why not TRL's SFTTrainer here: our examples are short prompts with shorter outpu
 of a step is the 30k-word output layer. This loop computes it only at output positions (the prefix LM's
 `forward(labels=...)`), batches by length (no padding waste beyond a bucket), runs bf16 autocast where the CPU
 has AMX, and freezes the bottom layers (the pretrained encoder's reading of English stays; the top layers
-learn to write). `evals/benchmarks/bench_training.py` measures it beside TRL's SFTTrainer on the same data.
+learn to write). `training/bench_training.py` measures it beside TRL's SFTTrainer on the same data.
 
 It stops at a step count or a wall-clock budget (what "held-out success per training hour" needs), reports
 tokens/s and examples/s with an ETA, checkpoints every `checkpoint_every` steps, and resumes from the last

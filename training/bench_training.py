@@ -1,7 +1,7 @@
 """Training throughput of the embedded model: our loop (training/trainer.py) beside TRL's SFTTrainer, on the same
 model, the same curriculum examples and the same number of threads, in one run.
 
-    python -m evals.benchmarks.bench_training --dialogues /path/to/train.jsonl --steps 20
+    python -m training.bench_training --dialogues /path/to/train.jsonl --steps 20
 
 Prints tokens/s (real tokens: prompt and output, no padding) and examples/s for each; the loop's choices are
 what it measures: length-bucketed batches padded to a few shapes, the output layer only at output positions
