@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from evals.benchmarks.bench_advice import SPLITS, _realized, build_worlds
+from evals.benchmarks.bench_advice import SPLITS, _realized, build_worlds, stable_seed
 from evals.outcomes import HORIZON_DAYS, Account, Change, _best_bid, account_on, change_gain, fraction, oracle
 from evals.scenario import OracleKind
 from tools.auction.landscape import what_if
@@ -245,7 +245,7 @@ def evaluate_world(path: Path, n_adv: int, old: ModuleType, view: View, bids: bo
                     continue
                 for mult in (0.5, 1.5):
                     budget = truth.campaigns[c].daily_budget * mult
-                    realized = _realized_budget(truth, c, budget, seed=hash((aid, c, mult)) % 1000 + 7)
+                    realized = _realized_budget(truth, c, budget, seed=stable_seed(aid, c, mult))
                     for tag, draws in (("old", old_draws), ("new", new_draws)):
                         lo, hi = _interval(est, draws, c, est.bids(c), budget)
                         cover[f"budget_{tag}"].append(lo <= realized <= hi)
@@ -262,7 +262,7 @@ def evaluate_world(path: Path, n_adv: int, old: ModuleType, view: View, bids: bo
                 new_bids[est.by_campaign[cmp].index(kw_id)] = (
                     0.0 if pick.action == "pause" else float(pick.value or 0)
                 )
-                realized = _realized(truth, pick, seed=hash(kw_id) % 1000 + 7)
+                realized = _realized(truth, pick, seed=stable_seed(kw_id))
                 for tag, draws in (("old", old_draws), ("new", new_draws)):
                     lo, hi = _interval(est, draws, cmp, new_bids, est.campaigns[cmp].daily_budget)
                     cover[f"bid_{tag}"].append(lo <= realized <= hi)

@@ -819,6 +819,7 @@ def fit_market_model(
         DECAY_GRID @ resp.decay_grid_prob
     )  # posterior mean (flat without positions: the grid's middle)
     drift = _drift(h, demand)
+    moves = market_moves(h, demand)
     future = _future_events(adv, demand, end)
     best = rivals.best()
 
@@ -876,8 +877,12 @@ def fit_market_model(
     draws = []
     for _ in range(n_draws):
         decay_d = float(rng.choice(DECAY_GRID, p=resp.decay_grid_prob))
-        # the market's move over the horizon: half of it shared by the advertiser's keywords, half their own
-        common = rng.normal(0, 1, 2)
+        # The market's move over the horizon, shared by the advertiser's keywords: one of the fortnight-to-
+        # fortnight moves the history itself shows (demand over its seasonal fit and cost per click together,
+        # in either direction), a bootstrap of the history's own backtest errors (see market_moves).
+        j = int(rng.integers(moves.shape[0]))
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        market_move = sign * moves[j]
         # Incrementality's error is shared by a campaign's keywords: their estimates lean on one pooled fit
         # (an account's history barely identifies a keyword's own), so a campaign's incremental sales are as
         # uncertain as that fit. Drawn per keyword independently, a campaign's spread would shrink by
@@ -889,9 +894,11 @@ def fit_market_model(
             if kw.id not in markets:
                 continue
             g = int(rng.choice(rivals.prob.shape[1], p=rivals.prob[k]))
-            own = (common + rng.normal(0, 1, 2)) / math.sqrt(2)
+            # and each keyword's own move, as far as the keywords' last fortnights spread around the market's
+            own = rng.normal(0, 1, 2) / math.sqrt(2)
             volume = float(
-                demand.base_volume[k] * math.exp(rng.normal(0, demand.log_se[k]) + own[0] * drift[0])
+                demand.base_volume[k]
+                * math.exp(rng.normal(0, demand.log_se[k]) + own[0] * drift[0] + market_move[0])
             )
             ctr = float(resp.ctr_top[k] * rng.gamma(resp.ctr_clicks[k] + 1) / (resp.ctr_clicks[k] + 1))
             draw[kw.id] = market(
@@ -910,7 +917,7 @@ def fit_market_model(
                         + math.sqrt(1 - resp.cann_shared[k]) * rng.normal()
                     )
                 ),
-                float(own[1] * drift[1]),
+                float(own[1] * drift[1] + market_move[1]),
             )
         draws.append(draw)
     terms = fit_terms(adv, h, cvr_mean)
@@ -927,6 +934,8 @@ def fit_market_model(
             "yearly_amp": demand.yearly_amp,
             "drift_volume": drift[0],
             "drift_cpc": drift[1],
+            "market_move_volume_p90": float(np.quantile(np.abs(moves[:, 0]), 0.9)),
+            "market_move_cpc_p90": float(np.quantile(np.abs(moves[:, 1]), 0.9)),
             "impression_share_reported": float(share_reported),
         },
     )
@@ -977,6 +986,40 @@ def _drift(h: History, demand: Demand) -> tuple[float, float]:
         )
 
     return spread(vol), spread(cpc)
+
+
+def market_moves(h: History, demand: Demand, horizon: int = 14, step: int = 7) -> np.ndarray:
+    """How far the whole market moved from one fortnight to the next, at every origin of the history (a
+    backtest of the forecast that the last fortnight's market goes on): [origins, 2] log changes of the
+    advertiser's demand over its seasonal fit (calendar events included: the lift of an event the history
+    has not seen is a guess) and of its cost per click on keywords whose bid stayed put. What-if draws move
+    the market by one of these, in either direction: the history's own evidence of how far a market moves
+    over a horizon, which the model's posterior (fit on a market that stands still) does not hold."""
+    n = h.days.size
+    out = [(0.0, 0.0)]
+    if n < 2 * horizon:
+        return np.array(out)
+    s, expected = h.searches, demand.expected(h.days)
+    for t in range(2 * horizon, n + 1, step):
+        last, prev = slice(t - horizon, t), slice(t - 2 * horizon, t - horizon)
+        both = np.isfinite(s[:, last]).any(axis=1) & np.isfinite(s[:, prev]).any(axis=1)
+        vol = 0.0
+        if both.any():
+            a, b = s[both][:, last], s[both][:, prev]
+            ea = np.where(np.isfinite(a), expected[both][:, last], 0.0).sum()
+            eb = np.where(np.isfinite(b), expected[both][:, prev], 0.0).sum()
+            if ea > 0 and eb > 0 and np.nansum(a) > 0 and np.nansum(b) > 0:
+                vol = math.log((np.nansum(a) / ea) / (np.nansum(b) / eb))
+        bids = h.bid[:, prev.start : last.stop]
+        still = np.all(bids == bids[:, :1], axis=1) & (np.nan_to_num(bids[:, 0]) > 0)
+        cpc = 0.0
+        if still.any():
+            ca, cb = np.nansum(h.clicks[still][:, last]), np.nansum(h.clicks[still][:, prev])
+            sa, sb = np.nansum(h.spend[still][:, last]), np.nansum(h.spend[still][:, prev])
+            if ca >= 20 and cb >= 20 and sa > 0 and sb > 0:
+                cpc = math.log(sa / ca) - math.log(sb / cb)
+        out.append((vol, cpc))
+    return np.array(out[1:])
 
 
 def _fill_unseen_by_group(h: History, demand: Demand) -> None:
