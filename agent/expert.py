@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.intents import EntityKind, Intent, IntentKind
+from tools.mcp_server.outputs import ToolFailure, failure, payload, resolved
+from tools.mcp_server.schemas import Candidate
 
 BID_CANDIDATES = 4  # top keywords by spend whose best bids the expert simulates and compares
 MIN_GAIN = 1.0  # dollars of simulated incremental profit below which a change is not worth proposing
@@ -34,7 +36,11 @@ CallTool = Callable[[str, dict[str, Any]], Awaitable[str]]
 
 @dataclass(frozen=True)
 class Done:
-    """A tool call of this turn and its parsed result (a dict; {"error": {...}} when it failed)."""
+    """A tool call of this turn and its result as the tool's JSON object ({"error": {...}} when it failed).
+
+    The plans read the result's fields from that object, not from the tool's output model: the router and the
+    tests hand them partial results (only the fields a plan reads), and a figure the tools wrote as null (NaN, as
+    `kpi_change`'s share of a zero change) is no value the output model's float accepts. The failure is typed."""
 
     name: str
     args: dict[str, Any]
@@ -43,6 +49,18 @@ class Done:
     @property
     def error(self) -> dict[str, Any] | None:
         return self.result.get("error") if isinstance(self.result, dict) and "error" in self.result else None
+
+    @property
+    def failure(self) -> ToolFailure | None:
+        return failure(self.result) if isinstance(self.result, dict) else None
+
+
+def _result(text: str | None) -> dict[str, Any]:
+    """A result's JSON object (outputs.payload); text that is not one reads as a failed call."""
+    parsed = payload(text or "")
+    if parsed is None:
+        return {"error": {"type": "BadResult", "message": str(text)[:200]}}
+    return parsed
 
 
 # --- formatting (every figure copied from a result) ------------------------------------------------------
@@ -169,11 +187,7 @@ def turn_done(messages: Sequence[dict[str, Any]]) -> list[Done]:
             calls[c.get("id") or ""] = (c["function"]["name"], args if isinstance(args, dict) else {})
         if m.get("role") == "tool" and m.get("tool_call_id") in calls:
             name, args = calls[m["tool_call_id"]]
-            try:
-                result = json.loads(m.get("content") or "")
-            except ValueError:
-                result = {"error": {"type": "BadResult", "message": str(m.get("content"))[:200]}}
-            done.append(Done(name, args, result))
+            done.append(Done(name, args, _result(m.get("content"))))
     return done
 
 
@@ -244,41 +258,35 @@ _KIND_WORD = {
 }
 
 
-def _candidate(c: dict[str, Any]) -> str:
-    detail = str(c.get("detail") or "").split(",")[0]
-    if c.get("kind") == "keyword":
-        return (
-            f"'{c.get('name')}' ({detail} match, {c.get('id')})"
-            if detail
-            else f"'{c.get('name')}' ({c.get('id')})"
-        )
-    if c.get("kind") == "experiment":
-        return f"the {c.get('name')} of {detail} ({c.get('id')})"
-    return f"{c.get('name')} ({c.get('id')})"
+def _candidate(c: Candidate) -> str:
+    detail = c.detail.split(",")[0]
+    if c.kind == "keyword":
+        return f"'{c.name}' ({detail} match, {c.id})" if detail else f"'{c.name}' ({c.id})"
+    if c.kind == "experiment":
+        return f"the {c.name} of {detail} ({c.id})"
+    return f"{c.name} ({c.id})"
 
 
 def recover(done: Sequence[Done]) -> dict[str, Any]:
     """The answer after a tool refused a call: a question back for an ambiguous or unknown name, else what
     was wrong. (Numbers from the error's limits are left out: the answer names the field instead.)"""
     failed = next(d for d in done if d.error is not None)
-    error = failed.error or {}
-    kind, field = error.get("type"), error.get("field") or "value"
+    error = failed.failure or ToolFailure()
+    kind, field = error.type, error.field or "value"
     query = next((v for k, v in failed.args.items() if k == field), None)
     if kind == "AmbiguousReferenceError":
-        cands = [_candidate(c) for c in error.get("candidates") or []]
+        cands = [_candidate(c) for c in error.candidates or []]
         listed = ", ".join(cands[:-1]) + f" or {cands[-1]}" if len(cands) > 1 else "".join(cands)
-        kinds = sorted({_KIND_WORD.get(str(c.get("kind")), "thing") for c in error.get("candidates") or []})
+        kinds = sorted({_KIND_WORD.get(c.kind.value, "thing") for c in error.candidates or []})
         return say(
             f"'{query}' matches more than one {' or '.join(kinds)} in your account: {listed}. "
             "Which one do you mean?"
         )
     if kind == "OtherKindError":  # the words name a thing of another kind, and no call of that kind fits
-        cands = [_candidate(c) for c in error.get("candidates") or []]
+        cands = [_candidate(c) for c in error.candidates or []]
         listed = ", ".join(cands[:-1]) + f" or {cands[-1]}" if len(cands) > 1 else "".join(cands)
         return say(f"'{query}' is {listed} in your account. What would you like to change about it?")
-    if kind == "NoMatchError" and (
-        none := re.search(r"the account has no (\w[\w ]*?)s?$", str(error.get("message")))
-    ):
+    if kind == "NoMatchError" and (none := re.search(r"the account has no (\w[\w ]*?)s?$", error.message)):
         return say(
             f"Your account has no {none.group(1).replace('_', ' ')}s yet, so there is nothing to match '{query}' to."
         )
@@ -292,7 +300,7 @@ def recover(done: Sequence[Done]) -> dict[str, Any]:
     if kind == "InvalidInputError":
         return say(
             f"I couldn't do that: the {field.replace('_', ' ')} you asked for isn't allowed "
-            f"({str(error.get('message') or '').split(':')[0].split('(')[0].strip()}). Give me another "
+            f"({error.message.split(':')[0].split('(')[0].strip()}). Give me another "
             "value and I'll check it first."
         )
     return say(f"I couldn't do that: the {failed.name.replace('_', ' ')} tool refused it ({kind}).")
@@ -619,7 +627,7 @@ def _ab_test(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         return call("ab_test", {"experiment_id": intent.experiment})
     lift = r.get("relative_lift") or {}
     asked = next((d.args.get("experiment_id") for d in done if d.name == "ab_test"), None)
-    named = next((x.get("id") for x in r.get("resolved") or [] if isinstance(x, dict)), None) or asked
+    named = next((x.id for x in resolved(r)), None) or asked
     lead = f"{named}: " if isinstance(named, str) and named.startswith("exp_") else ""
     return say(
         f"{lead}{'Significant' if r.get('significant') else 'Not significant'}: control {r.get('mean_control')} vs "
@@ -917,10 +925,6 @@ async def run(
             args = json.loads(c["function"]["arguments"])
             text = await call_tool(c["function"]["name"], args)
             added.append({"role": "tool", "tool_call_id": c["id"], "content": text})
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = {"error": {"type": "BadResult", "message": text[:200]}}
-            done.append(Done(c["function"]["name"], args, parsed))
+            done.append(Done(c["function"]["name"], args, _result(text)))
     added.append(say("I could not finish this within my step limit; please ask a narrower question."))
     return added
