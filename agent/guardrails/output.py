@@ -17,6 +17,7 @@ figures dropped) or replaced by a safe answer. Every non-pass is logged on "adgu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -277,28 +278,46 @@ def _parse(source: Any) -> Any:
     return source
 
 
+def _finite(values: list[float]) -> np.ndarray:
+    arr = np.array(values, dtype=np.float64)
+    return np.unique(arr[np.isfinite(arr)])
+
+
+@functools.lru_cache(maxsize=512)
+def _text_sources(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """One tool result's (or tool call's) own numbers and its one-step arithmetic, each sorted and unique. Cached
+    by the text: a thread's earlier results come back to every later turn's check, which then costs what its new
+    results cost, not what the whole thread's do (over a 12-turn thread it grew from 6 to 40 ms; now 10-15 ms)."""
+    return _sources_of(_parse(text))
+
+
+def _sources_of(parsed: Any) -> tuple[np.ndarray, np.ndarray]:
+    derived: list[float] = []
+    _derived(parsed, derived)
+    return _finite(number_leaves(parsed)), _finite(derived)
+
+
 def source_numbers(tool_texts: Iterable[Any], user_texts: Iterable[str] = ()) -> np.ndarray:
     """Numbers an answer may state: every number in the tool results and tool arguments (JSON or text) and in
     the user's messages, plus the typed one-step arithmetic above, plus the difference between a number the
     user stated and one a tool returned ("6.6 points below your 25% target"); sorted, unique. Fractions also
     count as percents (0.184 grounds "18.4%")."""
 
-    def with_percents(values: list[float]) -> np.ndarray:
-        arr = np.array([v for v in values if math.isfinite(v)], dtype=np.float64)
-        return np.concatenate([arr, arr[np.abs(arr) <= 1.5] * 100])
+    def with_percents(arr: np.ndarray) -> np.ndarray:
+        return np.unique(np.concatenate([arr, arr[np.abs(arr) <= 1.5] * 100]))
 
-    direct: list[float] = []
-    derived: list[float] = []
+    direct: list[np.ndarray] = [np.empty(0)]
+    derived: list[np.ndarray] = [np.empty(0)]
     for source in tool_texts:
-        parsed = _parse(source)
-        direct += number_leaves(parsed)
-        _derived(parsed, derived)
+        d, a = _text_sources(source) if isinstance(source, str) else _sources_of(source)
+        direct.append(d)
+        derived.append(a)
     # A user's message is text, never parsed as JSON: '{"a": {"a": ...' 500 deep or a 4,000-digit number pasted
     # into the chat must not fail this turn and every later one (the check reads the last two messages).
-    user = with_percents([v for t in user_texts for v in _text_numbers(t)])
-    tool = with_percents(direct)
+    user = with_percents(_finite([v for t in user_texts for v in _text_numbers(t)]))
+    tool = with_percents(np.unique(np.concatenate(direct)))  # unique first: a thread repeats its results
     cross = np.abs(user[:, None] - tool[None, :]).ravel() if user.size and tool.size else np.array([])
-    arr = np.concatenate([tool, with_percents(derived), user, cross])
+    arr = np.concatenate([tool, with_percents(np.unique(np.concatenate(derived))), user, cross])
     return np.unique(np.concatenate([arr, -arr]))
 
 
