@@ -254,3 +254,30 @@ def test_a_campaigns_incrementality_is_as_uncertain_as_its_pooled_fit(world: Pat
                 ratios.append(float(per_draw.mean(axis=1).std()) / keyword_sd)
     assert len(ratios) >= 4
     assert np.median(ratios) > 0.7  # independent draws: about 1 / sqrt(keywords), under 0.5 here
+
+
+def test_the_draws_move_the_market_as_far_as_its_history_moved(world: Path) -> None:
+    """market_moves backtests 'the last fortnight goes on' at every weekly origin of the history: a market
+    whose searches rose by half over the last fortnight shows that move (and the spend per click at unchanged
+    bids with it); the what-if draws move the whole market by one of these moves, in either direction."""
+    from tools.market.estimate import fit_demand, load_history, market_moves
+
+    with MarketStore.open(world) as store:
+        adv = store.scoped(store.advertiser_ids()[0])
+        h = load_history(adv)
+        demand = fit_demand(h)
+        steady = market_moves(h, demand)
+        assert steady.shape == ((h.days.size - 28) // 7 + 1, 2) and np.isfinite(steady).all()
+        n = h.days.size
+        h.impressions[:, n - 14 :] *= 1.5  # the same impression share: 1.5x the searches
+        h.spend[:, n - 14 :] *= 1.2
+        moved = market_moves(h, demand)
+        assert moved[-1, 0] == pytest.approx(steady[-1, 0] + math.log(1.5), abs=1e-6)
+        assert moved[-1, 1] == pytest.approx(steady[-1, 1] + math.log(1.2), abs=1e-6)
+        model = fit_market_model(adv)
+        assert model.fit["market_move_volume_p90"] >= 0.0
+        # the draws' total demand spreads around the point estimate's by about the history's moves
+        total = np.array([sum(m.base_volume for m in d.values()) for d in model.draws])
+        point = sum(m.base_volume for m in model.markets.values())
+        spread = np.abs(np.log(total / point))
+        assert np.quantile(spread, 0.9) <= np.abs(steady[:, 0]).max() + 0.15

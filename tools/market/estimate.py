@@ -1000,7 +1000,7 @@ def market_moves(h: History, demand: Demand, horizon: int = 14, step: int = 7) -
     if n < 2 * horizon:
         return np.array(out)
     s, expected = h.searches, demand.expected(h.days)
-    for t in range(2 * horizon, n + 1, step):
+    for t in range(n - (n - 2 * horizon) // step * step, n + 1, step):  # the last origin: the history's end
         last, prev = slice(t - horizon, t), slice(t - 2 * horizon, t - horizon)
         both = np.isfinite(s[:, last]).any(axis=1) & np.isfinite(s[:, prev]).any(axis=1)
         vol = 0.0
