@@ -49,6 +49,23 @@ def warm_up() -> None:
     check_input("How are my campaigns doing?", scope="adv_0001")
 
 
+def warm_up_guidance() -> None:
+    """What a batch worker's proactive guidance reaches on its first advertiser, loaded before the worker takes
+    a job: the simulator, optimizer and keyword engines (sentence-transformers, scikit-learn, pandas imports) and
+    the keyword engine's embedding model. About 5 s of CPU on the shared 2-core machine that each worker's first
+    advertiser paid inside its job (bench_batch's "first s" column)."""
+    # lazy: these imports are the warm-up itself (a worker in overview mode, or the API, never needs them)
+    import tools.auction.landscape
+    import tools.keywords.engine
+    import tools.mcp_server.engines  # noqa: F401
+    from tools.keywords.embeddings import EmbeddingModelMissingError, load_model
+
+    try:
+        load_model()
+    except EmbeddingModelMissingError as exc:  # the keyword tools say so on their first call
+        log.warning("keyword embedding model not loaded at warm-up: %s", exc)
+
+
 @dataclass
 class _Held:
     agent: Agent

@@ -24,7 +24,7 @@ from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from server.agents import agent_config, warm_up
+from server.agents import agent_config, warm_up, warm_up_guidance
 from server.batch import GUIDE_FUNCTION
 from server.config import GuidanceMode, Settings
 from server.db import Database
@@ -134,6 +134,8 @@ def make_worker(settings: Settings, *, burst: bool = False) -> Worker:
         await db.open()
         await db.ensure_schema()
         await asyncio.to_thread(warm_up)  # imports before the first job's clock starts
+        if settings.guidance == GuidanceMode.PROACTIVE:
+            await asyncio.to_thread(warm_up_guidance)
         ctx.update(
             settings=settings, db=db, guidance=guidance, worker_name=f"{socket.gethostname()}:{os.getpid()}"
         )

@@ -200,3 +200,17 @@ async def test_sigkill_of_a_worker_mid_job_loses_and_duplicates_nothing(world8, 
         assert all(len([i for i in inbox if i["job_id"] == job_id]) == 1 for inbox in inboxes.values())
     finally:
         cleanup(s)
+
+
+def test_a_proactive_worker_loads_its_guidance_tools_before_its_first_job():
+    """The engines' imports and the keyword engine's embedding model load in the worker's startup (before arq's
+    'worker ready'), not inside the first advertiser's job."""
+    import sys
+
+    from server.agents import warm_up_guidance
+    from tools.keywords.embeddings import _load
+
+    warm_up_guidance()
+    loaded = {"tools.keywords.engine", "tools.auction.landscape", "tools.mcp_server.engines"}
+    assert loaded <= set(sys.modules)
+    assert _load.cache_info().currsize == 1

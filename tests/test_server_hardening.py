@@ -237,21 +237,21 @@ def test_two_simultaneous_confirmations_apply_one_change_with_one_audit_row(
         assert _bid_and_audit(world, kw.id)[1] == log
 
 
-@pytest.mark.parametrize(
-    "message",
-    [
-        "what if I halved the bid of {kw}?",
-        "what happens if I cut the bid on '{name}' in half?",
-        "which keyword should I stop bidding on? don't change anything",
-    ],
-)
-def test_questions_that_once_got_an_empty_answer_get_words(api: tuple[str, Path], message: str) -> None:
+EMPTY_ONCE = [
+    "what if I halved the bid of {kw}?",
+    "what happens if I cut the bid on '{name}' in half?",
+    "which keyword should I stop bidding on? don't change anything",
+]
+
+
+def test_questions_that_once_got_an_empty_answer_get_words(api: tuple[str, Path]) -> None:
     base, world = api
     with MarketStore.open(world) as store:
         kw = next(k for k in store.scoped("adv_0001").keywords() if k.bid > 0.3)
     with httpx.Client(base_url=base, timeout=60) as client:
-        tid = _thread(client)
-        turn = _turn(client, tid, message.format(kw=kw.id, name=kw.text))
-        assert turn["confirmation"] is None  # a what-if or a question changes nothing and proposes nothing
-        finals = [e for e in turn["events"] if e["type"] == "final"]
-        assert len(finals) == 1 and finals[0]["text"].strip()
+        for message in EMPTY_ONCE:
+            tid = _thread(client)
+            turn = _turn(client, tid, message.format(kw=kw.id, name=kw.text))
+            assert turn["confirmation"] is None, message  # a what-if or a question proposes nothing
+            finals = [e for e in turn["events"] if e["type"] == "final"]
+            assert len(finals) == 1 and finals[0]["text"].strip(), message
