@@ -3,9 +3,12 @@ whether turn time and the API's memory stay flat as the thread grows (issue #17)
 
 One API process (`adguide serve api`, real Redis and PostgreSQL, loopback only) on a generated world; one thread
 gets `--turns` messages back to back, each a long run of figures pasted from a report with a question after it,
-while a poller asks `/healthz` every `--poll-ms` milliseconds. Prints `/healthz` p50/p99/max over the polls made
-while a turn ran, each turn's time, the first three against the last three, and the API's RSS (with children) at
-the start and at its peak; the same run for each `--backend`, one after the other.
+while a poller asks `/healthz` every `--poll-ms` milliseconds. Each message also goes to a new thread (the control:
+the same message without the history), so the turn's own cost, which varies with what the message asks, is told
+apart from what the history adds. Prints `/healthz` p50/p99/max over the polls made while a turn ran, each turn's
+time and the API's CPU seconds, the first three against the last three (wall, CPU, and the CPU against the
+control's), and the API's RSS (with children) after `--warmup` turns of the same kind and at its peak; the same run
+for each `--backend`, one after the other.
 
     .venv/bin/python -m evals.benchmarks.bench_healthz                          # local (embedded) and rules
     .venv/bin/python -m evals.benchmarks.bench_healthz --backend local --turns 12 --figures 300
@@ -23,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from evals.benchmarks.bench_load import REPO, _pct, _rss_mb, _settings, _stop, start_api
 
 
@@ -30,6 +35,21 @@ def _message(turn: int, figures: int) -> str:
     """A seller pasting a column of daily figures, then asking about it (about 6 characters a figure)."""
     numbers = " ".join(f"{(turn * 131 + i * 37) % 997 / 7:.2f}" for i in range(figures))
     return f"here are my daily spend numbers from the report: {numbers}. how is my account doing?"
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds the API process (and its children) has used: a turn's cost that load on the machine hardly
+    changes, where wall time does."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+    except psutil.Error:
+        return 0.0
+
+
+def _mean3(values: list[float], last: bool = False) -> float:
+    return statistics.mean(values[-3:] if last else values[:3])
 
 
 async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -52,52 +72,93 @@ async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
                 rss.append(_rss_mb(pid))
                 await asyncio.sleep(args.poll_ms / 1000)
 
-        warm = (await client.post("/v1/threads", json={}, headers=headers)).json()["thread_id"]
-        await client.post(
-            f"/v1/threads/{warm}/messages", json={"message": "how is my account doing?"}, headers=headers
-        )
-        rss_start = _rss_mb(pid)
-        tid = (await client.post("/v1/threads", json={}, headers=headers)).json()["thread_id"]
-        poller = asyncio.create_task(poll())
-        turns: list[float] = []
-        errors: list[str] = []
-        for i in range(args.turns):
+        async def new_thread() -> str:
+            return str((await client.post("/v1/threads", json={}, headers=headers)).json()["thread_id"])
+
+        async def turn(thread_id: str, message: str) -> tuple[float, float, list[str]]:
+            """(wall s, API CPU s, error codes) of one turn."""
+            nonlocal in_turn
             in_turn = True
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu_s(pid)
             r = await client.post(
-                f"/v1/threads/{tid}/messages", json={"message": _message(i, args.figures)}, headers=headers
+                f"/v1/threads/{thread_id}/messages", json={"message": message}, headers=headers
             )
-            turns.append(time.perf_counter() - t)
+            wall, cpu = time.perf_counter() - t, _cpu_s(pid) - c
             in_turn = False
             failed = (
                 [str(e.get("code")) for e in r.json().get("events", []) if e.get("type") == "error"]
                 if r.status_code == 200
                 else [str(r.status_code)]
             )
-            errors += failed
+            return wall, cpu, failed
+
+        # Warm-up on messages of the same kind (a short one leaves the long-message code paths and buffers cold,
+        # so their first use counted as growth), each in its own thread.
+        for j in range(args.warmup):
+            await turn(await new_thread(), _message(100 + j, args.figures))
+        rss_start = _rss_mb(pid)
+        tid = await new_thread()
+        poller = asyncio.create_task(poll())
+        turns: list[float] = []
+        cpus: list[float] = []
+        fresh: list[float] = []  # the same message in a new thread: what the turn costs without the history
+        rss_after: list[float] = []
+        errors: list[str] = []
+        for i in range(args.turns):
+            message = _message(i, args.figures)
+            control = await new_thread() if args.control else None
+            order = [tid, control] if i % 2 == 0 else [control, tid]  # neither always runs first
+            for thread_id in order:
+                if thread_id is None:
+                    continue
+                wall, cpu, failed = await turn(thread_id, message)
+                errors += failed
+                if thread_id == tid:
+                    turns.append(wall)
+                    cpus.append(cpu)
+                    rss_after.append(_rss_mb(pid))
+                else:
+                    fresh.append(cpu)
+                await asyncio.sleep(0.1)
             print(
-                f"  turn {i + 1:2d}: {turns[-1]:.2f} s{'  ' + ' '.join(failed) if failed else ''}", flush=True
+                f"  turn {i + 1:2d}: {turns[-1]:.2f} s, API CPU {cpus[-1]:.2f} s"
+                + (f" (same message in a new thread {fresh[-1]:.2f} s)" if fresh else "")
+                + f", RSS {rss_after[-1]:.0f} MB{'  ' + ' '.join(errors) if errors else ''}",
+                flush=True,
             )
-            await asyncio.sleep(0.2)
         polling = False
         await poller
     during = [s for s, busy in polls if busy]
-    first, last = statistics.mean(turns[:3]), statistics.mean(turns[-3:])
-    return {
+    out: dict[str, Any] = {
         "healthz_polls_during_turns": len(during),
         "healthz_p50_ms": round(1000 * _pct(during, 0.5), 1),
         "healthz_p99_ms": round(1000 * _pct(during, 0.99), 1),
         "healthz_max_ms": round(1000 * max(during), 1),
         "turn_s": [round(x, 2) for x in turns],
-        "first3_s": round(first, 2),
-        "last3_s": round(last, 2),
-        "turn_growth": round(last / first - 1, 3),
+        "turn_cpu_s": [round(x, 3) for x in cpus],
+        "first3_s": round(_mean3(turns), 2),
+        "last3_s": round(_mean3(turns, last=True), 2),
+        "turn_growth": round(_mean3(turns, last=True) / _mean3(turns) - 1, 3),
+        "cpu_growth": round(_mean3(cpus, last=True) / _mean3(cpus) - 1, 3),
         "rss_start_mb": round(rss_start),
+        "rss_after_turn_mb": [round(x) for x in rss_after],
         "rss_peak_mb": round(max(rss)),
         "rss_growth": round(max(rss) / rss_start - 1, 3),
+        # along the thread: the first three turns' highest RSS against the last three's (a first use of a code path,
+        # such as a tool's model loaded on its first call, counts in rss_growth but not here)
+        "rss_thread_growth": round(max(rss_after[-3:]) / max(rss_after[:3]) - 1, 3),
         "errors": errors,
         "message_chars": len(_message(0, args.figures)),
     }
+    if fresh:  # the history's own cost: the thread's turn over the same message's in a new thread
+        ratio = [a / b for a, b in zip(cpus, fresh, strict=True) if b > 0]
+        out |= {
+            "fresh_cpu_s": [round(x, 3) for x in fresh],
+            "history_ratio_first3": round(_mean3(ratio), 3),
+            "history_ratio_last3": round(_mean3(ratio, last=True), 3),
+            "history_growth": round(_mean3(ratio, last=True) / _mean3(ratio) - 1, 3),
+        }
+    return out
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,6 +167,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     from tools.market.generate import generate_world_file
 
     out: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "args": vars(args) | {"out": None},
     }
@@ -133,8 +195,16 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 print(
                     f"  /healthz during turns: p50 {r['healthz_p50_ms']} ms, p99 {r['healthz_p99_ms']} ms, max "
                     f"{r['healthz_max_ms']} ms ({r['healthz_polls_during_turns']} polls); turn time first 3 "
-                    f"{r['first3_s']} s, last 3 {r['last3_s']} s ({100 * r['turn_growth']:+.0f}%); RSS "
-                    f"{r['rss_start_mb']} -> peak {r['rss_peak_mb']} MB ({100 * r['rss_growth']:+.0f}%)",
+                    f"{r['first3_s']} s, last 3 {r['last3_s']} s ({100 * r['turn_growth']:+.0f}%), API CPU "
+                    f"{100 * r['cpu_growth']:+.0f}%"
+                    + (
+                        f", against the same messages in new threads {r['history_ratio_first3']:.2f}x -> "
+                        f"{r['history_ratio_last3']:.2f}x ({100 * r['history_growth']:+.0f}%)"
+                        if "history_growth" in r
+                        else ""
+                    )
+                    + f"; RSS {r['rss_start_mb']} -> peak {r['rss_peak_mb']} MB ({100 * r['rss_growth']:+.0f}%), "
+                    f"along the thread {100 * r['rss_thread_growth']:+.0f}%",
                     flush=True,
                 )
             finally:
@@ -155,6 +225,18 @@ def main() -> None:
         "--figures", type=int, default=300, help="figures in each message (about 6 characters each)"
     )
     parser.add_argument("--poll-ms", type=int, default=25)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="turns of the same kind of message, in other threads, before RSS",
+    )
+    parser.add_argument(
+        "--no-control",
+        dest="control",
+        action="store_false",
+        help="skip sending each message to a new thread too (the control that separates the history's cost)",
+    )
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument(
         "--out", type=Path, default=REPO / "evals" / "benchmarks" / "results" / "bench_healthz.json"
