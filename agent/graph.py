@@ -496,6 +496,39 @@ def generic_name_dropped(
     return {k: v for k, v in args.items() if k != field}
 
 
+# where the user puts a new keyword or negative: "... as an exact keyword in Duvet Cover + Area Rug, bid it at 1.20"
+_PLACE_WORD = re.compile(r"\b(?:in|into|to|under)\s+", re.I)
+_PLACE_END = re.compile(r"[,.;!?]|\b(?:and|bid|at|with|please|pls|in|into|to|under)\b", re.I)
+_PLACE_TRIM = re.compile(r"^(?:the|my)\s+|\s+(?:ad\s?group|campaign)$", re.I)
+_QUOTE = re.compile(r"\"[^\"]*\"|'[^']*'|“[^”]*”")
+_MATCH_TYPE = re.compile(r"^(?:an?\s+)?(?:exact|phrase|broad)(?:\s+match)?$", re.I)  # "in exact match"
+
+
+def _places(text: str) -> list[str]:
+    """The names after "in", "into", "to" or "under", each up to the next punctuation or joining word."""
+    out = []
+    for segment in _PLACE_WORD.split(_QUOTE.sub(" ", text))[1:]:
+        name = _PLACE_TRIM.sub("", _PLACE_END.split(segment, maxsplit=1)[0].strip()).strip()
+        if name and not _MATCH_TYPE.match(name):
+            out.append(name)
+    return out
+
+
+def term_as_ad_group(name: str, args: dict[str, Any], user_text: str) -> dict[str, Any] | None:
+    """A keyword or negative proposed into an "ad group" named by the new term itself (the model copied "'duvet
+    cover gift idea' as an exact keyword in Duvet Cover + Area Rug" term for term): the call with the place the
+    user's words put it ("in ...", "to ..."), quoted text aside; None otherwise."""
+    if name != PROPOSE_TOOL or args.get("action") not in ("add_keywords", "add_negatives"):
+        return None
+    terms = {
+        str(k.get("text", "")).strip().lower() for k in args.get("keywords") or [] if isinstance(k, dict)
+    }
+    if str(args.get("id", "")).strip().lower() not in terms:
+        return None
+    place = next((p for p in _places(user_text) if p.lower() not in terms), None)
+    return None if place is None else {**args, "id": place}
+
+
 # a change the words would make to the thing they name when it is of the other kind: a proposed budget for a keyword
 # is its bid ("set 'adjustable kettlebell' to 1.70" was proposed as the Kettlebell campaign's budget)
 _OTHER_KIND_TWIN = {
@@ -670,8 +703,10 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                 parsed, failed = payload(text), False
                 regrown[call_id] = args
             else:
-                again_args = other_kind_twin(name, args, parsed) or generic_name_dropped(
-                    ctx, name, args, parsed
+                again_args = (
+                    other_kind_twin(name, args, parsed)
+                    or generic_name_dropped(ctx, name, args, parsed)
+                    or term_as_ad_group(name, args, user_text)
                 )
                 again = await _retried(ctx, name, again_args) if again_args is not None else None
                 if again is not None and again_args is not None:

@@ -323,8 +323,14 @@ def planned_start(
 
 # account-level questions: a call the model aims at one thing the message does not name (carried over from an earlier
 # turn: "how did we do yday" after a keyword table was answered with that keyword's numbers) gives way to the plan
-ACCOUNT_PLANS = frozenset({IntentKind.OVERVIEW, IntentKind.BUDGET_CAPPED})
+ACCOUNT_PLANS = frozenset({IntentKind.OVERVIEW, IntentKind.BUDGET_CAPPED, IntentKind.KPI_CHANGE})
 _ONE_THING_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "id")
+# words that point back at a thing of an earlier turn ("how did it do yesterday?"): that thing stays the subject
+BACK_REFERENCE = re.compile(
+    r"\b(it|its|it's|itself|them|their|same|(?:that|this|those|these) (?:one|ones|keyword|keywords|campaign|"
+    r"campaigns|ad group|term|terms|product|test))\b",
+    re.I,
+)
 
 
 def carried_over(call_args: dict[str, Any], text: str) -> bool:
@@ -347,15 +353,17 @@ def account_plan_instead(
     text: str,
     last_days: int | None,
     scope: str | None,
+    kpi: Kpi | None = None,
 ) -> dict[str, Any] | None:
     """The expert's first call for an account-level question the router is sure of (ACCOUNT_PLANS, CONTINUE_SURE)
-    where the model's first call names a thing carried over from the thread; None otherwise."""
+    where the model's first call names a thing carried over from the thread and the message does not point back at
+    it (BACK_REFERENCE); None otherwise. `kpi`: the one the message names (a kpi change of sales where none)."""
     kind = _likeliest(probs)
-    if kind not in ACCOUNT_PLANS or probs[kind] < CONTINUE_SURE or not calls:
+    if kind not in ACCOUNT_PLANS or probs[kind] < CONTINUE_SURE or not calls or BACK_REFERENCE.search(text):
         return None
     if not any(carried_over(dict(c.get("args") or {}), text) for c in calls):
         return None
-    message = step(Intent(kind=kind, last_days=last_days), [], scope)
+    message = step(Intent(kind=kind, last_days=last_days, kpi=kpi), [], scope)
     return {**message, "intent": kind.value} if message.get("tool_calls") else None
 
 
@@ -405,6 +413,22 @@ def next_step(
         ):
             return {**message, "intent": kind.value}
     return None
+
+
+def router_tool_instead(probs: dict[IntentKind, float], calls: Sequence[dict[str, Any]]) -> str | None:
+    """The first tool of the intent the router is sure of (its likeliest, CONTINUE_SURE likely) where the model's
+    first step called neither it nor `find` (the model looks a name up first): a second decoding that must call it
+    keeps the model's reading of the user's words (the thing, the amount) and the router's of what is asked
+    ("which campaing runs out of budget the most?": budget_capped 0.56, and the model listed campaigns by ACoS).
+    A proposal stands (it waits for the user's yes; "sp - generic - dumbbells daily budget $55" is a change the
+    router read as a what-if). None: the model's calls stand."""
+    kind = _likeliest(probs)
+    if kind is None or probs[kind] < CONTINUE_SURE or not calls:
+        return None
+    tool = first_tool(kind)
+    called = {str(c.get("name")) for c in calls}
+    kept = {"find", "propose_change"}
+    return None if tool is None or tool in called or called & kept else tool
 
 
 # Intents whose answer reports what a call returned, the most specific first (one thing's numbers before a table).

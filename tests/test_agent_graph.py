@@ -376,6 +376,37 @@ async def test_a_filter_that_names_a_kind_of_thing_is_dropped_not_asked_about(wo
         )
 
 
+async def test_a_new_keyword_proposed_into_an_ad_group_named_by_itself_goes_where_the_user_put_it(world):
+    """ "add 'x gift idea' as an exact keyword in <ad group>, bid it at 1.20": the model copied the new term where
+    the ad group goes; the ad group the user's words put it in ("in ...") is used instead."""
+    import json as _json
+
+    from agent.graph import term_as_ad_group
+    from agent.tool_call import run_tool
+
+    # the unknown name goes to the sentence encoder, whose first use imports transformers (slow on a busy machine)
+    async with Agent(config(world, limits=Limits(tool_timeout_s=300))) as agent:
+        ctx = agent.context
+        groups = _json.loads(await run_tool(ctx, "performance", {"level": "ad_group", "limit": 1}))
+        group = groups["rows"][0]
+        term = "zzqx gift idea"
+        args = {
+            "action": "add_keywords",
+            "id": term,
+            "keywords": [{"text": term, "match_type": "exact", "bid": 1.2}],
+        }
+        said = f"add '{term}' as an exact keyword in {group['name']}, bid it at 1.20"
+        assert "error" in _json.loads(await run_tool(ctx, "propose_change", args))
+        placed = term_as_ad_group("propose_change", args, said)
+        assert placed == {**args, "id": group["name"]}
+        proposal = _json.loads(await run_tool(ctx, "propose_change", placed))
+        assert proposal["changes"][0]["id"] == group["id"], proposal
+    assert (
+        term_as_ad_group("propose_change", {**args, "id": "Bath Towels"}, said) is None
+    )  # an ad group: kept
+    assert term_as_ad_group("propose_change", args, f"add '{term}' in exact match") is None  # no place named
+
+
 async def test_a_turns_guardrail_events_come_before_its_final_answer(world):
     async with Agent(config(world)) as agent:
         events = [

@@ -683,3 +683,40 @@ def test_an_account_question_is_not_answered_with_a_thing_from_an_earlier_turn()
     assert account_plan_instead(unsure, carried, "how did we do yday", 1, "adv_0002") is None
     table = [{"name": "performance", "args": {"level": "campaign", "sort": "spend"}}]
     assert account_plan_instead(sure, table, "how did we do yday", 1, "adv_0002") is None
+
+
+def test_why_a_kpi_moved_is_asked_of_the_account_unless_the_message_points_back_at_the_thing():
+    """ "y is acos up" after a bid question on one keyword: the model read that keyword's numbers; the router is
+    sure of a kpi change, so the account's ACoS change runs instead. "why is its acos up?" keeps the keyword."""
+    from agent.backends.embedded import kpi_said
+    from agent.intents import Kpi
+    from agent.router import account_plan_instead
+
+    carried = [{"name": "performance", "args": {"level": "keyword", "keyword_id": "kw_0000068"}}]
+    sure = {K.KPI_CHANGE: 0.76, K.FIX_ACOS: 0.11, K.WORST_ACOS: 0.13}
+    plan = account_plan_instead(sure, carried, "why is acos up", None, "adv_0002", kpi_said("why is acos up"))
+    assert plan is not None and plan["intent"] == "kpi_change"
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in plan["tool_calls"]] == [
+        ("kpi_change", {"kpi": "acos"})
+    ]
+    for pointing_back in ("why is its acos up", "why is acos up on that keyword", "same for acos, why up?"):
+        assert account_plan_instead(sure, carried, pointing_back, None, "adv_0002", Kpi.ACOS) is None
+    assert kpi_said("why did my return on ad spend drop") == Kpi.ROAS  # its words hold "spend"
+    assert kpi_said("why is spend up and sales down") is None  # two KPIs: not one to explain
+
+
+def test_the_tool_of_an_intent_the_router_is_sure_of_is_decoded_where_the_model_called_another():
+    from agent.router import router_tool_instead
+
+    capped = {K.BUDGET_CAPPED: 0.56, K.CUT_WORST: 0.13, K.CAMPAIGNS: 0.31}
+    table = [{"name": "performance", "args": {"level": "campaign", "sort": "acos"}}]
+    assert router_tool_instead(capped, table) == "account_overview"
+    assert router_tool_instead(capped, [{"name": "account_overview", "args": {}}]) is None  # the same tool
+    assert router_tool_instead(capped, [{"name": "find", "args": {"query": "x"}}, *table]) is None  # a lookup
+    proposal = [{"name": "propose_change", "args": {"action": "set_budget", "id": "cmp_00008", "value": 55}}]
+    assert (
+        router_tool_instead({K.WHAT_IF_BUDGET: 0.65, K.SET_BUDGET: 0.35}, proposal) is None
+    )  # waits for a yes
+    unsure = {K.BUDGET_CAPPED: 0.44, K.CAMPAIGNS: 0.4, K.OVERVIEW: 0.16}
+    assert router_tool_instead(unsure, table) is None
+    assert router_tool_instead({K.GREETING: 0.9, K.OVERVIEW: 0.1}, table) is None  # answered without a tool

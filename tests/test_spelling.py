@@ -14,7 +14,7 @@ def test_a_misspelt_word_one_edit_from_a_phrasing_word_is_mended():
 
 def test_names_quotes_short_words_and_known_words_stay_as_typed():
     assert mend("is 'sumary boards' (exact) selling?") == "is 'sumary boards' (exact) selling?"  # quoted
-    assert mend_word("rn") == "rn" and mend_word("yday") == "yday"  # under MIN_LEN letters
+    assert mend_word("yday") == "yday" and mend_word("ctr") == "ctr"  # under MIN_LEN letters
     assert len("yday") < MIN_LEN
     assert mend_word("zenware") == "zenware"  # nothing one edit away: a brand stays
     assert mend_word("budge") == "budge"  # an English word the encoder knows is not a typo of "budget"
@@ -33,3 +33,27 @@ def test_the_router_reads_a_misspelt_request_as_it_reads_the_mended_one():
     typo, mended = router.predict(["quick sumary pls", "quick summary pls"])
     assert typo == mended
     assert max(typo, key=lambda k: typo[k]) == IntentKind.OVERVIEW
+
+
+def test_shorthand_the_router_never_saw_is_spelled_out_and_shorthand_it_learned_stays():
+    from agent.spelling import SHORTHAND, _spelled_out
+
+    assert mend("y is acos up") == "why is acos up"
+    assert mend("b4 i change it, idk") == "before i change it, I don't know"
+    assert mend("so 'y not' rn") == "so 'y not' right now"  # quoted text stays
+    learned = {s for s in SHORTHAND if vocabulary()[s]}
+    assert {"pls", "wat"} <= learned and not learned & _spelled_out().keys()
+    assert mend("wat r my kws pls") == "wat r my kws pls"  # the router learned these from the phrasings
+
+
+def test_the_router_reads_shorthand_as_the_words_it_stands_for():
+    from agent.configuration import default_model_dir
+    from agent.intents import IntentKind
+    from agent.router import IntentRouter
+
+    model_dir = default_model_dir()
+    assert model_dir is not None
+    router = IntentRouter.load(model_dir)
+    assert router is not None
+    short, spelled = router.predict(["y is acos up", "why is acos up"])
+    assert short == spelled and max(short, key=lambda k: short[k]) == IntentKind.KPI_CHANGE

@@ -30,6 +30,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr
 
 from agent.backends.hermes import parse_tool_calls, to_openai_messages
+from agent.intents import Kpi
 
 MAX_PROMPT_TOKENS = 440  # of the model's 512 positions; the rest is for the output
 _SCOPE = re.compile(r"\badv_\d+\b")
@@ -158,6 +159,26 @@ def metric_said(text: str) -> str | None:
         for m, words in _METRIC_WORDS.items()
         if re.search(rf"\b({words}){near}({_RANKING})\b|\b({_RANKING}){near}({words})\b", text, re.I)
     ]
+    return said[0] if len(said) == 1 else None
+
+
+_KPI_WORDS = {
+    Kpi.ROAS: r"roas|return on (?:ad )?spend",
+    Kpi.ACOS: r"acos|cost of sales",
+    Kpi.SPEND: r"spend\w*|spent|cost(?:s|ing)?",
+    Kpi.SALES: r"sales|sell\w*|sold|revenue",
+    Kpi.ORDERS: r"orders?|ordered|purchases?|conversions?",
+    Kpi.CLICKS: r"clicks?|clicked|traffic",
+}
+
+
+def kpi_said(text: str) -> Kpi | None:
+    """The one KPI the message names ("why is acos up" -> acos; "return on ad spend" is ROAS, not spend); None for
+    none or several."""
+    rest, said = text, []
+    for kpi, words in _KPI_WORDS.items():  # ROAS first: its words hold "spend"
+        rest, n = re.subn(rf"\b(?:{words})\b", " ", rest, flags=re.I)
+        said += [kpi] * bool(n)
     return said[0] if len(said) == 1 else None
 
 
@@ -518,6 +539,33 @@ class EmbeddedChatModel(BaseChatModel):
                     answer=False,
                 )
                 message, n_out = self.text_message(decoded, thread, values, retry), n_out + more
+        if (
+            probs is not None
+            and self.route_tools
+            and message.tool_calls
+            and thread
+            and thread[-1].get("role") == "user"
+        ):
+            from agent.router import router_tool_instead
+
+            tool = router_tool_instead(probs, [dict(c) for c in message.tool_calls])
+            if (
+                tool is not None and tool in schemas
+            ):  # the router is sure of another tool: the model's words for it
+                forced = {tool: schemas[tool]}
+                decoded, more = self._decode(
+                    prompt,
+                    forced,
+                    pending=False,
+                    temperature=temperature,
+                    generator=generator,
+                    deadline=deadline,
+                    answer=False,
+                )
+                again = self.text_message(decoded, thread, values, forced)
+                n_out += more
+                if again.tool_calls:
+                    message = again
         if probs is not None and self.write_answers and not message.tool_calls:
             from agent.expert import turn_done
             from agent.router import model_next_tool, next_step, report_of_calls
@@ -554,7 +602,7 @@ class EmbeddedChatModel(BaseChatModel):
 
             text = last_user_text(thread) or ""
             calls = [dict(c) for c in message.tool_calls]
-            account = account_plan_instead(probs, calls, text, period_said(text), scope)
+            account = account_plan_instead(probs, calls, text, period_said(text), scope, kpi_said(text))
             if account is not None:  # an account-level question, not the thing of an earlier turn
                 message = _plan_message(account)
         if message.tool_calls and not str(message.tool_calls[0].get("id", "")).startswith(PLAN_CALL):
