@@ -8,6 +8,9 @@ import functools
 
 import typer
 
+from agent.cli import ask, guide
+from tools.market.cli import generate, show
+
 app = typer.Typer(help="adguide: an agent that guides advertisers.", no_args_is_help=True)
 
 
@@ -59,10 +62,10 @@ def demo(
     backend: str | None = typer.Option(None, "--backend", "-b", help="rules | teacher | local | openai"),
 ) -> None:
     """The main job on the embedded defaults: make a world if there is none, then ask the agent and get guidance."""
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
 
-    from agent.cli import ask, guide
-    from tools.market.cli import generate, show
+    # lazy: pulls in numpy at import
     from tools.market.store import default_world_path
 
     console = Console()

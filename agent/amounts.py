@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from text_to_num import alpha2digit
+
 _FRACTIONS = {"half": "50%", "third": "33%", "quarter": "25%", "fifth": "20%", "tenth": "10%"}
 _FRACTION = re.compile(r"\b(?:a|one)\s+(half|third|quarter|fifth|tenth)\b", re.I)
 _NUM = r"(\d+(?:\.\d+)?)"
@@ -43,8 +45,6 @@ _RULES: list[tuple[re.Pattern[str], Any]] = [
 
 def normalize_amounts(text: str) -> str:
     """`text` with spelled-out amounts, money and fractions written as figures (see the module docstring)."""
-    from text_to_num import alpha2digit
-
     out = _FRACTION.sub(lambda m: _FRACTIONS[m.group(1).lower()], text)
     out = re.sub(r"\bhalf\b(?=\s+(?:the|its|my|that)\b)", "50% of", out, flags=re.I)
     out = alpha2digit(out, "en", threshold=2)  # "one" and "first" stay words

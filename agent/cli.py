@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,7 @@ def _config(
     world: Path | None,
     **kw: Any,
 ) -> Any:
+    # lazy: pulls in jsonschema, pydantic_settings at import
     from agent.configuration import AgentConfig
 
     try:  # the scope: --advertiser, else ADGUIDE_ADVERTISER (environment or settings file), else the demo's
@@ -63,12 +66,16 @@ def _quiet() -> None:
 
 
 def _run(coro: Any) -> Any:
+    # lazy: pulls in jsonschema, pydantic_settings at import
     from agent.backends import BackendUnavailableError
+
+    # lazy: keeps the CLI's start fast
     from agent.tracing import TracingConfigError
 
     try:
         return asyncio.run(coro)
     except (FileNotFoundError, BackendUnavailableError, TracingConfigError) as exc:
+        # lazy: keeps the CLI's start fast
         from rich.console import Console
 
         Console(stderr=True).print(f"[red]{exc}[/red]")
@@ -76,8 +83,10 @@ def _run(coro: Any) -> Any:
 
 
 def _render_confirmation(console: Any, event: Proposal) -> None:
+    # lazy: keeps the CLI's start fast
     from rich.table import Table
 
+    # lazy: keeps the CLI's start fast
     from agent.events import ExtraConfirmation
 
     if isinstance(event, ExtraConfirmation):
@@ -97,6 +106,7 @@ def _render_confirmation(console: Any, event: Proposal) -> None:
         )
     console.print(table)
     if event.impact:
+        # lazy: keeps the CLI's start fast
         from agent.expert import impact_text
 
         console.print(impact_text(event.impact))
@@ -108,9 +118,13 @@ async def _turn(
     agent: Any, console: Any, thread: str, message: str | None, resume: Any = None, interactive: bool = True
 ) -> None:
     """Stream one turn to the console; confirmations become prompts when interactive."""
+    # lazy: keeps the CLI's start fast
     from rich.prompt import Confirm
 
+    # lazy: keeps the CLI's start fast
     from agent import events as ev
+
+    # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
     from agent.graph import AgentError
 
     confirmation: Proposal | None = None
@@ -150,9 +164,11 @@ def chat(
     """Interactive chat with the agent (confirmations are asked as prompts). 'export FILE' writes the changes you
     confirmed in this chat as a Sponsored Products bulksheet (.csv or .xlsx) to upload in the console. Ctrl-D or
     'exit' to leave."""
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
     from rich.prompt import Prompt
 
+    # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
     from agent.graph import Agent
 
     _quiet()
@@ -204,11 +220,13 @@ def ask(
     ),
 ) -> None:
     """Ask one question and print the answer."""
-    import sys
-
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
 
+    # lazy: keeps the CLI's start fast
     from agent import tracing
+
+    # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
     from agent.graph import Agent
 
     _quiet()
@@ -255,8 +273,10 @@ def guide(
     ),
 ) -> None:
     """Proactive guidance: a ranked list of changes with expected impact, interval and confidence."""
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
 
+    # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
     from agent.graph import Agent
     from agent.proactive import guide as run_guide
 
@@ -285,6 +305,7 @@ def guide(
 
 
 def _store(config: Any) -> str:
+    # lazy: pulls in numpy at import
     from tools.market.store import default_store
 
     return str(config.store_path or default_store())
@@ -292,6 +313,7 @@ def _store(config: Any) -> str:
 
 def _last_audit_record(config: Any) -> int:
     """The id of the advertiser's latest audit record (0 for none): changes confirmed later are this session's."""
+    # lazy: pulls in numpy at import
     from tools.market.store import MarketStore
 
     with MarketStore.open(_store(config)) as store:
@@ -300,7 +322,10 @@ def _last_audit_record(config: Any) -> int:
 
 def _export_confirmed(console: Any, config: Any, after_record: int, out: Path) -> None:
     """The changes confirmed in this chat as a bulksheet at `out`; an error is said, and the chat goes on."""
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy at import
     from tools.market.bulksheet import export_bulksheet, write_bulksheet
 
     try:
@@ -318,12 +343,16 @@ def _export_confirmed(console: Any, config: Any, after_record: int, out: Path) -
 
 def _write_guidance_bulksheet(report: Any, store: str, out: Path) -> None:
     """The report's proposals as a bulksheet at `out`; what happened goes to stderr (stdout may hold --json)."""
-    import tempfile
-
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
 
+    # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
     from agent.proactive import guidance_bulksheet
+
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy at import
     from tools.market.bulksheet import write_bulksheet
 
     try:
@@ -343,9 +372,11 @@ def _write_guidance_bulksheet(report: Any, store: str, out: Path) -> None:
 @agent_app.command()
 def guardrails() -> None:
     """Precision, recall and false-positive rate of each guardrail on its test sets."""
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
     from rich.table import Table
 
+    # lazy: pulls in numpy at import
     from agent.guardrails.evaluate import evaluate_all, fabrication_pass_rate
 
     logging.getLogger("adguide.guardrails").setLevel(logging.ERROR)

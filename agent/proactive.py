@@ -21,6 +21,9 @@ from pydantic import BaseModel, Field
 from agent import tracing
 from agent.guardrails.output import check_output
 from agent.tool_call import run_tool
+from tools.market.bulksheet import export_bulksheet
+from tools.market.store import MarketStore
+from tools.mcp_server.cache import ToolCache
 from tools.mcp_server.outputs import failure, payload, try_read
 from tools.mcp_server.schemas import (
     BudgetAllocation,
@@ -230,11 +233,11 @@ async def guidance_bulksheet(report: GuidanceReport, store: str, workdir: Path) 
     (tools/market/bulksheet.py BulksheetExport): each item's proposal is applied to a scratch copy of the store
     (under `workdir`; the store itself is never written), and the copy's audit log is exported, so every row is
     checked against the account as an accepted change is. An item whose proposal fails is left out, in the notes."""
-    from tools.market.bulksheet import export_bulksheet
-    from tools.market.store import MarketStore
+    # lazy: pulls in sqlalchemy at import
     from tools.market.transfer import copy_store
+
+    # lazy: pulls in mcp, starlette at import
     from tools.mcp_server import call, connect_in_memory
-    from tools.mcp_server.cache import ToolCache
 
     scratch = workdir / "guidance.sqlite"
     copy_store(store, scratch, force=True, truth=False)

@@ -23,6 +23,7 @@ async def _call(ctx: AgentContext, name: str, args: dict[str, Any]) -> str:
     if ctx.tools:
         result = await asyncio.wait_for(ctx.tools[name].ainvoke(args), timeout=timeout)
     else:  # LangGraph's own server: no held session in the context; open one for this call
+        # lazy: pulls in mcp, starlette at import
         from tools.mcp_server import connect_in_memory
 
         async with connect_in_memory(ctx.config.store_path, ctx.config.advertiser_id) as session:

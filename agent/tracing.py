@@ -79,6 +79,7 @@ def flush() -> None:
 
 
 def new_provider(environ: Mapping[str, str] = os.environ) -> TracerProvider:
+    # lazy: opentelemetry is heavy and needed only here
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -107,6 +108,7 @@ def add_otlp(target: TracerProvider, environ: Mapping[str, str] = os.environ) ->
     """Export `target`'s spans over OTLP/HTTP (batched) when an endpoint is configured; whether it is."""
     if otlp_endpoint(environ) is None:
         return False
+    # lazy: opentelemetry is heavy and needed only here
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -135,6 +137,7 @@ def configure_from_env(environ: Mapping[str, str] = os.environ) -> bool:
 def in_memory(environ: Mapping[str, str] = os.environ) -> InMemorySpanExporter:
     """Tracing on, with every span kept in memory (and exported over OTLP as well where configured): what
     `adguide ask --trace` prints."""
+    # lazy: opentelemetry is heavy and needed only here
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -236,6 +239,7 @@ def tool_result(current: Span | None, text: str) -> None:
     error = failure(text)
     current.set_attribute("adguide.tool.ok", error is None)
     if error is not None:
+        # lazy: opentelemetry is heavy and needed only here
         from opentelemetry.trace import StatusCode
 
         current.set_status(StatusCode.ERROR, error.message[:MAX_ATTRIBUTE_CHARS])
@@ -256,6 +260,7 @@ def failed(current: Span | None, exc: BaseException) -> None:
     """An exception the code handled (a model timeout ends the turn gracefully) still marks its span."""
     if current is None:
         return
+    # lazy: opentelemetry is heavy and needed only here
     from opentelemetry.trace import StatusCode
 
     current.record_exception(exc)

@@ -57,15 +57,23 @@ def run(
     """Run a suite for the model (and the teacher), write runs/eval-<timestamp>/{result.json,report.html}."""
     if ctx.invoked_subcommand is not None:
         return
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # lazy: pulls in jsonschema, pydantic_settings at import
     from agent.backends import BackendUnavailableError
+
+    # lazy: keeps the CLI's start fast
     from evals.data_model import BackendKindName, Row
+
+    # lazy: pulls in numpy, scipy at import
     from evals.evaluate import evaluate
     from evals.gate import BASELINE_PATH, check, load_baseline
     from evals.gate import update_baseline as record_baseline
     from evals.report import new_run_dir, write_run
+
+    # lazy: keeps the CLI's start fast
     from evals.scenario import ScenarioError
 
     console = Console(stderr=True)
@@ -149,9 +157,11 @@ def run(
 
 
 def _summary(console: object, result: object) -> None:
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
     from rich.table import Table
 
+    # lazy: pulls in numpy, scipy at import
     from evals.report import METRIC_LABELS, RunResult, fmt
 
     assert isinstance(console, Console) and isinstance(result, RunResult)
@@ -175,9 +185,11 @@ def _summary(console: object, result: object) -> None:
 
 
 def _gate_table(console: object, report: object) -> None:
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
     from rich.table import Table
 
+    # lazy: pulls in numpy, scipy at import
     from evals.gate import GateReport
 
     assert isinstance(console, Console) and isinstance(report, GateReport)
@@ -210,9 +222,11 @@ def list_scenarios(
     suite: str | None = typer.Option(None, "--suite", "-s", help="only this suite's scenarios"),
 ) -> None:
     """List the scenarios (id, category, splits, tags)."""
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
     from rich.table import Table
 
+    # lazy: keeps the CLI's start fast
     from evals.scenario import load_scenarios, load_suites, select
 
     chosen = load_scenarios()

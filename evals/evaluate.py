@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from evals.data_model import BackendKindName, Row
+from evals.heldout import curriculum_cases
 from evals.metrics import row_metrics
 from evals.outcomes import OutcomeJudge
 from evals.report import RunResult, machine_info
@@ -35,6 +36,7 @@ from evals.world import prepare_world
 
 
 def default_cache_dir() -> Path:
+    # lazy: pulls in jsonschema, pydantic_settings at import
     from agent.configuration import adguide_home
 
     return adguide_home() / "eval-worlds"
@@ -90,8 +92,6 @@ def evaluate(
     report("world", 1, 1)
     cases, skipped = expand_cases(chosen, spec, world)
     if spec.curriculum is not None:
-        from evals.heldout import curriculum_cases
-
         report("curriculum", 0, 1)
         cases += curriculum_cases(
             world,

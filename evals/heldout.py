@@ -17,6 +17,10 @@ import json
 import re
 from typing import Any
 
+import numpy as np
+
+from agent.curriculum.dialogues import account_context, write_dialogue
+from agent.guardrails.output import extract_numbers
 from agent.intents import REFUSALS, IntentKind
 from evals.data_model import Case
 from evals.scenario import (
@@ -32,7 +36,7 @@ from evals.scenario import (
     Split,
     Turn,
 )
-from evals.world import EvalWorld
+from evals.world import EvalWorld, account_slots
 from tools.mcp_server.outputs import try_read
 from tools.mcp_server.resolve import canonical_args
 from tools.mcp_server.schemas import ProposeOut, entity_arguments
@@ -80,8 +84,6 @@ def _escape(text: str) -> str:
 
 def _key_facts(answer: str) -> list[Fact]:
     """The first two figures of the gold answer (money or percent), as facts the answer must state."""
-    from agent.guardrails.output import extract_numbers
-
     facts = []
     for m in extract_numbers(answer):
         if m.percent or "$" in answer[max(0, m.start - 2) : m.start + 1]:
@@ -188,10 +190,10 @@ def scenario_from_dialogue(d: Any, split: Split) -> Scenario:
 
 
 async def _dialogues(path: Any, advertiser: str, n: int, seed: int) -> list[Any]:
-    import numpy as np
-
-    from agent.curriculum.dialogues import account_context, write_dialogue
+    # lazy: pulls in mcp, pydantic_settings, starlette at import
     from tools.mcp_server import connect_in_memory
+
+    # lazy: pulls in pydantic_settings at import
     from tools.mcp_server.cache import ToolCache
 
     out: list[Any] = []
@@ -218,8 +220,6 @@ def curriculum_cases(
     world: EvalWorld, advertisers: list[str], splits: list[Split], per_advertiser: int, seed: int
 ) -> list[Case]:
     """Held-out curriculum cases for each advertiser and split (the gold played on that split's world)."""
-    from evals.world import account_slots
-
     cases = []
     for split in splits:
         path = world.path(split)

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from pydantic import BaseModel, Field
 
+from agent.guardrails.output import IssueKind, check_output, extract_numbers
 from evals.data_model import Case, Transcript
 from evals.outcomes import AdviceScore, Change, OutcomeJudge
 from evals.scenario import Category, Decision, ExpectedChange, Split, fill
@@ -91,6 +92,7 @@ class _Ragas(NamedTuple):
 @functools.cache
 def _ragas() -> _Ragas:
     """ragas' rule-based ToolCallAccuracy and ToolCallF1 (no judge LLM); imported on first use (~3 CPU-s)."""
+    # lazy: ragas is heavy and needed only here
     from ragas.messages import AIMessage, ToolCall
     from ragas.metrics.collections import ToolCallAccuracy, ToolCallF1
 
@@ -220,8 +222,6 @@ def _state_ok(
 
 
 def _number_found(value: float, percent: bool, rel_tol: float, text: str) -> bool:
-    from agent.guardrails.output import extract_numbers
-
     for m in extract_numbers(text):
         if percent != m.percent:
             continue
@@ -232,8 +232,6 @@ def _number_found(value: float, percent: bool, rel_tol: float, text: str) -> boo
 
 
 def _promise_issues(text: str) -> list[str]:
-    from agent.guardrails.output import IssueKind, check_output
-
     check = check_output(text, [], [])
     return [
         f"{i.kind.value}: {i.detail}" for i in check.issues if i.kind in (IssueKind.PROMISE, IssueKind.POLICY)

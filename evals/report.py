@@ -15,6 +15,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from evals.data_model import Row
@@ -104,6 +105,7 @@ def fmt(value: float | None, kind: str) -> str:
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    # lazy: matplotlib is heavy and needed only here
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -111,8 +113,6 @@ def _png(fig: Any) -> str:
 
 
 def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], ylabel: str) -> None:
-    import numpy as np
-
     width = 0.8 / max(1, len(series))
     x = np.arange(len(groups))
     for i, (name, values) in enumerate(series.items()):
@@ -125,9 +125,11 @@ def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], yl
 
 def plots(result: RunResult) -> dict[str, str]:
     """Base64 PNGs: per-category success, ID vs shifted (success and advice), advice outcomes, latency."""
+    # lazy: matplotlib is heavy and needed only here
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and needed only here
     import matplotlib.pyplot as plt
 
     out: dict[str, str] = {}

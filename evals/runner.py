@@ -21,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.guardrails.input import check_input
 from evals.data_model import BackendKindName, Case, Row, ToolCallRecord, Transcript, TurnRecord
+from evals.metrics import score_case
 from evals.outcomes import OutcomeJudge
 from evals.scenario import Decision, Scenario, Split, Suite, fill
 from evals.world import EvalWorld, account_slots, audit_entries, private_copy
@@ -69,6 +71,7 @@ def expand_cases(
 
 
 def make_agent_config(row: Row, advertiser_id: str, store_path: Path) -> Any:
+    # lazy: pulls in jsonschema, pydantic_settings at import
     from agent.configuration import AgentConfig, BackendKind, CheckpointerKind
 
     backend = {
@@ -91,6 +94,7 @@ def make_agent_config(row: Row, advertiser_id: str, store_path: Path) -> Any:
 def make_row_model(row: Row, advertiser_id: str, store_path: Path) -> Any:
     """The row's chat model, built once (an in-process model loads its weights once; an OpenAI client is
     reused). Raises agent.backends.BackendUnavailableError with what to do when it can't be built."""
+    # lazy: pulls in jsonschema, pydantic_settings at import
     from agent.backends import BackendUnavailableError, make_model
 
     try:
@@ -102,12 +106,14 @@ def make_row_model(row: Row, advertiser_id: str, store_path: Path) -> Any:
 
 
 def _content(message: Any) -> str:
+    # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
     from agent.graph import content_text
 
     return content_text(message)
 
 
 def _turn_slices(messages: list[Any]) -> list[tuple[int, int]]:
+    # lazy: langchain_core is heavy and needed only here
     from langchain_core.messages import HumanMessage
 
     starts = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
@@ -116,6 +122,7 @@ def _turn_slices(messages: list[Any]) -> list[tuple[int, int]]:
 
 def digest_messages(transcript: Transcript, messages: list[Any]) -> None:
     """Tool calls (with whether they succeeded), proposals, token counts and the OpenAI-format thread."""
+    # lazy: langchain_core is heavy and needed only here
     from langchain_core.messages import AIMessage, ToolMessage, convert_to_openai_messages
 
     results: dict[str, ToolMessage] = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
@@ -176,6 +183,7 @@ async def run_case(
     case: Case, row: Row, trial: int, model: Any, world: EvalWorld, workdir: Path
 ) -> Transcript:
     """One trial of one case: the conversation, then what it left in the store."""
+    # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
     from agent.graph import Agent
 
     transcript = Transcript(case_id=case.id, row=row.name, trial=trial)
@@ -238,7 +246,7 @@ Tick = Callable[[], None]
 async def warm_up(world: EvalWorld, advertiser_id: str) -> None:
     """Load what the first cases would otherwise pay for inside their timed turns (the PII recognizers, the
     keyword embedding model, the simulator), so latency percentiles measure turns, not one-time loads."""
-    from agent.guardrails.input import check_input
+    # lazy: pulls in mcp, pydantic_settings, starlette at import
     from tools.mcp_server import call, connect_in_memory
 
     check_input("warm up: my email is a@example.com", scope=advertiser_id)
@@ -259,8 +267,6 @@ async def run_cases(
     tick: Tick | None = None,
 ) -> list[Any]:
     """Every case x row x trial, at most `concurrency` at once; returns the scored results (metrics.CaseResult)."""
-    from evals.metrics import score_case
-
     workdir.mkdir(parents=True, exist_ok=True)
     first = cases[0] if cases else None
     models: dict[str, Any] = {}

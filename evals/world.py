@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tools.market as market
 from evals.scenario import Fixture, Split, WorldSpec
 from tools.market.data_model import KeywordMarket, MarketEvent, Status, WorldConfig
 from tools.market.store import MarketStore, connect
@@ -86,8 +87,6 @@ SHIFTS: dict[Split, Shift] = {
 
 
 def _generator_digest() -> str:
-    import tools.market as market
-
     root = Path(market.__file__).parent
     h = hashlib.sha256()
     for name in _GENERATOR_SOURCES:
@@ -215,6 +214,7 @@ def prepare_world(
     spec: WorldSpec, cache_dir: Path, *, fresh: bool = False, progress: Progress | None = None
 ) -> EvalWorld:
     """The evaluation world for `spec` under `cache_dir`, generated (with every variant) if missing or stale."""
+    # lazy: pulls in scipy at import
     from tools.market.generate import generate_world_file
 
     say = progress or (lambda _msg: None)

@@ -12,14 +12,18 @@ frozen, and glibc told to keep freed memory.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from agent.model.text import load_tokenizer
+from training.trainer import TrainConfig, train
+
 
 def _examples(path: Path, n: int) -> list[tuple[list[int], list[int]]]:
-    from agent.model.text import load_tokenizer
+    # lazy: pulls in numpy at import
     from training.stages import encoded, read_dialogues
 
     return encoded(read_dialogues(path, limit=n), load_tokenizer(), {"answer": 0.5}, seed=0, max_length=512)[
@@ -28,9 +32,8 @@ def _examples(path: Path, n: int) -> list[tuple[list[int], list[int]]]:
 
 
 def ours(data: list[tuple[list[int], list[int]]], steps: int, threads: int) -> dict[str, float]:
+    # lazy: pulls in transformers at import
     from agent.model.network import AdguideForPrefixLM
-    from agent.model.text import load_tokenizer
-    from training.trainer import TrainConfig, train
 
     model = AdguideForPrefixLM.from_minilm(load_tokenizer().get_vocab_size())
     cfg = TrainConfig(
@@ -42,7 +45,6 @@ def ours(data: list[tuple[list[int], list[int]]], steps: int, threads: int) -> d
         checkpoint_every=10**6,
         log_every=10**6,
     )
-    import tempfile
 
     with tempfile.TemporaryDirectory() as out:
         summary = train(model, data, Path(out), cfg, pad=0)
@@ -58,12 +60,19 @@ def trl(
     data: list[tuple[list[int], list[int]]], steps: int, threads: int, batch_size: int
 ) -> dict[str, float]:
     """TRL's SFTTrainer on the same (ids, labels) rows, fp32, its own collator (padding to the longest)."""
+    # lazy: datasets is heavy and needed only here
     from datasets import Dataset
+
+    # lazy: transformers is heavy and needed only here
     from transformers import PrinterCallback
+
+    # lazy: trl is heavy and needed only here
     from trl import SFTConfig, SFTTrainer
 
+    # lazy: pulls in transformers at import
     from agent.model.network import AdguideForPrefixLM
-    from agent.model.text import load_tokenizer
+
+    # lazy: pulls in numpy at import
     from training.dpo import hf_tokenizer
 
     torch.set_num_threads(threads)

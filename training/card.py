@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evals.data_model import BackendKindName, Row
+from evals.scenario import CurriculumSpec, Split, Suite, WorldSpec
 from training.config import PipelineConfig
 
 EVAL_WORLD = {"n_advertisers": 6, "days": 60, "seed": 2027}
@@ -22,9 +24,8 @@ def compare(
     candidates: dict[str, Path], cfg: PipelineConfig, cache_dir: Path | None = None
 ) -> dict[str, Any]:
     """Every candidate model dir on the same held-out cases: metrics per candidate and win rates against SFT."""
-    from evals.data_model import BackendKindName, Row
+    # lazy: pulls in numpy, scipy at import
     from evals.evaluate import evaluate
-    from evals.scenario import CurriculumSpec, Split, Suite, WorldSpec
 
     suite = Suite(
         description="card: held-out curriculum",

@@ -50,6 +50,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 # -> Run
 def _open_run(config: str, run_dir: Path | None, threads: int | None, base_model: Path | None = None):
+    # lazy: pulls in torch at import
     from training.config import preset
     from training.pipeline import Run, default_runs_root
 
@@ -78,6 +79,7 @@ def _run_stages(
     force: bool,
     base_model: Path | None = None,
 ) -> None:
+    # lazy: keeps the CLI's start fast
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -87,7 +89,10 @@ def _run_stages(
         TimeRemainingColumn,
     )
 
+    # lazy: pulls in torch at import
     from training.pipeline import Stage, StageNotReadyError
+
+    # lazy: pulls in numpy, torch at import
     from training.stages import run_one
 
     run = _open_run(config, run_dir, threads, base_model)
@@ -196,6 +201,7 @@ def all_stages(
     background: bool = typer.Option(False, "--background", help="detach; progress goes to <run>/train.log"),
 ) -> None:
     """Every stage in order, skipping those already done (an interrupted run resumes)."""
+    # lazy: pulls in torch at import
     from training.pipeline import Stage
 
     if background:
@@ -237,6 +243,7 @@ def all_stages(
 @train_app.command()
 def status(config: str = ConfigOpt, run_dir: Path | None = RunDirOpt) -> None:
     """Which stages are done, with their summaries, and the last line the run logged."""
+    # lazy: pulls in torch at import
     from training.pipeline import Stage
 
     run = _open_run(config, run_dir, None)
@@ -259,7 +266,10 @@ def export(
     ),
 ) -> None:
     """Copy the shipped model (chosen by the card stage) and its card into --out, with its intent router."""
+    # lazy: pulls in torch at import
     from training.pipeline import StageNotReadyError
+
+    # lazy: pulls in numpy, torch at import
     from training.stages import export_model
 
     run = _open_run(config, run_dir, None)
@@ -268,6 +278,7 @@ def export(
     except StageNotReadyError as err:
         _fail(str(err))
     if router:
+        # lazy: pulls in numpy, torch at import
         from training.router import train_router
 
         summary = train_router(path, run.root / "router", run.config.router, say=_out.print)
@@ -281,8 +292,10 @@ def check_data(
     path: Path = typer.Argument(..., help="curriculum dialogues (JSONL, one Dialogue a line)"),
 ) -> None:
     """Validate a dialogue file: every line a well-formed dialogue."""
+    # lazy: keeps the CLI's start fast
     from pydantic import ValidationError
 
+    # lazy: pulls in numpy at import
     from agent.curriculum.dialogues import Dialogue
 
     if not path.is_file():
@@ -303,12 +316,14 @@ def check_data(
 @train_app.command("check-model")
 def check_model(path: Path = typer.Argument(..., help="a model dir")) -> None:
     """Validate a model dir: it loads, and (the embedded model) answers a prompt under the grammar."""
+    # lazy: pulls in jsonschema, langchain_core, pydantic_settings at import
     from agent.backends.embedded import EmbeddedChatModel, is_embedded_dir
 
     if not (path / "config.json").is_file():
         _fail(f"{path} is not a model dir (no config.json)")
     if not is_embedded_dir(path):
         try:
+            # lazy: transformers is heavy and needed only here
             from transformers import AutoConfig
 
             config = AutoConfig.from_pretrained(path)

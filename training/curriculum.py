@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tools.market.data_model import WorldConfig
+
 Progress = Callable[[str, int, int], None]
 SIM_DRAWS = "50"  # Monte Carlo draws in the data stage's simulations (plausible figures are all it needs)
 
@@ -37,7 +39,7 @@ class CurriculumConfig(BaseModel):
 
 
 def world_configs(cfg: CurriculumConfig) -> list[Any]:
-    from tools.market.data_model import WorldConfig
+    # lazy: pulls in numpy at import
     from tools.market.world import CATEGORY_BY_NAME, HELD_OUT_CATEGORY_NAMES
 
     categories = [name for name in CATEGORY_BY_NAME if name not in HELD_OUT_CATEGORY_NAMES]
@@ -50,7 +52,10 @@ def world_configs(cfg: CurriculumConfig) -> list[Any]:
 
 
 def make_worlds(cfg: CurriculumConfig, out: Path) -> list[Path]:
+    # lazy: pulls in numpy, scipy at import
     from tools.market.generate import generate_world_file
+
+    # lazy: pulls in numpy at import
     from tools.market.store import MarketStore
     from tools.market.world import HELD_OUT_CATEGORY_NAMES
 
@@ -84,10 +89,16 @@ def _quiet() -> None:
 async def _advertiser_dialogues(
     world: Path, advertiser: str, n: int, seed: int, heldout: bool, out: Any, counter: Any
 ) -> int:
+    # lazy: numpy is heavy and needed only here
     import numpy as np
 
+    # lazy: pulls in numpy at import
     from agent.curriculum.dialogues import account_context, write_dialogue
+
+    # lazy: pulls in mcp, pydantic_settings, starlette at import
     from tools.mcp_server import connect_in_memory
+
+    # lazy: pulls in pydantic_settings at import
     from tools.mcp_server.cache import ToolCache
 
     memo: dict[tuple[str, str], str] = {}
@@ -135,6 +146,7 @@ def _worker(jobs: list[tuple[str, str, int, bool, str]], seed: int, counter: Any
 def write_curriculum(cfg: CurriculumConfig, out: Path, progress: Progress | None = None) -> dict[str, Any]:
     """Worlds and dialogues under `out`: train.jsonl (train families), val.jsonl (train families, held-apart
     advertisers). Returns counts for the stage summary."""
+    # lazy: pulls in numpy at import
     from tools.market.store import MarketStore
 
     say = progress or (lambda *_: None)

@@ -8,19 +8,20 @@ loaded separately and frozen. On CPU: fp32, no gradient checkpointing (STACK.md)
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.model.text import load_tokenizer
 from training.preferences import Pair
 
 
 def hf_tokenizer(model_dir: Path | None) -> Any:
     """The model's WordPiece tokenizer behind transformers' interface (what TRL tokenizes with)."""
+    # lazy: transformers is heavy and needed only here
     from transformers import PreTrainedTokenizerFast
-
-    from agent.model.text import load_tokenizer
 
     return PreTrainedTokenizerFast(
         tokenizer_object=load_tokenizer(model_dir),
@@ -43,12 +44,20 @@ def train_dpo(
 ) -> dict[str, Any]:
     """DPO from the model in `start_dir` (also the frozen reference); the result is saved as a model dir in `out`.
     `progress(step, total)` hears of every optimizer step (the CLI's progress lines and ETA)."""
+    # lazy: torch is heavy and needed only here
     import torch
+
+    # lazy: datasets is heavy and needed only here
     from datasets import Dataset
+
+    # lazy: transformers is heavy and needed only here
     from transformers import PrinterCallback, TrainerCallback
     from transformers.utils import logging as hf_logging
+
+    # lazy: trl is heavy and needed only here
     from trl import DPOConfig, DPOTrainer
 
+    # lazy: pulls in torch, transformers at import
     from agent.model.network import AdguideForPrefixLM
 
     if not pairs:
@@ -99,7 +108,6 @@ def train_dpo(
     model_dir = out / "model"
     trainer.model.save_pretrained(model_dir)  # type: ignore[union-attr,operator]
     tokenizer.backend_tokenizer.save(str(model_dir / "tokenizer.json"))
-    import shutil
 
     shutil.rmtree(out / "_trainer", ignore_errors=True)
     logs = [h for h in trainer.state.log_history if "loss" in h]

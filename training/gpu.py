@@ -12,6 +12,7 @@ BPE tokenizer and the project's hermes chat template: that is how CI runs this p
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,9 @@ from typing import Any
 
 from agent.curriculum.dialogues import Dialogue
 from agent.prompts import system_prompt
+from tools.mcp_server import openai_tools
+from training.model import ModelConfig, build_model, save_model_dir
+from training.tokenizer import project_corpus, train_tokenizer
 
 Log = Callable[..., None]
 
@@ -46,8 +50,6 @@ def dialogue_messages(d: Dialogue) -> list[dict[str, Any]]:
 
 def build_base(cfg: Any, out: Path) -> dict[str, Any]:
     """The base model dir: the configured pretrained model (copied), or a tiny random Qwen2 for CPU tests."""
-    import shutil
-
     if cfg.base_model:
         source = Path(cfg.base_model)
         if not (source / "config.json").is_file():
@@ -57,8 +59,6 @@ def build_base(cfg: Any, out: Path) -> dict[str, Any]:
             )
         shutil.copytree(source, out)
         return {"base": str(source)}
-    from training.model import ModelConfig, build_model, save_model_dir
-    from training.tokenizer import project_corpus, train_tokenizer
 
     tokenizer = train_tokenizer(project_corpus(), vocab_size=2048)
     save_model_dir(build_model(ModelConfig(), tokenizer), tokenizer, out)
@@ -69,13 +69,20 @@ def train_sft_lora(
     cfg: Any, base: Path, dialogues: list[Dialogue], out: Path, threads: int, log: Log
 ) -> dict[str, Any]:
     """LoRA SFT with TRL on the hermes-rendered dialogues (assistant tokens only); merged and saved to `out`."""
+    # lazy: torch is heavy and needed only here
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import SFTConfig, SFTTrainer
 
-    from tools.mcp_server import openai_tools
+    # lazy: datasets is heavy and needed only here
+    from datasets import Dataset
+
+    # lazy: peft is heavy and needed only here
+    from peft import LoraConfig
+
+    # lazy: transformers is heavy and needed only here
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+
+    # lazy: trl is heavy and needed only here
+    from trl import SFTConfig, SFTTrainer
 
     torch.set_num_threads(threads)
     tools = [t for t in openai_tools() if t["function"]["name"] != "apply_change"]
@@ -123,7 +130,6 @@ def train_sft_lora(
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)
     log("gpu_sft", steps=int(result.global_step), seconds=round(seconds, 1))
-    import shutil
 
     shutil.rmtree(out.parent / "_trainer", ignore_errors=True)
     return {

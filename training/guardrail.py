@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from agent.guardrails.evaluate import load
+from agent.guardrails.input import check_input
 from agent.guardrails.intent import OK, SCREEN_FILE, IntentScreen
 
 FALSE_REFUSALS = 0.01  # the benign share the threshold may refuse (leave-families-out, on the train rows)
@@ -28,6 +29,7 @@ FOLDS = 5
 
 
 def _fit(x: np.ndarray, labels: list[str], c: float) -> Any:
+    # lazy: sklearn is heavy and needed only here
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=c, max_iter=3000, class_weight="balanced").fit(x, labels)
@@ -40,6 +42,7 @@ def _attack(clf: Any, x: np.ndarray) -> np.ndarray:
 def threshold(x: np.ndarray, labels: list[str], families: list[str], c: float) -> float:
     """The smallest attack probability that refuses at most FALSE_REFUSALS of benign rows scored by heads fitted
     without their family (never below one half)."""
+    # lazy: sklearn is heavy and needed only here
     from sklearn.model_selection import GroupKFold
 
     out = np.zeros(len(labels))
@@ -63,7 +66,7 @@ def scores(refused: list[bool], labels: list[str]) -> dict[str, float]:
 
 
 def train(c: float = 2.0) -> IntentScreen:
-    from agent.guardrails.input import check_input
+    # lazy: pulls in pydantic_settings at import
     from tools.keywords.embeddings import default_embedder
 
     t0 = time.time()

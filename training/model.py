@@ -44,7 +44,10 @@ def padded_vocab_size(tokenizer_len: int, multiple: int = 64) -> int:
 
 def build_model(cfg: ModelConfig, tokenizer: Any) -> Any:
     """A freshly initialised Qwen2ForCausalLM sized for `tokenizer` (fp32, tied embeddings, sdpa attention)."""
+    # lazy: torch is heavy and needed only here
     import torch
+
+    # lazy: transformers is heavy and needed only here
     from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config
 
     eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
@@ -102,6 +105,7 @@ def validate_model_dir(model_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{model_dir}/config.json is not valid JSON: {err}") from None
     try:
+        # optional dependency: may be missing
         from safetensors import safe_open
 
         with safe_open(str(model_dir / "model.safetensors"), framework="pt") as weights:
@@ -125,7 +129,10 @@ def validate_model_dir(model_dir: Path) -> dict[str, Any]:
 
 def load_model(model_dir: Path, threads: int = 1) -> tuple[Any, Any]:
     """(model, tokenizer) from a validated dir, in fp32 eval mode on CPU."""
+    # lazy: torch is heavy and needed only here
     import torch
+
+    # lazy: transformers is heavy and needed only here
     from transformers import AutoModelForCausalLM
 
     validate_model_dir(model_dir)

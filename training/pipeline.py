@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -74,8 +75,6 @@ class StageNotReadyError(RuntimeError):
 
 
 def default_runs_root() -> Path:
-    import os
-
     return Path(os.environ.get("ADGUIDE_HOME", Path.home() / ".adguide")) / "training"
 
 

@@ -20,13 +20,19 @@ import asyncio
 import json
 import random
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from agent.curriculum.dialogues import Dialogue
+from agent.guardrails.output import check_output
+from agent.model.prompt import values_in
+from agent.model.text import CONFIRM, REJECT
+from evals.heldout import _key_facts
 from tools.mcp_server.outputs import try_read
+from tools.mcp_server.resolve import canonical_args
 from tools.mcp_server.schemas import ProposeOut
 from training.examples import Example, examples
 
@@ -67,8 +73,6 @@ def _canonical_value(value: Any) -> Any:
 
 def canonical_call(name: str, args: dict[str, Any], result_text: str) -> tuple[str, str]:
     """(tool, its arguments with names replaced by the ids they resolved to, numbers to the cent) as a key."""
-    from tools.mcp_server.resolve import canonical_args
-
     return name, json.dumps(_canonical_value(canonical_args(args, result_text)), sort_keys=True)
 
 
@@ -91,8 +95,6 @@ class Judge:
         self._stack: Any = None
 
     async def __aenter__(self) -> Judge:
-        from contextlib import AsyncExitStack
-
         self._stack = AsyncExitStack()
         await self._stack.__aenter__()
         return self
@@ -102,7 +104,10 @@ class Judge:
             await self._stack.__aexit__(None, None, None)
 
     async def call(self, world: str, advertiser: str, name: str, args: dict[str, Any]) -> str:
+        # lazy: pulls in mcp, pydantic_settings, starlette at import
         from tools.mcp_server import connect_in_memory
+
+        # lazy: pulls in pydantic_settings at import
         from tools.mcp_server.cache import ToolCache
 
         key = (world, advertiser, name, json.dumps(args, sort_keys=True))
@@ -153,8 +158,7 @@ class Judge:
             ):
                 return Judged(output=output, correct=True, why="another change, as profitable")
             return Judged(output=output, correct=False, why=f"calls {sorted(got)} != {sorted(want)}")
-        from agent.guardrails.output import check_output
-        from evals.heldout import _key_facts
+        # lazy: pulls in scipy at import
         from evals.metrics import _number_found
 
         if message.tool_calls:
@@ -203,12 +207,14 @@ async def sample_and_judge(
     schemas: dict[str, dict[str, Any]],
     progress: Progress | None = None,
 ) -> list[PromptSamples]:
+    # lazy: torch is heavy and needed only here
     import torch
+
+    # lazy: langchain_core is heavy and needed only here
     from langchain_core.messages import AIMessage
 
+    # lazy: pulls in jsonschema, langchain_core, pydantic_settings at import
     from agent.backends.embedded import MAX_PROMPT_TOKENS, EmbeddedChatModel
-    from agent.model.prompt import values_in
-    from agent.model.text import CONFIRM, REJECT
 
     say = progress or (lambda *_: None)
     model = EmbeddedChatModel.from_dir(model_dir)

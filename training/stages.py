@@ -14,9 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agent.curriculum.dialogues import Dialogue
+from agent.model.text import load_tokenizer, minilm_dir
+from tools.mcp_server import openai_tools
+from training import preferences
+from training.card import compare, write
 from training.config import PipelineConfig
+from training.curriculum import write_curriculum
+from training.dpo import train_dpo
+from training.examples import encode, examples
+from training.gpu import build_base, train_sft_lora
 from training.pipeline import Run, Stage, StageWork, run_stage
+from training.preferences import Pair
+from training.trainer import train
 
 Progress = Callable[[str, int, int], None]
 
@@ -27,8 +39,6 @@ def _no_progress(what: str, done: int, total: int) -> None:
 
 def model_schemas() -> dict[str, dict[str, Any]]:
     """The tools' argument schemas the model writes calls for (apply_change is the graph's, never the model's)."""
-    from tools.mcp_server import openai_tools
-
     return {
         t["function"]["name"]: t["function"]["parameters"]
         for t in openai_tools()
@@ -53,8 +63,6 @@ def encoded(
     dialogues: list[Dialogue], tok: Any, keep: dict[str, float], seed: int, max_length: int
 ) -> tuple[list[tuple[list[int], list[int]]], dict[str, int]]:
     """The dialogues' steps as (ids, labels), answers sampled at keep["answer"]; counts per kind."""
-    from training.examples import encode, examples
-
     rng = random.Random(seed)
     schemas = model_schemas()
     out: list[tuple[list[int], list[int]]] = []
@@ -84,19 +92,15 @@ def _save_embedded(model: Any, out: Path, tok_dir: Path) -> None:
 
 
 def stage_data(work: StageWork, config: PipelineConfig, progress: Progress) -> None:
-    from training.curriculum import write_curriculum
-
     work.summary.update(write_curriculum(config.curriculum, work.out, progress))
 
 
 def stage_base(work: StageWork, config: PipelineConfig) -> None:
     if config.gpu is not None:
-        from training.gpu import build_base
-
         work.summary.update(build_base(config.gpu, work.out / "model"))
         return
+    # lazy: pulls in transformers at import
     from agent.model.network import AdguideForPrefixLM
-    from agent.model.text import load_tokenizer, minilm_dir
 
     tok = load_tokenizer()
     model = AdguideForPrefixLM.from_minilm(tok.get_vocab_size())
@@ -114,15 +118,12 @@ def stage_sft(work: StageWork, run: Run, progress: Progress) -> None:
     base = run.path(Stage.BASE) / "model"
     dialogues = read_dialogues(run.path(Stage.DATA) / "train.jsonl")
     if config.gpu is not None:
-        from training.gpu import train_sft_lora
-
         work.summary.update(
             train_sft_lora(config.gpu, base, dialogues, work.out / "model", config.threads, work.log)
         )
         return
+    # lazy: pulls in transformers at import
     from agent.model.network import AdguideForPrefixLM
-    from agent.model.text import load_tokenizer
-    from training.trainer import train
 
     tok = load_tokenizer(base)
     cfg = config.sft
@@ -154,11 +155,8 @@ def stage_sft(work: StageWork, run: Run, progress: Progress) -> None:
 
 def stage_preferences(work: StageWork, run: Run, progress: Progress) -> None:
     """Sample the SFT model on train-family prompts, judge by outcome, train the RFT model, write the DPO pairs."""
+    # lazy: pulls in transformers at import
     from agent.model.network import AdguideForPrefixLM
-    from agent.model.text import load_tokenizer
-    from training import preferences
-    from training.examples import encode
-    from training.trainer import train
 
     config = run.config
     sft = run.path(Stage.SFT) / "model"
@@ -198,9 +196,6 @@ def stage_preferences(work: StageWork, run: Run, progress: Progress) -> None:
 
 
 def stage_dpo(work: StageWork, run: Run, progress: Progress) -> None:
-    from training.dpo import train_dpo
-    from training.preferences import Pair
-
     config = run.config
     prefs = run.path(Stage.PREFERENCES)
     start = prefs / "rft" / "model" if (prefs / "rft" / "model").is_dir() else run.path(Stage.SFT) / "model"
@@ -225,8 +220,6 @@ def stage_dpo(work: StageWork, run: Run, progress: Progress) -> None:
 
 
 def stage_card(work: StageWork, run: Run) -> None:
-    from training.card import compare, write
-
     config = run.config
     candidates = {"sft": run.path(Stage.SFT) / "model"}
     if (run.path(Stage.PREFERENCES) / "rft" / "model").is_dir():
@@ -258,9 +251,10 @@ def _ship_weights_in_fp16(model_dir: Path) -> None:
     """The shipped weights as fp16 safetensors shards (AdguideForPrefixLM.save_pretrained shards them): no
     file the repository keeps is over 25 MB (the tied fp32 embedding alone is 45 MB); the backend loads them
     as fp32, as it loads the training dirs."""
-    import torch
-
+    # lazy: pulls in jsonschema, langchain_core, pydantic_settings at import
     from agent.backends.embedded import is_embedded_dir
+
+    # lazy: pulls in transformers at import
     from agent.model.network import AdguideForPrefixLM
 
     if not is_embedded_dir(model_dir):
@@ -290,7 +284,10 @@ def export_model(run: Run, out: Path) -> Path:
 
 def quiet_libraries() -> None:
     """One progress line per stage, not a bar per weight shard and per dataset map."""
+    # lazy: datasets is heavy and needed only here
     import datasets
+
+    # lazy: transformers is heavy and needed only here
     from transformers.utils import logging as hf_logging
 
     datasets.disable_progress_bars()

@@ -54,7 +54,10 @@ def project_corpus(root: Path = REPO_ROOT, max_file_bytes: int = 200_000) -> Ite
 # -> PreTrainedTokenizerFast
 def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
     """Train byte-level BPE on `texts`; raise CorpusTooSmallError if the vocabulary falls short by > 10%."""
+    # lazy: tokenizers is heavy and needed only here
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    # lazy: transformers is heavy and needed only here
     from transformers import PreTrainedTokenizerFast
 
     reserved = len(SPECIAL_TOKENS) + len(TOOL_TOKENS)
@@ -97,6 +100,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
 
 def load_tokenizer(model_dir: Path):  # -> PreTrainedTokenizerFast
     """Load with PreTrainedTokenizerFast: AutoTokenizer on a qwen2 dir swaps in Qwen's own pre-tokenizer."""
+    # lazy: transformers is heavy and needed only here
     from transformers import PreTrainedTokenizerFast
 
     if not (Path(model_dir) / "tokenizer.json").is_file():

@@ -13,6 +13,7 @@ checkpoint (model, optimizer, schedule, data order).
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 import math
 import random
@@ -47,9 +48,6 @@ class TrainConfig(BaseModel):
 def tune_malloc() -> None:
     """Keep freed memory in the process (glibc): a training step allocates and frees the same large buffers,
     and returning them to the OS every step costs more system time than the step's math (1.6x slower here)."""
-    import ctypes
-    import ctypes.util
-
     name = ctypes.util.find_library("c")
     if name is None:
         return

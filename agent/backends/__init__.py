@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.backends.openai import make_openai_model
 from agent.configuration import AgentConfig, BackendKind, default_model_dir
 
 
@@ -22,16 +23,16 @@ class BackendUnavailableError(RuntimeError):
 def make_model(config: AgentConfig, model_tools: list[dict[str, Any]] | None = None) -> Any:
     kind = config.resolved_backend()
     if kind == BackendKind.RULES:
+        # lazy: pulls in langchain_core at import
         from agent.backends.rules import RulesChatModel
 
         return RulesChatModel()
     if kind == BackendKind.TEACHER:
+        # lazy: pulls in langchain_core at import
         from agent.backends.teacher import TeacherChatModel
 
         return TeacherChatModel(advertiser_id=config.advertiser_id)
     if kind == BackendKind.OPENAI:
-        from agent.backends.openai import make_openai_model
-
         if not config.base_url:
             raise BackendUnavailableError("the openai backend needs base_url (ADGUIDE_LLM_BASE_URL)")
         return make_openai_model(config)
@@ -40,6 +41,7 @@ def make_model(config: AgentConfig, model_tools: list[dict[str, Any]] | None = N
         raise BackendUnavailableError(
             "no model dir: train one (adguide train) or pass --model-dir / use --backend rules"
         )
+    # lazy: pulls in langchain_core at import
     from agent.backends.embedded import EmbeddedChatModel, is_embedded_dir
 
     if is_embedded_dir(model_dir):  # the project's own model (MiniLM prefix LM)

@@ -54,7 +54,10 @@ class GrammarLogitsProcessor:
         self.prompt_len = prompt_len
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        # lazy: numpy is heavy and needed only here
         import numpy as np
+
+        # lazy: torch is heavy and needed only here
         import torch
 
         if input_ids.shape[1] > self.prompt_len:
@@ -71,6 +74,7 @@ class GrammarLogitsProcessor:
 
 def ll_tokenizer(hf_tokenizer: Any) -> Any:
     """llguidance's view of the tokenizer (about a second to build: cache it with the model)."""
+    # lazy: llguidance is heavy and needed only here
     import llguidance.hf
 
     return llguidance.hf.from_tokenizer(hf_tokenizer)
@@ -86,7 +90,10 @@ def decode_call(
 ) -> tuple[dict[str, Any], int]:
     """Greedy-decode one call's JSON body after `prefix` (which ends with `<tool_call>\\n`) under the schemas.
     Returns the parsed {"name", "arguments"} and the number of tokens generated."""
+    # lazy: llguidance is heavy and needed only here
     import llguidance
+
+    # lazy: transformers is heavy and needed only here
     from transformers import LogitsProcessorList
 
     matcher = llguidance.LLMatcher(lltok, llguidance.LLMatcher.grammar_from_regex(call_regex(schemas)))

@@ -67,7 +67,10 @@ class LocalChatModel(BaseChatModel):
     def _load(self) -> None:
         if self._model is not None:
             return
+        # lazy: torch is heavy and needed only here
         import torch
+
+        # lazy: transformers is heavy and needed only here
         from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
         torch.set_num_threads(self.threads)
@@ -141,7 +144,10 @@ class LocalChatModel(BaseChatModel):
         on_text: Callable[[str], None] | None,
         deadline: float | None,
     ) -> AIMessage:
+        # lazy: torch is heavy and needed only here
         import torch
+
+        # lazy: transformers is heavy and needed only here
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         with torch.inference_mode():
@@ -324,6 +330,7 @@ class _PastDeadline:
         self.deadline = deadline
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        # lazy: torch is heavy and needed only here
         import torch
 
         return torch.full(

@@ -28,7 +28,10 @@ def served_model(base_url: str, api_key: str = "EMPTY", timeout: float = 5.0) ->
 
 
 def make_openai_model(config: AgentConfig, **overrides: Any) -> Any:
+    # lazy: httpx is heavy and needed only here
     import httpx
+
+    # lazy: langchain_openai is heavy and needed only here
     from langchain_openai import ChatOpenAI
 
     assert config.base_url

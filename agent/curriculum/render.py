@@ -9,6 +9,7 @@ words the message used.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -329,8 +330,6 @@ def experiment_mention(
     e: dict[str, Any], siblings: list[dict[str, Any]], rng: Rng, heldout: bool = False
 ) -> tuple[str, str]:
     """By kind and month ('the coupon test from July'), by season, by order, or by id."""
-    import datetime as dt
-
     start = dt.date.fromisoformat(str(e["start"]))
     kind = str(rng.choice(_KIND_WORDS.get(e["kind"], ["test"])))
     month = start.strftime("%B")

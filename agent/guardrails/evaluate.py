@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from agent.guardrails.input import check_input, find_pii
+from agent.guardrails.output import check_output, extract_numbers, is_grounded, source_numbers
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -53,8 +56,6 @@ def _scores(name: str, rows: list[tuple[bool, bool, bool, str]]) -> Scores:
 
 
 def input_case(row: dict[str, Any]) -> tuple[bool, bool, bool, str]:
-    from agent.guardrails.input import check_input
-
     check = check_input(row["text"], scope=row.get("scope", "adv_0001"))
     exact = check.category == row["expect"]
     if "pii" in row:
@@ -65,8 +66,6 @@ def input_case(row: dict[str, Any]) -> tuple[bool, bool, bool, str]:
 def intent_case(row: dict[str, Any], screen: bool) -> tuple[bool, bool, bool, str]:
     """A row of the intent sets (label: ok or the attack kind), screened by the rules, or the rules then the intent
     screen."""
-    from agent.guardrails.input import check_input
-
     check = check_input(row["text"], scope="adv_0001", screen=screen)
     return (
         row["label"] != "ok",
@@ -77,13 +76,12 @@ def intent_case(row: dict[str, Any], screen: bool) -> tuple[bool, bool, bool, st
 
 
 def pii_case(row: dict[str, Any]) -> tuple[bool, bool, bool, str]:
-    from agent.guardrails.input import find_pii
-
     found = sorted({r.entity for r in find_pii(row["text"])})
     return bool(row["pii"]), bool(found), found == sorted(row["pii"]), f"{row['text'][:60]!r}: {found}"
 
 
 def tool_args_case(row: dict[str, Any], fixture: dict[str, Any]) -> tuple[bool, bool, bool, str]:
+    # lazy: pulls in jsonschema at import
     from agent.guardrails.tool_args import ProposedChange, Scope, Verdict, check_change, check_tool_args
 
     if "change" in row:
@@ -107,8 +105,6 @@ def tool_args_case(row: dict[str, Any], fixture: dict[str, Any]) -> tuple[bool, 
 
 
 def output_case(row: dict[str, Any]) -> tuple[bool, bool, bool, str]:
-    from agent.guardrails.output import check_output
-
     check = check_output(row["answer"], row["tool_results"], row.get("user", []))
     return (
         row["expect"] != "pass",
@@ -121,8 +117,6 @@ def output_case(row: dict[str, Any]) -> tuple[bool, bool, bool, str]:
 def fabrication_pass_rate(seed: int = 0, n: int = 300) -> dict[str, float]:
     """Share of invented numbers that the grounding check would accept over a realistic 30-day report
     (30 rows x 5 metrics): how much room the accepted arithmetic leaves for a model to make figures up."""
-    from agent.guardrails.output import extract_numbers, is_grounded, source_numbers
-
     rng = np.random.default_rng(seed)
     rows = [
         {

@@ -192,7 +192,10 @@ def _first_match(patterns: list[re.Pattern[str]], text: str) -> str:
 @functools.cache
 def _recognizers() -> list[Any]:
     """Presidio's pattern recognizers, used directly (AnalyzerEngine would want a spaCy model download)."""
+    # lazy: tldextract is heavy and needed only here
     import tldextract
+
+    # lazy: presidio_analyzer is heavy and needed only here
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         EmailRecognizer,
@@ -308,6 +311,7 @@ def check_input(
     if not _DOMAIN.search(probe) and (hit := _first_match(_OFF_TOPIC, probe)):
         return refuse(InputCategory.OFF_TOPIC, hit)
     if screen:
+        # lazy: pulls in numpy at import
         from agent.guardrails.intent import OK, shipped_screen
 
         judged = shipped_screen()

@@ -33,6 +33,7 @@ class IntentScreen(BaseModel):
     summary: dict[str, Any] = Field(default_factory=dict, description="how it was trained and what it scored")
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
+        # lazy: pulls in pydantic_settings at import
         from tools.keywords.embeddings import default_embedder
 
         x = default_embedder().encode(texts)

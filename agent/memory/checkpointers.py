@@ -17,10 +17,12 @@ async def open_checkpointer(config: AgentConfig) -> AsyncIterator[Any]:
     kind = config.checkpointer
     url = config.resolved_checkpoint_url()
     if kind == CheckpointerKind.MEMORY:
+        # lazy: langgraph is heavy and needed only here
         from langgraph.checkpoint.memory import InMemorySaver
 
         yield InMemorySaver()
     elif kind == CheckpointerKind.SQLITE:
+        # lazy: langgraph is heavy and needed only here
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         Path(url).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -28,6 +30,7 @@ async def open_checkpointer(config: AgentConfig) -> AsyncIterator[Any]:
             await saver.setup()
             yield saver
     elif kind == CheckpointerKind.POSTGRES:
+        # lazy: langgraph is heavy and needed only here
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         async with AsyncPostgresSaver.from_conn_string(url) as saver:

@@ -75,6 +75,7 @@ class _Wrapper:
 
 
 def make_vocab(tok: Any) -> Vocab:
+    # lazy: llguidance is heavy and needed only here
     import llguidance
 
     vocab = tok.get_vocab()
@@ -354,6 +355,7 @@ class Generation:
 
 
 def matcher(v: Vocab, grammar: str) -> Any:
+    # lazy: llguidance is heavy and needed only here
     import llguidance
 
     m = llguidance.LLMatcher(v.ll, llguidance.LLMatcher.grammar_from_lark(grammar))
@@ -363,6 +365,7 @@ def matcher(v: Vocab, grammar: str) -> Any:
 
 
 def _allowed(m: Any, size: int) -> torch.Tensor:
+    # lazy: numpy is heavy and needed only here
     import numpy as np
 
     packed = np.frombuffer(m.compute_bitmask(), dtype=np.uint8)

@@ -21,8 +21,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
+
+from agent.model.text import minilm_dir
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, heads, T, head_dim]
 
@@ -244,8 +246,6 @@ class AdguideForPrefixLM(PreTrainedModel):
         self.post_init()
         # trainers read it; decoding is agent/model/decode.py
         if getattr(self, "generation_config", None) is None:
-            from transformers import GenerationConfig
-
             self.generation_config = GenerationConfig(
                 eos_token_id=config.sep_token_id, pad_token_id=config.pad_token_id
             )
@@ -356,9 +356,8 @@ class AdguideForPrefixLM(PreTrainedModel):
     def from_minilm(cls, vocab_size: int, **overrides: Any) -> AdguideForPrefixLM:
         """A model whose Transformer is all-MiniLM-L6-v2 (hash-checked) and whose vocabulary has `vocab_size`
         entries (MiniLM's plus the added special tokens, which start at the mean embedding)."""
+        # lazy: safetensors is heavy and needed only here
         from safetensors.torch import load_file
-
-        from agent.model.text import minilm_dir
 
         state = load_file(str(minilm_dir() / "model.safetensors"))
         state = {

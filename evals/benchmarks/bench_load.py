@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,16 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
+import psycopg
+import redis.asyncio as aioredis
+
+from server.config import GuidanceMode, Settings
+from server.db import purge
+from tools.market.data_model import WorldConfig
+from tools.market.generate import generate_world_file
+from tools.market.store import MarketStore
 
 REPO = Path(__file__).resolve().parents[2]
 MESSAGES = [
@@ -44,8 +55,6 @@ KEYS = {"bench-admin": "admin"}
 
 
 def _settings(world: Path, args: argparse.Namespace) -> Any:
-    from server.config import GuidanceMode, Settings
-
     tag = uuid.uuid4().hex[:8]
     keys = dict(KEYS) | {
         f"bench-adv{i}": f"advertiser:adv_{i:04d}" for i in range(1, args.chat_advertisers + 1)
@@ -75,8 +84,6 @@ def _env(s: Any) -> dict[str, str]:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -85,8 +92,6 @@ def _free_port() -> int:
 def start_api(s: Any, log: Path, wait_s: float = 180) -> tuple[subprocess.Popen[bytes], str]:
     """`adguide serve api` on a free loopback port with settings `s`, once /readyz says ready: (process, base URL).
     Its output goes to `log`; it is stopped (and the error says why) when it does not come up in `wait_s`."""
-    import httpx
-
     port = _free_port()
     api = subprocess.Popen(
         [sys.executable, "-m", "adguide_cli", "serve", "api", "--port", str(port)],
@@ -120,6 +125,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _rss_mb(pid: int) -> float:
+    # lazy: psutil is heavy and needed only here
     import psutil
 
     try:
@@ -166,8 +172,6 @@ async def _user(client: Any, key: str, stop_at: float, latencies: list[float], e
 
 
 async def _chat_ramp(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
-
     levels = []
     rss: list[tuple[float, float]] = []
     t0 = time.perf_counter()
@@ -253,10 +257,6 @@ def _rss_summary(rss: list[tuple[float, float]]) -> dict[str, Any]:
 
 
 async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    import httpx
-    import psycopg
-    import redis.asyncio as aioredis
-
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "adguide_cli", "serve", "worker"],
@@ -297,7 +297,6 @@ async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> 
     seen: dict[str, int] = {}
     for adv, _, _ in rows:
         seen[adv] = seen.get(adv, 0) + 1
-    from tools.market.store import MarketStore
 
     with MarketStore.open(s.world_path) as store:
         advertisers = list(store.advertiser_ids())
@@ -320,10 +319,6 @@ async def _batch(s: Any, base: str, args: argparse.Namespace, log_dir: Path) -> 
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    from server.db import purge
-    from tools.market.data_model import WorldConfig
-    from tools.market.generate import generate_world_file
-
     out: dict[str, Any] = {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {

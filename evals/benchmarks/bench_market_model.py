@@ -18,6 +18,8 @@ from tools.market.data_model import Status, WorldConfig
 from tools.market.estimate import View, fit_market_model
 from tools.market.generate import generate_world_file
 from tools.market.store import MarketStore
+from tools.mcp_server import call, connect_in_memory, engines
+from tools.mcp_server.cache import ToolCache
 
 
 def _ms(values: list[float]) -> str:
@@ -26,9 +28,6 @@ def _ms(values: list[float]) -> str:
 
 
 async def _what_if_latency(path: Path, advertiser_ids: list[str]) -> tuple[list[float], list[float]]:
-    from tools.mcp_server import call, connect_in_memory, engines
-    from tools.mcp_server.cache import ToolCache
-
     first: list[float] = []
     cached: list[float] = []
     with MarketStore.open(path) as store:

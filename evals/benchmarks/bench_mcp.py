@@ -25,6 +25,22 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+import uvicorn
+from langchain_mcp_adapters.tools import load_mcp_tools
+from mcp import ClientSession
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from tools.market.data_model import WorldConfig
+from tools.market.generate import generate_world_file
+from tools.market.store import MarketStore
+from tools.mcp_server import Scope, call, connect_in_memory, http_app, stdio_params
+from tools.mcp_server.cache import ToolCache
+from tools.mcp_server.results import compact
+from tools.mcp_server.schemas import TOOLS_BY_NAME
+from tools.mcp_server.server import HANDLERS, build_server
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 logging.getLogger("mcp.server.streamable_http").setLevel(
     logging.CRITICAL
@@ -49,8 +65,6 @@ async def timed(fn: Callable[[], Awaitable[Any]], n: int) -> list[float]:
 
 
 def workload(store_path: Path) -> dict[str, dict[str, Any]]:
-    from tools.market.store import MarketStore
-
     store = MarketStore.open(store_path)
     adv = store.scoped(ADV)
     kw, camp = adv.keywords()[0], adv.campaigns()[0]
@@ -66,11 +80,6 @@ def workload(store_path: Path) -> dict[str, dict[str, Any]]:
 
 
 def start_http(store_path: Path, token: str) -> tuple[str, Any]:
-    import uvicorn
-
-    from tools.mcp_server import Scope, http_app
-    from tools.mcp_server.cache import ToolCache
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -83,18 +92,6 @@ def start_http(store_path: Path, token: str) -> tuple[str, Any]:
 
 
 async def main(store_path: Path, n: int) -> None:
-    import httpx
-    from langchain_mcp_adapters.tools import load_mcp_tools
-    from mcp import ClientSession
-    from mcp.client.stdio import stdio_client
-    from mcp.client.streamable_http import streamable_http_client
-
-    from tools.mcp_server import Scope, call, connect_in_memory, stdio_params
-    from tools.mcp_server.cache import ToolCache
-    from tools.mcp_server.results import compact
-    from tools.mcp_server.schemas import TOOLS_BY_NAME
-    from tools.mcp_server.server import HANDLERS, build_server
-
     calls = workload(store_path)
     results: dict[str, dict[str, list[float]]] = {name: {} for name in calls}
 
@@ -170,8 +167,6 @@ async def main(store_path: Path, n: int) -> None:
 def _world(path: Path | None) -> Path:
     if path is not None:
         return path
-    from tools.market.data_model import WorldConfig
-    from tools.market.generate import generate_world_file
 
     out = Path(tempfile.mkdtemp(prefix="bench_mcp_")) / "world.sqlite"
     generate_world_file(WorldConfig(n_advertisers=3, days=30, seed=11), out)

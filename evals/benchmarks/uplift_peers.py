@@ -25,12 +25,14 @@ import numpy as np
 
 
 def _lgbm_reg() -> Any:
+    # lazy: lightgbm is heavy and needed only here
     from lightgbm import LGBMRegressor
 
     return LGBMRegressor(n_estimators=100, verbose=-1, n_jobs=1)
 
 
 def _lgbm_clf() -> Any:
+    # lazy: lightgbm is heavy and needed only here
     from lightgbm import LGBMClassifier
 
     return LGBMClassifier(n_estimators=100, verbose=-1, n_jobs=1)
@@ -56,6 +58,7 @@ def run(path: str) -> dict[str, Any]:
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
 
     def econml_linear_dml() -> Any:
+        # lazy: econml is heavy and needed only here
         from econml.dml import LinearDML
 
         start = time.perf_counter()
@@ -69,6 +72,7 @@ def run(path: str) -> dict[str, Any]:
         return cate, est.ate(X), (lo, hi), seconds
 
     def econml_causal_forest() -> Any:
+        # lazy: econml is heavy and needed only here
         from econml.dml import CausalForestDML
 
         start = time.perf_counter()
@@ -82,6 +86,7 @@ def run(path: str) -> dict[str, Any]:
         return cate, est.ate(X), (lo, hi), seconds
 
     def econml_dr() -> Any:
+        # lazy: econml is heavy and needed only here
         from econml.dr import DRLearner
 
         start = time.perf_counter()
@@ -97,6 +102,7 @@ def run(path: str) -> dict[str, Any]:
         return cate, float(np.mean(est.effect(X))), None, time.perf_counter() - start
 
     def causalml_x() -> Any:
+        # lazy: causalml is heavy and needed only here
         from causalml.inference.meta import BaseXRegressor
 
         start = time.perf_counter()
@@ -109,6 +115,7 @@ def run(path: str) -> dict[str, Any]:
         return cate, np.ravel(ate)[0], (np.ravel(lo)[0], np.ravel(hi)[0]), seconds
 
     def causalml_t() -> Any:
+        # lazy: causalml is heavy and needed only here
         from causalml.inference.meta import BaseTRegressor
 
         start = time.perf_counter()
@@ -120,6 +127,7 @@ def run(path: str) -> dict[str, Any]:
         return cate, np.ravel(ate)[0], (np.ravel(lo)[0], np.ravel(hi)[0]), seconds
 
     def causalml_dr() -> Any:
+        # lazy: causalml is heavy and needed only here
         from causalml.inference.meta import BaseDRRegressor
 
         start = time.perf_counter()
@@ -149,8 +157,13 @@ def run(path: str) -> dict[str, Any]:
 
 def export_data(path: str, ihdp_replications: int) -> None:
     """The semi-synthetic data sets as arrays (see the module docstring)."""
+    # lazy: pandas is heavy and needed only here
     import pandas as pd
+
+    # lazy: causallib is heavy and needed only here
     from causallib.datasets import load_acic16
+
+    # lazy: econml is heavy and needed only here
     from econml.data.dgps import ihdp_surface_B
 
     arrays: dict[str, np.ndarray] = {}

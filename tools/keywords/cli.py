@@ -31,7 +31,10 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def _inputs(advertiser_id: str, world: Path | None, last: int) -> dict[str, Any]:
     """The advertiser's rows for the last `last` days, its keywords, products, negatives and goal."""
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy at import
     from tools.market.store import default_world_path, open_scoped
 
     try:
@@ -55,7 +58,10 @@ def _inputs(advertiser_id: str, world: Path | None, last: int) -> dict[str, Any]
 
 
 def _run(engine: Any, inputs: dict[str, Any], **options: Any) -> Any:
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy, pydantic_settings at import
     from tools.keywords.embeddings import EmbeddingModelMissingError, load_model
 
     with _out.status("loading the sentence-embedding model"):
@@ -70,6 +76,7 @@ def _run(engine: Any, inputs: dict[str, Any], **options: Any) -> Any:
 
 
 def _table(columns: tuple[str, ...]) -> Any:
+    # lazy: keeps the CLI's start fast
     from rich.table import Table
 
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -87,6 +94,7 @@ def negatives(
     limit: int = _LIMIT,
 ) -> None:
     """Search terms to add as negative keywords: spend without orders, or unrelated to what you sell."""
+    # lazy: pulls in numpy, pydantic_settings, scipy at import
     from tools.keywords import suggest_negatives
 
     inputs = _inputs(advertiser_id, world, last)
@@ -123,6 +131,7 @@ def recommend(
     target_acos: float | None = typer.Option(None, "--target-acos", help="default: the advertiser's goal"),
 ) -> None:
     """New keywords: converting search terms to promote, and related terms, with suggested bids."""
+    # lazy: pulls in numpy, pydantic_settings, scipy at import
     from tools.keywords import recommend_keywords
 
     inputs = _inputs(advertiser_id, world, last)

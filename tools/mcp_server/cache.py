@@ -69,6 +69,7 @@ class ToolCache:
         if not self.enabled or time.monotonic() < self._down_until:
             return None
         if self._client is None:
+            # lazy: redis is heavy and needed only here
             import redis.asyncio as aioredis
 
             self._client = aioredis.Redis.from_url(

@@ -21,6 +21,7 @@ class Transport(enum.StrEnum):
 
 
 def _scope_from_flags(advertiser: str | None, admin: bool):  # -> Scope
+    # lazy: pulls in pydantic_settings at import
     from tools.mcp_server.scope import Scope
 
     if admin == (advertiser is not None):
@@ -41,7 +42,10 @@ def serve(
     port: int = typer.Option(8765),
 ) -> None:
     """Serve the tools over stdio, or over streamable HTTP with bearer-token auth."""
+    # lazy: pulls in pydantic_settings at import
     from tools.mcp_server.scope import load_token_map
+
+    # lazy: pulls in mcp, pydantic_settings, starlette at import
     from tools.mcp_server.transports import serve_http, serve_stdio
 
     try:
@@ -68,9 +72,11 @@ def list_tools(
     as_json: bool = typer.Option(False, "--json", help="print the OpenAI function specs"),
 ) -> None:
     """The tools, their hints and the rough token cost of each spec (sent to the model every turn)."""
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
     from rich.table import Table
 
+    # lazy: keeps the CLI's start fast
     from tools.mcp_server.schemas import TOOLS, Approval, openai_tools, rough_tokens
 
     specs = openai_tools(admin=admin)

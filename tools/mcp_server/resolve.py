@@ -481,6 +481,7 @@ class Resolver:
     def _by_meaning(self, query: str, pool: list[Entry], field_name: str) -> Entry | None:
         if self.embed is None or not pool:
             return None
+        # lazy: numpy is heavy and needed only here
         import numpy as np
 
         names = [e.names[0] for e in pool]
@@ -516,6 +517,7 @@ class ResolverCache:
 
 def default_embed(texts: list[str]) -> Any:
     """Unit sentence vectors from the keyword engine's MiniLM (loaded on first use)."""
+    # lazy: pulls in numpy, pydantic_settings at import
     from tools.keywords.embeddings import default_embedder
 
     return default_embedder().encode(texts)

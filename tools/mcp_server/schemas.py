@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 from collections.abc import Callable
 from enum import StrEnum
 from types import UnionType
@@ -887,6 +888,4 @@ def openai_tools(*, admin: bool = False) -> list[dict[str, Any]]:
 
 def rough_tokens(text: str) -> int:
     """A rough BPE-like count (words, numbers and punctuation marks); no tokenizer download needed."""
-    import re
-
     return len(re.findall(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]+", text))

@@ -127,6 +127,7 @@ class AdguideMCP:
         output_schemas: bool = False,
         tools: Sequence[ToolSpec] = TOOLS,
     ) -> None:
+        # lazy: pulls in numpy at import
         from tools.market.store import MarketStore
 
         if (scope is None) == (tokens is None):

@@ -12,6 +12,7 @@ is the Starlette app for uvicorn (bearer tokens select the scope; see scope.load
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -19,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp import ClientSession, StdioServerParameters
 from mcp.shared.memory import create_connected_server_and_client_session
 
@@ -36,6 +38,7 @@ def _store_path(store_path: str | Path | None) -> Path:
     A URL rides as a Path ("postgresql:/user@host/db"); MarketStore.open reads it back as the URL."""
     if store_path is not None:
         return Path(store_path)
+    # lazy: pulls in numpy at import
     from tools.market.store import default_store
 
     return Path(default_store())
@@ -124,8 +127,6 @@ def http_app(
 
 
 def serve_stdio(store_path: str | Path | None, scope: Scope | str) -> None:
-    import anyio
-
     server = build_server(_store_path(store_path), _scope(scope))
     anyio.run(server.run_stdio_async)
 
@@ -137,6 +138,7 @@ def serve_http(
     host: str = "127.0.0.1",
     port: int = DEFAULT_HTTP_PORT,
 ) -> None:
+    # lazy: uvicorn is heavy and needed only here
     import uvicorn
 
     uvicorn.run(http_app(store_path, tokens), host=host, port=port, log_level="warning")
@@ -144,8 +146,6 @@ def serve_http(
 
 async def call(session: ClientSession, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
     """Call a tool and return its JSON result; a failed call returns `{"error": {...}}` (isError set)."""
-    import json
-
     result = await session.call_tool(name, arguments or {})
     if result.structuredContent is not None and not result.isError:
         return dict(result.structuredContent)

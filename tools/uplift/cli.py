@@ -25,6 +25,7 @@ SeedOpt = typer.Option(0, "--seed", help="random seed (demo data and cross-fitti
 
 
 def _fail(err: Exception) -> None:
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
 
     Console(stderr=True).print(f"[red]error:[/red] {err}")
@@ -35,6 +36,7 @@ def _load_units(
     world: Path | None, advertiser: str | None, experiment: str | None, demo: str | None, seed: int
 ) -> tuple[str, ExperimentUnits, float]:
     """(label, units, planned treatment share)."""
+    # lazy: pulls in numpy at import
     from tools.market.experiments import EffectSetup, ExperimentKind, OutcomeKind, simulate_units
 
     if demo is not None:
@@ -49,7 +51,10 @@ def _load_units(
             seed=seed,
         )
         return f"demo {kind.value} experiment (revenue, 20,000 users)", units, 0.5
+    # lazy: keeps the CLI's start fast
     from tools.errors import InvalidInputError
+
+    # lazy: pulls in numpy at import
     from tools.market.store import MarketStore
 
     store = MarketStore.open(world)
@@ -79,10 +84,14 @@ def experiment_cmd(
     seed: int = SeedOpt,
 ) -> None:
     """Analyze a randomized experiment: A/B with CUPED, who responds (CATE), and ad incrementality."""
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
     from rich.progress import Progress
 
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy, scipy, sklearn at import
     from tools.uplift.ab import analyze_ab
     from tools.uplift.cate import fit_cate
     from tools.uplift.effects import effects_by_predicted_group
@@ -151,9 +160,13 @@ def plot_qini_cmd(
     seed: int = SeedOpt,
 ) -> None:
     """Qini and uplift curves of the fitted effect model on an experiment (honest out-of-fold scores)."""
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
 
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy, scipy, sklearn at import
     from tools.uplift.cate import Estimator, fit_cate
     from tools.uplift.metrics import uplift_curves
     from tools.uplift.plots import plot_uplift_curves
@@ -172,6 +185,7 @@ def plot_qini_cmd(
 
 
 def _period(value: str, field: str) -> tuple[dt.date, dt.date]:
+    # lazy: keeps the CLI's start fast
     from tools.errors import InvalidInputError
 
     try:
@@ -194,10 +208,16 @@ def plot_waterfall_cmd(
     demo: bool = typer.Option(False, "--demo", help="use built-in demo totals instead of a world"),
 ) -> None:
     """Waterfall of a KPI change between two periods, split into funnel drivers (exact)."""
+    # lazy: keeps the CLI's start fast
     from rich.console import Console
 
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy at import
     from tools.uplift.attribution import FunnelTotals, funnel_attribution
+
+    # lazy: pulls in numpy, scipy, sklearn at import
     from tools.uplift.plots import plot_waterfall
 
     try:
@@ -206,6 +226,7 @@ def plot_waterfall_cmd(
             a = FunnelTotals(impressions=150_000, clicks=3_300, spend=3_100, orders=290, sales=12_500)
             att = funnel_attribution(b, a, kpi=kpi)
         else:
+            # lazy: pulls in numpy at import
             from tools.market.store import MarketStore
 
             store = MarketStore.open(world)

@@ -9,9 +9,11 @@ from tools.uplift.metrics import UpliftCurves
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
+    # lazy: matplotlib is heavy and needed only here
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and needed only here
     import matplotlib.pyplot as plt
 
     return plt
