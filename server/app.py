@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -327,4 +328,7 @@ def app_from_env() -> FastAPI:
     """For `uvicorn --factory server.app:app_from_env`: settings from ADGUIDE_* variables, JSON logs."""
     settings = Settings.from_env()
     setup_logging(settings.log_level)
+    # CPU work runs in threads (guardrails, tools, the embedded model); they share the interpreter with the event
+    # loop, which waits up to one switch interval each time it wants it back.
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     return create_app(settings)

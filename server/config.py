@@ -70,6 +70,13 @@ class Settings(EnvSettings):
         default=300.0, gt=0, description="an open agent is rebuilt after this (fresh ids)"
     )
     log_level: str = "INFO"
+    switch_interval_ms: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="the API process's GIL switch interval: how long a guardrail or tool thread may hold the "
+        "interpreter before the event loop (and /healthz) gets a turn; Python's default is 5 ms",
+    )
 
     @field_validator("pg_schema")
     @classmethod

@@ -63,6 +63,7 @@ SERVER = Settings(
     agent_pool_size=7,
     agent_ttl_s=42.0,
     log_level="DEBUG",
+    switch_interval_ms=2.5,
 )
 
 AGENT = AgentConfig(
