@@ -477,7 +477,10 @@ def _quoted_term(text: str, user_text: str) -> str:
 
 _GENERIC_NAME = re.compile(
     r"^(?:(?:my|the|all|our|each|every|per|by)\s+)*(?:ad ?groups?|campaigns?|keywords?|accounts?|"
-    r"experiments?|tests?|search ?terms?|products?|targets?)(?:\s+(?:breakdown|level|list))?$",
+    r"experiments?|tests?|search ?terms?|products?|targets?)(?:\s+(?:breakdown|level|list))?$"
+    # a rank is no name either: "fix the worst one for me" -> ad_group_id="worst"
+    r"|^(?:the\s+)?(?:worst|best|top|bottom|most|least|biggest|highest|lowest|cheapest|priciest)"
+    r"(?:\s+(?:one|ones|performers?))?$",
     re.I,
 )
 
@@ -485,8 +488,9 @@ _GENERIC_NAME = re.compile(
 def generic_name_dropped(
     ctx: AgentContext, name: str, args: dict[str, Any], parsed: Raw
 ) -> dict[str, Any] | None:
-    """A filter the tools could not resolve because it names a kind of thing, not a thing ("ad group breakdown" ->
-    ad_group_id="ad group"): the call without it, where the filter is optional; None otherwise."""
+    """A filter the tools could not resolve because it names a kind of thing or a rank, not a thing ("ad group
+    breakdown" -> ad_group_id="ad group", "the worst one" -> "worst"): the call without it, where the filter is
+    optional; None otherwise."""
     error = failure(parsed)
     field = error.field if error is not None and error.type == "NoMatchError" else None
     value = args.get(field) if isinstance(field, str) else None

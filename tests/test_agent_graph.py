@@ -355,7 +355,9 @@ async def test_a_filter_that_names_a_kind_of_thing_is_dropped_not_asked_about(wo
     from agent.graph import generic_name_dropped
     from agent.tool_call import run_tool
 
-    async with Agent(config(world)) as agent:
+    async with Agent(
+        config(world, limits=Limits(tool_timeout_s=300))
+    ) as agent:  # the encoder loads on a miss
         ctx = agent.context
         args = {"level": "ad_group", "ad_group_id": "ad group"}
         first = _json.loads(await run_tool(ctx, "performance", args))
@@ -367,6 +369,9 @@ async def test_a_filter_that_names_a_kind_of_thing_is_dropped_not_asked_about(wo
         what_if = {"change": "bid", "id": "keywords", "value": 1.0}
         unknown = _json.loads(await run_tool(ctx, "what_if", what_if))
         assert generic_name_dropped(ctx, "what_if", what_if, unknown) is None  # id is required
+        worst = {"ad_group_id": "worst", "limit": 5}  # "where am i wasting the most? fix the worst one"
+        ranked = _json.loads(await run_tool(ctx, "negative_ideas", worst))
+        assert generic_name_dropped(ctx, "negative_ideas", worst, ranked) == {"limit": 5}
         named = {"level": "keyword", "keyword_id": "purple elephants"}
         assert (
             generic_name_dropped(
