@@ -60,6 +60,7 @@ from agent.replies import phrase_decision, vetoed
 from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
 from agent.tool_call import run_tool
 from tools.mcp_server.outputs import Raw, failure, payload, resolved, try_read
+from tools.mcp_server.resolve import ANY_ID
 from tools.mcp_server.schemas import (
     TOOLS,
     ApplyOut,
@@ -500,6 +501,33 @@ def generic_name_dropped(
     return {k: v for k, v in args.items() if k != field}
 
 
+# an id's kind is its prefix: the filter and the table level it belongs to
+_ID_FIELD = {
+    "kw": ("keyword_id", "keyword"),
+    "cmp": ("campaign_id", "campaign"),
+    "ag": ("ad_group_id", "ad_group"),
+}
+_ID_FILTERS = tuple(f for f, _ in _ID_FIELD.values())
+
+
+def id_in_its_own_field(ctx: AgentContext, name: str, args: dict[str, Any]) -> dict[str, Any] | None:
+    """An id the model put in another kind's filter (performance(level=keyword, keyword_id="ag_000014") after the
+    seller picked that ad group): the call with the id in its own kind's filter, and a table at its level, where
+    the tool has that filter; None otherwise."""
+    props = (ctx.tool_schemas.get(name) or {}).get("properties") or {}
+    for field in _ID_FILTERS:
+        value = args.get(field)
+        prefix = value.split("_", 1)[0] if isinstance(value, str) and ANY_ID.match(value) else None
+        if prefix not in _ID_FIELD or _ID_FIELD[prefix][0] == field:
+            continue
+        own, level = _ID_FIELD[prefix]
+        if own not in props:
+            return None
+        fixed = {k: v for k, v in args.items() if k != field} | {own: value}
+        return fixed | {"level": level} if "level" in args and "level" in props else fixed
+    return None
+
+
 # where the user puts a new keyword or negative: "... as an exact keyword in Duvet Cover + Area Rug, bid it at 1.20"
 _PLACE_WORD = re.compile(r"\b(?:in|into|to|under)\s+", re.I)
 _PLACE_END = re.compile(r"[,.;!?]|\b(?:and|bid|at|with|please|pls|in|into|to|under)\b", re.I)
@@ -711,6 +739,7 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                     other_kind_twin(name, args, parsed)
                     or generic_name_dropped(ctx, name, args, parsed)
                     or term_as_ad_group(name, args, user_text)
+                    or id_in_its_own_field(ctx, name, args)
                 )
                 again = await _retried(ctx, name, again_args) if again_args is not None else None
                 if again is not None and again_args is not None:

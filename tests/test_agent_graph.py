@@ -412,6 +412,28 @@ async def test_a_new_keyword_proposed_into_an_ad_group_named_by_itself_goes_wher
     assert term_as_ad_group("propose_change", args, f"add '{term}' in exact match") is None  # no place named
 
 
+async def test_an_id_in_another_kinds_filter_moves_to_its_own(world):
+    """After the seller picked an ad group by id, the model asked for keyword_id="ag_..."; the id's prefix says its
+    kind, so the call runs with ad_group_id at the ad group level."""
+    import json as _json
+
+    from agent.graph import id_in_its_own_field
+    from agent.tool_call import run_tool
+
+    async with Agent(config(world)) as agent:
+        ctx = agent.context
+        group = _json.loads(await run_tool(ctx, "performance", {"level": "ad_group", "limit": 1}))["rows"][0][
+            "id"
+        ]
+        wrong = {"level": "keyword", "keyword_id": group, "last_days": 3}
+        assert "error" in _json.loads(await run_tool(ctx, "performance", wrong))
+        moved = id_in_its_own_field(ctx, "performance", wrong)
+        assert moved == {"level": "ad_group", "ad_group_id": group, "last_days": 3}
+        assert _json.loads(await run_tool(ctx, "performance", moved))["rows"][0]["id"] == group
+        assert id_in_its_own_field(ctx, "performance", {"level": "ad_group", "ad_group_id": group}) is None
+        assert id_in_its_own_field(ctx, "recommend_bid", {"keyword_id": group}) is None  # no ad group filter
+
+
 async def test_a_turns_guardrail_events_come_before_its_final_answer(world):
     async with Agent(config(world)) as agent:
         events = [
