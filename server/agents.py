@@ -52,8 +52,8 @@ def warm_up() -> None:
 def warm_up_guidance() -> None:
     """What a batch worker's proactive guidance reaches on its first advertiser, loaded before the worker takes
     a job: the simulator, optimizer and keyword engines (sentence-transformers, scikit-learn, pandas imports) and
-    the keyword engine's embedding model. About 5 s of CPU on the shared 2-core machine that each worker's first
-    advertiser paid inside its job (bench_batch's "first s" column)."""
+    the keyword engine's embedding model: 4-5 s of a worker's first advertiser in a profile on the loaded 2-core
+    machine (the model's load 3.1 s, the keyword engine's imports 1.4 s), paid inside that advertiser's job before."""
     # lazy: these imports are the warm-up itself (a worker in overview mode, or the API, never needs them)
     import tools.auction.landscape
     import tools.keywords.engine
