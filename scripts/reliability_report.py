@@ -72,6 +72,16 @@ FAULTS = {
         "advertiser guidance failing",
         "retried with backoff, then recorded as failed",
     ),
+    "test_server_hardening.py::test_two_simultaneous_confirmations_apply_one_change_with_one_audit_row[True]": (
+        "two confirmations of one proposal sent at once from two OS threads to a real API process, three "
+        "proposals (with the proposal's token; the [False] run sends none)",
+        "one 200 that applies the change, one 409; exactly one new audit row with the asked bid; nothing left "
+        "to confirm afterwards",
+    ),
+    "test_server_hardening.py::test_two_simultaneous_confirmations_apply_one_change_with_one_audit_row[False]": (
+        "the same, the confirmations without a token",
+        "the same: one change applied, one audit row",
+    ),
 }
 
 INPUTS = {
@@ -89,12 +99,21 @@ INPUTS = {
     "test_security_secrets.py::test_no_secret_in_any_response_or_log_line_also_while_dependencies_fail": "API keys, guessed bearer tokens, Redis/PostgreSQL passwords and the model API key searched for in every "
     "response and every DEBUG log line, with Redis, PostgreSQL and the model down",
     "test_server_api.py::test_one_advertiser_never_sees_another_on_any_endpoint": "cross-tenant access through every /v1 route (checked against the OpenAPI route list) and the tools",
+    "test_server_hardening.py::test_hostile_message_shapes_are_answered_and_never_poison_the_thread": "hypothesis over message shapes sent to a real API process in one thread (brackets up to 3,000 deep, "
+    "'{\"a\": ' nested, runs of thousands of digits, pasted columns of figures, any Unicode text, NUL and control "
+    "characters): every turn answers in words or a 422, no error event, and the thread reads the account after",
+    "test_server_hardening.py::test_ids_and_paths_that_cannot_be_ids_get_4xx_over_a_raw_socket": "NUL bytes in thread and job ids, 5,000-character ids, /../ and %2e%2e paths, sent over a raw socket so no "
+    "client normalises them: 422 or 404 with an error body, never 5xx or a dropped connection",
+    "test_server_hardening.py::test_readyz_tells_the_anonymous_caller_ready_and_nothing_more": '/readyz without a key, with an advertiser\'s key and a wrong one: {"status": "ready"} and no path; the '
+    "admin key gets the checks",
+    "test_server_hardening.py::test_questions_that_once_got_an_empty_answer_get_words": "a what-if on halving one keyword's bid (by id and by name) and 'which keyword should I stop bidding on? "
+    "don't change anything': one final answer in words, no proposal",
 }
 
 
 def run_tests(junit: Path) -> None:
     files = sorted({k.split("::")[0] for k in (*FAULTS, *INPUTS)})
-    names = " or ".join(k.split("::")[1] for k in (*FAULTS, *INPUTS))
+    names = " or ".join(dict.fromkeys(k.split("::")[1].split("[")[0] for k in (*FAULTS, *INPUTS)))
     cmd = [
         sys.executable,
         "-m",
@@ -253,6 +272,85 @@ def load_section(benches: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def growth_section() -> list[str]:
+    """Liveness and growth along a thread (bench_healthz.json) and batch scaling (bench_batch.json), where saved."""
+    lines: list[str] = []
+    healthz = RESULTS / "bench_healthz.json"
+    if healthz.exists():
+        h = json.loads(healthz.read_text())
+        chars = next(
+            (v["message_chars"] for v in h.values() if isinstance(v, dict) and "message_chars" in v), "?"
+        )
+        lines += [
+            "## Liveness and growth along a thread",
+            "",
+            "`python -m evals.benchmarks.bench_healthz`: one API process; one thread gets "
+            f"{h['args']['turns']} messages of {chars} "
+            "characters (a pasted column of figures and a question) while `/healthz` is polled every "
+            f"{h['args']['poll_ms']} ms; each message first goes once to a new thread (warm-up: first uses, the tool-result "
+            "cache), then to the thread and to a new thread again (the control). Load average "
+            f"{h.get('load_average_at_start')} at the start"
+            + (f", {h['when']}" if h.get("when") else "")
+            + ".",
+            "",
+            "| backend | /healthz p50 / p99 / max ms (p99 with no turn running) | turn s first 3 -> last 3 | API CPU | history's cost (thread "
+            "over control) first 3 -> last 3 | RSS MB after warm-up -> peak | RSS along the thread |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for backend, r in h.items():
+            if not isinstance(r, dict) or "healthz_p99_ms" not in r:
+                continue
+            lines.append(
+                f"| {backend} | {r['healthz_p50_ms']} / {r['healthz_p99_ms']} / {r['healthz_max_ms']} "
+                f"({r.get('healthz_idle_p99_ms', '-')}) | "
+                f"{r['first3_s']} -> {r['last3_s']} ({100 * r['turn_growth']:+.0f}%) | "
+                f"{100 * r.get('cpu_growth', float('nan')):+.0f}% | "
+                f"{r.get('history_ratio_first3', '-')}x -> {r.get('history_ratio_last3', '-')}x "
+                f"({100 * r.get('history_growth', float('nan')):+.0f}%) | "
+                f"{r['rss_start_mb']} -> {r['rss_peak_mb']} ({100 * r['rss_growth']:+.0f}%) | "
+                f"{100 * r.get('rss_thread_growth', float('nan')):+.0f}% |"
+            )
+        lines += [
+            "",
+            "Turn time varies with what each message asks (the control turns vary the same way), so the history's "
+            "own cost is the thread's API CPU over the control's for the same message.",
+            "",
+        ]
+    batch = RESULTS / "bench_batch.json"
+    if batch.exists():
+        b = json.loads(batch.read_text())
+        lines += [
+            "## Batch scaling",
+            "",
+            f"`python -m evals.benchmarks.bench_batch --workers {b['args']['workers']} --rounds "
+            f"{b['args'].get('rounds', 1)}` "
+            f"({b['args']['advertisers']} advertisers, {b['args']['guidance']} guidance, {b['args']['backend']} "
+            f"backend, tool cache {b['args']['tool_cache']}), {b['cpu_cores']} CPU cores, {b['when']}:",
+            "",
+            "| workers | advertisers/min | worker CPU s per advertiser | cores used | load average |",
+            "|---:|---:|---:|---:|---|",
+        ]
+        for r in b["runs"]:
+            lines.append(
+                f"| {r['config']} | {r['per_minute']:.1f} | {r['cpu_per_advertiser_s']:.2f} | "
+                f"{r['cores_used']:.2f} | {r['load_start']:.1f} -> {r['load_end']:.1f} |"
+            )
+        lines += [
+            "",
+            "Means over the rounds: "
+            + "; ".join(
+                f"{config}: {m['per_minute']:.1f} advertisers/min (**{m['speed_up']:.2f}x**), "
+                f"{m['cpu_per_advertiser_s']:.2f} CPU s per advertiser, {m['cores_used']:.2f} cores"
+                for config, m in b["summary"].items()
+            )
+            + ". Linux's autogroup scheduler shares a busy machine's CPU between sessions: workers started from "
+            "one session share its slice however many they are ('2'); as separate services they do not ('2 own "
+            "sessions'). CPU per advertiser does not grow with a second process.",
+        ]
+        lines.append("")
+    return lines
+
+
 def render(benches: dict[str, dict[str, Any]], results: dict[str, tuple[str, float]]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -266,6 +364,7 @@ def render(benches: dict[str, dict[str, Any]], results: dict[str, tuple[str, flo
         "",
     ]
     lines += load_section(benches)
+    lines += growth_section()
 
     def table(title: str, rows: dict[str, Any], header: str) -> list[str]:
         out = [f"## {title}", "", header, "|---|---|---|"]
@@ -286,6 +385,11 @@ def render(benches: dict[str, dict[str, Any]], results: dict[str, tuple[str, flo
         "- Redis as these machines run it keeps nothing on disk: a restart drops queued arq entries. Nothing "
         "is lost for good (the job and its results are in PostgreSQL), but the job waits until an operator "
         "calls `POST /v1/jobs/{id}/requeue` (tested above); compose runs Redis with the append-only file on.",
+        "- A thread's LangGraph checkpoint holds every message, and each state read (four or five a turn) loads "
+        "all of them: 0.6 ms of CPU at turn 1, 1.5 ms at turn 12 (rules backend). The rest of a turn's work is "
+        "proportional to the new message (the output check caches each tool result's numbers).",
+        "- The input guardrail is rules only: the intent screen (agent/guardrails/intent.py) ships off, far from the "
+        "bar on held-out families (recall 0.31 at 4% benign refused; the bar is 0.95 at 2%).",
         "",
     ]
     return "\n".join(lines)

@@ -7,7 +7,8 @@ while a poller asks `/healthz` every `--poll-ms` milliseconds. Each message also
 the same message without the history), so the turn's own cost, which varies with what the message asks, is told
 apart from what the history adds. Prints `/healthz` p50/p99/max over the polls made while a turn ran, each turn's
 time and the API's CPU seconds, the first three against the last three (wall, CPU, and the CPU against the
-control's), and the API's RSS (with children) after `--warmup` turns of the same kind and at its peak; the same run
+control's), and the API's RSS (with children) after a warm-up (each message once in a new thread) and at its peak, and
+along the thread (its first three turns' highest against its last three's); the same run
 for each `--backend`, one after the other.
 
     .venv/bin/python -m evals.benchmarks.bench_healthz                          # local (embedded) and rules
@@ -92,13 +93,17 @@ async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
             )
             return wall, cpu, failed
 
-        # Warm-up on messages of the same kind (a short one leaves the long-message code paths and buffers cold,
-        # so their first use counted as growth), each in its own thread.
-        for j in range(args.warmup):
-            await turn(await new_thread(), _message(100 + j, args.figures))
+        # Warm-up: the thread's own messages, each once in a new thread. A tool or code path a message reaches for
+        # the first time loads then (a short warm-up message left the long-message paths cold, and RSS jumped at
+        # whichever later turn first needed one); and the tool-result cache holds every message's results, so the
+        # thread's turn and its control both read them, whichever goes first.
+        for j in range(args.turns if args.warmup is None else args.warmup):
+            await turn(await new_thread(), _message(j, args.figures))
         rss_start = _rss_mb(pid)
         tid = await new_thread()
         poller = asyncio.create_task(poll())
+        # polls with no turn running: what the machine's own load costs /healthz
+        await asyncio.sleep(args.idle_s)
         turns: list[float] = []
         cpus: list[float] = []
         fresh: list[float] = []  # the same message in a new thread: what the turn costs without the history
@@ -129,11 +134,14 @@ async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
         polling = False
         await poller
     during = [s for s, busy in polls if busy]
+    idle = [s for s, busy in polls if not busy]
     out: dict[str, Any] = {
         "healthz_polls_during_turns": len(during),
         "healthz_p50_ms": round(1000 * _pct(during, 0.5), 1),
         "healthz_p99_ms": round(1000 * _pct(during, 0.99), 1),
         "healthz_max_ms": round(1000 * max(during), 1),
+        "healthz_idle_polls": len(idle),
+        "healthz_idle_p99_ms": round(1000 * _pct(idle, 0.99), 1) if idle else None,
         "turn_s": [round(x, 2) for x in turns],
         "turn_cpu_s": [round(x, 3) for x in cpus],
         "first3_s": round(_mean3(turns), 2),
@@ -194,7 +202,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 r = out[backend] = await _run(base, api.pid, args)
                 print(
                     f"  /healthz during turns: p50 {r['healthz_p50_ms']} ms, p99 {r['healthz_p99_ms']} ms, max "
-                    f"{r['healthz_max_ms']} ms ({r['healthz_polls_during_turns']} polls); turn time first 3 "
+                    f"{r['healthz_max_ms']} ms ({r['healthz_polls_during_turns']} polls; with no turn running p99 "
+                    f"{r['healthz_idle_p99_ms']} ms); turn time first 3 "
                     f"{r['first3_s']} s, last 3 {r['last3_s']} s ({100 * r['turn_growth']:+.0f}%), API CPU "
                     f"{100 * r['cpu_growth']:+.0f}%"
                     + (
@@ -226,10 +235,13 @@ def main() -> None:
     )
     parser.add_argument("--poll-ms", type=int, default=25)
     parser.add_argument(
+        "--idle-s", type=float, default=4.0, help="poll this long before the first turn (the idle baseline)"
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
-        default=3,
-        help="turns of the same kind of message, in other threads, before RSS",
+        default=None,
+        help="the first N of the thread's messages, each in a new thread, before the measured run (default: all)",
     )
     parser.add_argument(
         "--no-control",
