@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -50,15 +51,19 @@ from pydantic import BaseModel, Field
 
 from agent import events as ev
 from agent import tracing
+from agent.backends import make_model
+from agent.backends.openai import constrained_arguments
 from agent.configuration import AgentConfig, BackendKind
 from agent.guardrails.input import check_input
 from agent.guardrails.output import check_output
 from agent.guardrails.tool_args import ProposedChange, Scope, Verdict, check_changes, check_tool_args
+from agent.memory.checkpointers import open_checkpointer
 from agent.proactive import GuidanceReport, guide
 from agent.prompts import CONFIRMATION, EMPTY_ANSWER, STOPPED, system_prompt
 from agent.replies import phrase_decision, vetoed
 from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
 from agent.tool_call import run_tool
+from tools.mcp_server import openai_tools
 from tools.mcp_server.outputs import Raw, failure, payload, resolved, try_read
 from tools.mcp_server.resolve import ANY_ID
 from tools.mcp_server.schemas import (
@@ -121,11 +126,6 @@ def _ctx(runtime: Runtime[AgentContext]) -> AgentContext:
     if runtime.context is not None:
         return runtime.context
     if _default_context is None:
-        import os
-
-        from agent.backends import make_model
-        from tools.mcp_server import openai_tools
-
         config = AgentConfig.from_env(os.environ.get("ADGUIDE_ADVERTISER", "adv_0001"))
         specs = [t for t in openai_tools() if t["function"]["name"] not in APPLY_TOOLS]
         _default_context = AgentContext(
@@ -336,8 +336,6 @@ async def _constrain_calls(ctx: AgentContext, history: list[AnyMessage], message
     """Where the server supports structured outputs (vLLM), a call whose arguments break its schema (an id the
     advertiser does not own, a wrong type, JSON that did not parse) is decoded again under the schema, with
     the advertiser's own ids as enums, instead of being rejected."""
-    from agent.backends.openai import constrained_arguments
-
     calls = []
     for call in message.tool_calls:
         schema = ctx.tool_schemas.get(call["name"])
@@ -1062,10 +1060,10 @@ class Agent:
         self.graph: Any = None
 
     async def __aenter__(self) -> Agent:
+        # lazy: pulls in mcp, starlette and uvicorn at import
         from langchain_mcp_adapters.tools import load_mcp_tools
 
-        from agent.backends import make_model
-        from agent.memory.checkpointers import open_checkpointer
+        # lazy: pulls in the MCP server and its engines (numpy, scipy) at import
         from tools.mcp_server import connect_in_memory
 
         tracing.configure_from_env()  # once per process: on where an OTLP endpoint is configured
