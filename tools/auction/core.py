@@ -1,6 +1,6 @@
 """Vectorized auction clearing: many auctions (rows) x bidders (columns) at once.
 
-Mechanisms (``data_model.Mechanism``), all with reserve prices and pay-per-click pricing:
+Mechanisms (``params.Mechanism``), all with reserve prices and pay-per-click pricing:
 
 * ``SECOND_PRICE``: one slot; the highest eligible bid x quality wins and pays per click
   ``max(reserve, runner-up bid x quality / own quality)`` (with equal qualities: the second bid).
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tools.auction.params import Mechanism
 from tools.errors import InvalidInputError
-from tools.market.data_model import Mechanism
 
 MAX_ELEMENTS = 200_000_000  # auctions x bidders in one call
 MAX_SLOTS = 100

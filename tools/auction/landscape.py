@@ -26,6 +26,7 @@ from enum import StrEnum
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.auction.params import KeywordMarket
 from tools.auction.simulate import (
     MAX_BID,
     MAX_BUDGET,
@@ -35,7 +36,6 @@ from tools.auction.simulate import (
     validate_inputs,
 )
 from tools.errors import InvalidInputError
-from tools.market.data_model import KeywordMarket
 
 MAX_SIMS = 2000
 MAX_GRID = 200

@@ -51,8 +51,8 @@ import numpy as np
 from scipy import special
 
 from tools.auction import randomness as rnd
+from tools.auction.params import KeywordMarket
 from tools.errors import InvalidInputError
-from tools.market.data_model import KeywordMarket
 
 N_QUALITY_NODES = 16
 N_PRICE_GRID = 16

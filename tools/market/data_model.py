@@ -12,9 +12,11 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tools.auction.params import KeywordMarket as KeywordMarket
+from tools.auction.params import MarketEvent as MarketEvent
+from tools.auction.params import Mechanism as Mechanism
 from tools.market.categories import category_pool
 from tools.market.enums import InterventionKind, MatchType, Status, Targeting
-from tools.market.enums import Mechanism as Mechanism  # still importable from here
 
 
 class _Model(BaseModel):
@@ -76,52 +78,7 @@ class NegativeKeyword(_Model):
 
 
 # --- hidden market parameters (simulator input, never shown to the agent as such) ----------------------
-
-
-class MarketEvent(_Model):
-    """A dated multiplier on demand (a sales event) or on competition (a competitor surge)."""
-
-    name: str = Field(
-        default="", description="e.g. 'prime_day', 'competitor_surge' (for explanations and evals)"
-    )
-    start: int = Field(ge=0, description="day index from the world's start date")
-    end: int = Field(ge=0, description="inclusive")
-    demand_mult: float = Field(default=1.0, gt=0)
-    rival_bid_mult: float = Field(default=1.0, gt=0)
-    rival_count_mult: float = Field(default=1.0, gt=0)
-
-
-class KeywordMarket(_Model):
-    """Demand and competition behind one keyword: everything the auction simulator needs for it."""
-
-    keyword_id: str
-    # Daily volume on day index d (0 = the world's start date), phases in radians:
-    #   base_volume * (1 + weekly_amp*sin(2*pi*d/7 + weekly_phase)) * (1 + yearly_amp*sin(2*pi*d/365.25 + yearly_phase))
-    #   * product of demand_mult over the events covering d
-    base_volume: float = Field(ge=0, description="mean daily matched searches before seasonality")
-    weekly_amp: float = Field(default=0.0, ge=0, lt=1)
-    weekly_phase: float = Field(default=0.0, description="radians; see the volume formula above")
-    yearly_amp: float = Field(default=0.0, ge=0, lt=1)
-    yearly_phase: float = Field(default=0.0, description="radians; see the volume formula above")
-    n_rivals: float = Field(ge=0, description="mean number of rival bidders per auction (Poisson)")
-    rival_bid_mu: float = Field(description="log-mean of rival bids (lognormal)")
-    rival_bid_sigma: float = Field(gt=0)
-    rival_quality_a: float = Field(gt=0, description="Beta(a, b) of rival quality scores")
-    rival_quality_b: float = Field(gt=0)
-    quality: float = Field(gt=0, le=1, description="our ad's quality score")
-    ctr_top: float = Field(gt=0, lt=1, description="click-through rate in the top slot")
-    position_decay: float = Field(gt=0, le=1, description="CTR multiplier per slot further down")
-    cvr: float = Field(gt=0, lt=1, description="conversion rate of a click")
-    aov: float = Field(gt=0, description="average order value")
-    organic_rate: float = Field(
-        ge=0, lt=1, description="probability a searcher buys our product organically without our ad"
-    )
-    cannibalization: float = Field(
-        ge=0, le=1, description="share of ad conversions that would have happened organically anyway"
-    )
-    n_slots: int = Field(default=4, ge=1)
-    reserve: float = Field(default=0.05, ge=0)
-    events: list[MarketEvent] = Field(default_factory=list)
+# KeywordMarket and MarketEvent, the auction simulator's input, are tools/auction/params.py's (imported above).
 
 
 class SearchTerm(_Model):

@@ -1,4 +1,5 @@
-"""The marketplace's plain enums (match types, statuses, targeting, auction mechanisms, interventions).
+"""The marketplace's plain enums (match types, statuses, targeting, interventions; the auction's
+mechanisms are tools/auction/params.py's).
 
 Apart from data_model.py so that the MCP tool schemas can name them without building every entity model
 (the schemas must import fast; tests/test_mcp_contract.py). data_model.py imports them from here.
@@ -23,12 +24,6 @@ class Status(StrEnum):
 class Targeting(StrEnum):
     MANUAL = "manual"
     AUTO = "auto"
-
-
-class Mechanism(StrEnum):
-    SECOND_PRICE = "second_price"
-    FIRST_PRICE = "first_price"
-    GSP = "gsp"
 
 
 class InterventionKind(StrEnum):
