@@ -430,6 +430,13 @@ async def test_an_id_in_another_kinds_filter_moves_to_its_own(world):
         moved = id_in_its_own_field(ctx, "performance", wrong)
         assert moved == {"level": "ad_group", "ad_group_id": group, "last_days": 3}
         assert _json.loads(await run_tool(ctx, "performance", moved))["rows"][0]["id"] == group
+        # the graph's argument check refuses the wrong filter before the tool runs; the moved call passes it
+        from agent.graph import _scope
+        from agent.guardrails.tool_args import Verdict, check_tool_args
+
+        schema, scope = ctx.tool_schemas["performance"], _scope(ctx)
+        assert check_tool_args("performance", wrong, schema=schema, scope=scope).verdict != Verdict.OK
+        assert check_tool_args("performance", moved, schema=schema, scope=scope).verdict == Verdict.OK
         assert id_in_its_own_field(ctx, "performance", {"level": "ad_group", "ad_group_id": group}) is None
         assert id_in_its_own_field(ctx, "recommend_bid", {"keyword_id": group}) is None  # no ad group filter
 
