@@ -16,15 +16,36 @@ incremental profit, the advertiser's objective, whatever merely correlated in th
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from agent.intents import EntityKind, Intent, IntentKind
-from tools.mcp_server.outputs import ToolFailure, failure, payload, resolved
-from tools.mcp_server.schemas import Candidate
+from tools.mcp_server.outputs import ToolFailure, failure, payload, read, resolved, try_read
+from tools.mcp_server.schemas import (  # the tool contract: every output model, the engines' included
+    AbResult,
+    Attribution,
+    BudgetAllocation,
+    Candidate,
+    Impact,
+    KeywordRecommendations,
+    LandscapeOut,
+    Metrics,
+    NegativeSuggestions,
+    OverviewOut,
+    PerformanceOut,
+    ProposeOut,
+    Range,
+    RecommendBidOut,
+    SearchTermsOut,
+    UpliftOut,
+    WhatIfOut,
+)
 
 BID_CANDIDATES = 4  # top keywords by spend whose best bids the expert simulates and compares
 MIN_GAIN = 1.0  # dollars of simulated incremental profit below which a change is not worth proposing
@@ -32,19 +53,20 @@ MIN_BID = 0.05  # the marketplace's reserve price
 MAX_ROWS = 3  # rows an answer lists
 
 CallTool = Callable[[str, dict[str, Any]], Awaitable[str]]
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class Done:
     """A tool call of this turn and its result as the tool's JSON object ({"error": {...}} when it failed).
 
-    The plans read the result's fields from that object, not from the tool's output model: the router and the
-    tests hand them partial results (only the fields a plan reads), and a figure the tools wrote as null (NaN, as
-    `kpi_change`'s share of a zero change) is no value the output model's float accepts. The failure is typed."""
+    The plans read a result through its tool's output model (`output`, tools/mcp_server/outputs.py): a result that
+    is not the tool's output raises ToolResultError (a ValueError), which the router reads as "this plan does not
+    fit these calls". The failure is typed (ToolFailure)."""
 
     name: str
     args: dict[str, Any]
-    result: Any
+    result: dict[str, Any]
 
     @property
     def error(self) -> dict[str, Any] | None:
@@ -53,6 +75,10 @@ class Done:
     @property
     def failure(self) -> ToolFailure | None:
         return failure(self.result) if isinstance(self.result, dict) else None
+
+    def output(self, model: type[M]) -> M:
+        """The result as the tool's output model (ToolResultError where it is not one)."""
+        return read(model, self.result)
 
 
 def _result(text: str | None) -> dict[str, Any]:
@@ -70,38 +96,43 @@ def _days(n: Any) -> str:
     return f"{n} day" if n == 1 else f"{n} days"
 
 
+def _missing(x: Any) -> bool:
+    """No figure to show: null, or a NaN or infinity (a result writes those as null; outputs.read reads NaN)."""
+    return x is None or (isinstance(x, float) and not math.isfinite(x))
+
+
 def money(x: Any) -> str:
-    if x is None:
+    if _missing(x):
         return "n/a"
     return f"-${-float(x):.2f}" if float(x) < 0 else f"${float(x):.2f}"
 
 
 def signed_money(x: Any) -> str:
-    return "n/a" if x is None else ("+" if float(x) >= 0 else "") + money(x)
+    return "n/a" if _missing(x) else ("+" if float(x) >= 0 else "") + money(x)
 
 
 def pct(x: Any) -> str:
-    return "n/a" if x is None else f"{100 * float(x):.1f}%"
+    return "n/a" if _missing(x) else f"{100 * float(x):.1f}%"
 
 
 def mean(x: Any) -> float | None:
-    if isinstance(x, dict):
+    """The mean of a Range (or of a {mean, low, high} block), or the number itself; None where there is none."""
+    if isinstance(x, Range):
+        x = x.mean
+    elif isinstance(x, Mapping):
         x = x.get("mean")
-    return float(x) if isinstance(x, int | float) else None
+    return float(x) if isinstance(x, int | float) and not _missing(x) else None
 
 
-def span(x: Any) -> str:
-    """'$7.76 (range -$16.74 to $31.31)' from a {mean, low, high} block."""
-    if not isinstance(x, dict):
+def span(x: Range | None) -> str:
+    """'$7.76 (range -$16.74 to $31.31)' from a Range."""
+    if x is None:
         return money(x)
-    return f"{money(x.get('mean'))} (range {money(x.get('low'))} to {money(x.get('high'))})"
+    return f"{money(x.mean)} (range {money(x.low)} to {money(x.high)})"
 
 
-def _metrics(row: dict[str, Any]) -> str:
-    return (
-        f"spend {money(row.get('spend'))}, sales {money(row.get('sales'))}, {row.get('orders', 0)} orders, "
-        f"ACoS {pct(row.get('acos'))}"
-    )
+def _metrics(row: Metrics) -> str:
+    return f"spend {money(row.spend)}, sales {money(row.sales)}, {row.orders} orders, ACoS {pct(row.acos)}"
 
 
 def _named(name: Any, entity_id: Any) -> str:
@@ -112,28 +143,30 @@ def _value(x: Any) -> str:
     return money(x) if isinstance(x, int | float) and not isinstance(x, bool) else str(x)
 
 
-def impact_profit(result: Any) -> float | None:
+def impact_profit(result: WhatIfOut | Impact | None) -> float | None:
     """Mean simulated incremental profit of a change (a what_if result or a proposal's impact)."""
-    if not isinstance(result, dict):
-        return None
-    return mean((result.get("difference") or {}).get("incremental_profit"))
+    return None if result is None else mean(result.difference.get("incremental_profit"))
 
 
-def impact_text(impact: Any) -> str:
-    if not isinstance(impact, dict) or not isinstance(impact.get("difference"), dict):
+def impact_text(impact: WhatIfOut | Impact | Mapping[str, Any] | None) -> str:
+    """The simulated impact in words; a Mapping is a proposal's impact as the tool wrote it (the CLI's event)."""
+    if isinstance(impact, Mapping):
+        impact = try_read(Impact, impact)
+    if impact is None:
         return "No simulation is available for this change."
-    diff = impact["difference"]
+    diff = impact.difference
+    profit = diff.get("incremental_profit")
     parts = [
-        f"incremental profit {signed_money(mean(diff.get('incremental_profit')))} "
-        f"(range {money((diff.get('incremental_profit') or {}).get('low'))} to "
-        f"{money((diff.get('incremental_profit') or {}).get('high'))})"
+        f"incremental profit {signed_money(mean(profit))} "
+        f"(range {money(profit.low if profit else None)} to "
+        f"{money(profit.high if profit else None)})"
     ]
     parts += [
         f"{key} {signed_money(mean(diff.get(key)))}"
         for key in ("spend", "sales")
         if mean(diff.get(key)) is not None
     ]
-    days = impact.get("days")
+    days = impact.days
     return (
         (
             f"Simulated over the next {days} days against no change: "
@@ -199,30 +232,30 @@ def previous_change(messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None
     if before < 0:
         return None
     for d in reversed(turn_done(messages[:last_user])):
-        if d.error is not None or not isinstance(d.result, dict):
+        if d.error is not None:
             continue
-        if d.name == "what_if" and isinstance(d.result.get("change"), dict):
-            c = d.result["change"]
-            action = {"bid": "set_bid", "daily_budget": "set_budget"}.get(str(c.get("field")))
-            if action and c.get("id") and isinstance(c.get("after"), int | float):
+        if d.name == "what_if" and (sim := try_read(WhatIfOut, d.result)) is not None:
+            c = sim.change
+            action = {"bid": "set_bid", "daily_budget": "set_budget"}.get(c.field)
+            if action and c.id and isinstance(c.after, int | float):
                 return call(
-                    "propose_change", {"action": action, "id": c["id"], "value": round(float(c["after"]), 2)}
+                    "propose_change", {"action": action, "id": c.id, "value": round(float(c.after), 2)}
                 )
-        if d.name == "recommend_bid" and d.result.get("feasible", True) and d.result.get("bid"):
-            best = round(float(d.result["bid"]), 2)
-            if abs(best - float(d.result.get("current_bid") or 0)) >= 0.005:
-                return call(
-                    "propose_change", {"action": "set_bid", "id": d.result["keyword_id"], "value": best}
-                )
+        rec = try_read(RecommendBidOut, d.result) if d.name == "recommend_bid" else None
+        if rec is not None and rec.feasible and rec.bid:
+            best = round(float(rec.bid), 2)
+            if abs(best - float(rec.current_bid or 0)) >= 0.005:
+                return call("propose_change", {"action": "set_bid", "id": rec.keyword_id, "value": best})
     return None
 
 
-def _first(done: Sequence[Done], name: str) -> Any:
-    return next((d.result for d in done if d.name == name and d.error is None), None)
+def _first(done: Sequence[Done], name: str, model: type[M]) -> M | None:
+    """The first successful call of tool `name` this turn, read as its output model `model`; None: no such call."""
+    return next((d.output(model) for d in done if d.name == name and d.error is None), None)
 
 
-def _all(done: Sequence[Done], name: str) -> list[Any]:
-    return [d.result for d in done if d.name == name and d.error is None and isinstance(d.result, dict)]
+def _all(done: Sequence[Done], name: str, model: type[M]) -> list[M]:
+    return [d.output(model) for d in done if d.name == name and d.error is None]
 
 
 # --- fixed answers -----------------------------------------------------------------------------------------
@@ -267,6 +300,10 @@ def _candidate(c: Candidate) -> str:
     return f"{c.name} ({c.id})"
 
 
+# the tool-argument guardrail's words for an id of another account (agent/guardrails/tool_args.py)
+_NOT_OURS = re.compile(r"\w+: (\S+) is not one of \S+'s ids")
+
+
 def recover(done: Sequence[Done]) -> dict[str, Any]:
     """The answer after a tool refused a call: a question back for an ambiguous or unknown name, else what
     was wrong. (Numbers from the error's limits are left out: the answer names the field instead.)"""
@@ -297,13 +334,33 @@ def recover(done: Sequence[Done]) -> dict[str, Any]:
         )
     if kind in ("UnknownIdError", "ScopeError"):
         return say(f"{query} is not in your account, so I can't use it. Could you check the name or id?")
+    if not kind and (foreign := _NOT_OURS.search(error.message)):  # the graph's scope check refused the call
+        return say(
+            f"{foreign.group(1)} is not in your account, so I can't use it. Could you check the name or id?"
+        )
     if kind == "InvalidInputError":
         return say(
             f"I couldn't do that: the {field.replace('_', ' ')} you asked for isn't allowed "
             f"({error.message.split(':')[0].split('(')[0].strip()}). Give me another "
             "value and I'll check it first."
         )
-    return say(f"I couldn't do that: the {failed.name.replace('_', ' ')} tool refused it ({kind}).")
+    tool = failed.name.replace("_", " ")
+    if kind:
+        return say(f"I couldn't do that: the {tool} tool refused it ({kind}).")
+    said = _trimmed(error.message)  # an error without a class (a client's, a guardrail's): its own words
+    if said:
+        return say(f"I couldn't do that: the {tool} tool refused it ({said}).")
+    return say(
+        f"I couldn't do that: the {tool} tool refused it without saying why. Could you ask it another way?"
+    )
+
+
+def _trimmed(message: str, limit: int = 120) -> str:
+    """An error message's first line, cut at a word to `limit` characters, without a closing full stop."""
+    line = " ".join(message.strip().splitlines()[:1]).strip().rstrip(".")
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
 
 
 # --- plans ---------------------------------------------------------------------------------------------------
@@ -314,49 +371,49 @@ def _period(intent: Intent) -> dict[str, Any]:
 
 
 def _overview(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "account_overview")
+    r = _first(done, "account_overview", OverviewOut)
     if r is None:
         return call("account_overview", _period(intent))
-    t, p = r["totals"], r["period"]
-    target = r["advertiser"].get("target_acos")
+    t, p = r.totals, r.period
+    target = r.advertiser.target_acos
     text = (
-        f"From {p['start']} to {p['end']} you spent {money(t['spend'])} on ads for {money(t['sales'])} of "
-        f"ad-attributed sales: ACoS {pct(t['acos'])}"
+        f"From {p.start} to {p.end} you spent {money(t.spend)} on ads for {money(t.sales)} of "
+        f"ad-attributed sales: ACoS {pct(t.acos)}"
         + (f" against your {pct(target)} target" if target else "")
-        + f", {t['orders']} orders from {t['clicks']} clicks."
+        + f", {t.orders} orders from {t.clicks} clicks."
     )
-    capped = [c for c in r.get("campaigns", []) if c.get("budget_capped_days")]
+    capped = [c for c in r.campaigns if c.budget_capped_days]
     if capped:
-        c = max(capped, key=lambda c: c["budget_capped_days"])
+        c = max(capped, key=lambda c: c.budget_capped_days)
         text += (
-            f" {c['name']} ({c['id']}) ran out of budget on {_days(c['budget_capped_days'])} at "
-            f"{money(c['daily_budget'])}/day."
+            f" {c.name} ({c.id}) ran out of budget on {_days(c.budget_capped_days)} at "
+            f"{money(c.daily_budget)}/day."
         )
     return say(text)
 
 
 def _table(intent: Intent, done: Sequence[Done], level: str) -> dict[str, Any]:
-    r = _first(done, "performance")
+    r = _first(done, "performance", PerformanceOut)
     sort = intent.metric.value if intent.metric else "spend"
     if r is None:
         args: dict[str, Any] = {"level": level, "sort": sort, "limit": 5}
         if intent.campaign and level == "keyword":
             args["campaign_id"] = intent.campaign
         return call("performance", args | _period(intent))
-    rows = r.get("rows", [])
+    rows = r.rows
     if not rows:
-        return say(f"No {level} had activity from {r['period']['start']} to {r['period']['end']}.")
+        return say(f"No {level} had activity from {r.period.start} to {r.period.end}.")
     label = {"acos": "ACoS"}.get(sort, sort)
-    lines = [f"Your {level}s by {label}, {r['period']['start']} to {r['period']['end']}:"]
-    lines += [f"- {_named(x['name'], x['id'])}: {_metrics(x)}" for x in rows[:MAX_ROWS]]
-    if r.get("totals") and len(rows) > 1:  # the table answers "which", the totals "how much in all"
+    lines = [f"Your {level}s by {label}, {r.period.start} to {r.period.end}:"]
+    lines += [f"- {_named(x.name, x.id)}: {_metrics(x)}" for x in rows[:MAX_ROWS]]
+    if len(rows) > 1:  # the table answers "which", the totals "how much in all"
         scope = " in that campaign" if intent.campaign and level == "keyword" else ""
-        lines.append(f"All {level}s{scope} together: {_metrics(r['totals'])}.")
+        lines.append(f"All {level}s{scope} together: {_metrics(r.totals)}.")
     return say("\n".join(lines))
 
 
 def _entity_performance(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "performance")
+    r = _first(done, "performance", PerformanceOut)
     kind = intent.entity_kind or EntityKind.CAMPAIGN
     if r is None:
         field = {EntityKind.KEYWORD: "keyword_id", EntityKind.AD_GROUP: "ad_group_id"}.get(
@@ -364,49 +421,47 @@ def _entity_performance(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         )
         level = {EntityKind.KEYWORD: "keyword", EntityKind.AD_GROUP: "ad_group"}.get(kind, "campaign")
         return call("performance", {"level": level, field: intent.entity} | _period(intent))
-    rows = r.get("rows", [])
-    p = r["period"]
+    rows = r.rows
+    p = r.period
     if not rows:
-        return say(f"It had no activity from {p['start']} to {p['end']}.")
+        return say(f"It had no activity from {p.start} to {p.end}.")
     x = rows[0]
     extra = (
-        f", bid {money(x['bid'])}"
-        if x.get("bid")
-        else (f", budget {money(x['daily_budget'])}/day" if x.get("daily_budget") else "")
+        f", bid {money(x.bid)}"
+        if x.bid
+        else (f", budget {money(x.daily_budget)}/day" if x.daily_budget else "")
     )
     return say(
-        f"{_named(x['name'], x['id'])} from {p['start']} to {p['end']}: {_metrics(x)}, {x['clicks']} clicks "
-        f"at CPC {money(x.get('cpc'))}{extra}."
+        f"{_named(x.name, x.id)} from {p.start} to {p.end}: {_metrics(x)}, {x.clicks} clicks "
+        f"at CPC {money(x.cpc)}{extra}."
     )
 
 
 def _worst_acos(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "performance")
+    r = _first(done, "performance", PerformanceOut)
     if r is None:
         return call("performance", {"level": "keyword", "sort": "acos", "limit": 5} | _period(intent))
-    rows = [x for x in r.get("rows", []) if x.get("acos") is not None and x.get("spend", 0) > 0]
+    rows = [(x, x.acos) for x in r.rows if x.acos is not None and x.spend > 0]
     if not rows:
         return say("None of your keywords had both spend and sales in that period, so ACoS is not defined.")
-    w = max(rows, key=lambda x: x["acos"])
+    w, _ = max(rows, key=lambda pair: pair[1])
     return say(
-        f"Your least efficient keyword is {_named(w['name'], w['id'])}: {_metrics(w)} at a bid of "
-        f"{money(w.get('bid'))}, against {pct(r['totals']['acos'])} for the account."
+        f"Your least efficient keyword is {_named(w.name, w.id)}: {_metrics(w)} at a bid of "
+        f"{money(w.bid)}, against {pct(r.totals.acos)} for the account."
     )
 
 
 def _budget_capped(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "account_overview")
+    r = _first(done, "account_overview", OverviewOut)
     if r is None:
         return call("account_overview", _period(intent))
-    capped = sorted(
-        (c for c in r["campaigns"] if c.get("budget_capped_days")), key=lambda c: -c["budget_capped_days"]
-    )
+    capped = sorted((c for c in r.campaigns if c.budget_capped_days), key=lambda c: -c.budget_capped_days)
     if not capped:
         return say("None of your campaigns ran out of budget in that period.")
     return say(
         "; ".join(
-            f"{c['name']} ({c['id']}) hit its {money(c['daily_budget'])} budget on "
-            f"{_days(c['budget_capped_days'])} (ACoS {pct(c['acos'])})"
+            f"{c.name} ({c.id}) hit its {money(c.daily_budget)} budget on "
+            f"{_days(c.budget_capped_days)} (ACoS {pct(c.acos)})"
             for c in capped[:MAX_ROWS]
         )
         + "."
@@ -414,7 +469,7 @@ def _budget_capped(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
 
 
 def _search_terms(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "search_terms")
+    r = _first(done, "search_terms", SearchTermsOut)
     if r is None:
         args: dict[str, Any] = {"sort": "spend", "limit": 10}
         for slot, field in (
@@ -425,19 +480,19 @@ def _search_terms(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
             if getattr(intent, slot):
                 args[field] = getattr(intent, slot)
         return call("search_terms", args | _period(intent))
-    rows = r.get("rows", [])
+    rows = r.rows
     if not rows:
         return say("No search terms matched your keywords in that period.")
     text = (
         "Top search terms by spend: "
-        + "; ".join(f"'{x['term']}' {money(x['spend'])}, {x['orders']} orders" for x in rows[:MAX_ROWS])
+        + "; ".join(f"'{x.term}' {money(x.spend)}, {x.orders} orders" for x in rows[:MAX_ROWS])
         + "."
     )
-    wasted = [x for x in rows if x["orders"] == 0 and x["spend"] > 0]
+    wasted = [x for x in rows if x.orders == 0 and x.spend > 0]
     if wasted:
         text += (
             " Spent without an order (candidates for negatives): "
-            + ", ".join(f"'{x['term']}' ({money(x['spend'])})" for x in wasted[:MAX_ROWS])
+            + ", ".join(f"'{x.term}' ({money(x.spend)})" for x in wasted[:MAX_ROWS])
             + "."
         )
     return say(text)
@@ -455,31 +510,42 @@ _DRIVER = {
 
 
 def _kpi_change(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "kpi_change")
+    r = _first(done, "kpi_change", Attribution)
     if r is None:
         args: dict[str, Any] = {"kpi": (intent.kpi.value if intent.kpi else "sales")}
         if intent.campaign:
             args["campaign_id"] = intent.campaign
         return call("kpi_change", args)
-    kpi = r["kpi"]
+    kpi = r.kpi
 
-    def show(x: Any) -> str:
-        return pct(x) if kpi == "acos" else money(x) if kpi in ("sales", "spend") else f"{x}"
+    def show(x: float) -> str:
+        if kpi == "acos":
+            return pct(x)
+        if kpi in ("sales", "spend"):
+            return money(x)
+        return "n/a" if _missing(x) else f"{x}"
 
     label = {"acos": "ACoS", "roas": "ROAS"}.get(kpi, kpi)
-    text = f"Your {label} went from {show(r['before'])} to {show(r['after'])} (the last 7 days against the 7 before)."
-    drivers = sorted(r.get("contributions", []), key=lambda c: -abs(c.get("value") or 0))
+    text = (
+        f"Your {label} went from {show(r.before)} to {show(r.after)} (the last 7 days against the 7 before)."
+    )
+    drivers = sorted(r.contributions, key=lambda c: -abs(_figure(c.value)))
     if drivers:
         top = drivers[0]
         text += (
-            f" The biggest driver is {_DRIVER.get(top['name'], top['name'].replace('_', ' '))}, "
-            f"{100 * float(top.get('share') or 0):.0f}% of the change"
+            f" The biggest driver is {_DRIVER.get(top.name, top.name.replace('_', ' '))}, "
+            f"{100 * _figure(top.share):.0f}% of the change"
         )
         if len(drivers) > 1:
             nxt = drivers[1]
-            text += f", then {_DRIVER.get(nxt['name'], nxt['name'].replace('_', ' '))} ({100 * float(nxt.get('share') or 0):.0f}%)"
+            text += f", then {_DRIVER.get(nxt.name, nxt.name.replace('_', ' '))} ({100 * _figure(nxt.share):.0f}%)"
         text += "."
     return say(text)
+
+
+def _figure(x: float | None) -> float:
+    """A figure, 0 where there is none (null, NaN)."""
+    return 0.0 if x is None or _missing(x) else float(x)
 
 
 def _change_args(intent: Intent) -> dict[str, Any]:
@@ -488,10 +554,10 @@ def _change_args(intent: Intent) -> dict[str, Any]:
     return {"value": intent.value}
 
 
-def market_basis(result: dict[str, Any]) -> str:
+def market_basis(result: WhatIfOut | RecommendBidOut | LandscapeOut | Impact) -> str:
     """What the simulation stood on, in words and without figures (the tool's `market` field): the advice is
     only as good as the market model learned from the data it names."""
-    market = str(result.get("market") or "")
+    market = result.market or ""
     if "platform view" in market:
         return " (Simulated on a market estimated from your reports and the platform's auction logs.)"
     if "seller view" in market:
@@ -500,45 +566,45 @@ def market_basis(result: dict[str, Any]) -> str:
 
 
 def _what_if(intent: Intent, done: Sequence[Done], change: str) -> dict[str, Any]:
-    r = _first(done, "what_if")
+    r = _first(done, "what_if", WhatIfOut)
     if r is None:
         entity = intent.keyword if change == "bid" else intent.campaign
         return call("what_if", {"change": change, "id": entity} | _change_args(intent))
-    c = r.get("change") or {}
-    field = "bid" if c.get("field") == "bid" else "daily budget"
+    c = r.change
+    field = "bid" if c.field == "bid" else "daily budget"
     gain = impact_profit(r) or 0.0
     verdict = "pays off" if gain > MIN_GAIN else "does not pay off" if gain < -MIN_GAIN else "changes little"
     return say(
-        f"Setting the {field} of {_named(c.get('name'), c.get('id'))} from {money(c.get('before'))} to "
-        f"{money(c.get('after'))}: {impact_text(r)} By incremental profit the change {verdict}."
+        f"Setting the {field} of {_named(c.name, c.id)} from {money(c.before)} to "
+        f"{money(c.after)}: {impact_text(r)} By incremental profit the change {verdict}."
         f"{market_basis(r)}"
     )
 
 
 def _landscape(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "bid_landscape")
+    r = _first(done, "bid_landscape", LandscapeOut)
     if r is None:
         return call("bid_landscape", {"keyword_id": intent.keyword})
-    points = r.get("points") or []
+    points = r.points
     if not points:
         return say("The simulator has no bids to show for this keyword.")
-    best = max(points, key=lambda p: mean(p.get("incremental_profit")) or float("-inf"))
-    now = next((p for p in points if abs(p["bid"] - r["current_bid"]) < 0.005), None)
+    best = max(points, key=lambda p: mean(p.incremental_profit) or float("-inf"))
+    now = next((p for p in points if abs(p.bid - r.current_bid) < 0.005), None)
     text = (
-        f"For {_named(r.get('keyword'), r['keyword_id'])} over {r['days']} days, incremental profit peaks at a bid "
-        f"of {money(best['bid'])}: {money(mean(best['incremental_profit']))}, {best['clicks']} clicks, ACoS "
-        f"{pct(best.get('acos'))}."
+        f"For {_named(r.keyword, r.keyword_id)} over {r.days} days, incremental profit peaks at a bid "
+        f"of {money(best.bid)}: {money(mean(best.incremental_profit))}, {best.clicks} clicks, ACoS "
+        f"{pct(best.acos)}."
     )
     if now is not None:
         text += (
-            f" At today's {money(now['bid'])}: {money(mean(now['incremental_profit']))}, {now['clicks']} clicks, "
-            f"ACoS {pct(now.get('acos'))}."
+            f" At today's {money(now.bid)}: {money(mean(now.incremental_profit))}, {now.clicks} clicks, "
+            f"ACoS {pct(now.acos)}."
         )
     return say(text)
 
 
 def _best_bid(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "recommend_bid")
+    r = _first(done, "recommend_bid", RecommendBidOut)
     if r is None:
         args: dict[str, Any] = {"keyword_id": intent.keyword}
         if intent.goal is not None and intent.goal.value != "max_incremental_profit":
@@ -546,112 +612,113 @@ def _best_bid(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         if intent.target is not None:
             args["target"] = intent.target
         return call("recommend_bid", args)
-    name = _named(r.get("keyword"), r["keyword_id"])
-    if not r.get("feasible", True) or not r.get("bid"):
+    name = _named(r.keyword, r.keyword_id)
+    if not r.feasible or not r.bid:
         return say(
-            f"No bid on {name} meets that goal in the simulator ({r.get('note', '')}). Today's bid is "
-            f"{money(r.get('current_bid'))}."
+            f"No bid on {name} meets that goal in the simulator ({r.note}). Today's bid is "
+            f"{money(r.current_bid)}."
         )
-    at_bid, gain = r.get("at_bid") or {}, r.get("gain")
+    at_bid, gain = r.at_bid, r.gain
     goal = {
-        "target_acos": f"for a {pct(r.get('target'))} ACoS target",
+        "target_acos": f"for a {pct(r.target)} ACoS target",
         "target_roas": "for your ROAS target",
-    }.get(str(r.get("goal")), "for the most incremental profit")
+    }.get(r.goal.value, "for the most incremental profit")
     text = (
-        f"The best bid on {name} {goal} is {money(r['bid'])} (now {money(r['current_bid'])}). Over the next "
-        f"14 days its campaign's incremental profit changes by {span(gain)}, at ACoS {pct(at_bid.get('acos'))}."
+        f"The best bid on {name} {goal} is {money(r.bid)} (now {money(r.current_bid)}). Over the next "
+        f"14 days its campaign's incremental profit changes by {span(gain)}, at ACoS {pct(at_bid.acos)}."
         if gain is not None
-        else f"The best bid on {name} {goal} is {money(r['bid'])} (now {money(r['current_bid'])}), at ACoS "
-        f"{pct(at_bid.get('acos'))}."
+        else f"The best bid on {name} {goal} is {money(r.bid)} (now {money(r.current_bid)}), at ACoS "
+        f"{pct(at_bid.acos)}."
     )
     return say(text + market_basis(r))
 
 
 def _apply_best_bid(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     """The keyword's best bid (as best_bid), proposed as a change: it waits for the user's confirmation."""
-    r = _first(done, "recommend_bid")
-    if r is None or not r.get("feasible", True) or not r.get("bid"):
+    r = _first(done, "recommend_bid", RecommendBidOut)
+    if r is None or not r.feasible or not r.bid:
         return _best_bid(intent, done)  # the call, or why no bid meets the goal
-    best, now = round(float(r["bid"]), 2), float(r["current_bid"])
+    best, now = round(float(r.bid), 2), float(r.current_bid)
     if abs(best - now) < 0.005:
         return _best_bid(intent, done)  # already there: the recommendation says so, nothing to change
-    proposal = _first(done, "propose_change")
+    proposal = _first(done, "propose_change", ProposeOut)
     if proposal is None:
-        return call("propose_change", {"action": "set_bid", "id": r["keyword_id"], "value": best})
+        return call("propose_change", {"action": "set_bid", "id": r.keyword_id, "value": best})
     lead = str(_best_bid(intent, done)["content"])
     return say(proposal_text(proposal, lead))
 
 
 def _allocate(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "allocate_budget")
+    r = _first(done, "allocate_budget", BudgetAllocation)
     if r is None:
         return call("allocate_budget", {"total_budget": intent.total} if intent.total else {})
-    rows = sorted(r.get("campaigns", []), key=lambda c: -float(c.get("budget") or 0))
-    lines = [
-        f"To spread {money(r['total_budget'])} a day for the most incremental profit over {r['n_days']} days:"
-    ]
-    lines += [
-        f"- {c['campaign_id']}: {money(c['budget'])} a day (now {money(c.get('current_budget'))})"
-        for c in rows[:5]
-    ]
+    rows = sorted(r.campaigns, key=lambda c: -_figure(c.budget))
+    lines = [f"To spread {money(r.total_budget)} a day for the most incremental profit over {r.n_days} days:"]
+    lines += [f"- {c.campaign_id}: {money(c.budget)} a day (now {money(c.current_budget)})" for c in rows[:5]]
     lines.append(
-        f"Expected incremental profit {money(r['objective_value'])}, against {money(r['current_value'])} "
+        f"Expected incremental profit {money(r.objective_value)}, against {money(r.current_value)} "
         "with today's budgets."
     )
     return say("\n".join(lines))
 
 
 def _experiment_effect(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "experiment_uplift")
+    r = _first(done, "experiment_uplift", UpliftOut)
     if r is None:
         return call("experiment_uplift", {"experiment_id": intent.experiment})
-    ate = r.get("ate") or {}
-    unit = "purchase probability" if r.get("outcome") == "purchase" else "revenue per user"
+    ate = r.ate
+    unit = "purchase probability" if r.outcome == "purchase" else "revenue per user"
     text = (
-        f"In {r['experiment_id']} ({r['kind'].replace('_', ' ')}, {r['n_units']} users) the treatment changed "
-        f"{unit} by {ate.get('estimate')} (95% CI {ate.get('ci_low')} to {ate.get('ci_high')}, p = "
-        f"{ate.get('p_value')}): {'a real effect' if ate.get('significant') else 'not distinguishable from zero'}."
+        f"In {r.experiment_id} ({r.kind.replace('_', ' ')}, {r.n_units} users) the treatment changed "
+        f"{unit} by {_shown(ate.estimate)} (95% CI {_shown(ate.ci_low)} to {_shown(ate.ci_high)}, p = "
+        f"{_shown(ate.p_value)}): {'a real effect' if ate.significant else 'not distinguishable from zero'}."
     )
-    inc = r.get("incrementality")
-    if isinstance(inc, dict) and inc.get("incremental_roas") is not None:
+    inc = r.incrementality
+    if inc is not None:
+        # (each ROAS is shown as its whole estimate block, as the tool wrote it)
         text += (
-            f" Incremental ROAS is {inc.get('incremental_roas')} against an attributed ROAS of "
-            f"{inc.get('attributed_roas')}: part of the attributed sales would have happened anyway."
+            f" Incremental ROAS is {inc.incremental_roas.model_dump()} against an attributed ROAS of "
+            f"{inc.attributed_roas.model_dump()}: part of the attributed sales would have happened anyway."
         )
     return say(text)
 
 
+def _shown(x: float) -> str:
+    """A figure as the tool wrote it ('None' where it wrote null: NaN or infinity)."""
+    return "None" if _missing(x) else f"{x}"
+
+
 def _ab_test(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "ab_test")
-    if r is None:
+    d = next((d for d in done if d.name == "ab_test" and d.error is None), None)
+    if d is None:
         return call("ab_test", {"experiment_id": intent.experiment})
-    lift = r.get("relative_lift") or {}
-    asked = next((d.args.get("experiment_id") for d in done if d.name == "ab_test"), None)
-    named = next((x.id for x in resolved(r)), None) or asked
+    r = d.output(AbResult)
+    lift = r.relative_lift
+    named = next((x.id for x in resolved(d.result)), None) or d.args.get("experiment_id")
     lead = f"{named}: " if isinstance(named, str) and named.startswith("exp_") else ""
     return say(
-        f"{lead}{'Significant' if r.get('significant') else 'Not significant'}: control {r.get('mean_control')} vs "
-        f"treatment {r.get('mean_treatment')}, a lift of {pct(lift.get('estimate'))} (95% CI "
-        f"{pct(lift.get('ci_low'))} to {pct(lift.get('ci_high'))}, p = {(r.get('difference') or {}).get('p_value')}"
-        f"). {str((r.get('srm') or {}).get('message') or '').capitalize()}."
+        f"{lead}{'Significant' if r.significant else 'Not significant'}: control {_shown(r.mean_control)} vs "
+        f"treatment {_shown(r.mean_treatment)}, a lift of {pct(lift.estimate if lift else None)} (95% CI "
+        f"{pct(lift.ci_low if lift else None)} to {pct(lift.ci_high if lift else None)}, p = "
+        f"{_shown(r.difference.p_value)}). {r.srm.message.capitalize()}."
     )
 
 
 def _keyword_ideas(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "keyword_ideas")
+    r = _first(done, "keyword_ideas", KeywordRecommendations)
     if r is None:
         return call(
             "keyword_ideas", {"limit": 5} | ({"ad_group_id": intent.ad_group} if intent.ad_group else {})
         )
-    rows = r.get("suggestions", [])
+    rows = r.suggestions
     if not rows:
         return say("I found no new keywords worth adding right now.")
     lines = ["Keywords worth adding:"]
     lines += [
-        f"- '{x['text']}' ({x['match_type']}) in {x['ad_group_id']} at a bid of {money(x.get('bid'))}"
+        f"- '{x.text}' ({x.match_type}) in {x.ad_group_id} at a bid of {money(x.bid)}"
         + (
-            f": {x['orders']} orders from {x['clicks']} clicks as a search term, ACoS {pct(x.get('acos'))}"
-            if x.get("clicks")
+            f": {x.orders} orders from {x.clicks} clicks as a search term, ACoS {pct(x.acos)}"
+            if x.clicks
             else ""
         )
         for x in rows[:MAX_ROWS]
@@ -660,31 +727,30 @@ def _keyword_ideas(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
 
 
 def _negative_ideas(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
-    r = _first(done, "negative_ideas")
+    r = _first(done, "negative_ideas", NegativeSuggestions)
     if r is None:
         return call(
             "negative_ideas", {"limit": 5} | ({"ad_group_id": intent.ad_group} if intent.ad_group else {})
         )
-    rows = r.get("suggestions", [])
+    rows = r.suggestions
     if not rows:
         return say("I found no search terms worth excluding: the ones you pay for convert about as expected.")
     lines = ["Search terms to add as negative keywords:"]
     lines += [
-        f"- '{x['text']}' in {x['ad_group_id']}: {money(x['spend'])} spent, {x['orders']} orders from "
-        f"{x['clicks']} clicks"
+        f"- '{x.text}' in {x.ad_group_id}: {money(x.spend)} spent, {x.orders} orders from {x.clicks} clicks"
         for x in rows[:MAX_ROWS]
     ]
     return say("\n".join(lines) + "\nI can propose adding them as negatives if you want.")
 
 
-def proposal_text(result: dict[str, Any], lead: str = "") -> str:
+def proposal_text(result: ProposeOut, lead: str = "") -> str:
     changes = "; ".join(
-        f"{_named(c.get('name'), c['id'])}: {c['field'].replace('_', ' ')} {_value(c['before'])} -> {_value(c['after'])}"
-        if c["field"] not in ("keyword", "negative")
-        else f"add {c['field']} '{c['after'].get('text')}' ({c['after'].get('match_type')}) to {_named(c.get('name'), c['id'])}"
-        for c in result.get("changes", [])
+        f"{_named(c.name, c.id)}: {c.field.replace('_', ' ')} {_value(c.before)} -> {_value(c.after)}"
+        if c.field not in ("keyword", "negative")
+        else f"add {c.field} '{c.after.get('text')}' ({c.after.get('match_type')}) to {_named(c.name, c.id)}"
+        for c in result.changes
     )
-    impact = f" {impact_text(result.get('impact'))}" if result.get("impact") else ""
+    impact = f" {impact_text(result.impact)}" if result.impact is not None else ""
     return (
         (lead + " ") if lead else ""
     ) + f"Proposed: {changes}.{impact} Nothing has changed yet: confirm to apply it, or cancel."
@@ -693,7 +759,7 @@ def proposal_text(result: dict[str, Any], lead: str = "") -> str:
 def _propose(
     action: str, intent: Intent, done: Sequence[Done], entity: str | None, **extra: Any
 ) -> dict[str, Any]:
-    r = _first(done, "propose_change")
+    r = _first(done, "propose_change", ProposeOut)
     if r is None:
         return call("propose_change", {"action": action, "id": entity, **extra})
     return say(proposal_text(r))
@@ -727,30 +793,29 @@ def _add(action: str, match_type: str) -> Callable[[Intent, Sequence[Done]], dic
 def _fix_budget(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     """Optimize every campaign's budget on the simulator (allocate_budget: each campaign's best budget alone
     and its gain) and propose the move that earns the most incremental profit: a cut when cutting earns more."""
-    overview = _first(done, "account_overview")
+    overview = _first(done, "account_overview", OverviewOut)
     if overview is None:
         return call("account_overview", {})
-    alloc = _first(done, "allocate_budget")
+    alloc = _first(done, "allocate_budget", BudgetAllocation)
     if alloc is None:
         return call("allocate_budget", {})
-    names = {c["id"]: c["name"] for c in overview["campaigns"]}
-    capped = {c["id"]: c for c in overview["campaigns"] if c.get("budget_capped_days")}
+    names = {c.id: c.name for c in overview.campaigns}
+    capped = {c.id: c for c in overview.campaigns if c.budget_capped_days}
     moves = [
-        c
-        for c in alloc.get("campaigns") or []
-        if c.get("current_budget")
-        and (c.get("best_gain") or 0) > MIN_GAIN
-        and abs(round(c["best_budget"]) - c["current_budget"]) >= 1
+        (c, c.current_budget, c.best_gain)
+        for c in alloc.campaigns
+        if c.current_budget
+        and c.best_gain is not None
+        and _figure(c.best_gain) > MIN_GAIN
+        and abs(round(c.best_budget) - c.current_budget) >= 1
     ]
-    held = [
-        c for c in alloc.get("campaigns") or [] if c.get("held_for_uncertainty") and c.get("point_best_gain")
-    ]
+    held = [(c, c.point_best_gain) for c in alloc.campaigns if c.held_for_uncertainty and c.point_best_gain]
     if not moves and held:  # a move the point estimate likes, whose range includes a loss: said as such
-        top = max(held, key=lambda c: c["point_best_gain"])
+        top, top_gain = max(held, key=lambda pair: pair[1])
         return say(
-            f"I would keep your budgets for now: the best-looking move, {_named(names.get(top['campaign_id']), top['campaign_id'])} "
-            f"at {money(top['point_best_budget'])} a day (now {money(top['current_budget'])}), adds "
-            f"{money(top['point_best_gain'])} of incremental profit on the estimate, but your history cannot tell it "
+            f"I would keep your budgets for now: the best-looking move, {_named(names.get(top.campaign_id), top.campaign_id)} "
+            f"at {money(top.point_best_budget)} a day (now {money(top.current_budget)}), adds "
+            f"{money(top_gain)} of incremental profit on the estimate, but your history cannot tell it "
             "from a loss, so changing it is a gamble."
         )
     if not moves:
@@ -758,9 +823,9 @@ def _fix_budget(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
             "I would keep your budgets: the simulator finds no campaign whose budget, raised or cut, would "
             "add incremental profit."
         )
-    best = max(moves, key=lambda c: c["best_gain"])
-    cid, now, gain = best["campaign_id"], float(best["current_budget"]), float(best["best_gain"])
-    name, new_budget = _named(names.get(cid), cid), float(round(best["best_budget"]))
+    best, best_now, best_gain = max(moves, key=lambda move: move[2])
+    cid, now, gain = best.campaign_id, float(best_now), float(best_gain)
+    name, new_budget = _named(names.get(cid), cid), float(round(best.best_budget))
     if new_budget < 1:
         lead = (
             f"{name} loses money at every budget the simulator tried: pausing it adds {money(gain)} of "
@@ -770,11 +835,7 @@ def _fix_budget(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     elif new_budget > now:
         lead = (
             f"{name}"
-            + (
-                f" ran out of budget on {_days(capped[cid]['budget_capped_days'])} and"
-                if cid in capped
-                else ""
-            )
+            + (f" ran out of budget on {_days(capped[cid].budget_capped_days)} and" if cid in capped else "")
             + f" earns the most with more budget: at {money(new_budget)} a day (now {money(now)}) the simulator "
             f"adds {money(gain)} of incremental profit over the simulated days."
         )
@@ -785,7 +846,7 @@ def _fix_budget(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
             f"simulator adds {money(gain)} of incremental profit over the simulated days."
         )
         action = {"action": "set_budget", "id": cid, "value": new_budget}
-    proposal = _first(done, "propose_change")
+    proposal = _first(done, "propose_change", ProposeOut)
     if proposal is None:
         return call("propose_change", action)
     return say(proposal_text(proposal, lead))
@@ -795,48 +856,46 @@ def _fix_acos(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     """The keywords the money goes to -> the best bid of each of the top few (recommend_bid, inside its
     campaign's shared budget) -> propose the cut that adds the most incremental profit. The worst-ACoS keyword
     is not the target: a high ACoS says a keyword is inefficient, not that cutting it pays."""
-    perf = _first(done, "performance")
+    perf = _first(done, "performance", PerformanceOut)
     if perf is None:
         return call("performance", {"level": "keyword", "sort": "spend", "limit": 5})
-    rows = [x for x in perf.get("rows", []) if x.get("bid") and x.get("spend", 0) > 0]
+    rows = [x for x in perf.rows if x.bid and x.spend > 0]
     if not rows:
         return say("None of your keywords spent in that period, so there is no bid to lower.")
-    recs = _all(done, "recommend_bid")
+    recs = _all(done, "recommend_bid", RecommendBidOut)
     if not recs:
-        return calls([("recommend_bid", {"keyword_id": x["id"]}) for x in rows[:BID_CANDIDATES]])
+        return calls([("recommend_bid", {"keyword_id": x.id}) for x in rows[:BID_CANDIDATES]])
     cuts = [
         x
         for x in recs
-        if x.get("gain")
-        and (mean(x["gain"]) or 0) > MIN_GAIN
-        and float(x["bid"]) < float(x["current_bid"]) - 0.005
+        if x.gain is not None
+        and (mean(x.gain) or 0) > MIN_GAIN
+        and float(x.bid) < float(x.current_bid) - 0.005
     ]
     if not cuts:
         return say(
             "I would keep your bids: for your top keywords by spend ("
-            + ", ".join(
-                f"{_named(x.get('keyword'), x['keyword_id'])} at {money(x['current_bid'])}" for x in recs
-            )
+            + ", ".join(f"{_named(x.keyword, x.keyword_id)} at {money(x.current_bid)}" for x in recs)
             + ") the simulator finds no lower bid that adds incremental profit."
         )
-    best = max(cuts, key=lambda x: mean(x["gain"]) or 0.0)
-    kid, name = best["keyword_id"], _named(best.get("keyword"), best["keyword_id"])
-    new_bid = round(float(best["bid"]), 2)
-    at_bid, at_now = best.get("at_bid") or {}, best.get("at_current") or {}
+    best = max(cuts, key=lambda x: mean(x.gain) or 0.0)
+    kid, name = best.keyword_id, _named(best.keyword, best.keyword_id)
+    new_bid = round(float(best.bid), 2)
+    at_bid, at_now = best.at_bid, best.at_current
     if new_bid < MIN_BID:
         action: dict[str, Any] = {"action": "pause", "id": kid}
         lead = (
             f"Of your top keywords by spend, {name} is where cutting pays most: no bid on it adds incremental "
-            f"profit (pausing it: {span(best['gain'])})."
+            f"profit (pausing it: {span(best.gain)})."
         )
     else:
         action = {"action": "set_bid", "id": kid, "value": new_bid}
         lead = (
             f"Of your top keywords by spend, lowering {name} pays most: the best bid is {money(new_bid)} (now "
-            f"{money(best['current_bid'])}), ACoS {pct(at_now.get('acos'))} -> {pct(at_bid.get('acos'))}, and its "
-            f"campaign's incremental profit changes by {span(best['gain'])}."
+            f"{money(best.current_bid)}), ACoS {pct(at_now.acos if at_now else None)} -> {pct(at_bid.acos)}, and "
+            f"its campaign's incremental profit changes by {span(best.gain)}."
         )
-    proposal = _first(done, "propose_change")
+    proposal = _first(done, "propose_change", ProposeOut)
     if proposal is None:
         return call("propose_change", action)
     return say(proposal_text(proposal, lead))
@@ -844,22 +903,20 @@ def _fix_acos(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
 
 def _cut_worst(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     """Change the budget of whichever campaign has the worst ACoS by the size the user named."""
-    perf = _first(done, "performance")
+    perf = _first(done, "performance", PerformanceOut)
     if perf is None:
         return call("performance", {"level": "campaign", "sort": "acos", "limit": 5} | _period(intent))
-    rows = [x for x in perf.get("rows", []) if x.get("acos") is not None and (x.get("daily_budget") or 0) > 0]
+    rows = [(x, x.acos) for x in perf.rows if x.acos is not None and (x.daily_budget or 0) > 0]
     if not rows:
         return say("None of your campaigns had both spend and sales, so none has a worst ACoS.")
-    worst = max(rows, key=lambda x: x["acos"])
-    proposal = _first(done, "propose_change")
+    worst, worst_acos = max(rows, key=lambda pair: pair[1])
+    proposal = _first(done, "propose_change", ProposeOut)
     if proposal is None:
         return call(
-            "propose_change", {"action": "set_budget", "id": worst["id"], "relative_change": intent.relative}
+            "propose_change", {"action": "set_budget", "id": worst.id, "relative_change": intent.relative}
         )
     return say(
-        proposal_text(
-            proposal, f"{_named(worst['name'], worst['id'])} has the worst ACoS, {pct(worst['acos'])}."
-        )
+        proposal_text(proposal, f"{_named(worst.name, worst.id)} has the worst ACoS, {pct(worst_acos)}.")
     )
 
 

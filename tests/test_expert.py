@@ -3,7 +3,9 @@ the simulator (the change it proposes earns at least as much as the alternatives
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,13 @@ import pytest
 
 from agent import expert
 from agent.intents import Intent, IntentKind
+from tools.market.enums import Status
 from tools.mcp_server import call, connect_in_memory
 from tools.mcp_server.cache import ToolCache
+from tools.mcp_server.results import compact
+from tools.mcp_server.schemas import AdvertiserInfo, CampaignBrief, DateRange, Metrics, OverviewOut
+from tools.optimize.models import BudgetAllocation, CampaignAllocation, CampaignLimit, Objective
+from tools.uplift.models import Attribution, Contribution
 
 ADV = "adv_0001"
 
@@ -133,30 +140,139 @@ def test_a_name_in_an_account_with_nothing_of_its_kind_is_answered_so():
     assert "Could you give me its exact name" in recover([unknown])["content"]
 
 
+def _overview(*campaigns: CampaignBrief) -> dict[str, Any]:
+    """A whole account_overview result (as the tool writes it) holding `campaigns`."""
+    day = dt.date(2026, 3, 1)
+    metrics = Metrics(
+        impressions=1000,
+        clicks=50,
+        spend=40.0,
+        orders=4,
+        sales=120.0,
+        ctr=0.05,
+        cpc=0.8,
+        cvr=0.08,
+        acos=0.3333,
+    )
+    out = OverviewOut(
+        advertiser=AdvertiserInfo(id=ADV, name="Acme", category="fitness", target_acos=0.3),
+        history=DateRange(start=day, end=day + dt.timedelta(days=89)),
+        period=DateRange(start=day + dt.timedelta(days=60), end=day + dt.timedelta(days=89)),
+        totals=metrics,
+        organic_sales=300.0,
+        counts={"campaigns": len(campaigns)},
+        campaigns=list(campaigns),
+        experiments=[],
+    )
+    return out.model_dump(mode="json")
+
+
 def test_budget_advice_held_for_uncertainty_says_so():
     """allocate_budget keeps a budget whose best move's range includes a loss (held_for_uncertainty): the answer
     says the estimate likes the move but the history cannot tell it from a loss, with the figures of the result."""
     from agent.expert import Done, step
     from agent.intents import Intent, IntentKind
 
-    overview = {"campaigns": [{"id": "cmp_00005", "name": "SP - Auto - Dumbbells", "budget_capped_days": 0}]}
-    alloc = {
-        "campaigns": [
-            {
-                "campaign_id": "cmp_00005",
-                "current_budget": 554.0,
-                "best_budget": 554.0,
-                "best_gain": 0.0,
-                "point_best_budget": 0.0,
-                "point_best_gain": 397.2,
-                "held_for_uncertainty": True,
-            }
-        ]
-    }
-    done = [Done("account_overview", {}, overview), Done("allocate_budget", {}, alloc)]
+    brief = CampaignBrief(
+        id="cmp_00005",
+        name="SP - Auto - Dumbbells",
+        status=Status.ENABLED,
+        daily_budget=554.0,
+        spend=3000.0,
+        sales=9000.0,
+        acos=0.3333,
+        budget_capped_days=0,
+    )
+    held = CampaignAllocation(
+        campaign_id="cmp_00005",
+        budget=554.0,
+        current_budget=554.0,
+        spend=7000.0,
+        incremental_sales=9000.0,
+        incremental_profit=1500.0,
+        saturation_budget=900.0,
+        marginal_value=0.4,
+        limit=CampaignLimit.TOTAL_BUDGET,
+        best_budget=554.0,
+        best_gain=0.0,
+        point_best_budget=0.0,
+        point_best_gain=397.2,
+        held_for_uncertainty=True,
+    )
+
+    def alloc(campaign: CampaignAllocation) -> dict[str, Any]:
+        return BudgetAllocation(
+            objective=Objective.INCREMENTAL_PROFIT,
+            total_budget=554.0,
+            allocated=554.0,
+            n_days=14,
+            objective_value=1500.0,
+            current_value=1500.0,
+            total_budget_binds=True,
+            binding=[],
+            campaigns=[campaign],
+        ).model_dump(mode="json")
+
+    done = [Done("account_overview", {}, _overview(brief)), Done("allocate_budget", {}, alloc(held))]
     text = step(Intent(kind=IntentKind.FIX_BUDGET), done)["content"]
     assert "keep your budgets" in text and "$397.20" in text and "cannot tell it from a loss" in text
     assert "SP - Auto - Dumbbells" in text and "$554.00" in text
-    alloc["campaigns"][0]["held_for_uncertainty"] = False
-    alloc["campaigns"][0]["point_best_gain"] = None
+    plain = held.model_copy(update={"held_for_uncertainty": False, "point_best_gain": None})
+    done[1] = Done("allocate_budget", {}, alloc(plain))
     assert "the simulator finds no campaign" in step(Intent(kind=IntentKind.FIX_BUDGET), done)["content"]
+
+
+def test_a_figure_the_tool_wrote_as_null_is_no_figure():
+    """kpi_change of a KPI that did not move: every driver's share of the change is null (no share of nothing), and
+    an ACoS without sales is NaN, which the result writes as null: the answer says n/a, not 'nan%' or 'None'."""
+    from agent.expert import Done, step
+    from agent.intents import Intent, IntentKind, Kpi
+
+    result = compact(
+        Attribution(
+            kpi="acos",
+            before=math.nan,
+            after=0.25,
+            change=math.nan,
+            method="shapley",
+            contributions=[
+                Contribution(name="cpc", value=0.0, share=None),
+                Contribution(name="cvr", value=0.0, share=None),
+            ],
+        ).model_dump(mode="json")
+    )
+    assert result["before"] is None and result["contributions"][0]["share"] is None
+    text = step(Intent(kind=IntentKind.KPI_CHANGE, kpi=Kpi.ACOS), [Done("kpi_change", {}, result)])["content"]
+    assert text.startswith("Your ACoS went from n/a to 25.0%") and "0% of the change" in text
+    assert "nan" not in text.lower() and "None" not in text
+
+
+def test_a_failure_without_a_type_says_what_the_tool_said():
+    """An error from outside the tool server (a client's, a guardrail's) has no class: the answer gives its words,
+    trimmed, and never 'None'."""
+    from agent.expert import Done, recover
+
+    timed_out = Done("performance", {"level": "keyword"}, {"error": "timed out after 30 s."})
+    assert recover([timed_out])["content"] == (
+        "I couldn't do that: the performance tool refused it (timed out after 30 s)."
+    )
+    long = Done("performance", {}, {"error": {"message": "word " * 100}})
+    text = recover([long])["content"]
+    assert "None" not in text and len(text) < 200 and text.endswith("...).")
+    silent = Done("what_if", {}, {"error": {}})
+    text = recover([silent])["content"]
+    assert "None" not in text and "what if tool" in text and text.endswith("?")
+    # the graph's own check of the arguments refused an id of another account: said as the tools' scope error is
+    foreign = Done(
+        "recommend_bid",
+        {"keyword_id": "kw_0000043"},
+        {
+            "error": {
+                "message": "keyword_id: 'kw_0000043' is not valid under any of the given schemas; "
+                "keyword_id: kw_0000043 is not one of adv_0001's ids"
+            }
+        },
+    )
+    assert recover([foreign])["content"] == (
+        "kw_0000043 is not in your account, so I can't use it. Could you check the name or id?"
+    )

@@ -63,3 +63,27 @@ def test_text_that_is_not_the_model() -> None:
         read_tool("no_such_tool", "{}")
     # an error from outside the tool server (a guardrail, a client) in a plain string
     assert failure({"error": "timed out"}) == ToolFailure(message="timed out")
+
+
+def test_a_number_written_as_null() -> None:
+    """A NaN or infinity is written as null: a `float | None` field reads it as None, a plain float as NaN (the
+    caller's dict is left as it was); a null anywhere else still does not fit."""
+    import math
+
+    from tools.uplift.models import Attribution
+
+    written = {
+        "kpi": "acos",
+        "before": None,  # an ACoS without sales
+        "after": 0.25,
+        "change": None,
+        "method": "shapley",
+        "contributions": [{"name": "cpc", "value": 0.0, "share": None}],  # no share of a zero change
+        "notes": [],
+    }
+    out = read(Attribution, written)
+    assert math.isnan(out.before) and math.isnan(out.change) and out.after == 0.25
+    assert out.contributions[0].share is None
+    assert written["before"] is None  # not changed in place
+    with pytest.raises(ToolResultError, match="not a Attribution"):
+        read(Attribution, {**written, "kpi": None})

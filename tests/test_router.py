@@ -290,6 +290,61 @@ def _earlier_turn(user: str, name: str, args: dict, result: dict) -> list[dict]:
     ]
 
 
+def _sim(profit: float = 5.0) -> dict:
+    """Whole simulated figures (SimOutcome, as the tools write them)."""
+    span = {"mean": profit, "low": profit - 10.0, "high": profit + 10.0}
+    return {
+        "clicks": 120.0,
+        "spend": 96.0,
+        "orders": 9.0,
+        "sales": 270.0,
+        "incremental_sales": 150.0,
+        "incremental_profit": span,
+        "acos": 0.3556,
+    }
+
+
+def _what_if_result(change: dict) -> dict:
+    """A whole what_if result (WhatIfOut) of `change`."""
+    from tools.mcp_server.schemas import WhatIfOut
+
+    diff = {k: {"mean": 1.0, "low": -1.0, "high": 3.0} for k in ("spend", "sales", "incremental_profit")}
+    result = {
+        "change": change,
+        "campaign_id": "cmp_00007",
+        "keywords": 6,
+        "days": 14,
+        "status_quo": _sim(4.0),
+        "changed": _sim(5.0),
+        "difference": diff,
+        "market": None,
+    }
+    WhatIfOut.model_validate(result)  # the tool's output, whole
+    return result
+
+
+def _recommend_result(keyword_id: str, bid: float, current_bid: float) -> dict:
+    """A whole recommend_bid result (RecommendBidOut)."""
+    from tools.mcp_server.schemas import RecommendBidOut
+
+    result = {
+        "keyword_id": keyword_id,
+        "keyword": "rugs",
+        "goal": "max_incremental_profit",
+        "target": None,
+        "bid": bid,
+        "current_bid": current_bid,
+        "feasible": True,
+        "at_bid": {"bid": bid, **_sim(6.0)},
+        "at_current": {"bid": current_bid, **_sim(2.0)},
+        "gain": {"mean": 4.0, "low": -2.0, "high": 9.0},
+        "note": "",
+        "market": None,
+    }
+    RecommendBidOut.model_validate(result)
+    return result
+
+
 def test_ok_do_that_proposes_what_the_previous_turn_simulated_or_recommended():
     from agent.router import planned_start
 
@@ -297,7 +352,7 @@ def test_ok_do_that_proposes_what_the_previous_turn_simulated_or_recommended():
         "what if it got 172 a day?",
         "what_if",
         {"change": "budget", "id": "cmp_1", "value": 172},
-        {"change": {"id": "cmp_00007", "field": "daily_budget", "before": 132.0, "after": 172.0}},
+        _what_if_result({"id": "cmp_00007", "field": "daily_budget", "before": 132.0, "after": 172.0}),
     )
     start = planned_start(
         {K.CONFIRM: 0.7, K.SET_BUDGET: 0.3}, "adv_0001", [*what_if, {"role": "user", "content": "ok do that"}]
@@ -310,7 +365,7 @@ def test_ok_do_that_proposes_what_the_previous_turn_simulated_or_recommended():
         "best bid for rugs?",
         "recommend_bid",
         {"keyword_id": "rugs"},
-        {"keyword_id": "kw_0000031", "bid": 0.8235, "current_bid": 3.24, "feasible": True},
+        _recommend_result("kw_0000031", 0.8235, 3.24),
     )
     start = planned_start({K.CONFIRM: 0.9}, "adv_0001", [*best, {"role": "user", "content": "do it"}])
     assert start is not None and json.loads(start["tool_calls"][0]["function"]["arguments"]) == {
@@ -539,7 +594,7 @@ def test_a_made_up_amount_is_never_simulated_or_proposed():
         "if I raise the bid on 'rugs' by one fifth, what do I get?",
         "what_if",
         {"change": "bid", "id": "rugs", "relative_change": 0.2},
-        {"change": {"id": "kw_0000031", "field": "bid", "before": 1.0, "after": 1.2}},
+        _what_if_result({"id": "kw_0000031", "field": "bid", "before": 1.0, "after": 1.2}),
     )
     same = _grounded(
         made("what_if", {"change": "bid", "id": "mats", "value": 0.2}),

@@ -8,11 +8,17 @@ output model (schemas.py), instead of `json.loads` and string keys at every call
 
 A result carries the names it resolved under `resolved`, after the output itself (server.py); `read` leaves
 them out, so the output model stays exact (extra fields are errors) and a renamed field fails loudly.
+
+A number the tool computed as NaN or infinity is written as null (results.compact; the output schema says every
+number may be null). A field where that is an expected outcome is `float | None` in its model (a driver's share of
+a change that is zero) and reads as None; in a plain `float` field `read` reads the null back as NaN.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -82,7 +88,37 @@ def read(model: type[M], result: Raw) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        nan_data = _nulls_as_nan(data, exc)
+        if nan_data is None:
+            raise ToolResultError(f"not a {model.__name__}: {exc}") from exc
+    try:
+        return model.model_validate(nan_data)
+    except ValidationError as exc:
         raise ToolResultError(f"not a {model.__name__}: {exc}") from exc
+
+
+def _nulls_as_nan(data: dict[str, Any], exc: ValidationError) -> dict[str, Any] | None:
+    """A copy of `data` with NaN where a plain float field holds null (NaN or infinity, as the tool wrote it);
+    None where the errors hold no such null (the result does not fit for another reason)."""
+    nulls = [e["loc"] for e in exc.errors() if e["type"] == "float_type" and e["input"] is None]
+    if not nulls:
+        return None
+    fixed = copy.deepcopy(data)
+    for loc in nulls:
+        parent: Any = None
+        key: Any = None
+        node: Any = fixed
+        for step in loc:  # a step that is not in the data names a union's member: skipped
+            inside = (
+                step in node
+                if isinstance(node, dict)
+                else isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+            )
+            if inside:
+                parent, key, node = node, step, node[step]
+        if parent is not None and node is None:
+            parent[key] = math.nan
+    return fixed
 
 
 def read_tool(name: str, result: Raw) -> BaseModel:

@@ -126,7 +126,7 @@ def _logmean(a: float, b: float) -> float:
 
 def _contributions(values: dict[str, float], change: float) -> list[Contribution]:
     return [
-        Contribution(name=k, value=float(v), share=float(v / change) if change != 0 else math.nan)
+        Contribution(name=k, value=float(v), share=float(v / change) if change != 0 else None)
         for k, v in values.items()
     ]
 

@@ -88,7 +88,7 @@ class Method(StrEnum):
 class Contribution(BaseModel):
     name: str
     value: float  # in KPI units; all contributions sum to the change
-    share: float  # of the change (nan when the change is 0)
+    share: float | None  # of the change (None when the change is 0: no share of nothing)
 
 
 class Attribution(BaseModel):
