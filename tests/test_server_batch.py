@@ -175,7 +175,10 @@ async def test_sigkill_of_a_worker_mid_job_loses_and_duplicates_nothing(world8, 
                 )
             first.send_signal(signal.SIGKILL)
             first.wait(10)
-            interrupted = {k.decode().rsplit(":", 1)[1] for k in running}
+            # in progress at the kill and without a result row: an in-progress key can outlive its job by a moment
+            # (the row written, the key not yet deleted), and on a loaded machine that race is common
+            finished = {row["advertiser_id"] for row in rows_of(s, job_id)}
+            interrupted = {k.decode().rsplit(":", 1)[1] for k in running} - finished
             second = start_worker(s, tmp_path / "worker2.log")
             await wait_finished(client, job_id, 180)
             await r.aclose()
@@ -195,8 +198,9 @@ async def test_sigkill_of_a_worker_mid_job_loses_and_duplicates_nothing(world8, 
         assert all(r["status"] == "done" and r["items"] for r in rows)
         # the job the killed worker held was delivered again (its second try) and finished by the new worker
         assert second is not None
-        redelivered = [r for r in rows if r["advertiser_id"] in interrupted and r["attempts"] >= 2]
-        assert redelivered and all(r["worker"].endswith(f":{second.pid}") for r in redelivered), rows
+        redelivered = [r for r in rows if r["advertiser_id"] in interrupted]
+        assert all(r["attempts"] >= 2 and r["worker"].endswith(f":{second.pid}") for r in redelivered), rows
+        assert interrupted and len(redelivered) == len(interrupted), (interrupted, rows)
         assert all(len([i for i in inbox if i["job_id"] == job_id]) == 1 for inbox in inboxes.values())
     finally:
         cleanup(s)
