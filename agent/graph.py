@@ -709,13 +709,13 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
             )
             moved = id_in_its_own_field(ctx, name, args) if check.verdict != Verdict.OK else None
             if moved is not None:  # an ad group's id as keyword_id fails the schema: its own filter may pass
-                again = check_tool_args(
+                recheck = check_tool_args(
                     name, moved, schema=ctx.tool_schemas[name], scope=scope, policy=ctx.config.policy
                 )
-                if again.verdict == Verdict.OK:
+                if recheck.verdict == Verdict.OK:
                     log.info("%s: %s ran as %s", name, args, moved)
                     args = regrown[call_id] = moved
-                    check = again
+                    check = recheck
             tracing.verdict(span, "pass" if check.verdict == Verdict.OK else "rejected", check.message)
         if check.verdict != Verdict.OK:
             out.append(_tool_error(call_id, name, check.message))
