@@ -166,6 +166,8 @@ def chat(
     'exit' to leave."""
     # lazy: keeps the CLI's start fast
     from rich.console import Console
+
+    # lazy: keeps the CLI's start fast
     from rich.prompt import Prompt
 
     # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
@@ -278,6 +280,8 @@ def guide(
 
     # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
     from agent.graph import Agent
+
+    # lazy: pulls in jsonschema, langchain_core, langgraph, ... at import
     from agent.proactive import guide as run_guide
 
     _quiet()
@@ -374,6 +378,8 @@ def guardrails() -> None:
     """Precision, recall and false-positive rate of each guardrail on its test sets."""
     # lazy: keeps the CLI's start fast
     from rich.console import Console
+
+    # lazy: keeps the CLI's start fast
     from rich.table import Table
 
     # lazy: pulls in numpy at import

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -78,6 +79,7 @@ class IntentRouter(BaseModel):
         if self._encoder is not None:
             x = self._encoder.encode(list(texts))
         else:
+            # lazy: pulls in pydantic_settings at import
             from tools.keywords.embeddings import default_embedder
 
             x = default_embedder().encode(list(texts))
@@ -102,11 +104,11 @@ class TunedEncoder:
 
     @classmethod
     def base(cls) -> TunedEncoder:
-        import os
-
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # lazy: pulls in transformers at import
         from transformers import AutoModel, AutoTokenizer
 
+        # lazy: pulls in pydantic_settings at import
         from tools.keywords.embeddings import model_path
 
         path = model_path()
@@ -117,6 +119,7 @@ class TunedEncoder:
 
     @classmethod
     def load(cls, path: Path) -> TunedEncoder:
+        # lazy: pulls in safetensors at import
         from safetensors.torch import load_file
 
         encoder = cls.base()
@@ -129,6 +132,7 @@ class TunedEncoder:
 
     def forward(self, texts: list[str]) -> Any:
         """[len(texts), 384] unit vectors, differentiable (training calls it under autograd)."""
+        # lazy: pulls in torch at import
         import torch
 
         batch = self.tokenizer(
@@ -144,6 +148,7 @@ class TunedEncoder:
         return torch.nn.functional.normalize(pooled, dim=-1)
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        # lazy: pulls in torch at import
         import torch
 
         with self._lock, torch.inference_mode():

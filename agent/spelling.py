@@ -22,6 +22,8 @@ import re
 from collections import Counter
 from functools import lru_cache
 
+from agent.curriculum.phrasings import Section, load_phrasings, patterns
+
 MIN_LEN = 5  # shorter words have too many neighbours one edit away ("rn", "yday", "acos" stay as typed)
 _WORD = re.compile(r"\bb4\b|[A-Za-z]+")
 # common texting shorthand and its words (only those the train phrasings never use are spelled out: `shorthand`)
@@ -50,8 +52,6 @@ _QUOTED = re.compile(r"(\"[^\"]*\"|'[^']*'|“[^”]*”)")
 @lru_cache(maxsize=1)
 def vocabulary() -> Counter[str]:
     """Lower-case words of the train phrasing families, with how often they occur."""
-    from agent.curriculum.phrasings import Section, load_phrasings, patterns
-
     counts: Counter[str] = Counter()
     for intent in load_phrasings():
         for section in Section:
@@ -65,6 +65,7 @@ def vocabulary() -> Counter[str]:
 def _encoder_words() -> frozenset[str]:
     """Whole words of the router encoder's WordPiece vocabulary (empty where the encoder is not installed)."""
     try:
+        # lazy: pulls in pydantic_settings at import; optional (the encoder may be missing)
         from tools.keywords.embeddings import model_path
 
         vocab = (model_path() / "vocab.txt").read_text(encoding="utf-8").split("\n")
@@ -90,6 +91,7 @@ def mend_word(word: str) -> str:
     counts = vocabulary()
     if len(low) < MIN_LEN or low in counts or low in _encoder_words():
         return word
+    # lazy: pulls in rapidfuzz at import
     from rapidfuzz import process
     from rapidfuzz.distance import DamerauLevenshtein
 

@@ -81,6 +81,8 @@ def flush() -> None:
 def new_provider(environ: Mapping[str, str] = os.environ) -> TracerProvider:
     # lazy: opentelemetry is heavy and needed only here
     from opentelemetry.sdk.resources import Resource
+
+    # lazy: pulls in opentelemetry at import
     from opentelemetry.sdk.trace import TracerProvider
 
     # Resource.create reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; the default name is ours
@@ -110,6 +112,8 @@ def add_otlp(target: TracerProvider, environ: Mapping[str, str] = os.environ) ->
         return False
     # lazy: opentelemetry is heavy and needed only here
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    # lazy: pulls in opentelemetry at import
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     # the exporter reads the endpoint (adding /v1/traces to the generic one), headers and timeout from the env
@@ -139,6 +143,8 @@ def in_memory(environ: Mapping[str, str] = os.environ) -> InMemorySpanExporter:
     `adguide ask --trace` prints."""
     # lazy: opentelemetry is heavy and needed only here
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    # lazy: pulls in opentelemetry at import
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     global _env_read

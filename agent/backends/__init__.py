@@ -46,6 +46,7 @@ def make_model(config: AgentConfig, model_tools: list[dict[str, Any]] | None = N
 
     if is_embedded_dir(model_dir):  # the project's own model (MiniLM prefix LM)
         return EmbeddedChatModel.from_dir(model_dir, advertiser_id=config.advertiser_id)
-    from agent.backends.local import LocalChatModel  # any HF causal LM with a chat template (the GPU path)
+    # lazy: torch and transformers; any HF causal LM with a chat template (the GPU path)
+    from agent.backends.local import LocalChatModel
 
     return LocalChatModel.from_dir(model_dir, max_new_tokens=config.limits.max_new_tokens)

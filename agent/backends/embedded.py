@@ -29,8 +29,22 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr
 
+from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts, target_acos
 from agent.backends.hermes import parse_tool_calls, to_openai_messages
-from agent.intents import Kpi
+from agent.expert import step, turn_done
+from agent.intents import Goal, Intent, IntentKind, Kpi
+from agent.model.prompt import build_prompt_values, resolve_refs
+from agent.model.text import (
+    CALL_OPEN,
+    CONFIRM,
+    REJECT,
+    VALUE_REFS,
+    clean_spacing,
+    load_tokenizer,
+    recase,
+    render_calls,
+)
+from agent.replies import vetoed
 
 MAX_PROMPT_TOKENS = 440  # of the model's 512 positions; the rest is for the output
 _SCOPE = re.compile(r"\badv_\d+\b")
@@ -139,8 +153,6 @@ _PERIODS = (
 def period_said(text: str) -> int | None:
     """The one period the user named, in days ("budget ran out yday on anything?" -> 1, "the past three days" -> 3);
     None for none, or several (a comparison of two periods)."""
-    from agent.amounts import normalize_amounts
-
     flat = normalize_amounts(text)
     said = {days(m) for pattern, days in _PERIODS for m in re.finditer(pattern, flat, re.I)}
     return said.pop() if len(said) == 1 and 1 <= min(said) <= 365 else None
@@ -191,10 +203,10 @@ def _grounded(
     router reads that as at least as likely as setting a budget, else a question back; a what-if takes the previous what-if's change ("the same
     for X") or, with none, becomes a look at the thing's numbers. A number nobody said is never simulated or
     proposed. A proposal's action is its twin's where the router is sure of the twin (_TWIN_ACTIONS)."""
-    from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts, target_acos
-    from agent.expert import step, turn_done
+    # lazy: pulls in numpy at import
     from agent.guardrails.output import number_leaves
-    from agent.intents import Goal, Intent, IntentKind
+
+    # lazy: pulls in numpy, rapidfuzz at import
     from agent.router import last_user_text, plan_choice
 
     said: set[float] = set()
@@ -286,8 +298,6 @@ def reply_decision(
 ) -> Literal["confirm", "reject"] | None:
     """A reply to a waiting proposal, from what the model said of it (`said`), the router's reading (`probs`) and
     whether it holds a word of no (`vetoed`, agent/replies.py)."""
-    from agent.intents import IntentKind
-
     yes, no = probs.get(IntentKind.CONFIRM, 0.0), probs.get(IntentKind.REJECT, 0.0)
     if (
         vetoed
@@ -346,11 +356,16 @@ class EmbeddedChatModel(BaseChatModel):
         with self._lock:  # the generation lock: nothing generates before the model is loaded
             if self._model is not None:
                 return
+            # lazy: pulls in torch at import
             import torch
 
+            # lazy: pulls in torch at import
             from agent.model.decode import make_vocab
+
+            # lazy: pulls in torch, transformers at import
             from agent.model.network import AdguideForPrefixLM
-            from agent.model.text import load_tokenizer
+
+            # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import IntentRouter
 
             torch.set_num_threads(self.threads)
@@ -376,8 +391,6 @@ class EmbeddedChatModel(BaseChatModel):
     ) -> tuple[list[int], dict[str, str]]:
         """[CLS] prompt [SEP] (the earlier turn left out when the prompt would not fit), and what each value
         reference in it stands for (reference -> value)."""
-        from agent.model.prompt import build_prompt_values
-
         self.load()
         cls, sep = self._tok.token_to_id("[CLS]"), self._tok.token_to_id("[SEP]")
         for keep_prev in (True, False):
@@ -407,8 +420,8 @@ class EmbeddedChatModel(BaseChatModel):
         answer: bool = True,
         limit: int | None = None,
     ) -> tuple[str, int]:
+        # lazy: pulls in torch at import
         from agent.model.decode import generate, grammar_for
-        from agent.model.text import VALUE_REFS
 
         grammar = grammar_for(self._vocab, schemas, prompt, pending=pending, answer=answer)
         present = set(prompt)
@@ -443,9 +456,6 @@ class EmbeddedChatModel(BaseChatModel):
     ) -> AIMessage:
         """The decoded output as the graph's message: calls parsed by the shared hermes parser, or an answer with
         spacing and casing back and each value reference replaced by the value it stands for."""
-        from agent.model.prompt import resolve_refs
-        from agent.model.text import CALL_OPEN, clean_spacing, recase, render_calls
-
         if decoded.lstrip().startswith(CALL_OPEN):
             return parse_tool_calls(render_calls(decoded, schemas))
         text = recase(clean_spacing(decoded), _names(thread))
@@ -471,8 +481,7 @@ class EmbeddedChatModel(BaseChatModel):
         probs = self._route(thread)
         plan = _plan(thread)
         if probs is not None and self.write_answers and plan is not None:
-            from agent.expert import turn_done
-            from agent.intents import IntentKind
+            # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import next_step
 
             started = IntentKind(plan) if plan in IntentKind.__members__.values() else None
@@ -482,6 +491,7 @@ class EmbeddedChatModel(BaseChatModel):
             if planned is not None:
                 return _plan_message(planned, len(prompt))
         if probs is not None and self.write_answers and thread and thread[-1].get("role") == "user":
+            # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import planned_start
 
             start = planned_start(probs, scope, thread)  # slot-less advice or "do that": the expert starts
@@ -489,6 +499,7 @@ class EmbeddedChatModel(BaseChatModel):
                 return _plan_message(start, len(prompt))
         answer = True
         if probs is not None and self.route_tools and thread and thread[-1].get("role") == "user":
+            # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import first_step_tools
 
             narrowed = first_step_tools(probs)
@@ -523,6 +534,7 @@ class EmbeddedChatModel(BaseChatModel):
             and thread
             and thread[-1].get("role") == "user"
         ):
+            # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import refusal_kind, tools_instead_of_refusal
 
             refused_as = refusal_kind(str(message.content))
@@ -546,6 +558,7 @@ class EmbeddedChatModel(BaseChatModel):
             and thread
             and thread[-1].get("role") == "user"
         ):
+            # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import router_tool_instead
 
             tool = router_tool_instead(probs, [dict(c) for c in message.tool_calls])
@@ -567,7 +580,7 @@ class EmbeddedChatModel(BaseChatModel):
                 if again.tool_calls:
                     message = again
         if probs is not None and self.write_answers and not message.tool_calls:
-            from agent.expert import turn_done
+            # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import model_next_tool, next_step, report_of_calls
 
             done = turn_done(thread)
@@ -598,6 +611,7 @@ class EmbeddedChatModel(BaseChatModel):
             and thread
             and thread[-1].get("role") == "user"
         ):
+            # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import account_plan_instead, last_user_text
 
             text = last_user_text(thread) or ""
@@ -626,8 +640,7 @@ class EmbeddedChatModel(BaseChatModel):
         """After tool results: where the model's first token starts an answer (not another call) and the expert
         writes that answer from the results (agent/router.py next_step), the expert's answer, without decoding the
         model's whole answer only to replace it. None: decode as usual."""
-        from agent.expert import turn_done
-        from agent.model.text import CALL_OPEN
+        # lazy: pulls in numpy, rapidfuzz at import
         from agent.router import model_next_tool, next_step
 
         done = turn_done(thread)
@@ -649,6 +662,7 @@ class EmbeddedChatModel(BaseChatModel):
 
     def _route(self, thread: list[dict[str, Any]]) -> dict[Any, float] | None:
         """The router's intent probabilities for the turn's user message (None without a router)."""
+        # lazy: pulls in numpy, rapidfuzz at import
         from agent.router import last_user_text
 
         text = last_user_text(thread)
@@ -660,8 +674,6 @@ class EmbeddedChatModel(BaseChatModel):
         self, messages: list[BaseMessage], pending: dict[str, Any], reply: str
     ) -> Literal["confirm", "reject"] | None:
         """A typed reply to a waiting proposal: confirm, reject, or None (the user moved on)."""
-        from agent.model.text import CONFIRM, REJECT
-
         self.load()
         thread = [*to_openai_messages(messages), {"role": "user", "content": reply}]
         prompt, _ = self.prompt_ids(thread, self._scope(messages), pending)
@@ -671,7 +683,6 @@ class EmbeddedChatModel(BaseChatModel):
             "confirm" if head.startswith(CONFIRM) else "reject" if head.startswith(REJECT) else None
         )
         probs = self._route([{"role": "user", "content": reply}])
-        from agent.replies import vetoed
 
         return said if probs is None else reply_decision(said, probs, vetoed(reply))
 

