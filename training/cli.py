@@ -52,6 +52,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def _open_run(config: str, run_dir: Path | None, threads: int | None, base_model: Path | None = None):
     # lazy: pulls in torch at import
     from training.config import preset
+
+    # lazy: pulls in torch at import
     from training.pipeline import Run, default_runs_root
 
     try:

@@ -57,6 +57,8 @@ def make_worlds(cfg: CurriculumConfig, out: Path) -> list[Path]:
 
     # lazy: pulls in numpy at import
     from tools.market.store import MarketStore
+
+    # lazy: pulls in numpy at import
     from tools.market.world import HELD_OUT_CATEGORY_NAMES
 
     paths = []

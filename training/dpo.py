@@ -52,6 +52,8 @@ def train_dpo(
 
     # lazy: transformers is heavy and needed only here
     from transformers import PrinterCallback, TrainerCallback
+
+    # lazy: pulls in transformers at import
     from transformers.utils import logging as hf_logging
 
     # lazy: trl is heavy and needed only here

