@@ -19,7 +19,9 @@ from typing import Any
 
 from agent.configuration import AgentConfig, Limits
 from agent.graph import Agent
+from agent.guardrails.input import check_input
 from server.config import Settings
+from tools.keywords.embeddings import EmbeddingModelMissingError, load_model
 
 log = logging.getLogger("adguide.server.agents")
 
@@ -44,8 +46,6 @@ def agent_config(settings: Settings, advertiser_id: str, **overrides: Any) -> Ag
 
 def warm_up() -> None:
     """Load the guardrails' recognizers (seconds of imports) before the first user or job waits for them."""
-    from agent.guardrails.input import check_input
-
     check_input("How are my campaigns doing?", scope="adv_0001")
 
 
@@ -58,7 +58,6 @@ def warm_up_guidance() -> None:
     import tools.auction.landscape
     import tools.keywords.engine
     import tools.mcp_server.engines  # noqa: F401
-    from tools.keywords.embeddings import EmbeddingModelMissingError, load_model
 
     try:
         load_model()

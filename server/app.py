@@ -22,18 +22,26 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent import tracing
+from agent.configuration import adguide_home
+from agent.graph import build_graph
 from server import errors
-from server.auth import KeyRing
+from server.agents import AgentPool, warm_up
+from server.auth import KeyRing, Role, authenticate
 from server.config import Settings
 from server.db import Database
 from server.deps import Services
 from server.errors import error_body
-from server.limits import REDIS_DOWN
+from server.limits import REDIS_DOWN, connect
 from server.logs import request_id_var, setup_logging
 from server.metrics import Metrics
+from tools.errors import AdguideError
+from tools.market.db import parse_location
+from tools.market.store import MarketStore
 
 log = logging.getLogger("adguide.server")
 WEB_DIR = Path(__file__).parent / "web"
@@ -170,13 +178,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # lazy: pulls in arq at import
         from arq.connections import ArqRedis
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
-        from agent import tracing
-        from agent.graph import build_graph
-        from server.agents import AgentPool, warm_up
-        from server.limits import connect
 
         tracing.configure_from_env()  # spans over OTLP where OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise
         plain = connect(settings.redis_url)
@@ -227,6 +230,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    # lazy: pulls in sse_starlette at import
     from server import batch, changes, chat
 
     app.include_router(chat.router)
@@ -284,8 +288,6 @@ def _ops_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
 
 
 def _is_admin(request: Request, svc: Services) -> bool:
-    from server.auth import Role, authenticate
-
     try:
         return authenticate(request, svc.keys).role == Role.ADMIN
     except errors.ApiError:
@@ -295,6 +297,7 @@ def _is_admin(request: Request, svc: Services) -> bool:
 async def _check_model(settings: Settings) -> dict[str, Any]:
     if not settings.llm_base_url:
         return {"ok": True, "backend": settings.backend or "embedded default", "endpoint": None}
+    # lazy: pulls in httpx at import
     import httpx
 
     url = settings.llm_base_url.rstrip("/") + "/models"
@@ -307,14 +310,8 @@ async def _check_model(settings: Settings) -> dict[str, Any]:
 
 
 def _check_world(settings: Settings) -> dict[str, Any]:
-    from agent.configuration import adguide_home
-    from tools.market.db import parse_location
-
     location = parse_location(settings.world_path, adguide_home() / "world.sqlite")
     if location.url is not None:  # a PostgreSQL store: reachable and filled (one pooled connection)
-        from tools.errors import AdguideError
-        from tools.market.store import MarketStore
-
         try:
             MarketStore.open(location.url).close()
         except (AdguideError, FileNotFoundError):

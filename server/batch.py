@@ -21,6 +21,9 @@ from server.db import iso
 from server.deps import JobId, Services, caller, services
 from server.errors import ApiError, DependencyDown
 from server.limits import REDIS_DOWN
+from tools.errors import AdguideError
+from tools.market.db import redact
+from tools.market.store import MarketStore, default_store
 
 log = logging.getLogger("adguide.server.batch")
 router = APIRouter(prefix="/v1", tags=["batch"])
@@ -76,10 +79,6 @@ def arq_job_id(prefix: str, job_id: str, advertiser_id: str) -> str:
 
 
 def world_advertisers(svc: Services) -> list[str]:
-    from tools.errors import AdguideError
-    from tools.market.db import redact
-    from tools.market.store import MarketStore, default_store
-
     # a file, or one PostgreSQL store that workers on every machine read (ADGUIDE_STORE_URL / ADGUIDE_WORLD)
     path = svc.settings.world_path or default_store()
     try:

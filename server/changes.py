@@ -13,6 +13,9 @@ from fastapi.responses import Response
 from server.auth import Principal, require_advertiser
 from server.deps import Services, caller, services
 from server.errors import ApiError
+from tools.errors import AdguideError, UnknownIdError
+from tools.market.bulksheet import bulksheet_csv, export_bulksheet
+from tools.market.store import default_store
 
 router = APIRouter(prefix="/v1", tags=["changes"])
 
@@ -30,10 +33,6 @@ async def bulksheet(
     principal: Principal = Depends(caller),
     svc: Services = Depends(services),
 ) -> Response:
-    from tools.errors import AdguideError, UnknownIdError
-    from tools.market.bulksheet import bulksheet_csv, export_bulksheet
-    from tools.market.store import default_store
-
     advertiser_id = require_advertiser(principal)
     path = svc.settings.world_path or default_store()
     try:

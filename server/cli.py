@@ -23,13 +23,17 @@ def api(
     backend: str = typer.Option(None, help="agent backend: rules | teacher | local | openai"),
 ) -> None:
     """Serve the chat API, batch endpoints, /metrics and the web page."""
+    # lazy: pulls in uvicorn at import
     import uvicorn
 
     if world:
         os.environ["ADGUIDE_WORLD"] = world
     if backend:
         os.environ["ADGUIDE_BACKEND"] = backend
+    # lazy: keeps the CLI's start fast
     from agent.tracing import otlp_endpoint
+
+    # lazy: pulls in pydantic_settings at import
     from server.config import Settings
 
     try:
@@ -60,8 +64,13 @@ def worker(
     backend: str = typer.Option(None, help="agent backend: rules | teacher | local | openai"),
 ) -> None:
     """Run one batch guidance worker (start several, here or on other machines, to scale out)."""
+    # lazy: keeps the CLI's start fast
     from agent.tracing import otlp_endpoint
+
+    # lazy: pulls in pydantic_settings at import
     from server.config import Settings
+
+    # lazy: pulls in arq, fastapi, jsonschema, ... at import
     from server.worker import run
 
     try:

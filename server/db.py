@@ -240,6 +240,7 @@ def iso(value: datetime | None) -> str | None:
 def purge(settings: Settings) -> None:
     """Drop everything a deployment stored (its schema, its Redis keys and arq's keys for its job ids): the
     tear-down of a test or benchmark run on its own prefix and schema. A Redis already gone is no error."""
+    # lazy: pulls in redis at import
     import redis
 
     with psycopg.connect(settings.postgres_url, autocommit=True) as conn:

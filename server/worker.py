@@ -24,6 +24,7 @@ from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
+from agent.graph import Agent
 from server.agents import agent_config, warm_up, warm_up_guidance
 from server.batch import GUIDE_FUNCTION
 from server.config import GuidanceMode, Settings
@@ -48,8 +49,6 @@ def _jsonable(value: Any) -> Any:
 async def guidance(settings: Settings, advertiser_id: str) -> list[Any]:
     """One advertiser's guidance as JSON-ready items: the agent's proactive mode (`Agent.guide`: ranked
     changes with simulated impact, each with its text), or, in overview mode, one grounded overview turn."""
-    from agent.graph import Agent
-
     config = agent_config(settings, advertiser_id, checkpointer="memory", checkpoint_url=None)
     async with Agent(config) as agent:
         if settings.guidance == GuidanceMode.OVERVIEW:
