@@ -349,6 +349,7 @@ def _number(value: Any, where: str) -> float:
 
 def _xlsx_available() -> bool:
     try:
+        # lazy: openpyxl is optional (XLSX only)
         import openpyxl  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
     except ImportError:
         return False
@@ -395,6 +396,7 @@ def write_bulksheet(rows: list[Row], path: Path | str) -> Path:
         if suffix == ".csv":
             tmp.write_text(bulksheet_csv(rows), encoding="utf-8", newline="")
         else:
+            # lazy: openpyxl is optional (XLSX only)
             import openpyxl  # type: ignore[import-untyped, unused-ignore]
 
             wb = openpyxl.Workbook()
@@ -421,6 +423,7 @@ def read_bulksheet(path: Path | str) -> list[Row]:
     if data[:2] == b"PK":
         if not _xlsx_available():
             raise BulksheetError(f"{path}: reading XLSX needs openpyxl, which is not installed", field="file")
+        # lazy: openpyxl is optional (XLSX only)
         import openpyxl  # type: ignore[import-untyped, unused-ignore]
 
         wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from contextlib import ExitStack
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,6 +37,7 @@ _OPTION_OF = {
 def _db_errors() -> tuple[type[BaseException], ...]:
     """What a store's driver raises when the disk or the database fails (psycopg only where installed)."""
     try:
+        # lazy: optional dependency, may be missing
         import psycopg
     except ImportError:
         return (OSError, sqlite3.Error)
@@ -45,6 +47,7 @@ def _db_errors() -> tuple[type[BaseException], ...]:
 def _store_arg(value: str | None, default: Path) -> Path | str:
     """A --world / --out value: a PostgreSQL URL as given, a path with ~ expanded; None: $ADGUIDE_STORE_URL,
     else `default`."""
+    # lazy: keeps the CLI's start fast
     from tools.market.db import parse_location
 
     location = parse_location(value.strip() if value else None, default)
@@ -58,8 +61,10 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 # -> WorldConfig
 def _config(advertisers: int, days: int, seed: int, start: str, categories: str | None = None):
+    # lazy: keeps the CLI's start fast
     from pydantic import ValidationError
 
+    # lazy: keeps the CLI's start fast
     from tools.market.data_model import WorldConfig
 
     if not 0 <= seed < 2**63:
@@ -111,11 +116,17 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Generate a world: advertisers, their accounts, simulated history and experiments."""
+    # lazy: keeps the CLI's start fast
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy, scipy at import
     from tools.market.generate import check_generation_inputs, describe, generate_world_file
+
+    # lazy: pulls in numpy at import
     from tools.market.store import default_world_path
 
     config = _config(advertisers, days, seed, start, categories)
@@ -184,11 +195,13 @@ def show(
     last: int = typer.Option(7, "--last", help="report on the last N days of the history (1-3,650)"),
 ) -> None:
     """An advertiser's account: campaigns with recent performance, products, changes and experiments."""
-    from contextlib import ExitStack
-
+    # lazy: keeps the CLI's start fast
     from rich.table import Table
 
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy at import
     from tools.market.store import default_world_path, open_scoped
 
     with ExitStack() as stack:
@@ -278,7 +291,10 @@ def import_(
 ) -> None:
     """Import a seller's Sponsored Products reports as an advertiser: campaigns, ad groups, keywords, search
     terms and daily history. All or nothing; re-importing the same days replaces them."""
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy at import
     from tools.market.importer import describe, import_reports, summary_lines
 
     try:
@@ -322,7 +338,10 @@ def export_bulksheet_(
     """The advertiser's accepted changes (bids, budgets, states, added keywords and negatives) as an Amazon
     Sponsored Products bulksheet to upload in the console: Update rows by the console's ids, Create rows for
     additions. Only the latest value per entity and field."""
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy at import
     from tools.market.bulksheet import export_bulksheet, write_bulksheet
     from tools.market.importer import default_accounts_path
 
@@ -383,7 +402,10 @@ def copy(
 ) -> None:
     """Copy a whole store to another backend, e.g. world.sqlite into PostgreSQL for workers on several
     machines. One transaction (or a file renamed into place): a failed copy leaves the target as it was."""
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
+
+    # lazy: pulls in numpy, sqlalchemy at import
     from tools.market.transfer import copy_store
 
     try:
@@ -418,9 +440,12 @@ def migrate(
     revision: str = typer.Option("head", "--revision", help="the Alembic revision to upgrade to"),
 ) -> None:
     """Create or upgrade the store's schema (Alembic). Safe to repeat; several workers may run it at once."""
+    # lazy: keeps the CLI's start fast
     from tools.errors import AdguideError
     from tools.market.db import current_revision, parse_location
     from tools.market.db import migrate as run_migrations
+
+    # lazy: pulls in numpy at import
     from tools.market.store import default_world_path
 
     try:
@@ -438,6 +463,7 @@ def migrate(
 
 def summary_where(value: Path | str) -> str:
     """A store's address for a message (a URL without its password)."""
+    # lazy: keeps the CLI's start fast
     from tools.market.db import redact
 
     return redact(str(value))

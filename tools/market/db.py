@@ -79,6 +79,7 @@ def parse_location(value: Path | str | None, default: Path | None = None) -> Sto
 
 def store_url_setting() -> str | None:
     """$ADGUIDE_STORE_URL, from the environment or the settings file (tools/settings.py)."""
+    # lazy: pulls in pydantic_settings at import
     from tools.settings import ToolSettings
 
     url = ToolSettings.from_env().store_url
@@ -90,6 +91,7 @@ def engine(url: str) -> Any:
     """One pooled SQLAlchemy engine per PostgreSQL URL in this process (autocommit: `Db` runs BEGIN itself).
     A store holds its connection while open (an API process keeps dozens of agents open), so the pool never
     makes an opener wait: 8 idle connections are kept, any more are closed when their store closes."""
+    # lazy: pulls in sqlalchemy at import
     import sqlalchemy as sa
 
     return sa.create_engine(
@@ -202,6 +204,7 @@ class Db:
 
 
 def alembic_config(url: str) -> Any:
+    # lazy: pulls in alembic at import
     from alembic.config import Config
 
     cfg = Config()
@@ -217,7 +220,10 @@ def sqlalchemy_url(location: StoreLocation) -> str:
 def migrate(location: StoreLocation, revision: str = "head") -> None:
     """Bring the store's schema to `revision` (Alembic upgrade). Creates the tables in an empty database or a
     new SQLite file; a store made before the migrations existed gets only what it lacks, then the revision."""
+    # lazy: pulls in sqlalchemy at import
     import sqlalchemy as sa
+
+    # lazy: pulls in alembic at import
     from alembic import command
 
     url = sqlalchemy_url(location)
@@ -235,7 +241,10 @@ def migrate(location: StoreLocation, revision: str = "head") -> None:
 
 
 def current_revision(location: StoreLocation) -> str | None:
+    # lazy: pulls in sqlalchemy at import
     import sqlalchemy as sa
+
+    # lazy: pulls in alembic at import
     from alembic.runtime.migration import MigrationContext
 
     url = sqlalchemy_url(location)

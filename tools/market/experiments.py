@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -143,8 +144,6 @@ def _array_fields(units: ExperimentUnits) -> dict[str, np.ndarray | None]:
 
 
 def _pack(meta: dict[str, Any], arrays: dict[str, Any]) -> bytes:
-    import json
-
     buf = io.BytesIO()
     arrays = {"__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays}
     np.savez_compressed(buf, **arrays)
@@ -152,8 +151,6 @@ def _pack(meta: dict[str, Any], arrays: dict[str, Any]) -> bytes:
 
 
 def _unpack(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    import json
-
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads(arrays.pop("__meta__").tobytes().decode())

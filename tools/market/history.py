@@ -14,6 +14,7 @@ add up to more than its budget. A keyword-day's `bid` is 0 when the keyword or i
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -359,8 +360,6 @@ def auction_log(world: World, first: int, last: int) -> list[tuple[int, int, str
     """(keyword position, advertiser position, JSON log) for the keywords of advertisers [first, last): each
     log holds the rival count, rival bids and quality scores of AUCTION_LOG_SIZE auctions on days drawn from
     the last AUCTION_LOG_DAYS of the history, as the platform logged them (events included)."""
-    import json
-
     cfg = world.config
     kw_adv = world.keyword_advertiser
     out = []

@@ -339,6 +339,7 @@ def _cell(value: Any) -> str:
 def _xlsx_rows(path: Path, data: bytes) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The first worksheet of a console XLSX download, read as its CSV twin (header row, then one row a line)."""
     try:
+        # lazy: optional dependency, may be missing
         from openpyxl import load_workbook
     except ImportError:
         raise ReportImportError(

@@ -23,7 +23,7 @@ from tools.market.data_model import Experiment, ExperimentTruth, Keyword, Keywor
 from tools.market.db import parse_location, redact
 from tools.market.experiments import ExperimentUnitTruth
 from tools.market.store import AdvertiserStore, connect, default_world_path, parse_date
-from tools.market.world import World, WorldEvent
+from tools.market.world import World, WorldEvent, markets_today
 
 TRUTH_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,8 +122,6 @@ class TruthStore:
         """Each of the account's keywords' true market as it stands today: the ad group's negatives applied
         (blocked queries take their share and relevance with them), and a keyword the advertiser added
         since generation derived from its generated ad-group siblings (tools.market.world.markets_today)."""
-        from tools.market.world import markets_today
-
         markets = {
             kw_id: KeywordMarket.model_validate_json(text)
             for kw_id, text in self._conn.execute(
