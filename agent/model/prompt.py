@@ -24,7 +24,8 @@ from typing import Any
 from agent.amounts import normalize_amounts
 from agent.expert import mean, money, pct, signed_money
 from agent.model.text import ACCOUNT, ANSWER, CALL, PENDING, PREV, RESULT, USER, VALUE_REFS, compact_call
-from tools.mcp_server.schemas import entity_arguments
+from tools.mcp_server.outputs import ToolFailure, ToolResultError, failure, payload, read, resolved
+from tools.mcp_server.schemas import RecommendBidOut, entity_arguments
 
 MAX_ROWS = 5
 # the registry's arguments that name one campaign, ad group, keyword or experiment
@@ -281,16 +282,14 @@ def _find(r: dict[str, Any]) -> str:
     )
 
 
-def _error(e: dict[str, Any]) -> str:
-    out = f"error {e.get('type')} on {e.get('field')}"
-    cands = e.get("candidates") or []
-    if cands:
+def _error(e: ToolFailure) -> str:
+    out = f"error {e.type} on {e.field}"
+    if e.candidates:
         out += " ; candidates : " + " | ".join(
-            f"{c.get('kind')} {_named(c.get('name'), c.get('id'))} {str(c.get('detail') or '').split(',')[0]}"
-            for c in cands
+            f"{c.kind} {_named(c.name, c.id)} {c.detail.split(',')[0]}" for c in e.candidates
         )
     else:
-        out += f" ; {_words(str(e.get('message') or ''), 30)}"
+        out += f" ; {_words(e.message, 30)}"
     return out
 
 
@@ -318,8 +317,8 @@ def view(name: str, text: str) -> str:
         result = json.loads(text)
     except ValueError:
         return f"{name} : unreadable result"
-    if isinstance(result, dict) and "error" in result:
-        return f"{name} : {_error(result['error'])}"
+    if isinstance(result, dict) and (err := failure(result)) is not None:
+        return f"{name} : {_error(err)}"
     fn = VIEWS.get(name)
     try:
         body = fn(result) if fn is not None else _words(json.dumps(result), 60)
@@ -330,15 +329,12 @@ def view(name: str, text: str) -> str:
 
 def _resolution(name: str, args: dict[str, Any], text: str) -> str:
     """What an earlier turn's call was about: the ids its words named."""
-    try:
-        result = json.loads(text)
-    except ValueError:
+    result = payload(text)
+    if result is None:
         return ""
-    if not isinstance(result, dict):
-        return ""
-    if "error" in result:
-        return _error(result["error"])
-    found = [f"{r['id']} = {r['name']}" for r in result.get("resolved", [])]
+    if (err := failure(result)) is not None:
+        return _error(err)
+    found = [f"{r.id} = {r.name}" for r in resolved(result)]
     ids = [str(v) for k, v in args.items() if k in ONE_ENTITY_ARGS]
     return " ; ".join(found or ids)
 
@@ -350,11 +346,11 @@ def _ordered_results(calls: list[tuple[str, dict[str, Any], str]]) -> list[tuple
 
         def key(c: tuple[str, dict[str, Any], str]) -> float:
             try:
-                r = json.loads(c[2])
-                cut = float(r["bid"]) < float(r["current_bid"]) - 0.005
-                return -(mean(r.get("gain")) or -1e9) if cut else 1e9
-            except (ValueError, KeyError, TypeError):
+                r = read(RecommendBidOut, c[2])
+            except ToolResultError:
                 return 1e10
+            cut = r.bid < r.current_bid - 0.005
+            return -(mean(r.gain) or -1e9) if cut else 1e9
 
         return sorted(calls, key=key)
     return calls
