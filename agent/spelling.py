@@ -22,8 +22,6 @@ import re
 from collections import Counter
 from functools import lru_cache
 
-from agent.curriculum.phrasings import Section, load_phrasings, patterns
-
 MIN_LEN = 5  # shorter words have too many neighbours one edit away ("rn", "yday", "acos" stay as typed)
 _WORD = re.compile(r"\bb4\b|[A-Za-z]+")
 # common texting shorthand and its words (only those the train phrasings never use are spelled out: `shorthand`)
@@ -52,6 +50,9 @@ _QUOTED = re.compile(r"(\"[^\"]*\"|'[^']*'|“[^”]*”)")
 @lru_cache(maxsize=1)
 def vocabulary() -> Counter[str]:
     """Lower-case words of the train phrasing families, with how often they occur."""
+    # lazy: pulls in yaml and pydantic at import (agent.router imports this module)
+    from agent.curriculum.phrasings import Section, load_phrasings, patterns
+
     counts: Counter[str] = Counter()
     for intent in load_phrasings():
         for section in Section:
