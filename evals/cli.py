@@ -59,6 +59,8 @@ def run(
         return
     # lazy: keeps the CLI's start fast
     from rich.console import Console
+
+    # lazy: keeps the CLI's start fast
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     # lazy: pulls in jsonschema, pydantic_settings at import
@@ -69,6 +71,8 @@ def run(
 
     # lazy: pulls in numpy, scipy at import
     from evals.evaluate import evaluate
+
+    # lazy: pulls in numpy, scipy at import
     from evals.gate import BASELINE_PATH, check, load_baseline
     from evals.gate import update_baseline as record_baseline
     from evals.report import new_run_dir, write_run
@@ -159,6 +163,8 @@ def run(
 def _summary(console: object, result: object) -> None:
     # lazy: keeps the CLI's start fast
     from rich.console import Console
+
+    # lazy: keeps the CLI's start fast
     from rich.table import Table
 
     # lazy: pulls in numpy, scipy at import
@@ -187,6 +193,8 @@ def _summary(console: object, result: object) -> None:
 def _gate_table(console: object, report: object) -> None:
     # lazy: keeps the CLI's start fast
     from rich.console import Console
+
+    # lazy: keeps the CLI's start fast
     from rich.table import Table
 
     # lazy: pulls in numpy, scipy at import
@@ -224,6 +232,8 @@ def list_scenarios(
     """List the scenarios (id, category, splits, tags)."""
     # lazy: keeps the CLI's start fast
     from rich.console import Console
+
+    # lazy: keeps the CLI's start fast
     from rich.table import Table
 
     # lazy: keeps the CLI's start fast

@@ -94,6 +94,8 @@ def _ragas() -> _Ragas:
     """ragas' rule-based ToolCallAccuracy and ToolCallF1 (no judge LLM); imported on first use (~3 CPU-s)."""
     # lazy: ragas is heavy and needed only here
     from ragas.messages import AIMessage, ToolCall
+
+    # lazy: pulls in ragas at import
     from ragas.metrics.collections import ToolCallAccuracy, ToolCallF1
 
     return _Ragas(ToolCallAccuracy(strict_order=True), ToolCallF1(), AIMessage, ToolCall)

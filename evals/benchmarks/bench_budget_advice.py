@@ -48,6 +48,8 @@ from tools.market.data_model import Keyword, KeywordMarket, Status
 from tools.market.estimate import View, fit_market_model, load_history
 from tools.market.store import AdvertiserStore, MarketStore
 from tools.market.truth import TruthStore
+from tools.mcp_server.engines import _widened
+from tools.mcp_server.schemas import Range
 from tools.optimize.budget import CampaignInput, allocate_budget
 
 MIN_GAIN = 1.0  # the expert's threshold (agent/expert.py)
@@ -157,9 +159,6 @@ def _interval(
 ) -> tuple[float, float]:
     """The what-if range of a campaign change (new bids, new budget): 200 random days' 90% range widened by the
     draws' spread, as the what_if tool reports it."""
-    from tools.mcp_server.engines import _widened
-    from tools.mcp_server.schemas import Range
-
     kws = est.by_campaign[cmp]
     margins = np.array([est.margins[k] for k in kws])
     common = dict(new_bids=bids.tolist(), new_budgets=[budget], margin=margins)

@@ -27,9 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 from evals.benchmarks.bench_load import REPO, _pct, _rss_mb, _settings, _stop, start_api
+from server.db import purge
+from tools.market.data_model import WorldConfig
+from tools.market.generate import generate_world_file
 
 
 def _message(turn: int, figures: int) -> str:
@@ -54,8 +58,6 @@ def _mean3(values: list[float], last: bool = False) -> float:
 
 
 async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
-
     headers = {"Authorization": "Bearer bench-adv1", "Accept": "application/json"}
     polls: list[tuple[float, bool]] = []  # (seconds, a turn was in flight)
     rss: list[float] = []
@@ -170,10 +172,6 @@ async def _run(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    from server.db import purge
-    from tools.market.data_model import WorldConfig
-    from tools.market.generate import generate_world_file
-
     out: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average_at_start": round(os.getloadavg()[0], 2),
