@@ -29,11 +29,9 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr
 
-from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts, target_acos
 from agent.backends.hermes import parse_tool_calls, to_openai_messages
 from agent.expert import step, turn_done
 from agent.intents import Goal, Intent, IntentKind, Kpi
-from agent.model.prompt import build_prompt_values, resolve_refs
 from agent.model.text import (
     CALL_OPEN,
     CONFIRM,
@@ -153,6 +151,9 @@ _PERIODS = (
 def period_said(text: str) -> int | None:
     """The one period the user named, in days ("budget ran out yday on anything?" -> 1, "the past three days" -> 3);
     None for none, or several (a comparison of two periods)."""
+    # lazy: pulls in text_to_num at import (through agent.amounts)
+    from agent.amounts import normalize_amounts
+
     flat = normalize_amounts(text)
     said = {days(m) for pattern, days in _PERIODS for m in re.finditer(pattern, flat, re.I)}
     return said.pop() if len(said) == 1 and 1 <= min(said) <= 365 else None
@@ -203,6 +204,9 @@ def _grounded(
     router reads that as at least as likely as setting a budget, else a question back; a what-if takes the previous what-if's change ("the same
     for X") or, with none, becomes a look at the thing's numbers. A number nobody said is never simulated or
     proposed. A proposal's action is its twin's where the router is sure of the twin (_TWIN_ACTIONS)."""
+    # lazy: pulls in text_to_num at import (through agent.amounts)
+    from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts, target_acos
+
     # lazy: pulls in numpy at import
     from agent.guardrails.output import number_leaves
 
@@ -391,6 +395,9 @@ class EmbeddedChatModel(BaseChatModel):
     ) -> tuple[list[int], dict[str, str]]:
         """[CLS] prompt [SEP] (the earlier turn left out when the prompt would not fit), and what each value
         reference in it stands for (reference -> value)."""
+        # lazy: pulls in text_to_num at import (through agent.amounts)
+        from agent.model.prompt import build_prompt_values
+
         self.load()
         cls, sep = self._tok.token_to_id("[CLS]"), self._tok.token_to_id("[SEP]")
         for keep_prev in (True, False):
@@ -456,6 +463,9 @@ class EmbeddedChatModel(BaseChatModel):
     ) -> AIMessage:
         """The decoded output as the graph's message: calls parsed by the shared hermes parser, or an answer with
         spacing and casing back and each value reference replaced by the value it stands for."""
+        # lazy: pulls in text_to_num at import (through agent.amounts)
+        from agent.model.prompt import resolve_refs
+
         if decoded.lstrip().startswith(CALL_OPEN):
             return parse_tool_calls(render_calls(decoded, schemas))
         text = recase(clean_spacing(decoded), _names(thread))
