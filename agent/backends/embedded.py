@@ -536,6 +536,20 @@ class EmbeddedChatModel(BaseChatModel):
             answer=answer,
         )
         message = self.text_message(decoded, thread, values, schemas)
+
+        def must_call(tools: dict[str, dict[str, Any]]) -> tuple[AIMessage, int]:
+            """A second decoding that must call one of `tools` (the message, its tokens)."""
+            again, more = self._decode(
+                prompt,
+                tools,
+                pending=False,
+                temperature=temperature,
+                generator=generator,
+                deadline=deadline,
+                answer=False,
+            )
+            return self.text_message(again, thread, values, tools), more
+
         if (
             probs is not None
             and self.route_tools
@@ -550,17 +564,8 @@ class EmbeddedChatModel(BaseChatModel):
             refused_as = refusal_kind(str(message.content))
             instead = tools_instead_of_refusal(probs, refused_as) if refused_as is not None else None
             if instead and instead <= schemas.keys():  # a refusal of what the router reads as a plain request
-                retry = {n: s for n, s in schemas.items() if n in instead}
-                decoded, more = self._decode(
-                    prompt,
-                    retry,
-                    pending=False,
-                    temperature=temperature,
-                    generator=generator,
-                    deadline=deadline,
-                    answer=False,
-                )
-                message, n_out = self.text_message(decoded, thread, values, retry), n_out + more
+                message, more = must_call({n: s for n, s in schemas.items() if n in instead})
+                n_out += more
         if (
             probs is not None
             and self.route_tools
@@ -575,17 +580,7 @@ class EmbeddedChatModel(BaseChatModel):
             if (
                 tool is not None and tool in schemas
             ):  # the router is sure of another tool: the model's words for it
-                forced = {tool: schemas[tool]}
-                decoded, more = self._decode(
-                    prompt,
-                    forced,
-                    pending=False,
-                    temperature=temperature,
-                    generator=generator,
-                    deadline=deadline,
-                    answer=False,
-                )
-                again = self.text_message(decoded, thread, values, forced)
+                again, more = must_call({tool: schemas[tool]})
                 n_out += more
                 if again.tool_calls:
                     message = again
@@ -597,17 +592,8 @@ class EmbeddedChatModel(BaseChatModel):
             tool = model_next_tool(probs, done)
             # the plan's next call takes the user's words: the model's
             if tool is not None and tool in schemas:
-                forced = {tool: schemas[tool]}
-                decoded, more = self._decode(
-                    prompt,
-                    forced,
-                    pending=False,
-                    temperature=temperature,
-                    generator=generator,
-                    deadline=deadline,
-                    answer=False,
-                )
-                message, n_out = self.text_message(decoded, thread, values, forced), n_out + more
+                message, more = must_call({tool: schemas[tool]})
+                n_out += more
             if not message.tool_calls:
                 planned = next_step(probs, done, scope)
                 if planned is None and "?" not in str(message.content):  # a question back stays the model's
