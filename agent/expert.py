@@ -675,10 +675,11 @@ def _experiment_effect(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
     )
     inc = r.incrementality
     if inc is not None:
-        # (each ROAS is shown as its whole estimate block, as the tool wrote it)
+        i_roas, a_roas = inc.incremental_roas, inc.attributed_roas
         text += (
-            f" Incremental ROAS is {inc.incremental_roas.model_dump()} against an attributed ROAS of "
-            f"{inc.attributed_roas.model_dump()}: part of the attributed sales would have happened anyway."
+            f" Incremental ROAS is {_shown(i_roas.estimate)} ({round(100 * i_roas.level)}% CI "
+            f"{_shown(i_roas.ci_low)} to {_shown(i_roas.ci_high)}) against an attributed ROAS of "
+            f"{_shown(a_roas.estimate)}: part of the attributed sales would have happened anyway."
         )
     return say(text)
 

@@ -276,3 +276,30 @@ def test_a_failure_without_a_type_says_what_the_tool_said():
     assert recover([foreign])["content"] == (
         "kw_0000043 is not in your account, so I can't use it. Could you check the name or id?"
     )
+
+
+async def test_an_ad_holdouts_incremental_roas_is_said_in_figures(tiny_world_path: Path) -> None:
+    """The experiment-effect answer gives each ROAS as its figure and interval, as the tool wrote them (it printed
+    the whole estimate block, "{'estimate': 3.47, 'std_error': ...}")."""
+    from tools.market.store import MarketStore
+
+    with MarketStore.open(tiny_world_path) as store:
+        experiments = [e.id for e in store.scoped(ADV).experiments()]
+    for experiment in experiments:
+        messages = await _run(
+            tiny_world_path, Intent(kind=IntentKind.EXPERIMENT_EFFECT, experiment=experiment)
+        )
+        result = json.loads(messages[-2]["content"])
+        inc = result.get("incrementality")
+        if inc is None:
+            continue
+        answer = messages[-1]["content"]
+        assert "{" not in answer and "estimate" not in answer, answer
+        roas = inc["incremental_roas"]
+        assert (
+            f"Incremental ROAS is {roas['estimate']} (95% CI {roas['ci_low']} to {roas['ci_high']})" in answer
+        )
+        assert f"attributed ROAS of {inc['attributed_roas']['estimate']}" in answer
+        break
+    else:
+        pytest.fail("the tiny world has no ad holdout to read")
