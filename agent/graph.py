@@ -530,14 +530,13 @@ def id_in_its_own_field(ctx: AgentContext, name: str, args: dict[str, Any]) -> d
 _PLACE_WORD = re.compile(r"\b(?:in|into|to|under)\s+", re.I)
 _PLACE_END = re.compile(r"[,.;!?]|\b(?:and|bid|at|with|please|pls|in|into|to|under)\b", re.I)
 _PLACE_TRIM = re.compile(r"^(?:the|my)\s+|\s+(?:ad\s?group|campaign)$", re.I)
-_QUOTE = re.compile(r"\"[^\"]*\"|'[^']*'|“[^”]*”")
 _MATCH_TYPE = re.compile(r"^(?:an?\s+)?(?:exact|phrase|broad)(?:\s+match)?$", re.I)  # "in exact match"
 
 
 def _places(text: str) -> list[str]:
     """The names after "in", "into", "to" or "under", each up to the next punctuation or joining word."""
     out = []
-    for segment in _PLACE_WORD.split(_QUOTE.sub(" ", text))[1:]:
+    for segment in _PLACE_WORD.split(_QUOTED.sub(" ", text))[1:]:
         name = _PLACE_TRIM.sub("", _PLACE_END.split(segment, maxsplit=1)[0].strip()).strip()
         if name and not _MATCH_TYPE.match(name):
             out.append(name)
@@ -703,19 +702,13 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
             )
             events.append(_event("tool_args", "rejected", f"unknown tool {name}"))
             continue
+        if (moved := id_in_its_own_field(ctx, name, args)) is not None:  # as it was, the call can only fail
+            log.info("%s: %s ran as %s", name, args, moved)
+            args = regrown[call_id] = moved
         with tracing.guardrail("tool_args", tool=name) as span:
             check = check_tool_args(
                 name, args, schema=ctx.tool_schemas[name], scope=scope, policy=ctx.config.policy
             )
-            moved = id_in_its_own_field(ctx, name, args) if check.verdict != Verdict.OK else None
-            if moved is not None:  # an ad group's id as keyword_id fails the schema: its own filter may pass
-                recheck = check_tool_args(
-                    name, moved, schema=ctx.tool_schemas[name], scope=scope, policy=ctx.config.policy
-                )
-                if recheck.verdict == Verdict.OK:
-                    log.info("%s: %s ran as %s", name, args, moved)
-                    args = regrown[call_id] = moved
-                    check = recheck
             tracing.verdict(span, "pass" if check.verdict == Verdict.OK else "rejected", check.message)
         if check.verdict != Verdict.OK:
             out.append(_tool_error(call_id, name, check.message))
@@ -746,7 +739,6 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                     other_kind_twin(name, args, parsed)
                     or generic_name_dropped(ctx, name, args, parsed)
                     or term_as_ad_group(name, args, user_text)
-                    or id_in_its_own_field(ctx, name, args)
                 )
                 again = await _retried(ctx, name, again_args) if again_args is not None else None
                 if again is not None and again_args is not None:
