@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.spelling import MIN_LEN, mend, mend_word, vocabulary
 
 
@@ -21,20 +23,6 @@ def test_names_quotes_short_words_and_known_words_stay_as_typed():
     assert mend("bid 1.50 on kw_0000012") == "bid 1.50 on kw_0000012"
 
 
-def test_the_router_reads_a_misspelt_request_as_it_reads_the_mended_one():
-    from agent.configuration import default_model_dir
-    from agent.intents import IntentKind
-    from agent.router import IntentRouter
-
-    model_dir = default_model_dir()
-    assert model_dir is not None
-    router = IntentRouter.load(model_dir)
-    assert router is not None
-    typo, mended = router.predict(["quick sumary pls", "quick summary pls"])
-    assert typo == mended
-    assert max(typo, key=lambda k: typo[k]) == IntentKind.OVERVIEW
-
-
 def test_shorthand_the_router_never_saw_is_spelled_out_and_shorthand_it_learned_stays():
     from agent.spelling import SHORTHAND, _spelled_out
 
@@ -46,7 +34,14 @@ def test_shorthand_the_router_never_saw_is_spelled_out_and_shorthand_it_learned_
     assert mend("wat r my kws pls") == "wat r my kws pls"  # the router learned these from the phrasings
 
 
-def test_the_router_reads_shorthand_as_the_words_it_stands_for():
+@pytest.mark.parametrize(
+    ("typed", "meant", "intent"),
+    [
+        ("quick sumary pls", "quick summary pls", "overview"),  # a typo
+        ("y is acos up", "why is acos up", "kpi_change"),  # shorthand the router never saw
+    ],
+)
+def test_the_router_reads_a_message_as_typed_as_it_reads_the_words_meant(typed, meant, intent):
     from agent.configuration import default_model_dir
     from agent.intents import IntentKind
     from agent.router import IntentRouter
@@ -55,5 +50,6 @@ def test_the_router_reads_shorthand_as_the_words_it_stands_for():
     assert model_dir is not None
     router = IntentRouter.load(model_dir)
     assert router is not None
-    short, spelled = router.predict(["y is acos up", "why is acos up"])
-    assert short == spelled and max(short, key=lambda k: short[k]) == IntentKind.KPI_CHANGE
+    as_typed, as_meant = router.predict([typed, meant])
+    assert as_typed == as_meant
+    assert max(as_typed, key=lambda k: as_typed[k]) == IntentKind(intent)
