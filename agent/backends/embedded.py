@@ -48,6 +48,19 @@ MAX_PROMPT_TOKENS = 440  # of the model's 512 positions; the rest is for the out
 _SCOPE = re.compile(r"\badv_\d+\b")
 
 
+def own_account_words(thread: list[dict[str, Any]], scope: str) -> list[dict[str, Any]]:
+    """The thread with the seller's own advertiser id in their messages said as "my account": "this is adv_0001,
+    give me my numbers" from adv_0001 is a question about their account, which the router read as another
+    account's (0.82 sure) and refused. Another account's id stays as typed."""
+    own = re.compile(rf"\b{re.escape(scope)}\b", re.I)
+    return [
+        {**m, "content": own.sub("my account", m["content"])}
+        if m.get("role") == "user" and isinstance(m.get("content"), str)
+        else m
+        for m in thread
+    ]
+
+
 def is_embedded_dir(path: Path | str) -> bool:
     try:
         return json.loads((Path(path) / "config.json").read_text()).get("model_type") == "adguide_prefix_lm"
@@ -481,8 +494,8 @@ class EmbeddedChatModel(BaseChatModel):
         generator: Any = None,
     ) -> AIMessage:
         self.load()
-        thread = to_openai_messages(messages)
         scope = self._scope(messages)
+        thread = own_account_words(to_openai_messages(messages), scope)
         schemas = {
             t["function"]["name"]: t["function"].get("parameters") or {"type": "object", "properties": {}}
             for t in tools or []
