@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
+from agent.encoder import TunedEncoder
 from agent.expert import REFUSALS as REFUSAL_TEXTS
 from agent.expert import Done, previous_change, step
 from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKind, Kpi, Metric
@@ -89,70 +88,6 @@ class IntentRouter(BaseModel):
         p /= p.sum(axis=1, keepdims=True)
         kinds = [IntentKind(c) for c in self.classes]
         return [dict(zip(kinds, map(float, row), strict=True)) for row in p]
-
-
-class TunedEncoder:
-    """all-MiniLM-L6-v2 with its top layers replaced by fine-tuned ones: mean-pooled, unit-length sentence
-    vectors as sentence-transformers makes them. The bottom layers are the package's own weights, so the model
-    dir ships only the layers that changed."""
-
-    MAX_TOKENS = 64
-
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model, self.tokenizer = model, tokenizer
-        self._lock = threading.Lock()
-
-    @classmethod
-    def base(cls) -> TunedEncoder:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        # lazy: pulls in transformers at import
-        from transformers import AutoModel, AutoTokenizer
-
-        # lazy: pulls in pydantic_settings at import
-        from tools.keywords.embeddings import model_path
-
-        path = model_path()
-        return cls(
-            AutoModel.from_pretrained(path, local_files_only=True).eval(),
-            AutoTokenizer.from_pretrained(path, local_files_only=True),
-        )
-
-    @classmethod
-    def load(cls, path: Path) -> TunedEncoder:
-        # lazy: pulls in safetensors at import
-        from safetensors.torch import load_file
-
-        encoder = cls.base()
-        tuned = load_file(str(path))
-        missing = set(tuned) - set(encoder.model.state_dict())
-        if missing:
-            raise ValueError(f"{path} holds weights the encoder does not have: {sorted(missing)[:3]}")
-        encoder.model.load_state_dict(tuned, strict=False)
-        return encoder
-
-    def forward(self, texts: list[str]) -> Any:
-        """[len(texts), 384] unit vectors, differentiable (training calls it under autograd)."""
-        # lazy: pulls in torch at import
-        import torch
-
-        batch = self.tokenizer(
-            [" ".join(t.split()) for t in texts],
-            padding=True,
-            truncation=True,
-            max_length=self.MAX_TOKENS,
-            return_tensors="pt",
-        )
-        hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=-1)
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        # lazy: pulls in torch at import
-        import torch
-
-        with self._lock, torch.inference_mode():
-            return np.asarray(self.forward(texts).float().numpy(), dtype=np.float32)
 
 
 @functools.cache
@@ -329,6 +264,7 @@ def planned_start(
 # account-level questions: a call the model aims at one thing the message does not name (carried over from an earlier
 # turn: "how did we do yday" after a keyword table was answered with that keyword's numbers) gives way to the plan
 ACCOUNT_PLANS = frozenset({IntentKind.OVERVIEW, IntentKind.BUDGET_CAPPED, IntentKind.KPI_CHANGE})
+_ACCOUNT_TOOLS = frozenset(filter(None, map(first_tool, ACCOUNT_PLANS)))
 _ONE_THING_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "id")
 # words that point back at a thing of an earlier turn ("how did it do yesterday?"): that thing stays the subject
 BACK_REFERENCE = re.compile(
@@ -372,6 +308,30 @@ def account_plan_instead(
     return {**message, "intent": kind.value} if message.get("tool_calls") else None
 
 
+def _no_match(d: Done) -> bool:
+    return d.failure is not None and d.failure.type == "NoMatchError"
+
+
+def account_plan_after_no_match(
+    probs: dict[IntentKind, float],
+    done: Sequence[Done],
+    last_days: int | None,
+    scope: str | None,
+    kpi: Kpi | None = None,
+) -> dict[str, Any] | None:
+    """The expert's first call for the account-level question the router reads likeliest (ACCOUNT_PLANS) where the
+    model took words of the message for a name and the account has nothing by that name ("big picture. spend,
+    sales, acos. go": performance of 'big picture'): the words named no thing, so the question is the account's,
+    not a question back. None where a call did anything else or the plan's own tool already ran."""
+    kind = _likeliest(probs)
+    if kind not in ACCOUNT_PLANS or not done or first_tool(kind) in {d.name for d in done}:
+        return None
+    if not all(map(_no_match, done)):
+        return None
+    message = step(Intent(kind=kind, last_days=last_days, kpi=kpi), [], scope)
+    return {**message, "intent": kind.value} if message.get("tool_calls") else None
+
+
 def next_step(
     probs: dict[IntentKind, float],
     done: Sequence[Done],
@@ -388,6 +348,10 @@ def next_step(
     A plan is carried on only for the router's most likely intent or one at least CONTINUE_SURE likely; once carried
     on (`planning`: this turn holds the plan's own calls), only such a plan goes on, to its end: `plan`, the one
     that started, where it is known. The message names its intent (`intent`)."""
+    if any(d.error is None and d.name in _ACCOUNT_TOOLS for d in done):  # an account plan answers: the words
+        done = [
+            d for d in done if not _no_match(d)
+        ]  # that named nothing were taken for the account (see above)
     if not done:
         return None
     called = {d.name for d in done}

@@ -263,10 +263,7 @@ def finetune(
     router.tuned_layers = layers
     router._encoder = encoder
     # fp16 on disk (half the size; the router reads them back as fp32 and routes the same)
-    prefixes = tuple(f"encoder.layer.{i}." for i in tuned)
-    return {
-        k: v.detach().half().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)
-    }
+    return encoder.tuned_weights(tuned)
 
 
 def accuracy(router: IntentRouter, rows: list[tuple[str, str]]) -> float:
