@@ -141,6 +141,37 @@ async def test_a_failed_call_is_answered_with_the_experts_question_back(world): 
     )  # a change that could not be proposed: the same question back
 
 
+async def test_words_that_name_nothing_in_an_account_question_get_the_account_answer(world):  # noqa: F811
+    """The model looked up words of an account question as a keyword ("big picture"); nothing has that name: where
+    the router reads an account question likeliest, the account's plan answers (not a question back), and after
+    its call the answer is the account's figures; an ambiguous name or another likeliest intent keeps the question."""
+    from agent.router import account_plan_after_no_match
+
+    missed = await _turn(
+        world, [("performance", {"level": "keyword", "keyword_id": "zzqx the whole picture"})]
+    )
+    overview = {K.OVERVIEW: 0.44, K.KPI_CHANGE: 0.1, K.ENTITY_PERFORMANCE: 0.3}
+    planned = account_plan_after_no_match(overview, turn_done(missed), None, "adv_0001")
+    assert planned is not None and planned["intent"] == "overview"
+    assert [c["function"]["name"] for c in planned["tool_calls"]] == ["account_overview"]
+    answered = await _more(world, missed, planned)
+    text = written_answer(overview, turn_done(answered), "adv_0001")
+    assert text and "zzqx" not in text and "ACoS" in text
+    assert (
+        account_plan_after_no_match(
+            {K.ENTITY_PERFORMANCE: 0.6, K.OVERVIEW: 0.3}, turn_done(missed), None, "adv_0001"
+        )
+        is None
+    )
+    assert (
+        account_plan_after_no_match(overview, turn_done(answered), None, "adv_0001") is None
+    )  # its tool ran
+    other = await _turn(world, [("what_if", {"change": "bid", "id": "kw_9999999", "value": 1.5})])
+    assert (
+        account_plan_after_no_match(overview, turn_done(other), None, "adv_0001") is None
+    )  # not a name miss
+
+
 async def _more(path: Path, thread: list[dict], message: dict) -> list[dict]:
     """`thread` with the planned message and its calls' results appended."""
     thread = [*thread, message]

@@ -528,6 +528,16 @@ class EmbeddedChatModel(BaseChatModel):
             narrowed = first_step_tools(probs)
             if narrowed and narrowed <= schemas.keys():
                 schemas, answer = {n: s for n, s in schemas.items() if n in narrowed}, False
+        if probs is not None and self.write_answers and thread and thread[-1].get("role") == "tool":
+            # lazy: pulls in numpy, rapidfuzz at import
+            from agent.router import account_plan_after_no_match, last_user_text
+
+            text = last_user_text(thread) or ""
+            account = account_plan_after_no_match(
+                probs, turn_done(thread), period_said(text), scope, kpi_said(text)
+            )
+            if account is not None:  # the words the model looked up name nothing: the account's question
+                return _plan_message(account, len(prompt))
         if (
             probs is not None
             and self.write_answers
