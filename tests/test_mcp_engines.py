@@ -156,16 +156,20 @@ async def test_budget_allocation_respects_the_total(tiny_world_path):
 
 
 async def test_budget_moves_are_bounded_by_the_market_models_uncertainty(tiny_world_path):
-    """Each campaign's best budget on its own comes with its gain's 90% range over the model's draws; a move
-    whose range includes a loss is never the one offered: doing nothing is, and the result says so."""
+    """Each campaign's best budget on its own is weighed over the model's draws: the one offered gains on
+    average over them (its expected gain, with its 90% range and the share of draws in which it loses), and
+    where no move does, doing nothing is offered and the result says so."""
     async with connect_in_memory(tiny_world_path, ADV, cache=ToolCache(enabled=False)) as session:
         out = await call(session, "allocate_budget", {"days": 14})
     assert "market estimated from" in out["market"]
     for c in out["campaigns"]:
-        assert c["best_gain_low"] is not None and c["best_gain_low"] <= c["best_gain"] + 1e-6
-        assert c["best_gain_low"] >= 0.0  # never a move that risks a loss
+        assert c["best_gain_low"] is not None and c["best_gain_high"] is not None
+        assert c["best_gain_low"] <= c["best_gain"] + 1e-6 and c["best_gain"] >= 0.0
+        assert 0.0 <= c["loss_probability"] <= 1.0
+        assert (c["loss_probability"] > 0) == (
+            c["best_gain_low"] < 0
+        )  # a 90% range below zero: some draws lose
         assert c["point_best_budget"] is not None
-        assert c["point_best_gain"] >= c["best_gain"] - 0.01 * abs(c["best_gain"]) - 1e-6
         if c["held_for_uncertainty"]:
             assert c["best_budget"] == pytest.approx(c["current_budget"]) and c["best_gain"] == 0.0
             assert any(line.startswith(c["campaign_id"] + ":") for line in out["binding"])
@@ -252,8 +256,9 @@ async def test_recommend_bid_respects_the_campaign_budget_cap(tiny_world_path):
     """On a budget-capped campaign a keyword's best bid alone (no cap) takes budget from its campaign's other
     keywords; recommend_bid searches inside the campaign, so following it earns what the evals' judge's
     in-campaign grid search finds, and its `gain` is the campaign's change as the judge measures it."""
-    from evals.outcomes import Change, _best_bid, change_gain, load_account
+    from evals.outcomes import Change, _best_bid, account_on, change_gain, load_account
     from tools.auction.landscape import optimal_bid
+    from tools.market.estimate import fit_market_model
 
     worst = None
     for adv in ("adv_0001", "adv_0002", "adv_0003"):
@@ -275,9 +280,18 @@ async def test_recommend_bid_respects_the_campaign_budget_cap(tiny_world_path):
     assert shortfall > 0.2 * best_gain > 0, "the world has a keyword whose cap-blind best bid loses a lot"
     async with connect_in_memory(tiny_world_path, adv, cache=ToolCache(enabled=False)) as session:
         rec = await call(session, "recommend_bid", {"keyword_id": kw})
-    gain = change_gain(acct, Change(action="set_bid", entity=kw, value=round(rec["bid"], 2)))
+    change = Change(action="set_bid", entity=kw, value=round(rec["bid"], 2))
+    gain = change_gain(acct, change)
     assert gain is not None and gain >= 0.95 * best_gain
     assert rec["gain"]["low"] <= rec["gain"]["mean"] <= rec["gain"]["high"]
-    assert rec["gain"]["mean"] == pytest.approx(
-        gain, rel=0.15
-    )  # Monte Carlo mean vs the judge's expected value
+    # the gain said is the campaign's change on the tool's market model as the judge measures a change (its
+    # Monte Carlo mean vs the expected value); how far the model is from the truth is bench_advice's to say
+    with MarketStore.open(tiny_world_path) as store:
+        scoped = store.scoped(adv)
+        model = fit_market_model(scoped)
+        on_model = account_on(
+            scoped,
+            {m.keyword_id: m for m in model.for_keywords(scoped.keywords(), scoped.negatives())},
+            acct.days,
+        )
+    assert rec["gain"]["mean"] == pytest.approx(change_gain(on_model, change), rel=0.15)

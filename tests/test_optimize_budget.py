@@ -12,6 +12,7 @@ from tools.auction.simulate import market_arrays, simulate_days
 from tools.errors import InvalidInputError
 from tools.market.data_model import KeywordMarket
 from tools.optimize.budget import CampaignInput, CampaignLimit, Objective, allocate_budget
+from tools.optimize.models import Decision
 
 DAYS = list(range(120, 134))
 
@@ -201,10 +202,10 @@ def test_draws_that_agree_with_the_point_estimate_change_nothing() -> None:
         assert not b.held_for_uncertainty
 
 
-def test_a_move_whose_range_includes_a_loss_is_held_back() -> None:
+def test_a_move_whose_range_includes_a_loss_is_held_back_by_the_safe_decision() -> None:
     """Where a quarter of the model's draws say the ads' sales would have happened anyway, raising a capped
-    campaign loses money in those draws: its 90% range includes a loss, so the tool keeps today's budget
-    (doing nothing) rather than the point estimate's raise, and says so."""
+    campaign loses money in those draws: its 90% range includes a loss, so the safe decision keeps today's
+    budget (doing nothing) rather than the point estimate's raise, and says so."""
     camps = campaigns()
     total = sum(c.current_budget or 0.0 for c in camps)
     point = allocate_budget(camps, total, DAYS)
@@ -213,7 +214,7 @@ def test_a_move_whose_range_includes_a_loss_is_held_back() -> None:
     ]
     assert raised, "the fixture has a capped campaign whose raise pays on the point estimate"
     draws = _draws_with(camps, 9) + _draws_with(camps, 3, cannibalization=1.0)
-    robust = allocate_budget(camps, total, DAYS, draws=draws)
+    robust = allocate_budget(camps, total, DAYS, draws=draws, decision=Decision.SAFE)
     for c in robust.campaigns:
         p = next(x for x in point.campaigns if x.campaign_id == c.campaign_id)
         assert c.point_best_budget == pytest.approx(p.best_budget)
@@ -228,6 +229,44 @@ def test_a_move_whose_range_includes_a_loss_is_held_back() -> None:
         )
     # the reallocation of the total itself is unchanged (the draws only bound the moves proposed alone)
     assert [c.budget for c in robust.campaigns] == pytest.approx([c.budget for c in point.campaigns])
+
+
+def test_the_expected_gain_decision_weighs_the_draws_gains_and_losses() -> None:
+    """The default decision takes each campaign's budget with the most gain on average over the draws: where
+    a quarter of them say the ads' sales would have happened anyway, a raise that pays in the other three
+    quarters is still proposed (at the budget that gains most on average, its loss probability said), and
+    where three quarters say so, no raise gains on average (today's budget is kept, or cut)."""
+    camps = campaigns()
+    total = sum(c.current_budget or 0.0 for c in camps)
+    point = allocate_budget(camps, total, DAYS)
+    raised = {
+        c.campaign_id
+        for c in point.campaigns
+        if (c.best_gain or 0.0) > 1.0 and c.best_budget > (c.current_budget or 0.0)
+    }
+    assert raised
+    mostly_sure = allocate_budget(
+        camps, total, DAYS, draws=_draws_with(camps, 9) + _draws_with(camps, 3, cannibalization=1.0)
+    )
+    for c in mostly_sure.campaigns:
+        if c.campaign_id not in raised:
+            continue
+        assert not c.held_for_uncertainty and c.best_budget > (c.current_budget or 0.0)
+        assert c.loss_probability == pytest.approx(0.25)
+        # the mean over the draws: 3/4 of the move's gain on the point estimate, less 1/4 of its cost
+        assert c.best_gain is not None and 0.0 < c.best_gain < (c.point_best_gain or 0.0)
+        assert c.best_gain_low is not None and c.best_gain_low < 0.0  # its range includes the loss, said
+    mostly_lost = allocate_budget(
+        camps, total, DAYS, draws=_draws_with(camps, 3) + _draws_with(camps, 9, cannibalization=1.0)
+    )
+    for c in mostly_lost.campaigns:
+        if c.campaign_id in raised:
+            # no raise gains on average: today's budget, or a cut that saves what the ads mostly waste
+            assert c.best_budget <= (c.current_budget or 0.0) + 1e-9
+            assert c.loss_probability is not None and c.loss_probability <= 0.25 + 1e-9
+            assert any(
+                line.startswith(f"{c.campaign_id}:") and "on average" in line for line in mostly_lost.binding
+            )
 
 
 def test_draws_must_match_the_campaigns() -> None:

@@ -12,10 +12,12 @@ the advice loses nothing). Rows:
 - doing nothing;
 - the sellers' budget rule: the campaign that ran out of budget on most of the last 30 days, among those
   whose ACoS is under the target (the advertiser's, else 0.30), gets 25% more;
-- before: the estimator of git revision --before (default HEAD) and the point estimate's best move;
-- before's estimator with the optimizer's uncertainty rule (the posterior draws bound each move; a move whose
-  90% range includes a loss is held back): the rule alone, on the old draws;
-- after: this tree's estimator and the rule (what the allocate_budget tool now does).
+- before: the estimator of git revision --before (default HEAD) and its point estimate's best move;
+- before's estimator with the optimizer's safe decision on its draws (a move whose 90% range over the
+  posterior draws includes a loss is held back; what allocate_budget did before #16's second pass), and with
+  the expected-gain decision (each campaign's budget with the most gain on average over the draws);
+- this tree's estimator: its point estimate, the safe decision on its draws, and the expected-gain decision
+  (`after`: what the allocate_budget tool now does).
 
 Coverage: the 90% interval of a campaign's what-if gain (the simulator's day-to-day range widened by the
 model's draws, as what_if reports it) against one random 14-day draw of the true market, for every live
@@ -51,8 +53,19 @@ from tools.market.truth import TruthStore
 from tools.mcp_server.engines import _widened
 from tools.mcp_server.schemas import Range
 from tools.optimize.budget import CampaignInput, allocate_budget
+from tools.optimize.models import Decision
 
 MIN_GAIN = 1.0  # the expert's threshold (agent/expert.py)
+# the advisors compared: the estimator of --before and this tree's, each by its point estimate alone and with
+# the optimizer's two decisions on its posterior draws (tools/optimize/budget.py)
+PICKS = (
+    "before",
+    "rule_on_old_draws",
+    "expected_on_old_draws",
+    "new_point",
+    "safe_on_new_draws",
+    "after",
+)
 DEFAULT_TARGET_ACOS = 0.30
 RULE_RAISE = 1.25
 RULE_DAYS = 30
@@ -92,7 +105,10 @@ def _draw_markets(
 
 
 def budget_advice(
-    est: Account, draws: list[dict[str, KeywordMarket]] | None, days: np.ndarray
+    est: Account,
+    draws: list[dict[str, KeywordMarket]] | None,
+    days: np.ndarray,
+    decision: Decision = Decision.EXPECTED_GAIN,
 ) -> tuple[Change | None, float]:
     """The expert's budget plan on the optimizer's result: the campaign move with the most gain (and that gain)."""
     cids = _live_campaigns(est)
@@ -115,7 +131,7 @@ def budget_advice(
             if all(k in d for c in cids for k in est.by_campaign[c])
         ]
     total = sum(c.current_budget or 0.0 for c in inputs)
-    alloc = allocate_budget(inputs, total, days, seed=0, draws=per_draw)
+    alloc = allocate_budget(inputs, total, days, seed=0, draws=per_draw, decision=decision)
     moves = [
         c
         for c in alloc.campaigns
@@ -226,9 +242,17 @@ def evaluate_world(path: Path, n_adv: int, old: ModuleType, view: View, bids: bo
             old_draws = _draw_markets(old_model, adv, keywords)
             best_gain, best_change = oracle(truth, OracleKind.BEST_SINGLE_BUDGET)
             row: dict[str, Any] = {"advertiser": aid, "oracle": best_gain, "oracle_change": str(best_change)}
+            old_est = account_on(
+                adv,
+                {m.keyword_id: m for m in old_model.for_keywords(list(keywords.values()), adv.negatives())},
+                days,
+            )
             picks = {
-                "before": budget_advice(est, None, days),
-                "rule_on_old_draws": budget_advice(est, old_draws, days),
+                "before": budget_advice(old_est, None, days),
+                "rule_on_old_draws": budget_advice(old_est, old_draws, days, Decision.SAFE),
+                "expected_on_old_draws": budget_advice(old_est, old_draws, days),
+                "new_point": budget_advice(est, None, days),
+                "safe_on_new_draws": budget_advice(est, new_draws, days, Decision.SAFE),
                 "after": budget_advice(est, new_draws, days),
             }
             rule = rule_advice(adv, truth)
@@ -245,8 +269,8 @@ def evaluate_world(path: Path, n_adv: int, old: ModuleType, view: View, bids: bo
                 for mult in (0.5, 1.5):
                     budget = truth.campaigns[c].daily_budget * mult
                     realized = _realized_budget(truth, c, budget, seed=stable_seed(aid, c, mult))
-                    for tag, draws in (("old", old_draws), ("new", new_draws)):
-                        lo, hi = _interval(est, draws, c, est.bids(c), budget)
+                    for tag, point, draws in (("old", old_est, old_draws), ("new", est, new_draws)):
+                        lo, hi = _interval(point, draws, c, point.bids(c), budget)
                         cover[f"budget_{tag}"].append(lo <= realized <= hi)
             if not bids:
                 continue
@@ -272,7 +296,7 @@ def summarize(rows: list[dict[str, Any]], cover: dict[str, list[bool]]) -> dict[
     oracle_gain = np.array([r["oracle"] for r in rows])
     out: dict[str, Any] = {"advertisers": len(rows), "oracle_gain_sum": float(oracle_gain.sum())}
     fr: dict[str, np.ndarray] = {}
-    for name in ("doing_nothing", "acos_rule", "before", "rule_on_old_draws", "after"):
+    for name in ("doing_nothing", "acos_rule", *PICKS):
         g = np.zeros(len(rows)) if name == "doing_nothing" else np.array([r[name]["gain"] for r in rows])
         fr[name] = np.array([fraction(x, o) for x, o in zip(g, oracle_gain, strict=True)])
         out[name] = {
@@ -282,7 +306,12 @@ def summarize(rows: list[dict[str, Any]], cover: dict[str, list[bool]]) -> dict[
             "losing_moves": int((g < -EPS).sum()),
             "moves": int(sum(r[name]["change"] != "None" for r in rows)) if name != "doing_nothing" else 0,
         }
-    for a, b in (("after", "before"), ("after", "acos_rule"), ("after", "doing_nothing")):
+    for a, b in (
+        ("after", "before"),
+        ("after", "rule_on_old_draws"),
+        ("after", "acos_rule"),
+        ("after", "doing_nothing"),
+    ):
         d = fr[a] - fr[b]
         out[f"{a}_minus_{b}"] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(d.size))}
     out["coverage_90"] = {k: (float(np.mean(v)), len(v)) for k, v in cover.items() if v}

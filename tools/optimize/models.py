@@ -16,6 +16,13 @@ class Objective(StrEnum):
     INCREMENTAL_SALES = "incremental_sales"
 
 
+class Decision(StrEnum):
+    """How the market model's posterior draws pick each campaign's budget move on its own."""
+
+    EXPECTED_GAIN = "expected_gain"  # the budget with the most gain on average over the draws
+    SAFE = "safe"  # the best point-estimate budget whose gain stays >= 0 in 95% of the draws
+
+
 class CampaignLimit(StrEnum):
     SATURATED = "saturated"
     MAX_BUDGET = "max_budget"
@@ -41,7 +48,8 @@ class CampaignAllocation(BaseModel):
         "(at most its saturation or max_budget)"
     )
     best_gain: float | None = Field(
-        description="objective over the planning days at best_budget minus at current_budget"
+        description="objective over the planning days at best_budget minus at current_budget (with the market "
+        "model's draws: its mean over them under the expected_gain decision, the point estimate's under safe)"
     )
     best_gain_low: float | None = Field(
         None,
@@ -51,12 +59,16 @@ class CampaignAllocation(BaseModel):
     point_best_budget: float | None = Field(
         None,
         description="the budget the model's point estimate alone would pick; differs from best_budget where "
-        "that move's 90% range includes a loss",
+        "that move does not hold up over the market model's draws",
     )
     point_best_gain: float | None = Field(None, description="its gain on the point estimate")
+    loss_probability: float | None = Field(
+        None, description="share of the market model's draws in which best_budget loses against today's"
+    )
     held_for_uncertainty: bool = Field(
         False,
-        description="true where every budget move's 90% range includes a loss: best_budget is then today's "
+        description="true where the point estimate's move does not hold up over the draws (expected_gain: no "
+        "move gains on average; safe: every move's 90% range includes a loss): best_budget is then today's "
         "budget (doing nothing) and best_gain 0",
     )
 
