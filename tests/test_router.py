@@ -739,9 +739,17 @@ def test_a_report_covers_the_one_period_the_user_named():
         call = {"name": "account_overview", "args": args, "id": "m1"}
         out = _grounded(AIMessage(content="", tool_calls=[call]), thread, "adv_0001")
         assert out.tool_calls[0]["args"] == want
+    asked = [{"role": "user", "content": "what if kw_0000001 bid 1.5 since yday's spend was low"}]
     what_if = {"name": "what_if", "args": {"change": "bid", "id": "kw_0000001", "value": 1.5}, "id": "m2"}
-    out = _grounded(AIMessage(content="", tool_calls=[what_if]), thread, "adv_0001")
-    assert "last_days" not in out.tool_calls[0]["args"]  # a tool without a period
+    out = _grounded(AIMessage(content="", tool_calls=[what_if]), asked, "adv_0001")
+    # a what-if has no period
+    assert out.tool_calls[0]["name"] == "what_if" and "last_days" not in out.tool_calls[0]["args"]
+    # the period's number taken for a bid ("worth the money the last 3 days" -> what_if at 3): the report of the
+    # thing that stands in for it covers the period
+    worth = [{"role": "user", "content": "has kw_0000001 been worth the money the last 3 days"}]
+    what_if = {"name": "what_if", "args": {"change": "bid", "id": "kw_0000001", "value": 3}, "id": "m3"}
+    out = _grounded(AIMessage(content="", tool_calls=[what_if]), worth, "adv_0001")
+    assert out.tool_calls[0]["name"] == "performance" and out.tool_calls[0]["args"]["last_days"] == 3
 
 
 def test_an_account_question_is_not_answered_with_a_thing_from_an_earlier_turn():

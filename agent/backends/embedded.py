@@ -249,9 +249,6 @@ def _grounded(
         chosen = plan_choice(probs, turn_done(thread), name) if probs and name == "propose_change" else None
         if chosen and chosen.get("action") == made.get("action"):  # which campaign: the plan's, from results
             made["id"] = chosen["id"]
-        days = period_said(last_user_text(thread) or "") if name in _PERIOD_TOOLS else None
-        if days is not None and "start" not in made and "end" not in made:  # the period the user named
-            made["last_days"] = days
         sort = metric_said(last_user_text(thread) or "") if "sort" in made else None
         if sort is not None:  # the report sorted by what the user asked about (the model sorted by ACoS)
             made["sort"] = sort
@@ -273,6 +270,9 @@ def _grounded(
                         "keyword_id" if bid else "campaign_id": c["args"].get("id"),
                     },
                 )
+        days = period_said(last_user_text(thread) or "") if name in _PERIOD_TOOLS else None
+        if args is not None and days is not None and "start" not in args and "end" not in args:
+            args["last_days"] = days  # the period the user named (also where a what-if became a report of it)
         if args is None and c["args"].get("action") == "set_bid":
             target = target_acos(normalize_amounts(last_user_text(thread) or ""))
             planned = step(
