@@ -283,3 +283,25 @@ def test_the_draws_move_the_market_as_far_as_its_history_moved(world: Path) -> N
         point = sum(m.base_volume for m in model.markets.values())
         spread = np.abs(np.log(total / point))
         assert np.quantile(spread, 0.9) <= np.abs(steady[:, 0]).max() + 0.15
+
+
+def test_the_cannibalization_prior_is_refit_from_campaign_fits_alone() -> None:
+    """fit_cannibalization_prior reads only campaign fits and their standard errors (no truth): on fits drawn
+    around a known line, with standard errors that understate their scatter by 1.5x, it finds the line, the
+    understatement and a small spread; the estimator's shipped prior rises with organic orders per search."""
+    from tools.market.estimate import CampaignEvidence, cannibalization_prior, fit_cannibalization_prior
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-7.0, -2.5, 2000)
+    se = rng.uniform(0.1, 1.0, 2000)
+    fits = 0.9 + 0.12 * x + rng.normal(0, 0.05, 2000) + rng.normal(0, 1.5 * se)
+    prior = fit_cannibalization_prior(
+        [CampaignEvidence(f, s, v) for f, s, v in zip(fits, se, x, strict=True)]
+    )
+    line = np.asarray(prior["line"])
+    at = np.array([[1.0, -6.0], [1.0, -3.0]])  # the line where the fits lie (its intercept is far off, at x=0)
+    assert at @ line == pytest.approx(at @ [0.9, 0.12], abs=0.05)
+    assert prior["se_scale"] == pytest.approx(1.5, abs=0.15)
+    assert isinstance(prior["spread"], float) and prior["spread"] < 0.15
+    brand, generic = cannibalization_prior(-2.8), cannibalization_prior(-5.5)  # organic orders per search
+    assert brand[0] > generic[0] + 0.2 and 0.0 < generic[1] < 0.15

@@ -28,7 +28,9 @@ Neither view holds the shoppers' true response; each piece is estimated:
 - incrementality: the organic sales a keyword reports fall when its ads take buyers who would have bought
   anyway, so per keyword-day `organic = aov x (organic_rate x searches - cannibalization x ad orders)`;
   the regression on searches and ad orders identifies both (ad orders move with bids, budget caps and
-  chance, not with organic demand), shrunk toward the campaign's pooled fit (empirical Bayes).
+  chance, not with organic demand), shrunk toward the campaign's pooled fit (empirical Bayes), which is
+  itself combined with a marketplace prior that follows the campaign's organic orders per search (a line
+  fit to many accounts' campaign fits: `fit_cannibalization_prior`).
 - search terms: their shares and relevance from the search-term report (for negative-keyword what-ifs).
 
 Uncertainty: `draws` are markets sampled from each piece's posterior; what-if intervals add their spread
@@ -100,7 +102,7 @@ CANNIBALIZATION_PRIOR, CANNIBALIZATION_PRIOR_SD = 0.3, 0.15
 # happened anyway. The line, its covariance, the campaigns' spread around it and how far the campaign fits'
 # own standard errors understate their scatter were fit by marginal likelihood to the campaign fits of 120
 # accounts' histories (world seeds 101-103, no truth read: fit_cannibalization_prior, rerun by
-# `python -m evals.benchmarks.bench_incrementality`); the spread is the root mean square over its profile
+# `python -m evals.benchmarks.bench_budget_incrementality`); the spread is the root mean square over its profile
 # likelihood (its maximum is 0, which would make the prior certain).
 PRIOR_LINE = np.array([0.947, 0.126])  # cannibalization = a + b x log(organic orders per search)
 PRIOR_LINE_COV = np.array([[0.0407, 0.00766], [0.00766, 0.00149]])
@@ -634,18 +636,23 @@ def fit_response(h: History, rivals: Rivals) -> Response:
     # conversion rate: Beta-binomial, pooled toward the campaign
     clicks = np.nansum(h.clicks, axis=1)
     orders = np.nansum(h.orders, axis=1)
-    sales = np.nansum(h.sales, axis=1)
     raw_cvr = np.where(clicks > 0, orders / np.maximum(clicks, 1), 0.0)
     prior_cvr = np.clip(_pooled(raw_cvr, clicks, h.campaign_of), 0.005, 0.9)
     cvr_a = CVR_PRIOR_CLICKS * prior_cvr + orders
     cvr_b = CVR_PRIOR_CLICKS * (1 - prior_cvr) + clicks - orders
-    # order value: shrunk toward the campaign's, which starts from the products' prices
+    aov, aov_se = order_values(h)
+    cann, cann_se, organic, shared = _incrementality(h, aov)
+    return Response(ctr, ctr_clicks, decay_prob, cvr_a, cvr_b, aov, aov_se, cann, cann_se, organic, shared)
+
+
+def order_values(h: History) -> tuple[np.ndarray, np.ndarray]:
+    """Each keyword's order value and its standard error: shrunk toward the campaign's, which starts from the
+    products' prices."""
+    orders, sales = np.nansum(h.orders, axis=1), np.nansum(h.sales, axis=1)
     raw_aov = np.where(orders > 0, sales / np.maximum(orders, 1), h.product_price)
     prior_aov = _pooled(raw_aov, orders, h.campaign_of)
     aov = (sales + AOV_PRIOR_ORDERS * prior_aov) / (orders + AOV_PRIOR_ORDERS)
-    aov_se = 0.15 * aov / np.sqrt(orders + AOV_PRIOR_ORDERS)
-    cann, cann_se, organic, shared = _incrementality(h, aov)
-    return Response(ctr, ctr_clicks, decay_prob, cvr_a, cvr_b, aov, aov_se, cann, cann_se, organic, shared)
+    return aov, 0.15 * aov / np.sqrt(orders + AOV_PRIOR_ORDERS)
 
 
 def _jensen_ratio(h: History, rivals: Rivals) -> np.ndarray:
@@ -788,6 +795,71 @@ def cannibalization_prior(log_organic_per_search: float) -> tuple[float, float]:
     x = np.array([1.0, log_organic_per_search])
     mean = float(np.clip(x @ PRIOR_LINE, 0.0, 1.0))
     return mean, float(math.sqrt(x @ PRIOR_LINE_COV @ x + PRIOR_SPREAD**2))
+
+
+@dataclass
+class CampaignEvidence:
+    """What one campaign's history says about its cannibalization: its pooled fit (nan where the history
+    cannot fit one) with the fit's own standard error, and the prior's covariate."""
+
+    estimate: float
+    se: float
+    log_organic_per_search: float
+
+
+def campaign_evidence(h: History) -> dict[str, CampaignEvidence]:
+    """Every campaign's evidence (where organic sales are reported), as _incrementality reads it."""
+    aov, _ = order_values(h)
+    s = h.searches
+    rows: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for k in range(len(h.keywords)):
+        ok = (
+            np.isfinite(s[k])
+            & np.isfinite(h.organic[k])
+            & np.isfinite(h.orders[k])
+            & (np.nan_to_num(h.bid[k]) > 0)
+        )
+        if ok.sum() >= 10:
+            x = np.column_stack([s[k, ok], -_expected_ad_orders(h, k, ok)])
+            rows[h.campaign_of[k]].append((x, h.organic[k, ok] / aov[k]))
+    out = {}
+    for c, log_rate in campaign_organic_per_search(h, aov).items():
+        fit, se = _campaign_fit(rows[c]) if rows.get(c) else (None, math.inf)
+        out[c] = CampaignEvidence(math.nan if fit is None else fit, se, log_rate)
+    return out
+
+
+def fit_cannibalization_prior(evidence: list[CampaignEvidence]) -> dict[str, object]:
+    """The marketplace prior from many accounts' campaign fits (no truth): fit ~ N(a + b x, (k se)^2 + s^2),
+    with the line (a, b) weighted least squares, and the scale k of the fits' standard errors and the spread s
+    of campaigns around the line by their profile likelihood (restricted: the line's own uncertainty counted).
+    Returns the line, its covariance, k (the likelihood's mean) and s (the root mean square over it)."""
+    ev = [e for e in evidence if math.isfinite(e.estimate) and math.isfinite(e.se)]
+    x = np.array([[1.0, e.log_organic_per_search] for e in ev])
+    y, se = np.array([e.estimate for e in ev]), np.array([e.se for e in ev])
+    scales, spreads = np.linspace(1.0, 2.5, 61), np.linspace(0.0, 0.4, 161)
+
+    def line(k: float, spread: float) -> tuple[np.ndarray, np.ndarray, float]:
+        w = 1 / ((k * se) ** 2 + spread**2)
+        a = (x.T * w) @ x
+        beta = np.linalg.solve(a, (x.T * w) @ y)
+        r = y - x @ beta
+        nll = 0.5 * float(-np.log(w).sum() + (r**2 * w).sum() + np.linalg.slogdet(a)[1])
+        return beta, np.linalg.inv(a), nll
+
+    nll = np.array([[line(k, t)[2] for t in spreads] for k in scales])
+    post = np.exp(-(nll - nll.min()))
+    post /= post.sum()
+    k = float(post.sum(axis=1) @ scales)
+    spread = float(math.sqrt(post.sum(axis=0) @ spreads**2))
+    beta, cov, _ = line(k, spread)
+    return {
+        "line": beta.tolist(),
+        "line_cov": cov.tolist(),
+        "se_scale": k,
+        "spread": spread,
+        "campaigns": len(ev),
+    }
 
 
 def _wls(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
