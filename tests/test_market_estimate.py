@@ -299,7 +299,8 @@ def test_the_cannibalization_prior_is_refit_from_campaign_fits_alone() -> None:
         [CampaignEvidence(f, s, v) for f, s, v in zip(fits, se, x, strict=True)]
     )
     line = np.asarray(prior["line"])
-    at = np.array([[1.0, -6.0], [1.0, -3.0]])  # the line where the fits lie (its intercept is far off, at x=0)
+    # the line where the fits lie (its intercept, at x = 0, is far from them)
+    at = np.array([[1.0, -6.0], [1.0, -3.0]])
     assert at @ line == pytest.approx(at @ [0.9, 0.12], abs=0.05)
     assert prior["se_scale"] == pytest.approx(1.5, abs=0.15)
     assert isinstance(prior["spread"], float) and prior["spread"] < 0.15
