@@ -83,6 +83,23 @@ def target_acos(text: str) -> float | None:
     return float(m.group(1) or m.group(2)) / 100 if m else None
 
 
+_TARGET_ROAS = re.compile(
+    r"\broas\s+(?:(?:of|at|to|around|near|target|above|over|min|keep\w*|>=?|at least)\s+)*(\d+(?:\.\d+)?)(?![\d.]|\s*(?:days?|weeks?|months?)\b)\s*(x|%)?"
+    r"|\b(\d+(?:\.\d+)?)\s*(x|%)?\s+(?:target\s+)?roas\b",
+    re.I,
+)
+
+
+def target_roas(text: str) -> float | None:
+    """A ROAS target in an already normalized message ("target roas 5", "roas of 4x", "a 400% roas") as a multiple."""
+    m = _TARGET_ROAS.search(text)
+    if m is None:
+        return None
+    value, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    roas = float(value) / 100 if unit == "%" else float(value)
+    return roas if roas > 0 else None
+
+
 def relative_change(text: str, sign: float = 1.0) -> float | None:
     """A change by a fraction in an already normalized message: "double" 1.0, "halve" -0.5, "cut it by 20%" -0.2
     (`sign` where the words do not say which way)."""

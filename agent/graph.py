@@ -469,6 +469,19 @@ def with_quoted_names(args: dict[str, Any], user_text: str) -> dict[str, Any]:
     return out
 
 
+def the_one_quoted_name(value: str, user_text: str) -> str | None:
+    """The one name the user put in quotes (with the match type written after it), where the model named something
+    outside it: "'pull up bar for women' (phrase) bid, target roas five" looked up 'roas'. None where the user
+    quoted no name or several, or the value is inside the quote (quoted_name grows that one)."""
+    quoted = {(m.group(1).strip(), (m.group(2) or "").lower()) for m in _QUOTED.finditer(user_text)}
+    if len(quoted) != 1:
+        return None
+    name, match = quoted.pop()
+    if value.strip().lower() in name.lower():
+        return None
+    return f"{name} {match}" if match else name
+
+
 def _quoted_term(text: str, user_text: str) -> str:
     whole = {name for name, _ in _quoted_holding(text, user_text)}
     return whole.pop() if len(whole) == 1 else text
@@ -645,13 +658,17 @@ async def _with_the_users_longer_name(
     ctx: AgentContext, name: str, args: dict[str, Any], parsed: Raw, user_text: str
 ) -> tuple[dict[str, Any], str] | None:
     """A name argument the tools found ambiguous or unknown, tried again as the user's own longer phrase
-    ("boho" -> "boho storage bins"): the first that resolves is kept (args, result text); None if none does."""
+    ("boho" -> "boho storage bins"), and an unknown one last as the one name the user quoted (the_one_quoted_name):
+    the first that resolves is kept (args, result text); None if none does."""
     error = failure(parsed)
     field = error.field if error is not None and error.type in _NAME_ERRORS else None
     value = args.get(field) if isinstance(field, str) else None
     if not isinstance(field, str) or not isinstance(value, str):
         return None
-    for longer in longer_names(value, user_text):
+    quoted = (
+        the_one_quoted_name(value, user_text) if error is not None and error.type == "NoMatchError" else None
+    )
+    for longer in [*longer_names(value, user_text), *filter(None, [quoted])]:
         retry = {**args, field: longer}
         try:
             text = await run_tool(ctx, name, retry)

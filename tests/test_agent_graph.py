@@ -541,3 +541,31 @@ def test_a_name_the_model_cut_short_is_the_users_whole_quoted_name():
         ]
         == "Storage Bins"
     )
+
+
+async def test_a_name_the_tools_do_not_know_is_tried_again_as_the_one_name_the_user_quoted(world):
+    """The model looked up a word outside the quotes ("'<keyword>' (phrase) bid, target roas five" -> 'roas'): the
+    one quoted name, with its match type, is tried; several quoted names, or the value inside the quote, are not."""
+    import json as _json
+
+    from agent.graph import _with_the_users_longer_name, the_one_quoted_name
+    from agent.tool_call import run_tool
+
+    assert the_one_quoted_name("roas", "'duvet cover' (exact) bid, target roas five") == "duvet cover exact"
+    assert the_one_quoted_name("roas", "'duvet cover' or 'bath mat', target roas 5") is None
+    assert the_one_quoted_name("duvet", "'duvet cover' bid") is None  # quoted_name grows that one
+    assert the_one_quoted_name("roas", "what bid for a target roas of 5?") is None
+    with MarketStore.open(world) as store:
+        texts = [k.text for k in store.scoped("adv_0001").keywords()]
+    text = next(t for t in texts if texts.count(t) == 1 and len(t.split()) >= 2)  # one keyword of that text
+    # (a name no tool knows is looked up by meaning: the first lookup imports the encoder, slow on a busy machine)
+    async with Agent(config(world, limits=Limits(tool_timeout_s=300))) as agent:
+        ctx = agent.context
+        first = _json.loads(await run_tool(ctx, "recommend_bid", {"keyword_id": "zzqx"}))
+        assert first["error"]["type"] == "NoMatchError"
+        grown = await _with_the_users_longer_name(
+            ctx, "recommend_bid", {"keyword_id": "zzqx"}, first, f"'{text}' bid, target zzqx five"
+        )
+    assert grown is not None
+    args, result = grown
+    assert args == {"keyword_id": text} and "error" not in _json.loads(result)

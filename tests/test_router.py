@@ -744,6 +744,17 @@ def test_a_report_covers_the_one_period_the_user_named():
     out = _grounded(AIMessage(content="", tool_calls=[what_if]), asked, "adv_0001")
     # a what-if has no period
     assert out.tool_calls[0]["name"] == "what_if" and "last_days" not in out.tool_calls[0]["args"]
+    # a bid recommendation without a goal takes the target the user named
+    for said, goal in (
+        ("best bid for kw_0000001 at a target roas of five", {"goal": "target_roas", "target": 5.0}),
+        ("what should kw_0000001 bid to keep acos under 25%?", {"goal": "target_acos", "target": 0.25}),
+        ("what should kw_0000001 bid? my roas dropped 2 days ago", {}),
+    ):
+        call = {"name": "recommend_bid", "args": {"keyword_id": "kw_0000001"}, "id": "m4"}
+        out = _grounded(
+            AIMessage(content="", tool_calls=[call]), [{"role": "user", "content": said}], "adv_0001"
+        )
+        assert out.tool_calls[0]["args"] == {"keyword_id": "kw_0000001", **goal}, said
     # the period's number taken for a bid ("worth the money the last 3 days" -> what_if at 3): the report of the
     # thing that stands in for it covers the period
     worth = [{"role": "user", "content": "has kw_0000001 been worth the money the last 3 days"}]

@@ -216,9 +216,17 @@ def _grounded(
     the recommended bid, for the ACoS target the user named if any), a budget gets the budget-advice plan where the
     router reads that as at least as likely as setting a budget, else a question back; a what-if takes the previous what-if's change ("the same
     for X") or, with none, becomes a look at the thing's numbers. A number nobody said is never simulated or
-    proposed. A proposal's action is its twin's where the router is sure of the twin (_TWIN_ACTIONS)."""
+    proposed. A proposal's action is its twin's where the router is sure of the twin (_TWIN_ACTIONS). A bid
+    recommendation without a goal takes the ACoS or ROAS target the user named."""
     # lazy: pulls in text_to_num at import (through agent.amounts)
-    from agent.amounts import AMOUNT_ARGS, figures, ground_change, normalize_amounts, target_acos
+    from agent.amounts import (
+        AMOUNT_ARGS,
+        figures,
+        ground_change,
+        normalize_amounts,
+        target_acos,
+        target_roas,
+    )
 
     # lazy: pulls in numpy at import
     from agent.guardrails.output import number_leaves
@@ -249,6 +257,12 @@ def _grounded(
         chosen = plan_choice(probs, turn_done(thread), name) if probs and name == "propose_change" else None
         if chosen and chosen.get("action") == made.get("action"):  # which campaign: the plan's, from results
             made["id"] = chosen["id"]
+        if name == "recommend_bid" and made.get("goal") in (None, "max_incremental_profit"):
+            flat = normalize_amounts(last_user_text(thread) or "")  # the target the user named is the goal
+            if (acos := target_acos(flat)) is not None:
+                made |= {"goal": "target_acos", "target": acos}
+            elif (roas := target_roas(flat)) is not None:
+                made |= {"goal": "target_roas", "target": roas}
         sort = metric_said(last_user_text(thread) or "") if "sort" in made else None
         if sort is not None:  # the report sorted by what the user asked about (the model sorted by ACoS)
             made["sort"] = sort
