@@ -104,25 +104,6 @@ def test_the_intent_sets_hold_out_whole_phrasing_families():
     assert not {r["text"].lower() for r in train} & {r["text"].lower() for r in held}
 
 
-def test_the_intent_screen_judges_what_the_rules_let_through():
-    from agent.guardrails.evaluate import intent_case
-    from agent.guardrails.intent import shipped_screen
-
-    screen = shipped_screen()
-    assert screen is not None and 0.5 <= screen.threshold < 1
-    held = load("intent_holdout.jsonl")
-    rules, both = (_scores("x", [intent_case(r, on) for r in held]) for on in (False, True))
-    assert both.recall > rules.recall  # it catches attacks the rules miss ...
-    assert both.false_positive_rate <= 0.06  # ... at a cost in benign look-alikes (why it ships off)
-    assert check_input(
-        "scratch all that, what's my return on ad spend?", scope="adv_0001", screen=True
-    ).allowed
-    assert (
-        check_input("How is adv_0007 doing?", scope="adv_0001", screen=True).category
-        == InputCategory.CROSS_ACCOUNT
-    )
-
-
 @pytest.mark.parametrize(
     ("text", "why"),
     [

@@ -274,12 +274,11 @@ def normalize_for_screening(text: str) -> str:
 
 
 def check_input(
-    text: str, *, scope: str | None = None, max_chars: int = MAX_INPUT_CHARS, screen: bool = False
+    text: str, *, scope: str | None = None, max_chars: int = MAX_INPUT_CHARS, screen: bool | None = None
 ) -> InputCheck:
     """Screen one user message. `scope` is the caller's advertiser id (from auth/config, never the message). The
-    rules run first; with `screen`, what they let through is judged by the intent screen (agent/guardrails/intent.py).
-    It is off by default: on held-out phrasing families it refuses more benign look-alikes than the rules' budget
-    allows (README, guardrails)."""
+    rules run first; what they let through is judged by the intent screen (agent/guardrails/intent.py) when `screen`
+    is true, or when it is None and the setting ADGUIDE_INTENT_SCREEN is on (the default; README, guardrails)."""
 
     def refuse(category: InputCategory, matched: str = "", **fmt: Any) -> InputCheck:
         return InputCheck(
@@ -310,12 +309,11 @@ def check_input(
             return refuse(InputCategory.CROSS_ACCOUNT, others[0], scope=scope)
     if not _DOMAIN.search(probe) and (hit := _first_match(_OFF_TOPIC, probe)):
         return refuse(InputCategory.OFF_TOPIC, hit)
-    if screen:
-        # lazy: pulls in numpy at import
-        from agent.guardrails.intent import OK, shipped_screen
+    if screen is not False:
+        # lazy: pulls in numpy and pydantic_settings at import; the encoder loads on the screen's first message
+        from agent.guardrails.intent import OK, judge_shipped, screen_on, screen_text
 
-        judged = shipped_screen()
-        label, attack = judged.judge(probe) if judged is not None else (OK, 0.0)
+        label, attack = judge_shipped(screen_text(probe, scope)) if screen or screen_on() else (OK, 0.0)
         if label != OK:
             return refuse(
                 InputCategory(label), f"intent screen: {label} {attack:.2f}", scope=scope or "your account"
