@@ -482,3 +482,94 @@ def written_answer(
 
 def last_user_text(thread: list[dict[str, Any]]) -> str | None:
     return next((str(m.get("content") or "") for m in reversed(thread) if m.get("role") == "user"), None)
+
+
+# "what about 'cheap kettlebell' (broad)?", "and the yoga mat campaign?", "same for bath towels": a later turn that
+# names only another thing; what it asks is what the previous turn asked (the curriculum's `switch` turns)
+SWITCH = re.compile(
+    r"^\s*(?:(?:ok(?:ay)?|so|and|now|cool|thanks)[,\s]+)*"
+    r"(?:(?:what|how)\s+about|and(?:\s+for)?|(?:the\s+)?same\s+(?:for|with)|(?:now\s+)?do\s+the\s+same\s+(?:for|with))\s+"
+    r"(?P<name>[^?!\n]{2,80}?)\s*[?!.]*\s*$",
+    re.I,
+)
+# words no name of a thing holds: an amount, a period, a pronoun, a question or comparison ("and at 2.25?", "what
+# about last week?", "and how did it do?", "and compared to X?") is another kind of follow-up
+_NOT_A_NAME = re.compile(
+    r"\d|\$|\b(yesterday|yday|today|week|weeks|month|months|days?|it|its|that|this|them|those|these|compared|vs|"
+    r"versus|than|why|how|what|when|is|was|are|did|does|do|can|could|should|would|will|i|me|you)\b",
+    re.I,
+)
+_SWITCH_QUOTED = re.compile(
+    r"""['"‘“](?P<name>[^'"‘’“”]{2,80})['"’”]\s*(?:\(?\s*(?P<match>exact|phrase|broad)\b\)?)?""", re.I
+)
+# the tools whose question stays the same for another thing (a proposal is never repeated for one)
+SWITCHABLE = frozenset(
+    {
+        "performance",
+        "recommend_bid",
+        "what_if",
+        "bid_landscape",
+        "search_terms",
+        "keyword_ideas",
+        "negative_ideas",
+        "kpi_change",
+        "experiment_effect",
+        "ab_test",
+    }
+)
+_SWITCH_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "id", "experiment_id")
+
+
+def switched_to(text: str) -> str | None:
+    """The thing a "what about X?" turn names (a quoted name with the match type written after it), or None where
+    the message is not such a turn."""
+    m = SWITCH.match(text)
+    if m is None:
+        return None
+    name = m.group("name").strip()
+    if quoted := _SWITCH_QUOTED.fullmatch(name):
+        return " ".join(filter(None, [quoted.group("name").strip(), (quoted.group("match") or "").lower()]))
+    if ANY_ID.match(name):
+        return name if not name.startswith("adv_") else None
+    if _NOT_A_NAME.search(name):
+        return None
+    return re.sub(r"^(?:the|my|our)\s+", "", name, flags=re.I)
+
+
+def _previous_turn_call(thread: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any], str] | None:
+    """The previous turn's first call that named one thing with a SWITCHABLE tool: (tool, arguments, the field)."""
+    users = [i for i, m in enumerate(thread) if m.get("role") == "user"]
+    if len(users) < 2:
+        return None
+    for m in thread[users[-2] + 1 : users[-1]]:
+        for c in m.get("tool_calls") or []:
+            name = c["function"]["name"]
+            try:
+                args = json.loads(c["function"].get("arguments") or "{}")
+            except ValueError:
+                continue
+            fields = [f for f in _SWITCH_ARGS if isinstance(args.get(f), str)]
+            if name in SWITCHABLE and len(fields) == 1:
+                return name, args, fields[0]
+    return None
+
+
+def switched_call(thread: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """For a "what about X?" turn: the previous turn's call (its goal, period, amount) for X instead of the thing it
+    named; None where the turn is not such a follow-up or the previous turn named no one thing."""
+    text = last_user_text(list(thread))
+    thing = switched_to(text) if text else None
+    previous = _previous_turn_call(thread) if thing else None
+    if thing is None or previous is None:
+        return None
+    name, args, field = previous
+    return name, {**args, field: thing}
+
+
+def routed_text(thread: Sequence[dict[str, Any]]) -> str | None:
+    """The user message whose intent the turn has: the previous one for a "what about X?" turn that repeats a call
+    (switched_call), else the last."""
+    users = [str(m.get("content") or "") for m in thread if m.get("role") == "user"]
+    if len(users) >= 2 and switched_call(thread) is not None:
+        return users[-2]
+    return users[-1] if users else None

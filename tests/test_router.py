@@ -851,3 +851,81 @@ async def test_the_sellers_own_advertiser_id_is_their_account_and_another_id_is_
     assert calls["own"][:1] == ["account_overview"], (calls, own.text)
     assert "$" in own.text, own.text
     assert calls["other"] == [] and "own account" in other.text, other.text
+
+
+def test_what_about_another_thing_repeats_the_previous_turns_question_for_it():
+    """ "what about 'cheap kettlebell' (broad)?" after a bid recommendation for a ROAS target: the same call (goal,
+    target) for the new keyword, and the turn routed as the previous message; an amount, a period, a pronoun or a
+    comparison is another kind of follow-up, and a proposal is never repeated for another thing."""
+    from agent.router import routed_text, switched_call, switched_to
+
+    assert switched_to("what about 'cheap kettlebell' (broad)?") == "cheap kettlebell broad"
+    assert switched_to("and the yoga mat campaign?") == "yoga mat campaign"
+    assert switched_to("same for bath towels") == "bath towels"
+    assert switched_to("ok what about kw_0000012?") == "kw_0000012"
+    for other in (
+        "ok and at 2.25?",
+        "what about last week?",
+        "and how did it do?",
+        "and compared to auto duvet?",
+    ):
+        assert switched_to(other) is None, other
+    assert switched_to("and adv_0002?") is None  # another account is the guardrails' to refuse
+
+    def call(name: str, args: dict) -> dict:
+        return {"id": "c1", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+
+    asked = {"keyword_id": "pull up bar for women phrase", "goal": "target_roas", "target": 5.0}
+    thread = [
+        {"role": "user", "content": "'pull up bar for women' (phrase) bid, target roas five"},
+        {"role": "assistant", "content": "", "tool_calls": [call("recommend_bid", asked)]},
+        {"role": "tool", "tool_call_id": "c1", "content": "{}"},
+        {"role": "assistant", "content": "The best bid is $0.67."},
+        {"role": "user", "content": "what about 'cheap kettlebell' (broad)?"},
+    ]
+    assert switched_call(thread) == ("recommend_bid", {**asked, "keyword_id": "cheap kettlebell broad"})
+    assert routed_text(thread) == thread[0]["content"]
+    thread[-1] = {"role": "user", "content": "and how did it do last week?"}
+    assert switched_call(thread) is None and routed_text(thread) == thread[-1]["content"]
+    proposed = [
+        {**thread[0]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [call("propose_change", {"action": "pause", "id": "kw_0000001"})],
+        },
+    ]
+    assert switched_call([*proposed, {"role": "user", "content": "what about kw_0000002?"}]) is None
+
+
+@pytest.mark.slow
+async def test_the_shipped_model_answers_what_about_x_with_the_previous_question_for_x(world):  # noqa: F811
+    """Through the graph with the shipped model and router: a bid for a ROAS target, then "what about '<other>'?":
+    the second turn recommends the other keyword's bid for the same target."""
+    from agent.backends.embedded import EmbeddedChatModel
+    from agent.configuration import AgentConfig, BackendKind, Limits, default_model_dir
+    from agent.graph import Agent
+    from tools.market.store import MarketStore
+
+    with MarketStore.open(world) as store:
+        texts = [k.text for k in store.scoped("adv_0001").keywords()]
+    first, other = [t for t in texts if texts.count(t) == 1 and len(t.split()) >= 2][:2]
+    shipped = default_model_dir()
+    assert shipped is not None
+    model = EmbeddedChatModel.from_dir(shipped, advertiser_id="adv_0001")
+    config = AgentConfig(
+        advertiser_id="adv_0001",
+        backend=BackendKind.LOCAL,
+        store_path=world,
+        checkpointer="memory",
+        limits=Limits(tool_timeout_s=300),
+    )
+    async with Agent(config, model=model) as agent:
+        await agent.ask("t", f"what should I bid on '{first}' for a target roas of five?")
+        n = len(await agent.messages("t"))
+        result = await agent.ask("t", f"what about '{other}'?")
+        later = (await agent.messages("t"))[n:]
+    calls = [c for m in later if m.type == "ai" for c in m.tool_calls]
+    assert calls and calls[0]["name"] == "recommend_bid", calls
+    assert calls[0]["args"].get("goal") == "target_roas" and calls[0]["args"].get("target") == 5.0, calls
+    assert other in result.text, result.text

@@ -17,6 +17,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -527,6 +528,22 @@ class EmbeddedChatModel(BaseChatModel):
             )  # the plan goes on
             if planned is not None:
                 return _plan_message(planned, len(prompt))
+        if probs is not None and self.route_tools and thread and thread[-1].get("role") == "user":
+            # lazy: pulls in numpy, rapidfuzz at import
+            from agent.router import switched_call
+
+            switched = switched_call(thread)
+            if switched is not None:  # "what about X?": the previous turn's call, for X
+                call = {"name": switched[0], "args": switched[1], "id": f"call_{uuid.uuid4().hex[:10]}"}
+                return AIMessage(
+                    content="",
+                    tool_calls=[{**call, "type": "tool_call"}],
+                    usage_metadata={
+                        "input_tokens": len(prompt),
+                        "output_tokens": 0,
+                        "total_tokens": len(prompt),
+                    },
+                )
         if probs is not None and self.write_answers and thread and thread[-1].get("role") == "user":
             # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import planned_start
@@ -696,9 +713,9 @@ class EmbeddedChatModel(BaseChatModel):
     def _route(self, thread: list[dict[str, Any]]) -> dict[Any, float] | None:
         """The router's intent probabilities for the turn's user message (None without a router)."""
         # lazy: pulls in numpy, rapidfuzz at import
-        from agent.router import last_user_text
+        from agent.router import routed_text
 
-        text = last_user_text(thread)
+        text = routed_text(thread)  # a "what about X?" turn has the previous message's intent
         if self._router is None or not text or not (self.route_tools or self.write_answers):
             return None
         return self._router.predict([text])[0]  # type: ignore[no-any-return]
