@@ -306,3 +306,37 @@ def test_the_cannibalization_prior_is_refit_from_campaign_fits_alone() -> None:
     assert isinstance(prior["spread"], float) and prior["spread"] < 0.15
     brand, generic = cannibalization_prior(-2.8), cannibalization_prior(-5.5)  # organic orders per search
     assert brand[0] > generic[0] + 0.2 and 0.0 < generic[1] < 0.15
+
+
+@pytest.mark.slow
+def test_budget_advice_from_the_learned_market_earns_most_of_the_truth_oracles_gain(tmp_path: Path) -> None:
+    """bench_budget_advice in small (8 advertisers of an unseen seed, in-distribution and the competitor
+    surge): each advertiser's best single budget move, as allocate_budget's expected-gain decision picks it on
+    the model's draws, scored on the truth, reaches the issue's floors per advertiser and loses money at most
+    once."""
+    from evals.benchmarks.bench_advice import build_worlds
+    from evals.benchmarks.bench_budget_advice import _draw_markets, budget_advice
+    from evals.outcomes import HORIZON_DAYS, account_on, change_gain, fraction, oracle
+    from evals.scenario import OracleKind, Split
+
+    paths = build_worlds(tmp_path, 8, seed=2031)
+    for split, floor in ((Split.ID, 0.70), (Split.COMPETITOR_SURGE, 0.50)):
+        fractions, losing = [], 0
+        with MarketStore.open(paths[split]) as store, TruthStore.open(paths[split]) as truth_store:
+            days = np.arange(store.days, store.days + HORIZON_DAYS)
+            for aid in store.advertiser_ids():
+                adv = store.scoped(aid)
+                truth = account_on(adv, truth_store.keyword_markets(adv), days)
+                model = fit_market_model(adv, View.PLATFORM)
+                keywords = {k.id: k for k in adv.keywords()}
+                est = account_on(
+                    adv,
+                    {m.keyword_id: m for m in model.for_keywords(list(keywords.values()), adv.negatives())},
+                    days,
+                )
+                change, _ = budget_advice(est, _draw_markets(model, adv, keywords), days)
+                gain = 0.0 if change is None else float(change_gain(truth, change) or 0.0)
+                fractions.append(fraction(gain, oracle(truth, OracleKind.BEST_SINGLE_BUDGET)[0]))
+                losing += gain < -1.0
+        assert np.mean(fractions) >= floor, (split, fractions)
+        assert losing <= 1, (split, fractions)
