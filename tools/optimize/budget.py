@@ -17,7 +17,7 @@ the model's uncertainty (``decision``):
 - ``expected_gain`` (the default): the budget whose gain over today's is largest on average over the draws (the
   decision that earns most in expectation under the posterior), today's budget where no move gains on average.
   Measured on worlds of seeds 11 and 12 (bench_budget_advice's judge, in-distribution) it reached 0.81 of the
-  oracle's gain per advertiser against 0.60 for ``safe``, which held most of the moves that pay;
+  oracle's gain per advertiser against 0.59 for ``safe``, which held most of the moves that pay;
 - ``safe``: the most profitable budget (on the point estimate) whose gain stays at or above zero in 95% of the
   draws (its 90% range excludes a loss), today's budget where none does.
 
