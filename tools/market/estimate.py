@@ -107,7 +107,7 @@ CANNIBALIZATION_PRIOR, CANNIBALIZATION_PRIOR_SD = 0.3, 0.15
 PRIOR_LINE = np.array([0.947, 0.126])  # cannibalization = a + b x log(organic orders per search)
 PRIOR_LINE_COV = np.array([[0.0407, 0.00766], [0.00766, 0.00149]])
 PRIOR_SPREAD = 0.064
-CANNIBALIZATION_SE_SCALE = 1.58
+CANNIBALIZATION_SE_SCALE = 1.58  # fit on campaign fits; keywords' own fits (the same regression) take it too
 N_DRAWS = 30
 MIN_VOLUME = 0.5
 
