@@ -40,8 +40,8 @@ SCOPE = "adv_0001"  # the advertiser the intent sets were written for
 
 class ScreenConfig(BaseModel):
     c: float = Field(2.0, gt=0, description="inverse regularisation of the logistic regression")
-    tune_layers: int = Field(2, ge=0, le=LAYERS, description="encoder top layers fine-tuned (0: linear head)")
-    epochs: int = Field(2, ge=1, le=20)
+    tune_layers: int = Field(3, ge=0, le=LAYERS, description="encoder top layers fine-tuned (0: linear head)")
+    epochs: int = Field(3, ge=1, le=20)
     lr: float = Field(1e-4, gt=0, description="the encoder layers' learning rate (the head's is 20x)")
     batch: int = Field(32, ge=1)
     max_tokens: int = Field(128, ge=16, le=512)
