@@ -811,13 +811,15 @@ def _fix_budget(intent: Intent, done: Sequence[Done]) -> dict[str, Any]:
         and abs(round(c.best_budget) - c.current_budget) >= 1
     ]
     held = [(c, c.point_best_gain) for c in alloc.campaigns if c.held_for_uncertainty and c.point_best_gain]
-    if not moves and held:  # a move the point estimate likes, whose range includes a loss: said as such
+    # a move the point estimate likes that does not hold up over the market model's draws (it gains nothing on
+    # average, or with decision=safe its range includes a loss): said as such
+    if not moves and held:
         top, top_gain = max(held, key=lambda pair: pair[1])
         return say(
             f"I would keep your budgets for now: the best-looking move, {_named(names.get(top.campaign_id), top.campaign_id)} "
             f"at {money(top.point_best_budget)} a day (now {money(top.current_budget)}), adds "
-            f"{money(top_gain)} of incremental profit on the estimate, but your history cannot tell it "
-            "from a loss, so changing it is a gamble."
+            f"{money(top_gain)} of incremental profit on the estimate, but it does not hold up over the markets "
+            "your history leaves possible, so changing it is a gamble."
         )
     if not moves:
         return say(

@@ -169,7 +169,7 @@ def _overview(*campaigns: CampaignBrief) -> dict[str, Any]:
 
 def test_budget_advice_held_for_uncertainty_says_so():
     """allocate_budget keeps a budget whose best move's range includes a loss (held_for_uncertainty): the answer
-    says the estimate likes the move but the history cannot tell it from a loss, with the figures of the result."""
+    says the estimate likes the move but it does not hold up over the markets the history leaves possible, with the figures of the result."""
     from agent.expert import Done, step
     from agent.intents import Intent, IntentKind
 
@@ -215,7 +215,7 @@ def test_budget_advice_held_for_uncertainty_says_so():
 
     done = [Done("account_overview", {}, _overview(brief)), Done("allocate_budget", {}, alloc(held))]
     text = step(Intent(kind=IntentKind.FIX_BUDGET), done)["content"]
-    assert "keep your budgets" in text and "$397.20" in text and "cannot tell it from a loss" in text
+    assert "keep your budgets" in text and "$397.20" in text and "does not hold up" in text
     assert "SP - Auto - Dumbbells" in text and "$554.00" in text
     plain = held.model_copy(update={"held_for_uncertainty": False, "point_best_gain": None})
     done[1] = Done("allocate_budget", {}, alloc(plain))
