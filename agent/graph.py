@@ -172,6 +172,7 @@ async def input_guardrails(state: AgentState, runtime: Runtime[AgentContext]) ->
             content_text(user),
             scope=ctx.config.advertiser_id,
             max_chars=ctx.config.limits.max_input_chars,
+            plain_request=getattr(ctx.model, "plain_request", None),  # the embedded model's router, if any
         )
         tracing.verdict(
             span,

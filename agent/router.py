@@ -143,6 +143,15 @@ REFUSAL_DOUBT = (
 )
 
 
+def reads_plain_request(probs: dict[IntentKind, float]) -> bool:
+    """Whether the router reads a message as an ordinary request of the account: its refusals together under
+    REFUSAL_DOUBT and an intent that starts with a tool likelier than them (the input guardrail's second look at
+    what its intent screen would refuse, agent/guardrails/input.py)."""
+    refusals = sum(p for k, p in probs.items() if k in REFUSALS)
+    request = max((p for k, p in probs.items() if first_tool(k) is not None), default=0.0)
+    return refusals < REFUSAL_DOUBT and request > refusals
+
+
 def refusal_kind(text: str) -> IntentKind | None:
     """Which of the expert's refusals an answer is (the embedded model learned them word for word), whole or a
     sentence of one ("I can't show or change another advertiser's data." is the second half of one); None: none."""

@@ -710,6 +710,17 @@ class EmbeddedChatModel(BaseChatModel):
         }
         return message
 
+    def plain_request(self, text: str) -> bool:
+        """Whether this model's intent router reads a user message as an ordinary request of the account (the
+        input guardrail's second look at what its intent screen would refuse); False without a router."""
+        # lazy: pulls in numpy, rapidfuzz at import
+        from agent.router import reads_plain_request
+
+        self.load()
+        if self._router is None:
+            return False
+        return reads_plain_request(self._router.predict([text])[0])
+
     def _route(self, thread: list[dict[str, Any]]) -> dict[Any, float] | None:
         """The router's intent probabilities for the turn's user message (None without a router)."""
         # lazy: pulls in numpy, rapidfuzz at import

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -274,11 +275,20 @@ def normalize_for_screening(text: str) -> str:
 
 
 def check_input(
-    text: str, *, scope: str | None = None, max_chars: int = MAX_INPUT_CHARS, screen: bool | None = None
+    text: str,
+    *,
+    scope: str | None = None,
+    max_chars: int = MAX_INPUT_CHARS,
+    screen: bool | None = None,
+    plain_request: Callable[[str], bool] | None = None,
 ) -> InputCheck:
     """Screen one user message. `scope` is the caller's advertiser id (from auth/config, never the message). The
     rules run first; what they let through is judged by the intent screen (agent/guardrails/intent.py) when `screen`
-    is true, or when it is None and the setting ADGUIDE_INTENT_SCREEN is on (the default; README, guardrails)."""
+    is true, or when it is None and the setting ADGUIDE_INTENT_SCREEN is on (the default; README, guardrails).
+    `plain_request`, where the caller has one, is a second opinion on what the screen would refuse: the agent's
+    intent router (agent/router.py reads_plain_request) reading the message as an ordinary request of the account
+    lets it through ("... keeps matching 'pressure washer repair' and it's the wrong audience" was refused as
+    harmful, 0.99)."""
 
     def refuse(category: InputCategory, matched: str = "", **fmt: Any) -> InputCheck:
         return InputCheck(
@@ -314,7 +324,7 @@ def check_input(
         from agent.guardrails.intent import OK, judge_shipped, screen_on, screen_text
 
         label, attack = judge_shipped(screen_text(probe, scope)) if screen or screen_on() else (OK, 0.0)
-        if label != OK:
+        if label != OK and not (plain_request is not None and plain_request(stripped)):
             return refuse(
                 InputCategory(label), f"intent screen: {label} {attack:.2f}", scope=scope or "your account"
             )
