@@ -3,7 +3,7 @@ with a linear head on the labelled attacks and benign look-alikes of agent/guard
 measured on the held-out phrasing families of intent_holdout.jsonl (families no train row comes from), and written as
 intent_screen.json (+ intent_screen.safetensors, the tuned layers).
 
-    python -m training.guardrail            # ~10 minutes on 2 cores; prints the held-out figures, writes the screen
+    python -m training.guardrail            # ~13 minutes on the loaded 2 cores; prints the held-out figures, writes it
     python -m training.guardrail --tune-layers 0 --dry-run     # the linear head on the frozen encoder, for comparison
 
 A linear head is fitted on the frozen encoder first (logistic regression; it starts the tuned head calibrated), then
