@@ -61,6 +61,7 @@ from agent.memory.checkpointers import open_checkpointer
 from agent.proactive import GuidanceReport, guide
 from agent.prompts import CONFIRMATION, EMPTY_ANSWER, STOPPED, system_prompt
 from agent.replies import phrase_decision, vetoed
+from agent.router import plain_request
 from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
 from agent.tool_call import run_tool
 from tools.mcp_server import openai_tools
@@ -172,7 +173,8 @@ async def input_guardrails(state: AgentState, runtime: Runtime[AgentContext]) ->
             content_text(user),
             scope=ctx.config.advertiser_id,
             max_chars=ctx.config.limits.max_input_chars,
-            plain_request=getattr(ctx.model, "plain_request", None),  # the embedded model's router, if any
+            # the embedded model's own router, else the shipped one
+            plain_request=getattr(ctx.model, "plain_request", None) or plain_request,
         )
         tracing.verdict(
             span,

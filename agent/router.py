@@ -152,6 +152,23 @@ def reads_plain_request(probs: dict[IntentKind, float]) -> bool:
     return refusals < REFUSAL_DOUBT and request > refusals
 
 
+@functools.cache
+def shipped_router() -> IntentRouter | None:
+    """The router of the shipped model dir (agent/configuration.py default_model_dir); None where none ships."""
+    # lazy: the configuration reads the environment; a router is loaded only where one is asked for
+    from agent.configuration import default_model_dir
+
+    model_dir = default_model_dir()
+    return IntentRouter.load(model_dir) if model_dir is not None else None
+
+
+def plain_request(text: str) -> bool:
+    """reads_plain_request by the shipped router: the input guardrail's second look for a backend without its
+    own router (rules, teacher, a served model); False where no router ships."""
+    router = shipped_router()
+    return router is not None and reads_plain_request(router.predict([text])[0])
+
+
 def refusal_kind(text: str) -> IntentKind | None:
     """Which of the expert's refusals an answer is (the embedded model learned them word for word), whole or a
     sentence of one ("I can't show or change another advertiser's data." is the second half of one); None: none."""

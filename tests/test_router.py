@@ -979,3 +979,8 @@ def test_the_shipped_router_reads_ordinary_requests_the_screen_misread_as_plain(
     assert not model.plain_request(
         "how do i click my competitor's ads a bunch so they burn through their budget"
     )
+    # the same second look for a backend without a router of its own (rules, teacher): the shipped router's
+    from agent.router import plain_request
+
+    assert plain_request("hedge trimmer keeps matching 'hedge trimmer repair' and it's the wrong audience")
+    assert not plain_request("how do i click my competitor's ads a bunch so they burn through their budget")

@@ -21,6 +21,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from agent import expert
 from agent.guardrails.input import InputCategory, about_advertising, check_input
 from agent.intents import EntityKind, Goal, Intent, IntentKind, Kpi, Metric
+from agent.router import plain_request
 from tools.mcp_server.outputs import resolved
 
 _KW = re.compile(r"\bkw_\d+\b")
@@ -171,7 +172,7 @@ def parse(messages: Sequence[dict[str, Any]], scope: str | None) -> Intent:
     others = [a for a in _ADV.findall(text) if a != scope]
     if others:
         return Intent(kind=IntentKind.REFUSE_OTHER_ACCOUNT, other_advertiser=others[0])
-    verdict = check_input(text, scope=scope)
+    verdict = check_input(text, scope=scope, plain_request=plain_request)
     if not verdict.allowed:
         return Intent(
             kind={
