@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from agent.configuration import AgentConfig, AgentEnvironment, BackendKind, CheckpointerKind, Limits
+from agent.guardrails.intent import ScreenSettings
 from agent.guardrails.tool_args import Policy
 from server.config import ENV, GuidanceMode, Settings
 from tools.settings import EnvSettings, SettingsValueError, ToolSettings
@@ -96,7 +97,9 @@ TOOLS = ToolSettings(
 
 AGENT_ENV = AgentEnvironment(model_dir=Path("/models/dpo"), postgres_url="postgresql://u@db/y")
 
-SAMPLES: list[EnvSettings] = [SERVER, AGENT, TOOLS, AGENT_ENV]
+SCREEN = ScreenSettings(intent_screen=False)
+
+SAMPLES: list[EnvSettings] = [SERVER, AGENT, TOOLS, AGENT_ENV, SCREEN]
 
 
 def test_every_settings_model_has_a_sample() -> None:

@@ -65,7 +65,7 @@ def test_the_trainer_learns_checkpoints_and_resumes(dialogues: list, tmp_path: P
         max_steps=6,
         minutes=10,
         warmup_steps=1,
-        batch_tokens=1024,
+        batch_tokens=600,  # six or more batches of the 24 examples, whatever the curriculum draws
         checkpoint_every=3,
         log_every=1,
         learning_rate=5e-4,
