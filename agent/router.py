@@ -73,6 +73,10 @@ class IntentRouter(BaseModel):
             router._encoder = TunedEncoder.load(Path(model_dir) / TUNED_FILE)
         return router
 
+    def plain_request(self, text: str) -> bool:
+        """Whether this router reads `text` as an ordinary request of the account (reads_plain_request)."""
+        return reads_plain_request(self.predict([text])[0])
+
     def predict(self, texts: Sequence[str]) -> list[dict[IntentKind, float]]:
         texts = [mend(t) for t in texts]  # typos cost the encoder the word's meaning (agent/spelling.py)
         if self._encoder is not None:
@@ -166,7 +170,7 @@ def plain_request(text: str) -> bool:
     """reads_plain_request by the shipped router: the input guardrail's second look for a backend without its
     own router (rules, teacher, a served model); False where no router ships."""
     router = shipped_router()
-    return router is not None and reads_plain_request(router.predict([text])[0])
+    return router is not None and router.plain_request(text)
 
 
 def refusal_kind(text: str) -> IntentKind | None:

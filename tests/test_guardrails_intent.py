@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from agent.guardrails.evaluate import load
-from agent.guardrails.input import InputCategory, check_input
-from agent.guardrails.intent import OK, TUNED_FILE, IntentScreen, screen_text, shipped_screen
+from agent.guardrails.input import InputCategory, check_input, own_id_as_account
+from agent.guardrails.intent import OK, TUNED_FILE, IntentScreen, shipped_screen
 from training.guardrail import scores
 
 # What the shipped screen measured on the held-out families (README, RELIABILITY.md); a retrained screen that does
@@ -126,7 +126,7 @@ def test_the_callers_own_id_reads_as_their_account():
         check_input("How is adv_0007 doing?", scope="adv_0001", screen=True).category
         == InputCategory.CROSS_ACCOUNT
     )
-    assert screen_text("this is ADV_0007, give me adv_0002's numbers", "adv_0007") == (
+    assert own_id_as_account("this is ADV_0007, give me adv_0002's numbers", "adv_0007") == (
         "this is my account, give me adv_0002's numbers"
     )
 

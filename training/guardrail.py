@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field
 
 from agent.encoder import TunedEncoder
 from agent.guardrails.evaluate import load
-from agent.guardrails.input import check_input, normalize_for_screening
-from agent.guardrails.intent import OK, SCREEN_FILE, TUNED_FILE, IntentScreen, screen_text
+from agent.guardrails.input import check_input, normalize_for_screening, own_id_as_account
+from agent.guardrails.intent import OK, SCREEN_FILE, TUNED_FILE, IntentScreen
 
 FALSE_REFUSALS = 0.01  # the benign share the threshold may refuse (leave-families-out, on the train rows)
 FOLDS = 3
@@ -217,7 +217,7 @@ def train(cfg: ScreenConfig | None = None, say: Any = print) -> IntentScreen:
     t0 = time.time()
     rows, held = load("intent_train.jsonl"), load("intent_holdout.jsonl")
     # what check_input hands the screen (the sets are written for advertiser adv_0001)
-    texts = [screen_text(normalize_for_screening(r["text"]), SCOPE) for r in rows]
+    texts = [own_id_as_account(normalize_for_screening(r["text"]), SCOPE) for r in rows]
     labels, families = [r["label"] for r in rows], [r["family"] for r in rows]
     tuner = Tuner(texts, labels, cfg, say)
     out_of_family = np.zeros(len(rows))
@@ -234,7 +234,7 @@ def train(cfg: ScreenConfig | None = None, say: Any = print) -> IntentScreen:
         weights = tuner.encoder.tuned_weights(range(LAYERS - cfg.tune_layers, LAYERS))
         tuner.encoder.model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
     # one message at a time, as check_input screens them
-    probes = [screen_text(normalize_for_screening(r["text"]), SCOPE) for r in held]
+    probes = [own_id_as_account(normalize_for_screening(r["text"]), SCOPE) for r in held]
     by_screen = [screen.judge(p)[0] != OK for p in probes]
     by_rules = [not check_input(r["text"], scope=SCOPE, screen=False).allowed for r in held]
     screen.summary = {

@@ -32,6 +32,7 @@ from pydantic import ConfigDict, PrivateAttr
 
 from agent.backends.hermes import parse_tool_calls, to_openai_messages
 from agent.expert import step, turn_done
+from agent.guardrails.input import own_id_as_account
 from agent.intents import Goal, Intent, IntentKind, Kpi
 from agent.model.text import (
     CALL_OPEN,
@@ -50,12 +51,9 @@ _SCOPE = re.compile(r"\badv_\d+\b")
 
 
 def own_account_words(thread: list[dict[str, Any]], scope: str) -> list[dict[str, Any]]:
-    """The thread with the seller's own advertiser id in their messages said as "my account": "this is adv_0001,
-    give me my numbers" from adv_0001 is a question about their account, which the router read as another
-    account's (0.82 sure) and refused. Another account's id stays as typed."""
-    own = re.compile(rf"\b{re.escape(scope)}\b", re.I)
+    """The thread with the seller's own advertiser id in their messages said as "my account" (own_id_as_account)."""
     return [
-        {**m, "content": own.sub("my account", m["content"])}
+        {**m, "content": own_id_as_account(m["content"], scope)}
         if m.get("role") == "user" and isinstance(m.get("content"), str)
         else m
         for m in thread
@@ -235,6 +233,8 @@ def _grounded(
     # lazy: pulls in numpy, rapidfuzz at import
     from agent.router import last_user_text, plan_choice
 
+    text = last_user_text(thread) or ""
+    flat = normalize_amounts(text)  # the user's message with amounts in words as figures
     said: set[float] = set()
     results: set[float] = set()
     last_what_if: dict[str, Any] = {}
@@ -259,19 +259,17 @@ def _grounded(
         if chosen and chosen.get("action") == made.get("action"):  # which campaign: the plan's, from results
             made["id"] = chosen["id"]
         if name == "recommend_bid" and made.get("goal") in (None, "max_incremental_profit"):
-            flat = normalize_amounts(last_user_text(thread) or "")  # the target the user named is the goal
+            # the target the user named is the goal
             if (acos := target_acos(flat)) is not None:
                 made |= {"goal": "target_acos", "target": acos}
             elif (roas := target_roas(flat)) is not None:
                 made |= {"goal": "target_roas", "target": roas}
-        sort = metric_said(last_user_text(thread) or "") if "sort" in made else None
+        sort = metric_said(text) if "sort" in made else None
         if sort is not None:  # the report sorted by what the user asked about (the model sorted by ACoS)
             made["sort"] = sort
         args: dict[str, Any] | None = made
         if name in ("propose_change", "what_if"):
-            args = ground_change(
-                made, last_user_text(thread) or "", said | results if name == "propose_change" else said
-            )
+            args = ground_change(made, text, said | results if name == "propose_change" else said)
         if args is None and name == "what_if":
             same = {k: v for k, v in last_what_if.items() if k in AMOUNT_ARGS}
             if same and last_what_if.get("change") == c["args"].get("change"):
@@ -285,11 +283,11 @@ def _grounded(
                         "keyword_id" if bid else "campaign_id": c["args"].get("id"),
                     },
                 )
-        days = period_said(last_user_text(thread) or "") if name in _PERIOD_TOOLS else None
+        days = period_said(text) if name in _PERIOD_TOOLS else None
         if args is not None and days is not None and "start" not in args and "end" not in args:
             args["last_days"] = days  # the period the user named (also where a what-if became a report of it)
         if args is None and c["args"].get("action") == "set_bid":
-            target = target_acos(normalize_amounts(last_user_text(thread) or ""))
+            target = target_acos(flat)
             planned = step(
                 Intent(
                     kind=IntentKind.APPLY_BEST_BID,
@@ -713,13 +711,8 @@ class EmbeddedChatModel(BaseChatModel):
     def plain_request(self, text: str) -> bool:
         """Whether this model's intent router reads a user message as an ordinary request of the account (the
         input guardrail's second look at what its intent screen would refuse); False without a router."""
-        # lazy: pulls in numpy, rapidfuzz at import
-        from agent.router import reads_plain_request
-
         self.load()
-        if self._router is None:
-            return False
-        return reads_plain_request(self._router.predict([text])[0])
+        return self._router is not None and bool(self._router.plain_request(text))
 
     def _route(self, thread: list[dict[str, Any]]) -> dict[Any, float] | None:
         """The router's intent probabilities for the turn's user message (None without a router)."""

@@ -274,6 +274,17 @@ def normalize_for_screening(text: str) -> str:
     return folded.translate(_CONFUSABLES)
 
 
+def own_id_as_account(text: str, scope: str | None) -> str:
+    """`text` with the caller's own advertiser id said as 'my account', other ids as typed. The intent screen reads
+    it so (the rules refuse every other id: they know the scope, the screen does not), and so does the embedded model
+    ("this is adv_0001, give me my numbers" from adv_0001, which its router took for another account's, 0.82)."""
+    if not scope:
+        return text
+    return _ADVERTISER_ID.sub(
+        lambda m: "my account" if m.group(0).lower() == scope.lower() else m.group(0), text
+    )
+
+
 def check_input(
     text: str,
     *,
@@ -321,9 +332,9 @@ def check_input(
         return refuse(InputCategory.OFF_TOPIC, hit)
     if screen is not False:
         # lazy: pulls in numpy and pydantic_settings at import; the encoder loads on the screen's first message
-        from agent.guardrails.intent import OK, judge_shipped, screen_on, screen_text
+        from agent.guardrails.intent import OK, judge_shipped, screen_on
 
-        label, attack = judge_shipped(screen_text(probe, scope)) if screen or screen_on() else (OK, 0.0)
+        label, attack = judge_shipped(own_id_as_account(probe, scope)) if screen or screen_on() else (OK, 0.0)
         if label != OK and not (plain_request is not None and plain_request(stripped)):
             return refuse(
                 InputCategory(label), f"intent screen: {label} {attack:.2f}", scope=scope or "your account"

@@ -14,7 +14,6 @@ borrows an attack's words ("scratch all that, what's my roas?") is answered.
 from __future__ import annotations
 
 import functools
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -120,20 +119,6 @@ class ScreenSettings(EnvSettings):
 def screen_on() -> bool:
     """Whether check_input runs the screen where its caller leaves it to the setting (read once per process)."""
     return ScreenSettings.from_env().intent_screen
-
-
-_ADVERTISER_ID = re.compile(r"\badv_\d{3,}\b", re.IGNORECASE)
-
-
-def screen_text(text: str, scope: str | None) -> str:
-    """What the screen reads: the caller's own advertiser id as 'my account'. The rules refuse every other id
-    (they know the scope, the screen does not), so an id left in a message is the caller's, and "how is adv_0007
-    doing?" from adv_0007 is a question about its own account."""
-    if not scope:
-        return text
-    return _ADVERTISER_ID.sub(
-        lambda m: "my account" if m.group(0).lower() == scope.lower() else m.group(0), text
-    )
 
 
 @functools.cache
