@@ -578,29 +578,25 @@ class EmbeddedChatModel(BaseChatModel):
             written = self._answer_instead(prompt, schemas, probs, thread, scope, deadline)
             if written is not None:
                 return written
-        decoded, n_out = self._decode(
-            prompt,
-            schemas,
-            pending=False,
-            temperature=temperature,
-            generator=generator,
-            deadline=deadline,
-            answer=answer,
-        )
-        message = self.text_message(decoded, thread, values, schemas)
 
-        def must_call(tools: dict[str, dict[str, Any]]) -> tuple[AIMessage, int]:
-            """A second decoding that must call one of `tools` (the message, its tokens)."""
-            again, more = self._decode(
+        def decoded(tools: dict[str, dict[str, Any]], answer: bool) -> tuple[AIMessage, int]:
+            """A decoding under the grammar of `tools` (an answer allowed or not): the message, its tokens."""
+            out, n = self._decode(
                 prompt,
                 tools,
                 pending=False,
                 temperature=temperature,
                 generator=generator,
                 deadline=deadline,
-                answer=False,
+                answer=answer,
             )
-            return self.text_message(again, thread, values, tools), more
+            return self.text_message(out, thread, values, tools), n
+
+        def must_call(tools: dict[str, dict[str, Any]]) -> tuple[AIMessage, int]:
+            """A second decoding that must call one of `tools` (the message, its tokens)."""
+            return decoded(tools, answer=False)
+
+        message, n_out = decoded(schemas, answer)
 
         if (
             probs is not None
