@@ -340,3 +340,22 @@ def test_budget_advice_from_the_learned_market_earns_most_of_the_truth_oracles_g
                 losing += gain < -1.0
         assert np.mean(fractions) >= floor, (split, fractions)
         assert losing <= 1, (split, fractions)
+
+
+def test_budget_benchmark_runs_one_split_without_the_previous_estimator(tmp_path: Path) -> None:
+    """bench_budget_advice on a larger sample of one split: only that split's world is built, `--before none`
+    leaves out the previous estimator's rows, and the summary pairs this model's advice with the sellers'
+    rule per advertiser (the margin's standard error over advertisers)."""
+    from evals.benchmarks.bench_advice import build_worlds
+    from evals.benchmarks.bench_budget_advice import evaluate_world
+    from evals.scenario import Split
+
+    paths = build_worlds(tmp_path, 3, seed=2031, splits=[Split.NEW_CATEGORY])
+    assert set(paths) == {Split.NEW_CATEGORY} and not (tmp_path / "id").exists()
+    res = evaluate_world(paths[Split.NEW_CATEGORY], 3, None, View.PLATFORM, bids=False)
+    assert res["advertisers"] == 3 and len(res["rows"]) == 3
+    assert "before" not in res and "before" not in res["rows"][0] and "after_minus_before" not in res
+    margin = res["after_minus_acos_rule"]
+    fractions = [res[k]["mean_fraction"] for k in ("after", "acos_rule")]
+    assert margin["mean"] == pytest.approx(fractions[0] - fractions[1]) and margin["se"] >= 0
+    assert res["coverage_90"]["budget_new"][1] > 0 and "budget_old" not in res["coverage_90"]

@@ -276,21 +276,30 @@ def naive_bias(path: Path, n_adv: int) -> dict[str, object]:
     }
 
 
-def build_worlds(root: Path, n_adv: int, seed: int) -> dict[Split, Path]:
+def build_worlds(
+    root: Path, n_adv: int, seed: int, splits: tuple[Split, ...] | list[Split] = SPLITS
+) -> dict[Split, Path]:
+    """The splits' worlds under `root` (only those of `splits`: the new category is a world of its own, the
+    shifted markets are the in-distribution world moved)."""
     config = WorldConfig(n_advertisers=n_adv, days=120, seed=seed)
-    base = root / "id" / "world.sqlite"
-    generate_world_file(config, base)
-    paths = {Split.ID: base}
+    paths = {}
+    if set(splits) - {Split.NEW_CATEGORY}:
+        base = root / "id" / "world.sqlite"
+        generate_world_file(config, base)
+        paths[Split.ID] = base
     for split in (Split.COMPETITOR_SURGE, Split.SEASONAL_PEAK):
+        if split not in splits:
+            continue
         dest = root / split.value / "world.sqlite"
         dest.parent.mkdir(parents=True)
         for src, dst in ((base, dest), (base.with_name("truth.sqlite"), dest.with_name("truth.sqlite"))):
             dst.write_bytes(src.read_bytes())
         apply_shift(dest, SHIFTS[split], split.value)
         paths[split] = dest
-    garden = root / "new_category" / "world.sqlite"
-    generate_world_file(config.model_copy(update={"categories": list(HELD_OUT_CATEGORY_NAMES)}), garden)
-    paths[Split.NEW_CATEGORY] = garden
+    if Split.NEW_CATEGORY in splits:
+        garden = root / "new_category" / "world.sqlite"
+        generate_world_file(config.model_copy(update={"categories": list(HELD_OUT_CATEGORY_NAMES)}), garden)
+        paths[Split.NEW_CATEGORY] = garden
     return paths
 
 

@@ -24,7 +24,11 @@ model's draws, as what_if reports it) against one random 14-day draw of the true
 campaign at 0.5x and 1.5x its budget and for every keyword's best bid (bench_advice's picks), old draws and
 new draws side by side on the same realizations.
 
-Run: python -m evals.benchmarks.bench_budget_advice [--advertisers 12] [--before REV] [--out DIR]
+Run: python -m evals.benchmarks.bench_budget_advice [--advertisers 12] [--before REV|none] [--splits ...] [--out DIR]
+
+More advertisers measure the same advice on a larger sample (the paired margins' standard errors shrink as
+1/sqrt(advertisers)); `--before none` leaves out the previous estimator's rows (half the fitting) and
+`--splits` runs only the splits named, so a large sample of one split stays affordable.
 """
 
 from __future__ import annotations
@@ -222,7 +226,9 @@ def _realized_budget(truth: Account, cmp: str, budget: float, seed: int) -> floa
     return float(res.difference.incremental_profit.mean)
 
 
-def evaluate_world(path: Path, n_adv: int, old: ModuleType, view: View, bids: bool) -> dict[str, Any]:
+def evaluate_world(path: Path, n_adv: int, old: ModuleType | None, view: View, bids: bool) -> dict[str, Any]:
+    """Every advertiser's budget advice on the world at `path`, scored on its truth; `old` None leaves out the
+    previous estimator's rows."""
     rows: list[dict[str, Any]] = []
     cover: dict[str, list[bool]] = {"budget_old": [], "budget_new": [], "bid_old": [], "bid_new": []}
     with MarketStore.open(path) as store, TruthStore.open(path) as truth_store:
@@ -232,29 +238,37 @@ def evaluate_world(path: Path, n_adv: int, old: ModuleType, view: View, bids: bo
             truth = account_on(adv, truth_store.keyword_markets(adv), days)
             keywords = {k.id: k for k in adv.keywords()}
             new_model = fit_market_model(adv, view)
-            old_model = old.fit_market_model(adv, view)
             est = account_on(
                 adv,
                 {m.keyword_id: m for m in new_model.for_keywords(list(keywords.values()), adv.negatives())},
                 days,
             )
             new_draws = _draw_markets(new_model, adv, keywords)
-            old_draws = _draw_markets(old_model, adv, keywords)
             best_gain, best_change = oracle(truth, OracleKind.BEST_SINGLE_BUDGET)
             row: dict[str, Any] = {"advertiser": aid, "oracle": best_gain, "oracle_change": str(best_change)}
-            old_est = account_on(
-                adv,
-                {m.keyword_id: m for m in old_model.for_keywords(list(keywords.values()), adv.negatives())},
-                days,
-            )
             picks = {
-                "before": budget_advice(old_est, None, days),
-                "rule_on_old_draws": budget_advice(old_est, old_draws, days, Decision.SAFE),
-                "expected_on_old_draws": budget_advice(old_est, old_draws, days),
                 "new_point": budget_advice(est, None, days),
                 "safe_on_new_draws": budget_advice(est, new_draws, days, Decision.SAFE),
                 "after": budget_advice(est, new_draws, days),
             }
+            compared = [("new", est, new_draws)]
+            if old is not None:
+                old_model = old.fit_market_model(adv, view)
+                old_draws = _draw_markets(old_model, adv, keywords)
+                old_est = account_on(
+                    adv,
+                    {
+                        m.keyword_id: m
+                        for m in old_model.for_keywords(list(keywords.values()), adv.negatives())
+                    },
+                    days,
+                )
+                picks |= {
+                    "before": budget_advice(old_est, None, days),
+                    "rule_on_old_draws": budget_advice(old_est, old_draws, days, Decision.SAFE),
+                    "expected_on_old_draws": budget_advice(old_est, old_draws, days),
+                }
+                compared.insert(0, ("old", old_est, old_draws))
             rule = rule_advice(adv, truth)
             for name, (change, predicted) in picks.items():
                 gain = 0.0 if change is None else float(change_gain(truth, change) or 0.0)
@@ -269,7 +283,7 @@ def evaluate_world(path: Path, n_adv: int, old: ModuleType, view: View, bids: bo
                 for mult in (0.5, 1.5):
                     budget = truth.campaigns[c].daily_budget * mult
                     realized = _realized_budget(truth, c, budget, seed=stable_seed(aid, c, mult))
-                    for tag, point, draws in (("old", old_est, old_draws), ("new", est, new_draws)):
+                    for tag, point, draws in compared:
                         lo, hi = _interval(point, draws, c, point.bids(c), budget)
                         cover[f"budget_{tag}"].append(lo <= realized <= hi)
             if not bids:
@@ -286,7 +300,7 @@ def evaluate_world(path: Path, n_adv: int, old: ModuleType, view: View, bids: bo
                     0.0 if pick.action == "pause" else float(pick.value or 0)
                 )
                 realized = _realized(truth, pick, seed=stable_seed(kw_id))
-                for tag, draws in (("old", old_draws), ("new", new_draws)):
+                for tag, _, draws in compared:
                     lo, hi = _interval(est, draws, cmp, new_bids, est.campaigns[cmp].daily_budget)
                     cover[f"bid_{tag}"].append(lo <= realized <= hi)
     return summarize(rows, cover)
@@ -296,7 +310,8 @@ def summarize(rows: list[dict[str, Any]], cover: dict[str, list[bool]]) -> dict[
     oracle_gain = np.array([r["oracle"] for r in rows])
     out: dict[str, Any] = {"advertisers": len(rows), "oracle_gain_sum": float(oracle_gain.sum())}
     fr: dict[str, np.ndarray] = {}
-    for name in ("doing_nothing", "acos_rule", *PICKS):
+    present = [p for p in PICKS if rows and p in rows[0]]
+    for name in ("doing_nothing", "acos_rule", *present):
         g = np.zeros(len(rows)) if name == "doing_nothing" else np.array([r[name]["gain"] for r in rows])
         fr[name] = np.array([fraction(x, o) for x, o in zip(g, oracle_gain, strict=True)])
         out[name] = {
@@ -312,6 +327,8 @@ def summarize(rows: list[dict[str, Any]], cover: dict[str, list[bool]]) -> dict[
         ("after", "acos_rule"),
         ("after", "doing_nothing"),
     ):
+        if a not in fr or b not in fr:
+            continue
         d = fr[a] - fr[b]
         out[f"{a}_minus_{b}"] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(d.size))}
     out["coverage_90"] = {k: (float(np.mean(v)), len(v)) for k, v in cover.items() if v}
@@ -323,23 +340,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--advertisers", type=int, default=12)
     ap.add_argument("--seed", type=int, default=2027, help="world seed (not the eval or training worlds')")
-    ap.add_argument("--before", default="HEAD", help="git revision whose estimator is the 'before'")
+    ap.add_argument(
+        "--before", default="HEAD", help="git revision whose estimator is the 'before' ('none': leave it out)"
+    )
+    ap.add_argument(
+        "--splits", nargs="+", default=[s.value for s in SPLITS], choices=[s.value for s in SPLITS]
+    )
     ap.add_argument("--view", default="platform", choices=[v.value for v in View])
     ap.add_argument("--no-bids", action="store_true", help="skip the bid picks' coverage (the slow part)")
     ap.add_argument("--out", type=Path, default=None, help="write results.json here")
     args = ap.parse_args()
     t0 = time.time()
-    old = estimate_module_at(args.before)
+    old = None if args.before == "none" else estimate_module_at(args.before)
     results: dict[str, Any] = {
         "advertisers": args.advertisers,
         "seed": args.seed,
         "before": args.before,
         "view": args.view,
+        "splits": args.splits,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        paths = build_worlds(Path(tmp), args.advertisers, args.seed)
+        splits = [s for s in SPLITS if s.value in args.splits]
+        paths = build_worlds(Path(tmp), args.advertisers, args.seed, splits)
         print(f"worlds built in {time.time() - t0:.0f} s", flush=True)
-        for split in SPLITS:
+        for split in splits:
             res = evaluate_world(paths[split], args.advertisers, old, View(args.view), not args.no_bids)
             results[split.value] = res
             brief = {k: v for k, v in res.items() if k != "rows"}
