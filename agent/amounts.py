@@ -119,6 +119,8 @@ def figures(text: str) -> list[float]:
 
 
 AMOUNT_ARGS = ("value", "relative_change", "change_by")
+# a quoted name: its figures name the thing, not an amount ("simulate 'leaf blower 2026' across a range of bids")
+_QUOTED_NAME = re.compile(r"""(?<!\w)['"‘“][^'"‘’“”]{2,80}?['"’”](?!\w)""")
 
 
 def ground_change(args: dict[str, Any], message: str, known: set[float]) -> dict[str, Any] | None:
@@ -128,7 +130,8 @@ def ground_change(args: dict[str, Any], message: str, known: set[float]) -> dict
     message is the value. None where the message names no amount at all (the model made one up)."""
     if args.get("action") not in ("set_bid", "set_budget") and args.get("change") not in ("bid", "budget"):
         return args
-    text = _TARGET_ACOS.sub(" ", normalize_amounts(message))  # an ACoS target is no change by a share
+    # an ACoS target is no change by a share, a quoted name's figures no amount
+    text = _QUOTED_NAME.sub(" ", _TARGET_ACOS.sub(" ", normalize_amounts(message)))
     rest = {k: v for k, v in args.items() if k not in AMOUNT_ARGS}
     given = next(
         (float(args[k]) for k in ("relative_change", "change_by") if isinstance(args.get(k), int | float)),

@@ -61,7 +61,7 @@ from agent.memory.checkpointers import open_checkpointer
 from agent.proactive import GuidanceReport, guide
 from agent.prompts import CONFIRMATION, EMPTY_ANSWER, STOPPED, system_prompt
 from agent.replies import phrase_decision, vetoed
-from agent.router import plain_request
+from agent.router import BACK_REFERENCE, plain_request
 from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
 from agent.tool_call import run_tool
 from tools.mcp_server import openai_tools
@@ -611,6 +611,44 @@ def other_kind_twin(name: str, args: dict[str, Any], parsed: Raw) -> dict[str, A
     return None if twin is None else {**args, change: twin, field: named}
 
 
+# words that point back at the thing the previous turn was about ("what if I gave it 302 a day?", "and if the bid
+# were lowered by one half?"): the router's back references and "the bid" / "the budget" of a what-if follow-up
+_POINTS_BACK = re.compile(rf"{BACK_REFERENCE.pattern}|\bthe (?:bid|budget)\b", re.I)
+
+
+def previous_thing(messages: list[AnyMessage], last_user: int) -> str | None:
+    """The one thing the previous turn's calls named, by its id (as called, or as the tools resolved the words);
+    None where they named none or several."""
+    prev_user = max((i for i in range(last_user) if isinstance(messages[i], HumanMessage)), default=-1)
+    if prev_user < 0:
+        return None
+    ids: set[str] = set()
+    for m in messages[prev_user + 1 : last_user]:
+        if isinstance(m, AIMessage):
+            for c in m.tool_calls:
+                ids |= {
+                    v
+                    for k in _ID_FILTERS + ("id",)
+                    if isinstance(v := c["args"].get(k), str) and ANY_ID.match(v)
+                }
+        elif isinstance(m, ToolMessage) and m.status != "error":
+            ids |= {r.id for r in resolved(content_text(m))}
+    return ids.pop() if len(ids) == 1 else None
+
+
+def back_reference_to_previous(
+    name: str, args: dict[str, Any], parsed: Raw, user_text: str, earlier: str | None
+) -> dict[str, Any] | None:
+    """A call that named nothing the account holds ("what if I gave it 302 a day?" ran as what_if(id="302")) where
+    the message points back at a thing (_POINTS_BACK) and the previous turn was about one thing: the call for that
+    thing; None otherwise."""
+    error = failure(parsed)
+    field = error.field if error is not None and error.type == "NoMatchError" else None
+    if earlier is None or not isinstance(field, str) or not _POINTS_BACK.search(user_text):
+        return None
+    return {**args, field: earlier}
+
+
 async def _retried(ctx: AgentContext, name: str, args: dict[str, Any]) -> tuple[str, Any] | None:
     """The call run again with other arguments: (result text, parsed) where it succeeds, else None (the first
     error stands)."""
@@ -759,6 +797,9 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
                     other_kind_twin(name, args, parsed)
                     or generic_name_dropped(ctx, name, args, parsed)
                     or term_as_ad_group(name, args, user_text)
+                    or back_reference_to_previous(
+                        name, args, parsed, user_text, previous_thing(state["messages"], last_user)
+                    )
                 )
                 again = await _retried(ctx, name, again_args) if again_args is not None else None
                 if again is not None and again_args is not None:

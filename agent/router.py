@@ -414,19 +414,37 @@ def next_step(
     return None
 
 
+# Intents that only ask, and that sellers do not word like a change (what-ifs, bid landscapes, best bids and the
+# ideas for keywords and negatives they do: "sp - generic - dumbbells daily budget $55" reads as a what-if).
+ASKS_ONLY = frozenset(
+    {
+        IntentKind.OVERVIEW,
+        IntentKind.CAMPAIGNS,
+        IntentKind.KEYWORDS,
+        IntentKind.SEARCH_TERMS,
+        IntentKind.KPI_CHANGE,
+        IntentKind.WORST_ACOS,
+        IntentKind.BUDGET_CAPPED,
+        IntentKind.EXPERIMENT_EFFECT,
+        IntentKind.AB_TEST,
+    }
+)
+
+
 def router_tool_instead(probs: dict[IntentKind, float], calls: Sequence[dict[str, Any]]) -> str | None:
     """The first tool of the intent the router is sure of (its likeliest, CONTINUE_SURE likely) where the model's
     first step called neither it nor `find` (the model looks a name up first): a second decoding that must call it
     keeps the model's reading of the user's words (the thing, the amount) and the router's of what is asked
     ("which campaing runs out of budget the most?": budget_capped 0.56, and the model listed campaigns by ACoS).
-    A proposal stands (it waits for the user's yes; "sp - generic - dumbbells daily budget $55" is a change the
-    router read as a what-if). None: the model's calls stand."""
+    A proposal stands (it waits for the user's yes) unless the router is sure of an intent that only asks
+    (ASKS_ONLY: "should I declare a winner in the latest ads holdout yet", ab_test 0.70, was proposed as a pause).
+    None: the model's calls stand."""
     kind = _likeliest(probs)
     if kind is None or probs[kind] < CONTINUE_SURE or not calls:
         return None
     tool = first_tool(kind)
     called = {str(c.get("name")) for c in calls}
-    kept = {"find", "propose_change"}
+    kept = {"find"} if kind in ASKS_ONLY else {"find", "propose_change"}
     return None if tool is None or tool in called or called & kept else tool
 
 

@@ -93,13 +93,7 @@ def evaluate(
     cases, skipped = expand_cases(chosen, spec, world)
     if spec.curriculum is not None:
         report("curriculum", 0, 1)
-        cases += curriculum_cases(
-            world,
-            world.advertiser_ids()[: spec.advertisers],
-            spec.curriculum.splits,
-            spec.curriculum.dialogues_per_advertiser,
-            spec.curriculum.seed,
-        )
+        cases += curriculum_cases(world, world.advertiser_ids()[: spec.advertisers], spec.curriculum)
         report("curriculum", 1, 1)
     rows = [model]
     if teacher and model.backend != BackendKindName.TEACHER:

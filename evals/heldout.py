@@ -13,19 +13,22 @@ asked which thing was meant, a refusal where it refused.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from agent.curriculum.dialogues import account_context, write_dialogue
+from agent.curriculum.dialogues import account_context, dialogue_kinds, write_dialogue
 from agent.guardrails.output import extract_numbers
 from agent.intents import REFUSALS, IntentKind
 from evals.data_model import Case
 from evals.scenario import (
     Advice,
     Category,
+    CurriculumSpec,
     Decision,
     Expect,
     ExpectedChange,
@@ -189,7 +192,17 @@ def scenario_from_dialogue(d: Any, split: Split) -> Scenario:
     )
 
 
-async def _dialogues(path: Any, advertiser: str, n: int, seed: int) -> list[Any]:
+def _stream(*words: str) -> int:
+    # a stable seed word for a name (Python's hash() changes between runs)
+    return int(hashlib.sha256("/".join(words).encode()).hexdigest()[:8], 16)
+
+
+async def _dialogues(
+    path: Any, advertiser: str, spec: CurriculumSpec, split: Split, *, attempts: int = 8
+) -> list[Any]:
+    """The advertiser's held-out dialogues on one split's world: `dialogues_per_kind` opening with each kind
+    (each kind its own random stream, so what one kind draws never moves another's), or
+    `dialogues_per_advertiser` opening with kinds drawn by the curriculum's weights."""
     # lazy: pulls in mcp, pydantic_settings, starlette at import
     from tools.mcp_server import connect_in_memory
 
@@ -197,6 +210,7 @@ async def _dialogues(path: Any, advertiser: str, n: int, seed: int) -> list[Any]
     from tools.mcp_server.cache import ToolCache
 
     out: list[Any] = []
+    number = int(advertiser.rsplit("_", 1)[-1])
     async with connect_in_memory(
         path, advertiser, cache=ToolCache(enabled=False), actor="eval-gold"
     ) as session:
@@ -206,26 +220,45 @@ async def _dialogues(path: Any, advertiser: str, n: int, seed: int) -> list[Any]
             return "".join(getattr(b, "text", "") for b in result.content)
 
         ctx = await account_context(call_tool)
-        rng = np.random.default_rng([seed, int(advertiser.rsplit("_", 1)[-1])])
-        while len(out) < n:
-            d = await write_dialogue(
-                call_tool, ctx, rng, heldout=True, dialogue_id=f"{advertiser}-{len(out):03d}"
-            )
-            if d is not None:
-                out.append(d)
+        if spec.dialogues_per_kind is None:
+            rng = np.random.default_rng([spec.seed, number])
+            while len(out) < (spec.dialogues_per_advertiser or 0):
+                d = await write_dialogue(
+                    call_tool, ctx, rng, heldout=True, dialogue_id=f"{advertiser}-{len(out):03d}"
+                )
+                if d is not None:
+                    out.append(d)
+            return out
+        # A dialogue is scored, and reported, by its last turn's kind: each kind is drawn (opening the
+        # dialogue) until that many dialogues end in it; the follow-up kinds (confirm, reject) come along.
+        ending: Counter[IntentKind] = Counter()
+        for kind in dialogue_kinds(ctx):
+            rng = np.random.default_rng([spec.seed, number, _stream(split.value, kind.value)])
+            for attempt in range(spec.dialogues_per_kind * attempts):
+                if ending[kind] >= spec.dialogues_per_kind:
+                    break
+                d = await write_dialogue(
+                    call_tool,
+                    ctx,
+                    rng,
+                    heldout=True,
+                    dialogue_id=f"{advertiser}-{kind.value}-{attempt}",
+                    first_kind=kind,
+                )
+                if d is not None:
+                    out.append(d)
+                    ending[d.turns[-1].intent.kind] += 1
     return out
 
 
-def curriculum_cases(
-    world: EvalWorld, advertisers: list[str], splits: list[Split], per_advertiser: int, seed: int
-) -> list[Case]:
+def curriculum_cases(world: EvalWorld, advertisers: list[str], spec: CurriculumSpec) -> list[Case]:
     """Held-out curriculum cases for each advertiser and split (the gold played on that split's world)."""
     cases = []
-    for split in splits:
+    for split in spec.splits:
         path = world.path(split)
         for adv in advertisers:
             slots = account_slots(path, adv)
-            for d in asyncio.run(_dialogues(path, adv, per_advertiser, seed)):
+            for d in asyncio.run(_dialogues(path, adv, spec, split)):
                 scenario = scenario_from_dialogue(d, split)
                 cases.append(
                     Case(

@@ -215,11 +215,20 @@ class WorldSpec(_Strict):
 
 
 class CurriculumSpec(_Strict):
-    """Held-out curriculum dialogues (evals/heldout.py) added to a suite's cases."""
+    """Held-out curriculum dialogues (evals/heldout.py) added to a suite's cases: per advertiser and split,
+    `dialogues_per_kind` opening with each kind (every kind measured on the same number of conversations), or
+    `dialogues_per_advertiser` opening with kinds drawn by the curriculum's weights. Exactly one of the two."""
 
-    dialogues_per_advertiser: int = Field(ge=1, le=500)
+    dialogues_per_kind: int | None = Field(None, ge=1, le=50)
+    dialogues_per_advertiser: int | None = Field(None, ge=1, le=500)
     splits: list[Split] = Field(min_length=1)
     seed: int = 9001
+
+    @model_validator(mode="after")
+    def _one_count(self) -> CurriculumSpec:
+        if (self.dialogues_per_kind is None) == (self.dialogues_per_advertiser is None):
+            raise ValueError("give exactly one of dialogues_per_kind and dialogues_per_advertiser")
+        return self
 
 
 class Suite(_Strict):

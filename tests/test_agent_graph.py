@@ -569,3 +569,46 @@ async def test_a_name_the_tools_do_not_know_is_tried_again_as_the_one_name_the_u
     assert grown is not None
     args, result = grown
     assert args == {"keyword_id": text} and "error" not in _json.loads(result)
+
+
+async def test_a_back_reference_that_named_nothing_runs_for_the_previous_turns_one_thing(world):
+    """ "and if the bid were lowered by one half?" after a what-if on one keyword ran as
+    what_if(id="if the bid were lowered by one half"): the message points back, the previous turn named one
+    thing, so the call runs for it; a message that points at nothing, or a previous turn about several things,
+    keeps the tools' error."""
+    import json as _json
+
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from agent.graph import back_reference_to_previous, previous_thing
+    from agent.tool_call import run_tool
+
+    async with Agent(config(world, limits=Limits(tool_timeout_s=300))) as agent:
+        ctx = agent.context
+        rows = _json.loads(await run_tool(ctx, "performance", {"level": "keyword", "limit": 2}))["rows"]
+        kw, other = rows[0]["id"], rows[1]["id"]
+        args = {"change": "bid", "id": "if the bid were lowered by one half", "relative_change": -0.5}
+        failed = await run_tool(ctx, "what_if", args)
+        assert _json.loads(failed)["error"]["type"] == "NoMatchError"
+
+        def thread(*ids: str) -> list:  # type: ignore[type-arg]
+            calls = [
+                {"name": "what_if", "args": {"change": "bid", "id": i, "value": 2}, "id": f"c{i}"}
+                for i in ids
+            ]
+            return [
+                HumanMessage("what if the bid on it were 2?"),
+                AIMessage("", tool_calls=calls),
+                *[ToolMessage("{}", tool_call_id=f"c{i}") for i in ids],
+                AIMessage("done"),
+                HumanMessage("and if the bid were lowered by one half?"),
+            ]
+
+        one = thread(kw)
+        assert previous_thing(one, len(one) - 1) == kw
+        assert previous_thing(thread(kw, other), len(one) + 1) is None  # two things: which one is unknown
+        said = "and if the bid were lowered by one half?"
+        again = back_reference_to_previous("what_if", args, failed, said, kw)
+        assert again == {**args, "id": kw}
+        assert "error" not in _json.loads(await run_tool(ctx, "what_if", again))
+        assert back_reference_to_previous("what_if", args, failed, "how about storage bins?", kw) is None

@@ -74,6 +74,19 @@ def test_an_acos_target_is_no_change_by_a_share():
     assert ground_change({"action": "set_bid", "id": "x", "relative_change": 0.35}, said, set()) is None
 
 
+def test_a_quoted_names_figures_are_no_amount():
+    said = "Please simulate 'leaf blower 2026' (exact) across a range of bids and summarise the results."
+    assert (
+        ground_change({"change": "bid", "id": "leaf blower 2026 exact", "value": 2026.0}, said, set()) is None
+    )
+    said = "bid 2 dollars on 'dumbbells 2026' (broad)"
+    assert ground_change({"action": "set_bid", "id": "dumbbells 2026", "value": 2026}, said, set()) == {
+        "action": "set_bid",
+        "id": "dumbbells 2026",
+        "value": 2.0,
+    }
+
+
 def test_an_amount_nobody_named_is_not_proposed():
     said = "should i be bidding more or less on grey area rug? just give me the number and line it up"
     assert ground_change({"action": "set_bid", "id": "grey area rug", "value": 0.2}, said, set()) is None

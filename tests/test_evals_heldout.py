@@ -72,3 +72,48 @@ def test_a_dialogue_becomes_a_scenario_with_the_golds_expectations(heldout_dialo
             assert turn.acknowledge_risk == (gold.decision == "confirm")
         asked = final.steps and "Which one do you mean?" in str(final.steps[-1].message.get("content"))
         assert (s.expect.clarify is True) == bool(asked)
+
+
+def test_a_curriculum_spec_takes_exactly_one_count() -> None:
+    from pydantic import ValidationError
+
+    from evals.scenario import CurriculumSpec
+
+    assert CurriculumSpec(dialogues_per_kind=1, splits=[Split.ID]).dialogues_per_advertiser is None
+    for bad in ({}, {"dialogues_per_kind": 1, "dialogues_per_advertiser": 5}):
+        with pytest.raises(ValidationError, match="exactly one of dialogues_per_kind"):
+            CurriculumSpec(splits=[Split.ID], **bad)
+
+
+def test_the_per_kind_draw_ends_dialogues_in_every_kind_and_each_kind_draws_alone(
+    tiny_world_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kind the account can open with ends at least one dialogue, the draw repeats exactly, and a kind's
+    dialogues do not depend on what the other kinds drew (each kind its own random stream)."""
+    from agent.curriculum.dialogues import WEIGHTS
+    from evals.heldout import _dialogues
+    from evals.scenario import CurriculumSpec
+
+    spec = CurriculumSpec(dialogues_per_kind=1, splits=[Split.ID], seed=3)
+    first = asyncio.run(_dialogues(tiny_world_path, "adv_0001", spec, Split.ID))
+    ending = {d.turns[-1].intent.kind for d in first}
+    # a kind may run out of attempts (or need an experiment the account lacks), not more than two
+    assert len(set(WEIGHTS) - ending) <= 2
+    again = asyncio.run(_dialogues(tiny_world_path, "adv_0001", spec, Split.ID))
+    assert [(d.id, [t.user for t in d.turns]) for d in again] == [
+        (d.id, [t.user for t in d.turns]) for d in first
+    ]
+    # the kinds drawn in the opposite order: a kind's first dialogue is the same (where the kind still opens
+    # one: another kind's follow-ups may have ended in it first)
+    import evals.heldout
+
+    kinds = evals.heldout.dialogue_kinds
+    monkeypatch.setattr(evals.heldout, "dialogue_kinds", lambda ctx: list(reversed(kinds(ctx))))
+    reversed_draw = asyncio.run(_dialogues(tiny_world_path, "adv_0001", spec, Split.ID))
+    firsts = {d.id: [t.user for t in d.turns] for d in first if d.id.endswith("-0")}
+    again_firsts = {d.id: [t.user for t in d.turns] for d in reversed_draw if d.id in firsts}
+    assert len(again_firsts) >= len(firsts) // 2
+    assert again_firsts == {k: firsts[k] for k in again_firsts}
+    # the other split's stream: other phrasings
+    other = asyncio.run(_dialogues(tiny_world_path, "adv_0001", spec, Split.NEW_CATEGORY))
+    assert [t.user for d in other for t in d.turns] != [t.user for d in first for t in d.turns]

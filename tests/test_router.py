@@ -822,6 +822,10 @@ def test_the_tool_of_an_intent_the_router_is_sure_of_is_decoded_where_the_model_
     assert (
         router_tool_instead({K.WHAT_IF_BUDGET: 0.65, K.SET_BUDGET: 0.35}, proposal) is None
     )  # waits for a yes
+    pause = [{"name": "propose_change", "args": {"action": "pause", "id": "ads holdout"}}]
+    assert (
+        router_tool_instead({K.AB_TEST: 0.7, K.PAUSE: 0.1, K.OVERVIEW: 0.2}, pause) == "ab_test"
+    )  # only asks
     unsure = {K.BUDGET_CAPPED: 0.44, K.CAMPAIGNS: 0.4, K.OVERVIEW: 0.16}
     assert router_tool_instead(unsure, table) is None
     assert router_tool_instead({K.GREETING: 0.9, K.OVERVIEW: 0.1}, table) is None  # answered without a tool

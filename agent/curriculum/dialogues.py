@@ -459,17 +459,33 @@ def _choice_words(candidate: dict[str, Any], rng: Rng) -> str:
     return str(_pick(rng, [candidate["name"], candidate["id"]]))
 
 
-async def write_dialogue(
-    call_tool: CallTool, ctx: dict[str, Any], rng: Rng, *, heldout: bool, dialogue_id: str, max_turns: int = 3
-) -> Dialogue | None:
-    """One conversation of 1-3 turns (see the module docstring), played by the expert over the tools."""
-    scope = str(ctx["advertiser"]["id"])
-    kinds = [
+def dialogue_kinds(ctx: dict[str, Any]) -> list[IntentKind]:
+    """The kinds a dialogue on this account can open with (experiment questions need an experiment)."""
+    return [
         k
         for k in WEIGHTS
         if k not in (IntentKind.EXPERIMENT_EFFECT, IntentKind.AB_TEST) or ctx["experiments"]
     ]
-    first_kind = _pick(rng, kinds, [WEIGHTS[k] for k in kinds])
+
+
+async def write_dialogue(
+    call_tool: CallTool,
+    ctx: dict[str, Any],
+    rng: Rng,
+    *,
+    heldout: bool,
+    dialogue_id: str,
+    max_turns: int = 3,
+    first_kind: IntentKind | None = None,
+) -> Dialogue | None:
+    """One conversation of 1-3 turns (see the module docstring), played by the expert over the tools; it opens
+    with `first_kind` where given (None where the account cannot have it), else a kind drawn by WEIGHTS."""
+    scope = str(ctx["advertiser"]["id"])
+    kinds = dialogue_kinds(ctx)
+    if first_kind is None:
+        first_kind = _pick(rng, kinds, [WEIGHTS[k] for k in kinds])
+    elif first_kind not in kinds:
+        return None
     want_shared = rng.random() < 0.15  # a name two keywords share: the turn must end in a question back
     made = render_pattern(first_kind, Section.FIRST, ctx, rng, heldout, want_shared=want_shared)
     if made is None:
