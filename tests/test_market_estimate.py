@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tools.market.data_model import WorldConfig
-from tools.market.estimate import View, fit_market_model
+from tools.market.estimate import MarketModel, View, fit_market_model
 from tools.market.generate import generate_world_file
 from tools.market.store import AdvertiserStore, MarketStore
 from tools.market.truth import TruthStore
@@ -359,3 +359,40 @@ def test_budget_benchmark_runs_one_split_without_the_previous_estimator(tmp_path
     fractions = [res[k]["mean_fraction"] for k in ("after", "acos_rule")]
     assert margin["mean"] == pytest.approx(fractions[0] - fractions[1]) and margin["se"] >= 0
     assert res["coverage_90"]["budget_new"][1] > 0 and "budget_old" not in res["coverage_90"]
+
+
+def test_the_draws_market_moves_can_come_from_another_source(world: Path) -> None:
+    """fit_market_model's `moves` replaces the history's own fortnight moves that the posterior draws
+    bootstrap (bench_advice --moves measures other sources with it); the point estimate does not move."""
+    with MarketStore.open(world) as store:
+        adv = store.scoped(store.advertiser_ids()[0])
+        own = fit_market_model(adv)
+        still = fit_market_model(adv, moves=np.zeros((1, 2)))
+        wide = fit_market_model(adv, moves=np.array([[0.7, 0.0]]))
+    assert own.fit["market_move_volume_p90"] > 0 and still.fit["market_move_volume_p90"] == 0
+    assert wide.fit["market_move_volume_p90"] == pytest.approx(0.7)
+    assert {k: m.base_volume for k, m in still.markets.items()} == {
+        k: m.base_volume for k, m in own.markets.items()
+    }
+
+    def spread(model: MarketModel) -> float:
+        draws = model.draws
+        return float(np.mean([np.std([np.log(d[k].base_volume) for d in draws]) for k in draws[0]]))
+
+    assert spread(wide) > spread(still) + 0.3
+
+
+def test_coverage_by_source_of_market_moves(world: Path) -> None:
+    """bench_advice --moves on one advertiser: every source's ranges are scored on the same picks and
+    realizations, and widening a range about its centre never covers less."""
+    from evals.benchmarks.bench_advice import WIDTH_FACTORS, coverage_by_moves
+
+    res = coverage_by_moves(world, View.PLATFORM, 1, pooled=np.zeros((2, 2)))
+    n = res["intervals"]
+    assert isinstance(n, int) and n > 0
+    rows = {k: v for k, v in res.items() if isinstance(v, dict)}
+    assert set(rows) == {"own", "pooled", "own_x2", *(f"own_width_x{f}" for f in WIDTH_FACTORS)}
+    widths = [rows["own"]["median_width"], *(rows[f"own_width_x{f}"]["median_width"] for f in WIDTH_FACTORS)]
+    covers = [rows["own"]["coverage_90"], *(rows[f"own_width_x{f}"]["coverage_90"] for f in WIDTH_FACTORS)]
+    assert widths == sorted(widths) and covers == sorted(covers)
+    assert rows["pooled"]["median_width"] <= rows["own"]["median_width"] + 1e-9  # no moves at all: narrower

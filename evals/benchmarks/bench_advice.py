@@ -32,7 +32,14 @@ Bias of the naive fits, beside the model's (in-distribution world, platform view
 - incrementality: the share of attributed sales that is incremental, read naively from the reports (all
   of it), and the model's, against the truth (mean absolute error per keyword).
 
-Run: python -m evals.benchmarks.bench_advice [--advertisers 24] [--out DIR]   (about 5 minutes on 2 cores)
+Sources of the ranges' market term (`--moves`, instead of the above): each posterior draw moves the whole
+market by one fortnight-to-fortnight move, bootstrapped from the account's own history (what the tools do).
+This mode measures, in every split, the 90% coverage and width of the picks' ranges with that term taken
+from other observable sources: the moves of every account of the fitting worlds pooled (seeds 101-103, the
+accounts the cannibalization prior is fit on; no truth read), and, as diagnostics that no observation
+justifies, the own moves doubled and the whole range widened by a factor.
+
+Run: python -m evals.benchmarks.bench_advice [--advertisers 24] [--moves] [--out DIR]   (about 5 minutes on 2 cores)
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from evals.scenario import Split
 from evals.world import SHIFTS, apply_shift
 from tools.auction.landscape import what_if
 from tools.market.data_model import WorldConfig
-from tools.market.estimate import MarketModel, View, fit_market_model, load_history
+from tools.market.estimate import MarketModel, View, fit_demand, fit_market_model, load_history, market_moves
 from tools.market.generate import generate_world_file
 from tools.market.store import AdvertiserStore, MarketStore
 from tools.market.truth import TruthStore
@@ -88,10 +95,8 @@ def _setting(
     return kws, bids, new, np.array([acct.margins[k] for k in kws]), [acct.campaigns[cmp].daily_budget]
 
 
-def _interval(
-    model: MarketModel, est: Account, adv: AdvertiserStore, change: Change
-) -> tuple[float, float, float]:
-    """Predicted gain and its 90% interval over HORIZON_DAYS random days (model draws widen it)."""
+def _noise(est: Account, change: Change) -> Range:
+    """The simulator's 90% range of the change's gain over HORIZON_DAYS random days, on the point estimate."""
     kws, bids, new, margins, budget = _setting(est, change)
     res = what_if(
         [est.markets[k] for k in kws],
@@ -105,6 +110,12 @@ def _interval(
         seed=0,
     )
     noise = res.difference.incremental_profit
+    return Range(mean=noise.mean, low=noise.low, high=noise.high)
+
+
+def _draw_gains(model: MarketModel, est: Account, adv: AdvertiserStore, change: Change) -> np.ndarray:
+    """The change's expected gain on each of the model's posterior draws."""
+    kws, bids, new, margins, budget = _setting(est, change)
     keywords = {k.id: k for k in adv.keywords()}
     spread = []
     for d in range(len(model.draws)):
@@ -113,7 +124,14 @@ def _interval(
             ms, [0] * len(kws), bids, budget, est.days, new_bids=new.tolist(), margin=margins, n_sims=0
         )
         spread.append(r.difference.incremental_profit.mean)
-    rng = _widened(Range(mean=noise.mean, low=noise.low, high=noise.high), np.asarray(spread))
+    return np.asarray(spread)
+
+
+def _interval(
+    model: MarketModel, est: Account, adv: AdvertiserStore, change: Change
+) -> tuple[float, float, float]:
+    """Predicted gain and its 90% interval over HORIZON_DAYS random days (model draws widen it)."""
+    rng = _widened(_noise(est, change), _draw_gains(model, est, adv, change))
     return rng.mean, rng.low, rng.high
 
 
@@ -245,6 +263,81 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, object]:
     return out
 
 
+def own_moves(adv: AdvertiserStore) -> np.ndarray:
+    """The account's own fortnight-to-fortnight market moves, as fit_market_model bootstraps them."""
+    h = load_history(adv)
+    return market_moves(h, fit_demand(h))
+
+
+def pooled_moves(root: Path) -> np.ndarray:
+    """The market moves of every account of the fitting worlds (the cannibalization prior's: seeds 101-103, 40
+    accounts each), pooled: the marketplace's evidence of how far an account's market moves in a fortnight."""
+    # lazy: bench_budget_incrementality imports this module through bench_budget_advice
+    from evals.benchmarks.bench_budget_incrementality import FIT_ACCOUNTS, FIT_SEEDS, _world
+
+    out = []
+    for seed in FIT_SEEDS:
+        with MarketStore.open(_world(root, seed, FIT_ACCOUNTS)) as store:
+            for aid in store.advertiser_ids():
+                adv = store.scoped(aid)
+                if adv.keywords():
+                    out.append(own_moves(adv))
+    return np.concatenate(out)
+
+
+WIDTH_FACTORS = (1.25, 1.5)  # diagnostic: the own-moves range widened about its mean
+
+
+def coverage_by_moves(path: Path, view: View, n_adv: int, pooled: np.ndarray) -> dict[str, object]:
+    """90% coverage and width of every pick's range, with the draws' market moves from each source."""
+    sources = {
+        "own": lambda adv: None,
+        "pooled": lambda adv: pooled,
+        "own_x2": lambda adv: 2.0 * own_moves(adv),
+    }
+    ranges: dict[str, list[tuple[float, float]]] = {name: [] for name in sources}
+    centers, realized = [], []
+    with MarketStore.open(path) as store, TruthStore.open(path) as truth_store:
+        days = np.arange(store.days, store.days + HORIZON_DAYS)
+        for aid in store.advertiser_ids()[:n_adv]:
+            adv = store.scoped(aid)
+            truth = account_on(adv, truth_store.keyword_markets(adv), days)
+            models = {name: fit_market_model(adv, view, moves=f(adv)) for name, f in sources.items()}
+            est = account_on(
+                adv,
+                {m.keyword_id: m for m in models["own"].for_keywords(adv.keywords(), adv.negatives())},
+                days,
+            )
+            for kw_id in truth.keywords:
+                if kw_id not in truth.markets or kw_id not in est.markets or not truth.live(kw_id):
+                    continue
+                best, _ = _best_bid(truth, kw_id)
+                if best <= EPS:
+                    continue
+                _, pick = _best_bid(est, kw_id)
+                if pick is None:
+                    continue
+                noise = _noise(est, pick)
+                for name, model in models.items():
+                    rg = _widened(noise, _draw_gains(model, est, adv, pick))
+                    ranges[name].append((rg.low, rg.high))
+                centers.append(noise.mean)
+                realized.append(_realized(truth, pick, seed=stable_seed(kw_id)))
+    if not realized:
+        return {"intervals": 0}
+    r, c = np.array(realized), np.array(centers)
+    out: dict[str, object] = {"intervals": int(r.size)}
+    widened = {f"own_width_x{f}": (f, np.array(ranges["own"])) for f in WIDTH_FACTORS}
+    for name, (factor, bounds) in {**{n: (1.0, np.array(v)) for n, v in ranges.items()}, **widened}.items():
+        lo, hi = c - factor * (c - bounds[:, 0]), c + factor * (bounds[:, 1] - c)
+        out[name] = {
+            "coverage_90": float(np.mean((lo <= r) & (r <= hi))),
+            "median_width": float(np.median(hi - lo)),
+            "mean_width": float(np.mean(hi - lo)),
+        }
+    return out
+
+
 def naive_bias(path: Path, n_adv: int) -> dict[str, object]:
     """Position decay (pooled vs within-keyword) and incremental share (naive vs model) against the truth."""
     decay_true, decay_naive, decay_model, inc_err_naive, inc_err_model = [], [], [], [], []
@@ -314,6 +407,9 @@ def main() -> None:
         default=[v.value for v in (View.PLATFORM, View.SELLER)],
         choices=[v.value for v in View],
     )
+    ap.add_argument(
+        "--moves", action="store_true", help="only the ranges' coverage by source of their market moves"
+    )
     args = ap.parse_args()
     t0 = time.time()
     results: dict[str, object] = {
@@ -324,15 +420,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_worlds(Path(tmp), args.advertisers, args.seed)
         print(f"worlds built in {time.time() - t0:.0f} s", flush=True)
+        if args.moves:
+            pooled = pooled_moves(Path(tmp) / "fit")
+            results["pooled_moves"] = {
+                "moves": int(pooled.shape[0]),
+                "abs_quantiles_0.5_0.9_0.99_max": {
+                    "demand": np.quantile(np.abs(pooled[:, 0]), [0.5, 0.9, 0.99, 1.0]).round(3).tolist(),
+                    "cpc": np.quantile(np.abs(pooled[:, 1]), [0.5, 0.9, 0.99, 1.0]).round(3).tolist(),
+                },
+            }
+            print("pooled moves", json.dumps(results["pooled_moves"]), flush=True)
         for view in map(View, args.views):
+            if args.moves:
+                for split in SPLITS:
+                    res = coverage_by_moves(paths[split], view, args.advertisers, pooled)
+                    results[f"{view.value}/{split.value}/moves"] = res
+                    print(f"{view.value:9s} {split.value:17s} {json.dumps(res)}", flush=True)
+                continue
             for split in SPLITS:
                 res = evaluate_world(
                     paths[split], view, args.advertisers, calibrate=split == Split.ID or view == View.PLATFORM
                 )
                 results[f"{view.value}/{split.value}"] = res
                 print(f"{view.value:9s} {split.value:17s} {json.dumps(res)}", flush=True)
-        results["naive_bias"] = naive_bias(paths[Split.ID], args.advertisers)
-        print("naive bias", json.dumps(results["naive_bias"]), flush=True)
+        if not args.moves:
+            results["naive_bias"] = naive_bias(paths[Split.ID], args.advertisers)
+            print("naive bias", json.dumps(results["naive_bias"]), flush=True)
     results["seconds"] = round(time.time() - t0, 1)
     print(f"done in {results['seconds']} s")
     if args.out:

@@ -911,9 +911,16 @@ def default_view(adv: AdvertiserStore) -> View:
 
 
 def fit_market_model(
-    adv: AdvertiserStore, view: View | str | None = None, *, seed: int = 0, n_draws: int = N_DRAWS
+    adv: AdvertiserStore,
+    view: View | str | None = None,
+    *,
+    seed: int = 0,
+    n_draws: int = N_DRAWS,
+    moves: np.ndarray | None = None,
 ) -> MarketModel:
-    """Estimate every keyword's market from what `view` can observe (see the module doc)."""
+    """Estimate every keyword's market from what `view` can observe (see the module doc). `moves` ([n, 2] log
+    moves of demand and cost per click) replaces the history's own fortnight moves that the draws bootstrap
+    (market_moves): for measuring other sources of the what-if ranges' market term (bench_advice --moves)."""
     view = default_view(adv) if view is None else View(view)
     h = load_history(adv)
     start, end = adv.history_period
@@ -938,7 +945,7 @@ def fit_market_model(
         DECAY_GRID @ resp.decay_grid_prob
     )  # posterior mean (flat without positions: the grid's middle)
     drift = _drift(h, demand)
-    moves = market_moves(h, demand)
+    moves = market_moves(h, demand) if moves is None else np.asarray(moves, dtype=float).reshape(-1, 2)
     future = _future_events(adv, demand, end)
     best = rivals.best()
 
