@@ -269,15 +269,25 @@ def own_moves(adv: AdvertiserStore) -> np.ndarray:
     return market_moves(h, fit_demand(h))
 
 
+# the fitting worlds: the cannibalization prior is fit on their accounts (bench_budget_incrementality), and their
+# market moves are pooled here
+FIT_SEEDS, FIT_ACCOUNTS = (101, 102, 103), 40
+HISTORY_DAYS = 120
+
+
+def history_world(root: Path, seed: int, n: int) -> Path:
+    """A generated world of `n` accounts with HISTORY_DAYS of history, under root/seed<seed>/."""
+    path = root / f"seed{seed}" / "world.sqlite"
+    generate_world_file(WorldConfig(n_advertisers=n, days=HISTORY_DAYS, seed=seed), path)
+    return path
+
+
 def pooled_moves(root: Path) -> np.ndarray:
     """The market moves of every account of the fitting worlds (the cannibalization prior's: seeds 101-103, 40
     accounts each), pooled: the marketplace's evidence of how far an account's market moves in a fortnight."""
-    # lazy: bench_budget_incrementality imports this module through bench_budget_advice
-    from evals.benchmarks.bench_budget_incrementality import FIT_ACCOUNTS, FIT_SEEDS, _world
-
     out = []
     for seed in FIT_SEEDS:
-        with MarketStore.open(_world(root, seed, FIT_ACCOUNTS)) as store:
+        with MarketStore.open(history_world(root, seed, FIT_ACCOUNTS)) as store:
             for aid in store.advertiser_ids():
                 adv = store.scoped(aid)
                 if adv.keywords():

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from evals.benchmarks.bench_advice import FIT_ACCOUNTS, FIT_SEEDS, history_world
 from evals.benchmarks.bench_budget_advice import estimate_module_at
 from tools.market import estimate
-from tools.market.data_model import Status, WorldConfig
+from tools.market.data_model import Status
 from tools.market.estimate import (
     CampaignEvidence,
     campaign_evidence,
@@ -38,25 +39,16 @@ from tools.market.estimate import (
     fit_market_model,
     load_history,
 )
-from tools.market.generate import generate_world_file
 from tools.market.store import MarketStore
 from tools.market.truth import TruthStore
 
-FIT_SEEDS, FIT_ACCOUNTS = (101, 102, 103), 40
 MEASURE_SEEDS, MEASURE_ACCOUNTS = (11, 12), 24
-DAYS = 120
-
-
-def _world(root: Path, seed: int, n: int) -> Path:
-    path = root / f"seed{seed}" / "world.sqlite"
-    generate_world_file(WorldConfig(n_advertisers=n, days=DAYS, seed=seed), path)
-    return path
 
 
 def refit_prior(root: Path) -> dict[str, Any]:
     evidence: list[CampaignEvidence] = []
     for seed in FIT_SEEDS:
-        with MarketStore.open(_world(root, seed, FIT_ACCOUNTS)) as store:
+        with MarketStore.open(history_world(root, seed, FIT_ACCOUNTS)) as store:
             for aid in store.advertiser_ids():
                 evidence += campaign_evidence(load_history(store.scoped(aid))).values()
     return fit_cannibalization_prior(evidence)
@@ -66,7 +58,7 @@ def measure(root: Path, before: Any) -> dict[str, Any]:
     errors: dict[str, list[float]] = {"constant_prior": [], "before": [], "prior_line": [], "after": []}
     inside: dict[str, list[bool]] = {"before": [], "after": []}
     for seed in MEASURE_SEEDS:
-        path = _world(root, seed, MEASURE_ACCOUNTS)
+        path = history_world(root, seed, MEASURE_ACCOUNTS)
         with MarketStore.open(path) as store, TruthStore.open(path) as truth_store:
             for aid in store.advertiser_ids():
                 adv = store.scoped(aid)
