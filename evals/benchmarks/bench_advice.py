@@ -49,6 +49,7 @@ import json
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,16 @@ def _realized(truth: Account, change: Change, seed: int) -> float:
     return float(res.difference.incremental_profit.mean)
 
 
+def judged_keywords(truth: Account, est: Account) -> Iterator[tuple[str, float]]:
+    """The keywords advice is judged on, with the truth's best gain: live, in both markets, the truth's best above 0."""
+    for kw_id in truth.keywords:
+        if kw_id not in truth.markets or kw_id not in est.markets or not truth.live(kw_id):
+            continue
+        best, _ = _best_bid(truth, kw_id)
+        if best > EPS:
+            yield kw_id, best
+
+
 def evaluate_world(path: Path, view: View, n_adv: int, calibrate: bool) -> dict[str, object]:
     rows: list[dict[str, float]] = []
     with MarketStore.open(path) as store, TruthStore.open(path) as truth_store:
@@ -194,12 +205,7 @@ def evaluate_world(path: Path, view: View, n_adv: int, calibrate: bool) -> dict[
                 else []
             )
             rule = _acos_rule(adv)
-            for kw_id in truth.keywords:
-                if kw_id not in truth.markets or kw_id not in est.markets or not truth.live(kw_id):
-                    continue
-                best, _ = _best_bid(truth, kw_id)
-                if best <= EPS:
-                    continue
+            for kw_id, best in judged_keywords(truth, est):
                 predicted, pick = _best_bid(est, kw_id)
                 gain = 0.0 if pick is None else float(change_gain(truth, pick) or 0.0)
                 acos_gain = 0.0
@@ -318,12 +324,7 @@ def coverage_by_moves(path: Path, view: View, n_adv: int, pooled: np.ndarray) ->
                 {m.keyword_id: m for m in models["own"].for_keywords(adv.keywords(), adv.negatives())},
                 days,
             )
-            for kw_id in truth.keywords:
-                if kw_id not in truth.markets or kw_id not in est.markets or not truth.live(kw_id):
-                    continue
-                best, _ = _best_bid(truth, kw_id)
-                if best <= EPS:
-                    continue
+            for kw_id, _best in judged_keywords(truth, est):
                 _, pick = _best_bid(est, kw_id)
                 if pick is None:
                     continue
