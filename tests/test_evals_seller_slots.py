@@ -260,12 +260,20 @@ async def test_which_way_the_kpis_moved_is_what_kpi_change_reports(world: Path, 
         assert s["acos_move"] == ("up" if acos["after"] > acos["before"] else "down")
 
 
-def test_every_slot_the_seller_set_uses_is_filled_on_its_world(world: Path, slots) -> None:  # type: ignore[no-untyped-def]
-    sellers = [s for s in load_scenarios() if "sellers" in s.tags]
-    assert len(sellers) >= 100 and len({s.id for s in sellers}) == len(sellers)
+# the seller sets: sellers.yaml (tag `sellers`) and the second set written after the agent's rules
+# (sellers_fresh.yaml, tag `sellers-fresh`): (tag, at least this many scenarios, at least this many per kind)
+SELLER_SETS = [("sellers", 100, 6), ("sellers-fresh", 60, 4)]
+
+
+@pytest.mark.parametrize(("tag", "at_least", "per_kind"), SELLER_SETS)
+def test_every_slot_the_seller_set_uses_is_filled_on_its_world(  # type: ignore[no-untyped-def]
+    world: Path, slots, tag: str, at_least: int, per_kind: int
+) -> None:
+    sellers = [s for s in load_scenarios() if tag in s.tags]
+    assert len(sellers) >= at_least and len({s.id for s in sellers}) == len(sellers)
     assert all(s.kind in KINDS for s in sellers)
     by_kind = {k: [s for s in sellers if s.kind == k] for k in KINDS}
-    assert all(len(v) >= 6 for v in by_kind.values()), {k: len(v) for k, v in by_kind.items()}
+    assert all(len(v) >= per_kind for v in by_kind.values()), {k: len(v) for k, v in by_kind.items()}
     filled = {adv: set(account_slots(world, adv)) for adv in slots}
     for s in sellers:
         fill = [adv for adv in filled if s.slots() <= filled[adv]]
