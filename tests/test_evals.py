@@ -431,13 +431,14 @@ def test_cli_gate_exits_1_with_a_table_of_regressions(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("suite", ["ci", "heldout"])
+@pytest.mark.parametrize("suite", ["ci", "heldout", "sellers-fresh"])
 @pytest.mark.parametrize("backend", ["rules", "inprocess"])
 def test_suite_passes_its_gate(tmp_path: Path, suite: str, backend: str) -> None:
     """What CI runs: `adguide eval --suite S --backend B --gate` against the committed baseline, for the
     rule-based policy and the embedded model (the shipped model dir, in process), each beside the expert
-    policy's row, on the template suite and on the held-out one (held-out phrasing families + the
-    hand-written seller set)."""
+    policy's row, on the template suite, on the held-out one (held-out phrasing families + the hand-written
+    seller set) and on the second hand-written seller set (written after the agent's rules, never read to
+    write them)."""
     from typer.testing import CliRunner
 
     from adguide_cli import app
