@@ -119,8 +119,9 @@ def figures(text: str) -> list[float]:
 
 
 AMOUNT_ARGS = ("value", "relative_change", "change_by")
-# a quoted name: its figures name the thing, not an amount ("simulate 'leaf blower 2026' across a range of bids")
-_QUOTED_NAME = re.compile(r"""(?<!\w)['"‘“][^'"‘’“”]{2,80}?['"’”](?!\w)""")
+# a name the seller put in quotes (group 1): its figures name the thing, not an amount ("simulate 'leaf blower 2026'
+# across a range of bids"); the graph reads the name itself, and the match type after it (agent/graph.py _QUOTED)
+QUOTED_NAME = re.compile(r"""(?<!\w)['"‘“]([^'"‘’“”]{2,80}?)['"’”](?!\w)""")
 
 
 def ground_change(args: dict[str, Any], message: str, known: set[float]) -> dict[str, Any] | None:
@@ -131,7 +132,7 @@ def ground_change(args: dict[str, Any], message: str, known: set[float]) -> dict
     if args.get("action") not in ("set_bid", "set_budget") and args.get("change") not in ("bid", "budget"):
         return args
     # an ACoS target is no change by a share, a quoted name's figures no amount
-    text = _QUOTED_NAME.sub(" ", _TARGET_ACOS.sub(" ", normalize_amounts(message)))
+    text = QUOTED_NAME.sub(" ", _TARGET_ACOS.sub(" ", normalize_amounts(message)))
     rest = {k: v for k, v in args.items() if k not in AMOUNT_ARGS}
     given = next(
         (float(args[k]) for k in ("relative_change", "change_by") if isinstance(args.get(k), int | float)),

@@ -51,6 +51,7 @@ from pydantic import BaseModel, Field
 
 from agent import events as ev
 from agent import tracing
+from agent.amounts import QUOTED_NAME
 from agent.backends import make_model
 from agent.backends.openai import constrained_arguments
 from agent.configuration import AgentConfig, BackendKind
@@ -413,9 +414,8 @@ def longer_names(value: str, user_text: str) -> list[str]:
     return typed + out
 
 
-_QUOTED = re.compile(
-    r"""(?<!\w)['"‘“]([^'"‘’“”]{2,80}?)['"’”](?!\w)\s*(?:\(?\s*(exact|phrase|broad)\b)?""", re.I
-)
+# the name the seller quoted (group 1) and the match type after it (group 2)
+_QUOTED = re.compile(QUOTED_NAME.pattern + r"\s*(?:\(?\s*(exact|phrase|broad)\b)?", re.I)
 _NAME_ARGS = tuple(sorted(entity_arguments(lists=False)))  # arguments that name one of the caller's things
 
 
