@@ -62,7 +62,7 @@ from agent.memory.checkpointers import open_checkpointer
 from agent.proactive import GuidanceReport, guide
 from agent.prompts import CONFIRMATION, EMPTY_ANSWER, STOPPED, system_prompt
 from agent.replies import phrase_decision, vetoed
-from agent.router import BACK_REFERENCE, plain_request
+from agent.router import BACK_REFERENCE, ONE_THING_ARGS, plain_request
 from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposal
 from agent.tool_call import run_tool
 from tools.mcp_server import openai_tools
@@ -627,9 +627,7 @@ def previous_thing(messages: list[AnyMessage], last_user: int) -> str | None:
         if isinstance(m, AIMessage):
             for c in m.tool_calls:
                 ids |= {
-                    v
-                    for k in _ID_FILTERS + ("id",)
-                    if isinstance(v := c["args"].get(k), str) and ANY_ID.match(v)
+                    v for k in ONE_THING_ARGS if isinstance(v := c["args"].get(k), str) and ANY_ID.match(v)
                 }
         elif isinstance(m, ToolMessage) and m.status != "error":
             ids |= {r.id for r in resolved(content_text(m))}

@@ -295,7 +295,7 @@ def planned_start(
 # turn: "how did we do yday" after a keyword table was answered with that keyword's numbers) gives way to the plan
 ACCOUNT_PLANS = frozenset({IntentKind.OVERVIEW, IntentKind.BUDGET_CAPPED, IntentKind.KPI_CHANGE})
 _ACCOUNT_TOOLS = frozenset(filter(None, map(first_tool, ACCOUNT_PLANS)))
-_ONE_THING_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "id")
+ONE_THING_ARGS = ("keyword_id", "campaign_id", "ad_group_id", "id")  # the arguments that name one thing
 # words that point back at a thing of an earlier turn ("how did it do yesterday?"): that thing stays the subject
 BACK_REFERENCE = re.compile(
     r"\b(it|its|it's|itself|them|their|same|(?:that|this|those|these) (?:one|ones|keyword|keywords|campaign|"
@@ -308,7 +308,7 @@ def carried_over(call_args: dict[str, Any], text: str) -> bool:
     """Whether a call names one thing the user's message does not: by an id it does not hold, or by words none of
     which it holds (the model took the thing from the thread, or made the name up)."""
     lowered = text.lower()
-    values = [v.strip() for k in _ONE_THING_ARGS if isinstance(v := call_args.get(k), str) and v.strip()]
+    values = [v.strip() for k in ONE_THING_ARGS if isinstance(v := call_args.get(k), str) and v.strip()]
 
     def named(value: str) -> bool:
         if ANY_ID.match(value):  # the tools' own id shape
