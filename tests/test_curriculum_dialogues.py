@@ -87,22 +87,32 @@ def test_heldout_dialogues_use_heldout_families(tiny_world_path: Path) -> None:
             assert first.family in heldout_families(first.intent.kind), first.user
 
 
-def test_follow_ups_carry_the_entity_the_turn_before_resolved(train_dialogues: list[Dialogue]) -> None:
-    seen = 0
-    for d in train_dialogues:
-        for before, after in zip(d.turns, d.turns[1:], strict=False):
-            if after.section != Section.FOLLOWUP or after.intent.kind != before.intent.kind:
-                continue
-            entity = (
-                after.intent.keyword
-                or after.intent.campaign
-                or after.intent.experiment
-                or after.intent.ad_group
-                or after.intent.entity
-            )
-            assert entity is not None and "_" in entity, after.intent  # an id, not words
-            seen += 1
-    assert seen >= 1
+def _same_intent_follow_ups(dialogues: list[Dialogue]) -> list[Any]:
+    return [
+        after.intent
+        for d in dialogues
+        for before, after in zip(d.turns, d.turns[1:], strict=False)
+        if after.section == Section.FOLLOWUP and after.intent.kind == before.intent.kind
+    ]
+
+
+def test_follow_ups_carry_the_entity_the_turn_before_resolved(
+    train_dialogues: list[Dialogue], tiny_world_path: Path
+) -> None:
+    import asyncio
+
+    follow_ups = _same_intent_follow_ups(train_dialogues)
+    # a draw holds a same-intent follow-up by chance (any phrasing change moves it): draw more until one comes
+    for seed in range(1, 6):
+        if follow_ups:
+            break
+        follow_ups = _same_intent_follow_ups(
+            asyncio.run(_dialogues(tiny_world_path, 60, heldout=False, seed=seed))
+        )
+    assert follow_ups, "no follow-up on the same intent in 360 train dialogues"
+    for intent in follow_ups:
+        entity = intent.keyword or intent.campaign or intent.experiment or intent.ad_group or intent.entity
+        assert entity is not None and "_" in entity, intent  # an id, not words
 
 
 def test_an_ambiguous_name_ends_in_a_question_naming_the_candidates(train_dialogues: list[Dialogue]) -> None:
