@@ -224,7 +224,12 @@ async def _dialogues(
             rng = np.random.default_rng([spec.seed, number])
             while len(out) < (spec.dialogues_per_advertiser or 0):
                 d = await write_dialogue(
-                    call_tool, ctx, rng, heldout=True, dialogue_id=f"{advertiser}-{len(out):03d}"
+                    call_tool,
+                    ctx,
+                    rng,
+                    heldout=True,
+                    dialogue_id=f"{advertiser}-{len(out):03d}",
+                    half=spec.half,
                 )
                 if d is not None:
                     out.append(d)
@@ -244,6 +249,7 @@ async def _dialogues(
                     heldout=True,
                     dialogue_id=f"{advertiser}-{kind.value}-{attempt}",
                     first_kind=kind,
+                    half=spec.half,
                 )
                 if d is not None:
                     out.append(d)

@@ -24,6 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agent.curriculum.phrasings import HeldOutHalf
+
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 SUITES_FILE = SCENARIO_DIR / "suites.yaml"
 FORMAT_VERSION = 1
@@ -223,6 +225,11 @@ class CurriculumSpec(_Strict):
     dialogues_per_advertiser: int | None = Field(None, ge=1, le=500)
     splits: list[Split] = Field(min_length=1)
     seed: int = 9001
+    half: HeldOutHalf | None = Field(
+        None,
+        description="draw only this half of the held-out patterns (dev: read while building; gated: never read); "
+        "none: all of them",
+    )
 
     @model_validator(mode="after")
     def _one_count(self) -> CurriculumSpec:

@@ -9,11 +9,13 @@ import pytest
 from agent.curriculum.phrasings import (
     MIN_PATTERNS,
     Family,
+    HeldOutHalf,
     PhrasingError,
     Section,
     heldout_families,
     load_file,
     load_phrasings,
+    pattern_half,
     patterns,
 )
 from agent.intents import IntentKind
@@ -42,6 +44,24 @@ def test_train_and_heldout_patterns_are_disjoint() -> None:
         train = {p.text for _, p in patterns(kind, Section.FIRST, heldout=False)}
         held = {p.text for _, p in patterns(kind, Section.FIRST, heldout=True)}
         assert train and held and not train & held
+
+
+def test_the_heldout_first_patterns_split_into_two_halves_of_every_intent() -> None:
+    """The dev half (read while building) and the gated half (scored, never read) of each intent's held-out first
+    messages: both non-empty, apart, together all of them; a half is fixed by the pattern's own words."""
+    for kind in load_phrasings():
+        held = {p.text for _, p in patterns(kind, Section.FIRST, heldout=True)}
+        dev = {p.text for _, p in patterns(kind, Section.FIRST, heldout=True, half=HeldOutHalf.DEV)}
+        gated = {p.text for _, p in patterns(kind, Section.FIRST, heldout=True, half=HeldOutHalf.GATED)}
+        assert dev and gated and not dev & gated and dev | gated == held, kind
+        assert all(
+            pattern_half(kind, p) == HeldOutHalf.GATED
+            for _, p in patterns(kind, Section.FIRST, heldout=True, half=HeldOutHalf.GATED)
+        )
+        # the train draw has no halves
+        assert patterns(kind, Section.FIRST, heldout=False, half=HeldOutHalf.DEV) == patterns(
+            kind, Section.FIRST, heldout=False
+        )
 
 
 def test_a_bad_file_names_what_is_wrong(tmp_path: Path) -> None:

@@ -117,3 +117,29 @@ def test_the_per_kind_draw_ends_dialogues_in_every_kind_and_each_kind_draws_alon
     # the other split's stream: other phrasings
     other = asyncio.run(_dialogues(tiny_world_path, "adv_0001", spec, Split.NEW_CATEGORY))
     assert [t.user for d in other for t in d.turns] != [t.user for d in first for t in d.turns]
+
+
+def test_the_dev_and_gated_draws_open_with_patterns_of_their_own_half(tiny_world_path: Path) -> None:
+    """A suite's `half` keeps its dialogues' first messages to that half of the held-out patterns: the failures
+    read on the dev draw never show a pattern the gated draw scores."""
+    import re
+
+    from agent.curriculum.phrasings import HeldOutHalf, Section, patterns
+    from evals.heldout import _dialogues
+    from evals.scenario import CurriculumSpec
+
+    def pattern_of(kind: object, text: str, half: HeldOutHalf) -> bool:
+        for _, p in patterns(kind, Section.FIRST, heldout=True, half=half):  # type: ignore[arg-type]
+            words = re.split(r"\{[a-z_]+\}", p.text)
+            if re.fullmatch(".+?".join(re.escape(w) for w in words), text, re.S):
+                return True
+        return False
+
+    for half, other in ((HeldOutHalf.GATED, HeldOutHalf.DEV), (HeldOutHalf.DEV, HeldOutHalf.GATED)):
+        spec = CurriculumSpec(dialogues_per_kind=1, splits=[Split.ID], seed=3, half=half)
+        drawn = asyncio.run(_dialogues(tiny_world_path, "adv_0001", spec, Split.ID))
+        firsts = [(d.turns[0].intent.kind, d.turns[0].user) for d in drawn]
+        assert len(firsts) > 20
+        assert all(pattern_of(kind, text, half) for kind, text in firsts), half
+        # and not all of them would fit the other half (the halves differ)
+        assert not all(pattern_of(kind, text, other) for kind, text in firsts)

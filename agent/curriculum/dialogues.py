@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from agent import expert
 from agent.curriculum import render
-from agent.curriculum.phrasings import Family, Pattern, Section, patterns
+from agent.curriculum.phrasings import Family, HeldOutHalf, Pattern, Section, patterns
 from agent.intents import WRITE_INTENTS, EntityKind, Goal, Intent, IntentKind, Kpi, Metric
 from tools.mcp_server.outputs import failure, read, resolved
 from tools.mcp_server.schemas import OverviewOut, PerformanceOut, SearchTermsOut
@@ -372,9 +372,13 @@ def render_pattern(
     heldout: bool,
     *,
     want_shared: bool = False,
+    half: HeldOutHalf | None = None,
 ) -> tuple[str, Intent, Family, list[str], Slots] | None:
-    """A message of `kind` from one of its patterns, with the intent it means."""
-    options = [(f, p) for f, p in patterns(kind, section, heldout=heldout) if _usable(kind, p, ctx)]
+    """A message of `kind` from one of its patterns (of `half` of the held-out ones where given), with the intent
+    it means."""
+    options = [
+        (f, p) for f, p in patterns(kind, section, heldout=heldout, half=half) if _usable(kind, p, ctx)
+    ]
     if not options:
         return None
     family, pattern = options[int(rng.integers(len(options)))]
@@ -477,9 +481,11 @@ async def write_dialogue(
     dialogue_id: str,
     max_turns: int = 3,
     first_kind: IntentKind | None = None,
+    half: HeldOutHalf | None = None,
 ) -> Dialogue | None:
     """One conversation of 1-3 turns (see the module docstring), played by the expert over the tools; it opens
-    with `first_kind` where given (None where the account cannot have it), else a kind drawn by WEIGHTS."""
+    with `first_kind` where given (None where the account cannot have it), else a kind drawn by WEIGHTS. Held-out
+    dialogues draw `half` of the held-out patterns where given."""
     scope = str(ctx["advertiser"]["id"])
     kinds = dialogue_kinds(ctx)
     if first_kind is None:
@@ -487,7 +493,7 @@ async def write_dialogue(
     elif first_kind not in kinds:
         return None
     want_shared = rng.random() < 0.15  # a name two keywords share: the turn must end in a question back
-    made = render_pattern(first_kind, Section.FIRST, ctx, rng, heldout, want_shared=want_shared)
+    made = render_pattern(first_kind, Section.FIRST, ctx, rng, heldout, want_shared=want_shared, half=half)
     if made is None:
         return None
     text, intent, family, styles, _ = made
@@ -503,7 +509,7 @@ async def write_dialogue(
     ]
     n_turns = 1 + int(rng.choice([0, 1, 2], p=[0.55, 0.33, 0.12]))
     while len(turns) < min(n_turns, max_turns) and turns[-1].decision is None:
-        nxt = await _next_turn(turns[-1], call_tool, ctx, rng, heldout, scope)
+        nxt = await _next_turn(turns[-1], call_tool, ctx, rng, heldout, scope, half)
         if nxt is None:
             break
         turns.append(nxt)
@@ -534,10 +540,11 @@ async def _turn(
     base: Intent | None = None,
     slot: str | None = None,
     entity: str | None = None,
+    half: HeldOutHalf | None = None,
 ) -> Turn | None:
     """A turn from one of `kind`'s patterns; with `base`, the earlier turn's intent supplies what the words
     leave out (its entity as the id it resolved to)."""
-    made = render_pattern(kind, section, ctx, rng, heldout)
+    made = render_pattern(kind, section, ctx, rng, heldout, half=half)
     if made is None:
         return None
     text, new, family, styles, _ = made
@@ -579,13 +586,19 @@ async def _turn(
 
 
 async def _next_turn(
-    prev: Turn, call_tool: CallTool, ctx: dict[str, Any], rng: Rng, heldout: bool, scope: str
+    prev: Turn,
+    call_tool: CallTool,
+    ctx: dict[str, Any],
+    rng: Rng,
+    heldout: bool,
+    scope: str,
+    half: HeldOutHalf | None = None,
 ) -> Turn | None:
     slot = _entity_slot(prev.intent)
     resolved, candidates = _resolved_entity(prev.steps, _FIELDS.get(slot or "", ())) if slot else (None, [])
     if candidates and slot:  # the agent asked which one: the user picks
         chosen = _pick(rng, candidates)
-        options = patterns(IntentKind.CHOOSE, Section.FIRST, heldout=heldout)
+        options = patterns(IntentKind.CHOOSE, Section.FIRST, heldout=heldout, half=half)
         if not options:
             return None
         family, pattern = _pick(rng, options)
@@ -599,7 +612,7 @@ async def _next_turn(
         )
     if _proposed(prev) and rng.random() < 0.75:  # a typed yes / no to the proposal waiting for it
         kind = IntentKind.CONFIRM if rng.random() < 0.6 else IntentKind.REJECT
-        made = render_pattern(kind, Section.FIRST, ctx, rng, heldout)
+        made = render_pattern(kind, Section.FIRST, ctx, rng, heldout, half=half)
         if made is None:
             return None
         text, intent, family, styles, _ = made
@@ -626,6 +639,7 @@ async def _next_turn(
                 prev.intent,
                 slot,
                 resolved,
+                half,
             )
             if turn is not None:
                 return turn
@@ -641,11 +655,12 @@ async def _next_turn(
                 prev.intent,
                 slot,
                 resolved,
+                half,
             )
             if turn is not None:
                 return turn
     if slot and r < 0.75 and not prev.intent.writes:  # the same question about another entity
-        made = render_pattern(prev.intent.kind, Section.SWITCH, ctx, rng, heldout)
+        made = render_pattern(prev.intent.kind, Section.SWITCH, ctx, rng, heldout, half=half)
         if made is not None:
             text, new, family, styles, _ = made
             kind_slot = (
@@ -678,5 +693,12 @@ async def _next_turn(
         if k not in (IntentKind.EXPERIMENT_EFFECT, IntentKind.AB_TEST) or ctx["experiments"]
     ]
     return await _turn(
-        _pick(rng, kinds, [WEIGHTS[k] for k in kinds]), Section.FIRST, ctx, rng, heldout, scope, call_tool
+        _pick(rng, kinds, [WEIGHTS[k] for k in kinds]),
+        Section.FIRST,
+        ctx,
+        rng,
+        heldout,
+        scope,
+        call_tool,
+        half=half,
     )

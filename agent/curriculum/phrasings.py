@@ -223,11 +223,33 @@ def heldout_families(intent: IntentKind) -> frozenset[Family]:
     return frozenset({families[first], families[second]})
 
 
-def patterns(intent: IntentKind, section: Section, *, heldout: bool) -> list[tuple[Family, Pattern]]:
-    """The patterns of one intent and section, from the train families (heldout=False) or the held-out ones."""
+class HeldOutHalf(StrEnum):
+    """The held-out patterns in two halves, so that the failures read while building (the dev draw) never show
+    the patterns the gated evaluation scores: a rule or a train pattern written after reading a dev failure can
+    only fit phrasings of the dev half."""
+
+    DEV = "dev"
+    GATED = "gated"
+
+
+def pattern_half(intent: IntentKind, pattern: Pattern) -> HeldOutHalf:
+    """A held-out pattern's half: a fixed hash of its intent and words, so a new pattern never moves another."""
+    h = int(hashlib.sha256(f"{intent.value}/{pattern.text}".encode()).hexdigest(), 16)
+    return HeldOutHalf.DEV if h % 2 == 0 else HeldOutHalf.GATED
+
+
+def patterns(
+    intent: IntentKind, section: Section, *, heldout: bool, half: HeldOutHalf | None = None
+) -> list[tuple[Family, Pattern]]:
+    """The patterns of one intent and section, from the train families (heldout=False) or the held-out ones, and
+    of those only `half`'s where given (a section with few held-out patterns, a follow-up or a switch, may have
+    none in one half: then both halves draw all of them)."""
     ps = load_phrasings().get(intent)
     if ps is None:
         return []
     held = heldout_families(intent)
     families: dict[Family, list[Pattern]] = getattr(ps, section.value)
-    return [(f, p) for f, items in families.items() if (f in held) == heldout for p in items]
+    out = [(f, p) for f, items in families.items() if (f in held) == heldout for p in items]
+    if heldout and half is not None:
+        return [(f, p) for f, p in out if pattern_half(intent, p) == half] or out
+    return out
