@@ -143,3 +143,19 @@ def test_the_setting_turns_it_off():
     env = {k: v for k, v in os.environ.items() if k != "ADGUIDE_INTENT_SCREEN"}
     subprocess.run([sys.executable, "-c", code, "on"], check=True, env=env)
     subprocess.run([sys.executable, "-c", code, "off"], check=True, env=env | {"ADGUIDE_INTENT_SCREEN": "0"})
+
+
+@pytest.mark.slow
+def test_the_guardrail_report_keeps_held_out_rows_out_of_sight(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m agent.guardrails.evaluate` prints the dev sets' mismatching rows, and only a count of the held-out
+    sets' unless asked (--show-heldout): reading them would spend the held-out set."""
+    from agent.guardrails.evaluate import main
+
+    assert main([]) == 0
+    quiet = capsys.readouterr().out
+    assert "intent/+screen" in quiet and "held-out rows: --show-heldout prints them" in quiet
+    held = [r["text"][:40] for r in load("intent_holdout.jsonl")]
+    assert not [t for t in held if t in quiet]
+    assert main(["--show-heldout"]) == 0
+    shown = capsys.readouterr().out
+    assert [t for t in held if t in shown]  # the screen misses some held-out attacks: their rows appear
