@@ -14,15 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.curriculum.phrasings import HeldOutHalf
 from evals.data_model import BackendKindName, Row
-from evals.scenario import CurriculumSpec, Split, Suite, WorldSpec
+from evals.scenario import CurriculumSpec, Suite, load_suites
 from training.config import PipelineConfig
 
-EVAL_WORLD = {"n_advertisers": 6, "days": 60, "seed": 2027}
-# The card picks the model to ship, so it draws from the dev half of the held-out patterns (the curriculum-dev
-# suite's seed): a choice made on the gated half would fit the shipped model to the gated evaluation.
-CARD_SEED = 4242
+# The card picks the model to ship, so it draws as this suite does (its evaluation world, seed and the dev half of the
+# held-out patterns): a choice made on the gated half would fit the shipped model to the gated evaluation.
+DEV_SUITE = "curriculum-dev"
 
 
 def compare(
@@ -32,18 +30,20 @@ def compare(
     # lazy: pulls in numpy, scipy at import
     from evals.evaluate import evaluate
 
+    dev = load_suites()[DEV_SUITE]
+    assert dev.curriculum is not None, f"suite {DEV_SUITE} draws no curriculum"
     suite = Suite(
         description="card: held-out curriculum",
-        world=WorldSpec(**EVAL_WORLD),
+        world=dev.world,
         advertisers=cfg.card.advertisers,
-        splits=[Split.ID, Split.NEW_CATEGORY],
+        splits=dev.splits,
         tags=["card-no-scenarios"],
         trials=1,
         curriculum=CurriculumSpec(
             dialogues_per_advertiser=cfg.card.dialogues_per_advertiser,
-            splits=[Split.ID, Split.NEW_CATEGORY],
-            seed=CARD_SEED,
-            half=HeldOutHalf.DEV,
+            splits=dev.curriculum.splits,
+            seed=dev.curriculum.seed,
+            half=dev.curriculum.half,
         ),
     )
     results: dict[str, dict[str, bool]] = {}
