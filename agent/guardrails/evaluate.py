@@ -30,13 +30,14 @@ class Scores(BaseModel):
     false_positive_rate: float
     exact: float  # share of cases with exactly the expected category/verdict/action
     mismatches: list[str]
+    heldout: bool = False  # a held-out set: its rows are not read (main prints them only when asked)
 
 
 def load(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
 
 
-def _scores(name: str, rows: list[tuple[bool, bool, bool, str]]) -> Scores:
+def _scores(name: str, rows: list[tuple[bool, bool, bool, str]], heldout: bool = False) -> Scores:
     """rows: (expected positive, predicted positive, exactly as expected, label for mismatches)."""
     tp = sum(e and p for e, p, _, _ in rows)
     fp = sum(p and not e for e, p, _, _ in rows)
@@ -52,6 +53,7 @@ def _scores(name: str, rows: list[tuple[bool, bool, bool, str]]) -> Scores:
         false_positive_rate=fp / neg if neg else 0.0,
         exact=sum(x for _, _, x, _ in rows) / len(rows),
         mismatches=[label for _, _, x, label in rows if not x],
+        heldout=heldout,
     )
 
 
@@ -153,18 +155,19 @@ def evaluate_all() -> list[Scores]:
     out = []
     for suffix, label in [("", "dev"), ("_holdout", "holdout")]:
         inputs = load(f"input{suffix}.jsonl")
+        held = label == "holdout"
         out += [
-            _scores(f"input/{label}", [input_case(r) for r in inputs]),
-            _scores(f"pii/{label}", [pii_case(r) for r in inputs if "pii" in r]),
-            _scores(f"output/{label}", [output_case(r) for r in load(f"output{suffix}.jsonl")]),
+            _scores(f"input/{label}", [input_case(r) for r in inputs], held),
+            _scores(f"pii/{label}", [pii_case(r) for r in inputs if "pii" in r], held),
+            _scores(f"output/{label}", [output_case(r) for r in load(f"output{suffix}.jsonl")], held),
         ]
     out.append(_scores("tool_args/dev", [tool_args_case(r, fixture) for r in load("tool_args.jsonl")]))
     intents = load(
         "intent_holdout.jsonl"
     )  # attacks and benign look-alikes of phrasing families never trained on
     out += [
-        _scores("intent/rules", [intent_case(r, False) for r in intents]),
-        _scores("intent/+screen", [intent_case(r, True) for r in intents]),
+        _scores("intent/rules", [intent_case(r, False) for r in intents], heldout=True),
+        _scores("intent/+screen", [intent_case(r, True) for r in intents], heldout=True),
     ]
     return out
 
@@ -187,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{s.guardrail:16s} n={s.cases:3d} (+{s.positives}/-{s.negatives})  precision={s.precision:.3f} "
             f"recall={s.recall:.3f}  FPR(benign)={s.false_positive_rate:.3f}  exact={s.exact:.3f}"
         )
-        heldout = s.guardrail.endswith("/holdout") or s.guardrail.startswith("intent/")
-        if heldout and not args.show_heldout:
+        if s.heldout and not args.show_heldout:
             if s.mismatches:
                 print(f"   {len(s.mismatches)} mismatches (held-out rows: --show-heldout prints them)")
             continue
