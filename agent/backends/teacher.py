@@ -178,6 +178,7 @@ def parse(messages: Sequence[dict[str, Any]], scope: str | None) -> Intent:
             kind={
                 InputCategory.OFF_TOPIC: IntentKind.REFUSE_OFF_TOPIC,
                 InputCategory.CROSS_ACCOUNT: IntentKind.REFUSE_OTHER_ACCOUNT,
+                InputCategory.HARMFUL: IntentKind.REFUSE_HARMFUL,
             }.get(verdict.category, IntentKind.REFUSE_INJECTION)
         )
     if _HARMFUL.search(text):
