@@ -524,6 +524,27 @@ _ID_FIELD = {
 _ID_FILTERS = tuple(f for f, _ in _ID_FIELD.values())
 
 
+# An id copied with what surrounds it in a question back or a table, which lists things as "Name (id)":
+# "ag_000010)", "'kw_0000020'" (id-shaped, so the argument check refuses them as ids the advertiser does not own),
+# or the whole "Dumbbells (ag_000010)" (resolved as words, it matches all the Dumbbells ad groups again).
+_WRAPPED_ID = re.compile(
+    r"^(?:[^()]*\()?[\s(\[{'\"`]*((?:kw|cmp|ag|exp|prd|adv)_\d+(?:_\d+)*)[\s)\]}'\"`.,;:!?]*$"
+)
+
+
+def unwrapped_ids(args: dict[str, Any]) -> dict[str, Any] | None:
+    """The call with its entity arguments' ids out of the brackets, quotes or punctuation the model copied around
+    them; None where none was wrapped."""
+    fixed = {
+        field: m.group(1)
+        for field in entity_arguments()
+        if isinstance(value := args.get(field), str)
+        and (m := _WRAPPED_ID.match(value)) is not None
+        and m.group(1) != value
+    }
+    return args | fixed if fixed else None
+
+
 def id_in_its_own_field(ctx: AgentContext, name: str, args: dict[str, Any]) -> dict[str, Any] | None:
     """An id the model put in another kind's filter (performance(level=keyword, keyword_id="ag_000014") after the
     seller picked that ad group): the call with the id in its own kind's filter, and a table at its level, where
@@ -758,6 +779,9 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
             )
             events.append(_event("tool_args", "rejected", f"unknown tool {name}"))
             continue
+        if (bare := unwrapped_ids(args)) is not None:  # as it was, the argument check refuses it
+            log.info("%s: %s ran as %s", name, args, bare)
+            args = regrown[call_id] = bare
         if (moved := id_in_its_own_field(ctx, name, args)) is not None:  # as it was, the call can only fail
             log.info("%s: %s ran as %s", name, args, moved)
             args = regrown[call_id] = moved

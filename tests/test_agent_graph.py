@@ -441,6 +441,33 @@ async def test_an_id_in_another_kinds_filter_moves_to_its_own(world):
         assert id_in_its_own_field(ctx, "recommend_bid", {"keyword_id": group}) is None  # no ad group filter
 
 
+async def test_an_id_copied_with_its_brackets_runs_as_the_bare_id(world):
+    """The question back lists "Dumbbells (ag_000010), Dumbbells (ag_000014)"; the model copied "ag_000010)" or the
+    whole "Dumbbells (ag_000010)": the argument check refuses the first as an id the advertiser does not own and
+    the second resolves as words to every Dumbbells ad group again. Both run as the bare id."""
+    import json as _json
+
+    from agent.graph import _scope, unwrapped_ids
+    from agent.guardrails.tool_args import Verdict, check_tool_args
+    from agent.tool_call import run_tool
+
+    async with Agent(config(world)) as agent:
+        ctx = agent.context
+        row = _json.loads(await run_tool(ctx, "performance", {"level": "ad_group", "limit": 1}))["rows"][0]
+        schema, scope = ctx.tool_schemas["keyword_ideas"], _scope(ctx)
+        for copied in (f"{row['id']})", f"'{row['id']}'", f"{row['name']} ({row['id']})"):
+            args = {"ad_group_id": copied, "limit": 3}
+            bare = unwrapped_ids(args)
+            assert bare == {"ad_group_id": row["id"], "limit": 3}, copied
+            assert check_tool_args("keyword_ideas", bare, schema=schema, scope=scope).verdict == Verdict.OK
+        wrapped = {"ad_group_id": f"{row['id']})", "limit": 3}
+        assert check_tool_args("keyword_ideas", wrapped, schema=schema, scope=scope).verdict != Verdict.OK
+    assert unwrapped_ids({"ad_group_id": "ag_000010", "limit": 3}) is None  # already bare
+    assert unwrapped_ids({"keyword_id": "area rug"}) is None  # words stay words
+    assert unwrapped_ids({"id": "kw_0000001 and kw_0000002"}) is None  # two ids: not one wrapped id
+    assert unwrapped_ids({"query": "(kw_0000001)"}) is None  # not an entity argument
+
+
 async def test_a_turns_guardrail_events_come_before_its_final_answer(world):
     async with Agent(config(world)) as agent:
         events = [
