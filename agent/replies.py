@@ -91,6 +91,25 @@ _ASSENT = frozenset(
         "by",
         "works",
         "love",
+        # what a chat reply carries beside its yes: laughter, praise, haste, a friendly word ("ok ok do it lol")
+        "lol",
+        "haha",
+        "hehe",
+        "yay",
+        "nice",
+        "awesome",
+        "excellent",
+        "just",
+        "asap",
+        "quick",
+        "quickly",
+        "mate",
+        "buddy",
+        "ty",
+        "cheers",
+        "totally",
+        "definitely",
+        "absolutely",
     }
 )
 

@@ -497,6 +497,10 @@ async def test_a_turns_guardrail_events_come_before_its_final_answer(world):
         ("sure, what about the towels campaign", None),
         ("yep that's fine, go ahead", "confirm"),
         ("ok sounds good, apply it thanks", "confirm"),
+        ("ok ok do it lol", "confirm"),  # laughter and praise are not a new request
+        ("yes awesome, just do it asap", "confirm"),
+        ("ok lol no", None),  # a no-word after the yes: never a yes
+        ("yes lol what about my keywords", None),
     ],
 )
 def test_a_plain_reply_to_a_proposal_is_read_by_its_phrase(reply, read):
