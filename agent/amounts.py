@@ -24,7 +24,24 @@ def _cents(dollars: str, cents: str) -> str:
     return f"${dollars}.{int(cents):02d}"  # "5 cents" is .05, "50" is .50
 
 
+def _thousands(m: re.Match[str]) -> str:
+    amount = float(m.group(1)) * 1000
+    return f"{amount:.2f}".rstrip("0").rstrip(".")
+
+
 _RULES: list[tuple[re.Pattern[str], Any]] = [
+    # "$1,200" (a thousands separator: not two figures), "1.5k", "0.1k a day" (thousands)
+    (re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?![\d,])"), lambda m: m.group(0).replace(",", "")),
+    # thousands as an amount: after "$", or before words of money or of splitting ("the 4k tv mount" is a name)
+    (re.compile(r"(?<=\$)(\d+(?:\.\d+)?)k\b", re.I), _thousands),
+    (
+        re.compile(
+            r"(?<![\w.$])(\d+(?:\.\d+)?)k\b(?=\s*(?:$|[.,;:!?)]|(?:a|per|/)\s*(?:day|week|month)\b|"
+            r"(?:daily|total|in total|budget|dollars?|bucks?|usd|between|across|among|over)\b))",
+            re.I,
+        ),
+        _thousands,
+    ),
     # "2 dollars and 30 cents", "2 bucks 50", "a buck fifty", "one dollars and five cents"
     (
         re.compile(r"\b(\d+)\s*(?:dollars?|bucks?)\s*(?:and\s+)?(\d{1,2})(?:\s*cents?)?\b", re.I),

@@ -27,6 +27,10 @@ from agent.amounts import ground_change, normalize_amounts
         ),
         ("keep acos below a quarter", "keep acos below 25%"),
         ("run the towels at two fifty", "run the towels at $2.50"),
+        ("raise it to $1,200 a day", "raise it to $1200 a day"),  # a thousands separator, not 1 and 200
+        ("I'm comfortable with 0.1k a day there", "I'm comfortable with 100 a day there"),
+        ("split 1.5k between my campaigns", "split 1500 between my campaigns"),
+        ("budget 2K a day", "budget 2000 a day"),
     ],
 )
 def test_spelled_out_amounts_become_figures(said, written):
@@ -41,6 +45,8 @@ def test_spelled_out_amounts_become_figures(said, written):
         "dumbbells 2026 bid 1.5",
         "sp - generic - 2-pack towels",
         "how are my ads doing?",
+        "bids of 1,2 and 3",  # not a thousands separator
+        "the 4k tv mount keyword",  # a name: k inside a word
     ],
 )
 def test_words_that_are_not_amounts_stay(text):
