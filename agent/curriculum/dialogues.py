@@ -117,6 +117,11 @@ class Turn(BaseModel):
     section: Section
     family: Family | None = None
     styles: list[str] = Field(default_factory=list, description="renderer styles of the slots")
+    written_as: IntentKind | None = Field(
+        None,
+        description="the intent whose patterns wrote the words, where not the turn's own: a choice after a "
+        "question back (choose's patterns) carries on the intent it answers",
+    )
     decision: Literal["confirm", "reject"] | None = Field(
         None, description="a typed answer to a pending proposal"
     )
@@ -608,6 +613,7 @@ async def _next_turn(
             intent=intent,
             section=Section.FIRST,
             family=family,
+            written_as=IntentKind.CHOOSE,
             steps=await _play(intent, call_tool, scope),
         )
     if _proposed(prev) and rng.random() < 0.75:  # a typed yes / no to the proposal waiting for it
