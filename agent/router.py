@@ -32,6 +32,7 @@ from agent.expert import Done, previous_change, step
 from agent.intents import REFUSALS, WRITE_INTENTS, EntityKind, Intent, IntentKind, Kpi, Metric
 from agent.spelling import mend
 from tools.mcp_server.resolve import ANY_ID
+from tools.mcp_server.schemas import Approval, approval_of
 
 ROUTER_FILE = "intent_router.json"
 TUNED_FILE = (
@@ -97,6 +98,20 @@ class IntentRouter(BaseModel):
 @functools.cache
 def first_tool(kind: IntentKind) -> str | None:
     """The tool the expert's plan for `kind` calls first (None: it answers without tools)."""
+    call = _first_call(kind)
+    return call[0] if call else None
+
+
+def first_action(kind: IntentKind) -> str | None:
+    """The change the expert's plan for `kind` proposes first (its first call a proposal), else None."""
+    call = _first_call(kind)
+    proposes = call is not None and approval_of(call[0]) == Approval.PROPOSE
+    return str(call[1]["action"]) if call and proposes and "action" in call[1] else None
+
+
+@functools.cache
+def _first_call(kind: IntentKind) -> tuple[str, dict[str, Any]] | None:
+    """The expert's first call for `kind` (name, arguments), on placeholder slots."""
     placeholder = Intent(
         kind=kind,
         keyword="x",
@@ -111,7 +126,11 @@ def first_tool(kind: IntentKind) -> str | None:
     )
     message = step(placeholder, [])
     calls = message.get("tool_calls") or []
-    return str(calls[0]["function"]["name"]) if calls else None
+    if not calls:
+        return None
+    function = calls[0]["function"]
+    args = function.get("arguments") or {}
+    return str(function["name"]), json.loads(args) if isinstance(args, str) else dict(args)
 
 
 def likely(probs: dict[IntentKind, float]) -> list[IntentKind]:
@@ -124,6 +143,16 @@ def likely(probs: dict[IntentKind, float]) -> list[IntentKind]:
         if mass >= CONFIDENT_MASS:
             return out
     return []  # not confident
+
+
+def first_step_actions(probs: dict[IntentKind, float]) -> set[str] | None:
+    """The changes a first proposal may make, or None for any: where the router's likely intents are all changes
+    the expert proposes at once (set a bid, set a budget, pause ...), their actions. "set 'pruning shears gift'
+    (broad) to two bucks a click" is set_bid 0.93 to the router; the model, reading a campaign from the turn
+    before, proposed that campaign's budget at $2."""
+    kinds = likely(probs)
+    actions = {first_action(k) for k in kinds}
+    return {a for a in actions if a} if kinds and None not in actions else None
 
 
 def first_step_tools(probs: dict[IntentKind, float]) -> set[str] | None:

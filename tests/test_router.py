@@ -13,6 +13,8 @@ from agent.intents import IntentKind
 from agent.router import (
     ROUTER_FILE,
     IntentRouter,
+    first_action,
+    first_step_actions,
     first_step_tools,
     first_tool,
     model_next_tool,
@@ -34,6 +36,30 @@ def test_each_intent_starts_with_the_experts_first_tool():
         and first_tool(K.REFUSE_HARMFUL) is None
         and first_tool(K.CONFIRM) is None
     )
+
+
+def test_a_first_proposal_makes_only_the_changes_the_router_is_sure_of():
+    """The router reads "set 'pruning shears gift' (broad) to two bucks a click" as set_bid (0.93); the model, reading the
+    campaign of the turn before, proposed its budget at $2. The grammar offers the proposal tool only the actions of
+    the router's likely intents, where those are all changes proposed at once."""
+    from agent.backends.embedded import proposals_limited
+    from tools.mcp_server.schemas import TOOLS, input_schema
+
+    assert first_action(K.SET_BID) == "set_bid" and first_action(K.ADD_NEGATIVE) == "add_negatives"
+    assert first_action(K.WHAT_IF_BID) is None and first_action(K.APPLY_BEST_BID) is None  # no proposal first
+    assert first_step_actions({K.SET_BID: 0.93, K.APPLY_BEST_BID: 0.05, K.ADD_KEYWORD: 0.02}) == {"set_bid"}
+    assert first_step_actions({K.PAUSE: 0.6, K.ENABLE: 0.35, K.OVERVIEW: 0.05}) == {"pause", "enable"}
+    assert first_step_actions({K.SET_BID: 0.6, K.WHAT_IF_BID: 0.4}) is None  # a what-if is likely too
+    assert first_step_actions({K.SET_BID: 0.5, K.SET_BUDGET: 0.2, K.OVERVIEW: 0.2, K.KEYWORDS: 0.1}) is None
+
+    schemas = {t.name: input_schema(t) for t in TOOLS}
+    limited = proposals_limited(schemas, {"set_bid"})
+    assert limited["propose_change"]["properties"]["action"]["enum"] == ["set_bid"]
+    untouched = schemas["propose_change"]["properties"]["action"]["enum"]  # the registry's own
+    assert len(untouched) == 6
+    assert all(limited[n] == schemas[n] for n in schemas if n != "propose_change")
+    assert proposals_limited(schemas, None) == schemas
+    assert proposals_limited(schemas, {"no_such_action"}) == schemas  # never an empty enum
 
 
 def test_the_first_step_is_narrowed_only_when_the_router_is_sure_of_tool_intents():

@@ -45,6 +45,7 @@ from agent.model.text import (
     render_calls,
 )
 from agent.replies import vetoed
+from tools.mcp_server.schemas import Approval, approval_of
 
 MAX_PROMPT_TOKENS = 440  # of the model's 512 positions; the rest is for the output
 _SCOPE = re.compile(r"\badv_\d+\b")
@@ -345,6 +346,20 @@ def reply_decision(
     return said
 
 
+def proposals_limited(
+    schemas: dict[str, dict[str, Any]], actions: set[str] | None
+) -> dict[str, dict[str, Any]]:
+    """`schemas` with the proposal tool's `action` enum cut to `actions` (the router's sure changes); as they are
+    where `actions` is None or leaves none of the enum."""
+    out = dict(schemas)
+    for name, schema in schemas.items():
+        action = (schema.get("properties") or {}).get("action") or {}
+        kept = [a for a in action.get("enum") or [] if actions and a in actions]
+        if approval_of(name) == Approval.PROPOSE and kept:
+            out[name] = {**schema, "properties": {**schema["properties"], "action": {**action, "enum": kept}}}
+    return out
+
+
 class EmbeddedChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -552,11 +567,12 @@ class EmbeddedChatModel(BaseChatModel):
         answer = True
         if probs is not None and self.route_tools and thread and thread[-1].get("role") == "user":
             # lazy: pulls in numpy, rapidfuzz at import
-            from agent.router import first_step_tools
+            from agent.router import first_step_actions, first_step_tools
 
             narrowed = first_step_tools(probs)
             if narrowed and narrowed <= schemas.keys():
                 schemas, answer = {n: s for n, s in schemas.items() if n in narrowed}, False
+            schemas = proposals_limited(schemas, first_step_actions(probs))
         if probs is not None and self.write_answers and thread and thread[-1].get("role") == "tool":
             # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import account_plan_after_no_match, last_user_text
