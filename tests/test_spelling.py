@@ -27,8 +27,8 @@ def test_shorthand_the_router_never_saw_is_spelled_out_and_shorthand_it_learned_
     from agent.spelling import SHORTHAND, _spelled_out
 
     assert mend("y is acos up") == "why is acos up"
-    assert mend("b4 i change it, idk") == "before i change it, I don't know"
-    assert mend("so 'y not' rn") == "so 'y not' right now"  # quoted text stays
+    assert mend("lemme check it bc idk") == "let me check it because I don't know"
+    assert mend("so 'y not' cuz") == "so 'y not' because"  # quoted text stays
     learned = {s for s in SHORTHAND if vocabulary()[s]}
     assert {"pls", "wat"} <= learned and not learned & _spelled_out().keys()
     assert mend("wat r my kws pls") == "wat r my kws pls"  # the router learned these from the phrasings
