@@ -67,7 +67,7 @@ from agent.state import AgentContext, AgentState, GuardrailEvent, PendingProposa
 from agent.tool_call import run_tool
 from tools.mcp_server import openai_tools
 from tools.mcp_server.outputs import Raw, failure, payload, resolved, try_read
-from tools.mcp_server.resolve import ANY_ID
+from tools.mcp_server.resolve import ANY_ID, ID_SHAPE
 from tools.mcp_server.schemas import (
     TOOLS,
     ApplyOut,
@@ -527,9 +527,7 @@ _ID_FILTERS = tuple(f for f, _ in _ID_FIELD.values())
 # An id copied with what surrounds it in a question back or a table, which lists things as "Name (id)":
 # "ag_000010)", "'kw_0000020'" (id-shaped, so the argument check refuses them as ids the advertiser does not own),
 # or the whole "Dumbbells (ag_000010)" (resolved as words, it matches all the Dumbbells ad groups again).
-_WRAPPED_ID = re.compile(
-    r"^(?:[^()]*\()?[\s(\[{'\"`]*((?:kw|cmp|ag|exp|prd|adv)_\d+(?:_\d+)*)[\s)\]}'\"`.,;:!?]*$"
-)
+_WRAPPED_ID = re.compile(rf"^(?:[^()]*\()?[\s(\[{{'\"`]*({ID_SHAPE})[\s)\]}}'\"`.,;:!?]*$")
 
 
 def unwrapped_ids(args: dict[str, Any]) -> dict[str, Any] | None:

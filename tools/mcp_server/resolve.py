@@ -41,7 +41,8 @@ ID_PATTERNS = {
     "ad_group": re.compile(r"^ag_\d+$"),
     "experiment": re.compile(r"^exp_[\d_]+$"),
 }
-ANY_ID = re.compile(r"^(kw|cmp|ag|exp|prd|adv)_[\d_]+$")
+ID_SHAPE = r"(?:kw|cmp|ag|exp|prd|adv)_[\d_]+"  # any id of the tools, of any kind or advertiser
+ANY_ID = re.compile(rf"^{ID_SHAPE}$")
 
 FUZZY_ACCEPT = 80.0  # `similarity` (0-100) a match needs: every query word there, typos allowed
 FUZZY_MARGIN = 5.0  # a best match must lead the next by this much to be used without asking
