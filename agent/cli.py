@@ -305,23 +305,15 @@ def guide(
         if not report.grounded:
             console.print("[yellow]Some figures could not be verified against the tool results.[/yellow]")
     if export_bulksheet is not None:
-        _write_guidance_bulksheet(report, _store(config), export_bulksheet)
-
-
-def _store(config: Any) -> str:
-    # lazy: pulls in numpy at import
-    from tools.market.store import default_store
-
-    return str(config.store_path or default_store())
+        _write_guidance_bulksheet(report, config.store_path, export_bulksheet)
 
 
 def _last_audit_record(config: Any) -> int:
     """The id of the advertiser's latest audit record (0 for none): changes confirmed later are this session's."""
     # lazy: pulls in numpy at import
-    from tools.market.store import MarketStore
+    from tools.mcp_server.bulksheet import last_change
 
-    with MarketStore.open(_store(config)) as store:
-        return max((r.id for r in store.scoped(config.advertiser_id).audit_log()), default=0)
+    return last_change(config.store_path, config.advertiser_id)
 
 
 def _export_confirmed(console: Any, config: Any, after_record: int, out: Path) -> None:
@@ -330,10 +322,10 @@ def _export_confirmed(console: Any, config: Any, after_record: int, out: Path) -
     from tools.errors import AdguideError
 
     # lazy: pulls in numpy at import
-    from tools.market.bulksheet import export_bulksheet, write_bulksheet
+    from tools.mcp_server.bulksheet import confirmed_changes, write_bulksheet
 
     try:
-        export = export_bulksheet(_store(config), config.advertiser_id, after_record=after_record)
+        export = confirmed_changes(config.store_path, config.advertiser_id, after_record)
         write_bulksheet(export.rows, out)
     except (AdguideError, OSError) as exc:
         console.print(f"[red]bulksheet not written: {exc}[/red]")
@@ -345,7 +337,7 @@ def _export_confirmed(console: Any, config: Any, after_record: int, out: Path) -
         console.print(f"  note: {note}")
 
 
-def _write_guidance_bulksheet(report: Any, store: str, out: Path) -> None:
+def _write_guidance_bulksheet(report: Any, store: Path | None, out: Path) -> None:
     """The report's proposals as a bulksheet at `out`; what happened goes to stderr (stdout may hold --json)."""
     # lazy: keeps the CLI's start fast
     from rich.console import Console
@@ -357,7 +349,7 @@ def _write_guidance_bulksheet(report: Any, store: str, out: Path) -> None:
     from tools.errors import AdguideError
 
     # lazy: pulls in numpy at import
-    from tools.market.bulksheet import write_bulksheet
+    from tools.mcp_server.bulksheet import write_bulksheet
 
     try:
         with tempfile.TemporaryDirectory(prefix="adguide-guidance-") as tmp:

@@ -21,9 +21,6 @@ from pydantic import BaseModel, Field
 from agent import tracing
 from agent.guardrails.output import check_output
 from agent.tool_call import run_tool
-from tools.market.bulksheet import export_bulksheet
-from tools.market.store import MarketStore
-from tools.mcp_server.cache import ToolCache
 from tools.mcp_server.outputs import failure, payload, try_read
 from tools.mcp_server.schemas import (
     BudgetAllocation,
@@ -228,33 +225,12 @@ async def _guide(agent: Any, max_items: int) -> GuidanceReport:
     return report
 
 
-async def guidance_bulksheet(report: GuidanceReport, store: str, workdir: Path) -> Any:
+async def guidance_bulksheet(report: GuidanceReport, store: Path | str | None, workdir: Path) -> Any:
     """The changes a guidance report proposes, as the Sponsored Products bulksheet that makes them in the console
-    (tools/market/bulksheet.py BulksheetExport): each item's proposal is applied to a scratch copy of the store
-    (under `workdir`; the store itself is never written), and the copy's audit log is exported, so every row is
-    checked against the account as an accepted change is. An item whose proposal fails is left out, in the notes."""
-    # lazy: pulls in sqlalchemy at import
-    from tools.market.transfer import copy_store
+    (tools/mcp_server/bulksheet.py: each item's proposal is applied to a scratch copy of the store under `workdir`,
+    the store itself is never written). An item whose proposal fails is left out, in the notes."""
+    # lazy: pulls in numpy, sqlalchemy at import
+    from tools.mcp_server.bulksheet import proposals_bulksheet
 
-    # lazy: pulls in mcp, starlette at import
-    from tools.mcp_server import call, connect_in_memory
-
-    scratch = workdir / "guidance.sqlite"
-    copy_store(store, scratch, force=True, truth=False)
-    skipped: list[str] = []
-    with MarketStore.open(scratch) as copy:  # the copy's earlier audit records are not this report's
-        last = max((r.id for r in copy.scoped(report.advertiser_id).audit_log()), default=0)
-    async with connect_in_memory(scratch, report.advertiser_id, cache=ToolCache(enabled=False)) as session:
-        for item in report.items:
-            proposed = await call(session, "propose_change", item.propose)
-            applied = (
-                await call(session, "apply_change", {"token": proposed["token"]})
-                if "token" in proposed
-                else proposed
-            )
-            if "error" in applied:
-                skipped.append(
-                    f"item {item.rank} ({item.title}): {applied['error'].get('message', applied['error'])}"
-                )
-    export = export_bulksheet(scratch, report.advertiser_id, after_record=last)
-    return export.model_copy(update={"store_path": store, "notes": [*export.notes, *skipped]})
+    proposals = [(f"item {item.rank} ({item.title})", item.propose) for item in report.items]
+    return await proposals_bulksheet(store, report.advertiser_id, proposals, workdir)
