@@ -174,3 +174,17 @@ def ground_change(args: dict[str, Any], message: str, known: set[float]) -> dict
     if not named and (value is not None or args.get("relative_change") is not None):
         return None  # an amount the message does not name
     return args  # several figures, none the model's: nothing better to offer (or no amount: the tool says so)
+
+
+def ground_total(args: dict[str, Any], message: str) -> dict[str, Any]:
+    """A model's allocate_budget with the daily total the user named: a lone figure in the message is the total
+    ("help me split 1650 between campaigns": the model left it out and the current total was split); a total the
+    message does not name is dropped (the tool splits the current total). Several figures: as the model made it."""
+    named = set(figures(QUOTED_NAME.sub(" ", normalize_amounts(message))))
+    total = args.get("total_budget")
+    if isinstance(total, int | float) and any(abs(total - x) < 0.005 for x in named):
+        return args
+    rest = {k: v for k, v in args.items() if k != "total_budget"}
+    if len(named) == 1:
+        return rest | {"total_budget": named.pop()}
+    return rest if not named else args

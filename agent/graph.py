@@ -70,8 +70,10 @@ from tools.mcp_server.outputs import Raw, failure, payload, resolved, try_read
 from tools.mcp_server.resolve import ANY_ID, ID_SHAPE
 from tools.mcp_server.schemas import (
     TOOLS,
+    TOOLS_BY_NAME,
     ApplyOut,
     Approval,
+    EntityKind,
     FindOut,
     PerformanceOut,
     ProposeOut,
@@ -561,6 +563,30 @@ def id_in_its_own_field(ctx: AgentContext, name: str, args: dict[str, Any]) -> d
     return None
 
 
+_KIND_OF_PREFIX = {
+    "kw": EntityKind.KEYWORD,
+    "cmp": EntityKind.CAMPAIGN,
+    "ag": EntityKind.AD_GROUP,
+    "exp": EntityKind.EXPERIMENT,
+}
+
+
+def quoted_for_foreign_id(name: str, args: dict[str, Any], user_text: str) -> dict[str, Any] | None:
+    """An entity argument holding an id of a kind it cannot name, where the user quoted one name: the call with that
+    name instead ("just put 'cordless pruning shears' (phrase) on whatever bid makes the most money" ran
+    recommend_bid on the campaign of the turn before, and the schema refused it). None otherwise."""
+    spec = TOOLS_BY_NAME.get(name)
+    for field, ref in spec.references.items() if spec is not None else ():
+        value = args.get(field)
+        if not isinstance(value, str) or not ANY_ID.match(value):
+            continue
+        kinds = ref.kinds if ref.by is None else ref.kinds_by.get(str(args.get(ref.by)), ())
+        kind = _KIND_OF_PREFIX.get(value.split("_", 1)[0])
+        if kinds and kind not in kinds and (quoted := the_one_quoted_name(value, user_text)) is not None:
+            return {**args, field: quoted}
+    return None
+
+
 # where the user puts a new keyword or negative: "... as an exact keyword in Duvet Cover + Area Rug, bid it at 1.20"
 _PLACE_WORD = re.compile(r"\b(?:in|into|to|under)\s+", re.I)
 _PLACE_END = re.compile(r"[,.;!?]|\b(?:and|bid|at|with|please|pls|in|into|to|under)\b", re.I)
@@ -783,6 +809,9 @@ async def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
         if (moved := id_in_its_own_field(ctx, name, args)) is not None:  # as it was, the call can only fail
             log.info("%s: %s ran as %s", name, args, moved)
             args = regrown[call_id] = moved
+        if (named := quoted_for_foreign_id(name, args, user_text)) is not None:  # as it was, it can only fail
+            log.info("%s: %s ran as %s", name, args, named)
+            args = regrown[call_id] = named
         with tracing.guardrail("tool_args", tool=name) as span:
             check = check_tool_args(
                 name, args, schema=ctx.tool_schemas[name], scope=scope, policy=ctx.config.policy

@@ -574,6 +574,32 @@ def test_a_name_the_model_cut_short_is_the_users_whole_quoted_name():
     )
 
 
+def test_an_id_of_a_kind_the_argument_cannot_name_gives_way_to_the_one_quoted_name():
+    """recommend_bid(keyword_id="cmp_00004"), the campaign of the turn before, for "just put 'cordless pruning
+    shears' (phrase) on whatever bid makes the most money": the schema refuses it, so the quoted name runs instead.
+    An id of the right kind, a proposal's kind read from its action, or no quoted name: left as they are."""
+    from agent.graph import quoted_for_foreign_id
+
+    said = "just put 'cordless pruning shears' (phrase) on whatever bid makes the most money"
+    assert quoted_for_foreign_id("recommend_bid", {"keyword_id": "cmp_00004"}, said) == {
+        "keyword_id": "cordless pruning shears phrase"
+    }
+    assert quoted_for_foreign_id("recommend_bid", {"keyword_id": "kw_0000004"}, said) is None
+    assert quoted_for_foreign_id(
+        "propose_change", {"action": "set_bid", "id": "cmp_00004"}, "set 'yoga mat' to 1"
+    ) == {
+        "action": "set_bid",
+        "id": "yoga mat",
+    }
+    assert (
+        quoted_for_foreign_id(
+            "propose_change", {"action": "set_budget", "id": "cmp_00004"}, "set 'yoga' to 9"
+        )
+        is None
+    )
+    assert quoted_for_foreign_id("recommend_bid", {"keyword_id": "cmp_00004"}, "best bid on yoga mat") is None
+
+
 async def test_a_name_the_tools_do_not_know_is_tried_again_as_the_one_name_the_user_quoted(world):
     """The model looked up a word outside the quotes ("'<keyword>' (phrase) bid, target roas five" -> 'roas'): the
     one quoted name, with its match type, is tried; several quoted names, or the value inside the quote, are not."""

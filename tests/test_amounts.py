@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.amounts import ground_change, normalize_amounts
+from agent.amounts import ground_change, ground_total, normalize_amounts
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,26 @@ def test_an_amount_nobody_named_is_not_proposed():
         "value": 0.82,
     }  # the bid a tool recommended
     assert ground_change({"action": "pause", "id": "x"}, "pause it", set()) == {"action": "pause", "id": "x"}
+
+
+@pytest.mark.parametrize(
+    ("message", "made", "grounded"),
+    [
+        (
+            "help me split 1650 between campaigns",
+            {},
+            {"total_budget": 1650.0},
+        ),  # the model left the total out
+        (
+            "I can spend three hundred a day in total, divide it up",
+            {"total_budget": 30},
+            {"total_budget": 300.0},
+        ),
+        ("split 1.5k between my campaigns", {"total_budget": 1500}, {"total_budget": 1500}),
+        ("how should I split my budget?", {"total_budget": 500}, {}),  # a total nobody named: the current one
+        ("split 500 across the 3 campaigns", {}, {}),  # two figures: which is the total is the model's to say
+        ("spread my budget over the next 14 days", {}, {}),  # a period is no amount
+    ],
+)
+def test_a_budget_split_takes_the_total_the_seller_named(message, made, grounded):
+    assert ground_total(made, message) == grounded

@@ -571,6 +571,13 @@ def test_a_no_the_router_reads_in_doubt_turns_the_proposal_down():
     assert reply_decision("confirm", other) is None  # a no this likely: never applied
     assert reply_decision("confirm", {K.CONFIRM: 0.5, K.REJECT: 0.1, K.SET_BID: 0.4}) == "confirm"
     assert reply_decision("reject", {K.CONFIRM: 0.7, K.REJECT: 0.2, K.SET_BID: 0.1}) == "confirm"  # sure
+    # a new request the router is sure of, which the model read as a no: the user moved on (the proposal is dropped
+    # and the request answered), not "OK, I did not change anything"
+    asked = {K.CONFIRM: 0.03, K.REJECT: 0.05, K.BEST_BID: 0.82, K.APPLY_BEST_BID: 0.1}
+    assert reply_decision("reject", asked) is None
+    assert (
+        reply_decision("reject", {K.CONFIRM: 0.05, K.REJECT: 0.4, K.BEST_BID: 0.55}) == "reject"
+    )  # not sure
     # a word of no: never a yes. "I decline this change for now" (yes 0.55, no 0.12) is a no; "no wait, make it
     # 2.50 instead" (a bid 0.86) is a new request
     decline = {K.CONFIRM: 0.55, K.REJECT: 0.12, K.SET_BID: 0.33}

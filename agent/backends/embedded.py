@@ -223,6 +223,7 @@ def _grounded(
         AMOUNT_ARGS,
         figures,
         ground_change,
+        ground_total,
         normalize_amounts,
         target_acos,
         target_roas,
@@ -271,6 +272,8 @@ def _grounded(
         args: dict[str, Any] | None = made
         if name in ("propose_change", "what_if"):
             args = ground_change(made, text, said | results if name == "propose_change" else said)
+        elif name == "allocate_budget":
+            args = ground_total(made, text)
         if args is None and name == "what_if":
             same = {k: v for k, v in last_what_if.items() if k in AMOUNT_ARGS}
             if same and last_what_if.get("change") == c["args"].get("change"):
@@ -343,6 +346,13 @@ def reply_decision(
         return "reject"
     if said == "confirm" and (no >= DECISION_DOUBT or yes < DECISION_AGREE):  # never apply a change on a
         return None  # reply that may be a no, or that the router does not read as a yes
+    request = max(
+        (p for k, p in probs.items() if k not in (IntentKind.CONFIRM, IntentKind.REJECT)), default=0.0
+    )
+    if (
+        said == "reject" and request >= DECISION_SURE
+    ):  # a new request the model read as a no ("most profitable
+        return None  # bid, 'x' (exact)": best bid 0.82): the proposal is dropped all the same, and the request answered
     return said
 
 
