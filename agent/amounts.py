@@ -188,3 +188,24 @@ def ground_total(args: dict[str, Any], message: str) -> dict[str, Any]:
     if len(named) == 1:
         return rest | {"total_budget": named.pop()}
     return rest if not named else args
+
+
+# a recent period in words, in days
+_PERIODS = (
+    (r"\b(yesterday|yday|ystrdy|yest)\b", lambda m: 1),
+    (r"\b(?:last|past|previous)\s+(\d{1,3})\s+days?\b", lambda m: int(m.group(1))),
+    (r"\b(?:last|past|previous)\s+(\d{1,2})\s+weeks?\b", lambda m: 7 * int(m.group(1))),
+    (r"\b(?:last|past|this)\s+week\b", lambda m: 7),
+    (r"\b(?:last|past|this)\s+month\b", lambda m: 30),
+)
+
+
+PERIOD_WORDS = re.compile("|".join(pattern for pattern, _ in _PERIODS), re.I)
+
+
+def period_said(text: str) -> int | None:
+    """The one period the user named, in days ("budget ran out yday on anything?" -> 1, "the past three days" -> 3);
+    None for none, or several (a comparison of two periods)."""
+    flat = normalize_amounts(text)
+    said = {days(m) for pattern, days in _PERIODS for m in re.finditer(pattern, flat, re.I)}
+    return said.pop() if len(said) == 1 and 1 <= min(said) <= 365 else None

@@ -631,10 +631,49 @@ def _previous_turn_call(thread: Sequence[dict[str, Any]]) -> tuple[str, dict[str
     return None
 
 
+# the tools that report over a period, and what a "what about <period>?" turn may hold besides the period
+PERIOD_TOOLS = frozenset(
+    {"account_overview", "performance", "search_terms", "keyword_ideas", "negative_ideas"}
+)
+_PERIOD_FILLER = re.compile(r"\b(?:just|only|for|over|in|during|the|then)\b", re.I)
+
+
+def _period_switch(thread: Sequence[dict[str, Any]], text: str) -> tuple[str, dict[str, Any]] | None:
+    """For a turn that names only another period ("what about just last week?", "and for the past 14 days?"): the
+    previous turn's first report over that period (the router read one after a keyword table as an account
+    overview, 0.87); None otherwise."""
+    # lazy: pulls in text_to_num at import
+    from agent.amounts import PERIOD_WORDS, period_said
+
+    m = SWITCH.match(text)
+    days = period_said(m.group("name")) if m is not None else None
+    if (
+        m is None
+        or days is None
+        or _PERIOD_FILLER.sub(" ", PERIOD_WORDS.sub(" ", m.group("name"))).strip(" ,.?!")
+    ):
+        return None  # no period, or something named besides it
+    users = [i for i, msg in enumerate(thread) if msg.get("role") == "user"]
+    for msg in thread[users[-2] + 1 : users[-1]] if len(users) >= 2 else []:
+        for c in msg.get("tool_calls") or []:
+            if c["function"]["name"] not in PERIOD_TOOLS:
+                continue
+            try:
+                args = json.loads(c["function"].get("arguments") or "{}")
+            except ValueError:
+                continue
+            kept = {k: v for k, v in args.items() if k not in ("start", "end", "last_days")}
+            return c["function"]["name"], kept | {"last_days": days}
+    return None
+
+
 def switched_call(thread: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
     """For a "what about X?" turn: the previous turn's call (its goal, period, amount) for X instead of the thing it
-    named; None where the turn is not such a follow-up or the previous turn named no one thing."""
+    named, or over the period X where X is one (_period_switch); None where the turn is not such a follow-up or the
+    previous turn named no one thing."""
     text = last_user_text(list(thread))
+    if text and (over := _period_switch(thread, text)) is not None:
+        return over
     thing = switched_to(text) if text else None
     previous = _previous_turn_call(thread) if thing else None
     if thing is None or previous is None:

@@ -759,7 +759,8 @@ def test_a_report_covers_the_one_period_the_user_named():
     with none (or two, a comparison) the model's stands, and start/end it wrote stay."""
     from langchain_core.messages import AIMessage
 
-    from agent.backends.embedded import _grounded, period_said
+    from agent.amounts import period_said
+    from agent.backends.embedded import _grounded
 
     assert period_said("budget ran out yday on anything??") == 1
     assert period_said("top search queries the past three days") == 3
@@ -933,6 +934,48 @@ def test_what_about_another_thing_repeats_the_previous_turns_question_for_it():
         },
     ]
     assert switched_call([*proposed, {"role": "user", "content": "what about kw_0000002?"}]) is None
+
+
+def test_what_about_another_period_repeats_the_previous_turns_report_over_it():
+    """ "what about just last week?" after a keyword table for one campaign: the same report over the last 7 days, the
+    turn routed as the previous message (the router read it as an account overview, 0.87). A period beside a new
+    thing, or after a turn without a report, is not such a follow-up."""
+    from agent.router import routed_text, switched_call
+
+    asked = {"level": "keyword", "campaign_id": "cmp_00005", "sort": "sales", "last_days": 30}
+    first = "which keywords bring in the most sales in sp - auto - dumbbells?"
+
+    def after(calls: list[tuple[str, dict]], message: str) -> list[dict]:
+        return [
+            {"role": "user", "content": first},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+                    for n, a in calls
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "{}"},
+            {"role": "assistant", "content": "Your keywords by sales: ..."},
+            {"role": "user", "content": message},
+        ]
+
+    for message, days in [
+        ("what about just last week?", 7),
+        ("and for the past 14 days?", 14),
+        ("and yday?", 1),
+    ]:
+        thread = after([("performance", asked)], message)
+        assert switched_call(thread) == ("performance", {**asked, "last_days": days}), message
+        assert routed_text(thread) == first
+    assert (
+        switched_call(after([("performance", asked)], "what about the yoga mat campaign last week?")) is None
+    )
+    assert (
+        switched_call(after([("recommend_bid", {"keyword_id": "kw_0000001"})], "what about last week?"))
+        is None
+    )
 
 
 @pytest.mark.slow

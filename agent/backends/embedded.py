@@ -149,29 +149,6 @@ _METRIC_WORDS = {
 
 
 # the tools that read a period (their input is a Period), and the periods sellers name
-_PERIOD_TOOLS = frozenset(
-    {"account_overview", "performance", "search_terms", "keyword_ideas", "negative_ideas"}
-)
-_PERIODS = (
-    (r"\b(yesterday|yday|ystrdy|yest)\b", lambda m: 1),
-    (r"\b(?:last|past|previous)\s+(\d{1,3})\s+days?\b", lambda m: int(m.group(1))),
-    (r"\b(?:last|past|previous)\s+(\d{1,2})\s+weeks?\b", lambda m: 7 * int(m.group(1))),
-    (r"\b(?:last|past|this)\s+week\b", lambda m: 7),
-    (r"\b(?:last|past|this)\s+month\b", lambda m: 30),
-)
-
-
-def period_said(text: str) -> int | None:
-    """The one period the user named, in days ("budget ran out yday on anything?" -> 1, "the past three days" -> 3);
-    None for none, or several (a comparison of two periods)."""
-    # lazy: pulls in text_to_num at import (through agent.amounts)
-    from agent.amounts import normalize_amounts
-
-    flat = normalize_amounts(text)
-    said = {days(m) for pattern, days in _PERIODS for m in re.finditer(pattern, flat, re.I)}
-    return said.pop() if len(said) == 1 and 1 <= min(said) <= 365 else None
-
-
 _RANKING = r"most|least|highest|lowest|top|biggest|smallest|best|worst|fewest|by|sort\w*|rank\w*"
 
 
@@ -225,6 +202,7 @@ def _grounded(
         ground_change,
         ground_total,
         normalize_amounts,
+        period_said,
         target_acos,
         target_roas,
     )
@@ -233,7 +211,7 @@ def _grounded(
     from agent.guardrails.output import number_leaves
 
     # lazy: pulls in numpy, rapidfuzz at import
-    from agent.router import last_user_text, plan_choice
+    from agent.router import PERIOD_TOOLS, last_user_text, plan_choice
 
     text = last_user_text(thread) or ""
     flat = normalize_amounts(text)  # the user's message with amounts in words as figures
@@ -287,7 +265,7 @@ def _grounded(
                         "keyword_id" if bid else "campaign_id": c["args"].get("id"),
                     },
                 )
-        days = period_said(text) if name in _PERIOD_TOOLS else None
+        days = period_said(text) if name in PERIOD_TOOLS else None
         if args is not None and days is not None and "start" not in args and "end" not in args:
             args["last_days"] = days  # the period the user named (also where a what-if became a report of it)
         if args is None and c["args"].get("action") == "set_bid":
@@ -584,6 +562,9 @@ class EmbeddedChatModel(BaseChatModel):
                 schemas, answer = {n: s for n, s in schemas.items() if n in narrowed}, False
             schemas = proposals_limited(schemas, first_step_actions(probs))
         if probs is not None and self.write_answers and thread and thread[-1].get("role") == "tool":
+            # lazy: pulls in text_to_num at import
+            from agent.amounts import period_said
+
             # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import account_plan_after_no_match, last_user_text
 
@@ -681,6 +662,9 @@ class EmbeddedChatModel(BaseChatModel):
             and thread
             and thread[-1].get("role") == "user"
         ):
+            # lazy: pulls in text_to_num at import
+            from agent.amounts import period_said
+
             # lazy: pulls in numpy, rapidfuzz at import
             from agent.router import account_plan_instead, last_user_text
 
