@@ -327,10 +327,10 @@ def reply_decision(
     request = max(
         (p for k, p in probs.items() if k not in (IntentKind.CONFIRM, IntentKind.REJECT)), default=0.0
     )
-    if (
-        said == "reject" and request >= DECISION_SURE
-    ):  # a new request the model read as a no ("most profitable
-        return None  # bid, 'x' (exact)": best bid 0.82): the proposal is dropped all the same, and the request answered
+    # a new request the model read as a no ("most profitable bid, 'x' (exact)": best bid 0.82): the user moved on;
+    # the proposal is dropped all the same, and the request is answered
+    if said == "reject" and request >= DECISION_SURE:
+        return None
     return said
 
 
