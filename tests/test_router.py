@@ -42,7 +42,7 @@ def test_a_first_proposal_makes_only_the_changes_the_router_is_sure_of():
     """The router reads "set 'pruning shears gift' (broad) to two bucks a click" as set_bid (0.93); the model, reading the
     campaign of the turn before, proposed its budget at $2. The grammar offers the proposal tool only the actions of
     the router's likely intents, where those are all changes proposed at once."""
-    from agent.backends.embedded import proposals_limited
+    from agent.backends.embedded import first_step_grammar
     from tools.mcp_server.schemas import TOOLS, input_schema
 
     assert first_action(K.SET_BID) == "set_bid" and first_action(K.ADD_NEGATIVE) == "add_negatives"
@@ -53,13 +53,17 @@ def test_a_first_proposal_makes_only_the_changes_the_router_is_sure_of():
     assert first_step_actions({K.SET_BID: 0.5, K.SET_BUDGET: 0.2, K.OVERVIEW: 0.2, K.KEYWORDS: 0.1}) is None
 
     schemas = {t.name: input_schema(t) for t in TOOLS}
-    limited = proposals_limited(schemas, {"set_bid"})
+    limited, answer = first_step_grammar(
+        schemas, {K.SET_BID: 0.93, K.APPLY_BEST_BID: 0.05, K.ADD_KEYWORD: 0.02}
+    )
+    assert not answer and limited.keys() == {"propose_change"}  # the tool its likely intent starts with
     assert limited["propose_change"]["properties"]["action"]["enum"] == ["set_bid"]
     untouched = schemas["propose_change"]["properties"]["action"]["enum"]  # the registry's own
     assert len(untouched) == 6
-    assert all(limited[n] == schemas[n] for n in schemas if n != "propose_change")
-    assert proposals_limited(schemas, None) == schemas
-    assert proposals_limited(schemas, {"no_such_action"}) == schemas  # never an empty enum
+    # a what-if likely too: every change stays on offer; not sure of tool intents: everything, and an answer
+    mixed, _ = first_step_grammar(schemas, {K.SET_BID: 0.6, K.WHAT_IF_BID: 0.4})
+    assert mixed["propose_change"] == schemas["propose_change"]
+    assert first_step_grammar(schemas, {K.OVERVIEW: 0.8, K.REFUSE_HARMFUL: 0.2}) == (schemas, True)
 
 
 def test_the_first_step_is_narrowed_only_when_the_router_is_sure_of_tool_intents():

@@ -334,18 +334,26 @@ def reply_decision(
     return said
 
 
-def proposals_limited(
-    schemas: dict[str, dict[str, Any]], actions: set[str] | None
-) -> dict[str, dict[str, Any]]:
-    """`schemas` with the proposal tool's `action` enum cut to `actions` (the router's sure changes); as they are
-    where `actions` is None or leaves none of the enum."""
-    out = dict(schemas)
-    for name, schema in schemas.items():
+def first_step_grammar(
+    schemas: dict[str, dict[str, Any]], probs: dict[IntentKind, float]
+) -> tuple[dict[str, dict[str, Any]], bool]:
+    """What the grammar offers on a turn's first step, from the router's reading (tool retrieval, as TinyAgent's):
+    only the tools its likely intents start with and no direct answer (first_step_tools), and of the proposal tool
+    only the changes it is sure of (first_step_actions; an action list that would leave none stays whole).
+    Returns the schemas and whether a direct answer is allowed."""
+    # lazy: pulls in numpy, rapidfuzz at import
+    from agent.router import first_step_actions, first_step_tools
+
+    narrowed = first_step_tools(probs)
+    answer = not (narrowed and narrowed <= schemas.keys())
+    out = {n: s for n, s in schemas.items() if answer or n in (narrowed or ())}
+    actions = first_step_actions(probs)
+    for name, schema in out.items():
         action = (schema.get("properties") or {}).get("action") or {}
         kept = [a for a in action.get("enum") or [] if actions and a in actions]
         if approval_of(name) == Approval.PROPOSE and kept:
             out[name] = {**schema, "properties": {**schema["properties"], "action": {**action, "enum": kept}}}
-    return out
+    return out, answer
 
 
 class EmbeddedChatModel(BaseChatModel):
@@ -554,13 +562,7 @@ class EmbeddedChatModel(BaseChatModel):
                 return _plan_message(start, len(prompt))
         answer = True
         if probs is not None and self.route_tools and thread and thread[-1].get("role") == "user":
-            # lazy: pulls in numpy, rapidfuzz at import
-            from agent.router import first_step_actions, first_step_tools
-
-            narrowed = first_step_tools(probs)
-            if narrowed and narrowed <= schemas.keys():
-                schemas, answer = {n: s for n, s in schemas.items() if n in narrowed}, False
-            schemas = proposals_limited(schemas, first_step_actions(probs))
+            schemas, answer = first_step_grammar(schemas, probs)
         if probs is not None and self.write_answers and thread and thread[-1].get("role") == "tool":
             # lazy: pulls in text_to_num at import
             from agent.amounts import period_said
