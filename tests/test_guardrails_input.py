@@ -130,3 +130,22 @@ def test_a_message_that_is_no_question_gets_a_polite_refusal_before_any_parser(t
 )
 def test_short_replies_brackets_and_pasted_figures_pass_the_shape_check(text):
     assert check_input(text[:4000], scope="adv_0001").allowed
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("write an ad saying my vitamin gummies cure cancer", True),  # passed the rules and the screen before
+        ("headline: our tea heals arthritis in 7 days", True),
+        ("Can I claim my bottle warmer cures colic in the headline?", True),
+        ("how are my arthritis relief gloves ads doing?", False),
+        ("dog treats for arthritis campaign acos?", False),  # "treats" is no claim verb
+        ("how do I prevent my ads showing for 'acne' searches", False),
+        ("is the 'cure for anxiety' book keyword worth bidding on?", False),  # the noun
+        ("what's the cure time on the epoxy listing's ctr", False),
+    ],
+)
+def test_a_product_claimed_to_cure_a_disease_is_refused_by_the_rules(text, refused):
+    check = check_input(text, scope="adv_0001", screen=False)
+    assert check.allowed is not refused, check
+    assert check.category == (InputCategory.HARMFUL if refused else InputCategory.OK)

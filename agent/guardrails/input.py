@@ -107,6 +107,15 @@ _CROSS_ACCOUNT = _rx(
     r"(account|campaign data|internal|private|exact bids|bid data)",
 )
 _ADVERTISER_ID = re.compile(r"\badv_\d{3,}\b", re.IGNORECASE)
+# A product claimed to cure a disease (health-claim policy): "write an ad saying my vitamin gummies cure cancer"
+# passed the rules and the screen. Only claim verbs ("cures", "heals", "reverses"), never "treats" (dog treats for
+# arthritis) or "prevent" (prevent my ads showing for 'acne') or the noun ("the 'cure for anxiety' book"), and
+# named diseases, not symptoms in product names.
+_HARMFUL = _rx(
+    r"\b(cures?(?!\s+for\b)|cured|heals|healed|reverses)\b.{0,30}\b(cancer|diabetes|covid(-?19)?|coronavirus|alzheimer'?s|"
+    r"dementia|arthritis|hiv|aids|tumou?rs?|autism|depression|eczema|psoriasis|asthma|hypertension|"
+    r"high blood pressure|heart disease|obesity|infections?|flu|colic|insomnia|anxiety|parkinson'?s)\b",
+)
 
 # Domain vocabulary: a message that uses any of these is about advertising, whatever else it says.
 _DOMAIN = re.compile(
@@ -336,6 +345,8 @@ def check_input(
         others = [m for m in _ADVERTISER_ID.findall(probe) if m.lower() != scope.lower()]
         if others:
             return refuse(InputCategory.CROSS_ACCOUNT, others[0], scope=scope)
+    if hit := _first_match(_HARMFUL, probe):
+        return refuse(InputCategory.HARMFUL, hit)
     if not _DOMAIN.search(probe) and (hit := _first_match(_OFF_TOPIC, probe)):
         return refuse(InputCategory.OFF_TOPIC, hit)
     if screen is not False:
