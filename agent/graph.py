@@ -524,6 +524,13 @@ _ID_FIELD = {
     "ag": ("ad_group_id", "ad_group"),
 }
 _ID_FILTERS = tuple(f for f, _ in _ID_FIELD.values())
+# the kind of thing an id names, by its prefix
+_KIND_OF_PREFIX = {
+    "kw": EntityKind.KEYWORD,
+    "cmp": EntityKind.CAMPAIGN,
+    "ag": EntityKind.AD_GROUP,
+    "exp": EntityKind.EXPERIMENT,
+}
 
 
 # An id copied with what surrounds it in a question back or a table, which lists things as "Name (id)":
@@ -561,14 +568,6 @@ def id_in_its_own_field(ctx: AgentContext, name: str, args: dict[str, Any]) -> d
         fixed = {k: v for k, v in args.items() if k != field} | {own: value}
         return fixed | {"level": level} if "level" in args and "level" in props else fixed
     return None
-
-
-_KIND_OF_PREFIX = {
-    "kw": EntityKind.KEYWORD,
-    "cmp": EntityKind.CAMPAIGN,
-    "ag": EntityKind.AD_GROUP,
-    "exp": EntityKind.EXPERIMENT,
-}
 
 
 def quoted_for_foreign_id(name: str, args: dict[str, Any], user_text: str) -> dict[str, Any] | None:
@@ -629,9 +628,6 @@ _OTHER_KIND_TWIN = {
 }
 
 
-_ID_KIND = {"kw": "keyword", "cmp": "campaign"}
-
-
 def other_kind_twin(name: str, args: dict[str, Any], parsed: Raw) -> dict[str, Any] | None:
     """A bid or budget change whose words or id name a thing of the other kind (the tools' OtherKindError, or an id
     of the other kind: "bump it 30 percent" proposed as cmp_00001's bid): the same change for that thing (its id
@@ -648,7 +644,7 @@ def other_kind_twin(name: str, args: dict[str, Any], parsed: Raw) -> dict[str, A
         kind = kinds.pop() if len(kinds) == 1 else None
         named = cands[0].id if len(cands) == 1 else value
     elif error.type == "UnknownIdError" and (m := re.match(r"^(kw|cmp)_\d+$", value)):
-        kind, named = _ID_KIND[m.group(1)], value
+        kind, named = _KIND_OF_PREFIX[m.group(1)], value
     else:
         return None
     change = "action" if name == PROPOSE_TOOL else "change"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -613,21 +613,23 @@ def switched_to(text: str) -> str | None:
     return re.sub(r"^(?:the|my|our)\s+", "", name, flags=re.I)
 
 
-def _previous_turn_call(thread: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any], str] | None:
-    """The previous turn's first call that named one thing with a SWITCHABLE tool: (tool, arguments, the field)."""
+def _previous_turn_calls(thread: Sequence[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The previous turn's calls, in order, as (tool, arguments); calls whose arguments are not JSON are skipped."""
     users = [i for i, m in enumerate(thread) if m.get("role") == "user"]
-    if len(users) < 2:
-        return None
-    for m in thread[users[-2] + 1 : users[-1]]:
+    for m in thread[users[-2] + 1 : users[-1]] if len(users) >= 2 else []:
         for c in m.get("tool_calls") or []:
-            name = c["function"]["name"]
             try:
-                args = json.loads(c["function"].get("arguments") or "{}")
+                yield c["function"]["name"], json.loads(c["function"].get("arguments") or "{}")
             except ValueError:
                 continue
-            fields = [f for f in _SWITCH_ARGS if isinstance(args.get(f), str)]
-            if name in SWITCHABLE and len(fields) == 1:
-                return name, args, fields[0]
+
+
+def _previous_turn_call(thread: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any], str] | None:
+    """The previous turn's first call that named one thing with a SWITCHABLE tool: (tool, arguments, the field)."""
+    for name, args in _previous_turn_calls(thread):
+        fields = [f for f in _SWITCH_ARGS if isinstance(args.get(f), str)]
+        if name in SWITCHABLE and len(fields) == 1:
+            return name, args, fields[0]
     return None
 
 
@@ -653,17 +655,10 @@ def _period_switch(thread: Sequence[dict[str, Any]], text: str) -> tuple[str, di
         or _PERIOD_FILLER.sub(" ", PERIOD_WORDS.sub(" ", m.group("name"))).strip(" ,.?!")
     ):
         return None  # no period, or something named besides it
-    users = [i for i, msg in enumerate(thread) if msg.get("role") == "user"]
-    for msg in thread[users[-2] + 1 : users[-1]] if len(users) >= 2 else []:
-        for c in msg.get("tool_calls") or []:
-            if c["function"]["name"] not in PERIOD_TOOLS:
-                continue
-            try:
-                args = json.loads(c["function"].get("arguments") or "{}")
-            except ValueError:
-                continue
+    for name, args in _previous_turn_calls(thread):
+        if name in PERIOD_TOOLS:
             kept = {k: v for k, v in args.items() if k not in ("start", "end", "last_days")}
-            return c["function"]["name"], kept | {"last_days": days}
+            return name, kept | {"last_days": days}
     return None
 
 
