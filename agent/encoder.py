@@ -115,6 +115,16 @@ class TunedEncoder:
         }
 
 
+def average_weights(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """The weight-by-weight mean (fp32) of fine-tunings of the same layers from one start: a "model soup"
+    (Wortsman et al. 2022). Fine-tunings from one start stay in one basin, so the mean is a model of its own that
+    reads like the members' ensemble at one member's cost."""
+    # lazy: pulls in torch at import
+    import torch
+
+    return {k: torch.stack([m[k].float() for m in members]).mean(0) for k in members[0]}
+
+
 def pool(hidden: Any, mask: Any) -> Any:
     """Mean of the token states over the real tokens, unit length (sentence-transformers' pooling)."""
     # lazy: pulls in torch at import

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent.expert import turn_done
@@ -504,6 +505,32 @@ def test_a_fine_tuned_router_is_written_and_read_back_routing_the_same(tmp_path)
         router.model_copy(update={"tuned_layers": 0}), {}, tmp_path
     )  # a linear router leaves no tuned layers
     assert not (tmp_path / TUNED_FILE).exists()
+
+
+@pytest.mark.slow
+def test_the_soup_of_seeds_averages_their_weights_and_routes_as_written(tmp_path):
+    from training.router import finetune, fit, save, soup
+
+    texts = [t for t, _ in _FEW] * 2
+    labels = [k for _, k in _FEW] * 2
+    start = fit(texts, labels)
+    members = []
+    for seed in (0, 1):
+        member = IntentRouter(classes=start.classes, coef=start.coef, intercept=start.intercept)
+        weights = finetune(member, texts, labels, layers=1, epochs=1, batch=4, seed=seed, say=lambda *_: None)
+        members.append((member, weights))
+    router, tuned = soup(members)
+    name = next(k for k in tuned if k.endswith("attention.self.query.weight"))
+    a, b = (w[name].float() for _, w in members)
+    assert (a - b).abs().max() > 0  # the seeds learned different weights ...
+    assert (tuned[name].float() - (a + b) / 2).abs().max() < 1e-3  # ... and the soup is their mean
+    assert np.allclose(router.coef, np.mean([m.coef for m, _ in members], axis=0), atol=1e-5)
+    save(router, tuned, tmp_path)
+    loaded = IntentRouter.load(tmp_path)
+    assert loaded is not None and loaded.tuned_layers == 1
+    for before, after in zip(router.predict(texts), loaded.predict(texts), strict=True):
+        assert max(abs(before[k] - after[k]) for k in before) < 0.02  # fp16 on disk
+    assert [max(p, key=p.__getitem__) for p in loaded.predict(texts)] == [K(k) for k in labels]
 
 
 @pytest.mark.slow

@@ -123,6 +123,13 @@ class RouterConfig(_Cfg):
         description="noisy copies per train message (training/router.py "
         "augment: openers, sign-offs, typos, an action asked for)",
     )
+    seeds: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="fine-tunings with different seeds, averaged weight by weight into one router "
+        "(training/router.py soup); each adds the fine-tuning's time",
+    )
 
 
 class PipelineConfig(_Cfg):

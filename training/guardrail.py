@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.encoder import TunedEncoder
+from agent.encoder import TunedEncoder, average_weights
 from agent.guardrails.evaluate import load
 from agent.guardrails.input import check_input, normalize_for_screening, own_id_as_account
 from agent.guardrails.intent import OK, SCREEN_FILE, TUNED_FILE, IntentScreen
@@ -46,6 +46,12 @@ class ScreenConfig(BaseModel):
     batch: int = Field(32, ge=1)
     max_tokens: int = Field(128, ge=16, le=512)
     seed: int = 0
+    seeds: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="fine-tunings with seeds seed, seed+1, ... averaged into one screen (their soup)",
+    )
     threads: int = Field(
         1,
         ge=1,
@@ -102,16 +108,25 @@ class Tuner:
             max_tokens=self.cfg.max_tokens,
         )
         if self.cfg.tune_layers:
-            self._tune(screen, rows)
+            # each seed's fine-tuning from the same start; more than one: their soup (weights averaged, as
+            # training/router.py soup does for the router)
+            members = [self._tune(screen, rows, self.cfg.seed + k) for k in range(self.cfg.seeds)]
+            screen.coef = np.mean([m[0] for m in members], axis=0).round(6).tolist()
+            screen.intercept = np.mean([m[1] for m in members], axis=0).round(6).tolist()
+            self.encoder.model.load_state_dict(average_weights([m[2] for m in members]), strict=False)
         screen.use_encoder(self.encoder)
         return screen
 
-    def _tune(self, screen: IntentScreen, rows: np.ndarray) -> None:
+    def _tune(
+        self, screen: IntentScreen, rows: np.ndarray, seed: int
+    ) -> tuple[list[list[float]], list[float], dict[str, Any]]:
+        """The top layers fine-tuned with the head from screen's linear head and the package's weights, with
+        `seed`: (the head's coef, its intercept, the tuned layers' weights)."""
         # lazy: torch is heavy and needed only here
         import torch
 
         cfg, model = self.cfg, self.encoder.model
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(seed)
         model.load_state_dict(self.base_weights, strict=False)
         model.requires_grad_(False)
         for i in range(self.first, LAYERS):
@@ -131,7 +146,7 @@ class Tuner:
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / 30) * max(0.0, 1 - s / steps)
         )
-        rng = np.random.default_rng(cfg.seed)
+        rng = np.random.default_rng(seed)
         model.train()
         t0, step = time.time(), 0
         for epoch in range(cfg.epochs):
@@ -148,8 +163,8 @@ class Tuner:
                 f"({step * cfg.batch / (time.time() - t0):.0f} texts/s)"
             )
         model.eval()
-        screen.coef = head.weight.detach().numpy().round(6).tolist()
-        screen.intercept = head.bias.detach().numpy().round(6).tolist()
+        tuned = {k: model.state_dict()[k].detach().clone() for k in self.base_weights}
+        return head.weight.detach().numpy().tolist(), head.bias.detach().numpy().tolist(), tuned
 
     def _batches(self, rows: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
         """`rows` shuffled into batches of texts of about one length (a batch pads to its longest text: a pasted
@@ -282,10 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=shipped.epochs)
     p.add_argument("--lr", type=float, default=shipped.lr)
     p.add_argument("--threads", type=int, default=shipped.threads, help="torch threads")
+    p.add_argument(
+        "--seeds", type=int, default=shipped.seeds, help="fine-tunings averaged into one screen (their soup)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     args = p.parse_args(argv)
     cfg = ScreenConfig(
-        c=args.C, tune_layers=args.tune_layers, epochs=args.epochs, lr=args.lr, threads=args.threads
+        c=args.C,
+        tune_layers=args.tune_layers,
+        epochs=args.epochs,
+        lr=args.lr,
+        threads=args.threads,
+        seeds=args.seeds,
     )
     screen = train(cfg)
     print(json.dumps(screen.summary, indent=2))

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from agent.curriculum.dialogues import account_context, render_pattern
-from agent.curriculum.phrasings import Section
+from agent.curriculum.phrasings import HeldOutHalf, Section
+from agent.encoder import average_weights
 from agent.intents import IntentKind
 from agent.router import ROUTER_FILE, TUNED_FILE, IntentRouter, TunedEncoder
 from tools.market.store import MarketStore
@@ -35,7 +36,7 @@ from training.curriculum import CurriculumConfig, make_worlds
 
 
 async def _messages(
-    world: Path, advertiser: str, per_kind: int, seed: int, heldout: bool
+    world: Path, advertiser: str, per_kind: int, seed: int, heldout: bool, half: HeldOutHalf | None
 ) -> list[tuple[str, str]]:
     # lazy: pulls in mcp, pydantic_settings, starlette at import
     from tools.mcp_server import connect_in_memory
@@ -58,7 +59,7 @@ async def _messages(
             for section in (Section.FIRST, Section.FOLLOWUP):
                 for _ in range(per_kind if section == Section.FIRST else per_kind // 3):
                     try:
-                        rendered = render_pattern(kind, section, ctx, rng, heldout)
+                        rendered = render_pattern(kind, section, ctx, rng, heldout, half=half)
                     except (KeyError, IndexError, ValueError):  # a slot this account cannot fill
                         continue
                     if rendered is not None:
@@ -67,14 +68,21 @@ async def _messages(
 
 
 def collect(
-    worlds: list[Path], *, per_kind: int, seed: int, heldout: bool, advertisers: int
+    worlds: list[Path],
+    *,
+    per_kind: int,
+    seed: int,
+    heldout: bool,
+    advertisers: int,
+    half: HeldOutHalf | None = None,
 ) -> list[tuple[str, str]]:
+    """(message, intent) pairs rendered from the train patterns, or the held-out ones (of `half` where given)."""
     rows: list[tuple[str, str]] = []
     for world in worlds:
         with MarketStore.open(world) as store:
             ids = store.advertiser_ids()[:advertisers]
         for advertiser in ids:
-            rows += asyncio.run(_messages(world, advertiser, per_kind, seed, heldout))
+            rows += asyncio.run(_messages(world, advertiser, per_kind, seed, heldout, half))
     return sorted(set(rows))
 
 
@@ -266,6 +274,24 @@ def finetune(
     return encoder.tuned_weights(tuned)
 
 
+def soup(members: list[tuple[IntentRouter, dict[str, Any]]]) -> tuple[IntentRouter, dict[str, Any]]:
+    """The uniform soup of routers fine-tuned from one start (the pretrained encoder and the same linear head) with
+    different seeds: their heads and tuned layers averaged (agent/encoder.py average_weights). It evens out what one
+    seed's data order and dropout happened to learn, at one router's cost to run."""
+    first = members[0][0]
+    router = IntentRouter(
+        classes=first.classes,
+        coef=np.mean([m.coef for m, _ in members], axis=0).round(6).tolist(),
+        intercept=np.mean([m.intercept for m, _ in members], axis=0).round(6).tolist(),
+        tuned_layers=first.tuned_layers,
+    )
+    averaged = average_weights([w for _, w in members])
+    encoder = TunedEncoder.base()
+    encoder.model.load_state_dict(averaged, strict=False)
+    router._encoder = encoder
+    return router, {k: v.half().contiguous() for k, v in averaged.items()}
+
+
 def accuracy(router: IntentRouter, rows: list[tuple[str, str]]) -> float:
     probs = router.predict([t for t, _ in rows])
     return float(
@@ -307,15 +333,24 @@ def train_router(
     )
     tuned: dict[str, Any] = {}
     if cfg.tune_layers:
-        tuned = finetune(
-            router,
-            [t for t, _ in train],
-            [k for _, k in train],
-            layers=cfg.tune_layers,
-            epochs=cfg.epochs,
-            say=say,
-        )
-        summary |= {"tuned_layers": cfg.tune_layers, "epochs": cfg.epochs}
+        members = []
+        for seed in range(cfg.seeds):
+            member = IntentRouter(classes=router.classes, coef=router.coef, intercept=router.intercept)
+            weights = finetune(
+                member,
+                [t for t, _ in train],
+                [k for _, k in train],
+                layers=cfg.tune_layers,
+                epochs=cfg.epochs,
+                seed=seed,
+                say=say,
+            )
+            members.append((member, weights))
+            say(f"router: seed {seed}: held-out family accuracy {accuracy(member, held):.3f}")
+        router, tuned = soup(members) if len(members) > 1 else members[0]
+        summary |= {"tuned_layers": cfg.tune_layers, "epochs": cfg.epochs, "seeds": cfg.seeds}
+        if len(members) > 1:
+            summary["member_heldout_family_accuracy"] = [round(accuracy(m, held), 4) for m, _ in members]
     summary |= {
         "train_accuracy": round(accuracy(router, train), 4),
         "heldout_family_accuracy": round(accuracy(router, held), 4),
@@ -356,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--epochs", type=int, default=shipped.epochs, help="fine-tuning passes over the messages")
     p.add_argument("--augment", type=float, default=shipped.augment, help="noisy copies per train message")
+    p.add_argument(
+        "--seeds", type=int, default=shipped.seeds, help="fine-tunings averaged into one router (their soup)"
+    )
     args = p.parse_args(argv)
     if not args.out.is_dir():
         print(f"error: {args.out} is not a model dir", file=sys.stderr)
@@ -366,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         tune_layers=args.tune_layers,
         epochs=args.epochs,
         augment=args.augment,
+        seeds=args.seeds,
     )
     summary = train_router(args.out, args.work, cfg, c=args.C)
     print(json.dumps(summary, indent=2))
