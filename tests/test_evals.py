@@ -460,3 +460,26 @@ def test_suite_passes_its_gate(tmp_path: Path, suite: str, backend: str) -> None
     )
     assert res.exit_code == 0, res.output
     assert "gate passed" in res.output
+
+
+@pytest.mark.slow
+def test_only_picks_curriculum_cases_once_they_are_drawn(world) -> None:  # type: ignore[no-untyped-def]
+    """--only names scenarios of a curriculum suite too (they exist only once the dialogues are drawn), and an id
+    the draw does not hold is an error that names it."""
+    from evals.data_model import BackendKindName, Row
+    from evals.evaluate import evaluate
+    from evals.scenario import CurriculumSpec
+
+    suite = Suite(
+        world=TINY,
+        advertisers=1,
+        splits=[Split.ID],
+        tags=["no-such-tag"],
+        curriculum=CurriculumSpec(dialogues_per_kind=1, splits=[Split.ID], seed=3),
+    )
+    rules = Row(name="model", backend=BackendKindName.RULES)
+    wanted = "cur-adv_0001-overview-0"
+    run = evaluate(suite, rules, teacher=False, only=[wanted], cache_dir=world.root.parent)
+    assert {r.scenario_id for r in run.results} == {wanted}
+    with pytest.raises(ValueError, match="cur-adv_0001-nothing-9"):
+        evaluate(suite, rules, teacher=False, only=["cur-adv_0001-nothing-9"], cache_dir=world.root.parent)
