@@ -331,7 +331,7 @@ def test_budget_advice_from_the_learned_market_earns_most_of_the_truth_oracles_g
                 keywords = {k.id: k for k in adv.keywords()}
                 est = account_on(
                     adv,
-                    {m.keyword_id: m for m in model.for_keywords(list(keywords.values()), adv.negatives())},
+                    model.by_keyword(list(keywords.values()), adv.negatives()),
                     days,
                 )
                 change, _ = budget_advice(est, _draw_markets(model, adv, keywords), days)

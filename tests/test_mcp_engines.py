@@ -291,7 +291,7 @@ async def test_recommend_bid_respects_the_campaign_budget_cap(tiny_world_path):
         model = fit_market_model(scoped)
         on_model = account_on(
             scoped,
-            {m.keyword_id: m for m in model.for_keywords(scoped.keywords(), scoped.negatives())},
+            model.by_keyword(scoped.keywords(), scoped.negatives()),
             acct.days,
         )
     assert rec["gain"]["mean"] == pytest.approx(change_gain(on_model, change), rel=0.15)

@@ -190,13 +190,13 @@ def evaluate_world(path: Path, view: View, n_adv: int, calibrate: bool) -> dict[
             adv = store.scoped(aid)
             truth = account_on(adv, truth_store.keyword_markets(adv), days)
             model = fit_market_model(adv, view)
-            est_markets = {m.keyword_id: m for m in model.for_keywords(adv.keywords(), adv.negatives())}
+            est_markets = model.by_keyword(adv.keywords(), adv.negatives())
             est = account_on(adv, est_markets, days)
             draws = (
                 [
                     account_on(
                         adv,
-                        {m.keyword_id: m for m in model.for_keywords(adv.keywords(), adv.negatives(), d)},
+                        model.by_keyword(adv.keywords(), adv.negatives(), d),
                         days,
                     )
                     for d in range(len(model.draws))
@@ -321,7 +321,7 @@ def coverage_by_moves(path: Path, view: View, n_adv: int, pooled: np.ndarray) ->
             models = {name: fit_market_model(adv, view, moves=f(adv)) for name, f in sources.items()}
             est = account_on(
                 adv,
-                {m.keyword_id: m for m in models["own"].for_keywords(adv.keywords(), adv.negatives())},
+                models["own"].by_keyword(adv.keywords(), adv.negatives()),
                 days,
             )
             for kw_id, _best in judged_keywords(truth, est):

@@ -105,7 +105,7 @@ def _draw_markets(
 ) -> list[dict[str, KeywordMarket]]:
     negatives = adv.negatives()
     kws = list(keywords.values())
-    return [{m.keyword_id: m for m in model.for_keywords(kws, negatives, d)} for d in range(len(model.draws))]
+    return [model.by_keyword(kws, negatives, d) for d in range(len(model.draws))]
 
 
 def budget_advice(
@@ -240,7 +240,7 @@ def evaluate_world(path: Path, n_adv: int, old: ModuleType | None, view: View, b
             new_model = fit_market_model(adv, view)
             est = account_on(
                 adv,
-                {m.keyword_id: m for m in new_model.for_keywords(list(keywords.values()), adv.negatives())},
+                new_model.by_keyword(list(keywords.values()), adv.negatives()),
                 days,
             )
             new_draws = _draw_markets(new_model, adv, keywords)

@@ -138,8 +138,17 @@ class MarketModel:
     ) -> list[KeywordMarket]:
         """Markets of these keywords as the simulator should run them today (tools.market.world.markets_today:
         their ad group's negatives applied; a keyword without history takes its ad group's)."""
+        return list(self.by_keyword(keywords, negatives, draw).values())
+
+    def by_keyword(
+        self,
+        keywords: list[Keyword],
+        negatives: list[NegativeKeyword],
+        draw: int | None = None,
+    ) -> dict[str, KeywordMarket]:
+        """for_keywords by keyword id (what the simulator and the judges look markets up by)."""
         source = self.markets if draw is None else self.draws[draw]
-        return list(markets_today(keywords, source, self.terms, negatives, self.keywords_by_group).values())
+        return markets_today(keywords, source, self.terms, negatives, self.keywords_by_group)
 
 
 @dataclass

@@ -162,7 +162,7 @@ def _campaign_sim(ctx: ToolContext, campaign_id: str) -> _CampaignSim:
     camps = {c.id: c for c in ctx.adv.campaigns()}
     check_member("campaign", campaign_id, set(camps), ctx.advertiser_id, "id")
     keywords = ctx.adv.keywords(campaign_id=campaign_id)
-    markets = {m.keyword_id: m for m in _markets(ctx, keywords)}
+    markets = market_model(ctx).by_keyword(keywords, ctx.adv.negatives())
     keywords = [k for k in keywords if k.id in markets]
     campaign = camps[campaign_id]
     live = campaign.status == Status.ENABLED
@@ -449,7 +449,7 @@ def _campaign_draws(ctx: ToolContext, sims: list[_CampaignSim]) -> list[list[lis
     for d in range(len(model.draws)):
         draw = []
         for sim in sims:
-            by_id = {m.keyword_id: m for m in model.for_keywords(sim.keywords, negatives, d)}
+            by_id = model.by_keyword(sim.keywords, negatives, d)
             if any(k.id not in by_id for k in sim.keywords):
                 break
             draw.append([by_id[k.id] for k in sim.keywords])
