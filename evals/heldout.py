@@ -85,7 +85,7 @@ def _escape(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def _key_facts(answer: str) -> list[Fact]:
+def key_facts(answer: str) -> list[Fact]:
     """The first two figures of the gold answer (money or percent), as facts the answer must state."""
     facts = []
     for m in extract_numbers(answer):
@@ -170,7 +170,7 @@ def scenario_from_dialogue(d: Any, split: Split) -> Scenario:
             or final.intent.kind == IntentKind.GREETING
             or "Proposed:" in last_answer
         )
-        else _key_facts(last_answer),
+        else key_facts(last_answer),
         proposal=proposal if (proposal is not None and not asked) else None,
         changes=changes if wrote else [],
         clarify=True if asked else None,

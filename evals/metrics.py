@@ -223,7 +223,9 @@ def _state_ok(
     return True, ""
 
 
-def _number_found(value: float, percent: bool, rel_tol: float, text: str) -> bool:
+def number_found(value: float, percent: bool, rel_tol: float, text: str) -> bool:
+    """Whether `text` shows `value` (a share where `percent`) as written at its precision, or within `rel_tol` of it:
+    the facts check, and the preference labels of training/preferences.py."""
     for m in extract_numbers(text):
         if percent != m.percent:
             continue
@@ -307,7 +309,7 @@ def score_case(case: Case, t: Transcript, judge: OutcomeJudge, world: EvalWorld)
                 missing.append(fill(f.text, slots))
         else:
             value = float(fill(f.number or "", slots))
-            if not _number_found(value, f.percent, f.rel_tol, text):
+            if not number_found(value, f.percent, f.rel_tol, text):
                 missing.append(f"{value * 100:.2f}%" if f.percent else f"{value:g}")
     if e.facts:
         check("facts", not missing, f"missing {missing}")

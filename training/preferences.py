@@ -30,7 +30,7 @@ from agent.curriculum.dialogues import Dialogue
 from agent.guardrails.output import check_output
 from agent.model.prompt import values_in
 from agent.model.text import CONFIRM, REJECT
-from evals.heldout import _key_facts
+from evals.heldout import key_facts
 from tools.mcp_server.outputs import try_read
 from tools.mcp_server.resolve import canonical_args
 from tools.mcp_server.schemas import ProposeOut
@@ -159,7 +159,7 @@ class Judge:
                 return Judged(output=output, correct=True, why="another change, as profitable")
             return Judged(output=output, correct=False, why=f"calls {sorted(got)} != {sorted(want)}")
         # lazy: pulls in scipy at import
-        from evals.metrics import _number_found
+        from evals.metrics import number_found
 
         if message.tool_calls:
             return Judged(output=output, correct=False, why="a call instead of the answer")
@@ -169,8 +169,8 @@ class Judge:
             return Judged(output=output, correct=False, why="ungrounded figure")
         missing = [
             f.number
-            for f in _key_facts(example_answer(example))
-            if f.number is not None and not _number_found(float(f.number), f.percent, f.rel_tol, text)
+            for f in key_facts(example_answer(example))
+            if f.number is not None and not number_found(float(f.number), f.percent, f.rel_tol, text)
         ]
         return Judged(output=output, correct=not missing, why=f"missing {missing}" if missing else "")
 
