@@ -115,14 +115,23 @@ class TunedEncoder:
         }
 
 
-def average_weights(members: list[dict[str, Any]]) -> dict[str, Any]:
-    """The weight-by-weight mean (fp32) of fine-tunings of the same layers from one start: a "model soup"
-    (Wortsman et al. 2022). Fine-tunings from one start stay in one basin, so the mean is a model of its own that
-    reads like the members' ensemble at one member's cost."""
+def average_weights(members: list[dict[str, Any]], weights: list[float] | None = None) -> dict[str, Any]:
+    """The weight-by-weight mean (fp32; uniform, or by `weights`, which add up to 1) of fine-tunings of the same layers
+    from one start: a "model soup" (Wortsman et al. 2022). Fine-tunings from one start stay in one basin, so the mean
+    is a model of its own that reads like the members' ensemble at one member's cost."""
     # lazy: pulls in torch at import
     import torch
 
-    return {k: torch.stack([m[k].float() for m in members]).mean(0) for k in members[0]}
+    share = torch.tensor(
+        weights if weights is not None else [1 / len(members)] * len(members), dtype=torch.float32
+    )
+    if set(members[0]) != set().union(*members) or abs(float(share.sum()) - 1) > 1e-6:
+        raise ValueError(
+            "average_weights: the members must hold the same weights, and the shares add up to 1"
+        )
+    return {
+        k: torch.tensordot(share, torch.stack([m[k].float() for m in members]), dims=1) for k in members[0]
+    }
 
 
 def pool(hidden: Any, mask: Any) -> Any:

@@ -509,7 +509,7 @@ def test_a_fine_tuned_router_is_written_and_read_back_routing_the_same(tmp_path)
 
 @pytest.mark.slow
 def test_the_soup_of_seeds_averages_their_weights_and_routes_as_written(tmp_path):
-    from training.router import finetune, fit, save, soup
+    from training.router import _tuned_router, finetune, fit, save, soup
 
     texts = [t for t, _ in _FEW] * 2
     labels = [k for _, k in _FEW] * 2
@@ -520,6 +520,7 @@ def test_the_soup_of_seeds_averages_their_weights_and_routes_as_written(tmp_path
         weights = finetune(member, texts, labels, layers=1, epochs=1, batch=4, seed=seed, say=lambda *_: None)
         members.append((member, weights))
     router, tuned = soup(members)
+    start_a, start_b = (m.intercept for m, _ in members)
     name = next(k for k in tuned if k.endswith("attention.self.query.weight"))
     a, b = (w[name].float() for _, w in members)
     assert (a - b).abs().max() > 0  # the seeds learned different weights ...
@@ -531,6 +532,12 @@ def test_the_soup_of_seeds_averages_their_weights_and_routes_as_written(tmp_path
     for before, after in zip(router.predict(texts), loaded.predict(texts), strict=True):
         assert max(abs(before[k] - after[k]) for k in before) < 0.02  # fp16 on disk
     assert [max(p, key=p.__getitem__) for p in loaded.predict(texts)] == [K(k) for k in labels]
+    # a weighted soup (a new router merged with the one it replaces), and a dir with nothing to merge with
+    leaning, tuned = soup(members, [0.25, 0.75])
+    assert (tuned[name].float() - (0.25 * a + 0.75 * b)).abs().max() < 1e-3
+    assert np.allclose(leaning.intercept, 0.25 * np.array(start_a) + 0.75 * np.array(start_b), atol=1e-5)
+    with pytest.raises(ValueError, match="no fine-tuned router"):
+        _tuned_router(tmp_path / "nothing")
 
 
 @pytest.mark.slow

@@ -274,22 +274,41 @@ def finetune(
     return encoder.tuned_weights(tuned)
 
 
-def soup(members: list[tuple[IntentRouter, dict[str, Any]]]) -> tuple[IntentRouter, dict[str, Any]]:
-    """The uniform soup of routers fine-tuned from one start (the pretrained encoder and the same linear head) with
-    different seeds: their heads and tuned layers averaged (agent/encoder.py average_weights). It evens out what one
-    seed's data order and dropout happened to learn, at one router's cost to run."""
+def soup(
+    members: list[tuple[IntentRouter, dict[str, Any]]], weights: list[float] | None = None
+) -> tuple[IntentRouter, dict[str, Any]]:
+    """The soup of routers fine-tuned from the pretrained encoder: their heads and tuned layers averaged (uniformly,
+    or by `weights`; agent/encoder.py average_weights). Of seeds on the same data it evens out what one seed's data
+    order and dropout happened to learn; of a new router with the one it replaces (merge_with), it keeps what each
+    learned from its own train patterns; either at one router's cost to run."""
     first = members[0][0]
+    if any(m.classes != first.classes or m.tuned_layers != first.tuned_layers for m, _ in members):
+        raise ValueError("routers with other intents or other tuned layers cannot be averaged")
+    w = np.full(len(members), 1 / len(members)) if weights is None else np.asarray(weights) / sum(weights)
     router = IntentRouter(
         classes=first.classes,
-        coef=np.mean([m.coef for m, _ in members], axis=0).round(6).tolist(),
-        intercept=np.mean([m.intercept for m, _ in members], axis=0).round(6).tolist(),
+        coef=np.tensordot(w, np.asarray([m.coef for m, _ in members]), axes=1).round(6).tolist(),
+        intercept=np.tensordot(w, np.asarray([m.intercept for m, _ in members]), axes=1).round(6).tolist(),
         tuned_layers=first.tuned_layers,
     )
-    averaged = average_weights([w for _, w in members])
+    averaged = average_weights([t for _, t in members], list(w))
     encoder = TunedEncoder.base()
     encoder.model.load_state_dict(averaged, strict=False)
     router._encoder = encoder
     return router, {k: v.half().contiguous() for k, v in averaged.items()}
+
+
+def _tuned_router(model_dir: Path) -> tuple[IntentRouter, dict[str, Any]]:
+    """A model dir's fine-tuned router and its tuned layers (to merge a new router with)."""
+    # lazy: pulls in safetensors at import
+    from safetensors.torch import load_file
+
+    router = IntentRouter.load(model_dir)
+    if router is None or not router.tuned_layers:
+        raise ValueError(
+            f"{model_dir} holds no fine-tuned router ({ROUTER_FILE} with tuned layers) to merge with"
+        )
+    return router, load_file(str(model_dir / TUNED_FILE))
 
 
 def accuracy(router: IntentRouter, rows: list[tuple[str, str]]) -> float:
@@ -300,13 +319,23 @@ def accuracy(router: IntentRouter, rows: list[tuple[str, str]]) -> float:
 
 
 def train_router(
-    model_dir: Path, work: Path, cfg: RouterConfig | None = None, *, c: float = 4.0, say: Any = print
+    model_dir: Path,
+    work: Path,
+    cfg: RouterConfig | None = None,
+    *,
+    c: float = 4.0,
+    merge_with: Path | None = None,
+    merge_weight: float = 0.5,
+    say: Any = print,
 ) -> dict[str, Any]:
     """Train the router on the train families of two fresh training worlds (under `work`) and write it into
     `model_dir`: a linear head on the frozen encoder, then (cfg.tune_layers > 0) the encoder's top layers fine-tuned
-    with it. Returns its summary (accuracy on the train messages and on the held-out families)."""
+    with it; with `merge_with` (a model dir holding a fine-tuned router, read before anything is written), the new
+    router averaged with that one, `merge_weight` being the old one's share. Returns its summary (accuracy on the
+    train messages and on the held-out families)."""
     cfg = cfg or RouterConfig()
     t0 = time.time()
+    previous = _tuned_router(merge_with) if merge_with is not None else None
     worlds = make_worlds(
         CurriculumConfig(n_worlds=2, advertisers_per_world=cfg.advertisers, days=30), work / "worlds"
     )
@@ -351,6 +380,12 @@ def train_router(
         summary |= {"tuned_layers": cfg.tune_layers, "epochs": cfg.epochs, "seeds": cfg.seeds}
         if len(members) > 1:
             summary["member_heldout_family_accuracy"] = [round(accuracy(m, held), 4) for m, _ in members]
+    if previous is not None:
+        summary["own_heldout_family_accuracy"] = round(accuracy(router, held), 4)
+        summary["previous_heldout_family_accuracy"] = round(accuracy(previous[0], held), 4)
+        router, tuned = soup([(router, tuned), previous], [1 - merge_weight, merge_weight])
+        summary["merged_with"] = {"router": str(merge_with), "weight": merge_weight}
+        say(f"router: merged with {merge_with} ({merge_weight:.2f} of it)")
     summary |= {
         "train_accuracy": round(accuracy(router, train), 4),
         "heldout_family_accuracy": round(accuracy(router, held), 4),
@@ -394,6 +429,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--seeds", type=int, default=shipped.seeds, help="fine-tunings averaged into one router (their soup)"
     )
+    p.add_argument(
+        "--merge-with",
+        type=Path,
+        default=None,
+        help="a model dir whose fine-tuned router the new one is averaged with (read before --out is written)",
+    )
+    p.add_argument(
+        "--merge-weight", type=float, default=0.5, help="the --merge-with router's share of the average"
+    )
     args = p.parse_args(argv)
     if not args.out.is_dir():
         print(f"error: {args.out} is not a model dir", file=sys.stderr)
@@ -406,7 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         augment=args.augment,
         seeds=args.seeds,
     )
-    summary = train_router(args.out, args.work, cfg, c=args.C)
+    try:
+        summary = train_router(
+            args.out, args.work, cfg, c=args.C, merge_with=args.merge_with, merge_weight=args.merge_weight
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2))
     return 0
 
