@@ -163,7 +163,8 @@ class Tuner:
                 f"({step * cfg.batch / (time.time() - t0):.0f} texts/s)"
             )
         model.eval()
-        tuned = {k: model.state_dict()[k].detach().clone() for k in self.base_weights}
+        state = model.state_dict()
+        tuned = {k: state[k].detach().clone() for k in self.base_weights}
         return head.weight.detach().numpy().tolist(), head.bias.detach().numpy().tolist(), tuned
 
     def _batches(self, rows: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:

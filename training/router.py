@@ -299,16 +299,15 @@ def soup(
 
 
 def _tuned_router(model_dir: Path) -> tuple[IntentRouter, dict[str, Any]]:
-    """A model dir's fine-tuned router and its tuned layers (to merge a new router with)."""
-    # lazy: pulls in safetensors at import
-    from safetensors.torch import load_file
-
+    """A model dir's fine-tuned router and its tuned layers (to merge a new router with), as its encoder holds them
+    (IntentRouter.load has read TUNED_FILE once)."""
     router = IntentRouter.load(model_dir)
     if router is None or not router.tuned_layers:
         raise ValueError(
             f"{model_dir} holds no fine-tuned router ({ROUTER_FILE} with tuned layers) to merge with"
         )
-    return router, load_file(str(model_dir / TUNED_FILE))
+    layers = len(router._encoder.model.encoder.layer)
+    return router, router._encoder.tuned_weights(range(layers - router.tuned_layers, layers))
 
 
 def accuracy(router: IntentRouter, rows: list[tuple[str, str]]) -> float:
